@@ -1,0 +1,138 @@
+"""Composition root: the one place that wires settings, store, readers, channels and bus."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from gateway.bus.publisher import OutboxPublisher
+from gateway.bus.topology import BusSettings, check_broker
+from gateway.channels.folder.watcher import FolderChannel, FolderSpec
+from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
+from gateway.core.pipeline import Pipeline
+from gateway.core.ports import Receipt
+from gateway.formats.edifact.reader import EdifactReader
+from gateway.formats.mapping import MappingSet
+from gateway.store.archive import Archive
+from gateway.store.db import Store
+
+log = structlog.get_logger("edigw.app")
+
+
+def bus_settings(settings: GatewaySettings) -> BusSettings:
+    b = settings.broker
+    return BusSettings(
+        url=b.url, exchange=b.exchange, dead_letter_exchange=b.dead_letter_exchange,
+        queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
+        confirm_window=b.confirm_window, batch=b.batch,
+        retry_initial=b.retry_initial, retry_max=b.retry_max,
+    )
+
+
+@dataclass
+class Gateway:
+    """Everything one running gateway holds."""
+
+    settings: GatewaySettings
+    partners: PartnerDirectory
+    store: Store
+    archive: Archive
+    mappings: MappingSet
+    pipeline: Pipeline
+    publisher: OutboxPublisher | None = None
+    channels: list[FolderChannel] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
+        """Open the store (migrating it), the archive and the mappings; no network yet."""
+        partners = partners if partners is not None else load_partners(settings.partners)
+        store = Store.from_url(settings.store.url)
+        archive = Archive(settings.archive.path, fsync=settings.archive.fsync)
+        mappings = MappingSet.load(Path(settings.mappings))
+        gw = cls(settings=settings, partners=partners, store=store, archive=archive,
+                 mappings=mappings, pipeline=None)  # type: ignore[arg-type]
+        gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
+                               readers=[EdifactReader(mappings)], on_queued=gw._wake_publisher,
+                               max_size=max((i.max_size for i in settings.inbox), default=200 << 20))
+        return gw
+
+    def _wake_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    def start_publisher(self) -> OutboxPublisher:
+        if self.publisher is None:
+            self.publisher = OutboxPublisher(self.store, bus_settings(self.settings))
+            self.publisher.start()
+        return self.publisher
+
+    def broker_problem(self, timeout: float = 3.0) -> str | None:
+        """None when the broker answers, else why not (password masked)."""
+        return check_broker(self.settings.broker.url, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.publisher is not None:
+            self.publisher.stop(timeout)
+            self.publisher = None
+        self.store.close()
+
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Run folder channels, the processing worker and the publisher until stopped."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        problem = await asyncio.to_thread(self.broker_problem)
+        url = mask_url(self.settings.broker.url)
+        if problem:
+            log.warning("broker_unreachable", broker=url, reason=problem,
+                        hint="documents wait in the outbox and go out when the broker is back")
+        else:
+            log.info("broker_reachable", broker=url)
+        self.start_publisher()
+
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_received(receipts: list[Receipt]) -> None:
+            for r in receipts:
+                loop.call_soon_threadsafe(queue.put_nowait, r.transmission_id)
+
+        for inbox in self.settings.inbox:
+            spec = FolderSpec(path=inbox.path, processed=inbox.processed_dir,
+                              failed=inbox.failed_dir, partner=inbox.partner,
+                              poll_interval=inbox.poll_interval, ignore=tuple(inbox.ignore),
+                              max_size=inbox.max_size)
+            self.channels.append(FolderChannel(spec, receiver=self.pipeline,
+                                               on_received=on_received))
+
+        resumed = await asyncio.to_thread(self.pipeline.resume)
+        if resumed:
+            log.info("resumed_after_restart", transmissions=resumed)
+        tasks = [asyncio.create_task(c.run(stop), name=f"folder:{c.spec.path}")
+                 for c in self.channels]
+        tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
+        log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
+                 store=mask_url(self.settings.store.url), partners=len(self.partners))
+        await stop.wait()
+        log.info("gateway_stopping")
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self.close)
+
+    async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                tid = await asyncio.wait_for(queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            try:
+                await asyncio.to_thread(self.pipeline.process, tid)
+            except Exception:
+                # A store outage: the transmission stays RECEIVED and is resumed later.
+                log.exception("process_failed", transmission_id=tid)

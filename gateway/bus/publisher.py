@@ -1,0 +1,465 @@
+"""Drain the outbox to RabbitMQ with pipelined publisher confirms.
+
+One thread runs a pika ``SelectConnection``. Up to ``confirm_window`` messages are on the
+wire unconfirmed; each ack settles one or (``multiple``) many outbox rows, and settled rows
+are marked published in batches, because one commit per message would cap the rate at the
+disk's fsync rate. Every message is ``mandatory``: one no queue takes comes back as a
+``basic.return`` before its ack and its document is marked UNROUTABLE instead.
+
+Delivery is at-least-once: rows whose confirm never came (connection lost, broker nack)
+stay in the outbox and are published again with the same ``message_id``. While the broker
+is unreachable the publisher logs it once, keeps retrying with exponential back-off, and
+documents wait in the outbox.
+
+Store calls run on the I/O thread: they are short (one indexed read or one batched commit)
+and while they run the broker keeps working through the window already sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions as px
+import structlog
+from pika.spec import Basic
+
+from gateway.bus.confirms import ConfirmTracker
+from gateway.bus.connect import describe, parameters
+from gateway.bus.settings import BusSettings
+from gateway.store.db import OutboxItem, Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FLUSH_INTERVAL = 0.01  # seconds an ack may wait before its row is marked published
+_STORE_RETRY = 1.0  # seconds before a failed store call is tried again
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherHealth:
+    """A snapshot of the publisher for /health and ``edigw status``."""
+
+    connected: bool
+    last_error: str | None
+    last_success: dt.datetime | None  # last time a batch was confirmed and marked published
+    published: int  # documents confirmed since start
+    unroutable: int  # documents returned by the broker since start
+    in_flight: int  # published, not yet confirmed
+    outage_since: dt.datetime | None
+
+
+def _guarded(method: F) -> F:
+    """Run a pika callback so that an exception closes the connection instead of the thread."""
+
+    @functools.wraps(method)
+    def wrapper(self: OutboxPublisher, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except Exception as exc:
+            self._log.exception("publisher_error", callback=method.__name__, error=str(exc))
+            self._close_connection(f"{type(exc).__name__}: {exc}")
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class OutboxPublisher:
+    """Publishes outbox rows to the documents exchange until stopped."""
+
+    def __init__(self, store: Store, settings: BusSettings, *,
+                 log: Any = None) -> None:
+        self._store = store
+        self._settings = settings
+        self._log = (log if log is not None else structlog.get_logger("edigw.bus")).bind(
+            broker=settings.safe_url, exchange=settings.exchange)
+        self._params = parameters(settings.url)
+        self._stop_requested = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Owned by the I/O thread (other threads only read them).
+        self._connection: pika.SelectConnection | None = None
+        self._channel: Any = None
+        self._tracker = ConfirmTracker()
+        self._ready = False  # channel open and in confirm mode
+        self._closing = False  # graceful stop under way: publish nothing new
+        self._dropping = False  # edigw closes the connection because of an error, to start over
+        self._queue: deque[OutboxItem] = deque()  # read from the outbox, not yet published
+        self._to_mark: list[int] = []  # confirmed, not yet marked published
+        self._cooldown: dict[int, float] = {}  # nacked row -> monotonic time it may go again
+        self._drained = False  # the last read found fewer rows than asked: wait for a wake
+        self._flush_timer: object | None = None
+        self._poll_timer: object | None = None
+        self._failures = 0  # connection attempts failed in a row
+        # Health.
+        self._connected = False
+        self._last_error: str | None = None
+        self._last_success: dt.datetime | None = None
+        self._published = 0
+        self._unroutable = 0
+        self._outage_since: dt.datetime | None = None
+        self._outage_logged = False
+
+    # -- public API ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the I/O thread; returns at once (the connection is made in the background)."""
+        if self._thread is not None:
+            raise RuntimeError("publisher already started")
+        self._thread = threading.Thread(target=self._run, name="edigw-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Wait up to ``timeout`` s for outstanding confirms, mark them, close the connection."""
+        self._stop_requested.set()
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(
+                    functools.partial(self._begin_stop, timeout))
+            except Exception:  # the I/O loop is already closing; the thread ends by itself
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout + 5.0)
+            if self._thread.is_alive():
+                self._log.warning("publisher_stop_timeout", timeout=timeout)
+
+    def wake(self) -> None:
+        """New outbox rows exist: read them now rather than at the next poll (thread-safe)."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            connection.ioloop.add_callback_threadsafe(self._on_wake)
+        except Exception:  # between connections; the next connection reads the outbox anyway
+            pass
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once the outbox is empty and nothing is in flight; False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if (self._tracker.in_flight == 0 and not self._to_mark
+                    and self._store.outbox_size() == 0):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+    @property
+    def health(self) -> PublisherHealth:
+        return PublisherHealth(
+            connected=self._connected, last_error=self._last_error,
+            last_success=self._last_success, published=self._published,
+            unroutable=self._unroutable, in_flight=self._tracker.in_flight,
+            outage_since=self._outage_since)
+
+    # -- connection lifecycle (I/O thread) -----------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop_requested.is_set():
+            try:
+                self._serve_one_connection()
+            except Exception as exc:  # a bug must not end publishing for good
+                self._log.exception("publisher_error", error=str(exc))
+                self._last_error = f"{type(exc).__name__}: {exc}"
+            if self._stop_requested.is_set():
+                break
+            delay = min(self._settings.retry_max,
+                        self._settings.retry_initial * (2 ** min(self._failures, 30)))
+            self._failures += 1
+            self._stop_requested.wait(delay)
+        self._connected = False
+
+    def _serve_one_connection(self) -> None:
+        self._closing = False
+        self._dropping = False
+        connection = pika.SelectConnection(
+            self._params, on_open_callback=self._on_open,
+            on_open_error_callback=self._on_open_error, on_close_callback=self._on_closed)
+        self._connection = connection
+        try:
+            connection.ioloop.start()
+        finally:
+            self._connection = None
+            self._after_connection()
+            try:
+                connection.ioloop.close()
+            except Exception:
+                pass
+
+    def _after_connection(self) -> None:
+        """The connection is gone: keep what was confirmed, leave the rest in the outbox."""
+        self._connected = False
+        self._ready = False
+        self._channel = None
+        self._flush_timer = self._poll_timer = None
+        self._queue.clear()
+        self._flush()
+        lost = self._tracker.abandon()
+        if lost:
+            self._store_call(self._store.record_publish_failure, lost,
+                             f"not confirmed before the connection closed: {self._last_error}")
+        self._tracker = ConfirmTracker()
+
+    @_guarded
+    def _on_open(self, connection: pika.SelectConnection) -> None:
+        self._connected = True
+        self._failures = 0
+        if self._outage_since is not None:
+            down = (dt.datetime.now(dt.UTC) - self._outage_since).total_seconds()
+            self._log.info("broker_connected", after_outage_s=round(down, 1))
+        else:
+            self._log.info("broker_connected")
+        self._outage_since = None
+        self._outage_logged = False
+        if self._stop_requested.is_set():
+            self._close_connection()
+            return
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_open_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
+        self._last_error = describe(error)
+        if self._outage_since is None:
+            self._outage_since = dt.datetime.now(dt.UTC)
+        if not self._outage_logged:
+            self._outage_logged = True
+            self._log.warning(
+                "broker_unreachable", error=self._last_error,
+                message=f"broker not reachable at {self._settings.safe_url} "
+                        f"({self._last_error}); documents wait in the outbox")
+        else:
+            self._log.debug("broker_unreachable_again", error=self._last_error)
+        connection.ioloop.stop()
+
+    def _on_closed(self, connection: pika.SelectConnection, reason: BaseException) -> None:
+        was_ready = self._ready
+        self._connected = False
+        self._ready = False
+        if self._closing or self._stop_requested.is_set():
+            self._log.info("broker_disconnected")
+        elif self._dropping:
+            self._log.info("broker_reconnecting", error=self._last_error)
+        else:
+            self._last_error = describe(reason)
+            if self._outage_since is None:
+                self._outage_since = dt.datetime.now(dt.UTC)
+            self._log.warning("broker_connection_lost", error=self._last_error,
+                              in_flight=self._tracker.in_flight, was_publishing=was_ready)
+        connection.ioloop.stop()
+
+    @_guarded
+    def _on_channel_open(self, channel: Any) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        self._tracker = ConfirmTracker()
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm,
+                                 callback=self._on_confirm_selected)
+
+    def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        self._ready = False
+        self._channel = None
+        if isinstance(reason, px.ChannelClosedByBroker):
+            # 404: the exchange does not exist; nothing published on this channel will be
+            # confirmed, so start over on a fresh connection after the back-off.
+            error = describe(reason)
+            if reason.reply_code == 404:
+                error += " (run `edigw declare` to create it)"
+            self._log.error("broker_channel_closed", error=error)
+            self._failures += 1  # the broker is up but refusing: back off all the same
+            self._close_connection(error)
+        else:
+            self._close_connection()
+
+    @_guarded
+    def _on_confirm_selected(self, _frame: Any) -> None:
+        self._ready = True
+        self._drained = False
+        if self._stop_requested.is_set():
+            self._begin_stop(0.0)
+            return
+        self._pump()
+
+    def _close_connection(self, error: str | None = None) -> None:
+        """Close the connection; with ``error``, on purpose to start over after the back-off."""
+        if error is not None:
+            self._last_error = error
+            self._dropping = True
+        connection = self._connection
+        if connection is None:
+            return
+        if connection.is_closing or connection.is_closed:
+            return
+        try:
+            connection.close()
+        except Exception:  # still opening and already failing: the close callback follows
+            connection.ioloop.stop()
+
+    # -- graceful stop ------------------------------------------------------------------
+
+    @_guarded
+    def _begin_stop(self, timeout: float) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.clear()
+        if not self._ready or self._tracker.in_flight == 0:
+            self._finish_stop()
+        elif self._connection is not None:
+            self._connection.ioloop.call_later(timeout, self._finish_stop)
+
+    @_guarded
+    def _finish_stop(self) -> None:
+        self._flush()
+        self._close_connection()
+
+    # -- publishing ---------------------------------------------------------------------
+
+    @_guarded
+    def _on_wake(self) -> None:
+        self._drained = False
+        self._pump()
+
+    @_guarded
+    def _on_poll(self) -> None:
+        self._poll_timer = None
+        self._drained = False
+        self._pump()
+
+    def _pump(self) -> None:
+        """Publish queued rows while the window has room; read more when the queue is empty."""
+        if not self._ready or self._closing:
+            return
+        window = self._settings.confirm_window
+        while True:
+            while self._queue and self._tracker.in_flight < window:
+                self._publish(self._queue.popleft())
+            if self._queue or self._tracker.in_flight >= window or self._drained:
+                break
+            if not self._read_outbox():
+                break
+        if self._drained and self._poll_timer is None and self._connection is not None:
+            self._poll_timer = self._connection.ioloop.call_later(
+                self._settings.poll_interval, self._on_poll)
+
+    def _read_outbox(self) -> bool:
+        self._flush()  # so rows already confirmed are not read again
+        now = time.monotonic()
+        self._cooldown = {i: t for i, t in self._cooldown.items() if t > now}
+        exclude = set(self._tracker.outbox_ids())
+        exclude.update(self._to_mark, self._cooldown)
+        limit = self._settings.batch
+        items = self._store_call(self._store.pending_outbox, limit, exclude=exclude)
+        if items is False:  # store error, logged; try again at the next poll
+            self._drained = True
+            return False
+        self._queue.extend(items)
+        self._drained = len(items) < limit
+        return bool(items)
+
+    def _publish(self, item: OutboxItem) -> None:
+        properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="application/json",
+            message_id=item.message_id,
+            type=item.doc_type,
+            timestamp=int(time.time()),
+            headers={
+                "partner": item.partner_id,
+                "transmission_id": item.transmission_id,
+                "document_id": item.document_id,
+                "document_type": item.doc_type,
+                "schema": item.schema_version,
+            },
+        )
+        self._channel.basic_publish(self._settings.exchange, item.routing_key, item.body,
+                                    properties=properties, mandatory=True)
+        self._tracker.published(item.outbox_id, item.document_id)
+
+    @_guarded
+    def _on_return(self, _channel: Any, method: Basic.Return, properties: Any,
+                   _body: bytes) -> None:
+        document_id = (properties.headers or {}).get("document_id")
+        reason = (f"{method.reply_text}: no queue bound for routing key {method.routing_key} "
+                  f"on exchange {method.exchange}")
+        if document_id is None or not self._tracker.returned(str(document_id), reason):
+            self._log.warning("broker_return_unmatched", document_id=document_id, reason=reason)
+
+    @_guarded
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        if isinstance(method, Basic.Ack):
+            settled = self._tracker.acked(method.delivery_tag, method.multiple)
+            self._to_mark.extend(settled.published)
+            for outbox_id, reason in settled.unroutable:
+                self._mark_unroutable(outbox_id, reason)
+            self._schedule_flush()
+        elif isinstance(method, Basic.Nack):
+            refused = self._tracker.nacked(method.delivery_tag, method.multiple)
+            self._refused(refused)
+        if self._closing:
+            if self._tracker.in_flight == 0:
+                self._finish_stop()
+            return
+        self._pump()
+
+    def _mark_unroutable(self, outbox_id: int, reason: str) -> None:
+        if self._store_call(self._store.mark_unroutable, outbox_id, reason) is not False:
+            self._unroutable += 1
+            self._log.warning("document_unroutable", outbox_id=outbox_id, reason=reason)
+
+    def _refused(self, outbox_ids: list[int]) -> None:
+        """The broker nacked these rows: count the attempt, publish them again after a pause."""
+        self._store_call(self._store.record_publish_failure, outbox_ids,
+                         "refused by the broker (basic.nack)")
+        until = time.monotonic() + self._settings.retry_initial
+        for outbox_id in outbox_ids:
+            self._cooldown[outbox_id] = until
+        self._log.warning("documents_refused", count=len(outbox_ids),
+                          retry_in_s=self._settings.retry_initial)
+        if self._connection is not None:
+            self._connection.ioloop.call_later(self._settings.retry_initial, self._on_wake)
+
+    # -- batched store writes -----------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if len(self._to_mark) >= self._settings.confirm_window:
+            self._flush()
+        elif self._to_mark and self._flush_timer is None and self._connection is not None:
+            self._flush_timer = self._connection.ioloop.call_later(_FLUSH_INTERVAL,
+                                                                   self._on_flush_timer)
+
+    @_guarded
+    def _on_flush_timer(self) -> None:
+        self._flush_timer = None
+        self._flush()
+        if self._to_mark and self._connection is not None:  # the store failed: retry later
+            self._flush_timer = self._connection.ioloop.call_later(_STORE_RETRY,
+                                                                   self._on_flush_timer)
+
+    def _flush(self) -> None:
+        if not self._to_mark:
+            return
+        batch = self._to_mark
+        self._to_mark = []
+        if self._store_call(self._store.mark_published, batch) is False:
+            self._to_mark = batch + self._to_mark
+            return
+        self._published += len(batch)
+        self._last_success = dt.datetime.now(dt.UTC)
+        self._log.info("documents_published", count=len(batch))
+
+    def _store_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the store; on failure log it and return False (the caller retries later)."""
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:
+            self._last_error = f"store: {exc}"
+            self._log.error("store_error", operation=function.__name__, error=str(exc))
+            return False
+        return True if result is None else result

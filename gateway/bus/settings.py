@@ -1,0 +1,67 @@
+"""How edigw reaches RabbitMQ and which names it uses there (no TOML here: config builds it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+#: One queue and the routing keys it is bound with on the documents exchange.
+QueueBinding = tuple[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    """Broker URL, exchange and queue names, and the publisher's pacing.
+
+    ``queues`` may be given as a mapping ``{"erp.orders": ["order.#"]}``; it is kept as a
+    tuple of ``(queue, (binding key, ...))`` so the settings stay hashable.
+    """
+
+    url: str = "amqp://guest:guest@localhost:5672/%2F"
+    exchange: str = "edi.documents"
+    queues: tuple[QueueBinding, ...] = (("erp.orders", ("order.#",)),)
+    dead_letter_exchange: str = "edi.documents.dlx"
+    dead_letter_queue: str = "erp.orders.dead"
+    confirm_window: int = 256  # unconfirmed messages on the wire at most
+    batch: int = 500  # outbox rows read per query
+    retry_initial: float = 0.5  # seconds before the first reconnect attempt
+    retry_max: float = 30.0
+    poll_interval: float = 0.5  # seconds between outbox polls when nothing wakes the publisher
+
+    def __post_init__(self) -> None:
+        queues: Any = self.queues
+        if isinstance(queues, Mapping):
+            queues = queues.items()
+        normal = tuple((str(name), _keys(keys)) for name, keys in queues)
+        object.__setattr__(self, "queues", normal)
+        if self.confirm_window < 1:
+            raise ValueError(f"confirm_window must be at least 1, not {self.confirm_window}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, not {self.batch}")
+        if not 0 < self.retry_initial <= self.retry_max:
+            raise ValueError("retry_initial must be positive and not above retry_max")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password replaced by ``***``, fit for logs and messages."""
+        return mask_url(self.url)
+
+
+def _keys(keys: str | Any) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else tuple(str(k) for k in keys)
+
+
+def mask_url(url: str) -> str:
+    """``amqp://user:secret@host/vh`` -> ``amqp://user:***@host/vh``; other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,457 @@
+"""The ``edigw`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.config import (
+    DocumentSettings,
+    GatewaySettings,
+    Identifiers,
+    Partner,
+    UnbIdentifier,
+    load_partners,
+    load_settings,
+    mask_url,
+    partner_toml,
+)
+from gateway.core.errors import ConfigError, EdigwError, MappingDefinitionError
+
+
+class _Ctx:
+    def __init__(self, config: str | None) -> None:
+        self.config_path = config
+        self._settings: GatewaySettings | None = None
+
+    @property
+    def settings(self) -> GatewaySettings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"edigw: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns edigw's own errors into one clear line and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, MappingDefinitionError) as exc:
+            _fail(str(exc))
+        except EdigwError as exc:
+            _fail(str(exc), 1)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "-c", envvar="EDIGW_CONFIG", type=click.Path(dir_okay=False),
+              help="Settings file (default: config/gateway.toml when present, else embedded defaults).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """edigw: EDI gateway. Partners' files in, canonical documents on RabbitMQ out."""
+    ctx.obj = _Ctx(config)
+
+
+def _setup_logs(settings: GatewaySettings, level: str | None = None) -> None:
+    from gateway.logs import configure
+
+    configure(settings.log.format, level or settings.log.level)
+
+
+def _open(ctx: _Ctx) -> Any:
+    from gateway.app import Gateway
+
+    return Gateway.open(ctx.settings)
+
+
+# -- serve / ingest -------------------------------------------------------------------------
+
+@main.command()
+@click.pass_obj
+def serve(obj: _Ctx) -> None:
+    """Watch the inbox folders, process what arrives and publish to RabbitMQ."""
+    _setup_logs(obj.settings)
+    gw = _open(obj)
+    for inbox in obj.settings.inbox:
+        inbox.path.mkdir(parents=True, exist_ok=True)
+    click.echo(f"edigw serving; drop files into: {', '.join(str(i.path) for i in obj.settings.inbox)}",
+               err=True)
+    problem = gw.broker_problem()
+    if problem:
+        click.echo(f"edigw: broker NOT reachable at {mask_url(obj.settings.broker.url)}: {problem}\n"
+                   "       documents are kept in the outbox and published once it is reachable "
+                   "(set EDIGW_BROKER_URL or [broker] url).", err=True)
+    asyncio.run(gw.serve())
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--partner", help="Partner id, when the file does not say who sent it.")
+@click.option("--no-publish", is_flag=True, help="Only store; leave documents in the outbox.")
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
+@click.pass_obj
+def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: bool,
+           wait: float) -> None:
+    """Receive FILES as if dropped into the inbox, process them, publish the documents."""
+    from gateway.core.ports import Incoming
+
+    _setup_logs(obj.settings, "warning")
+    gw = _open(obj)
+    if partner and gw.partners.get(partner) is None:
+        _fail(f"unknown partner {partner!r} (see 'edigw partners list')")
+    failed = 0
+    try:
+        for f in files:
+            path = Path(f)
+            receipt = gw.pipeline.receive(Incoming(data=path.read_bytes(), channel="cli",
+                                                   channel_ref=None, filename=path.name,
+                                                   partner_hint=partner))
+            if receipt.duplicate_of:
+                click.echo(f"{receipt.transmission_id}  {path.name}: DUPLICATE of "
+                           f"{receipt.duplicate_of}, not processed again")
+                continue
+            out = gw.pipeline.process(receipt.transmission_id)
+            if out.reason:
+                failed += 1
+                click.echo(f"{out.transmission_id}  {path.name}: {out.status} at {out.stage}: {out.reason}")
+            else:
+                click.echo(f"{out.transmission_id}  {path.name}: {out.documents} document(s) "
+                           f"for partner {out.partner_id}, {out.queued} queued")
+        if not no_publish and gw.store.outbox_size():
+            problem = gw.broker_problem()
+            if problem:
+                click.echo(f"broker not reachable at {mask_url(obj.settings.broker.url)} ({problem}); "
+                           f"{gw.store.outbox_size()} document(s) wait in the outbox", err=True)
+            else:
+                pub = gw.start_publisher()
+                if pub.wait_idle(wait):
+                    click.echo("published: every document confirmed by the broker")
+                else:
+                    click.echo(f"{gw.store.outbox_size()} document(s) still in the outbox after "
+                               f"{wait}s", err=True)
+    finally:
+        gw.close()
+    sys.exit(1 if failed else 0)
+
+
+# -- log / show / find ----------------------------------------------------------------------
+
+def _parse_when(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _store(obj: _Ctx) -> Any:
+    from gateway.store.db import Store
+
+    return Store.from_url(obj.settings.store.url)
+
+
+@main.command("log")
+@click.option("--partner", help="Only this partner's transmissions.")
+@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED or DUPLICATE.")
+@click.option("--since", help="From this date or date-time (UTC unless given).")
+@click.option("--until", help="Before this date or date-time.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
+@click.pass_obj
+def log_cmd(obj: _Ctx, partner: str | None, status: str | None, since: str | None,
+            until: str | None, limit: int, as_json: bool) -> None:
+    """The transmission log, newest first."""
+    from gateway.store.db import LogFilter
+    from gateway.store.schema import TRANSMISSION_STATUSES
+
+    if status and status.upper() not in TRANSMISSION_STATUSES:
+        raise click.BadParameter(f"{status!r}; one of {', '.join(TRANSMISSION_STATUSES)}",
+                                 param_hint="--status")
+    store = _store(obj)
+    rows = store.log(LogFilter(partner=partner, status=status, since=_parse_when(since),
+                               until=_parse_when(until), limit=limit))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    table = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.partner_id or "-", r.channel,
+              (r.filename or "-")[:40], r.format or "-", str(r.document_count),
+              r.status + (f" ({r.stage})" if r.stage else "")] for r in rows]
+    click.echo(_table(["time (UTC)", "id", "partner", "channel", "file", "format", "docs",
+                       "status"], table))
+
+
+@main.command()
+@click.argument("transmission_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--payloads", is_flag=True, help="Include the canonical documents.")
+@click.pass_obj
+def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None:
+    """One transmission: its timeline and its documents."""
+    store = _store(obj)
+    t = store.get_transmission(transmission_id)
+    if t is None:
+        _fail(f"no transmission {transmission_id}", 1)
+    events = store.events(t.id)
+    docs = store.documents_of(t.id)
+    if as_json:
+        out = t.as_dict()
+        out["events"] = [dict(e, at=e["at"].isoformat()) for e in events]
+        out["documents"] = [d.as_dict() for d in docs]
+        if payloads:
+            for d, row in zip(out["documents"], docs, strict=True):
+                d["payload"] = store.document_payload(row.id)
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else ""))
+    for label, value in (("partner", t.partner_id), ("channel", t.channel), ("file", t.filename),
+                         ("from", t.channel_ref), ("size", f"{t.size} bytes"), ("sha256", t.sha256),
+                         ("format", " ".join(x for x in (t.format, t.standard) if x)),
+                         ("received", t.received_at.isoformat()), ("reason", t.reason),
+                         ("duplicate of", t.duplicate_of)):
+        if value:
+            click.echo(f"  {label:<13}{value}")
+    click.echo("\ntimeline")
+    for e in events:
+        click.echo(f"  {e['at'].strftime('%H:%M:%S.%f')[:-3]}  {e['event']:<20} {e['detail'] or ''}")
+    click.echo(f"\ndocuments ({len(docs)})")
+    if docs:
+        click.echo(_table(["id", "type", "number", "interchange", "message", "status", "message_id"],
+                          [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
+                            d.message_ref or "-", d.status, d.message_id] for d in docs]))
+        if payloads:
+            for d in docs:
+                click.echo(json.dumps(store.document_payload(d.id), indent=2))
+
+
+@main.command()
+@click.argument("number")
+@click.option("--partner")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def find(obj: _Ctx, number: str, partner: str | None, as_json: bool) -> None:
+    """Where is order NUMBER? Every document with that business number, and its transmission."""
+    store = _store(obj)
+    docs = store.find_documents(business_number=number, partner=partner)
+    if as_json:
+        click.echo(json.dumps([d.as_dict() for d in docs], indent=2))
+        return
+    if not docs:
+        _fail(f"no document numbered {number!r}" + (f" from {partner}" if partner else ""), 1)
+    click.echo(_table(["created (UTC)", "partner", "type", "number", "status", "transmission"],
+                      [[d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.partner_id, d.doc_type,
+                        d.business_number or "-", d.status, d.transmission_id] for d in docs]))
+
+
+# -- partners -------------------------------------------------------------------------------
+
+@main.group()
+def partners() -> None:
+    """Partner profiles (config/partners/*.toml)."""
+
+
+@partners.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def partners_list(obj: _Ctx, as_json: bool) -> None:
+    """Every partner profile."""
+    directory = load_partners(obj.settings.partners)
+    if as_json:
+        click.echo(json.dumps([p.model_dump(mode="json") for p in directory], indent=2))
+        return
+    click.echo(_table(["id", "name", "unb sender ids", "channels", "documents"],
+                      [[p.id, p.name,
+                        ", ".join(u.id + (f":{u.qualifier}" if u.qualifier else "")
+                                  for u in p.identifiers.unb) or "-",
+                        ", ".join(p.channels), ", ".join(d.type for d in p.documents) or "-"]
+                       for p in directory]))
+
+
+@partners.command("show")
+@click.argument("partner_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def partners_show(obj: _Ctx, partner_id: str, as_json: bool) -> None:
+    """One partner profile."""
+    p = load_partners(obj.settings.partners).get(partner_id)
+    if p is None:
+        _fail(f"no partner {partner_id!r}", 1)
+    if as_json:
+        click.echo(json.dumps(p.model_dump(mode="json"), indent=2))
+    else:
+        click.echo(f"# {p.source}\n{partner_toml(p)}", nl=False)
+
+
+def _unb(value: str) -> UnbIdentifier:
+    ident, _, qual = value.partition(":")
+    return UnbIdentifier(id=ident, qualifier=qual or None)
+
+
+@partners.command("add")
+@click.argument("partner_id")
+@click.option("--name", required=True)
+@click.option("--unb", "unb", multiple=True, help="UNB sender id, optionally ID:QUALIFIER (e.g. 5412345000013:14).")
+@click.option("--gln", multiple=True)
+@click.option("--vat", multiple=True)
+@click.option("--email", multiple=True)
+@click.option("--mapping", "mappings", multiple=True, help="TYPE=MAPPING_ID, e.g. order=eancom-orders-d96a.")
+@click.pass_obj
+def partners_add(obj: _Ctx, partner_id: str, name: str, unb: tuple[str, ...], gln: tuple[str, ...],
+                 vat: tuple[str, ...], email: tuple[str, ...], mappings: tuple[str, ...]) -> None:
+    """Add a partner profile (written to config/partners/PARTNER_ID.toml)."""
+    folder = Path(obj.settings.partners)
+    target = folder / f"{partner_id}.toml"
+    if target.exists():
+        _fail(f"partner {partner_id!r} exists already ({target})", 1)
+    docs = []
+    for m in mappings:
+        doc_type, sep, mapping_id = m.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{m!r}: expected TYPE=MAPPING_ID", param_hint="--mapping")
+        docs.append({"type": doc_type, "format": "edifact", "mapping": mapping_id})
+    from pydantic import ValidationError
+
+    try:
+        partner = Partner(id=partner_id, name=name, documents=[DocumentSettings(**d) for d in docs],
+                          identifiers=Identifiers(unb=[_unb(u) for u in unb], gln=list(gln),
+                                                  vat=list(vat), email=list(email)))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        _fail(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']} (value {err.get('input')!r})")
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(partner_toml(partner))
+    try:
+        load_partners(folder)  # the new profile must not clash with the others
+    except ConfigError:
+        target.unlink()
+        raise
+    click.echo(f"partner {partner_id} added: {target}")
+
+
+# -- configuration, mappings, schemas, store ---------------------------------------------------
+
+@main.command("check-config")
+@click.pass_obj
+def check_config(obj: _Ctx) -> None:
+    """Validate settings, partner profiles and mappings; print a summary or what is wrong."""
+    from gateway.formats.mapping import MappingSet
+
+    s = obj.settings
+    directory = load_partners(s.partners)
+    mapping_set = MappingSet.load(Path(s.mappings))
+    problems = []
+    for p in directory:
+        for d in p.documents:
+            if d.mapping and mapping_set.get(d.mapping) is None:
+                problems.append(f"{p.source}: documents: mapping {d.mapping!r} does not exist "
+                                f"under {s.mappings}")
+    if problems:
+        for line in problems:
+            click.echo(f"edigw: {line}", err=True)
+        sys.exit(2)
+    click.echo(f"settings   {s.source}")
+    click.echo(f"store      {mask_url(s.store.url)}")
+    click.echo(f"broker     {mask_url(s.broker.url)} exchange {s.broker.exchange}, queues "
+               + ", ".join(f"{q.name} <- {' '.join(q.bindings)}" for q in s.broker.queues))
+    click.echo(f"archive    {s.archive.path}")
+    for i in s.inbox:
+        click.echo(f"inbox      {i.path} -> {i.processed_dir} | {i.failed_dir}"
+                   + (f" (partner {i.partner})" if i.partner else ""))
+    click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.ids()))}")
+    click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")
+    click.echo("configuration OK")
+
+
+@main.group()
+def mappings() -> None:
+    """Declarative mappings (mappings/)."""
+
+
+@mappings.command("test")
+@click.option("--update", is_flag=True, help="Rewrite the expected JSON from the current output.")
+@click.pass_obj
+def mappings_test(obj: _Ctx, update: bool) -> None:
+    """Run every mapping on its sample and compare with the expected canonical JSON."""
+    from gateway.formats.mapping import run_samples, write_expected
+
+    root = Path(obj.settings.mappings)
+    if update:
+        for path in write_expected(root):
+            click.echo(f"wrote {path}")
+        return
+    results = run_samples(root)
+    bad = 0
+    for r in results:
+        click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.mapping_id}  {r.sample}")
+        if not r.ok:
+            bad += 1
+            click.echo(r.diff)
+    click.echo(f"{len(results) - bad} passed, {bad} failed")
+    sys.exit(1 if bad or not results else 0)
+
+
+@main.group()
+def schemas() -> None:
+    """Canonical JSON Schemas (schemas/canonical/)."""
+
+
+@schemas.command("write")
+@click.option("--dir", "folder", default="schemas/canonical", show_default=True)
+def schemas_write(folder: str) -> None:
+    """Regenerate the JSON Schemas from the canonical models."""
+    from gateway.core.canonical import CANONICAL_MODELS, json_schema_text
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in CANONICAL_MODELS:
+        path = Path(folder) / f"{name}.schema.json"
+        path.write_text(json_schema_text(name))
+        click.echo(f"wrote {path}")
+
+
+@main.group()
+def db() -> None:
+    """The store."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: _Ctx) -> None:
+    """Apply the store's migrations."""
+    from gateway.store.migrate import current
+
+    store = _store(obj)
+    click.echo(f"store at revision {current(store.engine)}: {mask_url(obj.settings.store.url)}")
+
+
+@main.command()
+@click.pass_obj
+def status(obj: _Ctx) -> None:
+    """Counts by status, and the outbox."""
+    store = _store(obj)
+    for k, v in sorted(store.counts_by_status().items()):
+        click.echo(f"{k:<12}{v}")
+    click.echo(f"{'outbox':<12}{store.outbox_size()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,306 @@
+"""Gateway settings (``config/gateway.toml``) and partner profiles (``config/partners/*.toml``).
+
+Loading is strict: an unknown key or a bad value stops start-up with a ``ConfigError`` naming
+the file, the key and the value. Any string value may be written ``${NAME}`` or
+``${NAME:-default}`` to come from the environment; ``EDIGW_STORE_URL`` and ``EDIGW_BROKER_URL``
+override the store and broker URLs whatever the file says. Without a settings file the
+embedded defaults apply: a SQLite store, archive and inbox under ``var/``, the broker at
+localhost.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.core.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/gateway.toml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Strict):
+    url: str = "sqlite:///var/edigw.sqlite3"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError("store url must start with sqlite:// or postgresql://")
+        return v
+
+
+class QueueSettings(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    bindings: list[str] = Field(min_length=1)
+
+
+class BrokerSettings(_Strict):
+    url: str = "amqp://guest:guest@localhost:5672/%2F"
+    exchange: str = "edi.documents"
+    dead_letter_exchange: str = "edi.documents.dlx"
+    queues: list[QueueSettings] = Field(
+        default_factory=lambda: [QueueSettings(name="erp.orders", bindings=["order.#"])])
+    confirm_window: int = Field(256, ge=1, le=65535)
+    batch: int = Field(500, ge=1, le=10000)
+    retry_initial: float = Field(0.5, gt=0)
+    retry_max: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^amqps?://", v):
+            raise ValueError("broker url must start with amqp:// or amqps://")
+        return v
+
+
+class ArchiveSettings(_Strict):
+    path: Path = Path("var/archive")
+    fsync: bool = True
+
+
+class LogSettings(_Strict):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class InboxSettings(_Strict):
+    path: Path
+    partner: Annotated[str, Field(pattern=_ID)] | None = None
+    processed: Path | None = None
+    failed: Path | None = None
+    poll_interval: float = Field(0.5, gt=0, le=3600)
+    ignore: list[str] = Field(default_factory=lambda: [
+        ".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart", "*.crdownload", "*.swp"])
+    max_size: int = Field(200 * 1024 * 1024, gt=0)
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.processed or self.path.parent / "processed"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.failed or self.path.parent / "failed"
+
+
+class GatewaySettings(_Strict):
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    inbox: list[InboxSettings] = Field(
+        default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
+    mappings: Path = Path("mappings")
+    partners: Path = Path("config/partners")
+    #: Where the settings came from (not a key of the file).
+    source: str = Field("<embedded defaults>", exclude=True)
+
+
+# -- partner profiles ---------------------------------------------------------------------
+
+class UnbIdentifier(_Strict):
+    """An interchange sender id (UNB S002 0004) with its optional qualifier (0007)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=35)]
+    qualifier: Annotated[str, Field(max_length=4)] | None = None
+
+
+class Identifiers(_Strict):
+    unb: list[UnbIdentifier] = Field(default_factory=list)
+    gln: list[Annotated[str, Field(pattern=r"^\d{13}$")]] = Field(default_factory=list)
+    vat: list[str] = Field(default_factory=list)
+    siren: list[Annotated[str, Field(pattern=r"^\d{9}$")]] = Field(default_factory=list)
+    siret: list[Annotated[str, Field(pattern=r"^\d{14}$")]] = Field(default_factory=list)
+    as2: list[str] = Field(default_factory=list)
+    email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(default_factory=list)
+    phone: list[Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]] = Field(default_factory=list)
+
+
+class DocumentSettings(_Strict):
+    """What a partner sends for one canonical document type."""
+
+    type: Literal["order", "price-list", "invoice"]
+    format: Literal["edifact", "xml", "csv", "sms"] = "edifact"
+    mapping: Annotated[str, Field(min_length=1)] | None = None
+
+
+class Partner(_Strict):
+    id: Annotated[str, Field(pattern=_ID)]
+    name: Annotated[str, Field(min_length=1)]
+    identifiers: Identifiers = Field(default_factory=Identifiers)
+    channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
+        default_factory=lambda: ["folder"])
+    documents: list[DocumentSettings] = Field(default_factory=list)
+    enabled: bool = True
+    source: str = Field("", exclude=True)
+
+    def mapping_for(self, doc_type: str) -> str | None:
+        for d in self.documents:
+            if d.type == doc_type and d.mapping:
+                return d.mapping
+        return None
+
+
+class PartnerDirectory:
+    """Partner profiles by id and by their identifiers."""
+
+    def __init__(self, partners: list[Partner]) -> None:
+        self.partners = {p.id: p for p in partners}
+        self._by_unb: dict[tuple[str, str | None], Partner] = {}
+        for p in partners:
+            for ident in p.identifiers.unb:
+                self._by_unb[(ident.id, ident.qualifier)] = p
+
+    def __iter__(self) -> Any:
+        return iter(sorted(self.partners.values(), key=lambda p: p.id))
+
+    def __len__(self) -> int:
+        return len(self.partners)
+
+    def get(self, partner_id: str) -> Partner | None:
+        return self.partners.get(partner_id)
+
+    def by_unb_sender(self, sender_id: str, qualifier: str | None) -> Partner | None:
+        """The partner whose UNB identifier matches; a profile without qualifier matches any."""
+        return self._by_unb.get((sender_id, qualifier)) or self._by_unb.get((sender_id, None))
+
+
+# -- loading ------------------------------------------------------------------------------
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  env: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Settings from ``path`` (or ``$EDIGW_CONFIG``, or ``config/gateway.toml`` when it exists,
+    or the embedded defaults), with environment references and overrides applied."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("EDIGW_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    data: dict[str, Any] = {}
+    source = "<embedded defaults>"
+    if path is not None:
+        source = str(path)
+        data = _read_toml(Path(path), env)
+    for var, section in (("EDIGW_STORE_URL", "store"), ("EDIGW_BROKER_URL", "broker")):
+        if env.get(var):
+            data.setdefault(section, {})
+            if not isinstance(data[section], dict):
+                raise ConfigError("must be a table", file=source, key=section, value=data[section])
+            data[section]["url"] = env[var]
+    data["source"] = source
+    return _validate(GatewaySettings, data, source)
+
+
+def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> PartnerDirectory:
+    """Every ``*.toml`` profile in ``folder``; ids and UNB identifiers must be unique."""
+    env = os.environ if env is None else env
+    folder = Path(folder)
+    partners: list[Partner] = []
+    seen_unb: dict[tuple[str, str | None], str] = {}
+    if folder.is_dir():
+        for file in sorted(folder.glob("*.toml")):
+            data = _read_toml(file, env)
+            data["source"] = str(file)
+            partner = _validate(Partner, data, str(file))
+            if partner.id != file.stem:
+                raise ConfigError("partner id must equal the file name", file=str(file),
+                                  key="id", value=partner.id)
+            for ident in partner.identifiers.unb:
+                key = (ident.id, ident.qualifier)
+                if key in seen_unb:
+                    raise ConfigError(f"UNB sender id already belongs to partner {seen_unb[key]}",
+                                      file=str(file), key="identifiers.unb", value=ident.id)
+                seen_unb[key] = partner.id
+            partners.append(partner)
+    return PartnerDirectory(partners)
+
+
+def partner_toml(partner: Partner) -> str:
+    """A partner profile as TOML, as ``edigw partners add`` writes it."""
+    lines = [f"id = {_q(partner.id)}", f"name = {_q(partner.name)}",
+             "channels = [" + ", ".join(_q(c) for c in partner.channels) + "]", ""]
+    ids = partner.identifiers
+    lines.append("[identifiers]")
+    if ids.unb:
+        items = []
+        for u in ids.unb:
+            q = f", qualifier = {_q(u.qualifier)}" if u.qualifier else ""
+            items.append(f"{{ id = {_q(u.id)}{q} }}")
+        lines.append("unb = [" + ", ".join(items) + "]")
+    for name in ("gln", "vat", "siren", "siret", "as2", "email", "phone"):
+        values = getattr(ids, name)
+        if values:
+            lines.append(f"{name} = [" + ", ".join(_q(v) for v in values) + "]")
+    for d in partner.documents:
+        lines += ["", "[[documents]]", f"type = {_q(d.type)}", f"format = {_q(d.format)}"]
+        if d.mapping:
+            lines.append(f"mapping = {_q(d.mapping)}")
+    return "\n".join(lines) + "\n"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by stars, for logs and summaries."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
+    return _expand(data, env, str(path), "")
+
+
+def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, file, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set", file=file, key=key)
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or None
+        reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        value = err.get("input")
+        if isinstance(value, dict):
+            value = None
+        if key and ("url" in key.split(".")[-1] or "password" in key) and isinstance(value, str):
+            value = mask_url(value)
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(reason + more, file=file, key=key, value=value) from None

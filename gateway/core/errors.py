@@ -1,0 +1,142 @@
+"""The errors edigw raises, with their data kept as attributes.
+
+    EdigwError
+    ├── ConfigError                 bad configuration: file, key, value
+    ├── MappingDefinitionError      a mapping file that cannot be loaded: file, line
+    ├── StoreError                  the store or the archive failed (receive cannot commit)
+    ├── BrokerError                 RabbitMQ unreachable or refusing (translated from pika)
+    └── PayloadError                a partner's payload cannot be processed: stage, reason, position
+        ├── FormatNotRecognised     not a format edigw reads
+        ├── EdifactSyntaxError      EDIFACT syntax or envelope error: segment index, line, element
+        ├── MappingError            the message does not give what the mapping needs
+        └── UnknownPartner          no partner profile matches the sender (quarantined, not failed)
+
+A PayloadError never stops the service: the transmission is marked FAILED (or QUARANTINED)
+with ``stage`` and ``reason``, its payload stays in the archive and it can be reprocessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EdigwError(Exception):
+    """Base of every error edigw raises on purpose."""
+
+
+class ConfigError(EdigwError):
+    """A configuration value is missing, unknown or malformed."""
+
+    def __init__(self, reason: str, *, file: str | None = None, key: str | None = None,
+                 value: object = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.key = key
+        self.value = value
+        where = file or "<config>"
+        if key:
+            where += f": {key}"
+        shown = f" (value {value!r})" if value is not None else ""
+        super().__init__(f"{where}: {reason}{shown}")
+
+
+class MappingDefinitionError(EdigwError):
+    """A mapping file is malformed: unknown canonical field, bad path, bad conversion."""
+
+    def __init__(self, reason: str, *, file: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        super().__init__(f"{file}:{line if line is not None else '?'}: {reason}")
+
+
+class StoreError(EdigwError):
+    """The store or the archive could not durably record something."""
+
+
+class BrokerError(EdigwError):
+    """The broker is unreachable or refused an operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where in a payload something was found; every field is optional.
+
+    ``segment`` is the 1-based index of the segment in the file, ``line`` and ``column``
+    are 1-based, ``element`` names the element (``BGM/1004`` or ``DTM 2``).
+    """
+
+    segment: int | None = None
+    line: int | None = None
+    column: int | None = None
+    tag: str | None = None
+    element: str | None = None
+    message_ref: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.column is not None:
+            parts.append(f"column {self.column}")
+        if self.segment is not None:
+            parts.append(f"segment {self.segment}" + (f" ({self.tag})" if self.tag else ""))
+        elif self.tag:
+            parts.append(f"segment {self.tag}")
+        if self.element:
+            parts.append(f"element {self.element}")
+        if self.message_ref:
+            parts.append(f"message {self.message_ref}")
+        return ", ".join(parts)
+
+
+class PayloadError(EdigwError):
+    """A payload cannot be processed; the transmission fails at ``stage`` for ``reason``."""
+
+    stage = "parse"
+
+    def __init__(self, reason: str, *, position: Position | None = None,
+                 code: str | None = None, stage: str | None = None) -> None:
+        self.reason = reason
+        self.position = position
+        #: CONTRL-compatible syntax error code (UN/EDIFACT 0085), when there is one.
+        self.code = code
+        if stage:
+            self.stage = stage
+        where = f" at {position}" if position and str(position) else ""
+        super().__init__(f"{reason}{where}")
+
+
+class FormatNotRecognised(PayloadError):
+    """The payload is not in a format edigw reads."""
+
+    stage = "detect"
+
+
+class EdifactSyntaxError(PayloadError):
+    """The EDIFACT syntax or envelope is wrong."""
+
+    stage = "parse"
+
+
+class MappingError(PayloadError):
+    """The message lacks or garbles what the mapping needs (a mandatory field, a date)."""
+
+    stage = "map"
+
+    def __init__(self, reason: str, *, field: str | None = None,
+                 position: Position | None = None, code: str | None = None) -> None:
+        self.field = field
+        super().__init__(reason, position=position, code=code)
+
+
+class UnknownPartner(PayloadError):
+    """No partner profile matches the sender; the transmission is quarantined."""
+
+    stage = "identify"
+
+    def __init__(self, reason: str, *, sender_id: str | None = None,
+                 qualifier: str | None = None, position: Position | None = None) -> None:
+        self.sender_id = sender_id
+        self.qualifier = qualifier
+        super().__init__(reason, position=position)

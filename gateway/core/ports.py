@@ -1,0 +1,107 @@
+"""Ports: what the pipeline needs from format readers, and what channels need from the core.
+
+Format readers (``gateway.formats``) implement ``Reader``; channels (``gateway.channels``)
+call a ``Receiver``. Neither side imports the other; ``gateway.app`` wires them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from gateway.config import Partner
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who a payload says it is from (UNB S002 for EDIFACT)."""
+
+    id: str | None
+    qualifier: str | None = None
+
+
+@dataclass(slots=True)
+class MappedDocument:
+    """A canonical document produced by a reader, with what it noticed on the way."""
+
+    doc_type: str
+    document: BaseModel  # a gateway.core.canonical model
+    message_id: str
+    business_number: str | None
+    interchange_ref: str | None
+    message_ref: str | None
+    schema_version: str
+    warnings: list[str] = field(default_factory=list)
+
+
+class ParsedPayload(Protocol):
+    """A payload whose syntax has been read; mapping happens once the partner is known."""
+
+    format: str
+    standard: str | None
+    senders: list[Sender]
+    warnings: list[str]
+
+    def summary(self) -> str:
+        """One line for the transmission timeline (interchanges, messages, versions)."""
+        ...
+
+    def documents(self, *, partner: Partner, transmission_id: str | None,
+                  filename: str | None) -> list[MappedDocument]:
+        """Map every message; raises a ``PayloadError`` subclass for bad content."""
+        ...
+
+
+class Reader(Protocol):
+    """Reads one format (EDIFACT, XML, CSV …)."""
+
+    format: str
+
+    def sniff(self, head: bytes) -> bool:
+        """Whether the first bytes of a payload look like this format."""
+        ...
+
+    def parse(self, data: bytes, *, filename: str | None) -> ParsedPayload:
+        """Read the syntax; raises a ``PayloadError`` subclass for bad input."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A payload a channel has in hand and wants durably received."""
+
+    data: bytes
+    channel: str
+    channel_ref: str | None = None
+    filename: str | None = None
+    partner_hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The outcome of a durable receive: the channel may now acknowledge its transport."""
+
+    transmission_id: str
+    duplicate_of: str | None = None
+    #: True when this exact payload from this exact place was received before but its
+    #: transport was never acknowledged (a crash in between): acknowledge, do not process.
+    resumed: bool = False
+
+    @property
+    def needs_processing(self) -> bool:
+        return self.duplicate_of is None and not self.resumed
+
+
+class Receiver(Protocol):
+    """What a channel calls: durable receive first, then its own acknowledgement."""
+
+    def receive_many(self, items: list[Incoming]) -> list[Receipt]:
+        """Archive and record every item durably; returns one receipt per item, in order."""
+        ...
+
+    def acknowledged(self, receipts: list[Receipt], detail: str) -> None:
+        """Record that the channel acknowledged its transport for these receipts."""
+        ...

@@ -1,0 +1,106 @@
+"""What the EDIFACT reader returns: segments, messages and interchanges, with their positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.core.errors import Position
+
+
+class Source:
+    """The decoded text of one file, kept to turn a segment's offset into line and column.
+
+    Lines are counted only when an error or a warning needs them, never while reading.
+    """
+
+    __slots__ = ("text", "filename")
+
+    def __init__(self, text: str, filename: str | None = None) -> None:
+        self.text = text
+        self.filename = filename
+
+    def line_column(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of a character offset."""
+        line = self.text.count("\n", 0, offset) + 1
+        return line, offset - self.text.rfind("\n", 0, offset)
+
+    def position(self, segment: Segment | None, *, element: str | None = None,
+                 message_ref: str | None = None) -> Position:
+        """The Position of ``segment`` (and optionally one of its elements) in this file."""
+        if segment is None:
+            return Position(element=element, message_ref=message_ref)
+        line, column = self.line_column(segment.offset)
+        return Position(segment=segment.index, line=line, column=column, tag=segment.tag,
+                        element=element, message_ref=message_ref)
+
+
+class Segment:
+    """One segment: its tag, its elements (each a list of components), index and offset.
+
+    ``index`` is 1-based in the file (UNA counts as a segment); ``offset`` is the character
+    offset of the tag in the decoded text.
+    """
+
+    __slots__ = ("tag", "elements", "index", "offset")
+
+    def __init__(self, tag: str, elements: list[list[str]], index: int, offset: int) -> None:
+        self.tag = tag
+        self.elements = elements
+        self.index = index
+        self.offset = offset
+
+    def get(self, element: int, component: int = 0) -> str:
+        """The value at 0-based (element, component), or "" when the segment does not have it."""
+        elements = self.elements
+        if element < len(elements):
+            comps = elements[element]
+            if component < len(comps):
+                return comps[component]
+        return ""
+
+    def __repr__(self) -> str:
+        return f"Segment({self.tag!r}, {self.elements!r}, index={self.index})"
+
+
+@dataclass(slots=True)
+class Message:
+    """One UNH..UNT message; ``segments`` includes UNH and UNT, ``index`` is that of UNH."""
+
+    ref: str
+    type: str
+    version: str
+    release: str
+    agency: str
+    association: str | None
+    segments: list[Segment]
+    index: int
+    source: Source = field(repr=False, compare=False)
+
+    @property
+    def directory(self) -> str:
+        """The directory version as one word, e.g. ``D96A``."""
+        return f"{self.version}{self.release}".upper()
+
+    def describe(self) -> str:
+        """``ORDERS D:96A:UN:EAN008`` — the message identifier as a person reads it."""
+        ident = ":".join([self.version, self.release, self.agency, self.association or ""])
+        return f"{self.type} {ident.rstrip(':')}"
+
+
+@dataclass(slots=True)
+class Interchange:
+    """One UNB..UNZ interchange (or the messages of a file without envelope: sender None)."""
+
+    syntax_id: str | None
+    syntax_version: str | None
+    sender_id: str | None
+    sender_qualifier: str | None
+    recipient_id: str | None
+    recipient_qualifier: str | None
+    prepared_date: str | None
+    prepared_time: str | None
+    control_ref: str | None
+    test_indicator: str | None
+    decimal_mark: str
+    messages: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)

@@ -1,0 +1,572 @@
+"""The store: transmissions, their timeline, documents and the outbox (SQLAlchemy Core).
+
+SQLite (a file under ``var/`` by default) and PostgreSQL run the same code. Every method
+is one transaction; a method that returns has committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.core.errors import StoreError
+from gateway.store import schema as s
+
+
+_last_ms = 0
+_seq = 0
+_id_lock = threading.Lock()
+
+
+def new_id() -> str:
+    """A 24-character id that sorts by creation: milliseconds, a sequence, 32 random bits."""
+    global _last_ms, _seq
+    with _id_lock:
+        ms = int(time.time() * 1000)
+        if ms <= _last_ms:
+            ms = _last_ms
+            _seq += 1
+            if _seq > 0xFFFF:
+                ms, _seq = ms + 1, 0
+        else:
+            _seq = 0
+        _last_ms = ms
+        return f"{ms:012x}{_seq:04x}{secrets.token_hex(4)}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite gives naive datetimes back; every time the store writes is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TransmissionRow:
+    id: str
+    channel: str
+    channel_ref: str | None
+    partner_id: str | None
+    filename: str | None
+    size: int
+    sha256: str
+    received_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    status: str
+    stage: str | None
+    reason: str | None
+    format: str | None
+    standard: str | None
+    document_count: int
+    duplicate_of: str | None
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> TransmissionRow:
+        data = dict(row._mapping)
+        for key in ("received_at", "acknowledged_at", "updated_at"):
+            data[key] = _aware(data[key])
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.__slots__:
+            value = getattr(self, key)
+            out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: str
+    transmission_id: str
+    partner_id: str
+    doc_type: str
+    schema_version: str
+    business_number: str | None
+    interchange_ref: str | None
+    message_ref: str | None
+    message_id: str
+    status: str
+    created_at: dt.datetime
+    published_at: dt.datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in self.__slots__:
+            value = getattr(self, key)
+            out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A canonical document ready to be stored with its outbox row."""
+
+    doc_type: str
+    schema_version: str
+    business_number: str | None
+    interchange_ref: str | None
+    message_ref: str | None
+    message_id: str
+    payload: bytes
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One message the publisher must get confirmed by the broker."""
+
+    outbox_id: int
+    document_id: str
+    transmission_id: str
+    partner_id: str
+    doc_type: str
+    schema_version: str
+    message_id: str
+    routing_key: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(slots=True)
+class LogFilter:
+    partner: str | None = None
+    status: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 50
+    statuses: list[str] = field(default_factory=list)
+
+
+class Store:
+    """Transactional access to the gateway's records."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, *, migrate: bool = True) -> Store:
+        """Open the store at ``url`` (creating a SQLite file's folder) and migrate it."""
+        engine = create_engine(url)
+        store = cls(engine)
+        if migrate:
+            from gateway.store.migrate import upgrade
+
+            upgrade(engine)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- receive ------------------------------------------------------------------------
+
+    def find_by_sha256(self, sha256: str) -> TransmissionRow | None:
+        """The first transmission (not itself a duplicate) that had these exact bytes."""
+        q = (
+            sa.select(s.transmissions)
+            .where(s.transmissions.c.sha256 == sha256)
+            .where(s.transmissions.c.status != s.DUPLICATE)
+            .order_by(s.transmissions.c.received_at)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return TransmissionRow.from_row(row) if row else None
+
+    def record_received(self, *, channel: str, channel_ref: str | None, filename: str | None,
+                        size: int, sha256: str, partner_id: str | None = None,
+                        duplicate_of: str | None = None, detail: str | None = None) -> str:
+        """Record a payload whose bytes are already archived; returns the transmission id.
+
+        With ``duplicate_of`` the transmission is recorded as DUPLICATE and is not processed.
+        """
+        tid = new_id()
+        now = utcnow()
+        status = s.DUPLICATE if duplicate_of else s.RECEIVED
+        with self._begin() as conn:
+            conn.execute(s.transmissions.insert().values(
+                id=tid, channel=channel, channel_ref=channel_ref, partner_id=partner_id,
+                filename=filename, size=size, sha256=sha256, received_at=now, status=status,
+                duplicate_of=duplicate_of, updated_at=now, document_count=0,
+            ))
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=now, event="received",
+                detail=detail or f"{size} bytes via {channel}, sha256 {sha256[:12]}",
+            ))
+            if duplicate_of:
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=tid, at=now, event="duplicate",
+                    detail=f"same bytes as transmission {duplicate_of}; not processed again",
+                ))
+        return tid
+
+    def record_received_many(self, items: Sequence[dict[str, Any]]) -> list[str]:
+        """``record_received`` for many payloads in one commit (group commit for throughput).
+
+        Each item holds the keyword arguments of ``record_received``.
+        """
+        now = utcnow()
+        ids = []
+        t_rows, e_rows = [], []
+        for it in items:
+            tid = it.get("id") or new_id()
+            ids.append(tid)
+            dup = it.get("duplicate_of")
+            t_rows.append(dict(
+                id=tid, channel=it["channel"], channel_ref=it.get("channel_ref"),
+                partner_id=it.get("partner_id"), filename=it.get("filename"), size=it["size"],
+                sha256=it["sha256"], received_at=now, acknowledged_at=None,
+                status=s.DUPLICATE if dup else s.RECEIVED, duplicate_of=dup, updated_at=now,
+                document_count=0))
+            e_rows.append(dict(transmission_id=tid, at=now, event="received",
+                               detail=f"{it['size']} bytes via {it['channel']}, sha256 {it['sha256'][:12]}"))
+            if dup:
+                e_rows.append(dict(transmission_id=tid, at=now, event="duplicate",
+                                   detail=f"same bytes as transmission {dup}; not processed again"))
+        if t_rows:
+            with self._begin() as conn:
+                conn.execute(s.transmissions.insert(), t_rows)
+                conn.execute(s.transmission_events.insert(), e_rows)
+        return ids
+
+    def mark_acknowledged_many(self, tids: Sequence[str], detail: str) -> None:
+        """``mark_acknowledged`` for many transmissions in one commit."""
+        if not tids:
+            return
+        now = utcnow()
+        with self._begin() as conn:
+            for chunk in _chunks(list(tids), 500):
+                conn.execute(s.transmissions.update().where(s.transmissions.c.id.in_(chunk))
+                             .values(acknowledged_at=now))
+            conn.execute(s.transmission_events.insert(), [
+                dict(transmission_id=t, at=now, event="acknowledged", detail=detail) for t in tids])
+
+    def mark_acknowledged(self, tid: str, detail: str) -> None:
+        """The channel has acknowledged its transport (moved the file, flagged the mail)."""
+        now = utcnow()
+        with self._begin() as conn:
+            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid)
+                         .values(acknowledged_at=now))
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=now, event="acknowledged", detail=detail))
+
+    def unacknowledged_from(self, channel: str, channel_ref: str, sha256: str) -> TransmissionRow | None:
+        """A transmission received from this exact place whose transport ack never happened."""
+        q = (
+            sa.select(s.transmissions)
+            .where(s.transmissions.c.sha256 == sha256)
+            .where(s.transmissions.c.channel == channel)
+            .where(s.transmissions.c.channel_ref == channel_ref)
+            .where(s.transmissions.c.acknowledged_at.is_(None))
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return TransmissionRow.from_row(row) if row else None
+
+    # -- process ------------------------------------------------------------------------
+
+    def add_event(self, tid: str, event: str, detail: str | None = None) -> None:
+        with self._begin() as conn:
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=utcnow(), event=event, detail=detail))
+
+    def record_processed(self, tid: str, *, partner_id: str, fmt: str, standard: str | None,
+                         docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = ()) -> int:
+        """Store the documents of a transmission and their outbox rows in one commit.
+
+        A document whose ``message_id`` is already stored is recorded as DUPLICATE and gets no
+        outbox row. Returns the number of documents queued for publishing.
+        """
+        now = utcnow()
+        queued = 0
+        with self._begin() as conn:
+            ids = [d.message_id for d in docs]
+            existing: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                existing.update(conn.execute(
+                    sa.select(s.documents.c.message_id)
+                    .where(s.documents.c.message_id.in_(chunk))
+                    .where(s.documents.c.status != s.DOC_DUPLICATE)
+                ).scalars())
+            doc_rows = []
+            outbox_rows = []
+            seen: set[str] = set()
+            dup_numbers = []
+            for d in docs:
+                did = new_id()
+                is_dup = d.message_id in existing or d.message_id in seen
+                seen.add(d.message_id)
+                doc_rows.append(dict(
+                    id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+                    schema_version=d.schema_version, business_number=d.business_number,
+                    interchange_ref=d.interchange_ref, message_ref=d.message_ref,
+                    message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
+                    created_at=now, published_at=None, payload=d.payload,
+                ))
+                if is_dup:
+                    dup_numbers.append(d.business_number or d.message_id)
+                else:
+                    outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
+                                            created_at=now, attempts=0))
+                    queued += 1
+            if doc_rows:
+                conn.execute(s.documents.insert(), doc_rows)
+            if outbox_rows:
+                conn.execute(s.outbox.insert(), outbox_rows)
+            status = s.PROCESSED if queued else s.PUBLISHED
+            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
+                partner_id=partner_id, format=fmt, standard=standard, status=status,
+                stage=None, reason=None, document_count=len(docs), updated_at=now))
+            event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+            event_rows.append(dict(transmission_id=tid, at=now, event="processed",
+                                   detail=f"{len(docs)} document(s), {queued} queued for publishing"))
+            if dup_numbers:
+                event_rows.append(dict(
+                    transmission_id=tid, at=now, event="duplicate-documents",
+                    detail="already received, not published again: " + ", ".join(dup_numbers[:20])
+                    + (" …" if len(dup_numbers) > 20 else "")))
+            conn.execute(s.transmission_events.insert(), event_rows)
+        return queued
+
+    def record_failed(self, tid: str, *, stage: str, reason: str, status: str = s.FAILED,
+                      partner_id: str | None = None, fmt: str | None = None,
+                      standard: str | None = None) -> None:
+        """Mark a transmission FAILED (or QUARANTINED) at ``stage``; its payload stays archived."""
+        now = utcnow()
+        values: dict[str, Any] = dict(status=status, stage=stage, reason=reason, updated_at=now)
+        if partner_id:
+            values["partner_id"] = partner_id
+        if fmt:
+            values["format"] = fmt
+        if standard:
+            values["standard"] = standard
+        with self._begin() as conn:
+            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(**values))
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=now, event=status.lower(), detail=f"{stage}: {reason}"))
+
+    def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
+        """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
+        q = (sa.select(s.transmissions).where(s.transmissions.c.status == s.RECEIVED)
+             .order_by(s.transmissions.c.received_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+    # -- publish ------------------------------------------------------------------------
+
+    def pending_outbox(self, limit: int, *, exclude: Iterable[int] = ()) -> list[OutboxItem]:
+        """Outbox rows to publish, oldest first, skipping ids already in flight."""
+        o, d = s.outbox, s.documents
+        q = (
+            sa.select(o.c.id, o.c.routing_key, o.c.attempts, d.c.id.label("document_id"),
+                      d.c.transmission_id, d.c.partner_id, d.c.doc_type, d.c.schema_version,
+                      d.c.message_id, d.c.payload)
+            .select_from(o.join(d, d.c.id == o.c.document_id))
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        exclude = list(exclude)
+        if exclude:
+            q = q.where(o.c.id > max(exclude)) if len(exclude) > 500 else q.where(o.c.id.not_in(exclude))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return [OutboxItem(outbox_id=r.id, document_id=r.document_id,
+                           transmission_id=r.transmission_id, partner_id=r.partner_id,
+                           doc_type=r.doc_type, schema_version=r.schema_version,
+                           message_id=r.message_id, routing_key=r.routing_key, body=r.payload,
+                           attempts=r.attempts) for r in rows]
+
+    def mark_published(self, outbox_ids: Sequence[int]) -> None:
+        """The broker confirmed these messages: documents PUBLISHED, outbox rows removed."""
+        if not outbox_ids:
+            return
+        now = utcnow()
+        with self._begin() as conn:
+            for chunk in _chunks(list(outbox_ids), 500):
+                rows = conn.execute(sa.select(s.outbox.c.document_id).where(s.outbox.c.id.in_(chunk))).scalars().all()
+                if not rows:
+                    continue
+                conn.execute(s.documents.update().where(s.documents.c.id.in_(rows))
+                             .values(status=s.DOC_PUBLISHED, published_at=now))
+                conn.execute(s.outbox.delete().where(s.outbox.c.id.in_(chunk)))
+                tids = conn.execute(sa.select(s.documents.c.transmission_id)
+                                    .where(s.documents.c.id.in_(rows)).distinct()).scalars().all()
+                self._close_transmissions(conn, tids, now)
+
+    def mark_unroutable(self, outbox_id: int, reason: str) -> None:
+        """The broker returned this message: no queue takes its routing key."""
+        now = utcnow()
+        with self._begin() as conn:
+            row = conn.execute(sa.select(s.outbox.c.document_id).where(s.outbox.c.id == outbox_id)).first()
+            if row is None:
+                return
+            conn.execute(s.documents.update().where(s.documents.c.id == row.document_id)
+                         .values(status=s.UNROUTABLE))
+            conn.execute(s.outbox.delete().where(s.outbox.c.id == outbox_id))
+            tid = conn.execute(sa.select(s.documents.c.transmission_id, s.documents.c.business_number)
+                               .where(s.documents.c.id == row.document_id)).first()
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid.transmission_id, at=now, event="unroutable",
+                detail=f"document {tid.business_number or row.document_id}: {reason}"))
+
+    def record_publish_failure(self, outbox_ids: Sequence[int], error: str) -> None:
+        """A publish attempt failed (nack, lost connection); the rows stay for a retry."""
+        if not outbox_ids:
+            return
+        with self._begin() as conn:
+            for chunk in _chunks(list(outbox_ids), 500):
+                conn.execute(s.outbox.update().where(s.outbox.c.id.in_(chunk))
+                             .values(attempts=s.outbox.c.attempts + 1, last_error=error[:2000]))
+
+    def outbox_size(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
+
+    def _close_transmissions(self, conn: sa.Connection, tids: Sequence[str], now: dt.datetime) -> None:
+        for tid in tids:
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(s.documents)
+                .where(s.documents.c.transmission_id == tid)
+                .where(s.documents.c.status == s.PENDING)).scalar_one()
+            if left == 0:
+                res = conn.execute(s.transmissions.update()
+                                   .where(s.transmissions.c.id == tid)
+                                   .where(s.transmissions.c.status == s.PROCESSED)
+                                   .values(status=s.PUBLISHED, updated_at=now))
+                if res.rowcount:
+                    conn.execute(s.transmission_events.insert().values(
+                        transmission_id=tid, at=now, event="published",
+                        detail="every document confirmed by the broker"))
+
+    # -- read ---------------------------------------------------------------------------
+
+    def get_transmission(self, tid: str) -> TransmissionRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(s.transmissions).where(s.transmissions.c.id == tid)).first()
+            if row is None and len(tid) >= 6:  # a unique prefix is enough, as with git
+                rows = conn.execute(sa.select(s.transmissions)
+                                    .where(s.transmissions.c.id.like(tid + "%")).limit(2)).all()
+                row = rows[0] if len(rows) == 1 else None
+        return TransmissionRow.from_row(row) if row else None
+
+    def events(self, tid: str) -> list[dict[str, Any]]:
+        e = s.transmission_events
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(e.c.at, e.c.event, e.c.detail)
+                                .where(e.c.transmission_id == tid).order_by(e.c.id)).all()
+        return [dict(at=_aware(r.at), event=r.event, detail=r.detail) for r in rows]
+
+    def documents_of(self, tid: str) -> list[DocumentRow]:
+        d = s.documents
+        cols = [c for c in d.c if c.name != "payload"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).where(d.c.transmission_id == tid)
+                                .order_by(d.c.created_at, d.c.id)).all()
+        return [_document_row(r) for r in rows]
+
+    def document_payload(self, document_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(s.documents.c.payload)
+                               .where(s.documents.c.id == document_id)).scalar_one()
+        return json.loads(raw)
+
+    def find_documents(self, *, business_number: str | None = None, partner: str | None = None,
+                       doc_type: str | None = None, limit: int = 100) -> list[DocumentRow]:
+        d = s.documents
+        cols = [c for c in d.c if c.name != "payload"]
+        q = sa.select(*cols).order_by(d.c.created_at.desc()).limit(limit)
+        if business_number:
+            q = q.where(d.c.business_number == business_number)
+        if partner:
+            q = q.where(d.c.partner_id == partner)
+        if doc_type:
+            q = q.where(d.c.doc_type == doc_type)
+        with self.engine.connect() as conn:
+            return [_document_row(r) for r in conn.execute(q)]
+
+    def log(self, flt: LogFilter) -> list[TransmissionRow]:
+        t = s.transmissions
+        q = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(flt.limit)
+        if flt.partner:
+            q = q.where(t.c.partner_id == flt.partner)
+        if flt.status:
+            q = q.where(t.c.status == flt.status.upper())
+        if flt.since:
+            q = q.where(t.c.received_at >= flt.since)
+        if flt.until:
+            q = q.where(t.c.received_at < flt.until)
+        with self.engine.connect() as conn:
+            return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+    def counts_by_status(self) -> dict[str, int]:
+        t = s.transmissions
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all()
+        return {r[0]: r[1] for r in rows}
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _begin(self) -> Any:
+        try:
+            return self.engine.begin()
+        except sa.exc.OperationalError as exc:  # pragma: no cover - translated at the edge
+            raise StoreError(f"store unavailable: {exc.orig}") from exc
+
+
+def _document_row(r: Any) -> DocumentRow:
+    data = dict(r._mapping)
+    data["created_at"] = _aware(data["created_at"])
+    data["published_at"] = _aware(data["published_at"])
+    return DocumentRow(**data)
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and durable commits."""
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit survives power loss, which is what "durably received" means.
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def default_sqlite_url(var_dir: str | os.PathLike[str]) -> str:
+    return f"sqlite:///{Path(var_dir).resolve() / 'edigw.sqlite3'}"

@@ -1,0 +1,99 @@
+"""Tables of the store (SQLAlchemy Core), the same for SQLite and PostgreSQL.
+
+Migrations under ``migrations/versions`` create exactly these tables; a test compares them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Transmission statuses, in the order a payload normally goes through them.
+RECEIVED = "RECEIVED"  # raw bytes archived and recorded; nothing else done yet
+PROCESSED = "PROCESSED"  # parsed and mapped; documents and outbox rows committed
+PUBLISHED = "PUBLISHED"  # every document confirmed by the broker
+FAILED = "FAILED"  # a stage failed; see stage and reason; payload kept for reprocessing
+QUARANTINED = "QUARANTINED"  # sender unknown; kept until a partner profile matches
+DUPLICATE = "DUPLICATE"  # the same bytes were received before; see duplicate_of
+TRANSMISSION_STATUSES = (RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED, DUPLICATE)
+
+# Document (and outbox) statuses.
+PENDING = "PENDING"  # in the outbox, not yet confirmed by the broker
+DOC_PUBLISHED = "PUBLISHED"  # confirmed by the broker
+UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its routing key
+DOC_DUPLICATE = "DUPLICATE"  # the same message_id was stored before; not published again
+DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE)
+
+transmissions = sa.Table(
+    "transmissions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("channel_ref", sa.String(1024), nullable=True),  # e.g. inbox path of the file
+    sa.Column("partner_id", sa.String(64), nullable=True),
+    sa.Column("filename", sa.String(512), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("format", sa.String(32), nullable=True),
+    sa.Column("standard", sa.String(64), nullable=True),
+    sa.Column("document_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("duplicate_of", sa.String(32), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_transmissions_sha256", "sha256"),
+    sa.Index("ix_transmissions_received_at", "received_at"),
+    sa.Index("ix_transmissions_status", "status"),
+    sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
+)
+
+transmission_events = sa.Table(
+    "transmission_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("transmission_id", sa.String(32), sa.ForeignKey("transmissions.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_transmission_events_tid", "transmission_id", "id"),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("transmission_id", sa.String(32), sa.ForeignKey("transmissions.id"), nullable=False),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("doc_type", sa.String(32), nullable=False),
+    sa.Column("schema_version", sa.String(32), nullable=False),
+    sa.Column("business_number", sa.String(128), nullable=True),
+    sa.Column("interchange_ref", sa.String(64), nullable=True),
+    sa.Column("message_ref", sa.String(64), nullable=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # canonical JSON, UTF-8
+    sa.Index("ix_documents_business", "partner_id", "doc_type", "business_number"),
+    sa.Index("ix_documents_business_number", "business_number"),
+    sa.Index("ix_documents_interchange", "interchange_ref"),
+    sa.Index("ix_documents_message_ref", "message_ref"),
+    sa.Index("ix_documents_message_id", "message_id"),
+    sa.Index("ix_documents_transmission", "transmission_id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("document_id", sa.String(32), sa.ForeignKey("documents.id"), nullable=False),
+    sa.Column("routing_key", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_outbox_document", "document_id"),
+)

@@ -1,0 +1,109 @@
+"""The folder channel takes complete files only and moves them only after receive."""
+
+import os
+import time
+
+from gateway.channels.folder.watcher import FolderChannel, FolderSpec
+from gateway.core.errors import StoreError
+from gateway.core.ports import Incoming, Receipt
+
+
+class FakeReceiver:
+    def __init__(self, fail=False):
+        self.items: list[Incoming] = []
+        self.acked: list[str] = []
+        self.fail = fail
+
+    def receive_many(self, items):
+        if self.fail:
+            raise StoreError("store down")
+        self.items += items
+        return [Receipt(f"t{len(self.items) - len(items) + i}") for i in range(len(items))]
+
+    def acknowledged(self, receipts, detail):
+        self.acked += [r.transmission_id for r in receipts]
+
+
+def make(tmp_path, receiver, **kw):
+    spec = FolderSpec(path=tmp_path / "in", processed=tmp_path / "done", failed=tmp_path / "bad", **kw)
+    spec.path.mkdir()
+    got = []
+    return spec, FolderChannel(spec, receiver=receiver, on_received=got.extend), got
+
+
+def test_file_is_taken_on_the_second_look_and_moved_after_receive(tmp_path):
+    """A file is taken only once its size and mtime were seen unchanged, then moved."""
+    r = FakeReceiver()
+    spec, ch, got = make(tmp_path, r)
+    (spec.path / "order.edi").write_bytes(b"UNB'")
+    assert ch.scan_once() == 0  # first look: only noted
+    assert ch.scan_once() == 1
+    assert r.items[0].filename == "order.edi" and r.items[0].data == b"UNB'"
+    assert (spec.processed / "order.edi").exists()
+    assert not (spec.path / "order.edi").exists()
+    assert r.acked == ["t0"] and [x.transmission_id for x in got] == ["t0"]
+
+
+def test_growing_file_is_not_taken(tmp_path):
+    """A file whose size changes between two looks waits."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r)
+    f = spec.path / "big.edi"
+    f.write_bytes(b"UNB")
+    ch.scan_once()
+    with f.open("ab") as fh:
+        fh.write(b"+more")
+    assert ch.scan_once() == 0
+    assert ch.scan_once() == 1
+    assert r.items[0].data == b"UNB+more"
+
+
+def test_temporary_names_are_ignored(tmp_path):
+    """Hidden, .tmp and .part files are never taken."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r)
+    for name in (".hidden", "x.tmp", "y.part", "~lock", "z.filepart"):
+        (spec.path / name).write_bytes(b"data")
+    ch.scan_once()
+    assert ch.scan_once() == 0
+    assert r.items == []
+
+
+def test_FolderDoNotMoveFileIfReceiveFails(tmp_path):
+    """When the store cannot record the payload, the file stays in the inbox."""
+    r = FakeReceiver(fail=True)
+    spec, ch, got = make(tmp_path, r)
+    (spec.path / "order.edi").write_bytes(b"UNB'")
+    ch.scan_once()
+    assert ch.scan_once() == 0
+    assert (spec.path / "order.edi").exists()
+    assert ch.last_error and "store down" in ch.last_error
+    assert got == []
+    r.fail = False
+    ch.scan_once()
+    assert ch.scan_once() == 1
+
+
+def test_oversize_file_goes_to_failed_with_its_reason(tmp_path):
+    """A file over the size limit is moved to the failed folder with a reason file."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r, max_size=10)
+    (spec.path / "huge.edi").write_bytes(b"x" * 11)
+    ch.scan_once()
+    ch.scan_once()
+    assert (spec.failed / "huge.edi").exists()
+    assert "over the 10-byte limit" in (spec.failed / "huge.edi.reason.txt").read_text()
+    assert r.items == []
+
+
+def test_name_clash_in_processed_folder_keeps_both(tmp_path):
+    """A second file of the same name does not overwrite the first in processed/."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r)
+    for content in (b"one", b"two"):
+        (spec.path / "a.edi").write_bytes(content)
+        old = time.time() - 10
+        os.utime(spec.path / "a.edi", (old, old))
+        ch.scan_once()
+        ch.scan_once()
+    assert sorted(p.name for p in spec.processed.iterdir()) == ["a.1.edi", "a.edi"]
