@@ -40,7 +40,8 @@ def describe(exc: BaseException) -> str:
         return f"{exc.reply_code} {exc.reply_text}"
     if isinstance(exc, px.StreamLostError):
         return "connection lost" + (f": {_inner(exc)}" if _inner(exc) else "")
-    if isinstance(exc, px.AMQPConnectionError):
+    if isinstance(exc, px.AMQPConnectionError) or hasattr(exc, "exception") \
+            or hasattr(exc, "exceptions"):
         return _inner(exc) or type(exc).__name__
     if isinstance(exc, socket.gaierror):
         return f"host name not resolved ({exc.strerror})"
@@ -52,10 +53,19 @@ def describe(exc: BaseException) -> str:
 def _inner(exc: BaseException) -> str:
     # AMQPConnectionError wraps the connector's error: (AMQPConnectorSocketConnectError(
     # ConnectionRefusedError(111, 'Connection refused')),)
-    for arg in exc.args:
+    for arg in (exc, *exc.args):
         cause = arg
-        while isinstance(cause, px.AMQPError) and cause.args:
-            cause = cause.args[0]
+        while True:
+            if getattr(cause, "exceptions", None):  # a workflow's attempts: the last counts
+                cause = cause.exceptions[-1]
+            elif isinstance(getattr(cause, "exception", None), BaseException):
+                cause = cause.exception  # pika's connector errors keep the socket error here
+            elif isinstance(cause, px.AMQPError) and cause.args:
+                cause = cause.args[0]
+            else:
+                break
+        if cause is exc:
+            continue
         if isinstance(cause, BaseException):
             return describe(cause)
         if cause:

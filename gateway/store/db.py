@@ -23,7 +23,6 @@ from sqlalchemy.engine import Engine
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
 
-
 _last_ms = 0
 _seq = 0
 _id_lock = threading.Lock()

@@ -1,0 +1,99 @@
+"""Typed conversions named in mapping files: date, decimal, gtin, gln (plus code lists).
+
+Each takes the raw text and returns the value, or raises ConversionError (the caller turns
+it into a MappingError naming field and position); ``gtin`` and ``gln`` return None with a
+warning instead, because a bad check digit should not stop an order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+TYPES = frozenset({"text", "date", "decimal", "gtin", "gln"})
+
+_DECIMAL = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)")
+
+
+class ConversionError(ValueError):
+    """A value that cannot be converted to the mapping's type."""
+
+
+def to_decimal(value: str, decimal_mark: str = ".") -> Decimal:
+    """A decimal written with the interchange's mark; ``.`` and ``,`` are both accepted."""
+    text = value.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ConversionError(f"{value!r} is not a decimal number")
+    try:
+        return Decimal(text.replace(",", "."))
+    except InvalidOperation as exc:  # pragma: no cover - the pattern already rules this out
+        raise ConversionError(f"{value!r} is not a decimal number") from exc
+
+
+# 2379 date/time/period format codes (UNCL 2379) edigw reads.
+_FORMATS: dict[str, tuple[str, bool]] = {
+    "102": ("%Y%m%d", False),
+    "101": ("%y%m%d", False),
+    "203": ("%Y%m%d%H%M", True),
+    "204": ("%Y%m%d%H%M%S", True),
+    "201": ("%y%m%d%H%M", True),
+}
+_RANGES = {"718": "102", "719": "203", "720": "101"}
+_GUESS_BY_LENGTH = {8: "102", 12: "203", 14: "204", 6: "101"}
+DATE_FORMATS = frozenset(_FORMATS) | frozenset(_RANGES)
+
+
+def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime, str | None]:
+    """(date or datetime, warning) for ``value`` in 2379 format ``format_code``.
+
+    A range (718, 719) gives its start. Without a format code the length decides
+    (8 digits: 102, 12: 203) and a warning says so.
+    """
+    text = value.strip()
+    warning = None
+    code = (format_code or "").strip()
+    if not code:
+        code = _GUESS_BY_LENGTH.get(len(text), "")
+        if not code:
+            raise ConversionError(f"date {value!r} has no format qualifier (2379) and its "
+                                  "length does not tell")
+        warning = f"date {value!r} has no format qualifier (2379); read as {code}"
+    if code in _RANGES:
+        text = text.split("-", 1)[0]
+        code = _RANGES[code]
+    if code not in _FORMATS:
+        raise ConversionError(f"date format qualifier {code} (2379) is not one edigw reads "
+                              f"({', '.join(sorted(DATE_FORMATS))})")
+    pattern, has_time = _FORMATS[code]
+    try:
+        parsed = dt.datetime.strptime(text, pattern)
+    except ValueError as exc:
+        raise ConversionError(f"{value!r} is not a date in format {code}") from exc
+    return (parsed if has_time else parsed.date()), warning
+
+
+def gs1_check_digit_ok(digits: str) -> bool:
+    """True when the last digit is the GS1 mod-10 check digit of the others."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
+    return (10 - total % 10) % 10 == int(digits[-1])
+
+
+def to_gtin(value: str) -> tuple[str | None, str | None]:
+    """(GTIN, None) when 8, 12, 13 or 14 digits with a right check digit, else (None, warning)."""
+    text = value.strip()
+    if not (text.isdigit() and text.isascii() and len(text) in (8, 12, 13, 14)):
+        return None, f"{value!r} is not a GTIN (8, 12, 13 or 14 digits); left empty"
+    if not gs1_check_digit_ok(text):
+        return None, f"GTIN {text} has a wrong check digit; left empty"
+    return text, None
+
+
+def to_gln(value: str) -> tuple[str | None, str | None]:
+    """(GLN, None) when 13 digits with a right check digit, else (None, warning)."""
+    text = value.strip()
+    if not (text.isdigit() and text.isascii() and len(text) == 13):
+        return None, f"{value!r} is not a GLN (13 digits); left empty"
+    if not gs1_check_digit_ok(text):
+        return None, f"GLN {text} has a wrong check digit; left empty"
+    return text, None

@@ -1,0 +1,315 @@
+"""Mapping definitions: compile a (merged) YAML document into rules, checking everything.
+
+Loading is strict: an unknown key, an unknown canonical field, a malformed path, a data
+element its segment does not have or an unknown type stops with the file and line.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from gateway.core.canonical import CANONICAL_MODELS
+from gateway.core.errors import MappingDefinitionError
+from gateway.formats.mapping.convert import DATE_FORMATS, TYPES
+from gateway.formats.mapping.paths import Condition, PathError, SegmentPath, compile_path
+
+TOP_KEYS = frozenset({"id", "description", "document", "standard", "match", "groups",
+                      "fields", "extends"})
+MATCH_KEYS = frozenset({"message", "version", "release", "agency", "association"})
+GROUP_KEYS = frozenset({"trigger", "contains"})
+FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format"})
+GROUP_RULE_KEYS = frozenset({"group", "fields", "each", "required"})
+#: Canonical fields the gateway fills itself; a mapping may not set them.
+GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source"})
+
+Where = dict[tuple[str, ...], tuple[str, int | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """One canonical field from the first path (of several alternatives) that has a value."""
+
+    name: str
+    paths: tuple[SegmentPath, ...]
+    type: str = "text"
+    required: bool = False
+    all: bool = False
+    codes: dict[str, str] | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRule:
+    """A canonical object (``fields``) or list (``each``) read from segment group instances."""
+
+    name: str
+    group: str
+    conditions: tuple[Condition, ...]
+    fields: tuple[FieldRule, ...]
+    each: bool
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDef:
+    """A segment group: starts at ``trigger``, goes on while segments are in ``contains``."""
+
+    name: str
+    trigger: str
+    contains: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Which messages a mapping claims (UNH S009); ``associations`` None means any."""
+
+    message: str
+    version: str
+    release: str
+    agency: str | None
+    associations: frozenset[str | None] | None
+
+    @property
+    def directory(self) -> str:
+        return f"{self.version}{self.release}".upper()
+
+    def describe(self) -> str:
+        return f"{self.message} {self.version}:{self.release}:{self.agency or ''}"
+
+
+@dataclass(slots=True)
+class Mapping:
+    """A loaded, checked mapping: what it matches, its groups and its rules."""
+
+    id: str
+    document: str
+    standard: str
+    match: Match
+    #: False for an overlay that inherits its match: it is chosen by id, never by match.
+    auto_match: bool
+    groups: dict[str, GroupDef]
+    rules: tuple[FieldRule | GroupRule, ...]
+    file: str
+    extends: str | None = None
+    description: str | None = None
+    model: type[BaseModel] = field(default=BaseModel, repr=False)
+
+
+class _Compiler:
+    def __init__(self, data: dict[str, Any], where: Where, file: str) -> None:
+        self.data = data
+        self.where = where
+        self.file = file
+
+    def fail(self, reason: str, *path: str) -> MappingDefinitionError:
+        while path and path not in self.where:
+            path = path[:-1]
+        file, line = self.where.get(path, (self.file, None))
+        return MappingDefinitionError(reason, file=file, line=line)
+
+    def compile(self) -> Mapping:
+        data = self.data
+        for key in data:
+            if key not in TOP_KEYS:
+                raise self.fail(f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})",
+                                key)
+        for key in ("id", "document", "match", "fields"):
+            if key not in data or data[key] in (None, ""):
+                raise self.fail(f"{key!r} is required", key)
+        document = data["document"]
+        if document not in CANONICAL_MODELS:
+            raise self.fail(f"document {document!r} is not a canonical type "
+                            f"({', '.join(sorted(CANONICAL_MODELS))})", "document")
+        match = self.match(data["match"])
+        groups = self.groups(data.get("groups") or {})
+        model = CANONICAL_MODELS[document]
+        fields = data["fields"]
+        if not isinstance(fields, dict):
+            raise self.fail("'fields' is a mapping of canonical field: rule", "fields")
+        rules: list[FieldRule | GroupRule] = []
+        for name, spec in fields.items():
+            if spec is None:
+                continue
+            rules.append(self.rule(model, name, spec, match.directory, groups))
+        return Mapping(id=str(data["id"]), document=document,
+                       standard=str(data.get("standard") or "UN/EDIFACT"), match=match,
+                       auto_match="match" in data.get("_own", ()), groups=groups,
+                       rules=tuple(rules), file=self.file, extends=data.get("extends"),
+                       description=data.get("description"), model=model)
+
+    def match(self, spec: Any) -> Match:
+        if not isinstance(spec, dict):
+            raise self.fail("'match' is a mapping (message, version, release …)", "match")
+        for key in spec:
+            if key not in MATCH_KEYS:
+                raise self.fail(f"unknown key {key!r} in match", "match", key)
+        for key in ("message", "version", "release"):
+            if not spec.get(key):
+                raise self.fail(f"match needs {key!r}", "match")
+        assoc = spec.get("association", "*any*")
+        associations: frozenset[str | None] | None
+        if assoc == "*any*":
+            associations = None
+        elif isinstance(assoc, list):
+            associations = frozenset(assoc)
+        else:
+            associations = frozenset([assoc])
+        return Match(spec["message"], spec["version"], spec["release"], spec.get("agency"),
+                     associations)
+
+    def groups(self, spec: Any) -> dict[str, GroupDef]:
+        if not isinstance(spec, dict):
+            raise self.fail("'groups' is a mapping of name: {trigger, contains}", "groups")
+        result = {}
+        for name, group in spec.items():
+            if not isinstance(group, dict) or "trigger" not in group:
+                raise self.fail(f"group {name!r} needs a trigger segment", "groups", name)
+            for key in group:
+                if key not in GROUP_KEYS:
+                    raise self.fail(f"unknown key {key!r} in group {name!r}", "groups", name, key)
+            contains = group.get("contains") or []
+            for tag in [group["trigger"], *contains]:
+                if not (isinstance(tag, str) and len(tag) == 3 and tag.isupper()):
+                    raise self.fail(f"group {name!r}: {tag!r} is not a segment tag",
+                                    "groups", name)
+            result[name] = GroupDef(name, group["trigger"], frozenset(contains))
+        return result
+
+    def rule(self, model: type[BaseModel], name: str, spec: Any, version: str,
+             groups: dict[str, GroupDef]) -> FieldRule | GroupRule:
+        at = ("fields", name)
+        annotation = self.target(model, name, at)
+        if isinstance(spec, dict) and "group" in spec:
+            return self.group_rule(name, spec, annotation, version, groups, at)
+        return self.field_rule(name, spec, annotation, version, at)
+
+    def target(self, model: type[BaseModel], dotted: str, at: tuple[str, ...]) -> Any:
+        current: Any = model
+        annotation: Any = None
+        for part in dotted.split("."):
+            inner = _model_of(current) if current is not model else model
+            if inner is None or part not in inner.model_fields or (
+                    inner is model and part in GATEWAY_FIELDS):
+                known = sorted(set(inner.model_fields) - GATEWAY_FIELDS) if inner else []
+                raise self.fail(f"{dotted!r} is not a field of the canonical "
+                                f"{_model_name(inner)} (known: {', '.join(known)})", *at)
+            annotation = inner.model_fields[part].annotation
+            current = annotation
+        return annotation
+
+    def field_rule(self, name: str, spec: Any, annotation: Any, version: str,
+                   at: tuple[str, ...]) -> FieldRule:
+        if _model_of(annotation) is not None:
+            raise self.fail(f"{name!r} is an object; map it from a group with 'group' and "
+                            "'fields' (or 'each' for a list)", *at)
+        if isinstance(spec, (str, list)):
+            spec = {"path": spec}
+        if not isinstance(spec, dict):
+            raise self.fail(f"rule for {name!r} is a path, a list of paths or a mapping", *at)
+        for key in spec:
+            if key not in FIELD_KEYS:
+                raise self.fail(f"unknown key {key!r} in rule {name!r} (known: "
+                                f"{', '.join(sorted(FIELD_KEYS))})", *at, key)
+        raw_paths = spec.get("path")
+        if raw_paths is None:
+            raise self.fail(f"rule {name!r} has no path", *at)
+        if isinstance(raw_paths, str):
+            raw_paths = [raw_paths]
+        paths = []
+        for i, text in enumerate(raw_paths):
+            try:
+                paths.append(compile_path(text, version))
+            except PathError as exc:
+                raise self.fail(str(exc), *at, "path", str(i)) from exc
+        kind = spec.get("type", "text")
+        if kind not in TYPES:
+            raise self.fail(f"unknown type {kind!r} for {name!r} (known: "
+                            f"{', '.join(sorted(TYPES))})", *at, "type")
+        fmt = spec.get("format")
+        if fmt is not None and fmt not in DATE_FORMATS:
+            raise self.fail(f"unknown date format {fmt!r} (2379)", *at, "format")
+        codes = spec.get("codes")
+        if codes is not None and not isinstance(codes, dict):
+            raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at, "codes")
+        many = bool(spec.get("all")) or _is_list(annotation)
+        return FieldRule(name.rsplit(".", 1)[-1] if "." not in name else name, tuple(paths),
+                         kind, bool(spec.get("required")), many, codes, fmt)
+
+    def group_rule(self, name: str, spec: dict[str, Any], annotation: Any, version: str,
+                   groups: dict[str, GroupDef], at: tuple[str, ...]) -> GroupRule:
+        for key in spec:
+            if key not in GROUP_RULE_KEYS:
+                raise self.fail(f"unknown key {key!r} in group rule {name!r} (known: "
+                                f"{', '.join(sorted(GROUP_RULE_KEYS))})", *at, key)
+        selector = str(spec["group"])
+        group_name, _, conds = selector.partition("[")
+        if group_name not in groups:
+            raise self.fail(f"rule {name!r}: unknown group {group_name!r} (defined: "
+                            f"{', '.join(sorted(groups)) or 'none'})", *at, "group")
+        conditions: tuple[Condition, ...] = ()
+        if conds:
+            trigger = groups[group_name].trigger
+            try:
+                conditions = compile_path(f"{trigger}[{conds[:-1]}]/1",
+                                          version).conditions
+            except PathError as exc:
+                raise self.fail(f"rule {name!r}: group condition {selector!r}: {exc}",
+                                *at, "group") from exc
+        each = "each" in spec
+        if each == ("fields" in spec):
+            raise self.fail(f"group rule {name!r} needs either 'fields' (one object) or "
+                            "'each' (a list)", *at)
+        inner = _model_of(annotation)
+        if inner is None or each != _is_list(annotation):
+            shape = "a list; use 'each'" if _is_list(annotation) else "not a list; use 'fields'"
+            raise self.fail(f"canonical {name!r} is {shape}", *at)
+        key = "each" if each else "fields"
+        subspecs = spec[key]
+        if not isinstance(subspecs, dict):
+            raise self.fail(f"'{key}' of {name!r} maps canonical fields to rules", *at, key)
+        rules = []
+        for sub, subspec in subspecs.items():
+            if subspec is None:
+                continue
+            sub_at = (*at, key, sub)
+            if sub not in inner.model_fields:
+                raise self.fail(f"{sub!r} is not a field of the canonical {inner.__name__} "
+                                f"(known: {', '.join(inner.model_fields)})", *sub_at)
+            rules.append(self.field_rule(sub, subspec, inner.model_fields[sub].annotation,
+                                         version, sub_at))
+        return GroupRule(name, group_name, conditions, tuple(rules), each,
+                         bool(spec.get("required")))
+
+
+def compile_mapping(data: dict[str, Any], where: Where, file: str) -> Mapping:
+    """Compile a merged mapping document; MappingDefinitionError names file and line."""
+    return _Compiler(data, where, file).compile()
+
+
+def _model_name(model: type[BaseModel] | None) -> str:
+    return model.__name__ if model else "value"
+
+
+def _args(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(typing.get_origin(a) is list for a in _args(annotation))
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (Party | None, list[OrderLine]), if any."""
+    for arg in _args(annotation):
+        if typing.get_origin(arg) is list:
+            arg = typing.get_args(arg)[0]
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

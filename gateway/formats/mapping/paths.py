@@ -1,0 +1,208 @@
+"""EDIFACT paths: ``SEG[cond,...]/ELEMENT[cond]/COMPONENT``, resolved through the directory.
+
+A ref is a data element number (``1004``), a composite (``C212``) or a 1-based position
+(``2`` or ``2.1``). A data element number straight after the segment is looked for among
+the segment's elements and its composites' components, so ``BGM/1004`` finds the document
+number in D96A (element 2) and in D01B (C106, component 1). Conditions compare a ref with
+one or more values: ``[7143=EN|SRV]``, ``[3055!=9]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from gateway.formats.edifact.directory import ElementSpec, is_known_segment, locate, segment_spec
+from gateway.formats.edifact.model import Segment
+
+_SEGMENT = re.compile(r"(?P<tag>[A-Z][A-Z0-9]{2})(?:\[(?P<conds>[^\[\]]*)\])?")
+_STEP = re.compile(r"(?P<ref>[A-Z]\d{3}|\d{4}|\d{1,2}(?:\.\d{1,2})?)(?:\[(?P<conds>[^\[\]]*)\])?")
+_COND = re.compile(r"(?P<ref>[A-Z]\d{3}|\d{4}|\d{1,2}(?:\.\d{1,2})?)(?P<op>!?=)(?P<values>[^,]*)")
+
+Place = tuple[int, int | None]
+
+
+class PathError(ValueError):
+    """A path that is malformed or names an element its segment does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """Holds when the value at any of ``places`` is (or, negated, is not) one of ``values``."""
+
+    places: tuple[Place, ...]
+    values: frozenset[str]
+    negate: bool = False
+
+    def holds(self, elements: list[list[str]]) -> bool:
+        """Test against a segment's elements (places are element, component)."""
+        found = any(_get(elements, place) in self.values for place in self.places)
+        return found != self.negate
+
+    def holds_in(self, components: list[str]) -> bool:
+        """Test against one composite's components (places are 0, component)."""
+        found = any(_get([components], (0, c)) in self.values for _e, c in self.places)
+        return found != self.negate
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One place a value may sit: element index, component index (None: whole element)."""
+
+    element: int
+    component: int | None
+    join: bool
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPath:
+    """A compiled path: the segment tag, its conditions and where the value sits."""
+
+    text: str
+    tag: str
+    conditions: tuple[Condition, ...]
+    candidates: tuple[Candidate, ...]
+    #: Where the date/time format qualifier (2379) sits in this segment, when it has one.
+    format_place: tuple[Place, ...] = ()
+
+    def select(self, segments: list[Segment]) -> Iterator[Segment]:
+        """The segments (of this path's tag) whose conditions hold."""
+        conditions = self.conditions
+        for segment in segments:
+            if all(c.holds(segment.elements) for c in conditions):
+                yield segment
+
+    def values(self, segment: Segment) -> Iterator[str]:
+        """Non-empty values of ``segment`` at this path, in directory order."""
+        elements = segment.elements
+        for cand in self.candidates:
+            if cand.element >= len(elements):
+                continue
+            if cand.conditions and not all(c.holds_in(elements[cand.element])
+                                           for c in cand.conditions):
+                continue
+            if cand.join:
+                value = " ".join(c.strip() for c in elements[cand.element] if c.strip())
+            else:
+                value = _get(elements, (cand.element, cand.component))
+            if value:
+                yield value
+
+
+def _get(elements: list[list[str]], place: Place) -> str:
+    element, component = place
+    if element >= len(elements):
+        return ""
+    comps = elements[element]
+    index = component or 0
+    return comps[index] if index < len(comps) else ""
+
+
+def compile_path(text: str, version: str) -> SegmentPath:
+    """Compile ``text`` for directory ``version`` (``D96A``); PathError says what is wrong."""
+    if not isinstance(text, str) or not text:
+        raise PathError(f"a path is a string like 'BGM/1004', not {text!r}")
+    parts = text.split("/")
+    head = _SEGMENT.fullmatch(parts[0])
+    if not head:
+        raise PathError(f"path {text!r}: {parts[0]!r} is not a segment tag (three upper-case "
+                        "letters or digits, optionally with [conditions])")
+    tag = head.group("tag")
+    if not is_known_segment(version, tag):
+        raise PathError(f"path {text!r}: {tag} is not a segment of the {version} directory")
+    spec = segment_spec(version, tag)
+    if len(parts) not in (2, 3):
+        raise PathError(f"path {text!r}: expected SEGMENT/ELEMENT or SEGMENT/ELEMENT/COMPONENT")
+    conditions = tuple(_conditions(text, head.group("conds"),
+                                   lambda r: _places(text, tag, version, spec, r)))
+    step = _STEP.fullmatch(parts[1])
+    if not step:
+        raise PathError(f"path {text!r}: {parts[1]!r} is not a data element number, composite "
+                        "or position")
+    ref, step_conds = step.group("ref"), step.group("conds")
+    if len(parts) == 2:
+        if step_conds is not None:
+            raise PathError(f"path {text!r}: a condition on {ref} needs a component after it "
+                            f"({ref}[...]/COMPONENT)")
+        places = _places(text, tag, version, spec, ref)
+        candidates = tuple(Candidate(e, c, _is_whole_composite(spec, e, c)) for e, c in places)
+    else:
+        candidates = _composite_candidates(text, tag, version, spec, ref, step_conds, parts[2])
+    format_place: tuple[Place, ...] = ()
+    if spec is not None:
+        format_place = tuple(locate(version, tag, "2379"))
+    return SegmentPath(text, tag, conditions, candidates, format_place)
+
+
+def _is_whole_composite(spec: tuple[ElementSpec, ...] | None, element: int,
+                        component: int | None) -> bool:
+    if component is not None:
+        return False
+    return spec is not None and element < len(spec) and spec[element].components is not None
+
+
+def _places(text: str, tag: str, version: str, spec: tuple[ElementSpec, ...] | None,
+            ref: str) -> list[Place]:
+    if ref[0].isdigit() and len(ref) <= 5 and (len(ref) <= 2 or "." in ref):
+        element, _, component = ref.partition(".")
+        return [(int(element) - 1, int(component) - 1 if component else None)]
+    if spec is None:
+        raise PathError(f"path {text!r}: edigw's directory does not table {tag}; address its "
+                        "elements by position (e.g. 2.1)")
+    places = locate(version, tag, ref)
+    if not places:
+        raise PathError(f"path {text!r}: {tag} has no data element {ref} in {version}")
+    return places
+
+
+def _composite_candidates(text: str, tag: str, version: str,
+                          spec: tuple[ElementSpec, ...] | None, ref: str,
+                          conds: str | None, component_ref: str) -> tuple[Candidate, ...]:
+    if not _STEP.fullmatch(component_ref) or "[" in component_ref:
+        raise PathError(f"path {text!r}: {component_ref!r} is not a component number or position")
+    if ref[0].isdigit() and len(ref) <= 2:
+        elements = [int(ref) - 1]
+        components: tuple[str, ...] | None = None
+        if spec is not None and elements[0] < len(spec):
+            components = spec[elements[0]].components
+    else:
+        if spec is None:
+            raise PathError(f"path {text!r}: edigw's directory does not table {tag}; address "
+                            "its elements by position")
+        elements = [i for i, e in enumerate(spec) if e.code == ref]
+        if not elements:
+            raise PathError(f"path {text!r}: {tag} has no composite {ref} in {version}")
+        components = spec[elements[0]].components
+        if components is None:
+            raise PathError(f"path {text!r}: {ref} is a simple data element of {tag}, "
+                            "it has no components")
+
+    def inner(r: str) -> list[Place]:
+        if r[0].isdigit() and len(r) <= 2:
+            return [(0, int(r) - 1)]
+        if components is None or r not in components:
+            raise PathError(f"path {text!r}: composite {ref} of {tag} has no component {r} "
+                            f"in {version}")
+        return [(0, j) for j, c in enumerate(components) if c == r]
+
+    conditions = tuple(_conditions(text, conds, inner))
+    return tuple(Candidate(e, c, False, conditions)
+                 for e in elements for _z, c in inner(component_ref))
+
+
+def _conditions(text: str, conds: str | None,
+                resolve: Callable[[str], list[Place]]) -> list[Condition]:
+    if conds is None:
+        return []
+    result = []
+    for part in conds.split(","):
+        m = _COND.fullmatch(part.strip())
+        if not m:
+            raise PathError(f"path {text!r}: condition {part!r} is not REF=VALUE[|VALUE…] "
+                            "or REF!=VALUE")
+        places = resolve(m.group("ref"))
+        values = frozenset(v.strip() for v in m.group("values").split("|"))
+        result.append(Condition(tuple(places), values, m.group("op") == "!="))
+    return result
