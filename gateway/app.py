@@ -9,8 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from gateway.bus.publisher import OutboxPublisher
-from gateway.bus.topology import BusSettings, check_broker
+from gateway.bus import BusSettings, OutboxPublisher, check_broker
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
 from gateway.core.pipeline import Pipeline
@@ -27,6 +26,7 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
     b = settings.broker
     return BusSettings(
         url=b.url, exchange=b.exchange, dead_letter_exchange=b.dead_letter_exchange,
+        dead_letter_queue=b.dead_letter_queue,
         queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
         confirm_window=b.confirm_window, batch=b.batch,
         retry_initial=b.retry_initial, retry_max=b.retry_max,
@@ -66,7 +66,7 @@ class Gateway:
 
     def start_publisher(self) -> OutboxPublisher:
         if self.publisher is None:
-            self.publisher = OutboxPublisher(self.store, bus_settings(self.settings))
+            self.publisher = OutboxPublisher(self.store, bus_settings(self.settings), declare=True)
             self.publisher.start()
         return self.publisher
 

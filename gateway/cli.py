@@ -445,6 +445,19 @@ def db_upgrade(obj: _Ctx) -> None:
 
 @main.command()
 @click.pass_obj
+def declare(obj: _Ctx) -> None:
+    """Declare the exchanges and queues on the broker (also done by serve at each connection)."""
+    from gateway.app import bus_settings
+    from gateway.bus import declare_topology
+
+    settings = bus_settings(obj.settings)
+    declare_topology(settings)
+    click.echo(f"declared exchange {settings.exchange} and queues "
+               + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_url}")
+
+
+@main.command()
+@click.pass_obj
 def status(obj: _Ctx) -> None:
     """Counts by status, and the outbox."""
     store = _store(obj)

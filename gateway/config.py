@@ -51,6 +51,7 @@ class BrokerSettings(_Strict):
     url: str = "amqp://guest:guest@localhost:5672/%2F"
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
+    dead_letter_queue: str = "erp.orders.dead"
     queues: list[QueueSettings] = Field(
         default_factory=lambda: [QueueSettings(name="erp.orders", bindings=["order.#"])])
     confirm_window: int = Field(256, ge=1, le=65535)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from pika.spec import Basic
 from gateway.bus.confirms import ConfirmTracker
 from gateway.bus.connect import describe, parameters
 from gateway.bus.settings import BusSettings
+from gateway.bus.topology import declare_topology
 from gateway.store.db import OutboxItem, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,9 +76,12 @@ class OutboxPublisher:
     """Publishes outbox rows to the documents exchange until stopped."""
 
     def __init__(self, store: Store, settings: BusSettings, *,
-                 log: Any = None) -> None:
+                 log: Any = None, declare: bool = False) -> None:
         self._store = store
         self._settings = settings
+        #: Declare exchanges and queues at every (re)connection, so that a broker that
+        #: came up empty (or was reset) gets its topology back before anything is published.
+        self._declare = declare
         self._log = (log if log is not None else structlog.get_logger("edigw.bus")).bind(
             broker=settings.safe_url, exchange=settings.exchange)
         self._params = parameters(settings.url)
@@ -111,6 +116,11 @@ class OutboxPublisher:
         """Start the I/O thread; returns at once (the connection is made in the background)."""
         if self._thread is not None:
             raise RuntimeError("publisher already started")
+        # pika logs every failed connection attempt at ERROR; the publisher reports an outage
+        # once itself. An operator who set pika's level on purpose keeps it.
+        pika_log = logging.getLogger("pika")
+        if pika_log.level == logging.NOTSET:
+            pika_log.setLevel(logging.CRITICAL)
         self._thread = threading.Thread(target=self._run, name="edigw-publisher", daemon=True)
         self._thread.start()
 
@@ -254,6 +264,9 @@ class OutboxPublisher:
 
     @_guarded
     def _on_channel_open(self, channel: Any) -> None:
+        if self._declare:
+            # A short blocking connection of its own; runs once per (re)connection.
+            declare_topology(self._settings, timeout=10.0)
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)

@@ -441,20 +441,25 @@ class Store:
             return conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
 
     def _close_transmissions(self, conn: sa.Connection, tids: Sequence[str], now: dt.datetime) -> None:
-        for tid in tids:
-            left = conn.execute(
-                sa.select(sa.func.count()).select_from(s.documents)
-                .where(s.documents.c.transmission_id == tid)
-                .where(s.documents.c.status == s.PENDING)).scalar_one()
-            if left == 0:
-                res = conn.execute(s.transmissions.update()
-                                   .where(s.transmissions.c.id == tid)
-                                   .where(s.transmissions.c.status == s.PROCESSED)
-                                   .values(status=s.PUBLISHED, updated_at=now))
-                if res.rowcount:
-                    conn.execute(s.transmission_events.insert().values(
-                        transmission_id=tid, at=now, event="published",
-                        detail="every document confirmed by the broker"))
+        """Mark PUBLISHED the transmissions none of whose documents is still pending."""
+        for chunk in _chunks(list(tids), 500):
+            still_pending = set(conn.execute(
+                sa.select(s.documents.c.transmission_id)
+                .where(s.documents.c.transmission_id.in_(chunk))
+                .where(s.documents.c.status == s.PENDING).distinct()).scalars())
+            done = [t for t in chunk if t not in still_pending]
+            if not done:
+                continue
+            closed = conn.execute(
+                s.transmissions.update()
+                .where(s.transmissions.c.id.in_(done))
+                .where(s.transmissions.c.status == s.PROCESSED)
+                .values(status=s.PUBLISHED, updated_at=now)
+                .returning(s.transmissions.c.id)).scalars().all()
+            if closed:
+                conn.execute(s.transmission_events.insert(), [
+                    dict(transmission_id=t, at=now, event="published",
+                         detail="every document confirmed by the broker") for t in closed])
 
     # -- read ---------------------------------------------------------------------------
 
