@@ -362,7 +362,7 @@ def check_config(obj: _Ctx) -> None:
     problems = []
     for p in directory:
         for d in p.documents:
-            if d.mapping and mapping_set.get(d.mapping) is None:
+            if d.mapping and d.mapping not in mapping_set.mappings:
                 problems.append(f"{p.source}: documents: mapping {d.mapping!r} does not exist "
                                 f"under {s.mappings}")
     if problems:
@@ -377,7 +377,7 @@ def check_config(obj: _Ctx) -> None:
     for i in s.inbox:
         click.echo(f"inbox      {i.path} -> {i.processed_dir} | {i.failed_dir}"
                    + (f" (partner {i.partner})" if i.partner else ""))
-    click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.ids()))}")
+    click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.mappings))}")
     click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")
     click.echo("configuration OK")
 

@@ -112,7 +112,8 @@ class Pipeline:
             raise KeyError(f"no transmission {tid}")
         if row.status not in (s.RECEIVED, s.FAILED, s.QUARANTINED):
             return Outcome(tid, row.status, row.partner_id, row.document_count)
-        with structlog.contextvars.bound_contextvars(transmission_id=tid, filename=row.filename):
+        with structlog.contextvars.bound_contextvars(transmission_id=tid, filename=row.filename,
+                                                    partner=row.partner_id):
             data = self.archive.get(row.sha256)
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
