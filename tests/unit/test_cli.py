@@ -1,0 +1,123 @@
+"""The edigw command: configuration checks, partners, ingest, log and show."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "mappings" / "edifact" / "eancom-orders-d96a.sample.edi"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working folder with its own settings, partner folder and SQLite store."""
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "gateway.toml").write_text(
+        f'mappings = "{ROOT / "mappings"}"\npartners = "partners"\n'
+        '[store]\nurl = "sqlite:///var/edigw.sqlite3"\n'
+        '[broker]\nurl = "amqp://guest:guest@127.0.0.1:1/%2F"\n'  # nothing listens on port 1
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDIGW_STORE_URL", raising=False)
+    monkeypatch.delenv("EDIGW_BROKER_URL", raising=False)
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["--config", "gateway.toml", *args])
+
+
+def test_check_config_prints_a_summary(workdir):
+    """A valid configuration gives a summary with the masked broker URL."""
+    r = run("check-config")
+    assert r.exit_code == 0, r.output
+    assert "configuration OK" in r.output and "guest:****@" in r.output
+    assert "eancom-orders-d96a" in r.output
+
+
+def test_check_config_names_file_key_and_value(workdir):
+    """An unknown key exits 2 with the file, the key and the value, no traceback."""
+    (workdir / "gateway.toml").write_text('[store]\nurl = "sqlite:///x.db"\ncolour = "red"\n')
+    r = run("check-config")
+    assert r.exit_code == 2
+    assert "gateway.toml: store.colour: unknown key (value 'red')" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_check_config_reports_a_partner_naming_a_missing_mapping(workdir):
+    """A partner that names a mapping that does not exist is reported."""
+    (workdir / "partners" / "acme.toml").write_text(
+        'id = "acme"\nname = "ACME"\n[[documents]]\ntype = "order"\nmapping = "nope"\n')
+    r = run("check-config")
+    assert r.exit_code == 2 and "mapping 'nope' does not exist" in r.output
+
+
+def test_partners_add_list_show(workdir):
+    """partners add writes a valid profile that list and show print, also as JSON."""
+    r = run("partners", "add", "acme", "--name", "ACME Retail", "--unb", "5401234000012:14",
+            "--gln", "5401234000012", "--mapping", "order=eancom-orders-d96a")
+    assert r.exit_code == 0, r.output
+    assert (workdir / "partners" / "acme.toml").exists()
+    listed = json.loads(run("partners", "list", "--json").output)
+    assert listed[0]["id"] == "acme"
+    assert listed[0]["identifiers"]["unb"] == [{"id": "5401234000012", "qualifier": "14"}]
+    assert "5401234000012" in run("partners", "show", "acme").output
+    again = run("partners", "add", "acme", "--name", "x")
+    assert again.exit_code == 1 and "exists already" in again.output
+
+
+def test_partners_add_refuses_a_clashing_or_bad_identifier(workdir):
+    """A UNB id already used by another partner, or a malformed GLN, is refused."""
+    run("partners", "add", "acme", "--name", "ACME", "--unb", "111:14")
+    r = run("partners", "add", "beta", "--name", "Beta", "--unb", "111:14")
+    assert r.exit_code == 2 and "already belongs to partner acme" in r.output
+    assert not (workdir / "partners" / "beta.toml").exists()
+    r = run("partners", "add", "gamma", "--name", "G", "--gln", "123")
+    assert r.exit_code == 2 and "gln" in r.output
+
+
+def test_ingest_log_show_and_find(workdir):
+    """ingest stores documents (broker down: they wait), log/show/find report them."""
+    run("partners", "add", "bakkerij", "--name", "Bakkerij", "--unb", "5401234000012:14")
+    r = run("ingest", str(SAMPLE))
+    assert r.exit_code == 0, r.output
+    assert "1 document(s) for partner bakkerij" in r.output
+    assert "wait in the outbox" in r.output
+    rows = json.loads(run("log", "--json").output)
+    assert rows[0]["status"] == "PROCESSED" and rows[0]["partner_id"] == "bakkerij"
+    shown = json.loads(run("show", rows[0]["id"], "--json", "--payloads").output)
+    assert [e["event"] for e in shown["events"]][:2] == ["received", "parsed"]
+    assert shown["documents"][0]["payload"]["order_number"] == "PO-2024-0107"
+    text = run("show", rows[0]["id"][:16]).output
+    assert "timeline" in text and "PO-2024-0107" in text
+    assert "PO-2024-0107" in run("find", "PO-2024-0107").output
+    assert run("status").output.count("outbox") == 1
+    again = run("ingest", str(SAMPLE))
+    assert "DUPLICATE" in again.output
+
+
+def test_ingest_of_a_bad_file_exits_1_with_the_reason(workdir):
+    """A file that fails is reported with stage and reason and exit status 1."""
+    bad = workdir / "bad.edi"
+    bad.write_text("this is not edifact\n")
+    r = run("ingest", str(bad))
+    assert r.exit_code == 1
+    assert "FAILED at detect" in r.output
+    assert json.loads(run("log", "--json", "--status", "failed").output)[0]["filename"] == "bad.edi"
+
+
+def test_log_filters_validate_their_values(workdir):
+    """A bad --status or --since is a usage error, not a crash."""
+    assert run("log", "--status", "nope").exit_code == 2
+    assert run("log", "--since", "yesterday").exit_code == 2
+
+
+def test_mappings_test_passes_on_the_committed_mappings(workdir):
+    """Every committed mapping gives its expected JSON on its sample."""
+    r = run("mappings", "test")
+    assert r.exit_code == 0, r.output
+    assert "0 failed" in r.output
