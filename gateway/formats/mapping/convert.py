@@ -75,7 +75,8 @@ def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime,
 
 def gs1_check_digit_ok(digits: str) -> bool:
     """True when the last digit is the GS1 mod-10 check digit of the others."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
+    # Weights 3, 1, 3 … from the digit left of the check digit (GS1 General Specifications 7.9).
+    total = 3 * sum(map(int, digits[-2::-2])) + sum(map(int, digits[-3::-2]))
     return (10 - total % 10) % 10 == int(digits[-1])
 
 

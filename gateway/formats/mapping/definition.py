@@ -101,7 +101,8 @@ class Mapping:
 
 
 class _Compiler:
-    def __init__(self, data: dict[str, Any], where: Where, file: str) -> None:
+    def __init__(self, data: dict[str, Any], where: Where, file: str, own_match: bool) -> None:
+        self.own_match = own_match
         self.data = data
         self.where = where
         self.file = file
@@ -138,7 +139,7 @@ class _Compiler:
             rules.append(self.rule(model, name, spec, match.directory, groups))
         return Mapping(id=str(data["id"]), document=document,
                        standard=str(data.get("standard") or "UN/EDIFACT"), match=match,
-                       auto_match="match" in data.get("_own", ()), groups=groups,
+                       auto_match=self.own_match, groups=groups,
                        rules=tuple(rules), file=self.file, extends=data.get("extends"),
                        description=data.get("description"), model=model)
 
@@ -237,8 +238,7 @@ class _Compiler:
         if codes is not None and not isinstance(codes, dict):
             raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at, "codes")
         many = bool(spec.get("all")) or _is_list(annotation)
-        return FieldRule(name.rsplit(".", 1)[-1] if "." not in name else name, tuple(paths),
-                         kind, bool(spec.get("required")), many, codes, fmt)
+        return FieldRule(name, tuple(paths), kind, bool(spec.get("required")), many, codes, fmt)
 
     def group_rule(self, name: str, spec: dict[str, Any], annotation: Any, version: str,
                    groups: dict[str, GroupDef], at: tuple[str, ...]) -> GroupRule:
@@ -286,9 +286,13 @@ class _Compiler:
                          bool(spec.get("required")))
 
 
-def compile_mapping(data: dict[str, Any], where: Where, file: str) -> Mapping:
-    """Compile a merged mapping document; MappingDefinitionError names file and line."""
-    return _Compiler(data, where, file).compile()
+def compile_mapping(data: dict[str, Any], where: Where, file: str, *,
+                    own_match: bool = True) -> Mapping:
+    """Compile a merged mapping document; MappingDefinitionError names file and line.
+
+    ``own_match`` is False for an overlay that inherits ``match``: it is chosen by id only.
+    """
+    return _Compiler(data, where, file, own_match).compile()
 
 
 def _model_name(model: type[BaseModel] | None) -> str:

@@ -10,7 +10,7 @@ one or more values: ``[7143=EN|SRV]``, ``[3055!=9]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.formats.edifact.directory import ElementSpec, is_known_segment, locate, segment_spec
@@ -37,13 +37,25 @@ class Condition:
 
     def holds(self, elements: list[list[str]]) -> bool:
         """Test against a segment's elements (places are element, component)."""
-        found = any(_get(elements, place) in self.values for place in self.places)
-        return found != self.negate
+        values = self.values
+        count = len(elements)
+        for element, component in self.places:
+            if element < count:
+                comps = elements[element]
+                index = component or 0
+                if index < len(comps) and comps[index] in values:
+                    return not self.negate
+        return self.negate
 
     def holds_in(self, components: list[str]) -> bool:
         """Test against one composite's components (places are 0, component)."""
-        found = any(_get([components], (0, c)) in self.values for _e, c in self.places)
-        return found != self.negate
+        values = self.values
+        count = len(components)
+        for _element, component in self.places:
+            index = component or 0
+            if index < count and components[index] in values:
+                return not self.negate
+        return self.negate
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +79,52 @@ class SegmentPath:
     #: Where the date/time format qualifier (2379) sits in this segment, when it has one.
     format_place: tuple[Place, ...] = ()
 
-    def select(self, segments: list[Segment]) -> Iterator[Segment]:
+    def select(self, segments: list[Segment]) -> list[Segment]:
         """The segments (of this path's tag) whose conditions hold."""
         conditions = self.conditions
-        for segment in segments:
-            if all(c.holds(segment.elements) for c in conditions):
-                yield segment
+        if not conditions:
+            return segments
+        return [s for s in segments if all(c.holds(s.elements) for c in conditions)]
 
-    def values(self, segment: Segment) -> Iterator[str]:
+    def first(self, segment: Segment) -> str:
+        """The first non-empty value of ``segment`` at this path, or ""."""
+        elements = segment.elements
+        count = len(elements)
+        for cand in self.candidates:
+            if cand.element >= count:
+                continue
+            comps = elements[cand.element]
+            if cand.conditions:
+                if not all(c.holds_in(comps) for c in cand.conditions):
+                    continue
+            if cand.join:
+                value = " ".join(c.strip() for c in comps if c.strip())
+            else:
+                index = cand.component or 0
+                value = comps[index] if index < len(comps) else ""
+            if value:
+                return value
+        return ""
+
+    def values(self, segment: Segment) -> list[str]:
         """Non-empty values of ``segment`` at this path, in directory order."""
         elements = segment.elements
+        count = len(elements)
+        found = []
         for cand in self.candidates:
-            if cand.element >= len(elements):
+            if cand.element >= count:
                 continue
-            if cand.conditions and not all(c.holds_in(elements[cand.element])
-                                           for c in cand.conditions):
+            comps = elements[cand.element]
+            if cand.conditions and not all(c.holds_in(comps) for c in cand.conditions):
                 continue
             if cand.join:
-                value = " ".join(c.strip() for c in elements[cand.element] if c.strip())
+                value = " ".join(c.strip() for c in comps if c.strip())
             else:
-                value = _get(elements, (cand.element, cand.component))
+                index = cand.component or 0
+                value = comps[index] if index < len(comps) else ""
             if value:
-                yield value
+                found.append(value)
+        return found
 
 
 def _get(elements: list[list[str]], place: Place) -> str:

@@ -31,14 +31,22 @@ def load_with_lines(path: Path) -> tuple[dict[str, Any], Lines]:
 def _value(node: yaml.Node, path: tuple[str, ...], lines: Lines, file: str) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``
+                base = _value(value_node, path, lines, file)
+                if not isinstance(base, dict):
+                    raise MappingDefinitionError("'<<' merges a mapping", file=file,
+                                                 line=key_node.start_mark.line + 1)
+                merged.update(base)
+                continue
             key = str(key_node.value)
             if key in result:
                 raise MappingDefinitionError(f"key {key!r} appears twice", file=file,
                                              line=key_node.start_mark.line + 1)
             lines[(*path, key)] = key_node.start_mark.line + 1
             result[key] = _value(value_node, (*path, key), lines, file)
-        return result
+        return {**merged, **result}
     if isinstance(node, yaml.SequenceNode):
         return [_value(item, (*path, str(i)), lines, file) for i, item in enumerate(node.value)]
     # Scalars: let PyYAML's resolver decide, but keep codes like 9 or 220 as text.

@@ -1,0 +1,144 @@
+"""The set of mappings under ``mappings/``: loading with ``extends`` overlays, and choosing.
+
+An overlay (``extends: eancom-orders-d96a``) replaces top-level keys and fields of its base;
+a field set to ``null`` is removed; a group rule without ``group`` (only ``each`` or
+``fields``) is merged into the base rule field by field. An overlay that does not declare
+its own ``match`` is chosen only by id (from the partner profile), never by match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.core.errors import MappingDefinitionError, MappingError
+from gateway.formats.edifact.model import Message
+from gateway.formats.mapping.definition import Mapping, Where, compile_mapping
+from gateway.formats.mapping.yamlsrc import Lines, load_with_lines
+
+
+@dataclass(slots=True)
+class _Raw:
+    id: str
+    data: dict[str, Any]
+    lines: Lines
+    file: str
+
+
+class MappingSet:
+    """Every mapping found under a folder, by id."""
+
+    def __init__(self, mappings: dict[str, Mapping]) -> None:
+        self.mappings = mappings
+
+    @classmethod
+    def load(cls, root: Path) -> MappingSet:
+        """Load and check every ``*.yaml`` mapping under ``root`` (recursively)."""
+        raws: dict[str, _Raw] = {}
+        for path in sorted(Path(root).rglob("*.yaml")):
+            data, lines = load_with_lines(path)
+            ident = data.get("id")
+            if not isinstance(ident, str) or not ident:
+                raise MappingDefinitionError("'id' is required", file=str(path),
+                                             line=lines.get(("id",), 1))
+            if ident in raws:
+                raise MappingDefinitionError(f"id {ident!r} is already used by "
+                                             f"{raws[ident].file}", file=str(path),
+                                             line=lines.get(("id",)))
+            raws[ident] = _Raw(ident, data, lines, str(path))
+        mappings = {}
+        for ident, raw in raws.items():
+            data, where = _resolve(raw, raws, ())
+            mappings[ident] = compile_mapping(data, where, raw.file,
+                                              own_match="match" in raw.data)
+        return cls(mappings)
+
+    def __iter__(self) -> Iterator[Mapping]:
+        return iter(self.mappings.values())
+
+    def __len__(self) -> int:
+        return len(self.mappings)
+
+    def get(self, mapping_id: str) -> Mapping:
+        """The mapping with this id; MappingError when there is none."""
+        try:
+            return self.mappings[mapping_id]
+        except KeyError:
+            raise MappingError(f"no mapping with id {mapping_id!r} (known: "
+                               f"{', '.join(sorted(self.mappings))})") from None
+
+    def find(self, message: Message, *, mapping_id: str | None = None) -> Mapping:
+        """The mapping for ``message``: by id when the partner names one, else by match."""
+        if mapping_id is not None:
+            mapping = self.get(mapping_id)
+            m = mapping.match
+            if (m.message, m.directory) != (message.type, message.directory):
+                raise MappingError(f"mapping {mapping_id!r} is for {m.describe()}, but message "
+                                   f"{message.ref} is {message.describe()}")
+            return mapping
+        found = [m for m in self.mappings.values() if m.auto_match and _matches(m, message)]
+        if not found:
+            raise MappingError(f"no mapping for {message.describe()} (message {message.ref}); "
+                               "add one under mappings/ or name one in the partner profile")
+        if len(found) > 1:
+            raise MappingError(f"several mappings claim {message.describe()}: "
+                               f"{', '.join(sorted(m.id for m in found))}")
+        return found[0]
+
+
+def _matches(mapping: Mapping, message: Message) -> bool:
+    m = mapping.match
+    if (m.message, m.version, m.release) != (message.type, message.version, message.release):
+        return False
+    if m.agency and m.agency != message.agency:
+        return False
+    return m.associations is None or message.association in m.associations
+
+
+def _resolve(raw: _Raw, raws: dict[str, _Raw], seen: tuple[str, ...]) -> tuple[dict[str, Any], Where]:
+    own_where: Where = {path: (raw.file, line) for path, line in raw.lines.items()}
+    base_id = raw.data.get("extends")
+    if base_id is None:
+        return raw.data, own_where
+    if base_id in seen or base_id == raw.id:
+        raise MappingDefinitionError(f"'extends' makes a cycle: {' -> '.join([*seen, raw.id])}",
+                                     file=raw.file, line=raw.lines.get(("extends",)))
+    if base_id not in raws:
+        raise MappingDefinitionError(f"extends unknown mapping {base_id!r}", file=raw.file,
+                                     line=raw.lines.get(("extends",)))
+    base, where = _resolve(raws[base_id], raws, (*seen, raw.id))
+    data = {k: v for k, v in base.items() if k != "extends"}
+    where = dict(where)
+    for key, value in raw.data.items():
+        if key == "fields" and isinstance(value, dict):
+            data["fields"] = _merge_fields(dict(base.get("fields") or {}), value)
+        elif key == "groups" and isinstance(value, dict):
+            data["groups"] = {**(base.get("groups") or {}), **value}
+        else:
+            data[key] = value
+    where.update(own_where)
+    return data, where
+
+
+def _merge_fields(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    for name, spec in overlay.items():
+        old = base.get(name)
+        if spec is None:
+            base.pop(name, None)
+        elif (isinstance(spec, dict) and "group" not in spec and isinstance(old, dict)
+              and "group" in old and ({"each", "fields"} & spec.keys())):
+            key = "each" if "each" in old else "fields"
+            merged = dict(old)
+            sub = {**old.get(key, {})}
+            for subname, subspec in (spec.get(key) or {}).items():
+                if subspec is None:
+                    sub.pop(subname, None)
+                else:
+                    sub[subname] = subspec
+            merged[key] = sub
+            base[name] = merged
+        else:
+            base[name] = spec
+    return base

@@ -1,0 +1,88 @@
+"""Run each mapping on the sample beside it and compare with the expected canonical JSON.
+
+Beside ``<dir>/<id>.yaml`` live ``<id>.sample.edi`` (input) and ``<id>.expected.json`` (a
+JSON list, one canonical document per message). ``edigw mappings test`` calls
+``run_samples``; ``write_expected`` rewrites the expected files and is only for deliberate
+use after a reviewed mapping change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.core.errors import EdigwError
+from gateway.formats.edifact import read_interchanges
+from gateway.formats.mapping.apply import map_message
+from gateway.formats.mapping.definition import Mapping
+from gateway.formats.mapping.registry import MappingSet
+
+SAMPLE_PARTNER = "sample"
+
+
+@dataclass(frozen=True, slots=True)
+class SampleResult:
+    """The outcome of one mapping's sample: ``diff`` says what differs (or what failed)."""
+
+    mapping_id: str
+    sample: Path
+    ok: bool
+    diff: str = ""
+
+
+def sample_paths(mapping: Mapping) -> tuple[Path, Path]:
+    """(sample input, expected JSON) beside the mapping file."""
+    folder = Path(mapping.file).parent
+    return folder / f"{mapping.id}.sample.edi", folder / f"{mapping.id}.expected.json"
+
+
+def produce(mapping: Mapping, sample: Path) -> list[dict[str, Any]]:
+    """The canonical JSON documents ``mapping`` makes from ``sample`` (partner ``sample``)."""
+    documents = []
+    for interchange in read_interchanges(sample.read_bytes(), filename=sample.name):
+        for message in interchange.messages:
+            mapped = map_message(mapping, interchange, message, partner_id=SAMPLE_PARTNER,
+                                 filename=sample.name, transmission_id=None)
+            documents.append(json.loads(mapped.document.to_json_bytes()))  # type: ignore[attr-defined]
+    return documents
+
+
+def _text(documents: list[dict[str, Any]]) -> str:
+    return json.dumps(documents, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def run_samples(root: Path) -> list[SampleResult]:
+    """Check every mapping under ``root`` against its sample; one result per mapping."""
+    results = []
+    for mapping in sorted(MappingSet.load(root), key=lambda m: m.id):
+        sample, expected = sample_paths(mapping)
+        if not sample.exists() or not expected.exists():
+            missing = sample if not sample.exists() else expected
+            results.append(SampleResult(mapping.id, sample, False, f"missing {missing}"))
+            continue
+        try:
+            actual = _text(produce(mapping, sample))
+        except EdigwError as exc:
+            results.append(SampleResult(mapping.id, sample, False,
+                                        f"{type(exc).__name__}: {exc}"))
+            continue
+        wanted = _text(json.loads(expected.read_text(encoding="utf-8")))
+        diff = "".join(difflib.unified_diff(wanted.splitlines(True), actual.splitlines(True),
+                                            str(expected), "actual"))
+        results.append(SampleResult(mapping.id, sample, not diff, diff))
+    return results
+
+
+def write_expected(root: Path, mapping_id: str | None = None) -> list[Path]:
+    """Rewrite the expected JSON of every mapping (or only ``mapping_id``) from its sample."""
+    written = []
+    for mapping in MappingSet.load(root):
+        if mapping_id is not None and mapping.id != mapping_id:
+            continue
+        sample, expected = sample_paths(mapping)
+        expected.write_text(_text(produce(mapping, sample)), encoding="utf-8")
+        written.append(expected)
+    return written
