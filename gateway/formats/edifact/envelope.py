@@ -202,9 +202,14 @@ class _Reader:
             raise self.fail(f"UNZ control count is {int(declared)} but the interchange has "
                             f"{counted} {what}", unz, "29", element="UNZ/0036")
         if unz.get(1) != interchange.control_ref:
-            raise self.fail(f"UNZ control reference {unz.get(1)!r} does not match the UNB "
-                            f"reference {interchange.control_ref!r}", unz, "28",
-                            element="UNZ/0020")
+            # Policy: accepted with a warning. Every message was checked against its own
+            # UNT count and reference, so nothing is missing; a trailer reference that does
+            # not echo UNB 0020 is a sender's slip (the German Wikipedia sample puts the
+            # application reference 0026 there). A CONTRL would report it as code 28.
+            where = self.source.position(unz, element="UNZ/0020")
+            interchange.warnings.append(
+                f"UNZ control reference {unz.get(1)!r} does not match the UNB reference "
+                f"{interchange.control_ref!r} (0085 code 28) at {where}; accepted")
         self.interchanges.append(interchange)
         self.interchange = None
         self.unb = None
