@@ -117,10 +117,11 @@ class Pipeline:
             data = self.archive.get(row.sha256)
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
+            events: list[tuple[str, str]] = []  # written with the outcome, in one commit
             try:
                 reader = self._detect(data)
                 parsed = reader.parse(data, filename=row.filename)
-                self.store.add_event(tid, "parsed", parsed.summary())
+                events.append(("parsed", parsed.summary()))
                 partner = self._identify(parsed, row.partner_id)
                 structlog.contextvars.bind_contextvars(partner=partner.id)
                 mapped = parsed.documents(partner=partner, transmission_id=tid, filename=row.filename)
@@ -130,7 +131,8 @@ class Pipeline:
                 self.store.record_failed(tid, stage=exc.stage, reason=reason, status=status,
                                          partner_id=partner.id if partner else None,
                                          fmt=parsed.format if parsed else None,
-                                         standard=parsed.standard if parsed else None)
+                                         standard=parsed.standard if parsed else None,
+                                         events=events)
                 log.warning("transmission_failed", stage=exc.stage, reason=reason, status=status)
                 return Outcome(tid, status, partner.id if partner else None, stage=exc.stage,
                                reason=reason)
@@ -141,7 +143,7 @@ class Pipeline:
                 payload=m.document.to_json_bytes(),  # type: ignore[attr-defined]
                 routing_key=f"{m.doc_type}.{partner.id}") for m in mapped]
             warnings = list(parsed.warnings) + [w for m in mapped for w in m.warnings]
-            events = [("identified", f"partner {partner.id} ({partner.name})")]
+            events.append(("identified", f"partner {partner.id} ({partner.name})"))
             if warnings:
                 events.append(("warnings", "; ".join(warnings[:20])
                                + (f" … and {len(warnings) - 20} more" if len(warnings) > 20 else "")))

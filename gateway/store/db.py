@@ -348,7 +348,7 @@ class Store:
 
     def record_failed(self, tid: str, *, stage: str, reason: str, status: str = s.FAILED,
                       partner_id: str | None = None, fmt: str | None = None,
-                      standard: str | None = None) -> None:
+                      standard: str | None = None, events: Iterable[tuple[str, str]] = ()) -> None:
         """Mark a transmission FAILED (or QUARANTINED) at ``stage``; its payload stays archived."""
         now = utcnow()
         values: dict[str, Any] = dict(status=status, stage=stage, reason=reason, updated_at=now)
@@ -360,8 +360,10 @@ class Store:
             values["standard"] = standard
         with self._begin() as conn:
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(**values))
-            conn.execute(s.transmission_events.insert().values(
-                transmission_id=tid, at=now, event=status.lower(), detail=f"{stage}: {reason}"))
+            rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+            rows.append(dict(transmission_id=tid, at=now, event=status.lower(),
+                             detail=f"{stage}: {reason}"))
+            conn.execute(s.transmission_events.insert(), rows)
 
     def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
         """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
