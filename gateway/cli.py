@@ -128,21 +128,60 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
             else:
                 click.echo(f"{out.transmission_id}  {path.name}: {out.documents} document(s) "
                            f"for partner {out.partner_id}, {out.queued} queued")
-        if not no_publish and gw.store.outbox_size():
-            problem = gw.broker_problem()
-            if problem:
-                click.echo(f"broker not reachable at {mask_url(obj.settings.broker.url)} ({problem}); "
-                           f"{gw.store.outbox_size()} document(s) wait in the outbox", err=True)
-            else:
-                pub = gw.start_publisher()
-                if pub.wait_idle(wait):
-                    click.echo("published: every document confirmed by the broker")
-                else:
-                    click.echo(f"{gw.store.outbox_size()} document(s) still in the outbox after "
-                               f"{wait}s", err=True)
+        if not no_publish:
+            _publish_outbox(gw, obj, wait)
     finally:
         gw.close()
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("transmission_ids", nargs=-1, required=True)
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
+@click.pass_obj
+def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None:
+    """Process FAILED or QUARANTINED transmissions again from the archive (after a fix)."""
+    from gateway.store import schema as s
+
+    _setup_logs(obj.settings, "warning")
+    gw = _open(obj)
+    failed = 0
+    try:
+        for tid in transmission_ids:
+            t = gw.store.get_transmission(tid)
+            if t is None:
+                _fail(f"no transmission {tid}", 1)
+            if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED):
+                click.echo(f"{t.id}: {t.status}, nothing to reprocess")
+                continue
+            gw.store.add_event(t.id, "reprocess", f"requested from the command line (was {t.status})")
+            out = gw.pipeline.process(t.id)
+            if out.reason:
+                failed += 1
+                click.echo(f"{out.transmission_id}: {out.status} at {out.stage}: {out.reason}")
+            else:
+                click.echo(f"{out.transmission_id}: {out.documents} document(s) for partner "
+                           f"{out.partner_id}, {out.queued} queued")
+        _publish_outbox(gw, obj, wait)
+    finally:
+        gw.close()
+    sys.exit(1 if failed else 0)
+
+
+def _publish_outbox(gw: Any, obj: _Ctx, wait: float) -> None:
+    if not gw.store.outbox_size():
+        return
+    problem = gw.broker_problem()
+    if problem:
+        click.echo(f"broker not reachable at {mask_url(obj.settings.broker.url)} ({problem}); "
+                   f"{gw.store.outbox_size()} document(s) wait in the outbox", err=True)
+        return
+    pub = gw.start_publisher()
+    if pub.wait_idle(wait):
+        click.echo("published: every document confirmed by the broker")
+    else:
+        click.echo(f"{gw.store.outbox_size()} document(s) still in the outbox after {wait}s",
+                   err=True)
 
 
 # -- log / show / find ----------------------------------------------------------------------

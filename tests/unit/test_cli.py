@@ -35,7 +35,7 @@ def test_check_config_prints_a_summary(workdir):
     """A valid configuration gives a summary with the masked broker URL."""
     r = run("check-config")
     assert r.exit_code == 0, r.output
-    assert "configuration OK" in r.output and "guest:****@" in r.output
+    assert "configuration OK" in r.output and "guest:***@" in r.output
     assert "eancom-orders-d96a" in r.output
 
 
@@ -121,3 +121,18 @@ def test_mappings_test_passes_on_the_committed_mappings(workdir):
     r = run("mappings", "test")
     assert r.exit_code == 0, r.output
     assert "0 failed" in r.output
+
+
+def test_quarantined_file_is_reprocessed_after_the_partner_is_added(workdir):
+    """An unknown sender is quarantined; once the partner exists, reprocess maps it."""
+    r = run("ingest", str(SAMPLE))
+    assert r.exit_code == 1 and "QUARANTINED at identify" in r.output
+    tid = json.loads(run("log", "--json").output)[0]["id"]
+    run("partners", "add", "bakkerij", "--name", "Bakkerij", "--unb", "5401234000012:14")
+    r = run("reprocess", tid)
+    assert r.exit_code == 0, r.output
+    assert "1 document(s) for partner bakkerij" in r.output
+    shown = json.loads(run("show", tid, "--json").output)
+    assert shown["status"] == "PROCESSED"
+    assert "reprocess" in [e["event"] for e in shown["events"]]
+    assert "nothing to reprocess" in run("reprocess", tid).output

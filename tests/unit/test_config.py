@@ -83,7 +83,7 @@ def test_invalid_toml_is_reported(tmp_path):
 
 def test_password_is_masked_in_errors_and_summaries():
     """Broker passwords never appear in messages."""
-    assert mask_url("amqp://guest:secret@h:5672/%2F") == "amqp://guest:****@h:5672/%2F"
+    assert mask_url("amqp://guest:secret@h:5672/%2F") == "amqp://guest:***@h:5672/%2F"
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
