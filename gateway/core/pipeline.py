@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -65,28 +65,38 @@ class Pipeline:
     # -- step 1: durable receive ----------------------------------------------------------
 
     def receive_many(self, items: list[Incoming]) -> list[Receipt]:
-        """Archive every payload, then record all of them in one commit."""
+        """Archive every payload (one sync for the batch), then record all in one commit."""
         from gateway.store.db import new_id
 
-        receipts: list[Receipt] = []
-        rows: list[dict] = []
-        first_in_batch: dict[str, str] = {}
         for item in items:
             if len(item.data) > self.max_size:
                 raise PayloadTooLarge(item, self.max_size)
-            digest = hashlib.sha256(item.data).hexdigest()
-            if item.channel_ref:
-                earlier = self.store.unacknowledged_from(item.channel, item.channel_ref, digest)
-                if earlier is not None:
-                    receipts.append(Receipt(earlier.id, resumed=True))
-                    continue
-            self.archive.put(item.data)
-            original = first_in_batch.get(digest)
-            if original is None:
-                found = self.store.find_by_sha256(digest)
-                original = found.id if found else None
+        digests = [hashlib.sha256(item.data).hexdigest() for item in items]
+        by_channel: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            by_channel.setdefault(item.channel, []).append(i)
+        originals: dict[str, str] = {}
+        unacked: dict[tuple[str, str], str] = {}
+        for channel, idx in by_channel.items():
+            found, left = self.store.receive_lookup(
+                channel, [(items[i].channel_ref, digests[i]) for i in idx])
+            originals.update(found)
+            unacked.update(left)
+        fresh = [i for i, item in enumerate(items)
+                 if not (item.channel_ref and (item.channel_ref, digests[i]) in unacked)]
+        self.archive.put_many([items[i].data for i in fresh])
+        receipts: list[Receipt] = []
+        rows: list[dict] = []
+        for i, item in enumerate(items):
+            digest = digests[i]
+            left_over = unacked.get((item.channel_ref, digest)) if item.channel_ref else None
+            if left_over is not None:
+                # Received before a crash but never acknowledged: acknowledge only.
+                receipts.append(Receipt(left_over, resumed=True))
+                continue
+            original = originals.get(digest)
             tid = new_id()
-            first_in_batch.setdefault(digest, tid)
+            originals.setdefault(digest, tid)
             rows.append(dict(id=tid, channel=item.channel, channel_ref=item.channel_ref,
                              filename=item.filename, size=len(item.data), sha256=digest,
                              partner_id=item.partner_hint, duplicate_of=original))
@@ -105,8 +115,68 @@ class Pipeline:
 
     # -- steps 3 to 6: identify, parse, map, queue ------------------------------------------
 
+    #: Documents per commit for a large interchange: the publisher starts on the first
+    #: chunk while the rest are written. Smaller transmissions are committed in one go.
+    chunk_size = 1000
+
     def process(self, tid: str) -> Outcome:
-        """Process one RECEIVED transmission; never raises for a bad payload."""
+        """Process one RECEIVED (or FAILED, QUARANTINED) transmission; never raises for a bad
+        payload."""
+        return self.process_many([tid])[0]
+
+    def process_many(self, tids: Sequence[str]) -> list[Outcome]:
+        """Process several transmissions; small outcomes are committed together."""
+        outcomes: list[Outcome] = []
+        batch: list[dict] = []
+        queued = 0
+        for tid in tids:
+            work = self._work(tid)
+            if isinstance(work, Outcome):  # nothing to do (already processed)
+                outcomes.append(work)
+                continue
+            outcome, record = work
+            if record["kind"] == "processed" and len(record["docs"]) > self.chunk_size:
+                n = self._record_in_chunks(record)
+                queued += n
+                outcome = replace(outcome, queued=n, status=s.PROCESSED if n else s.PUBLISHED)
+            else:
+                batch.append((len(outcomes), record))
+            outcomes.append(outcome)
+        if batch:
+            counts = self.store.record_batch([r for _, r in batch])
+            for (i, record), n in zip(batch, counts, strict=True):
+                queued += n
+                if record["kind"] == "processed":
+                    outcomes[i] = replace(outcomes[i], queued=n,
+                                          status=s.PROCESSED if n else s.PUBLISHED)
+        for o in outcomes:
+            if o.reason:
+                log.warning("transmission_failed", transmission_id=o.transmission_id,
+                            partner=o.partner_id, stage=o.stage, reason=o.reason,
+                            status=o.status)
+            elif o.queued or o.documents:
+                log.info("transmission_processed", transmission_id=o.transmission_id,
+                         partner=o.partner_id, documents=o.documents, queued=o.queued)
+        if queued:
+            self.on_queued()
+        return outcomes
+
+    def _record_in_chunks(self, record: dict) -> int:
+        docs = record.pop("docs")
+        queued = 0
+        size = self.chunk_size
+        for start in range(0, len(docs), size):
+            last = start + size >= len(docs)
+            queued += self.store.record_processed(
+                docs=docs[start:start + size], final=last,
+                **{k: v for k, v in record.items() if k not in ("kind",) and (last or k != "events")})
+            if queued and not last:
+                self.on_queued()  # the publisher starts while the rest is written
+        return queued
+
+    def _work(self, tid: str) -> Outcome | tuple[Outcome, dict]:
+        """Read, identify and map one transmission in memory; returns its outcome and what
+        to record, or an Outcome alone when there is nothing to do."""
         row = self.store.get_transmission(tid)
         if row is None:
             raise KeyError(f"no transmission {tid}")
@@ -123,19 +193,16 @@ class Pipeline:
                 parsed = reader.parse(data, filename=row.filename)
                 events.append(("parsed", parsed.summary()))
                 partner = self._identify(parsed, row.partner_id)
-                structlog.contextvars.bind_contextvars(partner=partner.id)
                 mapped = parsed.documents(partner=partner, transmission_id=tid, filename=row.filename)
             except PayloadError as exc:
                 status = s.QUARANTINED if isinstance(exc, UnknownPartner) else s.FAILED
                 reason = str(exc)
-                self.store.record_failed(tid, stage=exc.stage, reason=reason, status=status,
-                                         partner_id=partner.id if partner else None,
-                                         fmt=parsed.format if parsed else None,
-                                         standard=parsed.standard if parsed else None,
-                                         events=events)
-                log.warning("transmission_failed", stage=exc.stage, reason=reason, status=status)
+                record = dict(kind="failed", tid=tid, stage=exc.stage, reason=reason,
+                              status=status, partner_id=partner.id if partner else None,
+                              fmt=parsed.format if parsed else None,
+                              standard=parsed.standard if parsed else None, events=events)
                 return Outcome(tid, status, partner.id if partner else None, stage=exc.stage,
-                               reason=reason)
+                               reason=reason), record
             docs = [NewDocument(
                 doc_type=m.doc_type, schema_version=m.schema_version,
                 business_number=m.business_number, interchange_ref=m.interchange_ref,
@@ -147,26 +214,21 @@ class Pipeline:
             if warnings:
                 events.append(("warnings", "; ".join(warnings[:20])
                                + (f" … and {len(warnings) - 20} more" if len(warnings) > 20 else "")))
-            queued = self.store.record_processed(tid, partner_id=partner.id, fmt=parsed.format,
-                                                 standard=parsed.standard, docs=docs, events=events)
-            log.info("transmission_processed", documents=len(docs), queued=queued,
-                     warnings=len(warnings))
-            if queued:
-                self.on_queued()
-            return Outcome(tid, s.PROCESSED if queued else s.PUBLISHED, partner.id, len(docs), queued)
+            record = dict(kind="processed", tid=tid, partner_id=partner.id, fmt=parsed.format,
+                          standard=parsed.standard, docs=docs, events=events)
+            status = s.PROCESSED if docs else s.PUBLISHED
+            return Outcome(tid, status, partner.id, len(docs), len(docs)), record
 
-    def resume(self, limit: int = 1000) -> int:
+    def resume(self, limit: int = 100_000) -> int:
         """Process transmissions left RECEIVED by a crash; returns how many were processed."""
         done = 0
-        while True:
-            rows = self.store.transmissions_to_process(limit=100)
+        while done < limit:
+            rows = self.store.transmissions_to_process(limit=64)
             if not rows:
-                return done
-            for row in rows:
-                self.process(row.id)
-                done += 1
-                if done >= limit:
-                    return done
+                break
+            self.process_many([r.id for r in rows])
+            done += len(rows)
+        return done
 
     def _detect(self, data: bytes) -> Reader:
         if not data.strip():

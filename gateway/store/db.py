@@ -6,13 +6,14 @@ is one transaction; a method that returns has committed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._write_lock = threading.Lock()
 
     # -- construction -------------------------------------------------------------------
 
@@ -189,6 +191,30 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(q).first()
         return TransmissionRow.from_row(row) if row else None
+
+    def receive_lookup(self, channel: str, items: Sequence[tuple[str | None, str]]
+                       ) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+        """For a batch of (channel_ref, sha256): the first transmission of each digest, and
+        the unacknowledged transmissions from this exact channel place (crash leftovers)."""
+        t = s.transmissions
+        digests = sorted({sha for _, sha in items})
+        refs = sorted({ref for ref, _ in items if ref})
+        originals: dict[str, tuple[Any, str]] = {}
+        unacked: dict[tuple[str, str], str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(digests, 500):
+                rows = conn.execute(
+                    sa.select(t.c.id, t.c.sha256, t.c.received_at, t.c.channel, t.c.channel_ref,
+                              t.c.acknowledged_at)
+                    .where(t.c.sha256.in_(chunk)).where(t.c.status != s.DUPLICATE)).all()
+                for r in rows:
+                    best = originals.get(r.sha256)
+                    if best is None or (r.received_at, r.id) < best[0]:
+                        originals[r.sha256] = ((r.received_at, r.id), r.id)
+                    if (r.channel == channel and r.acknowledged_at is None
+                            and r.channel_ref in refs):
+                        unacked[(r.channel_ref, r.sha256)] = r.id
+        return {sha: v[1] for sha, v in originals.items()}, unacked
 
     def record_received(self, *, channel: str, channel_ref: str | None, filename: str | None,
                         size: int, sha256: str, partner_id: str | None = None,
@@ -289,60 +315,97 @@ class Store:
                 transmission_id=tid, at=utcnow(), event=event, detail=detail))
 
     def record_processed(self, tid: str, *, partner_id: str, fmt: str, standard: str | None,
-                         docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = ()) -> int:
+                         docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = (),
+                         final: bool = True) -> int:
         """Store the documents of a transmission and their outbox rows in one commit.
 
         A document whose ``message_id`` is already stored is recorded as DUPLICATE and gets no
-        outbox row. Returns the number of documents queued for publishing.
+        outbox row; one already stored by this same transmission (an earlier chunk, or a run
+        cut short by a crash) is skipped. With ``final=False`` only the documents are written
+        (a chunk of a large interchange) and the transmission stays as it is. Returns the
+        number of documents queued for publishing.
         """
+        with self._begin() as conn:
+            return self._record_processed(conn, tid, partner_id=partner_id, fmt=fmt,
+                                          standard=standard, docs=docs, events=events,
+                                          final=final)
+
+    def record_batch(self, outcomes: Sequence[dict[str, Any]]) -> list[int]:
+        """Several transmissions' outcomes in one commit (small files processed together).
+
+        Each item has ``kind`` "processed" (keyword arguments of ``record_processed``) or
+        "failed" (those of ``record_failed``). Returns the documents queued, per item.
+        """
+        queued = []
+        with self._begin() as conn:
+            for o in outcomes:
+                args = {k: v for k, v in o.items() if k != "kind"}
+                if o["kind"] == "processed":
+                    queued.append(self._record_processed(conn, **args))
+                else:
+                    self._record_failed(conn, **args)
+                    queued.append(0)
+        return queued
+
+    def _record_processed(self, conn: sa.Connection, tid: str, *, partner_id: str, fmt: str,
+                          standard: str | None, docs: Sequence[NewDocument],
+                          events: Iterable[tuple[str, str]] = (), final: bool = True) -> int:
         now = utcnow()
         queued = 0
-        with self._begin() as conn:
-            ids = [d.message_id for d in docs]
-            existing: set[str] = set()
-            for chunk in _chunks(ids, 500):
-                existing.update(conn.execute(
-                    sa.select(s.documents.c.message_id)
-                    .where(s.documents.c.message_id.in_(chunk))
-                    .where(s.documents.c.status != s.DOC_DUPLICATE)
-                ).scalars())
-            doc_rows = []
-            outbox_rows = []
-            seen: set[str] = set()
-            dup_numbers = []
-            for d in docs:
-                did = new_id()
-                is_dup = d.message_id in existing or d.message_id in seen
-                seen.add(d.message_id)
-                doc_rows.append(dict(
-                    id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
-                    schema_version=d.schema_version, business_number=d.business_number,
-                    interchange_ref=d.interchange_ref, message_ref=d.message_ref,
-                    message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
-                    created_at=now, published_at=None, payload=d.payload,
-                ))
-                if is_dup:
-                    dup_numbers.append(d.business_number or d.message_id)
-                else:
-                    outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
-                                            created_at=now, attempts=0))
-                    queued += 1
-            if doc_rows:
-                conn.execute(s.documents.insert(), doc_rows)
-            if outbox_rows:
-                conn.execute(s.outbox.insert(), outbox_rows)
-            status = s.PROCESSED if queued else s.PUBLISHED
+        ids = [d.message_id for d in docs]
+        existing: dict[str, str] = {}
+        d_ = s.documents
+        for chunk in _chunks(ids, 500):
+            rows = conn.execute(
+                sa.select(d_.c.message_id, d_.c.transmission_id)
+                .where(d_.c.message_id.in_(chunk))
+                .where(d_.c.status != s.DOC_DUPLICATE)).all()
+            existing.update((r[0], r[1]) for r in rows)
+        doc_rows = []
+        outbox_rows = []
+        seen: set[str] = set()
+        dup_numbers = []
+        for d in docs:
+            earlier = existing.get(d.message_id)
+            if earlier == tid:
+                continue  # stored by this transmission already (a resumed run)
+            did = new_id()
+            is_dup = earlier is not None or d.message_id in seen
+            seen.add(d.message_id)
+            doc_rows.append(dict(
+                id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+                schema_version=d.schema_version, business_number=d.business_number,
+                interchange_ref=d.interchange_ref, message_ref=d.message_ref,
+                message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
+                created_at=now, published_at=None, payload=d.payload,
+            ))
+            if is_dup:
+                dup_numbers.append(d.business_number or d.message_id)
+            else:
+                outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
+                                        created_at=now, attempts=0))
+                queued += 1
+        if doc_rows:
+            conn.execute(s.documents.insert(), doc_rows)
+        if outbox_rows:
+            conn.execute(s.outbox.insert(), outbox_rows)
+        event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+        if dup_numbers:
+            event_rows.append(dict(
+                transmission_id=tid, at=now, event="duplicate-documents",
+                detail="already received, not published again: " + ", ".join(dup_numbers[:20])
+                + (" …" if len(dup_numbers) > 20 else "")))
+        if final:
+            total, pending = conn.execute(
+                sa.select(sa.func.count(), sa.func.count().filter(d_.c.status == s.PENDING))
+                .where(d_.c.transmission_id == tid)).one()
+            status = s.PROCESSED if pending else s.PUBLISHED
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
                 partner_id=partner_id, format=fmt, standard=standard, status=status,
-                stage=None, reason=None, document_count=len(docs), updated_at=now))
-            event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+                stage=None, reason=None, document_count=total, updated_at=now))
             event_rows.append(dict(transmission_id=tid, at=now, event="processed",
-                                   detail=f"{len(docs)} document(s), {queued} queued for publishing"))
-            if dup_numbers:
-                event_rows.append(dict(
-                    transmission_id=tid, at=now, event="duplicate-documents",
-                    detail="already received, not published again: " + ", ".join(dup_numbers[:20])
-                    + (" …" if len(dup_numbers) > 20 else "")))
+                                   detail=f"{total} document(s), {pending} queued for publishing"))
+        if event_rows:
             conn.execute(s.transmission_events.insert(), event_rows)
         return queued
 
@@ -350,6 +413,14 @@ class Store:
                       partner_id: str | None = None, fmt: str | None = None,
                       standard: str | None = None, events: Iterable[tuple[str, str]] = ()) -> None:
         """Mark a transmission FAILED (or QUARANTINED) at ``stage``; its payload stays archived."""
+        with self._begin() as conn:
+            self._record_failed(conn, tid, stage=stage, reason=reason, status=status,
+                                partner_id=partner_id, fmt=fmt, standard=standard, events=events)
+
+    def _record_failed(self, conn: sa.Connection, tid: str, *, stage: str, reason: str,
+                       status: str = s.FAILED, partner_id: str | None = None,
+                       fmt: str | None = None, standard: str | None = None,
+                       events: Iterable[tuple[str, str]] = ()) -> None:
         now = utcnow()
         values: dict[str, Any] = dict(status=status, stage=stage, reason=reason, updated_at=now)
         if partner_id:
@@ -358,12 +429,11 @@ class Store:
             values["format"] = fmt
         if standard:
             values["standard"] = standard
-        with self._begin() as conn:
-            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(**values))
-            rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
-            rows.append(dict(transmission_id=tid, at=now, event=status.lower(),
-                             detail=f"{stage}: {reason}"))
-            conn.execute(s.transmission_events.insert(), rows)
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(**values))
+        rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+        rows.append(dict(transmission_id=tid, at=now, event=status.lower(),
+                         detail=f"{stage}: {reason}"))
+        conn.execute(s.transmission_events.insert(), rows)
 
     def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
         """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
@@ -531,11 +601,17 @@ class Store:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _begin(self) -> Any:
-        try:
-            return self.engine.begin()
-        except sa.exc.OperationalError as exc:  # pragma: no cover - translated at the edge
-            raise StoreError(f"store unavailable: {exc.orig}") from exc
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A write transaction. On SQLite the gateway's threads take turns through a lock:
+        SQLite allows one writer, and its busy handler would otherwise make them sleep."""
+        lock = self._write_lock if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        with lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.OperationalError as exc:
+                raise StoreError(f"store unavailable: {exc.orig}") from exc
 
 
 def _document_row(r: Any) -> DocumentRow:

@@ -83,7 +83,7 @@ documents = sa.Table(
     sa.Index("ix_documents_interchange", "interchange_ref"),
     sa.Index("ix_documents_message_ref", "message_ref"),
     sa.Index("ix_documents_message_id", "message_id"),
-    sa.Index("ix_documents_transmission", "transmission_id"),
+    sa.Index("ix_documents_transmission", "transmission_id", "status"),
 )
 
 outbox = sa.Table(

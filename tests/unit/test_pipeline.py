@@ -174,3 +174,38 @@ def test_resume_processes_what_a_crash_left_received(pipeline):
     assert pipeline.resume() == 3
     assert {pipeline.store.get_transmission(t).status for t in ids} == {s.PROCESSED}
     assert pipeline.resume() == 0
+
+
+def test_large_interchange_is_committed_in_chunks_and_wakes_the_publisher_early(pipeline):
+    """Above chunk_size documents, chunks are committed one by one; the result is the same."""
+    pipeline.chunk_size = 2
+    r = receive(pipeline, b"FAKE|111|A,B,C,D,E")
+    out = pipeline.process(r.transmission_id)
+    assert (out.status, out.documents, out.queued) == (s.PROCESSED, 5, 5)
+    assert len(pipeline.woken) >= 2  # woken before the last chunk
+    t = pipeline.store.get_transmission(r.transmission_id)
+    assert t.document_count == 5 and pipeline.store.outbox_size() == 5
+
+
+def test_rerun_after_a_crash_between_chunks_stores_each_document_once(pipeline):
+    """Documents a cut-short run stored are skipped, not duplicated, when the run resumes."""
+    pipeline.chunk_size = 2
+    r = receive(pipeline, b"FAKE|111|A,B,C")
+    work = pipeline._work(r.transmission_id)[1]
+    pipeline.store.record_processed(docs=work["docs"][:2], final=False, tid=r.transmission_id,
+                                    partner_id="acme", fmt="fake", standard=None)
+    assert pipeline.store.get_transmission(r.transmission_id).status == s.RECEIVED
+    assert pipeline.resume() == 1
+    docs = pipeline.store.documents_of(r.transmission_id)
+    assert sorted(d.business_number for d in docs) == ["A", "B", "C"]
+    assert {d.status for d in docs} == {s.PENDING}
+    assert pipeline.store.get_transmission(r.transmission_id).document_count == 3
+
+
+def test_process_many_commits_several_small_files_together(pipeline):
+    """Good, bad and duplicate-content files processed in one batch each get their outcome."""
+    ids = [receive(pipeline, d).transmission_id
+           for d in (b"FAKE|111|P1", b"FAKE|BAD|", b"FAKE|999|P2", b"FAKE|111|P3")]
+    outs = pipeline.process_many(ids)
+    assert [o.status for o in outs] == [s.PROCESSED, s.FAILED, s.QUARANTINED, s.PROCESSED]
+    assert pipeline.store.outbox_size() == 2

@@ -73,7 +73,7 @@ def upgrade():
     op.create_index("ix_documents_interchange", "documents", ["interchange_ref"])
     op.create_index("ix_documents_message_ref", "documents", ["message_ref"])
     op.create_index("ix_documents_message_id", "documents", ["message_id"])
-    op.create_index("ix_documents_transmission", "documents", ["transmission_id"])
+    op.create_index("ix_documents_transmission", "documents", ["transmission_id", "status"])
 
     op.create_table(
         "outbox",
