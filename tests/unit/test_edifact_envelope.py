@@ -116,3 +116,18 @@ def test_error_position_gives_line_and_column_on_a_single_line_file():
     """On a one-line file the column tells where the bad segment starts."""
     error = _error(GOOD.replace("\n", "").replace("UNT+3+1", "UNT+9+1"))
     assert error.position.line == 1 and error.position.column == GOOD.replace("\n", "").index("UNT") + 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_reading_leaves_the_garbage_collector_as_it_found_it(enabled):
+    """The collector is paused while reading, then restored (enabled or not), nothing frozen."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        read_interchanges(GOOD.encode())
+        _error(GOOD.replace("UNT+3+1", "UNT+9+1"))
+        assert gc.isenabled() is enabled and gc.get_freeze_count() == 0
+    finally:
+        gc.enable() if was else gc.disable()

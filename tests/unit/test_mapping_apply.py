@@ -174,6 +174,21 @@ def test_date_formats(value, code, expected):
     assert to_date(value, code)[0] == expected
 
 
+def test_ccyymmdd_reads_as_strptime_does():
+    """The fast CCYYMMDD (102) path agrees with strptime, for good dates and bad ones."""
+    for value in ("20240229", "20230229", "20241231", "20241301", "20240100", "00010101",
+                  "00000101", "99991231", "20240532", "2024011", "202401011", " 20240105"):
+        try:
+            expected: object = dt.datetime.strptime(value.strip(), "%Y%m%d").date()
+        except ValueError:
+            expected = ConversionError
+        try:
+            got: object = to_date(value, "102")[0]
+        except ConversionError:
+            got = ConversionError
+        assert got == expected, value
+
+
 def test_conversions_reject_garbage():
     """Bad decimals and dates raise ConversionError; bad GLN/GTIN give a warning."""
     with pytest.raises(ConversionError):

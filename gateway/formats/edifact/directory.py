@@ -74,6 +74,17 @@ def is_known_segment(version: str, tag: str) -> bool:
     return tags is None or tag in tags
 
 
+_known: dict[str, frozenset[str] | None] = {}
+
+
+def known_segments(version: str) -> frozenset[str] | None:
+    """Every tag ``is_known_segment`` accepts for ``version``; None when it accepts any."""
+    if version not in _known:
+        tags = ALL_TAGS.get(version)
+        _known[version] = None if tags is None else tags | SERVICE_TAGS
+    return _known[version]
+
+
 def locate(version: str, tag: str, code: str) -> list[tuple[int, int | None]]:
     """Where data element or composite ``code`` sits in ``tag``: (element, component) indexes.
 

@@ -7,7 +7,11 @@ occurrence outside message, package or group.
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gateway.core.errors import EdifactSyntaxError, Position
 from gateway.formats.edifact.charset import decode
@@ -16,6 +20,8 @@ from gateway.formats.edifact.tokenizer import tokenize
 
 _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
 _STARTS = ("UNA", "UNB", "UNH")
+#: Tags that open or close a message or an interchange: never appended without a check.
+_ENVELOPE = frozenset({"UNH", "UNT", "UNB", "UNZ"})
 
 
 def read_interchanges(data: bytes, *, filename: str | None = None) -> list[Interchange]:
@@ -34,7 +40,52 @@ def read_interchanges(data: bytes, *, filename: str | None = None) -> list[Inter
         raise EdifactSyntaxError(
             f"not EDIFACT: the file starts with {shown!r} where UNA, UNB or UNH was expected",
             code="13", position=_start_position(source))
-    return _Reader(source, warnings).read()
+    with _gc_paused():
+        return _Reader(source, warnings).read()
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a file is read, then restore its state.
+
+    Reading allocates a few container objects per segment (the segment, its element lists:
+    some 400,000 for 2,000 orders) and no reference cycles. Left running, the collector
+    fires every 700 allocations and traverses the young ones, and promotes them to older
+    generations that it traverses again: about half the time of reading. Memory is not
+    affected: reference counting still frees everything.
+
+    When the pause ends, the objects made meanwhile would all be young, and the next
+    allocation would traverse them all once more (a third of the reading time). So they
+    are moved straight to the oldest generation instead, with ``gc.freeze()`` followed at
+    once by ``gc.unfreeze()`` (which puts the frozen objects "back into the oldest
+    generation"): nothing is left frozen, and a full collection still sees everything.
+    This is skipped when something else keeps objects frozen (a pre-fork ``gc.freeze()``),
+    so as not to undo it.
+
+    The pause is counted so that concurrent readers in several threads restore the
+    collector only when the last one is done, and only if it was enabled before.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                if gc.get_freeze_count() == 0:
+                    gc.freeze()
+                    gc.unfreeze()
+                gc.enable()
 
 
 def _start_position(source: Source) -> Position:
@@ -56,6 +107,7 @@ class _Reader:
         self.message: list[Segment] | None = None
         self.last: Segment | None = None
         self.tags: set[str] = set()
+        self.plain: set[str] = set()
 
     def fail(self, reason: str, segment: Segment | None, code: str, *,
              element: str | None = None, message_ref: str | None = None) -> EdifactSyntaxError:
@@ -63,11 +115,20 @@ class _Reader:
         return EdifactSyntaxError(reason, position=position, code=code)
 
     def read(self) -> list[Interchange]:
+        # Checked tags that need nothing but appending inside a message (not UNH/UNT/UNB/UNZ).
+        plain = self.plain
+        step = self.step
         for chunk in tokenize(self.source.text):
             decimal = chunk.separators.decimal
             for segment in chunk.segments:
-                self.last = segment
-                self.step(segment, decimal)
+                message = self.message
+                if message is not None and segment.tag in plain:
+                    message.append(segment)  # the common case, what step() would do
+                else:
+                    self.last = segment
+                    step(segment, decimal)
+            if chunk.segments:
+                self.last = chunk.segments[-1]
             if chunk.unterminated is not None:
                 self.note_unterminated(chunk.unterminated)
         self.finish()
@@ -88,6 +149,8 @@ class _Reader:
             raise self.fail(f"segment {segment.index} has tag {tag[:20]!r}: a segment tag is "
                             "three upper-case letters or digits", segment, "12")
         self.tags.add(tag)
+        if tag not in _ENVELOPE:
+            self.plain.add(tag)
 
     def step(self, segment: Segment, decimal: str) -> None:
         self.check_tag(segment)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from gateway.core.errors import EdifactSyntaxError, MappingError
 from gateway.core.ids import message_id
-from gateway.formats.edifact.directory import is_known_segment
+from gateway.formats.edifact.directory import known_segments
 from gateway.formats.edifact.model import Interchange, Message, Segment
-from gateway.formats.mapping.convert import ConversionError, to_date, to_decimal, to_gln, to_gtin
+from gateway.formats.mapping.convert import (
+    ConversionError,
+    known_decimals,
+    known_glns,
+    known_gtins,
+    to_date,
+    to_decimal,
+    to_gln,
+    to_gtin,
+)
 from gateway.formats.mapping.definition import FieldRule, GroupDef, GroupRule, Mapping
 from gateway.formats.mapping.paths import SegmentPath
 
@@ -27,55 +38,78 @@ class MappedDocument:
     warnings: list[str] = field(default_factory=list)
 
 
-class _Scope:
-    """Segments a lookup may see: the header (outside groups) or one group instance."""
+_TAG = attrgetter("tag")
 
-    __slots__ = ("segments", "_by_tag")
+#: A scope's segments by tag: the header (outside groups) or one group instance.
+Tagged = dict[str, list[Segment]]
+#: Who is being mapped, for messages: ``ORDERS message 1``, or for one instance of an
+#: ``each`` group (context, rule name, number, trigger segment). Text is made only when an
+#: error or a warning needs it.
+Context = str | tuple[str, str, int, Segment]
+#: A compiled field rule: (scope, run, context) -> value, or None when there is none.
+Getter = Callable[[Tagged, "_Run", Context], Any]
 
-    def __init__(self, segments: list[Segment]) -> None:
-        self.segments = segments
-        self._by_tag: dict[str, list[Segment]] | None = None
 
-    def tagged(self, tag: str) -> list[Segment]:
-        if self._by_tag is None:
-            by_tag: dict[str, list[Segment]] = {}
-            for segment in self.segments:
-                by_tag.setdefault(segment.tag, []).append(segment)
-            self._by_tag = by_tag
-        return self._by_tag.get(tag, [])
+def _context_text(context: Context) -> str:
+    if isinstance(context, str):
+        return context
+    base, name, number, trigger = context
+    return f"{base}, {name} {number} (segment {trigger.index} {trigger.tag})"
+
+
+class _Instance:
+    """One instance of a segment group: its trigger segment and its segments by tag."""
+
+    __slots__ = ("trigger", "tagged")
+
+    def __init__(self, trigger: Segment) -> None:
+        self.trigger = trigger
+        self.tagged: Tagged = {trigger.tag: [trigger]}
 
 
 def partition(segments: list[Segment], groups: dict[str, GroupDef]
-              ) -> tuple[_Scope, dict[str, list[_Scope]]]:
+              ) -> tuple[Tagged, dict[str, list[_Instance]]]:
     """Split a message body into the header scope and the instances of each group.
 
     A group instance starts at its trigger and goes on while segments are in its
     ``contains``; the next trigger of the same group starts a new instance.
     """
     triggers = {g.trigger: g for g in groups.values()}
-    header: list[Segment] = []
-    instances: dict[str, list[_Scope]] = {name: [] for name in groups}
-    current: GroupDef | None = None
-    current_segments: list[Segment] = []
+    header: Tagged = {}
+    instances: dict[str, list[_Instance]] = {name: [] for name in groups}
+    trigger = ""
+    contains: frozenset[str] = frozenset()
+    tagged: Tagged | None = None
     for segment in segments:
         tag = segment.tag
-        if current is not None and tag != current.trigger and tag in current.contains:
-            current_segments.append(segment)
+        if tagged is not None and tag != trigger and tag in contains:
+            same = tagged.get(tag)
+            if same is None:
+                tagged[tag] = [segment]
+            else:
+                same.append(segment)
             continue
         group = triggers.get(tag)
         if group is not None:
-            current = group
-            current_segments = [segment]
-            instances[group.name].append(_Scope(current_segments))
+            instance = _Instance(segment)
+            instances[group.name].append(instance)
+            trigger, contains, tagged = group.trigger, group.contains, instance.tagged
         else:
-            current = None
-            header.append(segment)
-    return _Scope(header), instances
+            tagged = None
+            same = header.get(tag)
+            if same is None:
+                header[tag] = [segment]
+            else:
+                same.append(segment)
+    return header, instances
 
 
 class _Run:
-    def __init__(self, mapping: Mapping, interchange: Interchange, message: Message) -> None:
-        self.mapping = mapping
+    """One message being mapped: what conversions need, and the warnings so far."""
+
+    __slots__ = ("interchange", "message", "warnings")
+
+    def __init__(self, interchange: Interchange, message: Message) -> None:
         self.interchange = interchange
         self.message = message
         self.warnings: list[str] = []
@@ -84,46 +118,23 @@ class _Run:
         return self.message.source.position(segment or self.message.segments[0],
                                             element=element, message_ref=self.message.ref)
 
-    def field(self, rule: FieldRule, scope: _Scope, context: str) -> Any:
-        results = []
-        plain = rule.type == "text" and rule.codes is None
-        many = rule.all
-        for path in rule.paths:
-            tagged = scope.tagged(path.tag)
-            if not tagged:
-                continue
-            for segment in path.select(tagged):
-                if not many:
-                    raw = path.first(segment)
-                    if not raw:
-                        continue
-                    value = raw if plain else self.convert(rule, path, segment, raw, context)
-                    if value is not None:
-                        return value
-                    continue
-                for raw in path.values(segment):
-                    value = raw if plain else self.convert(rule, path, segment, raw, context)
-                    if value is not None:
-                        results.append(value)
-            if results:
-                break
-        if rule.required and not results:
-            first = rule.paths[0]
-            seen = scope.tagged(first.tag)
-            label = rule.name.rsplit(".", 1)[-1].replace("_", " ")
-            raise MappingError(
-                f"{context} has no {label} ({first.text.replace('/', ' ')})",
-                field=rule.name, position=self.where(seen[0] if seen else None, first.text))
-        return results if rule.all else None
+    def missing(self, rule: FieldRule, scope: Tagged, context: Context) -> MappingError:
+        """The error for a required field that has no value in ``scope``."""
+        first = rule.paths[0]
+        seen = scope.get(first.tag)
+        label = rule.name.rsplit(".", 1)[-1].replace("_", " ")
+        return MappingError(
+            f"{_context_text(context)} has no {label} ({first.text.replace('/', ' ')})",
+            field=rule.name, position=self.where(seen[0] if seen else None, first.text))
 
     def convert(self, rule: FieldRule, path: SegmentPath, segment: Segment, raw: str,
-                context: str) -> Any:
+                context: Context) -> Any:
         try:
             if rule.codes is not None:
                 if raw in rule.codes:
                     return rule.codes[raw]
-                self.warnings.append(f"{context}: {rule.name} code {raw!r} is not in the "
-                                     "mapping's code list; kept as sent")
+                self.warnings.append(f"{_context_text(context)}: {rule.name} code {raw!r} is "
+                                     "not in the mapping's code list; kept as sent")
                 return raw
             if rule.type == "text":
                 return raw
@@ -139,46 +150,190 @@ class _Run:
             else:  # gln
                 value, warning = to_gln(raw)
         except ConversionError as exc:
-            raise MappingError(f"{context}: {rule.name}: {exc}", field=rule.name,
+            raise MappingError(f"{_context_text(context)}: {rule.name}: {exc}", field=rule.name,
                                position=self.where(segment, path.text)) from exc
         if warning:
-            self.warnings.append(f"{context}: {rule.name}: {warning} "
+            self.warnings.append(f"{_context_text(context)}: {rule.name}: {warning} "
                                  f"(segment {segment.index} {segment.tag})")
         return value
 
-    def fields(self, rules: tuple[FieldRule, ...], scope: _Scope, context: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for rule in rules:
-            value = self.field(rule, scope, context)
-            if value is not None and value != []:
-                _put(out, rule.name, value)
-        return out
 
-    def group(self, rule: GroupRule, instances: list[_Scope], context: str) -> Any:
-        chosen = [s for s in instances
-                  if all(c.holds(s.segments[0].elements) for c in rule.conditions)]
+def _compile_field(rule: FieldRule) -> Getter:
+    """The function that reads ``rule`` from a scope: the first value of the first path that
+    has one (converted when the rule has a type or codes), or every value with ``all``.
+
+    Specialised by shape because mapping runs it ~100 times per order: plain text from one
+    path (most rules), plain text from alternative paths, converted values, and ``all``.
+    """
+    required = rule.required
+    plain = rule.type == "text" and rule.codes is None
+    if rule.all:
+        return _compile_all(rule, plain)
+    fetchers = tuple(path.fetcher() for path in rule.paths)
+    if plain:
+        if len(fetchers) == 1 and not required:
+            return fetchers[0]  # the commonest rule: no call of ours around it
+
+        def text(scope: Tagged, run: _Run, context: Context) -> Any:
+            for fetch in fetchers:
+                value = fetch(scope)
+                if value is not None:
+                    return value
+            if required:
+                raise run.missing(rule, scope, context)
+            return None
+
+        return text
+
+    steps = tuple((path.tag, path.picker(), path) for path in rule.paths)
+
+    def converted(scope: Tagged, run: _Run, context: Context) -> Any:
+        """The rule in full: each selected segment of each path in turn, converted."""
+        for tag, pick, path in steps:
+            segments = scope.get(tag)
+            if segments:
+                for segment in segments:
+                    raw = pick(segment)
+                    if raw:
+                        value = run.convert(rule, path, segment, raw, context)
+                        if value is not None:
+                            return value
+        if required:
+            raise run.missing(rule, scope, context)
+        return None
+
+    # Decimals, GTINs and GLNs converted before (GTINs and GLNs without a warning) are
+    # taken as they are when they are the first value found: what ``converted`` would do.
+    if rule.codes is None and rule.type == "decimal":
+
+        def decimal(scope: Tagged, run: _Run, context: Context) -> Any:
+            for fetch in fetchers:
+                raw = fetch(scope)
+                if raw is not None:
+                    value = known_decimals.get(raw)
+                    return value if value is not None else converted(scope, run, context)
+            if required:
+                raise run.missing(rule, scope, context)
+            return None
+
+        return decimal
+    if rule.codes is None and rule.type in ("gtin", "gln"):
+        known = known_gtins if rule.type == "gtin" else known_glns
+
+        def checked(scope: Tagged, run: _Run, context: Context) -> Any:
+            for fetch in fetchers:
+                raw = fetch(scope)
+                if raw is not None:
+                    hit = known.get(raw)
+                    if hit is not None and hit[1] is None:
+                        return hit[0]
+                    return converted(scope, run, context)
+            if required:
+                raise run.missing(rule, scope, context)
+            return None
+
+        return checked
+    return converted
+
+
+def _compile_all(rule: FieldRule, plain: bool) -> Getter:
+    """``all: true`` (or a list field): every value of the first path that has any."""
+
+    def every(scope: Tagged, run: _Run, context: Context) -> Any:
+        results = []
+        for path in rule.paths:
+            segments = scope.get(path.tag)
+            if not segments:
+                continue
+            for segment in path.select(segments):
+                for raw in path.values(segment):
+                    value = raw if plain else run.convert(rule, path, segment, raw, context)
+                    if value is not None:
+                        results.append(value)
+            if results:
+                return results
+        if rule.required:
+            raise run.missing(rule, scope, context)
+        return None
+
+    return every
+
+
+def _fields(getters: tuple[tuple[str, Getter], ...], scope: Tagged, run: _Run,
+            context: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, get in getters:
+        value = get(scope, run, context)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+class _GroupPlan:
+    """A compiled group rule: which instances it reads and the getters of its fields."""
+
+    __slots__ = ("rule", "fields")
+
+    def __init__(self, rule: GroupRule) -> None:
+        self.rule = rule
+        # Field names inside a group are fields of the group's canonical object: no dots.
+        self.fields = tuple((f.name, _compile_field(f)) for f in rule.fields)
+
+    def chosen(self, instances: list[_Instance]) -> list[_Instance]:
+        conditions = self.rule.conditions
+        if not conditions:
+            return instances
+        if len(conditions) == 1:
+            holds = conditions[0].holds
+            return [i for i in instances if holds(i.trigger.elements)]
+        return [i for i in instances
+                if all(c.holds(i.trigger.elements) for c in conditions)]
+
+    def read(self, instances: list[_Instance], run: _Run, context: str) -> Any:
+        rule = self.rule
+        chosen = self.chosen(instances)
         if rule.each:
-            out = []
-            for number, scope in enumerate(chosen, 1):
-                trigger = scope.segments[0]
-                where = f"{context}, {rule.name} {number} (segment {trigger.index} {trigger.tag})"
-                out.append(self.fields(rule.fields, scope, where))
-            return out
+            name = rule.name
+            return [_fields(self.fields, instance.tagged, run,
+                            (context, name, number, instance.trigger))
+                    for number, instance in enumerate(chosen, 1)]
         if not chosen:
             if rule.required:
                 raise MappingError(f"{context} has no {rule.name.replace('_', ' ')} "
                                    f"(group {rule.group})", field=rule.name,
-                                   position=self.where(None))
+                                   position=run.where(None))
             return None
-        values = self.fields(rule.fields, chosen[0], context)
-        return values or None
+        return _fields(self.fields, chosen[0].tagged, run, context) or None
 
 
-def _put(out: dict[str, Any], dotted: str, value: Any) -> None:
-    if "." not in dotted:
-        out[dotted] = value
+class _Plan:
+    """A mapping's rules compiled for ``map_message``, in the mapping's order."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, mapping: Mapping) -> None:
+        rules: list[tuple[tuple[str, ...], Getter | None, _GroupPlan | None]] = []
+        for rule in mapping.rules:
+            parts = tuple(rule.name.split("."))
+            if isinstance(rule, GroupRule):
+                rules.append((parts, None, _GroupPlan(rule)))
+            else:
+                rules.append((parts, _compile_field(rule), None))
+        self.rules = tuple(rules)
+
+
+def _plan(mapping: Mapping) -> _Plan:
+    plan = mapping.plan
+    if plan is None:
+        plan = mapping.plan = _Plan(mapping)
+    return plan
+
+
+def _put(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
+    if len(parts) == 1:
+        out[parts[0]] = value
         return
-    *parents, last = dotted.split(".")
+    *parents, last = parts
     for part in parents:
         out = out.setdefault(part, {})
     out[last] = value
@@ -193,24 +348,25 @@ def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
     canonical model rejects) or EdifactSyntaxError (a segment its directory does not have).
     """
     directory = message.directory
-    tags = {segment.tag for segment in message.segments}
-    if any(not is_known_segment(directory, tag) for tag in tags):
-        segment = next(s for s in message.segments if not is_known_segment(directory, s.tag))
+    known = known_segments(directory)
+    if known is not None and not known.issuperset(map(_TAG, message.segments)):
+        segment = next(s for s in message.segments if s.tag not in known)
         raise EdifactSyntaxError(
             f"segment {segment.tag} is not a segment of the UN/EDIFACT {directory} "
             f"directory", code="15",
             position=message.source.position(segment, message_ref=message.ref))
-    run = _Run(mapping, interchange, message)
+    run = _Run(interchange, message)
     header, instances = partition(message.segments[1:-1], mapping.groups)
     context = f"{message.type} message {message.ref}"
     data: dict[str, Any] = {}
-    for rule in mapping.rules:
-        if isinstance(rule, GroupRule):
-            value = run.group(rule, instances[rule.group], context)
+    for parts, getter, group in _plan(mapping).rules:
+        if group is not None:
+            value = group.read(instances[group.rule.group], run, context)
         else:
-            value = run.field(rule, header, context)
+            assert getter is not None
+            value = getter(header, run, context)
         if value is not None and value != []:
-            _put(data, rule.name, value)
+            _put(data, parts, value)
     number = data.get("order_number") or data.get("business_number")
     data["partner"] = partner_id
     data["message_id"] = message_id(partner_id, mapping.document, interchange.sender_id,

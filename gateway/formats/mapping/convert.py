@@ -3,6 +3,9 @@
 Each takes the raw text and returns the value, or raises ConversionError (the caller turns
 it into a MappingError naming field and position); ``gtin`` and ``gln`` return None with a
 warning instead, because a bad check digit should not stop an order.
+
+The same few dates, prices and article numbers come back in message after message, so each
+conversion remembers its recent results (values are immutable; errors are not remembered).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 TYPES = frozenset({"text", "date", "decimal", "gtin", "gln"})
 
@@ -20,15 +24,36 @@ class ConversionError(ValueError):
     """A value that cannot be converted to the mapping's type."""
 
 
+#: Results remembered per conversion; a cache that reaches the limit starts again empty.
+#: ``apply`` reads ``known_decimals``, ``known_gtins`` and ``known_glns`` directly (never
+#: writes them) to skip two calls per value in the usual case.
+_CACHE_LIMIT = 4096
+known_decimals: dict[str, Decimal] = {}
+known_gtins: dict[str, tuple[str | None, str | None]] = {}
+known_glns: dict[str, tuple[str | None, str | None]] = {}
+_dates: dict[tuple[str, str | None], tuple[dt.date | dt.datetime, str | None]] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def to_decimal(value: str, decimal_mark: str = ".") -> Decimal:
     """A decimal written with the interchange's mark; ``.`` and ``,`` are both accepted."""
+    known = known_decimals.get(value)
+    if known is not None:
+        return known
     text = value.strip()
     if not _DECIMAL.fullmatch(text):
         raise ConversionError(f"{value!r} is not a decimal number")
     try:
-        return Decimal(text.replace(",", "."))
+        number = Decimal(text.replace(",", "."))
     except InvalidOperation as exc:  # pragma: no cover - the pattern already rules this out
         raise ConversionError(f"{value!r} is not a decimal number") from exc
+    return _remember(known_decimals, value, number)
 
 
 # 2379 date/time/period format codes (UNCL 2379) edigw reads.
@@ -50,6 +75,10 @@ def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime,
     A range (718, 719) gives its start. Without a format code the length decides
     (8 digits: 102, 12: 203) and a warning says so.
     """
+    key = (value, format_code)
+    known = _dates.get(key)
+    if known is not None:
+        return known
     text = value.strip()
     warning = None
     code = (format_code or "").strip()
@@ -67,10 +96,16 @@ def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime,
                               f"({', '.join(sorted(DATE_FORMATS))})")
     pattern, has_time = _FORMATS[code]
     try:
-        parsed = dt.datetime.strptime(text, pattern)
+        if code == "102" and len(text) == 8 and text.isdigit() and text.isascii():
+            # CCYYMMDD, by far the most common: what strptime("%Y%m%d") gives, 20 x faster.
+            result: dt.date | dt.datetime = dt.date(int(text[:4]), int(text[4:6]),
+                                                    int(text[6:]))
+        else:
+            parsed = dt.datetime.strptime(text, pattern)
+            result = parsed if has_time else parsed.date()
     except ValueError as exc:
         raise ConversionError(f"{value!r} is not a date in format {code}") from exc
-    return (parsed if has_time else parsed.date()), warning
+    return _remember(_dates, key, (result, warning))
 
 
 def gs1_check_digit_ok(digits: str) -> bool:
@@ -82,19 +117,29 @@ def gs1_check_digit_ok(digits: str) -> bool:
 
 def to_gtin(value: str) -> tuple[str | None, str | None]:
     """(GTIN, None) when 8, 12, 13 or 14 digits with a right check digit, else (None, warning)."""
+    known = known_gtins.get(value)
+    if known is not None:
+        return known
     text = value.strip()
     if not (text.isdigit() and text.isascii() and len(text) in (8, 12, 13, 14)):
-        return None, f"{value!r} is not a GTIN (8, 12, 13 or 14 digits); left empty"
-    if not gs1_check_digit_ok(text):
-        return None, f"GTIN {text} has a wrong check digit; left empty"
-    return text, None
+        result = None, f"{value!r} is not a GTIN (8, 12, 13 or 14 digits); left empty"
+    elif not gs1_check_digit_ok(text):
+        result = None, f"GTIN {text} has a wrong check digit; left empty"
+    else:
+        result = text, None
+    return _remember(known_gtins, value, result)
 
 
 def to_gln(value: str) -> tuple[str | None, str | None]:
     """(GLN, None) when 13 digits with a right check digit, else (None, warning)."""
+    known = known_glns.get(value)
+    if known is not None:
+        return known
     text = value.strip()
     if not (text.isdigit() and text.isascii() and len(text) == 13):
-        return None, f"{value!r} is not a GLN (13 digits); left empty"
-    if not gs1_check_digit_ok(text):
-        return None, f"GLN {text} has a wrong check digit; left empty"
-    return text, None
+        result = None, f"{value!r} is not a GLN (13 digits); left empty"
+    elif not gs1_check_digit_ok(text):
+        result = None, f"GLN {text} has a wrong check digit; left empty"
+    else:
+        result = text, None
+    return _remember(known_glns, value, result)

@@ -98,6 +98,8 @@ class Mapping:
     extends: str | None = None
     description: str | None = None
     model: type[BaseModel] = field(default=BaseModel, repr=False)
+    #: The rules compiled into functions, made by ``apply`` the first time it runs them.
+    plan: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 class _Compiler:

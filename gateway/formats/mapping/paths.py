@@ -106,6 +106,75 @@ class SegmentPath:
                 return value
         return ""
 
+    def picker(self) -> Callable[[Segment], str]:
+        """A function of one segment (of this path's tag) giving ``first(segment)`` when the
+        path's conditions hold, else "".
+
+        Mapping calls it for every field of every message, so the usual shapes (one place,
+        at most one single-place condition on the segment or on the composite) get a
+        function with no loops or calls; any other path falls back to the general methods.
+        """
+        conditions, candidates = self.conditions, self.candidates
+        if len(candidates) == 1 and not candidates[0].join:
+            cand = candidates[0]
+            element, component = cand.element, cand.component or 0
+            if not conditions and not cand.conditions:
+                return _pick_at(element, component)
+            if len(conditions) == 1 and not cand.conditions and len(conditions[0].places) == 1:
+                return _pick_if_segment(conditions[0], element, component)
+            if (not conditions and len(cand.conditions) == 1
+                    and len(cand.conditions[0].places) == 1):
+                return _pick_if_composite(cand.conditions[0], element, component)
+        if not conditions and len(candidates) == 1 and candidates[0].join:
+            return _pick_joined(candidates[0].element)
+        if not conditions and all(not c.join and len(c.conditions) <= 1 and all(
+                len(cond.places) == 1 for cond in c.conditions) for c in candidates):
+            return _pick_first_of(candidates)
+        first = self.first
+        if not conditions:
+            return first
+
+        def pick(segment: Segment) -> str:
+            elements = segment.elements
+            for condition in conditions:
+                if not condition.holds(elements):
+                    return ""
+            return first(segment)
+
+        return pick
+
+    def fetcher(self) -> Callable[..., str | None]:
+        """A function of a scope (segments by tag) giving the first non-empty value at this
+        path, or None: what ``first`` gives for the first selected segment that has one.
+
+        Further arguments are ignored, so that a plain text rule of one path can use it as
+        its getter as it is (``apply`` calls getters with the scope, the run, the context).
+        The usual shapes read the segments inline, without a call per segment.
+        """
+        tag, conditions, candidates = self.tag, self.conditions, self.candidates
+        if len(candidates) == 1 and not candidates[0].join:
+            cand = candidates[0]
+            element, component = cand.element, cand.component or 0
+            if not conditions and not cand.conditions:
+                return _fetch_at(tag, element, component)
+            if len(conditions) == 1 and not cand.conditions and len(conditions[0].places) == 1:
+                return _fetch_if_segment(tag, conditions[0], element, component)
+            if (not conditions and len(cand.conditions) == 1
+                    and len(cand.conditions[0].places) == 1):
+                return _fetch_if_composite(tag, cand.conditions[0], element, component)
+        pick = self.picker()
+
+        def fetch(scope: dict[str, list[Segment]], *_ignored: object) -> str | None:
+            segments = scope.get(tag)
+            if segments:
+                for segment in segments:
+                    value = pick(segment)
+                    if value:
+                        return value
+            return None
+
+        return fetch
+
     def values(self, segment: Segment) -> list[str]:
         """Non-empty values of ``segment`` at this path, in directory order."""
         elements = segment.elements
@@ -125,6 +194,168 @@ class SegmentPath:
             if value:
                 found.append(value)
         return found
+
+
+def _fetch_at(tag: str, element: int, component: int) -> Callable[..., str | None]:
+    def fetch(scope: dict[str, list[Segment]], *_ignored: object) -> str | None:
+        segments = scope.get(tag)
+        if segments:
+            for segment in segments:
+                elements = segment.elements
+                if element < len(elements):
+                    comps = elements[element]
+                    if component < len(comps) and comps[component]:
+                        return comps[component]
+        return None
+
+    return fetch
+
+
+def _fetch_if_segment(tag: str, condition: Condition, element: int,
+                      component: int) -> Callable[..., str | None]:
+    (test_element, test_component), = condition.places
+    test_component = test_component or 0
+    values, negate = condition.values, condition.negate
+
+    def fetch(scope: dict[str, list[Segment]], *_ignored: object) -> str | None:
+        segments = scope.get(tag)
+        if segments:
+            for segment in segments:
+                elements = segment.elements
+                count = len(elements)
+                found = False
+                if test_element < count:
+                    comps = elements[test_element]
+                    found = test_component < len(comps) and comps[test_component] in values
+                if found != negate and element < count:
+                    comps = elements[element]
+                    if component < len(comps) and comps[component]:
+                        return comps[component]
+        return None
+
+    return fetch
+
+
+def _fetch_if_composite(tag: str, condition: Condition, element: int,
+                        component: int) -> Callable[..., str | None]:
+    (_zero, test_component), = condition.places
+    test_component = test_component or 0
+    values, negate = condition.values, condition.negate
+
+    def fetch(scope: dict[str, list[Segment]], *_ignored: object) -> str | None:
+        segments = scope.get(tag)
+        if segments:
+            for segment in segments:
+                elements = segment.elements
+                if element < len(elements):
+                    comps = elements[element]
+                    count = len(comps)
+                    found = test_component < count and comps[test_component] in values
+                    if found != negate and component < count and comps[component]:
+                        return comps[component]
+        return None
+
+    return fetch
+
+
+def _pick_at(element: int, component: int) -> Callable[[Segment], str]:
+    def pick(segment: Segment) -> str:
+        elements = segment.elements
+        if element < len(elements):
+            comps = elements[element]
+            if component < len(comps):
+                return comps[component]
+        return ""
+
+    return pick
+
+
+def _pick_if_segment(condition: Condition, element: int,
+                     component: int) -> Callable[[Segment], str]:
+    """``SEG[ref=value]/…``: the condition tests one place of the segment."""
+    (test_element, test_component), = condition.places
+    test_component = test_component or 0
+    values, negate = condition.values, condition.negate
+
+    def pick(segment: Segment) -> str:
+        elements = segment.elements
+        count = len(elements)
+        found = False
+        if test_element < count:
+            comps = elements[test_element]
+            found = test_component < len(comps) and comps[test_component] in values
+        if found == negate:  # Condition.holds is ``found != negate``
+            return ""
+        if element < count:
+            comps = elements[element]
+            if component < len(comps):
+                return comps[component]
+        return ""
+
+    return pick
+
+
+def _pick_if_composite(condition: Condition, element: int,
+                       component: int) -> Callable[[Segment], str]:
+    """``SEG/COMPOSITE[ref=value]/…``: the condition tests one component of the composite."""
+    (_zero, test_component), = condition.places
+    test_component = test_component or 0
+    values, negate = condition.values, condition.negate
+
+    def pick(segment: Segment) -> str:
+        elements = segment.elements
+        if element < len(elements):
+            comps = elements[element]
+            count = len(comps)
+            found = test_component < count and comps[test_component] in values
+            if found != negate and component < count:
+                return comps[component]
+        return ""
+
+    return pick
+
+
+def _pick_joined(element: int) -> Callable[[Segment], str]:
+    """A whole composite (``NAD/C080``): its non-empty components joined by spaces."""
+
+    def pick(segment: Segment) -> str:
+        elements = segment.elements
+        if element < len(elements):
+            return " ".join(c.strip() for c in elements[element] if c.strip())
+        return ""
+
+    return pick
+
+
+def _pick_first_of(candidates: tuple[Candidate, ...]) -> Callable[[Segment], str]:
+    """Several places (a repeated composite: PIA C212 x5), each with at most one condition on
+    one of its components: the first non-empty value, as ``SegmentPath.first``."""
+    places: list[tuple[int, int, int | None, frozenset[str], bool]] = []
+    for cand in candidates:
+        if cand.conditions:
+            condition = cand.conditions[0]
+            test = condition.places[0][1] or 0
+            places.append((cand.element, cand.component or 0, test, condition.values,
+                           condition.negate))
+        else:
+            places.append((cand.element, cand.component or 0, None, frozenset(), False))
+    table = tuple(places)
+
+    def pick(segment: Segment) -> str:
+        elements = segment.elements
+        count = len(elements)
+        for element, component, test, values, negate in table:
+            if element < count:
+                comps = elements[element]
+                if test is not None and (test < len(comps) and comps[test] in values) == negate:
+                    continue
+                if component < len(comps):
+                    value = comps[component]
+                    if value:
+                        return value
+        return ""
+
+    return pick
 
 
 def _get(elements: list[list[str]], place: Place) -> str:
