@@ -66,6 +66,11 @@ class OrderLine(_Strict):
     """One ordered item."""
 
     line_number: str | None = None
+    item_code: str | None = Field(
+        None, description="The line's item number exactly as sent (EDIFACT LIN C212 7140), "
+        "kept even when it is not a valid GTIN")
+    item_code_type: str | None = Field(
+        None, description="What item_code is (7143: EN/SRV = GTIN, SA = supplier's, IN = buyer's)")
     gtin: str | None = Field(None, description="GS1 GTIN (8, 12, 13 or 14 digits, checked)")
     supplier_article: str | None = None
     buyer_article: str | None = None
