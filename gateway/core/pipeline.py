@@ -20,7 +20,7 @@ from gateway.core.errors import FormatNotRecognised, PayloadError, UnknownPartne
 from gateway.core.ports import Incoming, ParsedPayload, Reader, Receipt
 from gateway.store import schema as s
 from gateway.store.archive import Archive
-from gateway.store.db import NewDocument, Store
+from gateway.store.db import NewDocument, Store, TransmissionRow
 
 log = structlog.get_logger("edigw.pipeline")
 
@@ -127,10 +127,11 @@ class Pipeline:
     def process_many(self, tids: Sequence[str]) -> list[Outcome]:
         """Process several transmissions; small outcomes are committed together."""
         outcomes: list[Outcome] = []
-        batch: list[dict] = []
+        batch: list[tuple[int, dict]] = []
         queued = 0
+        rows = self.store.get_transmissions(tids)
         for tid in tids:
-            work = self._work(tid)
+            work = self._work(tid, rows.get(tid))
             if isinstance(work, Outcome):  # nothing to do (already processed)
                 outcomes.append(work)
                 continue
@@ -174,10 +175,10 @@ class Pipeline:
                 self.on_queued()  # the publisher starts while the rest is written
         return queued
 
-    def _work(self, tid: str) -> Outcome | tuple[Outcome, dict]:
+    def _work(self, tid: str, row: TransmissionRow | None = None) -> Outcome | tuple[Outcome, dict]:
         """Read, identify and map one transmission in memory; returns its outcome and what
         to record, or an Outcome alone when there is nothing to do."""
-        row = self.store.get_transmission(tid)
+        row = row or self.store.get_transmission(tid)
         if row is None:
             raise KeyError(f"no transmission {tid}")
         if row.status not in (s.RECEIVED, s.FAILED, s.QUARANTINED):

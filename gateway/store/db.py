@@ -334,18 +334,110 @@ class Store:
         """Several transmissions' outcomes in one commit (small files processed together).
 
         Each item has ``kind`` "processed" (keyword arguments of ``record_processed``) or
-        "failed" (those of ``record_failed``). Returns the documents queued, per item.
+        "failed" (those of ``record_failed``). Returns the documents queued, per item. The
+        statements are set-based: one lookup, one insert per table and one executemany per
+        kind of update for the whole batch, whatever its size.
         """
-        queued = []
+        now = utcnow()
+        d_, t = s.documents, s.transmissions
+        queued = [0] * len(outcomes)
         with self._begin() as conn:
-            for o in outcomes:
-                args = {k: v for k, v in o.items() if k != "kind"}
-                if o["kind"] == "processed":
-                    queued.append(self._record_processed(conn, **args))
-                else:
-                    self._record_failed(conn, **args)
-                    queued.append(0)
+            ids = [d.message_id for o in outcomes if o["kind"] == "processed" for d in o["docs"]]
+            existing: dict[str, str] = {}
+            for chunk in _chunks(ids, 500):
+                rows = conn.execute(
+                    sa.select(d_.c.message_id, d_.c.transmission_id)
+                    .where(d_.c.message_id.in_(chunk))
+                    .where(d_.c.status != s.DOC_DUPLICATE)).all()
+                existing.update((r[0], r[1]) for r in rows)
+            doc_rows: list[dict[str, Any]] = []
+            outbox_rows: list[dict[str, Any]] = []
+            event_rows: list[dict[str, Any]] = []
+            done_rows: list[dict[str, Any]] = []
+            failed_rows: list[dict[str, Any]] = []
+            seen: set[str] = set()
+            for i, o in enumerate(outcomes):
+                tid = o["tid"]
+                event_rows += [dict(transmission_id=tid, at=now, event=e, detail=d)
+                               for e, d in o.get("events", ())]
+                if o["kind"] != "processed":
+                    failed_rows.append(dict(
+                        b_id=tid, status=o.get("status", s.FAILED), stage=o["stage"],
+                        reason=o["reason"], updated_at=now))
+                    event_rows.append(dict(transmission_id=tid, at=now,
+                                           event=o.get("status", s.FAILED).lower(),
+                                           detail=f"{o['stage']}: {o['reason']}"))
+                    if o.get("partner_id") or o.get("fmt"):
+                        conn.execute(t.update().where(t.c.id == tid).values(
+                            partner_id=o.get("partner_id"), format=o.get("fmt"),
+                            standard=o.get("standard")))
+                    continue
+                if any(existing.get(d.message_id) == tid for d in o["docs"]):
+                    # A resumed run: let the careful path count what is stored already.
+                    queued[i] = self._record_processed(conn, **{k: v for k, v in o.items()
+                                                                if k != "kind"})
+                    continue
+                dups = []
+                for d in o["docs"]:
+                    did = new_id()
+                    is_dup = d.message_id in existing or d.message_id in seen
+                    seen.add(d.message_id)
+                    doc_rows.append(dict(
+                        id=did, transmission_id=tid, partner_id=o["partner_id"],
+                        doc_type=d.doc_type, schema_version=d.schema_version,
+                        business_number=d.business_number, interchange_ref=d.interchange_ref,
+                        message_ref=d.message_ref, message_id=d.message_id,
+                        status=s.DOC_DUPLICATE if is_dup else s.PENDING, created_at=now,
+                        published_at=None, payload=d.payload))
+                    if is_dup:
+                        dups.append(d.business_number or d.message_id)
+                    else:
+                        outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
+                                                created_at=now, attempts=0))
+                        queued[i] += 1
+                total = len(o["docs"])
+                done_rows.append(dict(
+                    b_id=tid, partner_id=o["partner_id"], format=o["fmt"],
+                    standard=o["standard"], status=s.PROCESSED if queued[i] else s.PUBLISHED,
+                    stage=None, reason=None, document_count=total, updated_at=now))
+                if dups:
+                    event_rows.append(dict(
+                        transmission_id=tid, at=now, event="duplicate-documents",
+                        detail="already received, not published again: " + ", ".join(dups[:20])
+                        + (" …" if len(dups) > 20 else "")))
+                event_rows.append(dict(transmission_id=tid, at=now, event="processed",
+                                       detail=f"{total} document(s), {queued[i]} queued for "
+                                       "publishing"))
+            if doc_rows:
+                conn.execute(d_.insert(), doc_rows)
+            if outbox_rows:
+                conn.execute(s.outbox.insert(), outbox_rows)
+            if done_rows:
+                conn.execute(t.update().where(t.c.id == sa.bindparam("b_id")).values(
+                    partner_id=sa.bindparam("partner_id"), format=sa.bindparam("format"),
+                    standard=sa.bindparam("standard"), status=sa.bindparam("status"),
+                    stage=sa.bindparam("stage"), reason=sa.bindparam("reason"),
+                    document_count=sa.bindparam("document_count"),
+                    updated_at=sa.bindparam("updated_at")), done_rows)
+            if failed_rows:
+                conn.execute(t.update().where(t.c.id == sa.bindparam("b_id")).values(
+                    status=sa.bindparam("status"), stage=sa.bindparam("stage"),
+                    reason=sa.bindparam("reason"), updated_at=sa.bindparam("updated_at")),
+                    failed_rows)
+            if event_rows:
+                conn.execute(s.transmission_events.insert(), event_rows)
         return queued
+
+    def get_transmissions(self, tids: Sequence[str]) -> dict[str, TransmissionRow]:
+        """Several transmissions by id, in one query per 500."""
+        out: dict[str, TransmissionRow] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(tids), 500):
+                for row in conn.execute(sa.select(s.transmissions)
+                                        .where(s.transmissions.c.id.in_(chunk))):
+                    r = TransmissionRow.from_row(row)
+                    out[r.id] = r
+        return out
 
     def _record_processed(self, conn: sa.Connection, tid: str, *, partner_id: str, fmt: str,
                           standard: str | None, docs: Sequence[NewDocument],
