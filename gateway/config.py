@@ -82,7 +82,7 @@ class InboxSettings(_Strict):
     partner: Annotated[str, Field(pattern=_ID)] | None = None
     processed: Path | None = None
     failed: Path | None = None
-    poll_interval: float = Field(0.5, gt=0, le=3600)
+    poll_interval: float = Field(0.2, gt=0, le=3600)
     ignore: list[str] = Field(default_factory=lambda: [
         ".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart", "*.crdownload", "*.swp"])
     max_size: int = Field(200 * 1024 * 1024, gt=0)

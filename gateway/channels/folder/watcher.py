@@ -34,7 +34,7 @@ class FolderSpec:
     processed: Path
     failed: Path
     partner: str | None = None
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
     ignore: tuple[str, ...] = (".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart")
     max_size: int = 200 * 1024 * 1024
     batch: int = 64
