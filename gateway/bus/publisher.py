@@ -1,18 +1,20 @@
 """Drain the outbox to RabbitMQ with pipelined publisher confirms.
 
-One thread runs a pika ``SelectConnection``. Up to ``confirm_window`` messages are on the
-wire unconfirmed; each ack settles one or (``multiple``) many outbox rows, and settled rows
-are marked published in batches, because one commit per message would cap the rate at the
-disk's fsync rate. Every message is ``mandatory``: one no queue takes comes back as a
-``basic.return`` before its ack and its document is marked UNROUTABLE instead.
+Two threads. The I/O thread runs a pika ``SelectConnection`` and only publishes and tracks
+confirms: up to ``confirm_window`` messages are on the wire unconfirmed, and each ack settles
+one or (``multiple``) many outbox rows. Every store call runs on the publisher's store thread
+(:mod:`gateway.bus.store_thread`): it marks settled rows published in coalesced batches (one
+commit per message would cap the rate at the disk's fsync rate) and reads the next rows
+before the I/O thread runs out, so neither a commit nor SQLite's lock ever stalls publishing.
 
-Delivery is at-least-once: rows whose confirm never came (connection lost, broker nack)
-stay in the outbox and are published again with the same ``message_id``. While the broker
-is unreachable the publisher logs it once, keeps retrying with exponential back-off, and
+Every message is ``mandatory``: one no queue takes comes back as a ``basic.return`` before its
+ack and its document is marked UNROUTABLE instead of published.
+
+Delivery is at-least-once: rows whose confirm never came stay in the outbox. A nacked row is
+published again (same ``message_id``) after a cool-down of ``retry_initial`` s; after a lost
+connection every unconfirmed row goes out again on the next one. While the broker is
+unreachable the publisher logs it once, keeps retrying with exponential back-off, and
 documents wait in the outbox.
-
-Store calls run on the I/O thread: they are short (one indexed read or one batched commit)
-and while they run the broker keeps working through the window already sent.
 """
 
 from __future__ import annotations
@@ -35,13 +37,11 @@ from pika.spec import Basic
 from gateway.bus.confirms import ConfirmTracker
 from gateway.bus.connect import describe, parameters
 from gateway.bus.settings import BusSettings
+from gateway.bus.store_thread import OutboxStoreThread
 from gateway.bus.topology import declare_topology
 from gateway.store.db import OutboxItem, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_FLUSH_INTERVAL = 0.01  # seconds an ack may wait before its row is marked published
-_STORE_RETRY = 1.0  # seconds before a failed store call is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,8 @@ class PublisherHealth:
     connected: bool
     last_error: str | None
     last_success: dt.datetime | None  # last time a batch was confirmed and marked published
-    published: int  # documents confirmed since start
-    unroutable: int  # documents returned by the broker since start
+    published: int  # documents confirmed and marked published since start
+    unroutable: int  # documents returned by the broker (and marked) since start
     in_flight: int  # published, not yet confirmed
     outage_since: dt.datetime | None
 
@@ -87,6 +87,8 @@ class OutboxPublisher:
         self._params = parameters(settings.url)
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
+        self._store_thread = OutboxStoreThread(store, log=self._log, on_rows=self._rows_ready,
+                                               on_error=self._store_error)
         # Owned by the I/O thread (other threads only read them).
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
@@ -94,26 +96,25 @@ class OutboxPublisher:
         self._ready = False  # channel open and in confirm mode
         self._closing = False  # graceful stop under way: publish nothing new
         self._dropping = False  # edigw closes the connection because of an error, to start over
-        self._queue: deque[OutboxItem] = deque()  # read from the outbox, not yet published
-        self._to_mark: list[int] = []  # confirmed, not yet marked published
-        self._cooldown: dict[int, float] = {}  # nacked row -> monotonic time it may go again
+        self._queue: deque[OutboxItem] = deque()  # claimed rows, not yet published
+        self._sent: dict[int, OutboxItem] = {}  # outbox id -> row on the wire, unconfirmed
+        self._cooling: dict[int, OutboxItem] = {}  # nacked rows waiting to go out again
+        self._reading = False  # a read is asked for and not yet answered
+        self._woken = False  # a wake came while reading: the answer may miss new rows
         self._drained = False  # the last read found fewer rows than asked: wait for a wake
-        self._flush_timer: object | None = None
         self._poll_timer: object | None = None
         self._failures = 0  # connection attempts failed in a row
         # Health.
         self._connected = False
         self._last_error: str | None = None
-        self._last_success: dt.datetime | None = None
-        self._published = 0
-        self._unroutable = 0
         self._outage_since: dt.datetime | None = None
         self._outage_logged = False
 
     # -- public API ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the I/O thread; returns at once (the connection is made in the background)."""
+        """Start the I/O and store threads; returns at once (the connection is made in the
+        background)."""
         if self._thread is not None:
             raise RuntimeError("publisher already started")
         # pika logs every failed connection attempt at ERROR; the publisher reports an outage
@@ -121,11 +122,13 @@ class OutboxPublisher:
         pika_log = logging.getLogger("pika")
         if pika_log.level == logging.NOTSET:
             pika_log.setLevel(logging.CRITICAL)
+        self._store_thread.start()
         self._thread = threading.Thread(target=self._run, name="edigw-publisher", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Wait up to ``timeout`` s for outstanding confirms, mark them, close the connection."""
+        """Wait up to ``timeout`` s for outstanding confirms, close the connection, and mark
+        every confirmed row in the store before returning."""
         self._stop_requested.set()
         connection = self._connection
         if connection is not None:
@@ -138,6 +141,7 @@ class OutboxPublisher:
             self._thread.join(timeout + 5.0)
             if self._thread.is_alive():
                 self._log.warning("publisher_stop_timeout", timeout=timeout)
+            self._store_thread.stop(timeout + 5.0)
 
     def wake(self) -> None:
         """New outbox rows exist: read them now rather than at the next poll (thread-safe)."""
@@ -150,11 +154,14 @@ class OutboxPublisher:
             pass
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once the outbox is empty and nothing is in flight; False after ``timeout`` s."""
+        """True once the outbox is empty, nothing is in flight and nothing waits to be marked;
+        False after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
-            if (self._tracker.in_flight == 0 and not self._to_mark
-                    and self._store.outbox_size() == 0):
+            # Outbox first: a row leaves it only when marked, and the counters are updated
+            # before the store thread stops counting the row as pending.
+            if (self._store.outbox_size() == 0 and self._tracker.in_flight == 0
+                    and self._store_thread.pending == 0):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -162,10 +169,11 @@ class OutboxPublisher:
 
     @property
     def health(self) -> PublisherHealth:
+        store = self._store_thread
         return PublisherHealth(
             connected=self._connected, last_error=self._last_error,
-            last_success=self._last_success, published=self._published,
-            unroutable=self._unroutable, in_flight=self._tracker.in_flight,
+            last_success=store.last_success, published=store.published,
+            unroutable=store.unroutable_count, in_flight=self._tracker.in_flight,
             outage_since=self._outage_since)
 
     # -- connection lifecycle (I/O thread) -----------------------------------------------
@@ -203,17 +211,19 @@ class OutboxPublisher:
                 pass
 
     def _after_connection(self) -> None:
-        """The connection is gone: keep what was confirmed, leave the rest in the outbox."""
+        """The connection is gone: what was acked gets marked, the rest waits in the outbox
+        for the next connection."""
         self._connected = False
         self._ready = False
         self._channel = None
-        self._flush_timer = self._poll_timer = None
+        self._poll_timer = None
         self._queue.clear()
-        self._flush()
-        lost = self._tracker.abandon()
-        if lost:
-            self._store_call(self._store.record_publish_failure, lost,
-                             f"not confirmed before the connection closed: {self._last_error}")
+        self._sent.clear()
+        self._cooling.clear()
+        self._reading = self._woken = self._drained = False
+        self._store_thread.connection_lost(
+            self._tracker.abandon(),
+            f"not confirmed before the connection closed: {self._last_error}")
         self._tracker = ConfirmTracker()
 
     @_guarded
@@ -320,21 +330,18 @@ class OutboxPublisher:
         if self._closing:
             return
         self._closing = True
-        self._queue.clear()
+        self._queue.clear()  # still claimed; released when the connection ends
         if not self._ready or self._tracker.in_flight == 0:
-            self._finish_stop()
+            self._close_connection()
         elif self._connection is not None:
-            self._connection.ioloop.call_later(timeout, self._finish_stop)
-
-    @_guarded
-    def _finish_stop(self) -> None:
-        self._flush()
-        self._close_connection()
+            self._connection.ioloop.call_later(timeout, self._close_connection)
 
     # -- publishing ---------------------------------------------------------------------
 
     @_guarded
     def _on_wake(self) -> None:
+        if self._reading:
+            self._woken = True
         self._drained = False
         self._pump()
 
@@ -344,36 +351,39 @@ class OutboxPublisher:
         self._drained = False
         self._pump()
 
+    def _rows_ready(self) -> None:
+        """Store thread: a read was answered; hand over to the I/O thread."""
+        connection = self._connection
+        if connection is not None:
+            try:
+                connection.ioloop.add_callback_threadsafe(self._on_rows)
+            except Exception:  # closing: the answer is void once the connection is gone
+                pass
+
+    @_guarded
+    def _on_rows(self) -> None:
+        for rows in self._store_thread.take_rows():
+            self._reading = False
+            self._queue.extend(rows.items)
+            self._drained = not rows.more and not self._woken
+            self._woken = False
+        self._pump()
+
     def _pump(self) -> None:
-        """Publish queued rows while the window has room; read more when the queue is empty."""
+        """Publish queued rows while the window has room; ask for more before the queue runs
+        dry, so that the next rows are there when the window opens."""
         if not self._ready or self._closing:
             return
         window = self._settings.confirm_window
-        while True:
-            while self._queue and self._tracker.in_flight < window:
-                self._publish(self._queue.popleft())
-            if self._queue or self._tracker.in_flight >= window or self._drained:
-                break
-            if not self._read_outbox():
-                break
+        queue = self._queue
+        while queue and self._tracker.in_flight < window:
+            self._publish(queue.popleft())
+        if not self._reading and not self._drained and len(queue) < self._settings.batch:
+            self._reading = True
+            self._store_thread.request_rows(self._settings.batch)
         if self._drained and self._poll_timer is None and self._connection is not None:
             self._poll_timer = self._connection.ioloop.call_later(
                 self._settings.poll_interval, self._on_poll)
-
-    def _read_outbox(self) -> bool:
-        self._flush()  # so rows already confirmed are not read again
-        now = time.monotonic()
-        self._cooldown = {i: t for i, t in self._cooldown.items() if t > now}
-        exclude = set(self._tracker.outbox_ids())
-        exclude.update(self._to_mark, self._cooldown)
-        limit = self._settings.batch
-        items = self._store_call(self._store.pending_outbox, limit, exclude=exclude)
-        if items is False:  # store error, logged; try again at the next poll
-            self._drained = True
-            return False
-        self._queue.extend(items)
-        self._drained = len(items) < limit
-        return bool(items)
 
     def _publish(self, item: OutboxItem) -> None:
         properties = pika.BasicProperties(
@@ -393,6 +403,7 @@ class OutboxPublisher:
         self._channel.basic_publish(self._settings.exchange, item.routing_key, item.body,
                                     properties=properties, mandatory=True)
         self._tracker.published(item.outbox_id, item.document_id)
+        self._sent[item.outbox_id] = item
 
     @_guarded
     def _on_return(self, _channel: Any, method: Basic.Return, properties: Any,
@@ -408,71 +419,41 @@ class OutboxPublisher:
         method = frame.method
         if isinstance(method, Basic.Ack):
             settled = self._tracker.acked(method.delivery_tag, method.multiple)
-            self._to_mark.extend(settled.published)
+            for outbox_id in settled.published:
+                self._sent.pop(outbox_id, None)
+            self._store_thread.settle(settled.published)
             for outbox_id, reason in settled.unroutable:
-                self._mark_unroutable(outbox_id, reason)
-            self._schedule_flush()
+                self._sent.pop(outbox_id, None)
+                self._store_thread.unroutable(outbox_id, reason)
         elif isinstance(method, Basic.Nack):
-            refused = self._tracker.nacked(method.delivery_tag, method.multiple)
-            self._refused(refused)
+            self._refused(self._tracker.nacked(method.delivery_tag, method.multiple))
         if self._closing:
             if self._tracker.in_flight == 0:
-                self._finish_stop()
+                self._close_connection()
             return
         self._pump()
 
-    def _mark_unroutable(self, outbox_id: int, reason: str) -> None:
-        if self._store_call(self._store.mark_unroutable, outbox_id, reason) is not False:
-            self._unroutable += 1
-            self._log.warning("document_unroutable", outbox_id=outbox_id, reason=reason)
-
     def _refused(self, outbox_ids: list[int]) -> None:
-        """The broker nacked these rows: count the attempt, publish them again after a pause."""
-        self._store_call(self._store.record_publish_failure, outbox_ids,
-                         "refused by the broker (basic.nack)")
-        until = time.monotonic() + self._settings.retry_initial
+        """The broker nacked these rows: count the attempt, publish them again after a pause.
+
+        The rows stay claimed and in memory meanwhile, so no read can hand them out twice."""
         for outbox_id in outbox_ids:
-            self._cooldown[outbox_id] = until
+            item = self._sent.pop(outbox_id, None)
+            if item is not None:
+                self._cooling[outbox_id] = item
+        self._store_thread.failed(outbox_ids, "refused by the broker (basic.nack)")
         self._log.warning("documents_refused", count=len(outbox_ids),
                           retry_in_s=self._settings.retry_initial)
         if self._connection is not None:
-            self._connection.ioloop.call_later(self._settings.retry_initial, self._on_wake)
-
-    # -- batched store writes -----------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if len(self._to_mark) >= self._settings.confirm_window:
-            self._flush()
-        elif self._to_mark and self._flush_timer is None and self._connection is not None:
-            self._flush_timer = self._connection.ioloop.call_later(_FLUSH_INTERVAL,
-                                                                   self._on_flush_timer)
+            self._connection.ioloop.call_later(
+                self._settings.retry_initial, functools.partial(self._cooled, outbox_ids))
 
     @_guarded
-    def _on_flush_timer(self) -> None:
-        self._flush_timer = None
-        self._flush()
-        if self._to_mark and self._connection is not None:  # the store failed: retry later
-            self._flush_timer = self._connection.ioloop.call_later(_STORE_RETRY,
-                                                                   self._on_flush_timer)
+    def _cooled(self, outbox_ids: list[int]) -> None:
+        items = [self._cooling.pop(i) for i in outbox_ids if i in self._cooling]
+        self._queue.extendleft(reversed(items))
+        self._pump()
 
-    def _flush(self) -> None:
-        if not self._to_mark:
-            return
-        batch = self._to_mark
-        self._to_mark = []
-        if self._store_call(self._store.mark_published, batch) is False:
-            self._to_mark = batch + self._to_mark
-            return
-        self._published += len(batch)
-        self._last_success = dt.datetime.now(dt.UTC)
-        self._log.info("documents_published", count=len(batch))
-
-    def _store_call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the store; on failure log it and return False (the caller retries later)."""
-        try:
-            result = function(*args, **kwargs)
-        except Exception as exc:
-            self._last_error = f"store: {exc}"
-            self._log.error("store_error", operation=function.__name__, error=str(exc))
-            return False
-        return True if result is None else result
+    def _store_error(self, error: str) -> None:
+        """Store thread: a store call failed (it logged the details)."""
+        self._last_error = error

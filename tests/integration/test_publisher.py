@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -194,3 +195,50 @@ def test_refused_documents_are_retried_until_the_broker_takes_them(store, bus_se
     finally:
         channel.queue_delete(full_queue)
         connection.close()
+
+
+def test_store_is_never_called_on_the_io_thread(store, bus_settings, start_publisher,
+                                                monkeypatch):
+    """Reads and marks run on the store thread, so a slow commit never stalls publishing."""
+    threads: set[str] = set()
+    for name in ("pending_outbox", "mark_published", "mark_unroutable",
+                 "record_publish_failure"):
+        original = getattr(store, name)
+
+        def spy(*args, __original=original, **kwargs):
+            threads.add(threading.current_thread().name)
+            return __original(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, spy)
+    queue_documents(store, 600, per_transmission=100)
+    queue_documents(store, 1, routing_key="order.nobody", per_transmission=1)
+    publisher = start_publisher(bus_settings)
+
+    assert publisher.wait_idle(30)
+    assert threads == {"edigw-publisher-store"}
+    assert publisher.health.published == 600 and publisher.health.unroutable == 1
+
+
+def test_stop_marks_every_acked_row_before_returning(store, bus_settings, capture, monkeypatch):
+    """With marks lagging behind acks, stop() still leaves nothing acked and unmarked."""
+    original = store.mark_published
+
+    def slow_mark(outbox_ids):
+        time.sleep(0.2)
+        original(outbox_ids)
+
+    monkeypatch.setattr(store, "mark_published", slow_mark)
+    queue_documents(store, 2000, per_transmission=100)
+    publisher = _publisher(store, bus_settings, capture)
+    publisher.start()
+    deadline = time.monotonic() + 15
+    while publisher.health.published == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    publisher.stop(timeout=5)
+
+    published = publisher.health.published
+    assert 0 < published
+    assert _statuses(store, schema.documents).get("PUBLISHED", 0) == published
+    assert store.outbox_size() == 2000 - published
+    received = drain(bus_settings.url, bus_settings.queues[0][0])
+    assert len(received) >= published, "a row was marked published without an ack"
