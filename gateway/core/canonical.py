@@ -11,11 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 ORDER_SCHEMA = "edigw.order/1"
+
+#: A decimal travels as a JSON string so that no precision is lost. Its schema is spelled
+#: out here rather than left to pydantic, whose generated pattern changes between releases.
+Amount = Annotated[Decimal, WithJsonSchema(
+    {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)$",
+     "description": "decimal number written as a string, '.' as decimal mark"})]
 
 
 class _Strict(BaseModel):
@@ -75,11 +81,11 @@ class OrderLine(_Strict):
     supplier_article: str | None = None
     buyer_article: str | None = None
     description: str | None = None
-    quantity: Decimal
+    quantity: Amount
     unit: str | None = Field(None, description="UN/ECE Recommendation 20 unit code")
-    unit_price: Decimal | None = None
-    price_basis_quantity: Decimal | None = None
-    line_amount: Decimal | None = None
+    unit_price: Amount | None = None
+    price_basis_quantity: Amount | None = None
+    line_amount: Amount | None = None
     requested_delivery_date: dt.date | dt.datetime | None = None
 
 
