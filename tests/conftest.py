@@ -77,3 +77,12 @@ def store_url(request, tmp_path):
     with eng.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog():
+    """Commands under test configure logging for the process; give every test the defaults."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()

@@ -14,7 +14,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,14 @@ from sqlalchemy.engine import Engine
 
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
+from gateway.store.records import (
+    DocumentRow,
+    LogFilter,
+    NewDocument,
+    OutboxItem,
+    TransmissionRow,
+    aware,
+)
 
 _last_ms = 0
 _seq = 0
@@ -47,111 +54,6 @@ def new_id() -> str:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite gives naive datetimes back; every time the store writes is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class TransmissionRow:
-    id: str
-    channel: str
-    channel_ref: str | None
-    partner_id: str | None
-    filename: str | None
-    size: int
-    sha256: str
-    received_at: dt.datetime
-    acknowledged_at: dt.datetime | None
-    status: str
-    stage: str | None
-    reason: str | None
-    format: str | None
-    standard: str | None
-    document_count: int
-    duplicate_of: str | None
-    updated_at: dt.datetime
-
-    @classmethod
-    def from_row(cls, row: Any) -> TransmissionRow:
-        data = dict(row._mapping)
-        for key in ("received_at", "acknowledged_at", "updated_at"):
-            data[key] = _aware(data[key])
-        return cls(**data)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in self.__slots__:
-            value = getattr(self, key)
-            out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentRow:
-    id: str
-    transmission_id: str
-    partner_id: str
-    doc_type: str
-    schema_version: str
-    business_number: str | None
-    interchange_ref: str | None
-    message_ref: str | None
-    message_id: str
-    status: str
-    created_at: dt.datetime
-    published_at: dt.datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in self.__slots__:
-            value = getattr(self, key)
-            out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class NewDocument:
-    """A canonical document ready to be stored with its outbox row."""
-
-    doc_type: str
-    schema_version: str
-    business_number: str | None
-    interchange_ref: str | None
-    message_ref: str | None
-    message_id: str
-    payload: bytes
-    routing_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One message the publisher must get confirmed by the broker."""
-
-    outbox_id: int
-    document_id: str
-    transmission_id: str
-    partner_id: str
-    doc_type: str
-    schema_version: str
-    message_id: str
-    routing_key: str
-    body: bytes
-    attempts: int
-
-
-@dataclass(slots=True)
-class LogFilter:
-    partner: str | None = None
-    status: str | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    limit: int = 50
-    statuses: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -218,30 +120,14 @@ class Store:
 
     def record_received(self, *, channel: str, channel_ref: str | None, filename: str | None,
                         size: int, sha256: str, partner_id: str | None = None,
-                        duplicate_of: str | None = None, detail: str | None = None) -> str:
+                        duplicate_of: str | None = None) -> str:
         """Record a payload whose bytes are already archived; returns the transmission id.
 
         With ``duplicate_of`` the transmission is recorded as DUPLICATE and is not processed.
         """
-        tid = new_id()
-        now = utcnow()
-        status = s.DUPLICATE if duplicate_of else s.RECEIVED
-        with self._begin() as conn:
-            conn.execute(s.transmissions.insert().values(
-                id=tid, channel=channel, channel_ref=channel_ref, partner_id=partner_id,
-                filename=filename, size=size, sha256=sha256, received_at=now, status=status,
-                duplicate_of=duplicate_of, updated_at=now, document_count=0,
-            ))
-            conn.execute(s.transmission_events.insert().values(
-                transmission_id=tid, at=now, event="received",
-                detail=detail or f"{size} bytes via {channel}, sha256 {sha256[:12]}",
-            ))
-            if duplicate_of:
-                conn.execute(s.transmission_events.insert().values(
-                    transmission_id=tid, at=now, event="duplicate",
-                    detail=f"same bytes as transmission {duplicate_of}; not processed again",
-                ))
-        return tid
+        return self.record_received_many([dict(
+            channel=channel, channel_ref=channel_ref, filename=filename, size=size,
+            sha256=sha256, partner_id=partner_id, duplicate_of=duplicate_of)])[0]
 
     def record_received_many(self, items: Sequence[dict[str, Any]]) -> list[str]:
         """``record_received`` for many payloads in one commit (group commit for throughput).
@@ -641,7 +527,7 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(e.c.at, e.c.event, e.c.detail)
                                 .where(e.c.transmission_id == tid).order_by(e.c.id)).all()
-        return [dict(at=_aware(r.at), event=r.event, detail=r.detail) for r in rows]
+        return [dict(at=aware(r.at), event=r.event, detail=r.detail) for r in rows]
 
     def documents_of(self, tid: str) -> list[DocumentRow]:
         d = s.documents
@@ -708,8 +594,8 @@ class Store:
 
 def _document_row(r: Any) -> DocumentRow:
     data = dict(r._mapping)
-    data["created_at"] = _aware(data["created_at"])
-    data["published_at"] = _aware(data["published_at"])
+    data["created_at"] = aware(data["created_at"])
+    data["published_at"] = aware(data["published_at"])
     return DocumentRow(**data)
 
 

@@ -1,0 +1,113 @@
+"""What the store gives and takes: rows of transmissions and documents, new documents,
+outbox items and log filters (plain frozen dataclasses, no SQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives naive datetimes back; every time the store writes is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in row.__slots__:
+        value = getattr(row, key)
+        out[key] = value.isoformat() if isinstance(value, dt.datetime) else value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TransmissionRow:
+    id: str
+    channel: str
+    channel_ref: str | None
+    partner_id: str | None
+    filename: str | None
+    size: int
+    sha256: str
+    received_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    status: str
+    stage: str | None
+    reason: str | None
+    format: str | None
+    standard: str | None
+    document_count: int
+    duplicate_of: str | None
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> TransmissionRow:
+        data = dict(row._mapping)
+        for key in ("received_at", "acknowledged_at", "updated_at"):
+            data[key] = aware(data[key])
+        return cls(**data)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _as_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: str
+    transmission_id: str
+    partner_id: str
+    doc_type: str
+    schema_version: str
+    business_number: str | None
+    interchange_ref: str | None
+    message_ref: str | None
+    message_id: str
+    status: str
+    created_at: dt.datetime
+    published_at: dt.datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return _as_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A canonical document ready to be stored with its outbox row."""
+
+    doc_type: str
+    schema_version: str
+    business_number: str | None
+    interchange_ref: str | None
+    message_ref: str | None
+    message_id: str
+    payload: bytes
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One message the publisher must get confirmed by the broker."""
+
+    outbox_id: int
+    document_id: str
+    transmission_id: str
+    partner_id: str
+    doc_type: str
+    schema_version: str
+    message_id: str
+    routing_key: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(slots=True)
+class LogFilter:
+    partner: str | None = None
+    status: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 50
+    statuses: list[str] = field(default_factory=list)
