@@ -121,13 +121,7 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
                 click.echo(f"{receipt.transmission_id}  {path.name}: DUPLICATE of "
                            f"{receipt.duplicate_of}, not processed again")
                 continue
-            out = gw.pipeline.process(receipt.transmission_id)
-            if out.reason:
-                failed += 1
-                click.echo(f"{out.transmission_id}  {path.name}: {out.status} at {out.stage}: {out.reason}")
-            else:
-                click.echo(f"{out.transmission_id}  {path.name}: {out.documents} document(s) "
-                           f"for partner {out.partner_id}, {out.queued} queued")
+            failed += _report(gw.pipeline.process(receipt.transmission_id), f"  {path.name}")
         if not no_publish:
             _publish_outbox(gw, obj, wait)
     finally:
@@ -155,17 +149,21 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None
                 click.echo(f"{t.id}: {t.status}, nothing to reprocess")
                 continue
             gw.store.add_event(t.id, "reprocess", f"requested from the command line (was {t.status})")
-            out = gw.pipeline.process(t.id)
-            if out.reason:
-                failed += 1
-                click.echo(f"{out.transmission_id}: {out.status} at {out.stage}: {out.reason}")
-            else:
-                click.echo(f"{out.transmission_id}: {out.documents} document(s) for partner "
-                           f"{out.partner_id}, {out.queued} queued")
+            failed += _report(gw.pipeline.process(t.id))
         _publish_outbox(gw, obj, wait)
     finally:
         gw.close()
     sys.exit(1 if failed else 0)
+
+
+def _report(out: Any, label: str = "") -> int:
+    """Print one processing outcome; 1 when it failed."""
+    if out.reason:
+        click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
+        return 1
+    click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
+               f"{out.partner_id}, {out.queued} queued")
+    return 0
 
 
 def _publish_outbox(gw: Any, obj: _Ctx, wait: float) -> None:
