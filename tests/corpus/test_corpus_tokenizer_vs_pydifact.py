@@ -16,7 +16,9 @@ import pytest
 from gateway.formats.edifact.tokenizer import tokenize
 from tests.conftest import manifest_rows, require_corpus
 
-ROWS = [r for r in manifest_rows() if r["document_type"].startswith("EDIFACT")]
+# EDIFACT rows; the manifest also files the XML renderings of EDIFACT examples under it.
+ROWS = [r for r in manifest_rows()
+        if r["document_type"].startswith("EDIFACT") and not r["local_path"].endswith(".xml")]
 
 
 def _trim(values: list[str]) -> list[str]:
@@ -46,9 +48,14 @@ def test_tokenizer_reads_what_pydifact_reads(row):
         warnings.simplefilter("ignore")
         try:
             theirs = list(Parser().parse(text))
-        except Exception as exc:  # pydifact refuses some files the gateway handles
-            pytest.skip(f"pydifact cannot parse it: {type(exc).__name__}")
+        except Exception:
+            theirs = None
     ours = [s for chunk in tokenize(text) for s in chunk.segments]
+    if theirs is None:
+        # pydifact refuses some files (e.g. a release character before a line break);
+        # nothing to compare, but the gateway's tokenizer must still read them.
+        assert ours and all(len(s.tag) == 3 for s in ours[:1])
+        return
     expected = [_norm(s.tag, [e if isinstance(e, list) else [e] for e in s.elements])
                 for s in theirs if s.tag != "UNA"]
     assert [_norm(s.tag, s.elements) for s in ours] == expected
