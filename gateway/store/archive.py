@@ -1,4 +1,7 @@
-"""Content-addressed archive of raw payloads: ``<root>/ab/cd/<sha256>``.
+"""Content-addressed archive of raw payloads: ``<root>/ab/<sha256>``.
+
+One level of 256 folders (as git does): a second level would cost a directory creation, a
+journalled metadata write, for most new payloads until tens of thousands exist.
 
 A payload is written to a temporary file and renamed into place, then the file system is
 synced, so once ``put``/``put_many`` returns the bytes survive a crash. The same bytes are
@@ -11,12 +14,15 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
+import re
 import sys
-import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from gateway.core.errors import StoreError
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class Archive:
@@ -25,11 +31,12 @@ class Archive:
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._folders: set[str] = set()  # folders known to exist: no mkdir per payload
 
     def path_of(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not _HEX64.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return self.root / sha256[:2] / sha256
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably; returns its sha256 hex digest."""
@@ -50,9 +57,13 @@ class Archive:
             target = self.path_of(digest)
             if self._intact(target, digest):
                 continue
+            folder = str(target.parent)
+            tmp = f"{folder}/.tmp-{digest}-{os.getpid()}-{threading.get_ident()}"
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                if folder not in self._folders:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    self._folders.add(folder)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
                 try:
                     with os.fdopen(fd, "wb") as fh:
                         fh.write(data)
@@ -92,7 +103,7 @@ class Archive:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for folder in {p.parent for p in written} | {p.parent.parent for p in written}:
+        for folder in {p.parent for p in written} | {self.root}:
             _fsync_dir(folder)
 
     def get(self, sha256: str) -> bytes:

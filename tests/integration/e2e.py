@@ -114,7 +114,7 @@ class Workspace:
         return self.bus.queues[0][0]
 
     def archive_path(self, sha256: str) -> Path:
-        return self.archive / sha256[:2] / sha256[2:4] / sha256
+        return self.archive / sha256[:2] / sha256
 
     def write_config(self) -> None:
         inbox_partner = f'partner = "{self.inbox_partner}"\n' if self.inbox_partner else ""

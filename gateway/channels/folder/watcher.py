@@ -117,6 +117,7 @@ class FolderChannel:
                 self._seen.pop(p.name, None)
             return 0
         moved: list[Receipt] = []
+        self.spec.processed.mkdir(parents=True, exist_ok=True)
         for path, receipt in zip(kept, receipts, strict=True):
             try:
                 _move(path, self.spec.processed)
@@ -136,6 +137,7 @@ class FolderChannel:
     def _refuse(self, path: Path, reason: str) -> None:
         log.error("file_refused", file=path.name, inbox=str(self.spec.path), reason=reason)
         try:
+            self.spec.failed.mkdir(parents=True, exist_ok=True)
             _move(path, self.spec.failed)
             (self.spec.failed / (path.name + ".reason.txt")).write_text(reason + "\n")
         except OSError as exc:
@@ -160,8 +162,7 @@ class FolderChannel:
 
 
 def _move(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` without overwriting; the move is synced to disk."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Move ``path`` into ``folder`` (which exists) without overwriting."""
     target = folder / path.name
     n = 1
     while target.exists():
