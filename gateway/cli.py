@@ -89,7 +89,7 @@ def serve(obj: _Ctx) -> None:
                err=True)
     problem = gw.broker_problem()
     if problem:
-        click.echo(f"edigw: broker NOT reachable at {mask_url(obj.settings.broker.url)}: {problem}\n"
+        click.echo(f"edigw: {problem}\n"
                    "       documents are kept in the outbox and published once it is reachable "
                    "(set EDIGW_BROKER_URL or [broker] url).", err=True)
     asyncio.run(gw.serve())
