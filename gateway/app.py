@@ -126,13 +126,13 @@ class Gateway:
         await asyncio.to_thread(self.close)
 
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
-        """Process received transmissions, up to 64 at a time in one commit."""
+        """Process received transmissions, up to 256 at a time in one commit."""
         while not stop.is_set():
             try:
                 tids = [await asyncio.wait_for(queue.get(), timeout=0.5)]
             except TimeoutError:
                 continue
-            while len(tids) < 64 and not queue.empty():
+            while len(tids) < 256 and not queue.empty():
                 tids.append(queue.get_nowait())
             try:
                 await asyncio.to_thread(self.pipeline.process_many, tids)

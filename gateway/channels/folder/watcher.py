@@ -37,7 +37,7 @@ class FolderSpec:
     poll_interval: float = 0.2
     ignore: tuple[str, ...] = (".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart")
     max_size: int = 200 * 1024 * 1024
-    batch: int = 64
+    batch: int = 256
 
 
 class FolderChannel:
