@@ -233,9 +233,17 @@ def log_cmd(obj: _Ctx, partner: str | None, status: str | None, since: str | Non
         return
     table = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.partner_id or "-", r.channel,
               (r.filename or "-")[:40], r.format or "-", str(r.document_count),
-              r.status + (f" ({r.stage})" if r.stage else "")] for r in rows]
+              _status_label(r)] for r in rows]
     click.echo(_table(["time (UTC)", "id", "partner", "channel", "file", "format", "docs",
                        "status"], table))
+
+
+def _status_label(row: Any) -> str:
+    if row.stage:
+        return f"{row.status} ({row.stage})"
+    if row.status == "PROCESSED":
+        return "PROCESSED (in outbox)"  # documents stored, not yet confirmed by the broker
+    return row.status
 
 
 @main.command()
@@ -500,7 +508,7 @@ def status(obj: _Ctx) -> None:
     store = _store(obj)
     for k, v in sorted(store.counts_by_status().items()):
         click.echo(f"{k:<12}{v}")
-    click.echo(f"{'outbox':<12}{store.outbox_size()}")
+    click.echo(f"{'outbox':<12}{store.outbox_size()} document(s) not yet confirmed by the broker")
 
 
 if __name__ == "__main__":  # pragma: no cover
