@@ -215,7 +215,7 @@ poll_interval = 0.1
     def status(self) -> dict[str, int]:
         """``edigw status`` parsed into {status or 'outbox': count}."""
         out = self.cli("status").stdout
-        return {k: int(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
+        return {k: int(v) for k, v, *_ in (line.split() for line in out.splitlines() if line.strip())}
 
     # the broker
     def consume(self, *, expected: int | None = None, timeout: float = 30,
