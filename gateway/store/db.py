@@ -228,14 +228,8 @@ class Store:
         d_, t = s.documents, s.transmissions
         queued = [0] * len(outcomes)
         with self._begin() as conn:
-            ids = [d.message_id for o in outcomes if o["kind"] == "processed" for d in o["docs"]]
-            existing: dict[str, str] = {}
-            for chunk in _chunks(ids, 500):
-                rows = conn.execute(
-                    sa.select(d_.c.message_id, d_.c.transmission_id)
-                    .where(d_.c.message_id.in_(chunk))
-                    .where(d_.c.status != s.DOC_DUPLICATE)).all()
-                existing.update((r[0], r[1]) for r in rows)
+            existing = _existing(conn, [d.message_id for o in outcomes
+                                        if o["kind"] == "processed" for d in o["docs"]])
             doc_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
             event_rows: list[dict[str, Any]] = []
@@ -244,6 +238,12 @@ class Store:
             seen: set[str] = set()
             for i, o in enumerate(outcomes):
                 tid = o["tid"]
+                if o["kind"] == "processed" and any(existing.get(d.message_id) == tid
+                                                    for d in o["docs"]):
+                    # A resumed run: let the careful path count what is stored already.
+                    queued[i] = self._record_processed(
+                        conn, **{k: v for k, v in o.items() if k != "kind"})
+                    continue
                 event_rows += [dict(transmission_id=tid, at=now, event=e, detail=d)
                                for e, d in o.get("events", ())]
                 if o["kind"] != "processed":
@@ -258,39 +258,17 @@ class Store:
                             partner_id=o.get("partner_id"), format=o.get("fmt"),
                             standard=o.get("standard")))
                     continue
-                if any(existing.get(d.message_id) == tid for d in o["docs"]):
-                    # A resumed run: let the careful path count what is stored already.
-                    queued[i] = self._record_processed(conn, **{k: v for k, v in o.items()
-                                                                if k != "kind"})
-                    continue
-                dups = []
-                for d in o["docs"]:
-                    did = new_id()
-                    is_dup = d.message_id in existing or d.message_id in seen
-                    seen.add(d.message_id)
-                    doc_rows.append(dict(
-                        id=did, transmission_id=tid, partner_id=o["partner_id"],
-                        doc_type=d.doc_type, schema_version=d.schema_version,
-                        business_number=d.business_number, interchange_ref=d.interchange_ref,
-                        message_ref=d.message_ref, message_id=d.message_id,
-                        status=s.DOC_DUPLICATE if is_dup else s.PENDING, created_at=now,
-                        published_at=None, payload=d.payload))
-                    if is_dup:
-                        dups.append(d.business_number or d.message_id)
-                    else:
-                        outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
-                                                created_at=now, attempts=0))
-                        queued[i] += 1
+                docs, boxes, dups = _document_rows(tid, o["partner_id"], o["docs"], existing,
+                                                   seen, now)
+                doc_rows += docs
+                outbox_rows += boxes
+                queued[i] = len(boxes)
                 total = len(o["docs"])
                 done_rows.append(dict(
                     b_id=tid, partner_id=o["partner_id"], format=o["fmt"],
                     standard=o["standard"], status=s.PROCESSED if queued[i] else s.PUBLISHED,
                     stage=None, reason=None, document_count=total, updated_at=now))
-                if dups:
-                    event_rows.append(dict(
-                        transmission_id=tid, at=now, event="duplicate-documents",
-                        detail="already received, not published again: " + ", ".join(dups[:20])
-                        + (" …" if len(dups) > 20 else "")))
+                event_rows += _duplicate_events(tid, dups, now)
                 event_rows.append(dict(transmission_id=tid, at=now, event="processed",
                                        detail=f"{total} document(s), {queued[i]} queued for "
                                        "publishing"))
@@ -329,51 +307,16 @@ class Store:
                           standard: str | None, docs: Sequence[NewDocument],
                           events: Iterable[tuple[str, str]] = (), final: bool = True) -> int:
         now = utcnow()
-        queued = 0
-        ids = [d.message_id for d in docs]
-        existing: dict[str, str] = {}
-        d_ = s.documents
-        for chunk in _chunks(ids, 500):
-            rows = conn.execute(
-                sa.select(d_.c.message_id, d_.c.transmission_id)
-                .where(d_.c.message_id.in_(chunk))
-                .where(d_.c.status != s.DOC_DUPLICATE)).all()
-            existing.update((r[0], r[1]) for r in rows)
-        doc_rows = []
-        outbox_rows = []
-        seen: set[str] = set()
-        dup_numbers = []
-        for d in docs:
-            earlier = existing.get(d.message_id)
-            if earlier == tid:
-                continue  # stored by this transmission already (a resumed run)
-            did = new_id()
-            is_dup = earlier is not None or d.message_id in seen
-            seen.add(d.message_id)
-            doc_rows.append(dict(
-                id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
-                schema_version=d.schema_version, business_number=d.business_number,
-                interchange_ref=d.interchange_ref, message_ref=d.message_ref,
-                message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
-                created_at=now, published_at=None, payload=d.payload,
-            ))
-            if is_dup:
-                dup_numbers.append(d.business_number or d.message_id)
-            else:
-                outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
-                                        created_at=now, attempts=0))
-                queued += 1
+        existing = _existing(conn, [d.message_id for d in docs])
+        doc_rows, outbox_rows, dups = _document_rows(tid, partner_id, docs, existing, set(), now)
         if doc_rows:
             conn.execute(s.documents.insert(), doc_rows)
         if outbox_rows:
             conn.execute(s.outbox.insert(), outbox_rows)
         event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
-        if dup_numbers:
-            event_rows.append(dict(
-                transmission_id=tid, at=now, event="duplicate-documents",
-                detail="already received, not published again: " + ", ".join(dup_numbers[:20])
-                + (" …" if len(dup_numbers) > 20 else "")))
+        event_rows += _duplicate_events(tid, dups, now)
         if final:
+            d_ = s.documents
             total, pending = conn.execute(
                 sa.select(sa.func.count(), sa.func.count().filter(d_.c.status == s.PENDING))
                 .where(d_.c.transmission_id == tid)).one()
@@ -385,7 +328,7 @@ class Store:
                                    detail=f"{total} document(s), {pending} queued for publishing"))
         if event_rows:
             conn.execute(s.transmission_events.insert(), event_rows)
-        return queued
+        return len(outbox_rows)
 
     def record_failed(self, tid: str, *, stage: str, reason: str, status: str = s.FAILED,
                       partner_id: str | None = None, fmt: str | None = None,
@@ -597,6 +540,56 @@ def _document_row(r: Any) -> DocumentRow:
     data["created_at"] = aware(data["created_at"])
     data["published_at"] = aware(data["published_at"])
     return DocumentRow(**data)
+
+
+def _existing(conn: sa.Connection, message_ids: list[str]) -> dict[str, str]:
+    """Stored (non-duplicate) documents with these message ids: message_id -> transmission."""
+    d_ = s.documents
+    found: dict[str, str] = {}
+    for chunk in _chunks(message_ids, 500):
+        rows = conn.execute(sa.select(d_.c.message_id, d_.c.transmission_id)
+                            .where(d_.c.message_id.in_(chunk))
+                            .where(d_.c.status != s.DOC_DUPLICATE)).all()
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def _document_rows(tid: str, partner_id: str, docs: Sequence[NewDocument],
+                   existing: dict[str, str], seen: set[str], now: dt.datetime
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Rows for a transmission's documents and outbox: a message_id stored before (or twice
+    in this batch) is a DUPLICATE without outbox row; one this transmission stored already
+    (a resumed run) is skipped. Returns document rows, outbox rows and duplicates' numbers."""
+    doc_rows: list[dict[str, Any]] = []
+    outbox_rows: list[dict[str, Any]] = []
+    dups: list[str] = []
+    for d in docs:
+        earlier = existing.get(d.message_id)
+        if earlier == tid:
+            continue
+        did = new_id()
+        is_dup = earlier is not None or d.message_id in seen
+        seen.add(d.message_id)
+        doc_rows.append(dict(
+            id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+            schema_version=d.schema_version, business_number=d.business_number,
+            interchange_ref=d.interchange_ref, message_ref=d.message_ref,
+            message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
+            created_at=now, published_at=None, payload=d.payload))
+        if is_dup:
+            dups.append(d.business_number or d.message_id)
+        else:
+            outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
+                                    created_at=now, attempts=0))
+    return doc_rows, outbox_rows, dups
+
+
+def _duplicate_events(tid: str, dups: list[str], now: dt.datetime) -> list[dict[str, Any]]:
+    if not dups:
+        return []
+    return [dict(transmission_id=tid, at=now, event="duplicate-documents",
+                 detail="already received, not published again: " + ", ".join(dups[:20])
+                 + (" …" if len(dups) > 20 else ""))]
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

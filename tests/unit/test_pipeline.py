@@ -200,6 +200,8 @@ def test_rerun_after_a_crash_between_chunks_stores_each_document_once(pipeline):
     assert sorted(d.business_number for d in docs) == ["A", "B", "C"]
     assert {d.status for d in docs} == {s.PENDING}
     assert pipeline.store.get_transmission(r.transmission_id).document_count == 3
+    events = [e["event"] for e in pipeline.store.events(r.transmission_id)]
+    assert events.count("parsed") == 1 and events.index("parsed") < events.index("processed")
 
 
 def test_process_many_commits_several_small_files_together(pipeline):
