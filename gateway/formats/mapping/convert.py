@@ -117,29 +117,25 @@ def gs1_check_digit_ok(digits: str) -> bool:
 
 def to_gtin(value: str) -> tuple[str | None, str | None]:
     """(GTIN, None) when 8, 12, 13 or 14 digits with a right check digit, else (None, warning)."""
-    known = known_gtins.get(value)
-    if known is not None:
-        return known
-    text = value.strip()
-    if not (text.isdigit() and text.isascii() and len(text) in (8, 12, 13, 14)):
-        result = None, f"{value!r} is not a GTIN (8, 12, 13 or 14 digits); left empty"
-    elif not gs1_check_digit_ok(text):
-        result = None, f"GTIN {text} has a wrong check digit; left empty"
-    else:
-        result = text, None
-    return _remember(known_gtins, value, result)
+    return _gs1_key(value, "GTIN", "8, 12, 13 or 14 digits", (8, 12, 13, 14), known_gtins)
 
 
 def to_gln(value: str) -> tuple[str | None, str | None]:
     """(GLN, None) when 13 digits with a right check digit, else (None, warning)."""
-    known = known_glns.get(value)
+    return _gs1_key(value, "GLN", "13 digits", (13,), known_glns)
+
+
+def _gs1_key(value: str, name: str, shape: str, lengths: tuple[int, ...],
+             cache: dict[str, tuple[str | None, str | None]]) -> tuple[str | None, str | None]:
+    known = cache.get(value)
     if known is not None:
         return known
     text = value.strip()
-    if not (text.isdigit() and text.isascii() and len(text) == 13):
-        result = None, f"{value!r} is not a GLN (13 digits); left empty"
+    result: tuple[str | None, str | None]
+    if not (text.isdigit() and text.isascii() and len(text) in lengths):
+        result = None, f"{value!r} is not a {name} ({shape}); left empty"
     elif not gs1_check_digit_ok(text):
-        result = None, f"GLN {text} has a wrong check digit; left empty"
+        result = None, f"{name} {text} has a wrong check digit; left empty"
     else:
         result = text, None
-    return _remember(known_glns, value, result)
+    return _remember(cache, value, result)
