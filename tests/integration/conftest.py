@@ -9,7 +9,14 @@ import pytest
 from gateway.bus.connect import host_port
 from gateway.bus.settings import BusSettings
 from gateway.bus.topology import declare_topology
-from tests.integration.rabbit import RABBIT_URL, delete_topology, purge, unique_settings
+from gateway.store.db import Store
+from tests.integration.rabbit import (
+    RABBIT_URL,
+    delete_topology,
+    purge,
+    sqlite_store,
+    unique_settings,
+)
 from tests.services import require_service
 
 
@@ -34,3 +41,11 @@ def bus_settings(bus_topology: BusSettings) -> BusSettings:
     """The session's topology with its queues emptied for this test."""
     purge(bus_topology)
     return bus_topology
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    """A migrated SQLite store in the test's folder, for the publisher tests."""
+    store = sqlite_store(tmp_path / "edigw.sqlite3")
+    yield store
+    store.close()

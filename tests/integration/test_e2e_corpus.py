@@ -19,8 +19,8 @@ import pytest
 
 from tests.conftest import manifest_rows, require_corpus
 from tests.corpus.test_corpus_orders_mapping import KNOWN_REJECTIONS
-from tests.integration.e2e import (
-    Workspace,
+from tests.integration.e2e import Workspace
+from tests.integration.naive_edifact import (
     check_order,
     naive_messages,
     naive_senders,

@@ -16,16 +16,9 @@ from gateway.bus import OutboxPublisher, check_broker, declare_topology
 from gateway.bus.settings import BusSettings
 from gateway.store import schema
 from gateway.store.db import Store
-from tests.integration.rabbit import drain, queue_documents, sqlite_store
+from tests.integration.rabbit import drain, queue_documents
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path) -> Iterator[Store]:
-    store = sqlite_store(tmp_path / "edigw.sqlite3")
-    yield store
-    store.close()
 
 
 @pytest.fixture

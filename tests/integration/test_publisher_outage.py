@@ -10,18 +10,10 @@ import structlog
 
 from gateway.bus import OutboxPublisher
 from gateway.bus.connect import host_port
-from gateway.store.db import Store
-from tests.integration.rabbit import drain, queue_documents, sqlite_store, via
+from tests.integration.rabbit import drain, queue_documents, via
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path) -> Iterator[Store]:
-    store = sqlite_store(tmp_path / "edigw.sqlite3")
-    yield store
-    store.close()
 
 
 @pytest.fixture
