@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -105,6 +105,9 @@ class Order(_Strict):
     lines: list[OrderLine] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     source: Source
+
+    #: The field that holds the document's business number (what support staff search by).
+    business_field: ClassVar[str] = "order_number"
 
     @property
     def business_number(self) -> str:

@@ -64,6 +64,9 @@ class Position:
 
     ``segment`` is the 1-based index of the segment in the file, ``line`` and ``column``
     are 1-based, ``element`` names the element (``BGM/1004`` or ``DTM 2``).
+    ``element_pos`` and ``component_pos`` are the 1-based positions of that element in its
+    segment and of the component in its composite, as a CONTRL UCD reports them (S011
+    0098 and 0104); the segment tag counts as element 0, so ``BGM+220+X`` has 1004 at 2.
     """
 
     segment: int | None = None
@@ -72,6 +75,8 @@ class Position:
     tag: str | None = None
     element: str | None = None
     message_ref: str | None = None
+    element_pos: int | None = None
+    component_pos: int | None = None
 
     def __str__(self) -> str:
         parts = []

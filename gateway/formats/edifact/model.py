@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.core.errors import Position
+from gateway.core.errors import EdifactSyntaxError, Position
 
 
 class Source:
@@ -25,13 +25,15 @@ class Source:
         return line, offset - self.text.rfind("\n", 0, offset)
 
     def position(self, segment: Segment | None, *, element: str | None = None,
-                 message_ref: str | None = None) -> Position:
+                 message_ref: str | None = None, element_pos: int | None = None,
+                 component_pos: int | None = None) -> Position:
         """The Position of ``segment`` (and optionally one of its elements) in this file."""
         if segment is None:
             return Position(element=element, message_ref=message_ref)
         line, column = self.line_column(segment.offset)
         return Position(segment=segment.index, line=line, column=column, tag=segment.tag,
-                        element=element, message_ref=message_ref)
+                        element=element, message_ref=message_ref, element_pos=element_pos,
+                        component_pos=component_pos)
 
 
 class Segment:
@@ -75,6 +77,11 @@ class Message:
     segments: list[Segment]
     index: int
     source: Source = field(repr=False, compare=False)
+    #: Set when the envelope check failed for this message alone (UNT count or reference,
+    #: duplicate reference …): the message is kept, not mapped, and reported (CONTRL UCM).
+    error: EdifactSyntaxError | None = field(default=None, compare=False)
+    #: UNG 0048 of the functional group holding the message, if any.
+    group_ref: str | None = None
 
     @property
     def directory(self) -> str:
@@ -104,3 +111,11 @@ class Interchange:
     decimal_mark: str
     messages: list[Message] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Set when the interchange as a whole is rejected (UNZ count, a group's UNE …): none of
+    #: its messages is mapped, and a CONTRL reports it at UCI level.
+    error: EdifactSyntaxError | None = field(default=None, compare=False)
+    #: Syntax version number (UNB S001 0002) as an int, when it is a number.
+    @property
+    def syntax_level(self) -> int | None:
+        v = self.syntax_version
+        return int(v) if v and v.isdigit() else None

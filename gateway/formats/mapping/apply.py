@@ -367,7 +367,7 @@ def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
             value = getter(header, run, context)
         if value is not None and value != []:
             _put(data, parts, value)
-    number = data.get("order_number") or data.get("business_number")
+    number = data.get(getattr(mapping.model, "business_field", "business_number"))
     data["partner"] = partner_id
     data["message_id"] = message_id(partner_id, mapping.document, interchange.sender_id,
                                     interchange.control_ref, message.ref,
