@@ -26,6 +26,9 @@ from gateway.store.records import (
     DocumentRow,
     LogFilter,
     NewDocument,
+    NewInterchange,
+    NewOutbound,
+    OutboundRow,
     OutboxItem,
     TransmissionRow,
     aware,
@@ -202,7 +205,7 @@ class Store:
 
     def record_processed(self, tid: str, *, partner_id: str, fmt: str, standard: str | None,
                          docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = (),
-                         final: bool = True) -> int:
+                         final: bool = True, **outcome: Any) -> int:
         """Store the documents of a transmission and their outbox rows in one commit.
 
         A document whose ``message_id`` is already stored is recorded as DUPLICATE and gets no
@@ -214,13 +217,17 @@ class Store:
         with self._begin() as conn:
             return self._record_processed(conn, tid, partner_id=partner_id, fmt=fmt,
                                           standard=standard, docs=docs, events=events,
-                                          final=final)
+                                          final=final, **outcome)
 
     def record_batch(self, outcomes: Sequence[dict[str, Any]]) -> list[int]:
         """Several transmissions' outcomes in one commit (small files processed together).
 
         Each item has ``kind`` "processed" (keyword arguments of ``record_processed``) or
-        "failed" (those of ``record_failed``). Returns the documents queued, per item. The
+        "failed" (those of ``record_failed``). A processed item may also carry
+        ``interchanges`` (NewInterchange), ``outbound`` (NewOutbound, bytes archived already)
+        and ``stage``/``reason``/``failed``: the note of messages that failed (with
+        ``failed`` True when none succeeded: the transmission is then FAILED, its failed
+        messages still stored as documents). Returns the documents queued, per item. The
         statements are set-based: one lookup, one insert per table and one executemany per
         kind of update for the whole batch, whatever its size.
         """
@@ -235,6 +242,7 @@ class Store:
             event_rows: list[dict[str, Any]] = []
             done_rows: list[dict[str, Any]] = []
             failed_rows: list[dict[str, Any]] = []
+            side_rows: list[tuple[sa.Table, dict[str, Any]]] = []
             seen: set[str] = set()
             for i, o in enumerate(outcomes):
                 tid = o["tid"]
@@ -264,14 +272,14 @@ class Store:
                 outbox_rows += boxes
                 queued[i] = len(boxes)
                 total = len(o["docs"])
+                status, stage, reason = _final_status(o, bool(queued[i]))
                 done_rows.append(dict(
                     b_id=tid, partner_id=o["partner_id"], format=o["fmt"],
-                    standard=o["standard"], status=s.PROCESSED if queued[i] else s.PUBLISHED,
-                    stage=None, reason=None, document_count=total, updated_at=now))
+                    standard=o["standard"], status=status,
+                    stage=stage, reason=reason, document_count=total, updated_at=now))
                 event_rows += _duplicate_events(tid, dups, now)
-                event_rows.append(dict(transmission_id=tid, at=now, event="processed",
-                                       detail=f"{total} document(s), {queued[i]} queued for "
-                                       "publishing"))
+                event_rows += _outcome_events(tid, o, total, queued[i], now)
+                side_rows += _side_rows(tid, o["partner_id"], o, now)
             if doc_rows:
                 conn.execute(d_.insert(), doc_rows)
             if outbox_rows:
@@ -290,6 +298,7 @@ class Store:
                     failed_rows)
             if event_rows:
                 conn.execute(s.transmission_events.insert(), event_rows)
+            _insert_side_rows(conn, side_rows)
         return queued
 
     def get_transmissions(self, tids: Sequence[str]) -> dict[str, TransmissionRow]:
@@ -305,7 +314,8 @@ class Store:
 
     def _record_processed(self, conn: sa.Connection, tid: str, *, partner_id: str, fmt: str,
                           standard: str | None, docs: Sequence[NewDocument],
-                          events: Iterable[tuple[str, str]] = (), final: bool = True) -> int:
+                          events: Iterable[tuple[str, str]] = (), final: bool = True,
+                          **outcome: Any) -> int:
         now = utcnow()
         existing = _existing(conn, [d.message_id for d in docs])
         doc_rows, outbox_rows, dups = _document_rows(tid, partner_id, docs, existing, set(), now)
@@ -320,15 +330,90 @@ class Store:
             total, pending = conn.execute(
                 sa.select(sa.func.count(), sa.func.count().filter(d_.c.status == s.PENDING))
                 .where(d_.c.transmission_id == tid)).one()
-            status = s.PROCESSED if pending else s.PUBLISHED
+            status, stage, reason = _final_status(outcome, bool(pending))
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
                 partner_id=partner_id, format=fmt, standard=standard, status=status,
-                stage=None, reason=None, document_count=total, updated_at=now))
-            event_rows.append(dict(transmission_id=tid, at=now, event="processed",
-                                   detail=f"{total} document(s), {pending} queued for publishing"))
+                stage=stage, reason=reason, document_count=total, updated_at=now))
+            event_rows += _outcome_events(tid, outcome, total, pending, now)
         if event_rows:
             conn.execute(s.transmission_events.insert(), event_rows)
+        if final:
+            _insert_side_rows(conn, _side_rows(tid, partner_id, outcome, now))
         return len(outbox_rows)
+
+    def clear_outcome(self, tid: str) -> None:
+        """Before a transmission is processed again: forget its failed and unsupported
+        messages and its interchanges (processing records them anew). Documents that went on
+        are kept; the new run recognises them by message id."""
+        with self._begin() as conn:
+            conn.execute(s.documents.delete().where(s.documents.c.transmission_id == tid)
+                         .where(s.documents.c.status.in_((s.DOC_FAILED, s.DOC_UNSUPPORTED))))
+            conn.execute(s.interchanges.delete().where(s.interchanges.c.transmission_id == tid))
+
+    # -- interchanges and outbound --------------------------------------------------------
+
+    def interchange_refs_seen(self, partner_id: str, refs: Sequence[str],
+                              since: dt.datetime | None = None) -> dict[str, tuple[str, dt.datetime]]:
+        """Of ``refs``, those already received from ``partner_id`` (since ``since``): ref ->
+        (transmission id, received at) of the first time."""
+        i = s.interchanges
+        found: dict[str, tuple[str, dt.datetime]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(refs)), 500):
+                q = (sa.select(i.c.control_ref, i.c.transmission_id, i.c.received_at)
+                     .where(i.c.partner_id == partner_id).where(i.c.control_ref.in_(chunk))
+                     .order_by(i.c.id))
+                if since is not None:
+                    q = q.where(i.c.received_at >= since)
+                for r in conn.execute(q):
+                    found.setdefault(r.control_ref, (r.transmission_id, aware(r.received_at)))
+        return found
+
+    def interchanges_of(self, tid: str) -> list[dict[str, Any]]:
+        i = s.interchanges
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(i).where(i.c.transmission_id == tid)
+                                .order_by(i.c.id)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def pending_outbound(self, limit: int = 100) -> list[OutboundRow]:
+        o = s.outbound
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(o).where(o.c.status == s.OUT_PENDING)
+                                .order_by(o.c.created_at, o.c.id).limit(limit)).all()
+        return [_outbound_row(r) for r in rows]
+
+    def outbound_of(self, tid: str) -> list[OutboundRow]:
+        o = s.outbound
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(o).where(o.c.transmission_id == tid)
+                                .order_by(o.c.created_at, o.c.id)).all()
+        return [_outbound_row(r) for r in rows]
+
+    def mark_outbound_sent(self, oid: str, detail: str) -> None:
+        now = utcnow()
+        with self._begin() as conn:
+            row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid)
+                               .values(status=s.OUT_SENT, sent_at=now, detail=detail,
+                                       attempts=s.outbound.c.attempts + 1, last_error=None)
+                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind)).first()
+            if row is not None and row.transmission_id:
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=row.transmission_id, at=now, event=f"{row.kind}-sent",
+                    detail=detail))
+
+    def mark_outbound_failed(self, oid: str, error: str, *, give_up: bool = False) -> None:
+        now = utcnow()
+        values: dict[str, Any] = dict(attempts=s.outbound.c.attempts + 1, last_error=error[:2000])
+        if give_up:
+            values["status"] = s.OUT_FAILED
+        with self._begin() as conn:
+            row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid).values(**values)
+                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind)).first()
+            if give_up and row is not None and row.transmission_id:
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=row.transmission_id, at=now,
+                    event=f"{row.kind}-failed", detail=error[:2000]))
 
     def record_failed(self, tid: str, *, stage: str, reason: str, status: str = s.FAILED,
                       partner_id: str | None = None, fmt: str | None = None,
@@ -542,14 +627,18 @@ def _document_row(r: Any) -> DocumentRow:
     return DocumentRow(**data)
 
 
+_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED)
+
+
 def _existing(conn: sa.Connection, message_ids: list[str]) -> dict[str, str]:
-    """Stored (non-duplicate) documents with these message ids: message_id -> transmission."""
+    """Stored documents (not duplicates, not failed messages) with these message ids:
+    message_id -> transmission."""
     d_ = s.documents
     found: dict[str, str] = {}
     for chunk in _chunks(message_ids, 500):
         rows = conn.execute(sa.select(d_.c.message_id, d_.c.transmission_id)
                             .where(d_.c.message_id.in_(chunk))
-                            .where(d_.c.status != s.DOC_DUPLICATE)).all()
+                            .where(d_.c.status.not_in(_NOT_STORED))).all()
         found.update((r[0], r[1]) for r in rows)
     return found
 
@@ -564,6 +653,14 @@ def _document_rows(tid: str, partner_id: str, docs: Sequence[NewDocument],
     outbox_rows: list[dict[str, Any]] = []
     dups: list[str] = []
     for d in docs:
+        if d.status is not None:  # a failed or unsupported message: kept, never published
+            doc_rows.append(dict(
+                id=new_id(), transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+                schema_version=d.schema_version, business_number=d.business_number,
+                interchange_ref=d.interchange_ref, message_ref=d.message_ref,
+                message_id=d.message_id, status=d.status, created_at=now, published_at=None,
+                payload=d.payload, stage=d.stage, reason=d.reason))
+            continue
         earlier = existing.get(d.message_id)
         if earlier == tid:
             continue
@@ -575,13 +672,69 @@ def _document_rows(tid: str, partner_id: str, docs: Sequence[NewDocument],
             schema_version=d.schema_version, business_number=d.business_number,
             interchange_ref=d.interchange_ref, message_ref=d.message_ref,
             message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
-            created_at=now, published_at=None, payload=d.payload))
+            created_at=now, published_at=None, payload=d.payload, stage=None, reason=None))
         if is_dup:
             dups.append(d.business_number or d.message_id)
         else:
             outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
                                     created_at=now, attempts=0))
     return doc_rows, outbox_rows, dups
+
+
+def _final_status(outcome: dict[str, Any], pending: bool) -> tuple[str, str | None, str | None]:
+    """A processed transmission's status, stage and reason: FAILED when every message
+    failed, else PROCESSED/PUBLISHED with the note of the messages that failed, if any."""
+    if outcome.get("failed"):
+        return s.FAILED, outcome.get("stage"), outcome.get("reason")
+    return (s.PROCESSED if pending else s.PUBLISHED), outcome.get("stage"), outcome.get("reason")
+
+
+def _outcome_events(tid: str, outcome: dict[str, Any], total: int, queued: int,
+                    now: dt.datetime) -> list[dict[str, Any]]:
+    if outcome.get("failed"):
+        return [dict(transmission_id=tid, at=now, event="failed",
+                     detail=f"{outcome.get('stage')}: {outcome.get('reason')}")]
+    rows = [dict(transmission_id=tid, at=now, event="processed",
+                 detail=f"{total} document(s), {queued} queued for publishing")]
+    if outcome.get("reason"):
+        rows.append(dict(transmission_id=tid, at=now, event="messages-failed",
+                         detail=f"{outcome.get('stage')}: {outcome['reason']}"))
+    return rows
+
+
+def _side_rows(tid: str, partner_id: str, outcome: dict[str, Any], now: dt.datetime
+               ) -> list[tuple[sa.Table, dict[str, Any]]]:
+    """Interchange and outbound rows that go with a processed transmission's outcome."""
+    rows: list[tuple[sa.Table, dict[str, Any]]] = []
+    ics: Sequence[NewInterchange] = outcome.get("interchanges", ())
+    for ic in ics:
+        rows.append((s.interchanges, dict(
+            transmission_id=tid, partner_id=partner_id, sender_id=ic.sender_id,
+            sender_qualifier=ic.sender_qualifier, recipient_id=ic.recipient_id,
+            control_ref=ic.control_ref, prepared=ic.prepared, received_at=now,
+            message_count=ic.message_count, status=ic.status, reason=ic.reason)))
+    outs: Sequence[NewOutbound] = outcome.get("outbound", ())
+    for out in outs:
+        rows.append((s.outbound, dict(
+            id=new_id(), transmission_id=tid, partner_id=partner_id, kind=out.kind,
+            channel=out.channel, filename=out.filename, sha256=out.sha256, size=out.size,
+            status=s.OUT_PENDING, attempts=0, last_error=None, created_at=now, sent_at=None,
+            detail=out.detail)))
+    return rows
+
+
+def _insert_side_rows(conn: sa.Connection, rows: list[tuple[sa.Table, dict[str, Any]]]) -> None:
+    for table in (s.interchanges, s.outbound):
+        values = [r for t, r in rows if t is table]
+        if values:
+            conn.execute(table.insert(), values)
+
+
+def _outbound_row(r: Any) -> OutboundRow:
+    data = dict(r._mapping)
+    data["created_at"] = aware(data["created_at"])
+    data["sent_at"] = aware(data["sent_at"])
+    return OutboundRow(**data)
 
 
 def _duplicate_events(tid: str, dups: list[str], now: dt.datetime) -> list[dict[str, Any]]:

@@ -68,6 +68,8 @@ class DocumentRow:
     status: str
     created_at: dt.datetime
     published_at: dt.datetime | None
+    stage: str | None = None
+    reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)
@@ -75,7 +77,12 @@ class DocumentRow:
 
 @dataclass(frozen=True, slots=True)
 class NewDocument:
-    """A canonical document ready to be stored with its outbox row."""
+    """A canonical document ready to be stored with its outbox row.
+
+    With ``status`` FAILED or UNSUPPORTED it is a message that did not become a document:
+    it is stored with ``stage`` and ``reason`` (and the error as JSON in ``payload``) so that
+    "where is order X" finds it, and gets no outbox row.
+    """
 
     doc_type: str
     schema_version: str
@@ -85,6 +92,56 @@ class NewDocument:
     message_id: str
     payload: bytes
     routing_key: str
+    status: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewInterchange:
+    """An interchange (UNB..UNZ) received from a partner, recorded with its outcome."""
+
+    control_ref: str
+    sender_id: str | None
+    sender_qualifier: str | None
+    recipient_id: str | None
+    prepared: str | None
+    message_count: int
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbound:
+    """A payload to send to a partner (its bytes already archived under ``sha256``)."""
+
+    kind: str
+    channel: str
+    filename: str
+    sha256: str
+    size: int
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRow:
+    id: str
+    transmission_id: str | None
+    partner_id: str
+    kind: str
+    channel: str
+    filename: str
+    sha256: str
+    size: int
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    detail: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return _as_dict(self)
 
 
 @dataclass(frozen=True, slots=True)

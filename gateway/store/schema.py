@@ -23,7 +23,21 @@ PENDING = "PENDING"  # in the outbox, not yet confirmed by the broker
 DOC_PUBLISHED = "PUBLISHED"  # confirmed by the broker
 UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its routing key
 DOC_DUPLICATE = "DUPLICATE"  # the same message_id was stored before; not published again
-DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE)
+DOC_FAILED = "FAILED"  # this message failed (see stage, reason); the others went on
+DOC_UNSUPPORTED = "UNSUPPORTED"  # a message type edigw has no mapping for; kept, not published
+DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE, DOC_FAILED,
+                     DOC_UNSUPPORTED)
+
+# Interchange statuses (one row per UNB..UNZ received from a partner).
+IC_ACCEPTED = "ACCEPTED"  # every message was read (some may have failed on their own)
+IC_REJECTED = "REJECTED"  # the interchange as a whole was rejected (envelope, duplicate …)
+INTERCHANGE_STATUSES = (IC_ACCEPTED, IC_REJECTED)
+
+# Outbound payload statuses (acknowledgements and other files edigw sends to partners).
+OUT_PENDING = "PENDING"
+OUT_SENT = "SENT"
+OUT_FAILED = "FAILED"  # attempts exhausted; an operator must look
+OUTBOUND_STATUSES = (OUT_PENDING, OUT_SENT, OUT_FAILED)
 
 transmissions = sa.Table(
     "transmissions",
@@ -78,6 +92,9 @@ documents = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("payload", sa.LargeBinary, nullable=False),  # canonical JSON, UTF-8
+    # Why a FAILED or UNSUPPORTED document did not go on (the stage and reason of its message).
+    sa.Column("stage", sa.String(32), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
     sa.Index("ix_documents_business", "partner_id", "doc_type", "business_number"),
     sa.Index("ix_documents_business_number", "business_number"),
     sa.Index("ix_documents_interchange", "interchange_ref"),
@@ -96,4 +113,48 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Index("ix_outbox_document", "document_id"),
+)
+
+# Every interchange received, by partner and control reference (UNB 0020): what the duplicate
+# check of a partner's interchange references reads, and what the tracker's gap rules use.
+interchanges = sa.Table(
+    "interchanges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("transmission_id", sa.String(32), sa.ForeignKey("transmissions.id"), nullable=False),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("sender_id", sa.String(64), nullable=True),
+    sa.Column("sender_qualifier", sa.String(8), nullable=True),
+    sa.Column("recipient_id", sa.String(64), nullable=True),
+    sa.Column("control_ref", sa.String(64), nullable=False),
+    sa.Column("prepared", sa.String(32), nullable=True),  # UNB date:time as sent
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_interchanges_partner_ref", "partner_id", "control_ref"),
+    sa.Index("ix_interchanges_transmission", "transmission_id"),
+)
+
+# Payloads edigw sends to partners (a CONTRL today; MDNs and mails later): written in the same
+# commit as the outcome they answer, delivered afterwards, retried until sent.
+outbound = sa.Table(
+    "outbound",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("transmission_id", sa.String(32), sa.ForeignKey("transmissions.id"), nullable=True),
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # e.g. "contrl"
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # the bytes are in the archive
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),  # where it went (path, URL)
+    sa.Index("ix_outbound_status", "status", "created_at"),
+    sa.Index("ix_outbound_transmission", "transmission_id"),
 )
