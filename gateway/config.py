@@ -96,6 +96,13 @@ class InboxSettings(_Strict):
         return self.failed or self.path.parent / "failed"
 
 
+class OutboundSettings(_Strict):
+    """Where files for partners (CONTRL …) are written when their profile names no folder."""
+
+    path: Path = Path("var/outbound")
+    max_attempts: int = Field(10, ge=1, le=1000)
+
+
 class GatewaySettings(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -103,6 +110,7 @@ class GatewaySettings(_Strict):
     log: LogSettings = Field(default_factory=LogSettings)
     inbox: list[InboxSettings] = Field(
         default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
     #: Where the settings came from (not a key of the file).
@@ -137,6 +145,37 @@ class DocumentSettings(_Strict):
     mapping: Annotated[str, Field(min_length=1)] | None = None
 
 
+class EdifactPolicy(_Strict):
+    """How a partner's EDIFACT is judged and answered.
+
+    - ``on_message_error``: ``fail-message`` (default) lets one bad message of an interchange
+      fail alone; ``reject-interchange`` fails every message of an interchange that holds a
+      bad one (for partners who resend whole interchanges).
+    - ``duplicate_interchange``: what to do when an interchange reference (UNB 0020) already
+      came from this partner within ``duplicate_window_days``: ``reject`` the interchange
+      (0085 code 26), ``warn`` (default: processed, a warning on the timeline; its documents
+      are still de-duplicated by message id) or ``accept`` without looking.
+    - ``contrl``: when to answer with a CONTRL: ``never``, ``requested`` (default: when UNB
+      0031 asks for one), ``errors`` (when anything was rejected, or requested) or ``always``.
+    - ``contrl_accepted_messages``: list accepted messages in a CONTRL (UCM action 7) or only
+      the rejected ones.
+    """
+
+    on_message_error: Literal["fail-message", "reject-interchange"] = "fail-message"
+    duplicate_interchange: Literal["reject", "warn", "accept"] = "warn"
+    duplicate_window_days: int = Field(365, ge=1, le=36500)
+    contrl: Literal["never", "requested", "errors", "always"] = "requested"
+    contrl_accepted_messages: bool = True
+
+
+class PartnerOutbound(_Strict):
+    """Where edigw puts files for this partner (a folder for now; SFTP and mail later)."""
+
+    channel: Literal["folder"] = "folder"
+    #: Defaults to ``<outbound.path>/<partner id>`` of the gateway settings.
+    folder: Path | None = None
+
+
 class Partner(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
@@ -144,6 +183,8 @@ class Partner(_Strict):
     channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
         default_factory=lambda: ["folder"])
     documents: list[DocumentSettings] = Field(default_factory=list)
+    edifact: EdifactPolicy = Field(default_factory=EdifactPolicy)
+    outbound: PartnerOutbound = Field(default_factory=PartnerOutbound)
     enabled: bool = True
     source: str = Field("", exclude=True)
 
@@ -246,6 +287,13 @@ def partner_toml(partner: Partner) -> str:
         lines += ["", "[[documents]]", f"type = {_q(d.type)}", f"format = {_q(d.format)}"]
         if d.mapping:
             lines.append(f"mapping = {_q(d.mapping)}")
+    for section, value in (("edifact", partner.edifact), ("outbound", partner.outbound)):
+        changed = value.model_dump(exclude_defaults=True, mode="json")
+        if changed:
+            lines += ["", f"[{section}]"]
+            for key, v in changed.items():
+                shown = _q(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+                lines.append(f"{key} = {shown}")
     return "\n".join(lines) + "\n"
 
 

@@ -65,8 +65,9 @@ class Position:
     ``segment`` is the 1-based index of the segment in the file, ``line`` and ``column``
     are 1-based, ``element`` names the element (``BGM/1004`` or ``DTM 2``).
     ``element_pos`` and ``component_pos`` are the 1-based positions of that element in its
-    segment and of the component in its composite, as a CONTRL UCD reports them (S011
-    0098 and 0104); the segment tag counts as element 0, so ``BGM+220+X`` has 1004 at 2.
+    segment (the tag is 0, so ``BGM+220+X`` has 1004 at 2) and of the component in its
+    composite. A CONTRL UCD counts the tag as 1: its S011 0098 is ``element_pos + 1``, its
+    0104 is ``component_pos``.
     """
 
     segment: int | None = None

@@ -9,18 +9,22 @@ stage and reason, and the next one is processed.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 
 from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import FormatNotRecognised, PayloadError, UnknownPartner
-from gateway.core.ports import Incoming, ParsedPayload, Reader, Receipt
+from gateway.core.ports import FailedMessage, Incoming, ParsedPayload, Reader, Receipt
 from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import NewDocument, Store, TransmissionRow
+from gateway.store.records import NewInterchange, NewOutbound
 
 log = structlog.get_logger("edigw.pipeline")
 
@@ -54,13 +58,18 @@ class Pipeline:
 
     def __init__(self, *, store: Store, archive: Archive, partners: PartnerDirectory,
                  readers: Sequence[Reader], on_queued: Callable[[], None] | None = None,
+                 on_outbound: Callable[[], None] | None = None,
                  max_size: int = 200 * 1024 * 1024) -> None:
         self.store = store
         self.archive = archive
         self.partners = partners
         self.readers = list(readers)
         self.on_queued = on_queued or (lambda: None)
+        self.on_outbound = on_outbound or (lambda: None)
         self.max_size = max_size
+        #: Control references taken by transmissions of the batch being processed, not yet
+        #: committed: (partner, ref) -> where (the duplicate check must see them too).
+        self._batch_refs: dict[tuple[str, str], str] = {}
 
     # -- step 1: durable receive ----------------------------------------------------------
 
@@ -129,6 +138,8 @@ class Pipeline:
         outcomes: list[Outcome] = []
         batch: list[tuple[int, dict]] = []
         queued = 0
+        outbound = False
+        self._batch_refs = {}
         rows = self.store.get_transmissions(tids)
         for tid in tids:
             work = self._work(tid, rows.get(tid))
@@ -136,6 +147,7 @@ class Pipeline:
                 outcomes.append(work)
                 continue
             outcome, record = work
+            outbound = outbound or bool(record.get("outbound"))
             if record["kind"] == "processed" and len(record["docs"]) > self.chunk_size:
                 n = self._record_in_chunks(record)
                 queued += n
@@ -147,7 +159,7 @@ class Pipeline:
             counts = self.store.record_batch([r for _, r in batch])
             for (i, record), n in zip(batch, counts, strict=True):
                 queued += n
-                if record["kind"] == "processed":
+                if record["kind"] == "processed" and not record.get("failed"):
                     outcomes[i] = replace(outcomes[i], queued=n,
                                           status=s.PROCESSED if n else s.PUBLISHED)
         for o in outcomes:
@@ -160,7 +172,13 @@ class Pipeline:
                          partner=o.partner_id, documents=o.documents, queued=o.queued)
         if queued:
             self.on_queued()
+        if outbound:
+            self.on_outbound()
+        self._batch_refs = {}
         return outcomes
+
+    #: Keys of a processed record written with the last chunk only.
+    _FINAL_KEYS = frozenset({"events", "interchanges", "outbound", "stage", "reason", "failed"})
 
     def _record_in_chunks(self, record: dict) -> int:
         docs = record.pop("docs")
@@ -170,7 +188,8 @@ class Pipeline:
             last = start + size >= len(docs)
             queued += self.store.record_processed(
                 docs=docs[start:start + size], final=last,
-                **{k: v for k, v in record.items() if k not in ("kind",) and (last or k != "events")})
+                **{k: v for k, v in record.items()
+                   if k != "kind" and (last or k not in self._FINAL_KEYS)})
             if queued and not last:
                 self.on_queued()  # the publisher starts while the rest is written
         return queued
@@ -181,8 +200,12 @@ class Pipeline:
         row = row or self.store.get_transmission(tid)
         if row is None:
             raise KeyError(f"no transmission {tid}")
-        if row.status not in (s.RECEIVED, s.FAILED, s.QUARANTINED):
+        if row.status not in (s.RECEIVED, s.FAILED, s.QUARANTINED) and not (
+                row.status in (s.PROCESSED, s.PUBLISHED) and row.reason):
+            # Done (a partly failed transmission, with a reason, may be processed again).
             return Outcome(tid, row.status, row.partner_id, row.document_count)
+        if row.status != s.RECEIVED:
+            self.store.clear_outcome(tid)  # processed again: its failed messages anew
         with structlog.contextvars.bound_contextvars(transmission_id=tid, filename=row.filename,
                                                     partner=row.partner_id):
             data = self.archive.get(row.sha256)
@@ -194,7 +217,9 @@ class Pipeline:
                 parsed = reader.parse(data, filename=row.filename)
                 events.append(("parsed", parsed.summary()))
                 partner = self._identify(parsed, row.partner_id)
-                mapped = parsed.documents(partner=partner, transmission_id=tid, filename=row.filename)
+                known = self._known_refs(partner, parsed, tid)
+                mapped = parsed.documents(partner=partner, transmission_id=tid,
+                                          filename=row.filename, known_refs=known)
             except PayloadError as exc:
                 status = s.QUARANTINED if isinstance(exc, UnknownPartner) else s.FAILED
                 reason = str(exc)
@@ -204,21 +229,80 @@ class Pipeline:
                               standard=parsed.standard if parsed else None, events=events)
                 return Outcome(tid, status, partner.id if partner else None, stage=exc.stage,
                                reason=reason), record
-            docs = [NewDocument(
-                doc_type=m.doc_type, schema_version=m.schema_version,
-                business_number=m.business_number, interchange_ref=m.interchange_ref,
-                message_ref=m.message_ref, message_id=m.message_id,
-                payload=m.document.to_json_bytes(),  # type: ignore[attr-defined]
-                routing_key=f"{m.doc_type}.{partner.id}") for m in mapped]
-            warnings = list(parsed.warnings) + [w for m in mapped for w in m.warnings]
+            docs: list[NewDocument] = []
+            failures: list[FailedMessage] = []
+            warnings = list(parsed.warnings)
+            for m in mapped:
+                if isinstance(m, FailedMessage):
+                    failures.append(m)
+                    docs.append(_failed_document(m, partner.id))
+                    continue
+                warnings += m.warnings
+                docs.append(NewDocument(
+                    doc_type=m.doc_type, schema_version=m.schema_version,
+                    business_number=m.business_number, interchange_ref=m.interchange_ref,
+                    message_ref=m.message_ref, message_id=m.message_id,
+                    payload=m.document.to_json_bytes(),  # type: ignore[attr-defined]
+                    routing_key=f"{m.doc_type}.{partner.id}"))
             events.append(("identified", f"partner {partner.id} ({partner.name})"))
             if warnings:
                 events.append(("warnings", "; ".join(warnings[:20])
                                + (f" … and {len(warnings) - 20} more" if len(warnings) > 20 else "")))
-            record = dict(kind="processed", tid=tid, partner_id=partner.id, fmt=parsed.format,
-                          standard=parsed.standard, docs=docs, events=events)
-            status = s.PROCESSED if docs else s.PUBLISHED
-            return Outcome(tid, status, partner.id, len(docs), len(docs)), record
+            record: dict[str, Any] = dict(
+                kind="processed", tid=tid, partner_id=partner.id, fmt=parsed.format,
+                standard=parsed.standard, docs=docs, events=events,
+                interchanges=self._interchanges(parsed, partner.id),
+                outbound=self._replies(parsed, partner, tid))
+            good = len(docs) - len(failures)
+            if failures:
+                record.update(_failure_note(failures, len(docs)))
+            if failures and not good:
+                return Outcome(tid, s.FAILED, partner.id, len(docs), 0, stage=record["stage"],
+                               reason=record["reason"]), record
+            status = s.PROCESSED if good else s.PUBLISHED
+            return Outcome(tid, status, partner.id, len(docs), good,
+                           stage=record.get("stage"), reason=record.get("reason")), record
+
+    def _known_refs(self, partner: Partner, parsed: ParsedPayload, tid: str) -> dict[str, str]:
+        """Control references of ``parsed`` this partner sent before (duplicate check)."""
+        if partner.edifact.duplicate_interchange == "accept":
+            return {}
+        refs = parsed.control_refs() if hasattr(parsed, "control_refs") else []
+        if not refs:
+            return {}
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(days=partner.edifact.duplicate_window_days)
+        known = {ref: f"in transmission {t} on {at:%Y-%m-%d %H:%M} UTC"
+                 for ref, (t, at) in self.store.interchange_refs_seen(partner.id, refs,
+                                                                      since).items()
+                 if t != tid}
+        for ref in refs:
+            where = self._batch_refs.get((partner.id, ref))
+            if where and ref not in known:
+                known[ref] = where
+            self._batch_refs.setdefault((partner.id, ref), f"in transmission {tid}")
+        return known
+
+    @staticmethod
+    def _interchanges(parsed: ParsedPayload, partner_id: str) -> list[NewInterchange]:
+        if not hasattr(parsed, "interchanges_seen"):
+            return []
+        return [NewInterchange(
+            control_ref=i.control_ref, sender_id=i.sender_id, sender_qualifier=i.sender_qualifier,
+            recipient_id=i.recipient_id, prepared=i.prepared, message_count=i.message_count,
+            status=s.IC_REJECTED if i.rejected else s.IC_ACCEPTED, reason=i.rejected)
+            for i in parsed.interchanges_seen()]
+
+    def _replies(self, parsed: ParsedPayload, partner: Partner, tid: str) -> list[NewOutbound]:
+        """Acknowledgements the partner wants, archived (synced) before the outcome commits."""
+        if not hasattr(parsed, "replies"):
+            return []
+        replies = parsed.replies(partner=partner, transmission_id=tid)
+        if not replies:
+            return []
+        digests = self.archive.put_many([r.data for r in replies])
+        return [NewOutbound(kind=r.kind, channel=partner.outbound.channel, filename=r.filename,
+                            sha256=d, size=len(r.data), detail=r.detail)
+                for r, d in zip(replies, digests, strict=True)]
 
     def resume(self, limit: int = 100_000) -> int:
         """Process transmissions left RECEIVED by a crash; returns how many were processed."""
@@ -277,3 +361,31 @@ class Pipeline:
             raise UnknownPartner(f"unknown sender id {u.id}{q}: no partner profile lists it "
                                  "under identifiers.unb", sender_id=u.id, qualifier=u.qualifier)
         raise UnknownPartner("payload names no sender and the channel is not partner-specific")
+
+
+def _failed_document(m: FailedMessage, partner_id: str) -> NewDocument:
+    """A message that failed, stored as a document row without outbox row."""
+    error = {"status": m.status, "stage": m.stage, "reason": m.reason, "code": m.code,
+             "message": m.description}
+    return NewDocument(
+        doc_type=m.doc_type or "unknown", schema_version="-", business_number=m.business_number,
+        interchange_ref=m.interchange_ref, message_ref=m.message_ref, message_id=m.message_id,
+        payload=json.dumps(error, ensure_ascii=False).encode("utf-8"),
+        routing_key=f"{m.doc_type or 'unknown'}.{partner_id}", status=m.status, stage=m.stage,
+        reason=m.reason)
+
+
+def _failure_note(failures: list[FailedMessage], total: int) -> dict[str, Any]:
+    """Stage and reason of a transmission some (or all) of whose messages failed."""
+    first = failures[0]
+    bad = sum(1 for f in failures if f.status == s.DOC_FAILED)
+    unsupported = len(failures) - bad
+    parts = []
+    if bad:
+        parts.append(f"{bad} of {total} message(s) failed")
+    if unsupported:
+        parts.append(f"{unsupported} of {total} message(s) unsupported")
+    reason = first.reason if len(failures) == 1 and total == 1 else \
+        f"{' and '.join(parts)}; first: {first.reason}"
+    return dict(stage=first.stage if bad else "unsupported", reason=reason,
+                failed=len(failures) == total)

@@ -37,6 +37,50 @@ class MappedDocument:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class FailedMessage:
+    """A message of a payload that did not become a document; the others go on without it.
+
+    ``status`` is ``FAILED`` (bad content: envelope, structure, mapping) or ``UNSUPPORTED``
+    (a message type or version edigw has no mapping for). It is stored as a document row
+    with its stage and reason, so that a search by its business number finds why.
+    """
+
+    status: str
+    stage: str
+    reason: str
+    message_id: str
+    description: str  # e.g. "ORDERS D:96A:UN:EAN008 message 17"
+    doc_type: str | None = None
+    business_number: str | None = None
+    interchange_ref: str | None = None
+    message_ref: str | None = None
+    code: str | None = None  # UN/EDIFACT 0085 syntax error code, when there is one
+
+
+@dataclass(frozen=True, slots=True)
+class InterchangeSeen:
+    """An interchange (or any numbered batch a partner sends) and whether it was taken."""
+
+    control_ref: str
+    sender_id: str | None
+    sender_qualifier: str | None
+    recipient_id: str | None
+    prepared: str | None
+    message_count: int
+    rejected: str | None = None  # the reason, when the interchange as a whole was rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A payload to send back to the partner (a CONTRL …), made from the outcome."""
+
+    kind: str
+    filename: str
+    data: bytes
+    detail: str
+
+
 class ParsedPayload(Protocol):
     """A payload whose syntax has been read; mapping happens once the partner is known."""
 
@@ -49,9 +93,25 @@ class ParsedPayload(Protocol):
         """One line for the transmission timeline (interchanges, messages, versions)."""
         ...
 
+    def control_refs(self) -> list[str]:
+        """The partner's control references in the payload (UNB 0020), for the duplicate check."""
+        ...
+
     def documents(self, *, partner: Partner, transmission_id: str | None,
-                  filename: str | None) -> list[MappedDocument]:
-        """Map every message; raises a ``PayloadError`` subclass for bad content."""
+                  filename: str | None, known_refs: dict[str, str] | None = None
+                  ) -> list[MappedDocument | FailedMessage]:
+        """Map every message. A message that cannot be mapped is returned as a
+        ``FailedMessage`` and the others go on; raises a ``PayloadError`` subclass only when
+        nothing in the payload can be used. ``known_refs`` maps control references already
+        received from this partner to a description of when (duplicate interchange check)."""
+        ...
+
+    def interchanges_seen(self) -> list[InterchangeSeen]:
+        """After ``documents``: the interchanges read and whether each was taken."""
+        ...
+
+    def replies(self, *, partner: Partner, transmission_id: str) -> list[Reply]:
+        """After ``documents``: what to send back to the partner (CONTRL), per its profile."""
         ...
 
 

@@ -108,7 +108,12 @@ def test_service_keeps_and_explains_a_bad_file_then_goes_on(running, kind):
     assert bad.reason in (row.reason or ""), row.reason
     if bad.position:
         assert bad.position in row.reason, f"reason does not say where: {row.reason}"
-    assert row.document_count == 0 and ws.store.documents_of(row.id) == []
+    # A message that was read but failed is kept as a FAILED document (findable by its
+    # number, never published); a file that could not be read has no document at all.
+    docs = ws.store.documents_of(row.id)
+    assert row.document_count == len(docs)
+    assert all(d.status == "FAILED" and d.reason == row.reason for d in docs)
+    assert len(docs) == (1 if bad.stage in ("map",) else 0), [d.as_dict() for d in docs]
     sha = hashlib.sha256(bad.data).hexdigest()
     assert row.sha256 == sha and row.size == len(bad.data)
     assert ws.archive_path(sha).read_bytes() == bad.data, "raw payload not in the archive"

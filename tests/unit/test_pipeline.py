@@ -27,7 +27,7 @@ class FakeParsed:
     def summary(self):
         return f"{len(self.numbers)} message(s)"
 
-    def documents(self, *, partner, transmission_id, filename):
+    def documents(self, *, partner, transmission_id, filename, known_refs=None):
         if self.fail_map:
             raise self.fail_map
         out = []

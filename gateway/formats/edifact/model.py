@@ -114,6 +114,13 @@ class Interchange:
     #: Set when the interchange as a whole is rejected (UNZ count, a group's UNE …): none of
     #: its messages is mapped, and a CONTRL reports it at UCI level.
     error: EdifactSyntaxError | None = field(default=None, compare=False)
+    #: UNB 0031: "1" when the sender asks for an acknowledgement (a CONTRL).
+    ack_request: str | None = None
+
+    @property
+    def ack_requested(self) -> bool:
+        return self.ack_request == "1"
+
     #: Syntax version number (UNB S001 0002) as an int, when it is a number.
     @property
     def syntax_level(self) -> int | None:

@@ -1,16 +1,26 @@
-"""The EDIFACT reader as the pipeline sees it (``gateway.core.ports.Reader``)."""
+"""The EDIFACT reader as the pipeline sees it (``gateway.core.ports.Reader``).
+
+Messages are independent: a message whose envelope, structure or content is wrong becomes a
+``FailedMessage`` and the others of its interchange go on, unless the partner's policy is
+``reject-interchange``. A message type edigw has no mapping for ends UNSUPPORTED, not as a
+crash. What was rejected is remembered per message so that a CONTRL can answer it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.core.canonical import CANONICAL_MODELS
-from gateway.core.ports import MappedDocument, Sender
+from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
+from gateway.core.ids import message_id
+from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
 from gateway.formats.edifact.envelope import read_interchanges
-from gateway.formats.edifact.model import Interchange
+from gateway.formats.edifact.model import Interchange, Message
 from gateway.formats.mapping import MappingSet, map_message
 
 if TYPE_CHECKING:
@@ -19,8 +29,27 @@ if TYPE_CHECKING:
 #: Canonical document type of each EDIFACT message type the gateway maps.
 DOCUMENT_TYPES = {"ORDERS": "order", "PRICAT": "price-list", "INVOIC": "invoice"}
 
+FAILED = "FAILED"
+UNSUPPORTED = "UNSUPPORTED"
+
 # UNA, UNB or a bare UNH, after an optional UTF-8 BOM and white space.
 _SNIFF = re.compile(rb"^(\xef\xbb\xbf)?\s*(UNA.{6}|UNB.|UNH.)", re.DOTALL)
+
+
+def _validator():  # the structure check (gateway.formats.edifact.structure)
+    try:
+        from gateway.formats.edifact.structure import validate_message
+    except ImportError:  # pragma: no cover - the module ships with edigw
+        return None
+    return validate_message
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """What became of one message: kept for the CONTRL and the interchange record."""
+
+    message: Message
+    error: PayloadError | None
 
 
 @dataclass(slots=True)
@@ -33,6 +62,9 @@ class EdifactPayload:
     standard: str | None = None
     senders: list[Sender] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Per interchange (same order): the error that rejected it whole, and each message's
+    #: verdict. Filled by ``documents``.
+    verdicts: list[tuple[PayloadError | None, list[_Verdict]]] = field(default_factory=list)
 
     def summary(self) -> str:
         kinds = Counter(m.describe() for i in self.interchanges for m in i.messages)
@@ -41,26 +73,192 @@ class EdifactPayload:
                 f"{' …' if len(self.interchanges) > 5 else ''}), "
                 + ", ".join(f"{n} × {k}" for k, n in kinds.items()))
 
+    def control_refs(self) -> list[str]:
+        return [i.control_ref for i in self.interchanges if i.control_ref]
+
     def documents(self, *, partner: Partner, transmission_id: str | None,
-                  filename: str | None) -> list[MappedDocument]:
-        out: list[MappedDocument] = []
+                  filename: str | None, known_refs: dict[str, str] | None = None
+                  ) -> list[MappedDocument | FailedMessage]:
+        policy = partner.edifact
+        known = dict(known_refs or {})
+        validate = _validator()
+        out: list[MappedDocument | FailedMessage] = []
+        self.verdicts = []
         for interchange in self.interchanges:
+            rejected = interchange.error or self._duplicate(interchange, known, policy.duplicate_interchange)
+            if interchange.control_ref and interchange.control_ref not in known:
+                known[interchange.control_ref] = f"earlier in this file ({filename or 'payload'})"
+            results: list[MappedDocument | FailedMessage] = []
+            verdicts: list[_Verdict] = []
+            first_failure: _Verdict | None = None
             for message in interchange.messages:
-                doc_type = DOCUMENT_TYPES.get(message.type)
-                mapping_id = partner.mapping_for(doc_type) if doc_type else None
-                mapping = self.mappings.find(message, mapping_id=mapping_id)
-                mapped = map_message(mapping, interchange, message, partner_id=partner.id,
-                                     filename=filename, transmission_id=transmission_id)
-                doc = mapped.document
-                schema_version = CANONICAL_MODELS[mapped.document_type].model_fields["schema_"].default
-                out.append(MappedDocument(
-                    doc_type=mapped.document_type, document=doc,
-                    message_id=doc.message_id,  # type: ignore[attr-defined]
-                    business_number=doc.business_number,  # type: ignore[attr-defined]
-                    interchange_ref=interchange.control_ref, message_ref=message.ref,
-                    schema_version=schema_version,
-                    warnings=[w for w in mapped.warnings if w not in interchange.warnings]))
+                error = rejected or message.error
+                if error is None and validate is not None:
+                    errors = validate(message, decimal_mark=interchange.decimal_mark)
+                    if errors:
+                        error = _first_of(errors)
+                if error is not None:
+                    result: MappedDocument | FailedMessage = self._failed(
+                        partner, interchange, message, error, FAILED)
+                else:
+                    result, error = self._map(partner, interchange, message, transmission_id,
+                                              filename)
+                results.append(result)
+                verdicts.append(_Verdict(message, error))
+                if error is not None and first_failure is None:
+                    first_failure = verdicts[-1]
+            if (rejected is None and first_failure is not None and len(verdicts) > 1
+                    and policy.on_message_error == "reject-interchange"):
+                cause = first_failure.error
+                assert cause is not None
+                rejected = EdifactSyntaxError(
+                    f"interchange {interchange.control_ref or '-'} rejected whole (partner "
+                    f"policy reject-interchange) because message {first_failure.message.ref} "
+                    f"failed: {cause.reason}", position=cause.position, code=cause.code)
+                results = [r if isinstance(r, FailedMessage) else
+                           self._failed(partner, interchange, v.message, rejected, FAILED)
+                           for r, v in zip(results, verdicts, strict=True)]
+                verdicts = [v if v.error is not None else _Verdict(v.message, rejected)
+                            for v in verdicts]
+            out += results
+            self.verdicts.append((rejected, verdicts))
         return out
+
+    def _duplicate(self, interchange: Interchange, known: dict[str, str],
+                   policy: str) -> EdifactSyntaxError | None:
+        ref = interchange.control_ref
+        if policy == "accept" or not ref or ref not in known:
+            return None
+        text = (f"interchange reference {ref} (UNB 0020) from sender {interchange.sender_id} "
+                f"was already received {known[ref]}")
+        if policy == "reject":
+            first = interchange.messages[0] if interchange.messages else None
+            position = None
+            if first is not None:
+                position = first.source.position(None, element="UNB/0020")
+            return EdifactSyntaxError(f"{text}; rejected as a duplicate (partner policy)",
+                                      code="26", position=position)
+        interchange.warnings.append(f"{text}; processed again (partner policy: warn)")
+        return None
+
+    def _map(self, partner: Partner, interchange: Interchange, message: Message,
+             transmission_id: str | None, filename: str | None
+             ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
+        doc_type = DOCUMENT_TYPES.get(message.type)
+        if doc_type is None:
+            error = MappingError(f"unsupported message type {message.describe()}: edigw maps "
+                                 f"{', '.join(sorted(DOCUMENT_TYPES))}",
+                                 position=message.source.position(message.segments[0],
+                                                                  message_ref=message.ref))
+            return self._failed(partner, interchange, message, error, UNSUPPORTED), None
+        try:
+            mapping = self.mappings.find(message, mapping_id=partner.mapping_for(doc_type))
+        except MappingError as exc:
+            return self._failed(partner, interchange, message, exc, UNSUPPORTED), None
+        try:
+            mapped = map_message(mapping, interchange, message, partner_id=partner.id,
+                                 filename=filename, transmission_id=transmission_id)
+        except (MappingError, EdifactSyntaxError) as exc:
+            return self._failed(partner, interchange, message, exc, FAILED), exc
+        doc = mapped.document
+        schema_version = CANONICAL_MODELS[mapped.document_type].model_fields["schema_"].default
+        return MappedDocument(
+            doc_type=mapped.document_type, document=doc,
+            message_id=doc.message_id,  # type: ignore[attr-defined]
+            business_number=doc.business_number,  # type: ignore[attr-defined]
+            interchange_ref=interchange.control_ref, message_ref=message.ref,
+            schema_version=schema_version,
+            warnings=[w for w in mapped.warnings if w not in interchange.warnings]), None
+
+    @staticmethod
+    def _failed(partner: Partner, interchange: Interchange, message: Message,
+                error: PayloadError, status: str) -> FailedMessage:
+        doc_type = DOCUMENT_TYPES.get(message.type)
+        number = _business_number(message)
+        description = f"{message.describe()} message {message.ref}"
+        return FailedMessage(
+            status=status, stage=error.stage if status == FAILED else "map",
+            reason=f"{description}: {error}", description=description,
+            message_id=message_id(partner.id, doc_type or message.type.lower(),
+                                  interchange.sender_id, interchange.control_ref, message.ref,
+                                  number),
+            doc_type=doc_type or message.type.lower(), business_number=number,
+            interchange_ref=interchange.control_ref, message_ref=message.ref,
+            code=error.code)
+
+    def interchanges_seen(self) -> list[InterchangeSeen]:
+        seen = []
+        for interchange, (rejected, _verdicts) in zip(self.interchanges, self.verdicts,
+                                                      strict=False):
+            if not interchange.control_ref:
+                continue
+            prepared = ":".join(p for p in (interchange.prepared_date,
+                                            interchange.prepared_time) if p) or None
+            seen.append(InterchangeSeen(
+                control_ref=interchange.control_ref, sender_id=interchange.sender_id,
+                sender_qualifier=interchange.sender_qualifier,
+                recipient_id=interchange.recipient_id, prepared=prepared,
+                message_count=len(interchange.messages),
+                rejected=str(rejected) if rejected else None))
+        return seen
+
+    def replies(self, *, partner: Partner, transmission_id: str) -> list[Reply]:
+        """A CONTRL per interchange, as the partner's ``edifact.contrl`` policy asks."""
+        wish = partner.edifact.contrl
+        if wish == "never":
+            return []
+        out: list[Reply] = []
+        for n, (interchange, (rejected, verdicts)) in enumerate(
+                zip(self.interchanges, self.verdicts, strict=False), 1):
+            if not interchange.control_ref or interchange.sender_id is None:
+                continue  # bare messages: nobody to address a CONTRL to
+            requested = interchange.ack_requested
+            anything_rejected = rejected is not None or any(v.error for v in verdicts)
+            if not (wish == "always" or requested
+                    or (wish == "errors" and anything_rejected)):
+                continue
+            out.append(_contrl_reply(partner, transmission_id, n, interchange, rejected,
+                                     verdicts))
+        return out
+
+
+def _contrl_reply(partner: Partner, transmission_id: str, n: int, interchange: Interchange,
+                  rejected: PayloadError | None, verdicts: list[_Verdict]) -> Reply:
+    from gateway.formats.edifact.contrl import MessageReport, build_contrl
+
+    our_ref = str(int(hashlib.sha256(f"{transmission_id}:{n}".encode()).hexdigest(), 16)
+                  % 10**14).zfill(14)
+    if rejected is not None and interchange.error is None:
+        interchange.error = rejected if isinstance(rejected, EdifactSyntaxError) else \
+            EdifactSyntaxError(str(rejected), code=rejected.code)
+    data = build_contrl(interchange, [MessageReport(v.message, v.error) for v in verdicts],
+                        control_ref=our_ref, prepared=dt.datetime.now(dt.UTC),
+                        report_accepted=partner.edifact.contrl_accepted_messages)
+    accepted = sum(1 for v in verdicts if v.error is None)
+    action = ("interchange rejected" if rejected is not None else
+              f"{accepted} of {len(verdicts)} message(s) accepted")
+    safe_ref = re.sub(r"[^A-Za-z0-9_.-]", "_", interchange.control_ref or "x")
+    return Reply(kind="contrl", filename=f"CONTRL_{partner.id}_{safe_ref}_{our_ref}.edi",
+                 data=data, detail=f"CONTRL {our_ref} for interchange "
+                 f"{interchange.control_ref}: {action}")
+
+
+def _first_of(errors: list[EdifactSyntaxError]) -> EdifactSyntaxError:
+    if len(errors) == 1:
+        return errors[0]
+    first = errors[0]
+    more = "; ".join(e.reason for e in errors[1:4])
+    return EdifactSyntaxError(
+        f"{first.reason} (and {len(errors) - 1} more: {more}{' …' if len(errors) > 4 else ''})",
+        position=first.position, code=first.code)
+
+
+def _business_number(message: Message) -> str | None:
+    """The document number as sent (BGM 1004: element 2, component 1 in every directory)."""
+    for segment in message.segments[1:4]:
+        if segment.tag == "BGM":
+            return segment.get(1, 0) or None
+    return None
 
 
 class EdifactReader:
