@@ -29,17 +29,28 @@ class _Strict(BaseModel):
 
 
 class Party(_Strict):
-    """A party named in a document (NAD in EDIFACT)."""
+    """A party named in a document (NAD in EDIFACT, with its RFF, CTA and COM)."""
 
     gln: str | None = Field(None, description="GS1 Global Location Number (13 digits, checked)")
     id: str | None = Field(None, description="Party identifier as sent (NAD C082 3039)")
-    id_agency: str | None = Field(None, description="Code list agency of the id (3055: 9 = GS1)")
-    name: str | None = None
+    id_agency: str | None = Field(
+        None, description="Who issued the id: EDIFACT 3055 (9 = GS1), or the ISO/IEC 6523 "
+        "scheme (0088 = GLN) where EN 16931 puts it (NAD C082 1131)")
+    name: str | None = Field(None, description="Name (EN 16931 BT-27 seller, BT-44 buyer)")
+    trading_name: str | None = Field(None, description="Trading name (BT-28, BT-45)")
     street: str | None = None
     city: str | None = None
     postal_code: str | None = None
+    region: str | None = Field(None, description="Country subdivision (BT-39, BT-54)")
     country: str | None = Field(None, description="ISO 3166-1 alpha-2")
-    vat_id: str | None = None
+    vat_id: str | None = Field(None, description="VAT identifier (BT-31 seller, BT-48 buyer)")
+    tax_registration_id: str | None = Field(
+        None, description="Local tax registration id, not VAT (BT-32)")
+    legal_registration_id: str | None = Field(
+        None, description="Legal registration id, e.g. company register number (BT-30, BT-47)")
+    contact_name: str | None = Field(None, description="Contact point (BT-41, BT-56)")
+    phone: str | None = Field(None, description="Contact telephone (BT-42, BT-57)")
+    email: str | None = Field(None, description="Contact e-mail (BT-43, BT-58)")
 
 
 class Parties(_Strict):
@@ -118,7 +129,204 @@ class Order(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
-CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order}
+INVOICE_SCHEMA = "edigw.invoice/1"
+
+
+class InvoiceParties(_Strict):
+    """The parties of an invoice, by role (EN 16931 BG-4, BG-7, BG-10, BG-11, BG-13)."""
+
+    seller: Party | None = Field(None, description="BG-4 seller (EDIFACT NAD+SE, EANCOM NAD+SU)")
+    buyer: Party | None = Field(None, description="BG-7 buyer (NAD+BY)")
+    payee: Party | None = Field(None, description="BG-10 payee, when not the seller (NAD+PE)")
+    tax_representative: Party | None = Field(
+        None, description="BG-11 seller's tax representative (NAD+LC or NAD+AE)")
+    invoicee: Party | None = Field(
+        None, description="Party the invoice is addressed to, when not the buyer (NAD+IV)")
+    delivery: Party | None = Field(
+        None, description="BG-13 deliver-to party: BT-70 name, BT-71 location id, BG-15 "
+        "address (NAD+DP or NAD+ST)")
+
+
+class PaymentTerms(_Strict):
+    """How to pay: payment terms (BT-20) and payment instructions (BG-16).
+
+    The due date is the invoice's ``due_date`` (BT-9), not repeated here.
+    """
+
+    terms: str | None = Field(None, description="BT-20 payment terms, as text")
+    means_code: str | None = Field(
+        None, description="BT-81 payment means (UNCL 4461: 30 credit transfer, 58 SEPA credit "
+        "transfer, 49 direct debit, 48 card …)")
+    payment_reference: str | None = Field(
+        None, description="BT-83 remittance information the payer quotes (RFF+PQ)")
+    account_id: str | None = Field(
+        None, description="BT-84 payment account identifier: the IBAN for SEPA credit "
+        "transfers, else the account number as sent (FII+RB C078 3194)")
+    account_name: str | None = Field(None, description="BT-85 payment account name")
+    bic: str | None = Field(
+        None, description="BT-86 payment service provider identifier, BIC (FII C088 3433)")
+    mandate_reference: str | None = Field(
+        None, description="BT-89 direct debit mandate reference (RFF+AVS)")
+    debited_account_id: str | None = Field(
+        None, description="BT-91 account to be debited by a direct debit (FII+BI)")
+    discount_percent: Amount | None = Field(
+        None, description="Settlement discount percentage offered for early payment "
+        "(EANCOM PAT with PCD+12); not an EN 16931 term, kept for the ERP")
+
+
+class InvoiceLine(_Strict):
+    """One invoice line (EN 16931 BG-25)."""
+
+    line_id: str | None = Field(None, description="BT-126 invoice line identifier (LIN 1082)")
+    note: str | None = Field(None, description="BT-127 invoice line note")
+    order_line_reference: str | None = Field(
+        None, description="BT-132 referenced purchase order line (RFF+ON 1156)")
+    item_code: str | None = Field(
+        None, description="The line's item number exactly as sent (EDIFACT LIN C212 7140), "
+        "kept even when it is not a valid GTIN")
+    item_code_type: str | None = Field(
+        None, description="What item_code is (7143: EN/SRV = GTIN, SA = supplier's, IN = buyer's)")
+    gtin: str | None = Field(
+        None, description="BT-157 item standard identifier: GS1 GTIN (8, 12, 13 or 14 digits, "
+        "checked)")
+    seller_item_id: str | None = Field(None, description="BT-155 item seller's identifier")
+    buyer_item_id: str | None = Field(None, description="BT-156 item buyer's identifier")
+    description: str | None = Field(None, description="BT-153 item name")
+    quantity: Amount = Field(description="BT-129 invoiced quantity (negative on a return line)")
+    unit: str | None = Field(
+        None, description="BT-130 unit of measure (UN/ECE Recommendation 20 code)")
+    net_price: Amount | None = Field(None, description="BT-146 item net price")
+    gross_price: Amount | None = Field(None, description="BT-148 item gross price")
+    price_discount: Amount | None = Field(
+        None, description="BT-147 item price discount (gross price minus net price)")
+    price_basis_quantity: Amount | None = Field(
+        None, description="BT-149 item price base quantity (the price is per this many units)")
+    price_basis_unit: str | None = Field(
+        None, description="BT-150 unit of the price base quantity")
+    line_net_amount: Amount | None = Field(
+        None, description="BT-131 invoice line net amount (after line allowances and charges)")
+    vat_category: str | None = Field(
+        None, description="BT-151 invoiced item VAT category (UNCL 5305: S, Z, E, AE, K, G, O, "
+        "L, M)")
+    vat_rate: Amount | None = Field(None, description="BT-152 invoiced item VAT rate, percent")
+    allowance_amounts: list[Amount] = Field(
+        default_factory=list, description="BT-136 amount of each line allowance (BG-27)")
+    charge_amounts: list[Amount] = Field(
+        default_factory=list, description="BT-141 amount of each line charge (BG-28)")
+    period_start: dt.date | None = Field(None, description="BT-134 line period start")
+    period_end: dt.date | None = Field(None, description="BT-135 line period end")
+
+
+class AllowanceCharge(_Strict):
+    """A document-level allowance (EN 16931 BG-20) or charge (BG-21)."""
+
+    amount: Amount | None = Field(None, description="BT-92 / BT-99 amount, without VAT")
+    base_amount: Amount | None = Field(None, description="BT-93 / BT-100 base amount")
+    percentage: Amount | None = Field(None, description="BT-94 / BT-101 percentage")
+    vat_category: str | None = Field(None, description="BT-95 / BT-102 VAT category (UNCL 5305)")
+    vat_rate: Amount | None = Field(None, description="BT-96 / BT-103 VAT rate, percent")
+    reason: str | None = Field(None, description="BT-97 / BT-104 reason, as text")
+    reason_code: str | None = Field(
+        None, description="BT-98 / BT-105 reason code (UNCL 5189 allowances, UNCL 7161 charges)")
+
+
+class VatBreakdown(_Strict):
+    """The VAT of one category and rate (EN 16931 BG-23)."""
+
+    category: str | None = Field(None, description="BT-118 VAT category code (UNCL 5305)")
+    rate: Amount | None = Field(None, description="BT-119 VAT category rate, percent")
+    taxable_amount: Amount | None = Field(None, description="BT-116 VAT category taxable amount")
+    tax_amount: Amount | None = Field(None, description="BT-117 VAT category tax amount")
+    exemption_reason: str | None = Field(None, description="BT-120 VAT exemption reason text")
+    exemption_reason_code: str | None = Field(
+        None, description="BT-121 VAT exemption reason code")
+
+
+class InvoiceTotals(_Strict):
+    """Document totals (EN 16931 BG-22) as the partner sent them; none is computed here."""
+
+    line_total: Amount | None = Field(None, description="BT-106 sum of invoice line net amounts")
+    allowance_total: Amount | None = Field(
+        None, description="BT-107 sum of allowances on document level")
+    charge_total: Amount | None = Field(None, description="BT-108 sum of charges on document level")
+    tax_exclusive: Amount | None = Field(None, description="BT-109 invoice total without VAT")
+    tax_total: Amount | None = Field(None, description="BT-110 invoice total VAT amount")
+    tax_total_accounting_currency: Amount | None = Field(
+        None, description="BT-111 invoice total VAT amount in the VAT accounting currency (BT-6)")
+    tax_inclusive: Amount | None = Field(None, description="BT-112 invoice total with VAT")
+    prepaid: Amount | None = Field(None, description="BT-113 paid amount")
+    rounding: Amount | None = Field(None, description="BT-114 rounding amount")
+    payable: Amount | None = Field(
+        None, description="BT-115 amount due for payment, only when the partner states it "
+        "(EDIFACT MOA+9); many EANCOM invoices state only tax_inclusive")
+
+
+class Invoice(_Strict):
+    """An invoice or credit note (``edigw.invoice/1``), shaped after the EN 16931 business
+    terms so that EDIFACT, UBL, CII and Factur-X invoices land in the same form.
+    """
+
+    schema_: Literal["edigw.invoice/1"] = Field(INVOICE_SCHEMA, alias="schema")
+    message_id: str = Field(description="Stable id: the same source message always gives the same id")
+    partner: str = Field(description="Partner id from the partner profile")
+    invoice_number: str = Field(min_length=1, description="BT-1 invoice number")
+    invoice_type: str | None = Field(
+        None, description="BT-3 invoice type code (UNCL 1001: 380 commercial invoice, 381 credit "
+        "note, 383 debit note, 384 corrected invoice, 386 prepayment invoice, 389 self-billed "
+        "invoice …)")
+    function: str | None = Field(None, description="original, replace, cancel, copy … (BGM 1225)")
+    issue_date: dt.date | dt.datetime | None = Field(None, description="BT-2 invoice issue date")
+    tax_point_date: dt.date | None = Field(None, description="BT-7 VAT point date")
+    due_date: dt.date | None = Field(None, description="BT-9 payment due date")
+    invoicing_period_start: dt.date | None = Field(None, description="BT-73 invoicing period start")
+    invoicing_period_end: dt.date | None = Field(None, description="BT-74 invoicing period end")
+    delivery_date: dt.date | None = Field(None, description="BT-72 actual delivery date")
+    currency: str | None = Field(None, description="BT-5 invoice currency (ISO 4217)")
+    tax_currency: str | None = Field(
+        None, description="BT-6 VAT accounting currency, when not the invoice currency")
+    buyer_reference: str | None = Field(None, description="BT-10 buyer reference")
+    project_reference: str | None = Field(None, description="BT-11 project reference")
+    contract_reference: str | None = Field(None, description="BT-12 contract reference")
+    order_reference: str | None = Field(None, description="BT-13 purchase order reference")
+    sales_order_reference: str | None = Field(None, description="BT-14 sales order reference")
+    receiving_advice_reference: str | None = Field(
+        None, description="BT-15 receiving advice reference")
+    despatch_reference: str | None = Field(
+        None, description="BT-16 despatch advice reference, or the delivery note number when "
+        "that is what the supplier quotes")
+    preceding_invoice_reference: str | None = Field(
+        None, description="BT-25 preceding invoice reference (what a credit note corrects)")
+    preceding_invoice_date: dt.date | None = Field(
+        None, description="BT-26 preceding invoice issue date")
+    parties: InvoiceParties = Field(default_factory=InvoiceParties)
+    payment: PaymentTerms | None = None
+    notes: list[str] = Field(default_factory=list, description="BT-22 invoice notes")
+    vat_exemption_reason: str | None = Field(
+        None, description="BT-120 VAT exemption reason where the syntax gives one for the whole "
+        "invoice (EDIFACT FTX+AGM) rather than one per VAT breakdown")
+    lines: list[InvoiceLine] = Field(default_factory=list, description="BG-25 invoice lines")
+    allowances: list[AllowanceCharge] = Field(
+        default_factory=list, description="BG-20 document level allowances")
+    charges: list[AllowanceCharge] = Field(
+        default_factory=list, description="BG-21 document level charges")
+    vat_breakdown: list[VatBreakdown] = Field(
+        default_factory=list, description="BG-23 VAT breakdown, one per category and rate")
+    totals: InvoiceTotals = Field(default_factory=InvoiceTotals)
+    source: Source
+
+    #: The field that holds the document's business number (what support staff search by).
+    business_field: ClassVar[str] = "invoice_number"
+
+    @property
+    def business_number(self) -> str:
+        return self.invoice_number
+
+    def to_json_bytes(self) -> bytes:
+        """The document as the ERP receives it: UTF-8 JSON, decimals as strings."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+
+
+CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order, "invoice": Invoice}
 
 
 def document_type_of(model: BaseModel) -> str:
