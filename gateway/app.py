@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
+from gateway.channels.folder.outbound import OutboundFolders
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
 from gateway.core.pipeline import Pipeline
@@ -44,6 +45,7 @@ class Gateway:
     mappings: MappingSet
     pipeline: Pipeline
     publisher: OutboxPublisher | None = None
+    outbound: OutboundFolders | None = None
     channels: list[FolderChannel] = field(default_factory=list)
 
     @classmethod
@@ -55,10 +57,24 @@ class Gateway:
         mappings = MappingSet.load(Path(settings.mappings))
         gw = cls(settings=settings, partners=partners, store=store, archive=archive,
                  mappings=mappings, pipeline=None)  # type: ignore[arg-type]
+        gw.outbound = OutboundFolders(store, archive, root=settings.outbound.path,
+                                      partner=partners.get,
+                                      max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=[EdifactReader(mappings)], on_queued=gw._wake_publisher,
+                               on_outbound=gw.deliver_outbound,
                                max_size=max((i.max_size for i in settings.inbox), default=200 << 20))
         return gw
+
+    def deliver_outbound(self) -> int:
+        """Send what is waiting for partners (after a processing batch, and periodically)."""
+        if self.outbound is None:
+            return 0
+        try:
+            return self.outbound.deliver_pending()
+        except Exception:  # a store outage: the rows stay PENDING for the next round
+            log.exception("outbound_delivery_failed")
+            return 0
 
     def _wake_publisher(self) -> None:
         if self.publisher is not None:
@@ -118,12 +134,22 @@ class Gateway:
         tasks = [asyncio.create_task(c.run(stop), name=f"folder:{c.spec.path}")
                  for c in self.channels]
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
+        tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
                  store=mask_url(self.settings.store.url), partners=len(self.partners))
         await stop.wait()
         log.info("gateway_stopping")
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.close)
+
+    async def _outbound_sweeper(self, stop: asyncio.Event, every: float = 30.0) -> None:
+        """Deliver outbound files left over (a crash, a folder that was not writable)."""
+        while not stop.is_set():
+            await asyncio.to_thread(self.deliver_outbound)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
 
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
         """Process received transmissions, up to 256 at a time in one commit."""

@@ -134,7 +134,10 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
 @click.pass_obj
 def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None:
-    """Process FAILED or QUARANTINED transmissions again from the archive (after a fix)."""
+    """Process FAILED or QUARANTINED transmissions again from the archive (after a fix).
+
+    A transmission some of whose messages failed is taken too: its failed messages are
+    tried again, and the documents already published are recognised and not sent twice."""
     from gateway.store import schema as s
 
     _setup_logs(obj.settings, "warning")
@@ -145,7 +148,8 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None
             t = gw.store.get_transmission(tid)
             if t is None:
                 _fail(f"no transmission {tid}", 1)
-            if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED):
+            partial = t.status in (s.PROCESSED, s.PUBLISHED) and t.reason
+            if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED) and not partial:
                 click.echo(f"{t.id}: {t.status}, nothing to reprocess")
                 continue
             gw.store.add_event(t.id, "reprocess", f"requested from the command line (was {t.status})")
@@ -158,8 +162,12 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None
 
 def _report(out: Any, label: str = "") -> int:
     """Print one processing outcome; 1 when it failed."""
-    if out.reason:
+    if out.reason and out.status not in ("PROCESSED", "PUBLISHED"):
         click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
+        return 1
+    if out.reason:  # some messages failed, the others went on
+        click.echo(f"{out.transmission_id}{label}: {out.documents} message(s) for partner "
+                   f"{out.partner_id}, {out.queued} queued; {out.reason}")
         return 1
     click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
                f"{out.partner_id}, {out.queued} queued")
@@ -263,10 +271,12 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
         out = t.as_dict()
         out["events"] = [dict(e, at=e["at"].isoformat()) for e in events]
         out["documents"] = [d.as_dict() for d in docs]
+        out["interchanges"] = store.interchanges_of(t.id)
+        out["outbound"] = [o.as_dict() for o in store.outbound_of(t.id)]
         if payloads:
             for d, row in zip(out["documents"], docs, strict=True):
                 d["payload"] = store.document_payload(row.id)
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(out, indent=2, default=str))
         return
     click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else ""))
     for label, value in (("partner", t.partner_id), ("channel", t.channel), ("file", t.filename),
@@ -284,9 +294,28 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
         click.echo(_table(["id", "type", "number", "interchange", "message", "status", "message_id"],
                           [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
                             d.message_ref or "-", d.status, d.message_id] for d in docs]))
+        for d in docs:
+            if d.reason:
+                click.echo(f"  {d.id} {d.status}: {d.reason}")
         if payloads:
             for d in docs:
                 click.echo(json.dumps(store.document_payload(d.id), indent=2))
+    interchanges = store.interchanges_of(t.id)
+    if interchanges:
+        click.echo(f"\ninterchanges ({len(interchanges)})")
+        click.echo(_table(["reference", "sender", "recipient", "prepared", "messages", "status"],
+                          [[i["control_ref"], i["sender_id"] or "-", i["recipient_id"] or "-",
+                            i["prepared"] or "-", str(i["message_count"]), i["status"]]
+                           for i in interchanges]))
+        for i in interchanges:
+            if i["reason"]:
+                click.echo(f"  {i['control_ref']}: {i['reason']}")
+    sent = store.outbound_of(t.id)
+    if sent:
+        click.echo(f"\nsent to the partner ({len(sent)})")
+        click.echo(_table(["kind", "file", "status", "attempts", "detail"],
+                          [[o.kind, o.filename, o.status, str(o.attempts),
+                            o.last_error or o.detail or "-"] for o in sent]))
 
 
 @main.command()

@@ -138,7 +138,7 @@ class EdifactPayload:
                 position = first.source.position(None, element="UNB/0020")
             return EdifactSyntaxError(f"{text}; rejected as a duplicate (partner policy)",
                                       code="26", position=position)
-        interchange.warnings.append(f"{text}; processed again (partner policy: warn)")
+        self.warnings.append(f"{text}; processed again (partner policy: warn)")
         return None
 
     def _map(self, partner: Partner, interchange: Interchange, message: Message,
