@@ -129,6 +129,117 @@ class Order(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
+PRICE_LIST_SCHEMA = "edigw.price-list/1"
+
+
+class Price(_Strict):
+    """One price of a price-list item (EDIFACT: a PRI group with its CUX, RNG and DTM).
+
+    An item may carry several (net and gross, price breaks by quantity, future prices), each
+    with its own basis quantity, so prices are a list rather than fields of the item.
+    """
+
+    type: str = Field(description="Price qualifier as sent (EDIFACT 5125: AAA calculation net, "
+                      "AAB calculation gross, AAE/AAF information prices including tax, INF …)")
+    type_name: str | None = Field(
+        None, description="Readable name of type (net, gross, information_incl_tax …); the "
+        "code as sent when the mapping does not know it")
+    amount: Amount = Field(description="Price per basis quantity (EDIFACT 5118)")
+    price_type: str | None = Field(
+        None, description="Price type code as sent (5375: CA catalogue, CT contract, "
+        "AE range dependent …)")
+    specification: str | None = Field(
+        None, description="Price specification code as sent (5387: SRP suggested retail, "
+        "RTP retail, PRP promotional …)")
+    basis_quantity: Amount | None = Field(
+        None, description="Quantity the amount is for (5284); absent means one unit")
+    basis_unit: str | None = Field(None, description="UN/ECE Recommendation 20 unit of "
+                                   "basis_quantity (6411)")
+    currency: str | None = Field(None, description="ISO 4217, only when it differs from the "
+                                 "price list's currency (CUX in the price group)")
+    quantity_from: Amount | None = Field(None, description="Lower bound of the quantity range "
+                                         "the price applies to (RNG), for price breaks")
+    quantity_to: Amount | None = Field(None, description="Upper bound of the quantity range")
+    valid_from: dt.date | dt.datetime | None = None
+    valid_to: dt.date | dt.datetime | None = None
+
+
+class PriceListItem(_Strict):
+    """One article of a price list, with what the receiver must do with it (``action``)."""
+
+    line_number: str | None = None
+    action: str | None = Field(
+        None, description="What to do with the item in the receiver's catalogue: add, change, "
+        "delete, no_change … (EDIFACT LIN 1229); an unknown code is kept as sent")
+    item_code: str | None = Field(
+        None, description="The item number exactly as sent (EDIFACT LIN C212 7140), kept even "
+        "when it is not a valid GTIN")
+    item_code_type: str | None = Field(
+        None, description="What item_code is (7143: EN/SRV = GTIN, SA = supplier's …)")
+    gtin: str | None = Field(None, description="GS1 GTIN (8, 12, 13 or 14 digits, checked)")
+    supplier_article: str | None = None
+    buyer_article: str | None = None
+    description: str | None = None
+    unit: str | None = Field(None, description="UN/ECE Recommendation 20 unit the item is "
+                             "ordered in, when it is not pieces (QTY/MEA 6411)")
+    minimum_quantity: Amount | None = Field(None, description="Minimum order quantity "
+                                            "(EANCOM QTY 6063 = 53)")
+    prices: list[Price] = Field(default_factory=list)
+    valid_from: dt.date | dt.datetime | None = Field(
+        None, description="First day the item's data applies, when the item says so")
+    valid_to: dt.date | dt.datetime | None = None
+
+
+class PriceListParties(_Strict):
+    """The parties of a price list, by role."""
+
+    supplier: Party | None = None
+    buyer: Party | None = None
+
+
+class PriceList(_Strict):
+    """A price list or sales catalogue (``edigw.price-list/1``).
+
+    A very large list is published in parts (issue 3, streaming): each part is a PriceList
+    with the same ``message_id`` and ``price_list_number``, its own ``items`` and the
+    ``part_number`` / ``part_count`` fields set; a list sent whole has neither.
+    """
+
+    schema_: Literal["edigw.price-list/1"] = Field(PRICE_LIST_SCHEMA, alias="schema")
+    message_id: str = Field(description="Stable id: the same source message always gives the same id")
+    partner: str = Field(description="Partner id from the partner profile")
+    price_list_number: str = Field(min_length=1)
+    price_list_type: str | None = Field(None, description="Document name code (BGM 1001), "
+                                        "e.g. 9 = price/sales catalogue")
+    function: str | None = Field(None, description="original, replace, cancel, copy … (BGM 1225)")
+    issue_date: dt.date | dt.datetime | None = None
+    valid_from: dt.date | dt.datetime | None = Field(
+        None, description="Start of the list's validity period")
+    valid_to: dt.date | dt.datetime | None = Field(
+        None, description="End of the list's validity period")
+    currency: str | None = Field(None, description="ISO 4217")
+    parties: PriceListParties = Field(default_factory=PriceListParties)
+    items: list[PriceListItem] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    part_number: int | None = Field(
+        None, ge=1, description="Which part this is (1-based) when the list is published in "
+        "parts; absent when the list is sent whole")
+    part_count: int | None = Field(
+        None, ge=1, description="How many parts the list is published in; absent when whole")
+    source: Source
+
+    #: The field that holds the document's business number (what support staff search by).
+    business_field: ClassVar[str] = "price_list_number"
+
+    @property
+    def business_number(self) -> str:
+        return self.price_list_number
+
+    def to_json_bytes(self) -> bytes:
+        """The document as the ERP receives it: UTF-8 JSON, decimals as strings."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+
+
 INVOICE_SCHEMA = "edigw.invoice/1"
 
 
@@ -326,7 +437,8 @@ class Invoice(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
-CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order, "invoice": Invoice}
+CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order, "price-list": PriceList,
+                                               "invoice": Invoice}
 
 
 def document_type_of(model: BaseModel) -> str:
