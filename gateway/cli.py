@@ -114,9 +114,11 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
     try:
         for f in files:
             path = Path(f)
-            receipt = gw.pipeline.receive(Incoming(data=path.read_bytes(), channel="cli",
-                                                   channel_ref=None, filename=path.name,
-                                                   partner_hint=partner))
+            big = path.stat().st_size > 16 * 1024 * 1024  # archived by streaming
+            receipt = gw.pipeline.receive(Incoming(data=b"" if big else path.read_bytes(),
+                                                   channel="cli", channel_ref=None,
+                                                   filename=path.name, partner_hint=partner,
+                                                   path=path if big else None))
             if receipt.duplicate_of:
                 click.echo(f"{receipt.transmission_id}  {path.name}: DUPLICATE of "
                            f"{receipt.duplicate_of}, not processed again")

@@ -34,9 +34,10 @@ class PayloadTooLarge(PayloadError):
 
     stage = "receive"
 
-    def __init__(self, item: Incoming, limit: int) -> None:
+    def __init__(self, item: Incoming, limit: int, size: int | None = None) -> None:
         self.item = item
-        super().__init__(f"{item.filename or 'payload'} is {len(item.data)} bytes, over the "
+        size = item.size if size is None else size
+        super().__init__(f"{item.filename or 'payload'} is {size} bytes, over the "
                          f"{limit}-byte limit")
 
 
@@ -77,10 +78,14 @@ class Pipeline:
         """Archive every payload (one sync for the batch), then record all in one commit."""
         from gateway.store.db import new_id
 
-        for item in items:
-            if len(item.data) > self.max_size:
-                raise PayloadTooLarge(item, self.max_size)
-        digests = [hashlib.sha256(item.data).hexdigest() for item in items]
+        sizes = [item.size for item in items]
+        for item, size in zip(items, sizes, strict=True):
+            if size > self.max_size:
+                raise PayloadTooLarge(item, self.max_size, size)
+        # A large payload given as a file is archived at once, by streaming (hashing it
+        # needs a full read anyway); small ones are hashed here and archived together below.
+        digests = [self.archive.put_file(item.path)[0] if item.path is not None
+                   else hashlib.sha256(item.data).hexdigest() for item in items]
         by_channel: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_channel.setdefault(item.channel, []).append(i)
@@ -91,8 +96,8 @@ class Pipeline:
                 channel, [(items[i].channel_ref, digests[i]) for i in idx])
             originals.update(found)
             unacked.update(left)
-        fresh = [i for i, item in enumerate(items)
-                 if not (item.channel_ref and (item.channel_ref, digests[i]) in unacked)]
+        fresh = [i for i, item in enumerate(items) if item.path is None
+                 and not (item.channel_ref and (item.channel_ref, digests[i]) in unacked)]
         self.archive.put_many([items[i].data for i in fresh])
         receipts: list[Receipt] = []
         rows: list[dict] = []
@@ -107,7 +112,7 @@ class Pipeline:
             tid = new_id()
             originals.setdefault(digest, tid)
             rows.append(dict(id=tid, channel=item.channel, channel_ref=item.channel_ref,
-                             filename=item.filename, size=len(item.data), sha256=digest,
+                             filename=item.filename, size=sizes[i], sha256=digest,
                              partner_id=item.partner_hint, duplicate_of=original))
             receipts.append(Receipt(tid, duplicate_of=original))
             if original:

@@ -7,6 +7,7 @@ call a ``Receiver``. Neither side imports the other; ``gateway.app`` wires them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
@@ -131,13 +132,22 @@ class Reader(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A payload a channel has in hand and wants durably received."""
+    """A payload a channel has in hand and wants durably received.
+
+    A large payload comes as ``path`` (a local file the channel owns until the receipt)
+    with ``data`` empty: it is archived by streaming, never held in memory.
+    """
 
     data: bytes
     channel: str
     channel_ref: str | None = None
     filename: str | None = None
     partner_hint: str | None = None
+    path: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.data)
 
 
 @dataclass(frozen=True, slots=True)

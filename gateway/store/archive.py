@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gateway.core.errors import StoreError
@@ -105,6 +105,69 @@ class Archive:
                 os.close(fd)
         for folder in {p.parent for p in written} | {self.root}:
             _fsync_dir(folder)
+
+    #: Bytes read or copied at a time when a payload is streamed.
+    block = 1 << 20
+
+    def put_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a file's bytes without holding them in memory; returns (sha256, size).
+
+        The file is copied under a temporary name while it is hashed, renamed to its digest
+        and synced: memory stays at one block whatever the file's size.
+        """
+        tmp = self.root / f".in-{os.getpid()}-{threading.get_ident()}-{os.urandom(4).hex()}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(self.block):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                    size += len(chunk)
+                if self.fsync:
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            hexdigest = digest.hexdigest()
+            target = self.path_of(hexdigest)
+            if self._intact_file(target, hexdigest):
+                tmp.unlink()
+                return hexdigest, size
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+            if self.fsync:
+                _fsync_dir(target.parent)
+                _fsync_dir(self.root)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot archive {source} under {self.root}: {exc}") from exc
+        return hexdigest, size
+
+    def blocks(self, sha256: str) -> Iterator[bytes]:
+        """The payload block by block, for streaming; StoreError when it is missing, and at
+        the end when its bytes do not hash to its name (a torn or altered file)."""
+        digest = hashlib.sha256()
+        try:
+            handle = open(self.path_of(sha256), "rb")
+        except OSError as exc:
+            raise StoreError(f"archived payload {sha256} is missing: {exc}") from exc
+        with handle:
+            while chunk := handle.read(self.block):
+                digest.update(chunk)
+                yield chunk
+        if digest.hexdigest() != sha256:
+            raise StoreError(f"archived payload {sha256} is corrupted (digest differs)")
+
+    def _intact_file(self, target: Path, digest: str) -> bool:
+        """Like ``_intact`` without reading the whole file into memory."""
+        try:
+            h = hashlib.sha256()
+            with open(target, "rb") as handle:
+                while chunk := handle.read(self.block):
+                    h.update(chunk)
+            return h.hexdigest() == digest
+        except OSError:
+            return False
 
     def get(self, sha256: str) -> bytes:
         """The archived bytes; raises StoreError when missing or corrupted."""

@@ -45,3 +45,26 @@ def test_path_traversal_in_digest_is_refused(tmp_path):
     """Only hex digests name archive files."""
     with pytest.raises(ValueError):
         Archive(tmp_path).path_of("../../etc/passwd")
+
+
+def test_put_file_streams_and_blocks_read_back(tmp_path):
+    """A file is archived by streaming (in blocks smaller than it) and read back the same."""
+    a = Archive(tmp_path / "archive")
+    a.block = 1000
+    src = tmp_path / "big.edi"
+    data = bytes(range(256)) * 50  # 12,800 bytes: 13 blocks
+    src.write_bytes(data)
+    digest, size = a.put_file(src)
+    assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert a.get(digest) == data
+    assert b"".join(a.blocks(digest)) == data
+    assert a.put_file(src) == (digest, size)  # stored once
+    assert not [p for p in (tmp_path / "archive").iterdir() if p.name.startswith(".in-")]
+
+
+def test_blocks_detect_corruption_at_the_end(tmp_path):
+    a = Archive(tmp_path)
+    d = a.put(b"x" * 5000)
+    a.path_of(d).write_bytes(b"y" * 5000)
+    with pytest.raises(StoreError, match="corrupted"):
+        list(a.blocks(d))

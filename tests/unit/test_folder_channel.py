@@ -107,3 +107,18 @@ def test_name_clash_in_processed_folder_keeps_both(tmp_path):
         ch.scan_once()
         ch.scan_once()
     assert sorted(p.name for p in spec.processed.iterdir()) == ["a.1.edi", "a.edi"]
+
+
+def test_large_file_is_handed_over_as_a_path_not_read(tmp_path):
+    """Above ``stream_above`` the channel passes the file's path so it is archived by
+    streaming; the move still happens only after the receipt."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r, stream_above=10)
+    (spec.path / "small.edi").write_bytes(b"UNB'")
+    (spec.path / "big.edi").write_bytes(b"UNB+" + b"x" * 100)
+    ch.scan_once()
+    assert ch.scan_once() == 2
+    big, small = r.items
+    assert (big.filename, big.data, big.path) == ("big.edi", b"", spec.path / "big.edi")
+    assert (small.data, small.path) == (b"UNB'", None)
+    assert (spec.processed / "big.edi").exists()

@@ -38,6 +38,8 @@ class FolderSpec:
     ignore: tuple[str, ...] = (".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart")
     max_size: int = 200 * 1024 * 1024
     batch: int = 256
+    #: Files larger than this are archived by streaming from the inbox, never read whole.
+    stream_above: int = 16 * 1024 * 1024
 
 
 class FolderChannel:
@@ -95,14 +97,15 @@ class FolderChannel:
                 if size > self.spec.max_size:
                     self._refuse(path, f"{size} bytes, over the {self.spec.max_size}-byte limit")
                     continue
-                data = path.read_bytes()
+                data = path.read_bytes() if size <= self.spec.stream_above else b""
             except FileNotFoundError:
                 continue  # taken away by someone else between two looks
             except OSError as exc:
                 self._refuse(path, f"cannot read: {exc.strerror}")
                 continue
             items.append(Incoming(data=data, channel=self.name, channel_ref=str(path),
-                                  filename=path.name, partner_hint=self.spec.partner))
+                                  filename=path.name, partner_hint=self.spec.partner,
+                                  path=path if size > self.spec.stream_above else None))
             kept.append(path)
         if not items:
             return 0
