@@ -324,8 +324,8 @@ class InvoiceLine(_Strict):
         default_factory=list, description="BT-136 amount of each line allowance (BG-27)")
     charge_amounts: list[Amount] = Field(
         default_factory=list, description="BT-141 amount of each line charge (BG-28)")
-    period_start: dt.date | None = Field(None, description="BT-134 line period start")
-    period_end: dt.date | None = Field(None, description="BT-135 line period end")
+    period_start: dt.date | dt.datetime | None = Field(None, description="BT-134 line period start")
+    period_end: dt.date | dt.datetime | None = Field(None, description="BT-135 line period end")
 
 
 class AllowanceCharge(_Strict):
@@ -387,11 +387,14 @@ class Invoice(_Strict):
         "invoice …)")
     function: str | None = Field(None, description="original, replace, cancel, copy … (BGM 1225)")
     issue_date: dt.date | dt.datetime | None = Field(None, description="BT-2 invoice issue date")
-    tax_point_date: dt.date | None = Field(None, description="BT-7 VAT point date")
-    due_date: dt.date | None = Field(None, description="BT-9 payment due date")
-    invoicing_period_start: dt.date | None = Field(None, description="BT-73 invoicing period start")
-    invoicing_period_end: dt.date | None = Field(None, description="BT-74 invoicing period end")
-    delivery_date: dt.date | None = Field(None, description="BT-72 actual delivery date")
+    tax_point_date: dt.date | dt.datetime | None = Field(None, description="BT-7 VAT point date")
+    due_date: dt.date | dt.datetime | None = Field(None, description="BT-9 payment due date")
+    invoicing_period_start: dt.date | dt.datetime | None = Field(
+        None, description="BT-73 invoicing period start")
+    invoicing_period_end: dt.date | dt.datetime | None = Field(
+        None, description="BT-74 invoicing period end")
+    delivery_date: dt.date | dt.datetime | None = Field(
+        None, description="BT-72 actual delivery date")
     currency: str | None = Field(None, description="BT-5 invoice currency (ISO 4217)")
     tax_currency: str | None = Field(
         None, description="BT-6 VAT accounting currency, when not the invoice currency")
@@ -407,7 +410,7 @@ class Invoice(_Strict):
         "that is what the supplier quotes")
     preceding_invoice_reference: str | None = Field(
         None, description="BT-25 preceding invoice reference (what a credit note corrects)")
-    preceding_invoice_date: dt.date | None = Field(
+    preceding_invoice_date: dt.date | dt.datetime | None = Field(
         None, description="BT-26 preceding invoice issue date")
     parties: InvoiceParties = Field(default_factory=InvoiceParties)
     payment: PaymentTerms | None = None
