@@ -140,10 +140,11 @@ class Price(_Strict):
     """
 
     type: str = Field(description="Price qualifier as sent (EDIFACT 5125: AAA calculation net, "
-                      "AAB calculation gross, AAE/AAF information prices including tax, INF …)")
+                      "AAB calculation gross, AAE/AAF information price with/without tax, "
+                      "INF information …)")
     type_name: str | None = Field(
-        None, description="Readable name of type (net, gross, information_incl_tax …); the "
-        "code as sent when the mapping does not know it")
+        None, description="Readable name of type (net, gross, information_incl_tax, "
+        "information_excl_tax …); the code as sent when the mapping does not know it")
     amount: Amount = Field(description="Price per basis quantity (EDIFACT 5118)")
     price_type: str | None = Field(
         None, description="Price type code as sent (5375: CA catalogue, CT contract, "
