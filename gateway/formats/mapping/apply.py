@@ -43,9 +43,9 @@ _TAG = attrgetter("tag")
 #: A scope's segments by tag: the header (outside groups) or one group instance.
 Tagged = dict[str, list[Segment]]
 #: Who is being mapped, for messages: ``ORDERS message 1``, or for one instance of an
-#: ``each`` group (context, rule name, number, trigger segment). Text is made only when an
-#: error or a warning needs it.
-Context = str | tuple[str, str, int, Segment]
+#: ``each`` group (enclosing context, rule name, number, trigger segment): a price of an item
+#: nests two deep. Text is made only when an error or a warning needs it.
+Context = str | tuple["Context", str, int, Segment]
 #: A compiled field rule: (scope, run, context) -> value, or None when there is none.
 Getter = Callable[[Tagged, "_Run", Context], Any]
 
@@ -54,17 +54,20 @@ def _context_text(context: Context) -> str:
     if isinstance(context, str):
         return context
     base, name, number, trigger = context
-    return f"{base}, {name} {number} (segment {trigger.index} {trigger.tag})"
+    return f"{_context_text(base)}, {name} {number} (segment {trigger.index} {trigger.tag})"
 
 
 class _Instance:
-    """One instance of a segment group: its trigger segment and its segments by tag."""
+    """One instance of a segment group: its trigger segment, its own segments by tag and,
+    when its group has sub-groups, their instances by sub-group name."""
 
-    __slots__ = ("trigger", "tagged")
+    __slots__ = ("trigger", "tagged", "children")
 
-    def __init__(self, trigger: Segment) -> None:
+    def __init__(self, trigger: Segment,
+                 children: dict[str, list[_Instance]] | None = None) -> None:
         self.trigger = trigger
         self.tagged: Tagged = {trigger.tag: [trigger]}
+        self.children = children
 
 
 def partition(segments: list[Segment], groups: dict[str, GroupDef]
@@ -104,15 +107,102 @@ def partition(segments: list[Segment], groups: dict[str, GroupDef]
     return header, instances
 
 
+class _Levels:
+    """A mapping's groups compiled for ``partition_nested``: the top-level groups by trigger,
+    each with its sub-groups by trigger, and so on down."""
+
+    __slots__ = ("top", "names")
+
+    def __init__(self, groups: dict[str, GroupDef]) -> None:
+        self.top = self._table(groups)
+        self.names = tuple(groups)
+
+    @classmethod
+    def _table(cls, groups: dict[str, GroupDef]) -> dict[str, _Level]:
+        return {g.trigger: _Level(g, cls._table(g.groups)) for g in groups.values()}
+
+
+class _Level:
+    """One group in ``_Levels``: its sub-groups by trigger and the tags it contains."""
+
+    __slots__ = ("group", "subs", "contains", "names")
+
+    def __init__(self, group: GroupDef, subs: dict[str, _Level]) -> None:
+        self.group = group
+        self.subs = subs
+        # The group's own trigger starts a sibling, never joins the current instance.
+        self.contains = group.contains - {group.trigger}
+        self.names = tuple(group.groups)
+
+    def instance(self, segment: Segment) -> _Instance:
+        if not self.names:
+            return _Instance(segment)
+        return _Instance(segment, {name: [] for name in self.names})
+
+
+def partition_nested(segments: list[Segment], levels: _Levels
+                     ) -> tuple[Tagged, dict[str, list[_Instance]]]:
+    """``partition`` for groups with sub-groups (LIN holding PRI-CUX-APR-RNG-DTM).
+
+    The innermost open instance is asked first: a trigger of one of its sub-groups opens a
+    sub-instance, a segment it contains joins it; otherwise it is closed and its enclosing
+    instance is asked, and so on out to the top, where a trigger opens a new top-level
+    instance and any other segment is a header segment. Each segment lands in exactly one
+    scope, so a DTM of a price is not also a DTM of its item.
+    """
+    top = levels.top
+    header: Tagged = {}
+    instances: dict[str, list[_Instance]] = {name: [] for name in levels.names}
+    stack: list[tuple[_Level, _Instance]] = []
+    for segment in segments:
+        tag = segment.tag
+        depth = len(stack)
+        while depth:
+            level, instance = stack[depth - 1]
+            sub = level.subs.get(tag)
+            if sub is not None:
+                child = sub.instance(segment)
+                instance.children[sub.group.name].append(child)  # type: ignore[index]
+                del stack[depth:]
+                stack.append((sub, child))
+                break
+            if tag in level.contains:
+                del stack[depth:]
+                same = instance.tagged.get(tag)
+                if same is None:
+                    instance.tagged[tag] = [segment]
+                else:
+                    same.append(segment)
+                break
+            depth -= 1
+        else:
+            stack.clear()
+            level = top.get(tag)
+            if level is not None:
+                instance = level.instance(segment)
+                instances[level.group.name].append(instance)
+                stack.append((level, instance))
+            else:
+                same = header.get(tag)
+                if same is None:
+                    header[tag] = [segment]
+                else:
+                    same.append(segment)
+    return header, instances
+
+
 class _Run:
     """One message being mapped: what conversions need, and the warnings so far."""
 
-    __slots__ = ("interchange", "message", "warnings")
+    __slots__ = ("interchange", "message", "warnings", "unknown_codes")
 
     def __init__(self, interchange: Interchange, message: Message) -> None:
         self.interchange = interchange
         self.message = message
         self.warnings: list[str] = []
+        #: (rule, code) -> (index of its warning, times seen): an unknown code repeated on
+        #: every item of a 100,000-item price list gives one warning with a count.
+        self.unknown_codes: dict[tuple[str, str], tuple[int, int]] = {}
 
     def where(self, segment: Segment | None, element: str | None = None) -> Any:
         return self.message.source.position(segment or self.message.segments[0],
@@ -133,18 +223,17 @@ class _Run:
             if rule.codes is not None:
                 if raw in rule.codes:
                     return rule.codes[raw]
-                self.warnings.append(f"{_context_text(context)}: {rule.name} code {raw!r} is "
-                                     "not in the mapping's code list; kept as sent")
+                self.unknown_code(rule, raw, context)
                 return raw
             if rule.type == "text":
                 return raw
             if rule.type == "decimal":
                 return to_decimal(raw, self.interchange.decimal_mark)
-            if rule.type == "date":
+            if rule.type in ("date", "date_end"):
                 fmt = rule.format
                 for place in path.format_place:
                     fmt = segment.get(place[0], place[1] or 0) or fmt
-                value, warning = to_date(raw, fmt)
+                value, warning = to_date(raw, fmt, end=rule.type == "date_end")
             elif rule.type == "gtin":
                 value, warning = to_gtin(raw)
             else:  # gln
@@ -156,6 +245,21 @@ class _Run:
             self.warnings.append(f"{_context_text(context)}: {rule.name}: {warning} "
                                  f"(segment {segment.index} {segment.tag})")
         return value
+
+    def unknown_code(self, rule: FieldRule, raw: str, context: Context) -> None:
+        """Warn that ``raw`` is not in the rule's code list: once per message and code,
+        with a count of the repeats."""
+        key = (rule.name, raw)
+        seen = self.unknown_codes.get(key)
+        if seen is None:
+            self.unknown_codes[key] = (len(self.warnings), 1)
+            self.warnings.append(f"{_context_text(context)}: {rule.name} code {raw!r} is not "
+                                 "in the mapping's code list; kept as sent")
+            return
+        index, count = seen[0], seen[1] + 1
+        self.unknown_codes[key] = (index, count)
+        first = self.warnings[index].split(" (seen ", 1)[0]
+        self.warnings[index] = f"{first} (seen {count} times in this message)"
 
 
 def _compile_field(rule: FieldRule) -> Getter:
@@ -270,14 +374,17 @@ def _fields(getters: tuple[tuple[str, Getter], ...], scope: Tagged, run: _Run,
 
 
 class _GroupPlan:
-    """A compiled group rule: which instances it reads and the getters of its fields."""
+    """A compiled group rule: which instances it reads, the getters of its fields and the
+    plans of the lists or objects read from its sub-groups (``nested``)."""
 
-    __slots__ = ("rule", "fields")
+    __slots__ = ("rule", "fields", "nested")
 
     def __init__(self, rule: GroupRule) -> None:
         self.rule = rule
         # Field names inside a group are fields of the group's canonical object: no dots.
-        self.fields = tuple((f.name, _compile_field(f)) for f in rule.fields)
+        self.fields = tuple((f.name, _compile_field(f)) for f in rule.fields
+                            if isinstance(f, FieldRule))
+        self.nested = tuple(_GroupPlan(f) for f in rule.fields if isinstance(f, GroupRule))
 
     def chosen(self, instances: list[_Instance]) -> list[_Instance]:
         conditions = self.rule.conditions
@@ -289,29 +396,56 @@ class _GroupPlan:
         return [i for i in instances
                 if all(c.holds(i.trigger.elements) for c in conditions)]
 
-    def read(self, instances: list[_Instance], run: _Run, context: str) -> Any:
+    def read(self, instances: list[_Instance], run: _Run, context: Context) -> Any:
         rule = self.rule
         chosen = self.chosen(instances)
+        if self.nested:
+            return self._read_nested(chosen, run, context)
         if rule.each:
             name = rule.name
             return [_fields(self.fields, instance.tagged, run,
                             (context, name, number, instance.trigger))
                     for number, instance in enumerate(chosen, 1)]
         if not chosen:
-            if rule.required:
-                raise MappingError(f"{context} has no {rule.name.replace('_', ' ')} "
-                                   f"(group {rule.group})", field=rule.name,
-                                   position=run.where(None))
-            return None
+            return self._none(run, context)
         return _fields(self.fields, chosen[0].tagged, run, context) or None
+
+    def _none(self, run: _Run, context: Context) -> None:
+        rule = self.rule
+        if rule.required:
+            raise MappingError(f"{_context_text(context)} has no "
+                               f"{rule.name.replace('_', ' ')} (group {rule.group})",
+                               field=rule.name, position=run.where(None))
+        return None
+
+    def _read_nested(self, chosen: list[_Instance], run: _Run, context: Context) -> Any:
+        rule = self.rule
+        if not rule.each:
+            if not chosen:
+                return self._none(run, context)
+            return self._object(chosen[0], run, context) or None
+        return [self._object(instance, run, (context, rule.name, number, instance.trigger))
+                for number, instance in enumerate(chosen, 1)]
+
+    def _object(self, instance: _Instance, run: _Run, context: Context) -> dict[str, Any]:
+        out = _fields(self.fields, instance.tagged, run, context)
+        children = instance.children or {}
+        for plan in self.nested:
+            value = plan.read(children.get(plan.rule.group, []), run, context)
+            if value is not None and value != []:
+                out[plan.rule.name] = value
+        return out
 
 
 class _Plan:
-    """A mapping's rules compiled for ``map_message``, in the mapping's order."""
+    """A mapping's rules compiled for ``map_message``, in the mapping's order, and how to
+    split a message into groups (``levels`` None: no sub-groups, the flat ``partition``)."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "levels")
 
     def __init__(self, mapping: Mapping) -> None:
+        nested = any(g.groups for g in mapping.groups.values())
+        self.levels = _Levels(mapping.groups) if nested else None
         rules: list[tuple[tuple[str, ...], Getter | None, _GroupPlan | None]] = []
         for rule in mapping.rules:
             parts = tuple(rule.name.split("."))
@@ -356,10 +490,14 @@ def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
             f"directory", code="15",
             position=message.source.position(segment, message_ref=message.ref))
     run = _Run(interchange, message)
-    header, instances = partition(message.segments[1:-1], mapping.groups)
+    plan = _plan(mapping)
+    if plan.levels is None:
+        header, instances = partition(message.segments[1:-1], mapping.groups)
+    else:
+        header, instances = partition_nested(message.segments[1:-1], plan.levels)
     context = f"{message.type} message {message.ref}"
     data: dict[str, Any] = {}
-    for parts, getter, group in _plan(mapping).rules:
+    for parts, getter, group in plan.rules:
         if group is not None:
             value = group.read(instances[group.rule.group], run, context)
         else:

@@ -1,4 +1,4 @@
-"""Typed conversions named in mapping files: date, decimal, gtin, gln (plus code lists).
+"""Typed conversions named in mapping files: date, date_end, decimal, gtin, gln (plus code lists).
 
 Each takes the raw text and returns the value, or raises ConversionError (the caller turns
 it into a MappingError naming field and position); ``gtin`` and ``gln`` return None with a
@@ -15,7 +15,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-TYPES = frozenset({"text", "date", "decimal", "gtin", "gln"})
+TYPES = frozenset({"text", "date", "date_end", "decimal", "gtin", "gln"})
 
 _DECIMAL = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)")
 
@@ -31,7 +31,7 @@ _CACHE_LIMIT = 4096
 known_decimals: dict[str, Decimal] = {}
 known_gtins: dict[str, tuple[str | None, str | None]] = {}
 known_glns: dict[str, tuple[str | None, str | None]] = {}
-_dates: dict[tuple[str, str | None], tuple[dt.date | dt.datetime, str | None]] = {}
+_dates: dict[tuple[str, str | None, bool], tuple[dt.date | dt.datetime, str | None]] = {}
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
@@ -65,17 +65,21 @@ _FORMATS: dict[str, tuple[str, bool]] = {
     "201": ("%y%m%d%H%M", True),
 }
 _RANGES = {"718": "102", "719": "203", "720": "101"}
+#: Digits of one date of each range's format, to split a range written without its hyphen.
+_DIGITS = {"102": 8, "203": 12, "101": 6}
 _GUESS_BY_LENGTH = {8: "102", 12: "203", 14: "204", 6: "101"}
 DATE_FORMATS = frozenset(_FORMATS) | frozenset(_RANGES)
 
 
-def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime, str | None]:
+def to_date(value: str, format_code: str | None, *,
+            end: bool = False) -> tuple[dt.date | dt.datetime, str | None]:
     """(date or datetime, warning) for ``value`` in 2379 format ``format_code``.
 
-    A range (718, 719) gives its start. Without a format code the length decides
-    (8 digits: 102, 12: 203) and a warning says so.
+    A range (718, 719, 720) gives its start, or its end with ``end`` (the ``date_end`` type:
+    a validity period's last day); a single date is the same either way. Without a format
+    code the length decides (8 digits: 102, 12: 203) and a warning says so.
     """
-    key = (value, format_code)
+    key = (value, format_code, end)
     known = _dates.get(key)
     if known is not None:
         return known
@@ -89,8 +93,14 @@ def to_date(value: str, format_code: str | None) -> tuple[dt.date | dt.datetime,
                                   "length does not tell")
         warning = f"date {value!r} has no format qualifier (2379); read as {code}"
     if code in _RANGES:
-        text = text.split("-", 1)[0]
         code = _RANGES[code]
+        if "-" in text:
+            text = text.split("-", 1)[1 if end else 0]
+        elif len(text) == 2 * _DIGITS[code]:
+            # EANCOM writes 718 without the hyphen: DTM+273:2024010120241231:718
+            # (EANCOM 1997 PRICAT DTM example), the two dates side by side.
+            half = len(text) // 2
+            text = text[half:] if end else text[:half]
     if code not in _FORMATS:
         raise ConversionError(f"date format qualifier {code} (2379) is not one edigw reads "
                               f"({', '.join(sorted(DATE_FORMATS))})")

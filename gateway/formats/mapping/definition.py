@@ -21,11 +21,13 @@ from gateway.formats.mapping.paths import Condition, PathError, SegmentPath, com
 TOP_KEYS = frozenset({"id", "description", "document", "standard", "match", "groups",
                       "fields", "extends"})
 MATCH_KEYS = frozenset({"message", "version", "release", "agency", "association"})
-GROUP_KEYS = frozenset({"trigger", "contains"})
+GROUP_KEYS = frozenset({"trigger", "contains", "groups"})
 FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format"})
 GROUP_RULE_KEYS = frozenset({"group", "fields", "each", "required"})
 #: Canonical fields the gateway fills itself; a mapping may not set them.
-GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source"})
+#: ``part_number`` and ``part_count`` are set when a large price list is published in parts.
+GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source",
+                            "part_number", "part_count"})
 
 Where = dict[tuple[str, ...], tuple[str, int | None]]
 
@@ -45,23 +47,32 @@ class FieldRule:
 
 @dataclass(frozen=True, slots=True)
 class GroupRule:
-    """A canonical object (``fields``) or list (``each``) read from segment group instances."""
+    """A canonical object (``fields``) or list (``each``) read from segment group instances.
+
+    Its ``fields`` may hold group rules of their own, read from the sub-groups of each
+    instance (an item's prices, each PRI group with its own basis quantity and dates).
+    """
 
     name: str
     group: str
     conditions: tuple[Condition, ...]
-    fields: tuple[FieldRule, ...]
+    fields: tuple[FieldRule | GroupRule, ...]
     each: bool
     required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class GroupDef:
-    """A segment group: starts at ``trigger``, goes on while segments are in ``contains``."""
+    """A segment group: starts at ``trigger``, goes on while segments are in ``contains``.
+
+    ``groups`` are its sub-groups (PRI-CUX-APR-RNG-DTM inside LIN): their segments belong to
+    the sub-group's instance, not to this group's own segments.
+    """
 
     name: str
     trigger: str
     contains: frozenset[str]
+    groups: dict[str, GroupDef] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,22 +176,42 @@ class _Compiler:
         return Match(spec["message"], spec["version"], spec["release"], spec.get("agency"),
                      associations)
 
-    def groups(self, spec: Any) -> dict[str, GroupDef]:
+    def groups(self, spec: Any, at: tuple[str, ...] = ("groups",),
+               outer: tuple[str, ...] = ()) -> dict[str, GroupDef]:
+        """Group definitions at ``at``; ``outer`` are the triggers of the enclosing groups."""
         if not isinstance(spec, dict):
-            raise self.fail("'groups' is a mapping of name: {trigger, contains}", "groups")
-        result = {}
+            raise self.fail("'groups' is a mapping of name: {trigger, contains[, groups]}",
+                            *at)
+        result: dict[str, GroupDef] = {}
+        triggers: dict[str, str] = {}
         for name, group in spec.items():
+            where = (*at, name)
             if not isinstance(group, dict) or "trigger" not in group:
-                raise self.fail(f"group {name!r} needs a trigger segment", "groups", name)
+                raise self.fail(f"group {name!r} needs a trigger segment", *where)
             for key in group:
                 if key not in GROUP_KEYS:
-                    raise self.fail(f"unknown key {key!r} in group {name!r}", "groups", name, key)
+                    raise self.fail(f"unknown key {key!r} in group {name!r} (known: "
+                                    f"{', '.join(sorted(GROUP_KEYS))})", *where, key)
             contains = group.get("contains") or []
+            if not isinstance(contains, list):
+                raise self.fail(f"group {name!r}: 'contains' is a list of segment tags",
+                                *where, "contains")
             for tag in [group["trigger"], *contains]:
                 if not (isinstance(tag, str) and len(tag) == 3 and tag.isupper()):
-                    raise self.fail(f"group {name!r}: {tag!r} is not a segment tag",
-                                    "groups", name)
-            result[name] = GroupDef(name, group["trigger"], frozenset(contains))
+                    raise self.fail(f"group {name!r}: {tag!r} is not a segment tag", *where)
+            trigger = group["trigger"]
+            if trigger in triggers:
+                raise self.fail(f"groups {triggers[trigger]!r} and {name!r} both start at "
+                                f"{trigger}; the second would never get a segment", *where)
+            triggers[trigger] = name
+            if trigger in outer:
+                # The enclosing group's next trigger would start a sub-instance instead.
+                raise self.fail(f"sub-group {name!r}: its trigger {trigger} is already the "
+                                "trigger of an enclosing group", *where, "trigger")
+            subs: dict[str, GroupDef] = {}
+            if group.get("groups") is not None:
+                subs = self.groups(group["groups"], (*where, "groups"), (*outer, trigger))
+            result[name] = GroupDef(name, trigger, frozenset(contains), subs)
         return result
 
     def rule(self, model: type[BaseModel], name: str, spec: Any, version: str,
@@ -251,8 +282,9 @@ class _Compiler:
         selector = str(spec["group"])
         group_name, _, conds = selector.partition("[")
         if group_name not in groups:
-            raise self.fail(f"rule {name!r}: unknown group {group_name!r} (defined: "
-                            f"{', '.join(sorted(groups)) or 'none'})", *at, "group")
+            raise self.fail(f"rule {name!r}: unknown group {group_name!r} (defined here: "
+                            f"{', '.join(sorted(groups)) or 'none'}; a sub-group is mapped "
+                            "inside the rule of its enclosing group)", *at, "group")
         conditions: tuple[Condition, ...] = ()
         if conds:
             trigger = groups[group_name].trigger
@@ -274,7 +306,7 @@ class _Compiler:
         subspecs = spec[key]
         if not isinstance(subspecs, dict):
             raise self.fail(f"'{key}' of {name!r} maps canonical fields to rules", *at, key)
-        rules = []
+        rules: list[FieldRule | GroupRule] = []
         for sub, subspec in subspecs.items():
             if subspec is None:
                 continue
@@ -282,8 +314,13 @@ class _Compiler:
             if sub not in inner.model_fields:
                 raise self.fail(f"{sub!r} is not a field of the canonical {inner.__name__} "
                                 f"(known: {', '.join(inner.model_fields)})", *sub_at)
-            rules.append(self.field_rule(sub, subspec, inner.model_fields[sub].annotation,
-                                         version, sub_at))
+            annotation = inner.model_fields[sub].annotation
+            if isinstance(subspec, dict) and "group" in subspec:
+                # A list or object inside the instance, read from its sub-groups only.
+                rules.append(self.group_rule(sub, subspec, annotation, version,
+                                             groups[group_name].groups, sub_at))
+            else:
+                rules.append(self.field_rule(sub, subspec, annotation, version, sub_at))
         return GroupRule(name, group_name, conditions, tuple(rules), each,
                          bool(spec.get("required")))
 

@@ -2,7 +2,7 @@
 
 An overlay (``extends: eancom-orders-d96a``) replaces top-level keys and fields of its base;
 a field set to ``null`` is removed; a group rule without ``group`` (only ``each`` or
-``fields``) is merged into the base rule field by field. An overlay that does not declare
+``fields``) is merged into the base rule field by field, nested group rules included. An overlay that does not declare
 its own ``match`` is chosen only by id (from the partner profile), never by match.
 """
 
@@ -123,6 +123,8 @@ def _resolve(raw: _Raw, raws: dict[str, _Raw], seen: tuple[str, ...]) -> tuple[d
 
 
 def _merge_fields(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay``'s rules over ``base``'s: None removes, a group rule without ``group``
+    is merged into the base's group rule (at any depth: an item's prices too)."""
     for name, spec in overlay.items():
         old = base.get(name)
         if spec is None:
@@ -131,13 +133,7 @@ def _merge_fields(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, An
               and "group" in old and ({"each", "fields"} & spec.keys())):
             key = "each" if "each" in old else "fields"
             merged = dict(old)
-            sub = {**old.get(key, {})}
-            for subname, subspec in (spec.get(key) or {}).items():
-                if subspec is None:
-                    sub.pop(subname, None)
-                else:
-                    sub[subname] = subspec
-            merged[key] = sub
+            merged[key] = _merge_fields(dict(old.get(key) or {}), spec.get(key) or {})
             base[name] = merged
         else:
             base[name] = spec
