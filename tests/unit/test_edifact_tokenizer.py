@@ -97,3 +97,26 @@ def test_two_interchanges_in_one_file_each_with_una(sep):
     one = _wrap("QTY+21:5'\n", una="UNA:+.? '").decode()
     data = (one + sep + one.replace("REF1", "REF2")).encode()
     assert [i.control_ref for i in read_interchanges(data)] == ["REF1", "REF2"]
+
+
+@pytest.mark.parametrize("layout", ["", "\n", "\r\n", "\r\n\r\n"])
+def test_line_ends_between_segments_do_not_matter(layout):
+    """No line breaks, LF, CRLF or blank lines between segments: the same segments."""
+    data = _wrap("DTM+137:20240101:102'QTY+21:5'", count=4).replace(b"'", b"'" + layout.encode())
+    assert [t for t, _ in _body(data)] == ["DTM", "QTY"]
+
+
+def test_three_interchanges_without_una_with_a_bom_and_mixed_line_ends():
+    """A BOM, then interchanges back to back (CRLF, LF, none): each read, each clean."""
+    one = _wrap("QTY+21:5'\n").decode()
+    text = (one.replace("'", "'\r\n") + one.replace("REF1", "REF2").replace("'", "'\n")
+            + one.replace("REF1", "REF3"))
+    interchanges = read_interchanges(b"\xef\xbb\xbf" + text.encode())
+    assert [i.control_ref for i in interchanges] == ["REF1", "REF2", "REF3"]
+    assert all(i.error is None and i.messages[0].error is None for i in interchanges)
+
+
+def test_line_wrapped_inside_a_tag_and_a_component_is_joined():
+    """Fixed-width wrapping can split anywhere, even a tag; the segment reads whole."""
+    data = _wrap("Q\nTY+21:1\r\n5'\n", count=3)
+    assert _body(data) == [("QTY", [["21", "15"]])]

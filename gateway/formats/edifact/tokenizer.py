@@ -6,6 +6,26 @@ text one character at a time in Python. pydifact stays the reference we benchmar
 (``bench/``). Here the work is done by ``str.split`` in C; when the text holds a release
 character, one ``re.sub`` first masks every released character with a same-length pair of
 private-use characters, so offsets stay exact and the plain splits stay correct.
+
+Service characters (ISO 9735-1 clause 7, UNA1..UNA6) come from the UNA that precedes an
+interchange, whatever they are (``*@.? #``, a backslash as release character, ``$`` as
+terminator, a space as UNA4 for "no release character"). Without a UNA they are the
+defaults of the syntax identifier of the UNB that follows, peeked from the raw text since
+the UNB is not read yet: ``: + . ? '`` for UNOA, UNOC and the others (and ``*`` as the
+repetition separator in syntax version 4), and for UNOB the information separators IS1
+(0x1F) between components, IS3 (0x1D) between elements and IS4 (0x1C) as terminator, with
+no release character. The separator actually written after the first tag decides when
+it contradicts the declaration (UNOB sent with ``+``), with a note on the chunk.
+
+A release character releases whatever follows it: a separator, the terminator, the
+release character itself (``??`` is one ``?``, so ``O??'`` ends the segment after
+``O?``), or any other character (kept as is). A release character before a line break
+releases the line break, which is then dropped like any wrapped line.
+
+The syntax 4 repetition separator (UNA5) is kept as a data character: repeated data
+elements are not split, exactly as pydifact reads them (``ATT+2++M*M*M`` gives one value
+``M*M*M``). No message the gateway maps repeats an element; a mapping that needs it can
+split the value.
 """
 
 from __future__ import annotations
@@ -40,6 +60,45 @@ class Separators:
         # A space as UNA4 means no release character is used (ISO 9735-1 clause 8).
         return cls(comp, elem, dec, None if rel == " " else rel, rep, term)
 
+    @classmethod
+    def for_syntax(cls, syntax_id: str | None, version: str | None = None) -> Separators:
+        """The defaults when no UNA is given (ISO 9735-1 clause 7.1 and annex A).
+
+        Level B (UNOB) uses the information separators; every other repertoire the level A
+        characters, with ``*`` as repetition separator from syntax version 4 on.
+        """
+        if syntax_id == "UNOB":
+            return LEVEL_B
+        return cls(repetition="*") if version == "4" else cls()
+
+    def problem(self) -> str | None:
+        """Why these service characters cannot delimit anything, or None when they can.
+
+        The component and element separators, the terminator, the release character and
+        (when not a space) the repetition separator must differ from one another, and none
+        may be a letter or digit, or segment tags could not be told from data (0085 code
+        20, character invalid as service character).
+        """
+        named = [("component separator", self.component), ("element separator", self.element),
+                 ("segment terminator", self.terminator)]
+        if self.release:
+            named.append(("release character", self.release))
+        if self.repetition != " ":
+            named.append(("repetition separator", self.repetition))
+        seen: dict[str, str] = {}
+        for name, char in named:
+            if char.isalnum():
+                return f"the {name} {char!r} is a letter or digit"
+            if char in seen:
+                return f"the {name} and the {seen[char]} are both {char!r}"
+            seen[char] = name
+        return None
+
+
+#: ISO 9735 level B defaults without UNA: IS1 (0x1F), IS3 (0x1D), IS4 (0x1C), no release.
+LEVEL_B = Separators(component="\x1f", element="\x1d", decimal=".", release=None,
+                     repetition=" ", terminator="\x1c")
+
 
 @dataclass(slots=True)
 class Chunk:
@@ -50,6 +109,8 @@ class Chunk:
     una: Segment | None = None
     #: Set when the text after the last terminator is not blank (truncated or unterminated).
     unterminated: Segment | None = None
+    #: Set when the separators written contradict the declared syntax identifier's defaults.
+    note: str | None = None
 
 
 def tokenize(text: str) -> list[Chunk]:
@@ -58,19 +119,42 @@ def tokenize(text: str) -> list[Chunk]:
     index = 1
     pos = _skip_blank(text, 0)
     while pos < len(text):
-        separators = Separators()
         una = None
+        note = None
         if text.startswith("UNA", pos) and len(text) >= pos + 9:
             separators = Separators.from_una(text[pos + 3:pos + 9])
             una = Segment("UNA", [[text[pos + 3:pos + 9]]], index, pos)
             index += 1
             pos += 9
+        else:
+            separators, note = _implicit(text, pos)
         end = _next_una(text, pos, separators.terminator)
-        chunk = Chunk(separators, una=una)
+        chunk = Chunk(separators, una=una, note=note)
         index = _split(text[pos:end], pos, separators, index, chunk)
         chunks.append(chunk)
         pos = _skip_blank(text, end)
     return chunks
+
+
+def _implicit(text: str, pos: int) -> tuple[Separators, str | None]:
+    """Separators of an interchange without UNA, from its UNB's syntax identifier.
+
+    ``UNB+UNOC:4`` is read from the raw text: the character after the tag is the element
+    separator, the one after the four-letter identifier the component separator.
+    """
+    written = text[pos + 3:pos + 4]
+    syntax_id = version = None
+    if text.startswith("UNB", pos):
+        syntax_id = text[pos + 4:pos + 8]
+        version = text[pos + 9:pos + 10]
+    declared = Separators.for_syntax(syntax_id, version)
+    if written == declared.element or written not in (LEVEL_B.element, "+"):
+        return declared, None
+    actual = LEVEL_B if written == LEVEL_B.element else Separators.for_syntax(None, version)
+    shown = "IS3 (0x1D)" if actual is LEVEL_B else repr(written)
+    declared_as = f"declared {syntax_id} without UNA" if syntax_id else "no UNA and no UNB"
+    return actual, (f"{declared_as}, but the element separator written is {shown}; read "
+                    f"with the default separators of level {'B' if actual is LEVEL_B else 'A'}")
 
 
 def _skip_blank(text: str, pos: int) -> int:
