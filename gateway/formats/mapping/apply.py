@@ -208,6 +208,23 @@ class _Run:
         return self.message.source.position(segment or self.message.segments[0],
                                             element=element, message_ref=self.message.ref)
 
+    def where_path(self, segment: Segment | None, path: SegmentPath,
+                   raw: str | None = None) -> Any:
+        """The position of ``path`` in ``segment``, with the element and component
+        positions a CONTRL UCD needs: of the place that holds ``raw``, else the first."""
+        if segment is None:
+            return self.where(None, path.text)
+        chosen = path.candidates[0]
+        if raw is not None:
+            for cand in path.candidates:
+                if segment.get(cand.element, cand.component or 0) == raw:
+                    chosen = cand
+                    break
+        return self.message.source.position(
+            segment, element=path.text, message_ref=self.message.ref,
+            element_pos=chosen.element + 1,
+            component_pos=None if chosen.component is None else chosen.component + 1)
+
     def missing(self, rule: FieldRule, scope: Tagged, context: Context) -> MappingError:
         """The error for a required field that has no value in ``scope``."""
         first = rule.paths[0]
@@ -215,7 +232,7 @@ class _Run:
         label = rule.name.rsplit(".", 1)[-1].replace("_", " ")
         return MappingError(
             f"{_context_text(context)} has no {label} ({first.text.replace('/', ' ')})",
-            field=rule.name, position=self.where(seen[0] if seen else None, first.text))
+            field=rule.name, position=self.where_path(seen[0] if seen else None, first))
 
     def convert(self, rule: FieldRule, path: SegmentPath, segment: Segment, raw: str,
                 context: Context) -> Any:
@@ -240,7 +257,7 @@ class _Run:
                 value, warning = to_gln(raw)
         except ConversionError as exc:
             raise MappingError(f"{_context_text(context)}: {rule.name}: {exc}", field=rule.name,
-                               position=self.where(segment, path.text)) from exc
+                               position=self.where_path(segment, path, raw)) from exc
         if warning:
             self.warnings.append(f"{_context_text(context)}: {rule.name}: {warning} "
                                  f"(segment {segment.index} {segment.tag})")
