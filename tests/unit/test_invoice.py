@@ -287,3 +287,10 @@ def test_d03b_payment_terms_come_from_pyt():
     invoice = _invoice("BGM+380+INV-5+9'\nPYT+1+:::45 days net'\nDTM+13:20240704:102'\n"
                        "LIN+1'\nQTY+47:1'", version="03B", association="").document
     assert invoice.payment.terms == "45 days net" and invoice.due_date == dt.date(2024, 7, 4)
+
+
+def test_account_in_the_payment_terms_group_wins_over_the_sellers():
+    """An FII in SG8 (with PAT) names the account for this payment; the seller's is a default."""
+    body = EANCOM.replace("PAI+::42'", "PAI+::42'\nFII+RB+DE89370400440532013000+COBADEFFXXX'")
+    payment = _invoice(body).document.payment
+    assert (payment.account_id, payment.bic) == ("DE89370400440532013000", "COBADEFFXXX")
