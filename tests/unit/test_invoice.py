@@ -294,3 +294,11 @@ def test_account_in_the_payment_terms_group_wins_over_the_sellers():
     body = EANCOM.replace("PAI+::42'", "PAI+::42'\nFII+RB+DE89370400440532013000+COBADEFFXXX'")
     payment = _invoice(body).document.payment
     assert (payment.account_id, payment.bic) == ("DE89370400440532013000", "COBADEFFXXX")
+
+
+def test_invoicing_period_given_as_a_range():
+    """DTM+263 with a 718 range gives both ends of the invoicing period (BT-73, BT-74)."""
+    invoice = _invoice("BGM+380+INV-6+9'\nDTM+263:20240201-20240229:718'\nLIN+1'\nQTY+47:1'"
+                       ).document
+    assert (invoice.invoicing_period_start, invoice.invoicing_period_end) == (
+        dt.date(2024, 2, 1), dt.date(2024, 2, 29))
