@@ -56,9 +56,9 @@ def test_unknown_canonical_field_names_its_line(tmp_path):
 def test_unknown_nested_party_field_is_refused(tmp_path):
     """Fields inside a group rule are checked against the nested model (Party)."""
     text = HEAD.replace("line:", "party: {trigger: NAD}\n  line:") + (
-        '  parties.buyer:\n    group: "party[3035=BY]"\n    fields:\n      phone: "NAD/3164"\n')
+        '  parties.buyer:\n    group: "party[3035=BY]"\n    fields:\n      fax_number: "NAD/3164"\n')
     error = _error(tmp_path, text)
-    assert "'phone' is not a field of the canonical Party" in error.reason and error.line == 12
+    assert "'fax_number' is not a field of the canonical Party" in error.reason and error.line == 12
 
 
 def test_gateway_owned_fields_cannot_be_mapped(tmp_path):
