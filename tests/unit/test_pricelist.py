@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import shutil
 from decimal import Decimal
@@ -257,6 +258,20 @@ def test_d01b_price_list_number_srv_gtin_and_price_location():
     assert item.valid_to is None
 
 
+def test_big_price_list_maps_with_the_collector_resumed_after():
+    """A message of thousands of items maps whole; the garbage collector runs again after,
+    also when the message fails."""
+    items = "".join(f"LIN+{i}+1+5412345111115:EN'\nPRI+AAA:{i}.50'\nDTM+194:20240101:102'\n"
+                    for i in range(1, 2001))
+    assert gc.isenabled()
+    doc = _pricat(HEAD + items).document
+    assert len(doc.items) == 2000 and doc.items[-1].prices[0].amount == Decimal("2000.50")
+    assert gc.isenabled()
+    with pytest.raises(MappingError):
+        _pricat(HEAD + items + "LIN+2001'\nPRI+AAA:x'")
+    assert gc.isenabled()
+
+
 # -- the engine: sub-groups -----------------------------------------------------------------
 
 def test_nested_partition_equals_flat_partition_without_sub_groups():
@@ -282,7 +297,7 @@ def test_segments_after_a_sub_group_go_back_to_their_group_or_the_header():
     header, instances = partition_nested(message.segments[1:-1], _Levels(pricat.groups))
     assert list(header) == ["BGM"]
     lines = instances["line"]
-    assert [len(line.children["price"]) for line in lines] == [1, 1, 0]
+    assert [len(line.children.get("price", [])) for line in lines] == [1, 1, 0]
     assert "FTX" in lines[0].tagged and "DTM" not in lines[0].tagged
     assert "DTM" in lines[0].children["price"][0].tagged
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -135,9 +136,9 @@ class _Level:
         self.names = tuple(group.groups)
 
     def instance(self, segment: Segment) -> _Instance:
-        if not self.names:
-            return _Instance(segment)
-        return _Instance(segment, {name: [] for name in self.names})
+        # Sub-group lists are made when a first sub-instance comes: most items have a PRI
+        # group but not the eight others.
+        return _Instance(segment, {} if self.names else None)
 
 
 def partition_nested(segments: list[Segment], levels: _Levels
@@ -162,7 +163,13 @@ def partition_nested(segments: list[Segment], levels: _Levels
             sub = level.subs.get(tag)
             if sub is not None:
                 child = sub.instance(segment)
-                instance.children[sub.group.name].append(child)  # type: ignore[index]
+                children = instance.children
+                assert children is not None  # a level with sub-groups makes its dict
+                same_group = children.get(sub.group.name)
+                if same_group is None:
+                    children[sub.group.name] = [child]
+                else:
+                    same_group.append(child)
                 del stack[depth:]
                 stack.append((sub, child))
                 break
@@ -498,6 +505,25 @@ def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
     Raises MappingError (a required field missing, a bad date or number, a document the
     canonical model rejects) or EdifactSyntaxError (a segment its directory does not have).
     """
+    if len(message.segments) < _GC_PAUSE_SEGMENTS or not gc.isenabled():
+        return _map(mapping, interchange, message, partner_id, filename, transmission_id)
+    # A big message (a price list of 100,000 items) builds millions of small objects, and
+    # every full collection on the way walks all of them and the parsed segments: mapping
+    # 20,000 items took 146 us per item with the collector on, 55 without. Mapping makes no
+    # reference cycles, so the collector is paused for the message and resumed after.
+    gc.disable()
+    try:
+        return _map(mapping, interchange, message, partner_id, filename, transmission_id)
+    finally:
+        gc.enable()
+
+
+#: Messages with at least this many segments are mapped with the garbage collector paused.
+_GC_PAUSE_SEGMENTS = 5000
+
+
+def _map(mapping: Mapping, interchange: Interchange, message: Message, partner_id: str,
+         filename: str | None, transmission_id: str | None) -> MappedDocument:
     directory = message.directory
     known = known_segments(directory)
     if known is not None and not known.issuperset(map(_TAG, message.segments)):
