@@ -27,7 +27,8 @@ UNZ count (which counts messages received) agrees when the sender counted it. Sy
 packages (UNO object UNP) are framed by their octet length and skipped, with a warning:
 edigw maps no object. UNZ 0036 and UNE 0060 are accepted counting messages only or
 messages and packages, since syntax 4 counts both but the EN 16931 examples count
-messages only.
+messages only. UNB date and time of preparation (S004) are required under the UN/ECE
+syntax identifiers (UNOA …) only: other agencies' syntaxes (ANSI, IATB) set their own UNB.
 
 Codes (UN/EDIFACT 0085, as a CONTRL reports them):
 
@@ -35,6 +36,8 @@ Codes (UN/EDIFACT 0085, as a CONTRL reports them):
 - 12: invalid value (a count that is not a number; a segment tag that is not a tag).
 - 13: missing (empty file; a mandatory UNB, UNG or UNH element; a UNT, UNE, UNZ or UNP).
 - 20: character invalid as service character (UNA).
+- 21: invalid character(s): named in a warning only (see ``charset``: characters outside
+  the declared repertoire are read, not rejected).
 - 26: duplicate detected (a message reference repeated within an interchange).
 - 28: references do not match (UNT/UNH 0062, UNE/UNG 0048, UNP/UNO 0800; UNZ/UNB 0020 as
   a warning only).
