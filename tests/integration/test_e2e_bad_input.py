@@ -44,6 +44,7 @@ class Bad:
     stage: str
     reason: str  # a fragment of the reason
     position: str | None  # where in the file, as the reason must name it
+    documents: int = 0  # messages read but failed, kept as FAILED documents
 
 
 def _bad_files() -> dict[str, Bad]:
@@ -55,11 +56,12 @@ def _bad_files() -> dict[str, Bad]:
         Bad("truncated", good.replace("UNZ+1+IC00900001'\n", "").encode(), "FAILED", "parse",
             "has no UNZ", "segment 2 (UNB)"),
         Bad("wrong-unt-count", good.replace("UNT+13+", "UNT+15+").encode(), "FAILED", "parse",
-            "UNT segment count is 15 but the message has 13 segments", "segment 15 (UNT)"),
+            "UNT segment count is 15 but the message has 13 segments", "segment 15 (UNT)", 1),
         Bad("unknown-sender", good.replace("5412345000013:14+", "4000000000006:14+").encode(),
             "QUARANTINED", "identify", "unknown sender id 4000000000006 (qualifier 14)", None),
         Bad("no-order-number", good.replace("BGM+220+PO-900001+9'", "BGM+220'").encode(),
-            "FAILED", "map", "no order number (BGM 1004)", "line 4, column 1, segment 4 (BGM)"),
+            "FAILED", "validate", "BGM/1004 is missing", "line 4, column 1, segment 4 (BGM)",
+            1),
     ]}
 
 
@@ -113,7 +115,7 @@ def test_service_keeps_and_explains_a_bad_file_then_goes_on(running, kind):
     docs = ws.store.documents_of(row.id)
     assert row.document_count == len(docs)
     assert all(d.status == "FAILED" and d.reason == row.reason for d in docs)
-    assert len(docs) == (1 if bad.stage in ("map",) else 0), [d.as_dict() for d in docs]
+    assert len(docs) == bad.documents, [d.as_dict() for d in docs]
     sha = hashlib.sha256(bad.data).hexdigest()
     assert row.sha256 == sha and row.size == len(bad.data)
     assert ws.archive_path(sha).read_bytes() == bad.data, "raw payload not in the archive"

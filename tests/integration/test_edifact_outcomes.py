@@ -83,12 +83,12 @@ def test_one_bad_message_of_three_fails_alone(gw):
     out = _ingest(gw, interchange("IC1", [_order("1", "PO-1"), _order("2", None),
                                           _order("3", "PO-3")]))
     assert out.status == "PROCESSED" and out.queued == 2
-    assert out.stage == "map" and out.reason.startswith("1 of 3 message(s) failed; first: ")
-    assert "message 2" in out.reason and "BGM" in out.reason
+    assert out.stage == "validate" and out.reason.startswith("1 of 3 message(s) failed; first: ")
+    assert "message 2" in out.reason and "BGM/1004 is missing" in out.reason
     docs = gw.store.documents_of(out.transmission_id)
     assert [(d.message_ref, d.status) for d in docs] == [
         ("1", "PENDING"), ("2", "FAILED"), ("3", "PENDING")]
-    assert docs[1].stage == "map" and "order number" in docs[1].reason
+    assert docs[1].stage == "validate" and "segment 13 (BGM)" in docs[1].reason
     assert gw.store.outbox_size() == 2
     (ic,) = gw.store.interchanges_of(out.transmission_id)
     assert (ic["control_ref"], ic["status"], ic["message_count"]) == ("IC1", "ACCEPTED", 3)
@@ -115,9 +115,10 @@ def test_unsupported_message_type_is_kept_beside_the_orders(gw):
 
 
 def test_only_unsupported_messages_fail_the_transmission(gw):
-    out = _ingest(gw, interchange("IC4", [_other("1", "PAXLST")]))
+    out = _ingest(gw, interchange("IC4", [_other("1", "DESADV"), _other("2", "DESADV")]))
     assert out.status == "FAILED" and out.stage == "unsupported"
-    assert "unsupported message type PAXLST" in out.reason
+    assert "2 of 2 message(s) unsupported" in out.reason
+    assert "unsupported message type DESADV" in out.reason
     row = gw.store.get_transmission(out.transmission_id)
     assert (row.status, row.stage) == ("FAILED", "unsupported")
 

@@ -185,6 +185,8 @@ class _Reader:
         self.groups = 0
         self.packages = 0
         self.ungrouped = 0
+        #: UNB 0026 of the open interchange (see close_interchange).
+        self.application_ref: str | None = None
 
     def fail(self, reason: str, segment: Segment | None, code: str, *,
              element: str | None = None, message_ref: str | None = None,
@@ -346,7 +348,8 @@ class _Reader:
             recipient_id=recipient.strip() or None, recipient_qualifier=unb.get(2, 1) or None,
             prepared_date=unb.get(3, 0) or None, prepared_time=unb.get(3, 1) or None,
             control_ref=control_ref or None, test_indicator=unb.get(10, 0) or None,
-            decimal_mark=decimal, warnings=warnings)
+            decimal_mark=decimal, warnings=warnings, ack_request=unb.get(8, 0) or None)
+        self.application_ref = unb.get(6, 0) or None
         missing = [(syntax_id, "syntax identifier (S001 0001)", "UNB/S001/0001", 1, 1),
                    (version, "syntax version number (S001 0002)", "UNB/S001/0002", 1, 2),
                    (sender.strip(), "interchange sender (S002 0004)", "UNB/S002/0004", 2, 1),
@@ -390,14 +393,18 @@ class _Reader:
                        f"{counted[0]} {what}{packages}", unz, "29", element="UNZ/0036",
                        element_pos=1)
         if interchange.control_ref is not None and unz.get(1) != interchange.control_ref:
-            # Policy: accepted with a warning. Every message was checked against its own
-            # UNT count and reference, so nothing is missing; a trailer reference that does
-            # not echo UNB 0020 is a sender's slip (the German Wikipedia sample puts the
-            # application reference 0026 there). A CONTRL would report it as code 28.
+            # Policy: accepted with a warning. ISO 9735 wants UNZ 0020 to repeat UNB 0020,
+            # but real senders miss it: all nine CEN/TC 434 EN 16931 INVOIC examples carry
+            # another number there, and the German Wikipedia sample the application
+            # reference (0026). Every message was checked against its own UNT count and
+            # reference and the UNZ count against the messages, so nothing is missing.
+            # A CONTRL would report it as code 28.
             where = self.source.position(unz, element="UNZ/0020", element_pos=2)
+            slip = (" (it repeats the UNB application reference 0026)"
+                    if unz.get(1) and unz.get(1) == self.application_ref else "")
             interchange.warnings.append(
                 f"UNZ control reference {unz.get(1)!r} does not match the UNB reference "
-                f"{interchange.control_ref!r} (0085 code 28) at {where}; accepted")
+                f"{interchange.control_ref!r}{slip} (0085 code 28) at {where}; accepted")
         self.interchanges.append(interchange)
         self.interchange = None
         self.unb = None

@@ -97,6 +97,7 @@ class EdifactPayload:
                     errors = validate(message, decimal_mark=interchange.decimal_mark)
                     if errors:
                         error = _first_of(errors)
+                        error.stage = "validate"
                 if error is not None:
                     result: MappedDocument | FailedMessage = self._failed(
                         partner, interchange, message, error, FAILED)
