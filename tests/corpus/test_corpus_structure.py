@@ -135,7 +135,7 @@ def _messages(data: bytes, path: str) -> list[tuple[Message, str, str | None]] |
 
 
 def _repetition(interchange: Interchange, text: str) -> str | None:
-    """The syntax 4 repetition separator: UNA5, or ``*`` by default (ISO 9735-1, 7.4)."""
+    """The syntax 4 repetition separator: UNA5, or ``*`` by default (syntax 4 UNA)."""
     if (interchange.syntax_level or 0) < 4:
         return None
     head = text.lstrip("\ufeff \r\n")
