@@ -27,7 +27,7 @@ from collections import Counter
 import pytest
 
 from gateway.core.errors import EdifactSyntaxError
-from gateway.formats.edifact import Interchange, Message, Source, read_interchanges
+from gateway.formats.edifact import Message, Source, read_interchanges
 from gateway.formats.edifact.charset import decode
 from gateway.formats.edifact.structure import is_known, validate_message
 from gateway.formats.edifact.tokenizer import tokenize
@@ -123,27 +123,17 @@ def _path(row: dict[str, str] | None) -> str:
 
 # -- reading -------------------------------------------------------------------------------
 
-def _messages(data: bytes, path: str) -> list[tuple[Message, str, str | None]] | None:
-    """(message, decimal mark, repetition separator) for each message of the file; None
-    when the file is not EDIFACT at all (its envelope is the reader's business)."""
+def _messages(data: bytes, path: str) -> list[tuple[Message, str]] | None:
+    """(message, decimal mark) for each message of the file; None when the file is not
+    EDIFACT at all (its envelope is the reader's business)."""
     try:
         interchanges = read_interchanges(data, filename=path)
     except EdifactSyntaxError:
         return _messages_from_tokens(data, path)
-    return [(m, i.decimal_mark, _repetition(i, m.source.text))
-            for i in interchanges for m in i.messages]
+    return [(m, i.decimal_mark) for i in interchanges for m in i.messages]
 
 
-def _repetition(interchange: Interchange, text: str) -> str | None:
-    """The syntax 4 repetition separator: UNA5, or ``*`` by default (syntax 4 UNA)."""
-    if (interchange.syntax_level or 0) < 4:
-        return None
-    head = text.lstrip("\ufeff \r\n")
-    return head[7] if head.startswith("UNA") and head[7] != " " else "*"
-
-
-def _messages_from_tokens(data: bytes, path: str
-                          ) -> list[tuple[Message, str, str | None]] | None:
+def _messages_from_tokens(data: bytes, path: str) -> list[tuple[Message, str]] | None:
     """UNH..UNT runs straight from the tokenizer, for a reader that raises on a message's
     envelope fault instead of keeping it on ``Message.error``."""
     try:
@@ -151,7 +141,7 @@ def _messages_from_tokens(data: bytes, path: str
     except Exception:
         return None
     source = Source(text, path)
-    found: list[tuple[Message, str, str | None]] = []
+    found: list[tuple[Message, str]] = []
     for chunk in tokenize(text):
         current: list | None = None
         for segment in chunk.segments:
@@ -165,7 +155,7 @@ def _messages_from_tokens(data: bytes, path: str
                     found.append((Message(
                         ref=unh.get(0), type=ident[0], version=ident[1], release=ident[2],
                         agency=ident[3], association=ident[4] or None, segments=current,
-                        index=unh.index, source=source), chunk.separators.decimal, None))
+                        index=unh.index, source=source), chunk.separators.decimal))
                     current = None
     return found or None
 
@@ -178,8 +168,9 @@ def _validate(row: dict[str, str]) -> list[tuple[Message, list[EdifactSyntaxErro
     folder = require_corpus()
     data = (folder / row["local_path"]).read_bytes()
     messages = _messages(data, row["local_path"]) or []
-    return [(m, validate_message(m, decimal_mark=mark, repetition=rep, subset=_subset(row)))
-            for m, mark, rep in messages]
+    # As the reader calls it: the repetition separator is read from the interchange's text.
+    return [(m, validate_message(m, decimal_mark=mark, subset=_subset(row)))
+            for m, mark in messages]
 
 
 # -- tests ---------------------------------------------------------------------------------

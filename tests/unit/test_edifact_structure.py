@@ -242,13 +242,29 @@ def test_fixed_length_and_alphabetic_formats():
     assert codes(validate_message(message(*body))) == [("15", "DGS"), ("40", "DGS")]
 
 
+REPEATING = ["BGM+220+PO1+9", "DTM+137:20200101:102", "NAD+BY+5412345000013::9",
+             "CTA+IC+:John", "COM+0123456:TE*john@example.com:EM", "UNS+S"]
+
+
 def test_repeating_element_is_split_with_the_repetition_separator():
-    """D01B COM C076 repeats (x3, syntax 4): with the separator each occurrence is checked."""
-    body = ["BGM+220+PO1+9", "DTM+137:20200101:102", "NAD+BY+5412345000013::9",
-            "CTA+IC+:John", "COM+0123456:TE*john@example.com:EM", "UNS+S"]
-    order = message(*body, ident="ORDERS:D:01B:UN:EAN010", syntax="UNOC:4")
+    """D01B COM C076 repeats (x3, syntax 4): with the separator each occurrence is checked;
+    "" checks the element as one occurrence (too many components, 3155 too long)."""
+    order = message(*REPEATING, ident="ORDERS:D:01B:UN:EAN010", syntax="UNOC:4")
     assert validate_message(order, repetition="*") == []
-    assert {e.code for e in validate_message(order)} == {"16", "39"}
+    assert {e.code for e in validate_message(order, repetition="")} == {"16", "39"}
+
+
+@pytest.mark.parametrize(("una", "syntax", "valid"), [
+    ("", "UNOC:4", True),             # syntax 4 without UNA: '*' by default
+    ("UNA:+.?*'", "UNOC:4", True),    # UNA5 says '*'
+    ("UNA:+.?#'", "UNOC:4", False),   # UNA5 says '#': the '*' is data
+    ("", "UNOC:3", False),            # syntax 3 has no repetition
+])
+def test_repetition_separator_is_read_from_the_interchange(una, syntax, valid):
+    """Without ``repetition``, the separator comes from the UNA before UNB, or the syntax 4
+    default."""
+    order = message(*REPEATING, ident="ORDERS:D:01B:UN:EAN010", una=una, syntax=syntax)
+    assert (validate_message(order) == []) is valid
 
 
 # -- dates -------------------------------------------------------------------------------------

@@ -90,8 +90,9 @@ def validate_message(message: Message, *, decimal_mark: str = ".", subset: str |
     ``decimal_mark`` is the interchange's (UNA3, ``Interchange.decimal_mark``).
     ``subset`` is ``"EANCOM"`` or ``"UN"``; None takes EANCOM when the UNH association code
     starts with ``EAN``. ``repetition`` is the syntax 4 repetition separator (UNA5), needed
-    only to check elements the directory lets repeat (D01B COM C076 x3); without it such an
-    element is checked as one occurrence.
+    only to check elements the directory lets repeat (D01B COM C076 x3); None reads it from
+    the interchange's text (the UNA before its UNB, or ``*`` for syntax 4 without UNA), and
+    ``""`` checks such an element as one occurrence.
 
     Returns [] when the message is valid, and also when its directory or type is not tabled
     (``is_known`` tells the two apart). Never raises for bad input.
@@ -488,6 +489,12 @@ class _Check:
         self.errors = errors
         self.accepted = accepted
 
+    def separator(self) -> str:
+        """The repetition separator, inferred once when the caller did not give it."""
+        if self.repetition is None:
+            self.repetition = _infer_repetition(self.message)
+        return self.repetition
+
     def error(self, segment: Segment | None, code: str, reason: str, *,
               element: str | None = None, element_pos: int | None = None,
               component_pos: int | None = None) -> None:
@@ -600,13 +607,13 @@ class _Check:
         count = len(elements)
         specs = spec.elements
         defined = len(specs)
-        split = spec.repeating and self.repetition
+        split = spec.repeating and self.separator()
         mark = self.mark
         for i in range(count if count < defined else defined):
             element = specs[i]
             value = elements[i]
             if split and element.repeats > 1:
-                for occurrence in _occurrences(value, self.repetition or ""):
+                for occurrence in _occurrences(value, self.separator()):
                     self._element(segment, element, i, occurrence)
                 continue
             components = element.components
@@ -718,6 +725,24 @@ class _Check:
                                       f"({picture.text}): {problem}",
                        element=f"{segment.tag}/C507/2380", element_pos=i + 1,
                        component_pos=value_at + 1)
+
+
+def _infer_repetition(message: Message) -> str:
+    """The repetition separator of the interchange holding ``message``, from its text: UNA5
+    of the UNA just before the UNB, else ``*`` when UNB says syntax 4 (the default service
+    characters of syntax 4), else none (syntax 1 to 3 have no repetition)."""
+    text = message.source.text
+    start = message.segments[0].offset if message.segments else len(text)
+    unb = text.rfind("UNB", 0, start)
+    if unb == -1:
+        return ""
+    una = text.rfind("UNA", 0, unb)
+    if una != -1 and una + 9 <= unb and not text[una + 9:unb].strip():
+        separator = text[una + 7]
+        return "" if separator == " " else separator
+    header = text[unb:unb + 16].split("+")  # no UNA: the default separators apply
+    syntax = header[1].split(":") if len(header) > 1 else []
+    return "*" if len(syntax) > 1 and syntax[1].strip() == "4" else ""
 
 
 def _occurrences(value: list[str], separator: str) -> list[list[str]]:
