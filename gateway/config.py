@@ -159,6 +159,10 @@ class EdifactPolicy(_Strict):
       0031 asks for one), ``errors`` (when anything was rejected, or requested) or ``always``.
     - ``contrl_accepted_messages``: list accepted messages in a CONTRL (UCM action 7) or only
       the rejected ones.
+    - ``validation``: ``strict`` (every departure from the UN directory rejects the
+      message), ``mapped`` (default: structure errors and errors in segments the mapping
+      reads reject; a bad element in a segment the mapping never reads is a warning) or
+      ``off`` (envelope checks only). See ``gateway.formats.edifact.severity``.
     """
 
     on_message_error: Literal["fail-message", "reject-interchange"] = "fail-message"
@@ -166,6 +170,7 @@ class EdifactPolicy(_Strict):
     duplicate_window_days: int = Field(365, ge=1, le=36500)
     contrl: Literal["never", "requested", "errors", "always"] = "requested"
     contrl_accepted_messages: bool = True
+    validation: Literal["strict", "mapped", "off"] = "mapped"
 
 
 class PartnerOutbound(_Strict):

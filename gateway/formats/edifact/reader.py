@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
@@ -21,6 +21,7 @@ from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
 from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.model import Interchange, Message
+from gateway.formats.edifact.severity import sort_errors
 from gateway.formats.mapping import MappingSet, map_message
 
 if TYPE_CHECKING:
@@ -93,17 +94,25 @@ class EdifactPayload:
             first_failure: _Verdict | None = None
             for message in interchange.messages:
                 error = rejected or message.error
-                if error is None and validate is not None:
-                    errors = validate(message, decimal_mark=interchange.decimal_mark)
+                mapping, unsupported = self._mapping(partner, message)
+                if error is None and validate is not None and policy.validation != "off":
+                    errors, warned = sort_errors(
+                        validate(message, decimal_mark=interchange.decimal_mark), message,
+                        mapping, policy.validation)
+                    self.warnings += warned
                     if errors:
                         error = _first_of(errors)
                         error.stage = "validate"
+                result: MappedDocument | FailedMessage
                 if error is not None:
-                    result: MappedDocument | FailedMessage = self._failed(
-                        partner, interchange, message, error, FAILED)
+                    result = self._failed(partner, interchange, message, error, FAILED)
+                elif mapping is None:
+                    assert unsupported is not None
+                    result = self._failed(partner, interchange, message, unsupported,
+                                          UNSUPPORTED)
                 else:
-                    result, error = self._map(partner, interchange, message, transmission_id,
-                                              filename)
+                    result, error = self._map(partner, interchange, message, mapping,
+                                              transmission_id, filename)
                 results.append(result)
                 verdicts.append(_Verdict(message, error))
                 if error is not None and first_failure is None:
@@ -142,20 +151,22 @@ class EdifactPayload:
         self.warnings.append(f"{text}; processed again (partner policy: warn)")
         return None
 
-    def _map(self, partner: Partner, interchange: Interchange, message: Message,
-             transmission_id: str | None, filename: str | None
-             ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
+    def _mapping(self, partner: Partner, message: Message) -> tuple[Any, MappingError | None]:
+        """The mapping for ``message``, or None and why it is unsupported."""
         doc_type = DOCUMENT_TYPES.get(message.type)
         if doc_type is None:
-            error = MappingError(f"unsupported message type {message.describe()}: edigw maps "
-                                 f"{', '.join(sorted(DOCUMENT_TYPES))}",
-                                 position=message.source.position(message.segments[0],
-                                                                  message_ref=message.ref))
-            return self._failed(partner, interchange, message, error, UNSUPPORTED), None
+            return None, MappingError(
+                f"unsupported message type {message.describe()}: edigw maps "
+                f"{', '.join(sorted(DOCUMENT_TYPES))}",
+                position=message.source.position(message.segments[0], message_ref=message.ref))
         try:
-            mapping = self.mappings.find(message, mapping_id=partner.mapping_for(doc_type))
+            return self.mappings.find(message, mapping_id=partner.mapping_for(doc_type)), None
         except MappingError as exc:
-            return self._failed(partner, interchange, message, exc, UNSUPPORTED), None
+            return None, exc
+
+    def _map(self, partner: Partner, interchange: Interchange, message: Message, mapping: Any,
+             transmission_id: str | None, filename: str | None
+             ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
         try:
             mapped = map_message(mapping, interchange, message, partner_id=partner.id,
                                  filename=filename, transmission_id=transmission_id)
