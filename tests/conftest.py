@@ -86,3 +86,15 @@ def _fresh_structlog():
 
     yield
     structlog.reset_defaults()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the EDIFACT corpus outcome counts when that test ran (issue 3 asks for them)."""
+    import sys
+
+    module = sys.modules.get("tests.corpus.test_corpus_edifact_outcomes")
+    lines = module.summary_lines() if module is not None else []
+    if lines:
+        terminalreporter.section("EDIFACT corpus outcomes")
+        for line in lines:
+            terminalreporter.write_line(line)
