@@ -60,7 +60,7 @@ import bisect
 import gc
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from gateway.core.errors import EdifactSyntaxError, Position
@@ -174,11 +174,23 @@ class _Reader:
         self.separators = Separators()
         #: Offset up to which the segments are a package's object, not segments.
         self.skip_until = -1
+        #: Segments of the open message already handed over in slices (streamed files): the
+        #: UNT count counts them too.
+        self.released = 0
+        #: True when ``source`` is a window of a streamed file, not the whole text.
+        self.windowed = False
+        #: Streaming hooks: a completed message goes to ``on_message`` instead of its
+        #: interchange's list; a closed interchange to ``on_interchange``.
+        self.on_message: Callable[[Interchange, Message], None] | None = None
+        self.on_interchange: Callable[[Interchange], None] | None = None
         self.reset_interchange()
 
     def reset_interchange(self) -> None:
         #: UNH 0062 -> segment index of its first UNH, in the open interchange.
         self.refs: dict[str, int] = {}
+        #: Messages of the open interchange: counted, since a streamed file hands them over
+        #: (``on_message``) instead of keeping them on the interchange.
+        self.message_count = 0
         self.group: Segment | None = None
         self.group_messages = 0
         self.group_packages = 0
@@ -210,25 +222,29 @@ class _Reader:
             interchange.warnings.append(f"also (0085 code {code}): {error}")
 
     def read(self) -> list[Interchange]:
+        for chunk in tokenize(self.source.text):
+            self.feed(chunk)
+        self.finish()
+        return self.interchanges
+
+    def feed(self, chunk: Chunk) -> None:
+        """Read the segments of one chunk (all of a file, or one window of a streamed one)."""
         # Checked tags that need nothing but appending inside a message (not UNH/UNT/UNB/UNZ).
         plain = self.plain
         step = self.step
-        for chunk in tokenize(self.source.text):
-            self.start_chunk(chunk)
-            decimal = chunk.separators.decimal
-            for segment in chunk.segments:
-                message = self.message
-                if message is not None and segment.tag in plain:
-                    message.append(segment)  # the common case, what step() would do
-                else:
-                    self.last = segment
-                    step(segment, decimal)
-            if chunk.segments:
-                self.last = chunk.segments[-1]
-            if chunk.unterminated is not None:
-                self.note_unterminated(chunk.unterminated)
-        self.finish()
-        return self.interchanges
+        self.start_chunk(chunk)
+        decimal = chunk.separators.decimal
+        for segment in chunk.segments:
+            message = self.message
+            if message is not None and segment.tag in plain:
+                message.append(segment)  # the common case, what step() would do
+            else:
+                self.last = segment
+                step(segment, decimal)
+        if chunk.segments:
+            self.last = chunk.segments[-1]
+        if chunk.unterminated is not None:
+            self.note_unterminated(chunk.unterminated)
 
     def start_chunk(self, chunk: Chunk) -> None:
         self.chunk = chunk
@@ -321,7 +337,7 @@ class _Reader:
                      "(UNH..UNT)")
         elif self.groups:
             where = "between functional groups"
-        elif self.interchange is not None and self.interchange.messages:
+        elif self.interchange is not None and self.message_count:
             where = "between messages (outside UNH..UNT)"
         else:
             where = "before the first message or group (outside UNH..UNT)"
@@ -380,7 +396,7 @@ class _Reader:
                        f"{self.group.index}) has no UNE before the UNZ at segment {unz.index}",
                        self.group, "13", element="UNE")
         declared = unz.get(0)
-        messages = len(interchange.messages)
+        messages = self.message_count
         counted = [self.groups] if self.groups else [messages, messages + self.packages]
         what = "functional groups" if self.groups else "messages"
         if not declared.isdigit():
@@ -408,6 +424,8 @@ class _Reader:
         self.interchanges.append(interchange)
         self.interchange = None
         self.unb = None
+        if self.on_interchange is not None:
+            self.on_interchange(interchange)
 
     # -- functional groups -----------------------------------------------------------------
 
@@ -459,10 +477,14 @@ class _Reader:
         and holds UNO S022 0810 octets of anything, separators included; UNP follows at
         once (ISO 9735-8). The tokenizer split the object like text, so the segments it
         made there are skipped, and UNP is re-read from the text.
+
+        In a streamed file the text is a window (offsets are the file's, less the window's
+        ``base``): a package is read when its UNP is in the same window as its UNO, and
+        refused otherwise (code 13), the window being far larger than any real package.
         """
-        text, seps = self.source.text, self.separators
+        text, seps, base = self.source.text, self.separators, self.source.base
         ref, length, before = uno.get(0), uno.get(3, 0), uno.get(3, 1)
-        start = _segment_end(text, uno.offset, seps)
+        start = _segment_end(text, uno.offset - base, seps)
         for _ in range(int(before) if before.isdigit() else 0):
             start = _segment_end(text, start, seps)
         opener = "UNP" + seps.element
@@ -473,6 +495,10 @@ class _Reader:
         if end < 0 or not text.startswith(opener, end):
             found = text.find(opener, start)
             if found == -1:
+                if self.windowed:
+                    raise self.fail(f"package {ref!r} (UNO at segment {uno.index}) has no UNP "
+                                    "within the streaming window: a syntax 4 package is read "
+                                    "only when it fits in one window", uno, "13", element="UNP")
                 raise self.fail(f"package {ref!r} (UNO at segment {uno.index}) has no UNP: the "
                                 "file ends inside its object", uno, "13", element="UNP")
             if end >= 0 and _octets(text[start:found]) != int(length):
@@ -483,14 +509,14 @@ class _Reader:
         stop = _segment_end(text, end, seps)
         body = text[end:stop].rstrip(seps.terminator)
         unp = Segment("UNP", [e.split(seps.component) for e in body.split(seps.element)[1:]],
-                      self.index_at(end, uno), end)
+                      self.index_at(base + end, uno), base + end)
         if unp.get(0) != length:
             self.fault(f"UNP length of object {unp.get(0)!r} does not match the UNO's "
                        f"{length!r}", unp, "29", element="UNP/0810", element_pos=1)
         if unp.get(1) != ref:
             self.fault(f"UNP package reference {unp.get(1)!r} does not match the UNO reference "
                        f"{ref!r}", unp, "28", element="UNP/0800", element_pos=2)
-        self.skip_until = stop
+        self.skip_until = base + stop
         self.packages += 1
         self.group_packages += self.group is not None
         interchange = self.interchange
@@ -554,9 +580,10 @@ class _Reader:
             if not declared.isdigit():
                 error = self.fail(f"UNT segment count {declared!r} is not a number", unt, "12",
                                   element="UNT/0074", message_ref=ref, element_pos=1)
-            elif int(declared) != len(segments):
+            elif int(declared) != len(segments) + self.released:
                 error = self.fail(f"UNT segment count is {int(declared)} but the message has "
-                                  f"{len(segments)} segments (UNH to UNT)", unt, "29",
+                                  f"{len(segments) + self.released} segments (UNH to UNT)",
+                                  unt, "29",
                                   element="UNT/0074", message_ref=ref, element_pos=1)
             elif not unt.get(1):
                 error = self.fail("UNT has no message reference (0062)", unt, "13",
@@ -582,13 +609,19 @@ class _Reader:
         interchange = self.interchange
         assert interchange is not None
         unh = segments[0]
-        interchange.messages.append(Message(
+        message = Message(
             ref=unh.get(0), type=unh.get(1, 0), version=unh.get(1, 1), release=unh.get(1, 2),
             agency=unh.get(1, 3), association=unh.get(1, 4) or None, segments=segments,
             index=unh.index, source=self.source, error=error,
-            group_ref=(self.group.get(4) or None) if self.group is not None else None))
+            group_ref=(self.group.get(4) or None) if self.group is not None else None)
+        self.message_count += 1
         self.message = None
         self.message_error = None
+        if self.on_message is not None:
+            self.on_message(interchange, message)
+        else:
+            interchange.messages.append(message)
+        self.released = 0
 
     def finish(self) -> None:
         last = self.last
@@ -607,8 +640,11 @@ class _Reader:
                 self.fault(f"functional group {self.group.get(4)!r} (UNG at segment "
                            f"{self.group.index}) has no UNE: {after}", self.group, "13",
                            element="UNE")
-            self.interchanges.append(self.interchange)
+            interchange = self.interchange
+            self.interchanges.append(interchange)
             self.interchange = None
+            if self.on_interchange is not None:
+                self.on_interchange(interchange)
         if not self.interchanges:
             raise EdifactSyntaxError("no EDIFACT interchange or message in the file (only a UNA)",
                                      code="13")

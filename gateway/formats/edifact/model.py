@@ -11,18 +11,44 @@ class Source:
     """The decoded text of one file, kept to turn a segment's offset into line and column.
 
     Lines are counted only when an error or a warning needs them, never while reading.
+
+    A streamed file (``gateway.formats.edifact.stream``) keeps only a window of its text:
+    ``base`` is the window's offset in the file, ``line_base`` the number of line breaks
+    before it and ``column_base`` the characters between the last of them and the window.
+    ``slide`` drops read text from the front and appends new text. An offset outside the
+    window has no line or column (None): positions then give the segment index only.
     """
 
-    __slots__ = ("text", "filename")
+    __slots__ = ("text", "filename", "base", "line_base", "column_base")
 
     def __init__(self, text: str, filename: str | None = None) -> None:
         self.text = text
         self.filename = filename
+        self.base = 0
+        self.line_base = 0
+        self.column_base = 0
 
     def line_column(self, offset: int) -> tuple[int, int]:
-        """1-based line and column of a character offset."""
-        line = self.text.count("\n", 0, offset) + 1
-        return line, offset - self.text.rfind("\n", 0, offset)
+        """1-based line and column of a character offset (``(None, None)`` when a streamed
+        window no longer holds it)."""
+        rel = offset - self.base
+        text = self.text
+        if rel < 0 or rel > len(text):
+            return None, None  # type: ignore[return-value]
+        line = self.line_base + text.count("\n", 0, rel) + 1
+        newline = text.rfind("\n", 0, rel)
+        if newline == -1:
+            return line, self.column_base + rel + 1
+        return line, rel - newline
+
+    def slide(self, cut: int, more: str = "") -> None:
+        """Forget the first ``cut`` characters of the window and append ``more``."""
+        released = self.text[:cut]
+        newline = released.rfind("\n")
+        self.line_base += released.count("\n")
+        self.column_base = (cut - newline - 1) if newline != -1 else self.column_base + cut
+        self.base += cut
+        self.text = self.text[cut:] + more
 
     def position(self, segment: Segment | None, *, element: str | None = None,
                  message_ref: str | None = None, element_pos: int | None = None,

@@ -113,24 +113,34 @@ class Chunk:
     note: str | None = None
 
 
-def tokenize(text: str) -> list[Chunk]:
-    """Every segment of ``text``, grouped by the UNA that governs it; indexes start at 1."""
+def tokenize(text: str, *, base: int = 0, index: int = 1,
+             separators: Separators | None = None) -> list[Chunk]:
+    """Every segment of ``text``, grouped by the UNA that governs it; indexes start at 1.
+
+    A streamed file is tokenized window by window (``gateway.formats.edifact.stream``): then
+    ``base`` is the window's offset in the file, ``index`` the index of its first segment,
+    and ``separators`` those in force at the end of the previous window, used up to the
+    next UNA instead of being guessed again from a UNB that is not in this window.
+    """
     chunks: list[Chunk] = []
-    index = 1
     pos = _skip_blank(text, 0)
+    carried = separators
     while pos < len(text):
         una = None
         note = None
         if text.startswith("UNA", pos) and len(text) >= pos + 9:
             separators = Separators.from_una(text[pos + 3:pos + 9])
-            una = Segment("UNA", [[text[pos + 3:pos + 9]]], index, pos)
+            una = Segment("UNA", [[text[pos + 3:pos + 9]]], index, base + pos)
             index += 1
             pos += 9
+        elif carried is not None:
+            separators = carried
         else:
             separators, note = _implicit(text, pos)
+        carried = None
         end = _next_una(text, pos, separators.terminator)
         chunk = Chunk(separators, una=una, note=note)
-        index = _split(text[pos:end], pos, separators, index, chunk)
+        index = _split(text[pos:end], base + pos, separators, index, chunk)
         chunks.append(chunk)
         pos = _skip_blank(text, end)
     return chunks
