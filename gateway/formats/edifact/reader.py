@@ -93,26 +93,9 @@ class EdifactPayload:
             verdicts: list[_Verdict] = []
             first_failure: _Verdict | None = None
             for message in interchange.messages:
-                error = rejected or message.error
-                mapping, unsupported = self._mapping(partner, message)
-                if error is None and validate is not None and policy.validation != "off":
-                    errors, warned = sort_errors(
-                        validate(message, decimal_mark=interchange.decimal_mark), message,
-                        mapping, policy.validation)
-                    self.warnings += warned
-                    if errors:
-                        error = _first_of(errors)
-                        error.stage = "validate"
-                result: MappedDocument | FailedMessage
-                if error is not None:
-                    result = self._failed(partner, interchange, message, error, FAILED)
-                elif mapping is None:
-                    assert unsupported is not None
-                    result = self._failed(partner, interchange, message, unsupported,
-                                          UNSUPPORTED)
-                else:
-                    result, error = self._map(partner, interchange, message, mapping,
-                                              transmission_id, filename)
+                result, error = self.judge(partner, interchange, message, rejected=rejected,
+                                           validate=validate, transmission_id=transmission_id,
+                                           filename=filename)
                 results.append(result)
                 verdicts.append(_Verdict(message, error))
                 if error is not None and first_failure is None:
@@ -133,6 +116,32 @@ class EdifactPayload:
             out += results
             self.verdicts.append((rejected, verdicts))
         return out
+
+    def judge(self, partner: Partner, interchange: Interchange, message: Message, *,
+              rejected: PayloadError | None, validate: Any, transmission_id: str | None,
+              filename: str | None
+              ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
+        """One message's fate, the same in memory and streamed (``stream.py``): rejected
+        with its interchange, failed by its envelope or structure, unsupported, failed by its
+        mapping, or mapped. Returns the result and the error a CONTRL reports (None when
+        the message is accepted)."""
+        policy = partner.edifact
+        error = rejected or message.error
+        mapping, unsupported = self._mapping(partner, message)
+        if error is None and validate is not None and policy.validation != "off":
+            errors, warned = sort_errors(
+                validate(message, decimal_mark=interchange.decimal_mark), message,
+                mapping, policy.validation)
+            self.warnings += warned
+            if errors:
+                error = _first_of(errors)
+                error.stage = "validate"
+        if error is not None:
+            return self._failed(partner, interchange, message, error, FAILED), error
+        if mapping is None:
+            assert unsupported is not None
+            return self._failed(partner, interchange, message, unsupported, UNSUPPORTED), None
+        return self._map(partner, interchange, message, mapping, transmission_id, filename)
 
     def _duplicate(self, interchange: Interchange, known: dict[str, str],
                    policy: str) -> EdifactSyntaxError | None:
