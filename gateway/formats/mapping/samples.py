@@ -43,7 +43,13 @@ def produce(mapping: Mapping, sample: Path) -> list[dict[str, Any]]:
     """The canonical JSON documents ``mapping`` makes from ``sample`` (partner ``sample``)."""
     documents = []
     for interchange in read_interchanges(sample.read_bytes(), filename=sample.name):
+        # The reader keeps envelope errors on the interchange or the message rather than
+        # raising them; a sample must be a correct interchange, so they fail it here.
+        if interchange.error is not None:
+            raise interchange.error
         for message in interchange.messages:
+            if message.error is not None:
+                raise message.error
             mapped = map_message(mapping, interchange, message, partner_id=SAMPLE_PARTNER,
                                  filename=sample.name, transmission_id=None)
             documents.append(json.loads(mapped.document.to_json_bytes()))  # type: ignore[attr-defined]
