@@ -52,8 +52,10 @@ class BrokerSettings(_Strict):
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
     dead_letter_queue: str = "erp.orders.dead"
-    queues: list[QueueSettings] = Field(
-        default_factory=lambda: [QueueSettings(name="erp.orders", bindings=["order.#"])])
+    queues: list[QueueSettings] = Field(default_factory=lambda: [
+        QueueSettings(name="erp.orders", bindings=["order.#"]),
+        QueueSettings(name="erp.price-lists", bindings=["price-list.#"]),
+        QueueSettings(name="erp.invoices", bindings=["invoice.#"])])
     confirm_window: int = Field(256, ge=1, le=65535)
     batch: int = Field(500, ge=1, le=10000)
     retry_initial: float = Field(0.5, gt=0)

@@ -9,7 +9,8 @@ Policies (decided here, on purpose):
   so the price is kept with its code as sent (type_name "NTP") and one warning per message.
 - Their NADs carry SAP client ids with agency 9 (MIDCLNT010): kept as party id, the GLN
   left empty with a warning.
-- A non-EDIFACT PRICAT row (the CSV article list) is not read yet: edigw has no CSV reader.
+- A non-EDIFACT PRICAT row (the CSV article list) is refused by the EDIFACT reader; the CSV
+  reader of the XML/CSV issue will take it.
   Its test skips naming that reason; the canonical PriceList holds what it carries (a retail
   and a promotional price with their dates).
 """
@@ -128,9 +129,15 @@ def test_pricat_file_maps_every_message(row, mappings):
 
 
 @pytest.mark.parametrize("row", OTHER, ids=lambda r: r["local_path"])
-def test_non_edifact_pricat_row_waits_for_its_reader(row):
-    """A CSV price list is not EDIFACT: it waits for the CSV reader (skipped with the reason)."""
+def test_non_edifact_pricat_row_is_refused_by_the_edifact_reader(row):
+    """A CSV price list is not EDIFACT: the EDIFACT reader refuses it at its first line (the
+    CSV reader of the XML/CSV issue will take it)."""
+    from gateway.core.errors import EdifactSyntaxError
+    from gateway.formats.edifact import read_interchanges
+
     folder = require_corpus()
-    head = (folder / row["local_path"]).read_bytes()[:200]
-    assert b"UNH+" not in head and b"UNB+" not in head
-    pytest.skip(f"{row['document_type']}: edigw has no CSV reader yet")
+    data = (folder / row["local_path"]).read_bytes()
+    assert b"UNH+" not in data[:200] and b"UNB+" not in data[:200]
+    with pytest.raises(EdifactSyntaxError, match="not EDIFACT") as info:
+        read_interchanges(data, filename=row["local_path"])
+    assert info.value.position is not None and info.value.position.line == 1

@@ -32,6 +32,8 @@ _READS: dict[int, tuple[Any, dict[str, list[tuple[Any, ...]]]]] = {}
 
 def _rules(rules: Iterable[Any], groups: dict[str, Any], out: dict[str, list[tuple[Any, ...]]]
            ) -> None:
+    """Collect what ``rules`` read; ``groups`` are the groups visible at their level (a
+    group's sub-groups are local to it, so a name may exist at two levels)."""
     for rule in rules:
         for path in getattr(rule, "paths", ()) or ():
             out.setdefault(path.tag, []).append(tuple(path.conditions))
@@ -40,7 +42,8 @@ def _rules(rules: Iterable[Any], groups: dict[str, Any], out: dict[str, list[tup
             definition = groups.get(group)
             if definition is not None:
                 out.setdefault(definition.trigger, []).append(tuple(rule.conditions))
-            _rules(getattr(rule, "fields", ()) or (), groups, out)
+            inner = (getattr(definition, "groups", None) or {}) if definition else {}
+            _rules(getattr(rule, "fields", ()) or (), inner, out)
 
 
 def _reads(mapping: Any) -> dict[str, list[tuple[Any, ...]]]:
@@ -48,10 +51,7 @@ def _reads(mapping: Any) -> dict[str, list[tuple[Any, ...]]]:
     if cached is not None and cached[0] is mapping:
         return cached[1]
     found: dict[str, list[tuple[Any, ...]]] = {}
-    groups = dict(getattr(mapping, "groups", {}) or {})
-    for g in list(groups.values()):  # sub-groups defined inside groups, if any
-        groups.update(getattr(g, "groups", {}) or {})
-    _rules(getattr(mapping, "rules", ()), groups, found)
+    _rules(getattr(mapping, "rules", ()), dict(getattr(mapping, "groups", {}) or {}), found)
     _READS[id(mapping)] = (mapping, found)
     return found
 
