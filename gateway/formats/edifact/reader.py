@@ -25,7 +25,10 @@ from gateway.formats.edifact.severity import sort_errors
 from gateway.formats.mapping import MappingSet, map_message
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from gateway.config import Partner
+    from gateway.formats.edifact.stream import StreamedPayload
 
 #: Canonical document type of each EDIFACT message type the gateway maps.
 DOCUMENT_TYPES = {"ORDERS": "order", "PRICAT": "price-list", "INVOIC": "invoice"}
@@ -294,6 +297,16 @@ class EdifactReader:
         # Junk before UNB still counts as EDIFACT, so that the reader names the junk's
         # position rather than the file being called "not a recognised format".
         return _SNIFF.match(head) is not None or b"UNB+" in head or b"UNH+" in head
+
+    def stream(self, blocks: Iterable[bytes], *, filename: str | None,
+               window: int | None = None, slice_segments: int | None = None
+               ) -> StreamedPayload:
+        """A large payload read block by block (``gateway.formats.edifact.stream``)."""
+        from gateway.formats.edifact import stream
+
+        return stream.StreamedPayload(
+            blocks, mappings=self.mappings, filename=filename,
+            window=window or stream.WINDOW, slice_segments=slice_segments or stream.SLICE_SEGMENTS)
 
     def parse(self, data: bytes, *, filename: str | None) -> EdifactPayload:
         interchanges = read_interchanges(data, filename=filename)
