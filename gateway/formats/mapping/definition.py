@@ -111,6 +111,9 @@ class Mapping:
     model: type[BaseModel] = field(default=BaseModel, repr=False)
     #: The rules compiled into functions, made by ``apply`` the first time it runs them.
     plan: Any = field(default=None, init=False, repr=False, compare=False)
+    #: Mappings of other formats (XML, CSV) have their own classes; see registry.COMPILERS.
+    format: str = field(default="edifact", init=False)
+    sample_suffix: str = field(default=".edi", init=False)
 
 
 class _Compiler:

@@ -8,6 +8,7 @@ its own ``match`` is chosen only by id (from the partner profile), never by matc
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,33 @@ from gateway.core.errors import MappingDefinitionError, MappingError
 from gateway.formats.edifact.model import Message
 from gateway.formats.mapping.definition import Mapping, Where, compile_mapping
 from gateway.formats.mapping.yamlsrc import Lines, load_with_lines
+
+#: Compilers of the mapping files of other formats, by their top-level ``format`` key
+#: ("module:function"). Without ``format`` a mapping is EDIFACT (``compile_mapping``). A
+#: compiler takes ``(data, where, file, own_match)`` like ``compile_mapping`` and returns an
+#: object with ``id``, ``document``, ``format``, ``file``, ``auto_match``, ``sample_suffix``
+#: (e.g. ``.xml``) and ``produce(sample: Path) -> list[dict]`` (the canonical JSON documents
+#: of its sample, for partner ``sample``); loading errors are MappingDefinitionError.
+COMPILERS = {
+    "xml": "gateway.formats.xml.mapping:compile_xml_mapping",
+    "csv": "gateway.formats.csv.mapping:compile_csv_mapping",
+}
+
+
+def _compiler(fmt: Any, file: str, line: int | None) -> Any:
+    if fmt in (None, "edifact"):
+        return compile_mapping
+    target = COMPILERS.get(fmt) if isinstance(fmt, str) else None
+    if target is None:
+        raise MappingDefinitionError(
+            f"unknown format {fmt!r} (known: edifact, {', '.join(sorted(COMPILERS))})",
+            file=file, line=line)
+    module, function = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as exc:
+        raise MappingDefinitionError(f"format {fmt!r} is not available: {exc}", file=file,
+                                     line=line) from exc
 
 
 @dataclass(slots=True)
@@ -51,9 +79,14 @@ class MappingSet:
         mappings = {}
         for ident, raw in raws.items():
             data, where = _resolve(raw, raws, ())
-            mappings[ident] = compile_mapping(data, where, raw.file,
-                                              own_match="match" in raw.data)
+            fmt = data.pop("format", None)
+            compile_ = _compiler(fmt, raw.file, raw.lines.get(("format",)))
+            mappings[ident] = compile_(data, where, raw.file, own_match="match" in raw.data)
         return cls(mappings)
+
+    def of_format(self, fmt: str) -> list[Any]:
+        """The mappings of one format (``edifact``, ``xml``, ``csv``)."""
+        return [m for m in self.mappings.values() if getattr(m, "format", "edifact") == fmt]
 
     def __iter__(self) -> Iterator[Mapping]:
         return iter(self.mappings.values())
@@ -78,7 +111,7 @@ class MappingSet:
                 raise MappingError(f"mapping {mapping_id!r} is for {m.describe()}, but message "
                                    f"{message.ref} is {message.describe()}")
             return mapping
-        found = [m for m in self.mappings.values() if m.auto_match and _matches(m, message)]
+        found = [m for m in self.of_format("edifact") if m.auto_match and _matches(m, message)]
         if not found:
             raise MappingError(f"no mapping for {message.describe()} (message {message.ref}); "
                                "add one under mappings/ or name one in the partner profile")

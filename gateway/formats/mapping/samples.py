@@ -36,11 +36,14 @@ class SampleResult:
 def sample_paths(mapping: Mapping) -> tuple[Path, Path]:
     """(sample input, expected JSON) beside the mapping file."""
     folder = Path(mapping.file).parent
-    return folder / f"{mapping.id}.sample.edi", folder / f"{mapping.id}.expected.json"
+    suffix = getattr(mapping, "sample_suffix", ".edi")
+    return folder / f"{mapping.id}.sample{suffix}", folder / f"{mapping.id}.expected.json"
 
 
 def produce(mapping: Mapping, sample: Path) -> list[dict[str, Any]]:
     """The canonical JSON documents ``mapping`` makes from ``sample`` (partner ``sample``)."""
+    if getattr(mapping, "format", "edifact") != "edifact":
+        return mapping.produce(sample)  # type: ignore[attr-defined]
     documents = []
     for interchange in read_interchanges(sample.read_bytes(), filename=sample.name):
         # The reader keeps envelope errors on the interchange or the message rather than
