@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -19,8 +20,15 @@ from typing import Any
 import structlog
 
 from gateway.config import Partner, PartnerDirectory
-from gateway.core.errors import FormatNotRecognised, PayloadError, UnknownPartner
-from gateway.core.ports import FailedMessage, Incoming, ParsedPayload, Reader, Receipt
+from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError, UnknownPartner
+from gateway.core.ports import (
+    FailedMessage,
+    Incoming,
+    MappedDocument,
+    ParsedPayload,
+    Reader,
+    Receipt,
+)
 from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import NewDocument, Store, TransmissionRow
@@ -60,7 +68,8 @@ class Pipeline:
     def __init__(self, *, store: Store, archive: Archive, partners: PartnerDirectory,
                  readers: Sequence[Reader], on_queued: Callable[[], None] | None = None,
                  on_outbound: Callable[[], None] | None = None,
-                 max_size: int = 200 * 1024 * 1024) -> None:
+                 max_size: int = 200 * 1024 * 1024, stream_above: int = 16 * 1024 * 1024,
+                 max_message_bytes: int = 1024 * 1024) -> None:
         self.store = store
         self.archive = archive
         self.partners = partners
@@ -68,6 +77,13 @@ class Pipeline:
         self.on_queued = on_queued or (lambda: None)
         self.on_outbound = on_outbound or (lambda: None)
         self.max_size = max_size
+        #: Payloads larger than this are processed as a stream (``_work_streamed``).
+        self.stream_above = stream_above
+        #: No document is published larger than this: a price list goes out in parts.
+        self.max_message_bytes = max_message_bytes
+        #: Streaming window and slice size (None: the reader's defaults); tests lower them.
+        self.stream_window: int | None = None
+        self.slice_segments: int | None = None
         #: Control references taken by transmissions of the batch being processed, not yet
         #: committed: (partner, ref) -> where (the duplicate check must see them too).
         self._batch_refs: dict[tuple[str, str], str] = {}
@@ -213,6 +229,10 @@ class Pipeline:
             self.store.clear_outcome(tid)  # processed again: its failed messages anew
         with structlog.contextvars.bound_contextvars(transmission_id=tid, filename=row.filename,
                                                     partner=row.partner_id):
+            if row.size > self.stream_above:
+                streamed = self._work_streamed(tid, row)
+                if streamed is not None:
+                    return streamed
             data = self.archive.get(row.sha256)
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
@@ -242,17 +262,18 @@ class Pipeline:
                     failures.append(m)
                     docs.append(_failed_document(m, partner.id))
                     continue
+                try:
+                    made = self._new_documents(m, partner.id, warnings)
+                except MappingError as exc:
+                    failure = _oversized(m, exc)
+                    failures.append(failure)
+                    docs.append(_failed_document(failure, partner.id))
+                    continue
                 warnings += m.warnings
-                docs.append(NewDocument(
-                    doc_type=m.doc_type, schema_version=m.schema_version,
-                    business_number=m.business_number, interchange_ref=m.interchange_ref,
-                    message_ref=m.message_ref, message_id=m.message_id,
-                    payload=m.document.to_json_bytes(),  # type: ignore[attr-defined]
-                    routing_key=f"{m.doc_type}.{partner.id}"))
+                docs += made
             events.append(("identified", f"partner {partner.id} ({partner.name})"))
             if warnings:
-                events.append(("warnings", "; ".join(warnings[:20])
-                               + (f" … and {len(warnings) - 20} more" if len(warnings) > 20 else "")))
+                events.append(_warnings_event(warnings, len(warnings)))
             record: dict[str, Any] = dict(
                 kind="processed", tid=tid, partner_id=partner.id, fmt=parsed.format,
                 standard=parsed.standard, docs=docs, events=events,
@@ -268,11 +289,110 @@ class Pipeline:
             return Outcome(tid, status, partner.id, len(docs), good,
                            stage=record.get("stage"), reason=record.get("reason")), record
 
+    # -- the streamed path (large payloads) ---------------------------------------------------
+
+    def _work_streamed(self, tid: str, row: TransmissionRow) -> Outcome | None:
+        """Process a large payload as a stream, recording as it goes; None when its reader
+        cannot stream (the caller then reads it whole).
+
+        Documents are stored HELD as their messages complete, in chunks, and released to
+        the outbox in one commit when their interchange has closed cleanly (UNZ): an
+        interchange rejected at its end publishes nothing, as in memory. The parts of a
+        price list sliced on the way wait for its UNT; their total (``part_count``) is
+        written into each before release. Memory holds a window of text, one slice and one
+        chunk of documents, whatever the file's size. The outcome recorded at the end is
+        the in-memory path's: status, failed messages, interchanges, CONTRL, warnings.
+        """
+        blocks = self.archive.blocks(row.sha256)
+        events: list[tuple[str, str]] = []
+        partner: Partner | None = None
+        parsed: Any = None
+        try:
+            head = next(blocks, b"")
+            reader = self._detect(head)
+            if not hasattr(reader, "stream"):
+                blocks.close()
+                return None
+            parsed = reader.stream(itertools.chain([head], blocks), filename=row.filename,
+                                   window=self.stream_window, slice_segments=self.slice_segments)
+            parsed.open()
+            partner = self._identify(parsed, row.partner_id)
+        except PayloadError as exc:
+            blocks.close()
+            status = s.QUARANTINED if isinstance(exc, UnknownPartner) else s.FAILED
+            self.store.record_failed(tid, stage=exc.stage, reason=str(exc), status=status,
+                                     partner_id=partner.id if partner else None,
+                                     fmt=parsed.format if parsed else None,
+                                     standard=parsed.standard if parsed else None,
+                                     events=events)
+            return Outcome(tid, status, partner.id if partner else None, stage=exc.stage,
+                           reason=str(exc))
+        self.store.clear_outcome(tid)  # documents held by a run cut short by a crash
+        run = _StreamRun(self, tid, partner.id)
+        broken: PayloadError | None = None
+        try:
+            for event in parsed.events(
+                    partner=partner, transmission_id=tid, filename=row.filename,
+                    known=lambda ref: self._known_refs_for(partner, [ref], tid).get(ref)):
+                run.take(event)
+        except PayloadError as exc:  # the file as a whole cannot be read on (truncated …)
+            broken = exc
+        finally:
+            blocks.close()
+        run.flush()
+        if broken is not None:
+            run.fail_held(broken.stage, f"not released: {broken}")
+        events.append(("parsed", parsed.summary()))
+        events.append(("identified", f"partner {partner.id} ({partner.name})"))
+        warnings = parsed.warnings + run.warnings
+        if warnings:
+            events.append(_warnings_event(warnings, len(parsed.warnings) + run.warning_count))
+        outcome: dict[str, Any] = dict(
+            interchanges=self._interchanges(parsed, partner.id),
+            outbound=self._replies(parsed, partner, tid))
+        if broken is not None:
+            queued = (f"; {run.queued} document(s) of the complete interchanges before it "
+                      "were queued") if run.queued else ""
+            outcome.update(stage=broken.stage, reason=f"{broken}{queued}", failed=True)
+        elif run.first_failure is not None:
+            stage, reason = run.first_failure
+            outcome.update(_note(stage, reason, run.bad, run.unsupported, run.messages))
+            outcome["failed"] = not run.queued and not run.duplicates
+        self.store.record_processed(tid, partner_id=partner.id, fmt=parsed.format,
+                                    standard=parsed.standard, docs=[], events=events,
+                                    final=True, **outcome)
+        if outcome["outbound"]:
+            self.on_outbound()
+        if outcome.get("failed"):
+            return Outcome(tid, s.FAILED, partner.id, run.stored, 0, stage=outcome["stage"],
+                           reason=outcome["reason"])
+        return Outcome(tid, s.PROCESSED if run.queued else s.PUBLISHED, partner.id, run.stored,
+                       run.queued, stage=outcome.get("stage"), reason=outcome.get("reason"))
+
+    def _new_documents(self, m: MappedDocument, partner_id: str,
+                       warnings: list[str]) -> list[NewDocument]:
+        """The stored form of a mapped document: one row, or its parts when its JSON is
+        over ``max_message_bytes`` and its type can be published in parts (a price list).
+        Raises MappingError when one item alone is over the limit."""
+        payload: bytes = m.document.to_json_bytes()  # type: ignore[attr-defined]
+        if len(payload) <= self.max_message_bytes:
+            return [_new_document(m, partner_id, payload)]
+        if not _has_parts(m.document):
+            warnings.append(f"{m.doc_type} {m.business_number or m.message_id} is "
+                            f"{len(payload)} bytes, over the {self.max_message_bytes}-byte "
+                            "message size; sent whole (only price lists go out in parts)")
+            return [_new_document(m, partner_id, payload)]
+        parts = _part_payloads(m.document, self.max_message_bytes, first=1, total=True)
+        return [_new_document(m, partner_id, p, part=n) for n, p in enumerate(parts, 1)]
+
     def _known_refs(self, partner: Partner, parsed: ParsedPayload, tid: str) -> dict[str, str]:
         """Control references of ``parsed`` this partner sent before (duplicate check)."""
+        refs = parsed.control_refs() if hasattr(parsed, "control_refs") else []
+        return self._known_refs_for(partner, refs, tid)
+
+    def _known_refs_for(self, partner: Partner, refs: list[str], tid: str) -> dict[str, str]:
         if partner.edifact.duplicate_interchange == "accept":
             return {}
-        refs = parsed.control_refs() if hasattr(parsed, "control_refs") else []
         if not refs:
             return {}
         since = dt.datetime.now(dt.UTC) - dt.timedelta(days=partner.edifact.duplicate_window_days)
@@ -368,6 +488,222 @@ class Pipeline:
         raise UnknownPartner("payload names no sender and the channel is not partner-specific")
 
 
+class _StreamRun:
+    """What a streamed transmission has made so far: documents waiting for the next commit,
+    the held parts of the price lists being read, and the counts of the outcome."""
+
+    #: Commit the held documents when their payloads reach this many bytes.
+    flush_bytes = 8 * 1024 * 1024
+
+    def __init__(self, pipeline: Pipeline, tid: str, partner_id: str) -> None:
+        self.pipeline = pipeline
+        self.store = pipeline.store
+        self.tid = tid
+        self.partner_id = partner_id
+        self.buffer: list[tuple[NewDocument, str | None]] = []
+        self.buffer_bytes = 0
+        #: Sliced message key -> ids of its parts stored so far, and the next part number.
+        self.parts: dict[str, list[str]] = {}
+        self.next_part: dict[str, int] = {}
+        #: Sliced messages that failed while being cut in parts (an item over the size).
+        self.broken: dict[str, FailedMessage] = {}
+        self.stored = self.queued = self.duplicates = self.bad = self.unsupported = 0
+        self.messages = 0  # messages complete (a price list in parts counts once)
+        self.first_failure: tuple[str, str] | None = None
+        self.warnings: list[str] = []
+        self.warning_count = 0
+
+    def take(self, event: Any) -> None:
+        """One event of ``StreamedPayload.events`` (duck-typed: the core imports no format)."""
+        kind = type(event).__name__
+        if kind == "Done":
+            self.done(event.result)
+        elif kind == "Slice":
+            self.slice(event.key, event.result)
+        elif kind == "SlicedEnd":
+            self.sliced_end(event.key, event.failed)
+        elif kind == "InterchangeEnd":
+            self.interchange_end(event.control_ref, event.rejected)
+        else:  # pragma: no cover - a reader bug
+            raise TypeError(f"unknown stream event {event!r}")
+
+    def done(self, m: MappedDocument | FailedMessage) -> None:
+        self.messages += 1
+        if isinstance(m, FailedMessage):
+            self.failed(m)
+            return
+        try:
+            made = self.pipeline._new_documents(m, self.partner_id, self.warnings)
+        except MappingError as exc:
+            self.failed(_oversized(m, exc))
+            return
+        self.warn(m.warnings)
+        for doc in made:
+            self.add(doc)
+
+    def slice(self, key: str, m: MappedDocument) -> None:
+        if key in self.broken:
+            return
+        first = self.next_part.get(key, 1)
+        try:
+            payloads = _part_payloads(m.document, self.pipeline.max_message_bytes, first=first,
+                                      total=False)
+        except MappingError as exc:
+            self.broken[key] = _oversized(m, exc)
+            return
+        self.warn(m.warnings)
+        self.parts.setdefault(key, [])
+        self.next_part[key] = first + len(payloads)
+        for n, payload in enumerate(payloads, first):
+            self.add(_new_document(m, self.partner_id, payload, part=n), key)
+
+    def sliced_end(self, key: str, failed: FailedMessage | None) -> None:
+        self.messages += 1
+        self.flush()
+        ids = self.parts.pop(key, [])
+        count = self.next_part.pop(key, 1) - 1
+        failed = failed or self.broken.pop(key, None)
+        if failed is None:
+            self.store.patch_held(ids, _UNKNOWN_TOTAL, b'"part_count":%d' % count)
+            return
+        self.note_failure(failed)
+        if ids:
+            self.store.fail_held(self.tid, stage=failed.stage, reason=failed.reason,
+                                 document_ids=ids)
+        else:
+            self.add(_failed_document(failed, self.partner_id))
+
+    def interchange_end(self, control_ref: str | None, rejected: PayloadError | None) -> None:
+        self.flush()
+        if rejected is not None:
+            reason = f"interchange {control_ref or '-'} rejected: {rejected}"
+            failed = self.fail_held(rejected.stage, reason)
+            if failed and self.first_failure is None:
+                self.first_failure = (rejected.stage, reason)
+            return
+        queued, duplicates = self.store.release_held(self.tid)
+        self.queued += queued
+        self.duplicates += duplicates
+        if queued:
+            self.pipeline.on_queued()  # the publisher starts while the rest is read
+
+    def fail_held(self, stage: str, reason: str) -> int:
+        failed = self.store.fail_held(self.tid, stage=stage, reason=reason)
+        self.bad += failed
+        return failed
+
+    def failed(self, m: FailedMessage) -> None:
+        self.note_failure(m)
+        self.add(_failed_document(m, self.partner_id))
+
+    def note_failure(self, m: FailedMessage) -> None:
+        if m.status == s.DOC_FAILED:
+            self.bad += 1
+        else:
+            self.unsupported += 1
+        if self.first_failure is None:
+            self.first_failure = (m.stage if m.status == s.DOC_FAILED else "unsupported",
+                                  m.reason)
+
+    def add(self, doc: NewDocument, key: str | None = None) -> None:
+        self.buffer.append((doc, key))
+        self.buffer_bytes += len(doc.payload)
+        if len(self.buffer) >= self.pipeline.chunk_size or self.buffer_bytes >= self.flush_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        ids = self.store.hold_documents(self.tid, partner_id=self.partner_id,
+                                        docs=[d for d, _ in self.buffer])
+        for (_, key), doc_id in zip(self.buffer, ids, strict=True):
+            if key is not None:
+                self.parts[key].append(doc_id)
+        self.stored += len(ids)
+        self.buffer = []
+        self.buffer_bytes = 0
+
+    def warn(self, warnings: list[str]) -> None:
+        self.warning_count += len(warnings)
+        if len(self.warnings) < 20:
+            self.warnings += warnings[:20 - len(self.warnings)]
+
+
+#: ``part_count`` of a part whose total is not known yet (a price list still being read):
+#: replaced in place when the message is complete. Its digits are as many as any total's.
+_UNKNOWN_TOTAL_VALUE = 999_999_999
+_UNKNOWN_TOTAL = b'"part_count":%d' % _UNKNOWN_TOTAL_VALUE
+
+
+def _has_parts(document: Any) -> bool:
+    """Whether a canonical model can be published in parts (``PriceList``)."""
+    fields = type(document).model_fields
+    return "part_number" in fields and "part_count" in fields and "items" in fields
+
+
+def _part_payloads(document: Any, max_bytes: int, *, first: int, total: bool) -> list[bytes]:
+    """The JSON of ``document`` cut into parts of at most ``max_bytes``, numbered from
+    ``first``; ``part_count`` is their number when ``total``, else ``_UNKNOWN_TOTAL`` (set
+    later). Each part repeats the header (number, parties, validity …) with a run of the
+    items. Raises MappingError when one item alone does not fit."""
+    items = list(document.items)
+    unknown = _UNKNOWN_TOTAL_VALUE
+
+    def dump(run: list[Any], number: int, count: int) -> bytes:
+        return document.model_copy(update={"items": run, "part_number": number,
+                                           "part_count": count}).to_json_bytes()
+
+    empty = len(dump([], unknown, unknown))
+    full = len(dump(items, unknown, unknown))
+    room = max_bytes - empty
+    per_item = (full - empty) / max(len(items), 1)
+    size = max(1, int(room * 0.95 / per_item)) if per_item else max(len(items), 1)
+    runs = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+    fitted: list[list[Any]] = []
+    while runs:
+        run = runs.pop(0)
+        if len(dump(run, unknown, unknown)) <= max_bytes:
+            fitted.append(run)
+        elif len(run) == 1:
+            item = run[0]
+            raise MappingError(
+                f"item {item.line_number or item.gtin or item.item_code or '?'} alone makes a "
+                f"part of {len(dump(run, unknown, unknown))} bytes, over the {max_bytes}-byte "
+                "message size (broker.max_message_bytes)")
+        else:
+            half = len(run) // 2
+            runs[:0] = [run[:half], run[half:]]
+    count = len(fitted) if total else unknown
+    return [dump(run, n, count) for n, run in enumerate(fitted, first)]
+
+
+def _new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
+                  part: int | None = None) -> NewDocument:
+    """A mapped document (or one part of it) as the store keeps it. A part's message id
+    (the AMQP message id a consumer drops repeats by) is the list's with ``-p<n>``; the
+    canonical ``message_id`` inside stays the list's, the same in every part."""
+    return NewDocument(
+        doc_type=m.doc_type, schema_version=m.schema_version,
+        business_number=m.business_number, interchange_ref=m.interchange_ref,
+        message_ref=m.message_ref,
+        message_id=m.message_id if part is None else f"{m.message_id}-p{part}",
+        payload=payload, routing_key=f"{m.doc_type}.{partner_id}")
+
+
+def _oversized(m: MappedDocument, exc: MappingError) -> FailedMessage:
+    description = f"{m.doc_type} {m.business_number or m.message_id}"
+    return FailedMessage(status=s.DOC_FAILED, stage="map", reason=f"{description}: {exc}",
+                         message_id=m.message_id, description=description,
+                         doc_type=m.doc_type, business_number=m.business_number,
+                         interchange_ref=m.interchange_ref, message_ref=m.message_ref)
+
+
+def _warnings_event(warnings: list[str], count: int) -> tuple[str, str]:
+    shown = warnings[:20]
+    more = count - len(shown)
+    return ("warnings", "; ".join(shown) + (f" … and {more} more" if more > 0 else ""))
+
+
 def _failed_document(m: FailedMessage, partner_id: str) -> NewDocument:
     """A message that failed, stored as a document row without outbox row."""
     error = {"status": m.status, "stage": m.stage, "reason": m.reason, "code": m.code,
@@ -384,13 +720,21 @@ def _failure_note(failures: list[FailedMessage], total: int) -> dict[str, Any]:
     """Stage and reason of a transmission some (or all) of whose messages failed."""
     first = failures[0]
     bad = sum(1 for f in failures if f.status == s.DOC_FAILED)
-    unsupported = len(failures) - bad
+    note = _note(first.stage if bad else "unsupported", first.reason, bad,
+                 len(failures) - bad, total)
+    note["failed"] = len(failures) == total
+    return note
+
+
+def _note(stage: str, first_reason: str, bad: int, unsupported: int,
+          total: int) -> dict[str, Any]:
+    """Stage and reason of a transmission whose messages failed: ``bad`` failed and
+    ``unsupported`` unsupported of ``total``, the first failure's stage and reason."""
     parts = []
     if bad:
         parts.append(f"{bad} of {total} message(s) failed")
     if unsupported:
         parts.append(f"{unsupported} of {total} message(s) unsupported")
-    reason = first.reason if len(failures) == 1 and total == 1 else \
-        f"{' and '.join(parts)}; first: {first.reason}"
-    return dict(stage=first.stage if bad else "unsupported", reason=reason,
-                failed=len(failures) == total)
+    reason = first_reason if bad + unsupported == 1 and total == 1 else \
+        f"{' and '.join(parts)}; first: {first_reason}"
+    return dict(stage=stage, reason=reason)

@@ -343,12 +343,114 @@ class Store:
 
     def clear_outcome(self, tid: str) -> None:
         """Before a transmission is processed again: forget its failed and unsupported
-        messages and its interchanges (processing records them anew). Documents that went on
-        are kept; the new run recognises them by message id."""
+        messages, documents still held (a streamed run cut short) and its interchanges
+        (processing records them anew). Documents that went on are kept; the new run
+        recognises them by message id."""
         with self._begin() as conn:
             conn.execute(s.documents.delete().where(s.documents.c.transmission_id == tid)
-                         .where(s.documents.c.status.in_((s.DOC_FAILED, s.DOC_UNSUPPORTED))))
+                         .where(s.documents.c.status.in_((s.DOC_FAILED, s.DOC_UNSUPPORTED,
+                                                          DOC_HELD))))
             conn.execute(s.interchanges.delete().where(s.interchanges.c.transmission_id == tid))
+
+    # -- held documents (a streamed transmission) ------------------------------------------
+    #
+    # A large file is processed as a stream: its documents are stored as they are made,
+    # HELD (no outbox row), so memory stays flat; they are released to the outbox only
+    # once what could still reject them has been read (the UNT of a message published in
+    # parts, the UNZ of the interchange), or failed with the reason. The ERP never gets a
+    # document of an interchange that turned out bad, nor a part without its total.
+
+    def hold_documents(self, tid: str, *, partner_id: str,
+                       docs: Sequence[NewDocument]) -> list[str]:
+        """Store ``docs`` HELD (failed messages as they are), in one commit; their ids."""
+        now = utcnow()
+        rows = [dict(id=new_id(), transmission_id=tid, partner_id=partner_id,
+                     doc_type=d.doc_type, schema_version=d.schema_version,
+                     business_number=d.business_number, interchange_ref=d.interchange_ref,
+                     message_ref=d.message_ref, message_id=d.message_id,
+                     status=d.status or DOC_HELD, created_at=now, published_at=None,
+                     payload=d.payload, stage=d.stage, reason=d.reason) for d in docs]
+        if rows:
+            with self._begin() as conn:
+                conn.execute(s.documents.insert(), rows)
+        return [r["id"] for r in rows]
+
+    def patch_held(self, document_ids: Sequence[str], old: bytes, new: bytes) -> None:
+        """Replace ``old`` by ``new`` once in each held payload (a part's total), one commit."""
+        d = s.documents
+        with self._begin() as conn:
+            for chunk in _chunks(list(document_ids), 100):
+                rows = conn.execute(sa.select(d.c.id, d.c.payload).where(d.c.id.in_(chunk))
+                                    .where(d.c.status == DOC_HELD)).all()
+                if rows:
+                    conn.execute(d.update().where(d.c.id == sa.bindparam("b_id"))
+                                 .values(payload=sa.bindparam("payload")),
+                                 [dict(b_id=r.id, payload=bytes(r.payload).replace(old, new, 1))
+                                  for r in rows])
+
+    def fail_held(self, tid: str, *, stage: str, reason: str,
+                  document_ids: Sequence[str] | None = None) -> int:
+        """Mark held documents FAILED with ``stage`` and ``reason`` (those of ``tid``, or only
+        ``document_ids``); returns how many."""
+        d = s.documents
+        update = (d.update().where(d.c.transmission_id == tid).where(d.c.status == DOC_HELD)
+                  .values(status=s.DOC_FAILED, stage=stage, reason=reason))
+        failed = 0
+        with self._begin() as conn:
+            if document_ids is None:
+                failed += conn.execute(update).rowcount
+            else:
+                for chunk in _chunks(list(document_ids), 500):
+                    failed += conn.execute(update.where(d.c.id.in_(chunk))).rowcount
+        return failed
+
+    def release_held(self, tid: str) -> tuple[int, int]:
+        """Queue every held document of ``tid`` for publishing, in one commit; returns how
+        many were queued and how many were duplicates. A message id stored before is a
+        DUPLICATE (as ``record_processed`` decides), one this transmission released before
+        a crash is dropped."""
+        d = s.documents
+        now = utcnow()
+        queued = 0
+        dups: list[str] = []
+        seen: set[str] = set()
+        with self._begin() as conn:
+            while True:
+                rows = conn.execute(
+                    sa.select(d.c.id, d.c.message_id, d.c.doc_type, d.c.partner_id,
+                              d.c.business_number)
+                    .where(d.c.transmission_id == tid).where(d.c.status == DOC_HELD)
+                    .order_by(d.c.id).limit(1000)).all()
+                if not rows:
+                    break
+                existing = _existing(conn, [r.message_id for r in rows])
+                fresh, twice, again = [], [], []
+                for r in rows:
+                    earlier = existing.get(r.message_id)
+                    if earlier == tid:
+                        again.append(r.id)
+                    elif earlier is not None or r.message_id in seen:
+                        twice.append(r.id)
+                        dups.append(r.business_number or r.message_id)
+                    else:
+                        fresh.append(r)
+                    seen.add(r.message_id)
+                if again:
+                    conn.execute(d.delete().where(d.c.id.in_(again)))
+                if twice:
+                    conn.execute(d.update().where(d.c.id.in_(twice))
+                                 .values(status=s.DOC_DUPLICATE))
+                if fresh:
+                    conn.execute(d.update().where(d.c.id.in_([r.id for r in fresh]))
+                                 .values(status=s.PENDING))
+                    conn.execute(s.outbox.insert(), [
+                        dict(document_id=r.id, routing_key=f"{r.doc_type}.{r.partner_id}",
+                             created_at=now, attempts=0) for r in fresh])
+                    queued += len(fresh)
+            events = _duplicate_events(tid, dups, now)
+            if events:
+                conn.execute(s.transmission_events.insert(), events)
+        return queued, len(dups)
 
     # -- interchanges and outbound --------------------------------------------------------
 
@@ -627,7 +729,10 @@ def _document_row(r: Any) -> DocumentRow:
     return DocumentRow(**data)
 
 
-_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED)
+#: A document of a streamed transmission stored but not yet released to the outbox (see
+#: ``Store.hold_documents``). Not in ``schema.DOCUMENT_STATUSES`` yet (owned elsewhere).
+DOC_HELD = "HELD"
+_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED, DOC_HELD)
 
 
 def _existing(conn: sa.Connection, message_ids: list[str]) -> dict[str, str]:
