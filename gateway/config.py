@@ -60,6 +60,8 @@ class BrokerSettings(_Strict):
     batch: int = Field(500, ge=1, le=10000)
     retry_initial: float = Field(0.5, gt=0)
     retry_max: float = Field(30.0, gt=0)
+    #: No message is published larger than this: a larger price list goes out in parts.
+    max_message_bytes: int = Field(1024 * 1024, ge=4096)
 
     @field_validator("url")
     @classmethod
@@ -72,6 +74,13 @@ class BrokerSettings(_Strict):
 class ArchiveSettings(_Strict):
     path: Path = Path("var/archive")
     fsync: bool = True
+
+
+class ProcessingSettings(_Strict):
+    """How payloads are processed once received."""
+
+    #: Payloads larger than this (bytes) are read and mapped as a stream, memory flat.
+    stream_above: int = Field(16 * 1024 * 1024, ge=1)
 
 
 class LogSettings(_Strict):
@@ -110,6 +119,7 @@ class GatewaySettings(_Strict):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     inbox: list[InboxSettings] = Field(
         default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
@@ -205,12 +215,20 @@ class Partner(_Strict):
 class PartnerDirectory:
     """Partner profiles by id and by their identifiers."""
 
+    #: Identifier schemes a document may name its sender by (XML, CSV), and the profile
+    #: list each is looked up in.
+    SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2")
+
     def __init__(self, partners: list[Partner]) -> None:
         self.partners = {p.id: p for p in partners}
         self._by_unb: dict[tuple[str, str | None], Partner] = {}
+        self._by_scheme: dict[tuple[str, str], Partner] = {}
         for p in partners:
             for ident in p.identifiers.unb:
                 self._by_unb[(ident.id, ident.qualifier)] = p
+            for scheme in self.SCHEMES:
+                for value in getattr(p.identifiers, scheme):
+                    self._by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
 
     def __iter__(self) -> Any:
         return iter(sorted(self.partners.values(), key=lambda p: p.id))
@@ -224,6 +242,22 @@ class PartnerDirectory:
     def by_unb_sender(self, sender_id: str, qualifier: str | None) -> Partner | None:
         """The partner whose UNB identifier matches; a profile without qualifier matches any."""
         return self._by_unb.get((sender_id, qualifier)) or self._by_unb.get((sender_id, None))
+
+    def by_identifier(self, scheme: str, value: str) -> Partner | None:
+        """The partner with this identifier (``gln``, ``vat``, ``siren`` …); ``unb`` looks in
+        the UNB identifiers without qualifier. VAT ids compare without spaces, any case."""
+        if scheme == "unb":
+            return self.by_unb_sender(value, None)
+        return self._by_scheme.get((scheme, _norm_id(scheme, value)))
+
+
+def _norm_id(scheme: str, value: str) -> str:
+    value = value.strip()
+    if scheme in ("vat", "siren", "siret", "phone"):
+        value = "".join(value.split()).upper()
+    elif scheme == "email":
+        value = value.lower()
+    return value
 
 
 # -- loading ------------------------------------------------------------------------------

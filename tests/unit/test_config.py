@@ -111,3 +111,19 @@ def test_partner_without_qualifier_matches_any_qualifier(tmp_path):
     d = load_partners(tmp_path, env={})
     assert d.by_unb_sender("123", "14").id == "acme"
     assert d.by_unb_sender("123", None).id == "acme"
+
+
+def test_partner_found_by_document_identifiers():
+    """XML and CSV documents name their sender by GLN, VAT id, SIREN …: each finds its partner."""
+    from gateway.config import Identifiers, Partner, PartnerDirectory
+
+    acme = Partner(id="acme", name="ACME", identifiers=Identifiers(
+        gln=["5412345000013"], vat=["FR 12 345678901"], siren=["345678901"],
+        email=["EDI@acme.example"]))
+    d = PartnerDirectory([acme])
+    assert d.by_identifier("gln", "5412345000013") is acme
+    assert d.by_identifier("vat", "fr12345678901") is acme
+    assert d.by_identifier("siren", "345 678 901") is acme
+    assert d.by_identifier("email", "edi@ACME.example".lower()) is acme
+    assert d.by_identifier("gln", "4000000000006") is None
+    assert d.by_identifier("duns", "123") is None
