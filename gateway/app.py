@@ -63,7 +63,9 @@ class Gateway:
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=[EdifactReader(mappings)], on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
-                               max_size=max((i.max_size for i in settings.inbox), default=200 << 20))
+                               max_size=max((i.max_size for i in settings.inbox), default=200 << 20),
+                               stream_above=settings.processing.stream_above,
+                               max_message_bytes=settings.broker.max_message_bytes)
         return gw
 
     def deliver_outbound(self) -> int:
