@@ -63,7 +63,7 @@ def pricat_segments(items: int, *, ref: str = "PL-STREAM-1",
 
 
 #: Bytes of one LIN group as written by ``pricat_segments`` (about; for sizing a file).
-_ITEM_BYTES = 173
+_ITEM_BYTES = 151
 
 
 def write_pricat(path: Path, *, size: int | None = None, items: int | None = None,
@@ -95,6 +95,9 @@ url = "sqlite:///{db}"
 path = "{archive}"
 fsync = false
 
+[processing]
+stream_above = {stream_above}
+
 [[inbox]]
 path = "{inbox}"
 """
@@ -109,14 +112,15 @@ unb = [{{ id = "{supplier}", qualifier = "14" }}]
 """
 
 
-def run_ingest(folder: Path, edi: Path) -> dict[str, float | int | str]:
+def run_ingest(folder: Path, edi: Path, *, stream_above: int = 1 << 20
+               ) -> dict[str, float | int | str]:
     """``edigw ingest --no-publish`` on ``edi`` in a child process; its figures."""
     (folder / "partners").mkdir(parents=True, exist_ok=True)
     (folder / "partners" / "streamer.toml").write_text(_PARTNER.format(supplier=SUPPLIER))
     config = folder / "gateway.toml"
     config.write_text(_CONFIG.format(db=folder / "edigw.sqlite3", archive=folder / "archive",
                                      mappings=ROOT / "mappings", partners=folder / "partners",
-                                     inbox=folder / "inbox"))
+                                     inbox=folder / "inbox", stream_above=stream_above))
     script = ("import resource, sys\n"
               "from gateway.cli import main\n"
               "try:\n"

@@ -376,10 +376,13 @@ class Store:
         return [r["id"] for r in rows]
 
     def patch_held(self, document_ids: Sequence[str], old: bytes, new: bytes) -> None:
-        """Replace ``old`` by ``new`` once in each held payload (a part's total), one commit."""
+        """Replace ``old`` by ``new`` once in each held payload (a part's total), one commit.
+
+        Payloads are read four at a time: a part may be as large as a broker message (1 MB),
+        and memory must not grow with the number of parts."""
         d = s.documents
         with self._begin() as conn:
-            for chunk in _chunks(list(document_ids), 100):
+            for chunk in _chunks(list(document_ids), 4):
                 rows = conn.execute(sa.select(d.c.id, d.c.payload).where(d.c.id.in_(chunk))
                                     .where(d.c.status == DOC_HELD)).all()
                 if rows:

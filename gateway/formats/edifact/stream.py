@@ -56,10 +56,10 @@ if TYPE_CHECKING:
 #: LIN lines too, but half an order is not an order: they are read whole.
 SLICE_TRIGGERS = {"PRICAT": "LIN"}
 
-#: Decoded characters per window (about 1 MB of ASCII).
-WINDOW = 1 << 20
+#: Decoded characters read at a time (about 8,000 segments of a price list).
+WINDOW = 256 * 1024
 #: A message longer than this (in segments) is handed over in slices.
-SLICE_SEGMENTS = 20_000
+SLICE_SEGMENTS = 10_000
 #: Bytes looked at before the codec is chosen.
 _PEEK = 64 * 1024
 #: A window that grows this many times past ``window`` without a terminator is not EDIFACT.
@@ -318,8 +318,7 @@ def read_stream(blocks: Iterable[bytes], *, filename: str | None = None, window:
         pending.clear()
         if not state.checked and len(source.text.lstrip()) >= 3:
             state.check_start()
-        if state.step(final=False, window=window):
-            yield from state.drain()
+        yield from state.step(final=False, window=window)
         size = len(source.text)
     pending.append(decoder.feed(b"", final=True))
     source.text += "".join(pending)
@@ -327,8 +326,7 @@ def read_stream(blocks: Iterable[bytes], *, filename: str | None = None, window:
         raise EdifactSyntaxError("empty file, no EDIFACT data", code="13")
     if not state.checked:
         state.check_start()
-    state.step(final=True, window=window)
-    yield from state.drain()
+    yield from state.step(final=True, window=window)
     reader.finish()
     yield from state.drain()
 
@@ -354,28 +352,41 @@ class _Window:
                 f"not EDIFACT: the file starts with {shown!r} where UNA, UNB or UNH was "
                 "expected", code="13", position=_start_position(self.source))
 
-    def step(self, *, final: bool, window: int) -> bool:
-        """Read the window up to its cut; False when no cut was found (the window grows)."""
-        text = self.source.text
-        cut = len(text) if final else self.cut(text)
-        if cut <= 0:
-            if len(text) > _RUNAWAY * window:
-                raise EdifactSyntaxError(
-                    f"no segment terminator in {len(text)} characters: not EDIFACT, or the "
-                    "separators are wrong", code="13",
-                    position=self.reader.source.position(self.reader.last))
-            return False
-        # The collector is paused per window, not across the consumer's work between them.
-        with _gc_paused():
-            chunks = tokenize(text[:cut], base=self.source.base, index=self.index,
-                              separators=self.separators)
-            for chunk in chunks:
-                self.reader.feed(chunk)
-                self.reader.slice_open_message()
-        self._carry(chunks)
-        if not final:
+    def step(self, *, final: bool, window: int) -> Iterator[MessageRead | InterchangeRead]:
+        """Read the window piece by piece (each up to ``window`` characters, cut after a
+        terminator) and hand over what completed after each piece. Without ``final`` the
+        last ``window`` characters or fewer wait for more text; with it everything is read,
+        and the last piece stays in the window (errors at the end of the file then have
+        their line and column, as in memory)."""
+        while True:
+            text = self.source.text
+            if len(text) <= window:
+                if not final or not text:
+                    return
+                cut = len(text)
+            else:
+                cut = self.cut(text[:window]) or self.cut(text)
+                if cut <= 0:
+                    if not final:
+                        if len(text) > _RUNAWAY * window:
+                            raise EdifactSyntaxError(
+                                f"no segment terminator in {len(text)} characters: not "
+                                "EDIFACT, or the separators are wrong", code="13",
+                                position=self.source.position(self.reader.last))
+                        return
+                    cut = len(text)
+            # The collector is paused per piece, not across the consumer's work after it.
+            with _gc_paused():
+                chunks = tokenize(text[:cut], base=self.source.base, index=self.index,
+                                  separators=self.separators)
+                for chunk in chunks:
+                    self.reader.feed(chunk)
+                    self.reader.slice_open_message()
+            self._carry(chunks)
+            yield from self.drain()
+            if final and cut == len(text):
+                return
             self.source.slide(cut)
-        return True
 
     def drain(self) -> Iterator[MessageRead | InterchangeRead]:
         events = self.reader.events
