@@ -153,6 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100", help="file sizes in MB, comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--stream-above", type=int, default=1 << 20,
+                        help="processing.stream_above in bytes (default 1 MiB, so that every "
+                             "size streams; a value above the file shows the in-memory path)")
     args = parser.parse_args()
     top = Path(tempfile.mkdtemp(prefix="edigw-bench-stream-"))
     try:
@@ -164,7 +167,7 @@ def main() -> None:
             edi = folder / f"pricat-{mb}mb.edi"
             items = write_pricat(edi, size=mb * 1_000_000)
             size = edi.stat().st_size
-            r = run_ingest(folder, edi)
+            r = run_ingest(folder, edi, stream_above=args.stream_above)
             print(f"{size / 1e6:>6.1f}MB {items:>9} {r['peak_mb']:>7.0f}MB "
                   f"{r['seconds']:>7.1f}s {size / 1e6 / float(r['seconds']):>6.2f} "
                   f"{r['parts']:>6} {r['largest']:>11} B  {r['status']} "
