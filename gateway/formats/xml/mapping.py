@@ -203,6 +203,28 @@ class XmlMapping:
                     found.append(sender)
         return found
 
+    def reference(self, root: etree._Element) -> tuple[str | None, str | None]:
+        """(business number, ISO issue date) as the document gives them, for naming a
+        document that fails: what ``map`` would use for its ``message_id``. Never raises."""
+        found: list[str | None] = []
+        for name in (getattr(self.model, "business_field", ""), "issue_date"):
+            rule = next((r for r in self.rules if isinstance(r, XmlField) and r.name == name),
+                        None)
+            value, origin = None, None
+            if rule is not None:
+                for path in rule.paths:
+                    values = _values(path(root))
+                    if values:
+                        value, origin = values[0]
+                        break
+            if value is not None and rule is not None and name == "issue_date":
+                try:
+                    value = to_xml_date(value, rule.format or _date_format(origin))[0].isoformat()
+                except ConversionError:
+                    pass
+            found.append(value)
+        return found[0], found[1]
+
     def map(self, root: etree._Element, *, partner_id: str, filename: str | None = None,
             transmission_id: str | None = None, sender: Sender | None = None,
             standard: str | None = None, version: str | None = None) -> XmlMapped:
