@@ -175,3 +175,67 @@ def test_memory_stays_far_below_the_file_size(tmp_path: Path):
         tracemalloc.stop()
     assert slices > 100
     assert peak < size / 3, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB file"
+
+
+# -- through the pipeline (SQLite) ---------------------------------------------------------
+
+
+def _pipeline(tmp_path: Path, **kw):
+    from gateway.config import Identifiers, Partner, PartnerDirectory, UnbIdentifier
+    from gateway.core.pipeline import Pipeline
+    from gateway.formats.edifact.reader import EdifactReader
+    from gateway.formats.mapping import MappingSet
+    from gateway.store.archive import Archive
+    from gateway.store.db import Store
+
+    partners = PartnerDirectory([Partner(
+        id="streamer", name="S",
+        identifiers=Identifiers(unb=[UnbIdentifier(id="5412345000013", qualifier="14")]))])
+    root = Path(__file__).resolve().parents[2]
+    p = Pipeline(store=Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}"),
+                 archive=Archive(tmp_path / "archive", fsync=False), partners=partners,
+                 readers=[EdifactReader(MappingSet.load(root / "mappings"))], **kw)
+    p.stream_window, p.slice_segments = 4096, 500
+    return p
+
+
+def _process(p, data: bytes, tmp_path: Path):
+    from gateway.core.ports import Incoming
+
+    path = tmp_path / "in.edi"
+    path.write_bytes(data)
+    receipt = p.receive(Incoming(data=b"", channel="cli", filename="in.edi", path=path))
+    return receipt.transmission_id, p.process(receipt.transmission_id)
+
+
+def test_price_list_read_in_memory_goes_out_in_parts_over_the_size(tmp_path):
+    """Below the streaming threshold a price list over max_message_bytes is cut into parts
+    with their total at once, each within the limit."""
+    p = _pipeline(tmp_path, max_message_bytes=20_000)
+    tid, outcome = _process(p, _pricat(200), tmp_path)
+    assert outcome.status == "PROCESSED" and outcome.queued == outcome.documents > 2
+    rows = p.store.documents_of(tid)
+    bodies = [p.store.document_payload(r.id) for r in rows]
+    assert {b["part_count"] for b in bodies} == {len(bodies)}
+    assert sum(len(b["items"]) for b in bodies) == 200
+    assert {r.message_id for r in rows} == {f"{bodies[0]['message_id']}-p{n}"
+                                            for n in range(1, len(rows) + 1)}
+
+
+def test_streamed_file_releases_a_good_interchange_and_fails_a_bad_one(tmp_path):
+    """Two interchanges streamed: the first (UNZ right) is queued in parts, the second (UNZ
+    count wrong, known at its end) publishes nothing; the transmission names the reason."""
+    good = _pricat(300, ref="PL-GOOD")
+    bad = _pricat(300, ref="PL-BAD").replace(b"UNZ+1+", b"UNZ+2+").replace(
+        b"UNA:+.? '\n", b"")
+    p = _pipeline(tmp_path, stream_above=1000, max_message_bytes=50_000)
+    tid, outcome = _process(p, good + bad, tmp_path)
+    rows = p.store.documents_of(tid)
+    by_status: dict[str, set[str]] = {}
+    for r in rows:
+        by_status.setdefault(r.status, set()).add(r.interchange_ref)
+    assert by_status == {"PENDING": {"PL-GOOD"}, "FAILED": {"PL-BAD"}}
+    assert outcome.status == "PROCESSED" and outcome.queued == len(
+        [r for r in rows if r.status == "PENDING"])
+    assert "UNZ control count" in (outcome.reason or "")
+    assert [i["status"] for i in p.store.interchanges_of(tid)] == ["ACCEPTED", "REJECTED"]
