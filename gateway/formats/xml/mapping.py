@@ -357,8 +357,11 @@ class _Run:
     def position(self, node: etree._Element | None, element: str | None = None) -> Position:
         if node is None:
             node = self.root
-        return Position(line=node.sourceline, tag=etree.QName(node).localname
-                        if isinstance(node.tag, str) else None, element=element)
+        # ``tag`` stays empty: it means an EDIFACT segment. The element is the XPath, or
+        # the name of the element the error is about.
+        if element is None and isinstance(node.tag, str):
+            element = etree.QName(node).localname
+        return Position(line=node.sourceline, element=element)
 
     def position_of(self, loc: tuple[str, ...]) -> Position:
         for n in range(len(loc), 0, -1):
@@ -410,7 +413,8 @@ class _Run:
         for i, item in enumerate(nodes):
             where = (*loc, *rule.parts, str(i))
             self.lines[where] = item.sourceline
-            label = f"{context}, {_label(rule.name)} {i + 1} (line {item.sourceline})"
+            label = f"{context}, {_label(rule.name).removesuffix('s')} {i + 1} " \
+                    f"(line {item.sourceline})"
             out.append(self.object_fields(rule.rules, item, label, where))
         return out
 
@@ -719,7 +723,7 @@ class _Compiler:
                                 f"{', '.join(sorted(SCHEMES))})", *at, "scheme")
             if (scheme is None) == (item.get("scheme_from") is None):
                 raise self.fail("a sender rule needs either 'scheme' (fixed) or "
-                                "'scheme_from' (an XPath to the scheme code)", *at)
+                                "'scheme_from' (an XPath to the scheme code)", *at, "path")
             codes = item.get("codes") or {}
             if not isinstance(codes, dict) or any(v not in SCHEMES for v in codes.values()):
                 raise self.fail(f"sender 'codes' map a scheme code to one of "
