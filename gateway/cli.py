@@ -114,7 +114,8 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
     try:
         for f in files:
             path = Path(f)
-            big = path.stat().st_size > 16 * 1024 * 1024  # archived by streaming
+            # A large file is archived by streaming, never read whole.
+            big = path.stat().st_size > obj.settings.processing.stream_above
             receipt = gw.pipeline.receive(Incoming(data=b"" if big else path.read_bytes(),
                                                    channel="cli", channel_ref=None,
                                                    filename=path.name, partner_hint=partner,

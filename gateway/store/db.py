@@ -349,7 +349,7 @@ class Store:
         with self._begin() as conn:
             conn.execute(s.documents.delete().where(s.documents.c.transmission_id == tid)
                          .where(s.documents.c.status.in_((s.DOC_FAILED, s.DOC_UNSUPPORTED,
-                                                          DOC_HELD))))
+                                                          s.DOC_HELD))))
             conn.execute(s.interchanges.delete().where(s.interchanges.c.transmission_id == tid))
 
     # -- held documents (a streamed transmission) ------------------------------------------
@@ -368,7 +368,7 @@ class Store:
                      doc_type=d.doc_type, schema_version=d.schema_version,
                      business_number=d.business_number, interchange_ref=d.interchange_ref,
                      message_ref=d.message_ref, message_id=d.message_id,
-                     status=d.status or DOC_HELD, created_at=now, published_at=None,
+                     status=d.status or s.DOC_HELD, created_at=now, published_at=None,
                      payload=d.payload, stage=d.stage, reason=d.reason) for d in docs]
         if rows:
             with self._begin() as conn:
@@ -384,7 +384,7 @@ class Store:
         with self._begin() as conn:
             for chunk in _chunks(list(document_ids), 4):
                 rows = conn.execute(sa.select(d.c.id, d.c.payload).where(d.c.id.in_(chunk))
-                                    .where(d.c.status == DOC_HELD)).all()
+                                    .where(d.c.status == s.DOC_HELD)).all()
                 if rows:
                     conn.execute(d.update().where(d.c.id == sa.bindparam("b_id"))
                                  .values(payload=sa.bindparam("payload")),
@@ -396,7 +396,7 @@ class Store:
         """Mark held documents FAILED with ``stage`` and ``reason`` (those of ``tid``, or only
         ``document_ids``); returns how many."""
         d = s.documents
-        update = (d.update().where(d.c.transmission_id == tid).where(d.c.status == DOC_HELD)
+        update = (d.update().where(d.c.transmission_id == tid).where(d.c.status == s.DOC_HELD)
                   .values(status=s.DOC_FAILED, stage=stage, reason=reason))
         failed = 0
         with self._begin() as conn:
@@ -422,7 +422,7 @@ class Store:
                 rows = conn.execute(
                     sa.select(d.c.id, d.c.message_id, d.c.doc_type, d.c.partner_id,
                               d.c.business_number)
-                    .where(d.c.transmission_id == tid).where(d.c.status == DOC_HELD)
+                    .where(d.c.transmission_id == tid).where(d.c.status == s.DOC_HELD)
                     .order_by(d.c.id).limit(1000)).all()
                 if not rows:
                     break
@@ -732,10 +732,7 @@ def _document_row(r: Any) -> DocumentRow:
     return DocumentRow(**data)
 
 
-#: A document of a streamed transmission stored but not yet released to the outbox (see
-#: ``Store.hold_documents``). Not in ``schema.DOCUMENT_STATUSES`` yet (owned elsewhere).
-DOC_HELD = "HELD"
-_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED, DOC_HELD)
+_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD)
 
 
 def _existing(conn: sa.Connection, message_ids: list[str]) -> dict[str, str]:

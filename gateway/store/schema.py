@@ -25,8 +25,11 @@ UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its r
 DOC_DUPLICATE = "DUPLICATE"  # the same message_id was stored before; not published again
 DOC_FAILED = "FAILED"  # this message failed (see stage, reason); the others went on
 DOC_UNSUPPORTED = "UNSUPPORTED"  # a message type edigw has no mapping for; kept, not published
+#: Stored while its streamed interchange (or its price list's UNT) is still open: released
+#: to the outbox only once the whole has checked out, FAILED otherwise.
+DOC_HELD = "HELD"
 DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE, DOC_FAILED,
-                     DOC_UNSUPPORTED)
+                     DOC_UNSUPPORTED, DOC_HELD)
 
 # Interchange statuses (one row per UNB..UNZ received from a partner).
 IC_ACCEPTED = "ACCEPTED"  # every message was read (some may have failed on their own)

@@ -364,7 +364,8 @@ class _Reader:
             recipient_id=recipient.strip() or None, recipient_qualifier=unb.get(2, 1) or None,
             prepared_date=unb.get(3, 0) or None, prepared_time=unb.get(3, 1) or None,
             control_ref=control_ref or None, test_indicator=unb.get(10, 0) or None,
-            decimal_mark=decimal, warnings=warnings, ack_request=unb.get(8, 0) or None)
+            decimal_mark=decimal, warnings=warnings, ack_request=unb.get(8, 0) or None,
+            repetition=(self.separators.repetition.strip() if version == "4" else ""))
         self.application_ref = unb.get(6, 0) or None
         missing = [(syntax_id, "syntax identifier (S001 0001)", "UNB/S001/0001", 1, 1),
                    (version, "syntax version number (S001 0002)", "UNB/S001/0002", 1, 2),

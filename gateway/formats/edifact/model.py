@@ -142,6 +142,9 @@ class Interchange:
     error: EdifactSyntaxError | None = field(default=None, compare=False)
     #: UNB 0031: "1" when the sender asks for an acknowledgement (a CONTRL).
     ack_request: str | None = None
+    #: The repetition separator in force (UNA5 under syntax 4, ``*`` by default there);
+    #: "" under syntax 1 to 3, which have none; None when not known (bare messages).
+    repetition: str | None = None
 
     @property
     def ack_requested(self) -> bool:

@@ -133,7 +133,8 @@ class EdifactPayload:
         mapping, unsupported = self._mapping(partner, message)
         if error is None and validate is not None and policy.validation != "off":
             errors, warned = sort_errors(
-                validate(message, decimal_mark=interchange.decimal_mark), message,
+                validate(message, decimal_mark=interchange.decimal_mark,
+                         repetition=interchange.repetition), message,
                 mapping, policy.validation)
             self.warnings += warned
             if errors:
