@@ -88,11 +88,11 @@ class XmlPayload:
             mapping = self._mapping_for(partner)
         except MappingError as exc:
             return [self._failed(partner, self.mapping, exc, FAILED, stage="map")]
-        if self.invalid is not None:
-            return [self._failed(partner, mapping, self.invalid, FAILED)]
-        if mapping is None:
+        if mapping is None:  # said first: a fix of the document would not help
             reason = MappingError(self.kind.unsupported_reason())
             return [self._failed(partner, None, reason, UNSUPPORTED, stage="map")]
+        if self.invalid is not None:
+            return [self._failed(partner, mapping, self.invalid, FAILED)]
         senders = self.senders if mapping is self.mapping else mapping.sender_ids(self.root)
         try:
             mapped = mapping.map(self.root, partner_id=partner.id, filename=filename,
