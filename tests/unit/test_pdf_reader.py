@@ -214,3 +214,48 @@ def test_hostile_xml_under_the_factur_x_name_reaches_the_xml_reader_for_its_reas
         PdfReader(xml_reader=xml_reader).parse(pdf_with({"factur-x.xml": laughs}),
                                                filename="evil.pdf")
     assert xml_reader.seen[0][0] == laughs
+
+
+# -- with the real XML reader -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_reader() -> PdfReader:
+    from gateway.formats.mapping import MappingSet
+    from gateway.formats.xml.reader import XmlReader
+
+    return PdfReader(xml_reader=XmlReader(MappingSet.load(REPO / "mappings")))
+
+
+def test_real_xml_reader_maps_the_factur_x_pdf_to_the_canonical_invoice(real_reader):
+    pdf = facturx_pdf(SAMPLE.read_bytes())
+    parsed = real_reader.parse(pdf, filename="FA-2025-00042.pdf")
+    assert parsed.standard == "Factur-X EN 16931"
+    assert parsed.senders[0] == Sender("3760123450003", "gln")
+    (doc,) = parsed.documents(partner=PARTNER, transmission_id="t1", filename="FA-2025-00042.pdf")
+    assert isinstance(doc, MappedDocument)
+    invoice = doc.document
+    assert invoice.invoice_number == "FA-2025-00042"
+    assert str(invoice.totals.payable) == "115.65"
+    assert [(str(v.rate), str(v.tax_amount)) for v in invoice.vat_breakdown] == [
+        ("20.00", "14.00"), ("5.50", "1.65")]
+    assert (invoice.source.format, invoice.source.standard) == ("xml", "Factur-X EN 16931")
+    assert invoice.source.mapping == "cii-invoice"
+
+
+def test_real_xml_reader_refuses_a_doctype_smuggled_into_the_pdf(real_reader):
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           b'<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:'
+           b'CrossIndustryInvoice:100"><x>&x;</x></rsm:CrossIndustryInvoice>')
+    with pytest.raises(PayloadError, match=r"factur-x\.xml: refused: .*DOCTYPE") as info:
+        real_reader.parse(pdf_with({"factur-x.xml": xxe}), filename="evil.pdf")
+    assert info.value.position is not None and info.value.position.line == 1
+
+
+def test_real_xml_reader_keeps_a_schema_invalid_factur_x_as_a_failed_document(real_reader):
+    broken = SAMPLE.read_bytes().replace(b"<ram:TypeCode>380</ram:TypeCode>",
+                                         b"<ram:Unknown>380</ram:Unknown>", 1)
+    parsed = real_reader.parse(pdf_with({"factur-x.xml": broken}), filename="bad.pdf")
+    (result,) = parsed.documents(partner=PARTNER, transmission_id=None, filename="bad.pdf")
+    assert isinstance(result, FailedMessage) and result.status == "FAILED"
+    assert "Unknown" in result.reason and "line" in result.reason
+    assert "PDF attachment factur-x.xml" in result.description

@@ -144,7 +144,13 @@ class PdfReader:
             exc.args = (f"PDF attachment {embedded.filename}: {exc.args[0]}",) if exc.args \
                 else exc.args
             raise
-        guideline, root = guideline_id(embedded.data)
+        # The XML reader has read the guideline id already (XmlPayload.kind); another
+        # reader is asked nothing and the XML is read once more for it.
+        kind = getattr(inner, "kind", None)
+        if kind is not None and getattr(kind, "root", None):
+            guideline, root = getattr(kind, "customization", None), kind.root
+        else:
+            guideline, root = guideline_id(embedded.data)
         return PdfPayload(inner=inner, attachment=embedded.filename,
                           profile=profile_of(guideline, root=root),
                           attachments=embedded.attachments)
