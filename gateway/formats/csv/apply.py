@@ -138,6 +138,7 @@ class FileMapper:
         self.stem = Path(filename).stem if filename else ""
         self.warnings: list[str] = list(table.warnings)
         self._bound: dict[Cell, _Bound] = {}
+        self._folded: dict[int, dict[str, str]] = {}
         self._check_columns()
 
     # -- columns ----------------------------------------------------------------------------
@@ -163,6 +164,14 @@ class FileMapper:
                 bound = _Bound(position, f'column "{name}" ({position})', name)
         self._bound[cell] = bound
         return bound
+
+    def folded_codes(self, rule: FieldRule) -> dict[str, str]:
+        """The rule's code list with case-folded keys (made once per rule)."""
+        folded = self._folded.get(id(rule))
+        if folded is None:
+            folded = self._folded[id(rule)] = {k.casefold(): v
+                                                for k, v in (rule.codes or {}).items()}
+        return folded
 
     def _check_columns(self) -> None:
         """A required field, the group key or the record type whose column the header
@@ -523,6 +532,9 @@ class _Run:
             return text
         if text in rule.codes:
             return rule.codes[text]
+        folded = self.mapper.folded_codes(rule).get(text.casefold())
+        if folded is not None:  # people write 'KG', 'kg' and 'Kg' alike
+            return folded
         if rule.invalid == "fail":
             raise MappingError(
                 f"{self.place(row, bound)}: {text!r} is not a code {rule.name} knows "

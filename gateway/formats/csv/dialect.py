@@ -19,6 +19,8 @@ from gateway.core.errors import PayloadError, Position
 DELIMITERS = (";", "\t", "|", ",")
 #: How many records the delimiter and the sniff look at.
 _SAMPLE_RECORDS = 50
+#: Fields a one-record file needs to look like a table row rather than a sentence.
+_ONE_ROW_FIELDS = 5
 
 _BOM = codecs.BOM_UTF8
 #: The first field of a record-type line (``H``, ``D``, ``LIN``, ``QTYLIN``, ``01``).
@@ -163,9 +165,10 @@ def _field_counts(text: str, delimiter: str, quote: str | None) -> list[int]:
 def looks_delimited(head: bytes) -> bool:
     """Whether the first bytes of a payload look like delimited text.
 
-    True for several records that split evenly on one of ``DELIMITERS`` (a table), or for
+    True for several records that split evenly on one of ``DELIMITERS`` (a table), for
     record-type lines (``H;…`` / ``D;…``, ``LIN|…``) most of which split on one of them and
-    begin with a short code. XML, PDF, JSON and EDIFACT are never taken, nor binary data.
+    begin with a short code, or for a whole file of one record with many fields. XML, PDF,
+    JSON and EDIFACT are never taken, nor binary data.
     """
     if b"\x00" in head:
         return False
@@ -176,8 +179,11 @@ def looks_delimited(head: bytes) -> bool:
     if len(head) >= 4096:  # a head cut mid-record: leave the last, partial line out
         cut = max(decoded.rfind("\n"), decoded.rfind("\r"))
         decoded = decoded[:cut] if cut > 0 else ""
+    whole = len(head) < 4096
     for delimiter in DELIMITERS:
         records = _records(decoded, delimiter)
+        if len(records) == 1 and whole and len(records[0]) >= _ONE_ROW_FIELDS:
+            return True  # a file of one row (an order of one line) with many columns
         if len(records) < 2:
             continue
         counts = {len(r) for r in records}

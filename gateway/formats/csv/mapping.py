@@ -49,6 +49,8 @@ GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "sourc
 ENTRY_LISTS: dict[type[BaseModel], str] = {Price: "amount"}
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pipe": "|"}
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d",)
+#: strptime directives a date format may use (``%%`` is a literal percent sign).
+_DIRECTIVES = frozenset("dmyYHIMSpfbBaAjzZ%")
 
 Where = dict[tuple[str, ...], tuple[str, int | None]]
 
@@ -349,10 +351,10 @@ class _Compiler:
             if not isinstance(fmt, str) or "%" not in fmt:
                 raise self.fail(f"date format {fmt!r} is not a strftime format such as "
                                 "'%d.%m.%Y'", *at)
-            try:
-                dt.datetime.now().strftime(fmt)
-            except ValueError as exc:
-                raise self.fail(f"date format {fmt!r}: {exc}", *at) from exc
+            unknown = sorted(set(re.findall(r"%(.)", fmt)) - _DIRECTIVES)
+            if unknown:
+                raise self.fail(f"date format {fmt!r}: unknown directive(s) "
+                                f"{', '.join('%' + d for d in unknown)}", *at)
         return tuple(formats)
 
     # -- fields ---------------------------------------------------------------------------
@@ -414,8 +416,9 @@ class _Compiler:
                                              info.annotation, (*where, sub), info.is_required()))
             for required in _required(entry):
                 if not any(r.target == (required,) for r in rules):
+                    first = (*where, next(iter(item))) if item else where
                     raise self.fail(f"{name!r} entry {i + 1}: the canonical {entry.__name__} "
-                                    f"needs {required!r}; map it (a constant will do)", *where)
+                                    f"needs {required!r}; map it (a constant will do)", *first)
             entries.append(tuple(rules))
         return EntryListRule(name, target, "line", tuple(entries), ENTRY_LISTS[entry])
 
