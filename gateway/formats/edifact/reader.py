@@ -212,20 +212,9 @@ class EdifactPayload:
             code=error.code)
 
     def interchanges_seen(self) -> list[InterchangeSeen]:
-        seen = []
-        for interchange, (rejected, _verdicts) in zip(self.interchanges, self.verdicts,
-                                                      strict=False):
-            if not interchange.control_ref:
-                continue
-            prepared = ":".join(p for p in (interchange.prepared_date,
-                                            interchange.prepared_time) if p) or None
-            seen.append(InterchangeSeen(
-                control_ref=interchange.control_ref, sender_id=interchange.sender_id,
-                sender_qualifier=interchange.sender_qualifier,
-                recipient_id=interchange.recipient_id, prepared=prepared,
-                message_count=len(interchange.messages),
-                rejected=str(rejected) if rejected else None))
-        return seen
+        return [seen for interchange, (rejected, _verdicts) in zip(
+                    self.interchanges, self.verdicts, strict=False)
+                if (seen := interchange_seen(interchange, len(interchange.messages), rejected))]
 
     def replies(self, *, partner: Partner, transmission_id: str) -> list[Reply]:
         """A CONTRL per interchange, as the partner's ``edifact.contrl`` policy asks."""
@@ -245,6 +234,20 @@ class EdifactPayload:
             out.append(_contrl_reply(partner, transmission_id, n, interchange, rejected,
                                      verdicts))
         return out
+
+
+def interchange_seen(interchange: Interchange, messages: int,
+                     rejected: PayloadError | None) -> InterchangeSeen | None:
+    """The record of one interchange for the store (None for bare messages: no UNB)."""
+    if not interchange.control_ref:
+        return None
+    prepared = ":".join(p for p in (interchange.prepared_date,
+                                    interchange.prepared_time) if p) or None
+    return InterchangeSeen(
+        control_ref=interchange.control_ref, sender_id=interchange.sender_id,
+        sender_qualifier=interchange.sender_qualifier, recipient_id=interchange.recipient_id,
+        prepared=prepared, message_count=messages,
+        rejected=str(rejected) if rejected else None)
 
 
 def _contrl_reply(partner: Partner, transmission_id: str, n: int, interchange: Interchange,

@@ -701,19 +701,13 @@ class StreamedPayload:
                 + ", ".join(f"{n} × {k}" for k, n in self._kinds.items()))
 
     def interchanges_seen(self) -> list[InterchangeSeen]:
+        from gateway.formats.edifact.reader import interchange_seen
+
         seen = []
         for done in self._done:
-            interchange = done.interchange
-            if not interchange.control_ref:
-                continue
-            prepared = ":".join(p for p in (interchange.prepared_date,
-                                            interchange.prepared_time) if p) or None
-            seen.append(InterchangeSeen(
-                control_ref=interchange.control_ref, sender_id=interchange.sender_id,
-                sender_qualifier=interchange.sender_qualifier,
-                recipient_id=interchange.recipient_id, prepared=prepared,
-                message_count=done.messages,
-                rejected=str(done.rejected) if done.rejected else None))
+            record = interchange_seen(done.interchange, done.messages, done.rejected)
+            if record is not None:
+                seen.append(record)
         return seen
 
     def replies(self, *, partner: Partner, transmission_id: str) -> list[Reply]:
