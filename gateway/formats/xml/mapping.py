@@ -78,7 +78,12 @@ class XPathRule:
     xpath: etree.XPath
 
     def __call__(self, node: etree._Element) -> Any:
-        return self.xpath(node)
+        try:
+            return self.xpath(node)
+        except etree.XPathError as exc:  # compiled and probed, but this document upsets it
+            raise MappingError(f"XPath {self.text!r} failed on this document: {exc}",
+                               position=Position(line=node.sourceline,
+                                                 element=self.text)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +195,17 @@ class XmlMapping:
         (``Sender.qualifier`` is the scheme: gln, vat, siren, siret, email, unb)."""
         found: list[Sender] = []
         for rule in self.senders:
-            for text, origin in _values(rule.path(root)):
+            try:
+                values = _values(rule.path(root))
+            except MappingError:
+                continue  # an identifier the mapping cannot read does not name the sender
+            for text, origin in values:
                 scheme = rule.scheme
                 if scheme is None and rule.scheme_from is not None and origin is not None:
-                    code = next((t for t, _ in _values(rule.scheme_from(origin))), None)
+                    try:
+                        code = next((t for t, _ in _values(rule.scheme_from(origin))), None)
+                    except MappingError:
+                        code = None
                     if code is not None:
                         scheme = rule.codes.get(code) or SCHEME_CODES.get(code.upper())
                 if scheme is None:
@@ -213,7 +225,10 @@ class XmlMapping:
             value, origin = None, None
             if rule is not None:
                 for path in rule.paths:
-                    values = _values(path(root))
+                    try:
+                        values = _values(path(root))
+                    except MappingError:
+                        values = []
                     if values:
                         value, origin = values[0]
                         break

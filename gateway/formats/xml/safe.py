@@ -162,8 +162,13 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS,
     text = decode(data)
     refuse_doctype(text)
     try:
-        root = etree.fromstring(_without_declared_encoding(text).encode("utf-8"), _parser(),
-                                base_url=None)
+        utf8 = _without_declared_encoding(text).encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (UTF-7 and UTF-16 can carry one)
+        line, column = _line_column(text, exc.start)
+        raise XmlError("the text holds a character that is not allowed in XML (a lone "
+                       "surrogate)", position=Position(line=line, column=column)) from exc
+    try:
+        root = etree.fromstring(utf8, _parser(), base_url=None)
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (None, None)
         raise XmlError(f"not well-formed XML: {exc.msg}",
