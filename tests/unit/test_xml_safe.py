@@ -171,6 +171,12 @@ def test_decode_keeps_columns_of_the_first_line():
     assert decode(b"\xef\xbb\xbf<a/>") == "<a/>"
 
 
+def test_a_lone_surrogate_is_refused_not_crashed_on():
+    """UTF-7 can spell a lone surrogate, which no XML text may hold: XmlError, with a place."""
+    error = refused(b'<?xml version="1.0" encoding="UTF-7"?><a>+2AA-</a>')
+    assert "surrogate" in error.reason and error.position.line == 1
+
+
 def test_not_xml_and_empty_payloads_are_refused():
     """Empty or non-XML bytes are an XmlError, not another exception."""
     for data in (b"", b"   ", b"UNB+UNOA:3", b"<a>", b"<a></b>", b"\x00\x01\x02"):
