@@ -137,14 +137,16 @@ class FileMapper:
         self.filename = filename
         self.stem = Path(filename).stem if filename else ""
         self.warnings: list[str] = list(table.warnings)
-        self._bound: dict[Cell, _Bound] = {}
+        self._bound: dict[int, _Bound] = {}
         self._folded: dict[int, dict[str, str]] = {}
         self._check_columns()
 
     # -- columns ----------------------------------------------------------------------------
 
     def bind(self, cell: Cell) -> _Bound:
-        known = self._bound.get(cell)
+        # By identity: a mapping's cells live as long as it does, and hashing a frozen
+        # dataclass on every cell of a 100,000-row list costs more than the lookup.
+        known = self._bound.get(id(cell))
         if known is not None:
             return known
         if cell.position is not None:
@@ -162,7 +164,7 @@ class FileMapper:
                 assert self.table.header is not None
                 name = self.table.header[position - 1]
                 bound = _Bound(position, f'column "{name}" ({position})', name)
-        self._bound[cell] = bound
+        self._bound[id(cell)] = bound
         return bound
 
     def folded_codes(self, rule: FieldRule) -> dict[str, str]:
@@ -286,6 +288,26 @@ class FileMapper:
         return out
 
     # -- mapping ----------------------------------------------------------------------------
+
+    def senders(self) -> list[Sender]:
+        """The senders the mapping's ``sender`` fields name, over every group, without
+        mapping the documents (a cell that cannot be read names no sender)."""
+        found: list[Sender] = []
+        for group in self.groups():
+            if group.error is not None:
+                continue
+            run = _Run(self, group)
+            for sender in self.mapping.senders:
+                rule = self.mapping.rule(sender.field)
+                assert rule is not None
+                try:
+                    value = run.value(rule, group.doc_rows, optional=True)
+                except MappingError:
+                    continue
+                item = Sender(str(value), sender.scheme) if value else None
+                if item is not None and item not in found:
+                    found.append(item)
+        return found
 
     def map(self, *, partner_id: str, transmission_id: str | None) -> list[GroupResult]:
         return [self.map_group(g, partner_id=partner_id, transmission_id=transmission_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from gateway.formats.mapping.convert import gs1_check_digit_ok
 
@@ -27,6 +28,19 @@ class CellError(ValueError):
     """A cell whose text is not a value of the rule's type."""
 
 
+#: The same dates and prices come back on row after row of a price list: results are
+#: remembered (values are immutable; errors are not remembered). A full cache starts again.
+_CACHE_LIMIT = 4096
+_decimals: dict[tuple[str, str, str | None], Decimal] = {}
+_dates: dict[tuple[str, tuple[str, ...]], dt.date | dt.datetime] = {}
+
+
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
 def to_decimal(text: str, *, decimal_mark: str, thousands: str | None) -> Decimal:
     """``1.234,50`` with mark ',' and thousands '.' is 1234.50.
 
@@ -34,6 +48,9 @@ def to_decimal(text: str, *, decimal_mark: str, thousands: str | None) -> Decima
     that is not the decimal mark makes the cell an error rather than a guess (``1.234`` is
     1.234 or 1234 depending on the country).
     """
+    known = _decimals.get((text, decimal_mark, thousands))
+    if known is not None:
+        return known
     cleaned = _SPACES.sub("", text)
     if thousands and thousands.strip():
         cleaned = cleaned.replace(thousands, "")
@@ -44,9 +61,11 @@ def to_decimal(text: str, *, decimal_mark: str, thousands: str | None) -> Decima
     if not _NUMBER.fullmatch(cleaned):
         raise CellError(f"{text!r} is not a number")
     try:
-        return Decimal(cleaned)
+        number = Decimal(cleaned)
     except InvalidOperation as exc:  # pragma: no cover - the pattern rules this out
         raise CellError(f"{text!r} is not a number") from exc
+    _remember(_decimals, (text, decimal_mark, thousands), number)
+    return number
 
 
 def has_time(fmt: str) -> bool:
@@ -56,12 +75,17 @@ def has_time(fmt: str) -> bool:
 
 def to_date(text: str, formats: tuple[str, ...]) -> dt.date | dt.datetime:
     """The first of ``formats`` that reads ``text`` whole; a datetime when it has a time."""
+    known = _dates.get((text, formats))
+    if known is not None:
+        return known
     for fmt in formats:
         try:
             parsed = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return parsed if has_time(fmt) else parsed.date()
+        value = parsed if has_time(fmt) else parsed.date()
+        _remember(_dates, (text, formats), value)
+        return value
     shown = ", ".join(formats)
     raise CellError(f"{text!r} is not a date ({'format' if len(formats) == 1 else 'formats'} "
                     f"{shown})")

@@ -83,10 +83,7 @@ class CsvPayload:
                                  "recognises the file but names no sender column)")
             return
         mapper = FileMapper(mapping, self.table(mapping), filename=self.filename)
-        for result in mapper.map(partner_id="-", transmission_id=None):
-            for sender in result.senders:
-                if sender not in self.senders:
-                    self.senders.append(sender)
+        self.senders = mapper.senders()
         if not self.senders:
             self.unidentified = (f"CSV file: partner unknown, {advice} (the sender column of "
                                  f"mapping {mapping.id} is empty)")
