@@ -2,7 +2,8 @@
 
 Rows come from ``MANIFEST.tsv`` by document type (``KINDS``): the EN 16931 CII examples, the
 akretion Factur-X, ZUGFeRD 1.0 and Order-X fixtures and its Factur-X PDF, the CII schematron
-test sets, and the Bots demos' partner XML (orders rooted at ``UNH`` and at ``envelope``,
+test sets, the EN 16931 EDIFACT examples in their ISO 20625 XML form, and the Bots demos'
+partner XML (orders rooted at ``UNH`` and at ``envelope``,
 in-house invoices, despatch advices and ASNs rooted at ``message``). Each goes through
 ``XmlReader`` (or ``PdfReader`` wrapping it) and ``documents`` exactly as the pipeline calls
 them, and must end in one of these outcomes:
@@ -59,6 +60,7 @@ KINDS: list[tuple[str, str]] = [
     (r"^Partner-specific XML order \(bots in-house order XML", "bots-envelope"),
     (r"^Partner-specific XML invoice \(bots in-house invoice XML", "bots-invoice"),
     (r"^Partner-specific XML (despatch advice|ASN)", "despatch"),
+    (r"^EDIFACT-as-XML: INVOIC D14B \(ISO 20625", "edifact-xml"),
 ]
 
 #: What a NEGATIVE row's refusal must say, by a pattern of its document type and notes.
@@ -254,6 +256,29 @@ def plain_bots_invoice(data: bytes) -> dict[str, Any]:
     }
 
 
+def plain_edifact_xml(data: bytes) -> dict[str, Any]:
+    r = _root(data)
+
+    def moa(node: etree._Element, path: str, qualifier: str) -> Decimal | None:
+        return _dec(_text(node, f"{path}/S_MOA/C_C516[D_5025='{qualifier}']/D_5004"))
+
+    return {
+        "number": _text(r, "S_BGM/C_C106/D_1004"),
+        "date": _ymd(_text(r, "S_DTM/C_C507[D_2005='137']/D_2380")),
+        "parties": {"seller": _text(r, "G_SG2[S_NAD/D_3035='SE']/S_NAD/C_C080/D_3036"),
+                    "buyer": _text(r, "G_SG2[S_NAD/D_3035='BY']/S_NAD/C_C080/D_3036")},
+        "lines": [(_text(li, "S_LIN/D_1082"),
+                   _dec(_text(li, "S_QTY/C_C186[D_6063='47']/D_6060")))
+                  for li in r.findall("G_SG27")],
+        "totals": {"tax_inclusive": moa(r, "G_SG52", "388"),
+                   "tax_exclusive": moa(r, "G_SG52", "389"),
+                   "payable": moa(r, "G_SG52", "9")},
+        "vat": sorted((_text(v, "S_TAX/D_5305"), _dec(_text(v, "S_TAX/C_C243/D_5278")),
+                       moa(v, ".", "125"), moa(v, ".", "124"))
+                      for v in r.findall("G_SG54")),
+    }
+
+
 def embedded_xml(pdf: bytes) -> bytes:
     """The Factur-X XML of a PDF, read with pypdf alone."""
     from pypdf import PdfReader as Pypdf
@@ -297,7 +322,7 @@ def check_against(doc: Any, plain: dict[str, Any]) -> None:
 
 PLAIN = {"cii": plain_cii, "pdf": lambda d: plain_cii(embedded_xml(d)),
          "zugferd-1": plain_zugferd, "order-x": plain_order_x, "bots-unh": plain_bots_unh,
-         "bots-invoice": plain_bots_invoice}
+         "bots-invoice": plain_bots_invoice, "edifact-xml": plain_edifact_xml}
 
 
 def _has_line(text: str) -> bool:

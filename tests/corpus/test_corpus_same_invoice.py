@@ -1,7 +1,8 @@
 """The same invoice in UBL, in CII, in EDIFACT and inside a Factur-X PDF gives the same totals.
 
 The CEN/TC 434 examples in the corpus's ``en16931/`` folder are one set of invoices written
-in each syntax (``ubl-tc434-exampleN.xml``, ``CII_exampleN.xml``, ``EDIFACT_EXAMPLEN.TXT``).
+in each syntax (``ubl-tc434-exampleN.xml``, ``CII_exampleN.xml``, ``EDIFACT_EXAMPLEN.TXT`` and
+its ISO 20625 XML form ``EDIFACT_EXAMPLEN.xml``).
 No Factur-X PDF of them is in the corpus, so each CII example is also put into a PDF here,
 with the ``factur-x`` package and a blank page (a generated test input, not a copied
 document). The akretion fixtures give a second set: one invoice in the Factur-X BASIC,
@@ -92,6 +93,12 @@ def plain_ubl(data: bytes) -> tuple[str | None, Decimal | None]:
     return number, Decimal(total) if total else None
 
 
+def plain_edifact_xml(data: bytes) -> tuple[str | None, Decimal | None]:
+    number, total = _xpath(data, "S_BGM/C_C106/D_1004",
+                           "G_SG52/S_MOA/C_C516[D_5025='388']/D_5004")
+    return number, Decimal(total) if total else None
+
+
 def plain_edifact(data: bytes) -> tuple[str | None, Decimal | None]:
     message = naive_messages(data)[0]
     # BT-112 is MOA+77 in the EN 16931 binding; some examples give it as MOA+388 instead.
@@ -130,6 +137,8 @@ def _groups() -> dict[str, list[Member]]:
              _file(f"en16931/ubl/examples/ubl-tc434-example{n}.xml")),
             (f"EDIFACT EDIFACT_EXAMPLE{n}.TXT", "edifact",
              _file(f"en16931/edifact/examples/EDIFACT_EXAMPLE{n}.TXT")),
+            (f"EDIFACT XML EDIFACT_EXAMPLE{n}.xml", "xml",
+             _file(f"en16931/edifact/examples/EDIFACT_EXAMPLE{n}.xml")),
             (f"Factur-X PDF made from CII_example{n}.xml", "pdf", _pdf_of(cii)),
         ]
     fx = "akretion-factur-x/tests/fixtures/"
@@ -155,7 +164,10 @@ def readers() -> dict[str, Any]:
 
 def _plain(fmt: str, data: bytes) -> tuple[str | None, Decimal | None]:
     if fmt == "xml":
-        return plain_ubl(data) if b"urn:oasis:names:specification:ubl" in data[:4000] \
+        head = data[:4000]
+        if b"<M_INVOIC" in head:
+            return plain_edifact_xml(data)
+        return plain_ubl(data) if b"urn:oasis:names:specification:ubl" in head \
             else plain_cii(data)
     reader = PLAIN[fmt]
     assert reader is not None
