@@ -187,6 +187,17 @@ def test_broken_pdf_is_refused_as_a_payload_error_never_a_library_exception(data
         PdfReader(xml_reader=FakeXmlReader()).parse(data, filename="broken.pdf")
 
 
+def test_encrypted_pdf_is_refused_with_what_to_ask_the_partner():
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    writer.add_attachment("factur-x.xml", SAMPLE.read_bytes())
+    writer.encrypt("secret", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    with pytest.raises(PdfPayloadError, match="encrypted.*unencrypted Factur-X"):
+        PdfReader(xml_reader=FakeXmlReader()).parse(out.getvalue(), filename="locked.pdf")
+
+
 def test_not_a_pdf_at_all_is_refused_at_its_first_byte():
     with pytest.raises(PdfPayloadError) as info:
         extract_embedded_xml(b"<xml/>")
