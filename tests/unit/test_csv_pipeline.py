@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DocumentSettings, Partner, PartnerDirectory
+from gateway.config import DocumentSettings, Identifiers, Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
 from gateway.formats.csv import CsvReader
@@ -29,8 +29,9 @@ ORDERS = ("Bestellnummer;Bestelldatum;GLN Käufer;EAN;Menge;Einzelpreis\r\n"
 @pytest.fixture
 def pipeline(tmp_path):
     mappings = MappingSet.load(REPO / "mappings")
-    partners = PartnerDirectory([Partner(id="shop7", name="Shop 7", documents=[
-        DocumentSettings(type="order", format="csv", mapping="csv-orders-generic")])])
+    partners = PartnerDirectory([Partner(
+        id="shop7", name="Shop 7", identifiers=Identifiers(gln=["4012345000009"]),
+        documents=[DocumentSettings(type="order", format="csv", mapping="csv-orders-generic")])])
     store = Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     return Pipeline(store=store, archive=Archive(tmp_path / "archive"), partners=partners,
                     readers=[EdifactReader(mappings), CsvReader(mappings)])
@@ -62,3 +63,10 @@ def test_a_csv_file_from_a_shared_inbox_without_sender_is_quarantined(pipeline):
     receipt = pipeline.receive(Incoming(data=data, channel="folder", filename="x.csv"))
     out = pipeline.process(receipt.transmission_id)
     assert out.status == s.QUARANTINED and out.stage == "identify"
+
+
+def test_a_csv_order_from_a_shared_inbox_finds_its_partner_by_the_buyer_gln(pipeline):
+    """The generic mapping recognises the header; its buyer GLN column names the partner."""
+    receipt = pipeline.receive(Incoming(data=ORDERS, channel="folder", filename="b.csv"))
+    out = pipeline.process(receipt.transmission_id)
+    assert (out.status, out.partner_id, out.queued) == (s.PROCESSED, "shop7", 2)
