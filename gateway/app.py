@@ -17,6 +17,7 @@ from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
+from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 
@@ -61,7 +62,7 @@ class Gateway:
                                       partner=partners.get,
                                       max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
-                               readers=[EdifactReader(mappings)], on_queued=gw._wake_publisher,
+                               readers=[EdifactReader(mappings), XmlReader(mappings)], on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
                                max_size=max((i.max_size for i in settings.inbox), default=200 << 20),
                                stream_above=settings.processing.stream_above,

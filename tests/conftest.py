@@ -89,12 +89,15 @@ def _fresh_structlog():
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Print the EDIFACT corpus outcome counts when that test ran (issue 3 asks for them)."""
+    """Print the corpus outcome counts of every corpus test module that ran and keeps them
+    (``summary_lines()``): the issues ask for the counts per outcome in the test run."""
     import sys
 
-    module = sys.modules.get("tests.corpus.test_corpus_edifact_outcomes")
-    lines = module.summary_lines() if module is not None else []
-    if lines:
-        terminalreporter.section("EDIFACT corpus outcomes")
-        for line in lines:
-            terminalreporter.write_line(line)
+    for name, module in sorted(sys.modules.items()):
+        if not name.startswith("tests.corpus.") or not hasattr(module, "summary_lines"):
+            continue
+        lines = module.summary_lines()
+        if lines:
+            terminalreporter.section(f"corpus outcomes: {name.rsplit('.', 1)[-1]}")
+            for line in lines:
+                terminalreporter.write_line(line)

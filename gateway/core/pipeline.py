@@ -458,12 +458,21 @@ class Pipeline:
             raise UnknownPartner(f"channel names partner {hint!r}, which has no profile")
         found: dict[str, Partner] = {}
         unknown = []
+        schemes = (*self.partners.SCHEMES, "unb")
+        # XML and CSV senders name their scheme (gln, vat, siren …) as qualifier; EDIFACT's
+        # are UNB ids with their 0007 qualifier (14, ZZ …).
+        by_scheme = any(s.qualifier in schemes for s in parsed.senders)
         for sender in parsed.senders:
             if sender.id is None:
                 continue
-            p = self.partners.by_unb_sender(sender.id, sender.qualifier)
+            if sender.qualifier in schemes:
+                p = self.partners.by_identifier(sender.qualifier, sender.id)
+            else:
+                p = self.partners.by_unb_sender(sender.id, sender.qualifier)
             if p is None:
                 unknown.append(sender)
+            elif by_scheme and found:
+                continue  # one document, several ids of its sender: the first match decides
             else:
                 found[p.id] = p
         if len(found) > 1:
@@ -480,12 +489,18 @@ class Pipeline:
             return partner
         if hinted:
             return hinted
+        if unknown and by_scheme:
+            ids = ", ".join(f"{u.qualifier or 'id'} {u.id}" for u in unknown[:5])
+            raise UnknownPartner(f"unknown sender ({ids}): no partner profile lists these "
+                                 "identifiers", sender_id=unknown[0].id,
+                                 qualifier=unknown[0].qualifier)
         if unknown:
             u = unknown[0]
             q = f" (qualifier {u.qualifier})" if u.qualifier else ""
             raise UnknownPartner(f"unknown sender id {u.id}{q}: no partner profile lists it "
                                  "under identifiers.unb", sender_id=u.id, qualifier=u.qualifier)
-        raise UnknownPartner("payload names no sender and the channel is not partner-specific")
+        raise UnknownPartner("payload names no sender and the channel is not partner-specific "
+                             f"({parsed.summary()})")
 
 
 class _StreamRun:

@@ -14,6 +14,7 @@ declares some) are expanded; external entities are not.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -22,9 +23,20 @@ from lxml import etree
 from gateway.core.errors import Position
 from gateway.formats.xml.safe import XmlError
 
-#: The ``schemas/xsd`` folder of the repository (``EDIGW_SCHEMAS`` is not needed: the
-#: schemas ship beside the code they validate for).
-XSD_ROOT = Path(__file__).resolve().parents[3] / "schemas" / "xsd"
+
+def _xsd_root() -> Path:
+    """``$EDIGW_SCHEMAS/xsd``, else the ``schemas/xsd`` folder of the checkout the code runs
+    from, else ``schemas/xsd`` under the working directory (an installed wheel run from a
+    deployment folder holding ``config/``, ``mappings/`` and ``schemas/``, as the image does)."""
+    env = os.environ.get("EDIGW_SCHEMAS")
+    if env:
+        return Path(env) / "xsd"
+    beside = Path(__file__).resolve().parents[3] / "schemas" / "xsd"
+    return beside if beside.is_dir() else Path("schemas", "xsd").resolve()
+
+
+#: Where the standards' XSD files are (see ``_xsd_root``).
+XSD_ROOT = _xsd_root()
 
 _registry: dict[str, Path] = {}
 _cache: dict[Path, tuple[etree.XMLSchema, threading.Lock]] = {}
