@@ -74,3 +74,15 @@ def test_unknown_xml_document_without_sender_is_quarantined_saying_what_it_is(gw
                       b"</Shipment>", "other.xml")
     assert (out.status, out.stage) == ("QUARANTINED", "identify")
     assert "no sender" in out.reason and "Shipment" in out.reason
+
+
+def test_resent_invoice_is_a_duplicate_document_by_its_number(gw):
+    """The same invoice sent again in other bytes (a new file): recorded, not queued again."""
+    first = _ingest(gw, SAMPLE.read_bytes(), "invoice.xml")
+    again = _ingest(gw, SAMPLE.read_bytes() + b"\n<!-- resent -->\n", "invoice-again.xml")
+    assert first.queued == 1 and again.queued == 0
+    (doc,) = gw.store.documents_of(again.transmission_id)
+    assert doc.status == "DUPLICATE"
+    events = [e["event"] for e in gw.store.events(again.transmission_id)]
+    assert "duplicate-documents" in events
+    assert gw.store.outbox_size() == 1
