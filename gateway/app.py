@@ -15,8 +15,10 @@ from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
+from gateway.formats.csv import CsvReader
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
+from gateway.formats.pdf import PdfReader
 from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
 from gateway.store.db import Store
@@ -33,6 +35,14 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
         confirm_window=b.confirm_window, batch=b.batch,
         retry_initial=b.retry_initial, retry_max=b.retry_max,
     )
+
+
+def _readers(mappings: MappingSet) -> list:
+    """The format readers, in the order their ``sniff`` is tried: PDF first (``%PDF-``; its
+    bytes may contain anything), then EDIFACT, XML, and CSV last (it only claims text that
+    looks delimited and nothing else took)."""
+    xml = XmlReader(mappings)
+    return [PdfReader(xml_reader=xml), EdifactReader(mappings), xml, CsvReader(mappings)]
 
 
 @dataclass
@@ -62,7 +72,7 @@ class Gateway:
                                       partner=partners.get,
                                       max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
-                               readers=[EdifactReader(mappings), XmlReader(mappings)], on_queued=gw._wake_publisher,
+                               readers=_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
                                max_size=max((i.max_size for i in settings.inbox), default=200 << 20),
                                stream_above=settings.processing.stream_above,

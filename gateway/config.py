@@ -205,9 +205,10 @@ class Partner(_Strict):
     enabled: bool = True
     source: str = Field("", exclude=True)
 
-    def mapping_for(self, doc_type: str) -> str | None:
+    def mapping_for(self, doc_type: str, fmt: str | None = None) -> str | None:
+        """The mapping the profile names for ``doc_type`` (sent in format ``fmt``), if any."""
         for d in self.documents:
-            if d.type == doc_type and d.mapping:
+            if d.type == doc_type and d.mapping and (fmt is None or d.format == fmt):
                 return d.mapping
         return None
 

@@ -86,3 +86,36 @@ def test_resent_invoice_is_a_duplicate_document_by_its_number(gw):
     events = [e["event"] for e in gw.store.events(again.transmission_id)]
     assert "duplicate-documents" in events
     assert gw.store.outbox_size() == 1
+
+
+def test_factur_x_pdf_is_read_as_cii_and_the_pdf_kept(tmp_path, store_url):
+    """A Factur-X PDF (made here from the CII sample and a blank page): the seller is found
+    by its GLN, the invoice is the CII one, and the archive keeps the PDF as received."""
+    import io
+
+    import facturx
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(595, 842)
+    blank = io.BytesIO()
+    writer.write(blank)
+    xml = (REPO / "mappings" / "xml" / "cii-invoice.sample.xml").read_bytes()
+    pdf = facturx.generate_from_binary(blank.getvalue(), xml, check_xsd=True)
+    settings = GatewaySettings(
+        store={"url": store_url}, archive={"path": tmp_path / "archive", "fsync": False},
+        inbox=[{"path": tmp_path / "inbox"}], mappings=REPO / "mappings",
+        outbound={"path": tmp_path / "outbound"}, partners=tmp_path / "partners")
+    papsyn = Partner(id="papsyn", name="PapSyn", identifiers=Identifiers(gln=["3760123450003"]))
+    gw = Gateway.open(settings, partners=PartnerDirectory([papsyn]))
+    try:
+        out = _ingest(gw, pdf, "facture.pdf")
+        assert (out.status, out.partner_id, out.queued) == ("PROCESSED", "papsyn", 1), out.reason
+        (doc,) = gw.store.documents_of(out.transmission_id)
+        payload = gw.store.document_payload(doc.id)
+        assert payload["source"]["standard"].startswith("Factur-X")
+        assert payload["source"]["filename"] == "facture.pdf"
+        row = gw.store.get_transmission(out.transmission_id)
+        assert row.format == "pdf" and gw.archive.get(row.sha256) == pdf
+    finally:
+        gw.close()

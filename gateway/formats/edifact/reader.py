@@ -173,7 +173,7 @@ class EdifactPayload:
                 f"{', '.join(sorted(DOCUMENT_TYPES))}",
                 position=message.source.position(message.segments[0], message_ref=message.ref))
         try:
-            return self.mappings.find(message, mapping_id=partner.mapping_for(doc_type)), None
+            return self.mappings.find(message, mapping_id=partner.mapping_for(doc_type, "edifact")), None
         except MappingError as exc:
             return None, exc
 

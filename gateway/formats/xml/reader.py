@@ -129,15 +129,17 @@ class XmlPayload:
 
     def _named(self, partner: Partner) -> str | None:
         if self.kind.doc_type is not None:
-            return partner.mapping_for(self.kind.doc_type)
+            return partner.mapping_for(self.kind.doc_type, "xml")
         # Partner XML: a profile entry with format xml naming a mapping for this root.
         kind = self.kind
         by_id = {m.id: m for m in self.mappings}
         for entry in getattr(partner, "documents", []):
             chosen = by_id.get(entry.mapping or "")
-            if (entry.format == "xml" and chosen is not None and chosen.match is not None
-                    and chosen.match.matches(kind.root, kind.namespace, kind.customization,
-                                             kind.profile)):
+            # A mapping without match is chosen by the profile alone (partners' own XML).
+            if (entry.format == "xml" and chosen is not None
+                    and (chosen.match is None
+                         or chosen.match.matches(kind.root, kind.namespace, kind.customization,
+                                                 kind.profile))):
                 return chosen.id
         return None
 
