@@ -316,3 +316,28 @@ def test_namespaced_documents_map_whatever_their_prefixes(tmp_path):
     for data in (b'<Order xmlns="urn:o"><ID>1</ID></Order>',
                  b'<Bob:Order xmlns:Bob="urn:o"><Bob:ID>1</Bob:ID></Bob:Order>'):
         assert run(mapping, data).document.order_number == "1"
+
+
+def test_match_when_tells_apart_documents_with_one_root(tmp_path):
+    """Partners' XML often uses one root for several documents: ``when`` decides by content."""
+    head = ("id: inv\nformat: xml\ndocument: invoice\nstandard: ACME XML\nversion: '1'\n"
+            "match: {root: message, namespace: null, when: 'lines/line/invqua or invmon'}\n")
+    mapping = load(tmp_path, """\
+        fields:
+          invoice_number: {path: docnum, required: true}
+        """, ident="inv", head=head)
+    invoice = parse_xml(b"<message><docnum>7</docnum><invmon>10</invmon></message>").getroot()
+    despatch = parse_xml(b"<message><docnum>8</docnum><lines><line><delqua>1</delqua></line>"
+                         b"</lines></message>").getroot()
+    pick = dict(root="message", namespace=None, customization=None, profile=None)
+    assert find_xml_mapping([mapping], document=invoice, **pick) is mapping
+    assert find_xml_mapping([mapping], document=despatch, **pick) is None
+    assert find_xml_mapping([mapping], **pick) is None  # no document, no content condition
+    assert "when lines/line/invqua or invmon" in mapping.match.describe()
+
+
+def test_match_when_must_be_an_xpath(tmp_path):
+    head = ("id: inv\nformat: xml\ndocument: invoice\nstandard: ACME XML\nversion: '1'\n"
+            "match: {root: message, when: 'lines/[['}\n")
+    error = bad(tmp_path, "fields:\n  invoice_number: docnum\n", ident="inv", head=head)
+    assert "match when: not an XPath" in error.reason and error.line is not None

@@ -44,7 +44,7 @@ Where = dict[tuple[str, ...], tuple[str, int | None]]
 
 TOP_KEYS = frozenset({"id", "description", "document", "standard", "version", "match",
                       "namespaces", "senders", "fields", "extends"})
-MATCH_KEYS = frozenset({"root", "namespace", "customization", "profile"})
+MATCH_KEYS = frozenset({"root", "namespace", "customization", "profile", "when"})
 FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format", "default"})
 OBJECT_KEYS = frozenset({"at", "fields", "required"})
 LIST_KEYS = frozenset({"each", "fields", "required"})
@@ -134,22 +134,32 @@ class XmlMatch:
     namespace: str | None
     customization: re.Pattern[str] | None = None
     profile: re.Pattern[str] | None = None
+    #: An XPath that must be true of the document (``when``): partners' own XML often uses
+    #: one root element for several kinds of document (a Bots ``<message>`` is an invoice
+    #: or a despatch advice), told apart only by what they hold.
+    when: Any = None
+    when_text: str | None = None
 
     def matches(self, root: str, namespace: str | None, customization: str | None,
-                profile: str | None) -> bool:
+                profile: str | None, document: Any = None) -> bool:
         if root != self.root:
             return False
         if self.namespace != "*" and (namespace or None) != self.namespace:
             return False
         if self.customization is not None and not self.customization.search(customization or ""):
             return False
-        return self.profile is None or bool(self.profile.search(profile or ""))
+        if self.profile is not None and not self.profile.search(profile or ""):
+            return False
+        if self.when is not None:
+            # Without the document a content condition cannot hold.
+            return document is not None and bool(self.when(document))
+        return True
 
     @property
     def specificity(self) -> int:
         """How narrow the match is: a mapping for one profile wins over a general one."""
         return ((self.namespace != "*") + 2 * (self.customization is not None)
-                + 2 * (self.profile is not None))
+                + 2 * (self.profile is not None) + 2 * (self.when is not None))
 
     def describe(self) -> str:
         text = f"{self.root} in {self.namespace or '(no namespace)'}"
@@ -157,6 +167,8 @@ class XmlMatch:
             text += f", customization /{self.customization.pattern}/"
         if self.profile is not None:
             text += f", profile /{self.profile.pattern}/"
+        if self.when_text is not None:
+            text += f", when {self.when_text}"
         return text
 
 
@@ -586,8 +598,8 @@ class _Compiler:
 
     def match(self, spec: Any) -> XmlMatch:
         if not isinstance(spec, dict):
-            raise self.fail("'match' is a mapping (root, namespace, customization, profile)",
-                            "match")
+            raise self.fail("'match' is a mapping (root, namespace, customization, profile, "
+                            "when)", "match")
         for key in spec:
             if key not in MATCH_KEYS:
                 raise self.fail(f"unknown key {key!r} in match (known: "
@@ -602,8 +614,18 @@ class _Compiler:
             except re.error as exc:
                 raise self.fail(f"match {key}: not a regular expression: {exc}", "match",
                                 key) from exc
+        when = spec.get("when")
+        compiled = None
+        if when is not None:
+            if not isinstance(when, str) or not when.strip():
+                raise self.fail("match when: an XPath that must be true of the document",
+                                "match", "when")
+            try:
+                compiled = etree.XPath(f"boolean({when})", namespaces=self.namespaces)
+            except etree.XPathSyntaxError as exc:
+                raise self.fail(f"match when: not an XPath: {exc}", "match", "when") from exc
         return XmlMatch(str(spec["root"]), spec.get("namespace"), patterns["customization"],
-                        patterns["profile"])
+                        patterns["profile"], compiled, when)
 
     def xpath(self, text: Any, *at: str) -> XPathRule:
         if not isinstance(text, str) or not text.strip():
@@ -761,7 +783,7 @@ def compile_xml_mapping(data: dict[str, Any], where: Where, file: str, *,
 
 def find_xml_mapping(mappings: list[XmlMapping], *, root: str, namespace: str | None,
                      customization: str | None, profile: str | None,
-                     mapping_id: str | None = None) -> XmlMapping | None:
+                     mapping_id: str | None = None, document: Any = None) -> XmlMapping | None:
     """The mapping for a document: by id when the partner names one (it must be an XML
     mapping for this root), else the most specific auto-matching one; None when none claims
     it. MappingError when the named mapping is wrong or two claim it equally."""
@@ -772,12 +794,13 @@ def find_xml_mapping(mappings: list[XmlMapping], *, root: str, namespace: str | 
                                f"not exist (XML mappings: "
                                f"{', '.join(sorted(m.id for m in mappings)) or 'none'})")
         if named.match is not None and not named.match.matches(root, namespace,
-                                                               customization, profile):
+                                                               customization, profile,
+                                                               document):
             raise MappingError(f"mapping {mapping_id!r} is for {named.match.describe()}, not "
                                f"{root} in {namespace or '(no namespace)'}")
         return named
     found = [m for m in mappings if m.auto_match and m.match is not None
-             and m.match.matches(root, namespace, customization, profile)]
+             and m.match.matches(root, namespace, customization, profile, document)]
     if not found:
         return None
     best = max(m.match.specificity for m in found)  # type: ignore[union-attr]

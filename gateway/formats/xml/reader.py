@@ -125,7 +125,7 @@ class XmlPayload:
         kind = self.kind
         return find_xml_mapping(self.mappings, root=kind.root, namespace=kind.namespace,
                                 customization=kind.customization, profile=kind.profile,
-                                mapping_id=named)
+                                mapping_id=named, document=self.root)
 
     def _named(self, partner: Partner) -> str | None:
         if self.kind.doc_type is not None:
@@ -139,7 +139,7 @@ class XmlPayload:
             if (entry.format == "xml" and chosen is not None
                     and (chosen.match is None
                          or chosen.match.matches(kind.root, kind.namespace, kind.customization,
-                                                 kind.profile))):
+                                                 kind.profile, self.root))):
                 return chosen.id
         return None
 
@@ -197,7 +197,8 @@ class XmlReader:
         mapping, ambiguous = None, None
         try:
             mapping = find_xml_mapping(xml_mappings, root=kind.root, namespace=kind.namespace,
-                                       customization=kind.customization, profile=kind.profile)
+                                       customization=kind.customization, profile=kind.profile,
+                                       document=root)
         except MappingError as exc:
             ambiguous = exc
         senders = mapping.sender_ids(root) if mapping is not None else []
