@@ -341,3 +341,101 @@ def test_match_when_must_be_an_xpath(tmp_path):
             "match: {root: message, when: 'lines/[['}\n")
     error = bad(tmp_path, "fields:\n  invoice_number: docnum\n", ident="inv", head=head)
     assert "match when: not an XPath" in error.reason and error.line is not None
+
+
+# -- several documents in one file (``documents``) ---------------------------------------------
+
+ENVELOPE_HEAD = ("id: env\nformat: xml\ndocument: order\nstandard: ACME XML\nversion: '1'\n"
+                 "match: {root: envelope}\n")
+ENVELOPE_BODY = """\
+    documents: {each: message, when: "not(type) or type = 'orders'"}
+    senders:
+      - {path: buyer, scheme: gln}
+    fields:
+      order_number: {path: docnum, required: true}
+      issue_date: {path: docdtm, type: date}
+      lines:
+        each: line
+        fields:
+          line_number: "@no"
+          quantity: {path: qty, type: decimal, required: true}
+    """
+ENVELOPE = b"""<envelope>
+  <message><type>orders</type><buyer>4012345000016</buyer><docnum>A-1</docnum>
+    <docdtm>2025-03-10</docdtm><line no="1"><qty>3</qty></line></message>
+  <message><type>invoices</type><docnum>F-9</docnum></message>
+  <message><buyer>4012345000023</buyer><docnum>A-2</docnum><docdtm>2025-03-11</docdtm>
+    <line no="1"><qty>1</qty></line><line no="2"><qty>2</qty></line></message>
+</envelope>"""
+
+
+def test_documents_maps_each_node_with_its_own_number_date_and_sender(tmp_path):
+    """``documents`` makes one canonical document per node, fields and senders relative to it."""
+    mapping = load(tmp_path, ENVELOPE_BODY, ident="env", head=ENVELOPE_HEAD)
+    root = parse_xml(ENVELOPE).getroot()
+    nodes = mapping.document_nodes(root)
+    assert [(n.index, n.count, n.node.sourceline, n.skipped is None) for n in nodes] == [
+        (1, 3, 2, True), (2, 3, 4, False), (3, 3, 5, True)]
+    assert nodes[2].label == "message 3 of 3 at line 5"
+    assert mapping.sender_ids(root) == [Sender("4012345000016", "gln"),
+                                        Sender("4012345000023", "gln")]
+    first, third = (mapping.map(n.node, partner_id="acme").document for n in (nodes[0], nodes[2]))
+    assert (first.order_number, first.issue_date, first.source.sender_id) == (
+        "A-1", dt.date(2025, 3, 10), "4012345000016")
+    assert (third.order_number, third.issue_date, third.source.sender_id) == (
+        "A-2", dt.date(2025, 3, 11), "4012345000023")
+    assert [line.quantity for line in third.lines] == [Decimal("1"), Decimal("2")]
+    assert first.message_id != third.message_id
+    assert mapping.reference(nodes[2].node) == ("A-2", "2025-03-11")
+
+
+def test_documents_produce_gives_every_document_of_the_sample_and_skips_other_kinds(tmp_path):
+    """``produce`` (``edigw mappings test``) returns one JSON per document node, in order."""
+    mapping = load(tmp_path, ENVELOPE_BODY, ident="env", head=ENVELOPE_HEAD)
+    sample = tmp_path / "env.sample.xml"
+    sample.write_bytes(ENVELOPE)
+    produced = mapping.produce(sample)
+    assert [d["order_number"] for d in produced] == ["A-1", "A-2"]
+    skipped = mapping.document_nodes(parse_xml(ENVELOPE).getroot())[1].skipped
+    assert skipped.startswith("unsupported message 2 of 3 at line 4: not a document mapping "
+                              "'env' reads") and "type = 'orders'" in skipped
+
+
+def test_documents_selecting_nothing_in_the_sample_names_the_mapping_file_and_line(tmp_path):
+    """A ``documents`` path that finds no node in the sample is the mapping's mistake."""
+    mapping = load(tmp_path, ENVELOPE_BODY.replace("each: message", "each: messages"),
+                   ident="env", head=ENVELOPE_HEAD)
+    sample = tmp_path / "env.sample.xml"
+    sample.write_bytes(ENVELOPE)
+    with pytest.raises(MappingDefinitionError) as info:
+        mapping.produce(sample)
+    assert "documents 'messages' selects nothing in the sample env.sample.xml" in \
+        info.value.reason
+    assert info.value.file.endswith("env.yaml") and info.value.line == 7
+
+
+def test_without_documents_the_root_is_the_one_document(tmp_path):
+    """A mapping without ``documents`` keeps mapping the whole file as one document."""
+    mapping = load(tmp_path, "fields:\n  order_number: '@number'\n")
+    root = parse_xml(ORDER).getroot()
+    (node,) = mapping.document_nodes(root)
+    assert node.node is root and node.skipped is None and mapping.documents is None
+
+
+@pytest.mark.parametrize(("documents", "line", "words"), [
+    ("documents: 'message[['\n", 7, "bad XPath 'message[['"),
+    ("documents: {each: 'count(message)'}\n", 7, "gives a float, not elements"),
+    ("documents: {each: 'string(message)'}\n", 7, "not elements"),
+    ("documents: {each: message, where: x}\n", 7, "unknown key 'where' in documents"),
+    ("documents: {when: 'type'}\n", 7, "documents needs 'each'"),
+    ("documents: {each: message, when: 'type[['}\n", 7, "documents when: not an XPath"),
+    ("documents: {each: message, when: 'p:type'}\n", 7, "documents when: not an XPath"),
+    ("documents: [message]\n", 7, "'documents' is an XPath"),
+    ("documents:\n  each: 'nope:message'\n", 8, "declare its prefixes"),
+])
+def test_documents_is_checked_when_loading_with_file_and_line(tmp_path, documents, line, words):
+    """A malformed ``documents`` stops loading, naming the file, the line and what is wrong."""
+    error = bad(tmp_path, documents + "fields:\n  order_number: docnum\n", ident="env",
+                head=ENVELOPE_HEAD)
+    assert words in error.reason
+    assert error.file.endswith("env.yaml") and error.line == line

@@ -201,3 +201,98 @@ def test_schemas_are_registered_by_key_and_loaded_once(tmp_path):
     assert info.value.stage == "validate" and info.value.position.element == "note"
     assert schemas.validate(parse_xml(b"<x/>"), "no-such-key") is False
     assert "ubl-2.1:Invoice" in schemas.known_schemas()
+
+
+# -- several documents in one file (a mapping with ``documents``) ------------------------------
+
+PARTNERS = XML / "partners"
+
+
+def envelope(*messages: str) -> bytes:
+    """A Bots in-house order file holding these ``<message>`` bodies."""
+    return ("<?xml version='1.0'?>\n<envelope>\n"
+            + "".join(f"  <message>\n{m}\n  </message>\n" for m in messages)
+            + "</envelope>\n").encode()
+
+
+def order(number: str, *, quantity: str = "5", date: str = "20250310",
+          buyer: str = "3760555123452", kind: str = "orders") -> str:
+    return (f"    <type>{kind}</type><docnum>{number}</docnum><docdtm>{date}</docdtm>\n"
+            f"    <partys><party><qual>BY</qual><gln>{buyer}</gln></party></partys>\n"
+            f"    <lines><line><num>1</num><gtin>3012345678933</gtin>"
+            f"<numbergtincu>{quantity}</numbergtincu></line></lines>")
+
+
+def test_each_message_of_an_envelope_becomes_its_own_document(reader):
+    """The shipped Bots sample holds three orders: three documents, each with its own id."""
+    data = (PARTNERS / "bots-orders-envelope.sample.xml").read_bytes()
+    payload = reader.parse(data, filename="orders.xml")
+    assert payload.senders == [Sender("3760555123452", "gln"), Sender("3760555123452", "unb")]
+    results = payload.documents(partner=ACME, transmission_id="t-1", filename="orders.xml")
+    assert all(isinstance(r, MappedDocument) for r in results), results
+    assert [r.business_number for r in results] == ["QE-2025-031", "QE-2025-027", "QE-2025-032"]
+    assert [len(r.document.lines) for r in results] == [2, 1, 3]
+    assert len({r.message_id for r in results}) == 3
+    assert {r.document.source.mapping for r in results} == {"bots-orders-envelope"}
+
+
+def test_one_bad_order_in_a_file_of_three_fails_alone_naming_its_line_and_number(reader):
+    """A bad quantity fails its own message, named by line and number; the others go on."""
+    data = envelope(order("PO-1"), order("PO-2", quantity="five"), order("PO-3"))
+    payload = reader.parse(data, filename="orders.xml")
+    results = payload.documents(partner=ACME, transmission_id="t-1", filename="orders.xml")
+    assert [type(r).__name__ for r in results] == ["MappedDocument", "FailedMessage",
+                                                   "MappedDocument"]
+    failed = results[1]
+    assert (failed.status, failed.stage, failed.business_number) == ("FAILED", "map", "PO-2")
+    assert failed.description == ("XML document envelope (no namespace), message 2 of 3 at "
+                                  "line 8, order PO-2")
+    assert failed.reason.startswith(failed.description + ": ")
+    assert "quantity" in failed.reason and "line 11" in failed.reason
+    assert len({r.message_id for r in results}) == 3
+    again = reader.parse(data, filename="orders.xml").documents(
+        partner=ACME, transmission_id="t-2", filename="orders.xml")
+    assert again[1].message_id == failed.message_id  # a reprocessed fix replaces it
+
+
+def test_a_message_of_another_kind_is_unsupported_not_failed(reader):
+    """A ``<type>`` other than orders is skipped as UNSUPPORTED, saying which node and why."""
+    data = envelope(order("PO-1"), order("INV-7", kind="invoices"))
+    results = reader.parse(data, filename=None).documents(partner=ACME, transmission_id=None,
+                                                          filename=None)
+    assert isinstance(results[0], MappedDocument)
+    skipped = results[1]
+    assert (skipped.status, skipped.stage) == ("UNSUPPORTED", "map")
+    assert skipped.reason.startswith("unsupported message 2 of 2 at line 8: not a document "
+                                     "mapping 'bots-orders-envelope' reads")
+
+
+def test_unnamed_failures_of_one_file_keep_apart_and_each_uses_its_own_sender(reader):
+    """Two messages without a number fail with distinct ids; a message's own buyer names it."""
+    data = envelope(order("", quantity="x"), order("", quantity="y"),
+                    order("PO-9", buyer="3760555123469"))
+    results = reader.parse(data, filename=None).documents(partner=ACME, transmission_id=None,
+                                                          filename=None)
+    assert [r.status for r in results[:2]] == ["FAILED", "FAILED"]
+    assert results[0].message_id != results[1].message_id
+    assert "message 1 of 3 at line 3" in results[0].reason
+    assert results[2].document.source.sender_id == "3760555123469"
+
+
+def test_an_envelope_without_messages_fails_whole_with_its_line(reader):
+    """``documents`` selecting nothing in a received file is one FAILED result, not silence."""
+    results = reader.parse(b"<envelope>\n</envelope>", filename=None).documents(
+        partner=ACME, transmission_id=None, filename=None)
+    assert len(results) == 1 and results[0].status == "FAILED"
+    assert "no document in the file: documents 'message' selects nothing at line 1" in \
+        results[0].reason
+
+
+def test_a_bots_unh_message_other_than_orders_is_unsupported(reader):
+    """The UNH mapping claims ORDERS only (``match when``): an INVOIC is not read as an order."""
+    data = (PARTNERS / "bots-orders-unh.sample.xml").read_bytes()
+    _, result = one(reader, data)
+    assert isinstance(result, MappedDocument) and result.business_number == "PO-UNH-4711"
+    _, result = one(reader, data.replace(b">ORDERS<", b">INVOIC<"))
+    assert result.status == "UNSUPPORTED"
+    assert result.reason.startswith("unsupported XML document UNH")

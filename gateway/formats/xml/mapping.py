@@ -5,7 +5,10 @@ XML. A mapping names the documents it claims (``match``: root element, namespace
 customization and profile patterns), the namespace prefixes its paths use, who sent the
 document (``senders``) and, under ``fields``, an XPath (or several, tried in order) for each
 canonical field, relative to the root or to the node of the enclosing object or list item.
-The file format is described in ``docs/xml-mappings.md``.
+A file that holds several documents (a partner's ``<envelope>`` of ``<message>`` orders) says
+so with ``documents``: an XPath from the root selecting the node of each document, to which
+``fields`` and ``senders`` are then relative. The file format is described in
+``docs/xml-mappings.md``.
 
 Loading is strict, as for EDIFACT mappings: an unknown key, a canonical field the model does
 not have, a rule of the wrong shape for its field, an XPath that does not compile or uses an
@@ -43,7 +46,8 @@ from gateway.formats.mapping.convert import (
 Where = dict[tuple[str, ...], tuple[str, int | None]]
 
 TOP_KEYS = frozenset({"id", "description", "document", "standard", "version", "match",
-                      "namespaces", "senders", "fields", "extends"})
+                      "namespaces", "documents", "senders", "fields", "extends"})
+DOCUMENTS_KEYS = frozenset({"each", "when"})
 MATCH_KEYS = frozenset({"root", "namespace", "customization", "profile", "when"})
 FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format", "default"})
 OBJECT_KEYS = frozenset({"at", "fields", "required"})
@@ -172,6 +176,39 @@ class XmlMatch:
         return text
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentsRule:
+    """Which nodes of a file are each one document (``documents``).
+
+    ``each`` is evaluated from the root; ``when``, evaluated at each node, tells a document
+    of this mapping from a node of another kind (a Bots ``<message>`` whose ``<type>`` is not
+    ``orders``), which is skipped as unsupported rather than failed. ``file`` and ``line``
+    are where the key is, for a sample in which ``each`` selects nothing.
+    """
+
+    each: XPathRule
+    when: XPathRule | None
+    file: str
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentNode:
+    """One node of a file that is a document, or (``skipped`` says why) is not one."""
+
+    node: etree._Element
+    #: 1-based position among the nodes ``documents`` selects, and how many it selects.
+    index: int = 1
+    count: int = 1
+    skipped: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``message 2 of 3 at line 58``: how an operator finds the node in the file."""
+        name = etree.QName(self.node).localname
+        return f"{name} {self.index} of {self.count} at line {self.node.sourceline}"
+
+
 @dataclass(slots=True)
 class XmlMapped:
     """A canonical document made from an XML document, with what was odd about it."""
@@ -199,16 +236,56 @@ class XmlMapping:
     model: type[BaseModel]
     description: str | None = None
     extends: str | None = None
+    #: Several documents in one file: which nodes they are (None: the root is the document).
+    documents: DocumentsRule | None = None
     format: str = field(default="xml", init=False)
     sample_suffix: str = field(default=".xml", init=False)
 
+    def document_nodes(self, root: etree._Element) -> list[DocumentNode]:
+        """The documents of the file under ``root``, in document order: the root itself
+        without ``documents``, else each element ``documents`` selects, those its ``when``
+        rejects marked ``skipped``. Empty when ``documents`` selects nothing; MappingError
+        when its XPath fails on this file."""
+        rule = self.documents
+        if rule is None:
+            return [DocumentNode(root)]
+        found = rule.each(root)
+        if not isinstance(found, list):  # compiled as a node-set; guard all the same
+            raise MappingError(f"documents {rule.each.text!r} does not select elements",
+                               position=Position(line=root.sourceline, element=rule.each.text))
+        nodes = [n for n in found if isinstance(n, etree._Element) and isinstance(n.tag, str)]
+        out = []
+        for index, node in enumerate(nodes, 1):
+            out.append(DocumentNode(node, index, len(nodes)))
+            if rule.when is not None and not rule.when(node):
+                out[-1] = DocumentNode(
+                    node, index, len(nodes),
+                    f"unsupported {out[-1].label}: not a document mapping {self.id!r} reads "
+                    f"(its documents 'when' {rule.when.text!r} is false), skipped")
+        return out
+
     def sender_ids(self, root: etree._Element) -> list[Sender]:
-        """Every identifier of the sending party the document gives, in the mapping's order
-        (``Sender.qualifier`` is the scheme: gln, vat, siren, siret, email, unb)."""
+        """Every identifier of the sending party the file gives, in the mapping's order
+        (``Sender.qualifier`` is the scheme: gln, vat, siren, siret, email, unb); for a file
+        of several documents, those of each document in turn, without repeats."""
+        if self.documents is None:
+            return self.document_senders(root)
+        try:
+            nodes = self.document_nodes(root)
+        except MappingError:
+            return []
+        found: list[Sender] = []
+        for node in nodes:
+            found += [s for s in self.document_senders(node.node) if s not in found]
+        return found
+
+    def document_senders(self, node: etree._Element) -> list[Sender]:
+        """The sender's identifiers as the document at ``node`` gives them (its own, for
+        its ``message_id``): the ``senders`` rules evaluated at that node."""
         found: list[Sender] = []
         for rule in self.senders:
             try:
-                values = _values(rule.path(root))
+                values = _values(rule.path(node))
             except MappingError:
                 continue  # an identifier the mapping cannot read does not name the sender
             for text, origin in values:
@@ -260,12 +337,13 @@ class XmlMapping:
         ``standard`` and ``version`` are what detection found (``Peppol BIS Billing 3.0``,
         ``2.1``); the mapping's own are used when it found nothing. ``sender`` is the
         identifier the partner was recognised by (else the first the mapping finds).
+        With ``documents``, ``root`` is one document's node (``document_nodes``).
         Raises MappingError naming the field and the line.
         """
         run = _Run(self, root)
         data = run.object_fields(self.rules, root, run.context)
         if sender is None:
-            senders = self.sender_ids(root)
+            senders = self.document_senders(root)
             sender = senders[0] if senders else None
         number = data.get(getattr(self.model, "business_field", ""))
         issued = data.get("issue_date")
@@ -293,19 +371,32 @@ class XmlMapping:
         return XmlMapped(document, self.document, self.id, run.warnings)
 
     def produce(self, sample: Path) -> list[dict[str, Any]]:
-        """The canonical JSON of ``sample`` (partner ``sample``), as ``edigw mappings test``
-        compares it: parsed safely and mapped as the reader maps it (without the XSD
-        check, which the reader's own tests cover)."""
+        """The canonical JSON of each document of ``sample`` (partner ``sample``), as
+        ``edigw mappings test`` compares it: parsed safely and mapped as the reader maps it
+        (without the XSD check, which the reader's own tests cover). Nodes ``when`` skips
+        are left out; ``documents`` selecting nothing in the sample is a mistake of the
+        mapping (MappingDefinitionError with its file and line)."""
         from gateway.formats.xml.detect import detect
         from gateway.formats.xml.safe import parse_xml
 
         root = parse_xml(sample.read_bytes(), filename=sample.name).getroot()
         kind = detect(root)
         known = kind.kind != "xml"
-        mapped = self.map(root, partner_id="sample", filename=sample.name,
-                          standard=kind.standard if known else None,
-                          version=kind.version if known else None)
-        return [json.loads(mapped.document.to_json_bytes())]  # type: ignore[attr-defined]
+        nodes = self.document_nodes(root)
+        if not nodes and self.documents is not None:
+            raise MappingDefinitionError(
+                f"documents {self.documents.each.text!r} selects nothing in the sample "
+                f"{sample.name} (an XPath from the root {etree.QName(root).localname!r} to "
+                "each document's node)", file=self.documents.file, line=self.documents.line)
+        out = []
+        for node in nodes:
+            if node.skipped is not None:
+                continue
+            mapped = self.map(node.node, partner_id="sample", filename=sample.name,
+                              standard=kind.standard if known else None,
+                              version=kind.version if known else None)
+            out.append(json.loads(mapped.document.to_json_bytes()))  # type: ignore[attr-defined]
+        return out
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -579,13 +670,51 @@ class _Compiler:
             raise self.fail("'fields' is a mapping of canonical field: rule", "fields")
         rules = self.rules(model, fields, ("fields",), top=True)
         senders = self.senders(data.get("senders") or [])
+        documents = (self.documents(data["documents"]) if data.get("documents") is not None
+                     else None)
         version = data.get("version")
         return XmlMapping(id=str(data["id"]), document=document,
                           standard=str(data.get("standard") or "XML"),
                           version=str(version) if version is not None else None, match=match,
                           auto_match=self.own_match, namespaces=self.namespaces, rules=rules,
                           senders=senders, file=self.file, model=model,
-                          description=data.get("description"), extends=data.get("extends"))
+                          description=data.get("description"), extends=data.get("extends"),
+                          documents=documents)
+
+    def documents(self, spec: Any) -> DocumentsRule:
+        if isinstance(spec, str):
+            spec = {"each": spec}
+        if not isinstance(spec, dict):
+            raise self.fail("'documents' is an XPath from the root selecting each document's "
+                            "node, or {each: <xpath>, when: <xpath>}", "documents")
+        for key in spec:
+            if key not in DOCUMENTS_KEYS:
+                raise self.fail(f"unknown key {key!r} in documents (known: "
+                                f"{', '.join(sorted(DOCUMENTS_KEYS))})", "documents", key)
+        if spec.get("each") is None:
+            raise self.fail("documents needs 'each' (an XPath from the root selecting each "
+                            "document's node)", "documents")
+        each = self.xpath(spec["each"], "documents", "each")
+        probe = each.xpath(_PROBE)
+        if not isinstance(probe, list):
+            raise self.fail(f"documents {each.text!r} gives a {type(probe).__name__}, not "
+                            "elements: it must select each document's node", "documents",
+                            "each")
+        when = None
+        if spec.get("when") is not None:
+            text = spec["when"]
+            if not isinstance(text, str) or not text.strip():
+                raise self.fail("documents when: an XPath that is true of a node holding a "
+                                "document of this mapping", "documents", "when")
+            try:
+                compiled = etree.XPath(f"boolean({text})", namespaces=self.namespaces)
+                compiled(_PROBE)  # an undeclared prefix is only found when it runs
+            except etree.XPathError as exc:
+                raise self.fail(f"documents when: not an XPath {text!r}: {exc}", "documents",
+                                "when") from exc
+            when = XPathRule(text, compiled)
+        file, line = self.where.get(("documents",), (self.file, None))
+        return DocumentsRule(each, when, file, line)
 
     def namespaces_of(self, spec: Any) -> dict[str, str]:
         if not isinstance(spec, dict):

@@ -7,7 +7,10 @@ hostile XML (``XmlError``): a schema error, an XML edigw has no mapping for or a
 fails becomes one ``FailedMessage`` from ``documents``, so that the document is recorded,
 searchable by its number, and can be reprocessed after a fix.
 
-One XML payload holds one business document.
+An XML payload holds one business document, unless its mapping says with ``documents`` which
+nodes are each one (a partner's ``<envelope>`` of ``<message>`` orders): then each node
+becomes its own ``MappedDocument`` or ``FailedMessage``, a bad one failing alone and a node of
+another kind skipped as UNSUPPORTED, while the others go on.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from gateway.core.canonical import CANONICAL_MODELS
-from gateway.core.errors import MappingError, PayloadError
+from gateway.core.errors import MappingError, PayloadError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
 from gateway.formats.xml import schemas
 from gateway.formats.xml.detect import XmlKind, detect
-from gateway.formats.xml.mapping import XmlMapping, find_xml_mapping
+from gateway.formats.xml.mapping import DocumentNode, XmlMapping, find_xml_mapping
 from gateway.formats.xml.safe import DEFAULT_LIMITS, ParseLimits, XmlError, parse_xml
 
 if TYPE_CHECKING:
@@ -40,7 +43,7 @@ _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_U
 
 @dataclass(slots=True)
 class XmlPayload:
-    """One XML document, parsed and validated; mapped once the partner is known."""
+    """One XML file, parsed and validated; mapped once the partner is known."""
 
     tree: etree._ElementTree
     kind: XmlKind
@@ -95,18 +98,41 @@ class XmlPayload:
             return [self._failed(partner, mapping, self.invalid, FAILED)]
         senders = self.senders if mapping is self.mapping else mapping.sender_ids(self.root)
         try:
-            mapped = mapping.map(self.root, partner_id=partner.id, filename=filename,
-                                 transmission_id=transmission_id,
-                                 sender=senders[0] if senders else None,
-                                 standard=self._standard(), version=self._version())
+            nodes = mapping.document_nodes(self.root)
         except MappingError as exc:
             return [self._failed(partner, mapping, exc, FAILED)]
+        if not nodes:
+            assert mapping.documents is not None  # without it the root is the document
+            empty = MappingError(f"no document in the file: documents "
+                                 f"{mapping.documents.each.text!r} selects nothing",
+                                 position=Position(line=self.root.sourceline,
+                                                   element=mapping.documents.each.text))
+            return [self._failed(partner, mapping, empty, FAILED)]
+        return [self._document(partner, mapping, node, senders, transmission_id, filename)
+                for node in nodes]
+
+    def _document(self, partner: Partner, mapping: XmlMapping, node: DocumentNode,
+                  senders: list[Sender], transmission_id: str | None, filename: str | None
+                  ) -> MappedDocument | FailedMessage:
+        """One document of the file, or why it is not one; never raises."""
+        if node.skipped is not None:
+            return self._failed(partner, mapping, MappingError(node.skipped), UNSUPPORTED,
+                                stage="map", node=node)
+        # A document's own sender names it (its message_id); the file's first otherwise.
+        own = mapping.document_senders(node.node) if mapping.documents is not None else []
+        sender = (own or senders or [None])[0]
+        try:
+            mapped = mapping.map(node.node, partner_id=partner.id, filename=filename,
+                                 transmission_id=transmission_id, sender=sender,
+                                 standard=self._standard(), version=self._version())
+        except MappingError as exc:
+            return self._failed(partner, mapping, exc, FAILED, node=node)
         doc: Any = mapped.document
-        return [MappedDocument(
+        return MappedDocument(
             doc_type=mapped.document_type, document=doc, message_id=doc.message_id,
             business_number=doc.business_number, interchange_ref=None, message_ref=None,
             schema_version=CANONICAL_MODELS[mapped.document_type].model_fields["schema_"].default,
-            warnings=mapped.warnings)]
+            warnings=mapped.warnings)
 
     def _standard(self) -> str | None:
         return self.kind.standard if self.kind.kind != "xml" else None
@@ -144,15 +170,28 @@ class XmlPayload:
         return None
 
     def _failed(self, partner: Partner, mapping: XmlMapping | None, error: PayloadError,
-                status: str, stage: str | None = None) -> FailedMessage:
-        number, issued = mapping.reference(self.root) if mapping is not None else (None, None)
+                status: str, stage: str | None = None,
+                node: DocumentNode | None = None) -> FailedMessage:
+        """A failed (or unsupported) document; ``node`` when it is one of several in the
+        file, whose label (``message 2 of 3 at line 58``) and own number the reason gives."""
+        several = node is not None and mapping is not None and mapping.documents is not None
+        at = node.node if node is not None and several else self.root
+        number, issued = mapping.reference(at) if mapping is not None else (None, None)
         doc_type = mapping.document if mapping is not None else self.kind.doc_type
-        sender = self.senders[0].id if self.senders else None
-        description = self.kind.describe() + (f" {number}" if number else "")
+        own = mapping.document_senders(at) if several and mapping is not None else []
+        sender = (own or self.senders or [None])[0]
+        refs: list[str | None] = [sender.id if sender else None, number, issued]
+        if several and node is not None:
+            description = f"{self.kind.describe()}, {node.label}" + (
+                f", {doc_type} {number}" if number else "")
+            if number is None:  # two unnamed failures of one file must not share an id
+                refs.append(f"#{node.index}")
+        else:
+            description = self.kind.describe() + (f" {number}" if number else "")
         return FailedMessage(
             status=status, stage=stage or error.stage,
             reason=str(error) if status == UNSUPPORTED else f"{description}: {error}",
-            message_id=message_id(partner.id, doc_type or "xml", sender, number, issued),
+            message_id=message_id(partner.id, doc_type or "xml", *refs),
             description=description, doc_type=doc_type, business_number=number,
             code=error.code)
 
