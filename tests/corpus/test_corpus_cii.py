@@ -10,7 +10,8 @@ them, and must end in one of these outcomes:
 
 - **mapped**: a canonical document whose number, issue date, parties, lines (id and
   quantity) and totals match a plain lxml reading of the same file in this test, which shares
-  no code with the gateway;
+  no code with the gateway; a Bots ``<envelope>`` gives one document per ``<message>`` (the
+  TRADACOMS demo's ``68.xml`` and ``69.xml`` hold two orders each), in file order;
 - **failed**: the document is kept with a reason naming its line;
 - **unsupported**: what edigw has no canonical type for (despatch advices, ASNs) or no
   mapping for, said so;
@@ -396,16 +397,15 @@ def test_row_ends_in_checked_documents_or_precise_reasons(row, kind, readers, ma
         assert "unsupported XML document message" in failed[0].reason
         return
     if kind == "bots-envelope":
+        # One document per <message>, in file order, each read on its own.
         plain = plain_bots_envelope(data)
-        if len(plain) > 1 and len(mapped) < len(plain):
-            # Several orders in one file: each must become a document, or the file fails
-            # saying where; never a silent part of it.
-            assert failed and failed[0].status == "FAILED", results
-            OUTCOMES["(envelope with several orders failed whole)"] += 1
-            return
-        assert len(mapped) == len(plain)
+        assert not failed and len(mapped) == len(plain), \
+            f"{path}: {[getattr(r, 'reason', r) for r in results]}"
         for m, p in zip(mapped, plain, strict=True):
             check_against(m.document, p)
+        assert len({m.message_id for m in mapped}) == len(mapped), f"{path}: ids repeat"
+        if len(plain) > 1:
+            OUTCOMES["(envelope with several orders: one document each)"] += 1
         return
     if kind == "bots-invoice" and not mapped:
         # The reader picks a partner's mapping only when it has a `match`; this one cannot
@@ -426,6 +426,27 @@ def test_row_ends_in_checked_documents_or_precise_reasons(row, kind, readers, ma
         assert parsed.format == "pdf"
         assert document.source.standard.startswith("Factur-X ")
         assert document.source.filename == path
+
+
+@pytest.mark.parametrize("name", ["68.xml", "69.xml"])
+def test_a_bots_envelope_of_two_orders_gives_both_with_their_numbers_and_lines(name,
+                                                                             readers):
+    """The TRADACOMS demo's 68.xml and 69.xml each hold two <message> orders: two documents,
+    each with the number and line count a plain lxml reading of its message gives."""
+    folder = require_corpus()
+    rows = [r for r, kind in ROWS if kind == "bots-envelope"
+            and r["local_path"].endswith(f"/xmlorders/{name}")]
+    if not rows:
+        pytest.fail(f"the manifest lists no Bots envelope row {name}")
+    data = (folder / rows[0]["local_path"]).read_bytes()
+    messages = _root(data).findall("message")
+    assert len(messages) == 2
+    plain = [(m.findtext("docnum"), len(m.findall("lines/line"))) for m in messages]
+    payload = readers[0].parse(data, filename=name)
+    results = payload.documents(partner=PARTNER, transmission_id=None, filename=name)
+    assert all(isinstance(r, MappedDocument) for r in results), results
+    assert [(r.business_number, len(r.document.lines)) for r in results] == plain
+    assert plain[0][0] != plain[1][0] and results[0].message_id != results[1].message_id
 
 
 def summary_lines() -> list[str]:
