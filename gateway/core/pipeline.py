@@ -499,8 +499,9 @@ class Pipeline:
             q = f" (qualifier {u.qualifier})" if u.qualifier else ""
             raise UnknownPartner(f"unknown sender id {u.id}{q}: no partner profile lists it "
                                  "under identifiers.unb", sender_id=u.id, qualifier=u.qualifier)
-        raise UnknownPartner("payload names no sender and the channel is not partner-specific "
-                             f"({parsed.summary()})")
+        raise UnknownPartner(getattr(parsed, "unidentified", None)
+                             or "payload names no sender and the channel is not "
+                             f"partner-specific ({parsed.summary()})")
 
 
 class _StreamRun:
