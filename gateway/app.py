@@ -10,8 +10,8 @@ from pathlib import Path
 import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
-from gateway.channels.folder.outbound import OutboundFolders
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
+from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
@@ -56,7 +56,7 @@ class Gateway:
     mappings: MappingSet
     pipeline: Pipeline
     publisher: OutboxPublisher | None = None
-    outbound: OutboundFolders | None = None
+    outbound: OutboundDispatcher | None = None
     channels: list[FolderChannel] = field(default_factory=list)
 
     @classmethod
@@ -68,9 +68,9 @@ class Gateway:
         mappings = MappingSet.load(Path(settings.mappings))
         gw = cls(settings=settings, partners=partners, store=store, archive=archive,
                  mappings=mappings, pipeline=None)  # type: ignore[arg-type]
-        gw.outbound = OutboundFolders(store, archive, root=settings.outbound.path,
-                                      partner=partners.get,
-                                      max_attempts=settings.outbound.max_attempts)
+        senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path)}
+        gw.outbound = OutboundDispatcher(store, archive, senders=senders, partner=partners.get,
+                                         max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,

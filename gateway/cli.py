@@ -543,5 +543,53 @@ def status(obj: _Ctx) -> None:
     click.echo(f"{'outbox':<12}{store.outbox_size()} document(s) not yet confirmed by the broker")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def channels(obj: _Ctx, as_json: bool) -> None:
+    """Every channel configured, with its health: last success, consecutive failures, last
+    error (recorded by the running gateway)."""
+    from gateway.config import load_partners
+    from gateway.store.channels import ChannelRecords
+
+    store = _store(obj)
+    health = {h.channel: h for h in ChannelRecords(store).health()}
+    settings = obj.settings
+    configured: list[tuple[str, str, str | None, str]] = []
+    for inbox in settings.inbox:
+        configured.append((f"folder:{inbox.path}", "folder", inbox.partner, str(inbox.path)))
+    for partner in load_partners(settings.partners):
+        if partner.sftp is not None:
+            where = f"{partner.sftp.user}@{partner.sftp.host}:{partner.sftp.port}"
+            configured.append((f"sftp:{partner.id}", "sftp", partner.id, where))
+    for box in settings.mailboxes:
+        configured.append((f"imap:{box.name}", "imap", None,
+                           f"{box.user}@{box.host}:{box.port}/{box.folder}"))
+    if settings.smtp is not None:
+        configured.append(("smtp", "smtp", None, f"{settings.smtp.host}:{settings.smtp.port}"))
+    names = {c[0] for c in configured}
+    configured += [(h.channel, h.kind, h.partner_id, "(no longer configured)")
+                   for h in health.values() if h.channel not in names]
+    rows = []
+    for channel, kind, partner, where in configured:
+        h = health.get(channel)
+        state = ("never ran" if h is None else "OK" if h.healthy else
+                 f"FAILING x{h.consecutive_failures}" if h.consecutive_failures else "-")
+        rows.append(dict(channel=channel, kind=kind, partner=partner, where=where,
+                         state=state,
+                         last_success=h.last_success_at.isoformat() if h and h.last_success_at
+                         else None,
+                         failures=h.consecutive_failures if h else 0,
+                         last_error=h.last_error if h else None,
+                         detail=h.detail if h else None))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(_table(["channel", "partner", "where", "state", "last success", "last error"],
+                      [[r["channel"], r["partner"] or "-", r["where"], r["state"],
+                        (r["last_success"] or "-")[:19], (r["last_error"] or "-")[:60]]
+                       for r in rows]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.core.errors import ConfigError
 
@@ -114,6 +122,51 @@ class OutboundSettings(_Strict):
     max_attempts: int = Field(10, ge=1, le=1000)
 
 
+class MailboxSettings(_Strict):
+    """An IMAP mailbox partners mail documents to (aioimaplib)."""
+
+    name: Annotated[str, Field(pattern=_ID)] = "mail"
+    host: Annotated[str, Field(min_length=1)]
+    port: int = Field(993, ge=1, le=65535)
+    tls: Literal["ssl", "starttls", "none"] = "ssl"
+    user: Annotated[str, Field(min_length=1)]
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    processed_folder: str = "edigw/processed"
+    poll_interval: float = Field(60.0, gt=0, le=86400)
+    #: Use IMAP IDLE when the server offers it (new mail is taken at once).
+    idle: bool = True
+    timeout: float = Field(30.0, gt=0, le=3600)
+    max_message_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    #: Zip archives: total uncompressed size, compression ratio, entries.
+    max_zip_total: int = Field(200 * 1024 * 1024, gt=0)
+    max_zip_ratio: float = Field(100.0, gt=1)
+    max_zip_entries: int = Field(1000, ge=1)
+
+    def password_value(self) -> str | None:
+        return _secret_from(self.password, self.password_file)
+
+
+class SmtpSettings(_Strict):
+    """The SMTP server replies and alerts go out through (aiosmtplib)."""
+
+    host: Annotated[str, Field(min_length=1)] = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    tls: Literal["ssl", "starttls", "none"] = "none"
+    user: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = "edigw@localhost"
+    operators: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list)
+    timeout: float = Field(30.0, gt=0, le=3600)
+
+    def password_value(self) -> str | None:
+        return _secret_from(self.password, self.password_file)
+
+
 class GatewaySettings(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -123,6 +176,8 @@ class GatewaySettings(_Strict):
     inbox: list[InboxSettings] = Field(
         default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    smtp: SmtpSettings | None = None
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
     #: Where the settings came from (not a key of the file).
@@ -186,11 +241,89 @@ class EdifactPolicy(_Strict):
 
 
 class PartnerOutbound(_Strict):
-    """Where edigw puts files for this partner (a folder for now; SFTP and mail later)."""
+    """Where edigw puts files for this partner (CONTRL …): a local folder, or the partner's
+    SFTP server (``[sftp] outbound_folder``)."""
 
-    channel: Literal["folder"] = "folder"
+    channel: Literal["folder", "sftp"] = "folder"
     #: Defaults to ``<outbound.path>/<partner id>`` of the gateway settings.
     folder: Path | None = None
+
+
+def _secret_from(value: SecretStr | None, file: Path | None) -> str | None:
+    """A secret given inline (usually ``${VAR}`` from the environment) or in a file."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        return file.read_text(encoding="utf-8").strip()
+    return None
+
+
+class SftpInbound(_Strict):
+    """A remote folder polled for files, and what happens to a file once durably received."""
+
+    folder: Annotated[str, Field(min_length=1)]
+    patterns: list[str] = Field(default_factory=lambda: ["*"])
+    #: ``delete`` the remote file, ``move`` it to ``move_to``, or ``leave`` it and remember
+    #: it (name, size, mtime) so that it is not taken again.
+    after: Literal["delete", "move", "leave"] = "delete"
+    move_to: str | None = None
+
+    @model_validator(mode="after")
+    def _move_needs_folder(self) -> SftpInbound:
+        if self.after == "move" and not self.move_to:
+            raise ValueError("after = 'move' needs move_to (a remote folder)")
+        return self
+
+
+class SftpSettings(_Strict):
+    """A partner's SFTP server (paramiko). Secrets come from the environment (``${VAR}``) or
+    from files, never from committed configuration; ``host_key`` pins the server's key."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: int = Field(22, ge=1, le=65535)
+    user: Annotated[str, Field(min_length=1)]
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    key_file: Path | None = None
+    key_passphrase: SecretStr | None = None
+    #: The server's public host key as in known_hosts (``ssh-ed25519 AAAA…``), or a
+    #: known_hosts file: a connection to a server with another key is refused.
+    host_key: str | None = None
+    known_hosts: Path | None = None
+    inbound: list[SftpInbound] = Field(default_factory=list)
+    #: Remote folder acknowledgements (CONTRL) are put into, under a temporary name first.
+    outbound_folder: str | None = None
+    #: Names with these prefixes or suffixes are files still being written: never taken.
+    temp_prefixes: list[str] = Field(default_factory=lambda: [".", "~"])
+    temp_suffixes: list[str] = Field(default_factory=lambda: [".tmp", ".part", ".filepart"])
+    poll_interval: float = Field(60.0, gt=0, le=86400)
+    max_files: int = Field(100, ge=1, le=100000)
+    timeout: float = Field(30.0, gt=0, le=3600)
+    max_size: int = Field(200 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _checks(self) -> SftpSettings:
+        if not (self.password or self.password_file or self.key_file):
+            raise ValueError("sftp needs password, password_file or key_file")
+        if not (self.host_key or self.known_hosts):
+            raise ValueError("sftp needs the server's host key pinned (host_key or "
+                             "known_hosts)")
+        return self
+
+    def password_value(self) -> str | None:
+        return _secret_from(self.password, self.password_file)
+
+
+class PartnerEmail(_Strict):
+    """What a partner wants back by mail (its addresses are ``identifiers.email``)."""
+
+    #: After a mail was received: what was received and the documents found.
+    acknowledgements: bool = False
+    #: When something in it failed: what was wrong.
+    failure_notices: bool = True
+    #: Where replies go; defaults to the mail's sender.
+    reply_to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list)
 
 
 class Partner(_Strict):
@@ -202,6 +335,8 @@ class Partner(_Strict):
     documents: list[DocumentSettings] = Field(default_factory=list)
     edifact: EdifactPolicy = Field(default_factory=EdifactPolicy)
     outbound: PartnerOutbound = Field(default_factory=PartnerOutbound)
+    sftp: SftpSettings | None = None
+    email: PartnerEmail = Field(default_factory=PartnerEmail)
     enabled: bool = True
     source: str = Field("", exclude=True)
 

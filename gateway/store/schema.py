@@ -161,3 +161,34 @@ outbound = sa.Table(
     sa.Index("ix_outbound_status", "status", "created_at"),
     sa.Index("ix_outbound_transmission", "transmission_id"),
 )
+
+# The health of each channel (an SFTP server, a mailbox, an inbox folder): what operators see
+# in ``edigw channels`` and what the tracker alerts on.
+channel_health = sa.Table(
+    "channel_health",
+    metadata,
+    sa.Column("channel", sa.String(128), primary_key=True),  # e.g. "sftp:acme", "imap:mail"
+    sa.Column("kind", sa.String(16), nullable=False),  # folder, sftp, imap, smtp, as2 …
+    sa.Column("partner_id", sa.String(64), nullable=True),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),  # e.g. "3 files taken", "IDLE"
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Remote files a channel leaves in place (SFTP ``after = "leave"``): taken once, remembered
+# by name, size and modification time so that they are not taken again.
+remote_files = sa.Table(
+    "remote_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime", sa.BigInteger, nullable=False),
+    sa.Column("transmission_id", sa.String(32), nullable=True),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_remote_files_key", "channel", "path", "size", "mtime", unique=True),
+)
