@@ -55,9 +55,19 @@ ensure_postgresql() {
   return 1
 }
 
+ensure_program() { # program debian-package: the tests start these servers themselves
+  has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
+  has "$1" && return 0
+  log "$1 not installed; installing $2"
+  apt_install "$2" || true
+  has "$1"
+}
+
 missing=()
 ensure_rabbitmq || missing+=("RabbitMQ (127.0.0.1:5672)")
 ensure_postgresql || missing+=("PostgreSQL (127.0.0.1:5432)")
+ensure_program sshd openssh-server || missing+=("OpenSSH sshd (openssh-server)")
+ensure_program dovecot dovecot-imapd || missing+=("Dovecot (dovecot-imapd)")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     log "missing services in CI: ${missing[*]}"; exit 1
