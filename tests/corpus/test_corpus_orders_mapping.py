@@ -28,6 +28,7 @@ import pytest
 from gateway.core.errors import EdifactSyntaxError, MappingError
 from gateway.formats.edifact import read_interchanges
 from gateway.formats.mapping import MappingSet, map_message
+from tests.corpus.plain import plain_messages
 
 pytestmark = pytest.mark.corpus
 
@@ -90,29 +91,6 @@ def test_corpus_is_present_and_has_orders_rows():
 
 # -- an independent reading of the source, with plain splits (no edigw code) ---------------
 
-def _plain_messages(data: bytes) -> list[list[list[list[str]]]] | None:
-    """Messages as segments of elements of components; None when release chars are used."""
-    text = data.decode("latin-1").lstrip()
-    comp, elem, term, release = ":", "+", "'", "?"
-    if text.startswith("UNA"):
-        comp, elem, release, term = text[3], text[4], text[6], text[8]
-        text = text[9:]
-    if release in text:
-        return None
-    messages, current = [], None
-    for raw in text.split(term):
-        seg = [e.split(comp) for e in raw.replace("\r", "").replace("\n", "").strip().split(elem)]
-        tag = seg[0][0]
-        if tag == "UNH":
-            current = []
-        if current is not None:
-            current.append(seg)
-        if tag == "UNT":
-            messages.append(current)
-            current = None
-    return messages
-
-
 def _unh_count(data: bytes) -> int:
     """UNH segments counted with a naive split on the segment terminator."""
     text = data.decode("latin-1").lstrip()
@@ -153,7 +131,7 @@ def test_positive_orders_file_maps_every_message(row, mappings):
                                  partner_id="corpus", filename=row.path)
             orders.append(mapped.document)
     assert len(orders) == _unh_count(data) == sum(len(i.messages) for i in interchanges)
-    plain = _plain_messages(data)
+    plain = plain_messages(data)
     if plain is None:
         return
     assert len(plain) == len(orders)

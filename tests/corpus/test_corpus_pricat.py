@@ -24,6 +24,7 @@ import pytest
 from gateway.formats.edifact import read_interchanges
 from gateway.formats.mapping import MappingSet, map_message
 from tests.conftest import ROOT, manifest_rows, require_corpus
+from tests.corpus.plain import plain_messages
 
 pytestmark = pytest.mark.corpus
 
@@ -44,29 +45,6 @@ def test_corpus_lists_pricat_rows():
 
 
 # -- an independent reading of the source, with plain splits (no edigw code) ---------------
-
-def _plain_messages(data: bytes) -> list[list[list[list[str]]]] | None:
-    """Messages as segments of elements of components; None when release chars are used."""
-    text = data.decode("latin-1").lstrip("\ufeff \r\n")
-    comp, elem, term, release = ":", "+", "'", "?"
-    if text.startswith("UNA"):
-        comp, elem, release, term = text[3], text[4], text[6], text[8]
-        text = text[9:]
-    if release in text:
-        return None
-    messages, current = [], None
-    for raw in text.split(term):
-        seg = [e.split(comp) for e in raw.replace("\r", "").replace("\n", "").strip().split(elem)]
-        tag = seg[0][0]
-        if tag == "UNH":
-            current = []
-        if current is not None:
-            current.append(seg)
-        if tag == "UNT":
-            messages.append(current)
-            current = None
-    return messages
-
 
 def _gs1_ok(code: str) -> bool:
     """GS1 mod-10 check digit, written out again here rather than imported."""
@@ -109,7 +87,7 @@ def test_pricat_file_maps_every_message(row, mappings):
                                  partner_id="corpus", filename=row["local_path"])
             assert mapped.document_type == "price-list"
             lists.append(mapped.document)
-    plain = _plain_messages(data)
+    plain = plain_messages(data)
     assert plain is not None, "the corpus PRICAT files use no release character"
     assert len(lists) == len(plain) > 0
     for price_list, message in zip(lists, plain, strict=True):
