@@ -15,7 +15,6 @@ import datetime as dt
 import fnmatch
 import json
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +26,7 @@ from pydantic import BaseModel
 from gateway.core.canonical import CANONICAL_MODELS, Price
 from gateway.core.errors import MappingDefinitionError
 from gateway.formats.csv.convert import TYPES, CellError, to_date, to_decimal, to_gs1
+from gateway.formats.mapping.modelinfo import is_list, model_of, union_args
 
 TOP_KEYS = frozenset({
     "id", "description", "document", "standard", "version", "extends", "match", "sender",
@@ -369,7 +369,7 @@ class _Compiler:
                 raise self.fail(f"{name!r} is the list of rows: map its fields "
                                 f"({self.detail}.quantity …)", *at)
             scope, parts = "line", parts[1:]
-            model = _model_of(self.model.model_fields[self.detail].annotation) or model
+            model = model_of(self.model.model_fields[self.detail].annotation) or model
         annotation: Any = None
         for i, part in enumerate(parts):
             if part not in model.model_fields or (i == 0 and scope == "document"
@@ -378,19 +378,19 @@ class _Compiler:
                 raise self.fail(f"{name!r} is not a field of the canonical {model.__name__} "
                                 f"(known: {', '.join(known)})", *at)
             annotation = model.model_fields[part].annotation
-            inner = _model_of(annotation)
+            inner = model_of(annotation)
             if i < len(parts) - 1:
-                if inner is None or _is_list(annotation):
+                if inner is None or is_list(annotation):
                     raise self.fail(f"{name!r}: {part!r} holds no fields to map", *at)
                 model = inner
-        if _is_list(annotation) and _model_of(annotation) is not None:
-            entry = _model_of(annotation)
+        if is_list(annotation) and model_of(annotation) is not None:
+            entry = model_of(annotation)
             assert entry is not None
             if entry not in ENTRY_LISTS or scope != "line":
                 raise self.fail(f"{name!r} is a list of objects a CSV mapping cannot fill",
                                 *at)
             return self.entry_list(name, tuple(parts), spec, entry, at)
-        if _model_of(annotation) is not None:
+        if model_of(annotation) is not None:
             raise self.fail(f"{name!r} is an object: map its fields ({name}.name …)", *at)
         implied = len(parts) == 1 and model.model_fields[parts[0]].is_required()
         return self.field_rule(name, tuple(parts), scope, spec, annotation, at, implied)
@@ -471,7 +471,7 @@ class _Compiler:
     def kind(self, name: str, last: str, annotation: Any, declared: Any,
              at: tuple[str, ...]) -> tuple[str, bool]:
         """(cell type, value in a list) for a canonical field, checked against ``type``."""
-        many = _is_list(annotation)
+        many = is_list(annotation)
         bases = _bases(typing.get_args(annotation)[0] if many else annotation)
         if Decimal in bases:
             natural, allowed = "decimal", {"decimal"}
@@ -574,7 +574,7 @@ class _Compiler:
 
     def check_required(self, rules: list[Rule]) -> None:
         """Every field the canonical model requires (order number, line quantity) is mapped."""
-        line_model = _model_of(self.model.model_fields[self.detail].annotation)
+        line_model = model_of(self.model.model_fields[self.detail].annotation)
         assert line_model is not None
         for scope, model, prefix in (("document", self.model, ""),
                                      ("line", line_model, f"{self.detail}.")):
@@ -703,10 +703,6 @@ def compile_csv_mapping(data: dict[str, Any], where: Where, file: str, *,
 
 # -- canonical model helpers ----------------------------------------------------------------
 
-def _args(annotation: Any) -> tuple[Any, ...]:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return typing.get_args(annotation)
-    return (annotation,)
 
 
 def _unannotated(annotation: Any) -> Any:
@@ -716,20 +712,11 @@ def _unannotated(annotation: Any) -> Any:
 
 
 def _bases(annotation: Any) -> set[Any]:
-    return {_unannotated(a) for a in _args(annotation) if a is not type(None)}
+    return {_unannotated(a) for a in union_args(annotation) if a is not type(None)}
 
 
-def _is_list(annotation: Any) -> bool:
-    return any(typing.get_origin(a) is list for a in _args(annotation))
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for arg in _args(annotation):
-        if typing.get_origin(arg) is list:
-            arg = typing.get_args(arg)[0]
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None
 
 
 def _required(model: type[BaseModel]) -> list[str]:

@@ -6,8 +6,6 @@ element its segment does not have or an unknown type stops with the file and lin
 
 from __future__ import annotations
 
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +14,7 @@ from pydantic import BaseModel
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.errors import MappingDefinitionError
 from gateway.formats.mapping.convert import DATE_FORMATS, TYPES
+from gateway.formats.mapping.modelinfo import is_list, model_of
 from gateway.formats.mapping.paths import Condition, PathError, SegmentPath, compile_path
 
 TOP_KEYS = frozenset({"id", "description", "document", "standard", "match", "groups",
@@ -229,7 +228,7 @@ class _Compiler:
         current: Any = model
         annotation: Any = None
         for part in dotted.split("."):
-            inner = _model_of(current) if current is not model else model
+            inner = model_of(current) if current is not model else model
             if inner is None or part not in inner.model_fields or (
                     inner is model and part in GATEWAY_FIELDS):
                 known = sorted(set(inner.model_fields) - GATEWAY_FIELDS) if inner else []
@@ -241,7 +240,7 @@ class _Compiler:
 
     def field_rule(self, name: str, spec: Any, annotation: Any, version: str,
                    at: tuple[str, ...]) -> FieldRule:
-        if _model_of(annotation) is not None:
+        if model_of(annotation) is not None:
             raise self.fail(f"{name!r} is an object; map it from a group with 'group' and "
                             "'fields' (or 'each' for a list)", *at)
         if isinstance(spec, (str, list)):
@@ -273,7 +272,7 @@ class _Compiler:
         codes = spec.get("codes")
         if codes is not None and not isinstance(codes, dict):
             raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at, "codes")
-        many = bool(spec.get("all")) or _is_list(annotation)
+        many = bool(spec.get("all")) or is_list(annotation)
         return FieldRule(name, tuple(paths), kind, bool(spec.get("required")), many, codes, fmt)
 
     def group_rule(self, name: str, spec: dict[str, Any], annotation: Any, version: str,
@@ -301,9 +300,9 @@ class _Compiler:
         if each == ("fields" in spec):
             raise self.fail(f"group rule {name!r} needs either 'fields' (one object) or "
                             "'each' (a list)", *at)
-        inner = _model_of(annotation)
-        if inner is None or each != _is_list(annotation):
-            shape = "a list; use 'each'" if _is_list(annotation) else "not a list; use 'fields'"
+        inner = model_of(annotation)
+        if inner is None or each != is_list(annotation):
+            shape = "a list; use 'each'" if is_list(annotation) else "not a list; use 'fields'"
             raise self.fail(f"canonical {name!r} is {shape}", *at)
         key = "each" if each else "fields"
         subspecs = spec[key]
@@ -341,21 +340,7 @@ def _model_name(model: type[BaseModel] | None) -> str:
     return model.__name__ if model else "value"
 
 
-def _args(annotation: Any) -> tuple[Any, ...]:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return typing.get_args(annotation)
-    return (annotation,)
 
 
-def _is_list(annotation: Any) -> bool:
-    return any(typing.get_origin(a) is list for a in _args(annotation))
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside ``annotation`` (Party | None, list[OrderLine]), if any."""
-    for arg in _args(annotation):
-        if typing.get_origin(arg) is list:
-            arg = typing.get_args(arg)[0]
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None

@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from gateway.formats.mapping.convert import (
     to_gln,
     to_gtin,
 )
+from gateway.formats.mapping.modelinfo import is_list, model_of
 
 Where = dict[tuple[str, ...], tuple[str, int | None]]
 
@@ -614,23 +613,10 @@ def _put(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 
 # -- loading ------------------------------------------------------------------------------
 
-def _args(annotation: Any) -> tuple[Any, ...]:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return typing.get_args(annotation)
-    return (annotation,)
 
 
-def _is_list(annotation: Any) -> bool:
-    return any(typing.get_origin(a) is list for a in _args(annotation))
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    for arg in _args(annotation):
-        if typing.get_origin(arg) is list:
-            arg = typing.get_args(arg)[0]
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None
 
 
 class _Compiler:
@@ -781,7 +767,7 @@ class _Compiler:
                 raise self.fail(f"{dotted!r} is not a field of the canonical "
                                 f"{current.__name__} (known: {', '.join(known)})", *at)
             annotation = current.model_fields[part].annotation
-            current = _model_of(annotation) if not _is_list(annotation) else None
+            current = model_of(annotation) if not is_list(annotation) else None
             if i < len(dotted.split(".")) - 1 and current is None:
                 raise self.fail(f"{dotted!r}: {part} is not an object (a list is mapped with "
                                 "'each')", *at)
@@ -809,12 +795,12 @@ class _Compiler:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r} in {'list' if each else 'object'} rule "
                                 f"{name!r} (known: {', '.join(sorted(allowed))})", *at, key)
-        inner = _model_of(annotation)
+        inner = model_of(annotation)
         if inner is None:
             raise self.fail(f"canonical {name!r} is a value, not an object: give it a path",
                             *at)
-        if each != _is_list(annotation):
-            shape = ("a list; use 'each: <xpath>' with 'fields'" if _is_list(annotation)
+        if each != is_list(annotation):
+            shape = ("a list; use 'each: <xpath>' with 'fields'" if is_list(annotation)
                      else "one object; use 'fields' (and 'at: <xpath>')")
             raise self.fail(f"canonical {name!r} is {shape}", *at)
         if not isinstance(spec.get("fields"), dict):
@@ -831,8 +817,8 @@ class _Compiler:
 
     def field_rule(self, name: str, spec: Any, annotation: Any,
                    at: tuple[str, ...]) -> XmlField:
-        if _model_of(annotation) is not None:
-            shape = "a list: map it with 'each' and 'fields'" if _is_list(annotation) else \
+        if model_of(annotation) is not None:
+            shape = "a list: map it with 'each' and 'fields'" if is_list(annotation) else \
                 "an object: map it with 'fields' (and 'at')"
             raise self.fail(f"canonical {name!r} is {shape}", *at)
         if isinstance(spec, (str, list)):
@@ -864,7 +850,7 @@ class _Compiler:
         if codes is not None and not isinstance(codes, dict):
             raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at,
                             "codes")
-        many = bool(spec.get("all")) or _is_list(annotation)
+        many = bool(spec.get("all")) or is_list(annotation)
         return XmlField(name, tuple(name.split(".")), paths, kind, bool(spec.get("required")),
                         many, {str(k): v for k, v in codes.items()} if codes else None, fmt,
                         spec.get("default"))
