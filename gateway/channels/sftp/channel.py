@@ -1,0 +1,388 @@
+"""SFTP polling channel: takes complete files from a partner's SFTP server, exactly once.
+
+Each poll (in a worker thread, paramiko blocks) lists the partner's inbound folders, keeps
+the files that match a pattern, are not temporary and are complete (``selection``), and
+takes at most ``max_files`` of them, oldest first. A file is downloaded, durably received
+(``Receiver.receive_many``: archived and committed) and only then deleted, moved to
+``move_to`` or, for ``after = "leave"``, remembered by path, size and mtime. A crash between
+receive and removal means the file comes again: the pipeline sees the same bytes from the
+same place, never acknowledged, and answers ``resumed`` (acknowledge only) — never a second
+order; the same bytes under another name are recorded as a duplicate.
+
+One session is reused across polls while it works; a failure closes it, is recorded in the
+channel health (``sftp:<partner id>``) and the next attempt waits with exponential back-off
+up to ``retry_max``. Files larger than ``stream_above`` are downloaded into a spool file
+and handed over as ``Incoming.path``: at most one such file exists at a time, and the
+files held in memory for one receive batch total at most ``stream_above`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import posixpath
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from gateway.channels.sftp.connection import RemoteFile, SftpConnection, server_name
+from gateway.channels.sftp.errors import SftpError
+from gateway.channels.sftp.selection import Settling, wanted
+from gateway.config import Partner, SftpInbound, SftpSettings
+from gateway.core.errors import PayloadError
+from gateway.core.ports import Incoming, Receipt, Receiver
+
+log = structlog.get_logger("edigw.channels.sftp")
+
+
+class Connection(Protocol):
+    """What the channel needs of a session (``SftpConnection``; a fake in unit tests)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def list(self, folder: str) -> list[RemoteFile]: ...
+
+    def download(self, path: str, into: io.BufferedIOBase) -> int: ...
+
+    def remove(self, path: str) -> None: ...
+
+    def rename(self, source: str, target: str) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class HealthRecords(Protocol):
+    """The part of ``gateway.store.channels.ChannelRecords`` the channel uses."""
+
+    def ok(self, channel: str, kind: str, *, partner_id: str | None = None,
+           detail: str | None = None) -> None: ...
+
+    def failed(self, channel: str, kind: str, error: str, *,
+               partner_id: str | None = None) -> int: ...
+
+    def remembered(self, channel: str, files: list[tuple[str, int, int]]
+                   ) -> set[tuple[str, int, int]]: ...
+
+    def remember(self, channel: str,
+                 files: list[tuple[str, int, int, str | None]]) -> None: ...
+
+
+@dataclass(slots=True)
+class PollResult:
+    """What one poll did; ``problems`` are files received but not acknowledged remotely."""
+
+    taken: int = 0
+    problems: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    full: bool = False  # max_files reached: more may be waiting
+
+
+class SftpChannel:
+    """Polls one partner's SFTP server and hands complete files to a ``Receiver``."""
+
+    kind = "sftp"
+    #: ``Incoming.channel`` of what this channel receives (the partner is the hint).
+    channel = "sftp"
+
+    def __init__(self, partner: Partner, *, receiver: Receiver, records: HealthRecords,
+                 on_received: Callable[[list[Receipt]], None],
+                 stream_above: int = 16 * 1024 * 1024, spool: Path | None = None,
+                 retry_initial: float = 1.0, retry_max: float = 300.0, settle: float = 1.1,
+                 connect: Callable[[SftpSettings], Connection] = SftpConnection.open,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if partner.sftp is None:
+            raise ValueError(f"partner {partner.id} has no [sftp] settings")
+        self.partner = partner
+        self.settings: SftpSettings = partner.sftp
+        self.receiver = receiver
+        self.records = records
+        self.on_received = on_received
+        self.stream_above = stream_above
+        self.spool = spool
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.connect = connect
+        self.clock = clock
+        self.name = f"sftp:{partner.id}"
+        self.server = server_name(self.settings)
+        self.settling = Settling(settle=settle)
+        self.failures = 0
+        self.taken = 0
+        self._conn: Connection | None = None
+        self._refused: set[tuple[str, int, int]] = set()
+
+    # -- one poll (blocking: run in a worker thread) ----------------------------------------
+
+    def poll_once(self) -> PollResult:
+        """List, take and acknowledge what is complete; raises ``SftpError`` (the session is
+        then closed) or ``StoreError`` (nothing acknowledged: the files stay)."""
+        try:
+            return self._poll(self._connection())
+        except Exception:
+            self.close()
+            raise
+
+    def _connection(self) -> Connection:
+        if self._conn is not None and self._conn.alive:
+            return self._conn
+        self.close()
+        self._conn = self.connect(self.settings)
+        log.info("sftp_connected", channel=self.name, server=self.server)
+        return self._conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _poll(self, conn: Connection) -> PollResult:
+        s = self.settings
+        result = PollResult()
+        budget = s.max_files
+        for inbound in s.inbound:
+            if budget <= 0:
+                result.full = True
+                break
+            files = [f for f in conn.list(inbound.folder)
+                     if wanted(f.name, patterns=inbound.patterns, temp_prefixes=s.temp_prefixes,
+                               temp_suffixes=s.temp_suffixes)]
+            if inbound.after == "leave" and files:
+                known = self.records.remembered(self.name, [(f.path, f.size, f.mtime)
+                                                            for f in files])
+                files = [f for f in files if (f.path, f.size, f.mtime) not in known]
+            ready = sorted(self.settling.look(inbound.folder, files, self.clock()),
+                           key=lambda f: (f.mtime, f.name))
+            ready = [f for f in ready if not self._too_large(f, result)]
+            if len(ready) > budget:
+                ready, result.full = ready[:budget], True
+            budget -= len(ready)
+            self._take(conn, inbound, ready, result)
+        self.taken += result.taken
+        return result
+
+    def _too_large(self, f: RemoteFile, result: PollResult) -> bool:
+        if f.size <= self.settings.max_size:
+            return False
+        sig = (f.path, f.size, f.mtime)
+        result.refused.append(f"{f.name} ({f.size} bytes)")
+        if sig not in self._refused:  # said once, not at every poll
+            self._refused.add(sig)
+            log.error("sftp_file_refused", channel=self.name, file=f.path, size=f.size,
+                      reason=f"over the {self.settings.max_size}-byte limit; left on the "
+                             "server")
+        return True
+
+    def _take(self, conn: Connection, inbound: SftpInbound, files: list[RemoteFile],
+              result: PollResult) -> None:
+        """Download and receive ``files`` in batches bounded in memory by ``stream_above``."""
+        batch: list[tuple[RemoteFile, Incoming]] = []
+        held = 0
+        for f in files:
+            item = self._download(conn, f)
+            if item is None:
+                continue
+            if item.path is None and batch and held + len(item.data) > self.stream_above:
+                self._receive(conn, inbound, batch, result)
+                batch, held = [], 0
+            batch.append((f, item))
+            held += len(item.data)
+            if item.path is not None:  # a spooled file goes at once: one on disk at a time
+                self._receive(conn, inbound, batch, result)
+                batch, held = [], 0
+        if batch:
+            self._receive(conn, inbound, batch, result)
+
+    def _download(self, conn: Connection, f: RemoteFile) -> Incoming | None:
+        spooled: Path | None = None
+        try:
+            if f.size > self.stream_above:
+                handle = tempfile.NamedTemporaryFile(dir=self.spool, prefix="edigw-sftp-",
+                                                     suffix=".part", delete=False)
+                spooled = Path(handle.name)
+                with handle:
+                    got = conn.download(f.path, handle)
+                data = b""
+            else:
+                buffer = io.BytesIO()
+                got = conn.download(f.path, buffer)
+                data = buffer.getvalue()
+        except FileNotFoundError:
+            got = -1  # taken away by someone else since the listing
+        except BaseException:
+            _unlink(spooled)
+            raise
+        if got != f.size:
+            # Changed since it looked complete (or gone): look again from the start.
+            self.settling.forget(f.path)
+            _unlink(spooled)
+            if got >= 0:
+                log.warning("sftp_file_changed", channel=self.name, file=f.path,
+                            listed=f.size, downloaded=got)
+            return None
+        return Incoming(data=data, channel=self.channel, channel_ref=self.ref(f),
+                        filename=f.name, partner_hint=self.partner.id, path=spooled)
+
+    def ref(self, f: RemoteFile) -> str:
+        """Where a file came from: the same file seen again has the same reference."""
+        return f"sftp://{self.server}{f.path}"
+
+    def _receive(self, conn: Connection, inbound: SftpInbound,
+                 batch: list[tuple[RemoteFile, Incoming]], result: PollResult) -> None:
+        items = [item for _, item in batch]
+        try:
+            try:
+                receipts = self.receiver.receive_many(items)
+            except PayloadError:
+                if len(batch) == 1:
+                    raise
+                # One payload the receiver refuses (over its size limit) must not hold
+                # back the others: receive them one by one.
+                for one in batch:
+                    self._receive(conn, inbound, [one], result)
+                return
+        except PayloadError as exc:
+            f = batch[0][0]
+            self._refused.add((f.path, f.size, f.mtime))
+            result.refused.append(f"{f.name}: {exc}")
+            log.error("sftp_file_refused", channel=self.name, file=f.path, reason=str(exc))
+            return
+        except BaseException:
+            for f, _ in batch:
+                self.settling.forget(f.path)  # not received: taken again once stable
+            raise
+        finally:
+            for _, item in batch:
+                _unlink(item.path)
+        done = self._acknowledge(conn, inbound, batch, receipts, result)
+        result.taken += len(done)
+        fresh = [r for r in receipts if r.needs_processing]
+        for (f, _), r in zip(batch, receipts, strict=True):
+            self.settling.forget(f.path)
+            log.info("sftp_file_received", channel=self.name, file=f.path, size=f.size,
+                     transmission_id=r.transmission_id, duplicate_of=r.duplicate_of,
+                     resumed=r.resumed)
+        # Processing depends on the durable receive only: a file whose removal failed is
+        # processed now and only acknowledged when it comes again (``resumed``).
+        if fresh:
+            self.on_received(fresh)
+
+    def _acknowledge(self, conn: Connection, inbound: SftpInbound,
+                     batch: list[tuple[RemoteFile, Incoming]], receipts: list[Receipt],
+                     result: PollResult) -> list[Receipt]:
+        """Delete, move or remember each received file; returns the receipts acknowledged."""
+        done: list[Receipt] = []
+        if inbound.after == "leave":
+            self.records.remember(self.name, [(f.path, f.size, f.mtime, r.transmission_id)
+                                              for (f, _), r in zip(batch, receipts,
+                                                                   strict=True)])
+            done = list(receipts)
+            detail = f"left on {self.server}, remembered by name, size and mtime"
+        else:
+            for (f, _), r in zip(batch, receipts, strict=True):
+                try:
+                    if inbound.after == "move":
+                        self._move(conn, f, inbound.move_to or "", r.transmission_id)
+                    else:
+                        conn.remove(f.path)
+                except FileNotFoundError:
+                    pass  # already gone: nothing left to acknowledge remotely
+                except SftpError as exc:
+                    result.problems.append(str(exc))
+                    log.error("sftp_acknowledge_failed", channel=self.name, file=f.path,
+                              transmission_id=r.transmission_id, error=str(exc))
+                    if not conn.alive:
+                        break  # the rest come again and are acknowledged then
+                    continue
+                done.append(r)
+            detail = (f"moved to {inbound.move_to} on {self.server}" if inbound.after == "move"
+                      else f"removed from {self.server}")
+        if done:
+            self.receiver.acknowledged(done, detail)
+        return done
+
+    def _move(self, conn: Connection, f: RemoteFile, folder: str, tid: str) -> None:
+        target = posixpath.join(folder, f.name)
+        if conn.exists(target):  # never overwrite an earlier file of the same name
+            stem, ext = posixpath.splitext(f.name)
+            target = posixpath.join(folder, f"{stem}.{tid}{ext}")
+        conn.rename(f.path, target)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def record_ok(self, result: PollResult) -> None:
+        detail = f"{result.taken} file(s) taken"
+        if result.refused:
+            detail += f"; refused and left on the server: {', '.join(result.refused[:5])}"
+        if result.problems:
+            self._record_failed("received but not acknowledged: " + "; ".join(
+                result.problems[:3]))
+            return
+        try:
+            self.records.ok(self.name, self.kind, partner_id=self.partner.id, detail=detail)
+        except Exception as exc:  # the store is down: the next round records again
+            log.warning("channel_health_not_recorded", channel=self.name, error=str(exc))
+
+    def _record_failed(self, error: str) -> int:
+        try:
+            return self.records.failed(self.name, self.kind, error, partner_id=self.partner.id)
+        except Exception as exc:
+            log.warning("channel_health_not_recorded", channel=self.name, error=str(exc))
+            return -1
+
+    def backoff(self) -> float:
+        """Seconds to wait after ``failures`` consecutive failed polls."""
+        return min(self.retry_max, self.retry_initial * 2 ** max(0, self.failures - 1))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; paramiko's blocking calls run in a worker thread."""
+        log.info("sftp_channel_started", channel=self.name, server=self.server,
+                 folders=[i.folder for i in self.settings.inbound])
+        try:
+            while not stop.is_set():
+                try:
+                    result = await asyncio.to_thread(self.poll_once)
+                except Exception as exc:  # never let one failed poll stop the channel
+                    self.failures += 1
+                    error = str(exc) if isinstance(exc, SftpError) else _said(exc)
+                    delay = self.backoff()
+                    log.error("sftp_poll_failed", channel=self.name, server=self.server,
+                              error=error, failures=self.failures, retry_in=delay)
+                    await asyncio.to_thread(self._record_failed, error)
+                else:
+                    if self.failures:
+                        log.info("sftp_recovered", channel=self.name, server=self.server,
+                                 after_failures=self.failures)
+                    self.failures = 0
+                    await asyncio.to_thread(self.record_ok, result)
+                    delay = 0.0 if result.full else self.settings.poll_interval
+                if delay:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    except TimeoutError:
+                        pass
+        finally:
+            await asyncio.to_thread(self.close)
+
+
+def _said(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _unlink(path: Path | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
