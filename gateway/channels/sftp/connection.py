@@ -116,13 +116,14 @@ class SftpConnection:
             passphrase = s.key_passphrase.get_secret_value() if s.key_passphrase else None
             _SECRETS.add(passphrase)
             try:
-                key = paramiko.PKey.from_path(s.key_file, passphrase)
+                key = paramiko.PKey.from_path(
+                    s.key_file, passphrase.encode("utf-8") if passphrase else None)
             except OSError as exc:
                 raise SftpError(f"key_file {s.key_file} cannot be read: {exc.strerror}",
                                 server=self.server) from exc
-            except paramiko.SSHException as exc:
+            except (paramiko.SSHException, ValueError, TypeError) as exc:
                 raise SftpError(f"key_file {s.key_file} cannot be loaded (wrong or missing "
-                                f"key_passphrase?): {type(exc).__name__}",
+                                f"key_passphrase?): {_said(exc)}",
                                 server=self.server) from exc
             remaining = transport.auth_publickey(s.user, key)
             if not remaining:
