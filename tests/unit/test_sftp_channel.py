@@ -1,0 +1,229 @@
+"""The SFTP channel's decisions with an in-memory server, receiver and health records."""
+
+from __future__ import annotations
+
+import io
+import posixpath
+
+import pytest
+
+from gateway.channels.sftp import SftpChannel, SftpError
+from gateway.channels.sftp.connection import RemoteFile
+from gateway.config import Partner, SftpSettings
+from gateway.core.ports import Incoming, Receipt
+
+
+class FakeServer:
+    """Files by absolute path; ``fail_remove`` makes removals fail as a permission error."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.fail_remove = False
+        self.down = False
+        self.logins = 0
+
+    def connect(self, _settings: SftpSettings) -> FakeConnection:
+        if self.down:
+            raise SftpError("connect: Connection refused", server="fake")
+        self.logins += 1
+        return FakeConnection(self)
+
+
+class FakeConnection:
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.alive = True
+
+    def list(self, folder: str) -> list[RemoteFile]:
+        return [RemoteFile(folder, posixpath.basename(p), len(d), 100)
+                for p, d in self.server.files.items() if posixpath.dirname(p) == folder]
+
+    def download(self, path: str, into: io.BufferedIOBase) -> int:
+        data = self.server.files[path]
+        into.write(data)
+        return len(data)
+
+    def remove(self, path: str) -> None:
+        if self.server.fail_remove:
+            raise SftpError("remove: Permission denied", path=path)
+        del self.server.files[path]
+
+    def rename(self, source: str, target: str) -> None:
+        assert target not in self.server.files
+        self.server.files[target] = self.server.files.pop(source)
+
+    def exists(self, path: str) -> bool:
+        return path in self.server.files
+
+    def close(self) -> None:
+        self.alive = False
+
+
+class FakeReceiver:
+    """Receipts like the pipeline's: same bytes again is a duplicate, same place unacked is resumed."""
+
+    def __init__(self, limit: int = 1 << 30) -> None:
+        self.limit = limit
+        self.by_sha: dict[bytes, str] = {}
+        self.unacked: dict[tuple[str | None, bytes], str] = {}
+        self.acked: list[tuple[str, str]] = []
+        self.count = 0
+
+    def receive_many(self, items: list[Incoming]) -> list[Receipt]:
+        from gateway.core.pipeline import PayloadTooLarge
+
+        for item in items:
+            if item.size > self.limit:
+                raise PayloadTooLarge(item, self.limit)
+        out = []
+        for item in items:
+            data = item.path.read_bytes() if item.path else item.data
+            left = self.unacked.get((item.channel_ref, data))
+            if left:
+                out.append(Receipt(left, resumed=True))
+                continue
+            tid = f"t{self.count}-{item.filename}"
+            self.count += 1
+            out.append(Receipt(tid, duplicate_of=self.by_sha.get(data)))
+            self.by_sha.setdefault(data, tid)
+            self.unacked[(item.channel_ref, data)] = tid
+        return out
+
+    def acknowledged(self, receipts: list[Receipt], detail: str) -> None:
+        done = {r.transmission_id for r in receipts}
+        self.unacked = {k: v for k, v in self.unacked.items() if v not in done}
+        self.acked += [(r.transmission_id, detail) for r in receipts]
+
+
+class FakeRecords:
+    def __init__(self) -> None:
+        self.health: list[tuple[str, str]] = []
+        self.files: set[tuple[str, int, int]] = set()
+
+    def ok(self, channel, kind, *, partner_id=None, detail=None):
+        self.health.append(("ok", detail or ""))
+
+    def failed(self, channel, kind, error, *, partner_id=None):
+        self.health.append(("failed", error))
+        return len(self.health)
+
+    def remembered(self, channel, files):
+        return {f for f in files if f in self.files}
+
+    def remember(self, channel, files):
+        self.files |= {(p, z, m) for p, z, m, _ in files}
+
+
+def make(server: FakeServer, receiver: FakeReceiver | None = None, **sftp) -> tuple[
+        SftpChannel, FakeReceiver, FakeRecords, list[Receipt]]:
+    settings = dict(host="h", user="u", password="pw", host_key="ssh-ed25519 AAAA",
+                    inbound=[{"folder": "/in"}])
+    settings.update(sftp)
+    partner = Partner(id="acme", name="ACME", sftp=SftpSettings(**settings))
+    receiver = receiver or FakeReceiver()
+    records = FakeRecords()
+    handed: list[Receipt] = []
+    channel = SftpChannel(partner, receiver=receiver, records=records, on_received=handed.extend,
+                          settle=0.0, connect=server.connect, retry_initial=0.5, retry_max=4)
+    return channel, receiver, records, handed
+
+
+def two_polls(channel: SftpChannel):
+    channel.poll_once()
+    return channel.poll_once()
+
+
+def test_a_file_whose_removal_fails_is_processed_once_and_acknowledged_when_it_comes_again():
+    """Removal refused: the order is processed (it is stored), the problem is in the health, and once removal works the file is acknowledged without a second processing."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"ORDER"
+    channel, receiver, records, handed = make(server)
+    result = two_polls(channel)
+    assert result.problems == [] and len(handed) == 1 and server.files == {}
+    server.fail_remove = True
+    server.files["/in/b.edi"] = b"ORDER-B"
+    result = two_polls(channel)
+    assert "Permission denied" in result.problems[0]
+    channel.record_ok(result)
+    assert records.health[-1][0] == "failed" and "not acknowledged" in records.health[-1][1]
+    assert [r.transmission_id for r in handed] == ["t0-a.edi", "t1-b.edi"]
+    server.fail_remove = False
+    two_polls(channel)
+    assert server.files == {} and len(handed) == 2
+    assert [t for t, _ in receiver.acked] == ["t0-a.edi", "t1-b.edi"]
+
+
+def test_a_file_over_max_size_is_left_on_the_server_and_said_in_the_health_detail():
+    """Over ``max_size``: never downloaded nor removed; the others are taken."""
+    server = FakeServer()
+    server.files["/in/big.edi"] = b"x" * 100
+    server.files["/in/ok.edi"] = b"y"
+    channel, receiver, records, handed = make(server, max_size=50)
+    result = two_polls(channel)
+    assert list(server.files) == ["/in/big.edi"] and len(handed) == 1
+    channel.record_ok(result)
+    assert records.health[-1][0] == "ok" and "big.edi (100 bytes)" in records.health[-1][1]
+
+
+def test_a_payload_the_receiver_refuses_does_not_hold_back_the_others():
+    """The receiver's own size limit refuses one file of a batch: the others are received."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"a" * 10
+    server.files["/in/b.edi"] = b"b"
+    channel, receiver, _records, handed = make(server, receiver=FakeReceiver(limit=5))
+    result = two_polls(channel)
+    assert [r.transmission_id for r in handed] == ["t0-b.edi"]
+    assert list(server.files) == ["/in/a.edi"] and "a.edi" in result.refused[0]
+
+
+def test_move_never_overwrites_a_file_of_the_same_name():
+    """A second file of the same name is moved under a name carrying its transmission id."""
+    server = FakeServer()
+    server.files["/done/m.edi"] = b"old"
+    server.files["/in/m.edi"] = b"new"
+    channel, *_ = make(server, inbound=[{"folder": "/in", "after": "move",
+                                         "move_to": "/done"}])
+    two_polls(channel)
+    assert server.files["/done/m.edi"] == b"old"
+    assert [p for p in server.files if p.startswith("/done/m.t")] != []
+
+
+def test_leave_remembers_files_and_does_not_take_them_again():
+    """after = leave: taken once, remembered by path, size and mtime."""
+    server = FakeServer()
+    server.files["/in/l.edi"] = b"L"
+    channel, receiver, records, handed = make(server, inbound=[{"folder": "/in",
+                                                                "after": "leave"}])
+    for _ in range(4):
+        channel.poll_once()
+    assert len(handed) == 1 and records.files == {("/in/l.edi", 1, 100)}
+    assert "/in/l.edi" in server.files
+
+
+def test_backoff_doubles_up_to_its_cap_and_one_session_serves_many_polls():
+    """Failures wait 0.5, 1, 2, 4, 4 s; while healthy, polls reuse one login."""
+    channel, *_ = make(FakeServer())
+    waits = []
+    for n in range(1, 6):
+        channel.failures = n
+        waits.append(channel.backoff())
+    assert waits == [0.5, 1, 2, 4, 4]
+    server = FakeServer()
+    channel, *_ = make(server)
+    for _ in range(5):
+        channel.poll_once()
+    assert server.logins == 1
+
+
+def test_a_server_that_is_down_raises_and_the_next_poll_connects_again():
+    """A failed connect raises ``SftpError``; once the server is back a new session is made."""
+    server = FakeServer()
+    channel, *_ = make(server)
+    channel.poll_once()
+    server.down = True
+    channel._conn.alive = False  # the session died with the server
+    with pytest.raises(SftpError, match="Connection refused"):
+        channel.poll_once()
+    server.down = False
+    channel.poll_once()
+    assert server.logins == 2
