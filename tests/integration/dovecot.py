@@ -94,9 +94,13 @@ class Dovecot:
             except (imaplib.IMAP4.error, OSError):
                 pass
 
+    def create(self, folder: str) -> None:
+        with self.client() as imap:
+            imap.create(_quote(folder))
+
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         with self.client() as imap:
-            typ, data = imap.append(folder, None, None, raw)
+            typ, data = imap.append(_quote(folder), None, None, raw)
             assert typ == "OK", data
 
     def uids(self, folder: str = "INBOX") -> list[int]:
