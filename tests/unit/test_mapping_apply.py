@@ -197,3 +197,46 @@ def test_conversions_reject_garbage():
         to_date("20241399", "102")
     assert to_gln("5401234000012") == ("5401234000012", None)
     assert to_gln("540123400001")[0] is None and to_gtin("12345670") == ("12345670", None)
+
+
+@pytest.mark.parametrize("value", ["5", "007.50", "5.", ".5", "12345678901234567890.1", "0"])
+def test_plain_decimals_read_as_the_pattern_reads_them(value):
+    """The shortcut for unsigned digits gives the very Decimal (digits and exponent) of the
+    general path, which strips the value and replaces a comma first."""
+    from gateway.formats.mapping import convert
+
+    convert.known_decimals.clear()
+    fast = to_decimal(value)
+    convert.known_decimals.clear()
+    general = to_decimal(f" {value} ")
+    assert fast == general and str(fast) == str(general)
+
+
+def test_gs1_check_digit_matches_the_weighted_sum_by_hand():
+    """The check digit (GS1 General Specifications 7.9) against a plain per-digit sum."""
+    from gateway.formats.mapping.convert import gs1_check_digit_ok
+
+    def by_hand(digits: str) -> bool:
+        body = [int(d) for d in digits[:-1]]
+        total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+        return (10 - total % 10) % 10 == int(digits[-1])
+
+    for n in range(0, 10**7, 7919):
+        for digits in (f"{n:08d}", f"540{n:010d}", f"1{n:013d}"):
+            assert gs1_check_digit_ok(digits) == by_hand(digits), digits
+
+
+def test_a_bad_quantity_seen_for_the_first_time_fails_naming_field_and_place():
+    """A decimal not in the cache and not a number is reported at its segment and element."""
+    with pytest.raises(MappingError) as info:
+        _order("BGM+220+PO+9'\nLIN+1'\nQTY+21:1x5'")
+    assert info.value.field == "quantity" and info.value.position.tag == "QTY"
+    assert info.value.position.element_pos == 1 and info.value.position.component_pos == 2
+
+
+def test_an_invalid_gtin_is_warned_about_each_time_it_comes():
+    """A GTIN with a wrong check digit warns in every order, even once it is remembered."""
+    for _ in range(2):
+        mapped = _order("BGM+220+PO+9'\nLIN+1++4020000012343:EN'\nQTY+21:1'")
+        assert mapped.document.lines[0].gtin is None
+        assert any("wrong check digit" in w for w in mapped.warnings)

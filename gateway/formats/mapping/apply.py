@@ -334,12 +334,20 @@ def _compile_field(rule: FieldRule) -> Getter:
     # taken as they are when they are the first value found: what ``converted`` would do.
     if rule.codes is None and rule.type == "decimal":
 
+        # A value seen for the first time is converted here too (the first raw value is
+        # the one ``converted`` would convert); only a bad one goes the long way, to be
+        # reported with its place.
         def decimal(scope: Tagged, run: _Run, context: Context) -> Any:
             for fetch in fetchers:
                 raw = fetch(scope)
                 if raw is not None:
                     value = known_decimals.get(raw)
-                    return value if value is not None else converted(scope, run, context)
+                    if value is not None:
+                        return value
+                    try:
+                        return to_decimal(raw, run.interchange.decimal_mark)
+                    except ConversionError:
+                        return converted(scope, run, context)
             if required:
                 raise run.missing(rule, scope, context)
             return None
@@ -347,15 +355,18 @@ def _compile_field(rule: FieldRule) -> Getter:
         return decimal
     if rule.codes is None and rule.type in ("gtin", "gln"):
         known = known_gtins if rule.type == "gtin" else known_glns
+        check = to_gtin if rule.type == "gtin" else to_gln
 
         def checked(scope: Tagged, run: _Run, context: Context) -> Any:
             for fetch in fetchers:
                 raw = fetch(scope)
                 if raw is not None:
                     hit = known.get(raw)
-                    if hit is not None and hit[1] is None:
+                    if hit is None:
+                        hit = check(raw)
+                    if hit[1] is None:
                         return hit[0]
-                    return converted(scope, run, context)
+                    return converted(scope, run, context)  # warns, tries the next value
             if required:
                 raise run.missing(rule, scope, context)
             return None
@@ -415,7 +426,21 @@ class _GroupPlan:
         if not conditions:
             return instances
         if len(conditions) == 1:
-            holds = conditions[0].holds
+            condition = conditions[0]
+            if len(condition.places) == 1 and not condition.negate:
+                # The usual ``party[3035=BY]``: one place tested inline, as Condition.holds.
+                (element, component), = condition.places
+                index = component or 0
+                values = condition.values
+                chosen = []
+                for instance in instances:
+                    elements = instance.trigger.elements
+                    if element < len(elements):
+                        comps = elements[element]
+                        if index < len(comps) and comps[index] in values:
+                            chosen.append(instance)
+                return chosen
+            holds = condition.holds
             return [i for i in instances if holds(i.trigger.elements)]
         return [i for i in instances
                 if all(c.holds(i.trigger.elements) for c in conditions)]

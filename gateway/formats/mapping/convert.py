@@ -46,6 +46,10 @@ def to_decimal(value: str, decimal_mark: str = ".") -> Decimal:
     known = known_decimals.get(value)
     if known is not None:
         return known
+    if value.isascii() and value.replace(".", "", 1).isdigit():
+        # Unsigned digits with at most one '.': what the pattern below accepts, read the
+        # same way, without the pattern (most values of a file are seen once: amounts).
+        return _remember(known_decimals, value, Decimal(value))
     text = value.strip()
     if not _DECIMAL.fullmatch(text):
         raise ConversionError(f"{value!r} is not a decimal number")
@@ -119,10 +123,14 @@ def to_date(value: str, format_code: str | None, *,
 
 
 def gs1_check_digit_ok(digits: str) -> bool:
-    """True when the last digit is the GS1 mod-10 check digit of the others."""
+    """True when the last digit is the GS1 mod-10 check digit of the others (``digits``:
+    ASCII digits only, as the callers have checked)."""
     # Weights 3, 1, 3 … from the digit left of the check digit (GS1 General Specifications 7.9).
-    total = 3 * sum(map(int, digits[-2::-2])) + sum(map(int, digits[-3::-2]))
-    return (10 - total % 10) % 10 == int(digits[-1])
+    # Summed as ASCII codes (each digit is its code minus 48): no int() per digit.
+    codes = digits.encode("ascii")
+    threes, ones = codes[-2::-2], codes[-3::-2]
+    total = 3 * (sum(threes) - 48 * len(threes)) + sum(ones) - 48 * len(ones)
+    return (10 - total % 10) % 10 == codes[-1] - 48
 
 
 def to_gtin(value: str) -> tuple[str | None, str | None]:
