@@ -793,7 +793,7 @@ def report(r: dict[str, Any]) -> str:
         add(f"GATEWAY 1 file × {n} orders, e2e", f"{rate:,.0f} orders/s",
             f"{m['published']:.2f} s drop→all PUBLISHED, {m['cpu']:.2f} s CPU")
         add("  of which: drop → RECEIVED", f"{m['received']:.2f} s",
-            f"inbox poll {r['poll_interval']} s, two looks")
+            f"renamed in: inotify wakes, one look (poll {r['poll_interval']} s)")
         add("  RECEIVED → PROCESSED (parse, map, commit)",
             f"{m['processed'] - m['received']:.2f} s", "")
         add("  PROCESSED → PUBLISHED (outbox drain)", f"{m['published'] - m['processed']:.2f} s",

@@ -122,3 +122,116 @@ def test_large_file_is_handed_over_as_a_path_not_read(tmp_path):
     assert (big.filename, big.data, big.path) == ("big.edi", b"", spec.path / "big.edi")
     assert (small.data, small.path) == (b"UNB'", None)
     assert (spec.processed / "big.edi").exists()
+
+
+def _run_until(ch, condition, timeout=5.0):
+    """Run the channel's loop until ``condition()`` holds; returns the seconds it took."""
+    import asyncio
+
+    async def main():
+        stop = asyncio.Event()
+        task = asyncio.create_task(ch.run(stop))
+        start = time.monotonic()
+        while not condition() and time.monotonic() - start < timeout:
+            await asyncio.sleep(0.005)
+        took = time.monotonic() - start
+        stop.set()
+        await task
+        return took
+
+    return asyncio.run(main())
+
+
+def _linux_inotify():
+    import sys
+
+    return sys.platform.startswith("linux")
+
+
+def test_a_file_renamed_into_the_inbox_is_taken_without_waiting_for_the_poll(tmp_path):
+    """A file that arrives whole by a rename (inotify IN_MOVED_TO) is taken on the first look,
+    woken by the event, long before a 2-second poll would have looked twice."""
+    import threading
+
+    import pytest
+
+    if not _linux_inotify():
+        pytest.skip("inotify is Linux only; elsewhere the two looks apply")
+    r = FakeReceiver()
+    spec, ch, got = make(tmp_path, r, poll_interval=2.0)
+    staged = tmp_path / "order.edi"
+    staged.write_bytes(b"UNB'")
+    threading.Timer(0.3, os.rename, (staged, spec.path / "order.edi")).start()
+    took = _run_until(ch, lambda: bool(got))
+    assert [i.data for i in r.items] == [b"UNB'"] and (spec.processed / "order.edi").exists()
+    assert took < 1.5
+
+
+def test_a_file_written_in_place_still_waits_for_two_looks_under_inotify(tmp_path):
+    """A file created and written in the inbox itself (no rename) is not complete on its
+    first look: with a 1-second poll it is taken a poll after the writer closes it."""
+    import threading
+
+    import pytest
+
+    if not _linux_inotify():
+        pytest.skip("inotify is Linux only")
+    r = FakeReceiver()
+    spec, ch, got = make(tmp_path, r, poll_interval=1.0)
+    looks = []
+    scan = ch.scan_once
+
+    def counted():
+        looks.append(time.monotonic())
+        return scan()
+
+    ch.scan_once = counted
+
+    def write():
+        with (spec.path / "order.edi").open("wb") as fh:
+            fh.write(b"UNB'")
+
+    threading.Timer(0.2, write).start()
+    _run_until(ch, lambda: bool(got))
+    assert [i.data for i in r.items] == [b"UNB'"]
+    assert len(looks) >= 3  # the start, the look woken by the close, the second look
+
+
+def test_a_file_changed_after_its_rename_waits_for_two_looks(tmp_path):
+    """IN_MOVED_TO then IN_MODIFY for the same name: no longer taken as complete; an
+    overflowed event queue forgets every arrival."""
+    import asyncio
+
+    from gateway.channels.folder import watcher
+
+    class Events:
+        def __init__(self, events):
+            self.events = events
+
+        def read(self):
+            return self.events
+
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r)
+    (spec.path / "a.edi").write_bytes(b"UNB")
+    (spec.path / "b.edi").write_bytes(b"UNB")
+    woken = asyncio.Event()
+    ch._on_events(Events([(watcher._IN_MOVED_TO, "a.edi"), (watcher._IN_MOVED_TO, "b.edi"),
+                          (watcher._IN_MODIFY, "a.edi")]), woken)
+    assert woken.is_set() and ch._arrived == {"b.edi"}
+    ch._on_events(Events(None), woken)
+    assert ch._arrived == set()
+    assert ch.scan_once() == 0
+    assert ch.scan_once() == 2
+
+
+def test_an_arrival_noted_by_inotify_is_complete_on_the_first_look(tmp_path):
+    """scan_once takes a file noted as arrived by rename at once, and only once."""
+    r = FakeReceiver()
+    spec, ch, _ = make(tmp_path, r)
+    (spec.path / "order.edi").write_bytes(b"UNB'")
+    (spec.path / "other.edi").write_bytes(b"UNB'")
+    ch._arrived = {"order.edi"}
+    assert ch.scan_once() == 1
+    assert [i.filename for i in r.items] == ["order.edi"]
+    assert ch.scan_once() == 1  # the other one, on its second look

@@ -2,6 +2,12 @@
 
 A file is taken only when it is complete: its name is not a temporary one (``*.tmp``,
 ``.*``, ``*.part`` …) and its size and modification time did not change between two looks.
+Writers that follow the convention those ignored names serve (write under a temporary name,
+rename when done) need no second look: on Linux, ``run`` watches the inbox with inotify, and a
+file seen to arrive by a rename (``IN_MOVED_TO``), with no write, close or attribute change
+after it, is complete on the first look. The events also wake the channel at once instead of
+at the next poll. Without inotify (another system, a watch limit reached, an overflowed event
+queue) every file waits for its second look, as before.
 Only after the durable receive is the file moved to the processed folder; when receive
 itself fails (the file cannot be read, or is over the size limit) it goes to the failed
 folder. A crash between receive and move leaves the file in the inbox: the next look
@@ -11,9 +17,13 @@ recognises it and only finishes the move.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fnmatch
 import os
 import shutil
+import struct
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +63,9 @@ class FolderChannel:
         self.receiver = receiver
         self.on_received = on_received
         self._seen: dict[str, tuple[int, int]] = {}
+        #: Names seen (by inotify) to arrive by a rename and not touched since: complete.
+        self._arrived: set[str] = set()
+        self._arrived_lock = threading.Lock()
         self.last_error: str | None = None
         self.taken = 0
 
@@ -68,6 +81,8 @@ class FolderChannel:
             self.last_error = f"cannot list {spec.path}: {exc.strerror}"
             log.error("inbox_unreadable", inbox=str(spec.path), error=exc.strerror)
             return 0
+        with self._arrived_lock:
+            arrived, self._arrived = self._arrived, set()
         for entry in sorted(entries, key=lambda e: e.name):
             if not entry.is_file(follow_symlinks=False) or self._ignored(entry.name):
                 continue
@@ -77,7 +92,7 @@ class FolderChannel:
                 continue
             sig = (st.st_size, st.st_mtime_ns)
             current[entry.name] = sig
-            if self._seen.get(entry.name) == sig:
+            if self._seen.get(entry.name) == sig or entry.name in arrived:
                 ready.append(Path(entry.path))
         self._seen = current
         taken = 0
@@ -147,21 +162,62 @@ class FolderChannel:
             log.error("move_failed", file=path.name, error=exc.strerror)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set; the blocking work runs in a worker thread."""
+        """Poll until ``stop`` is set; the blocking work runs in a worker thread. Inbox
+        events (inotify, where there is one) wake the channel before the poll is due."""
         log.info("folder_channel_started", inbox=str(self.spec.path), partner=self.spec.partner)
-        while not stop.is_set():
-            try:
-                n = await asyncio.to_thread(self.scan_once)
-            except Exception as exc:  # never let one bad look stop the channel
-                self.last_error = repr(exc)
-                log.exception("folder_scan_failed", inbox=str(self.spec.path))
-                n = 0
-            if n:
-                continue  # more may be waiting; look again at once
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.spec.poll_interval)
-            except TimeoutError:
-                pass
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        self.spec.path.mkdir(parents=True, exist_ok=True)
+        watch = _InboxWatch.open(self.spec.path)
+        if watch is not None:
+            loop.add_reader(watch.fd, self._on_events, watch, woken)
+        try:
+            while not stop.is_set():
+                woken.clear()
+                try:
+                    n = await asyncio.to_thread(self.scan_once)
+                except Exception as exc:  # never let one bad look stop the channel
+                    self.last_error = repr(exc)
+                    log.exception("folder_scan_failed", inbox=str(self.spec.path))
+                    n = 0
+                if n:
+                    continue  # more may be waiting; look again at once
+                if woken.is_set():
+                    continue  # something arrived during the look
+                waiters = [asyncio.ensure_future(stop.wait()),
+                           asyncio.ensure_future(woken.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=self.spec.poll_interval,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+        finally:
+            if watch is not None:
+                loop.remove_reader(watch.fd)
+                watch.close()
+
+    def _on_events(self, watch: _InboxWatch, woken: asyncio.Event) -> None:
+        """Event loop: read the inbox's events, note the files that arrived whole, wake."""
+        events = watch.read()
+        if events is None:  # the queue overflowed: what arrived whole is not known
+            with self._arrived_lock:
+                self._arrived.clear()
+            woken.set()
+            return
+        wake = False
+        with self._arrived_lock:
+            arrived = self._arrived
+            for mask, name in events:
+                if mask & _IN_MOVED_TO:
+                    arrived.add(name)
+                else:
+                    arrived.discard(name)  # written, closed, changed or gone since
+                # Only an arrival or a writer closing can make a file ready: a file being
+                # written in place does not set off a look per write.
+                wake = wake or bool(mask & (_IN_MOVED_TO | _IN_CLOSE_WRITE))
+        if wake:
+            woken.set()
 
 
 def _move(path: Path, folder: Path) -> Path:
@@ -187,3 +243,65 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# -- inotify (Linux) ------------------------------------------------------------------------
+
+_IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_Q_OVERFLOW, _IN_ONLYDIR = 0x4000, 0x01000000
+_IN_NONBLOCK, _IN_CLOEXEC = 0o4000, 0o2000000
+_WATCHED = (_IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_MOVED_FROM | _IN_MOVED_TO
+            | _IN_CREATE | _IN_DELETE)
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+
+
+class _InboxWatch:
+    """An inotify watch on one inbox folder (libc through ctypes: no dependency)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, folder: Path) -> _InboxWatch | None:
+        """The watch, or None where inotify is missing or refused (the poll then does all)."""
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            if libc.inotify_add_watch(fd, os.fsencode(folder), _WATCHED | _IN_ONLYDIR) < 0:
+                error = ctypes.get_errno()
+                os.close(fd)
+                raise OSError(error, "inotify_add_watch")
+        except (OSError, AttributeError) as exc:
+            log.info("inbox_not_watched", inbox=str(folder), error=str(exc),
+                     detail="every file waits for its second look")
+            return None
+        return cls(fd)
+
+    def read(self) -> list[tuple[int, str]] | None:
+        """The events queued so far as (mask, name); None when the kernel's queue overflowed."""
+        events: list[tuple[int, str]] = []
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return events
+            except OSError:
+                return None
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                _wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                start = offset + _EVENT.size
+                if mask & _IN_Q_OVERFLOW:
+                    return None
+                name = data[start:start + length].rstrip(b"\0")
+                if name:
+                    events.append((mask, os.fsdecode(name)))
+                offset = start + length
+
+    def close(self) -> None:
+        os.close(self.fd)
