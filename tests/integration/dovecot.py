@@ -13,6 +13,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,6 +63,10 @@ class Dovecot:
         raise RuntimeError(f"dovecot did not listen on {self.port}: {self.log_tail()}")
 
     def stop(self) -> None:
+        """Stop the master and every process of this instance: Dovecot leaves a logged-in
+        ``imap`` process serving its client after the master is gone, which would hide
+        "the server went away" from the tests."""
+        children = self._processes()
         doveadm = shutil.which("doveadm") or str(Path(self.program).with_name("doveadm"))
         subprocess.run([doveadm, "-c", str(self.config), "stop"], stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
@@ -71,7 +76,35 @@ class Dovecot:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     time.sleep(0.05)
             except OSError:
-                return
+                break
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
+
+    def _processes(self) -> list[int]:
+        """The master (from its pid file) and all its descendants."""
+        try:
+            master = int((self.root / "run" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found = {master}
+        grew = True
+        while grew:
+            more = {pid for pid, ppid in parents.items() if ppid in found} - found
+            grew = bool(more)
+            found |= more
+        return sorted(found - {master})
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

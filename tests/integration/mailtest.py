@@ -77,7 +77,7 @@ class SmtpPeer:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd)
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append(envelope.content)
         return "250 OK"
 

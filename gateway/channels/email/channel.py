@@ -36,8 +36,13 @@ import structlog
 
 from gateway.channels.email.imap import ImapSession, MailError
 from gateway.channels.email.mailer import HealthRecords
-from gateway.channels.email.mime import MailContent, MailLimits, parse_message, read_mail, \
-    sender_address
+from gateway.channels.email.mime import (
+    MailContent,
+    MailLimits,
+    parse_message,
+    read_mail,
+    sender_address,
+)
 from gateway.channels.email.replies import MailReplies, PendingReply, ReceivedItem, reply_to
 from gateway.config import MailboxSettings, Partner, PartnerDirectory
 from gateway.core.errors import PayloadError, StoreError
