@@ -12,6 +12,7 @@ import structlog
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
+from gateway.channels.sftp import SftpChannel, SftpSender
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
@@ -21,6 +22,7 @@ from gateway.formats.mapping import MappingSet
 from gateway.formats.pdf import PdfReader
 from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
+from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 
 log = structlog.get_logger("edigw.app")
@@ -58,6 +60,7 @@ class Gateway:
     publisher: OutboxPublisher | None = None
     outbound: OutboundDispatcher | None = None
     channels: list[FolderChannel] = field(default_factory=list)
+    sftp_channels: list[SftpChannel] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -68,13 +71,16 @@ class Gateway:
         mappings = MappingSet.load(Path(settings.mappings))
         gw = cls(settings=settings, partners=partners, store=store, archive=archive,
                  mappings=mappings, pipeline=None)  # type: ignore[arg-type]
-        senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path)}
+        senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path),
+                                      "sftp": SftpSender()}
         gw.outbound = OutboundDispatcher(store, archive, senders=senders, partner=partners.get,
                                          max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
-                               max_size=max((i.max_size for i in settings.inbox), default=200 << 20),
+                               max_size=max([i.max_size for i in settings.inbox]
+                                            + [p.sftp.max_size for p in partners
+                                               if p.sftp is not None], default=200 << 20),
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes)
         return gw
@@ -107,6 +113,10 @@ class Gateway:
         if self.publisher is not None:
             self.publisher.stop(timeout)
             self.publisher = None
+        if self.outbound is not None:
+            sftp = self.outbound.senders.get("sftp")
+            if isinstance(sftp, SftpSender):
+                sftp.close()  # its sessions to partners' servers
         self.store.close()
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -141,14 +151,22 @@ class Gateway:
             self.channels.append(FolderChannel(spec, receiver=self.pipeline,
                                                on_received=on_received))
 
+        records = ChannelRecords(self.store)
+        self.sftp_channels = [
+            SftpChannel(p, receiver=self.pipeline, records=records, on_received=on_received,
+                        stream_above=self.settings.processing.stream_above)
+            for p in self.partners if p.enabled and p.sftp is not None and p.sftp.inbound]
+
         resumed = await asyncio.to_thread(self.pipeline.resume)
         if resumed:
             log.info("resumed_after_restart", transmissions=resumed)
         tasks = [asyncio.create_task(c.run(stop), name=f"folder:{c.spec.path}")
                  for c in self.channels]
+        tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.sftp_channels]
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
         tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
+                 sftp=[c.name for c in self.sftp_channels],
                  store=mask_url(self.settings.store.url), partners=len(self.partners))
         await stop.wait()
         log.info("gateway_stopping")

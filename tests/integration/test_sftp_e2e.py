@@ -195,3 +195,22 @@ def test_every_corpus_order_over_sftp_is_published_once_and_removed_after_it_is_
         shown = {c["channel"]: c for c in json.loads(ws.cli("channels", "--json").stdout)}
         for pid in set(partner_of.values()):
             assert shown[f"sftp:{pid}"]["state"] == "OK", shown[f"sftp:{pid}"]
+
+
+def test_edigw_serve_polls_the_partners_sftp_server(tmp_path, rabbit_url):
+    """``edigw serve`` (a subprocess) starts the SFTP channel of a partner profile: an order
+    put on the server is published, the remote file is gone, the channel shows OK."""
+    from tests.integration.e2e import ACME_UNB, order_file
+
+    with SshServer.start(tmp_path / "sshd") as server, \
+            Workspace.create(tmp_path / "gw", f"sqlite:///{tmp_path / 'edigw.sqlite3'}") as ws:
+        (ws.partners / "acme.toml").write_text(_partner_toml("acme", ACME_UNB, server))
+        service = ws.serve()
+        server.put("in/acme/po-1.edi", order_file(1))
+        row = service.wait_until(lambda: ws.settled("po-1.edi"), 60, "po-1.edi settled")
+        assert (row.status, row.channel) == ("PUBLISHED", "sftp"), row.reason
+        (message,) = ws.consume(expected=1)
+        assert json.loads(message.body)["order_number"] == "PO-000001"
+        service.wait_until(lambda: server.files("in/acme") == [], 10, "remote file removed")
+        shown = {c["channel"]: c for c in json.loads(ws.cli("channels", "--json").stdout)}
+        assert shown["sftp:acme"]["state"] == "OK", shown
