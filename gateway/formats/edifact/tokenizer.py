@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from gateway.formats.edifact.model import Segment
 
@@ -230,6 +231,8 @@ def _split(body: str, base: int, seps: Separators, index: int, chunk: Chunk) -> 
             texts = raws
         blank = " \t"
     append = chunk.segments.append
+    split = str.split
+    comps = repeat(comp)  # endless: ``map`` stops with the shorter
     offset = base
     segment = None
     for raw, text in zip(raws, texts, strict=True):
@@ -252,7 +255,8 @@ def _split(body: str, base: int, seps: Separators, index: int, chunk: Chunk) -> 
         tag = parts[0]
         if comp in tag:  # syntax 4 allows tag:nesting; the tag is the first component
             tag = tag.split(comp, 1)[0]
-        elements = [p.split(comp) for p in parts[1:]]
+        del parts[0]
+        elements = list(map(split, parts, comps))  # no Python frame per element
         if masked and _MASK in text:
             tag = tag.replace(_MASK, "").translate(table)
             elements = [[c.replace(_MASK, "").translate(table) if _MASK in c else c for c in e]
