@@ -6,8 +6,6 @@ import asyncio
 import email
 import email.policy
 import itertools
-import zipfile
-from email.message import EmailMessage
 
 import pytest
 
@@ -356,7 +354,3 @@ def test_failure_notice_names_stage_and_reason(dovecot, folder, smtp, tmp_path):
         reply = email.message_from_bytes(smtp.messages[0], policy=email.policy.default)
         assert reply["Subject"].startswith("Not processed: ")
         assert "bad.edi: failed at stage" in reply.get_content()
-
-
-def _unused() -> None:  # keep imports used by type checkers quiet
-    _ = (EmailMessage, zipfile)
