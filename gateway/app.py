@@ -10,6 +10,9 @@ from pathlib import Path
 import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
+from gateway.channels.email.channel import MailboxChannel
+from gateway.channels.email.mailer import Mailer
+from gateway.channels.email.replies import MailReplies
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.sftp import SftpChannel, SftpSender
@@ -61,6 +64,9 @@ class Gateway:
     outbound: OutboundDispatcher | None = None
     channels: list[FolderChannel] = field(default_factory=list)
     sftp_channels: list[SftpChannel] = field(default_factory=list)
+    mail_channels: list[MailboxChannel] = field(default_factory=list)
+    mailer: Mailer | None = None
+    mail_replies: MailReplies | None = None
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -80,7 +86,9 @@ class Gateway:
                                on_outbound=gw.deliver_outbound,
                                max_size=max([i.max_size for i in settings.inbox]
                                             + [p.sftp.max_size for p in partners
-                                               if p.sftp is not None], default=200 << 20),
+                                               if p.sftp is not None]
+                                            + [m.max_message_bytes for m in settings.mailboxes],
+                                            default=200 << 20),
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes)
         return gw
@@ -163,10 +171,20 @@ class Gateway:
         tasks = [asyncio.create_task(c.run(stop), name=f"folder:{c.spec.path}")
                  for c in self.channels]
         tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.sftp_channels]
+        if self.settings.smtp is not None:
+            self.mailer = Mailer(self.settings.smtp, records=records)
+            self.mail_replies = MailReplies(self.mailer, self.store)
+            tasks.append(asyncio.create_task(self.mail_replies.run(stop), name="mail-replies"))
+        self.mail_channels = [
+            MailboxChannel(m, partners=self.partners, receiver=self.pipeline,
+                           verdicts=self.store, records=records, on_received=on_received,
+                           replies=self.mail_replies) for m in self.settings.mailboxes]
+        tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.mail_channels]
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
         tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
                  sftp=[c.name for c in self.sftp_channels],
+                 mailboxes=[c.name for c in self.mail_channels],
                  store=mask_url(self.settings.store.url), partners=len(self.partners))
         await stop.wait()
         log.info("gateway_stopping")
@@ -192,7 +210,9 @@ class Gateway:
             while len(tids) < 256 and not queue.empty():
                 tids.append(queue.get_nowait())
             try:
-                await asyncio.to_thread(self.pipeline.process_many, tids)
+                outcomes = await asyncio.to_thread(self.pipeline.process_many, tids)
+                if self.mail_replies is not None:
+                    self.mail_replies.processed(outcomes)  # replies go out at once
             except Exception:
                 # A store outage: the transmissions stay RECEIVED and are resumed at the
                 # next start (or by the periodic sweep below).

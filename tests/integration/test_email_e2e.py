@@ -138,3 +138,57 @@ class _core_view:
 
         self.store = gw.store
         self.records = ChannelRecords(gw.store)
+
+
+def test_edigw_serve_takes_mail_and_acknowledges_it(tmp_path, ws):
+    """``edigw serve`` (a subprocess) runs the ``[[mailboxes]]`` of gateway.toml and replies
+    through ``[smtp]``: a mailed order is published, the mail moved, the partner acknowledged."""
+    from tests.integration.mailtest import SmtpPeer, order
+
+    server = start_dovecot()
+    peer = SmtpPeer().start()
+    try:
+        server.create("serve")
+        ws.config.write_text(ws.config.read_text() + f"""
+[[mailboxes]]
+name = "orders"
+host = "{server.host}"
+port = {server.port}
+tls = "none"
+user = "{server.user}"
+password = "{server.password}"
+folder = "serve"
+processed_folder = "serve/processed"
+poll_interval = 0.5
+
+[smtp]
+host = "127.0.0.1"
+port = {peer.port}
+sender = "edigw@wholesaler.test"
+""")
+        (ws.partners / "acme.toml").write_text("""\
+id = "acme"
+name = "ACME Bakeries"
+channels = ["email"]
+
+[identifiers]
+unb = [{ id = "5412345000013", qualifier = "14" }]
+email = ["buyer@acme.test"]
+
+[email]
+acknowledgements = true
+""")
+        service = ws.serve()
+        server.append(bytes(mail(("po.edi", order("PO-SERVE-1"))).as_bytes()), "serve")
+        row = service.wait_until(lambda: ws.settled("po.edi"), 60, "po.edi settled")
+        assert (row.status, row.channel, row.partner_id) == ("PUBLISHED", "email", "acme"), \
+            row.reason
+        service.wait_until(lambda: server.uids("serve") == [], 15, "mail moved")
+        service.wait_until(lambda: peer.messages, 30, "acknowledgement mailed")
+        reply = email.message_from_bytes(peer.messages[0], policy=email.policy.default)
+        assert reply["To"].addresses[0].addr_spec == "buyer@acme.test"
+        assert "PO-SERVE-1" in reply.get_body(("plain",)).get_content()
+    finally:
+        peer.stop()
+        server.stop()
+        server.cleanup()
