@@ -255,7 +255,7 @@ class _Element:
 
 
 class _SegmentSpec:
-    __slots__ = ("tag", "elements", "dates", "required", "repeating")
+    __slots__ = ("tag", "elements", "dates", "required", "repeating", "fits")
 
     def __init__(self, tag: str, raw: list) -> None:
         self.tag = tag
@@ -281,6 +281,8 @@ class _SegmentSpec:
                 codes = [c.code for c in element.components]
                 if "2380" in codes and "2379" in codes:
                     self.dates = (i, codes.index("2380"), codes.index("2379"))
+        #: ``fits(elements, mark)``: True when the content is certainly valid (dates aside).
+        self.fits = None if self.repeating else _compile_fits(self)
 
     def places(self, code: str) -> list[tuple[int, int | None]]:
         """Where data element ``code`` sits: (element index, component index or None)."""
@@ -291,6 +293,80 @@ class _SegmentSpec:
             elif element.components:
                 found.extend((i, j) for j, c in enumerate(element.components) if c.code == code)
         return found
+
+
+def _compile_fits(spec: _SegmentSpec) -> Any:
+    """Python source, compiled, that says True only when ``_Check._content`` would find
+    nothing wrong with a segment's elements (its date check aside), for one segment spec.
+
+    Checking content runs for every segment of every message; this function has the spec's
+    element and component positions, formats and mandatory flags written in as constants,
+    so the usual valid segment costs one call with no loop and no attribute read. It is
+    conservative: anything unusual (a surplus element or component, even empty, an element
+    or component missing, a format other than ``an`` not plainly met) gives False, and
+    ``_content`` then checks the segment the long way and says what is wrong, if anything.
+    """
+    lines = ["def fits(el, mark):", "    n = len(el)"]
+    defined = len(spec.elements)
+    needed = max(spec.required, default=-1) + 1
+    lines.append(f"    if n > {defined} or n < {needed}:")
+    lines.append("        return False")
+    for i, element in enumerate(spec.elements):
+        lines.append(f"    if n > {i}:")
+        lines.append(f"        v = el[{i}]")
+        if element.components is None:
+            lines.append("        if len(v) != 1:")
+            lines.append("            return False")
+            lines.append("        t = v[0]")
+            lines.append("        if t:")
+            lines += [f"        {line}" for line in _format_test(element.fmt)]
+            if element.mandatory:
+                lines.append("        else:")
+                lines.append("            return False")
+            continue
+        components = element.components
+        wanted = max(element.required, default=-1) + 1
+        lines.append("        m = len(v)")
+        lines.append(f"        if m > {len(components)} or m < {max(wanted, 1)}:")
+        lines.append("            return False")
+        if element.mandatory:  # a mandatory composite needs one component with data
+            lines.append("        if not any(v):")
+            lines.append("            return False")
+        # An optional composite sent empty while one of its components is mandatory
+        # gives False below: the long way then decides (it does not check such a one).
+        for j, component in enumerate(components):
+            indent = "        "
+            if j >= max(wanted, 1):
+                lines.append(f"        if m > {j}:")
+                indent = "            "
+            lines.append(f"{indent}t = v[{j}]")
+            lines.append(f"{indent}if t:")
+            lines += [f"{indent}{line}" for line in _format_test(component.fmt)]
+            if component.mandatory:
+                lines.append(f"{indent}else:")
+                lines.append(f"{indent}    return False")
+    lines.append("    return True")
+    namespace: dict[str, Any] = {"_fits": _fits, "isdigit": str.isdigit}
+    exec(compile("\n".join(lines), f"<fits {spec.tag}>", "exec"), namespace)
+    return namespace["fits"]
+
+
+def _format_test(fmt: _Format | None) -> list[str]:
+    """Lines (indented for the ``if t:`` they follow) returning False unless ``t`` plainly
+    fits ``fmt``, as ``_fits`` and ``_format_error`` decide it."""
+    if fmt is None:
+        return ["    return False"]
+    low, high = fmt.minimum, fmt.maximum
+    if fmt.kind == "an":
+        return [f"    if not {low} <= len(t) <= {high}:", "        return False"]
+    if fmt.kind == "n":
+        return [f"    if not ((t.isdigit() and t.isascii() and {low} <= len(t) <= {high})",
+                f"            or _fits(t, 'n', {low}, {high}, mark)):",
+                "        return False"]
+    if fmt.kind == "a":
+        return [f"    if not {low} <= len(t) <= {high} or any(map(isdigit, t)):",
+                "        return False"]
+    return ["    return False"]
 
 
 _segment_specs: dict[tuple[str, str], _SegmentSpec | None] = {}
@@ -513,10 +589,16 @@ class _Check:
         self._structure(segments)
         structure = self.structure
         specs = structure.specs
+        mark = self.mark
         for segment in segments:
             tag = segment.tag
             spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
             if spec is not None:
+                fits = spec.fits
+                if fits is not None and fits(segment.elements, mark):
+                    if spec.dates is not None:
+                        self._date(segment, spec.dates)
+                    continue
                 self._content(segment, spec)
 
     # -- structure -------------------------------------------------------------------------
@@ -600,8 +682,9 @@ class _Check:
     def _content(self, segment: Segment, spec: _SegmentSpec) -> None:
         """Check each element present, then the mandatory ones the segment stops short of.
 
-        This runs for every segment of every message, so the common case (a value that fits
-        its format) is decided inline; ``_value`` is called only to say what is wrong.
+        ``run`` asks the spec's compiled ``fits`` first; this runs for the segments it
+        does not vouch for. The common case (a value that fits its format) is decided
+        inline; ``_value`` is called only to say what is wrong.
         """
         elements = segment.elements
         count = len(elements)
@@ -713,6 +796,8 @@ class _Check:
         qualifier = segment.get(i, format_at)
         if not value or not qualifier:
             return
+        if (qualifier, value) in _valid_dates:
+            return
         picture = _date_picture(qualifier)
         if picture is None:
             self.error(segment, "12", f"{qualifier!r} is not a date/time/period format code "
@@ -720,7 +805,11 @@ class _Check:
                        element_pos=i + 1, component_pos=format_at + 1)
             return
         problem = picture.check(value)
-        if problem is not None:
+        if problem is None:
+            if len(_valid_dates) >= 4096:
+                _valid_dates.clear()
+            _valid_dates.add((qualifier, value))
+        else:
             self.error(segment, "12", f"{value!r} is not a valid value for format {qualifier} "
                                       f"({picture.text}): {problem}",
                        element=f"{segment.tag}/C507/2380", element_pos=i + 1,
@@ -858,6 +947,9 @@ def _half_error(tokens: tuple[tuple[str, int, int], ...], text: str) -> str | No
 
 
 _date_pictures: dict[str, _DatePicture | None] = {}
+#: (2379 qualifier, value) pairs found valid: the same few dates come in message after
+#: message. Emptied when full.
+_valid_dates: set[tuple[str, str]] = set()
 
 
 def _date_picture(qualifier: str) -> _DatePicture | None:
