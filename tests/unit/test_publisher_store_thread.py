@@ -205,3 +205,31 @@ def test_nacked_rows_stay_claimed_while_their_attempt_is_recorded(store, harness
     harness.thread.failed([2], "refused by the broker (basic.nack)")
     assert _until(lambda: store.named("record_publish_failure") != [])
     assert harness.read(10) == [4, 5, 6, 7, 8, 9, 10]
+
+
+def test_a_read_is_answered_while_a_mark_waits_for_the_store(store):
+    """The next rows do not wait behind a slow mark transaction (SQLite's write lock held by
+    the pipeline): reads have a thread of their own; the mark completes afterwards."""
+    entered, gate = threading.Event(), threading.Event()
+    original = store.mark_published
+
+    def slow(outbox_ids: Sequence[int]) -> None:
+        entered.set()
+        gate.wait(5)
+        original(outbox_ids)
+
+    store.mark_published = slow  # type: ignore[method-assign]
+    harness = Harness(store, flush_interval=0.0)
+    harness.thread.start()
+    try:
+        assert harness.read(3) == [1, 2, 3]
+        harness.thread.settle([1, 2, 3])
+        assert entered.wait(5)
+        assert harness.read(3) == [4, 5, 6]  # while the mark is still blocked
+        gate.set()
+        assert _until(lambda: harness.thread.pending == 0)
+        assert store.named("mark_published") == [[1, 2, 3]] and store.outbox.isdisjoint({1, 2, 3})
+        assert store.threads == {"edigw-publisher-store"}
+    finally:
+        gate.set()
+        harness.thread.stop(5)
