@@ -582,17 +582,22 @@ class Store:
         if not outbox_ids:
             return
         now = utcnow()
+        # Two statements per 500 ids (RETURNING: SQLite 3.35+, PostgreSQL) and one closing
+        # look for the whole flush: the publisher holds SQLite's write lock meanwhile, and
+        # the pipeline's commits wait for it.
+        tids: set[str] = set()
         with self._begin() as conn:
             for chunk in _chunks(list(outbox_ids), 500):
-                rows = conn.execute(sa.select(s.outbox.c.document_id).where(s.outbox.c.id.in_(chunk))).scalars().all()
+                rows = conn.execute(s.outbox.delete().where(s.outbox.c.id.in_(chunk))
+                                    .returning(s.outbox.c.document_id)).scalars().all()
                 if not rows:
                     continue
-                conn.execute(s.documents.update().where(s.documents.c.id.in_(rows))
-                             .values(status=s.DOC_PUBLISHED, published_at=now))
-                conn.execute(s.outbox.delete().where(s.outbox.c.id.in_(chunk)))
-                tids = conn.execute(sa.select(s.documents.c.transmission_id)
-                                    .where(s.documents.c.id.in_(rows)).distinct()).scalars().all()
-                self._close_transmissions(conn, tids, now)
+                tids.update(conn.execute(
+                    s.documents.update().where(s.documents.c.id.in_(rows))
+                    .values(status=s.DOC_PUBLISHED, published_at=now)
+                    .returning(s.documents.c.transmission_id)).scalars())
+            if tids:
+                self._close_transmissions(conn, sorted(tids), now)
 
     def mark_unroutable(self, outbox_id: int, reason: str) -> None:
         """The broker returned this message: no queue takes its routing key."""
