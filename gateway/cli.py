@@ -442,6 +442,16 @@ def check_config(obj: _Ctx) -> None:
             if d.mapping and d.mapping not in mapping_set.mappings:
                 problems.append(f"{p.source}: documents: mapping {d.mapping!r} does not exist "
                                 f"under {s.mappings}")
+        if p.outbound.channel == "sftp" and (p.sftp is None or not p.sftp.outbound_folder):
+            problems.append(f"{p.source}: outbound: channel sftp needs [sftp] outbound_folder")
+        if p.sftp is not None:
+            for label, path in (("key_file", p.sftp.key_file),
+                                ("password_file", p.sftp.password_file),
+                                ("known_hosts", p.sftp.known_hosts)):
+                if path is not None and not path.exists():
+                    problems.append(f"{p.source}: sftp.{label}: {path} does not exist")
+        if p.email.acknowledgements and s.smtp is None:
+            problems.append(f"{p.source}: email.acknowledgements needs [smtp] in {s.source}")
     if problems:
         for line in problems:
             click.echo(f"edigw: {line}", err=True)
@@ -454,6 +464,15 @@ def check_config(obj: _Ctx) -> None:
     for i in s.inbox:
         click.echo(f"inbox      {i.path} -> {i.processed_dir} | {i.failed_dir}"
                    + (f" (partner {i.partner})" if i.partner else ""))
+    for p in directory:
+        if p.sftp is not None:
+            click.echo(f"sftp       {p.id}: {p.sftp.user}@{p.sftp.host}:{p.sftp.port} "
+                       + ", ".join(f"{i.folder} ({i.after})" for i in p.sftp.inbound))
+    for m in s.mailboxes:
+        click.echo(f"mailbox    {m.name}: {m.user}@{m.host}:{m.port}/{m.folder} -> "
+                   f"{m.processed_folder}")
+    if s.smtp is not None:
+        click.echo(f"smtp       {s.smtp.host}:{s.smtp.port} from {s.smtp.sender}")
     click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.mappings))}")
     click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")
     click.echo("configuration OK")
