@@ -461,16 +461,14 @@ class Store:
                               since: dt.datetime | None = None) -> dict[str, tuple[str, dt.datetime]]:
         """Of ``refs``, those already received from ``partner_id`` (since ``since``): ref ->
         (transmission id, received at) of the first time."""
-        i = s.interchanges
         found: dict[str, tuple[str, dt.datetime]] = {}
+        # Asked once per transmission processed: a statement built once (bound parameters)
+        # costs a third of one built per call (0.24 ms of Python per one-order file).
+        query = _REFS_SEEN if since is None else _REFS_SEEN_SINCE
         with self.engine.connect() as conn:
             for chunk in _chunks(list(dict.fromkeys(refs)), 500):
-                q = (sa.select(i.c.control_ref, i.c.transmission_id, i.c.received_at)
-                     .where(i.c.partner_id == partner_id).where(i.c.control_ref.in_(chunk))
-                     .order_by(i.c.id))
-                if since is not None:
-                    q = q.where(i.c.received_at >= since)
-                for r in conn.execute(q):
+                for r in conn.execute(query, {"partner": partner_id, "refs": chunk,
+                                              "since": since}):
                     found.setdefault(r.control_ref, (r.transmission_id, aware(r.received_at)))
         return found
 
@@ -853,6 +851,14 @@ def _duplicate_events(tid: str, dups: list[str], now: dt.datetime) -> list[dict[
     return [dict(transmission_id=tid, at=now, event="duplicate-documents",
                  detail="already received, not published again: " + ", ".join(dups[:20])
                  + (" …" if len(dups) > 20 else ""))]
+
+
+_REFS_SEEN = (sa.select(s.interchanges.c.control_ref, s.interchanges.c.transmission_id,
+                        s.interchanges.c.received_at)
+              .where(s.interchanges.c.partner_id == sa.bindparam("partner"))
+              .where(s.interchanges.c.control_ref.in_(sa.bindparam("refs", expanding=True)))
+              .order_by(s.interchanges.c.id))
+_REFS_SEEN_SINCE = _REFS_SEEN.where(s.interchanges.c.received_at >= sa.bindparam("since"))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
