@@ -472,8 +472,9 @@ class RunningGateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.error is None:
             pub = self.gw.publisher
+            workers = getattr(self.gw.pipeline, "workers", None)
             if pub is not None and pub.health.connected and getattr(pub, "_ready", True) \
-                    and self.gw.channels:
+                    and self.gw.channels and (workers is None or workers.ready.is_set()):
                 time.sleep(0.3)  # the folder channel's first look, the outbox's first read
                 return
             time.sleep(0.02)
@@ -507,7 +508,8 @@ class SubprocessGateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
-            if "gateway_started" in text and "broker_connected" in text:
+            if "gateway_started" in text and "broker_connected" in text and (
+                    "workers_ready" in text or "workers_failed" in text):
                 time.sleep(0.3)
                 return
             if self.proc.poll() is not None:

@@ -125,6 +125,8 @@ class Gateway:
             sftp = self.outbound.senders.get("sftp")
             if isinstance(sftp, SftpSender):
                 sftp.close()  # its sessions to partners' servers
+        if self.pipeline is not None:
+            self.pipeline.close_workers()
         self.store.close()
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -144,6 +146,7 @@ class Gateway:
         else:
             log.info("broker_reachable", broker=url)
         self.start_publisher()
+        self.pipeline.start_workers(Path(self.settings.mappings))
 
         queue: asyncio.Queue[str] = asyncio.Queue()
 

@@ -90,6 +90,8 @@ class Pipeline:
         #: Control references taken by transmissions of the batch being processed, not yet
         #: committed: (partner, ref) -> where (the duplicate check must see them too).
         self._batch_refs: dict[tuple[str, str], str] = {}
+        #: A worker process judging the tail of large payloads (``start_workers``).
+        self.workers: Any = None
 
     # -- step 1: durable receive ----------------------------------------------------------
 
@@ -174,7 +176,11 @@ class Pipeline:
         queued = 0
         outbound = False
         for tid in tids:
-            work = self._work(tid, rows.get(tid))
+            try:
+                work = self._work(tid, rows.get(tid))
+            finally:
+                if self.workers is not None:
+                    self.workers.end()
             if isinstance(work, Outcome):  # nothing to do (already processed)
                 outcomes.append(work)
                 continue
@@ -244,6 +250,7 @@ class Pipeline:
                 streamed = self._work_streamed(tid, row)
                 if streamed is not None:
                     return streamed
+            prepared = self._prepare(tid, row)
             data = self.archive.get(row.sha256)
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
@@ -254,8 +261,15 @@ class Pipeline:
                 events.append(("parsed", parsed.summary()))
                 partner = self._identify(parsed, row.partner_id)
                 known = self._known_refs(partner, parsed, tid)
-                mapped = parsed.documents(partner=partner, transmission_id=tid,
-                                          filename=row.filename, known_refs=known)
+                outsourced = self._outsource(prepared, row.filename, partner, tid, known,
+                                             parsed)
+                if outsourced is None:
+                    mapped = parsed.documents(partner=partner, transmission_id=tid,
+                                              filename=row.filename, known_refs=known)
+                else:
+                    mapped = parsed.documents(partner=partner, transmission_id=tid,
+                                              filename=row.filename, known_refs=known,
+                                              outsourced=outsourced)
             except PayloadError as exc:
                 status = s.QUARANTINED if isinstance(exc, UnknownPartner) else s.FAILED
                 reason = str(exc)
@@ -299,6 +313,82 @@ class Pipeline:
             status = s.PROCESSED if good else s.PUBLISHED
             return Outcome(tid, status, partner.id, len(docs), good,
                            stage=record.get("stage"), reason=record.get("reason")), record
+
+    #: Payloads of at least this many messages (and bytes) share their judging with the
+    #: worker process, which takes the last ``parallel_share`` of the messages (it reads
+    #: the whole payload again first, hence less than half).
+    parallel_messages = 400
+    parallel_bytes = 256 * 1024
+    parallel_share = 0.5
+
+    def start_workers(self, mappings_root: Any) -> None:
+        """Start the worker process now (spawned, warm before the first large file)."""
+        from gateway.core.parallel import Workers
+
+        if self.workers is None:
+            self.workers = Workers(mappings_root)
+
+    def close_workers(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
+
+    def _prepare(self, tid: str, row: TransmissionRow) -> str | None:
+        """A large EDIFACT payload is read by the worker too (from the archive), while it
+        is read here; returns the key ``_outsource`` hands on, or None."""
+        workers = self.workers
+        if workers is None or row.size < self.parallel_bytes or not workers.usable():
+            return None
+        path = self.archive.path_of(row.sha256)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+            if getattr(self._detect(head), "format", None) != "edifact":
+                return None
+        except (PayloadError, OSError):
+            return None
+        if not workers.begin():
+            return None
+        try:
+            workers.call("prepare", tid, str(path), row.sha256, row.filename)
+        except Exception as exc:  # the worker is gone: judge everything here
+            log.warning("worker_unavailable", reason=repr(exc))
+            return None
+        return tid
+
+    def _outsource(self, key: str | None, filename: str | None, partner: Partner, tid: str,
+                   known: dict[str, str], parsed: Any) -> Callable[[int], Any] | None:
+        """For a large EDIFACT payload: the last messages judged in the worker meanwhile;
+        returns what ``EdifactPayload.documents`` asks for them, None when not worth it."""
+        workers = self.workers
+        if key is None or workers is None or not hasattr(parsed, "verdicts"):
+            return None
+        n = sum(len(i.messages) for i in parsed.interchanges)
+        start = n - int(n * self.parallel_share)
+        try:
+            workers.call("judge_tail", key, filename, partner, tid, known,
+                         start if n >= self.parallel_messages else n, self.max_message_bytes)
+        except Exception as exc:  # the worker is gone: judge everything here
+            log.warning("worker_unavailable", reason=repr(exc))
+            return None
+        results: list[Any] | None = None
+
+        def outsourced(i: int) -> Any:
+            nonlocal results
+            if i < start:
+                return None
+            if results is None:
+                try:
+                    from gateway.core.parallel import take
+
+                    prepared = workers.result()
+                    results = take(workers.result()) if prepared else []
+                except Exception as exc:  # judged here instead, same outcome
+                    log.warning("worker_failed", reason=repr(exc))
+                    results = []
+            j = i - start
+            return results[j] if j < len(results) else None
+        return outsourced
 
     # -- the streamed path (large payloads) ---------------------------------------------------
 

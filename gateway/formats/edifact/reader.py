@@ -81,13 +81,17 @@ class EdifactPayload:
         return [i.control_ref for i in self.interchanges if i.control_ref]
 
     def documents(self, *, partner: Partner, transmission_id: str | None,
-                  filename: str | None, known_refs: dict[str, str] | None = None
-                  ) -> list[MappedDocument | FailedMessage]:
+                  filename: str | None, known_refs: dict[str, str] | None = None,
+                  outsourced: Any = None) -> list[MappedDocument | FailedMessage]:
+        """Every message judged, interchange by interchange. ``outsourced(i)`` may give the
+        result of message ``i`` (counted across interchanges) judged elsewhere, as (mapped
+        document, validation warnings), or None to judge it here (``gateway.core.parallel``)."""
         policy = partner.edifact
         known = dict(known_refs or {})
         validate = _validator()
         out: list[MappedDocument | FailedMessage] = []
         self.verdicts = []
+        index = 0
         for interchange in self.interchanges:
             rejected = interchange.error or self._duplicate(interchange, known, policy.duplicate_interchange)
             if interchange.control_ref and interchange.control_ref not in known:
@@ -96,9 +100,15 @@ class EdifactPayload:
             verdicts: list[_Verdict] = []
             first_failure: _Verdict | None = None
             for message in interchange.messages:
-                result, error = self.judge(partner, interchange, message, rejected=rejected,
-                                           validate=validate, transmission_id=transmission_id,
-                                           filename=filename)
+                got = outsourced(index) if outsourced is not None and rejected is None else None
+                index += 1
+                if got is not None:
+                    result, error = got[0], None
+                    self.warnings += got[1]
+                else:
+                    result, error = self.judge(partner, interchange, message, rejected=rejected,
+                                               validate=validate, transmission_id=transmission_id,
+                                               filename=filename)
                 results.append(result)
                 verdicts.append(_Verdict(message, error))
                 if error is not None and first_failure is None:
