@@ -250,8 +250,8 @@ class Pipeline:
                 streamed = self._work_streamed(tid, row)
                 if streamed is not None:
                     return streamed
-            prepared = self._prepare(tid, row)
             data = self.archive.get(row.sha256)
+            prepared = self._prepare(tid, row, data)
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
             events: list[tuple[str, str]] = []  # written with the outcome, in one commit
@@ -333,24 +333,24 @@ class Pipeline:
             self.workers.close()
             self.workers = None
 
-    def _prepare(self, tid: str, row: TransmissionRow) -> str | None:
-        """A large EDIFACT payload is read by the worker too (from the archive), while it
-        is read here; returns the key ``_outsource`` hands on, or None."""
+    def _prepare(self, tid: str, row: TransmissionRow, data: bytes) -> str | None:
+        """A large EDIFACT payload of many messages is read by the worker too (from the
+        archive), while it is read here; returns the key ``_outsource`` hands on, or None.
+        A large file of few messages (a price list) is not: only messages are shared."""
         workers = self.workers
-        if workers is None or row.size < self.parallel_bytes or not workers.usable():
+        if (workers is None or len(data) < self.parallel_bytes or not workers.usable()
+                or data.count(b"UNH") < self.parallel_messages):
             return None
-        path = self.archive.path_of(row.sha256)
         try:
-            with open(path, "rb") as f:
-                head = f.read(4096)
-            if getattr(self._detect(head), "format", None) != "edifact":
+            if getattr(self._detect(data), "format", None) != "edifact":
                 return None
-        except (PayloadError, OSError):
+        except PayloadError:
             return None
         if not workers.begin():
             return None
         try:
-            workers.call("prepare", tid, str(path), row.sha256, row.filename)
+            workers.call("prepare", tid, str(self.archive.path_of(row.sha256)), row.sha256,
+                         row.filename)
         except Exception as exc:  # the worker is gone: judge everything here
             log.warning("worker_unavailable", reason=repr(exc))
             return None
@@ -364,12 +364,14 @@ class Pipeline:
         if key is None or workers is None or not hasattr(parsed, "verdicts"):
             return None
         n = sum(len(i.messages) for i in parsed.interchanges)
-        start = n - int(n * self.parallel_share)
-        try:
-            workers.call("judge_tail", key, filename, partner, tid, known,
-                         start if n >= self.parallel_messages else n, self.max_message_bytes)
+        start = n - int(n * self.parallel_share) if n >= self.parallel_messages else n
+        try:  # (fewer messages than it looked: the worker only drops what it read)
+            workers.call("judge_tail", key, filename, partner, tid, known, start,
+                         self.max_message_bytes)
         except Exception as exc:  # the worker is gone: judge everything here
             log.warning("worker_unavailable", reason=repr(exc))
+            return None
+        if start == n:
             return None
         results: list[Any] | None = None
 

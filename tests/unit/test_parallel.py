@@ -117,3 +117,69 @@ def test_worker_process_round_trip(tmp_path):
         workers.end()
     finally:
         workers.close()
+
+
+def _pipeline_outcome(tmp_path, name, data, partner, workers):
+    from sqlalchemy import text
+
+    from gateway.config import PartnerDirectory
+    from gateway.core.pipeline import Pipeline
+    from gateway.core.ports import Incoming
+    from gateway.store.archive import Archive
+    from gateway.store.db import Store
+
+    store = Store.from_url(f"sqlite:///{tmp_path / name}.db")
+    archive = Archive(tmp_path / f"{name}-archive", fsync=False)
+    pipeline = Pipeline(store=store, archive=archive, partners=PartnerDirectory([partner]),
+                        readers=[EdifactReader(MappingSet.load(ROOT / "mappings"))])
+    pipeline.parallel_messages = 40
+    pipeline.parallel_bytes = 1000
+    pipeline.chunk_size = 25
+    pipeline.workers = workers
+    try:
+        receipt = pipeline.receive(Incoming(channel="t", data=data, filename="f.edi"))
+        outcome = pipeline.process(receipt.transmission_id)
+        tid = receipt.transmission_id
+        docs = [(d.status, d.doc_type, d.message_id, d.business_number, d.message_ref,
+                 d.reason if hasattr(d, "reason") else None)
+                for d in store.documents_of(tid)]
+        with store.engine.connect() as conn:
+            payloads = sorted(conn.execute(text(
+                "SELECT message_id, payload FROM documents WHERE transmission_id = :t"),
+                {"t": tid}).all())
+            outbox = conn.execute(text("SELECT count(*) FROM outbox")).scalar()
+        # a CONTRL's own envelope (time prepared, control reference) differs run to run
+        replies = [[seg for seg in archive.get(o.sha256).split(b"'")
+                    if not seg.startswith((b"UNB", b"UNZ"))] for o in store.outbound_of(tid)]
+        events = [(e["kind"], e["detail"]) if "kind" in e else e for e in store.events(tid)]
+        shown = (outcome.status, outcome.documents, outcome.queued, outcome.stage,
+                 outcome.reason, sorted(docs, key=repr), payloads, outbox, replies,
+                 [ev for ev in events if "time" not in repr(ev)])
+        # the two runs differ by their transmission id only
+        return repr(shown).replace(tid, "TID")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("policy", ["fail-message", "reject-interchange"])
+def test_pipeline_with_a_worker_records_what_it_records_alone(tmp_path, policy):
+    bench = _bench()
+    partner = bench.bench_partner()
+    partner = partner.model_copy(update={"edifact": partner.edifact.model_copy(
+        update={"on_message_error": policy, "contrl": "always"})})
+    data = _payload(bench, True)
+    workers = parallel.Workers(ROOT / "mappings")
+    try:
+        assert workers.ready.wait(60)
+        calls = []
+        call = workers.call
+        workers.call = lambda op, *args: (calls.append(op), call(op, *args))[1]
+        alone = _pipeline_outcome(tmp_path, "alone", data, partner, None)
+        shared = _pipeline_outcome(tmp_path, "shared", data, partner, workers)
+        assert calls == ["prepare", "judge_tail"]
+        assert workers.begin()  # given back
+        workers.end()
+    finally:
+        workers.close()
+    assert shared == alone
+    assert "'FAILED'" in alone and "PO000000107" in alone
