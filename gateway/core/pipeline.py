@@ -10,13 +10,10 @@ stage and reason, and the next one is processed.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 import itertools
 import json
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +21,7 @@ import structlog
 
 from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError, UnknownPartner
+from gateway.core.gcpause import gc_paused
 from gateway.core.ports import (
     FailedMessage,
     Incoming,
@@ -166,7 +164,7 @@ class Pipeline:
         # A streamed payload may run for minutes: the collector keeps running for it.
         if any(r.size > self.stream_above for r in rows.values()):
             return self._process_rows(tids, rows)
-        with _gc_paused():
+        with gc_paused():
             return self._process_rows(tids, rows)
 
     def _process_rows(self, tids: Sequence[str], rows: dict[str, TransmissionRow]
@@ -605,44 +603,6 @@ class Pipeline:
         raise UnknownPartner(getattr(parsed, "unidentified", None)
                              or "payload names no sender and the channel is not "
                              f"partner-specific ({parsed.summary()})")
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while transmissions are processed in memory.
-
-    Processing 5,000 orders holds about two million young container objects at once (the
-    parsed segments, the mapped dicts and models, the rows for the store) and makes no
-    reference cycles. With the collector running, each full collection on the way walks
-    them all again: 0.5 s of the 2.75 s it took (``bench/bench_spine.py``). Memory is not
-    affected: reference counting frees everything. When the pause ends, what is still alive
-    goes straight to the oldest generation (``gc.freeze()`` then ``gc.unfreeze()``) rather
-    than being traversed again as young objects, unless something else keeps objects frozen.
-
-    Counted, so that with several worker threads the collector is restored only when the
-    last one is done, and only if it was enabled before.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
 
 
 class _StreamRun:

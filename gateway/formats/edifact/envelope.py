@@ -57,13 +57,11 @@ UNT 0074 is element 1, UNT 0062 element 2, UNZ 0036 element 1, UNB 0020 element 
 from __future__ import annotations
 
 import bisect
-import gc
 import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from gateway.core.errors import EdifactSyntaxError, Position
+from gateway.core.gcpause import gc_paused
 from gateway.formats.edifact.charset import decode
 from gateway.formats.edifact.model import Interchange, Message, Segment, Source
 from gateway.formats.edifact.tokenizer import Chunk, Separators, tokenize
@@ -101,52 +99,8 @@ def read_interchanges(data: bytes, *, filename: str | None = None) -> list[Inter
         raise EdifactSyntaxError(
             f"not EDIFACT: the file starts with {shown!r} where UNA, UNB or UNH was expected",
             code="13", position=_start_position(source))
-    with _gc_paused():
+    with gc_paused():
         return _Reader(source, warnings).read()
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a file is read, then restore its state.
-
-    Reading allocates a few container objects per segment (the segment, its element lists:
-    some 400,000 for 2,000 orders) and no reference cycles. Left running, the collector
-    fires every 700 allocations and traverses the young ones, and promotes them to older
-    generations that it traverses again: about half the time of reading. Memory is not
-    affected: reference counting still frees everything.
-
-    When the pause ends, the objects made meanwhile would all be young, and the next
-    allocation would traverse them all once more (a third of the reading time). So they
-    are moved straight to the oldest generation instead, with ``gc.freeze()`` followed at
-    once by ``gc.unfreeze()`` (which puts the frozen objects "back into the oldest
-    generation"): nothing is left frozen, and a full collection still sees everything.
-    This is skipped when something else keeps objects frozen (a pre-fork ``gc.freeze()``),
-    so as not to undo it.
-
-    The pause is counted so that concurrent readers in several threads restore the
-    collector only when the last one is done, and only if it was enabled before.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
 
 
 def _start_position(source: Source) -> Position:

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import EdifactSyntaxError, PayloadError
+from gateway.core.gcpause import gc_paused
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
 from gateway.formats.edifact.charset import SYNTAX_CODECS, peek_syntax_id
-from gateway.formats.edifact.envelope import _STARTS, _gc_paused, _Reader, _start_position
+from gateway.formats.edifact.envelope import _STARTS, _Reader, _start_position
 from gateway.formats.edifact.model import Interchange, Message, Segment, Source
 from gateway.formats.edifact.tokenizer import (
     Chunk,
@@ -376,7 +377,7 @@ class _Window:
                         return
                     cut = len(text)
             # The collector is paused per piece, not across the consumer's work after it.
-            with _gc_paused():
+            with gc_paused():
                 chunks = tokenize(text[:cut], base=self.source.base, index=self.index,
                                   separators=self.separators)
                 for chunk in chunks:
