@@ -167,6 +167,90 @@ class SmtpSettings(_Strict):
         return _secret_from(self.password, self.password_file)
 
 
+class As2Identity(_Strict):
+    """Our own organisation as AS2 partners know it: its AS2 id and its key and certificate,
+    either as PEM files or as one PKCS#12 file. The passphrase comes from the environment
+    (``${VAR}``) or a file, never from committed configuration."""
+
+    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
+    key_file: Path | None = None  # PEM private key (may also hold the certificate)
+    certificate_file: Path | None = None  # PEM or DER certificate
+    pkcs12_file: Path | None = None
+    passphrase: SecretStr | None = None
+    passphrase_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_given(self) -> As2Identity:
+        if self.pkcs12_file is None and self.key_file is None:
+            raise ValueError("an AS2 identity needs pkcs12_file, or key_file (and "
+                             "certificate_file unless the key file holds the certificate)")
+        if self.pkcs12_file is not None and self.key_file is not None:
+            raise ValueError("give pkcs12_file or key_file, not both")
+        return self
+
+    def passphrase_value(self) -> str | None:
+        return _secret_from(self.passphrase, self.passphrase_file)
+
+
+class As2Settings(_Strict):
+    """The AS2 endpoint (``POST /as2``) and the delivery of asynchronous MDNs."""
+
+    identities: list[As2Identity] = Field(default_factory=list)
+    max_size: int = Field(200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
+    #: Asynchronous MDN delivery: attempts, then the first delay (seconds), doubled up to
+    #: ``mdn_retry_max``.
+    mdn_max_attempts: int = Field(12, ge=1, le=1000)
+    mdn_retry_initial: float = Field(30.0, gt=0)
+    mdn_retry_max: float = Field(3600.0, gt=0)
+    mdn_timeout: float = Field(30.0, gt=0, le=600)
+    #: A certificate that expires within this many days is reported as expiring.
+    certificate_warning_days: int = Field(30, ge=1, le=3650)
+
+
+class HttpSettings(_Strict):
+    """The gateway's HTTP server (``edigw serve``): health, AS2, SMS webhooks."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
+    #: The URL partners and providers reach this server at, when behind a proxy (Twilio
+    #: signs the URL it called: it must be known exactly).
+    public_url: str | None = None
+    max_body: int = Field(200 * 1024 * 1024, gt=0)
+
+
+class TwilioSettings(_Strict):
+    """Twilio's inbound SMS webhook (``POST /sms/twilio``): form-encoded, signed with the
+    account's auth token (``X-Twilio-Signature``), answered with TwiML."""
+
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+
+    def token_value(self) -> str | None:
+        return _secret_from(self.auth_token, self.auth_token_file)
+
+
+class VonageSettings(_Strict):
+    """Vonage's inbound message webhook (``POST /sms/vonage``): JSON, signed with the
+    signature secret (a JWT in ``Authorization`` whose ``payload_hash`` covers the body)."""
+
+    signature_secret: SecretStr | None = None
+    signature_secret_file: Path | None = None
+
+    def secret_value(self) -> str | None:
+        return _secret_from(self.signature_secret, self.signature_secret_file)
+
+
+class SmsSettings(_Strict):
+    """SMS order webhooks. Numbers are normalised to E.164 with ``default_region`` for
+    numbers written without a country code."""
+
+    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "FR"
+    twilio: TwilioSettings | None = None
+    vonage: VonageSettings | None = None
+    max_length: int = Field(4000, ge=160, le=100000)  # characters of one message
+
+
 class GatewaySettings(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -178,6 +262,9 @@ class GatewaySettings(_Strict):
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     smtp: SmtpSettings | None = None
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    as2: As2Settings | None = None
+    sms: SmsSettings | None = None
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
     #: Where the settings came from (not a key of the file).
@@ -326,6 +413,33 @@ class PartnerEmail(_Strict):
         default_factory=list)
 
 
+class PartnerAs2(_Strict):
+    """A partner's AS2 profile (its AS2 id is also listed in ``identifiers.as2``).
+
+    ``certificates`` are the partner's certificates (PEM or DER files): the first verifies
+    signatures and encrypts what we send; the others are accepted for verifying while a
+    rotation is under way."""
+
+    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
+    certificates: list[Path] = Field(default_factory=list)
+    #: CA certificate(s) of the partner's certificate, when it is not self-signed.
+    ca_certificates: list[Path] = Field(default_factory=list)
+    #: Refuse (authentication-failed) messages that are not signed / not encrypted.
+    require_signing: bool = True
+    require_encryption: bool = False
+    #: Check the partner certificate's validity dates and chain (off for test pairs).
+    validate_certificates: bool = True
+    #: Canonicalise signed content as binary (IBM Sterling B2Bi and others that sign the
+    #: bytes as they are, LF line ends included).
+    canonicalize_as_binary: bool = False
+    #: Our AS2 id this partner sends to, when we have several identities.
+    our_as2_id: str | None = None
+    #: The MDN is signed when the partner asks for it; ``mdn_sign = false`` never signs.
+    mdn_sign: bool = True
+    #: Where we send our files (reserved for outbound AS2).
+    url: str | None = None
+
+
 class Partner(_Strict):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
@@ -337,6 +451,7 @@ class Partner(_Strict):
     outbound: PartnerOutbound = Field(default_factory=PartnerOutbound)
     sftp: SftpSettings | None = None
     email: PartnerEmail = Field(default_factory=PartnerEmail)
+    as2: PartnerAs2 | None = None
     enabled: bool = True
     source: str = Field("", exclude=True)
 
@@ -365,6 +480,8 @@ class PartnerDirectory:
             for scheme in self.SCHEMES:
                 for value in getattr(p.identifiers, scheme):
                     self._by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
+            if p.as2 is not None:
+                self._by_scheme.setdefault(("as2", p.as2.as2_id), p)
 
     def __iter__(self) -> Any:
         return iter(sorted(self.partners.values(), key=lambda p: p.id))
@@ -391,6 +508,8 @@ def _norm_id(scheme: str, value: str) -> str:
     value = value.strip()
     if scheme in ("vat", "siren", "siret", "phone"):
         value = "".join(value.split()).upper()
+        if scheme == "phone" and value.startswith("00"):
+            value = "+" + value[2:]
     elif scheme == "email":
         value = value.lower()
     return value
@@ -426,6 +545,7 @@ def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None 
     folder = Path(folder)
     partners: list[Partner] = []
     seen_unb: dict[tuple[str, str | None], str] = {}
+    seen_ids: dict[tuple[str, str], str] = {}
     if folder.is_dir():
         for file in sorted(folder.glob("*.toml")):
             data = _read_toml(file, env)
@@ -434,6 +554,12 @@ def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None 
             if partner.id != file.stem:
                 raise ConfigError("partner id must equal the file name", file=str(file),
                                   key="id", value=partner.id)
+            for scheme, value in _unique_ids(partner):
+                if (scheme, value) in seen_ids:
+                    raise ConfigError(f"{scheme} id already belongs to partner "
+                                      f"{seen_ids[(scheme, value)]}", file=str(file),
+                                      key=f"identifiers.{scheme}", value=value)
+                seen_ids[(scheme, value)] = partner.id
             for ident in partner.identifiers.unb:
                 key = (ident.id, ident.qualifier)
                 if key in seen_unb:
@@ -442,6 +568,16 @@ def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None 
                 seen_unb[key] = partner.id
             partners.append(partner)
     return PartnerDirectory(partners)
+
+
+def _unique_ids(partner: Partner) -> set[tuple[str, str]]:
+    """The AS2 ids and phone numbers of a profile: each may belong to one partner only (a
+    message is identified by them alone)."""
+    ids = {("as2", v) for v in partner.identifiers.as2}
+    if partner.as2 is not None:
+        ids.add(("as2", partner.as2.as2_id))
+    ids |= {("phone", _norm_id("phone", v)) for v in partner.identifiers.phone}
+    return ids
 
 
 def partner_toml(partner: Partner) -> str:

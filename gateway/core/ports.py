@@ -175,3 +175,27 @@ class Receiver(Protocol):
     def acknowledged(self, receipts: list[Receipt], detail: str) -> None:
         """Record that the channel acknowledged its transport for these receipts."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebRequest:
+    """An HTTP request as a channel endpoint sees it, whatever the web framework.
+
+    ``headers`` keys are lower-case; ``url`` is the full URL the client called (as the
+    gateway's public URL says, behind a proxy): webhook signatures cover it."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    remote: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebReply:
+    """What a channel endpoint answers an HTTP request with."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
