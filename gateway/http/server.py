@@ -1,0 +1,175 @@
+"""The gateway's HTTP server (Starlette, served by uvicorn inside ``edigw serve``).
+
+Routes:
+
+- ``GET /healthz``: the process answers (liveness); never touches the store or broker.
+- ``GET /readyz``: the store answers a query and the broker is connected (readiness); 503
+  with the reasons otherwise.
+- ``POST /as2``: AS2 messages (RFC 4130), answered with a synchronous MDN when asked.
+- ``POST /sms/twilio`` and ``POST /sms/vonage``: signed SMS webhooks.
+
+Channel endpoints know nothing of Starlette: each takes a ``WebRequest`` and returns a
+``WebReply`` (``gateway.core.ports``), and runs in a worker thread because it writes to the
+store and the archive. Bodies are read up to ``max_body`` bytes; a larger one is refused with
+413 before anything is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway.core.ports import WebReply, WebRequest
+
+log = structlog.get_logger("edigw.http")
+
+
+class Endpoint(Protocol):
+    """A channel endpoint: one request in, one reply out (called in a worker thread)."""
+
+    def handle(self, request: WebRequest) -> WebReply:
+        ...
+
+
+#: Readiness: a name and a check returning None when fine, else the reason.
+ReadyCheck = tuple[str, Callable[[], str | None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _public_url(request: Request, public_url: str | None) -> str:
+    """The URL the client called: behind a proxy, ``public_url`` replaces scheme and host
+    (webhook signatures cover the URL exactly as the provider called it)."""
+    if not public_url:
+        return str(request.url)
+    path = request.url.path
+    query = ("?" + request.url.query) if request.url.query else ""
+    return public_url.rstrip("/") + path + query
+
+
+def build_app(*, endpoints: dict[str, Endpoint] | None = None,
+              ready: list[ReadyCheck] | None = None, max_body: int = 200 << 20,
+              public_url: str | None = None) -> Starlette:
+    """The ASGI app. ``endpoints`` maps a path (``/as2``, ``/sms/twilio`` …) to the endpoint
+    that answers POSTs there; ``ready`` are the readiness checks."""
+    endpoints = dict(endpoints or {})
+    checks = list(ready or [])
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        results = {}
+        for name, check in checks:
+            try:
+                problem = await asyncio.to_thread(check)
+            except Exception as exc:  # a check that breaks is a check that fails
+                problem = f"{type(exc).__name__}: {exc}"
+            results[name] = problem or "ok"
+        ok = all(v == "ok" for v in results.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": results},
+                            status_code=200 if ok else 503)
+
+    def post_route(path: str, endpoint: Endpoint) -> Route:
+        async def handle(request: Request) -> Response:
+            try:
+                body = await _read_body(request, max_body)
+            except BodyTooLarge:
+                return PlainTextResponse(f"request body over the {max_body}-byte limit\n",
+                                         status_code=413)
+            client = request.client
+            req = WebRequest(method=request.method, url=_public_url(request, public_url),
+                             headers={k.lower(): v for k, v in request.headers.items()},
+                             body=body, remote=client.host if client else None)
+            try:
+                reply = await asyncio.to_thread(endpoint.handle, req)
+            except Exception:
+                log.exception("endpoint_failed", path=path, remote=req.remote)
+                return PlainTextResponse("internal error; nothing was acknowledged\n",
+                                         status_code=500)
+            return Response(reply.body, status_code=reply.status,
+                            media_type=reply.content_type, headers=reply.headers)
+
+        return Route(path, handle, methods=["POST"], name=path.strip("/").replace("/", "-"))
+
+    routes = [Route("/healthz", healthz, methods=["GET"]),
+              Route("/readyz", readyz, methods=["GET"])]
+    routes += [post_route(path, ep) for path, ep in endpoints.items()]
+    return Starlette(routes=routes)
+
+
+class HttpServer:
+    """uvicorn serving an app, in the gateway's event loop (``serve``) or in a thread of its
+    own (``start_in_thread``, for tests and tools). ``port`` 0 takes a free port; ``port``
+    tells which once started."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.app = app
+        self.host = host
+        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        task = asyncio.create_task(self.server.serve(sockets=[self._sock]))
+        log.info("http_listening", url=self.url)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await task
+        stopping.cancel()
+
+    def start_in_thread(self) -> HttpServer:
+        self._thread = threading.Thread(target=self.server.run,
+                                        kwargs={"sockets": [self._sock]}, daemon=True,
+                                        name="http")
+        self._thread.start()
+        for _ in range(500):
+            if self.server.started:
+                break
+            threading.Event().wait(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
