@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -67,6 +69,7 @@ class Gateway:
     mail_channels: list[MailboxChannel] = field(default_factory=list)
     mailer: Mailer | None = None
     mail_replies: MailReplies | None = None
+    http: Any = None  # gateway.http.server.HttpServer, once serving
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -184,8 +187,10 @@ class Gateway:
                            replies=self.mail_replies) for m in self.settings.mailboxes]
         tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.mail_channels]
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
+        tasks += self._http_tasks(on_received, records, stop)
         tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
+                 http=self.http.url if self.http is not None else None,
                  sftp=[c.name for c in self.sftp_channels],
                  mailboxes=[c.name for c in self.mail_channels],
                  store=mask_url(self.settings.store.url), partners=len(self.partners))
@@ -193,6 +198,84 @@ class Gateway:
         log.info("gateway_stopping")
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.close)
+
+    # -- HTTP: health, AS2, SMS webhooks ----------------------------------------------------
+
+    def ready_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
+        """What ``/readyz`` asks: the store answers, the broker is connected."""
+        def store() -> str | None:
+            return self.store.ping()
+
+        def broker() -> str | None:
+            if self.publisher is None:
+                return "publisher not started"
+            h = self.publisher.health
+            return None if h.connected else f"not connected: {h.last_error or 'connecting'}"
+
+        return [("store", store), ("broker", broker)]
+
+    def http_endpoints(self, on_received: Callable[[list[Receipt]], None] | None = None
+                       ) -> dict[str, Any]:
+        """The POST routes: ``/as2`` when ``[as2]`` is configured, ``/sms/twilio`` and
+        ``/sms/vonage`` when ``[sms]`` names those providers."""
+        from gateway.store.security import SecurityLog
+
+        security = SecurityLog(self.store)
+        endpoints: dict[str, Any] = {}
+        s = self.settings
+        if s.as2 is not None:
+            from gateway.channels.as2.endpoint import As2Endpoint
+
+            endpoints["/as2"] = As2Endpoint(s.as2, self.partners, receiver=self.pipeline,
+                                            store=self.store, archive=self.archive,
+                                            security=security, on_received=on_received)
+        if s.sms is not None:
+            from gateway.channels.sms.webhook import TwilioWebhook, VonageWebhook
+
+            common = dict(receiver=self.pipeline, store=self.store, security=security,
+                          on_received=on_received)
+            if s.sms.twilio is not None:
+                endpoints["/sms/twilio"] = TwilioWebhook(s.sms, self.partners, **common)
+            if s.sms.vonage is not None:
+                endpoints["/sms/vonage"] = VonageWebhook(s.sms, self.partners, **common)
+        return endpoints
+
+    def _http_tasks(self, on_received: Callable[[list[Receipt]], None], records: ChannelRecords,
+                    stop: asyncio.Event) -> list[asyncio.Task]:
+        from gateway.http.server import HttpServer, build_app
+
+        h = self.settings.http
+        tasks: list[asyncio.Task] = []
+        if self.settings.as2 is not None:
+            from gateway.channels.as2.certificates import check_certificates
+            from gateway.channels.as2.mdn_sender import AsyncMdnSender
+
+            tasks.append(asyncio.create_task(
+                AsyncMdnSender(self.settings.as2, self.store, self.archive).run(stop),
+                name="as2-mdn"))
+            tasks.append(asyncio.create_task(self._daily(
+                lambda: check_certificates(self.settings.as2, self.partners, self.store), stop),
+                name="certificates"))
+        if not h.enabled:
+            return tasks
+        app = build_app(endpoints=self.http_endpoints(on_received), ready=self.ready_checks(),
+                        max_body=h.max_body, public_url=h.public_url)
+        self.http = HttpServer(app, h.host, h.port)
+        tasks.append(asyncio.create_task(self.http.serve(stop), name="http"))
+        return tasks
+
+    async def _daily(self, job: Callable[[], Any], stop: asyncio.Event,
+                     every: float = 86400.0) -> None:
+        """Run ``job`` now and then every day (certificate checks); a failure is logged."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(job)
+            except Exception:
+                log.exception("periodic_job_failed", job=getattr(job, "__name__", "job"))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
 
     async def _outbound_sweeper(self, stop: asyncio.Event, every: float = 30.0) -> None:
         """Deliver outbound files left over (a crash, a folder that was not writable)."""

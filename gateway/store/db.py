@@ -707,6 +707,15 @@ class Store:
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
+    def ping(self) -> str | None:
+        """None when the store answers a query, else why not (for ``/readyz``)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            return f"store unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return None
+
     def counts_by_status(self) -> dict[str, int]:
         t = s.transmissions
         with self.engine.connect() as conn:

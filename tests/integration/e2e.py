@@ -55,6 +55,8 @@ class Workspace:
     broker_url: str
     inbox_partner: str | None = None
     retry_max: float = 1.0
+    #: TOML appended to gateway.toml ([as2], [sms] … sections of a test).
+    extra_config: str = ""
     services: list[Service] = dataclasses.field(default_factory=list)
     declared: bool = False
     _store: Store | None = None
@@ -147,7 +149,10 @@ path = {_toml_str(str(self.inbox))}
 processed = {_toml_str(str(self.processed))}
 failed = {_toml_str(str(self.failed))}
 poll_interval = 0.1
-{inbox_partner}""")
+{inbox_partner}
+[http]
+port = 0
+{self.extra_config}""")
 
     def add_partner(self, partner_id: str, unb_id: str, qualifier: str | None = None) -> None:
         """A partner profile whose UNB sender id (and qualifier) is ``unb_id``."""
@@ -325,6 +330,14 @@ class Service:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.output().splitlines()[-lines:])
+
+    @property
+    def http_url(self) -> str:
+        """The URL the service's HTTP server listens on (port 0 in tests: read from its log)."""
+        for event in self.events():
+            if event.get("event") == "gateway_started" and event.get("http"):
+                return event["http"]
+        raise AssertionError(f"the service logged no http_listening:\n{self.tail()}")
 
     def events(self) -> list[dict[str, Any]]:
         """The service's JSON log lines (other lines skipped)."""
