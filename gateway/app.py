@@ -18,7 +18,13 @@ from gateway.channels.email.replies import MailReplies
 from gateway.channels.folder.watcher import FolderChannel, FolderSpec
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.sftp import SftpChannel, SftpSender
-from gateway.config import GatewaySettings, PartnerDirectory, load_partners, mask_url
+from gateway.config import (
+    ConfigError,
+    GatewaySettings,
+    PartnerDirectory,
+    load_partners,
+    mask_url,
+)
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
 from gateway.formats.csv import CsvReader
@@ -260,7 +266,16 @@ class Gateway:
             return tasks
         app = build_app(endpoints=self.http_endpoints(on_received), ready=self.ready_checks(),
                         max_body=h.max_body, public_url=h.public_url)
-        self.http = HttpServer(app, h.host, h.port)
+        try:
+            self.http = HttpServer(app, h.host, h.port)
+        except OSError as exc:
+            if self.settings.as2 is not None or self.settings.sms is not None:
+                raise ConfigError(f"cannot listen on {h.host}:{h.port}: {exc.strerror}",
+                                  file=self.settings.source, key="http.port") from exc
+            # Health endpoints only: the gateway still does its work without them.
+            log.warning("http_not_started", host=h.host, port=h.port, reason=exc.strerror,
+                        hint="set [http] port to a free port, or enabled = false")
+            return tasks
         tasks.append(asyncio.create_task(self.http.serve(stop), name="http"))
         return tasks
 

@@ -577,7 +577,8 @@ def channels(obj: _Ctx, as_json: bool) -> None:
     configured: list[tuple[str, str, str | None, str]] = []
     for inbox in settings.inbox:
         configured.append((f"folder:{inbox.path}", "folder", inbox.partner, str(inbox.path)))
-    for partner in load_partners(settings.partners):
+    partners = load_partners(settings.partners)
+    for partner in partners:
         if partner.sftp is not None:
             where = f"{partner.sftp.user}@{partner.sftp.host}:{partner.sftp.port}"
             configured.append((f"sftp:{partner.id}", "sftp", partner.id, where))
@@ -586,13 +587,27 @@ def channels(obj: _Ctx, as_json: bool) -> None:
                            f"{box.user}@{box.host}:{box.port}/{box.folder}"))
     if settings.smtp is not None:
         configured.append(("smtp", "smtp", None, f"{settings.smtp.host}:{settings.smtp.port}"))
+    listen = f"http://{settings.http.host}:{settings.http.port}"
+    if settings.as2 is not None:
+        ours = ", ".join(i.as2_id for i in settings.as2.identities) or "no identity"
+        configured.append(("as2", "as2", None, f"POST {listen}/as2 as {ours}"))
+    for partner in partners:
+        if partner.as2 is not None:
+            configured.append((f"as2:{partner.id}", "as2", partner.id,
+                               f"AS2-From {partner.as2.as2_id}"))
+    if settings.sms is not None:
+        for provider in ("twilio", "vonage"):
+            if getattr(settings.sms, provider) is not None:
+                configured.append((f"sms:{provider}", "sms", None,
+                                   f"POST {listen}/sms/{provider}"))
     names = {c[0] for c in configured}
     configured += [(h.channel, h.kind, h.partner_id, "(no longer configured)")
                    for h in health.values() if h.channel not in names]
     rows = []
     for channel, kind, partner, where in configured:
         h = health.get(channel)
-        state = ("never ran" if h is None else "OK" if h.healthy else
+        state = ("listening" if h is None and kind in ("as2", "sms") else
+                 "never ran" if h is None else "OK" if h.healthy else
                  f"FAILING x{h.consecutive_failures}" if h.consecutive_failures else "-")
         rows.append(dict(channel=channel, kind=kind, partner=partner, where=where,
                          state=state,
@@ -601,13 +616,51 @@ def channels(obj: _Ctx, as_json: bool) -> None:
                          failures=h.consecutive_failures if h else 0,
                          last_error=h.last_error if h else None,
                          detail=h.detail if h else None))
+    certs = []
+    if settings.as2 is not None or any(p.as2 is not None for p in partners):
+        from gateway.channels.as2.certificates import check_certificates
+
+        certs = check_certificates(settings.as2, partners, store)
+    for c in certs:
+        left = "" if c.days_left is None else f", {c.days_left} day(s) left"
+        rows.append(dict(channel=f"certificate:{c.id}", kind="certificate", partner=c.owner,
+                         where=c.subject or "-", state=c.state.upper(), last_success=None,
+                         failures=0 if c.healthy else 1,
+                         last_error=None if c.healthy else (c.detail or c.state),
+                         detail=(f"not after {c.not_after.isoformat()}{left}" if c.not_after
+                                 else c.detail)))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(_table(["channel", "partner", "where", "state", "last success", "last error"],
-                      [[r["channel"], r["partner"] or "-", r["where"], r["state"],
-                        (r["last_success"] or "-")[:19], (r["last_error"] or "-")[:60]]
+                      [[r["channel"], r["partner"] or "-", r["where"][:60], r["state"],
+                        (r["last_success"] or "-")[:19],
+                        (r["last_error"] or r["detail"] or "-")[:60]
+                        if r["kind"] == "certificate" else (r["last_error"] or "-")[:60]]
                        for r in rows]))
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def security(obj: _Ctx, limit: int, as_json: bool) -> None:
+    """Refused requests: forged webhook signatures, AS2 messages that did not verify, unknown
+    AS2 senders (newest first)."""
+    from gateway.store.security import SecurityLog
+
+    events = SecurityLog(_store(obj)).recent(limit)
+    if as_json:
+        click.echo(json.dumps([dict(id=e.id, at=e.at.isoformat(), channel=e.channel,
+                                    kind=e.kind, remote=e.remote, partner=e.partner_id,
+                                    detail=e.detail) for e in events], indent=2))
+        return
+    if not events:
+        click.echo("no security events")
+        return
+    click.echo(_table(["at", "channel", "kind", "remote", "partner", "detail"],
+                      [[e.at.isoformat()[:19], e.channel, e.kind, e.remote or "-",
+                        e.partner_id or "-", (e.detail or "-")[:80]] for e in events]))
 
 
 if __name__ == "__main__":  # pragma: no cover
