@@ -427,6 +427,55 @@ def partners_add(obj: _Ctx, partner_id: str, name: str, unb: tuple[str, ...], gl
 
 # -- configuration, mappings, schemas, store ---------------------------------------------------
 
+def _as2_problems(p: Any, s: Any) -> list[str]:
+    """A partner's AS2 profile: its certificates readable, our identity there to answer."""
+    if p.as2 is None:
+        return []
+    from gateway.channels.as2.keys import load_ca_certificates, load_partner_certificates
+    from gateway.core.errors import ConfigError as _ConfigError
+
+    problems = []
+    if s.as2 is None:
+        problems.append(f"{p.source}: as2 needs [as2] with our identity in {s.source}")
+    elif p.as2.our_as2_id and p.as2.our_as2_id not in {i.as2_id for i in s.as2.identities}:
+        problems.append(f"{p.source}: as2.our_as2_id {p.as2.our_as2_id!r} is none of the "
+                        f"identities in {s.source}")
+    if not p.as2.certificates:
+        problems.append(f"{p.source}: as2.certificates: the partner's certificate is needed "
+                        "to verify its signatures")
+    try:
+        load_partner_certificates(p.as2)
+        load_ca_certificates(p.as2)
+    except _ConfigError as exc:
+        problems.append(f"{p.source}: {exc}")
+    return problems
+
+
+def _endpoint_problems(s: Any) -> list[str]:
+    """Our AS2 keys load (passphrase right, key matching its certificate); each SMS provider
+    has its secret."""
+    from gateway.core.errors import ConfigError as _ConfigError
+
+    problems = []
+    if s.as2 is not None:
+        from gateway.channels.as2.keys import load_identity
+
+        if not s.as2.identities:
+            problems.append(f"{s.source}: as2.identities: at least our own AS2 identity")
+        for ident in s.as2.identities:
+            try:
+                load_identity(ident)
+            except (_ConfigError, OSError) as exc:
+                problems.append(f"{s.source}: as2 identity {ident.as2_id}: {exc}")
+    if s.sms is not None:
+        if s.sms.twilio is not None and not s.sms.twilio.token_value():
+            problems.append(f"{s.source}: sms.twilio needs auth_token or auth_token_file")
+        if s.sms.vonage is not None and not s.sms.vonage.secret_value():
+            problems.append(f"{s.source}: sms.vonage needs signature_secret or "
+                            "signature_secret_file")
+    return problems
+
+
 @main.command("check-config")
 @click.pass_obj
 def check_config(obj: _Ctx) -> None:
@@ -452,6 +501,8 @@ def check_config(obj: _Ctx) -> None:
                     problems.append(f"{p.source}: sftp.{label}: {path} does not exist")
         if p.email.acknowledgements and s.smtp is None:
             problems.append(f"{p.source}: email.acknowledgements needs [smtp] in {s.source}")
+        problems += _as2_problems(p, s)
+    problems += _endpoint_problems(s)
     if problems:
         for line in problems:
             click.echo(f"edigw: {line}", err=True)
@@ -473,6 +524,16 @@ def check_config(obj: _Ctx) -> None:
                    f"{m.processed_folder}")
     if s.smtp is not None:
         click.echo(f"smtp       {s.smtp.host}:{s.smtp.port} from {s.smtp.sender}")
+    if s.http.enabled:
+        click.echo(f"http       {s.http.host}:{s.http.port}"
+                   + (f" (public {s.http.public_url})" if s.http.public_url else ""))
+    if s.as2 is not None:
+        click.echo("as2        POST /as2 as " + ", ".join(i.as2_id for i in s.as2.identities)
+                   + "; partners " + (", ".join(f"{p.id} ({p.as2.as2_id})" for p in directory
+                                                if p.as2 is not None) or "none"))
+    if s.sms is not None:
+        providers = [n for n in ("twilio", "vonage") if getattr(s.sms, n) is not None]
+        click.echo("sms        " + (", ".join(f"POST /sms/{n}" for n in providers) or "no provider"))
     click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.mappings))}")
     click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")
     click.echo("configuration OK")

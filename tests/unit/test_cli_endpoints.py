@@ -1,0 +1,90 @@
+"""The edigw command with AS2 and SMS configured: check-config catches what would stop the
+endpoints (a wrong passphrase, a missing secret, an unreadable certificate), channels lists the
+endpoints and certificates, security lists refused requests. Keys are the django-pyas2 test
+pair of the shared corpus (password 'test')."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from gateway.store.db import Store
+from gateway.store.security import SecurityLog
+from tests.conftest import require_corpus
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    fixtures = require_corpus() / "django-pyas2" / "pyas2" / "tests" / "fixtures"
+    (tmp_path / "partners").mkdir()
+    (tmp_path / "gateway.toml").write_text(
+        f'mappings = "{ROOT / "mappings"}"\npartners = "partners"\n'
+        '[store]\nurl = "sqlite:///var/edigw.sqlite3"\n'
+        '[http]\nport = 8099\n'
+        '[as2]\n[[as2.identities]]\nas2_id = "WHOLESALER"\n'
+        f'key_file = "{fixtures / "server_private.pem"}"\npassphrase = "${{AS2_PASS}}"\n'
+        '[sms]\n[sms.twilio]\nauth_token = "${TWILIO_TOKEN:-}"\n')
+    (tmp_path / "partners" / "retailer.toml").write_text(
+        'id = "retailer"\nname = "Retailer"\nchannels = ["as2"]\n'
+        f'[as2]\nas2_id = "RETAILER"\ncertificates = ["{fixtures / "client_public.pem"}"]\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AS2_PASS", "test")
+    monkeypatch.setenv("TWILIO_TOKEN", "secret-token")
+    for var in ("EDIGW_STORE_URL", "EDIGW_BROKER_URL", "EDIGW_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["--config", "gateway.toml", *args])
+
+
+def test_check_config_summarises_the_endpoints(workdir):
+    r = run("check-config")
+    assert r.exit_code == 0, r.output
+    assert "as2        POST /as2 as WHOLESALER; partners retailer (RETAILER)" in r.output
+    assert "sms        POST /sms/twilio" in r.output and "http       127.0.0.1:8099" in r.output
+    assert "secret-token" not in r.output
+
+
+def test_check_config_names_a_wrong_passphrase_a_missing_secret_and_a_bad_certificate(
+        workdir, monkeypatch):
+    monkeypatch.setenv("AS2_PASS", "not-it")
+    monkeypatch.setenv("TWILIO_TOKEN", "")
+    (workdir / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    profile = workdir / "partners" / "retailer.toml"
+    profile.write_text(profile.read_text().replace(
+        'certificates = ["', f'certificates = ["{workdir / "bad.pem"}", "'))
+    r = run("check-config")
+    assert r.exit_code == 2
+    assert "as2 identity WHOLESALER" in r.output and "passphrase" in r.output
+    assert "sms.twilio needs auth_token" in r.output
+    assert "bad.pem" in r.output
+    assert "not-it" not in r.output
+
+
+def test_channels_lists_endpoints_and_certificates_and_security_lists_events(workdir):
+    r = run("channels", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {row["channel"]: row for row in json.loads(r.output)}
+    assert rows["as2"]["where"] == "POST http://127.0.0.1:8099/as2 as WHOLESALER"
+    assert rows["as2:retailer"]["state"] == "listening"
+    assert rows["sms:twilio"]["where"].endswith("/sms/twilio")
+    own = rows["certificate:as2:own:WHOLESALER"]
+    theirs = rows["certificate:as2:retailer:1"]
+    assert own["kind"] == theirs["kind"] == "certificate"
+    assert own["state"] in ("OK", "EXPIRING", "EXPIRED") and "not after" in own["detail"]
+    assert theirs["partner"] == "retailer"
+
+    assert run("security").output.strip() == "no security events"
+    store = Store.from_url("sqlite:///var/edigw.sqlite3")
+    SecurityLog(store).record("sms:twilio", "bad-signature", remote="203.0.113.9",
+                              detail="X-Twilio-Signature does not match")
+    store.close()
+    events = json.loads(run("security", "--json").output)
+    assert [(e["channel"], e["kind"], e["remote"]) for e in events] == [
+        ("sms:twilio", "bad-signature", "203.0.113.9")]
+    assert "does not match" in run("security").output
