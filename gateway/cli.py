@@ -264,6 +264,8 @@ def _status_label(row: Any) -> str:
 @click.pass_obj
 def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None:
     """One transmission: its timeline and its documents."""
+    from gateway.store.transport import transport_of
+
     store = _store(obj)
     t = store.get_transmission(transmission_id)
     if t is None:
@@ -276,6 +278,7 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
         out["documents"] = [d.as_dict() for d in docs]
         out["interchanges"] = store.interchanges_of(t.id)
         out["outbound"] = [o.as_dict() for o in store.outbound_of(t.id)]
+        out.update(transport_of(store, t.id))
         if payloads:
             for d, row in zip(out["documents"], docs, strict=True):
                 d["payload"] = store.document_payload(row.id)
@@ -313,6 +316,31 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
         for i in interchanges:
             if i["reason"]:
                 click.echo(f"  {i['control_ref']}: {i['reason']}")
+    transport = transport_of(store, t.id)
+    if "as2" in transport:
+        a = transport["as2"]
+        security = ", ".join(n for n in ("signed", "encrypted", "compressed") if a[n]) or "plain"
+        mdn = a["mdn_mode"] + ("" if a["mdn_mode"] == "none" else
+                               f", {'signed' if a['mdn_signed'] else 'unsigned'}, {a['mdn_state']}"
+                               f" after {a['mdn_attempts']} attempt(s)" if a["mdn_mode"] == "async"
+                               else f", {'signed' if a['mdn_signed'] else 'unsigned'}")
+        click.echo("\nAS2")
+        for label, value in (("Message-ID", a["message_id"]),
+                             ("from / to", f"{a['as2_from']} -> {a['as2_to']}"),
+                             ("security", security + (f" ({a['algorithms']})"
+                                                      if a["algorithms"] else "")),
+                             ("MIC", a["mic"]), ("disposition", a["disposition"]),
+                             ("MDN", mdn), ("MDN to", a["mdn_url"]),
+                             ("MDN sent", a["mdn_sent_at"]), ("MDN error", a["mdn_last_error"])):
+            if value:
+                click.echo(f"  {label:<13}{value}")
+    if "sms" in transport:
+        w = transport["sms"]
+        click.echo("\nSMS")
+        for label, value in (("provider", f"{w['provider']} {w['provider_message_id']}"),
+                             ("from", w["sender"]), ("replied", w["reply"])):
+            if value:
+                click.echo(f"  {label:<13}{value}")
     sent = store.outbound_of(t.id)
     if sent:
         click.echo(f"\nsent to the partner ({len(sent)})")

@@ -88,3 +88,41 @@ def test_channels_lists_endpoints_and_certificates_and_security_lists_events(wor
     assert [(e["channel"], e["kind"], e["remote"]) for e in events] == [
         ("sms:twilio", "bad-signature", "203.0.113.9")]
     assert "does not match" in run("security").output
+
+
+def test_show_prints_what_the_as2_and_sms_transports_recorded(workdir):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from gateway.store import schema as s
+
+    store = Store.from_url("sqlite:///var/edigw.sqlite3")
+    now = dt.datetime(2026, 11, 27, 16, 0, tzinfo=dt.UTC)
+    store.record_received_many([
+        dict(id="t-as2", channel="as2", channel_ref="<m1@retailer>", filename="order.edi",
+             size=10, sha256="0" * 64, partner_id="retailer", duplicate_of=None),
+        dict(id="t-sms", channel="sms", channel_ref="twilio:SM1", filename="sms.txt",
+             size=10, sha256="1" * 64, partner_id=None, duplicate_of=None)])
+    with store._begin() as conn:
+        conn.execute(sa.insert(s.as2_messages).values(
+            id="a1", message_id="m1@retailer", partner_id="retailer", as2_from="RETAILER",
+            as2_to="WHOLESALER", transmission_id="t-as2", received_at=now, signed=True,
+            encrypted=True, compressed=False, algorithms="sha256, aes_256_cbc",
+            mic="abc=, sha256", disposition="automatic-action/MDN-sent-automatically; processed",
+            mdn_mode="async", mdn_signed=True, mdn_url="https://retailer.example/mdn",
+            mdn_state="pending", mdn_attempts=2, mdn_last_error="HTTP 503"))
+        conn.execute(sa.insert(s.webhook_messages).values(
+            provider="twilio", provider_message_id="SM1", sender="+33612345678",
+            transmission_id="t-sms", received_at=now, reply="Order received: 2 items"))
+    store.close()
+    out = run("show", "t-as2").output
+    assert "AS2\n  Message-ID   m1@retailer\n  from / to    RETAILER -> WHOLESALER" in out
+    assert "signed, encrypted (sha256, aes_256_cbc)" in out
+    assert "MDN          async, signed, pending after 2 attempt(s)" in out
+    assert "MDN error    HTTP 503" in out
+    out = run("show", "t-sms").output
+    assert "SMS\n  provider     twilio SM1\n  from         +33612345678" in out
+    assert "replied      Order received: 2 items" in out
+    data = json.loads(run("show", "t-as2", "--json").output)
+    assert data["as2"]["mdn_state"] == "pending" and "sms" not in data
