@@ -464,7 +464,28 @@ def _refusal(status: str, exc: BaseException | None) -> Refusal | None:
         return Refusal("unexpected-processing-error", reason)
     if isinstance(exc, AS2Exception) and exc.disposition_modifier == "invalid-certificate":
         return Refusal("authentication-failed", reason, event="invalid-certificate")
+    # pyas2lib lets some errors through unwrapped (an unreadable signature is asn1crypto's
+    # ValueError): the step that raised says what failed.
+    step = _failed_step(exc)
+    if step == "verify_message":
+        return Refusal("authentication-failed", reason, event="bad-signature")
+    if step == "decrypt_message":
+        return Refusal("decryption-failed", reason, event="decryption-failed")
+    if step == "decompress_message":
+        return Refusal("decompression-failed", reason)
     return Refusal("unexpected-processing-error", reason)
+
+
+def _failed_step(exc: BaseException | None) -> str | None:
+    """The pyas2lib CMS function in whose call ``exc`` was raised, if any."""
+    tb = exc.__traceback__ if exc is not None else None
+    found = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith(("pyas2lib/cms.py", "pyas2lib\\cms.py")):
+            found = code.co_name
+        tb = tb.tb_next
+    return found
 
 
 def _algorithms(message: Any, request: WebRequest) -> str | None:
