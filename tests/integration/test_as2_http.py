@@ -352,3 +352,57 @@ def test_async_mdn_delivered_by_the_sender(gateway, order, refusals):
         assert mdn.original_message_id == msg.message_id and mdn.mic == msg.mic
     finally:
         receiver.close()
+
+
+# -- certificate validity in `edigw channels` ------------------------------------------------------
+
+def _self_signed(path: Path, name: str, *, start_days: int, days: int) -> Path:
+    """A self-signed certificate valid from ``start_days`` (negative: past) for ``days``."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + dt.timedelta(days=start_days))
+            .not_valid_after(now + dt.timedelta(days=start_days + days))
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_channels_lists_expiring_and_expired_certificates(tmp_path, rabbit_url, order):
+    """`edigw channels` shows our certificate OK, a partner's expiring one and its expired
+    rotation certificate with their dates, and a missing file as unreadable; the readable
+    ones are recorded for the tracker."""
+    from gateway.channels.as2.certificates import certificate_statuses
+
+    with Workspace.create(tmp_path / "gw", f"sqlite:///{tmp_path / 'edigw.sqlite3'}") as ws:
+        _configure(ws, order[1])
+        expiring = _self_signed(tmp_path / "expiring.pem", "expiring", start_days=-30, days=32)
+        expired = _self_signed(tmp_path / "expired.pem", "expired", start_days=-30, days=20)
+        profile = ws.partners / f"{PARTNER_ID}.toml"
+        text = profile.read_text()
+        current = _toml_str(str(_fixtures() / "client_public.pem"))
+        profile.write_text(text.replace(
+            f"certificates = [{current}]",
+            f"certificates = [{_toml_str(str(expiring))}, {_toml_str(str(expired))}, "
+            f"{_toml_str(str(tmp_path / 'missing.pem'))}]"))
+        ws.store  # noqa: B018 - migrated before the CLI runs
+
+        out = ws.cli("channels").stdout
+
+        lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+        assert "OK" in lines[f"certificate:as2:own:{OUR_AS2}"]
+        assert "EXPIRING" in lines[f"certificate:as2:{PARTNER_ID}:1"]
+        assert "EXPIRED" in lines[f"certificate:as2:{PARTNER_ID}:2"]
+        assert "UNREADABLE" in lines[f"certificate:as2:{PARTNER_ID}:3"]
+        recorded = {s.id: s.state for s in certificate_statuses(ws.store, 30)}
+        assert recorded == {f"as2:own:{OUR_AS2}": "ok", f"as2:{PARTNER_ID}:1": "expiring",
+                            f"as2:{PARTNER_ID}:2": "expired"}
