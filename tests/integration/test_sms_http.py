@@ -38,6 +38,7 @@ from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.security import SecurityLog
+from tests.integration.e2e import Service, Workspace, _toml_str
 
 pytestmark = pytest.mark.integration
 
@@ -338,3 +339,57 @@ def test_an_unconfigured_provider_refuses_everything(tmp_path, mappings):
     finally:
         server.stop()
         store.close()
+
+
+# -- through the real `edigw serve`, to RabbitMQ --------------------------------------------
+
+@pytest.fixture
+def served(tmp_path: Path, rabbit_url: str) -> Iterator[tuple[Workspace, Service]]:
+    """`edigw serve` with [sms] for both providers and shop7's phone in its profile."""
+    with Workspace.create(tmp_path / "gw", f"sqlite:///{tmp_path / 'edigw.sqlite3'}") as ws:
+        ws.extra_config = (f"\n[sms]\ndefault_region = \"FR\"\n\n[sms.twilio]\n"
+                           f"auth_token = {_toml_str(TOKEN)}\n\n[sms.vonage]\n"
+                           f"signature_secret = {_toml_str(SECRET)}\n")
+        ws.write_config()
+        (ws.partners / "shop7.toml").write_text(
+            'id = "shop7"\nname = "Shop 7 (sms e2e)"\nchannels = ["sms"]\n\n'
+            '[identifiers]\ngln = ["4012345000009"]\nphone = ["+33612345678"]\n\n'
+            '[[documents]]\ntype = "order"\nformat = "sms"\n')
+        yield ws, ws.serve()
+
+
+def test_edigw_serve_twilio_order_reaches_the_queue_and_a_changed_byte_stores_nothing(
+        served, mappings):
+    """The issue's check: a Twilio-signed SMS order gets TwiML listing the items and is on
+    RabbitMQ, in `edigw log` with channel sms; the same request with one byte changed gets 403
+    and nothing is stored."""
+    from gateway.app import _readers
+
+    assert "sms" in [r.format for r in _readers(mappings)], (
+        "gateway.app._readers has no SmsReader: the service cannot read SMS envelopes")
+    ws, service = served
+    url = f"{service.http_url}/sms/twilio"
+    params = twilio_sms()
+    body = urlencode(params).encode()
+    headers = {"content-type": "application/x-www-form-urlencoded",
+               "x-twilio-signature": twilio_signature(TOKEN, url, list(params.items()))}
+    changed = body.replace(b"x+12", b"x+13")
+    refused = httpx.post(url, content=changed, headers=headers, timeout=10)
+    assert refused.status_code == 403 and ws.total() == 0
+    r = httpx.post(url, content=body, headers=headers, timeout=10)
+    assert r.status_code == 200
+    assert "<Message>Order PO-778 received: 12 x 4006381333931; 3 x ABC-12.</Message>" in r.text
+    [message] = ws.consume(expected=1, timeout=30)
+    assert message.routing_key == "order.shop7"
+    order = json.loads(message.body)
+    assert (order["order_number"], order["source"]["format"], len(order["lines"])) == (
+        "PO-778", "sms", 2)
+    log = ws.log_json()
+    assert [(t["channel"], t["partner_id"]) for t in log] == [("sms", "shop7")]
+    vonage_body = json.dumps(vonage_sms(text="ABC-12 x 1")).encode()
+    v = httpx.post(f"{service.http_url}/sms/vonage", content=vonage_body, timeout=10,
+                   headers={"authorization": f"Bearer {vonage_token(SECRET, vonage_body)}"})
+    assert v.status_code == 200 and v.json()["reply"].endswith("received: 1 x ABC-12.")
+    [second] = ws.consume(expected=1, timeout=30)
+    assert json.loads(second.body)["lines"][0]["supplier_article"] == "ABC-12"
+    assert ws.total() == 2
