@@ -97,6 +97,7 @@ class Gateway:
                                             + [p.sftp.max_size for p in partners
                                                if p.sftp is not None]
                                             + [m.max_message_bytes for m in settings.mailboxes],
+                                            + ([settings.as2.max_size] if settings.as2 else []),
                                             default=200 << 20),
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes)

@@ -424,7 +424,8 @@ class PartnerAs2(_Strict):
     certificates: list[Path] = Field(default_factory=list)
     #: CA certificate(s) of the partner's certificate, when it is not self-signed.
     ca_certificates: list[Path] = Field(default_factory=list)
-    #: Refuse (authentication-failed) messages that are not signed / not encrypted.
+    #: Refuse messages that are not signed / not encrypted (negative MDN
+    #: ``insufficient-message-security``, RFC 4130's term).
     require_signing: bool = True
     require_encryption: bool = False
     #: Check the partner certificate's validity dates and chain (off for test pairs).
