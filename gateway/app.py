@@ -96,7 +96,7 @@ class Gateway:
                                max_size=max([i.max_size for i in settings.inbox]
                                             + [p.sftp.max_size for p in partners
                                                if p.sftp is not None]
-                                            + [m.max_message_bytes for m in settings.mailboxes],
+                                            + [m.max_message_bytes for m in settings.mailboxes]
                                             + ([settings.as2.max_size] if settings.as2 else []),
                                             default=200 << 20),
                                stream_above=settings.processing.stream_above,
