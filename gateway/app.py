@@ -31,6 +31,7 @@ from gateway.formats.csv import CsvReader
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
 from gateway.formats.pdf import PdfReader
+from gateway.formats.sms.reader import SmsReader
 from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
@@ -52,10 +53,11 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
 
 def _readers(mappings: MappingSet) -> list:
     """The format readers, in the order their ``sniff`` is tried: PDF first (``%PDF-``; its
-    bytes may contain anything), then EDIFACT, XML, and CSV last (it only claims text that
-    looks delimited and nothing else took)."""
+    bytes may contain anything), then EDIFACT, XML, SMS envelopes (an exact first line), and
+    CSV last (it only claims text that looks delimited and nothing else took)."""
     xml = XmlReader(mappings)
-    return [PdfReader(xml_reader=xml), EdifactReader(mappings), xml, CsvReader(mappings)]
+    return [PdfReader(xml_reader=xml), EdifactReader(mappings), xml, SmsReader(),
+            CsvReader(mappings)]
 
 
 @dataclass
