@@ -271,11 +271,13 @@ certificates = sa.Table(
     sa.Column("id", sa.String(160), primary_key=True),  # "as2:own:<as2 id>", "as2:<partner>:<n>"
     sa.Column("owner", sa.String(64), nullable=False),  # partner id, or "own"
     sa.Column("purpose", sa.String(32), nullable=False),  # as2-signing-encryption …
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("issuer", sa.Text, nullable=False),
-    sa.Column("serial", sa.String(128), nullable=False),
-    sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256 hex
-    sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("issuer", sa.Text, nullable=True),
+    sa.Column("serial", sa.String(128), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=True),  # sha256 hex
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("not_after", sa.DateTime(timezone=True), nullable=True),
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+    # Why the certificate could not be read (then the columns above are empty).
+    sa.Column("error", sa.Text, nullable=True),
 )

@@ -122,7 +122,12 @@ def test_unreadable_files_reported_not_raised(store, certs, tmp_path):
     assert "garbage.pem" in statuses["as2:retail:2"].detail
     assert "passphrase" in statuses["as2:own:edigw"].detail
     assert statuses["as2:retail:1"].not_after is None and statuses["as2:retail:1"].days_left is None
-    assert [s.id for s in certificate_statuses(store, 30, now=NOW)] == ["as2:retail:3"]
+    # Recorded too, so that the tracker sees a certificate nobody can read.
+    recorded = {s.id: s for s in certificate_statuses(store, 30, now=NOW)}
+    assert {k: v.state for k, v in recorded.items()} == {
+        "as2:own:edigw": "unreadable", "as2:retail:1": "unreadable",
+        "as2:retail:2": "unreadable", "as2:retail:3": "ok"}
+    assert "garbage.pem" in recorded["as2:retail:2"].detail
 
 
 def test_certificate_removed_from_config_is_no_longer_listed(store, certs):

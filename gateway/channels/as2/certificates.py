@@ -135,6 +135,9 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
             log.error("as2_certificate_unreadable", certificate=cid, owner=owner, reason=problem)
             statuses.append(CertificateStatus(cid, owner, purpose, None, None, None, UNREADABLE,
                                               problem))
+            rows.append(dict(id=cid, owner=owner, purpose=purpose, subject=None, issuer=None,
+                             serial=None, fingerprint=None, not_before=None, not_after=None,
+                             checked_at=now, error=problem))
             continue
         row = _row(cid, owner, purpose, cert, now)
         rows.append(row)
@@ -161,7 +164,10 @@ def certificate_statuses(store: Store, warning_days: int = _DEFAULT_WARNING_DAYS
     out = []
     for r in rows:
         not_before, not_after = aware(r.not_before), aware(r.not_after)
-        assert not_before is not None and not_after is not None  # NOT NULL columns
+        if r.error is not None or not_before is None or not_after is None:
+            out.append(CertificateStatus(r.id, r.owner, r.purpose, None, None, None, UNREADABLE,
+                                         r.error or "not read"))
+            continue
         state, days_left, detail = validity(not_before, not_after, now, warning_days)
         out.append(CertificateStatus(r.id, r.owner, r.purpose, r.subject, not_after, days_left,
                                      state, detail))
@@ -178,7 +184,7 @@ def _row(cid: str, owner: str, purpose: str, cert: x509.Certificate,
         serial=format(cert.serial_number, "x")[:128],
         fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-        checked_at=now)
+        checked_at=now, error=None)
 
 
 def _record(store: Store, rows: Iterable[dict[str, Any]]) -> None:

@@ -70,13 +70,15 @@ def upgrade():
         sa.Column("id", sa.String(160), primary_key=True),  # "as2:own:<as2 id>", "as2:<partner>:<n>"
         sa.Column("owner", sa.String(64), nullable=False),  # partner id, or "own"
         sa.Column("purpose", sa.String(32), nullable=False),  # as2-signing-encryption …
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("issuer", sa.Text, nullable=False),
-        sa.Column("serial", sa.String(128), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),  # sha256 hex
-        sa.Column("not_before", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("not_after", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("subject", sa.Text, nullable=True),
+        sa.Column("issuer", sa.Text, nullable=True),
+        sa.Column("serial", sa.String(128), nullable=True),
+        sa.Column("fingerprint", sa.String(64), nullable=True),  # sha256 hex
+        sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("not_after", sa.DateTime(timezone=True), nullable=True),
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+        # Why the certificate could not be read (then the columns above are empty).
+        sa.Column("error", sa.Text, nullable=True),
     )
     op.create_index("ix_as2_messages_key", "as2_messages", ["as2_from", "as2_to", "message_id"], unique=True)
     op.create_index("ix_as2_messages_mdn", "as2_messages", ["mdn_state", "mdn_next_at"])
