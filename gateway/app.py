@@ -78,6 +78,7 @@ class Gateway:
     mailer: Mailer | None = None
     mail_replies: MailReplies | None = None
     http: Any = None  # gateway.http.server.HttpServer, once serving
+    mdn_sender: Any = None  # gateway.channels.as2.mdn_sender.AsyncMdnSender, with [as2]
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -198,6 +199,8 @@ class Gateway:
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
         tasks += self._http_tasks(on_received, records, stop)
         tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
+        if self.http is not None:
+            await self.http.started(timeout=10.0)
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
                  http=self.http.url if self.http is not None else None,
                  sftp=[c.name for c in self.sftp_channels],
@@ -235,9 +238,10 @@ class Gateway:
         if s.as2 is not None:
             from gateway.channels.as2.endpoint import As2Endpoint
 
-            endpoints["/as2"] = As2Endpoint(s.as2, self.partners, receiver=self.pipeline,
-                                            store=self.store, archive=self.archive,
-                                            security=security, on_received=on_received)
+            endpoints["/as2"] = As2Endpoint(
+                s.as2, self.partners, receiver=self.pipeline, store=self.store,
+                archive=self.archive, security=security, on_received=on_received,
+                on_mdn_queued=self.mdn_sender.wake if self.mdn_sender is not None else None)
         if s.sms is not None:
             from gateway.channels.sms.webhook import TwilioWebhook, VonageWebhook
 
@@ -259,9 +263,8 @@ class Gateway:
             from gateway.channels.as2.certificates import check_certificates
             from gateway.channels.as2.mdn_sender import AsyncMdnSender
 
-            tasks.append(asyncio.create_task(
-                AsyncMdnSender(self.settings.as2, self.store, self.archive).run(stop),
-                name="as2-mdn"))
+            self.mdn_sender = AsyncMdnSender(self.settings.as2, self.store, self.archive)
+            tasks.append(asyncio.create_task(self.mdn_sender.run(stop), name="as2-mdn"))
             tasks.append(asyncio.create_task(self._daily(
                 lambda: check_certificates(self.settings.as2, self.partners, self.store), stop),
                 name="certificates"))

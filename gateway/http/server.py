@@ -158,6 +158,17 @@ class HttpServer:
             await task
         stopping.cancel()
 
+    async def started(self, timeout: float = 10.0) -> bool:
+        """Wait until uvicorn accepts connections (``serve`` runs as a task)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.server.started:
+            if loop.time() > deadline:
+                log.warning("http_start_slow", url=self.url, waited=timeout)
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
     def start_in_thread(self) -> HttpServer:
         self._thread = threading.Thread(target=self.server.run,
                                         kwargs={"sockets": [self._sock]}, daemon=True,

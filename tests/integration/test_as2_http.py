@@ -405,4 +405,4 @@ def test_channels_lists_expiring_and_expired_certificates(tmp_path, rabbit_url, 
         assert "UNREADABLE" in lines[f"certificate:as2:{PARTNER_ID}:3"]
         recorded = {s.id: s.state for s in certificate_statuses(ws.store, 30)}
         assert recorded == {f"as2:own:{OUR_AS2}": "ok", f"as2:{PARTNER_ID}:1": "expiring",
-                            f"as2:{PARTNER_ID}:2": "expired"}
+                            f"as2:{PARTNER_ID}:2": "expired", f"as2:{PARTNER_ID}:3": "unreadable"}

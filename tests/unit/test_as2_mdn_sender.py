@@ -252,3 +252,30 @@ def test_run_delivers_until_stopped(store, tmp_path, partner_server):
 
     asyncio.run(main())
     assert As2Records(store).get(row_id).mdn_state == "sent"
+
+
+def test_wake_delivers_a_newly_queued_mdn_before_the_next_round(store, tmp_path, partner_server):
+    """With rounds a minute apart, an MDN queued after the first round goes out at once when
+    the endpoint wakes the sender (from another thread, as the endpoint runs in one)."""
+    archive = Archive(tmp_path / "archive", fsync=False)
+    sender = _sender(store, archive)
+    sender.wake()  # before run(): nothing to wake, no error
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop, every=60.0))
+        await asyncio.sleep(0.2)  # the first round ran and found nothing
+        assert not partner_server.received
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.to_thread(_pending, store, archive, partner_server.url)
+        await asyncio.to_thread(sender.wake)
+        while not partner_server.received and loop.time() - started < 10:
+            await asyncio.sleep(0.02)
+        took = loop.time() - started
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return took
+
+    assert asyncio.run(main()) < 5
+    assert len(partner_server.received) == 1

@@ -111,7 +111,8 @@ class As2Endpoint:
 
     def __init__(self, settings: As2Settings, partners: PartnerDirectory, receiver: Receiver,
                  store: Store, archive: Archive, security: SecurityLog,
-                 on_received: Callable[[list[Receipt]], None] | None = None) -> None:
+                 on_received: Callable[[list[Receipt]], None] | None = None,
+                 on_mdn_queued: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.partners = partners
         self.receiver = receiver
@@ -119,6 +120,8 @@ class As2Endpoint:
         self.archive = archive
         self.security = security
         self.on_received = on_received
+        #: Called when an asynchronous MDN was queued (wakes the MDN sender).
+        self.on_mdn_queued = on_mdn_queued or (lambda: None)
         self.identities: dict[str, LoadedIdentity] = {
             i.as2_id: load_identity(i) for i in settings.identities}
         self._orgs = {as2_id: (self._org(ident, sign=True), self._org(ident, sign=False))
@@ -237,6 +240,7 @@ class As2Endpoint:
         if mode == "sync":
             return WebReply(200, mdn_body, content_type=mdn_type or "", headers=mdn_headers)
         if mode == "async":
+            self.on_mdn_queued()
             return _text(200, "AS2 message received; the MDN will be sent to "
                          f"{mdn_url}")
         return _text(200, "AS2 message received")
@@ -348,6 +352,7 @@ class As2Endpoint:
         if mode == "sync":
             return WebReply(200, body, content_type=mdn_type or "", headers=hdrs)
         if mode == "async":
+            self.on_mdn_queued()
             return _text(200, "AS2 message refused; the MDN will be sent to "
                          f"{mdn_url}")
         status = 403 if refusal.event else 422

@@ -87,6 +87,13 @@ class AsyncMdnSender:
         self.archive = archive
         self.transport = transport  # tests may give httpx.MockTransport
         self.rand = rand
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """An MDN was queued: deliver at once rather than at the next round (any thread)."""
+        if self._loop is not None and self._woken is not None:
+            self._loop.call_soon_threadsafe(self._woken.set)
 
     def deliver_due(self, now: dt.datetime | None = None) -> int:
         """POST every MDN due at ``now``; returns how many were delivered."""
@@ -161,15 +168,19 @@ class AsyncMdnSender:
     async def run(self, stop: asyncio.Event, every: float = 5.0) -> None:
         """Deliver due MDNs every ``every`` seconds until ``stop``; a store outage is logged
         and the next round tries again."""
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
         while not stop.is_set():
+            self._woken.clear()
             try:
                 await asyncio.to_thread(self.deliver_due)
             except Exception:
                 log.exception("as2_mdn_round_failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-            except TimeoutError:
-                pass
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+            _done, pending = await asyncio.wait(waits, timeout=every,
+                                                return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
 
 
 class _Refused(Exception):
