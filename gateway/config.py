@@ -10,9 +10,11 @@ localhost.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -251,6 +253,94 @@ class SmsSettings(_Strict):
     max_length: int = Field(4000, ge=160, le=100000)  # characters of one message
 
 
+class Cadence(_Strict):
+    """When a partner is expected to send: ``doc_type`` documents on each of ``days`` (mon …
+    sun) that is not a non-working day of the calendar, by ``before`` (local time of the
+    tracker's timezone)."""
+
+    doc_type: Literal["order", "price-list", "invoice"] = "order"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    before: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "10:00"
+
+
+class TrackerRules(_Strict):
+    """The tracker's rules for one partner (each value left out takes the gateway's default
+    from ``[tracker.defaults]``, then the built-in one). Times are minutes."""
+
+    #: Alert on failed transmissions and failed documents.
+    failures: bool | None = None
+    #: Documents waiting in the outbox longer than this (broker down, unroutable).
+    outbox_minutes: int | None = Field(None, ge=1)
+    #: ERP acknowledgement expected within this many minutes of publishing, per document
+    #: type ("*" for any); 0 turns the rule off for that type.
+    erp_ack_minutes: dict[str, int] | None = None
+    #: Interchange references (UNB 0020) that are numbers are checked for gaps; a jump larger
+    #: than ``gap_window`` (or backwards) is a restart or wrap-around, not a gap.
+    gaps: bool | None = None
+    gap_window: int | None = Field(None, ge=1, le=1_000_000)
+    #: Also the message references (UNH 0062) within each interchange's partner, when the
+    #: partner numbers them sequentially.
+    message_gaps: bool | None = None
+    #: The same order or invoice number from this partner within the window: ``warn`` (an
+    #: alert; both documents go to the ERP), ``accept`` (nothing) or ``reject`` (the later
+    #: document is kept as DUPLICATE, not published, and an alert is raised).
+    duplicate_numbers: Literal["reject", "warn", "accept"] | None = None
+    duplicate_window_days: int | None = Field(None, ge=1, le=3650)
+    #: Expected cadences; an empty list: the partner sends when it wants.
+    cadence: list[Cadence] | None = None
+    #: A weekday's volume below this share of the partner's average for that weekday over
+    #: ``volume_weeks`` weeks (when that average is at least ``volume_min``) is a drop.
+    volume_drop: float | None = Field(None, ge=0, le=1)
+    volume_weeks: int | None = Field(None, ge=1, le=52)
+    volume_min: int | None = Field(None, ge=1)
+    #: A channel failing this many times in a row.
+    channel_failures: int | None = Field(None, ge=1)
+    #: Raw payloads purged from the archive after this many days (metadata kept); None keeps
+    #: them for ever.
+    retention_days: int | None = Field(None, ge=1)
+
+
+#: The built-in rule values, under ``[tracker.defaults]`` and each partner's ``[tracker]``.
+TRACKER_DEFAULTS = TrackerRules(
+    failures=True, outbox_minutes=15, erp_ack_minutes={"*": 30}, gaps=True, gap_window=100,
+    message_gaps=False, duplicate_numbers="warn", duplicate_window_days=90, cadence=[],
+    volume_drop=0.5, volume_weeks=4, volume_min=5, channel_failures=3, retention_days=None)
+
+
+class TrackerSettings(_Strict):
+    """The tracker: how often it checks, the calendar, where alerts go, the ERP's
+    acknowledgements."""
+
+    enabled: bool = True
+    every: float = Field(60.0, gt=0, le=86400)  # seconds between two checks
+    timezone: str = "Europe/Paris"  # of cadence times and business days
+    #: Non-working days (public holidays …), ISO dates.
+    holidays: list[dt.date] = Field(default_factory=list)
+    events_exchange: str = "edi.events"  # durable topic exchange; alert.<kind>.<partner>
+    acks_exchange: str = "edi.acks"  # durable exchange the ERP publishes acknowledgements to
+    acks_queue: str = "edigw.acks"  # the gateway's queue on it
+    mail_alerts: bool = True  # to [smtp] operators, when [smtp] is configured
+    defaults: TrackerRules = Field(default_factory=TrackerRules)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+    def rules_for(self, partner: Partner | None) -> TrackerRules:
+        """The rules of ``partner``: its own values, else the defaults, else built-in."""
+        merged = TRACKER_DEFAULTS.model_dump()
+        merged.update(self.defaults.model_dump(exclude_none=True))
+        if partner is not None:
+            merged.update(partner.tracker.model_dump(exclude_none=True))
+        return TrackerRules.model_validate(merged)
+
+
 class GatewaySettings(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -265,6 +355,7 @@ class GatewaySettings(_Strict):
     http: HttpSettings = Field(default_factory=HttpSettings)
     as2: As2Settings | None = None
     sms: SmsSettings | None = None
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
     #: Where the settings came from (not a key of the file).
@@ -453,6 +544,7 @@ class Partner(_Strict):
     sftp: SftpSettings | None = None
     email: PartnerEmail = Field(default_factory=PartnerEmail)
     as2: PartnerAs2 | None = None
+    tracker: TrackerRules = Field(default_factory=TrackerRules)
     enabled: bool = True
     source: str = Field("", exclude=True)
 

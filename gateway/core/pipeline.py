@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from gateway.config import Partner, PartnerDirectory
+from gateway.core import clock
 from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError, UnknownPartner
 from gateway.core.gcpause import gc_paused
 from gateway.core.ports import (
@@ -496,7 +497,7 @@ class Pipeline:
             return {}
         if not refs:
             return {}
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(days=partner.edifact.duplicate_window_days)
+        since = clock.now() - dt.timedelta(days=partner.edifact.duplicate_window_days)
         known = {ref: f"in transmission {t} on {at:%Y-%m-%d %H:%M} UTC"
                  for ref, (t, at) in self.store.interchange_refs_seen(partner.id, refs,
                                                                       since).items()

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway.core import clock
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
 from gateway.store.records import (
@@ -56,7 +57,7 @@ def new_id() -> str:
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 class Store:
@@ -741,6 +742,8 @@ def _document_row(r: Any) -> DocumentRow:
     data = dict(r._mapping)
     data["created_at"] = aware(data["created_at"])
     data["published_at"] = aware(data["published_at"])
+    if "erp_at" in data:
+        data["erp_at"] = aware(data["erp_at"])
     return DocumentRow(**data)
 
 

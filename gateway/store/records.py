@@ -42,12 +42,17 @@ class TransmissionRow:
     document_count: int
     duplicate_of: str | None
     updated_at: dt.datetime
+    reprocess_of: str | None = None
+    requested_by: str | None = None
+    request_reason: str | None = None
+    purged_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> TransmissionRow:
         data = dict(row._mapping)
-        for key in ("received_at", "acknowledged_at", "updated_at"):
-            data[key] = aware(data[key])
+        for key in ("received_at", "acknowledged_at", "updated_at", "purged_at"):
+            if key in data:
+                data[key] = aware(data[key])
         return cls(**data)
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +75,9 @@ class DocumentRow:
     published_at: dt.datetime | None
     stage: str | None = None
     reason: str | None = None
+    erp_status: str | None = None
+    erp_at: dt.datetime | None = None
+    erp_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)

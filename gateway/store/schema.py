@@ -61,6 +61,13 @@ transmissions = sa.Table(
     sa.Column("standard", sa.String(64), nullable=True),
     sa.Column("document_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("duplicate_of", sa.String(32), nullable=True),
+    # A reprocessing attempt: the transmission it replays (same archived payload), and who
+    # asked and why (also on both timelines).
+    sa.Column("reprocess_of", sa.String(32), nullable=True),
+    sa.Column("requested_by", sa.String(128), nullable=True),
+    sa.Column("request_reason", sa.Text, nullable=True),
+    # When the raw payload was purged from the archive (retention); metadata stays.
+    sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_transmissions_sha256", "sha256"),
     sa.Index("ix_transmissions_received_at", "received_at"),
@@ -98,12 +105,18 @@ documents = sa.Table(
     # Why a FAILED or UNSUPPORTED document did not go on (the stage and reason of its message).
     sa.Column("stage", sa.String(32), nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
+    # What the ERP said about a published document (``edi.acks``): ACCEPTED or REJECTED, when,
+    # and its reason; NULL while it has said nothing.
+    sa.Column("erp_status", sa.String(16), nullable=True),
+    sa.Column("erp_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("erp_reason", sa.Text, nullable=True),
     sa.Index("ix_documents_business", "partner_id", "doc_type", "business_number"),
     sa.Index("ix_documents_business_number", "business_number"),
     sa.Index("ix_documents_interchange", "interchange_ref"),
     sa.Index("ix_documents_message_ref", "message_ref"),
     sa.Index("ix_documents_message_id", "message_id"),
     sa.Index("ix_documents_transmission", "transmission_id", "status"),
+    sa.Index("ix_documents_status_published", "status", "published_at"),
 )
 
 outbox = sa.Table(
@@ -280,4 +293,72 @@ certificates = sa.Table(
     sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
     # Why the certificate could not be read (then the columns above are empty).
     sa.Column("error", sa.Text, nullable=True),
+)
+
+# ERP acknowledgement statuses (documents.erp_status).
+ERP_ACCEPTED = "ACCEPTED"
+ERP_REJECTED = "REJECTED"
+
+# Alert lifecycle: one alert per condition (its ``key``) while it is open or acknowledged;
+# the tracker resolves it when the condition is gone (or an operator does).
+ALERT_OPEN = "open"
+ALERT_ACKNOWLEDGED = "acknowledged"
+ALERT_RESOLVED = "resolved"
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # failure, untransmitted, unroutable, erp-overdue, erp-rejected, gap, silence,
+    # volume-drop, duplicate, channel, certificate
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("partner_id", sa.String(64), nullable=True),
+    sa.Column("key", sa.String(255), nullable=False),  # the condition, e.g. "gap:acme:1043-1044"
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # one line for people
+    sa.Column("detail", sa.Text, nullable=True),  # JSON: the evidence
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("occurrences", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("acknowledged_by", sa.String(128), nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("resolved_by", sa.String(128), nullable=True),  # "tracker" when it cleared
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("mailed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_alerts_key_status", "key", "status"),
+    sa.Index("ix_alerts_status", "status", "opened_at"),
+    sa.Index("ix_alerts_partner", "partner_id", "opened_at"),
+)
+
+# Events for ``edi.events`` (alert opened, acknowledged, resolved …), written in the commit of
+# the change they announce and published at least once with confirms by the event publisher.
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("routing_key", sa.String(255), nullable=False),  # alert.<kind>.<partner>
+    sa.Column("message_id", sa.String(64), nullable=False),  # stable: redelivery is recognisable
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # JSON
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index("ix_event_outbox_pending", "published_at", "id"),
+)
+
+# Acknowledgements the ERP sent on ``edi.acks``, as received (also those naming no known
+# document: the evidence of what the ERP said).
+erp_acks = sa.Table(
+    "erp_acks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("document_id", sa.String(32), nullable=True),  # the document it closed, if any
+    sa.Column("message_id", sa.String(64), nullable=True),  # as the ERP named it
+    sa.Column("status", sa.String(16), nullable=False),  # ACCEPTED, REJECTED, INVALID
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),  # the ERP's own time
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Index("ix_erp_acks_document", "document_id"),
 )
