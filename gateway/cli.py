@@ -134,16 +134,27 @@ def ingest(obj: _Ctx, files: tuple[str, ...], partner: str | None, no_publish: b
 
 @main.command()
 @click.argument("transmission_ids", nargs=-1, required=True)
+@click.option("--reason", required=True,
+              help="Why (the mapping or profile fix); kept on both timelines.")
+@click.option("--by", "by", default=None,
+              help="Who asks (default: the user running the command).")
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
 @click.pass_obj
-def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None:
-    """Process FAILED or QUARANTINED transmissions again from the archive (after a fix).
+def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], reason: str, by: str | None,
+              wait: float) -> None:
+    """Replay FAILED or QUARANTINED transmissions from the archive, after a fix.
 
-    A transmission some of whose messages failed is taken too: its failed messages are
-    tried again, and the documents already published are recognised and not sent twice."""
+    Each replay is a new attempt linked to the first (``reprocess_of``), recording who asked,
+    when and why; the first keeps its outcome. A transmission some of whose messages failed
+    is taken too: its failed messages are tried again, and the documents already published
+    are recognised and not sent twice. A RECEIVED transmission (left by a crash) is simply
+    processed."""
+    import getpass
+
     from gateway.store import schema as s
 
     _setup_logs(obj.settings, "warning")
+    who = by or getpass.getuser()
     gw = _open(obj)
     failed = 0
     try:
@@ -155,8 +166,18 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], wait: float) -> None
             if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED) and not partial:
                 click.echo(f"{t.id}: {t.status}, nothing to reprocess")
                 continue
-            gw.store.add_event(t.id, "reprocess", f"requested from the command line (was {t.status})")
-            failed += _report(gw.pipeline.process(t.id))
+            if t.purged_at is not None:
+                click.echo(f"{t.id}: payload purged on {t.purged_at:%Y-%m-%d} (retention); "
+                           "it cannot be replayed")
+                failed += 1
+                continue
+            if t.status == s.RECEIVED:
+                gw.store.add_event(t.id, "reprocess", f"processed on request of {who}: {reason}")
+                failed += _report(gw.pipeline.process(t.id))
+                continue
+            attempt = gw.store.record_reprocess(t.id, by=who, reason=reason)
+            click.echo(f"{t.id}: replayed as {attempt}")
+            failed += _report(gw.pipeline.process(attempt), "  ")
         _publish_outbox(gw, obj, wait)
     finally:
         gw.close()

@@ -89,6 +89,8 @@ class Pipeline:
         #: Control references taken by transmissions of the batch being processed, not yet
         #: committed: (partner, ref) -> where (the duplicate check must see them too).
         self._batch_refs: dict[tuple[str, str], str] = {}
+        #: Transmissions of the batch that are reprocessing attempts -> those they replay.
+        self._replays: dict[str, set[str]] = {}
         #: A worker process judging the tail of large payloads (``start_workers``).
         self.workers: Any = None
 
@@ -162,6 +164,8 @@ class Pipeline:
         """Process several transmissions; small outcomes are committed together."""
         self._batch_refs = {}
         rows = self.store.get_transmissions(tids)
+        self._replays = {tid: set(self.store.reprocess_chain(tid))
+                         for tid, r in rows.items() if r.reprocess_of}
         # A streamed payload may run for minutes: the collector keeps running for it.
         if any(r.size > self.stream_above for r in rows.values()):
             return self._process_rows(tids, rows)
@@ -498,10 +502,11 @@ class Pipeline:
         if not refs:
             return {}
         since = clock.now() - dt.timedelta(days=partner.edifact.duplicate_window_days)
+        replayed = self._replays.get(tid, ())  # a reprocess is no duplicate of its original
         known = {ref: f"in transmission {t} on {at:%Y-%m-%d %H:%M} UTC"
                  for ref, (t, at) in self.store.interchange_refs_seen(partner.id, refs,
                                                                       since).items()
-                 if t != tid}
+                 if t != tid and t not in replayed}
         for ref in refs:
             where = self._batch_refs.get((partner.id, ref))
             if where and ref not in known:

@@ -199,6 +199,45 @@ class Store:
 
     # -- process ------------------------------------------------------------------------
 
+    def record_reprocess(self, original_id: str, *, by: str, reason: str) -> str:
+        """A new attempt at ``original_id``: a transmission of the same archived payload,
+        linked to the first (``reprocess_of``), with who asked and why on both timelines.
+        Returns the new transmission's id (RECEIVED, ready to be processed)."""
+        t = s.transmissions
+        now = utcnow()
+        new = new_id()
+        with self._begin() as conn:
+            o = conn.execute(sa.select(t).where(t.c.id == original_id)).first()
+            if o is None:
+                raise KeyError(original_id)
+            conn.execute(t.insert().values(
+                id=new, channel=o.channel, channel_ref=f"reprocess:{original_id}",
+                partner_id=o.partner_id, filename=o.filename, size=o.size, sha256=o.sha256,
+                received_at=now, acknowledged_at=now, status=s.RECEIVED, duplicate_of=None,
+                updated_at=now, document_count=0, reprocess_of=original_id, requested_by=by,
+                request_reason=reason))
+            conn.execute(s.transmission_events.insert(), [
+                dict(transmission_id=new, at=now, event="reprocess",
+                     detail=f"attempt at transmission {original_id} (was {o.status}), "
+                            f"requested by {by}: {reason}"),
+                dict(transmission_id=original_id, at=now, event="reprocessed",
+                     detail=f"new attempt {new} requested by {by}: {reason}")])
+        return new
+
+    def reprocess_chain(self, tid: str) -> list[str]:
+        """The transmissions ``tid`` replays, nearest first (empty for a first attempt)."""
+        t = s.transmissions
+        chain: list[str] = []
+        with self.engine.connect() as conn:
+            current = tid
+            while len(chain) < 100:
+                up = conn.execute(sa.select(t.c.reprocess_of).where(t.c.id == current)).scalar()
+                if not up or up in chain:
+                    break
+                chain.append(up)
+                current = up
+        return chain
+
     def add_event(self, tid: str, event: str, detail: str | None = None) -> None:
         with self._begin() as conn:
             conn.execute(s.transmission_events.insert().values(

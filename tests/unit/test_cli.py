@@ -124,15 +124,24 @@ def test_mappings_test_passes_on_the_committed_mappings(workdir):
 
 
 def test_quarantined_file_is_reprocessed_after_the_partner_is_added(workdir):
-    """An unknown sender is quarantined; once the partner exists, reprocess maps it."""
+    """An unknown sender is quarantined; once the partner exists, reprocess replays it as a
+    new attempt linked to the first, recording who asked and why on both timelines."""
     r = run("ingest", str(SAMPLE))
     assert r.exit_code == 1 and "QUARANTINED at identify" in r.output
     tid = json.loads(run("log", "--json").output)[0]["id"]
     run("partners", "add", "bakkerij", "--name", "Bakkerij", "--unb", "5401234000012:14")
-    r = run("reprocess", tid)
+    assert run("reprocess", tid).exit_code == 2, "a reason is required"
+    r = run("reprocess", tid, "--reason", "profile added for Bakkerij", "--by", "alice")
     assert r.exit_code == 0, r.output
     assert "1 document(s) for partner bakkerij" in r.output
-    shown = json.loads(run("show", tid, "--json").output)
-    assert shown["status"] == "PROCESSED"
-    assert "reprocess" in [e["event"] for e in shown["events"]]
-    assert "nothing to reprocess" in run("reprocess", tid).output
+    attempt = r.output.split("replayed as ")[1].split()[0]
+    first = json.loads(run("show", tid, "--json").output)
+    assert first["status"] == "QUARANTINED", "the first attempt keeps its outcome"
+    assert [e["detail"] for e in first["events"] if e["event"] == "reprocessed"] == [
+        f"new attempt {attempt} requested by alice: profile added for Bakkerij"]
+    second = json.loads(run("show", attempt, "--json").output)
+    assert second["status"] == "PROCESSED" and second["partner_id"] == "bakkerij"
+    assert (second["reprocess_of"], second["requested_by"], second["request_reason"]) == (
+        tid, "alice", "profile added for Bakkerij")
+    assert second["sha256"] == first["sha256"]
+    assert "nothing to reprocess" in run("reprocess", attempt, "--reason", "again").output
