@@ -1,0 +1,149 @@
+"""Publishes the event outbox to ``edi.events`` (a durable topic exchange; routing keys
+``alert.<kind>.<partner>``) with publisher confirms, in a thread of its own.
+
+Events are few (an alert opened, acknowledged, resolved), so each is confirmed before the
+next goes: simple, and nothing is marked published before the broker has it. An event with
+no queue bound for its key is dropped by the broker, which is fine: whoever wants alerts
+binds a queue. Each event keeps its ``message_id`` across redeliveries (at-least-once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pika
+import pika.exceptions as px
+import structlog
+
+from gateway.bus.connect import describe, parameters
+from gateway.bus.settings import mask_url
+from gateway.store.db import Store
+from gateway.store.events import EventOutbox
+
+log = structlog.get_logger("edigw.events")
+
+
+def declare_events(channel: pika.adapters.blocking_connection.BlockingChannel,
+                   exchange: str) -> None:
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+
+
+class EventPublisher:
+    """``start()`` / ``wake()`` / ``stop()``; ``publish_once()`` is one round (tests)."""
+
+    def __init__(self, store: Store, url: str, exchange: str = "edi.events", *,
+                 every: float = 2.0, retry_initial: float = 0.5, retry_max: float = 30.0) -> None:
+        self.outbox = EventOutbox(store)
+        self.url = url
+        self.exchange = exchange
+        self.every = every
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.connected = False
+        self.last_error: str | None = None
+        self.published = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+
+    # -- one round ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._connection = pika.BlockingConnection(parameters(self.url))
+        channel = self._connection.channel()
+        declare_events(channel, self.exchange)
+        channel.confirm_delivery()
+        self._channel = channel
+        if not self.connected:
+            log.info("events_connected", broker=mask_url(self.url), exchange=self.exchange)
+        self.connected = True
+
+    def _close(self) -> None:
+        self.connected = False
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # already gone
+                pass
+
+    def publish_once(self) -> int:
+        """Publish what is pending; returns how many were confirmed. Raises on broker trouble
+        (what was confirmed so far is marked)."""
+        if self._channel is None:
+            self._open()
+        done = 0
+        while True:
+            batch = self.outbox.pending(200)
+            if not batch:
+                return done
+            confirmed: list[int] = []
+            try:
+                for ev in batch:
+                    self._channel.basic_publish(
+                        self.exchange, ev.routing_key, ev.payload,
+                        pika.BasicProperties(content_type="application/json",
+                                             delivery_mode=2, message_id=ev.message_id,
+                                             type=ev.routing_key,
+                                             timestamp=int(ev.created_at.timestamp())))
+                    confirmed.append(ev.id)
+            except (px.AMQPError, OSError) as exc:
+                self.outbox.published(confirmed)
+                rest = [e.id for e in batch if e.id not in set(confirmed)][:1]
+                self.outbox.failed(rest, describe(exc))
+                raise
+            self.outbox.published(confirmed)
+            done += len(confirmed)
+            self.published += len(confirmed)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._close()
+
+    def _run(self) -> None:
+        delay = self.retry_initial
+        while not self._stop.is_set():
+            try:
+                n = self.publish_once()
+                if n:
+                    log.info("events_published", count=n, exchange=self.exchange)
+                delay = self.retry_initial
+                self.last_error = None
+                wait = self.every
+            except Exception as exc:
+                reason = describe(exc)
+                if reason != self.last_error:
+                    log.warning("events_publish_failed", broker=mask_url(self.url),
+                                reason=reason, retry_in=delay)
+                self.last_error = reason
+                self._close()
+                wait, delay = delay, min(delay * 2, self.retry_max)
+            self._wake.wait(wait)
+            self._wake.clear()
+        self._close()
+
+
+def wait_published(publisher: EventPublisher, timeout: float) -> bool:
+    """Until the outbox is empty (tests and the CLI)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publisher.outbox.size() == 0:
+            return True
+        publisher.wake()
+        time.sleep(0.05)
+    return False
