@@ -104,6 +104,11 @@ class Gateway:
                                             default=200 << 20),
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes)
+        policies = {p.id: (r.duplicate_numbers or "warn", r.duplicate_window_days or 90)
+                    for p in partners for r in (settings.tracker.rules_for(p),)}
+        default = settings.tracker.rules_for(None)
+        gw.pipeline.number_policy = lambda p: policies.get(
+            p.id, (default.duplicate_numbers or "warn", default.duplicate_window_days or 90))
         return gw
 
     def deliver_outbound(self) -> int:

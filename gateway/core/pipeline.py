@@ -39,6 +39,11 @@ from gateway.store.records import NewInterchange, NewOutbound
 log = structlog.get_logger("edigw.pipeline")
 
 
+#: Document types whose business number identifies one business document (a price list's
+#: parts share theirs).
+_NUMBERED = ("order", "invoice")
+
+
 class PayloadTooLarge(PayloadError):
     """Refused at receive: larger than the channel's limit (nothing archived)."""
 
@@ -91,6 +96,9 @@ class Pipeline:
         self._batch_refs: dict[tuple[str, str], str] = {}
         #: Transmissions of the batch that are reprocessing attempts -> those they replay.
         self._replays: dict[str, set[str]] = {}
+        #: The partner's policy on a repeated order or invoice number and its window in
+        #: days (the tracker's ``duplicate_numbers`` rule); None: not checked here.
+        self.number_policy: Callable[[Partner], tuple[str, int]] | None = None
         #: A worker process judging the tail of large payloads (``start_workers``).
         self.workers: Any = None
 
@@ -300,6 +308,7 @@ class Pipeline:
                 warnings += m.warnings
                 docs += made
             events.append(("identified", f"partner {partner.id} ({partner.name})"))
+            docs = self._repeated_numbers(partner, docs, events)
             if warnings:
                 events.append(_warnings_event(warnings, len(warnings)))
             record: dict[str, Any] = dict(
@@ -490,6 +499,42 @@ class Pipeline:
             return [_new_document(m, partner_id, payload)]
         parts = _part_payloads(m.document, self.max_message_bytes, first=1, total=True)
         return [_new_document(m, partner_id, p, part=n) for n, p in enumerate(parts, 1)]
+
+    def _repeated_numbers(self, partner: Partner, docs: list[NewDocument],
+                          events: list[tuple[str, str]]) -> list[NewDocument]:
+        """Under the partner's ``duplicate_numbers = "reject"``: an order or invoice whose
+        number this partner sent before (in a document of another message id, within the
+        window) is kept as DUPLICATE with the reason, and not published."""
+        if self.number_policy is None:
+            return docs
+        policy, days = self.number_policy(partner)
+        if policy != "reject":
+            return docs
+        wanted = {(d.doc_type, d.business_number) for d in docs
+                  if d.status is None and d.business_number and d.doc_type in _NUMBERED}
+        if not wanted:
+            return docs
+        since = clock.now() - dt.timedelta(days=days)
+        found = self.store.numbers_seen(partner.id, sorted(wanted), since,
+                                        exclude_message_ids={d.message_id for d in docs})
+        out: list[NewDocument] = []
+        first_here: dict[tuple[str, str | None], str] = {}
+        for d in docs:
+            key = (d.doc_type, d.business_number)
+            if d.status is not None or key not in wanted:
+                out.append(d)
+                continue
+            where = found.get(key)
+            if where is None and first_here.setdefault(key, d.message_id) != d.message_id:
+                where = "earlier in this transmission"
+            if where is None:
+                out.append(d)
+                continue
+            reason = (f"{d.doc_type} number {d.business_number} already received {where}; "
+                      "not published (partner policy duplicate_numbers = reject)")
+            out.append(replace(d, status=s.DOC_DUPLICATE, stage="duplicate", reason=reason))
+            events.append(("duplicate-number", reason))
+        return out
 
     def _known_refs(self, partner: Partner, parsed: ParsedPayload, tid: str) -> dict[str, str]:
         """Control references of ``parsed`` this partner sent before (duplicate check)."""

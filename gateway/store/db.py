@@ -224,6 +224,33 @@ class Store:
                      detail=f"new attempt {new} requested by {by}: {reason}")])
         return new
 
+    def numbers_seen(self, partner_id: str, keys: Sequence[tuple[str, str | None]],
+                     since: dt.datetime, *, exclude_message_ids: Iterable[str] = ()
+                     ) -> dict[tuple[str, str | None], str]:
+        """Of ``keys`` (doc type, business number), those this partner sent before in a stored
+        document (not a duplicate or failed one) of another message id since ``since``:
+        key -> "in transmission T on <date>"."""
+        d = s.documents
+        excluded = set(exclude_message_ids)
+        wanted = set(keys)
+        found: dict[tuple[str, str | None], str] = {}
+        numbers = sorted({n for _t, n in keys if n})
+        with self.engine.connect() as conn:
+            for chunk in _chunks(numbers, 500):
+                rows = conn.execute(
+                    sa.select(d.c.doc_type, d.c.business_number, d.c.message_id,
+                              d.c.transmission_id, d.c.created_at)
+                    .where(d.c.partner_id == partner_id, d.c.business_number.in_(chunk),
+                           d.c.status.in_((s.PENDING, s.DOC_PUBLISHED, s.UNROUTABLE)),
+                           d.c.created_at >= since)
+                    .order_by(d.c.created_at)).all()
+                for r in rows:
+                    key = (r.doc_type, r.business_number)
+                    if key in wanted and r.message_id not in excluded:
+                        found.setdefault(key, f"in transmission {r.transmission_id} on "
+                                              f"{aware(r.created_at):%Y-%m-%d %H:%M} UTC")
+        return found
+
     def reprocess_chain(self, tid: str) -> list[str]:
         """The transmissions ``tid`` replays, nearest first (empty for a first attempt)."""
         t = s.transmissions

@@ -81,3 +81,29 @@ def test_the_same_file_sent_again_is_still_a_duplicate_interchange(pipeline):
     out = pipeline.process(b.transmission_id)
     assert out.status == s.FAILED, out
     assert "ICR0042" in out.reason and "already" in out.reason, out.reason
+
+
+def test_a_repeated_order_number_is_kept_as_duplicate_under_policy_reject(pipeline):
+    """Partner policy duplicate_numbers = reject: the same order number in another message
+    (another interchange and message reference) is stored DUPLICATE with the reason and not
+    published; under warn it would go on (the tracker alerts)."""
+    pipeline.partners = _partner("eancom-orders-d96a")
+    policy = {"bakkerij": ("reject", 90)}
+    pipeline.number_policy = lambda p: policy[p.id]
+    a = pipeline.receive(Incoming(data=SAMPLE, channel="folder", filename="po.edi"))
+    assert pipeline.process(a.transmission_id).queued == 1
+    other = SAMPLE.replace(b"ICR0042", b"ICR0043").replace(b"UNH+107", b"UNH+108") \
+                  .replace(b"+107'", b"+108'")  # UNT's reference
+    b = pipeline.receive(Incoming(data=other, channel="folder", filename="po-again.edi"))
+    out = pipeline.process(b.transmission_id)
+    assert out.queued == 0, out
+    (doc,) = pipeline.store.documents_of(b.transmission_id)
+    assert doc.status == s.DOC_DUPLICATE and doc.business_number == "PO-2024-0107"
+    assert f"already received in transmission {a.transmission_id}" in doc.reason
+    assert "duplicate_numbers = reject" in doc.reason
+    assert "duplicate-number" in [e["event"] for e in pipeline.store.events(b.transmission_id)]
+
+    policy["bakkerij"] = ("warn", 90)
+    c = pipeline.receive(Incoming(data=other.replace(b"ICR0043", b"ICR0044"),
+                                  channel="folder", filename="po-third.edi"))
+    assert pipeline.process(c.transmission_id).queued == 1
