@@ -1,0 +1,824 @@
+"""Explain an order: "where is order X?" answered with one verdict and its evidence.
+
+``search`` finds the documents and transmissions a support person's question may be about
+(order or invoice number, interchange reference, file name, partner, dates). ``explain``
+turns them into one verdict about the latest match:
+
+    never-received   nothing matches: the partner's last contact on each channel, reference
+                     gaps, channel errors, silence alerts, unreadable payloads around then
+    failed           received but failed: stage, reason, file, position, reprocess attempts
+    duplicate        a repeat of which transmission or document
+    in-progress      received, not yet confirmed by the broker (outbox since when)
+    waiting-erp      published, no ERP acknowledgement yet (overdue or not by the SLA)
+    acknowledged     accepted by the ERP (when)
+    rejected         rejected by the ERP (when, why)
+    quarantined      received from a sender no partner profile matches
+
+It only reads the store (and, for a number found nowhere, the raw bytes of payloads that
+failed before their numbers could be read), so the HTTP API can call it as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.config import GatewaySettings, PartnerDirectory, TrackerSettings
+from gateway.core import clock
+from gateway.core.errors import StoreError
+from gateway.store import schema as s
+from gateway.store.archive import Archive
+from gateway.store.db import Store
+from gateway.store.records import DocumentRow, TransmissionRow, aware
+
+NEVER_RECEIVED = "never-received"
+FAILED = "failed"
+DUPLICATE = "duplicate"
+IN_PROGRESS = "in-progress"
+WAITING_ERP = "waiting-erp"
+ACKNOWLEDGED = "acknowledged"
+REJECTED = "rejected"
+QUARANTINED = "quarantined"
+VERDICTS = (NEVER_RECEIVED, FAILED, DUPLICATE, IN_PROGRESS, WAITING_ERP, ACKNOWLEDGED,
+            REJECTED, QUARANTINED)
+
+#: Without dates, "never received" looks this far back for what might be it.
+LOOKBACK = dt.timedelta(days=7)
+#: Payloads larger than this are not searched for a number (the search must stay quick).
+SCAN_MAX_BYTES = 20 * 1024 * 1024
+#: At most this many unreadable payloads are searched for a number.
+SCAN_MAX_PAYLOADS = 200
+#: Alert kinds that tell why a partner's document may not have arrived.
+_CONTACT_ALERTS = ("gap", "silence", "volume-drop", "channel", "certificate")
+_LIVE_ALERTS = (s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED)
+_DOC_COLUMNS = [c for c in s.documents.c if c.name != "payload"]
+# "… at line 21, column 1, segment 21 (QTY), element QTY/C186/6060, message 107"
+_POSITION = re.compile(r"\bat ((?:line|column|segment) [^;]*?)(?=;|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One document or transmission matching a search."""
+
+    kind: str  # "document" or "transmission"
+    id: str
+    transmission_id: str
+    partner_id: str | None
+    at: dt.datetime  # when received (a document: when its transmission was processed)
+    status: str
+    doc_type: str | None = None
+    business_number: str | None = None
+    interchange_ref: str | None = None
+    filename: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__}
+        out["at"] = self.at.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One piece of evidence: when, what kind, a sentence, and the id it is about."""
+
+    at: dt.datetime | None
+    kind: str
+    text: str
+    ref: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(at=self.at.isoformat() if self.at else None, kind=self.kind,
+                    text=self.text, ref=self.ref)
+
+
+@dataclass(slots=True)
+class Explanation:
+    """The verdict about the latest match, a sentence for the phone, and the evidence."""
+
+    verdict: str
+    summary: str
+    evidence: list[Fact] = field(default_factory=list)
+    documents: list[DocumentRow] = field(default_factory=list)
+    transmissions: list[TransmissionRow] = field(default_factory=list)
+    query: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(verdict=self.verdict, summary=self.summary,
+                    evidence=[f.as_dict() for f in self.evidence],
+                    documents=[d.as_dict() for d in self.documents],
+                    transmissions=[t.as_dict() for t in self.transmissions],
+                    query={k: v.isoformat() if isinstance(v, dt.datetime) else v
+                           for k, v in self.query.items()})
+
+
+# -- search -----------------------------------------------------------------------------------
+
+def search(store: Store, *, number: str | None = None, partner: str | None = None,
+           interchange_ref: str | None = None, filename: str | None = None,
+           since: dt.datetime | None = None, until: dt.datetime | None = None,
+           doc_type: str | None = None, limit: int = 50) -> list[Hit]:
+    """Documents, then transmissions without a matching document, newest first.
+
+    ``number`` is an order or invoice number (exact first, else any case); ``filename``
+    exact, else any case, else a part of the name; dates bound the time of receipt
+    (``until`` excluded)."""
+    docs, trans = _matches(store, number=number, partner=partner,
+                           interchange_ref=interchange_ref, filename=filename, since=since,
+                           until=until, doc_type=doc_type, limit=limit)
+    by_tid = {t.id: t for t in trans}
+    hits = [Hit(kind="document", id=d.id, transmission_id=d.transmission_id,
+                partner_id=d.partner_id, at=d.created_at, status=d.status,
+                doc_type=d.doc_type, business_number=d.business_number,
+                interchange_ref=d.interchange_ref,
+                filename=by_tid[d.transmission_id].filename if d.transmission_id in by_tid
+                else None) for d in docs]
+    with_docs = {d.transmission_id for d in docs}
+    hits += [Hit(kind="transmission", id=t.id, transmission_id=t.id, partner_id=t.partner_id,
+                 at=t.received_at, status=t.status, filename=t.filename)
+             for t in trans if t.id not in with_docs]
+    return hits[:limit]
+
+
+def _matches(store: Store, *, number: str | None, partner: str | None,
+             interchange_ref: str | None, filename: str | None, since: dt.datetime | None,
+             until: dt.datetime | None, doc_type: str | None, limit: int
+             ) -> tuple[list[DocumentRow], list[TransmissionRow]]:
+    """Matching documents (newest first) and the transmissions they came in plus those
+    matching by file or interchange without a matching document (newest first)."""
+    d, t, i = s.documents, s.transmissions, s.interchanges
+    docs: list[DocumentRow] = []
+    trans: list[TransmissionRow] = []
+    with store.engine.connect() as conn:
+        q = (sa.select(*_DOC_COLUMNS).select_from(d.join(t, t.c.id == d.c.transmission_id))
+             .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit))
+        if partner:
+            q = q.where(d.c.partner_id == partner)
+        if doc_type:
+            # A message that failed before its type was known is stored as "unknown".
+            q = q.where(d.c.doc_type.in_((doc_type, "unknown")))
+        if interchange_ref:
+            q = q.where(d.c.interchange_ref == interchange_ref)
+        q = _when(q, t.c.received_at, since, until)
+        if filename:
+            q = q.where(_filename_clause(conn, filename))
+        if number:
+            rows = conn.execute(q.where(d.c.business_number == number)).all()
+            if not rows:
+                rows = conn.execute(q.where(sa.func.lower(d.c.business_number)
+                                            == number.lower())).all()
+            docs = [_document_row(r) for r in rows]
+        elif interchange_ref or filename or partner or since or until:
+            docs = [_document_row(r) for r in conn.execute(q)]
+        tids = list(dict.fromkeys(x.transmission_id for x in docs))
+        if tids:
+            trans = [TransmissionRow.from_row(r) for r in conn.execute(
+                sa.select(t).where(t.c.id.in_(tids)))]
+        if not number and (interchange_ref or filename):
+            # Transmissions with no document to match: failed before any message was read,
+            # quarantined, duplicates of identical bytes.
+            tq = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(limit)
+            if partner:
+                tq = tq.where(t.c.partner_id == partner)
+            tq = _when(tq, t.c.received_at, since, until)
+            if filename:
+                tq = tq.where(_filename_clause(conn, filename))
+            if interchange_ref:
+                tq = tq.where(t.c.id.in_(sa.select(i.c.transmission_id)
+                                         .where(i.c.control_ref == interchange_ref)))
+            known = set(tids)
+            trans += [r for r in (TransmissionRow.from_row(x) for x in conn.execute(tq))
+                      if r.id not in known]
+    trans.sort(key=lambda r: (r.received_at, r.id), reverse=True)
+    return docs, trans
+
+
+def _when(q: sa.Select, column: Any, since: dt.datetime | None,
+          until: dt.datetime | None) -> sa.Select:
+    if since:
+        q = q.where(column >= since)
+    if until:
+        q = q.where(column < until)
+    return q
+
+
+def _filename_clause(conn: sa.Connection, filename: str) -> Any:
+    """Exact file name if any has it, else the same in any case, else a part of it."""
+    t = s.transmissions
+    for clause in (t.c.filename == filename,
+                   sa.func.lower(t.c.filename) == filename.lower()):
+        if conn.execute(sa.select(t.c.id).where(clause).limit(1)).first():
+            return clause
+    pattern = "%" + filename.lower().replace("\\", "\\\\").replace("%", "\\%") \
+        .replace("_", "\\_") + "%"
+    return sa.func.lower(t.c.filename).like(pattern, escape="\\")
+
+
+# -- explain ----------------------------------------------------------------------------------
+
+def explain(store: Store, partners: PartnerDirectory | None,
+            settings: GatewaySettings | TrackerSettings, *, partner: str | None = None,
+            number: str | None = None, interchange_ref: str | None = None,
+            filename: str | None = None, since: dt.datetime | None = None,
+            until: dt.datetime | None = None, doc_type: str | None = None,
+            now: dt.datetime | None = None, archive: Archive | None = None) -> Explanation:
+    """One verdict about the latest document (or transmission) matching, with its evidence.
+
+    With ``archive``, a number found in no document is looked for in the raw bytes of the
+    payloads that failed or were quarantined before their numbers could be read (within
+    the dates, else the last seven days)."""
+    tracker = settings.tracker if isinstance(settings, GatewaySettings) else settings
+    ctx = _Context(store, partners, tracker, now or clock.now())
+    query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
+                                   interchange_ref=interchange_ref, filename=filename,
+                                   since=since, until=until).items() if v is not None}
+    docs, trans = _matches(store, number=number, partner=partner,
+                           interchange_ref=interchange_ref, filename=filename, since=since,
+                           until=until, doc_type=doc_type, limit=50)
+    what = _what(doc_type, number, interchange_ref, filename)
+    if docs:
+        out = ctx.about_document(docs, {t.id: t for t in trans}, what)
+    elif trans:
+        out = ctx.about_transmission(trans[0], trans[1:], what)
+    else:
+        out = ctx.never_received(partner=partner, number=number, since=since, until=until,
+                                 archive=archive, what=what)
+    out.query = query
+    if partner and partners is not None and partners.get(partner) is None:
+        out.evidence.append(Fact(None, "partner", f"no partner profile {partner!r} is "
+                                 "configured (the defaults' rules were used)", partner))
+    return out
+
+
+def _what(doc_type: str | None, number: str | None, interchange_ref: str | None,
+          filename: str | None) -> str:
+    """How the summary names what was asked about: "order PO-1", "interchange 1043" …"""
+    if number:
+        return f"{_type_label(doc_type) if doc_type else 'document'} {number}"
+    if interchange_ref:
+        return f"interchange {interchange_ref}"
+    if filename:
+        return f"file {filename}"
+    return "the latest document"
+
+
+def _type_label(doc_type: str | None) -> str:
+    return {"order": "order", "invoice": "invoice", "price-list": "price list",
+            None: "document", "unknown": "message"}.get(doc_type, doc_type or "document")
+
+
+class _Context:
+    """What every part of an explanation needs: the store, the rules, the clock, the zone."""
+
+    def __init__(self, store: Store, partners: PartnerDirectory | None,
+                 tracker: TrackerSettings, now: dt.datetime) -> None:
+        self.store = store
+        self.partners = partners
+        self.tracker = tracker
+        self.now = now
+        self.zone = zoneinfo.ZoneInfo(tracker.timezone)
+
+    # -- formatting ---------------------------------------------------------------------------
+
+    def when(self, at: dt.datetime | None) -> str:
+        """A time as a support person says it: local, to the minute, with the zone."""
+        if at is None:
+            return "-"
+        local = aware(at).astimezone(self.zone)
+        return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or self.tracker.timezone)
+
+    def rules(self, partner_id: str | None) -> Any:
+        p = self.partners.get(partner_id) if self.partners is not None and partner_id else None
+        return self.tracker.rules_for(p)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def about_document(self, docs: list[DocumentRow], trans: dict[str, TransmissionRow],
+                       what: str) -> Explanation:
+        latest = docs[0]
+        t = trans.get(latest.transmission_id) or self.store.get_transmission(
+            latest.transmission_id)
+        name = f"{_type_label(latest.doc_type)} {latest.business_number or latest.message_id}"
+        who = f" from {latest.partner_id}" if latest.partner_id else ""
+        received = (f"received {self.when(t.received_at)}"
+                    + (f" in file {t.filename}" if t and t.filename else "")
+                    + (f" via {t.channel}" if t else ""))
+        facts = [self.received_fact(t)] if t else []
+        status = latest.status
+        if status in (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.UNROUTABLE):
+            verdict = FAILED
+            stage = latest.stage or ("publish" if status == s.UNROUTABLE else "-")
+            reason = latest.reason or ("returned by the broker: no queue is bound for "
+                                       f"{latest.doc_type}.{latest.partner_id}"
+                                       if status == s.UNROUTABLE else "no reason recorded")
+            position = _position(reason)
+            facts.append(Fact(latest.created_at, "failed",
+                              f"{name} {status} at {stage}: {reason}", latest.id))
+            if position:
+                facts.append(Fact(None, "position", f"in the payload at {position}",
+                                  latest.transmission_id))
+            retry = self.reprocess_facts(t) if t else []
+            facts += retry
+            summary = (f"{_cap(name)}{who} was {received} but failed at {stage}: "
+                       f"{_short(reason)}" + (f" ({position})" if position and position not in
+                                             _short(reason) else "")
+                       + f". {self.reprocess_sentence(t)}")
+        elif status == s.DOC_DUPLICATE:
+            verdict = DUPLICATE
+            original = self.original_of(latest)
+            if original is not None:
+                facts.append(Fact(original.created_at, "original",
+                                  f"first received as document {original.id} in transmission "
+                                  f"{original.transmission_id}, now {original.status}"
+                                  + self.erp_words(original), original.id))
+                summary = (f"{_cap(name)}{who} was {received} as a repeat of document "
+                           f"{original.id} (transmission {original.transmission_id}, "
+                           f"{self.when(original.created_at)}), so it was not sent to the "
+                           f"ERP again; the first is {self.state_words(original)}.")
+            else:
+                summary = (f"{_cap(name)}{who} was {received} as a repeat of a document "
+                           "received before, so it was not sent to the ERP again.")
+            facts.append(Fact(latest.created_at, "duplicate",
+                              f"document {latest.id} kept as DUPLICATE (same message id "
+                              f"{latest.message_id})", latest.id))
+        elif status in (s.PENDING, s.DOC_HELD):
+            verdict = IN_PROGRESS
+            facts += self.outbox_facts(latest)
+            summary = (f"{_cap(name)}{who} was {received} and "
+                       + ("is being read (its file is still open)" if status == s.DOC_HELD
+                          else f"has waited in the outbox for the broker since "
+                          f"{self.when(latest.created_at)} "
+                          f"({_duration(self.now - latest.created_at)})")
+                       + self.broker_words(latest) + ".")
+        else:  # PUBLISHED
+            facts.append(Fact(latest.published_at, "published",
+                              f"{name} confirmed by the broker (routing key "
+                              f"{latest.doc_type}.{latest.partner_id})", latest.id))
+            facts += self.erp_facts(latest)
+            if latest.erp_status == s.ERP_ACCEPTED:
+                verdict = ACKNOWLEDGED
+                summary = (f"{_cap(name)}{who} was {received}, published "
+                           f"{self.when(latest.published_at)} and accepted by the ERP "
+                           f"{self.when(latest.erp_at)}.")
+            elif latest.erp_status == s.ERP_REJECTED:
+                verdict = REJECTED
+                summary = (f"{_cap(name)}{who} was {received}, published "
+                           f"{self.when(latest.published_at)} and rejected by the ERP "
+                           f"{self.when(latest.erp_at)}: "
+                           f"{latest.erp_reason or 'no reason given'}.")
+            else:
+                verdict = WAITING_ERP
+                sla_words, fact = self.sla(latest)
+                facts.append(fact)
+                summary = (f"{_cap(name)}{who} was {received} and published "
+                           f"{self.when(latest.published_at)}; no ERP acknowledgement for "
+                           f"{_duration(self.now - (latest.published_at or latest.created_at))}"
+                           f" ({sla_words}).")
+        shown = {f.ref for f in facts if f.kind == "original"}
+        facts += self.other_documents(latest, [d for d in docs[1:] if d.id not in shown])
+        if t is not None:
+            facts += self.repeats_of(t)
+        alltrans = list(trans.values()) or ([t] if t else [])
+        return Explanation(verdict=verdict, summary=summary, evidence=facts,
+                           documents=docs, transmissions=alltrans)
+
+    def received_fact(self, t: TransmissionRow) -> Fact:
+        return Fact(t.received_at, "received",
+                    f"transmission {t.id} received via {t.channel}"
+                    + (f" from {t.channel_ref}" if t.channel_ref else "")
+                    + (f", file {t.filename}" if t.filename else "")
+                    + f", {t.size} bytes, now {t.status}"
+                    + (f" at {t.stage}" if t.stage else "")
+                    + (f"; raw payload purged {self.when(t.purged_at)}" if t.purged_at else ""),
+                    t.id)
+
+    def state_words(self, d: DocumentRow) -> str:
+        if d.status == s.DOC_PUBLISHED:
+            if d.erp_status == s.ERP_ACCEPTED:
+                return f"accepted by the ERP {self.when(d.erp_at)}"
+            if d.erp_status == s.ERP_REJECTED:
+                return f"rejected by the ERP {self.when(d.erp_at)}"
+            return f"published {self.when(d.published_at)}, awaiting the ERP"
+        return {s.PENDING: "waiting in the outbox", s.DOC_FAILED: f"FAILED at {d.stage}",
+                s.UNROUTABLE: "unroutable"}.get(d.status, d.status)
+
+    def erp_words(self, d: DocumentRow) -> str:
+        if d.erp_status:
+            return f", {d.erp_status} by the ERP {self.when(d.erp_at)}"
+        return ""
+
+    def original_of(self, dup: DocumentRow) -> DocumentRow | None:
+        """The stored document a DUPLICATE repeats (same message id, not itself a repeat)."""
+        d = s.documents
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(*_DOC_COLUMNS).where(d.c.message_id == dup.message_id)
+                .where(d.c.status.not_in((s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED)))
+                .where(d.c.id != dup.id).order_by(d.c.created_at, d.c.id).limit(1)).first()
+        return _document_row(row) if row else None
+
+    def outbox_facts(self, doc: DocumentRow) -> list[Fact]:
+        o = s.outbox
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(o).where(o.c.document_id == doc.id)).first()
+        if row is None:
+            return [Fact(doc.created_at, "held", f"document {doc.id} held until its file "
+                         "has been read to the end", doc.id)]
+        text = (f"in the outbox since {self.when(row.created_at)}, routing key "
+                f"{row.routing_key}, {row.attempts} publish attempt(s)")
+        if row.last_error:
+            text += f", last error: {row.last_error}"
+        return [Fact(aware(row.created_at), "outbox", text, doc.id)]
+
+    def broker_words(self, doc: DocumentRow) -> str:
+        o = s.outbox
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(o.c.attempts, o.c.last_error)
+                               .where(o.c.document_id == doc.id)).first()
+        if row is not None and row.last_error:
+            return f"; the broker failed {row.attempts} time(s), last: {_short(row.last_error)}"
+        return ""
+
+    def erp_facts(self, doc: DocumentRow) -> list[Fact]:
+        a = s.erp_acks
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(a.c.id, a.c.received_at, a.c.status, a.c.reason,
+                                          a.c.acked_at).where(a.c.document_id == doc.id)
+                                .order_by(a.c.id)).all()
+        facts = [Fact(aware(r.received_at), "erp-ack",
+                      f"ERP acknowledgement {r.status}"
+                      + (f" ({r.reason})" if r.reason else "")
+                      + (f", stamped {self.when(aware(r.acked_at))} by the ERP"
+                         if r.acked_at else ""), doc.id) for r in rows]
+        if not rows and doc.erp_status:
+            facts.append(Fact(doc.erp_at, "erp-ack", f"ERP acknowledgement {doc.erp_status}"
+                              + (f" ({doc.erp_reason})" if doc.erp_reason else ""), doc.id))
+        return facts
+
+    def sla(self, doc: DocumentRow) -> tuple[str, Fact]:
+        """Words and a fact on the ERP acknowledgement's SLA for this document."""
+        minutes = self.rules(doc.partner_id).erp_ack_minutes or {}
+        limit = minutes.get(doc.doc_type, minutes.get("*"))
+        since = doc.published_at or doc.created_at
+        if not limit:
+            return ("no acknowledgement is expected for this type",
+                    Fact(None, "sla", f"no ERP acknowledgement SLA for {doc.doc_type} "
+                         f"documents of {doc.partner_id}", doc.id))
+        due = since + dt.timedelta(minutes=limit)
+        if self.now > due:
+            late = _duration(self.now - due)
+            return (f"overdue by {late}: the SLA is {limit} min",
+                    Fact(due, "sla", f"ERP acknowledgement due by {self.when(due)} "
+                         f"({limit} min SLA): overdue by {late}", doc.id))
+        return (f"within the {limit} min SLA, due by {self.when(due)}",
+                Fact(due, "sla", f"ERP acknowledgement due by {self.when(due)} "
+                     f"({limit} min SLA)", doc.id))
+
+    def reprocess_of(self, t: TransmissionRow) -> list[TransmissionRow]:
+        tr = s.transmissions
+        with self.store.engine.connect() as conn:
+            return [TransmissionRow.from_row(r) for r in conn.execute(
+                sa.select(tr).where(tr.c.reprocess_of == t.id)
+                .order_by(tr.c.received_at, tr.c.id))]
+
+    def reprocess_facts(self, t: TransmissionRow) -> list[Fact]:
+        facts = [Fact(r.received_at, "reprocess",
+                      f"reprocessed as transmission {r.id}"
+                      + (f" by {r.requested_by}" if r.requested_by else "")
+                      + (f" ({r.request_reason})" if r.request_reason else "")
+                      + f": {r.status}" + (f" at {r.stage}: {r.reason}" if r.reason else ""),
+                      r.id) for r in self.reprocess_of(t)]
+        facts += [Fact(e["at"], "reprocess", f"reprocess requested: {e['detail'] or ''}", t.id)
+                  for e in self.store.events(t.id) if e["event"] == "reprocess"]
+        if t.purged_at:
+            facts.append(Fact(t.purged_at, "purged", "raw payload purged (retention): it "
+                              "can no longer be reprocessed", t.id))
+        return facts
+
+    def reprocess_sentence(self, t: TransmissionRow | None) -> str:
+        if t is None:
+            return ""
+        again = self.reprocess_of(t)
+        if again:
+            last = again[-1]
+            return (f"It was reprocessed {self.when(last.received_at)} as transmission "
+                    f"{last.id}: {last.status}" + (f" at {last.stage}" if last.stage else "")
+                    + ".")
+        if any(e["event"] == "reprocess" for e in self.store.events(t.id)):
+            return f"It was reprocessed in place; transmission {t.id} is now {t.status}."
+        if t.purged_at:
+            return (f"Its raw payload was purged {self.when(t.purged_at)}; it cannot be "
+                    "reprocessed.")
+        return f"Not reprocessed yet (transmission {t.id})."
+
+    def other_documents(self, latest: DocumentRow, others: Sequence[DocumentRow]) -> list[Fact]:
+        return [Fact(d.created_at, "also-received",
+                     f"also {_type_label(d.doc_type)} {d.business_number or d.message_id}"
+                     f" from {d.partner_id} in transmission {d.transmission_id}: "
+                     f"{self.state_words(d)}"
+                     + (f" ({d.stage}: {_short(d.reason)})" if d.reason else ""), d.id)
+                for d in others if d.id != latest.id]
+
+    def repeats_of(self, t: TransmissionRow) -> list[Fact]:
+        """Later receipts of the very same bytes (not processed again)."""
+        tr = s.transmissions
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(tr).where(tr.c.duplicate_of == t.id)
+                                .order_by(tr.c.received_at)).all()
+        return [Fact(r.received_at, "repeat",
+                     f"the same bytes were received again as transmission {r.id}"
+                     f" via {r.channel}" + (f" ({r.filename})" if r.filename else "")
+                     + ": DUPLICATE, not processed again", r.id)
+                for r in (TransmissionRow.from_row(x) for x in rows)]
+
+    # -- transmissions without documents --------------------------------------------------------
+
+    def about_transmission(self, t: TransmissionRow, others: Sequence[TransmissionRow],
+                           what: str, found_by: Fact | None = None) -> Explanation:
+        facts = [self.received_fact(t)]
+        if found_by is not None:
+            facts.append(found_by)
+        subject = (f"{_cap(what)} was received {self.when(t.received_at)} via {t.channel}"
+                   + (f" in file {t.filename}" if t.filename and t.filename not in what else ""))
+        if t.status == s.QUARANTINED:
+            verdict = QUARANTINED
+            facts.append(Fact(t.updated_at, "quarantined", f"{t.stage}: {t.reason}", t.id))
+            summary = (f"{subject} but is quarantined: {_short(t.reason)}. Once a partner "
+                       f"profile lists the sender, reprocess transmission {t.id}.")
+        elif t.status == s.DUPLICATE:
+            verdict = DUPLICATE
+            first = self.store.get_transmission(t.duplicate_of) if t.duplicate_of else None
+            if first is not None:
+                facts.append(Fact(first.received_at, "original",
+                                  f"the same bytes first came as transmission {first.id}"
+                                  f" via {first.channel}"
+                                  + (f" ({first.filename})" if first.filename else "")
+                                  + f", now {first.status}", first.id))
+            summary = (f"{subject} as an exact repeat of transmission {t.duplicate_of}"
+                       + (f" (received {self.when(first.received_at)}, {first.status})"
+                          if first else "") + "; it was not processed again.")
+        elif t.status == s.FAILED:
+            verdict = FAILED
+            position = _position(t.reason or "")
+            facts.append(Fact(t.updated_at, "failed", f"{t.stage}: {t.reason}", t.id))
+            if position:
+                facts.append(Fact(None, "position", f"in the payload at {position}", t.id))
+            facts += self.reprocess_facts(t)
+            summary = (f"{subject} but failed at {t.stage}: {_short(t.reason)}. "
+                       f"{self.reprocess_sentence(t)}")
+        elif t.status in (s.RECEIVED, s.PROCESSED):
+            verdict = IN_PROGRESS
+            summary = (f"{subject} and is " + ("waiting to be processed"
+                                               if t.status == s.RECEIVED
+                                               else "waiting in the outbox for the broker")
+                       + f" ({_duration(self.now - t.received_at)} so far).")
+        else:  # PUBLISHED without documents: nothing of it went to the ERP
+            verdict = IN_PROGRESS if t.document_count else FAILED
+            summary = f"{subject}: {t.status}" + (f", {t.reason}" if t.reason else "") + "."
+        facts += [Fact(e["at"], "event", f"{e['event']}: {e['detail'] or ''}", t.id)
+                  for e in self.store.events(t.id)
+                  if e["event"] not in ("received", "reprocess", t.status.lower())]
+        facts += self.repeats_of(t)
+        facts += [Fact(o.received_at, "also-received",
+                       f"also transmission {o.id} via {o.channel}"
+                       + (f" ({o.filename})" if o.filename else "") + f": {o.status}", o.id)
+                  for o in others]
+        return Explanation(verdict=verdict, summary=summary, evidence=facts,
+                           transmissions=[t, *others])
+
+    # -- never received ---------------------------------------------------------------------
+
+    def never_received(self, *, partner: str | None, number: str | None,
+                       since: dt.datetime | None, until: dt.datetime | None,
+                       archive: Archive | None, what: str) -> Explanation:
+        start = since or (until or self.now) - LOOKBACK
+        end = until or self.now
+        suspects = self.unreadable(partner, start, until)
+        if number and archive is not None:
+            found = self.scan(archive, suspects, number)
+            if found is not None:
+                t, fact = found
+                return self.about_transmission(
+                    t, [x for x in suspects if x.id != t.id], what, found_by=fact)
+        facts: list[Fact] = []
+        if partner:
+            facts += self.last_contact(partner)
+            facts += self.alert_facts(partner, start, end)
+            facts += self.gap_facts(partner, start, end, facts)
+        facts += self.channel_facts(partner)
+        facts += self.security_facts(partner, start, end)
+        facts += [Fact(t.received_at, "unreadable",
+                       f"transmission {t.id} via {t.channel}"
+                       + (f" ({t.filename})" if t.filename else "")
+                       + f" {t.status} at {t.stage} before any number was read: "
+                       f"{_short(t.reason)}"
+                       + (" (raw payload purged)" if t.purged_at else ""), t.id)
+                  for t in suspects]
+        who = f" from {partner}" if partner else ""
+        window = f"between {self.when(start)} and {self.when(end)}"
+        parts = [f"No {what}{who} has been received" + (f" {window}" if since or until
+                                                          else "")]
+        contact = [f for f in facts if f.kind == "last-contact"]
+        if contact:
+            latest = max(contact, key=lambda f: f.at or dt.datetime.min.replace(tzinfo=dt.UTC))
+            parts.append(f"last contact {self.when(latest.at)}")
+        elif partner:
+            parts.append("nothing from this partner is on record")
+        gaps = [f for f in facts if f.kind == "gap"]
+        if gaps:
+            parts.append(gaps[0].text)
+        alerts = [f for f in facts if f.kind == "alert"]
+        if alerts:
+            parts.append("; ".join(f.text for f in alerts[:3]))
+        failing = [f for f in facts if f.kind == "channel"]
+        if failing:
+            parts.append(failing[0].text)
+        unread = [f for f in facts if f.kind == "unreadable"]
+        if unread:
+            parts.append(f"{len(unread)} payload(s) around then could not be read (see the "
+                         "evidence)")
+        summary = "; ".join(parts) + "."
+        return Explanation(verdict=NEVER_RECEIVED, summary=summary, evidence=facts,
+                           transmissions=suspects)
+
+    def last_contact(self, partner: str) -> list[Fact]:
+        """The partner's last transmission on each channel."""
+        t = s.transmissions
+        with self.store.engine.connect() as conn:
+            last = conn.execute(sa.select(t.c.channel, sa.func.max(t.c.received_at))
+                                .where(t.c.partner_id == partner).group_by(t.c.channel)).all()
+            rows = []
+            for channel, at in last:
+                row = conn.execute(sa.select(t).where(t.c.partner_id == partner)
+                                   .where(t.c.channel == channel).where(t.c.received_at == at)
+                                   .order_by(t.c.id.desc()).limit(1)).first()
+                if row is not None:
+                    rows.append(TransmissionRow.from_row(row))
+        rows.sort(key=lambda r: r.received_at, reverse=True)
+        if not rows:
+            return [Fact(None, "no-contact", f"no transmission from {partner} is on record",
+                         partner)]
+        return [Fact(r.received_at, "last-contact",
+                     f"last transmission via {r.channel}: {self.when(r.received_at)}"
+                     + (f", file {r.filename}" if r.filename else "") + f", {r.status}"
+                     + (f" at {r.stage}" if r.stage else ""), r.id) for r in rows]
+
+    def alert_facts(self, partner: str, start: dt.datetime, end: dt.datetime) -> list[Fact]:
+        """Alerts about the partner's traffic: still open, or opened around the window."""
+        a = s.alerts
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(a.c.id, a.c.kind, a.c.key, a.c.status, a.c.summary, a.c.opened_at)
+                .where(a.c.partner_id == partner).where(a.c.kind.in_(_CONTACT_ALERTS))
+                .where(sa.or_(a.c.status.in_(_LIVE_ALERTS),
+                              sa.and_(a.c.opened_at >= start - dt.timedelta(days=1),
+                                      a.c.opened_at < end + dt.timedelta(days=1))))
+                .order_by(a.c.opened_at, a.c.id)).all()
+        return [Fact(aware(r.opened_at), "alert",
+                     f"{r.kind} alert ({r.status}): {r.summary}", f"alert:{r.id}")
+                for r in rows]
+
+    def gap_facts(self, partner: str, start: dt.datetime, end: dt.datetime,
+                  known: list[Fact]) -> list[Fact]:
+        """Interchange references missing between those received around the window, unless
+        an alert says so already."""
+        rules = self.rules(partner)
+        if not rules.gaps:
+            return []
+        i = s.interchanges
+        pad = dt.timedelta(days=1)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(i.c.control_ref, i.c.received_at, i.c.transmission_id)
+                                .where(i.c.partner_id == partner)
+                                .where(i.c.received_at >= start - pad)
+                                .where(i.c.received_at < end + pad)
+                                .order_by(i.c.received_at, i.c.id)).all()
+        numbered = [(int(r.control_ref), r) for r in rows if r.control_ref.isdigit()]
+        seen = {n for n, _ in numbered}
+        facts = []
+        said = " ".join(f.text for f in known if f.kind == "alert")
+        for (prev, prow), (cur, crow) in zip(numbered, numbered[1:], strict=False):
+            if not 1 < cur - prev <= (rules.gap_window or 100):
+                continue
+            missing = [n for n in range(prev + 1, cur) if n not in seen]
+            if not missing:
+                continue
+            width = len(crow.control_ref) if crow.control_ref.startswith("0") else 0
+            first, last = str(missing[0]).zfill(width), str(missing[-1]).zfill(width)
+            span = first if first == last else f"{first}-{last}"
+            if span in said or f"{first}–{last}" in said:
+                continue
+            facts.append(Fact(aware(crow.received_at), "gap",
+                              f"interchange references {span} missing: received "
+                              f"{crow.control_ref} {self.when(aware(crow.received_at))} after "
+                              f"{prow.control_ref} {self.when(aware(prow.received_at))}",
+                              crow.transmission_id))
+        return facts
+
+    def channel_facts(self, partner: str | None) -> list[Fact]:
+        """The partner's channels (healthy or not) and any shared channel failing."""
+        h = s.channel_health
+        with self.store.engine.connect() as conn:
+            q = sa.select(h).order_by(h.c.channel)
+            q = q.where(sa.or_(h.c.consecutive_failures > 0,
+                               h.c.partner_id == partner if partner else sa.false()))
+            rows = conn.execute(q).all()
+        facts = []
+        for r in rows:
+            if r.consecutive_failures:
+                text = (f"channel {r.channel} failing: {r.consecutive_failures} failure(s) in a "
+                        f"row, last {self.when(aware(r.last_attempt_at))}: {r.last_error}"
+                        + (f"; last success {self.when(aware(r.last_success_at))}"
+                           if r.last_success_at else "; never succeeded"))
+                facts.append(Fact(aware(r.last_attempt_at), "channel", text, r.channel))
+            else:
+                facts.append(Fact(aware(r.last_success_at), "channel-ok",
+                                  f"channel {r.channel} last checked successfully "
+                                  f"{self.when(aware(r.last_success_at))}"
+                                  + (f" ({r.detail})" if r.detail else ""), r.channel))
+        return facts
+
+    def security_facts(self, partner: str | None, start: dt.datetime,
+                       end: dt.datetime) -> list[Fact]:
+        e = s.security_events
+        with self.store.engine.connect() as conn:
+            q = (sa.select(e).where(e.c.at >= start).where(e.c.at < end)
+                 .order_by(e.c.at).limit(20))
+            q = q.where(sa.or_(e.c.partner_id.is_(None), e.c.partner_id == partner)
+                        if partner else sa.true())
+            rows = conn.execute(q).all()
+        return [Fact(aware(r.at), "refused",
+                     f"{r.channel} request refused ({r.kind})"
+                     + (f" from {r.remote}" if r.remote else "")
+                     + (f": {r.detail}" if r.detail else ""), f"security:{r.id}") for r in rows]
+
+    def unreadable(self, partner: str | None, start: dt.datetime,
+                   end: dt.datetime | None) -> list[TransmissionRow]:
+        """Failed or quarantined transmissions (this partner's or nobody's) in the window
+        whose messages were never read: one of them may be the document asked about."""
+        t, d = s.transmissions, s.documents
+        q = (sa.select(t).where(t.c.status.in_((s.FAILED, s.QUARANTINED)))
+             .where(t.c.received_at >= start)
+             .where(t.c.received_at < end if end else sa.true())
+             .where(~sa.exists().where(d.c.transmission_id == t.c.id))
+             .order_by(t.c.received_at.desc()).limit(SCAN_MAX_PAYLOADS))
+        if partner:
+            q = q.where(sa.or_(t.c.partner_id == partner, t.c.partner_id.is_(None)))
+        with self.store.engine.connect() as conn:
+            return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+    def scan(self, archive: Archive, suspects: Sequence[TransmissionRow],
+             number: str) -> tuple[TransmissionRow, Fact] | None:
+        """The latest unreadable payload whose raw bytes contain ``number``."""
+        needles = {number.encode("utf-8"), number.encode("latin-1", "ignore")} - {b""}
+        for t in suspects:
+            if t.purged_at or t.size > SCAN_MAX_BYTES:
+                continue
+            try:
+                data = archive.get(t.sha256)
+            except (StoreError, ValueError):  # missing: only "not this one"
+                continue
+            if any(n in data for n in needles):
+                return t, Fact(t.received_at, "found-in-payload",
+                               f"{number} appears in the raw payload of transmission {t.id}, "
+                               f"which {'failed' if t.status == s.FAILED else 'was quarantined'}"
+                               f" at {t.stage} before its documents were read", t.id)
+        return None
+
+
+def _document_row(row: Any) -> DocumentRow:
+    data = dict(row._mapping)
+    for key in ("created_at", "published_at", "erp_at"):
+        data[key] = aware(data[key])
+    return DocumentRow(**data)
+
+
+def _position(reason: str) -> str | None:
+    """The position a reason ends with ("line 21, column 1, segment 21 (QTY) …")."""
+    found = _POSITION.findall(reason or "")
+    return found[-1].strip() if found else None
+
+
+def _short(text: str | None, limit: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _duration(delta: dt.timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
