@@ -1,0 +1,669 @@
+"""The tracker's detection rules: each reads the store and returns the conditions it finds.
+
+A rule is a ``Rule``: a name, the alert kinds it speaks for, and a function
+``(TrackerContext) -> list[Condition]``. A rule only reads; ``AlertBook.reconcile`` turns
+what all rules found into alerts. A condition's ``key`` names one fact; while the fact
+holds, every check returns the same key, so it stays one alert (docs/tracker.md lists the
+rules, their settings, keys and when each condition is gone).
+
+Rules look back a bounded time to find new conditions (``LOOKBACK``), and also re-check the
+conditions of alerts still open beyond it, so that an alert is resolved because its
+condition is gone, never because it grew old.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
+from gateway.store import schema as s
+from gateway.store.db import Store
+from gateway.store.records import aware
+from gateway.tracker.alerts import Alert, AlertBook, Condition
+from gateway.tracker.calendar import BusinessCalendar
+
+#: How far back each rule looks for new conditions.
+LOOKBACK = {
+    "failures": dt.timedelta(days=7),
+    "erp": dt.timedelta(days=7),
+    "gaps": dt.timedelta(days=30),
+    "silence": dt.timedelta(days=7),
+}
+#: Documents and transmissions listed in an alert's evidence, at most.
+MAX_LISTED = 20
+
+
+@dataclass
+class TrackerContext:
+    """What a rule may look at during one check."""
+
+    store: Store
+    settings: TrackerSettings
+    partners: PartnerDirectory
+    now: dt.datetime
+    calendar: BusinessCalendar = field(default=None)  # type: ignore[assignment]
+    alerts: AlertBook = field(default=None)  # type: ignore[assignment]
+    certificate_warning_days: int = 30
+    _rules: dict[str | None, TrackerRules] = field(default_factory=dict, repr=False)
+    _active: dict[str, Alert] | None = field(default=None, repr=False)
+    _first: list[dt.datetime | None] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.now = self.now.astimezone(dt.UTC)
+        if self.calendar is None:
+            self.calendar = BusinessCalendar(self.settings.timezone, self.settings.holidays)
+        if self.alerts is None:
+            self.alerts = AlertBook(self.store)
+
+    def rules_for(self, partner_id: str | None) -> TrackerRules:
+        """The partner's rules (its own, the defaults, the built-in values)."""
+        if partner_id not in self._rules:
+            partner = self.partners.get(partner_id) if partner_id else None
+            self._rules[partner_id] = self.settings.rules_for(partner)
+        return self._rules[partner_id]
+
+    def active(self, prefix: str) -> dict[str, Alert]:
+        """The open and acknowledged alerts whose key starts with ``prefix``."""
+        if self._active is None:
+            self._active = {a.key: a for a in self.alerts.list(
+                status=(s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED), limit=1_000_000)}
+        return {k: a for k, a in self._active.items() if k.startswith(prefix)}
+
+    def first_received_at(self) -> dt.datetime | None:
+        """When the gateway received its first transmission: before it, no silence is
+        known (a new installation does not report the partners' past as silence)."""
+        if not self._first:
+            with self.store.engine.connect() as conn:
+                self._first.append(aware(conn.execute(
+                    sa.select(sa.func.min(s.transmissions.c.received_at))).scalar()))
+        return self._first[0]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A detection rule: ``rule(ctx)`` returns the conditions of ``kinds`` it finds."""
+
+    name: str
+    kinds: tuple[str, ...]
+    check: Callable[[TrackerContext], list[Condition]]
+
+    def __call__(self, ctx: TrackerContext) -> list[Condition]:
+        return self.check(ctx)
+
+
+# -- failures ---------------------------------------------------------------------------
+
+_POSITION = re.compile(r"\bat (line \d+(?:, column \d+)?(?:, segment \d+(?: \(\w+\))?)?"
+                       r"(?:, element [\w/]+)?)")
+
+
+def position_in(reason: str | None) -> str | None:
+    """The position a reason names ("line 5, column 1, segment 5 (DTM), element …")."""
+    m = _POSITION.search(reason or "")
+    return m.group(1) if m else None
+
+
+def _check_failures(ctx: TrackerContext) -> list[Condition]:
+    t, d = s.transmissions, s.documents
+    since = ctx.now - LOOKBACK["failures"]
+    still = {k.split(":", 1)[1] for k in
+             [*ctx.active("failure:"), *ctx.active("quarantine:")]}
+    with ctx.store.engine.connect() as conn:
+        tids = set(conn.execute(sa.select(t.c.id).where(
+            t.c.status.in_((s.FAILED, s.QUARANTINED)), t.c.received_at >= since)).scalars())
+        tids |= set(conn.execute(sa.select(d.c.transmission_id).where(
+            d.c.status == s.DOC_FAILED, d.c.created_at >= since).distinct()).scalars())
+        tids |= still
+        rows = _in(conn, sa.select(t), t.c.id, tids)
+        failed_docs: dict[str, list[Any]] = defaultdict(list)
+        cols = (d.c.id, d.c.transmission_id, d.c.doc_type, d.c.business_number,
+                d.c.message_ref, d.c.stage, d.c.reason)
+        for r in _in(conn, sa.select(*cols).where(d.c.status == s.DOC_FAILED)
+                     .order_by(d.c.created_at, d.c.id), d.c.transmission_id, tids):
+            failed_docs[r.transmission_id].append(r)
+        replays: dict[str, list[Any]] = defaultdict(list)
+        for r in _in(conn, sa.select(t.c.id, t.c.status, t.c.reprocess_of), t.c.reprocess_of,
+                     tids):
+            replays[r.reprocess_of].append(r)
+    out = []
+    for row in sorted(rows, key=lambda r: (r.received_at, r.id)):
+        docs = failed_docs.get(row.id, [])
+        if row.status not in (s.FAILED, s.QUARANTINED) and not docs:
+            continue  # reprocessed in place, or a document failure that is gone
+        if not ctx.rules_for(row.partner_id).failures:
+            continue
+        # A later attempt replaying it: one that succeeded clears it; one that failed carries
+        # the failure on (its own alert names this transmission), so it is not told twice.
+        if any(r.status != s.RECEIVED for r in replays.get(row.id, [])):
+            continue
+        out.append(_failure(row, docs))
+    return out
+
+
+def _failure(row: Any, docs: list[Any]) -> Condition:
+    quarantined = row.status == s.QUARANTINED
+    kind = "quarantine" if quarantined else "failure"
+    reason = row.reason
+    stage = row.stage
+    if row.status not in (s.FAILED, s.QUARANTINED) and docs:
+        stage, reason = docs[0].stage, docs[0].reason
+    where = f"transmission {row.id}" + (f" ({row.filename})" if row.filename else "")
+    who = f" from {row.partner_id}" if row.partner_id else ""
+    if quarantined:
+        summary = f"{where}{who} quarantined: {_short(reason)}"
+    elif row.status == s.FAILED:
+        summary = f"{where}{who} failed at {stage}: {_short(reason)}"
+    else:
+        summary = (f"{len(docs)} document(s) of {where}{who} failed at {stage}: "
+                   f"{_short(reason)}")
+    detail = {
+        "transmission_id": row.id, "status": row.status, "channel": row.channel,
+        "filename": row.filename, "received_at": _iso(row.received_at), "stage": stage,
+        "reason": reason, "position": position_in(reason), "reprocess_of": row.reprocess_of,
+        "failed_documents": [
+            {"document_id": x.id, "doc_type": x.doc_type, "business_number": x.business_number,
+             "message_ref": x.message_ref, "stage": x.stage, "reason": x.reason,
+             "position": position_in(x.reason)} for x in docs[:MAX_LISTED]],
+    }
+    return Condition(kind, row.partner_id, f"{kind}:{row.id}", summary, detail)
+
+
+failures = Rule("failures", ("failure", "quarantine"), _check_failures)
+
+
+# -- untransmitted ----------------------------------------------------------------------
+
+def _check_untransmitted(ctx: TrackerContext) -> list[Condition]:
+    o, d = s.outbox, s.documents
+    out = []
+    with ctx.store.engine.connect() as conn:
+        oldest = conn.execute(
+            sa.select(d.c.partner_id, sa.func.min(o.c.created_at))
+            .select_from(o.join(d, d.c.id == o.c.document_id)).group_by(d.c.partner_id)).all()
+        for partner_id, first in sorted(oldest):
+            minutes = ctx.rules_for(partner_id).outbox_minutes or 0
+            limit = ctx.now - dt.timedelta(minutes=minutes)
+            if minutes <= 0 or aware(first) > limit:
+                continue
+            waiting = conn.execute(
+                sa.select(o.c.created_at, o.c.attempts, o.c.last_error, d.c.id,
+                          d.c.business_number, d.c.doc_type)
+                .select_from(o.join(d, d.c.id == o.c.document_id))
+                .where(d.c.partner_id == partner_id, o.c.created_at <= limit)
+                .order_by(o.c.id)).all()
+            last_error = next((w.last_error for w in reversed(waiting) if w.last_error), None)
+            summary = (f"{len(waiting)} document(s) from {partner_id} waiting in the outbox "
+                       f"for more than {minutes} min (oldest since {_hm(first)})")
+            if last_error:
+                summary += f"; last error: {_short(last_error, 120)}"
+            out.append(Condition("untransmitted", partner_id, f"untransmitted:{partner_id}",
+                                 summary, {
+                                     "count": len(waiting), "oldest": _iso(first),
+                                     "outbox_minutes": minutes, "last_error": last_error,
+                                     "documents": [_doc_ref(w) for w in waiting[:MAX_LISTED]]}))
+        rows = conn.execute(sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.business_number,
+                                      d.c.created_at, d.c.transmission_id)
+                            .where(d.c.status == s.UNROUTABLE)
+                            .order_by(d.c.created_at, d.c.id)).all()
+    by_partner: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_partner[r.partner_id].append(r)
+    for partner_id, docs in sorted(by_partner.items()):
+        key = f"unroutable:{partner_id}"
+        # Unroutable documents stay so; once an operator has resolved the alert, only those
+        # returned afterwards make it again.
+        after = ctx.alerts.operator_resolved_at(key)
+        docs = [r for r in docs if after is None or aware(r.created_at) > after]
+        if not docs:
+            continue
+        out.append(Condition("unroutable", partner_id, key,
+                             f"{len(docs)} document(s) from {partner_id} returned by the broker "
+                             f"as unroutable (no queue bound for their routing key)",
+                             {"count": len(docs), "oldest": _iso(docs[0].created_at),
+                              "documents": [_doc_ref(r) for r in docs[:MAX_LISTED]]}))
+    return out
+
+
+untransmitted = Rule("untransmitted", ("untransmitted", "unroutable"), _check_untransmitted)
+
+
+# -- ERP acknowledgements ---------------------------------------------------------------
+
+def erp_sla_minutes(rules: TrackerRules, doc_type: str) -> int:
+    """Minutes the ERP has to acknowledge a ``doc_type`` document (0: not expected)."""
+    table = rules.erp_ack_minutes or {}
+    return int(table.get(doc_type, table.get("*", 0)) or 0)
+
+
+def _erp_rows(ctx: TrackerContext, where: Any, since_col: Any, prefix: str) -> list[Any]:
+    d, t = s.documents, s.transmissions
+    ids = [k.split(":", 1)[1] for k in ctx.active(prefix)]
+    cols = (d.c.id, d.c.partner_id, d.c.doc_type, d.c.business_number, d.c.message_id,
+            d.c.published_at, d.c.erp_status, d.c.erp_at, d.c.erp_reason, d.c.transmission_id,
+            d.c.interchange_ref, t.c.filename)
+    q = sa.select(*cols).select_from(d.join(t, t.c.id == d.c.transmission_id)).where(where)
+    with ctx.store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(
+            q.where(since_col >= ctx.now - LOOKBACK["erp"]))}
+        rows.update({r.id: r for r in _in(conn, q, d.c.id, ids)})
+    return sorted(rows.values(), key=lambda r: (aware(r.published_at), r.id))
+
+
+def _check_erp_overdue(ctx: TrackerContext) -> list[Condition]:
+    d = s.documents
+    rows = _erp_rows(ctx, sa.and_(d.c.status == s.DOC_PUBLISHED, d.c.erp_status.is_(None)),
+                     d.c.published_at, "erp-overdue:")
+    out = []
+    for r in rows:
+        sla = erp_sla_minutes(ctx.rules_for(r.partner_id), r.doc_type)
+        published = aware(r.published_at)
+        if sla <= 0 or published is None or ctx.now - published < dt.timedelta(minutes=sla):
+            continue
+        waited = int((ctx.now - published).total_seconds() // 60)
+        out.append(Condition(
+            "erp-overdue", r.partner_id, f"erp-overdue:{r.id}",
+            f"{_doc_name(r)} published {_hm(published)}, no ERP acknowledgement after "
+            f"{waited} min (SLA {sla} min)",
+            {**_erp_detail(r), "sla_minutes": sla, "waiting_minutes": waited}))
+    return out
+
+
+def _check_erp_rejected(ctx: TrackerContext) -> list[Condition]:
+    d = s.documents
+    rows = _erp_rows(ctx, d.c.erp_status == s.ERP_REJECTED, d.c.erp_at, "erp-rejected:")
+    return [Condition("erp-rejected", r.partner_id, f"erp-rejected:{r.id}",
+                      f"{_doc_name(r)} rejected by the ERP: {_short(r.erp_reason or 'no reason given')}",
+                      _erp_detail(r)) for r in rows]
+
+
+def _erp_detail(r: Any) -> dict[str, Any]:
+    return {"document_id": r.id, "doc_type": r.doc_type, "business_number": r.business_number,
+            "message_id": r.message_id, "transmission_id": r.transmission_id,
+            "filename": r.filename, "interchange_ref": r.interchange_ref,
+            "published_at": _iso(r.published_at), "erp_status": r.erp_status,
+            "erp_at": _iso(r.erp_at), "erp_reason": r.erp_reason}
+
+
+erp_overdue = Rule("erp_overdue", ("erp-overdue",), _check_erp_overdue)
+erp_rejected = Rule("erp_rejected", ("erp-rejected",), _check_erp_rejected)
+
+
+# -- control-reference gaps -------------------------------------------------------------
+
+def find_gaps(refs: Iterable[str], window: int) -> list[tuple[str, str, list[str]]]:
+    """Gaps among control references: for consecutive numeric references a < b with
+    1 < b - a <= ``window``, (a, b, the missing references between). Larger jumps are
+    restarts or wrap-arounds; references that are not numbers are ignored. Missing
+    references keep the zero padding of ``b``."""
+    numbers: dict[int, str] = {}
+    for ref in refs:
+        ref = ref.strip()
+        if ref.isdigit() and ref.isascii():
+            numbers.setdefault(int(ref), ref)
+    ordered = sorted(numbers)
+    out = []
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if 1 < b - a <= window:
+            width = len(numbers[b]) if numbers[b].startswith("0") else 0
+            out.append((numbers[a], numbers[b],
+                        [str(n).zfill(width) for n in range(a + 1, b)]))
+    return out
+
+
+def describe_gap(received: str, missing: Sequence[str]) -> str:
+    """"received 1045 while expecting 1043: 1043 and 1044 missing"."""
+    if len(missing) == 1:
+        what = f"{missing[0]} missing"
+    elif len(missing) == 2:
+        what = f"{missing[0]} and {missing[1]} missing"
+    else:
+        what = f"{missing[0]} to {missing[-1]} missing ({len(missing)})"
+    return f"received {received} while expecting {missing[0]}: {what}"
+
+
+def _gap_span(missing: Sequence[str]) -> str:
+    first, last = int(missing[0]), int(missing[-1])
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _check_gaps(ctx: TrackerContext) -> list[Condition]:
+    i, d = s.interchanges, s.documents
+    since = ctx.now - LOOKBACK["gaps"]
+    with ctx.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
+                                      i.c.received_at)
+                            .where(i.c.received_at >= since).order_by(i.c.id)).all()
+        msgs = conn.execute(sa.select(d.c.partner_id, d.c.transmission_id, d.c.interchange_ref,
+                                      d.c.message_ref)
+                            .where(d.c.created_at >= since, d.c.interchange_ref.is_not(None),
+                                   d.c.message_ref.is_not(None))).all()
+    by_partner: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_partner[r.partner_id].append(r)
+    out: dict[str, Condition] = {}
+    for partner_id, refs in sorted(by_partner.items()):
+        rules = ctx.rules_for(partner_id)
+        if not rules.gaps:
+            continue
+        seen = {r.control_ref.strip(): r for r in refs}
+        for a, b, missing in find_gaps(seen, rules.gap_window or 0):
+            key = f"gap:{partner_id}:{_gap_span(missing)}"
+            after, got = seen[a], seen[b]
+            out[key] = Condition("gap", partner_id, key,
+                                 f"interchanges from {partner_id}: {describe_gap(b, missing)}",
+                                 {"level": "interchange", "after": a, "received": b,
+                                  "after_transmission": after.transmission_id,
+                                  "received_transmission": got.transmission_id,
+                                  "received_at": _iso(got.received_at),
+                                  "missing": missing[:100], "count": len(missing)})
+    # Gaps still open whose lower neighbour left the look-back: still a gap while none of
+    # the missing references has come.
+    for key, alert in ctx.active("gap:").items():
+        if key in out or alert.detail.get("level") != "interchange":
+            continue
+        missing = list(alert.detail.get("missing") or [])
+        if missing and not _any_interchange(ctx, alert.partner_id, missing):
+            out[key] = Condition("gap", alert.partner_id, key, alert.summary, alert.detail)
+    groups: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for m in msgs:
+        groups[(m.partner_id, m.transmission_id, m.interchange_ref)].add(m.message_ref)
+    for (partner_id, tid, icref), refs in sorted(groups.items()):
+        rules = ctx.rules_for(partner_id)
+        if not rules.message_gaps:
+            continue
+        for _a, b, missing in find_gaps(refs, rules.gap_window or 0):
+            key = f"message-gap:{partner_id}:{icref}:{_gap_span(missing)}"
+            out[key] = Condition("gap", partner_id, key,
+                                 f"messages of interchange {icref} from {partner_id}: "
+                                 f"{describe_gap(b, missing)}",
+                                 {"level": "message", "interchange_ref": icref,
+                                  "transmission_id": tid, "received": b,
+                                  "missing": missing[:100], "count": len(missing)})
+    return list(out.values())
+
+
+def _any_interchange(ctx: TrackerContext, partner_id: str | None, refs: list[str]) -> bool:
+    i = s.interchanges
+    variants = {v for r in refs for v in (r, r.lstrip("0") or "0")}
+    with ctx.store.engine.connect() as conn:
+        return conn.execute(sa.select(i.c.id).where(
+            i.c.partner_id == partner_id, i.c.control_ref.in_(sorted(variants))).limit(1)
+        ).first() is not None
+
+
+gaps = Rule("gaps", ("gap",), _check_gaps)
+
+
+# -- silence and volume -----------------------------------------------------------------
+
+def _last_received(ctx: TrackerContext, partner_id: str, doc_type: str) -> dt.datetime | None:
+    d, t = s.documents, s.transmissions
+    with ctx.store.engine.connect() as conn:
+        return aware(conn.execute(
+            sa.select(sa.func.max(t.c.received_at))
+            .select_from(d.join(t, t.c.id == d.c.transmission_id))
+            .where(d.c.partner_id == partner_id, d.c.doc_type == doc_type)).scalar())
+
+
+def _check_silence(ctx: TrackerContext) -> list[Condition]:
+    cal = ctx.calendar
+    first = ctx.first_received_at()
+    if first is None:
+        return []  # the gateway has received nothing yet: it cannot tell silence
+    today = cal.local_date(ctx.now)
+    lookback_days = LOOKBACK["silence"].days
+    out = []
+    for partner in ctx.partners:
+        if not partner.enabled:
+            continue
+        for cadence in ctx.rules_for(partner.id).cadence or []:
+            prefix = f"silence:{partner.id}:{cadence.doc_type}:"
+            days = set(cal.days_back(today, lookback_days))
+            for key in ctx.active(prefix):
+                with contextlib.suppress(ValueError):
+                    days.add(dt.date.fromisoformat(key[len(prefix):]))
+            last = _last_received(ctx, partner.id, cadence.doc_type)
+            for day in sorted(days):
+                deadline = cal.at(day, cadence.before)
+                start, _end = cal.day_bounds(day)
+                if (not cal.is_business_day(day, cadence.days) or deadline > ctx.now
+                        or first > deadline):
+                    continue
+                # Silent that day before the deadline, and nothing since: an order that
+                # arrives late clears it; one that never comes keeps it open.
+                if last is not None and last >= start:
+                    continue
+                out.append(Condition(
+                    "silence", partner.id, f"{prefix}{day.isoformat()}",
+                    f"no {cadence.doc_type} from {partner.id} on {day:%a %Y-%m-%d} before "
+                    f"{cadence.before} ({cal.tz.key})",
+                    {"date": day.isoformat(), "doc_type": cadence.doc_type,
+                     "before": cadence.before, "deadline": _iso(deadline),
+                     "timezone": cal.tz.key, "last_received_at": _iso(last)}))
+    return out
+
+
+def _count_documents(ctx: TrackerContext, partner_id: str, day: dt.date) -> int:
+    d, t = s.documents, s.transmissions
+    start, end = ctx.calendar.day_bounds(day)
+    with ctx.store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(d.join(t, t.c.id == d.c.transmission_id))
+            .where(d.c.partner_id == partner_id, d.c.status != s.DOC_DUPLICATE,
+                   t.c.received_at >= start, t.c.received_at < end)).scalar_one()
+
+
+def _check_volume_drop(ctx: TrackerContext) -> list[Condition]:
+    cal = ctx.calendar
+    first = ctx.first_received_at()
+    if first is None:
+        return []
+    day = cal.local_date(ctx.now) - dt.timedelta(days=1)  # the last complete local day
+    if cal.is_holiday(day):
+        return []
+    started = cal.local_date(first)  # that day is partial: it does not count
+    out = []
+    for partner in ctx.partners:
+        rules = ctx.rules_for(partner.id)
+        if not partner.enabled or not rules.volume_drop or not rules.volume_weeks:
+            continue
+        before = [day - dt.timedelta(weeks=w) for w in range(1, rules.volume_weeks + 1)]
+        before = [b for b in before if b > started and not cal.is_holiday(b)]
+        if not before:
+            continue
+        counts = [_count_documents(ctx, partner.id, b) for b in before]
+        average = sum(counts) / len(counts)
+        if average < (rules.volume_min or 1):
+            continue
+        count = _count_documents(ctx, partner.id, day)
+        if count >= rules.volume_drop * average:
+            continue
+        out.append(Condition(
+            "volume-drop", partner.id, f"volume-drop:{partner.id}:{day.isoformat()}",
+            f"{count} document(s) from {partner.id} on {day:%a %Y-%m-%d}, against "
+            f"{average:.1f} on average on the previous {len(counts)} {day:%A}s",
+            {"date": day.isoformat(), "count": count, "average": round(average, 2),
+             "weeks": {b.isoformat(): c for b, c in zip(before, counts, strict=True)},
+             "threshold": rules.volume_drop}))
+    return out
+
+
+silence = Rule("silence", ("silence",), _check_silence)
+volume_drop = Rule("volume_drop", ("volume-drop",), _check_volume_drop)
+
+
+# -- duplicates -------------------------------------------------------------------------
+
+_NOT_COUNTED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD)
+
+
+def _check_duplicates(ctx: TrackerContext) -> list[Condition]:
+    d, t, i = s.documents, s.transmissions, s.interchanges
+    windows = [ctx.rules_for(p.id).duplicate_window_days or 0 for p in ctx.partners]
+    widest = max([ctx.rules_for(None).duplicate_window_days or 0, *windows])
+    out = []
+    with ctx.store.engine.connect() as conn:
+        since = ctx.now - dt.timedelta(days=widest)
+        counted = sa.and_(d.c.business_number.is_not(None), d.c.status.not_in(_NOT_COUNTED),
+                          d.c.created_at >= since)
+        groups = conn.execute(
+            sa.select(d.c.partner_id, d.c.doc_type, d.c.business_number).where(counted)
+            .group_by(d.c.partner_id, d.c.doc_type, d.c.business_number)
+            .having(sa.func.count(sa.distinct(d.c.message_id)) > 1)).all()
+        for partner_id, doc_type, number in sorted(groups):
+            rules = ctx.rules_for(partner_id)
+            if rules.duplicate_numbers == "accept":
+                continue
+            window = dt.timedelta(days=rules.duplicate_window_days or 0)
+            docs = conn.execute(
+                sa.select(d.c.id, d.c.transmission_id, d.c.message_id, d.c.status,
+                          d.c.created_at, d.c.interchange_ref, t.c.filename, t.c.received_at)
+                .select_from(d.join(t, t.c.id == d.c.transmission_id))
+                .where(counted, d.c.partner_id == partner_id, d.c.doc_type == doc_type,
+                       d.c.business_number == number, d.c.created_at >= ctx.now - window)
+                .order_by(t.c.received_at, d.c.id)).all()
+            if len({r.message_id for r in docs}) < 2:
+                continue
+            tids = list(dict.fromkeys(r.transmission_id for r in docs))
+            out.append(Condition(
+                "duplicate", partner_id, f"duplicate:{partner_id}:{doc_type}:{number}",
+                f"{doc_type} number {number} from {partner_id} received {len(docs)} times "
+                f"within {rules.duplicate_window_days} days (transmissions "
+                f"{', '.join(tids[:5])}; policy {rules.duplicate_numbers})",
+                {"doc_type": doc_type, "business_number": number,
+                 "policy": rules.duplicate_numbers, "transmissions": [
+                     {"transmission_id": r.transmission_id, "document_id": r.id,
+                      "message_id": r.message_id, "status": r.status, "filename": r.filename,
+                      "interchange_ref": r.interchange_ref,
+                      "received_at": _iso(r.received_at)} for r in docs[:MAX_LISTED]]}))
+        out += _interchange_duplicates(ctx, conn, i, t)
+    return out
+
+
+def _interchange_duplicates(ctx: TrackerContext, conn: sa.Connection, i: Any,
+                            t: Any) -> list[Condition]:
+    """The same interchange reference (UNB 0020) twice from a partner within its EDIFACT
+    ``duplicate_window_days`` (its ``duplicate_interchange`` policy; a reprocessing attempt
+    replays its original and is no duplicate of it)."""
+    policies = {p.id: p.edifact for p in ctx.partners}
+    widest = max([p.duplicate_window_days for p in policies.values()], default=0)
+    if not widest:
+        return []
+    groups = conn.execute(
+        sa.select(i.c.partner_id, i.c.control_ref)
+        .where(i.c.received_at >= ctx.now - dt.timedelta(days=widest))
+        .group_by(i.c.partner_id, i.c.control_ref).having(sa.func.count() > 1)).all()
+    out = []
+    for partner_id, ref in sorted(groups):
+        policy = policies.get(partner_id)
+        if policy is None or policy.duplicate_interchange == "accept":
+            continue
+        rows = conn.execute(
+            sa.select(i.c.transmission_id, i.c.received_at, i.c.status, t.c.filename,
+                      t.c.reprocess_of)
+            .select_from(i.join(t, t.c.id == i.c.transmission_id))
+            .where(i.c.partner_id == partner_id, i.c.control_ref == ref,
+                   i.c.received_at >= ctx.now - dt.timedelta(days=policy.duplicate_window_days))
+            .order_by(i.c.received_at, i.c.id)).all()
+        originals = {r.reprocess_of or r.transmission_id for r in rows}
+        if len(originals) < 2:
+            continue
+        out.append(Condition(
+            "duplicate", partner_id, f"duplicate:{partner_id}:interchange:{ref}",
+            f"interchange reference {ref} from {partner_id} received {len(rows)} times "
+            f"within {policy.duplicate_window_days} days (policy "
+            f"{policy.duplicate_interchange})",
+            {"interchange_ref": ref, "policy": policy.duplicate_interchange, "transmissions": [
+                {"transmission_id": r.transmission_id, "status": r.status,
+                 "filename": r.filename, "received_at": _iso(r.received_at)}
+                for r in rows[:MAX_LISTED]]}))
+    return out
+
+
+duplicates = Rule("duplicates", ("duplicate",), _check_duplicates)
+
+
+# -- channels and certificates ----------------------------------------------------------
+
+def _check_channels(ctx: TrackerContext) -> list[Condition]:
+    h = s.channel_health
+    out = []
+    with ctx.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(h).order_by(h.c.channel)).all()
+    for r in rows:
+        limit = ctx.rules_for(r.partner_id).channel_failures or 0
+        if limit <= 0 or r.consecutive_failures < limit:
+            continue
+        out.append(Condition(
+            "channel", r.partner_id, f"channel:{r.channel}",
+            f"channel {r.channel} failed {r.consecutive_failures} times in a row: "
+            f"{_short(r.last_error or 'no error recorded', 200)}",
+            {"channel": r.channel, "kind": r.kind,
+             "consecutive_failures": r.consecutive_failures, "last_error": r.last_error,
+             "last_attempt_at": _iso(r.last_attempt_at),
+             "last_success_at": _iso(r.last_success_at)}))
+    # Imported here: the tracker reads what the AS2 room recorded, nothing else of it.
+    from gateway.channels.as2.certificates import certificate_statuses
+
+    for c in certificate_statuses(ctx.store, ctx.certificate_warning_days, ctx.now):
+        if c.healthy:
+            continue
+        partner_id = None if c.owner == "own" else c.owner
+        when = f" (not after {c.not_after:%Y-%m-%d})" if c.not_after else ""
+        out.append(Condition(
+            "certificate", partner_id, f"certificate:{c.id}",
+            f"certificate {c.id} {c.state}{when}: {c.detail or c.subject or ''}".rstrip(": "),
+            {"certificate_id": c.id, "owner": c.owner, "purpose": c.purpose,
+             "state": c.state, "subject": c.subject, "not_after": _iso(c.not_after),
+             "days_left": c.days_left, "detail": c.detail}))
+    return out
+
+
+channels = Rule("channels", ("channel", "certificate"), _check_channels)
+
+#: Every rule, in the order a check runs them.
+ALL_RULES = [failures, untransmitted, erp_overdue, erp_rejected, gaps, silence, volume_drop,
+             duplicates, channels]
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+def _in(conn: sa.Connection, query: Any, column: Any, values: Iterable[Any]) -> list[Any]:
+    values = sorted(set(values))
+    rows: list[Any] = []
+    for n in range(0, len(values), 500):
+        rows += conn.execute(query.where(column.in_(values[n:n + 500]))).all()
+    return rows
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    value = aware(value)
+    return value.isoformat() if value is not None else None
+
+
+def _hm(value: dt.datetime | None) -> str:
+    value = aware(value)
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "?"
+
+
+def _short(text: str | None, size: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= size else text[:size - 1] + "…"
+
+
+def _doc_ref(r: Any) -> dict[str, Any]:
+    return {"document_id": r.id, "doc_type": r.doc_type, "business_number": r.business_number}
+
+
+def _doc_name(r: Any) -> str:
+    number = f" {r.business_number}" if r.business_number else f" (document {r.id})"
+    return f"{r.doc_type}{number} from {r.partner_id}"
+
