@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.bus.connect import describe, parameters
 from gateway.bus.settings import mask_url
+from gateway.core import clock
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
 from gateway.store.db import Store
@@ -301,7 +302,7 @@ class AckConsumer:
         if outcomes is None:  # stopping during a store outage: the broker keeps them
             return
         channel.basic_ack(batch[-1].tag, multiple=True)
-        self._last_success = dt.datetime.now(dt.UTC)
+        self._last_success = clock.now()
         for outcome in outcomes:
             self._count(outcome)
 
@@ -316,7 +317,7 @@ class AckConsumer:
             except StoreError as exc:
                 self._last_error = str(exc)
                 if self._store_outage_since is None:
-                    self._store_outage_since = dt.datetime.now(dt.UTC)
+                    self._store_outage_since = clock.now()
                     self._log.warning("acks_store_unavailable", error=str(exc),
                                       waiting=len(items),
                                       message="cannot record ERP acknowledgements; they stay "
@@ -326,7 +327,7 @@ class AckConsumer:
                 delay = min(self._retry_max, delay * 2)
                 continue
             if self._store_outage_since is not None:
-                down = (dt.datetime.now(dt.UTC) - self._store_outage_since).total_seconds()
+                down = (clock.now() - self._store_outage_since).total_seconds()
                 self._log.info("acks_store_back", after_outage_s=round(down, 1))
                 self._store_outage_since = None
                 self._last_error = None
