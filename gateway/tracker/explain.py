@@ -128,6 +128,7 @@ def search(store: Store, *, number: str | None = None, partner: str | None = Non
     ``number`` is an order or invoice number (exact first, else any case); ``filename``
     exact, else any case, else a part of the name; dates bound the time of receipt
     (``until`` excluded)."""
+    since, until = _utc(since), _utc(until)
     docs, trans = _matches(store, number=number, partner=partner,
                            interchange_ref=interchange_ref, filename=filename, since=since,
                            until=until, doc_type=doc_type, limit=limit)
@@ -233,7 +234,9 @@ def explain(store: Store, partners: PartnerDirectory | None,
     payloads that failed or were quarantined before their numbers could be read (within
     the dates, else the last seven days)."""
     tracker = settings.tracker if isinstance(settings, GatewaySettings) else settings
-    ctx = _Context(store, partners, tracker, now or clock.now())
+    # The store keeps UTC (SQLite without the offset): every bound time must be UTC too.
+    since, until = _utc(since), _utc(until)
+    ctx = _Context(store, partners, tracker, _utc(now) or clock.now())
     query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
                                    interchange_ref=interchange_ref, filename=filename,
                                    since=since, until=until).items() if v is not None}
@@ -789,6 +792,12 @@ class _Context:
                                f"which {'failed' if t.status == s.FAILED else 'was quarantined'}"
                                f" at {t.stage} before its documents were read", t.id)
         return None
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def _document_row(row: Any) -> DocumentRow:

@@ -117,7 +117,8 @@ def purge(store: Store, archive: Archive, settings: GatewaySettings,
           partners: PartnerDirectory, *, now: dt.datetime | None = None,
           dry_run: bool = False) -> PurgeResult:
     """Purge the raw payloads older than their partner's retention; idempotent."""
-    now = now or clock.now()
+    # UTC, as the store keeps it (SQLite compares the text without the offset).
+    now = now.astimezone(dt.UTC) if now is not None else clock.now()
     result = PurgeResult(dry_run=dry_run, at=now)
     tracker = settings.tracker
     known = [p.id for p in partners]

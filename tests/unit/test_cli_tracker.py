@@ -132,3 +132,15 @@ def test_purge_dry_run_then_purge(gw, when):
     assert sha not in gw.archive
     again = json.loads(run(gw, "purge", "--json").output)
     assert again["transmissions"] == 0 and again["retention"] == {"gouden": 30}
+
+
+def test_dates_are_days_of_the_tracker_time_zone(gw, when):
+    """A file received 23:30 UTC on the 5th is on the 6th in Paris: --until 2024-03-05
+    leaves it out, --since 2024-03-06 finds it."""
+    when.advance(hours=16, minutes=30)
+    gw.send(order("1041", "PO-1"), filename="late.edi")
+    assert run(gw, "explain", "--file", "late", "--until", "2024-03-05").output.startswith(
+        "verdict: never-received")
+    found = run(gw, "explain", "--file", "late", "--since", "2024-03-06")
+    assert found.output.startswith("verdict: in-progress")
+    assert "received 2024-03-06 00:30 CET" in found.output
