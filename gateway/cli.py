@@ -318,12 +318,18 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
         click.echo(f"  {e['at'].strftime('%H:%M:%S.%f')[:-3]}  {e['event']:<20} {e['detail'] or ''}")
     click.echo(f"\ndocuments ({len(docs)})")
     if docs:
-        click.echo(_table(["id", "type", "number", "interchange", "message", "status", "message_id"],
+        click.echo(_table(["id", "type", "number", "interchange", "message", "status", "erp",
+                           "message_id"],
                           [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
-                            d.message_ref or "-", d.status, d.message_id] for d in docs]))
+                            d.message_ref or "-", d.status, d.erp_status or "-", d.message_id]
+                           for d in docs]))
         for d in docs:
             if d.reason:
                 click.echo(f"  {d.id} {d.status}: {d.reason}")
+            if d.erp_status:
+                when = f" at {d.erp_at:%Y-%m-%d %H:%M} UTC" if d.erp_at else ""
+                click.echo(f"  {d.id} ERP {d.erp_status}{when}"
+                           + (f": {d.erp_reason}" if d.erp_reason else ""))
         if payloads:
             for d in docs:
                 click.echo(json.dumps(store.document_payload(d.id), indent=2))
@@ -660,6 +666,23 @@ def declare(obj: _Ctx) -> None:
     declare_topology(settings)
     click.echo(f"declared exchange {settings.exchange} and queues "
                + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_url}")
+    t = obj.settings.tracker
+    if t.enabled:
+        import pika
+
+        from gateway.bus.acks import declare_acks
+        from gateway.bus.connect import parameters
+        from gateway.bus.events import declare_events
+
+        connection = pika.BlockingConnection(parameters(settings.url))
+        try:
+            channel = connection.channel()
+            declare_acks(channel, t)
+            declare_events(channel, t.events_exchange)
+        finally:
+            connection.close()
+        click.echo(f"declared exchange {t.acks_exchange} with queue {t.acks_queue}, and "
+                   f"exchange {t.events_exchange}")
 
 
 @main.command()
@@ -748,6 +771,88 @@ def channels(obj: _Ctx, as_json: bool) -> None:
                         (r["last_error"] or r["detail"] or "-")[:60]
                         if r["kind"] == "certificate" else (r["last_error"] or "-")[:60]]
                        for r in rows]))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--status", "status", type=click.Choice(["open", "acknowledged", "resolved", "all"]),
+              default=None, help="Default: open and acknowledged.")
+@click.option("--partner", default=None)
+@click.option("--kind", default=None)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: str | None,
+           limit: int, as_json: bool) -> None:
+    """The tracker's alerts (open and acknowledged unless --status says otherwise); see also
+    'alerts ack', 'alerts resolve' and 'alerts check'."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gateway.tracker.alerts import AlertBook
+
+    wanted = (None if status == "all" else [status] if status
+              else ["open", "acknowledged"])
+    found = AlertBook(_store(ctx.obj)).list(wanted, partner=partner, kind=kind, limit=limit)
+    if as_json:
+        click.echo(json.dumps([a.as_dict() for a in found], indent=2, default=str))
+        return
+    if not found:
+        click.echo("no alerts")
+        return
+    click.echo(_table(["id", "status", "kind", "partner", "opened (UTC)", "seen", "summary"],
+                      [[str(a.id), a.status, a.kind, a.partner_id or "-",
+                        a.opened_at.strftime("%Y-%m-%d %H:%M"), str(a.occurrences),
+                        a.summary[:90]] for a in found]))
+
+
+def _alert_action(obj: _Ctx, action: str, alert_id: int, note: str | None,
+                  by: str | None) -> None:
+    import getpass
+
+    from gateway.tracker.alerts import AlertBook, AlertError
+
+    book = AlertBook(_store(obj))
+    try:
+        alert = getattr(book, action)(alert_id, by or getpass.getuser(), note)
+    except AlertError as exc:
+        _fail(str(exc), 1)
+    click.echo(f"alert {alert.id} {alert.status}: {alert.summary}")
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--note", default=None, help="What is being done about it.")
+@click.option("--by", default=None, help="Who (default: the user running the command).")
+@click.pass_obj
+def alerts_ack(obj: _Ctx, alert_id: int, note: str | None, by: str | None) -> None:
+    """Acknowledge an open alert: someone is on it (it is not announced again)."""
+    _alert_action(obj, "acknowledge", alert_id, note, by)
+
+
+@alerts.command("resolve")
+@click.argument("alert_id", type=int)
+@click.option("--note", default=None)
+@click.option("--by", default=None, help="Who (default: the user running the command).")
+@click.pass_obj
+def alerts_resolve(obj: _Ctx, alert_id: int, note: str | None, by: str | None) -> None:
+    """Resolve an alert by hand (the tracker resolves by itself what clears up)."""
+    _alert_action(obj, "resolve", alert_id, note, by)
+
+
+@alerts.command("check")
+@click.pass_obj
+def alerts_check(obj: _Ctx) -> None:
+    """Run the tracker's rules once now (what 'edigw serve' does every [tracker] every s)
+    and print what opened and what resolved."""
+    from gateway.config import load_partners
+    from gateway.tracker.engine import Tracker
+
+    store = _store(obj)
+    result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store).check()
+    for label, items in (("opened", result.opened), ("resolved", result.resolved)):
+        for a in items:
+            click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")
+    click.echo(f"{len(result.opened)} opened, {len(result.refreshed)} still open, "
+               f"{len(result.resolved)} resolved")
 
 
 @main.command()
