@@ -325,3 +325,18 @@ def test_search_by_number_interchange_file_and_dates(gw, when):
     assert [h.business_number for h in ex.search(store, partner="gouden", since=day2)] == ["PO-2"]
     assert [h.business_number for h in ex.search(store, partner="gouden", until=day2)] == ["PO-1"]
     assert ex.search(store, number="PO-1", doc_type="invoice") == []
+
+
+def test_a_gap_the_tracker_already_raised_is_told_once(gw, when):
+    """With the gap rule's alert open, the computed gap is not repeated beside it."""
+    for ref, number in (("1042", "PO-2"), ("1045", "PO-3")):
+        gw.send(order(ref, number), filename=f"{ref}.edi")
+    with gw.store.engine.begin() as conn:
+        conn.execute(s.alerts.insert().values(
+            kind="gap", partner_id="gouden", key="gap:gouden:1043-1044", status="open",
+            summary="gouden: received 1045 while expecting 1043: 1043 and 1044 missing",
+            opened_at=clock.now(), last_seen_at=clock.now()))
+    e = gw.explain(partner="gouden", number="PO-404")
+    assert "gap" not in kinds(e)
+    assert [f.text for f in e.evidence if f.kind == "alert"] == [
+        "gap alert (open): gouden: received 1045 while expecting 1043: 1043 and 1044 missing"]
