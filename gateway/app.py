@@ -79,6 +79,8 @@ class Gateway:
     mail_replies: MailReplies | None = None
     http: Any = None  # gateway.http.server.HttpServer, once serving
     mdn_sender: Any = None  # gateway.channels.as2.mdn_sender.AsyncMdnSender, with [as2]
+    events: Any = None  # gateway.bus.events.EventPublisher (edi.events)
+    acks: Any = None  # gateway.bus.acks.AckConsumer (edi.acks)
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -136,6 +138,10 @@ class Gateway:
         return check_broker(self.settings.broker.url, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
+        for worker in (self.acks, self.events):
+            if worker is not None:
+                worker.stop()
+        self.acks = self.events = None
         if self.publisher is not None:
             self.publisher.stop(timeout)
             self.publisher = None
@@ -203,6 +209,7 @@ class Gateway:
         tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.mail_channels]
         tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
         tasks += self._http_tasks(on_received, records, stop)
+        tasks += self._tracker_tasks(stop)
         tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
         if self.http is not None:
             await self.http.started(timeout=10.0)
@@ -289,6 +296,55 @@ class Gateway:
             return tasks
         tasks.append(asyncio.create_task(self.http.serve(stop), name="http"))
         return tasks
+
+    # -- the tracker: ERP acknowledgements in, alerts out ---------------------------------
+
+    def _tracker_tasks(self, stop: asyncio.Event) -> list[asyncio.Task]:
+        t = self.settings.tracker
+        if not t.enabled:
+            return []
+        from gateway.bus.acks import AckConsumer
+        from gateway.bus.events import EventPublisher
+        from gateway.tracker.retention import purge
+
+        b = self.settings.broker
+        self.events = EventPublisher(self.store, b.url, t.events_exchange,
+                                     retry_initial=b.retry_initial, retry_max=b.retry_max)
+        self.events.start()
+        self.acks = AckConsumer(self.store, b.url, t)
+        self.acks.start()
+        return [asyncio.create_task(self._track(stop), name="tracker"),
+                asyncio.create_task(self._daily(lambda: purge(
+                    self.store, self.archive, self.settings, self.partners), stop),
+                    name="retention")]
+
+    async def _track(self, stop: asyncio.Event) -> None:
+        """Run the tracker's rules every ``[tracker] every`` seconds; announce what opened
+        (edi.events, and a mail to the operators)."""
+        from gateway.tracker.alerts import AlertBook
+        from gateway.tracker.engine import Tracker
+        from gateway.tracker.notify import mail_new_alerts
+
+        t = self.settings.tracker
+        as2 = self.settings.as2
+        tracker = Tracker(t, self.partners, self.store, certificate_warning_days=(
+            as2.certificate_warning_days if as2 is not None else 30))
+        book = AlertBook(self.store)
+        smtp = self.settings.smtp
+        mail = t.mail_alerts and smtp is not None and bool(smtp.operators)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(tracker.check)
+                if self.events is not None:
+                    self.events.wake()
+                if mail and self.mailer is not None:
+                    await mail_new_alerts(book, self.mailer)
+            except Exception:
+                log.exception("tracker_check_failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=t.every)
+            except TimeoutError:
+                pass
 
     async def _daily(self, job: Callable[[], Any], stop: asyncio.Event,
                      every: float = 86400.0) -> None:

@@ -310,7 +310,9 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
                          ("from", t.channel_ref), ("size", f"{t.size} bytes"), ("sha256", t.sha256),
                          ("format", " ".join(x for x in (t.format, t.standard) if x)),
                          ("received", t.received_at.isoformat()), ("reason", t.reason),
-                         ("duplicate of", t.duplicate_of)):
+                         ("duplicate of", t.duplicate_of), ("attempt at", t.reprocess_of),
+                         ("asked by", t.requested_by and f"{t.requested_by}: {t.request_reason}"),
+                         ("purged", t.purged_at.isoformat() if t.purged_at else None)):
         if value:
             click.echo(f"  {label:<13}{value}")
     click.echo("\ntimeline")
@@ -847,7 +849,10 @@ def alerts_check(obj: _Ctx) -> None:
     from gateway.tracker.engine import Tracker
 
     store = _store(obj)
-    result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store).check()
+    as2 = obj.settings.as2
+    result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store,
+                     certificate_warning_days=as2.certificate_warning_days if as2 else 30
+                     ).check()
     for label, items in (("opened", result.opened), ("resolved", result.resolved)):
         for a in items:
             click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")
@@ -876,6 +881,17 @@ def security(obj: _Ctx, limit: int, as_json: bool) -> None:
     click.echo(_table(["at", "channel", "kind", "remote", "partner", "detail"],
                       [[e.at.isoformat()[:19], e.channel, e.kind, e.remote or "-",
                         e.partner_id or "-", (e.detail or "-")[:80]] for e in events]))
+
+
+def _register_tracker_commands() -> None:
+    from gateway.cli_tracker import explain as explain_cmd
+    from gateway.cli_tracker import purge as purge_cmd
+
+    main.add_command(explain_cmd)
+    main.add_command(purge_cmd)
+
+
+_register_tracker_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

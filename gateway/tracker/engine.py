@@ -61,6 +61,8 @@ class Tracker:
             found += conditions
             checked.update(rule.kinds)
         result = self.alerts.reconcile(found, kinds_checked=checked, now=ctx.now)
-        log.info("tracker_checked", conditions=len(found), opened=len(result.opened),
-                 refreshed=len(result.refreshed), resolved=len(result.resolved))
+        # A line when something changed; a quiet round (every minute) only at debug level.
+        (log.info if result.opened or result.resolved else log.debug)(
+            "tracker_checked", conditions=len(found), opened=len(result.opened),
+            refreshed=len(result.refreshed), resolved=len(result.resolved))
         return result

@@ -112,6 +112,12 @@ class Workspace:
     def queue(self) -> str:
         return self.bus.queues[0][0]
 
+    @property
+    def tracker_names(self) -> tuple[str, str, str]:
+        """This workspace's edi.events exchange, edi.acks exchange and acks queue."""
+        tag = self.bus.exchange.rsplit("-", 1)[-1]
+        return (f"edi.events.e2e-{tag}", f"edi.acks.e2e-{tag}", f"edigw.acks.e2e-{tag}")
+
     def archive_path(self, sha256: str) -> Path:
         return self.archive / sha256[:2] / sha256
 
@@ -152,6 +158,12 @@ poll_interval = 0.1
 {inbox_partner}
 [http]
 port = 0
+
+[tracker]
+every = 1.0
+events_exchange = "{self.tracker_names[0]}"
+acks_exchange = "{self.tracker_names[1]}"
+acks_queue = "{self.tracker_names[2]}"
 {self.extra_config}""")
 
     def add_partner(self, partner_id: str, unb_id: str, qualifier: str | None = None) -> None:
@@ -277,6 +289,14 @@ port = 0
             return
         try:
             delete_topology(self.bus)
+            connection = pika.BlockingConnection(pika.URLParameters(self.bus.url))
+            try:
+                channel = connection.channel()
+                channel.queue_delete(self.tracker_names[2])
+                channel.exchange_delete(self.tracker_names[1])
+                channel.exchange_delete(self.tracker_names[0])
+            finally:
+                connection.close()
         except Exception as exc:
             print(f"could not delete e2e topology {self.bus.exchange}: {exc}", file=sys.stderr)
 
