@@ -260,14 +260,29 @@ def log_cmd(obj: _Ctx, partner: str | None, status: str | None, since: str | Non
     store = _store(obj)
     rows = store.log(LogFilter(partner=partner, status=status, since=_parse_when(since),
                                until=_parse_when(until), limit=limit))
+    from gateway.store.erp import ErpAcks
+
+    erp = ErpAcks(store).erp_summary(r.id for r in rows)
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        click.echo(json.dumps([dict(r.as_dict(), erp=erp.get(r.id)) for r in rows], indent=2,
+                              default=str))
         return
     table = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.partner_id or "-", r.channel,
               (r.filename or "-")[:40], r.format or "-", str(r.document_count),
-              _status_label(r)] for r in rows]
+              _status_label(r), _erp_label(erp.get(r.id))] for r in rows]
     click.echo(_table(["time (UTC)", "id", "partner", "channel", "file", "format", "docs",
-                       "status"], table))
+                       "status", "erp"], table))
+
+
+def _erp_label(counts: dict[str, int] | None) -> str:
+    """What the ERP said of a transmission's published documents: "accepted", "2 rejected,
+    1 waiting" …; "-" when nothing of it was published."""
+    if not counts:
+        return "-"
+    said = [(n, k) for k, n in counts.items() if n]
+    if len(said) == 1:
+        return said[0][1]
+    return ", ".join(f"{n} {k}" for n, k in said)
 
 
 def _status_label(row: Any) -> str:

@@ -145,3 +145,27 @@ def test_quarantined_file_is_reprocessed_after_the_partner_is_added(workdir):
         tid, "alice", "profile added for Bakkerij")
     assert second["sha256"] == first["sha256"]
     assert "nothing to reprocess" in run("reprocess", attempt, "--reason", "again").output
+
+
+def test_log_and_show_say_what_the_erp_said(workdir):
+    """Once published, a transmission's documents wait for the ERP; its acknowledgement shows
+    in the log's erp column and on the document in show."""
+    from gateway.store.db import Store
+    from gateway.store.erp import ErpAck, ErpAcks
+
+    run("partners", "add", "bakkerij", "--name", "Bakkerij", "--unb", "5401234000012:14")
+    run("ingest", str(SAMPLE), "--no-publish")
+    tid = json.loads(run("log", "--json").output)[0]["id"]
+    store = Store.from_url("sqlite:///var/edigw.sqlite3")
+    assert json.loads(run("log", "--json").output)[0]["erp"] is None, "not published yet"
+    store.mark_published([i.outbox_id for i in store.pending_outbox(10)])
+    assert run("log").output.splitlines()[1].split()[-1] == "waiting"
+    [doc] = store.documents_of(tid)
+    ErpAcks(store).record(ErpAck(doc.message_id, "REJECTED", "unknown article 4020000012342"),
+                          b"{}")
+    store.close()
+    assert run("log").output.splitlines()[1].split()[-1] == "rejected"
+    assert json.loads(run("log", "--json").output)[0]["erp"] == {
+        "accepted": 0, "rejected": 1, "waiting": 0}
+    out = run("show", tid).output
+    assert "ERP REJECTED" in out and "unknown article 4020000012342" in out
