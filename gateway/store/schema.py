@@ -362,3 +362,70 @@ erp_acks = sa.Table(
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Index("ix_erp_acks_document", "document_id"),
 )
+
+# -- the operator console (users, sessions, API tokens, audit trail) ----------------------------
+
+ROLE_VIEWER = "viewer"  # support: read everything
+ROLE_OPERATOR = "operator"  # + reprocess, acknowledge and resolve alerts
+ROLE_ADMIN = "admin"  # + partners, users, tokens
+ROLES = (ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(128), nullable=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),  # argon2id
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+)
+
+# Browser sessions: the cookie holds a random token; only its sha256 is stored.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("remote", sa.String(128), nullable=True),
+)
+
+# API tokens for integrations (``Authorization: Bearer``): only the sha256 is stored.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),  # shown to recognise it
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Who changed what, when: partner administration, users, tokens, reprocessing, alerts.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),  # username, or "cli:<os user>"
+    sa.Column("action", sa.String(64), nullable=False),  # partner.update, user.create …
+    sa.Column("target", sa.String(160), nullable=True),  # "partner:acme", "user:marie" …
+    sa.Column("before", sa.Text, nullable=True),  # JSON, secrets masked
+    sa.Column("after", sa.Text, nullable=True),  # JSON, secrets masked
+    sa.Column("remote", sa.String(128), nullable=True),
+    sa.Index("ix_audit_log_target", "target", "at"),
+    sa.Index("ix_audit_log_at", "at"),
+)
