@@ -1,0 +1,1 @@
+"""The operator console: authentication, the HTTP API (OpenAPI) and statistics."""
