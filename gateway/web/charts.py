@@ -1,0 +1,212 @@
+"""Charts as inline SVG, drawn on the server: no JavaScript library, nothing fetched.
+
+Each function takes categories (the x axis: days, weeks) and one or more ``Series`` and
+returns an ``<svg>`` string ready to put in a page: axes with rounded ticks, labels, a
+legend, and a ``<title>`` on each bar or point so that hovering shows the number. Text is
+escaped; an empty chart says so instead of drawing nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+#: Colours that stay apart for people with the common colour-vision deficiencies
+#: (Okabe-Ito), used in order when a series names none.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+           "#000000")
+
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 52, 34, 46
+_FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+_TITLE_FONT = 'font-family="system-ui, sans-serif" font-size="13" font-weight="600"'
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A named row of values, one per category (None: no value there)."""
+
+    name: str
+    values: Sequence[float | None]
+    color: str | None = None
+
+
+def nice_ticks(top: float, count: int = 5) -> list[float]:
+    """Round tick values from 0 to at least ``top`` (1, 2, 2.5 or 5 times a power of ten)."""
+    if top <= 0 or not math.isfinite(top):
+        return [0.0, 1.0]
+    raw = top / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    n = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(n + 1)]
+
+
+def _number(v: float) -> str:
+    if v == int(v):
+        return f"{int(v):,}".replace(",", " ")
+    return f"{v:,.2f}".replace(",", " ")
+
+
+def _colors(series: Sequence[Series]) -> list[str]:
+    return [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
+
+
+def _frame(title: str, width: int, height: int, aria: str) -> list[str]:
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} '
+            f'{height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="{escape(aria)}">',
+            f'<text x="{_LEFT}" y="16" {_TITLE_FONT}>'
+            f"{escape(title)}</text>"]
+
+
+def _empty(title: str, width: int, height: int) -> str:
+    parts = _frame(title, width, height, f"{title}: no data")
+    parts.append(f'<text x="{width / 2}" y="{height / 2}" {_FONT} text-anchor="middle" '
+                 'fill="#666">no data for this period</text></svg>')
+    return "".join(parts)
+
+
+def _y_axis(parts: list[str], ticks: list[float], width: int, height: int, *,
+            right: bool = False, fmt: str = "{}") -> None:
+    """Grid lines and tick labels (left axis), or only labels (right axis)."""
+    top, bottom = _TOP, height - _BOTTOM
+    for t in ticks:
+        y = bottom - (bottom - top) * t / ticks[-1]
+        if right:
+            parts.append(f'<text x="{width - _RIGHT + 6}" y="{y + 4:.1f}" {_FONT} '
+                         f'fill="#444">{escape(fmt.format(_number(t)))}</text>')
+        else:
+            parts.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+                         'stroke="#e3e3e3"/>')
+            parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" {_FONT} text-anchor="end" '
+                         f'fill="#444">{escape(fmt.format(_number(t)))}</text>')
+    parts.append(f'<line x1="{_LEFT}" x2="{width - _RIGHT}" y1="{bottom}" y2="{bottom}" '
+                 'stroke="#888"/>')
+
+
+def _x_labels(parts: list[str], categories: Sequence[str], width: int, height: int) -> None:
+    """Category labels under the axis; some are skipped when they would overlap."""
+    slot = (width - _LEFT - _RIGHT) / len(categories)
+    every = max(1, math.ceil(60 / slot))
+    for i, c in enumerate(categories):
+        if i % every and i != len(categories) - 1:
+            continue
+        x = _LEFT + slot * (i + 0.5)
+        parts.append(f'<text x="{x:.1f}" y="{height - _BOTTOM + 15}" {_FONT} '
+                     f'text-anchor="middle" fill="#444">{escape(c)}</text>')
+
+
+def _legend(parts: list[str], names: Sequence[tuple[str, str, str]], height: int) -> None:
+    """One swatch and name per series; ``kind`` "bar" or "line"."""
+    x = _LEFT
+    y = height - 12
+    for name, color, kind in names:
+        if kind == "line":
+            parts.append(f'<line x1="{x}" x2="{x + 14}" y1="{y - 4}" y2="{y - 4}" '
+                         f'stroke="{color}" stroke-width="2.5"/>')
+        else:
+            parts.append(f'<rect x="{x}" y="{y - 10}" width="12" height="12" fill="{color}"/>')
+        parts.append(f'<text class="legend" x="{x + 18}" y="{y}" {_FONT}>{escape(name)}</text>')
+        x += 30 + 7 * len(name)
+
+
+def _top(series: Sequence[Series], stacked: bool, n: int) -> float:
+    if stacked:
+        return max((sum(s.values[i] or 0 for s in series) for i in range(n)), default=0)
+    return max((v or 0 for s in series for v in s.values), default=0)
+
+
+def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *,
+              stacked: bool = True, width: int = 640, height: int = 240,
+              unit: str = "") -> str:
+    """Bars per category, one colour per series, stacked or side by side."""
+    n = len(categories)
+    if n == 0 or not series or _top(series, stacked, n) <= 0:
+        return _empty(title, width, height)
+    ticks = nice_ticks(_top(series, stacked, n))
+    colors = _colors(series)
+    parts = _frame(title, width, height, f"{title}: bar chart")
+    _y_axis(parts, ticks, width, height)
+    bottom, span = height - _BOTTOM, height - _BOTTOM - _TOP
+    slot = (width - _LEFT - _RIGHT) / n
+    bar = slot * 0.7 / (1 if stacked else len(series))
+    for i, cat in enumerate(categories):
+        base = 0.0
+        for j, s in enumerate(series):
+            v = s.values[i] or 0
+            if v <= 0:
+                continue
+            h = span * v / ticks[-1]
+            x = _LEFT + slot * i + slot * 0.15 + (0 if stacked else j * bar)
+            y = bottom - h - (span * base / ticks[-1] if stacked else 0)
+            parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
+                         f'height="{h:.1f}" fill="{colors[j]}"><title>{escape(cat)} · '
+                         f"{escape(s.name)}: {_number(v)}{escape(unit)}</title></rect>")
+            if stacked:
+                base += v
+    _x_labels(parts, categories, width, height)
+    _legend(parts, [(s.name, c, "bar") for s, c in zip(series, colors, strict=True)], height)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _polyline(parts: list[str], categories: Sequence[str], s: Series, color: str,
+              top: float, width: int, height: int, unit: str) -> None:
+    bottom, span = height - _BOTTOM, height - _BOTTOM - _TOP
+    slot = (width - _LEFT - _RIGHT) / len(categories)
+    points = []
+    for i, v in enumerate(s.values):
+        if v is None:
+            continue
+        x, y = _LEFT + slot * (i + 0.5), bottom - span * v / top
+        points.append(f"{x:.1f},{y:.1f}")
+        parts.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+                     f"<title>{escape(categories[i])} · {escape(s.name)}: "
+                     f"{_number(v)}{escape(unit)}</title></circle>")
+    if len(points) > 1:
+        parts.append(f'<polyline class="line" points="{" ".join(points)}" fill="none" '
+                     f'stroke="{color}" stroke-width="2.5"/>')
+
+
+def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], *,
+               width: int = 640, height: int = 240, unit: str = "") -> str:
+    """One line per series over the categories."""
+    n = len(categories)
+    if n == 0 or not series or _top(series, False, n) <= 0:
+        return _empty(title, width, height)
+    ticks = nice_ticks(_top(series, False, n))
+    colors = _colors(series)
+    parts = _frame(title, width, height, f"{title}: line chart")
+    _y_axis(parts, ticks, width, height)
+    for s, c in zip(series, colors, strict=True):
+        _polyline(parts, categories, s, c, ticks[-1], width, height, unit)
+    _x_labels(parts, categories, width, height)
+    _legend(parts, [(s.name, c, "line") for s, c in zip(series, colors, strict=True)], height)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bars_with_share(title: str, categories: Sequence[str], bars: Sequence[Series],
+                    share: Series, *, width: int = 640, height: int = 240) -> str:
+    """Stacked bars (left axis) and a percentage line (right axis, 0–100 %): orders per
+    week and the share received electronically."""
+    n = len(categories)
+    if n == 0 or not bars or _top(bars, True, n) <= 0:
+        return _empty(title, width, height)
+    out = bar_chart(title, categories, bars, width=width, height=height)
+    parts = [out[: -len("</svg>")]]
+    color = share.color or "#D55E00"
+    for t in (0, 25, 50, 75, 100):
+        y = height - _BOTTOM - (height - _BOTTOM - _TOP) * t / 100
+        parts.append(f'<text x="{width - _RIGHT + 6}" y="{y + 4:.1f}" {_FONT} fill="{color}">'
+                     f"{t} %</text>")
+    _polyline(parts, categories, share, color, 100.0, width, height, " %")
+    # The share's legend entry after the bars' ones.
+    x = _LEFT + sum(30 + 7 * len(s.name) for s in bars)
+    parts.append(f'<line x1="{x}" x2="{x + 14}" y1="{height - 16}" y2="{height - 16}" '
+                 f'stroke="{color}" stroke-width="2.5"/><text class="legend" x="{x + 18}" '
+                 f'y="{height - 12}" {_FONT}>{escape(share.name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
