@@ -1,0 +1,552 @@
+"""Who is asking: users and roles, browser sessions with CSRF tokens, and API tokens.
+
+- Passwords are hashed with argon2id (argon2-cffi's defaults, RFC 9106's second recommended
+  option); a login for an unknown user verifies against a dummy hash so that both paths take
+  the same time. After ``LOCK_AFTER`` failures in a row a user is refused for ``LOCK_FOR``
+  (then may try again); a successful login resets the count.
+- A browser session is a random token in the ``edigw_session`` cookie (HttpOnly,
+  SameSite=Strict, Path=/, Secure on https or when configured); only its sha256 is stored.
+  It ends after ``idle`` without a request or ``absolute`` after login, whichever is first.
+  Each session has a CSRF token: every unsafe method authenticated by the cookie must carry
+  it in the ``X-CSRF-Token`` header or the ``csrf_token`` form field.
+- An API token (``Authorization: Bearer edigw_…``) is shown once at creation; only its
+  sha256 and its first characters (to recognise it) are stored. No CSRF: a browser never
+  sends it by itself.
+
+``Authenticator.principal(request)`` tells who is asking (``Principal``), and
+``Authenticator.require(role)`` is both a FastAPI dependency and a plain function for
+Starlette handlers: it raises ``NotAuthenticated`` (401) or ``Forbidden`` (403).
+Roles are ordered viewer < operator < admin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import argon2
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.core import clock
+from gateway.store import schema as s
+from gateway.store.db import Store
+from gateway.store.records import aware
+
+COOKIE = "edigw_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+TOKEN_PREFIX = "edigw_"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+LOCK_AFTER = 5  # failed logins in a row …
+LOCK_FOR = dt.timedelta(minutes=15)  # … refuse the user this long
+
+_RANK = {s.ROLE_VIEWER: 0, s.ROLE_OPERATOR: 1, s.ROLE_ADMIN: 2}
+
+_hasher = argon2.PasswordHasher()  # argon2id
+_dummy_hash: str | None = None
+
+
+class AuthError(Exception):
+    """Base of the errors below; ``status`` is the HTTP status they answer with."""
+
+    status = 400
+
+
+class LoginRefused(AuthError):
+    """Wrong user or password, disabled, or locked: the client is told only "refused";
+    ``reason`` is for the log."""
+
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("login refused")
+        self.reason = reason
+
+
+class NotAuthenticated(AuthError):
+    """Nobody logged in (no or unknown session or token)."""
+
+    status = 401
+
+
+class Forbidden(AuthError):
+    """Logged in, but the role is below what the action needs (or the CSRF token is
+    missing)."""
+
+    status = 403
+
+
+class UserError(AuthError):
+    """A user or token change that cannot be made (unknown role, taken name …)."""
+
+    status = 400
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (with its parameters and salt)."""
+    if not password:
+        raise UserError("the password is empty")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash`` (False on any malformed hash)."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _now() -> dt.datetime:
+    return clock.now().astimezone(dt.UTC)
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    """Whether ``role`` may do what ``needed`` may (viewer < operator < admin)."""
+    return _RANK.get(role, -1) >= _RANK[needed]
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    display_name: str | None
+    email: str | None
+    role: str
+    disabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    last_login_at: dt.datetime | None
+    failed_logins: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> User:
+        return cls(id=row.id, username=row.username, display_name=row.display_name,
+                   email=row.email, role=row.role, disabled=bool(row.disabled),
+                   created_at=aware(row.created_at),  # type: ignore[arg-type]
+                   updated_at=aware(row.updated_at),  # type: ignore[arg-type]
+                   last_login_at=aware(row.last_login_at), failed_logins=row.failed_logins)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The user as the API shows it (never the hash)."""
+        return {"id": self.id, "username": self.username, "display_name": self.display_name,
+                "email": self.email, "role": self.role, "disabled": self.disabled,
+                "created_at": self.created_at.isoformat(),
+                "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
+                "failed_logins": self.failed_logins}
+
+
+def _check_role(role: str) -> str:
+    if role not in s.ROLES:
+        raise UserError(f"unknown role {role!r}; one of {', '.join(s.ROLES)}")
+    return role
+
+
+class Users:
+    """The console's users, in the gateway's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def create(self, username: str, password: str, role: str, *,
+               display_name: str | None = None, email: str | None = None) -> User:
+        username = username.strip()
+        if not username or len(username) > 64 or any(c.isspace() for c in username):
+            raise UserError(f"invalid user name {username!r} (1..64 characters, no spaces)")
+        _check_role(role)
+        if self.by_username(username) is not None:
+            raise UserError(f"user {username!r} exists")
+        now = _now()
+        with self.store._begin() as conn:
+            conn.execute(s.users.insert().values(
+                username=username, display_name=display_name, email=email, role=role,
+                password_hash=hash_password(password), disabled=False, created_at=now,
+                updated_at=now, failed_logins=0))
+        return self.by_username(username)  # type: ignore[return-value]
+
+    def get(self, user_id: int) -> User | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(s.users).where(s.users.c.id == user_id)).first()
+        return User.from_row(row) if row else None
+
+    def by_username(self, username: str) -> User | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
+        return User.from_row(row) if row else None
+
+    def list(self) -> list[User]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(s.users).order_by(s.users.c.username)).all()
+        return [User.from_row(r) for r in rows]
+
+    def _update(self, username: str, **values: Any) -> User:
+        with self.store._begin() as conn:
+            done = conn.execute(s.users.update().where(s.users.c.username == username)
+                                .values(updated_at=_now(), **values)).rowcount
+        if not done:
+            raise UserError(f"no user {username!r}")
+        return self.by_username(username)  # type: ignore[return-value]
+
+    def set_password(self, username: str, password: str) -> User:
+        """A new password; ends the user's sessions and clears a lock."""
+        user = self._update(username, password_hash=hash_password(password), failed_logins=0)
+        Sessions(self.store).end_all(user.id)
+        return user
+
+    def set_role(self, username: str, role: str) -> User:
+        return self._update(username, role=_check_role(role))
+
+    def set_profile(self, username: str, *, display_name: str | None = None,
+                    email: str | None = None) -> User:
+        return self._update(username, display_name=display_name, email=email)
+
+    def disable(self, username: str) -> User:
+        """Refuse the user from now on: sessions end, tokens stop working."""
+        user = self._update(username, disabled=True)
+        Sessions(self.store).end_all(user.id)
+        return user
+
+    def enable(self, username: str) -> User:
+        return self._update(username, disabled=False, failed_logins=0)
+
+    def authenticate(self, username: str, password: str) -> User:
+        """The user if the password is right and the user may log in; ``LoginRefused``
+        otherwise. Counts failures and locks after ``LOCK_AFTER`` of them in a row."""
+        global _dummy_hash
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
+        if row is None:
+            if _dummy_hash is None:
+                _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+            verify_password(_dummy_hash, password)  # the same work as for a known user
+            raise LoginRefused(f"unknown user {username!r}")
+        user = User.from_row(row)
+        locked = user.failed_logins >= LOCK_AFTER and _now() - user.updated_at < LOCK_FOR
+        ok = verify_password(row.password_hash, password)
+        if user.disabled:
+            raise LoginRefused(f"user {username!r} is disabled")
+        if locked:
+            raise LoginRefused(f"user {username!r} is locked after {user.failed_logins} failures")
+        if not ok:
+            with self.store._begin() as conn:
+                conn.execute(s.users.update().where(s.users.c.id == user.id).values(
+                    failed_logins=s.users.c.failed_logins + 1, updated_at=_now()))
+            raise LoginRefused(f"wrong password for {username!r}")
+        values: dict[str, Any] = dict(failed_logins=0, last_login_at=_now())
+        if _hasher.check_needs_rehash(row.password_hash):
+            values["password_hash"] = _hasher.hash(password)
+        with self.store._begin() as conn:
+            conn.execute(s.users.update().where(s.users.c.id == user.id).values(**values))
+        return self.get(user.id)  # type: ignore[return-value]
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token_hash: str
+    user_id: int
+    csrf_token: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+    remote: str | None
+
+
+class Sessions:
+    """Browser sessions: ``idle`` without a request or ``absolute`` after login ends one."""
+
+    def __init__(self, store: Store, *, idle: dt.timedelta = dt.timedelta(hours=2),
+                 absolute: dt.timedelta = dt.timedelta(hours=12)) -> None:
+        self.store = store
+        self.idle = idle
+        self.absolute = absolute
+
+    def create(self, user: User, *, remote: str | None = None) -> tuple[str, Session]:
+        """A new session for ``user``: the cookie's token (shown once) and the session."""
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        session = Session(token_hash=_sha256(token), user_id=user.id,
+                          csrf_token=secrets.token_urlsafe(32), created_at=now,
+                          last_seen_at=now, expires_at=now + self.absolute,
+                          remote=remote[:128] if remote else None)
+        with self.store._begin() as conn:
+            conn.execute(s.sessions.delete().where(s.sessions.c.expires_at < now))
+            conn.execute(s.sessions.insert().values(
+                token_hash=session.token_hash, user_id=session.user_id,
+                csrf_token=session.csrf_token, created_at=now, last_seen_at=now,
+                expires_at=session.expires_at, remote=session.remote))
+        return token, session
+
+    def resolve(self, token: str) -> tuple[Session, User] | None:
+        """The live session of this cookie token and its (enabled) user, else None. A
+        request moves the idle deadline (written at most once a minute)."""
+        if not token:
+            return None
+        th = _sha256(token)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(s.sessions).where(s.sessions.c.token_hash == th)).first()
+        if row is None:
+            return None
+        session = Session(token_hash=row.token_hash, user_id=row.user_id,
+                          csrf_token=row.csrf_token,
+                          created_at=aware(row.created_at),  # type: ignore[arg-type]
+                          last_seen_at=aware(row.last_seen_at),  # type: ignore[arg-type]
+                          expires_at=aware(row.expires_at),  # type: ignore[arg-type]
+                          remote=row.remote)
+        now = _now()
+        if now >= session.expires_at or now - session.last_seen_at >= self.idle:
+            self.end(token)
+            return None
+        user = Users(self.store).get(session.user_id)
+        if user is None or user.disabled:
+            return None
+        if now - session.last_seen_at >= dt.timedelta(minutes=1):
+            with self.store._begin() as conn:
+                conn.execute(s.sessions.update().where(s.sessions.c.token_hash == th)
+                             .values(last_seen_at=now))
+        return session, user
+
+    def end(self, token: str) -> None:
+        """Log out: the session is deleted."""
+        with self.store._begin() as conn:
+            conn.execute(s.sessions.delete().where(s.sessions.c.token_hash == _sha256(token)))
+
+    def end_all(self, user_id: int) -> None:
+        with self.store._begin() as conn:
+            conn.execute(s.sessions.delete().where(s.sessions.c.user_id == user_id))
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    user_id: int
+    username: str
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(v: dt.datetime | None) -> str | None:
+            return v.isoformat() if v else None
+
+        return {"id": self.id, "user": self.username, "name": self.name, "prefix": self.prefix,
+                "created_at": iso(self.created_at), "last_used_at": iso(self.last_used_at),
+                "expires_at": iso(self.expires_at), "revoked_at": iso(self.revoked_at)}
+
+
+class ApiTokens:
+    """Tokens for integrations (``Authorization: Bearer edigw_…``), each acting as its user."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _select(self) -> sa.Select:
+        t, u = s.api_tokens, s.users
+        return (sa.select(t, u.c.username).select_from(t.join(u, t.c.user_id == u.c.id))
+                .order_by(t.c.id))
+
+    @staticmethod
+    def _row(r: Any) -> ApiToken:
+        return ApiToken(id=r.id, user_id=r.user_id, username=r.username, name=r.name,
+                        prefix=r.prefix, created_at=aware(r.created_at),  # type: ignore[arg-type]
+                        last_used_at=aware(r.last_used_at), expires_at=aware(r.expires_at),
+                        revoked_at=aware(r.revoked_at))
+
+    def create(self, user: User, name: str, *,
+               expires_at: dt.datetime | None = None) -> tuple[str, ApiToken]:
+        """A new token for ``user``: the token itself (shown only now) and its record."""
+        if not name.strip():
+            raise UserError("a token needs a name")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.store._begin() as conn:
+            tid = conn.execute(s.api_tokens.insert().values(
+                user_id=user.id, name=name.strip()[:128], token_hash=_sha256(token),
+                prefix=token[:12], created_at=_now(), expires_at=expires_at)
+            ).inserted_primary_key[0]
+        return token, self.get(int(tid))  # type: ignore[return-value]
+
+    def get(self, token_id: int) -> ApiToken | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(self._select().where(s.api_tokens.c.id == token_id)).first()
+        return self._row(row) if row else None
+
+    def list(self, *, user_id: int | None = None) -> list[ApiToken]:
+        q = self._select()
+        if user_id is not None:
+            q = q.where(s.api_tokens.c.user_id == user_id)
+        with self.store.engine.connect() as conn:
+            return [self._row(r) for r in conn.execute(q)]
+
+    def revoke(self, token_id: int) -> ApiToken:
+        with self.store._begin() as conn:
+            conn.execute(s.api_tokens.update().where(s.api_tokens.c.id == token_id)
+                         .where(s.api_tokens.c.revoked_at.is_(None)).values(revoked_at=_now()))
+        token = self.get(token_id)
+        if token is None:
+            raise UserError(f"no token {token_id}")
+        return token
+
+    def resolve(self, token: str) -> tuple[ApiToken, User] | None:
+        """The live token and its enabled user, else None; notes when it was last used."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        with self.store.engine.connect() as conn:
+            row = conn.execute(self._select()
+                               .where(s.api_tokens.c.token_hash == _sha256(token))).first()
+        if row is None:
+            return None
+        record = self._row(row)
+        now = _now()
+        if record.revoked_at is not None or (record.expires_at and now >= record.expires_at):
+            return None
+        user = Users(self.store).get(record.user_id)
+        if user is None or user.disabled:
+            return None
+        if record.last_used_at is None or now - record.last_used_at >= dt.timedelta(minutes=1):
+            with self.store._begin() as conn:
+                conn.execute(s.api_tokens.update().where(s.api_tokens.c.id == record.id)
+                             .values(last_used_at=now))
+        return record, user
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking, and how: ``via`` is "session" (a browser cookie) or "token"."""
+
+    user: User
+    via: Literal["session", "token"]
+    session: Session | None = None
+    token: ApiToken | None = None
+
+    @property
+    def role(self) -> str:
+        return self.user.role
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+    @property
+    def csrf_token(self) -> str | None:
+        return self.session.csrf_token if self.session else None
+
+    def may(self, role: str) -> bool:
+        return role_at_least(self.user.role, role)
+
+
+class Authenticator:
+    """Resolves requests to principals and guards routes (one per console)."""
+
+    def __init__(self, store: Store, *, secure_cookies: bool = False,
+                 idle: dt.timedelta = dt.timedelta(hours=2),
+                 absolute: dt.timedelta = dt.timedelta(hours=12)) -> None:
+        self.store = store
+        self.users = Users(store)
+        self.sessions = Sessions(store, idle=idle, absolute=absolute)
+        self.tokens = ApiTokens(store)
+        self.secure_cookies = secure_cookies
+
+    def principal(self, request: Request) -> Principal | None:
+        """Who sent ``request`` (Bearer token first, then the session cookie), or None.
+        Cached on the request."""
+        cached = request.scope.get("edigw.principal", False)
+        if cached is not False:
+            return cached  # type: ignore[no-any-return]
+        found: Principal | None = None
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() == "bearer ":
+            hit = self.tokens.resolve(header[7:].strip())
+            found = Principal(user=hit[1], via="token", token=hit[0]) if hit else None
+        elif request.cookies.get(COOKIE):
+            live = self.sessions.resolve(request.cookies[COOKIE])
+            found = Principal(user=live[1], via="session", session=live[0]) if live else None
+        request.scope["edigw.principal"] = found
+        return found
+
+    def check_csrf(self, principal: Principal, request: Request,
+                   form_token: str | None = None) -> None:
+        """Raise ``Forbidden`` when a cookie-authenticated unsafe request lacks the session's
+        CSRF token (header ``X-CSRF-Token``, or ``form_token`` read from the form by the
+        caller: reading the body here would consume it)."""
+        if principal.via != "session" or request.method in SAFE_METHODS:
+            return
+        sent = request.headers.get(CSRF_HEADER) or form_token or ""
+        if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
+            raise Forbidden("missing or wrong CSRF token")
+
+    def authorize(self, request: Request, role: str = s.ROLE_VIEWER, *,
+                  form_token: str | None = None) -> Principal:
+        """The principal if it may act as ``role`` (CSRF checked for unsafe cookie
+        requests); ``NotAuthenticated`` or ``Forbidden`` otherwise."""
+        principal = self.principal(request)
+        if principal is None:
+            raise NotAuthenticated("log in first")
+        if not principal.may(role):
+            raise Forbidden(f"needs the {role} role; {principal.username} is {principal.role}")
+        self.check_csrf(principal, request, form_token)
+        return principal
+
+    def require(self, role: str = s.ROLE_VIEWER) -> Require:
+        """A guard for ``role``: a FastAPI dependency (``Depends(auth.require("operator"))``)
+        and a plain callable for Starlette handlers (``auth.require("admin")(request)``)."""
+        _check_role(role)
+        return Require(self, role)
+
+    # -- login / logout, shared by the API and the pages -----------------------------------
+
+    def login(self, request: Request, response: Response, username: str,
+              password: str) -> Principal:
+        """Check the password, start a session and set its cookie on ``response``."""
+        user = self.users.authenticate(username, password)
+        remote = request.client.host if request.client else None
+        token, session = self.sessions.create(user, remote=remote)
+        response.set_cookie(COOKIE, token, max_age=int(self.sessions.absolute.total_seconds()),
+                            path="/", httponly=True, samesite="strict",
+                            secure=self.secure_cookies or request.url.scheme == "https")
+        principal = Principal(user=user, via="session", session=session)
+        request.scope["edigw.principal"] = principal
+        return principal
+
+    def logout(self, request: Request, response: Response) -> None:
+        """End the cookie's session (if any) and clear the cookie."""
+        token = request.cookies.get(COOKIE)
+        if token:
+            self.sessions.end(token)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                               secure=self.secure_cookies or request.url.scheme == "https")
+
+
+class Require:
+    """A role guard (see ``Authenticator.require``)."""
+
+    def __init__(self, auth: Authenticator, role: str) -> None:
+        self.auth = auth
+        self.role = role
+
+    def __call__(self, request: Request) -> Principal:
+        return self.auth.authorize(request, self.role)
