@@ -1,0 +1,666 @@
+"""Partner administration for the operator console: changes to partner profiles, audited.
+
+Each change reads the profile's TOML as written (``${VAR}`` references unexpanded), edits it,
+validates the result as ``load_partners`` would (environment expanded, the model's rules, the
+id equal to the file name, AS2 ids, phone numbers and UNB ids unique across partners), writes
+it atomically (a temporary file, then ``os.replace``), reloads the directory, records the
+change in the audit trail (the changed part before and after, secrets masked) and hands the
+new directory to ``on_change``. A change that fails validation leaves the file untouched.
+Comments in a rewritten profile are not kept (``tomli_w`` writes plain TOML).
+
+Secrets set here (SFTP password, SFTP private key) go to files under ``secrets_dir/<partner>``
+(folder 0700, file 0600) that the profile points to (``password_file``, ``key_file``); they
+are never written into the profile, logged, returned or audited in clear. A key uploaded with
+a passphrase is stored decrypted in its 0600 file: the profile has no place for a passphrase
+file, and the passphrase beside the key would protect nothing more. Partners' AS2
+certificates go to ``certs_dir/<partner>/<sha256 prefix>.pem``.
+
+Errors::
+
+    PartnerAdminError
+    ├── NotFound   no such partner (404)
+    ├── Invalid    a value is refused: .field, .reason (422)
+    └── Conflict   a value belongs to another partner or the id exists: .field, .value,
+                   .owner (409)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import io
+import os
+import re
+import tempfile
+import threading
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import phonenumbers
+import tomli_w
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from pydantic import ValidationError
+
+from gateway.config import (
+    DocumentSettings,
+    GatewaySettings,
+    Partner,
+    PartnerDirectory,
+    _expand,
+    _norm_id,
+    _unique_ids,
+    _validate,
+    load_partners,
+)
+from gateway.core import clock
+from gateway.core.errors import ConfigError, EdigwError
+from gateway.store.audit import AuditLog, mask_secrets
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+#: One writer at a time over the partner folder (the API and the pages share it).
+_LOCK = threading.RLock()
+
+
+class PartnerAdminError(EdigwError):
+    """A partner change was refused."""
+
+    def __init__(self, message: str, *, partner: str | None = None) -> None:
+        self.partner = partner
+        super().__init__(message)
+
+
+class NotFound(PartnerAdminError):
+    """No profile with this id."""
+
+    def __init__(self, partner: str) -> None:
+        super().__init__(f"no partner {partner!r}", partner=partner)
+
+
+class Invalid(PartnerAdminError):
+    """A value the profile cannot take; ``field`` names it (``sftp.password``, ``phone``)."""
+
+    def __init__(self, field: str, reason: str, *, partner: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}", partner=partner)
+
+
+class Conflict(PartnerAdminError):
+    """``value`` of ``field`` already belongs to partner ``owner`` (or the id exists)."""
+
+    def __init__(self, field: str, value: str, owner: str, *, partner: str | None = None) -> None:
+        self.field = field
+        self.value = value
+        self.owner = owner
+        super().__init__(f"{field} {value!r} already belongs to partner {owner}",
+                         partner=partner)
+
+
+Edit = Callable[[dict[str, Any]], None]
+Part = Callable[[dict[str, Any]], Any]
+
+
+class PartnerAdmin:
+    """Audited changes to the partner profiles under ``settings.partners``."""
+
+    def __init__(self, settings: GatewaySettings, *, audit: AuditLog,
+                 on_change: Callable[[PartnerDirectory], None] | None = None,
+                 secrets_dir: Path = Path("var/secrets"), certs_dir: Path = Path("var/certs"),
+                 env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.folder = Path(settings.partners)
+        self.audit = audit
+        self.on_change = on_change
+        self.secrets_dir = Path(secrets_dir)
+        self.certs_dir = Path(certs_dir)
+        self.env = os.environ if env is None else env
+
+    # -- reading ------------------------------------------------------------------------
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every profile as ``get`` shows it, by id."""
+        return [self._shown(p) for p in self._directory()]
+
+    def get(self, pid: str) -> dict[str, Any]:
+        """One profile with its defaults, secrets masked, and its file."""
+        partner = self._directory().get(pid) if _ID.match(pid) else None
+        if partner is None:
+            raise NotFound(pid)
+        return self._shown(partner)
+
+    def _shown(self, partner: Partner) -> dict[str, Any]:
+        shown = mask_secrets(partner.model_dump(mode="json"))
+        shown["file"] = partner.source
+        return shown
+
+    def _directory(self) -> PartnerDirectory:
+        try:
+            return load_partners(self.folder, self.env)
+        except ConfigError as exc:
+            raise Invalid(exc.key or "profile", str(exc)) from exc
+
+    # -- accounts -------------------------------------------------------------------------
+
+    def create(self, actor: str, pid: str, name: str, *, unb: Sequence[str | dict[str, str]] = (),
+               gln: Sequence[str] = (), emails: Sequence[str] = (),
+               channels: Sequence[str] = ("folder",), remote: str | None = None
+               ) -> dict[str, Any]:
+        """A new profile ``<pid>.toml``; Conflict when the id or an identifier is taken."""
+        if not _ID.match(pid):
+            raise Invalid("id", "lower-case letters, digits, '.', '_' and '-' (64 at most), "
+                                "starting with a letter or digit")
+        idents: dict[str, Any] = {}
+        if unb:
+            idents["unb"] = [u if isinstance(u, dict) else {"id": u} for u in unb]
+        if gln:
+            idents["gln"] = [g.strip() for g in gln]
+        if emails:
+            idents["email"] = _emails(emails, "emails")
+        raw = {"id": pid, "name": name.strip(), "channels": list(channels),
+               "identifiers": idents}
+        with _LOCK:
+            path = self._path(pid)
+            if path.exists():
+                raise Conflict("id", pid, pid, partner=pid)
+            self._check_emails(pid, idents.get("email", []))
+            directory = self._commit(pid, None, raw)
+            self.audit.record(actor, "partner.create", _target(pid), after=raw, remote=remote)
+        return self._after(pid, directory)
+
+    def disable(self, actor: str, pid: str, *, remote: str | None = None) -> dict[str, Any]:
+        """``enabled = false``: the gateway no longer polls or accepts for it."""
+        def edit(raw: dict[str, Any]) -> None:
+            raw["enabled"] = False
+        return self._change(actor, pid, "partner.disable", edit, _enabled, remote=remote)
+
+    def enable(self, actor: str, pid: str, *, remote: str | None = None) -> dict[str, Any]:
+        """Enabled again (the ``enabled`` key is dropped: true is the default)."""
+        def edit(raw: dict[str, Any]) -> None:
+            raw.pop("enabled", None)
+        return self._change(actor, pid, "partner.enable", edit, _enabled, remote=remote)
+
+    # -- contacts -------------------------------------------------------------------------
+
+    def set_contacts(self, actor: str, pid: str, *, emails: Sequence[str] | None = None,
+                     reply_to: Sequence[str] | None = None, name: str | None = None,
+                     remote: str | None = None) -> dict[str, Any]:
+        """The partner's name, its mail addresses (``identifiers.email``, which identify
+        its mails) and where replies go (``email.reply_to``); None leaves one as it is."""
+        new_emails = _emails(emails, "emails") if emails is not None else None
+        new_reply = _emails(reply_to, "reply_to") if reply_to is not None else None
+        if name is not None and not name.strip():
+            raise Invalid("name", "must not be empty", partner=pid)
+
+        def edit(raw: dict[str, Any]) -> None:
+            if name is not None:
+                raw["name"] = name.strip()
+            if new_emails is not None:
+                self._check_emails(pid, new_emails)
+                _set(raw.setdefault("identifiers", {}), "email", new_emails)
+            if new_reply is not None:
+                _set(raw.setdefault("email", {}), "reply_to", new_reply)
+
+        def part(raw: dict[str, Any]) -> dict[str, Any]:
+            return {"name": raw.get("name"),
+                    "emails": raw.get("identifiers", {}).get("email", []),
+                    "reply_to": raw.get("email", {}).get("reply_to", [])}
+        return self._change(actor, pid, "partner.contacts", edit, part, remote=remote)
+
+    def _check_emails(self, pid: str, emails: Sequence[str]) -> None:
+        """A mail is identified by its sender: an address may belong to one partner only."""
+        for other in self._directory():
+            if other.id == pid:
+                continue
+            theirs = {e.lower() for e in other.identifiers.email}
+            for e in emails:
+                if e.lower() in theirs:
+                    raise Conflict("emails", e, other.id, partner=pid)
+
+    # -- SFTP -----------------------------------------------------------------------------
+
+    def set_sftp_password(self, actor: str, pid: str, password: str, *,
+                          remote: str | None = None) -> dict[str, Any]:
+        """Set or rotate the SFTP password: written to ``<secrets>/<pid>/sftp-password``
+        (0600), ``sftp.password_file`` points to it, an inline ``password`` is dropped."""
+        if not password or password != password.strip() or "\n" in password:
+            raise Invalid("password", "must not be empty nor start or end with blanks",
+                          partner=pid)
+        secret = self._secret_path(pid, "sftp-password")
+
+        def edit(raw: dict[str, Any]) -> None:
+            sftp = _sftp(raw, pid)
+            sftp.pop("password", None)
+            sftp["password_file"] = str(secret)
+
+        return self._change(actor, pid, "partner.sftp-password", edit, _sftp_auth,
+                            files=[(secret, password.encode("utf-8"), 0o600)], remote=remote,
+                            changed=True)
+
+    def set_sftp_key(self, actor: str, pid: str, private_key_pem: str | bytes,
+                     passphrase: str | None = None, *, remote: str | None = None
+                     ) -> dict[str, Any]:
+        """Set or rotate the SFTP private key (OpenSSH or PEM; RSA, ECDSA or Ed25519),
+        stored unencrypted in ``<secrets>/<pid>/sftp-key`` (0600) as ``sftp.key_file``.
+        The answer's ``public_key`` is the line to give the partner."""
+        stored, public_line, fp = _private_key(private_key_pem, passphrase, pid)
+        secret = self._secret_path(pid, "sftp-key")
+
+        def edit(raw: dict[str, Any]) -> None:
+            sftp = _sftp(raw, pid)
+            sftp.pop("key_passphrase", None)
+            sftp["key_file"] = str(secret)
+
+        shown = self._change(actor, pid, "partner.sftp-key", edit, _sftp_auth,
+                             files=[(secret, stored, 0o600)], remote=remote, changed=True,
+                             note={"public_key": public_line, "fingerprint": fp})
+        return {**shown, "public_key": public_line, "fingerprint": fp}
+
+    def set_sftp_host_key(self, actor: str, pid: str, host_key_line: str, *,
+                          remote: str | None = None) -> dict[str, Any]:
+        """Pin the server's key (``ssh-ed25519 AAAA…``, a known_hosts line's hosts column
+        dropped): a server presenting another key is refused."""
+        from gateway.channels.sftp.hostkey import PinnedHostKeys, fingerprint
+
+        try:
+            pinned = PinnedHostKeys.from_line(pid, host_key_line.strip())
+        except ValueError as exc:
+            raise Invalid("host_key", str(exc), partner=pid) from None
+        key = pinned.keys[0]
+        line = f"{key.get_name()} {key.get_base64()}"
+
+        def edit(raw: dict[str, Any]) -> None:
+            _sftp(raw, pid)["host_key"] = line
+
+        def part(raw: dict[str, Any]) -> dict[str, Any]:
+            sftp = raw.get("sftp", {})
+            return {"host_key": sftp.get("host_key"), "known_hosts": sftp.get("known_hosts")}
+        shown = self._change(actor, pid, "partner.sftp-host-key", edit, part, remote=remote)
+        return {**shown, "fingerprint": fingerprint(key)}
+
+    # -- AS2 ------------------------------------------------------------------------------
+
+    def upload_as2_certificate(self, actor: str, pid: str, data: bytes, *,
+                               as2_id: str | None = None, remote: str | None = None
+                               ) -> dict[str, Any]:
+        """The partner's new AS2 certificate (PEM or DER) becomes the first of
+        ``as2.certificates``; the previous first stays second while the rotation is under
+        way, older ones are dropped. ``as2_id`` creates the ``[as2]`` section if missing."""
+        cert = _certificate(data, pid)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        path = self.certs_dir / pid / f"{digest[:16]}.pem"
+        info = {"subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "sha256": digest, "file": str(path)}
+
+        def edit(raw: dict[str, Any]) -> None:
+            as2 = raw.get("as2")
+            if as2 is None:
+                if not as2_id:
+                    raise Invalid("as2_id", "the profile has no [as2] section: give the "
+                                            "partner's AS2 id", partner=pid)
+                as2 = raw["as2"] = {"as2_id": as2_id}
+            current = [str(c) for c in as2.get("certificates", [])]
+            as2["certificates"] = [str(path)] + [c for c in current[:1] if c != str(path)]
+
+        def part(raw: dict[str, Any]) -> dict[str, Any]:
+            as2 = raw.get("as2") or {}
+            return {"as2_id": as2.get("as2_id"), "certificates": as2.get("certificates", [])}
+        shown = self._change(actor, pid, "partner.as2-certificate", edit, part,
+                             files=[(path, pem, 0o644)], remote=remote, note=info)
+        return {**shown, "certificate": info}
+
+    # -- SMS ------------------------------------------------------------------------------
+
+    def add_phone(self, actor: str, pid: str, number: str, *,
+                  remote: str | None = None) -> dict[str, Any]:
+        """Add an SMS number (normalised to E.164); Conflict when another partner has it."""
+        e164 = self._e164(number, pid)
+
+        def edit(raw: dict[str, Any]) -> None:
+            phones = raw.setdefault("identifiers", {}).setdefault("phone", [])
+            if e164 not in {self._e164(p, pid, quiet=True) for p in phones}:
+                phones.append(e164)
+        return self._change(actor, pid, "partner.phone-add", edit, _phones, remote=remote)
+
+    def remove_phone(self, actor: str, pid: str, number: str, *,
+                     remote: str | None = None) -> dict[str, Any]:
+        """Remove an SMS number, however written; Invalid when the partner does not have it."""
+        e164 = self._e164(number, pid)
+
+        def edit(raw: dict[str, Any]) -> None:
+            ids = raw.get("identifiers", {})
+            phones = ids.get("phone", [])
+            kept = [p for p in phones if self._e164(p, pid, quiet=True) != e164]
+            if len(kept) == len(phones):
+                raise Invalid("phone", f"{e164} is not one of the partner's numbers",
+                              partner=pid)
+            _set(ids, "phone", kept)
+        return self._change(actor, pid, "partner.phone-remove", edit, _phones, remote=remote)
+
+    def _e164(self, number: str, pid: str, *, quiet: bool = False) -> str:
+        region = self.settings.sms.default_region if self.settings.sms else "FR"
+        try:
+            parsed = phonenumbers.parse(number, region)
+        except phonenumbers.NumberParseException as exc:
+            if quiet:
+                return _norm_id("phone", number)
+            raise Invalid("phone", f"not a phone number: {exc}", partner=pid) from None
+        if not phonenumbers.is_valid_number(parsed):
+            if quiet:
+                return _norm_id("phone", number)
+            raise Invalid("phone", f"{number!r} is not a valid number (region {region})",
+                          partner=pid)
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    # -- documents and acknowledgements ---------------------------------------------------
+
+    def set_documents(self, actor: str, pid: str, documents: Sequence[Mapping[str, Any]], *,
+                      remote: str | None = None) -> dict[str, Any]:
+        """Replace ``[[documents]]`` (type, format, mapping); a named mapping must exist in
+        the gateway's mappings and be of the document's format."""
+        docs: list[dict[str, Any]] = []
+        for i, d in enumerate(documents):
+            try:
+                model = DocumentSettings.model_validate(dict(d))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise Invalid(f"documents[{i}].{where}", err["msg"], partner=pid) from None
+            docs.append(model.model_dump(exclude_none=True))
+        if any("mapping" in d for d in docs):
+            from gateway.formats.mapping import MappingSet
+
+            try:
+                mappings = MappingSet.load(Path(self.settings.mappings))
+            except EdigwError as exc:
+                raise Invalid("documents", f"the mappings cannot be loaded: {exc}",
+                              partner=pid) from None
+            for i, d in enumerate(docs):
+                if "mapping" not in d:
+                    continue
+                found = mappings.mappings.get(d["mapping"])
+                if found is None:
+                    raise Invalid(f"documents[{i}].mapping", f"no mapping {d['mapping']!r} "
+                                  f"(known: {', '.join(sorted(mappings.mappings))})",
+                                  partner=pid)
+                fmt = getattr(found, "format", None)
+                if fmt in ("edifact", "xml", "csv") and fmt != d["format"]:
+                    raise Invalid(f"documents[{i}].mapping", f"mapping {d['mapping']!r} reads "
+                                  f"{fmt}, not {d['format']}", partner=pid)
+
+        def edit(raw: dict[str, Any]) -> None:
+            _set(raw, "documents", docs)
+        return self._change(actor, pid, "partner.documents", edit,
+                            lambda raw: {"documents": raw.get("documents", [])}, remote=remote)
+
+    def set_acknowledgements(self, actor: str, pid: str, *, contrl: str | None = None,
+                             email_acknowledgements: bool | None = None,
+                             failure_notices: bool | None = None,
+                             remote: str | None = None) -> dict[str, Any]:
+        """What the partner wants back: a CONTRL (``never``, ``requested``, ``errors``,
+        ``always``), a mail acknowledging what it mailed, a mail when it failed."""
+        def edit(raw: dict[str, Any]) -> None:
+            if contrl is not None:
+                raw.setdefault("edifact", {})["contrl"] = contrl
+            if email_acknowledgements is not None:
+                raw.setdefault("email", {})["acknowledgements"] = email_acknowledgements
+            if failure_notices is not None:
+                raw.setdefault("email", {})["failure_notices"] = failure_notices
+
+        def part(raw: dict[str, Any]) -> dict[str, Any]:
+            return {"contrl": raw.get("edifact", {}).get("contrl"),
+                    "email_acknowledgements": raw.get("email", {}).get("acknowledgements"),
+                    "failure_notices": raw.get("email", {}).get("failure_notices")}
+        return self._change(actor, pid, "partner.acknowledgements", edit, part, remote=remote)
+
+    # -- the machinery --------------------------------------------------------------------
+
+    def _path(self, pid: str) -> Path:
+        if not _ID.match(pid):
+            raise NotFound(pid)
+        return self.folder / f"{pid}.toml"
+
+    def _secret_path(self, pid: str, name: str) -> Path:
+        self._path(pid)  # the id names a folder: checked
+        return self.secrets_dir / pid / name
+
+    def _change(self, actor: str, pid: str, action: str, edit: Edit, part: Part, *,
+                files: Sequence[tuple[Path, bytes, int]] = (), remote: str | None = None,
+                changed: bool = False, note: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Read, edit, validate, write, reload, audit, announce. Nothing is written (nor
+        audited) when the edit changes nothing, unless ``changed`` (a secret rotated in
+        place changes no line of the profile)."""
+        with _LOCK:
+            path = self._path(pid)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise NotFound(pid) from None
+            try:
+                raw = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise Invalid("profile", f"{path} is not valid TOML: {exc}", partner=pid) from None
+            new = copy.deepcopy(raw)
+            edit(new)
+            if new == raw and not changed and not files:
+                return self.get(pid)
+            directory = self._commit(pid, text, new, files=files)
+            after = part(new)
+            if note:
+                after = {**after, **note} if isinstance(after, dict) else after
+            self.audit.record(actor, action, _target(pid), before=part(raw), after=after,
+                              remote=remote)
+        return self._after(pid, directory)
+
+    def _commit(self, pid: str, old_text: str | None, raw: dict[str, Any], *,
+                files: Sequence[tuple[Path, bytes, int]] = ()) -> PartnerDirectory:
+        """Validate ``raw`` as the profile of ``pid``, write ``files`` then the profile, and
+        reload the directory; on a reload failure the old profile is put back."""
+        path = self._path(pid)
+        try:
+            text = tomli_w.dumps(raw)
+        except (TypeError, ValueError) as exc:
+            raise Invalid("profile", f"cannot be written as TOML: {exc}", partner=pid) from None
+        self._validate(pid, path, raw)
+        for file, data, mode in files:
+            secret = mode == 0o600
+            if secret:  # the secrets folder and the partner's folder in it: owner only
+                self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.chmod(self.secrets_dir, 0o700)
+            _write_atomic(file, data, mode, folder_mode=0o700 if secret else 0o755)
+        _write_atomic(path, text.encode("utf-8"), _mode_of(path, 0o644))
+        try:
+            return load_partners(self.folder, self.env)
+        except ConfigError as exc:
+            if old_text is None:
+                path.unlink(missing_ok=True)
+            else:
+                _write_atomic(path, old_text.encode("utf-8"), _mode_of(path, 0o644))
+            raise Invalid(exc.key or "profile", str(exc), partner=pid) from None
+
+    def _validate(self, pid: str, path: Path, raw: dict[str, Any]) -> Partner:
+        """``raw`` as ``load_partners`` would judge it, against the other profiles."""
+        try:
+            data = _expand(copy.deepcopy(raw), self.env, str(path), "")
+            data["source"] = str(path)
+            partner: Partner = _validate(Partner, data, str(path))
+        except ConfigError as exc:
+            raise Invalid(exc.key or "profile", exc.reason, partner=pid) from None
+        if partner.id != pid:
+            raise Invalid("id", "must equal the file name", partner=pid)
+        mine_ids = _unique_ids(partner)
+        mine_unb = {(u.id, u.qualifier) for u in partner.identifiers.unb}
+        for other in self._directory():
+            if other.id == pid:
+                continue
+            for scheme, value in sorted(mine_ids & _unique_ids(other)):
+                raise Conflict(scheme, value, other.id, partner=pid)
+            for ident in other.identifiers.unb:
+                if (ident.id, ident.qualifier) in mine_unb:
+                    raise Conflict("unb", ident.id, other.id, partner=pid)
+        return partner
+
+    def _after(self, pid: str, directory: PartnerDirectory) -> dict[str, Any]:
+        if self.on_change is not None:
+            self.on_change(directory)
+        partner = directory.get(pid)
+        assert partner is not None  # just written and reloaded
+        return self._shown(partner)
+
+
+def apply_to_gateway(gateway: Any) -> Callable[[PartnerDirectory], None]:
+    """An ``on_change`` that puts a reloaded directory into a running gateway: its
+    ``partners``, the pipeline's and the outbound dispatcher's lookup. Channels started
+    with the old directory (SFTP pollers, mailboxes, AS2 and SMS endpoints) keep theirs
+    until the gateway restarts."""
+    def swap(directory: PartnerDirectory) -> None:
+        gateway.partners = directory
+        if getattr(gateway, "pipeline", None) is not None:
+            gateway.pipeline.partners = directory
+        if getattr(gateway, "outbound", None) is not None:
+            gateway.outbound.partner = directory.get
+    return swap
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _target(pid: str) -> str:
+    return f"partner:{pid}"
+
+
+def _set(table: dict[str, Any], key: str, value: list[Any]) -> None:
+    """Set a list, or drop the key when it is empty (the default)."""
+    if value:
+        table[key] = value
+    else:
+        table.pop(key, None)
+
+
+def _enabled(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"enabled": raw.get("enabled", True)}
+
+
+def _phones(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"phones": raw.get("identifiers", {}).get("phone", [])}
+
+
+def _sftp_auth(raw: dict[str, Any]) -> dict[str, Any]:
+    sftp = raw.get("sftp", {})
+    keys = ("password", "password_file", "key_file", "key_passphrase")
+    return {k: sftp.get(k) for k in keys}
+
+
+def _sftp(raw: dict[str, Any], pid: str) -> dict[str, Any]:
+    sftp = raw.get("sftp")
+    if not isinstance(sftp, dict):
+        raise Invalid("sftp", "the profile has no [sftp] section (host, user): add it to the "
+                              "profile first", partner=pid)
+    return sftp
+
+
+def _emails(values: Sequence[str], field: str) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        v = v.strip()
+        if not _EMAIL.match(v):
+            raise Invalid(field, f"{v!r} is not a mail address")
+        if v.lower() not in {o.lower() for o in out}:
+            out.append(v)
+    return out
+
+
+def _private_key(data: str | bytes, passphrase: str | None, pid: str) -> tuple[bytes, str, str]:
+    """The key as unencrypted OpenSSH bytes, its public line and fingerprint; Invalid when
+    it is not a private key paramiko can use (or the passphrase is wrong or missing)."""
+    from gateway.channels.sftp.hostkey import fingerprint
+
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    password = passphrase.encode("utf-8") if passphrase else None
+    key: Any = None
+    for loader in (serialization.load_ssh_private_key, serialization.load_pem_private_key):
+        try:
+            key = loader(raw, password)
+        except TypeError:  # encrypted without a passphrase, or a passphrase for a clear key
+            if password is None:
+                raise Invalid("passphrase", "the key is encrypted: give its passphrase",
+                              partner=pid) from None
+            with contextlib.suppress(TypeError, ValueError, UnsupportedAlgorithm):
+                key = loader(raw, None)
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        if key is not None:
+            break
+    classes = {ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
+               rsa.RSAPrivateKey: paramiko.RSAKey, ec.EllipticCurvePrivateKey: paramiko.ECDSAKey}
+    cls = next((c for t, c in classes.items() if isinstance(key, t)), None)
+    if key is None or cls is None:
+        raise Invalid("private_key", "not an RSA, ECDSA or Ed25519 private key (OpenSSH or "
+                                     "PEM), or the passphrase is wrong", partner=pid)
+    stored = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                               serialization.NoEncryption())
+    try:
+        pkey = cls.from_private_key(io.StringIO(stored.decode("ascii")))
+    except (paramiko.SSHException, ValueError) as exc:
+        raise Invalid("private_key", f"paramiko cannot use it: {exc}", partner=pid) from None
+    return stored, f"{pkey.get_name()} {pkey.get_base64()}", fingerprint(pkey)
+
+
+def _certificate(data: bytes, pid: str) -> x509.Certificate:
+    """A certificate from PEM or DER; Invalid for anything else, for a bundle holding a
+    private key (never ours to keep), and for an expired certificate."""
+    if b"PRIVATE KEY-----" in data:
+        raise Invalid("certificate", "holds a private key: upload the partner's certificate "
+                                     "only", partner=pid)
+    try:
+        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN CERTIFICATE-----" in data
+                else x509.load_der_x509_certificate(data))
+    except ValueError:
+        raise Invalid("certificate", "not a PEM or DER X.509 certificate",
+                      partner=pid) from None
+    now = clock.now()
+    if cert.not_valid_after_utc < now:
+        raise Invalid("certificate", f"expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+                      partner=pid)
+    if cert.not_valid_before_utc > now + dt.timedelta(days=1):
+        raise Invalid("certificate", f"not valid before {cert.not_valid_before_utc:%Y-%m-%d}",
+                      partner=pid)
+    return cert
+
+
+def _mode_of(path: Path, default: int) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return default
+
+
+def _write_atomic(path: Path, data: bytes, mode: int, *, folder_mode: int = 0o755) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=folder_mode)
+    if folder_mode == 0o700:
+        os.chmod(path.parent, 0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
