@@ -1,0 +1,316 @@
+"""``/api/partners``: partner profiles with their activity (viewer) and their administration
+(admin), over ``PartnerAdmin``.
+
+Routes (mounted under ``/api``)::
+
+    GET    /partners                               viewer  profiles + last contact, health, alerts
+    GET    /partners/{id}                          viewer  one of them
+    POST   /partners                               admin   {id, name, unb?, gln?, emails?, channels?}
+    POST   /partners/{id}/disable                  admin   -
+    POST   /partners/{id}/enable                   admin   -
+    PATCH  /partners/{id}/contacts                 admin   {name?, emails?, reply_to?}
+    PUT    /partners/{id}/sftp/password            admin   {password}
+    PUT    /partners/{id}/sftp/key                 admin   {private_key, passphrase?}
+    PUT    /partners/{id}/sftp/host-key            admin   {host_key}
+    POST   /partners/{id}/as2/certificates         admin   PEM/DER body, or multipart "certificate";
+                                                           ?as2_id= creates [as2]
+    POST   /partners/{id}/phones                   admin   {number}
+    DELETE /partners/{id}/phones/{number}          admin   -
+    PUT    /partners/{id}/documents                admin   {documents: [{type, format, mapping?}]}
+    PATCH  /partners/{id}/acknowledgements         admin   {contrl?, email_acknowledgements?,
+                                                            failure_notices?}
+
+Refusals: 404 unknown partner, 422 ``{"detail": {"field", "reason"}}``, 409 ``{"detail":
+{"field", "value", "owner"}}``. The audit trail is read at ``/api/audit`` (the console's).
+The app state holds ``gateway`` (``.settings``, ``.store``) and the ``Authenticator`` as
+``auth``; ``partner_admin`` is made from them on first use unless the app set one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.store import schema as s
+from gateway.store.audit import AuditLog
+from gateway.store.channels import ChannelRecords
+from gateway.store.db import Store
+from gateway.store.records import aware
+from gateway.web.auth import Principal
+from gateway.web.partners_admin import (
+    Conflict,
+    Invalid,
+    NotFound,
+    PartnerAdmin,
+    PartnerAdminError,
+    apply_to_gateway,
+)
+
+router = APIRouter(prefix="/partners", tags=["partners"])
+
+MAX_CERTIFICATE = 64 * 1024
+
+
+def _authenticator(request: Request) -> Any:
+    state = request.app.state
+    auth = getattr(state, "auth", None) or getattr(state, "authenticator", None)
+    if auth is None:
+        raise RuntimeError("the app state has no Authenticator (app.state.auth)")
+    return auth
+
+
+def _role(role: str) -> Callable[[Request], Principal]:
+    def guard(request: Request) -> Principal:
+        return _authenticator(request).authorize(request, role)  # type: ignore[no-any-return]
+    guard.__name__ = f"require_{role}"
+    return guard
+
+
+Viewer = Annotated[Principal, Depends(_role(s.ROLE_VIEWER))]
+Admin = Annotated[Principal, Depends(_role(s.ROLE_ADMIN))]
+
+
+def partner_admin(request: Request) -> PartnerAdmin:
+    """The app's ``PartnerAdmin`` (``app.state.partner_admin``), made on first use from the
+    gateway: audit in its store, changes swapped into it."""
+    state = request.app.state
+    admin = getattr(state, "partner_admin", None)
+    if admin is None:
+        gw = state.gateway
+        admin = PartnerAdmin(gw.settings, audit=AuditLog(gw.store),
+                             on_change=apply_to_gateway(gw))
+        state.partner_admin = admin
+    return admin  # type: ignore[no-any-return]
+
+
+Admin_ = Annotated[PartnerAdmin, Depends(partner_admin)]
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+# -- activity ------------------------------------------------------------------------------
+
+def partner_activity(store: Store, partner_ids: Iterable[str] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """Per partner: the last transmission per channel (``last_contact``), the health of its
+    channels and the number of open or acknowledged alerts (the pages show the same)."""
+    wanted = None if partner_ids is None else list(partner_ids)
+    out: dict[str, dict[str, Any]] = {}
+
+    def slot(pid: str) -> dict[str, Any]:
+        return out.setdefault(pid, {"last_contact": {}, "channels": [], "open_alerts": 0})
+
+    t, a = s.transmissions, s.alerts
+    last = (sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at).label("at"))
+            .where(t.c.partner_id.is_not(None)).group_by(t.c.partner_id, t.c.channel))
+    alerts = (sa.select(a.c.partner_id, sa.func.count().label("n"))
+              .where(a.c.status.in_(["open", "acknowledged"]), a.c.partner_id.is_not(None))
+              .group_by(a.c.partner_id))
+    if wanted is not None:
+        last = last.where(t.c.partner_id.in_(wanted))
+        alerts = alerts.where(a.c.partner_id.in_(wanted))
+    with store.engine.connect() as conn:
+        for row in conn.execute(last):
+            at = aware(row.at)
+            slot(row.partner_id)["last_contact"][row.channel] = at.isoformat() if at else None
+        for row in conn.execute(alerts):
+            slot(row.partner_id)["open_alerts"] = int(row.n)
+    for h in ChannelRecords(store).health():
+        if h.partner_id and (wanted is None or h.partner_id in wanted):
+            slot(h.partner_id)["channels"].append(
+                {k: v.isoformat() if isinstance(v, dt.datetime) else v
+                 for k, v in h.as_dict().items()} | {"healthy": h.healthy})
+    for pid in wanted or ():
+        slot(pid)
+    return out
+
+
+def _empty_activity() -> dict[str, Any]:
+    return {"last_contact": {}, "channels": [], "open_alerts": 0}
+
+
+def _refused(exc: PartnerAdminError) -> HTTPException:
+    if isinstance(exc, NotFound):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, Conflict):
+        return HTTPException(status.HTTP_409_CONFLICT,
+                             {"field": exc.field, "value": exc.value, "owner": exc.owner})
+    if isinstance(exc, Invalid):
+        return HTTPException(422,
+                             {"field": exc.field, "reason": exc.reason})
+    return HTTPException(status.HTTP_400_BAD_REQUEST, str(exc))
+
+
+def _do(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return call(*args, **kwargs)
+    except PartnerAdminError as exc:
+        raise _refused(exc) from exc
+
+
+# -- reading -------------------------------------------------------------------------------
+
+@router.get("", summary="Partners with their last contact per channel, health and alerts")
+def list_partners(request: Request, who: Viewer, admin: Admin_) -> list[dict[str, Any]]:
+    profiles = _do(lambda: {"all": admin.list()})["all"]
+    activity = partner_activity(request.app.state.gateway.store)
+    return [p | activity.get(p["id"], _empty_activity()) for p in profiles]
+
+
+@router.get("/{pid}", summary="One partner's profile (secrets masked) and activity")
+def get_partner(pid: str, request: Request, who: Viewer, admin: Admin_) -> dict[str, Any]:
+    profile = _do(admin.get, pid)
+    return profile | partner_activity(request.app.state.gateway.store, [pid])[pid]
+
+
+# -- administration ------------------------------------------------------------------------
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewPartner(_Body):
+    id: str
+    name: Annotated[str, Field(min_length=1)]
+    unb: list[str] = Field(default_factory=list)
+    gln: list[str] = Field(default_factory=list)
+    emails: list[str] = Field(default_factory=list)
+    channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
+        default_factory=lambda: ["folder"])
+
+
+class Contacts(_Body):
+    name: str | None = None
+    emails: list[str] | None = None
+    reply_to: list[str] | None = None
+
+
+class SftpPassword(_Body):
+    password: Annotated[str, Field(min_length=1)]
+
+
+class SftpKey(_Body):
+    private_key: Annotated[str, Field(min_length=1)]
+    passphrase: str | None = None
+
+
+class HostKey(_Body):
+    host_key: Annotated[str, Field(min_length=1)]
+
+
+class Phone(_Body):
+    number: Annotated[str, Field(min_length=1)]
+
+
+class Documents(_Body):
+    documents: list[dict[str, Any]]
+
+
+class Acknowledgements(_Body):
+    contrl: Literal["never", "requested", "errors", "always"] | None = None
+    email_acknowledgements: bool | None = None
+    failure_notices: bool | None = None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Open a partner account")
+def create_partner(body: NewPartner, request: Request, who: Admin,
+                   admin: Admin_) -> dict[str, Any]:
+    return _do(admin.create, who.username, body.id, body.name, unb=body.unb, gln=body.gln,
+               emails=body.emails, channels=body.channels, remote=_remote(request))
+
+
+@router.post("/{pid}/disable", summary="Disable a partner account")
+def disable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
+    return _do(admin.disable, who.username, pid, remote=_remote(request))
+
+
+@router.post("/{pid}/enable", summary="Enable a partner account again")
+def enable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
+    return _do(admin.enable, who.username, pid, remote=_remote(request))
+
+
+@router.patch("/{pid}/contacts", summary="Change name, mail addresses and reply-to")
+def set_contacts(pid: str, body: Contacts, request: Request, who: Admin,
+                 admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_contacts, who.username, pid, name=body.name, emails=body.emails,
+               reply_to=body.reply_to, remote=_remote(request))
+
+
+@router.put("/{pid}/sftp/password", summary="Set or rotate the SFTP password")
+def set_sftp_password(pid: str, body: SftpPassword, request: Request, who: Admin,
+                      admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_sftp_password, who.username, pid, body.password,
+               remote=_remote(request))
+
+
+@router.put("/{pid}/sftp/key", summary="Set or rotate the SFTP private key")
+def set_sftp_key(pid: str, body: SftpKey, request: Request, who: Admin,
+                 admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_sftp_key, who.username, pid, body.private_key, body.passphrase,
+               remote=_remote(request))
+
+
+@router.put("/{pid}/sftp/host-key", summary="Pin the SFTP server's host key")
+def set_sftp_host_key(pid: str, body: HostKey, request: Request, who: Admin,
+                      admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_sftp_host_key, who.username, pid, body.host_key,
+               remote=_remote(request))
+
+
+@router.post("/{pid}/as2/certificates", status_code=status.HTTP_201_CREATED,
+             summary="Upload the partner's AS2 certificate (PEM or DER)")
+async def upload_as2_certificate(pid: str, request: Request, who: Admin, admin: Admin_,
+                                 as2_id: Annotated[str | None, Query()] = None
+                                 ) -> dict[str, Any]:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("certificate")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422,
+                                {"field": "certificate", "reason": "a file field "
+                                 "'certificate' is required"})
+        data = await upload.read(MAX_CERTIFICATE + 1)
+    else:
+        data = await request.body()
+    if not data or len(data) > MAX_CERTIFICATE:
+        raise HTTPException(422,
+                            {"field": "certificate", "reason": "empty or larger than "
+                             f"{MAX_CERTIFICATE} bytes"})
+    return await run_in_threadpool(_do, admin.upload_as2_certificate, who.username, pid,
+                                   data, as2_id=as2_id, remote=_remote(request))
+
+
+@router.post("/{pid}/phones", status_code=status.HTTP_201_CREATED,
+             summary="Add an SMS number (normalised to E.164)")
+def add_phone(pid: str, body: Phone, request: Request, who: Admin,
+              admin: Admin_) -> dict[str, Any]:
+    return _do(admin.add_phone, who.username, pid, body.number, remote=_remote(request))
+
+
+@router.delete("/{pid}/phones/{number}", summary="Remove an SMS number")
+def remove_phone(pid: str, number: str, request: Request, who: Admin,
+                 admin: Admin_) -> dict[str, Any]:
+    return _do(admin.remove_phone, who.username, pid, number, remote=_remote(request))
+
+
+@router.put("/{pid}/documents", summary="Replace the documents and their mappings")
+def set_documents(pid: str, body: Documents, request: Request, who: Admin,
+                  admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_documents, who.username, pid, body.documents,
+               remote=_remote(request))
+
+
+@router.patch("/{pid}/acknowledgements", summary="Change the acknowledgement wishes")
+def set_acknowledgements(pid: str, body: Acknowledgements, request: Request, who: Admin,
+                         admin: Admin_) -> dict[str, Any]:
+    return _do(admin.set_acknowledgements, who.username, pid, contrl=body.contrl,
+               email_acknowledgements=body.email_acknowledgements,
+               failure_notices=body.failure_notices, remote=_remote(request))
