@@ -191,3 +191,65 @@ def test_cookie_requests_need_the_csrf_token_on_unsafe_methods(store, fixed):
     a.logout(_request("POST", jar), out)
     with pytest.raises(NotAuthenticated):
         a.require("viewer")(_request("GET", jar))
+
+
+# -- edigw users / edigw tokens ---------------------------------------------------------------
+
+
+def _cli(tmp_path, *args: str, env: dict[str, str] | None = None, input: str | None = None):
+    import click
+    from click.testing import CliRunner
+
+    from gateway.cli import _Ctx
+    from gateway.cli_web import tokens, users
+
+    (tmp_path / "gateway.toml").write_text(
+        f'partners = "{tmp_path}"\n[store]\nurl = "sqlite:///{tmp_path / "cli.sqlite3"}"\n')
+    group = click.Group(commands={"users": users, "tokens": tokens})
+    return CliRunner().invoke(group, list(args), obj=_Ctx(str(tmp_path / "gateway.toml")),
+                              env=env, input=input)
+
+
+def test_cli_manages_users_and_tokens_and_audits_as_the_os_user(tmp_path, monkeypatch):
+    """add (password from the environment, or prompted), set-role, disable, enable, password;
+    a token printed once works and is revoked; each change is audited as cli:<os user>."""
+    import getpass
+
+    from gateway.store.audit import AuditLog
+
+    for var in ("EDIGW_STORE_URL", "EDIGW_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    r = _cli(tmp_path, "users", "add", "root", "--role", "admin", "--password-env", "PW",
+             env={"PW": "first-pw"})
+    assert r.exit_code == 0, r.output
+    r = _cli(tmp_path, "users", "add", "ann", "--role", "viewer", input="pw-ann\npw-ann\n")
+    assert r.exit_code == 0, r.output
+    assert _cli(tmp_path, "users", "add", "ann", "--role", "viewer", "--password-env", "PW",
+                env={"PW": "x"}).exit_code == 1
+    assert _cli(tmp_path, "users", "set-role", "ann", "operator").exit_code == 0
+    assert _cli(tmp_path, "users", "set-role", "ghost", "operator").exit_code == 1
+    assert _cli(tmp_path, "users", "disable", "ann").exit_code == 0
+    listing = _cli(tmp_path, "users", "list").output
+    assert "ann" in listing and "operator" in listing and "disabled" in listing
+    assert _cli(tmp_path, "users", "enable", "ann").exit_code == 0
+    assert _cli(tmp_path, "users", "password", "root", "--password-env", "PW",
+                env={"PW": "second-pw"}).exit_code == 0
+    store = Store.from_url(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    try:
+        assert Users(store).authenticate("root", "second-pw").role == "admin"
+        assert Users(store).authenticate("ann", "pw-ann").role == "operator"
+        r = _cli(tmp_path, "tokens", "create", "--user", "ann", "--name", "erp")
+        token = r.stdout.strip().splitlines()[-1]
+        assert r.exit_code == 0 and ApiTokens(store).resolve(token)[1].username == "ann"
+        assert token not in _cli(tmp_path, "tokens", "list").output
+        token_id = ApiTokens(store).list()[0].id
+        assert _cli(tmp_path, "tokens", "revoke", str(token_id)).exit_code == 0
+        assert ApiTokens(store).resolve(token) is None
+        entries = AuditLog(store).list()
+        assert {e.actor for e in entries} == {f"cli:{getpass.getuser()}"}
+        assert [e.action for e in reversed(entries)] == [
+            "user.create", "user.create", "user.update", "user.disable", "user.enable",
+            "user.password", "token.create", "token.revoke"]
+        assert all("first-pw" not in str(e.after) for e in entries)
+    finally:
+        store.close()
