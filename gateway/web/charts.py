@@ -32,13 +32,16 @@ class Series:
     color: str | None = None
 
 
-def nice_ticks(top: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``top`` (1, 2, 2.5 or 5 times a power of ten)."""
+def nice_ticks(top: float, count: int = 5, *, integer: bool = False) -> list[float]:
+    """Round tick values from 0 to at least ``top`` (1, 2, 2.5 or 5 times a power of ten;
+    whole steps when ``integer``: counts of things)."""
     if top <= 0 or not math.isfinite(top):
         return [0.0, 1.0]
     raw = top / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    if integer:
+        step = max(1, math.ceil(step))
     n = math.ceil(top / step - 1e-9)
     return [round(i * step, 10) for i in range(n + 1)]
 
@@ -46,7 +49,7 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
 def _number(v: float) -> str:
     if v == int(v):
         return f"{int(v):,}".replace(",", " ")
-    return f"{v:,.2f}".replace(",", " ")
+    return f"{v:,.2f}".rstrip("0").rstrip(".").replace(",", " ")
 
 
 def _colors(series: Sequence[Series]) -> list[str]:
@@ -91,7 +94,8 @@ def _x_labels(parts: list[str], categories: Sequence[str], width: int, height: i
     slot = (width - _LEFT - _RIGHT) / len(categories)
     every = max(1, math.ceil(60 / slot))
     for i, c in enumerate(categories):
-        if i % every and i != len(categories) - 1:
+        last = len(categories) - 1
+        if i != last and (i % every or last - i < every):  # the last label always shows
             continue
         x = _LEFT + slot * (i + 0.5)
         parts.append(f'<text x="{x:.1f}" y="{height - _BOTTOM + 15}" {_FONT} '
@@ -120,12 +124,12 @@ def _top(series: Sequence[Series], stacked: bool, n: int) -> float:
 
 def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *,
               stacked: bool = True, width: int = 640, height: int = 240,
-              unit: str = "") -> str:
+              unit: str = "", integer: bool = False) -> str:
     """Bars per category, one colour per series, stacked or side by side."""
     n = len(categories)
     if n == 0 or not series or _top(series, stacked, n) <= 0:
         return _empty(title, width, height)
-    ticks = nice_ticks(_top(series, stacked, n))
+    ticks = nice_ticks(_top(series, stacked, n), integer=integer)
     colors = _colors(series)
     parts = _frame(title, width, height, f"{title}: bar chart")
     _y_axis(parts, ticks, width, height)
@@ -171,12 +175,13 @@ def _polyline(parts: list[str], categories: Sequence[str], s: Series, color: str
 
 
 def line_chart(title: str, categories: Sequence[str], series: Sequence[Series], *,
-               width: int = 640, height: int = 240, unit: str = "") -> str:
+               width: int = 640, height: int = 240, unit: str = "",
+               integer: bool = False) -> str:
     """One line per series over the categories."""
     n = len(categories)
     if n == 0 or not series or _top(series, False, n) <= 0:
         return _empty(title, width, height)
-    ticks = nice_ticks(_top(series, False, n))
+    ticks = nice_ticks(_top(series, False, n), integer=integer)
     colors = _colors(series)
     parts = _frame(title, width, height, f"{title}: line chart")
     _y_axis(parts, ticks, width, height)
@@ -195,7 +200,7 @@ def bars_with_share(title: str, categories: Sequence[str], bars: Sequence[Series
     n = len(categories)
     if n == 0 or not bars or _top(bars, True, n) <= 0:
         return _empty(title, width, height)
-    out = bar_chart(title, categories, bars, width=width, height=height)
+    out = bar_chart(title, categories, bars, width=width, height=height, integer=True)
     parts = [out[: -len("</svg>")]]
     color = share.color or "#D55E00"
     for t in (0, 25, 50, 75, 100):

@@ -24,6 +24,8 @@ def test_nice_ticks_are_round_and_cover_the_top():
     assert nice_ticks(0.9)[-1] >= 0.9
     assert nice_ticks(12_345)[-1] >= 12_345
     assert nice_ticks(0) == [0.0, 1.0]
+    assert nice_ticks(1, integer=True) == [0, 1]  # counts: no 0.2 steps
+    assert nice_ticks(12, integer=True) == [0, 3, 6, 9, 12]
 
 
 def test_stacked_bars_one_rect_per_nonzero_value_with_legend_and_hover_titles():
@@ -53,6 +55,12 @@ def test_side_by_side_bars_are_narrower_than_stacked_ones():
     w = float(stacked.find(".//svg:rect[@class='bar']", NS).get("width"))
     g = float(grouped.find(".//svg:rect[@class='bar']", NS).get("width"))
     assert g < w
+
+
+def test_tick_labels_drop_needless_decimals():
+    """2.5 reads as 2.5, not 2.50; whole numbers have no decimals."""
+    words = texts(parse(bar_chart("t", ["a"], [Series("x", [12])])))
+    assert "2.5" in words and "12.5" in words and "2.50" not in words
 
 
 def test_line_chart_points_skip_missing_values():

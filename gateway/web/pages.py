@@ -1,0 +1,612 @@
+"""The operator console's pages: server-rendered HTML (Jinja2), charts drawn as inline SVG,
+a little vanilla JavaScript for the live transmission log.
+
+``page_routes(auth)`` gives the routes to mount at the root of the gateway's HTTP app; the
+pages find the gateway (``store``, ``archive``, ``partners``, ``settings``, ``pipeline``) on
+``request.app.state.gateway``. Who may see what:
+
+- nobody is sent to ``/login`` (then back where they were going);
+- a viewer reads every page but ``/audit``; an operator also reprocesses and acknowledges or
+  resolves alerts and reads the audit trail; an admin also changes partners;
+- a role that may not do something gets a 403 page saying so ("refused");
+- every form posts the session's CSRF token; the login form, before any session exists,
+  carries a token matched against a short-lived cookie (login CSRF, double submit).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from gateway.store import schema as s
+from gateway.store.audit import AuditLog
+from gateway.store.records import TransmissionRow, aware
+from gateway.tracker.alerts import AlertBook, AlertError
+from gateway.web import charts, stats
+from gateway.web.auth import (
+    CSRF_FIELD,
+    Authenticator,
+    Forbidden,
+    LoginRefused,
+    NotAuthenticated,
+    Principal,
+)
+
+log = structlog.get_logger("edigw.web")
+
+HERE = Path(__file__).parent
+LOGIN_COOKIE = "edigw_login_csrf"
+STATUS_CLASS = {s.RECEIVED: "st-received", s.PROCESSED: "st-processed",
+                s.PUBLISHED: "st-published", s.FAILED: "st-failed",
+                s.QUARANTINED: "st-quarantined", s.DUPLICATE: "st-duplicate"}
+CHANNELS = ("folder", "sftp", "email", "as2", "sms", "http")
+FORMATS = ("edifact", "xml", "csv", "sms", "pdf")
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Page:
+    """What a handler gets: the request, who asks, the posted form, and the gateway."""
+
+    request: Request
+    who: Principal
+    form: FormData | None
+    gateway: Any
+
+    @property
+    def store(self) -> Any:
+        return self.gateway.store
+
+    @property
+    def tz(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.gateway.settings.tracker.timezone)
+        except Exception:  # no settings in a bare test app
+            return ZoneInfo("UTC")
+
+    def field(self, name: str, default: str = "") -> str:
+        value = self.form.get(name) if self.form is not None else None
+        return value.strip() if isinstance(value, str) else default
+
+    def render(self, name: str, status: int = 200, **context: Any) -> Response:
+        context.update(who=self.who, csrf=self.who.csrf_token or "", path=self.request.url.path,
+                       tz=self.tz, fmt=lambda at: _local(at, self.tz))
+        return templates.TemplateResponse(self.request, name, context, status_code=status)
+
+
+def _local(at: dt.datetime | None, tz: ZoneInfo) -> str:
+    if at is None:
+        return ""
+    return aware(at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
+
+
+def _refused(request: Request, who: Principal | None, reason: str) -> Response:
+    return templates.TemplateResponse(
+        request, "refused.html", dict(who=who, csrf=(who.csrf_token or "") if who else "",
+                                      path=request.url.path, reason=reason), status_code=403)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (not ``//evil`` nor a URL)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+Handler = Callable[[Page], Response]
+
+
+def _guard(auth: Authenticator, role: str, handler: Handler
+           ) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate and authorise (CSRF for posts), then run ``handler`` in a worker thread
+    (it reads the store)."""
+
+    async def endpoint(request: Request) -> Response:
+        form = await request.form() if request.method == "POST" else None
+        token = form.get(CSRF_FIELD) if form is not None else None
+        try:
+            who = await run_in_threadpool(auth.authorize, request, role,
+                                          form_token=token if isinstance(token, str) else None)
+        except NotAuthenticated:
+            if request.method != "GET":
+                return _refused(request, None, "log in first")
+            return RedirectResponse("/login?next=" + quote(str(request.url.path) + (
+                "?" + request.url.query if request.url.query else ""), safe=""), 303)
+        except Forbidden as exc:
+            return _refused(request, auth.principal(request), str(exc))
+        page = Page(request=request, who=who, form=form, gateway=request.app.state.gateway)
+        return await run_in_threadpool(handler, page)
+
+    return endpoint
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+def _login_routes(auth: Authenticator) -> list[Route]:
+    def login_form(request: Request, error: str | None = None, status: int = 200,
+                   next_: str | None = None) -> Response:
+        token = secrets.token_urlsafe(24)
+        target = _safe_next(next_ or request.query_params.get("next"))
+        response = templates.TemplateResponse(
+            request, "login.html", dict(who=None, csrf=token, error=error, path="/login",
+                                        next=target), status_code=status)
+        response.set_cookie(LOGIN_COOKIE, token, max_age=1800, path="/login", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return login_form(request)
+        form = await request.form()
+        sent, kept = str(form.get(CSRF_FIELD, "")), request.cookies.get(LOGIN_COOKIE, "")
+        if not kept or not hmac.compare_digest(sent.encode(), kept.encode()):
+            return login_form(request, "The form expired; please try again.", 403,
+                              str(form.get("next", "")))
+        response = RedirectResponse(_safe_next(str(form.get("next", "/"))), 303)
+        try:
+            who = await run_in_threadpool(auth.login, request, response,
+                                          str(form.get("username", "")).strip(),
+                                          str(form.get("password", "")))
+        except LoginRefused as exc:
+            log.info("console_login_refused", reason=exc.reason if hasattr(exc, "reason")
+                     else str(exc))
+            # Never say which of the two was wrong.
+            return login_form(request, "Wrong user name or password.", 401,
+                              str(form.get("next", "")))
+        log.info("console_login", user=who.username, role=who.role)
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        who = await run_in_threadpool(auth.principal, request)
+        response = RedirectResponse("/login", 303)
+        if who is not None:
+            try:
+                auth.check_csrf(who, request, str(form.get(CSRF_FIELD, "")))
+            except Forbidden as exc:
+                return _refused(request, who, str(exc))
+            await run_in_threadpool(auth.logout, request, response)
+        return response
+
+    return [Route("/login", login, methods=["GET", "POST"], name="login"),
+            Route("/logout", logout, methods=["POST"], name="logout")]
+
+
+# -- dashboard --------------------------------------------------------------------------------
+
+
+def _days(end: dt.date, n: int) -> list[dt.date]:
+    return [end - dt.timedelta(days=n - 1 - i) for i in range(n)]
+
+
+def _volume_charts(store: Any, since: dt.datetime, days: list[dt.date],
+                   partner: str | None = None) -> dict[str, str]:
+    rows = stats.volume(store, since, None, "day", partner)
+    labels = [d.strftime("%m-%d") for d in days]
+    index = {d: i for i, d in enumerate(days)}
+
+    def by(key: Callable[[Any], str], value: Callable[[Any], int]) -> list[charts.Series]:
+        acc: dict[str, list[float | None]] = {}
+        for r in rows:
+            if r.bucket in index:
+                acc.setdefault(key(r), [0] * len(days))[index[r.bucket]] += value(r)  # type: ignore[operator]
+        return [charts.Series(k, v) for k, v in sorted(acc.items())]
+
+    failures = [0.0] * len(days)
+    for r in rows:
+        if r.bucket in index:
+            failures[index[r.bucket]] += r.failures
+    return dict(
+        channel=charts.bar_chart("Transmissions per day and channel", labels,
+                                 by(lambda r: r.channel, lambda r: r.transmissions),
+                                 integer=True),
+        format=charts.bar_chart("Transmissions per day and format", labels,
+                                by(lambda r: r.format or "unknown", lambda r: r.transmissions),
+                                integer=True),
+        failures=charts.line_chart("Failures per day", labels,
+                                   [charts.Series("failed or quarantined", failures,
+                                                  "#D55E00")], integer=True))
+
+
+def dashboard(p: Page) -> Response:
+    now = dt.datetime.now(dt.UTC)
+    days = _days(now.date(), 30)
+    since = dt.datetime.combine(days[0], dt.time(), dt.UTC)
+    pics = _volume_charts(p.store, since, days)
+    monday = now.date() - dt.timedelta(days=now.weekday())
+    weeks = [monday - dt.timedelta(weeks=11 - i) for i in range(12)]
+    share = {r.bucket: r for r in stats.electronic_share(
+        p.store, dt.datetime.combine(weeks[0], dt.time(), dt.UTC), None, "week")}
+    labels = [f"W{w.isocalendar().week:02d}" for w in weeks]
+    pics["orders"] = charts.bars_with_share(
+        "Orders per week, and the share received electronically", labels,
+        [charts.Series("electronic", [share[w].electronic if w in share else 0 for w in weeks],
+                       "#009E73"),
+         charts.Series("typed or printed (SMS, PDF)",
+                       [share[w].manual if w in share else 0 for w in weeks], "#E69F00")],
+        charts.Series("electronic share", [round(100 * share[w].share, 1)
+                                           if w in share and share[w].share is not None
+                                           else None for w in weeks]))
+    with p.store.engine.connect() as conn:
+        outbox = conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
+        alerts = conn.execute(sa.select(sa.func.count()).select_from(s.alerts)
+                              .where(s.alerts.c.status == s.ALERT_OPEN)).scalar_one()
+    return p.render("dashboard.html", charts=pics, counts=p.store.counts_by_status(),
+                    outbox=outbox, open_alerts=alerts, status_class=STATUS_CLASS)
+
+
+# -- transmissions ----------------------------------------------------------------------------
+
+FILTERS = ("partner", "channel", "status", "format", "since", "until")
+
+
+def _filters(request: Request) -> dict[str, str]:
+    return {k: request.query_params.get(k, "").strip() for k in FILTERS}
+
+
+def _date(text: str, tz: ZoneInfo) -> dt.datetime | None:
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tz).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[TransmissionRow]:
+    t = s.transmissions
+    q = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(limit)
+    for key in ("partner", "channel", "format"):
+        if f[key]:
+            q = q.where(getattr(t.c, "partner_id" if key == "partner" else key) == f[key])
+    if f["status"]:
+        q = q.where(t.c.status == f["status"].upper())
+    since, until = _date(f["since"], p.tz), _date(f["until"], p.tz)
+    if since:
+        q = q.where(t.c.received_at >= since)
+    if until:  # a bare date means its whole day
+        q = q.where(t.c.received_at < until + dt.timedelta(days=1))
+    with p.store.engine.connect() as conn:
+        return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+
+def transmissions(p: Page) -> Response:
+    f = _filters(p.request)
+    return p.render("transmissions.html", rows=_transmissions(p, f), filters=f,
+                    query=urlencode({k: v for k, v in f.items() if v}),
+                    partners=[x.id for x in p.gateway.partners], channels=CHANNELS,
+                    statuses=s.TRANSMISSION_STATUSES, formats=FORMATS,
+                    status_class=STATUS_CLASS)
+
+
+def transmission_rows(p: Page) -> Response:
+    """The log's table body alone, for the page's polling."""
+    return p.render("_transmission_rows.html", rows=_transmissions(p, _filters(p.request)),
+                    status_class=STATUS_CLASS)
+
+
+def transmission(p: Page) -> Response:
+    tid = p.request.path_params["tid"]
+    t = p.store.get_transmission(tid)
+    if t is None:
+        return p.render("not_found.html", 404, what=f"transmission {tid}")
+    raw: list[str] | None = None
+    raw_note = None
+    if t.purged_at is not None:
+        raw_note = f"payload purged on {_local(t.purged_at, p.tz)} (retention)"
+    elif t.sha256 in p.gateway.archive:
+        head = b"".join(_first(p.gateway.archive.blocks(t.sha256), 256 << 10))
+        if t.format == "edifact" or head.lstrip()[:3] in (b"UNA", b"UNB"):
+            from gateway.web.api import edifact_segments
+
+            raw = edifact_segments(head)
+        else:
+            raw = head.decode("utf-8", "replace").splitlines()[:5000]
+        if t.size > len(head):
+            raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
+    with p.store.engine.connect() as conn:
+        as2 = conn.execute(sa.select(s.as2_messages)
+                           .where(s.as2_messages.c.transmission_id == t.id)).first()
+        sms = conn.execute(sa.select(s.webhook_messages)
+                           .where(s.webhook_messages.c.transmission_id == t.id)).first()
+        attempts = conn.execute(sa.select(s.transmissions.c.id, s.transmissions.c.status,
+                                          s.transmissions.c.received_at,
+                                          s.transmissions.c.requested_by)
+                                .where(s.transmissions.c.reprocess_of == t.id)
+                                .order_by(s.transmissions.c.received_at)).all()
+    reprocessable = (t.status in (s.FAILED, s.QUARANTINED, s.RECEIVED)
+                     or (t.status in (s.PROCESSED, s.PUBLISHED) and bool(t.reason)))
+    return p.render("transmission.html", t=t, events=p.store.events(t.id),
+                    documents=p.store.documents_of(t.id),
+                    interchanges=p.store.interchanges_of(t.id),
+                    outbound=p.store.outbound_of(t.id), raw=raw, raw_note=raw_note,
+                    as2=as2, sms=sms, attempts=attempts, status_class=STATUS_CLASS,
+                    reprocessable=reprocessable and t.purged_at is None,
+                    message=p.request.query_params.get("message"))
+
+
+def _first(blocks: Any, limit: int) -> list[bytes]:
+    out, size = [], 0
+    for b in blocks:
+        out.append(b[: limit - size])
+        size += len(out[-1])
+        if size >= limit:
+            break
+    return out
+
+
+def reprocess(p: Page) -> Response:
+    """Replay a failed transmission from the archive (``gateway.web.api.reprocess``, as the
+    API and ``edigw reprocess`` do), recorded in the audit trail."""
+    from gateway.web.api import ReprocessError
+    from gateway.web.api import reprocess as replay
+
+    tid = p.request.path_params["tid"]
+    try:
+        done = replay(p.gateway, tid, by=p.who.username, reason=p.field("reason"))
+    except ReprocessError as exc:
+        return RedirectResponse(f"/transmissions/{tid}?message=" + quote(str(exc)), 303)
+    AuditLog(p.store).record(p.who.username, "transmission.reprocess",
+                             f"transmission:{done.transmission_id}",
+                             after={"attempt": done.attempt_id, "status": done.status,
+                                    "reason": p.field("reason")},
+                             remote=p.request.client.host if p.request.client else None)
+    log.info("console_reprocess", transmission_id=done.transmission_id,
+             attempt=done.attempt_id, by=p.who.username, status=done.status)
+    return RedirectResponse(f"/transmissions/{done.attempt_id}?message=" + quote(
+        f"replayed from {done.transmission_id}: {done.status}"), 303)
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def search(p: Page) -> Response:
+    from gateway.tracker.explain import explain
+    from gateway.tracker.explain import search as find
+
+    q = p.request.query_params.get("q", "").strip()
+    partner = p.request.query_params.get("partner", "").strip() or None
+    verdict = hits = None
+    if q:
+        verdict = explain(p.store, p.gateway.partners, p.gateway.settings, number=q,
+                          partner=partner, archive=p.gateway.archive)
+        hits = find(p.store, number=q, partner=partner)
+        if not hits:
+            hits = find(p.store, filename=q, partner=partner) or find(
+                p.store, interchange_ref=q, partner=partner)
+    return p.render("search.html", q=q, partner=partner or "", verdict=verdict, hits=hits,
+                    partners=[x.id for x in p.gateway.partners], status_class=STATUS_CLASS)
+
+
+# -- partners ---------------------------------------------------------------------------------
+
+
+def _partner_facts(store: Any) -> tuple[dict[str, dict[str, dt.datetime]],
+                                         dict[str, list[Any]], dict[str, int]]:
+    t, h, a = s.transmissions, s.channel_health, s.alerts
+    with store.engine.connect() as conn:
+        last: dict[str, dict[str, dt.datetime]] = {}
+        for pid, channel, at in conn.execute(
+                sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at))
+                .where(t.c.partner_id.is_not(None)).group_by(t.c.partner_id, t.c.channel)):
+            last.setdefault(pid, {})[channel] = aware(at)
+        health: dict[str, list[Any]] = {}
+        for r in conn.execute(sa.select(h).where(h.c.partner_id.is_not(None))
+                              .order_by(h.c.channel)):
+            health.setdefault(r.partner_id, []).append(r)
+        open_alerts = dict(conn.execute(
+            sa.select(a.c.partner_id, sa.func.count())
+            .where(a.c.status.in_((s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED)))
+            .group_by(a.c.partner_id)).all())
+    return last, health, open_alerts
+
+
+def partners(p: Page) -> Response:
+    last, health, open_alerts = _partner_facts(p.store)
+    return p.render("partners.html", partners=list(p.gateway.partners), last=last,
+                    health=health, open_alerts=open_alerts)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    from gateway.store.audit import mask_secrets
+
+    return mask_secrets(value, key=key)
+
+
+def partner(p: Page) -> Response:
+    pid = p.request.path_params["pid"]
+    prof = p.gateway.partners.get(pid)
+    if prof is None:
+        return p.render("not_found.html", 404, what=f"partner {pid}")
+    now = dt.datetime.now(dt.UTC)
+    days = _days(now.date(), 30)
+    since = dt.datetime.combine(days[0], dt.time(), dt.UTC)
+    pics = _volume_charts(p.store, since, days, pid)
+    labels = [d.strftime("%m-%d") for d in days]
+    index = {d: i for i, d in enumerate(days)}
+    by_currency: dict[str, list[float | None]] = {}
+    for r in stats.value(p.store, since, None, "day", pid):
+        if r.bucket in index:
+            cell = by_currency.setdefault(r.currency or "?", [0.0] * len(days))
+            cell[index[r.bucket]] = (cell[index[r.bucket]] or 0) + float(r.amount)
+    pics["value"] = charts.bar_chart("Order value per day", labels,
+                                     [charts.Series(c, v) for c, v in sorted(
+                                         by_currency.items())], stacked=False)
+    last, health, open_alerts = _partner_facts(p.store)
+    profile = _mask(prof.model_dump(mode="json"))
+    return p.render("partner.html", partner=prof, profile=profile, charts=pics,
+                    last=last.get(pid, {}), health=health.get(pid, []),
+                    alerts=AlertBook(p.store).list(
+                        status=[s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED], partner=pid),
+                    audit=AuditLog(p.store).list(target=f"partner:{pid}", limit=50),
+                    admin=p.who.may(s.ROLE_ADMIN),
+                    message=p.request.query_params.get("message"),
+                    error=p.request.query_params.get("error"))
+
+
+def _lines(text: str) -> list[str]:
+    return [x.strip() for x in text.replace(",", "\n").splitlines() if x.strip()]
+
+
+def _admin_service(request: Request) -> Any:
+    from gateway.web.api_partners import partner_admin
+
+    return partner_admin(request)  # app.state.partner_admin, made on first use
+
+
+def _documents(text: str) -> list[dict[str, str]]:
+    """``type format [mapping]`` per line, e.g. ``order edifact eancom-orders-d96a``."""
+    docs = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        doc = {"type": words[0]}
+        if len(words) > 1:
+            doc["format"] = words[1]
+        if len(words) > 2:
+            doc["mapping"] = words[2]
+        docs.append(doc)
+    return docs
+
+
+def partner_change(p: Page) -> Response:
+    """One administration form (``what``) posted for a partner: PartnerAdmin checks, writes
+    and records it in the audit trail."""
+    from gateway.web.partners_admin import PartnerAdminError
+
+    pid, what = p.request.path_params["pid"], p.request.path_params["what"]
+    service = _admin_service(p.request)
+    actor = p.who.username
+    kw = dict(remote=p.request.client.host if p.request.client else None)
+    try:
+        if what == "contacts":
+            service.set_contacts(actor, pid, emails=_lines(p.field("emails")), **kw)
+        elif what == "sftp":
+            if p.field("password"):
+                service.set_sftp_password(actor, pid, p.field("password"), **kw)
+            if p.field("private_key"):
+                service.set_sftp_key(actor, pid, p.field("private_key"),
+                                     p.field("passphrase") or None, **kw)
+            if p.field("host_key"):
+                service.set_sftp_host_key(actor, pid, p.field("host_key"), **kw)
+        elif what == "sms":
+            prof = p.gateway.partners.get(pid)
+            have = list(prof.identifiers.phone) if prof is not None else []
+            want = _lines(p.field("phones"))
+            for number in want:
+                if number not in have:
+                    service.add_phone(actor, pid, number, **kw)
+            for number in have:
+                if number not in want:
+                    service.remove_phone(actor, pid, number, **kw)
+        elif what == "as2-certificate":
+            upload = p.form.get("certificate") if p.form is not None else None
+            data = upload.file.read() if upload is not None and hasattr(upload, "file") else b""
+            service.upload_as2_certificate(actor, pid, data, as2_id=p.field("as2_id") or None,
+                                           **kw)
+        elif what == "documents":
+            service.set_documents(actor, pid, _documents(p.field("documents")), **kw)
+        elif what == "acknowledgements":
+            service.set_acknowledgements(
+                actor, pid, contrl=p.field("contrl") or None,
+                email_acknowledgements=p.field("email_acknowledgements") == "on",
+                failure_notices=p.field("failure_notices") == "on", **kw)
+        elif what in ("disable", "enable"):
+            getattr(service, what)(actor, pid, **kw)
+        else:
+            return p.render("not_found.html", 404, what=f"form {what}")
+    except PartnerAdminError as exc:
+        return RedirectResponse(f"/partners/{pid}?error=" + quote(str(exc)), 303)
+    return RedirectResponse(f"/partners/{pid}?message=" + quote(f"{what} saved"), 303)
+
+
+# -- alerts and audit -------------------------------------------------------------------------
+
+
+def alerts(p: Page) -> Response:
+    book = AlertBook(p.store)
+    return p.render("alerts.html", active=book.list(status=[s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED],
+                                                    limit=500),
+                    resolved=book.list(status=s.ALERT_RESOLVED, limit=50),
+                    operator=p.who.may(s.ROLE_OPERATOR),
+                    message=p.request.query_params.get("message"))
+
+
+def alert_action(p: Page) -> Response:
+    aid, action = int(p.request.path_params["aid"]), p.request.path_params["action"]
+    if action not in ("acknowledge", "resolve"):
+        return p.render("not_found.html", 404, what=f"alert action {action}")
+    book = AlertBook(p.store)
+    note = p.field("note") or None
+    try:
+        before = book.get(aid)
+        after = (book.acknowledge if action == "acknowledge" else book.resolve)(
+            aid, p.who.username, note)
+    except AlertError as exc:
+        return RedirectResponse("/alerts?message=" + quote(str(exc)), 303)
+    AuditLog(p.store).record(p.who.username, f"alert.{action}", f"alert:{aid}",
+                             before={"status": before.status},
+                             after={"status": after.status, "note": note},
+                             remote=p.request.client.host if p.request.client else None)
+    return RedirectResponse("/alerts?message=" + quote(f"alert {aid} {after.status}"), 303)
+
+
+def audit(p: Page) -> Response:
+    q = p.request.query_params
+    entries = AuditLog(p.store).list(target=q.get("target") or None,
+                                     actor=q.get("actor") or None,
+                                     action=q.get("action") or None, limit=200)
+    return p.render("audit.html", entries=entries, target=q.get("target", ""),
+                    actor=q.get("actor", ""), action=q.get("action", ""))
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+def page_routes(auth: Authenticator) -> list[BaseRoute]:
+    """The console's routes (to mount at the root, next to ``/api``)."""
+    viewer, operator, admin = s.ROLE_VIEWER, s.ROLE_OPERATOR, s.ROLE_ADMIN
+
+    def route(path: str, role: str, handler: Handler, method: str = "GET") -> Route:
+        return Route(path, _guard(auth, role, handler), methods=[method],
+                     name="page:" + handler.__name__ + ("" if method == "GET" else ":post"))
+
+    return [
+        *_login_routes(auth),
+        route("/", viewer, dashboard),
+        route("/transmissions", viewer, transmissions),
+        route("/transmissions/rows", viewer, transmission_rows),
+        route("/transmissions/{tid}", viewer, transmission),
+        route("/transmissions/{tid}/reprocess", operator, reprocess, "POST"),
+        route("/search", viewer, search),
+        route("/partners", viewer, partners),
+        route("/partners/{pid}", viewer, partner),
+        route("/partners/{pid}/{what}", admin, partner_change, "POST"),
+        route("/alerts", viewer, alerts),
+        route("/alerts/{aid:int}/{action:str}", operator, alert_action, "POST"),
+        route("/audit", operator, audit),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+
