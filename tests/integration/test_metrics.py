@@ -11,7 +11,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
-from starlette.requests import Request
 
 from gateway.core import clock
 from gateway.core.pipeline import Pipeline
@@ -21,22 +20,14 @@ from gateway.http.server import HttpServer
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.tracker.alerts import AlertBook, Condition
+from gateway.web.auth import ApiTokens, Authenticator, Users
 from gateway.web.metrics import metrics_route
 from tests.unit.test_explain import ROOT, START, Gateway, order
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "metrics-test-token"
-
-
-def bearer(request: Request) -> object | None:
-    """Who calls: the integrator wires api-core's resolver; here a fixed token."""
-    header = request.headers.get("authorization", "")
-    return "scraper" if header == f"Bearer {TOKEN}" else None
-
-
 @pytest.fixture
-def filled(tmp_path, store_url) -> Iterator[Store]:
+def filled(tmp_path, store_url) -> Iterator[tuple[Store, str]]:
     """Three orders published 30, 60 and 90 s after being stored, one order waiting in the
     outbox, one file that fails; one open alert and one acknowledged."""
     c = clock.FixedClock(START)
@@ -62,19 +53,25 @@ def filled(tmp_path, store_url) -> Iterator[Store]:
                    kinds_checked=["failure", "silence"])
     silence = [a for a in book.list() if a.kind == "silence"][0]
     book.acknowledge(silence.id, "marie")
-    yield store
+    # A viewer's API token, as a Prometheus server is given one.
+    scraper = Users(store).create("prometheus", "not used for logging in", "viewer")
+    token, _ = ApiTokens(store).create(scraper, "scrape")
+    yield store, token
     clock.set_clock(None)
     store.close()
 
 
+def serve(store: Store, window: dt.timedelta) -> HttpServer:
+    auth = Authenticator(store)
+    app = Starlette(routes=[metrics_route(store, auth.principal, latency_window=window)])
+    return HttpServer(app, port=0).start_in_thread()
+
+
 @pytest.fixture
-def server(filled) -> Iterator[str]:
-    app = Starlette(routes=[metrics_route(filled, bearer,
-                                          latency_window=dt.timedelta(hours=2))])
-    srv = HttpServer(app, port=0)
-    srv.start_in_thread()
+def server(filled) -> Iterator[tuple[str, str]]:
+    srv = serve(filled[0], dt.timedelta(hours=2))
     try:
-        yield srv.url
+        yield srv.url, filled[1]
     finally:
         srv.stop()
 
@@ -86,8 +83,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_need_a_credential(server):
     """Nobody, or a wrong token: 401 with a Bearer challenge, nothing of the store shown."""
-    for headers in ({}, {"Authorization": "Bearer nope"}):
-        r = httpx.get(server + "/metrics", headers=headers)
+    url, _token = server
+    for headers in ({}, {"Authorization": "Bearer edigw_nope"}):
+        r = httpx.get(url + "/metrics", headers=headers)
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert "edigw_" not in r.text
@@ -95,7 +93,8 @@ def test_metrics_need_a_credential(server):
 
 def test_metrics_read_the_store(server):
     """The families from the store, with the numbers the pipeline left."""
-    r = httpx.get(server + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    url, token = server
+    r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     got = samples(r.text)
@@ -115,12 +114,10 @@ def test_metrics_read_the_store(server):
 
 def test_latency_window_forgets_old_publishes(filled):
     """Documents published before the window do not count in the latency summary."""
-    app = Starlette(routes=[metrics_route(filled, bearer,
-                                          latency_window=dt.timedelta(seconds=100))])
-    srv = HttpServer(app, port=0)
-    srv.start_in_thread()
+    store, token = filled
+    srv = serve(store, dt.timedelta(seconds=100))
     try:
-        r = httpx.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        r = httpx.get(srv.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
     finally:
         srv.stop()
     got = samples(r.text)
