@@ -395,7 +395,14 @@ def search(p: Page) -> Response:
         if not hits:
             hits = find(p.store, filename=q, partner=partner) or find(
                 p.store, interchange_ref=q, partner=partner)
+    # Evidence names transmissions and documents by id: both lead to a transmission's page.
+    links: dict[str, str] = {}
+    if verdict is not None:
+        links.update({t.id: t.id for t in verdict.transmissions})
+        links.update({d.id: d.transmission_id for d in verdict.documents})
+        links.update({h.id: h.transmission_id for h in hits or []})
     return p.render("search.html", q=q, partner=partner or "", verdict=verdict, hits=hits,
+                    links=links,
                     partners=[x.id for x in p.gateway.partners], status_class=STATUS_CLASS)
 
 

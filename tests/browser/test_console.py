@@ -56,6 +56,9 @@ def test_find_an_order_by_number_and_read_its_verdict(page: Page, shots):
     expect(page.locator(".verdict .summary")).to_contain_text("po-bad-7.edi")
     expect(page.locator(".evidence li").first).to_be_visible()
     page.screenshot(path=shots / "search.png", full_page=True)
+    # Every evidence link leads to a transmission's page (a document's: its transmission).
+    for href in page.locator(".evidence a.ref").evaluate_all("els => els.map(e => e.href)"):
+        assert page.request.get(href).status == 200, href
     page.fill("input[name=q]", "PO-2024-0107")
     page.click("form.search button")
     expect(page.locator(".verdict-word")).not_to_have_text("failed")
