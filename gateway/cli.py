@@ -904,6 +904,11 @@ def _register_tracker_commands() -> None:
 
     main.add_command(explain_cmd)
     main.add_command(purge_cmd)
+    from gateway.cli_web import tokens as tokens_cmd
+    from gateway.cli_web import users as users_cmd
+
+    main.add_command(users_cmd)
+    main.add_command(tokens_cmd)
 
 
 _register_tracker_commands()

@@ -219,6 +219,11 @@ class HttpSettings(_Strict):
     #: signs the URL it called: it must be known exactly).
     public_url: str | None = None
     max_body: int = Field(200 * 1024 * 1024, gt=0)
+    #: The operator console (pages, /api, /metrics) on this server.
+    console: bool = True
+    #: Mark the session cookie Secure even over plain http (behind a TLS proxy); it is
+    #: always Secure when the request came over https.
+    secure_cookies: bool = False
 
 
 class TwilioSettings(_Strict):
@@ -358,6 +363,10 @@ class GatewaySettings(_Strict):
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
+    #: Secrets set from the console (SFTP passwords and keys), in 0600 files.
+    secrets_dir: Path = Path("var/secrets")
+    #: Certificates uploaded from the console (AS2).
+    certs_dir: Path = Path("var/certs")
     #: Where the settings came from (not a key of the file).
     source: str = Field("<embedded defaults>", exclude=True)
 

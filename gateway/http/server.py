@@ -21,14 +21,14 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.core.ports import WebReply, WebRequest
 
@@ -76,9 +76,12 @@ def _public_url(request: Request, public_url: str | None) -> str:
 
 def build_app(*, endpoints: dict[str, Endpoint] | None = None,
               ready: list[ReadyCheck] | None = None, max_body: int = 200 << 20,
-              public_url: str | None = None) -> Starlette:
+              public_url: str | None = None, routes: list[BaseRoute] | None = None,
+              state: dict[str, Any] | None = None) -> Starlette:
     """The ASGI app. ``endpoints`` maps a path (``/as2``, ``/sms/twilio`` …) to the endpoint
-    that answers POSTs there; ``ready`` are the readiness checks."""
+    that answers POSTs there; ``ready`` are the readiness checks; ``routes`` are more routes
+    (the operator console: its API, pages and /metrics) and ``state`` what they find on
+    ``app.state``."""
     endpoints = dict(endpoints or {})
     checks = list(ready or [])
 
@@ -119,10 +122,14 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
 
         return Route(path, handle, methods=["POST"], name=path.strip("/").replace("/", "-"))
 
+    extra = routes
     routes = [Route("/healthz", healthz, methods=["GET"]),
               Route("/readyz", readyz, methods=["GET"])]
     routes += [post_route(path, ep) for path, ep in endpoints.items()]
-    return Starlette(routes=routes)
+    app = Starlette(routes=[*routes, *(extra or [])])
+    for key, value in (state or {}).items():
+        setattr(app.state, key, value)
+    return app
 
 
 class HttpServer:
