@@ -265,6 +265,25 @@ class Gateway:
                 endpoints["/sms/vonage"] = VonageWebhook(s.sms, self.partners, **common)
         return endpoints
 
+    def console_routes(self) -> tuple[list[Any], dict[str, Any]]:
+        """The operator console: its API at /api, its pages, /metrics; and the app state they
+        read (the gateway, the authenticator, the partner administration)."""
+        from gateway.store.audit import AuditLog
+        from gateway.web.api import create_console
+        from gateway.web.metrics import metrics_route
+        from gateway.web.pages import page_routes
+        from gateway.web.partners_admin import PartnerAdmin, apply_to_gateway
+
+        console = create_console(self, secure_cookies=self.settings.http.secure_cookies)
+        admin = PartnerAdmin(self.settings, audit=AuditLog(self.store),
+                             on_change=apply_to_gateway(self),
+                             secrets_dir=self.settings.secrets_dir,
+                             certs_dir=self.settings.certs_dir)
+        console.api.state.partner_admin = admin
+        routes = [*console.routes, *page_routes(console.auth),
+                  metrics_route(self.store, console.auth.principal)]
+        return routes, {"gateway": self, "auth": console.auth, "partner_admin": admin}
+
     def _http_tasks(self, on_received: Callable[[list[Receipt]], None], records: ChannelRecords,
                     stop: asyncio.Event) -> list[asyncio.Task]:
         from gateway.http.server import HttpServer, build_app
@@ -282,8 +301,10 @@ class Gateway:
                 name="certificates"))
         if not h.enabled:
             return tasks
+        routes, state = self.console_routes() if h.console else ([], {})
         app = build_app(endpoints=self.http_endpoints(on_received), ready=self.ready_checks(),
-                        max_body=h.max_body, public_url=h.public_url)
+                        max_body=h.max_body, public_url=h.public_url, routes=routes,
+                        state=state)
         try:
             self.http = HttpServer(app, h.host, h.port)
         except OSError as exc:
