@@ -69,6 +69,7 @@ ensure_postgresql || missing+=("PostgreSQL (127.0.0.1:5432)")
 ensure_program sshd openssh-server || missing+=("OpenSSH sshd (openssh-server)")
 ensure_program dovecot dovecot-imapd || missing+=("Dovecot (dovecot-imapd)")
 ensure_program openssl openssl || missing+=("the openssl command (AS2 messages built independently)")
+ensure_program chromium chromium || missing+=("Chromium (the console's browser tests)")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     log "missing services in CI: ${missing[*]}"; exit 1
