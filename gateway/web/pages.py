@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from gateway.core import clock
 from gateway.store import schema as s
 from gateway.store.audit import AuditLog
 from gateway.store.records import TransmissionRow, aware
@@ -232,7 +233,7 @@ def _volume_charts(store: Any, since: dt.datetime, days: list[dt.date],
 
 
 def dashboard(p: Page) -> Response:
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now().astimezone(dt.UTC)
     days = _days(now.date(), 30)
     since = dt.datetime.combine(days[0], dt.time(), dt.UTC)
     pics = _volume_charts(p.store, since, days)
@@ -446,7 +447,7 @@ def partner(p: Page) -> Response:
     prof = p.gateway.partners.get(pid)
     if prof is None:
         return p.render("not_found.html", 404, what=f"partner {pid}")
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now().astimezone(dt.UTC)
     days = _days(now.date(), 30)
     since = dt.datetime.combine(days[0], dt.time(), dt.UTC)
     pics = _volume_charts(p.store, since, days, pid)
