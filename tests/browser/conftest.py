@@ -99,19 +99,12 @@ class Console:
 
 
 def build_console_app(gw: object):
-    """The app as the integrator mounts it: the API at /api, the pages, /metrics."""
-    from starlette.applications import Starlette
+    """The app exactly as ``edigw serve`` builds it: ``build_app`` with the gateway's console
+    routes and state (the API at /api, the pages, /metrics, one PartnerAdmin)."""
+    from gateway.http.server import build_app
 
-    from gateway.web.api import create_console
-    from gateway.web.metrics import metrics_route
-    from gateway.web.pages import page_routes
-
-    console = create_console(gw)
-    app = Starlette(routes=[*console.routes, *page_routes(console.auth),
-                            metrics_route(gw.store, console.auth.principal)])
-    app.state.gateway = gw
-    app.state.auth = console.auth
-    return app
+    routes, state = gw.console_routes()
+    return build_app(ready=gw.ready_checks(), routes=routes, state=state)
 
 
 @pytest.fixture(scope="session")
