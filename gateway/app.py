@@ -79,6 +79,7 @@ class Gateway:
     mail_replies: MailReplies | None = None
     http: Any = None  # gateway.http.server.HttpServer, once serving
     mdn_sender: Any = None  # gateway.channels.as2.mdn_sender.AsyncMdnSender, with [as2]
+    endpoints: dict[str, Any] = field(default_factory=dict)  # the HTTP server's POST routes
     events: Any = None  # gateway.bus.events.EventPublisher (edi.events)
     acks: Any = None  # gateway.bus.acks.AckConsumer (edi.acks)
 
@@ -265,6 +266,27 @@ class Gateway:
                 endpoints["/sms/vonage"] = VonageWebhook(s.sms, self.partners, **common)
         return endpoints
 
+    def partners_changed(self, directory: PartnerDirectory) -> None:
+        """A partner profile changed (the console's administration): everything running
+        looks partners up in the new directory from now on — the pipeline, outbound
+        deliveries, mailboxes, the AS2 and SMS endpoints — and each SFTP poller takes its
+        partner's new credentials, or stops polling a partner now disabled."""
+        self.partners = directory
+        if self.pipeline is not None:
+            self.pipeline.partners = directory
+        if self.outbound is not None:
+            self.outbound.partner = directory.get
+        for box in self.mail_channels:
+            box.partners = directory
+        for endpoint in self.endpoints.values():
+            if hasattr(endpoint, "partners"):
+                endpoint.partners = directory
+            if hasattr(endpoint, "_partner_certs"):
+                endpoint._partner_certs = {}  # certificates read again (an upload, a rotation)
+        for channel in self.sftp_channels:
+            channel.update(directory.get(channel.partner.id))
+        log.info("partners_reloaded", partners=len(directory))
+
     def console_routes(self) -> tuple[list[Any], dict[str, Any]]:
         """The operator console: its API at /api, its pages, /metrics; and the app state they
         read (the gateway, the authenticator, the partner administration)."""
@@ -272,11 +294,11 @@ class Gateway:
         from gateway.web.api import create_console
         from gateway.web.metrics import metrics_route
         from gateway.web.pages import page_routes
-        from gateway.web.partners_admin import PartnerAdmin, apply_to_gateway
+        from gateway.web.partners_admin import PartnerAdmin
 
         console = create_console(self, secure_cookies=self.settings.http.secure_cookies)
         admin = PartnerAdmin(self.settings, audit=AuditLog(self.store),
-                             on_change=apply_to_gateway(self),
+                             on_change=self.partners_changed,
                              secrets_dir=self.settings.secrets_dir,
                              certs_dir=self.settings.certs_dir)
         console.api.state.partner_admin = admin
@@ -302,7 +324,8 @@ class Gateway:
         if not h.enabled:
             return tasks
         routes, state = self.console_routes() if h.console else ([], {})
-        app = build_app(endpoints=self.http_endpoints(on_received), ready=self.ready_checks(),
+        self.endpoints = self.http_endpoints(on_received)
+        app = build_app(endpoints=self.endpoints, ready=self.ready_checks(),
                         max_body=h.max_body, public_url=h.public_url, routes=routes,
                         state=state)
         try:

@@ -119,6 +119,22 @@ class SftpChannel:
         self.taken = 0
         self._conn: Connection | None = None
         self._refused: set[tuple[str, int, int]] = set()
+        #: False while the partner is disabled (or its [sftp] removed): nothing is polled.
+        self.active = partner.enabled
+        self._stale = False
+
+    def update(self, partner: Partner | None) -> None:
+        """The partner's profile changed (console): new credentials and folders from the next
+        poll on; a partner disabled, removed or without [sftp] is no longer polled."""
+        if partner is None or partner.sftp is None:
+            self.active = False
+        else:
+            self.partner = partner
+            self.settings = partner.sftp
+            self.server = server_name(self.settings)
+            self.active = partner.enabled
+        self._stale = True  # the next poll reconnects with what the profile says now
+        log.info("sftp_channel_updated", channel=self.name, active=self.active)
 
     # -- one poll (blocking: run in a worker thread) ----------------------------------------
 
@@ -132,6 +148,9 @@ class SftpChannel:
             raise
 
     def _connection(self) -> Connection:
+        if self._stale:  # the profile changed: not the session opened with the old one
+            self._stale = False
+            self.close()
         if self._conn is not None and self._conn.alive:
             return self._conn
         self.close()
@@ -350,6 +369,12 @@ class SftpChannel:
                  folders=[i.folder for i in self.settings.inbound])
         try:
             while not stop.is_set():
+                if not self.active:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
+                    except TimeoutError:
+                        pass
+                    continue
                 try:
                     result = await asyncio.to_thread(self.poll_once)
                 except Exception as exc:  # never let one failed poll stop the channel

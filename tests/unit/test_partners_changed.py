@@ -1,0 +1,77 @@
+"""A partner changed in the console reaches everything running: the pipeline, the outbound
+lookup, mailboxes, the AS2/SMS endpoints and the SFTP pollers (a disabled partner is no
+longer polled; new credentials are used from the next poll)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gateway.app import Gateway
+from gateway.channels.sftp import SftpChannel
+from gateway.config import GatewaySettings, Partner, PartnerDirectory, SftpSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def _partner(enabled: bool = True, user: str = "edi") -> Partner:
+    return Partner(id="acme", name="Acme", enabled=enabled, sftp=SftpSettings(
+        host="sftp.acme.test", user=user, password="x", host_key=KEY, poll_interval=0.05))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def __call__(self, settings: SftpSettings):
+        self.polls += 1
+        raise OSError(f"no server ({settings.user})")
+
+
+def test_partners_changed_reaches_pipeline_endpoints_and_pollers(tmp_path):
+    settings = GatewaySettings(mappings=ROOT / "mappings", partners=tmp_path / "partners",
+                               store={"url": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+                               archive={"path": tmp_path / "archive"})
+    gw = Gateway.open(settings, partners=PartnerDirectory([_partner()]))
+    try:
+        connect = Recorder()
+        channel = SftpChannel(_partner(), receiver=gw.pipeline, records=None,
+                              on_received=lambda r: None, connect=connect, retry_initial=0.01,
+                              retry_max=0.01)
+        channel._record_failed = lambda error: None  # no health records in this test
+        gw.sftp_channels = [channel]
+
+        class Endpoint:
+            def __init__(self) -> None:
+                self.partners = gw.partners
+                self._partner_certs = {"acme": "old"}
+
+        endpoint = Endpoint()
+        gw.endpoints = {"/as2": endpoint}
+
+        new = PartnerDirectory([_partner(user="edi2")])
+        gw.partners_changed(new)
+        assert gw.partners is new and gw.pipeline.partners is new
+        assert gw.outbound.partner("acme").sftp.user == "edi2"
+        assert endpoint.partners is new and endpoint._partner_certs == {}
+        assert channel.settings.user == "edi2" and channel.active
+
+        async def polls_while(directory: PartnerDirectory | None, seconds: float) -> int:
+            if directory is not None:
+                gw.partners_changed(directory)
+            before = connect.polls
+            stop = asyncio.Event()
+            task = asyncio.create_task(channel.run(stop))
+            await asyncio.sleep(seconds)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            return connect.polls - before
+
+        assert asyncio.run(polls_while(None, 0.3)) > 0
+        assert asyncio.run(polls_while(PartnerDirectory([_partner(enabled=False)]), 0.3)) == 0
+        assert not channel.active
+        assert asyncio.run(polls_while(PartnerDirectory([_partner()]), 0.3)) > 0
+        assert asyncio.run(polls_while(PartnerDirectory([]), 0.3)) == 0, "removed: not polled"
+    finally:
+        gw.close()
