@@ -553,13 +553,27 @@ def partner_change(p: Page) -> Response:
 # -- alerts and audit -------------------------------------------------------------------------
 
 
+#: Active alerts shown on one page; the counts by kind above the table tell what else there is.
+ALERTS_SHOWN = 200
+
+
 def alerts(p: Page) -> Response:
     book = AlertBook(p.store)
-    return p.render("alerts.html", active=book.list(status=[s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED],
-                                                    limit=500),
-                    resolved=book.list(status=s.ALERT_RESOLVED, limit=50),
+    q = p.request.query_params
+    kind, partner = q.get("kind") or None, q.get("partner") or None
+    live = [s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED]
+    a = s.alerts
+    with p.store.engine.connect() as conn:
+        counts = conn.execute(sa.select(a.c.kind, sa.func.count()).where(a.c.status.in_(live))
+                              .group_by(a.c.kind).order_by(a.c.kind)).all()
+    active = book.list(status=live, kind=kind, partner=partner, limit=ALERTS_SHOWN + 1)
+    return p.render("alerts.html", active=active[:ALERTS_SHOWN],
+                    more=len(active) > ALERTS_SHOWN, counts=[tuple(c) for c in counts],
+                    total=sum(n for _k, n in counts), kind=kind, partner=partner,
+                    resolved=book.list(status=s.ALERT_RESOLVED, kind=kind, partner=partner,
+                                       limit=50),
                     operator=p.who.may(s.ROLE_OPERATOR),
-                    message=p.request.query_params.get("message"))
+                    message=q.get("message"))
 
 
 def alert_action(p: Page) -> Response:
