@@ -149,9 +149,11 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], reason: str, by: str
     is taken too: its failed messages are tried again, and the documents already published
     are recognised and not sent twice. A RECEIVED transmission (left by a crash) is simply
     processed."""
+    import dataclasses
     import getpass
 
-    from gateway.store import schema as s
+    from gateway.core.reprocess import ReprocessError, reprocess
+    from gateway.store.audit import AuditLog
 
     _setup_logs(obj.settings, "warning")
     who = by or getpass.getuser()
@@ -159,25 +161,21 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], reason: str, by: str
     failed = 0
     try:
         for tid in transmission_ids:
-            t = gw.store.get_transmission(tid)
-            if t is None:
-                _fail(f"no transmission {tid}", 1)
-            partial = t.status in (s.PROCESSED, s.PUBLISHED) and t.reason
-            if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED) and not partial:
-                click.echo(f"{t.id}: {t.status}, nothing to reprocess")
+            try:
+                done = reprocess(gw, tid, by=who, reason=reason)
+            except ReprocessError as exc:
+                click.echo(f"{tid}: {exc}")
+                if type(exc) is not ReprocessError:  # unknown, or its payload purged
+                    failed += 1
                 continue
-            if t.purged_at is not None:
-                click.echo(f"{t.id}: payload purged on {t.purged_at:%Y-%m-%d} (retention); "
-                           "it cannot be replayed")
-                failed += 1
-                continue
-            if t.status == s.RECEIVED:
-                gw.store.add_event(t.id, "reprocess", f"processed on request of {who}: {reason}")
-                failed += _report(gw.pipeline.process(t.id))
-                continue
-            attempt = gw.store.record_reprocess(t.id, by=who, reason=reason)
-            click.echo(f"{t.id}: replayed as {attempt}")
-            failed += _report(gw.pipeline.process(attempt), "  ")
+            AuditLog(gw.store).record(f"cli:{who}", "transmission.reprocess",
+                                      f"transmission:{done.transmission_id}",
+                                      after={"attempt": done.attempt_id, "reason": reason,
+                                             "status": done.status})
+            if done.attempt_id != done.transmission_id:
+                click.echo(f"{done.transmission_id}: replayed as {done.attempt_id}")
+            failed += _report(dataclasses.replace(done, transmission_id=done.attempt_id),
+                              "  " if done.attempt_id != done.transmission_id else "")
         _publish_outbox(gw, obj, wait)
     finally:
         gw.close()

@@ -145,6 +145,15 @@ def test_quarantined_file_is_reprocessed_after_the_partner_is_added(workdir):
         tid, "alice", "profile added for Bakkerij")
     assert second["sha256"] == first["sha256"]
     assert "nothing to reprocess" in run("reprocess", attempt, "--reason", "again").output
+    from gateway.store.audit import AuditLog
+    from gateway.store.db import Store
+
+    store = Store.from_url("sqlite:///var/edigw.sqlite3")
+    [entry] = AuditLog(store).list(action="transmission.reprocess")
+    store.close()
+    assert (entry.actor, entry.target) == ("cli:alice", f"transmission:{tid}")
+    r = run("reprocess", "no-such-id", "--reason", "x")
+    assert r.exit_code == 1 and "no transmission no-such-id" in r.output
 
 
 def test_log_and_show_say_what_the_erp_said(workdir):
