@@ -488,3 +488,47 @@ def test_async_mdn_is_queued_after_the_payload_is_received(built):
     assert gw.payload(gw.processed[0].transmission_id) == data
     acked = gw.store.get_transmission(gw.processed[0].transmission_id)
     assert acked.acknowledged_at is not None
+
+
+def test_compressed_but_unencrypted_message_refused_when_encryption_is_required(tmp_path):
+    """pyas2lib only looks at the Content-Type, which a compressed message passes: the
+    endpoint checks what was received (the reviewer's finding)."""
+    gw = Gateway(tmp_path, [mendelson_partner(require_encryption=True, require_signing=False)],
+                 [mendelson_identity()])
+    reply = gw.post(fixture_request("mecas2_compressed.as2"))
+    assert disposition(reply) == "processed/error: insufficient-message-security"
+    assert gw.transmissions() == 0
+    assert gw.security.recent()[0].kind == "insufficient-security"
+    open_gw = Gateway(tmp_path / "b", [mendelson_partner(require_signing=False)],
+                      [mendelson_identity()])
+    assert disposition(open_gw.post(fixture_request("mecas2_compressed.as2"))) == "processed"
+
+
+def test_decompression_bomb_is_refused_before_it_is_inflated(tmp_path):
+    """A 64 MiB run of zeros compressed to ~64 KB, unsigned, to a partner requiring
+    signatures: pyas2lib would inflate it whole before looking at the signature; the
+    endpoint's ceiling (max_size) refuses it with decompression-failed, memory kept low."""
+    import resource
+    import zlib
+
+    from asn1crypto import cms
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    content = cms.ContentInfo({
+        "content_type": "compressed_data",
+        "content": cms.CompressedData({
+            "version": "v0",
+            "compression_algorithm": {"algorithm": "zlib"},
+            "encap_content_info": {"content_type": "data", "content": bomb}})}).dump()
+    gw = Gateway(tmp_path, [mendelson_partner()], [mendelson_identity()], max_size=1 << 20)
+    request = fixture_request("mecas2_compressed.as2")
+    request = WebRequest(method="POST", url=request.url, body=content, remote="203.0.113.7",
+                         headers={**request.headers, "content-type":
+                                  "application/pkcs7-mime; smime-type=compressed-data"})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reply = gw.post(request)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert disposition(reply) == "processed/error: decompression-failed"
+    assert gw.transmissions() == 0
+    assert "inflates to more than 1048576 bytes" in gw.records.recent()[0].detail
+    assert grown_mib < 48, f"the process grew by {grown_mib:.0f} MiB"

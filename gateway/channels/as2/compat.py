@@ -50,7 +50,56 @@ def prepare() -> None:
             return
         _state["legacy_provider"] = _load_providers()
         _state["patched_module"] = _patch_version_detection()
+        _bound_decompression()
         _state["done"] = True
+
+
+#: No AS2 message decompresses to more than this (``set_decompression_limit``): pyas2lib
+#: would inflate a compressed part whole, before any signature is checked, so a 300 KB body
+#: could take gigabytes of memory.
+_limit = {"bytes": 200 * 1024 * 1024}
+
+
+def set_decompression_limit(max_bytes: int) -> None:
+    """At most ``max_bytes`` come out of a compressed part (the AS2 ``max_size``)."""
+    _limit["bytes"] = max_bytes
+
+
+def bounded_decompress(compressed_data: bytes) -> bytes:
+    """pyas2lib's ``decompress_message`` with a ceiling: CMS compressed-data (zlib)
+    inflated up to the limit; more raises pyas2lib's ``DecompressionError``."""
+    import zlib
+
+    from asn1crypto import cms
+    from pyas2lib.exceptions import DecompressionError
+
+    limit = _limit["bytes"]
+    try:
+        info = cms.ContentInfo.load(compressed_data)
+        if info["content_type"].native != "compressed_data":
+            raise DecompressionError("Compressed data not found in ASN.1 ")
+        content = info["content"]
+        algorithm = content["compression_algorithm"]["algorithm"].native
+        if algorithm != "zlib":
+            raise DecompressionError(f"unsupported compression algorithm {algorithm}")
+        data = content["encap_content_info"]["content"].native or b""
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(data, limit + 1)
+    except DecompressionError:
+        raise
+    except Exception as exc:
+        raise DecompressionError(f"Decompression failed with cause: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise DecompressionError(f"compressed content inflates to more than {limit} bytes")
+    return out
+
+
+def _bound_decompression() -> None:
+    import pyas2lib.as2
+    import pyas2lib.cms
+
+    pyas2lib.cms.decompress_message = bounded_decompress
+    pyas2lib.as2.decompress_message = bounded_decompress  # imported there by name
 
 
 def legacy_provider_loaded() -> bool:

@@ -106,6 +106,22 @@ class Refusal:
     authenticated: bool = False
 
 
+def _insufficient(message: Any, partner: Partner) -> Refusal | None:
+    """The profile's security demands, checked on what was actually received: pyas2lib looks
+    at the Content-Type only, which an unencrypted compressed message passes."""
+    profile = partner.as2
+    assert profile is not None
+    missing = [what for what, wanted, got in (
+        ("encrypted", profile.require_encryption, message.encrypted),
+        ("signed", profile.require_signing, message.signed)) if wanted and not got]
+    if not missing:
+        return None
+    return Refusal("insufficient-message-security",
+                   f"the message is not {' and '.join(missing)}, which the partner's profile "
+                   "requires", event="insufficient-security", authenticated=bool(
+                       message.signed))
+
+
 class As2Endpoint:
     """``handle(WebRequest) -> WebReply`` for AS2 messages posted by partners."""
 
@@ -122,6 +138,7 @@ class As2Endpoint:
         self.on_received = on_received
         #: Called when an asynchronous MDN was queued (wakes the MDN sender).
         self.on_mdn_queued = on_mdn_queued or (lambda: None)
+        compat.set_decompression_limit(settings.max_size)
         self.identities: dict[str, LoadedIdentity] = {
             i.as2_id: load_identity(i) for i in settings.identities}
         self._orgs = {as2_id: (self._org(ident, sign=True), self._org(ident, sign=False))
@@ -183,17 +200,20 @@ class As2Endpoint:
         org_sign, org_plain = orgs
         sign_mdn = profile.mdn_sign and bool(headers.get("disposition-notification-options"))
 
-        seen = self.records.find(as2_from, as2_to, message_id)
-        if seen is not None and seen.accepted:
-            return self._duplicate(request, as2_from, as2_to, message_id, partner,
-                                   org_sign if sign_mdn else org_plain, seen.transmission_id)
-
         message, refusal, passed = self._parse(request, partner, org_sign)
+        if refusal is None:
+            refusal = _insufficient(message, partner)
         mdn_wanted = bool(headers.get("disposition-notification-to"))
         mdn_url = (headers.get("receipt-delivery-option") or "").strip() or None
         if refusal is not None:
             return self._refuse(request, message, as2_from, as2_to, message_id, partner,
                                 refusal, org_sign if sign_mdn else org_plain)
+        # A repeat is recognised only once it is known to come from the partner (a stranger
+        # naming a known Message-ID learns nothing).
+        seen = self.records.find(as2_from, as2_to, message_id)
+        if seen is not None and seen.accepted:
+            return self._duplicate(request, as2_from, as2_to, message_id, partner,
+                                   org_sign if sign_mdn else org_plain, seen.transmission_id)
 
         # -- accepted: the payload durably first ------------------------------------------
         payload, filename, part = _received_content(message, passed)
