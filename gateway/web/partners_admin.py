@@ -473,6 +473,13 @@ class PartnerAdmin:
             text = tomli_w.dumps(raw)
         except (TypeError, ValueError) as exc:
             raise Invalid("profile", f"cannot be written as TOML: {exc}", partner=pid) from None
+        # A value given through the console is taken literally: "${VAR}" in it would be
+        # expanded from the gateway's environment and shown back (another partner's secret).
+        before = _strings(tomllib.loads(old_text)) if old_text else set()
+        for _where, value in sorted(_strings(raw) - before):
+            if "${" in value:
+                raise Invalid("value", "environment references (${…}) can only be written in "
+                              "the profile file, not through the console", partner=pid)
         self._validate(pid, path, raw)
         for file, data, mode in files:
             secret = mode == 0o600
@@ -646,6 +653,18 @@ def _mode_of(path: Path, default: int) -> int:
         return path.stat().st_mode & 0o777
     except FileNotFoundError:
         return default
+
+
+def _strings(value: Any, where: str = "") -> set[tuple[str, str]]:
+    """Every string of a TOML document with where it stands (``email.reply_to[0]``)."""
+    if isinstance(value, str):
+        return {(where, value)}
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value) if isinstance(value, list) else ())
+    found: set[tuple[str, str]] = set()
+    for key, v in items:
+        found |= _strings(v, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+    return found
 
 
 def _write_atomic(path: Path, data: bytes, mode: int, *, folder_mode: int = 0o755) -> None:

@@ -327,3 +327,24 @@ def test_unknown_partner_is_not_found(world):
         admin.disable("admin", "nobody")
     with pytest.raises(NotFound):
         admin.add_phone("admin", "nobody", "0611223344")
+
+
+def test_environment_references_given_through_the_console_are_refused(world):
+    """"${VAR}" typed into the console would be expanded from the gateway's environment and
+    shown back to every viewer (another partner's secret): refused, the file untouched;
+    references already in the file stay (the reviewer's finding)."""
+    admin, _, tmp = world
+    before = (tmp / "partners" / "acme.toml").read_bytes()
+    secret = next(iter(ENV))
+    for attempt in (lambda: admin.set_contacts("mallory", "acme", name="${" + secret + "}"),
+                    lambda: admin.set_contacts("mallory", "acme",
+                                               emails=["${" + secret + "}@x.example"]),
+                    lambda: admin.create("mallory", "gamma", "${" + secret + "}")):
+        with pytest.raises(Invalid) as refused:
+            attempt()
+        assert "environment references" in str(refused.value)
+    assert (tmp / "partners" / "acme.toml").read_bytes() == before
+    assert not (tmp / "partners" / "gamma.toml").exists()
+    assert all(ENV[secret] not in str(e.as_dict()) for e in admin.audit.list())
+    admin.set_contacts("marie", "acme", name="ACME (renamed)")  # the file's own ${…} kept
+    assert b"${" in (tmp / "partners" / "acme.toml").read_bytes()
