@@ -236,15 +236,20 @@ class Users:
             raise LoginRefused(f"unknown user {username!r}")
         user = User.from_row(row)
         locked = user.failed_logins >= LOCK_AFTER and _now() - user.updated_at < LOCK_FOR
-        ok = verify_password(row.password_hash, password)
         if user.disabled:
             raise LoginRefused(f"user {username!r} is disabled")
         if locked:
             raise LoginRefused(f"user {username!r} is locked after {user.failed_logins} failures")
-        if not ok:
-            with self.store._begin() as conn:
-                conn.execute(s.users.update().where(s.users.c.id == user.id).values(
-                    failed_logins=s.users.c.failed_logins + 1, updated_at=_now()))
+        # The attempt is counted before the password is checked, and only if no other
+        # attempt counted in between: parallel guesses cannot outrun the lock.
+        u = s.users
+        with self.store._begin() as conn:
+            taken = conn.execute(u.update().where(
+                u.c.id == user.id, u.c.failed_logins == user.failed_logins).values(
+                failed_logins=u.c.failed_logins + 1, updated_at=_now())).rowcount
+        if not taken:
+            raise LoginRefused(f"another login attempt for {username!r} is under way")
+        if not verify_password(row.password_hash, password):
             raise LoginRefused(f"wrong password for {username!r}")
         values: dict[str, Any] = dict(failed_logins=0, last_login_at=_now())
         if _hasher.check_needs_rehash(row.password_hash):

@@ -253,3 +253,43 @@ def test_cli_manages_users_and_tokens_and_audits_as_the_os_user(tmp_path, monkey
         assert all("first-pw" not in str(e.after) for e in entries)
     finally:
         store.close()
+
+
+def test_parallel_wrong_passwords_cannot_outrun_the_lock(store, fixed):
+    """40 guesses at once: at most LOCK_AFTER of them get their password checked (each
+    attempt is counted before the check, and only one per count), the rest are refused
+    unchecked; the right password is then refused too, as the user is locked (the
+    reviewer's finding: all 40 were checked)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = Users(store)
+    users.create("paula", "right", "viewer")
+    checked = []
+    real = auth.verify_password
+
+    def counting(stored: str, password: str) -> bool:
+        checked.append(password)
+        return real(stored, password)
+
+    auth.verify_password = counting
+    try:
+        def guess(n: int) -> str:
+            try:
+                users.authenticate("paula", f"guess-{n}")
+            except LoginRefused as exc:
+                return exc.reason
+            return "accepted"
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            reasons = list(pool.map(guess, range(40)))
+    finally:
+        auth.verify_password = real
+    assert "accepted" not in reasons
+    assert len(checked) <= auth.LOCK_AFTER
+    # Whatever the burst left, the lock comes after LOCK_AFTER checked guesses in all.
+    for n in range(auth.LOCK_AFTER - len(checked)):
+        with pytest.raises(LoginRefused):
+            users.authenticate("paula", f"late-{n}")
+    with pytest.raises(LoginRefused) as refused:
+        users.authenticate("paula", "right")
+    assert "locked" in refused.value.reason
