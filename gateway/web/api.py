@@ -421,7 +421,9 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
         if t.purged_at is not None or t.sha256 not in gateway.archive:
             raise HTTPException(410, f"the payload of {t.id} is no longer archived")
         name = os.path.basename(t.filename or "") or f"{t.id}.bin"
-        ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+        # Quotes, backslashes and control characters would break (or end) the header.
+        ascii_name = re.sub(r'[\x00-\x1f\x7f"\\]', "_",
+                            name.encode("ascii", "replace").decode())
         disposition = (f"attachment; filename=\"{ascii_name}\"; "
                        f"filename*=UTF-8''{quote(name)}")
         blocks: Iterator[bytes] = gateway.archive.blocks(t.sha256)

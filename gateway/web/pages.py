@@ -467,7 +467,9 @@ def partner(p: Page) -> Response:
                     last=last.get(pid, {}), health=health.get(pid, []),
                     alerts=AlertBook(p.store).list(
                         status=[s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED], partner=pid),
-                    audit=AuditLog(p.store).list(target=f"partner:{pid}", limit=50),
+                    # The audit trail is for operators and admins, as /audit is.
+                    audit=(AuditLog(p.store).list(target=f"partner:{pid}", limit=50)
+                           if p.who.may(s.ROLE_OPERATOR) else []),
                     admin=p.who.may(s.ROLE_ADMIN),
                     message=p.request.query_params.get("message"),
                     error=p.request.query_params.get("error"))
