@@ -49,7 +49,6 @@ from gateway.web.partners_admin import (
     NotFound,
     PartnerAdmin,
     PartnerAdminError,
-    apply_to_gateway,
 )
 
 router = APIRouter(prefix="/partners", tags=["partners"])
@@ -78,13 +77,13 @@ Admin = Annotated[Principal, Depends(_role(s.ROLE_ADMIN))]
 
 def partner_admin(request: Request) -> PartnerAdmin:
     """The app's ``PartnerAdmin`` (``app.state.partner_admin``), made on first use from the
-    gateway: audit in its store, changes swapped into it."""
+    gateway: audit in its store, changes passed to its ``partners_changed``."""
     state = request.app.state
     admin = getattr(state, "partner_admin", None)
     if admin is None:
         gw = state.gateway
         admin = PartnerAdmin(gw.settings, audit=AuditLog(gw.store),
-                             on_change=apply_to_gateway(gw))
+                             on_change=getattr(gw, "partners_changed", None))
         state.partner_admin = admin
     return admin  # type: ignore[no-any-return]
 

@@ -527,20 +527,6 @@ class PartnerAdmin:
         return self._shown(partner)
 
 
-def apply_to_gateway(gateway: Any) -> Callable[[PartnerDirectory], None]:
-    """An ``on_change`` that puts a reloaded directory into a running gateway: its
-    ``partners``, the pipeline's and the outbound dispatcher's lookup. Channels started
-    with the old directory (SFTP pollers, mailboxes, AS2 and SMS endpoints) keep theirs
-    until the gateway restarts."""
-    def swap(directory: PartnerDirectory) -> None:
-        gateway.partners = directory
-        if getattr(gateway, "pipeline", None) is not None:
-            gateway.pipeline.partners = directory
-        if getattr(gateway, "outbound", None) is not None:
-            gateway.outbound.partner = directory.get
-    return swap
-
-
 # -- helpers ---------------------------------------------------------------------------------
 
 def _target(pid: str) -> str:

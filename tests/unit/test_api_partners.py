@@ -36,6 +36,11 @@ def api(tmp_path, monkeypatch):
     directory = load_partners(partners)
     gateway = SimpleNamespace(settings=settings, store=store, partners=directory,
                               pipeline=SimpleNamespace(partners=directory), outbound=None)
+
+    def partners_changed(new: object) -> None:  # what gateway.app.Gateway does, in short
+        gateway.partners = gateway.pipeline.partners = new
+
+    gateway.partners_changed = partners_changed
     auth = Authenticator(store)
     app = FastAPI()
     app.state.auth = auth
