@@ -21,6 +21,7 @@ from gateway.channels.sftp import SftpChannel, SftpSender
 from gateway.config import (
     ConfigError,
     GatewaySettings,
+    Partner,
     PartnerDirectory,
     load_partners,
     mask_url,
@@ -80,6 +81,7 @@ class Gateway:
     http: Any = None  # gateway.http.server.HttpServer, once serving
     mdn_sender: Any = None  # gateway.channels.as2.mdn_sender.AsyncMdnSender, with [as2]
     endpoints: dict[str, Any] = field(default_factory=dict)  # the HTTP server's POST routes
+    _policies: dict[str, tuple[Any, tuple[str, int]]] = field(default_factory=dict)
     events: Any = None  # gateway.bus.events.EventPublisher (edi.events)
     acks: Any = None  # gateway.bus.acks.AckConsumer (edi.acks)
 
@@ -107,12 +109,18 @@ class Gateway:
                                             default=200 << 20),
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes)
-        policies = {p.id: (r.duplicate_numbers or "warn", r.duplicate_window_days or 90)
-                    for p in partners for r in (settings.tracker.rules_for(p),)}
-        default = settings.tracker.rules_for(None)
-        gw.pipeline.number_policy = lambda p: policies.get(
-            p.id, (default.duplicate_numbers or "warn", default.duplicate_window_days or 90))
+        gw.pipeline.number_policy = gw.number_policy
         return gw
+
+    def number_policy(self, partner: Partner) -> tuple[str, int]:
+        """The partner's ``duplicate_numbers`` policy and window, worked out once per profile
+        object: a profile changed from the console is a new object, so never a stale one."""
+        hit = self._policies.get(partner.id)
+        if hit is None or hit[0] is not partner:
+            r = self.settings.tracker.rules_for(partner)
+            hit = (partner, (r.duplicate_numbers or "warn", r.duplicate_window_days or 90))
+            self._policies[partner.id] = hit
+        return hit[1]
 
     def deliver_outbound(self) -> int:
         """Send what is waiting for partners (after a processing batch, and periodically)."""

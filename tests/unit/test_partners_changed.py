@@ -75,3 +75,25 @@ def test_partners_changed_reaches_pipeline_endpoints_and_pollers(tmp_path):
         assert asyncio.run(polls_while(PartnerDirectory([]), 0.3)) == 0, "removed: not polled"
     finally:
         gw.close()
+
+
+def test_a_changed_duplicate_numbers_policy_applies_without_a_restart(tmp_path):
+    """The pipeline's repeated-number policy follows the profile it is given: a profile
+    changed from the console (a new object) is judged by its new [tracker] rules."""
+    from gateway.config import TrackerRules
+
+    settings = GatewaySettings(mappings=ROOT / "mappings", partners=tmp_path / "partners",
+                               store={"url": f"sqlite:///{tmp_path / 'db.sqlite3'}"},
+                               archive={"path": tmp_path / "archive"})
+    first = Partner(id="acme", name="Acme")
+    gw = Gateway.open(settings, partners=PartnerDirectory([first]))
+    try:
+        assert gw.pipeline.number_policy(first) == ("warn", 90)
+        changed = Partner(id="acme", name="Acme",
+                          tracker=TrackerRules(duplicate_numbers="reject",
+                                               duplicate_window_days=30))
+        gw.partners_changed(PartnerDirectory([changed]))
+        assert gw.pipeline.number_policy(changed) == ("reject", 30)
+        assert gw.pipeline.number_policy(changed) is gw.pipeline.number_policy(changed)
+    finally:
+        gw.close()
