@@ -611,7 +611,7 @@ def _check_channels(ctx: TrackerContext) -> list[Condition]:
              "last_attempt_at": _iso(r.last_attempt_at),
              "last_success_at": _iso(r.last_success_at)}))
     # Imported here: the tracker reads what the AS2 room recorded, nothing else of it.
-    from gateway.channels.as2.certificates import certificate_statuses
+    from gateway.store.certificates import certificate_statuses
 
     for c in certificate_statuses(ctx.store, ctx.certificate_warning_days, ctx.now):
         if c.healthy:

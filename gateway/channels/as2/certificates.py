@@ -10,8 +10,9 @@ for ``edigw channels`` and the tracker's alerts.
 States: ``ok``; ``expiring`` (``not_after`` within ``certificate_warning_days``);
 ``expired``; ``not-yet-valid``; ``unreadable`` (missing file, wrong passphrase, not a
 certificate: the reason is in ``detail``). A file that cannot be read never raises here: the
-gateway keeps running and the operator sees why. Unreadable certificates are returned and
-logged but not recorded (the table keeps only what was read from a certificate).
+gateway keeps running and the operator sees why. Unreadable certificates are recorded too,
+with their error and no dates, so that the tracker sees them. Reading back and judging is
+``gateway.store.certificates`` (re-exported here).
 
 Ids: ``as2:own:<as2 id>``, ``as2:<partner>:<n>`` (n-th of ``certificates``, from 1) and
 ``as2:<partner>:ca:<n>`` (n-th certificate found in ``ca_certificates``).
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,16 +32,21 @@ from cryptography.hazmat.primitives import hashes
 from gateway.channels.as2 import keys
 from gateway.config import As2Settings, PartnerDirectory
 from gateway.store import schema as s
+from gateway.store.certificates import (  # the read side, shared with the tracker
+    AS2_PREFIX,
+    DEFAULT_WARNING_DAYS,
+    EXPIRED,
+    EXPIRING,
+    NOT_YET_VALID,
+    OK,
+    UNREADABLE,
+    CertificateStatus,
+    certificate_statuses,
+    validity,
+)
 from gateway.store.db import Store, utcnow
-from gateway.store.records import aware
 
 log = structlog.get_logger("edigw.as2.certificates")
-
-OK = "ok"
-EXPIRING = "expiring"
-EXPIRED = "expired"
-NOT_YET_VALID = "not-yet-valid"
-UNREADABLE = "unreadable"
 
 #: ``purpose`` values recorded.
 OWN = "as2-own"  # our key's certificate: signs our MDNs, partners encrypt to it
@@ -49,52 +54,16 @@ PARTNER = "as2-partner"  # verifies the partner's signatures, encrypts what we s
 PARTNER_ROTATION = "as2-partner-rotation"  # also accepted for verifying during a rotation
 PARTNER_CA = "as2-partner-ca"
 
-_ID_PREFIX = "as2:"
-_DEFAULT_WARNING_DAYS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class CertificateStatus:
-    id: str
-    owner: str  # partner id, or "own"
-    purpose: str
-    subject: str | None
-    not_after: dt.datetime | None
-    days_left: int | None  # whole days until not_after, toward zero (negative: expired)
-    state: str
-    detail: str | None = None
-
-    @property
-    def healthy(self) -> bool:
-        return self.state == OK
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
-
-
-def validity(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime,
-             warning_days: int) -> tuple[str, int, str | None]:
-    """(state, days left, detail) of a certificate valid from ``not_before`` to
-    ``not_after`` at ``now``."""
-    left = not_after - now
-    days_left = int(left.total_seconds() / 86400)  # whole days, toward zero
-    if now < not_before:
-        return NOT_YET_VALID, days_left, f"valid only from {not_before:%Y-%m-%d %H:%M} UTC"
-    if left <= dt.timedelta(0):
-        return EXPIRED, days_left, f"expired on {not_after:%Y-%m-%d %H:%M} UTC"
-    if left <= dt.timedelta(days=warning_days):
-        return EXPIRING, days_left, f"expires on {not_after:%Y-%m-%d %H:%M} UTC"
-    return OK, days_left, None
 
 
 def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, store: Store, *,
                        now: dt.datetime | None = None) -> list[CertificateStatus]:
     """Read, record and judge every configured AS2 certificate (see the module docstring)."""
     now = now or utcnow()
-    warning_days = as2.certificate_warning_days if as2 is not None else _DEFAULT_WARNING_DAYS
+    warning_days = as2.certificate_warning_days if as2 is not None else DEFAULT_WARNING_DAYS
     found: list[tuple[str, str, str, x509.Certificate | None, str | None]] = []
     for identity in (as2.identities if as2 is not None else []):
-        cid = f"{_ID_PREFIX}own:{identity.as2_id}"
+        cid = f"{AS2_PREFIX}own:{identity.as2_id}"
         try:
             found.append((cid, "own", OWN, keys.load_identity(identity).certificate, None))
         except Exception as exc:  # any reason at all: reported, never fatal
@@ -103,7 +72,7 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
         if partner.as2 is None:
             continue
         for n, path in enumerate(partner.as2.certificates, start=1):
-            cid = f"{_ID_PREFIX}{partner.id}:{n}"
+            cid = f"{AS2_PREFIX}{partner.id}:{n}"
             purpose = PARTNER if n == 1 else PARTNER_ROTATION
             one = partner.as2.model_copy(update={"certificates": [path], "ca_certificates": []})
             try:
@@ -120,12 +89,12 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
                 cas = keys.load_ca_certificates(one)
             except Exception as exc:
                 n += 1
-                found.append((f"{_ID_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, None,
+                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, None,
                               _reason(exc)))
                 continue
             for cert in cas:
                 n += 1
-                found.append((f"{_ID_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, cert,
+                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, cert,
                               None))
 
     statuses: list[CertificateStatus] = []
@@ -153,27 +122,6 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
     return statuses
 
 
-def certificate_statuses(store: Store, warning_days: int = _DEFAULT_WARNING_DAYS,
-                         now: dt.datetime | None = None) -> list[CertificateStatus]:
-    """The recorded AS2 certificates, judged at ``now`` (default: now), ordered by id."""
-    now = now or utcnow()
-    c = s.certificates
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(c).where(c.c.id.startswith(_ID_PREFIX))
-                            .order_by(c.c.id)).all()
-    out = []
-    for r in rows:
-        not_before, not_after = aware(r.not_before), aware(r.not_after)
-        if r.error is not None or not_before is None or not_after is None:
-            out.append(CertificateStatus(r.id, r.owner, r.purpose, None, None, None, UNREADABLE,
-                                         r.error or "not read"))
-            continue
-        state, days_left, detail = validity(not_before, not_after, now, warning_days)
-        out.append(CertificateStatus(r.id, r.owner, r.purpose, r.subject, not_after, days_left,
-                                     state, detail))
-    return out
-
-
 # -- reading and recording ---------------------------------------------------------------------
 
 def _row(cid: str, owner: str, purpose: str, cert: x509.Certificate,
@@ -195,7 +143,7 @@ def _record(store: Store, rows: Iterable[dict[str, Any]]) -> None:
     keep = {row["id"] for row in rows}
     with store._begin() as conn:
         existing = {r.id for r in conn.execute(
-            sa.select(c.c.id).where(c.c.id.startswith(_ID_PREFIX))).all()}
+            sa.select(c.c.id).where(c.c.id.startswith(AS2_PREFIX))).all()}
         for row in rows:
             if row["id"] in existing:
                 conn.execute(c.update().where(c.c.id == row["id"])
@@ -213,3 +161,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, keys.As2KeyError):  # names the file and what is wrong with it
         return text[:500]
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+__all__ = ["EXPIRED", "EXPIRING", "NOT_YET_VALID", "OK", "UNREADABLE", "CertificateStatus",
+           "certificate_statuses", "check_certificates", "validity"]
