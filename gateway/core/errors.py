@@ -9,7 +9,8 @@
         ├── FormatNotRecognised     not a format edigw reads
         ├── EdifactSyntaxError      EDIFACT syntax or envelope error: segment index, line, element
         ├── MappingError            the message does not give what the mapping needs
-        └── UnknownPartner          no partner profile matches the sender (quarantined, not failed)
+        ├── UnknownPartner          no partner profile matches the sender (quarantined, not failed)
+        └── TimeLimitExceeded       processing one payload took longer than its time limit
 
 A PayloadError never stops the service: the transmission is marked FAILED (or QUARANTINED)
 with ``stage`` and ``reason``, its payload stays in the archive and it can be reprocessed.
@@ -100,6 +101,10 @@ class PayloadError(EdigwError):
     """A payload cannot be processed; the transmission fails at ``stage`` for ``reason``."""
 
     stage = "parse"
+    #: Who the payload said it was from, as far as it was read before the error (an
+    #: interchange's UNB before its truncation): the transmission is still attributed to
+    #: that partner. Readers set it when they know; ``Sender`` objects of ``core.ports``.
+    senders: tuple[object, ...] = ()
 
     def __init__(self, reason: str, *, position: Position | None = None,
                  code: str | None = None, stage: str | None = None) -> None:
@@ -146,3 +151,9 @@ class UnknownPartner(PayloadError):
         self.sender_id = sender_id
         self.qualifier = qualifier
         super().__init__(reason, position=position)
+
+
+class TimeLimitExceeded(PayloadError):
+    """Processing one payload took longer than the per-transmission time limit."""
+
+    stage = "process"
