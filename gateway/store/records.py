@@ -46,6 +46,7 @@ class TransmissionRow:
     requested_by: str | None = None
     request_reason: str | None = None
     purged_at: dt.datetime | None = None
+    attempts: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> TransmissionRow:
@@ -78,6 +79,8 @@ class DocumentRow:
     erp_status: str | None = None
     erp_at: dt.datetime | None = None
     erp_reason: str | None = None
+    content_sha: str | None = None
+    conflict_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)

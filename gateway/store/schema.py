@@ -69,6 +69,9 @@ transmissions = sa.Table(
     # When the raw payload was purged from the archive (retention); metadata stays.
     sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # How many times processing started on it: one that keeps failing at start-up (a crash,
+    # a hang killed by a restart) is marked FAILED after ``[processing] max_attempts``.
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_transmissions_sha256", "sha256"),
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
@@ -110,6 +113,11 @@ documents = sa.Table(
     sa.Column("erp_status", sa.String(16), nullable=True),
     sa.Column("erp_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("erp_reason", sa.Text, nullable=True),
+    # SHA-256 of the canonical JSON without ids, timestamps and source: two documents are
+    # duplicates only when it is equal; the same number with another digest is a conflict.
+    sa.Column("content_sha", sa.String(64), nullable=True),
+    # A CONFLICT document: the earlier document (same partner, type, number) it differs from.
+    sa.Column("conflict_of", sa.String(32), nullable=True),
     sa.Index("ix_documents_business", "partner_id", "doc_type", "business_number"),
     sa.Index("ix_documents_business_number", "business_number"),
     sa.Index("ix_documents_interchange", "interchange_ref"),
