@@ -108,7 +108,9 @@ class Gateway:
                                             + ([settings.as2.max_size] if settings.as2 else []),
                                             default=200 << 20),
                                stream_above=settings.processing.stream_above,
-                               max_message_bytes=settings.broker.max_message_bytes)
+                               max_message_bytes=settings.broker.max_message_bytes,
+                               time_limit=settings.processing.time_limit,
+                               max_attempts=settings.processing.max_attempts)
         gw.pipeline.number_policy = gw.number_policy
         return gw
 

@@ -91,6 +91,12 @@ class ProcessingSettings(_Strict):
 
     #: Payloads larger than this (bytes) are read and mapped as a stream, memory flat.
     stream_above: int = Field(16 * 1024 * 1024, ge=1)
+    #: Seconds one transmission may take to be read and mapped; past it, that transmission
+    #: fails (stage "process") and the others go on. 0: no limit.
+    time_limit: float = Field(300.0, ge=0)
+    #: A transmission whose processing started this many times without finishing (the
+    #: process crashed or was killed on it) is marked FAILED instead of tried again.
+    max_attempts: int = Field(3, ge=1, le=100)
 
 
 class LogSettings(_Strict):

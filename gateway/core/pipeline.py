@@ -2,9 +2,15 @@
 
 ``receive_many`` is what channels call; it returns only once the raw bytes are archived and
 the transmission is committed, so the channel may then acknowledge its transport.
-``process`` takes a received transmission from the archive to documents in the outbox. A
-payload error never escapes: the transmission is marked FAILED (or QUARANTINED) with its
-stage and reason, and the next one is processed.
+``process`` takes a received transmission from the archive to documents in the outbox.
+
+One file can fail only itself: a payload error, any other exception raised while working
+on it (a reader's bug, a refused value) and the per-transmission time limit all mark that
+transmission FAILED (or QUARANTINED) with its stage and reason, the exception in the log
+with its traceback, and the next one is processed. Only a store outage escapes (the batch
+stays RECEIVED and is taken again when the store is back). ``resume`` counts the starts of
+each transmission it takes up again: one that keeps crashing or hanging the process is
+marked FAILED after ``max_attempts`` instead of stopping ``serve`` at every start.
 """
 
 from __future__ import annotations
@@ -20,8 +26,14 @@ from typing import Any
 import structlog
 
 from gateway.config import Partner, PartnerDirectory
-from gateway.core import clock
-from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError, UnknownPartner
+from gateway.core import clock, deadline
+from gateway.core.errors import (
+    FormatNotRecognised,
+    MappingError,
+    PayloadError,
+    TimeLimitExceeded,
+    UnknownPartner,
+)
 from gateway.core.gcpause import gc_paused
 from gateway.core.ports import (
     FailedMessage,
@@ -33,7 +45,7 @@ from gateway.core.ports import (
 )
 from gateway.store import schema as s
 from gateway.store.archive import Archive
-from gateway.store.db import NewDocument, Store, TransmissionRow
+from gateway.store.db import NewDocument, Store, TransmissionRow, is_outage
 from gateway.store.records import NewInterchange, NewOutbound
 
 log = structlog.get_logger("edigw.pipeline")
@@ -76,7 +88,8 @@ class Pipeline:
                  readers: Sequence[Reader], on_queued: Callable[[], None] | None = None,
                  on_outbound: Callable[[], None] | None = None,
                  max_size: int = 200 * 1024 * 1024, stream_above: int = 16 * 1024 * 1024,
-                 max_message_bytes: int = 1024 * 1024) -> None:
+                 max_message_bytes: int = 1024 * 1024, time_limit: float | None = None,
+                 max_attempts: int = 3) -> None:
         self.store = store
         self.archive = archive
         self.partners = partners
@@ -88,6 +101,10 @@ class Pipeline:
         self.stream_above = stream_above
         #: No document is published larger than this: a price list goes out in parts.
         self.max_message_bytes = max_message_bytes
+        #: Seconds one transmission may take (None or 0: no limit).
+        self.time_limit = time_limit
+        #: Starts without finishing before ``resume`` marks a transmission FAILED.
+        self.max_attempts = max_attempts
         #: Streaming window and slice size (None: the reader's defaults); tests lower them.
         self.stream_window: int | None = None
         self.slice_segments: int | None = None
@@ -188,7 +205,12 @@ class Pipeline:
         outbound = False
         for tid in tids:
             try:
-                work = self._work(tid, rows.get(tid))
+                with deadline.limit(self.time_limit):
+                    work = self._work(tid, rows.get(tid))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise  # the store is away: the batch stays RECEIVED, taken again later
+                work = self._crashed(tid, rows.get(tid), exc)
             finally:
                 if self.workers is not None:
                     self.workers.end()
@@ -198,14 +220,21 @@ class Pipeline:
             outcome, record = work
             outbound = outbound or bool(record.get("outbound"))
             if record["kind"] == "processed" and len(record["docs"]) > self.chunk_size:
-                n = self._record_in_chunks(record)
+                try:
+                    n = self._record_in_chunks(record)
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise
+                    outcomes.append(self._record_crash(tid, record.get("partner_id"), exc,
+                                                       stage="record"))
+                    continue
                 queued += n
                 outcome = replace(outcome, queued=n, status=s.PROCESSED if n else s.PUBLISHED)
             else:
                 batch.append((len(outcomes), record))
             outcomes.append(outcome)
         if batch:
-            counts = self.store.record_batch([r for _, r in batch])
+            counts = self._record_batch(batch, outcomes)
             for (i, record), n in zip(batch, counts, strict=True):
                 queued += n
                 if record["kind"] == "processed" and not record.get("failed"):
@@ -225,6 +254,81 @@ class Pipeline:
             self.on_outbound()
         self._batch_refs = {}
         return outcomes
+
+    def _record_batch(self, batch: list[tuple[int, dict]], outcomes: list[Outcome]
+                      ) -> list[int]:
+        """Commit the batch's records together; when the store refuses the batch (not an
+        outage: a value one transmission brought), each is committed alone, and the one
+        refused fails alone."""
+        try:
+            return self.store.record_batch([r for _, r in batch])
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("batch_refused", transmissions=len(batch), error=repr(exc)[:300])
+        counts = []
+        for i, record in batch:
+            try:
+                counts.append(self.store.record_batch([record])[0])
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                outcomes[i] = self._record_crash(record["tid"], record.get("partner_id"), exc,
+                                                 stage="record")
+                record["failed"] = True
+                counts.append(0)
+        return counts
+
+    def _crashed(self, tid: str, row: TransmissionRow | None, exc: Exception
+                 ) -> Outcome | tuple[Outcome, dict]:
+        """What working on ``tid`` gives when it raised: a failed record, with the stage
+        and the exception named (a PayloadError escaping the reader's own handling, the
+        time limit, or any other exception, whose traceback goes to the log)."""
+        partner_id = self._attributed(exc, row)
+        if isinstance(exc, PayloadError):
+            stage, reason = exc.stage, str(exc)
+            if isinstance(exc, TimeLimitExceeded):
+                log.warning("transmission_time_limit", transmission_id=tid, reason=reason)
+        else:
+            stage, reason = "process", _describe(exc)
+            log.error("transmission_crashed", transmission_id=tid, partner=partner_id,
+                      error=reason, exc_info=exc)
+        record = dict(kind="failed", tid=tid, stage=stage, reason=reason, status=s.FAILED,
+                      partner_id=partner_id, fmt=None, standard=None, events=[])
+        if row is not None and row.size > self.stream_above:
+            # A streamed run records as it goes: what it held is failed here, at once.
+            self._record_streamed_crash(tid, record)
+            return Outcome(tid, s.FAILED, partner_id, stage=stage, reason=reason)
+        return Outcome(tid, s.FAILED, partner_id, stage=stage, reason=reason), record
+
+    def _record_streamed_crash(self, tid: str, record: dict) -> None:
+        self.store.fail_held(tid, stage=record["stage"],
+                             reason=f"not released: {record['reason']}")
+        self.store.record_failed(tid, stage=record["stage"], reason=record["reason"],
+                                 partner_id=record["partner_id"])
+
+    def _record_crash(self, tid: str, partner_id: str | None, exc: Exception, *,
+                      stage: str) -> Outcome:
+        """The store refused what one transmission brought: it fails alone."""
+        reason = f"the store refused its outcome: {_describe(exc)}"
+        log.error("transmission_not_recorded", transmission_id=tid, error=reason,
+                  exc_info=exc)
+        self.store.fail_held(tid, stage=stage, reason=f"not released: {reason}")
+        self.store.record_failed(tid, stage=stage, reason=reason, partner_id=partner_id)
+        return Outcome(tid, s.FAILED, partner_id, stage=stage, reason=reason)
+
+    def _attributed(self, exc: BaseException, row: TransmissionRow | None) -> str | None:
+        """The partner a failed payload is attributed to: the channel's, or the one its
+        envelope named before it broke (``PayloadError.senders``), when that is known."""
+        if row is not None and row.partner_id:
+            return row.partner_id
+        senders = getattr(exc, "senders", ()) or ()
+        if not senders:
+            return None
+        try:
+            return self._identify(_Named(senders), None).id
+        except PayloadError:
+            return None
 
     #: Keys of a processed record written with the last chunk only.
     _FINAL_KEYS = frozenset({"events", "interchanges", "outbound", "stage", "reason", "failed"})
@@ -284,6 +388,8 @@ class Pipeline:
             except PayloadError as exc:
                 status = s.QUARANTINED if isinstance(exc, UnknownPartner) else s.FAILED
                 reason = str(exc)
+                if partner is None and status == s.FAILED:
+                    partner = self.partners.get(self._attributed(exc, row) or "")
                 record = dict(kind="failed", tid=tid, stage=exc.stage, reason=reason,
                               status=status, partner_id=partner.id if partner else None,
                               fmt=parsed.format if parsed else None,
@@ -319,6 +425,15 @@ class Pipeline:
             good = len(docs) - len(failures)
             if failures:
                 record.update(_failure_note(failures, len(docs)))
+            rejected = [i for i in record["interchanges"] if i.status == s.IC_REJECTED]
+            if not docs:
+                # Nothing came of it: never PUBLISHED with 0 documents and no reason.
+                stage, reason = _nothing_read(rejected, parsed)
+                record.update(stage=stage, reason=reason, failed=True)
+                return Outcome(tid, s.FAILED, partner.id, 0, 0, stage=stage,
+                               reason=reason), record
+            if rejected and not record.get("reason"):
+                record.update(_rejected_note(rejected))
             if failures and not good:
                 return Outcome(tid, s.FAILED, partner.id, len(docs), 0, stage=record["stage"],
                                reason=record["reason"]), record
@@ -473,6 +588,12 @@ class Pipeline:
             stage, reason = run.first_failure
             outcome.update(_note(stage, reason, run.bad, run.unsupported, run.messages))
             outcome["failed"] = not run.queued and not run.duplicates
+        rejected = [i for i in outcome["interchanges"] if i.status == s.IC_REJECTED]
+        if not run.stored and not run.messages and broken is None:
+            stage, reason = _nothing_read(rejected, parsed)
+            outcome.update(stage=stage, reason=reason, failed=True)
+        elif rejected and not outcome.get("reason"):
+            outcome.update(_rejected_note(rejected))
         self.store.record_processed(tid, partner_id=partner.id, fmt=parsed.format,
                                     standard=parsed.standard, docs=[], events=events,
                                     final=True, **outcome)
@@ -588,7 +709,19 @@ class Pipeline:
             rows = self.store.transmissions_to_process(limit=64)
             if not rows:
                 break
-            self.process_many([r.id for r in rows])
+            attempts = self.store.start_attempts([r.id for r in rows])
+            worn = [r for r in rows if attempts.get(r.id, 0) > self.max_attempts]
+            for r in worn:
+                reason = (f"processing started {attempts[r.id] - 1} times without finishing "
+                          "(the process crashed, hung or was killed on it); not tried again "
+                          f"([processing] max_attempts = {self.max_attempts}); reprocess it "
+                          "once the cause is fixed")
+                log.error("transmission_given_up", transmission_id=r.id, filename=r.filename,
+                          attempts=attempts[r.id] - 1)
+                self.store.fail_held(r.id, stage="process", reason=f"not released: {reason}")
+                self.store.record_failed(r.id, stage="process", reason=reason)
+            worn_ids = {r.id for r in worn}
+            self.process_many([r.id for r in rows if r.id not in worn_ids])
             done += len(rows)
         return done
 
@@ -654,6 +787,45 @@ class Pipeline:
         raise UnknownPartner(getattr(parsed, "unidentified", None)
                              or "payload names no sender and the channel is not "
                              f"partner-specific ({parsed.summary()})")
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """The senders a broken payload named, in the shape ``_identify`` reads."""
+
+    senders: tuple[Any, ...]
+
+    def summary(self) -> str:
+        return "broken payload"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception named for an operator: its type, its message (cut), and where in the
+    gateway's code it was raised."""
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + " …"
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if "/gateway/" in name:
+            where = f" (in {name[name.rindex('/gateway/') + 1:]}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    return f"internal error: {type(exc).__name__}: {text}{where}"
+
+
+def _nothing_read(rejected: list[NewInterchange], parsed: ParsedPayload) -> tuple[str, str]:
+    """Stage and reason of a payload that gave no document at all."""
+    if rejected:
+        return "envelope", "; ".join(
+            f"interchange {i.control_ref or '?'} rejected: {i.reason}" for i in rejected[:5])
+    return "map", f"no document in the payload ({parsed.summary()})"
+
+
+def _rejected_note(rejected: list[NewInterchange]) -> dict[str, Any]:
+    return dict(stage="envelope", reason=f"{len(rejected)} interchange(s) rejected; first: "
+                f"{rejected[0].control_ref or '?'}: {rejected[0].reason}")
 
 
 class _StreamRun:

@@ -611,6 +611,21 @@ class Store:
                          detail=f"{stage}: {reason}"))
         conn.execute(s.transmission_events.insert(), rows)
 
+    def start_attempts(self, tids: Sequence[str]) -> dict[str, int]:
+        """Count one more start of processing for each RECEIVED transmission of ``tids``,
+        committed before the work begins; returns their attempts so far (this one
+        included). A transmission that crashes or hangs the process keeps its count."""
+        t = s.transmissions
+        out: dict[str, int] = {}
+        with self._begin() as conn:
+            for chunk in _chunks(list(tids), 500):
+                conn.execute(t.update().where(t.c.id.in_(chunk), t.c.status == s.RECEIVED)
+                             .values(attempts=t.c.attempts + 1))
+                rows = conn.execute(sa.select(t.c.id, t.c.attempts).where(
+                    t.c.id.in_(chunk), t.c.status == s.RECEIVED))
+                out.update((r.id, r.attempts) for r in rows)
+        return out
+
     def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
         """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
         q = (sa.select(s.transmissions).where(s.transmissions.c.status == s.RECEIVED)
@@ -800,8 +815,21 @@ class Store:
             try:
                 with self.engine.begin() as conn:
                     yield conn
-            except sa.exc.OperationalError as exc:
-                raise StoreError(f"store unavailable: {exc.orig}") from exc
+            except sa.exc.DBAPIError as exc:
+                if is_outage(exc):
+                    raise StoreError(f"store unavailable: {exc.orig}") from exc
+                raise
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store cannot be reached (an outage to wait out), rather
+    than that one transmission's data was refused (which fails that transmission alone)."""
+    if isinstance(exc, StoreError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(
+            exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    return isinstance(exc, (ConnectionError, sa.exc.TimeoutError))
 
 
 def _document_row(r: Any) -> DocumentRow:
