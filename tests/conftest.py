@@ -23,6 +23,13 @@ def corpus_dir() -> Path | None:
     return path if (path / "MANIFEST.tsv").exists() else None
 
 
+def shared_dir(name: str) -> Path | None:
+    """A folder of ``../shared`` (or ``$EDIGW_SHARED/<name>``), if present."""
+    base = Path(os.environ.get("EDIGW_SHARED", ROOT.parent / "shared"))
+    path = base / name
+    return path if path.is_dir() else None
+
+
 def manifest_rows() -> list[dict[str, str]]:
     folder = corpus_dir()
     if folder is None:
