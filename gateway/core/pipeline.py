@@ -703,27 +703,40 @@ class Pipeline:
                 for r, d in zip(replies, digests, strict=True)]
 
     def resume(self, limit: int = 100_000) -> int:
-        """Process transmissions left RECEIVED by a crash; returns how many were processed."""
+        """Process transmissions left RECEIVED by a crash; returns how many were processed.
+
+        Each start is counted (committed before the work). Those never started before go
+        in batches; one started before without finishing (the process crashed, hung or was
+        killed while on it, or on its batch) goes alone, so that a poison file cannot take
+        its batch down with it, and after ``max_attempts`` starts it is marked FAILED."""
         done = 0
         while done < limit:
             rows = self.store.transmissions_to_process(limit=64)
             if not rows:
                 break
-            attempts = self.store.start_attempts([r.id for r in rows])
-            worn = [r for r in rows if attempts.get(r.id, 0) > self.max_attempts]
-            for r in worn:
-                reason = (f"processing started {attempts[r.id] - 1} times without finishing "
-                          "(the process crashed, hung or was killed on it); not tried again "
-                          f"([processing] max_attempts = {self.max_attempts}); reprocess it "
-                          "once the cause is fixed")
-                log.error("transmission_given_up", transmission_id=r.id, filename=r.filename,
-                          attempts=attempts[r.id] - 1)
-                self.store.fail_held(r.id, stage="process", reason=f"not released: {reason}")
-                self.store.record_failed(r.id, stage="process", reason=reason)
-            worn_ids = {r.id for r in worn}
-            self.process_many([r.id for r in rows if r.id not in worn_ids])
+            fresh = [r.id for r in rows if not r.attempts]
+            if fresh:
+                self.store.start_attempts(fresh)
+                self.process_many(fresh)
+            for r in rows:
+                if not r.attempts:
+                    continue
+                if r.attempts >= self.max_attempts:
+                    self._give_up(r)
+                else:
+                    self.store.start_attempts([r.id])
+                    self.process_many([r.id])
             done += len(rows)
         return done
+
+    def _give_up(self, row: TransmissionRow) -> None:
+        reason = (f"processing started {row.attempts} times without finishing (the process "
+                  "crashed, hung or was killed on it); not tried again ([processing] "
+                  f"max_attempts = {self.max_attempts}); reprocess it once the cause is fixed")
+        log.error("transmission_given_up", transmission_id=row.id, filename=row.filename,
+                  attempts=row.attempts)
+        self.store.fail_held(row.id, stage="process", reason=f"not released: {reason}")
+        self.store.record_failed(row.id, stage="process", reason=reason)
 
     def _detect(self, data: bytes) -> Reader:
         if not data.strip():

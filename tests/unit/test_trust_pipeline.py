@@ -172,6 +172,29 @@ def test_a_payload_that_keeps_failing_at_start_up_is_given_up_not_retried_foreve
     assert pipeline.store.transmissions_to_process() == []
 
 
+def test_after_a_crash_the_batch_goes_one_by_one_and_only_the_poison_is_given_up(pipeline):
+    """A batch started once without finishing: its files are taken alone, so the innocent
+    ones finish and only the one that keeps killing the process is given up."""
+    tids = [receive(pipeline, f"T|111|PO{n}".encode(), f"{n}.edi") for n in range(20, 25)]
+    poison = tids[2]
+    pipeline.store.start_attempts(tids)  # the batch the process died on
+
+    def dies_on_poison(batch, real=pipeline.process_many):
+        if poison in batch:
+            raise SystemExit("killed")  # the process dies: nothing after it runs
+        return real(batch)
+
+    pipeline.process_many = dies_on_poison
+    for _ in range(pipeline.max_attempts + 1):  # restarts
+        try:
+            pipeline.resume()
+        except SystemExit:
+            pass
+    statuses = {t: pipeline.store.get_transmission(t).status for t in tids}
+    assert statuses.pop(poison) == s.FAILED
+    assert set(statuses.values()) == {s.PROCESSED}
+
+
 INVOIC_WITHOUT_UNH = (
     b"UNA:+.? 'UNB+UNOC:3+111:14+5412345000013:14+200101:1000+IC1'"
     b"BGM+380+INV1+9'DTM+137:20200101:102'UNT+3+M1'UNZ+1+IC1'"
