@@ -37,6 +37,7 @@ from gateway.core.ports import Incoming, Receipt
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import LogFilter
 from gateway.store.records import OutboundRow
+from bench.bench_spine import interchange
 from tests.integration.sshd import SshServer, keygen
 
 pytestmark = pytest.mark.integration
@@ -95,11 +96,13 @@ class Harness:
 
     def new_channel(self, *, receiver: Any = None,
                     connect: Callable[[SftpSettings], Any] = SftpConnection.open,
-                    stream_above: int = 16 << 20, settle: float = 0.2) -> SftpChannel:
+                    stream_above: int = 16 << 20, settle: float | None = 0.2) -> SftpChannel:
+        """A channel on the harness's gateway; ``settle=None``: the channel's own default."""
+        timing: dict[str, Any] = {} if settle is None else {"settle": settle}
         return SftpChannel(self.partner, receiver=receiver or self.gw.pipeline,
-                           records=self.records, on_received=self.process, settle=settle,
+                           records=self.records, on_received=self.process,
                            stream_above=stream_above, spool=self.spool, connect=connect,
-                           retry_initial=0.1, retry_max=0.5)
+                           retry_initial=0.1, retry_max=0.5, **timing)
 
     def process(self, receipts: list[Receipt]) -> None:
         tids = [r.transmission_id for r in receipts]
@@ -211,6 +214,47 @@ def test_growing_file_is_not_taken_until_stable(harness):
     h.poll_until(lambda: h.server.files("in") == [])
     (t,) = h.transmissions()
     assert h.gw.archive.get(t.sha256) == data
+
+
+def test_file_written_in_place_with_pauses_is_never_lost(harness):
+    """A partner writes 10 orders under the final name in 4 chunks 3.3 s apart, with after = delete and the channel's default settle: at the end the whole file was read (10 orders stored) or it is still whole on the server; never half taken and deleted."""
+    h = harness()
+    h.channel = h.new_channel(settle=None)
+    data = interchange("IC-PAUSE", 1, 10)
+    target = Path(h.server.path("in/orders.edi"))
+    step = len(data) // 4 + 1
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    assert len(chunks) == 4
+    done = threading.Event()
+
+    def write() -> None:
+        with open(target, "wb") as fh:
+            for n, chunk in enumerate(chunks):
+                if n:
+                    time.sleep(3.3)
+                fh.write(chunk)
+                fh.flush()
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 25:
+            h.channel.poll_once()
+            if done.is_set() and h.server.files("in") in ([], ["failed"]):
+                break
+            time.sleep(0.2)
+    finally:
+        writer.join()
+    stored = [h.gw.archive.get(t.sha256) for t in h.transmissions()]
+    on_server = [p.read_bytes() for p in h.server.remote.rglob("*") if p.is_file()]
+    numbers = {d.business_number for d in h.documents()}
+    assert data in stored or data in on_server, (
+        f"lost: stored {[len(b) for b in stored]} bytes, on the server "
+        f"{[len(b) for b in on_server]}, of {len(data)}")
+    if data in stored:
+        assert numbers == {f"PO{n:09d}" for n in range(1, 11)}, numbers
 
 
 def test_temporary_names_and_other_patterns_are_never_taken(harness):
@@ -390,6 +434,39 @@ def test_wrong_host_key_is_refused_before_login(harness, tmp_path, server):
     assert server.files("in") == ["x.edi"]
 
 
+def test_edigw_channels_shows_both_fingerprints_of_a_refused_host_key(harness, tmp_path, server):
+    """`edigw channels` prints the whole host-key refusal, the pinned and the presented fingerprint, so the operator can check them with the partner and pin."""
+    from click.testing import CliRunner
+
+    from gateway.channels.sftp.hostkey import PinnedHostKeys, fingerprint
+    from gateway.cli import main
+
+    other = keygen(tmp_path / "other_host_key")
+    h = harness()
+    h.partner = h.partner.model_copy(update={"sftp": h.partner.sftp.model_copy(
+        update={"host_key": other})})
+    channel = h.new_channel()
+    with pytest.raises(HostKeyRefused) as refused:
+        channel.poll_once()
+    channel.failures = 1
+    channel._record_failed(str(refused.value))
+    partners = tmp_path / "partners"
+    partners.mkdir()
+    (partners / "acme.toml").write_text(
+        'id = "acme"\nname = "ACME"\nchannels = ["sftp"]\n[sftp]\nhost = "127.0.0.1"\n'
+        f'port = {server.port}\nuser = "{server.user}"\nkey_file = "{server.client_key}"\n'
+        f'host_key = "{other}"\n')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'partners = "{partners}"\ninbox = []\n'
+                      f'[store]\nurl = "{h.gw.settings.store.url}"\n')
+    out = CliRunner().invoke(main, ["--config", str(config), "channels"])
+    assert out.exit_code == 0, out.output
+    expected = fingerprint(PinnedHostKeys.from_line("x", other).keys[0])
+    presented = fingerprint(PinnedHostKeys.from_line("x", server.host_key_line).keys[0])
+    assert "host key refused" in out.output
+    assert expected in out.output and presented in out.output, out.output
+
+
 def _never() -> Any:
     class Nothing:
         consecutive_failures = 0
@@ -437,6 +514,24 @@ def test_server_going_away_shows_in_health_and_channel_recovers(harness, server)
     health = h.records.get(channel.name)
     assert health.healthy and health.consecutive_failures == 0
     assert sorted(d.business_number for d in h.documents()) == ["PO-AFTER", "PO-BEFORE"]
+
+
+def test_stopped_sshd_answers_no_one_not_even_a_logged_in_session(server):
+    """``SshServer.stop`` really takes the server away: a fresh connection is refused and a session logged in before is broken (the outage tests above rely on it)."""
+    import socket
+
+    from gateway.channels.sftp import SftpError
+
+    conn = SftpConnection.open(server.settings())
+    try:
+        assert conn.list(server.path("in")) == []
+        server.stop()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        with pytest.raises(SftpError):
+            conn.list(server.path("in"))
+    finally:
+        conn.close()
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
