@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.bench_spine import interchange
 from gateway.app import Gateway
 from gateway.channels.outbound import OutboundDispatcher
 from gateway.channels.sftp import HostKeyRefused, SftpChannel, SftpConnection, SftpSender
@@ -37,7 +38,6 @@ from gateway.core.ports import Incoming, Receipt
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import LogFilter
 from gateway.store.records import OutboundRow
-from bench.bench_spine import interchange
 from tests.integration.sshd import SshServer, keygen
 
 pytestmark = pytest.mark.integration
