@@ -100,7 +100,7 @@ class Harness:
         """A channel on the harness's gateway; ``settle=None``: the channel's own default."""
         timing: dict[str, Any] = {} if settle is None else {"settle": settle}
         return SftpChannel(self.partner, receiver=receiver or self.gw.pipeline,
-                           records=self.records, on_received=self.process,
+                           records=self.records, outcomes=self.gw.store, on_received=self.process,
                            stream_above=stream_above, spool=self.spool, connect=connect,
                            retry_initial=0.1, retry_max=0.5, **timing)
 
@@ -291,8 +291,9 @@ def test_max_files_per_poll_takes_the_oldest_first(harness):
     assert len(h.transmissions()) == 5
 
 
-def test_crash_before_removal_gives_no_second_order(harness):
-    """Stored, then a crash before the remote delete: after the restart the same file comes again and is only acknowledged; the same bytes under a new name are a duplicate; one order in all."""
+@pytest.mark.parametrize("crash_at", ["processing", "removal"])
+def test_crash_before_removal_gives_no_second_order(harness, crash_at):
+    """Stored, then a crash before the remote delete (before processing, or at the delete, which waits for the outcome): after the restart the same file comes again and is only acknowledged; the same bytes under a new name are a duplicate; one order in all."""
 
     class Crash(BaseException):
         pass
@@ -311,18 +312,25 @@ def test_crash_before_removal_gives_no_second_order(harness):
         def remove(self, path: str) -> None:
             raise Crash(path)
 
+    def crash(receipts: list[Receipt]) -> None:
+        raise Crash("processing")
+
     h = harness(connect=CrashOnRemove)
+    if crash_at == "processing":
+        h.channel.on_received = crash
     data = order("PO-CRASH", "4001")
     h.server.put("in/crash.edi", data)
     with pytest.raises(Crash):
         h.poll_until(lambda: False, timeout=5)
     assert h.server.files("in") == ["crash.edi"]
     (t,) = h.transmissions()
-    assert (t.status, t.acknowledged_at) == ("RECEIVED", None)
+    left = "RECEIVED" if crash_at == "processing" else "PROCESSED"
+    assert (t.status, t.acknowledged_at) == (left, None)
     h.channel.close()
 
     # The restart: work left RECEIVED is processed, then the channel polls again.
-    assert h.gw.pipeline.resume() == 1
+    assert h.gw.pipeline.resume() == (1 if left == "RECEIVED" else 0)
+    h.processed.clear()  # a new process
     again = h.new_channel()
     h.poll_until(lambda: h.server.files("in") == [], channel=again)
     assert [x.id for x in h.transmissions()] == [t.id], "acknowledged, not received again"

@@ -18,6 +18,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.folders: set[str] = set()
         self.fail_remove = False
         self.down = False
         self.logins = 0
@@ -53,7 +54,16 @@ class FakeConnection:
         self.server.files[target] = self.server.files.pop(source)
 
     def exists(self, path: str) -> bool:
-        return path in self.server.files
+        return path in self.server.files or path in self.server.folders
+
+    def stat(self, path: str) -> RemoteFile:
+        if path not in self.server.files:
+            raise FileNotFoundError(path)
+        return RemoteFile(posixpath.dirname(path), posixpath.basename(path),
+                          len(self.server.files[path]), 100)
+
+    def mkdir(self, path: str) -> None:
+        self.server.folders.add(path)
 
     def close(self) -> None:
         self.alive = False
@@ -95,6 +105,21 @@ class FakeReceiver:
         self.acked += [(r.transmission_id, detail) for r in receipts]
 
 
+class FakeOutcomes:
+    """Every transmission PROCESSED, but those named in ``failed`` (FAILED)."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+
+    def get_transmissions(self, tids):
+        return {t: Row("FAILED" if t in self.failed else "PROCESSED") for t in tids}
+
+
+class Row:
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
 class FakeRecords:
     def __init__(self) -> None:
         self.health: list[tuple[str, str]] = []
@@ -123,8 +148,9 @@ def make(server: FakeServer, receiver: FakeReceiver | None = None, **sftp) -> tu
     receiver = receiver or FakeReceiver()
     records = FakeRecords()
     handed: list[Receipt] = []
-    channel = SftpChannel(partner, receiver=receiver, records=records, on_received=handed.extend,
-                          settle=0.0, connect=server.connect, retry_initial=0.5, retry_max=4)
+    channel = SftpChannel(partner, receiver=receiver, records=records, outcomes=FakeOutcomes(),
+                          on_received=handed.extend, settle=0.0, connect=server.connect,
+                          retry_initial=0.5, retry_max=4)
     return channel, receiver, records, handed
 
 
