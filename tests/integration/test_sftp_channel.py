@@ -257,6 +257,65 @@ def test_file_written_in_place_with_pauses_is_never_lost(harness):
         assert numbers == {f"PO{n:09d}" for n in range(1, 11)}, numbers
 
 
+def test_file_changed_while_read_is_kept_and_read_again(harness):
+    """The partner writes more right after the channel read the file: the file is not removed; the half read is a transmission of its own, acknowledged as changed while read; the whole file is read at a later poll and then removed."""
+    data = order("PO-LATE", "4101")
+    half, rest = data[:len(data) // 2], data[len(data) // 2:]
+
+    class WriterAfterRead:
+        """The real session; the partner appends the rest right after the first download."""
+
+        appended = False
+
+        def __init__(self, settings: SftpSettings) -> None:
+            self.conn = SftpConnection.open(settings)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+        @property
+        def alive(self) -> bool:
+            return self.conn.alive
+
+        def download(self, path: str, into: Any) -> int:
+            got = self.conn.download(path, into)
+            if not WriterAfterRead.appended:
+                WriterAfterRead.appended = True
+                with open(path, "ab") as fh:
+                    fh.write(rest)
+            return got
+
+    h = harness(connect=WriterAfterRead)
+    h.server.put("in/late.edi", half)
+    h.poll_until(lambda: len(h.transmissions()) == 1)
+    assert h.server.files("in") == ["late.edi"], "changed while read: kept on the server"
+    (first,) = h.transmissions()
+    assert h.gw.archive.get(first.sha256) == half and first.acknowledged_at is not None
+    assert any("changed" in (e["detail"] or "") and "while read" in (e["detail"] or "")
+               for e in h.gw.store.events(first.id)), h.gw.store.events(first.id)
+    h.poll_until(lambda: h.server.files("in") == [])
+    whole = [t for t in h.transmissions() if t.id != first.id]
+    assert [h.gw.archive.get(t.sha256) for t in whole] == [data]
+    assert [d.business_number for d in h.documents()] == ["PO-LATE"]
+
+
+def test_file_that_fails_to_parse_is_moved_aside_not_deleted(harness):
+    """A file whose transmission FAILED is moved into <folder>/failed (created), not deleted; its timeline says where it went."""
+    h = harness()
+    bad = order("PO-BAD", "4201").replace(b"UNZ+1+4201'", b"")  # no UNZ: truncated
+    h.server.put("in/bad.edi", bad)
+    h.poll_until(lambda: "bad.edi" not in h.server.files("in"))
+    assert h.server.files("in") == ["failed"]
+    assert (Path(h.server.path("in/failed/bad.edi"))).read_bytes() == bad
+    (t,) = h.transmissions()
+    assert t.status == "FAILED" and t.acknowledged_at is not None
+    assert any("moved to" in (e["detail"] or "") and "/failed/bad.edi" in (e["detail"] or "")
+               for e in h.gw.store.events(t.id)), h.gw.store.events(t.id)
+    h.server.put("in/bad.edi", bad + b"\n")  # sent again, failing again: never overwritten
+    h.poll_until(lambda: "bad.edi" not in h.server.files("in"))
+    assert len(h.server.files("in/failed")) == 2
+
+
 def test_temporary_names_and_other_patterns_are_never_taken(harness):
     """Names with a temporary prefix or suffix, or matching no pattern, stay; the others go."""
     h = harness(inbound=[{"folder": "in", "patterns": ["*.edi", "ORD*"]}])
