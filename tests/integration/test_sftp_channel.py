@@ -240,7 +240,7 @@ def test_file_written_in_place_with_pauses_is_never_lost(harness):
     writer.start()
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 25:
+        while time.monotonic() - started < 30:
             h.channel.poll_once()
             if done.is_set() and h.server.files("in") in ([], ["failed"]):
                 break
