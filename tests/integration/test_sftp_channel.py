@@ -216,10 +216,11 @@ def test_growing_file_is_not_taken_until_stable(harness):
     assert h.gw.archive.get(t.sha256) == data
 
 
-def test_file_written_in_place_with_pauses_is_never_lost(harness):
-    """A partner writes 10 orders under the final name in 4 chunks 3.3 s apart, with after = delete and the channel's default settle: at the end the whole file was read (10 orders stored) or it is still whole on the server; never half taken and deleted."""
+@pytest.mark.parametrize("settle", [None, 0.5], ids=["default-settle", "settle-too-short"])
+def test_file_written_in_place_with_pauses_is_never_lost(harness, settle):
+    """A partner writes 10 orders under the final name in 4 chunks 3.3 s apart, with after = delete: at the end the whole file was read (10 orders stored) or it is still whole on the server (a half taken with a too-short settle fails and is moved aside, the writer finishing it there); never half taken and deleted."""
     h = harness()
-    h.channel = h.new_channel(settle=None)
+    h.channel = h.new_channel(settle=settle)
     data = interchange("IC-PAUSE", 1, 10)
     target = Path(h.server.path("in/orders.edi"))
     step = len(data) // 4 + 1
