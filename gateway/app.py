@@ -200,6 +200,7 @@ class Gateway:
         records = ChannelRecords(self.store)
         self.sftp_channels = [
             SftpChannel(p, receiver=self.pipeline, records=records, on_received=on_received,
+                        outcomes=self.store, settle=self.settings.sftp.settle,
                         stream_above=self.settings.processing.stream_above)
             for p in self.partners if p.enabled and p.sftp is not None and p.sftp.inbound]
 

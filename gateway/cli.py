@@ -786,6 +786,11 @@ def channels(obj: _Ctx, as_json: bool) -> None:
                         (r["last_error"] or r["detail"] or "-")[:60]
                         if r["kind"] == "certificate" else (r["last_error"] or "-")[:60]]
                        for r in rows]))
+    # An error cut in the table is printed whole: a host-key refusal ends with both
+    # fingerprints, the pinned and the presented one, which the operator needs to pin.
+    for r in rows:
+        if r["last_error"] and len(r["last_error"]) > 60:
+            click.echo(f"last error of {r['channel']}: {r['last_error']}")
 
 
 @main.group(invoke_without_command=True)

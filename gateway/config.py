@@ -99,6 +99,14 @@ class ProcessingSettings(_Strict):
     max_attempts: int = Field(3, ge=1, le=100)
 
 
+class SftpDefaults(_Strict):
+    """What partners' ``[sftp]`` profiles leave out (``[sftp]`` of the gateway settings)."""
+
+    #: Seconds a remote file must look unchanged before it is taken (SFTP mtimes are whole
+    #: seconds; a partner writing under the final name may pause between chunks).
+    settle: float = Field(5.0, gt=0, le=86400)
+
+
 class LogSettings(_Strict):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -358,6 +366,7 @@ class GatewaySettings(_Strict):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
+    sftp: SftpDefaults = Field(default_factory=SftpDefaults)
     inbox: list[InboxSettings] = Field(
         default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
@@ -460,6 +469,11 @@ class SftpInbound(_Strict):
     #: it (name, size, mtime) so that it is not taken again.
     after: Literal["delete", "move", "leave"] = "delete"
     move_to: str | None = None
+    #: A file whose transmission FAILED (or was QUARANTINED): ``move`` it into
+    #: ``failed_to`` (default ``<folder>/failed``, created when missing), ``delete`` it, or
+    #: ``keep`` it in place (remembered: not taken again unless it changes).
+    on_failure: Literal["move", "delete", "keep"] = "move"
+    failed_to: str | None = None
 
     @model_validator(mode="after")
     def _move_needs_folder(self) -> SftpInbound:
@@ -493,6 +507,10 @@ class SftpSettings(_Strict):
     max_files: int = Field(100, ge=1, le=100000)
     timeout: float = Field(30.0, gt=0, le=3600)
     max_size: int = Field(200 * 1024 * 1024, gt=0)
+    #: Seconds a file's size and mtime must stay the same before it is taken (a partner
+    #: writing under the final name may pause between chunks); unset: the gateway's
+    #: ``[sftp] settle``.
+    settle: float | None = Field(None, gt=0, le=86400)
 
     @model_validator(mode="after")
     def _checks(self) -> SftpSettings:

@@ -63,9 +63,13 @@ class Dovecot:
         raise RuntimeError(f"dovecot did not listen on {self.port}: {self.log_tail()}")
 
     def stop(self) -> None:
-        """Stop the master and every process of this instance: Dovecot leaves a logged-in
-        ``imap`` process serving its client after the master is gone, which would hide
-        "the server went away" from the tests."""
+        """Stop the master and every process of this instance, and wait until none is left:
+        Dovecot can leave a logged-in ``imap`` process serving its client after the master
+        is gone, which would hide "the server went away" from the tests. Dovecot's processes
+        stay in the master's process group (it calls ``setsid``), also the ones started
+        while stopping and the ones re-parented once the master has exited: the group is
+        killed as a whole, which touches no other Dovecot on the machine."""
+        group = self._master()
         children = self._processes()
         doveadm = shutil.which("doveadm") or str(Path(self.program).with_name("doveadm"))
         subprocess.run([doveadm, "-c", str(self.config), "stop"], stdin=subprocess.DEVNULL,
@@ -77,17 +81,30 @@ class Dovecot:
                     time.sleep(0.05)
             except OSError:
                 break
+        if group is not None:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except OSError:
+                pass  # the group is empty: everything is gone already
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass  # already gone
+        deadline = time.monotonic() + 10
+        while group is not None and _alive_in_group(group) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _master(self) -> int | None:
+        try:
+            return int((self.root / "run" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _processes(self) -> list[int]:
-        """The master (from its pid file) and all its descendants."""
-        try:
-            master = int((self.root / "run" / "master.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        """The master's descendants (from its pid file)."""
+        master = self._master()
+        if master is None:
             return []
         parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
@@ -153,6 +170,20 @@ class Dovecot:
                 return []
             typ, data = imap.fetch("1:*", "(FLAGS)")
             return [d.decode() for d in data if isinstance(d, bytes)]
+
+
+def _alive_in_group(group: int) -> bool:
+    """Whether a process of process group ``group`` still runs (zombies do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
 
 
 def _quote(folder: str) -> str:

@@ -182,22 +182,28 @@ Subsystem sftp internal-sftp
         raise RuntimeError(f"sshd did not listen on {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        """Stop the listener and every session it started: the server is gone."""
+        """Stop the listener and every session it started: the server is gone. The listener
+        is frozen first (SIGSTOP), so that no session is forked while its sessions are
+        killed; each session is its own process session (``setsid``), so they are found
+        by parenthood, not by process group."""
         if self.process is None:
             return
         pid = self.process.pid
-        children = _children(pid)
-        self.process.terminate()
         try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        for child in children + [c for ch in children for c in _children(ch)]:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+        sessions = _descendants(pid)
+        for child in sessions:
             try:
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.process.kill()
+        self.process.wait(5)
+        deadline = time.monotonic() + 10
+        while any(_running(p) for p in sessions) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.process = None
 
     def __enter__(self) -> SshServer:
@@ -205,6 +211,26 @@ Subsystem sftp internal-sftp
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children of ``pid``, their children, and so on."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that still runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:

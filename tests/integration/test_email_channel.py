@@ -12,7 +12,7 @@ import pytest
 from gateway.channels.email.imap import ImapSession
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
-from tests.integration.dovecot import Dovecot, start_dovecot
+from tests.integration.dovecot import Dovecot, _alive_in_group, start_dovecot
 from tests.integration.mailtest import (
     PARTNER_ADDRESS,
     SmtpPeer,
@@ -304,6 +304,38 @@ def test_idle_picks_up_new_mail_without_waiting_for_the_poll_interval(dovecot, f
 
         asyncio.run(main())
         assert [r.filename for r in c.transmissions()] == ["i.edi"]
+
+
+def test_stopped_dovecot_answers_no_one_not_even_a_logged_in_session():
+    """``Dovecot.stop`` really takes the server away: a fresh connection is refused, a session logged in before is broken, one in IDLE reaches its end, and no process of the instance runs on (an outage test cannot pass without an outage)."""
+    import imaplib
+    import socket
+    import time
+
+    server = start_dovecot()
+    try:
+        session = imaplib.IMAP4(server.host, server.port, timeout=5)
+        session.login(server.user, server.password)
+        assert session.select("INBOX")[0] == "OK"
+        idle = imaplib.IMAP4(server.host, server.port, timeout=5)
+        idle.login(server.user, server.password)
+        idle.select("INBOX")
+        idle.send(b"i1 IDLE\r\n")
+        assert idle.readline().startswith(b"+")
+        group = server._master()
+        server.stop()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=2).close()
+        with pytest.raises((imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError)):
+            session.noop()
+        # What the IDLE session had sent before the stop may still be buffered; then EOF.
+        deadline = time.monotonic() + 5
+        while idle.readline() != b"":
+            assert time.monotonic() < deadline, "the IDLE session is still being served"
+        assert group is not None and not _alive_in_group(group)
+    finally:
+        server.stop()
+        server.cleanup()
 
 
 def test_server_going_away_shows_in_health_and_the_channel_recovers(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.bench_spine import interchange
 from gateway.app import Gateway
 from gateway.channels.outbound import OutboundDispatcher
 from gateway.channels.sftp import HostKeyRefused, SftpChannel, SftpConnection, SftpSender
@@ -95,11 +96,13 @@ class Harness:
 
     def new_channel(self, *, receiver: Any = None,
                     connect: Callable[[SftpSettings], Any] = SftpConnection.open,
-                    stream_above: int = 16 << 20, settle: float = 0.2) -> SftpChannel:
+                    stream_above: int = 16 << 20, settle: float | None = 0.2) -> SftpChannel:
+        """A channel on the harness's gateway; ``settle=None``: the channel's own default."""
+        timing: dict[str, Any] = {} if settle is None else {"settle": settle}
         return SftpChannel(self.partner, receiver=receiver or self.gw.pipeline,
-                           records=self.records, on_received=self.process, settle=settle,
+                           records=self.records, outcomes=self.gw.store, on_received=self.process,
                            stream_above=stream_above, spool=self.spool, connect=connect,
-                           retry_initial=0.1, retry_max=0.5)
+                           retry_initial=0.1, retry_max=0.5, **timing)
 
     def process(self, receipts: list[Receipt]) -> None:
         tids = [r.transmission_id for r in receipts]
@@ -213,6 +216,107 @@ def test_growing_file_is_not_taken_until_stable(harness):
     assert h.gw.archive.get(t.sha256) == data
 
 
+@pytest.mark.parametrize("settle", [None, 0.5], ids=["default-settle", "settle-too-short"])
+def test_file_written_in_place_with_pauses_is_never_lost(harness, settle):
+    """A partner writes 10 orders under the final name in 4 chunks 3.3 s apart, with after = delete: at the end the whole file was read (10 orders stored) or it is still whole on the server (a half taken with a too-short settle fails and is moved aside, the writer finishing it there); never half taken and deleted."""
+    h = harness()
+    h.channel = h.new_channel(settle=settle)
+    data = interchange("IC-PAUSE", 1, 10)
+    target = Path(h.server.path("in/orders.edi"))
+    step = len(data) // 4 + 1
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    assert len(chunks) == 4
+    done = threading.Event()
+
+    def write() -> None:
+        with open(target, "wb") as fh:
+            for n, chunk in enumerate(chunks):
+                if n:
+                    time.sleep(3.3)
+                fh.write(chunk)
+                fh.flush()
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 30:
+            h.channel.poll_once()
+            if done.is_set() and h.server.files("in") in ([], ["failed"]):
+                break
+            time.sleep(0.2)
+    finally:
+        writer.join()
+    stored = [h.gw.archive.get(t.sha256) for t in h.transmissions()]
+    on_server = [p.read_bytes() for p in h.server.remote.rglob("*") if p.is_file()]
+    numbers = {d.business_number for d in h.documents()}
+    assert data in stored or data in on_server, (
+        f"lost: stored {[len(b) for b in stored]} bytes, on the server "
+        f"{[len(b) for b in on_server]}, of {len(data)}")
+    if data in stored:
+        assert numbers == {f"PO{n:09d}" for n in range(1, 11)}, numbers
+
+
+def test_file_changed_while_read_is_kept_and_read_again(harness):
+    """The partner writes more right after the channel read the file: the file is not removed; the half read is a transmission of its own, acknowledged as changed while read; the whole file is read at a later poll and then removed."""
+    data = order("PO-LATE", "4101")
+    half, rest = data[:len(data) // 2], data[len(data) // 2:]
+
+    class WriterAfterRead:
+        """The real session; the partner appends the rest right after the first download."""
+
+        appended = False
+
+        def __init__(self, settings: SftpSettings) -> None:
+            self.conn = SftpConnection.open(settings)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+        @property
+        def alive(self) -> bool:
+            return self.conn.alive
+
+        def download(self, path: str, into: Any) -> int:
+            got = self.conn.download(path, into)
+            if not WriterAfterRead.appended:
+                WriterAfterRead.appended = True
+                with open(path, "ab") as fh:
+                    fh.write(rest)
+            return got
+
+    h = harness(connect=WriterAfterRead)
+    h.server.put("in/late.edi", half)
+    h.poll_until(lambda: len(h.transmissions()) == 1)
+    assert h.server.files("in") == ["late.edi"], "changed while read: kept on the server"
+    (first,) = h.transmissions()
+    assert h.gw.archive.get(first.sha256) == half and first.acknowledged_at is not None
+    assert any("changed" in (e["detail"] or "") and "while read" in (e["detail"] or "")
+               for e in h.gw.store.events(first.id)), h.gw.store.events(first.id)
+    h.poll_until(lambda: h.server.files("in") == [])
+    whole = [t for t in h.transmissions() if t.id != first.id]
+    assert [h.gw.archive.get(t.sha256) for t in whole] == [data]
+    assert [d.business_number for d in h.documents()] == ["PO-LATE"]
+
+
+def test_file_that_fails_to_parse_is_moved_aside_not_deleted(harness):
+    """A file whose transmission FAILED is moved into <folder>/failed (created), not deleted; its timeline says where it went."""
+    h = harness()
+    bad = order("PO-BAD", "4201").replace(b"UNZ+1+4201'", b"")  # no UNZ: truncated
+    h.server.put("in/bad.edi", bad)
+    h.poll_until(lambda: "bad.edi" not in h.server.files("in"))
+    assert h.server.files("in") == ["failed"]
+    assert (Path(h.server.path("in/failed/bad.edi"))).read_bytes() == bad
+    (t,) = h.transmissions()
+    assert t.status == "FAILED" and t.acknowledged_at is not None
+    assert any("moved to" in (e["detail"] or "") and "/failed/bad.edi" in (e["detail"] or "")
+               for e in h.gw.store.events(t.id)), h.gw.store.events(t.id)
+    h.server.put("in/bad.edi", bad + b"\n")  # sent again, failing again: never overwritten
+    h.poll_until(lambda: "bad.edi" not in h.server.files("in"))
+    assert len(h.server.files("in/failed")) == 2
+
+
 def test_temporary_names_and_other_patterns_are_never_taken(harness):
     """Names with a temporary prefix or suffix, or matching no pattern, stay; the others go."""
     h = harness(inbound=[{"folder": "in", "patterns": ["*.edi", "ORD*"]}])
@@ -247,8 +351,9 @@ def test_max_files_per_poll_takes_the_oldest_first(harness):
     assert len(h.transmissions()) == 5
 
 
-def test_crash_before_removal_gives_no_second_order(harness):
-    """Stored, then a crash before the remote delete: after the restart the same file comes again and is only acknowledged; the same bytes under a new name are a duplicate; one order in all."""
+@pytest.mark.parametrize("crash_at", ["processing", "removal"])
+def test_crash_before_removal_gives_no_second_order(harness, crash_at):
+    """Stored, then a crash before the remote delete (before processing, or at the delete, which waits for the outcome): after the restart the same file comes again and is only acknowledged; the same bytes under a new name are a duplicate; one order in all."""
 
     class Crash(BaseException):
         pass
@@ -267,18 +372,25 @@ def test_crash_before_removal_gives_no_second_order(harness):
         def remove(self, path: str) -> None:
             raise Crash(path)
 
+    def crash(receipts: list[Receipt]) -> None:
+        raise Crash("processing")
+
     h = harness(connect=CrashOnRemove)
+    if crash_at == "processing":
+        h.channel.on_received = crash
     data = order("PO-CRASH", "4001")
     h.server.put("in/crash.edi", data)
     with pytest.raises(Crash):
         h.poll_until(lambda: False, timeout=5)
     assert h.server.files("in") == ["crash.edi"]
     (t,) = h.transmissions()
-    assert (t.status, t.acknowledged_at) == ("RECEIVED", None)
+    left = "RECEIVED" if crash_at == "processing" else "PROCESSED"
+    assert (t.status, t.acknowledged_at) == (left, None)
     h.channel.close()
 
     # The restart: work left RECEIVED is processed, then the channel polls again.
-    assert h.gw.pipeline.resume() == 1
+    assert h.gw.pipeline.resume() == (1 if left == "RECEIVED" else 0)
+    h.processed.clear()  # a new process
     again = h.new_channel()
     h.poll_until(lambda: h.server.files("in") == [], channel=again)
     assert [x.id for x in h.transmissions()] == [t.id], "acknowledged, not received again"
@@ -390,6 +502,39 @@ def test_wrong_host_key_is_refused_before_login(harness, tmp_path, server):
     assert server.files("in") == ["x.edi"]
 
 
+def test_edigw_channels_shows_both_fingerprints_of_a_refused_host_key(harness, tmp_path, server):
+    """`edigw channels` prints the whole host-key refusal, the pinned and the presented fingerprint, so the operator can check them with the partner and pin."""
+    from click.testing import CliRunner
+
+    from gateway.channels.sftp.hostkey import PinnedHostKeys, fingerprint
+    from gateway.cli import main
+
+    other = keygen(tmp_path / "other_host_key")
+    h = harness()
+    h.partner = h.partner.model_copy(update={"sftp": h.partner.sftp.model_copy(
+        update={"host_key": other})})
+    channel = h.new_channel()
+    with pytest.raises(HostKeyRefused) as refused:
+        channel.poll_once()
+    channel.failures = 1
+    channel._record_failed(str(refused.value))
+    partners = tmp_path / "partners"
+    partners.mkdir()
+    (partners / "acme.toml").write_text(
+        'id = "acme"\nname = "ACME"\nchannels = ["sftp"]\n[sftp]\nhost = "127.0.0.1"\n'
+        f'port = {server.port}\nuser = "{server.user}"\nkey_file = "{server.client_key}"\n'
+        f'host_key = "{other}"\n')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'partners = "{partners}"\ninbox = []\n'
+                      f'[store]\nurl = "{h.gw.settings.store.url}"\n')
+    out = CliRunner().invoke(main, ["--config", str(config), "channels"])
+    assert out.exit_code == 0, out.output
+    expected = fingerprint(PinnedHostKeys.from_line("x", other).keys[0])
+    presented = fingerprint(PinnedHostKeys.from_line("x", server.host_key_line).keys[0])
+    assert "host key refused" in out.output
+    assert expected in out.output and presented in out.output, out.output
+
+
 def _never() -> Any:
     class Nothing:
         consecutive_failures = 0
@@ -437,6 +582,24 @@ def test_server_going_away_shows_in_health_and_channel_recovers(harness, server)
     health = h.records.get(channel.name)
     assert health.healthy and health.consecutive_failures == 0
     assert sorted(d.business_number for d in h.documents()) == ["PO-AFTER", "PO-BEFORE"]
+
+
+def test_stopped_sshd_answers_no_one_not_even_a_logged_in_session(server):
+    """``SshServer.stop`` really takes the server away: a fresh connection is refused and a session logged in before is broken (the outage tests above rely on it)."""
+    import socket
+
+    from gateway.channels.sftp import SftpError
+
+    conn = SftpConnection.open(server.settings())
+    try:
+        assert conn.list(server.path("in")) == []
+        server.stop()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        with pytest.raises(SftpError):
+            conn.list(server.path("in"))
+    finally:
+        conn.close()
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:

@@ -121,7 +121,8 @@ def test_every_corpus_order_over_sftp_is_published_once_and_removed_after_it_is_
         def process(receipts: list[Receipt]) -> None:
             gw.pipeline.process_many([r.transmission_id for r in receipts])
 
-        channels = [SftpChannel(p, receiver=gw.pipeline, records=records, on_received=process,
+        channels = [SftpChannel(p, receiver=gw.pipeline, records=records, outcomes=gw.store,
+                                on_received=process,
                                 connect=Checked, settle=0.3, retry_initial=0.2, retry_max=1.0)
                     for p in gw.partners if p.sftp is not None]
         assert len(channels) == len(set(partner_of.values()))

@@ -37,7 +37,7 @@ def test_partners_changed_reaches_pipeline_endpoints_and_pollers(tmp_path):
     try:
         connect = Recorder()
         channel = SftpChannel(_partner(), receiver=gw.pipeline, records=None,
-                              on_received=lambda r: None, connect=connect, retry_initial=0.01,
+                              outcomes=gw.store, on_received=lambda r: None, connect=connect, retry_initial=0.01,
                               retry_max=0.01)
         channel._record_failed = lambda error: None  # no health records in this test
         gw.sftp_channels = [channel]

@@ -18,6 +18,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.folders: set[str] = set()
         self.fail_remove = False
         self.down = False
         self.logins = 0
@@ -53,7 +54,16 @@ class FakeConnection:
         self.server.files[target] = self.server.files.pop(source)
 
     def exists(self, path: str) -> bool:
-        return path in self.server.files
+        return path in self.server.files or path in self.server.folders
+
+    def stat(self, path: str) -> RemoteFile:
+        if path not in self.server.files:
+            raise FileNotFoundError(path)
+        return RemoteFile(posixpath.dirname(path), posixpath.basename(path),
+                          len(self.server.files[path]), 100)
+
+    def mkdir(self, path: str) -> None:
+        self.server.folders.add(path)
 
     def close(self) -> None:
         self.alive = False
@@ -95,6 +105,23 @@ class FakeReceiver:
         self.acked += [(r.transmission_id, detail) for r in receipts]
 
 
+class FakeOutcomes:
+    """Every transmission PROCESSED, but those named in ``failed`` (FAILED)."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+        self.waiting: set[str] = set()
+
+    def get_transmissions(self, tids):
+        return {t: Row("FAILED" if t in self.failed else "RECEIVED" if t in self.waiting
+                       else "PROCESSED") for t in tids}
+
+
+class Row:
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
 class FakeRecords:
     def __init__(self) -> None:
         self.health: list[tuple[str, str]] = []
@@ -123,8 +150,9 @@ def make(server: FakeServer, receiver: FakeReceiver | None = None, **sftp) -> tu
     receiver = receiver or FakeReceiver()
     records = FakeRecords()
     handed: list[Receipt] = []
-    channel = SftpChannel(partner, receiver=receiver, records=records, on_received=handed.extend,
-                          settle=0.0, connect=server.connect, retry_initial=0.5, retry_max=4)
+    channel = SftpChannel(partner, receiver=receiver, records=records, outcomes=FakeOutcomes(),
+                          on_received=handed.extend, settle=0.0, connect=server.connect,
+                          retry_initial=0.5, retry_max=4)
     return channel, receiver, records, handed
 
 
@@ -227,3 +255,54 @@ def test_a_server_that_is_down_raises_and_the_next_poll_connects_again():
     server.down = False
     channel.poll_once()
     assert server.logins == 2
+
+
+def test_a_file_stays_on_the_server_until_its_transmission_is_processed():
+    """Received but not yet processed: the file is held on the server (and not taken again); once processed it is removed and acknowledged."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"ORDER"
+    channel, receiver, _records, handed = make(server)
+    channel.outcomes.waiting.add("t0-a.edi")
+    for _ in range(4):
+        channel.poll_once()
+    assert list(server.files) == ["/in/a.edi"] and len(handed) == 1 and receiver.acked == []
+    channel.outcomes.waiting.clear()
+    channel.poll_once()
+    assert server.files == {} and [t for t, _ in receiver.acked] == ["t0-a.edi"]
+
+
+@pytest.mark.parametrize("on_failure", ["move", "delete", "keep"])
+def test_a_failed_file_is_moved_aside_deleted_or_kept_as_configured(on_failure):
+    """on_failure: move (default, into <folder>/failed), delete, or keep (remembered, not taken again); a processed file is still deleted."""
+    server = FakeServer()
+    server.files["/in/bad.edi"] = b"BAD"
+    server.files["/in/good.edi"] = b"GOOD"
+    inbound = {"folder": "/in"} if on_failure == "move" else {"folder": "/in",
+                                                               "on_failure": on_failure}
+    channel, receiver, records, handed = make(server, inbound=[inbound])
+    channel.outcomes.failed = {"t0-bad.edi"}
+    for _ in range(4):
+        channel.poll_once()
+    assert len(handed) == 2
+    expected = {"move": {"/in/failed/bad.edi": b"BAD"}, "delete": {},
+                "keep": {"/in/bad.edi": b"BAD"}}[on_failure]
+    assert server.files == expected
+    detail = dict(receiver.acked)["t0-bad.edi"]
+    assert detail.startswith("not processed: ")
+    if on_failure == "keep":
+        assert records.files == {("/in/bad.edi", 3, 100)}
+
+
+def test_settle_of_the_partner_profile_wins_over_the_gateway_default():
+    """[sftp] settle of the profile is used; without it the gateway's default (5 s unless set)."""
+    from gateway.config import GatewaySettings
+
+    assert GatewaySettings().sftp.settle == 5.0
+    assert GatewaySettings(sftp={"settle": 8}).sftp.settle == 8.0
+    channel, *_ = make(FakeServer(), settle=2.5)
+    assert channel.settling.settle == 2.5
+    channel, *_ = make(FakeServer())
+    assert channel.settling.settle == 0.0  # the default make() passes
+    with pytest.raises(ValueError):
+        SftpSettings(host="h", user="u", password="pw", host_key="ssh-ed25519 AAAA",
+                     settle=0)

@@ -1,13 +1,32 @@
 """SFTP polling channel: takes complete files from a partner's SFTP server, exactly once.
 
 Each poll (in a worker thread, paramiko blocks) lists the partner's inbound folders, keeps
-the files that match a pattern, are not temporary and are complete (``selection``), and
-takes at most ``max_files`` of them, oldest first. A file is downloaded, durably received
-(``Receiver.receive_many``: archived and committed) and only then deleted, moved to
-``move_to`` or, for ``after = "leave"``, remembered by path, size and mtime. A crash between
-receive and removal means the file comes again: the pipeline sees the same bytes from the
-same place, never acknowledged, and answers ``resumed`` (acknowledge only) — never a second
-order; the same bytes under another name are recorded as a duplicate.
+the files that match a pattern, are not temporary and are complete (``selection``: size and
+mtime unchanged for ``settle`` seconds, the partner's ``[sftp] settle`` or the gateway's, 5 s
+by default), and takes at most ``max_files`` of them, oldest first. A file is downloaded and
+durably received (``Receiver.receive_many``: archived and committed), then handed to
+processing. For ``after = "leave"`` it is remembered by path, size and mtime at once.
+
+Otherwise the remote file is *held* until its transmission's outcome is in the store
+(``Outcomes``; processing runs elsewhere, so this is the same poll or a later one), and
+only then, the file looked at again (stat), acted on:
+
+- changed since it was read (size or mtime; a partner still writing under the final name):
+  kept on the server, and read again once it settles. The copy already stored is a
+  transmission of its own, acknowledged with "changed while read" (its orders, if any, come
+  again in the whole file and are recognised by ``message_id``);
+- processed (or a duplicate): deleted, or moved to ``move_to``;
+- FAILED or QUARANTINED: ``on_failure``: moved into ``failed_to`` (``<folder>/failed`` by
+  default, created when missing), deleted, or kept in place and remembered.
+
+So a half-written file that fails to parse is moved aside, never deleted: the partner's
+later writes land in the moved file (a rename keeps the open file), nothing is lost.
+
+A crash between receive and the remote action means the file comes again: the pipeline sees
+the same bytes from the same place, never acknowledged, and answers ``resumed`` (acknowledge
+only) — never a second order; the same bytes under another name are recorded as a
+duplicate. A remote action the server refuses leaves the file in place: it comes again at
+the next poll and is acted on then.
 
 One session is reused across polls while it works; a failure closes it, is recorded in the
 channel health (``sftp:<partner id>``) and the next attempt waits with exponential back-off
@@ -24,7 +43,7 @@ import os
 import posixpath
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -57,7 +76,29 @@ class Connection(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def stat(self, path: str) -> RemoteFile: ...
+
+    def mkdir(self, path: str) -> None: ...
+
     def close(self) -> None: ...
+
+
+class Outcome(Protocol):
+    """A received transmission as far as the channel cares (``TransmissionRow``)."""
+
+    @property
+    def status(self) -> str: ...
+
+
+class Outcomes(Protocol):
+    """Where received transmissions stand (``gateway.store.db.Store``)."""
+
+    def get_transmissions(self, tids: Sequence[str]) -> Mapping[str, Outcome]: ...
+
+
+#: Transmission statuses (``gateway.store.schema``): not yet processed, and not processed.
+_WAITING = "RECEIVED"
+_NOT_PROCESSED = ("FAILED", "QUARANTINED")
 
 
 class HealthRecords(Protocol):
@@ -78,12 +119,23 @@ class HealthRecords(Protocol):
 
 @dataclass(slots=True)
 class PollResult:
-    """What one poll did; ``problems`` are files received but not acknowledged remotely."""
+    """What one poll did; ``problems`` are files received but not acknowledged remotely,
+    ``kept`` files left on the server for a reason worth showing."""
 
     taken: int = 0
     problems: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
     full: bool = False  # max_files reached: more may be waiting
+
+
+@dataclass(slots=True)
+class _Held:
+    """A received file left on the server until its transmission's outcome is known."""
+
+    file: RemoteFile  # as listed and read
+    inbound: SftpInbound
+    receipt: Receipt
 
 
 class SftpChannel:
@@ -94,17 +146,19 @@ class SftpChannel:
     channel = "sftp"
 
     def __init__(self, partner: Partner, *, receiver: Receiver, records: HealthRecords,
-                 on_received: Callable[[list[Receipt]], None],
+                 outcomes: Outcomes, on_received: Callable[[list[Receipt]], None],
                  stream_above: int = 16 * 1024 * 1024, spool: Path | None = None,
-                 retry_initial: float = 1.0, retry_max: float = 300.0, settle: float = 1.1,
+                 retry_initial: float = 1.0, retry_max: float = 300.0, settle: float = 5.0,
                  connect: Callable[[SftpSettings], Connection] = SftpConnection.open,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """``settle`` is the gateway's default; the partner's ``[sftp] settle`` wins."""
         if partner.sftp is None:
             raise ValueError(f"partner {partner.id} has no [sftp] settings")
         self.partner = partner
         self.settings: SftpSettings = partner.sftp
         self.receiver = receiver
         self.records = records
+        self.outcomes = outcomes
         self.on_received = on_received
         self.stream_above = stream_above
         self.spool = spool
@@ -114,10 +168,12 @@ class SftpChannel:
         self.clock = clock
         self.name = f"sftp:{partner.id}"
         self.server = server_name(self.settings)
-        self.settling = Settling(settle=settle)
+        self.default_settle = settle
+        self.settling = Settling(settle=self.settings.settle or settle)
         self.failures = 0
         self.taken = 0
         self._conn: Connection | None = None
+        self._held: dict[str, _Held] = {}
         self._refused: set[tuple[str, int, int]] = set()
         #: False while the partner is disabled (or its [sftp] removed): nothing is polled.
         self.active = partner.enabled
@@ -132,6 +188,7 @@ class SftpChannel:
             self.partner = partner
             self.settings = partner.sftp
             self.server = server_name(self.settings)
+            self.settling.settle = self.settings.settle or self.default_settle
             self.active = partner.enabled
         self._stale = True  # the next poll reconnects with what the profile says now
         log.info("sftp_channel_updated", channel=self.name, active=self.active)
@@ -166,15 +223,17 @@ class SftpChannel:
     def _poll(self, conn: Connection) -> PollResult:
         s = self.settings
         result = PollResult()
+        self._release(conn, result)  # what earlier polls received and processing has done
         budget = s.max_files
         for inbound in s.inbound:
             if budget <= 0:
                 result.full = True
                 break
             files = [f for f in conn.list(inbound.folder)
-                     if wanted(f.name, patterns=inbound.patterns, temp_prefixes=s.temp_prefixes,
-                               temp_suffixes=s.temp_suffixes)]
-            if inbound.after == "leave" and files:
+                     if f.path not in self._held
+                     and wanted(f.name, patterns=inbound.patterns,
+                                temp_prefixes=s.temp_prefixes, temp_suffixes=s.temp_suffixes)]
+            if (inbound.after == "leave" or inbound.on_failure == "keep") and files:
                 known = self.records.remembered(self.name, [(f.path, f.size, f.mtime)
                                                             for f in files])
                 files = [f for f in files if (f.path, f.size, f.mtime) not in known]
@@ -185,6 +244,7 @@ class SftpChannel:
                 ready, result.full = ready[:budget], True
             budget -= len(ready)
             self._take(conn, inbound, ready, result)
+        self._release(conn, result)  # processed meanwhile (or in ``on_received``)
         self.taken += result.taken
         return result
 
@@ -281,59 +341,114 @@ class SftpChannel:
         finally:
             for _, item in batch:
                 _unlink(item.path)
-        done = self._acknowledge(conn, inbound, batch, receipts, result)
-        result.taken += len(done)
+        result.taken += len(receipts)
         fresh = [r for r in receipts if r.needs_processing]
         for (f, _), r in zip(batch, receipts, strict=True):
             self.settling.forget(f.path)
             log.info("sftp_file_received", channel=self.name, file=f.path, size=f.size,
                      transmission_id=r.transmission_id, duplicate_of=r.duplicate_of,
                      resumed=r.resumed)
-        # Processing depends on the durable receive only: a file whose removal failed is
-        # processed now and only acknowledged when it comes again (``resumed``).
-        if fresh:
-            self.on_received(fresh)
-
-    def _acknowledge(self, conn: Connection, inbound: SftpInbound,
-                     batch: list[tuple[RemoteFile, Incoming]], receipts: list[Receipt],
-                     result: PollResult) -> list[Receipt]:
-        """Delete, move or remember each received file; returns the receipts acknowledged."""
-        done: list[Receipt] = []
         if inbound.after == "leave":
             self.records.remember(self.name, [(f.path, f.size, f.mtime, r.transmission_id)
                                               for (f, _), r in zip(batch, receipts,
                                                                    strict=True)])
-            done = list(receipts)
-            detail = f"left on {self.server}, remembered by name, size and mtime"
+            self.receiver.acknowledged(
+                list(receipts), f"left on {self.server}, remembered by name, size and mtime")
         else:
             for (f, _), r in zip(batch, receipts, strict=True):
-                try:
-                    if inbound.after == "move":
-                        self._move(conn, f, inbound.move_to or "", r.transmission_id)
-                    else:
-                        conn.remove(f.path)
-                except FileNotFoundError:
-                    pass  # already gone: nothing left to acknowledge remotely
-                except SftpError as exc:
-                    result.problems.append(str(exc))
-                    log.error("sftp_acknowledge_failed", channel=self.name, file=f.path,
-                              transmission_id=r.transmission_id, error=str(exc))
-                    if not conn.alive:
-                        break  # the rest come again and are acknowledged then
-                    continue
-                done.append(r)
-            detail = (f"moved to {inbound.move_to} on {self.server}" if inbound.after == "move"
-                      else f"removed from {self.server}")
-        if done:
-            self.receiver.acknowledged(done, detail)
-        return done
+                self._held[f.path] = _Held(file=f, inbound=inbound, receipt=r)
+        # Processing depends on the durable receive only; the remote file waits for its
+        # outcome (``_release``) and, if that fails, comes again as ``resumed``.
+        if fresh:
+            self.on_received(fresh)
 
-    def _move(self, conn: Connection, f: RemoteFile, folder: str, tid: str) -> None:
+    def _release(self, conn: Connection, result: PollResult) -> None:
+        """Act on each held file whose transmission has an outcome: look at it again, then
+        delete or move it (processed), apply ``on_failure`` (failed), or keep it (changed
+        since it was read)."""
+        if not self._held:
+            return
+        rows = self.outcomes.get_transmissions(
+            [h.receipt.transmission_id for h in self._held.values()])
+        acks: dict[str, list[Receipt]] = {}
+        for path, held in list(self._held.items()):
+            row = rows.get(held.receipt.transmission_id)
+            if row is None or row.status == _WAITING:
+                continue  # not processed yet: asked again at the next poll
+            f, inbound, r = held.file, held.inbound, held.receipt
+            failed = row.status in _NOT_PROCESSED
+            try:
+                now = conn.stat(path)
+            except FileNotFoundError:
+                del self._held[path]
+                acks.setdefault(f"gone from {self.server} (taken away by someone else)",
+                                []).append(r)
+                continue
+            except SftpError as exc:
+                self._not_acknowledged(conn, held, exc, result)
+                if not conn.alive:
+                    break
+                continue
+            if (now.size, now.mtime) != (f.size, f.mtime):
+                del self._held[path]  # listed again, taken again once it settles
+                result.kept.append(f"{f.name} (changed while read)")
+                log.warning("sftp_file_changed_while_read", channel=self.name, file=path,
+                            transmission_id=r.transmission_id, read=(f.size, f.mtime),
+                            now=(now.size, now.mtime))
+                acks.setdefault(
+                    f"changed on {self.server} while read ({f.size} bytes read, "
+                    f"{now.size} now): kept there and read again", []).append(r)
+                continue
+            action = inbound.on_failure if failed else inbound.after
+            try:
+                detail = self._act(conn, f, inbound, r.transmission_id, action, failed)
+            except SftpError as exc:
+                self._not_acknowledged(conn, held, exc, result)
+                if not conn.alive:
+                    break
+                continue
+            del self._held[path]
+            if failed and action == "keep":
+                result.kept.append(f"{f.name} ({row.status.lower()})")
+            acks.setdefault(detail, []).append(r)
+        for detail, receipts in acks.items():
+            self.receiver.acknowledged(receipts, detail)
+
+    def _act(self, conn: Connection, f: RemoteFile, inbound: SftpInbound, tid: str,
+             action: str, failed: bool) -> str:
+        """Delete, move or keep one file; returns what was done, for its timeline."""
+        why = "not processed: " if failed else ""
+        if action == "keep":
+            self.records.remember(self.name, [(f.path, f.size, f.mtime, tid)])
+            return f"{why}kept on {self.server}, remembered by name, size and mtime"
+        try:
+            if action == "delete":
+                conn.remove(f.path)
+                return f"{why}removed from {self.server}"
+            folder = (inbound.failed_to or posixpath.join(inbound.folder, "failed")) \
+                if failed else inbound.move_to or ""
+            if failed and not conn.exists(folder):
+                conn.mkdir(folder)
+            target = self._move(conn, f, folder, tid)
+            return f"{why}moved to {target} on {self.server}"
+        except FileNotFoundError:
+            return f"gone from {self.server} (taken away by someone else)"
+
+    def _not_acknowledged(self, conn: Connection, held: _Held, exc: SftpError,
+                          result: PollResult) -> None:
+        """The remote action failed: the file stays, comes again and is acted on then."""
+        del self._held[held.file.path]
+        result.problems.append(str(exc))
+        log.error("sftp_acknowledge_failed", channel=self.name, file=held.file.path,
+                  transmission_id=held.receipt.transmission_id, error=str(exc))
+
+    def _move(self, conn: Connection, f: RemoteFile, folder: str, tid: str) -> str:
         target = posixpath.join(folder, f.name)
         if conn.exists(target):  # never overwrite an earlier file of the same name
             stem, ext = posixpath.splitext(f.name)
             target = posixpath.join(folder, f"{stem}.{tid}{ext}")
         conn.rename(f.path, target)
+        return target
 
     # -- health --------------------------------------------------------------------------------
 
@@ -341,6 +456,8 @@ class SftpChannel:
         detail = f"{result.taken} file(s) taken"
         if result.refused:
             detail += f"; refused and left on the server: {', '.join(result.refused[:5])}"
+        if result.kept:
+            detail += f"; kept on the server: {', '.join(result.kept[:5])}"
         if result.problems:
             self._record_failed("received but not acknowledged: " + "; ".join(
                 result.problems[:3]))

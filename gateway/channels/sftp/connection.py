@@ -210,6 +210,10 @@ class SftpConnection:
         with self._translated("rename", source):
             self.sftp.rename(source, target)
 
+    def mkdir(self, path: str) -> None:
+        with self._translated("mkdir", path):
+            self.sftp.mkdir(path)
+
     def exists(self, path: str) -> bool:
         try:
             self.stat(path)
