@@ -335,8 +335,7 @@ class Gateway:
         routes, state = self.console_routes() if h.console else ([], {})
         self.endpoints = self.http_endpoints(on_received)
         app = build_app(endpoints=self.endpoints, ready=self.ready_checks(),
-                        max_body=h.max_body, max_json=h.max_json,
-                        body_limits=state.get("body_limits"), public_url=h.public_url,
+                        max_body=h.max_body, max_json=h.max_json, public_url=h.public_url,
                         routes=routes, state=state)
         try:
             self.http = HttpServer(app, h.host, h.port, header_timeout=h.header_timeout,

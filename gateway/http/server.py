@@ -99,10 +99,13 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
     that answers POSTs there (its body limit is its ``max_body`` attribute, else
     ``max_body``); ``ready`` are the readiness checks; ``routes`` are more routes (the
     operator console: its API, pages and /metrics) and ``state`` what they find on
-    ``app.state``. ``body_limits`` are (path pattern, limit) pairs for other routes that take
-    more than ``max_json`` (uploads); every limit is capped at ``max_body``."""
+    ``app.state``. ``body_limits`` (else ``state["body_limits"]``) are (path pattern, limit)
+    pairs for other routes that take more than ``max_json`` (uploads); every limit is capped
+    at ``max_body``."""
     endpoints = dict(endpoints or {})
     checks = list(ready or [])
+    if body_limits is None:  # the console says which of its routes take more
+        body_limits = (state or {}).get("body_limits")
     own = {path: int(getattr(ep, "max_body", max_body)) for path, ep in endpoints.items()}
     limits = RouteLimits(max_json, [*((re.escape(p), n) for p, n in own.items()),
                                     *(body_limits or [])], ceiling=max_body)
