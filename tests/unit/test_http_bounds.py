@@ -47,8 +47,7 @@ def console(tmp_path):
     for name, role in (("olga", "operator"), ("ada", "admin")):
         Users(gw.store).create(name, PASSWORD, role)
     routes, state = gw.console_routes()
-    server = HttpServer(build_app(routes=routes, state=state, max_json=64 * 1024),
-                        port=0).start_in_thread()
+    server = HttpServer(build_app(routes=routes, state=state), port=0).start_in_thread()
     yield gw, server
     server.stop()
     gw.close()
