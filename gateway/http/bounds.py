@@ -4,7 +4,10 @@ headers, the number of open connections, and the headers every response carries.
 - ``BodyLimit`` (ASGI middleware): each route has its own limit (``limit_for(path)``). A
   declared ``Content-Length`` over it is answered 413 before a byte of the body is read; a
   chunked body is counted as it arrives and answered 413 as soon as it passes the limit (the
-  application is then told the client left). The 413 closes the connection.
+  application is then told the client left). The 413 closes the connection, gently: the
+  answer and a FIN go out, what the client still sends is read and dropped for ``LINGER``
+  seconds (``LINGER_BYTES`` at most), then the socket closes (closing at once, with unread data, resets the connection
+  and can destroy the 413 before the client reads it).
 - ``SecurityHeaders`` (ASGI middleware): CSP with ``frame-ancestors 'none'``,
   ``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy`` on every response that
   does not set them itself. The console's pages load their script and style from
@@ -154,6 +157,50 @@ _BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\
                b"content-length: 22\r\nconnection: close\r\n\r\ntoo many connections\r\n")
 
 
+#: Seconds a connection answered before the end of its request body (a 413) goes on being
+#: read, and the rest thrown away, before it is closed: closing a socket with unread data
+#: sends a reset that can destroy the answer before the client reads it.
+LINGER = 2.0
+#: … or until this many bytes were thrown away, whichever comes first.
+LINGER_BYTES = 16 << 20
+
+
+class _LingeringTransport:
+    """The transport uvicorn's protocol sees: ``close()`` while the client is still sending
+    its body half-closes instead (the answer and a FIN go out), reads and drops what still
+    comes for ``LINGER`` seconds, then closes. Everything else is the real transport's."""
+
+    def __init__(self, transport: asyncio.Transport, conn: Callable[[], h11.Connection],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._conn = conn
+        self._loop = loop
+        self.lingering = False
+        self.dropped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        real = self._transport
+        if self.lingering or real.is_closing():
+            return
+        if self._conn().their_state is not h11.SEND_BODY or not real.can_write_eof():
+            real.close()
+            return
+        self.lingering = True
+        try:
+            real.write_eof()
+            real.resume_reading()
+        except (OSError, RuntimeError):
+            real.close()
+            return
+        self._loop.call_later(LINGER, real.close)
+
+
 def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a header deadline and a cap on open connections (see the
     module's docstring)."""
@@ -164,6 +211,8 @@ def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             open_now = [c for c in self.connections if not c.transport.is_closing()]
+            transport = _LingeringTransport(  # type: ignore[assignment]
+                transport, lambda: self.conn, self.loop)
             super().connection_made(transport)
             if len(open_now) >= max_connections:
                 idle = [c for c in open_now if isinstance(c, BoundedH11Protocol)
@@ -204,6 +253,15 @@ def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
                     except h11.LocalProtocolError:
                         pass
                 self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            transport = self.transport
+            if isinstance(transport, _LingeringTransport) and transport.lingering:
+                transport.dropped += len(data)  # the rest of a refused body: thrown away
+                if transport.dropped > LINGER_BYTES:
+                    transport._transport.close()
+                return
+            super().data_received(data)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

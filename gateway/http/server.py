@@ -35,7 +35,7 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -131,6 +131,8 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
         async def handle(request: Request) -> Response:
             try:
                 body = await _read_body(request, limit)
+            except ClientDisconnect:  # gone, or cut off by BodyLimit (which answered 413)
+                return Response(status_code=400)
             except BodyTooLarge:
                 return PlainTextResponse(f"request body over the {limit}-byte limit\n",
                                          status_code=413)
