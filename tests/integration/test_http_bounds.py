@@ -104,6 +104,7 @@ def test_huge_anonymous_bodies_are_refused_without_taking_memory(tmp_path, store
             assert _post(url + path, declared=declared) == 413, (path, declared)
             assert time.monotonic() - started < 30
         grown = _rss(service.proc.pid) - before
+        print(f"RSS of edigw serve: {before >> 20} MB, grown by {grown >> 10} KiB")
         assert grown < 20 << 20, f"edigw serve grew by {grown >> 20} MB for refused bodies"
         assert httpx.get(url + "/healthz").status_code == 200
 
