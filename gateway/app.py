@@ -315,7 +315,8 @@ class Gateway:
         console.api.state.partner_admin = admin
         routes = [*console.routes, *page_routes(console.auth),
                   metrics_route(self.store, console.auth.principal)]
-        return routes, {"gateway": self, "auth": console.auth, "partner_admin": admin}
+        return routes, {"gateway": self, "auth": console.auth, "partner_admin": admin,
+                        "body_limits": console.body_limits}
 
     def _http_tasks(self, on_received: Callable[[list[Receipt]], None], records: ChannelRecords,
                     stop: asyncio.Event) -> list[asyncio.Task]:
@@ -337,10 +338,11 @@ class Gateway:
         routes, state = self.console_routes() if h.console else ([], {})
         self.endpoints = self.http_endpoints(on_received)
         app = build_app(endpoints=self.endpoints, ready=self.ready_checks(),
-                        max_body=h.max_body, public_url=h.public_url, routes=routes,
-                        state=state)
+                        max_body=h.max_body, max_json=h.max_json, public_url=h.public_url,
+                        routes=routes, state=state)
         try:
-            self.http = HttpServer(app, h.host, h.port)
+            self.http = HttpServer(app, h.host, h.port, header_timeout=h.header_timeout,
+                                   keep_alive=h.keep_alive, max_connections=h.max_connections)
         except OSError as exc:
             if self.settings.as2 is not None or self.settings.sms is not None:
                 raise ConfigError(f"cannot listen on {h.host}:{h.port}: {exc.strerror}",

@@ -232,7 +232,18 @@ class HttpSettings(_Strict):
     #: The URL partners and providers reach this server at, when behind a proxy (Twilio
     #: signs the URL it called: it must be known exactly).
     public_url: str | None = None
+    #: The largest body any route takes (AS2 takes ``[as2] max_size``, SMS webhooks their
+    #: provider's size, at most this).
     max_body: int = Field(200 * 1024 * 1024, gt=0)
+    #: The largest body of the login, the API's JSON and the console's forms.
+    max_json: int = Field(64 * 1024, ge=1024)
+    #: Seconds a client has to send its request headers (a slow or idle one is closed).
+    header_timeout: float = Field(10.0, gt=0, le=300)
+    #: Seconds an idle keep-alive connection stays open after a response.
+    keep_alive: int = Field(5, ge=1, le=300)
+    #: Open connections at most; beyond, the oldest one still waiting for its headers is
+    #: closed, or the new one refused (503) when all are busy.
+    max_connections: int = Field(500, ge=10, le=100_000)
     #: The operator console (pages, /api, /metrics) on this server.
     console: bool = True
     #: Mark the session cookie Secure even over plain http (behind a TLS proxy); it is

@@ -10,14 +10,22 @@ Routes:
 
 Channel endpoints know nothing of Starlette: each takes a ``WebRequest`` and returns a
 ``WebReply`` (``gateway.core.ports``), and runs in a worker thread because it writes to the
-store and the archive. Bodies are read up to ``max_body`` bytes; a larger one is refused with
-413 before anything is kept.
+store and the archive.
+
+What one client may cost is bounded (``gateway.http.bounds``): every route has its own body
+limit (an endpoint's ``max_body`` attribute for /as2 and /sms/*, ``body_limits`` patterns
+such as certificate uploads, else ``max_json`` for the login, the API and the console's
+forms), never above ``max_body``; a body over it is refused with 413 before it is buffered.
+Request headers must arrive within ``header_timeout`` seconds, an idle keep-alive connection
+is closed after ``keep_alive`` seconds, and at most ``max_connections`` are open at once.
+Every response carries the security headers (CSP, X-Frame-Options …).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -26,11 +34,19 @@ from typing import Any, Protocol
 import structlog
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.core.ports import WebReply, WebRequest
+from gateway.http.bounds import (
+    BodyLimit,
+    RouteLimits,
+    SecurityHeaders,
+    bounded_protocol,
+    raise_fd_limit,
+)
 
 log = structlog.get_logger("edigw.http")
 
@@ -76,14 +92,23 @@ def _public_url(request: Request, public_url: str | None) -> str:
 
 def build_app(*, endpoints: dict[str, Endpoint] | None = None,
               ready: list[ReadyCheck] | None = None, max_body: int = 200 << 20,
+              max_json: int = 64 << 10, body_limits: list[tuple[str, int]] | None = None,
               public_url: str | None = None, routes: list[BaseRoute] | None = None,
               state: dict[str, Any] | None = None) -> Starlette:
     """The ASGI app. ``endpoints`` maps a path (``/as2``, ``/sms/twilio`` …) to the endpoint
-    that answers POSTs there; ``ready`` are the readiness checks; ``routes`` are more routes
-    (the operator console: its API, pages and /metrics) and ``state`` what they find on
-    ``app.state``."""
+    that answers POSTs there (its body limit is its ``max_body`` attribute, else
+    ``max_body``); ``ready`` are the readiness checks; ``routes`` are more routes (the
+    operator console: its API, pages and /metrics) and ``state`` what they find on
+    ``app.state``. ``body_limits`` (else ``state["body_limits"]``) are (path pattern, limit)
+    pairs for other routes that take more than ``max_json`` (uploads); every limit is capped
+    at ``max_body``."""
     endpoints = dict(endpoints or {})
     checks = list(ready or [])
+    if body_limits is None:  # the console says which of its routes take more
+        body_limits = (state or {}).get("body_limits")
+    own = {path: int(getattr(ep, "max_body", max_body)) for path, ep in endpoints.items()}
+    limits = RouteLimits(max_json, [*((re.escape(p), n) for p, n in own.items()),
+                                    *(body_limits or [])], ceiling=max_body)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -101,11 +126,15 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
                             status_code=200 if ok else 503)
 
     def post_route(path: str, endpoint: Endpoint) -> Route:
+        limit = limits(path)
+
         async def handle(request: Request) -> Response:
             try:
-                body = await _read_body(request, max_body)
+                body = await _read_body(request, limit)
+            except ClientDisconnect:  # gone, or cut off by BodyLimit (which answered 413)
+                return Response(status_code=400)
             except BodyTooLarge:
-                return PlainTextResponse(f"request body over the {max_body}-byte limit\n",
+                return PlainTextResponse(f"request body over the {limit}-byte limit\n",
                                          status_code=413)
             client = request.client
             req = WebRequest(method=request.method, url=_public_url(request, public_url),
@@ -126,7 +155,8 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
     routes = [Route("/healthz", healthz, methods=["GET"]),
               Route("/readyz", readyz, methods=["GET"])]
     routes += [post_route(path, ep) for path, ep in endpoints.items()]
-    app = Starlette(routes=[*routes, *(extra or [])])
+    app = Starlette(routes=[*routes, *(extra or [])],
+                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits)])
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
     return app
@@ -135,9 +165,14 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
 class HttpServer:
     """uvicorn serving an app, in the gateway's event loop (``serve``) or in a thread of its
     own (``start_in_thread``, for tests and tools). ``port`` 0 takes a free port; ``port``
-    tells which once started."""
+    tells which once started. ``header_timeout``, ``keep_alive`` (seconds) and
+    ``max_connections`` bound what idle or slow clients hold (``gateway.http.bounds``); the
+    process's soft limit of open files is raised to its hard limit."""
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080, *,
+                 header_timeout: float = 10.0, keep_alive: int = 5,
+                 max_connections: int = 500) -> None:
+        raise_fd_limit()
         self.app = app
         self.host = host
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -145,7 +180,10 @@ class HttpServer:
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5,
+                                http=bounded_protocol(header_timeout, max_connections),
+                                timeout_keep_alive=keep_alive,
+                                backlog=max(128, min(4096, max_connections)))
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

@@ -54,6 +54,7 @@ from gateway.web.auth import (
     Principal,
     UserError,
 )
+from gateway.web.numbers import Offset, RowId
 
 log = structlog.get_logger("edigw.web")
 
@@ -303,6 +304,14 @@ class Console:
     def routes(self) -> list[Mount]:
         return [Mount("/api", app=self.api, name="api")]
 
+    @property
+    def body_limits(self) -> list[tuple[str, int]]:
+        """Console routes whose bodies may be larger than the server's ``max_json``
+        (certificate uploads, of the API and of the pages): (path pattern, limit)."""
+        from gateway.web.api_partners import UPLOAD_LIMITS
+
+        return list(UPLOAD_LIMITS)
+
 
 def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
     """The console API over a ``Gateway`` (``store``, ``archive``, ``partners``,
@@ -321,6 +330,13 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
     async def auth_error(request: Request, exc: AuthError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    @api.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> Response:
+        # A date or number past what Python or the store holds (year 0, 2**64 …) that got
+        # by the parameters' own bounds: the client's mistake, not a 500.
+        return JSONResponse({"detail": f"a number or date out of range: {exc}"},
+                            status_code=422)
 
     @api.exception_handler(ReprocessError)
     async def reprocess_error(request: Request, exc: ReprocessError) -> Response:
@@ -373,7 +389,7 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
                       status: str | None = None, format: str | None = None,
                       since: dt.datetime | None = None, until: dt.datetime | None = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                      offset: Offset = 0) -> dict[str, Any]:
         t = s.transmissions
         conds = []
         if partner:
@@ -501,7 +517,7 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
         return [a.as_dict() for a in AlertBook(store).list(wanted, partner, kind, limit)]
 
     def _alert_action(action: str) -> Callable[..., dict[str, Any]]:
-        def act(who: Operator, alert_id: int, body: NoteIn, request: Request) -> dict[str, Any]:
+        def act(who: Operator, alert_id: RowId, body: NoteIn, request: Request) -> dict[str, Any]:
             book = AlertBook(store)
             before = book.get(alert_id)
             after = getattr(book, action)(alert_id, who.username, body.note)
@@ -591,7 +607,7 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
     @api.delete("/tokens/{token_id}", summary="Revoke an API token (your own; an admin any)",
                 response_model=TokenOut, tags=["tokens"],
                 responses={404: {"description": "unknown"}})
-    def revoke_token(who: Viewer, token_id: int, request: Request) -> dict[str, Any]:
+    def revoke_token(who: Viewer, token_id: RowId, request: Request) -> dict[str, Any]:
         record = auth.tokens.get(token_id)
         if record is None or (record.user_id != who.user.id and not who.may(s.ROLE_ADMIN)):
             raise HTTPException(404, f"no token {token_id}")
@@ -609,7 +625,7 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
                     action: str | None = None, since: dt.datetime | None = None,
                     until: dt.datetime | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+                    offset: Offset = 0) -> list[dict[str, Any]]:
         return [e.as_dict() for e in audit.list(target=target, actor=actor, action=action,
                                                 since=_utc(since), until=_utc(until),
                                                 limit=limit, offset=offset)]

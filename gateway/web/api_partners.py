@@ -54,6 +54,11 @@ from gateway.web.partners_admin import (
 router = APIRouter(prefix="/partners", tags=["partners"])
 
 MAX_CERTIFICATE = 64 * 1024
+#: The body of a certificate upload (a multipart form around a certificate) at most.
+MAX_UPLOAD = 1024 * 1024
+#: Routes taking more than the HTTP server's ``max_json``: (path pattern, body limit).
+UPLOAD_LIMITS = [(r"/api/partners/[^/]+/as2/certificates", MAX_UPLOAD),
+                 (r"/partners/[^/]+/as2-certificate", MAX_UPLOAD)]
 
 
 def _authenticator(request: Request) -> Any:

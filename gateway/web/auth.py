@@ -1,5 +1,8 @@
 """Who is asking: users and roles, browser sessions with CSRF tokens, and API tokens.
 
+- A password is at least ``MIN_PASSWORD`` characters, not a common one (the list in
+  ``common-passwords.txt``, compared in lower case), nor the user name; ``Users.create``
+  and ``Users.set_password`` refuse others (the API, the console and the CLI go through them).
 - Passwords are hashed with argon2id (argon2-cffi's defaults, RFC 9106's second recommended
   option); a login for an unknown user verifies against a dummy hash so that both paths take
   the same time. After ``LOCK_AFTER`` failures in a row a user is refused for ``LOCK_FOR``
@@ -22,10 +25,12 @@ Roles are ordered viewer < operator < admin.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import argon2
@@ -87,6 +92,30 @@ class UserError(AuthError):
     """A user or token change that cannot be made (unknown role, taken name …)."""
 
     status = 400
+
+
+MIN_PASSWORD = 12  # characters
+COMMON_PASSWORDS = Path(__file__).with_name("common-passwords.txt")
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS.read_text(encoding="utf-8").splitlines()
+    return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
+
+
+def check_password(password: str, username: str | None = None) -> None:
+    """Raise ``UserError`` unless ``password`` may be set: ``MIN_PASSWORD`` characters at
+    least, not one of the common passwords, not the user name."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password is too short: {MIN_PASSWORD} characters at least")
+    folded = password.strip().lower()
+    if folded in _common_passwords():
+        raise UserError("the password is too common; choose another")
+    if len(set(folded)) < 4:
+        raise UserError("the password repeats too few characters; choose another")
+    if username and username.strip().lower() == folded:
+        raise UserError("the password is the user name; choose another")
 
 
 def hash_password(password: str) -> str:
@@ -170,6 +199,7 @@ class Users:
         _check_role(role)
         if self.by_username(username) is not None:
             raise UserError(f"user {username!r} exists")
+        check_password(password, username)
         now = _now()
         with self.store._begin() as conn:
             conn.execute(s.users.insert().values(
@@ -203,6 +233,7 @@ class Users:
 
     def set_password(self, username: str, password: str) -> User:
         """A new password; ends the user's sessions and clears a lock."""
+        check_password(password, username)
         user = self._update(username, password_hash=hash_password(password), failed_logins=0)
         Sessions(self.store).end_all(user.id)
         return user

@@ -49,6 +49,7 @@ from gateway.web.auth import (
     NotAuthenticated,
     Principal,
 )
+from gateway.web.numbers import BadNumber, url_int
 
 log = structlog.get_logger("edigw.web")
 
@@ -271,7 +272,7 @@ def _filters(request: Request) -> dict[str, str]:
 def _date(text: str, tz: ZoneInfo) -> dt.datetime | None:
     try:
         return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tz).astimezone(dt.UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or beyond year 1 … 9999 in UTC
         return None
 
 
@@ -286,7 +287,7 @@ def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[Transmi
     since, until = _date(f["since"], p.tz), _date(f["until"], p.tz)
     if since:
         q = q.where(t.c.received_at >= since)
-    if until:  # a bare date means its whole day
+    if until and until.date() < dt.date.max:  # a bare date means its whole day
         q = q.where(t.c.received_at < until + dt.timedelta(days=1))
     with p.store.engine.connect() as conn:
         return [TransmissionRow.from_row(r) for r in conn.execute(q)]
@@ -579,7 +580,11 @@ def alerts(p: Page) -> Response:
 
 
 def alert_action(p: Page) -> Response:
-    aid, action = int(p.request.path_params["aid"]), p.request.path_params["action"]
+    try:
+        aid = url_int(p.request.path_params["aid"], lo=1, name="alert")
+    except BadNumber as exc:
+        return p.render("not_found.html", exc.status, what=f"such alert: {exc}")
+    action = p.request.path_params["action"]
     if action not in ("acknowledge", "resolve"):
         return p.render("not_found.html", 404, what=f"alert action {action}")
     book = AlertBook(p.store)
@@ -629,7 +634,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/partners/{pid}", viewer, partner),
         route("/partners/{pid}/{what}", admin, partner_change, "POST"),
         route("/alerts", viewer, alerts),
-        route("/alerts/{aid:int}/{action:str}", operator, alert_action, "POST"),
+        route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
         route("/audit", operator, audit),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

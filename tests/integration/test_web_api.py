@@ -91,7 +91,7 @@ def console(tmp_path, store_url):
                                   kinds_checked=["failure"])
     con = create_console(gw)
     for role in ROLES:
-        con.auth.users.create(role, f"pw-{role}", role)
+        con.auth.users.create(role, f"pw-{role}-long-enough", role)
     server = HttpServer(Starlette(routes=con.routes), port=0)
     server.start_in_thread()
     tokens = {role: con.auth.tokens.create(con.auth.users.by_username(role), "walk")[0]
@@ -111,7 +111,7 @@ def _client(c: dict, role: str | None = None) -> httpx.Client:
 
 def _login(c: dict, role: str) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=c["url"], timeout=30)
-    r = client.post("/login", json={"username": role, "password": f"pw-{role}"})
+    r = client.post("/login", json={"username": role, "password": f"pw-{role}-long-enough"})
     assert r.status_code == 200, r.text
     return client, r.json()["csrf_token"]
 
@@ -237,12 +237,12 @@ def test_admin_manages_users_and_everyone_their_own_tokens(console):
     """An admin creates a user and changes its role; a viewer creates, lists and revokes its
     own token and cannot see or revoke another's; each change is in the audit trail."""
     with _client(console, "admin") as admin:
-        r = admin.post("/users", json={"username": "marie", "password": "pw-marie",
+        r = admin.post("/users", json={"username": "marie", "password": "pw-marie-long-enough",
                                        "role": "viewer", "email": "marie@example.com"})
         assert r.status_code == 201 and "password_hash" not in r.json()
         assert admin.post("/users", json={"username": "marie", "password": "x",
                                           "role": "viewer"}).status_code == 400
-        r = admin.patch("/users/marie", json={"role": "operator", "password": "new-pw"})
+        r = admin.patch("/users/marie", json={"role": "operator", "password": "new-password-42"})
         assert r.json()["role"] == "operator"
         trail = admin.get("/audit", params={"target": "user:marie"}).json()
         assert [e["action"] for e in trail] == ["user.update", "user.create"]
@@ -269,4 +269,4 @@ def test_admin_manages_users_and_everyone_their_own_tokens(console):
         assert r.json()["disabled"] is True
     with httpx.Client(base_url=console["url"]) as anon:
         assert anon.post("/login", json={"username": "marie",
-                                         "password": "new-pw"}).status_code == 401
+                                         "password": "new-password-42"}).status_code == 401

@@ -63,7 +63,7 @@ def test_passwords_are_argon2id_and_verify_only_the_right_one():
 def test_login_refuses_unknown_wrong_disabled_and_counts_failures(store, fixed):
     """Unknown user, wrong password and disabled user are refused; a good login resets."""
     users = Users(store)
-    users.create("marie", "pw-marie", "operator", email="m@example.com")
+    users.create("marie", "pw-marie-long-enough", "operator", email="m@example.com")
     with pytest.raises(LoginRefused) as refused:
         users.authenticate("nobody", "x")
     assert "unknown" in refused.value.reason
@@ -71,14 +71,14 @@ def test_login_refuses_unknown_wrong_disabled_and_counts_failures(store, fixed):
         users.authenticate("marie", "nope")
     assert "wrong" in refused.value.reason
     assert users.by_username("marie").failed_logins == 1
-    ok = users.authenticate("marie", "pw-marie")
+    ok = users.authenticate("marie", "pw-marie-long-enough")
     assert ok.failed_logins == 0 and ok.last_login_at == START
     users.disable("marie")
     with pytest.raises(LoginRefused) as refused:
-        users.authenticate("marie", "pw-marie")
+        users.authenticate("marie", "pw-marie-long-enough")
     assert "disabled" in refused.value.reason
     users.enable("marie")
-    assert users.authenticate("marie", "pw-marie").username == "marie"
+    assert users.authenticate("marie", "pw-marie-long-enough").username == "marie"
     with pytest.raises(UserError):
         users.create("marie", "x", "viewer")
     with pytest.raises(UserError):
@@ -88,20 +88,20 @@ def test_login_refuses_unknown_wrong_disabled_and_counts_failures(store, fixed):
 def test_a_user_is_locked_after_five_failures_for_fifteen_minutes(store, fixed):
     """Five wrong passwords lock the user even for the right one, until the lock expires."""
     users = Users(store)
-    users.create("paul", "right", "viewer")
+    users.create("paul", "right-password-42", "viewer")
     for _ in range(auth.LOCK_AFTER):
         with pytest.raises(LoginRefused):
             users.authenticate("paul", "wrong")
     with pytest.raises(LoginRefused) as refused:
-        users.authenticate("paul", "right")
+        users.authenticate("paul", "right-password-42")
     assert "locked" in refused.value.reason
     fixed.advance(minutes=16)
-    assert users.authenticate("paul", "right").failed_logins == 0
+    assert users.authenticate("paul", "right-password-42").failed_logins == 0
 
 
 def test_sessions_end_after_idle_time_and_absolute_lifetime(store, fixed):
     """A session lives while used, dies after idle time, and dies at its absolute end."""
-    user = Users(store).create("ann", "pw", "viewer")
+    user = Users(store).create("ann", "a-long-enough-password", "viewer")
     sessions = Sessions(store, idle=dt.timedelta(hours=1), absolute=dt.timedelta(hours=3))
     token, session = sessions.create(user)
     assert session.token_hash != token and len(token) >= 40
@@ -121,10 +121,10 @@ def test_sessions_end_after_idle_time_and_absolute_lifetime(store, fixed):
 def test_a_new_password_or_disabling_ends_the_users_sessions(store, fixed):
     """Sessions do not outlive a password change or a disabled account."""
     users = Users(store)
-    user = users.create("bob", "pw", "admin")
+    user = users.create("bob", "a-long-enough-password", "admin")
     sessions = Sessions(store)
     token, _ = sessions.create(user)
-    users.set_password("bob", "new-pw")
+    users.set_password("bob", "new-password-42")
     assert sessions.resolve(token) is None
     token, _ = sessions.create(user)
     users.disable("bob")
@@ -133,7 +133,7 @@ def test_a_new_password_or_disabling_ends_the_users_sessions(store, fixed):
 
 def test_api_tokens_are_shown_once_stored_hashed_and_revocable(store, fixed):
     """The token works as Bearer until revoked or expired; the store holds a hash and prefix."""
-    user = Users(store).create("erp", "pw", "operator")
+    user = Users(store).create("erp", "a-long-enough-password", "operator")
     tokens = ApiTokens(store)
     token, record = tokens.create(user, "erp integration")
     assert token.startswith("edigw_") and record.prefix == token[:12]
@@ -150,8 +150,8 @@ def test_api_tokens_are_shown_once_stored_hashed_and_revocable(store, fixed):
 def test_require_refuses_nobody_401_and_lower_roles_403(store, fixed):
     """Nobody: NotAuthenticated; a viewer asking for operator: Forbidden; admin passes all."""
     a = Authenticator(store)
-    a.users.create("v", "pw", "viewer")
-    a.users.create("adm", "pw", "admin")
+    a.users.create("v", "a-long-enough-password", "viewer")
+    a.users.create("adm", "a-long-enough-password", "admin")
     with pytest.raises(NotAuthenticated):
         a.require("viewer")(_request())
     v_token, _ = a.tokens.create(a.users.by_username("v"), "t")
@@ -167,9 +167,9 @@ def test_require_refuses_nobody_401_and_lower_roles_403(store, fixed):
 def test_cookie_requests_need_the_csrf_token_on_unsafe_methods(store, fixed):
     """A session cookie alone passes a GET but not a POST; with the header the POST passes."""
     a = Authenticator(store)
-    a.users.create("op", "pw", "operator")
+    a.users.create("op", "a-long-enough-password", "operator")
     response = Response()
-    principal = a.login(_request("POST"), response, "op", "pw")
+    principal = a.login(_request("POST"), response, "op", "a-long-enough-password")
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie
@@ -185,7 +185,7 @@ def test_cookie_requests_need_the_csrf_token_on_unsafe_methods(store, fixed):
     assert a.authorize(_request("POST", jar), "operator",
                        form_token=principal.csrf_token).username == "op"
     https = Response()
-    a.login(_request("POST", scheme="https"), https, "op", "pw")
+    a.login(_request("POST", scheme="https"), https, "op", "a-long-enough-password")
     assert "Secure" in https.headers["set-cookie"]
     out = Response()
     a.logout(_request("POST", jar), out)
@@ -220,9 +220,9 @@ def test_cli_manages_users_and_tokens_and_audits_as_the_os_user(tmp_path, monkey
     for var in ("EDIGW_STORE_URL", "EDIGW_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     r = _cli(tmp_path, "users", "add", "root", "--role", "admin", "--password-env", "PW",
-             env={"PW": "first-pw"})
+             env={"PW": "first-password-1"})
     assert r.exit_code == 0, r.output
-    r = _cli(tmp_path, "users", "add", "ann", "--role", "viewer", input="pw-ann\npw-ann\n")
+    r = _cli(tmp_path, "users", "add", "ann", "--role", "viewer", input="pw-ann-long-enough\npw-ann-long-enough\n")
     assert r.exit_code == 0, r.output
     assert _cli(tmp_path, "users", "add", "ann", "--role", "viewer", "--password-env", "PW",
                 env={"PW": "x"}).exit_code == 1
@@ -233,11 +233,11 @@ def test_cli_manages_users_and_tokens_and_audits_as_the_os_user(tmp_path, monkey
     assert "ann" in listing and "operator" in listing and "disabled" in listing
     assert _cli(tmp_path, "users", "enable", "ann").exit_code == 0
     assert _cli(tmp_path, "users", "password", "root", "--password-env", "PW",
-                env={"PW": "second-pw"}).exit_code == 0
+                env={"PW": "second-password-2"}).exit_code == 0
     store = Store.from_url(f"sqlite:///{tmp_path / 'cli.sqlite3'}")
     try:
-        assert Users(store).authenticate("root", "second-pw").role == "admin"
-        assert Users(store).authenticate("ann", "pw-ann").role == "operator"
+        assert Users(store).authenticate("root", "second-password-2").role == "admin"
+        assert Users(store).authenticate("ann", "pw-ann-long-enough").role == "operator"
         r = _cli(tmp_path, "tokens", "create", "--user", "ann", "--name", "erp")
         token = r.stdout.strip().splitlines()[-1]
         assert r.exit_code == 0 and ApiTokens(store).resolve(token)[1].username == "ann"
@@ -250,7 +250,7 @@ def test_cli_manages_users_and_tokens_and_audits_as_the_os_user(tmp_path, monkey
         assert [e.action for e in reversed(entries)] == [
             "user.create", "user.create", "user.update", "user.disable", "user.enable",
             "user.password", "token.create", "token.revoke"]
-        assert all("first-pw" not in str(e.after) for e in entries)
+        assert all("first-password-1" not in str(e.after) for e in entries)
     finally:
         store.close()
 
@@ -263,7 +263,7 @@ def test_parallel_wrong_passwords_cannot_outrun_the_lock(store, fixed):
     from concurrent.futures import ThreadPoolExecutor
 
     users = Users(store)
-    users.create("paula", "right", "viewer")
+    users.create("paula", "right-password-42", "viewer")
     checked = []
     real = auth.verify_password
 
@@ -291,5 +291,5 @@ def test_parallel_wrong_passwords_cannot_outrun_the_lock(store, fixed):
         with pytest.raises(LoginRefused):
             users.authenticate("paula", f"late-{n}")
     with pytest.raises(LoginRefused) as refused:
-        users.authenticate("paula", "right")
+        users.authenticate("paula", "right-password-42")
     assert "locked" in refused.value.reason

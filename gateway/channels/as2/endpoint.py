@@ -146,6 +146,11 @@ class As2Endpoint:
         self._partner_certs: dict[str, tuple[list[bytes], bytes | None]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def max_body(self) -> int:
+        """The largest request body the HTTP server lets through: ``[as2] max_size``."""
+        return self.settings.max_size
+
     # -- the request ----------------------------------------------------------------------
 
     def handle(self, request: WebRequest) -> WebReply:

@@ -110,6 +110,14 @@ class _SmsWebhook:
     def channel(self) -> str:
         return f"sms:{self.provider}"
 
+    @property
+    def max_body(self) -> int:
+        """The largest request body the HTTP server lets through (413 beyond, before it is
+        buffered): a message of ``max_length`` characters written the longest way
+        (percent-encoded or JSON-escaped UTF-8, 12 bytes a character) with the provider's
+        other fields; 64 KiB at least."""
+        return max(64 * 1024, 12 * self.settings.max_length + 16 * 1024)
+
     # -- provider specifics -----------------------------------------------------------------
 
     def verify(self, request: WebRequest) -> None:
