@@ -70,6 +70,9 @@ class BrokerSettings(_Strict):
     batch: int = Field(500, ge=1, le=10000)
     retry_initial: float = Field(0.5, gt=0)
     retry_max: float = Field(30.0, gt=0)
+    #: AMQP heartbeat timeout (s) on every connection; a connection silent for two of them
+    #: makes /readyz answer 503.
+    heartbeat: int = Field(30, ge=1, le=3600)
     #: No message is published larger than this: a larger price list goes out in parts.
     max_message_bytes: int = Field(1024 * 1024, ge=4096)
 
@@ -97,6 +100,9 @@ class ProcessingSettings(_Strict):
     #: A transmission whose processing started this many times without finishing (the
     #: process crashed or was killed on it) is marked FAILED instead of tried again.
     max_attempts: int = Field(3, ge=1, le=100)
+    #: Processing counts as stalled (/readyz 503, a "processing-stalled" alert) when a
+    #: transmission has waited RECEIVED this long (s) and nothing was processed meanwhile.
+    stalled_after: float = Field(120.0, gt=0)
 
 
 class SftpDefaults(_Strict):
