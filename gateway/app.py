@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,10 @@ from gateway.config import (
     load_partners,
     mask_url,
 )
+from gateway.core import clock
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
+from gateway.core.supervise import Backoff, periodic, supervised
 from gateway.formats.csv import CsvReader
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
@@ -37,6 +40,7 @@ from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
+from gateway.store.records import aware
 
 log = structlog.get_logger("edigw.app")
 
@@ -48,7 +52,7 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
         dead_letter_queue=b.dead_letter_queue,
         queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
         confirm_window=b.confirm_window, batch=b.batch,
-        retry_initial=b.retry_initial, retry_max=b.retry_max,
+        retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat,
     )
 
 
@@ -84,6 +88,8 @@ class Gateway:
     _policies: dict[str, tuple[Any, tuple[str, int]]] = field(default_factory=dict)
     events: Any = None  # gateway.bus.events.EventPublisher (edi.events)
     acks: Any = None  # gateway.bus.acks.AckConsumer (edi.acks)
+    #: When processing last got on (a batch done, documents queued): /readyz's stall check.
+    last_progress: float = field(default_factory=time.monotonic)
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -135,6 +141,7 @@ class Gateway:
             return 0
 
     def _wake_publisher(self) -> None:
+        self.last_progress = time.monotonic()  # documents were committed: processing moves
         if self.publisher is not None:
             self.publisher.wake()
 
@@ -204,25 +211,28 @@ class Gateway:
                         stream_above=self.settings.processing.stream_above)
             for p in self.partners if p.enabled and p.sftp is not None and p.sftp.inbound]
 
-        resumed = await asyncio.to_thread(self.pipeline.resume)
-        if resumed:
-            log.info("resumed_after_restart", transmissions=resumed)
-        tasks = [asyncio.create_task(c.run(stop), name=f"folder:{c.spec.path}")
-                 for c in self.channels]
-        tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.sftp_channels]
+        def task(name: str, run: Callable[[asyncio.Event], Any]) -> asyncio.Task:
+            """A worker loop under supervision: an exception is logged and it starts again."""
+            return asyncio.create_task(supervised(name, lambda: run(stop), stop=stop),
+                                       name=name)
+
+        # The processing worker goes first: it resumes what an earlier run left RECEIVED.
+        tasks = [asyncio.create_task(self._process_worker(queue, stop), name="process")]
+        tasks += [task(f"folder:{c.spec.path}", c.run) for c in self.channels]
+        tasks += [task(c.name, c.run) for c in self.sftp_channels]
         if self.settings.smtp is not None:
             self.mailer = Mailer(self.settings.smtp, records=records)
             self.mail_replies = MailReplies(self.mailer, self.store)
-            tasks.append(asyncio.create_task(self.mail_replies.run(stop), name="mail-replies"))
+            tasks.append(task("mail-replies", self.mail_replies.run))
         self.mail_channels = [
             MailboxChannel(m, partners=self.partners, receiver=self.pipeline,
                            verdicts=self.store, records=records, on_received=on_received,
                            replies=self.mail_replies) for m in self.settings.mailboxes]
-        tasks += [asyncio.create_task(c.run(stop), name=c.name) for c in self.mail_channels]
-        tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
+        tasks += [task(c.name, c.run) for c in self.mail_channels]
         tasks += self._http_tasks(on_received, records, stop)
         tasks += self._tracker_tasks(stop)
-        tasks.append(asyncio.create_task(self._outbound_sweeper(stop), name="outbound"))
+        tasks.append(asyncio.create_task(periodic(
+            "outbound", self.deliver_outbound, every=30.0, stop=stop), name="outbound"))
         if self.http is not None:
             await self.http.started(timeout=10.0)
         log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
@@ -238,7 +248,8 @@ class Gateway:
     # -- HTTP: health, AS2, SMS webhooks ----------------------------------------------------
 
     def ready_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
-        """What ``/readyz`` asks: the store answers, the broker is connected."""
+        """What ``/readyz`` asks: the store answers; the broker is connected and its
+        heartbeats arrive (publisher and events connections); processing is not stalled."""
         def store() -> str | None:
             return self.store.ping()
 
@@ -246,9 +257,38 @@ class Gateway:
             if self.publisher is None:
                 return "publisher not started"
             h = self.publisher.health
-            return None if h.connected else f"not connected: {h.last_error or 'connecting'}"
+            if not h.connected:
+                return f"not connected: {h.last_error or 'connecting'}"
+            return self._silent_broker()
 
-        return [("store", store), ("broker", broker)]
+        return [("store", store), ("broker", broker), ("processing", self.processing_problem)]
+
+    def _silent_broker(self) -> str | None:
+        """Why a broker connection counts as dead though open: nothing heard on it (not even
+        a heartbeat) for more than two ``[broker] heartbeat`` intervals."""
+        limit = 2 * self.settings.broker.heartbeat
+        for name, worker in (("publisher", self.publisher), ("events", self.events)):
+            silent = worker.silent_for() if worker is not None else None
+            if silent is not None and silent > limit:
+                return (f"{name} connection silent for {silent:.0f} s (no heartbeat in "
+                        f"{limit} s): network partition or broker hung")
+        return None
+
+    def processing_problem(self) -> str | None:
+        """Processing is stalled: a transmission has waited RECEIVED for more than
+        ``[processing] stalled_after`` s while no batch was processed for as long."""
+        limit = self.settings.processing.stalled_after
+        idle = time.monotonic() - self.last_progress
+        if idle <= limit:
+            return None
+        waiting = self.store.transmissions_to_process(limit=1)
+        if not waiting:
+            return None
+        age = (clock.now() - aware(waiting[0].received_at)).total_seconds()
+        if age <= limit:
+            return None
+        return (f"stalled: transmission {waiting[0].id} RECEIVED {age:.0f} s ago and nothing "
+                f"processed for {idle:.0f} s")
 
     def http_endpoints(self, on_received: Callable[[list[Receipt]], None] | None = None
                        ) -> dict[str, Any]:
@@ -329,10 +369,12 @@ class Gateway:
             from gateway.channels.as2.mdn_sender import AsyncMdnSender
 
             self.mdn_sender = AsyncMdnSender(self.settings.as2, self.store, self.archive)
-            tasks.append(asyncio.create_task(self.mdn_sender.run(stop), name="as2-mdn"))
-            tasks.append(asyncio.create_task(self._daily(
-                lambda: check_certificates(self.settings.as2, self.partners, self.store), stop),
-                name="certificates"))
+            tasks.append(asyncio.create_task(supervised(
+                "as2-mdn", lambda: self.mdn_sender.run(stop), stop=stop), name="as2-mdn"))
+            tasks.append(asyncio.create_task(periodic(
+                "certificates",
+                lambda: check_certificates(self.settings.as2, self.partners, self.store),
+                every=86400.0, stop=stop), name="certificates"))
         if not h.enabled:
             return tasks
         routes, state = self.console_routes() if h.console else ([], {})
@@ -371,9 +413,9 @@ class Gateway:
         self.acks = AckConsumer(self.store, b.url, t)
         self.acks.start()
         return [asyncio.create_task(self._track(stop), name="tracker"),
-                asyncio.create_task(self._daily(lambda: purge(
-                    self.store, self.archive, self.settings, self.partners), stop),
-                    name="retention")]
+                asyncio.create_task(periodic("retention", lambda: purge(
+                    self.store, self.archive, self.settings, self.partners),
+                    every=86400.0, stop=stop), name="retention")]
 
     async def _track(self, stop: asyncio.Event) -> None:
         """Run the tracker's rules every ``[tracker] every`` seconds; announce what opened
@@ -385,48 +427,35 @@ class Gateway:
         t = self.settings.tracker
         as2 = self.settings.as2
         tracker = Tracker(t, self.partners, self.store, certificate_warning_days=(
-            as2.certificate_warning_days if as2 is not None else 30))
+            as2.certificate_warning_days if as2 is not None else 30),
+            stalled_after=self.settings.processing.stalled_after)
         book = AlertBook(self.store)
         smtp = self.settings.smtp
         mail = t.mail_alerts and smtp is not None and bool(smtp.operators)
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(tracker.check)
-                if self.events is not None:
-                    self.events.wake()
-                if mail and self.mailer is not None:
-                    await mail_new_alerts(book, self.mailer)
-            except Exception:
-                log.exception("tracker_check_failed")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=t.every)
-            except TimeoutError:
-                pass
 
-    async def _daily(self, job: Callable[[], Any], stop: asyncio.Event,
-                     every: float = 86400.0) -> None:
-        """Run ``job`` now and then every day (certificate checks); a failure is logged."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(job)
-            except Exception:
-                log.exception("periodic_job_failed", job=getattr(job, "__name__", "job"))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-            except TimeoutError:
-                pass
+        async def announce() -> None:
+            if self.events is not None:
+                self.events.wake()
+            if mail and self.mailer is not None:
+                await mail_new_alerts(book, self.mailer)
 
-    async def _outbound_sweeper(self, stop: asyncio.Event, every: float = 30.0) -> None:
-        """Deliver outbound files left over (a crash, a folder that was not writable)."""
-        while not stop.is_set():
-            await asyncio.to_thread(self.deliver_outbound)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
-            except TimeoutError:
-                pass
+        await periodic("tracker", tracker.check, every=t.every, stop=stop, after=announce)
 
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
-        """Process received transmissions, up to 256 at a time in one commit."""
+        """Process received transmissions until stopped, supervised: a store outage pauses
+        processing, which resumes by itself within the back-off (5 s at most) of the store's
+        return, starting with what the outage left RECEIVED."""
+        await supervised("process", lambda: self._process_batches(queue, stop), stop=stop,
+                         backoff=Backoff(0.5, 5.0))
+
+    async def _process_batches(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
+        """Resume what is left RECEIVED (an earlier run, a failed batch), then process what
+        arrives, up to 256 at a time in one commit. Raises on a store outage: the batch stays
+        RECEIVED and the supervisor starts this again (with the resume) after the back-off."""
+        resumed = await asyncio.to_thread(self.pipeline.resume)
+        self.last_progress = time.monotonic()
+        if resumed:
+            log.info("resumed_received", transmissions=resumed)
         while not stop.is_set():
             try:
                 tids = [await asyncio.wait_for(queue.get(), timeout=0.5)]
@@ -434,13 +463,7 @@ class Gateway:
                 continue
             while len(tids) < 256 and not queue.empty():
                 tids.append(queue.get_nowait())
-            try:
-                outcomes = await asyncio.to_thread(self.pipeline.process_many, tids)
-                if self.mail_replies is not None:
-                    self.mail_replies.processed(outcomes)  # replies go out at once
-            except Exception:
-                # A store outage: the transmissions stay RECEIVED and are resumed at the
-                # next start (or by the periodic sweep below).
-                log.exception("process_failed", transmissions=len(tids))
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(self.pipeline.resume)
+            outcomes = await asyncio.to_thread(self.pipeline.process_many, tids)
+            self.last_progress = time.monotonic()
+            if self.mail_replies is not None:
+                self.mail_replies.processed(outcomes)  # replies go out at once

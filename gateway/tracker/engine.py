@@ -26,7 +26,8 @@ class Tracker:
     """Detection rules over the store, and the alerts they keep."""
 
     def __init__(self, settings: TrackerSettings, partners: PartnerDirectory, store: Store, *,
-                 rules: Sequence[Rule] | None = None, certificate_warning_days: int = 30) -> None:
+                 rules: Sequence[Rule] | None = None, certificate_warning_days: int = 30,
+                 stalled_after: float = 120.0) -> None:
         self.settings = settings
         self.partners = partners
         self.store = store
@@ -34,13 +35,15 @@ class Tracker:
         self.alerts = AlertBook(store)
         self.calendar = BusinessCalendar(settings.timezone, settings.holidays)
         self.certificate_warning_days = certificate_warning_days
+        self.stalled_after = stalled_after  # [processing] stalled_after, s
 
     def context(self, now: dt.datetime | None = None) -> TrackerContext:
         """What the rules see at ``now`` (default: the gateway's clock)."""
         return TrackerContext(store=self.store, settings=self.settings, partners=self.partners,
                               now=now or clock.now(), calendar=self.calendar,
                               alerts=self.alerts,
-                              certificate_warning_days=self.certificate_warning_days)
+                              certificate_warning_days=self.certificate_warning_days,
+                              stalled_after=self.stalled_after)
 
     def check(self, now: dt.datetime | None = None) -> ReconcileResult:
         """Run every rule once and bring the alerts in line (one transaction)."""

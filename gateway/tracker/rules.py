@@ -52,6 +52,7 @@ class TrackerContext:
     calendar: BusinessCalendar = field(default=None)  # type: ignore[assignment]
     alerts: AlertBook = field(default=None)  # type: ignore[assignment]
     certificate_warning_days: int = 30
+    stalled_after: float = 120.0  # [processing] stalled_after, s
     _rules: dict[str | None, TrackerRules] = field(default_factory=dict, repr=False)
     _active: dict[str, Alert] | None = field(default=None, repr=False)
     _first: list[dt.datetime | None] = field(default_factory=list, repr=False)
@@ -629,9 +630,41 @@ def _check_channels(ctx: TrackerContext) -> list[Condition]:
 
 channels = Rule("channels", ("channel", "certificate"), _check_channels)
 
+
+# -- processing stalled -------------------------------------------------------------------
+
+def _check_processing_stalled(ctx: TrackerContext) -> list[Condition]:
+    """A transmission has waited RECEIVED longer than ``stalled_after`` and no transmission
+    was processed meanwhile: processing is not moving (a dead worker, a store that stopped
+    answering it). Gone as soon as processing moves again."""
+    t = s.transmissions
+    limit = ctx.now - dt.timedelta(seconds=ctx.stalled_after)
+    with ctx.store.engine.connect() as conn:
+        oldest, waiting = conn.execute(
+            sa.select(sa.func.min(t.c.received_at), sa.func.count())
+            .where(t.c.status == s.RECEIVED)).one()
+        if oldest is None or aware(oldest) > limit:
+            return []
+        moved = conn.execute(sa.select(t.c.updated_at).where(
+            t.c.status != s.RECEIVED, t.c.updated_at > limit).limit(1)).first()
+        if moved is not None:
+            return []
+        last = conn.execute(sa.select(sa.func.max(t.c.updated_at))
+                            .where(t.c.status != s.RECEIVED)).scalar()
+    return [Condition(
+        "processing-stalled", None, "processing-stalled",
+        f"processing stalled: {waiting} transmission(s) waiting RECEIVED, the oldest since "
+        f"{_hm(oldest)}; nothing processed since {_hm(last) if last else 'start'}",
+        {"waiting": waiting, "oldest": _iso(aware(oldest)), "last_processed": _iso(aware(last)),
+         "stalled_after_s": ctx.stalled_after})]
+
+
+processing_stalled = Rule("processing_stalled", ("processing-stalled",),
+                          _check_processing_stalled)
+
 #: Every rule, in the order a check runs them.
 ALL_RULES = [failures, untransmitted, erp_overdue, erp_rejected, gaps, silence, volume_drop,
-             duplicates, channels]
+             duplicates, channels, processing_stalled]
 
 
 # -- helpers ----------------------------------------------------------------------------
