@@ -408,9 +408,10 @@ class Gateway:
 
         b = self.settings.broker
         self.events = EventPublisher(self.store, b.url, t.events_exchange,
-                                     retry_initial=b.retry_initial, retry_max=b.retry_max)
+                                     retry_initial=b.retry_initial, retry_max=b.retry_max,
+                                     heartbeat=b.heartbeat)
         self.events.start()
-        self.acks = AckConsumer(self.store, b.url, t)
+        self.acks = AckConsumer(self.store, b.url, t, heartbeat=b.heartbeat)
         self.acks.start()
         return [asyncio.create_task(self._track(stop), name="tracker"),
                 asyncio.create_task(periodic("retention", lambda: purge(

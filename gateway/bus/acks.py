@@ -42,6 +42,7 @@ from gateway.bus.connect import describe, parameters
 from gateway.bus.settings import mask_url
 from gateway.core import clock
 from gateway.core.errors import StoreError
+from gateway.core.supervise import Backoff, supervised_thread
 from gateway.store import schema as s
 from gateway.store.db import Store
 from gateway.store.erp import INVALID, UNKNOWN, AckOutcome, ErpAck, ErpAcks, InvalidAck
@@ -179,7 +180,7 @@ class AckConsumer:
 
     def __init__(self, store: Store, broker_url: str, names: AckNames, *,
                  prefetch: int = PREFETCH, retry_initial: float = 0.5, retry_max: float = 30.0,
-                 declare: bool = True) -> None:
+                 declare: bool = True, heartbeat: int | None = None) -> None:
         self._acks = ErpAcks(store)
         self._url = broker_url
         self._names = names
@@ -189,12 +190,12 @@ class AckConsumer:
         #: Declare the exchange and queue at every (re)connection: the ERP can publish to
         #: ``edi.acks`` as soon as edigw has run once.
         self._declare = declare
-        self._params = parameters(broker_url)
+        self._params = parameters(broker_url, heartbeat=heartbeat)
         self._log = log.bind(broker=mask_url(broker_url), queue=names.acks_queue)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: list[_Delivery] = []  # delivered, not yet recorded (I/O thread only)
-        self._failures = 0
+        self._backoff = Backoff(retry_initial, retry_max)
         self._outage_logged = False
         # Health (written by the consumer thread, read by anyone).
         self._connected = False
@@ -213,8 +214,8 @@ class AckConsumer:
         pika_log = logging.getLogger("pika")  # pika logs each failed attempt at ERROR
         if pika_log.level == logging.NOTSET:
             pika_log.setLevel(logging.CRITICAL)
-        self._thread = threading.Thread(target=self._run, name="edigw-acks", daemon=True)
-        self._thread.start()
+        self._thread = supervised_thread("edigw-acks", self._run_once, stop=self._stop,
+                                         backoff=self._backoff, quiet_return=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop consuming and close the connection; what was not recorded yet stays on the
@@ -236,23 +237,19 @@ class AckConsumer:
 
     # -- connection lifecycle -----------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._serve_one_connection()
-            except (px.AMQPError, OSError) as exc:
-                self._lost(describe(exc))
-            except Exception as exc:  # a bug must not end consuming for good
-                self._log.exception("acks_error", error=str(exc))
-                self._last_error = f"{type(exc).__name__}: {exc}"
-            finally:
-                self._connected = False
-                self._pending = []  # unacknowledged: the broker redelivers them
-            if self._stop.is_set():
-                break
-            delay = min(self._retry_max, self._retry_initial * (2 ** min(self._failures, 30)))
-            self._failures += 1
-            self._stop.wait(delay)
+    def _run_once(self) -> None:
+        """One connection, until stopped or lost (then started again after the back-off; a
+        bug is logged with its traceback by the supervisor and started again all the same)."""
+        try:
+            self._serve_one_connection()
+        except (px.AMQPError, OSError) as exc:
+            self._lost(describe(exc))
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._connected = False
+            self._pending = []  # unacknowledged: the broker redelivers them
 
     def _lost(self, error: str) -> None:
         self._last_error = error
@@ -273,7 +270,7 @@ class AckConsumer:
             channel.basic_qos(prefetch_count=self._prefetch)
             channel.basic_consume(self._names.acks_queue, self._on_delivery)
             self._connected = True
-            self._failures = 0
+            self._backoff.reset()
             self._outage_logged = False
             self._log.info("acks_consuming", exchange=self._names.acks_exchange)
             while not self._stop.is_set():
@@ -310,7 +307,7 @@ class AckConsumer:
                 ) -> list[AckOutcome] | None:
         """Commit ``items``; while the store is down, wait (keeping the connection alive)
         and try again. None when asked to stop meanwhile."""
-        delay = self._retry_initial
+        backoff = Backoff(self._retry_initial, self._retry_max)
         while True:
             try:
                 outcomes = self._record_or_isolate(items)
@@ -322,9 +319,8 @@ class AckConsumer:
                                       waiting=len(items),
                                       message="cannot record ERP acknowledgements; they stay "
                                               "on the broker until the store answers")
-                if not self._pause(connection, delay):
+                if not self._pause(connection, backoff.next()):
                     return None
-                delay = min(self._retry_max, delay * 2)
                 continue
             if self._store_outage_since is not None:
                 down = (clock.now() - self._store_outage_since).total_seconds()

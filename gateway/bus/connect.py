@@ -7,6 +7,7 @@ operator; nothing outside ``gateway.bus`` sees pika.
 from __future__ import annotations
 
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pika
@@ -16,8 +17,10 @@ from gateway.bus.settings import mask_url
 from gateway.core.errors import BrokerError
 
 
-def parameters(url: str, *, timeout: float = 10.0) -> pika.URLParameters:
-    """pika parameters for ``url`` that try once; edigw does its own retrying and back-off."""
+def parameters(url: str, *, timeout: float = 10.0,
+               heartbeat: int | None = None) -> pika.URLParameters:
+    """pika parameters for ``url`` that try once; edigw does its own retrying and back-off.
+    ``heartbeat``: the AMQP heartbeat timeout (s) asked of the broker (its own otherwise)."""
     try:
         params = pika.URLParameters(url)
     except Exception as exc:  # pika raises ValueError, TypeError … for a malformed URL
@@ -27,7 +30,37 @@ def parameters(url: str, *, timeout: float = 10.0) -> pika.URLParameters:
     params.socket_timeout = timeout
     params.stack_timeout = timeout * 1.5
     params.blocked_connection_timeout = max(timeout, 60.0)
+    if heartbeat is not None:
+        params.heartbeat = heartbeat
     return params
+
+
+class Liveness:
+    """When something (a frame, a heartbeat) last came in on a connection.
+
+    The thread that owns the connection calls :meth:`sample` with the connection's byte
+    count while it services it; anyone may ask :meth:`silent_for`. The broker sends a
+    heartbeat every half timeout on an idle connection, so silence for two timeouts means a
+    partition or a hung broker, long before a TCP timeout would say so."""
+
+    def __init__(self) -> None:
+        self._bytes = -1
+        self._heard: float | None = None
+
+    def sample(self, bytes_received: int) -> None:
+        if bytes_received != self._bytes:
+            self._bytes = bytes_received
+            self._heard = time.monotonic()
+
+    def reset(self) -> None:
+        """Not connected: nothing to be silent about."""
+        self._bytes = -1
+        self._heard = None
+
+    def silent_for(self) -> float | None:
+        """Seconds since anything was heard; None when not connected."""
+        heard = self._heard
+        return None if heard is None else time.monotonic() - heard
 
 
 def describe(exc: BaseException) -> str:

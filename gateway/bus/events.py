@@ -5,6 +5,9 @@ Events are few (an alert opened, acknowledged, resolved), so each is confirmed b
 next goes: simple, and nothing is marked published before the broker has it. An event with
 no queue bound for its key is dropped by the broker, which is fine: whoever wants alerts
 binds a queue. Each event keeps its ``message_id`` across redeliveries (at-least-once).
+
+Between rounds the thread services its connection (``process_data_events``), so heartbeats
+flow both ways: an idle connection is neither dropped by the broker nor silently dead.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import pika
 import pika.exceptions as px
 import structlog
 
-from gateway.bus.connect import describe, parameters
+from gateway.bus.connect import Liveness, describe, parameters
 from gateway.bus.settings import mask_url
+from gateway.core.supervise import Backoff, supervised_thread
 from gateway.store.db import Store
 from gateway.store.events import EventOutbox
 
@@ -33,13 +37,17 @@ class EventPublisher:
     """``start()`` / ``wake()`` / ``stop()``; ``publish_once()`` is one round (tests)."""
 
     def __init__(self, store: Store, url: str, exchange: str = "edi.events", *,
-                 every: float = 2.0, retry_initial: float = 0.5, retry_max: float = 30.0) -> None:
+                 every: float = 2.0, retry_initial: float = 0.5, retry_max: float = 30.0,
+                 heartbeat: int | None = None) -> None:
         self.outbox = EventOutbox(store)
         self.url = url
         self.exchange = exchange
         self.every = every
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        self.heartbeat = heartbeat
+        self._backoff = Backoff(retry_initial, retry_max)
+        self._liveness = Liveness()
         self.connected = False
         self.last_error: str | None = None
         self.published = 0
@@ -52,17 +60,20 @@ class EventPublisher:
     # -- one round ---------------------------------------------------------------------------
 
     def _open(self) -> None:
-        self._connection = pika.BlockingConnection(parameters(self.url))
+        self._connection = pika.BlockingConnection(parameters(self.url,
+                                                              heartbeat=self.heartbeat))
         channel = self._connection.channel()
         declare_events(channel, self.exchange)
         channel.confirm_delivery()
         self._channel = channel
+        self._liveness.sample(self._connection._impl.bytes_received)
         if not self.connected:
             log.info("events_connected", broker=mask_url(self.url), exchange=self.exchange)
         self.connected = True
 
     def _close(self) -> None:
         self.connected = False
+        self._liveness.reset()
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None and connection.is_open:
             try:
@@ -102,8 +113,12 @@ class EventPublisher:
     # -- the thread --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-        self._thread.start()
+        self._thread = supervised_thread("events", self._serve_one_connection, stop=self._stop,
+                                         backoff=self._backoff, quiet_return=True)
+
+    def silent_for(self) -> float | None:
+        """Seconds since the broker was last heard on the open connection (None: none)."""
+        return self._liveness.silent_for() if self.connected else None
 
     def wake(self) -> None:
         self._wake.set()
@@ -115,27 +130,41 @@ class EventPublisher:
             self._thread.join(timeout)
         self._close()
 
-    def _run(self) -> None:
-        delay = self.retry_initial
-        while not self._stop.is_set():
-            try:
+    def _serve_one_connection(self) -> None:
+        """Publish rounds on one connection until stopped or the broker fails (then return,
+        to be started again after the back-off)."""
+        try:
+            while not self._stop.is_set():
                 n = self.publish_once()
                 if n:
                     log.info("events_published", count=n, exchange=self.exchange)
-                delay = self.retry_initial
+                self._backoff.reset()
                 self.last_error = None
-                wait = self.every
-            except Exception as exc:
-                reason = describe(exc)
-                if reason != self.last_error:
-                    log.warning("events_publish_failed", broker=mask_url(self.url),
-                                reason=reason, retry_in=delay)
-                self.last_error = reason
-                self._close()
-                wait, delay = delay, min(delay * 2, self.retry_max)
-            self._wake.wait(wait)
-            self._wake.clear()
-        self._close()
+                self._idle(self.every)
+        except (px.AMQPError, OSError) as exc:
+            reason = describe(exc)
+            if reason != self.last_error:
+                log.warning("events_publish_failed", broker=mask_url(self.url),
+                            reason=reason, retry_in=self._backoff.initial)
+            self.last_error = reason
+        finally:
+            self._close()
+
+    def _idle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for a wake, servicing the connection meanwhile (heartbeats
+        in and out, a close by the broker noticed)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and not self._wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            connection = self._connection
+            if connection is None or not connection.is_open:
+                self._wake.wait(min(0.25, left))
+                continue
+            connection.process_data_events(time_limit=min(0.25, left))
+            self._liveness.sample(connection._impl.bytes_received)
+        self._wake.clear()
 
 
 def wait_published(publisher: EventPublisher, timeout: float) -> bool:

@@ -35,10 +35,11 @@ import structlog
 from pika.spec import Basic
 
 from gateway.bus.confirms import ConfirmTracker
-from gateway.bus.connect import describe, parameters
+from gateway.bus.connect import Liveness, describe, parameters
 from gateway.bus.settings import BusSettings
 from gateway.bus.store_thread import OutboxStoreThread
 from gateway.bus.topology import declare_topology
+from gateway.core.supervise import Backoff, supervised_thread
 from gateway.store.db import OutboxItem, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,7 +85,7 @@ class OutboxPublisher:
         self._declare = declare
         self._log = (log if log is not None else structlog.get_logger("edigw.bus")).bind(
             broker=settings.safe_url, exchange=settings.exchange)
-        self._params = parameters(settings.url)
+        self._params = parameters(settings.url, heartbeat=settings.heartbeat)
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._store_thread = OutboxStoreThread(store, log=self._log, on_rows=self._rows_ready,
@@ -103,7 +104,8 @@ class OutboxPublisher:
         self._woken = False  # a wake came while reading: the answer may miss new rows
         self._drained = False  # the last read found fewer rows than asked: wait for a wake
         self._poll_timer: object | None = None
-        self._failures = 0  # connection attempts failed in a row
+        self._backoff = Backoff(settings.retry_initial, settings.retry_max)
+        self._liveness = Liveness()
         # Health.
         self._connected = False
         self._last_error: str | None = None
@@ -123,8 +125,10 @@ class OutboxPublisher:
         if pika_log.level == logging.NOTSET:
             pika_log.setLevel(logging.CRITICAL)
         self._store_thread.start()
-        self._thread = threading.Thread(target=self._run, name="edigw-publisher", daemon=True)
-        self._thread.start()
+        # One connection per run: a lost one (or a bug) starts over after the back-off.
+        self._thread = supervised_thread("edigw-publisher", self._serve_one_connection,
+                                         stop=self._stop_requested, backoff=self._backoff,
+                                         quiet_return=True)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Wait up to ``timeout`` s for outstanding confirms, close the connection, and mark
@@ -167,6 +171,10 @@ class OutboxPublisher:
                 return False
             time.sleep(0.05)
 
+    def silent_for(self) -> float | None:
+        """Seconds since the broker was last heard on the open connection (None: none)."""
+        return self._liveness.silent_for() if self._connected else None
+
     @property
     def health(self) -> PublisherHealth:
         store = self._store_thread
@@ -178,21 +186,6 @@ class OutboxPublisher:
 
     # -- connection lifecycle (I/O thread) -----------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop_requested.is_set():
-            try:
-                self._serve_one_connection()
-            except Exception as exc:  # a bug must not end publishing for good
-                self._log.exception("publisher_error", error=str(exc))
-                self._last_error = f"{type(exc).__name__}: {exc}"
-            if self._stop_requested.is_set():
-                break
-            delay = min(self._settings.retry_max,
-                        self._settings.retry_initial * (2 ** min(self._failures, 30)))
-            self._failures += 1
-            self._stop_requested.wait(delay)
-        self._connected = False
-
     def _serve_one_connection(self) -> None:
         self._closing = False
         self._dropping = False
@@ -202,6 +195,9 @@ class OutboxPublisher:
         self._connection = connection
         try:
             connection.ioloop.start()
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self._connection = None
             self._after_connection()
@@ -214,6 +210,7 @@ class OutboxPublisher:
         """The connection is gone: what was acked gets marked, the rest waits in the outbox
         for the next connection."""
         self._connected = False
+        self._liveness.reset()
         self._ready = False
         self._channel = None
         self._poll_timer = None
@@ -229,7 +226,8 @@ class OutboxPublisher:
     @_guarded
     def _on_open(self, connection: pika.SelectConnection) -> None:
         self._connected = True
-        self._failures = 0
+        self._backoff.reset()
+        self._listen(connection)
         if self._outage_since is not None:
             down = (dt.datetime.now(dt.UTC) - self._outage_since).total_seconds()
             self._log.info("broker_connected", after_outage_s=round(down, 1))
@@ -272,6 +270,14 @@ class OutboxPublisher:
                               in_flight=self._tracker.in_flight, was_publishing=was_ready)
         connection.ioloop.stop()
 
+    def _listen(self, connection: pika.SelectConnection) -> None:
+        """Note, about four times a heartbeat, whether the broker was heard from."""
+        if self._connection is not connection or connection.is_closed:
+            return
+        self._liveness.sample(connection.bytes_received)
+        connection.ioloop.call_later(max(0.25, min(1.0, self._settings.heartbeat / 4)),
+                                     functools.partial(self._listen, connection))
+
     @_guarded
     def _on_channel_open(self, channel: Any) -> None:
         if self._declare:
@@ -294,7 +300,7 @@ class OutboxPublisher:
             if reason.reply_code == 404:
                 error += " (run `edigw declare` to create it)"
             self._log.error("broker_channel_closed", error=error)
-            self._failures += 1  # the broker is up but refusing: back off all the same
+            self._backoff.failures += 1  # the broker is up but refusing: back off all the same
             self._close_connection(error)
         else:
             self._close_connection()

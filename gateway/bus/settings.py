@@ -29,6 +29,7 @@ class BusSettings:
     retry_initial: float = 0.5  # seconds before the first reconnect attempt
     retry_max: float = 30.0
     poll_interval: float = 0.5  # seconds between outbox polls when nothing wakes the publisher
+    heartbeat: int = 30  # AMQP heartbeat timeout (s) asked of the broker
 
     def __post_init__(self) -> None:
         queues: Any = self.queues
