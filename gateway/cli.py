@@ -81,7 +81,13 @@ def _open(ctx: _Ctx) -> Any:
 @click.pass_obj
 def serve(obj: _Ctx) -> None:
     """Watch the inbox folders, process what arrives and publish to RabbitMQ."""
+    from gateway.store.lock import InstanceLock
+
     _setup_logs(obj.settings)
+    # One gateway per SQLite store: a second one would process every file twice.
+    lock = InstanceLock.for_store(obj.settings.store.url)
+    if lock is not None:
+        lock.acquire()  # InstanceLocked names the first gateway; exit status 1
     gw = _open(obj)
     for inbox in obj.settings.inbox:
         inbox.path.mkdir(parents=True, exist_ok=True)
@@ -92,7 +98,11 @@ def serve(obj: _Ctx) -> None:
         click.echo(f"edigw: {problem}\n"
                    "       documents are kept in the outbox and published once it is reachable "
                    "(set EDIGW_BROKER_URL or [broker] url).", err=True)
-    asyncio.run(gw.serve())
+    try:
+        asyncio.run(gw.serve())
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 @main.command()
@@ -869,8 +879,8 @@ def alerts_check(obj: _Ctx) -> None:
     store = _store(obj)
     as2 = obj.settings.as2
     result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store,
-                     certificate_warning_days=as2.certificate_warning_days if as2 else 30
-                     ).check()
+                     certificate_warning_days=as2.certificate_warning_days if as2 else 30,
+                     stalled_after=obj.settings.processing.stalled_after).check()
     for label, items in (("opened", result.opened), ("resolved", result.resolved)):
         for a in items:
             click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")
