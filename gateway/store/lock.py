@@ -69,7 +69,7 @@ class InstanceLock:
 
     def acquire(self) -> InstanceLock:
         self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.lock_file, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        f = open(self.lock_file, "a+", encoding="utf-8")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
