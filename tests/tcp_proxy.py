@@ -4,6 +4,8 @@
     ... connect to 127.0.0.1:proxy.port ...
     proxy.cut()       # every connection closed, new ones refused (ECONNREFUSED)
     proxy.restore()   # accepting again on the same port
+    proxy.freeze()    # a silent partition: connections stay open, nothing goes through
+    proxy.thaw()      # what was held back goes through
     proxy.stop()
 """
 
@@ -25,6 +27,8 @@ class TcpProxy:
         self._acceptor: threading.Thread | None = None
         self._open: set[socket.socket] = set()
         self._accepting = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         self._listen()
@@ -46,7 +50,17 @@ class TcpProxy:
         if not self._accepting.is_set():
             self._listen()
 
+    def freeze(self) -> None:
+        """A silent partition: no byte goes through either way, nothing is closed; new
+        connections are accepted and get no answer (like a SYN to a black hole, nearly)."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """The partition heals: what was held back goes through."""
+        self._flowing.set()
+
     def stop(self) -> None:
+        self._flowing.set()
         self.cut()
 
     @property
@@ -112,6 +126,9 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                while not self._flowing.wait(0.5):
+                    if not self._accepting.is_set():  # cut while frozen
+                        return
                 dst.sendall(data)
         except OSError:
             pass

@@ -55,6 +55,8 @@ class Workspace:
     broker_url: str
     inbox_partner: str | None = None
     retry_max: float = 1.0
+    #: [broker] heartbeat (s), when a test wants a short one.
+    heartbeat: int | None = None
     #: TOML appended to gateway.toml ([as2], [sms] … sections of a test).
     extra_config: str = ""
     services: list[Service] = dataclasses.field(default_factory=list)
@@ -137,6 +139,7 @@ dead_letter_exchange = "{self.bus.dead_letter_exchange}"
 dead_letter_queue = "{self.bus.dead_letter_queue}"
 retry_initial = 0.1
 retry_max = {self.retry_max}
+{f"heartbeat = {self.heartbeat}" if self.heartbeat else ""}
 
 [[broker.queues]]
 name = "{self.queue}"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +168,30 @@ async def test_store_outage_while_processing_does_not_end_processing() -> None:
     assert received == []
     stop.set()
     await asyncio.wait_for(task, 3.0)
+
+
+def test_readyz_reports_stalled_processing_and_recovers(tmp_path: Path) -> None:
+    """/readyz's processing check: a transmission RECEIVED past stalled_after while nothing
+    was processed is a problem naming it; once processing moves, the check passes."""
+    from gateway.config import GatewaySettings
+    from gateway.core.clock import FixedClock, set_clock
+    from gateway.store.db import Store
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    clock = FixedClock(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
+    set_clock(clock)
+    try:
+        tid = store.record_received(channel="folder", channel_ref="in/a.edi",
+                                    filename="a.edi", size=3, sha256="0" * 64)
+    finally:
+        set_clock(None)
+    gw = Gateway(settings=GatewaySettings(), partners=None, store=store,  # type: ignore[arg-type]
+                 archive=None, mappings=None, pipeline=None)  # type: ignore[arg-type]
+    checks = dict(gw.ready_checks())
+    assert checks["processing"]() is None  # just started: processing had no time to stall
+    gw.last_progress = time.monotonic() - 130
+    problem = checks["processing"]()
+    assert problem is not None and tid in problem and "stalled" in problem
+    gw.last_progress = time.monotonic()  # a batch was processed
+    assert checks["processing"]() is None
+    store.close()

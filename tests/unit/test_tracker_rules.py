@@ -442,3 +442,33 @@ def test_every_rule_runs_on_an_empty_store(world):
     assert [c for rule in rules.ALL_RULES for c in rule(ctx)] == []
     with world.store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(s.alerts)).scalar() == 0
+
+
+# -- processing stalled -------------------------------------------------------------------
+
+def test_received_transmission_waiting_with_nothing_processed_is_processing_stalled(world):
+    """A transmission left RECEIVED past stalled_after while nothing is processed gives one
+    processing-stalled condition; it is gone once processing moves again."""
+    world.send(order("ICR1", "PO-1"))  # processed at 08:00
+    world.clock.advance(minutes=1)
+    r = world.pipeline.receive(Incoming(data=order("ICR2", "PO-2"), channel="folder",
+                                        filename="stuck.edi"))
+    world.clock.advance(seconds=90)
+    assert rules.processing_stalled(world.ctx()) == []  # not yet past stalled_after (120 s)
+    world.clock.advance(seconds=60)
+    found = rules.processing_stalled(world.ctx())
+    assert keys(found) == ["processing-stalled"]
+    assert found[0].detail["waiting"] == 1 and "processing stalled" in found[0].summary
+    world.pipeline.process(r.transmission_id)
+    assert rules.processing_stalled(world.ctx()) == []
+
+
+def test_old_received_transmission_while_others_progress_is_not_stalled(world):
+    """A backlog that is being worked through (something processed within stalled_after)
+    is not a stall, however old its oldest transmission."""
+    world.pipeline.receive(Incoming(data=order("ICR3", "PO-3"), channel="folder",
+                                    filename="waiting.edi"))
+    world.clock.advance(minutes=5)
+    world.send(order("ICR4", "PO-4"))
+    world.clock.advance(seconds=30)
+    assert rules.processing_stalled(world.ctx()) == []
