@@ -30,7 +30,7 @@ def test_healthz_and_readyz_follow_the_broker(tmp_path, store_url, proxy):
         service.wait_until(lambda: httpx.get(url + "/readyz").status_code == 200, 20,
                            "ready once the publisher is connected")
         assert httpx.get(url + "/readyz").json() == {
-            "status": "ready", "checks": {"store": "ok", "broker": "ok"}}
+            "status": "ready", "checks": {"store": "ok", "broker": "ok", "processing": "ok"}}
 
         proxy.cut()
         service.wait_for_log("broker_connection_lost", 20)
