@@ -445,26 +445,35 @@ class Gateway:
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
         """Process received transmissions until stopped, supervised: a store outage pauses
         processing, which resumes by itself within the back-off (5 s at most) of the store's
-        return, starting with what the outage left RECEIVED."""
-        await supervised("process", lambda: self._process_batches(queue, stop), stop=stop,
-                         backoff=Backoff(0.5, 5.0))
+        return, starting with the batch the outage interrupted."""
+        held: list[str] = []  # the batch being processed: kept across a failure
+        resumed = [False]
+        await supervised("process", lambda: self._process_batches(queue, stop, held, resumed),
+                         stop=stop, backoff=Backoff(0.5, 5.0))
 
-    async def _process_batches(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
-        """Resume what is left RECEIVED (an earlier run, a failed batch), then process what
-        arrives, up to 256 at a time in one commit. Raises on a store outage: the batch stays
-        RECEIVED and the supervisor starts this again (with the resume) after the back-off."""
-        resumed = await asyncio.to_thread(self.pipeline.resume)
-        self.last_progress = time.monotonic()
-        if resumed:
-            log.info("resumed_received", transmissions=resumed)
+    async def _process_batches(self, queue: asyncio.Queue[str], stop: asyncio.Event,
+                               held: list[str], resumed: list[bool]) -> None:
+        """Resume what an earlier run left RECEIVED (once), then process what arrives, up to
+        256 at a time in one commit. Raises on a store outage; the supervisor starts this
+        again after the back-off and the interrupted batch (``held``) goes first. It is
+        processed again directly, not through ``resume``: an outage is not a crash and
+        counts no start against its transmissions."""
+        if not resumed[0]:
+            n = await asyncio.to_thread(self.pipeline.resume)
+            resumed[0] = True
+            self.last_progress = time.monotonic()
+            if n:
+                log.info("resumed_after_restart", transmissions=n)
         while not stop.is_set():
-            try:
-                tids = [await asyncio.wait_for(queue.get(), timeout=0.5)]
-            except TimeoutError:
-                continue
-            while len(tids) < 256 and not queue.empty():
-                tids.append(queue.get_nowait())
-            outcomes = await asyncio.to_thread(self.pipeline.process_many, tids)
+            if not held:
+                try:
+                    held.append(await asyncio.wait_for(queue.get(), timeout=0.5))
+                except TimeoutError:
+                    continue
+                while len(held) < 256 and not queue.empty():
+                    held.append(queue.get_nowait())
+            outcomes = await asyncio.to_thread(self.pipeline.process_many, list(held))
+            held.clear()
             self.last_progress = time.monotonic()
             if self.mail_replies is not None:
                 self.mail_replies.processed(outcomes)  # replies go out at once

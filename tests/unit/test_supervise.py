@@ -170,6 +170,31 @@ async def test_store_outage_while_processing_does_not_end_processing() -> None:
     await asyncio.wait_for(task, 3.0)
 
 
+async def test_batch_interrupted_by_a_store_outage_is_processed_once_it_is_back() -> None:
+    """The store fails twice while a batch is processed: the same batch is processed when
+    it answers again, without going through resume() (which counts crash restarts)."""
+    pipeline = _OutagePipeline(down=0, received=[])
+    gw = Gateway(settings=None, partners=None, store=None, archive=None,  # type: ignore[arg-type]
+                 mappings=None, pipeline=pipeline)  # type: ignore[arg-type]
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw._process_worker(queue, stop))
+    for _ in range(100):  # the start's resume() done
+        if pipeline.calls:
+            break
+        await asyncio.sleep(0.02)
+    pipeline.down = pipeline.calls + 2
+    for tid in ("a", "b", "c"):
+        queue.put_nowait(tid)
+    for _ in range(200):
+        if pipeline.processed == ["a", "b", "c"]:
+            break
+        await asyncio.sleep(0.05)
+    assert pipeline.processed == ["a", "b", "c"] and pipeline.calls == 4
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 3.0)
+
 def test_readyz_reports_stalled_processing_and_recovers(tmp_path: Path) -> None:
     """/readyz's processing check: a transmission RECEIVED past stalled_after while nothing
     was processed is a problem naming it; once processing moves, the check passes."""
