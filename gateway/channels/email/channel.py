@@ -47,6 +47,7 @@ from gateway.channels.email.replies import MailReplies, PendingReply, ReceivedIt
 from gateway.config import MailboxSettings, Partner, PartnerDirectory
 from gateway.core.errors import PayloadError, StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver
+from gateway.core.supervise import Backoff
 
 log = structlog.get_logger("edigw.channels.email")
 
@@ -245,17 +246,21 @@ class MailboxChannel:
         """Poll or IDLE until ``stop`` is set; reconnects with back-off after a failure."""
         s = self.settings
         log.info("mailbox_channel_started", mailbox=s.name, host=s.host, folder=s.folder)
-        delay = 1.0
+        backoff = Backoff(min(1.0, self.backoff_max), self.backoff_max)
         while not stop.is_set():
+            delay = 0.0
             try:
                 await self._session_loop(stop)
-                delay = 1.0
+                backoff.reset()
+                delay = backoff.initial
             except MailError as exc:
+                delay = backoff.next()
                 self.last_error = str(exc)
                 failures = await self._failed(str(exc))
                 log.warning("mailbox_failed", mailbox=s.name, error=str(exc),
                             consecutive_failures=failures, retry_in=delay)
             except Exception as exc:  # never let one bad round stop the channel
+                delay = backoff.next()
                 self.last_error = repr(exc)
                 await self._failed(repr(exc))
                 log.exception("mailbox_round_failed", mailbox=s.name)
@@ -269,7 +274,6 @@ class MailboxChannel:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
-            delay = min(delay * 2, self.backoff_max)
 
     async def _session_loop(self, stop: asyncio.Event) -> None:
         s = self.settings
