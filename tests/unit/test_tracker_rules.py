@@ -472,3 +472,20 @@ def test_old_received_transmission_while_others_progress_is_not_stalled(world):
     world.send(order("ICR4", "PO-4"))
     world.clock.advance(seconds=30)
     assert rules.processing_stalled(world.ctx()) == []
+
+
+def test_processing_stalled_alert_opens_and_closes_when_processing_moves(world):
+    """The tracker opens one processing-stalled alert while processing is stuck and resolves
+    it at the first check after processing moved again."""
+    from gateway.tracker.engine import Tracker
+
+    tracker = Tracker(world.settings, world.partners, world.store, stalled_after=60)
+    r = world.pipeline.receive(Incoming(data=order("ICR5", "PO-5"), channel="folder",
+                                        filename="stuck.edi"))
+    world.clock.advance(seconds=90)
+    opened = tracker.check(world.clock.current).opened
+    assert [a.key for a in opened] == ["processing-stalled"]
+    world.pipeline.process(r.transmission_id)
+    world.clock.advance(seconds=10)
+    resolved = tracker.check(world.clock.current).resolved
+    assert [a.key for a in resolved] == ["processing-stalled"]
