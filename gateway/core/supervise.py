@@ -53,7 +53,13 @@ class Backoff:
     def next(self) -> float:
         """Count one more failure; the delay (s) to wait before the next attempt."""
         self.failures += 1
-        return float(self._wait(_Attempt(self.failures)))  # type: ignore[arg-type]
+        return self.delay(self.failures)
+
+    def delay(self, failures: int) -> float:
+        """The delay (s) after ``failures`` failures in a row (0 for none)."""
+        if failures <= 0:
+            return 0.0
+        return float(self._wait(_Attempt(failures)))  # type: ignore[arg-type]
 
     def reset(self) -> None:
         """The work succeeded: the next failure waits ``initial`` s again."""

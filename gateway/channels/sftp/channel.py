@@ -56,6 +56,7 @@ from gateway.channels.sftp.selection import Settling, wanted
 from gateway.config import Partner, SftpInbound, SftpSettings
 from gateway.core.errors import PayloadError
 from gateway.core.ports import Incoming, Receipt, Receiver
+from gateway.core.supervise import Backoff
 
 log = structlog.get_logger("edigw.channels.sftp")
 
@@ -476,7 +477,8 @@ class SftpChannel:
 
     def backoff(self) -> float:
         """Seconds to wait after ``failures`` consecutive failed polls."""
-        return min(self.retry_max, self.retry_initial * 2 ** max(0, self.failures - 1))
+        return Backoff(min(self.retry_initial, self.retry_max), self.retry_max).delay(
+            max(1, self.failures))
 
     # -- the loop -----------------------------------------------------------------------------
 
