@@ -120,8 +120,9 @@ def test_processing_resumes_by_itself_after_a_20s_database_outage(tmp_path, pg_d
             assert ws.counts().get("RECEIVED", 0) == 0
             assert not list(ws.inbox.iterdir())
             assert service.alive
+            # The outage hit the processing worker, which was restarted rather than lost.
             assert any(e.get("event") == "worker_failed" and e.get("worker") == "process"
-                       for e in service.events()) or before < ORDERS
+                       for e in service.events())
             assert service.stop() == 0
         finally:
             tap.delete()
