@@ -82,4 +82,4 @@ def test_poison_files_fail_alone_and_a_restart_with_them_received_still_serves(t
                            "the left poison files failed, the next order published")
         assert [json.loads(m.body)["order_number"] for m in ws.consume(expected=1, timeout=30)] == \
             ["PO-000011"]
-        assert service.alive()
+        assert service.alive
