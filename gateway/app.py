@@ -442,6 +442,10 @@ class Gateway:
 
         await periodic("tracker", tracker.check, every=t.every, stop=stop, after=announce)
 
+    #: Seconds between looks for transmissions left RECEIVED outside the queue (when idle),
+    #: and how old they must be to be taken.
+    SWEEP_EVERY = 60.0
+
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
         """Process received transmissions until stopped, supervised: a store outage pauses
         processing, which resumes by itself within the back-off (5 s at most) of the store's
@@ -464,11 +468,18 @@ class Gateway:
             self.last_progress = time.monotonic()
             if n:
                 log.info("resumed_after_restart", transmissions=n)
+        swept = time.monotonic()
         while not stop.is_set():
             if not held:
                 try:
                     held.append(await asyncio.wait_for(queue.get(), timeout=0.5))
                 except TimeoutError:
+                    if time.monotonic() - swept > self.SWEEP_EVERY:
+                        # Idle: what was left RECEIVED outside the queue (a reprocess or an
+                        # ingest cut short) is taken here rather than at the next start.
+                        swept = time.monotonic()
+                        if await asyncio.to_thread(self.pipeline.sweep, self.SWEEP_EVERY):
+                            self.last_progress = time.monotonic()
                     continue
                 while len(held) < 256 and not queue.empty():
                     held.append(queue.get_nowait())

@@ -96,13 +96,21 @@ class ProcessingSettings(_Strict):
     stream_above: int = Field(16 * 1024 * 1024, ge=1)
     #: Seconds one transmission may take to be read and mapped; past it, that transmission
     #: fails (stage "process") and the others go on. 0: no limit.
-    time_limit: float = Field(300.0, ge=0)
+    time_limit: float = Field(120.0, ge=0)
     #: A transmission whose processing started this many times without finishing (the
     #: process crashed or was killed on it) is marked FAILED instead of tried again.
     max_attempts: int = Field(3, ge=1, le=100)
     #: Processing counts as stalled (/readyz 503, a "processing-stalled" alert) when a
     #: transmission has waited RECEIVED this long (s) and nothing was processed meanwhile.
-    stalled_after: float = Field(120.0, gt=0)
+    stalled_after: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _stalled_after_the_time_limit(self) -> ProcessingSettings:
+        if self.time_limit and self.stalled_after <= self.time_limit:
+            raise ValueError(f"stalled_after ({self.stalled_after:g} s) must be longer than "
+                             f"time_limit ({self.time_limit:g} s): one payload may take "
+                             "that long without processing being stalled")
+        return self
 
 
 class SftpDefaults(_Strict):

@@ -55,6 +55,13 @@ class StoreError(EdigwError):
     """The store or the archive could not durably record something."""
 
 
+class ArchivedPayloadUnreadable(StoreError):
+    """One archived payload is missing or its digest differs: that transmission fails
+    (stage "archive"), the store itself is not away."""
+
+    outage = False
+
+
 class BrokerError(EdigwError):
     """The broker is unreachable or refused an operation."""
 

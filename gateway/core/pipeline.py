@@ -28,6 +28,7 @@ import structlog
 from gateway.config import Partner, PartnerDirectory
 from gateway.core import clock, deadline
 from gateway.core.errors import (
+    ArchivedPayloadUnreadable,
     FormatNotRecognised,
     MappingError,
     PayloadError,
@@ -105,6 +106,8 @@ class Pipeline:
         self.time_limit = time_limit
         #: Starts without finishing before ``resume`` marks a transmission FAILED.
         self.max_attempts = max_attempts
+        #: Transmissions whose start this process counted already (``resume``).
+        self._started: set[str] = set()
         #: Streaming window and slice size (None: the reader's defaults); tests lower them.
         self.stream_window: int | None = None
         self.slice_segments: int | None = None
@@ -192,10 +195,39 @@ class Pipeline:
         self._replays = {tid: set(self.store.reprocess_chain(tid))
                          for tid, r in rows.items() if r.reprocess_of}
         # A streamed payload may run for minutes: the collector keeps running for it.
-        if any(r.size > self.stream_above for r in rows.values()):
-            return self._process_rows(tids, rows)
-        with gc_paused():
-            return self._process_rows(tids, rows)
+        try:
+            if any(r.size > self.stream_above for r in rows.values()):
+                return self._process_rows(tids, rows)
+            with gc_paused():
+                return self._process_rows(tids, rows)
+        except Exception as exc:
+            if is_outage(exc) or len(tids) == 1:
+                raise
+            # Something of the batch's own machinery broke (not one payload: that is
+            # handled inside): each is taken alone, so only the culprit is concerned.
+            log.error("batch_failed", transmissions=len(tids), error=_describe(exc),
+                      exc_info=exc)
+            return [self._alone(tid) for tid in tids]
+
+    def _alone(self, tid: str) -> Outcome:
+        """Process ``tid`` by itself; what still raises (not an outage) fails it, and when
+        even that cannot be recorded it stays RECEIVED for the sweep, with the reason."""
+        try:
+            return self.process_many([tid])[0]
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            reason = _describe(exc)
+            log.error("transmission_crashed", transmission_id=tid, error=reason, exc_info=exc)
+            try:
+                self.store.record_failed(tid, stage="process", reason=reason)
+            except Exception as again:
+                if is_outage(again):
+                    raise
+                log.critical("transmission_not_recorded", transmission_id=tid,
+                             error=_describe(again))
+                return Outcome(tid, s.RECEIVED, stage="process", reason=reason)
+            return Outcome(tid, s.FAILED, stage="process", reason=reason)
 
     def _process_rows(self, tids: Sequence[str], rows: dict[str, TransmissionRow]
                       ) -> list[Outcome]:
@@ -285,7 +317,10 @@ class Pipeline:
         and the exception named (a PayloadError escaping the reader's own handling, the
         time limit, or any other exception, whose traceback goes to the log)."""
         partner_id = self._attributed(exc, row)
-        if isinstance(exc, PayloadError):
+        if isinstance(exc, ArchivedPayloadUnreadable):
+            stage, reason = "archive", str(exc)
+            log.error("transmission_payload_unreadable", transmission_id=tid, reason=reason)
+        elif isinstance(exc, PayloadError):
             stage, reason = exc.stage, str(exc)
             if isinstance(exc, TimeLimitExceeded):
                 log.warning("transmission_time_limit", transmission_id=tid, reason=reason)
@@ -714,20 +749,41 @@ class Pipeline:
             rows = self.store.transmissions_to_process(limit=64)
             if not rows:
                 break
-            fresh = [r.id for r in rows if not r.attempts]
+            # A start is counted once per process: the supervisor running this again after
+            # a store outage is not another crash.
+            fresh = [r.id for r in rows if not r.attempts or r.id in self._started]
             if fresh:
-                self.store.start_attempts(fresh)
+                self._count_starts(fresh)
                 self.process_many(fresh)
             for r in rows:
-                if not r.attempts:
+                if r.id in fresh:
                     continue
                 if r.attempts >= self.max_attempts:
                     self._give_up(r)
                 else:
-                    self.store.start_attempts([r.id])
+                    self._count_starts([r.id])
                     self.process_many([r.id])
             done += len(rows)
+        self._started.clear()
         return done
+
+    def _count_starts(self, tids: list[str]) -> None:
+        new = [t for t in tids if t not in self._started]
+        if new:
+            self.store.start_attempts(new)
+            self._started.update(new)
+
+    def sweep(self, older_than: float = 60.0, limit: int = 256) -> int:
+        """Process RECEIVED transmissions received more than ``older_than`` seconds ago that
+        nothing is working on (a reprocess cut short by an outage, an ``edigw ingest``
+        killed half-way); no start is counted (this is not a restart). Returns how many."""
+        since = clock.now() - dt.timedelta(seconds=older_than)
+        tids = [r.id for r in self.store.transmissions_to_process(limit=limit)
+                if r.received_at < since]
+        if tids:
+            log.warning("received_swept", transmissions=len(tids))
+            self.process_many(tids)
+        return len(tids)
 
     def _give_up(self, row: TransmissionRow) -> None:
         reason = (f"processing started {row.attempts} times without finishing (the process "

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from gateway.core.errors import StoreError
+from gateway.core.errors import ArchivedPayloadUnreadable, StoreError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -174,10 +174,13 @@ class Archive:
         path = self.path_of(sha256)
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            raise StoreError(f"archived payload {sha256} is missing: {exc}") from exc
+        except FileNotFoundError as exc:
+            raise ArchivedPayloadUnreadable(f"archived payload {sha256} is missing") from exc
+        except OSError as exc:  # the archive's disk or mount is away: wait for it
+            raise StoreError(f"archive unreadable: {exc}") from exc
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise StoreError(f"archived payload {sha256} is corrupted (digest differs)")
+            raise ArchivedPayloadUnreadable(
+                f"archived payload {sha256} is corrupted (digest differs)")
         return data
 
     def __contains__(self, sha256: str) -> bool:

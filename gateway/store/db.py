@@ -825,10 +825,16 @@ def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot be reached (an outage to wait out), rather
     than that one transmission's data was refused (which fails that transmission alone)."""
     if isinstance(exc, StoreError):
-        return True
+        return getattr(exc, "outage", True)
     if isinstance(exc, sa.exc.DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(
-            exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+            return True
+        if not isinstance(exc, sa.exc.OperationalError):
+            return False
+        # PostgreSQL says which: a statement cancelled or over a limit is the data's doing
+        # (class 54, 57014), a lost connection or a server going down is an outage.
+        state = getattr(exc.orig, "sqlstate", None) or ""
+        return not (state.startswith("54") or state == "57014")
     return isinstance(exc, (ConnectionError, sa.exc.TimeoutError))
 
 

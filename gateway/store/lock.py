@@ -51,7 +51,12 @@ def sqlite_file(url: str) -> Path | None:
     database = sa.engine.make_url(url).database
     if not database or database == ":memory:" or database.startswith("file::memory:"):
         return None
-    return Path(database)
+    if database.startswith("file:"):  # a SQLite URI filename: file:/path?mode=…
+        database = database[len("file:"):].split("?", 1)[0]
+        if database.startswith("//"):
+            database = database[2:]
+    # The real file, so that a symlink or another spelling of the path takes the same lock.
+    return Path(database).resolve()
 
 
 class InstanceLock:

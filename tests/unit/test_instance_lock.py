@@ -104,3 +104,21 @@ def test_serve_refuses_a_locked_store_with_exit_status_1(tmp_path: Path) -> None
     finally:
         first.kill()
         first.wait()
+
+
+def test_another_spelling_of_the_same_file_takes_the_same_lock(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """A symlink, a relative path or a SQLite URI filename name the same database: the same
+    lock, so a second gateway cannot slip past it."""
+    (tmp_path / "real.sqlite3").touch()
+    (tmp_path / "alias.sqlite3").symlink_to(tmp_path / "real.sqlite3")
+    monkeypatch.chdir(tmp_path)
+    first = _holder(f"sqlite:///{tmp_path}/real.sqlite3")
+    try:
+        for url in (f"sqlite:///{tmp_path}/alias.sqlite3", "sqlite:///real.sqlite3",
+                    f"sqlite:///file:{tmp_path}/real.sqlite3?mode=rwc&uri=true"):
+            with pytest.raises(InstanceLocked):
+                InstanceLock.for_store(url).acquire()  # type: ignore[union-attr]
+    finally:
+        first.kill()
+        first.wait()

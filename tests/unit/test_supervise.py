@@ -214,7 +214,7 @@ def test_readyz_reports_stalled_processing_and_recovers(tmp_path: Path) -> None:
                  archive=None, mappings=None, pipeline=None)  # type: ignore[arg-type]
     checks = dict(gw.ready_checks())
     assert checks["processing"]() is None  # just started: processing had no time to stall
-    gw.last_progress = time.monotonic() - 130
+    gw.last_progress = time.monotonic() - gw.settings.processing.stalled_after - 10
     problem = checks["processing"]()
     assert problem is not None and tid in problem and "stalled" in problem
     gw.last_progress = time.monotonic()  # a batch was processed

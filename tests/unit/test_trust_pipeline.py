@@ -2,6 +2,7 @@
 store refuses and a payload that keeps crashing the process each fail that transmission
 alone, named; a store outage fails nothing and leaves the batch to be taken again."""
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -186,6 +187,7 @@ def test_after_a_crash_the_batch_goes_one_by_one_and_only_the_poison_is_given_up
 
     pipeline.process_many = dies_on_poison
     for _ in range(pipeline.max_attempts + 1):  # restarts
+        pipeline._started.clear()  # a new process remembers no start of its own
         try:
             pipeline.resume()
         except SystemExit:
@@ -215,3 +217,46 @@ def test_only_received_transmissions_count_their_starts(pipeline):
     assert pipeline.store.start_attempts([tid]) == {tid: 1}
     pipeline.process(tid)
     assert pipeline.store.start_attempts([tid]) == {}
+
+
+def test_a_missing_archived_payload_fails_that_transmission_not_the_batch(pipeline):
+    gone = receive(pipeline, b"T|111|PO30", "gone.edi")
+    good = receive(pipeline, b"T|111|PO31", "good.edi")
+    row = pipeline.store.get_transmission(gone)
+    pipeline.archive.path_of(row.sha256).unlink()
+    outcomes = pipeline.process_many([gone, good])
+    assert [o.status for o in outcomes] == [s.FAILED, s.PROCESSED]
+    row = pipeline.store.get_transmission(gone)
+    assert row.stage == "archive" and "missing" in row.reason
+
+
+def test_store_outages_during_resume_count_no_start_against_good_files(pipeline, monkeypatch):
+    tids = [receive(pipeline, f"T|111|PO4{n}".encode(), f"r{n}.edi") for n in range(3)]
+    real = pipeline.store.record_batch
+    outages = [pipeline.max_attempts + 1]
+
+    def flaky(records):
+        if outages[0]:
+            outages[0] -= 1
+            raise sa.exc.OperationalError("INSERT …", {}, Exception("database is locked"))
+        return real(records)
+
+    monkeypatch.setattr(pipeline.store, "record_batch", flaky)
+    for _ in range(10):  # the supervisor runs resume again after each outage
+        try:
+            pipeline.resume()
+            break
+        except StoreError:
+            pass
+        except sa.exc.OperationalError:
+            pass
+    assert {pipeline.store.get_transmission(t).status for t in tids} == {s.PROCESSED}
+
+
+def test_the_sweep_takes_what_was_left_received_outside_the_queue(pipeline, monkeypatch):
+    tid = receive(pipeline, b"T|111|PO50", "left.edi")
+    assert pipeline.sweep(older_than=60) == 0  # too recent: someone may be on it
+    later = pipeline.store.get_transmission(tid).received_at + dt.timedelta(seconds=61)
+    monkeypatch.setattr("gateway.core.clock.now", lambda: later)
+    assert pipeline.sweep(older_than=60) == 1
+    assert pipeline.store.get_transmission(tid).status == s.PROCESSED

@@ -95,6 +95,7 @@ class MailboxChannel:
         self.receiver = receiver
         self.verdicts = verdicts
         self.records = records
+        self._backoff: Backoff | None = None
         self.on_received = on_received
         self.replies = replies
         self.batch = batch
@@ -247,6 +248,7 @@ class MailboxChannel:
         s = self.settings
         log.info("mailbox_channel_started", mailbox=s.name, host=s.host, folder=s.folder)
         backoff = Backoff(min(1.0, self.backoff_max), self.backoff_max)
+        self._backoff = backoff
         while not stop.is_set():
             delay = 0.0
             try:
@@ -281,6 +283,8 @@ class MailboxChannel:
         while not stop.is_set():
             taken = await self.poll_once(session)
             await self._ok(f"{taken} mail(s) taken" if taken else "no new mail")
+            if self._backoff is not None:
+                self._backoff.reset()  # a session that worked: the next drop starts afresh
             if taken:
                 continue  # more may be waiting
             if s.idle and session.can_idle:
