@@ -760,3 +760,54 @@ def test_contrl_appears_in_outbound_folder_only_under_its_final_name(harness, se
     stem, _, ext = row.filename.rpartition(".")
     assert f"{stem}.2.{ext}" in server.files("out")
     sender.close()
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["kept", "crash-before-keep"])
+def test_failed_file_kept_on_the_server_is_neither_deleted_nor_processed_again_after_a_restart(
+        harness, crash):
+    """on_failure = keep: a FAILED file stays on the server; after a restart (also one that came between its outcome and the keep) it is not received nor processed again; the same bytes written again (new mtime) are recorded as a DUPLICATE of the failed transmission and still kept, never deleted."""
+
+    class Crash(BaseException):
+        pass
+
+    h = harness(inbound=[{"folder": "in", "on_failure": "keep"}])
+    bad = order("PO-KEEP", "4301").replace(b"UNZ+1+4301'", b"")  # no UNZ: fails to parse
+    path = h.server.put("in/bad.edi", bad)
+    if crash:
+        def crash_at_keep(channel: str, files: list[Any]) -> None:
+            raise Crash(channel)
+
+        h.channel.records = type("Records", (), {
+            "remembered": h.records.remembered, "remember": staticmethod(crash_at_keep)})()
+        with pytest.raises(Crash):
+            h.poll_until(lambda: False, timeout=5)
+        (t,) = h.transmissions()
+        assert (t.status, t.acknowledged_at) == ("FAILED", None)
+    else:
+        h.poll_until(lambda: bool(h.transmissions()) and h.transmissions()[0].acknowledged_at
+                     is not None)
+    h.channel.close()
+
+    assert h.gw.pipeline.resume() == 0  # the restart: nothing left RECEIVED
+    h.processed.clear()
+    again = h.new_channel()
+    h.poll_until(lambda: h.transmissions()[0].acknowledged_at is not None, channel=again)
+    for _ in range(4):
+        again.poll_once()
+        time.sleep(0.25)
+    (t,) = h.transmissions()
+    assert t.status == "FAILED" and h.processed == []
+    assert h.server.files("in") == ["bad.edi"] and path.read_bytes() == bad
+    assert any("not processed: kept on" in (e["detail"] or "") for e in h.gw.store.events(t.id))
+
+    os.utime(path, (time.time() + 5, time.time() + 5))  # the same bytes written again
+    h.poll_until(lambda: len(h.transmissions()) == 2, channel=again)
+    for _ in range(4):
+        again.poll_once()
+        time.sleep(0.25)
+    first, dup = h.transmissions()
+    assert (dup.status, dup.duplicate_of) == ("DUPLICATE", first.id)
+    assert h.processed == [] and len(h.transmissions()) == 2
+    assert h.server.files("in") == ["bad.edi"], "a duplicate of a failed file is kept"
+    assert dup.acknowledged_at is not None
+    again.close()

@@ -120,15 +120,19 @@ class FakeOutcomes:
     def __init__(self) -> None:
         self.failed: set[str] = set()
         self.waiting: set[str] = set()
+        #: DUPLICATE transmissions -> their originals.
+        self.duplicates: dict[str, str] = {}
 
     def get_transmissions(self, tids):
-        return {t: Row("FAILED" if t in self.failed else "RECEIVED" if t in self.waiting
-                       else "PROCESSED") for t in tids}
+        return {t: Row("DUPLICATE", self.duplicates[t]) if t in self.duplicates
+                else Row("FAILED" if t in self.failed else "RECEIVED" if t in self.waiting
+                         else "PROCESSED") for t in tids}
 
 
 class Row:
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str, duplicate_of: str | None = None) -> None:
         self.status = status
+        self.duplicate_of = duplicate_of
 
 
 class FakeRecords:
@@ -396,3 +400,22 @@ def test_a_spooled_download_of_a_changed_file_leaves_no_spool_file(tmp_path: Pat
     assert handed == [] and list(tmp_path.iterdir()) == []
     two_polls(channel)
     assert list(receiver.by_sha) == [b"x" * 64 + b"y"]
+
+
+@pytest.mark.parametrize("original", ["FAILED", "RECEIVED", "PROCESSED"])
+def test_a_duplicate_follows_its_originals_outcome(original):
+    """The same bytes again under another name: moved aside like its FAILED original, left in place while the original waits for processing, deleted when the original was processed."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"SAME"
+    channel, receiver, _records, handed = make(server)
+    two_polls(channel)
+    assert server.files == {}
+    server.files["/in/b.edi"] = b"SAME"
+    channel.outcomes.duplicates = {"t1-b.edi": "t0-a.edi"}
+    channel.outcomes.failed = {"t0-a.edi"} if original == "FAILED" else set()
+    channel.outcomes.waiting = {"t0-a.edi"} if original == "RECEIVED" else set()
+    two_polls(channel)
+    assert len(handed) == 1 and receiver.count == 2
+    expected = {"FAILED": {"/in/failed/b.edi"}, "RECEIVED": {"/in/b.edi"},
+                "PROCESSED": set()}[original]
+    assert set(server.files) == expected

@@ -19,9 +19,12 @@ only then, the file looked at again (stat), acted on:
   followed the download): kept on the server, and read again once it settles. The copy already stored is a
   transmission of its own, acknowledged with "changed while read" (its orders, if any, come
   again in the whole file and are recognised by ``message_id``);
-- processed (or a duplicate): deleted, or moved to ``move_to``;
+- processed: deleted, or moved to ``move_to``;
 - FAILED or QUARANTINED: ``on_failure``: moved into ``failed_to`` (``<folder>/failed`` by
-  default, created when missing), deleted, or kept in place and remembered.
+  default, created when missing), deleted, or kept in place and remembered (in the store:
+  a restart does not take it again);
+- a duplicate (the same bytes as an earlier transmission): as its original, so a failed
+  file written again under ``on_failure = keep`` is recorded as DUPLICATE and stays.
 
 So a half-written file that fails to parse is moved aside, never deleted: the partner's
 later writes land in the moved file (a rename keeps the open file), nothing is lost.
@@ -94,6 +97,9 @@ class Outcome(Protocol):
     @property
     def status(self) -> str: ...
 
+    @property
+    def duplicate_of(self) -> str | None: ...
+
 
 class Outcomes(Protocol):
     """Where received transmissions stand (``gateway.store.db.Store``)."""
@@ -104,6 +110,7 @@ class Outcomes(Protocol):
 #: Transmission statuses (``gateway.store.schema``): not yet processed, and not processed.
 _WAITING = "RECEIVED"
 _NOT_PROCESSED = ("FAILED", "QUARANTINED")
+_DUPLICATE = "DUPLICATE"
 
 
 class HealthRecords(Protocol):
@@ -379,11 +386,15 @@ class SftpChannel:
         since it was read)."""
         if not self._held:
             return
-        rows = self.outcomes.get_transmissions(
-            [h.receipt.transmission_id for h in self._held.values()])
+        rows = dict(self.outcomes.get_transmissions(
+            [h.receipt.transmission_id for h in self._held.values()]))
+        originals = {row.duplicate_of for row in rows.values()
+                     if row.status == _DUPLICATE and row.duplicate_of} - rows.keys()
+        if originals:
+            rows.update(self.outcomes.get_transmissions(sorted(originals)))
         acks: dict[str, list[Receipt]] = {}
         for path, held in list(self._held.items()):
-            row = rows.get(held.receipt.transmission_id)
+            row = _outcome(rows, held.receipt.transmission_id)
             if row is None or row.status == _WAITING:
                 continue  # not processed yet: asked again at the next poll
             f, inbound, r = held.file, held.inbound, held.receipt
@@ -527,6 +538,16 @@ class SftpChannel:
                         pass
         finally:
             await asyncio.to_thread(self.close)
+
+
+def _outcome(rows: Mapping[str, Outcome], tid: str) -> Outcome | None:
+    """The outcome that decides what becomes of the remote file of ``tid``: a duplicate's
+    is its original's (the same bytes not processed are not processed either: under
+    ``on_failure = keep`` a failed file written again stays on the server)."""
+    row = rows.get(tid)
+    if row is not None and row.status == _DUPLICATE and row.duplicate_of:
+        return rows.get(row.duplicate_of, row)
+    return row
 
 
 def read_whole(listed: RemoteFile, got: int, now: RemoteFile) -> bool:
