@@ -258,36 +258,84 @@ def test_file_written_in_place_with_pauses_is_never_lost(harness, settle):
         assert numbers == {f"PO{n:09d}" for n in range(1, 11)}, numbers
 
 
+class AppendingConnection:
+    """The real session; ``write`` (the partner appending) runs once, right after the first
+    download and before the channel looks at the file again."""
+
+    def __init__(self, settings: SftpSettings, write: Callable[[str], None]) -> None:
+        self.conn = SftpConnection.open(settings)
+        self.write = write
+        self.downloads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    @property
+    def alive(self) -> bool:
+        return self.conn.alive
+
+    def download(self, path: str, into: Any) -> int:
+        got = self.conn.download(path, into)
+        self.downloads += 1
+        if self.downloads == 1:
+            self.write(path)
+        return got
+
+
+def test_file_growing_during_the_download_is_not_stored_and_is_taken_whole_later(harness):
+    """The partner appends to an EDIFACT file cut at a segment boundary while the channel downloads it: the partial read is never stored (no transmission, nothing archived, nothing processed); the whole file is taken at a later poll, once settled again, and removed."""
+    data = order("PO-GROWING", "4102")
+    lines = data.split(b"\n")
+    head = b"\n".join(lines[:6]) + b"\n"  # whole segments: UNA to the first NAD
+    assert data.startswith(head) and head.endswith(b"'\n")
+    rest = data[len(head):]
+    made: list[AppendingConnection] = []
+
+    def connect(settings: SftpSettings) -> AppendingConnection:
+        def append(path: str) -> None:
+            with open(path, "ab") as fh:
+                fh.write(rest)
+
+        made.append(AppendingConnection(settings, append))
+        return made[-1]
+
+    h = harness(connect=connect)
+    h.server.put("in/growing.edi", head)
+    h.poll_until(lambda: made and made[0].downloads >= 1)
+    assert h.transmissions() == [] and h.processed == []
+    assert h.server.files("in") == ["growing.edi"]
+    h.poll_until(lambda: h.server.files("in") == [])
+    (t,) = h.transmissions()
+    assert h.gw.archive.get(t.sha256) == data
+    assert [d.business_number for d in h.documents()] == ["PO-GROWING"]
+
+
 def test_file_changed_while_read_is_kept_and_read_again(harness):
-    """The partner writes more right after the channel read the file: the file is not removed; the half read is a transmission of its own, acknowledged as changed while read; the whole file is read at a later poll and then removed."""
+    """The partner writes more right after the channel read and stored the file (after the look that follows the download): the file is not removed; the half read is a transmission of its own, acknowledged as changed while read; the whole file is read at a later poll and then removed."""
     data = order("PO-LATE", "4101")
     half, rest = data[:len(data) // 2], data[len(data) // 2:]
 
-    class WriterAfterRead:
-        """The real session; the partner appends the rest right after the first download."""
+    class AppendAfterReceive:
+        """The gateway's receiver; the partner appends the rest right after the first
+        durable receive."""
 
-        appended = False
+        def __init__(self, inner: Any, path: str) -> None:
+            self.inner, self.path, self.appended = inner, path, False
 
-        def __init__(self, settings: SftpSettings) -> None:
-            self.conn = SftpConnection.open(settings)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.conn, name)
-
-        @property
-        def alive(self) -> bool:
-            return self.conn.alive
-
-        def download(self, path: str, into: Any) -> int:
-            got = self.conn.download(path, into)
-            if not WriterAfterRead.appended:
-                WriterAfterRead.appended = True
-                with open(path, "ab") as fh:
+        def receive_many(self, items: list[Incoming]) -> list[Receipt]:
+            receipts = self.inner.receive_many(items)
+            if not self.appended:
+                self.appended = True
+                with open(self.path, "ab") as fh:
                     fh.write(rest)
-            return got
+            return receipts
 
-    h = harness(connect=WriterAfterRead)
-    h.server.put("in/late.edi", half)
+        def acknowledged(self, receipts: list[Receipt], detail: str) -> None:
+            self.inner.acknowledged(receipts, detail)
+
+    h = harness()
+    path = h.server.put("in/late.edi", half)
+    h.channel.receiver = AppendAfterReceive(h.gw.pipeline, str(path))
     h.poll_until(lambda: len(h.transmissions()) == 1)
     assert h.server.files("in") == ["late.edi"], "changed while read: kept on the server"
     (first,) = h.transmissions()
@@ -712,3 +760,54 @@ def test_contrl_appears_in_outbound_folder_only_under_its_final_name(harness, se
     stem, _, ext = row.filename.rpartition(".")
     assert f"{stem}.2.{ext}" in server.files("out")
     sender.close()
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["kept", "crash-before-keep"])
+def test_failed_file_kept_on_the_server_is_neither_deleted_nor_processed_again_after_a_restart(
+        harness, crash):
+    """on_failure = keep: a FAILED file stays on the server; after a restart (also one that came between its outcome and the keep) it is not received nor processed again; the same bytes written again (new mtime) are recorded as a DUPLICATE of the failed transmission and still kept, never deleted."""
+
+    class Crash(BaseException):
+        pass
+
+    h = harness(inbound=[{"folder": "in", "on_failure": "keep"}])
+    bad = order("PO-KEEP", "4301").replace(b"UNZ+1+4301'", b"")  # no UNZ: fails to parse
+    path = h.server.put("in/bad.edi", bad)
+    if crash:
+        def crash_at_keep(channel: str, files: list[Any]) -> None:
+            raise Crash(channel)
+
+        h.channel.records = type("Records", (), {
+            "remembered": h.records.remembered, "remember": staticmethod(crash_at_keep)})()
+        with pytest.raises(Crash):
+            h.poll_until(lambda: False, timeout=5)
+        (t,) = h.transmissions()
+        assert (t.status, t.acknowledged_at) == ("FAILED", None)
+    else:
+        h.poll_until(lambda: bool(h.transmissions()) and h.transmissions()[0].acknowledged_at
+                     is not None)
+    h.channel.close()
+
+    assert h.gw.pipeline.resume() == 0  # the restart: nothing left RECEIVED
+    h.processed.clear()
+    again = h.new_channel()
+    h.poll_until(lambda: h.transmissions()[0].acknowledged_at is not None, channel=again)
+    for _ in range(4):
+        again.poll_once()
+        time.sleep(0.25)
+    (t,) = h.transmissions()
+    assert t.status == "FAILED" and h.processed == []
+    assert h.server.files("in") == ["bad.edi"] and path.read_bytes() == bad
+    assert any("not processed: kept on" in (e["detail"] or "") for e in h.gw.store.events(t.id))
+
+    os.utime(path, (time.time() + 5, time.time() + 5))  # the same bytes written again
+    h.poll_until(lambda: len(h.transmissions()) == 2, channel=again)
+    for _ in range(4):
+        again.poll_once()
+        time.sleep(0.25)
+    first, dup = h.transmissions()
+    assert (dup.status, dup.duplicate_of) == ("DUPLICATE", first.id)
+    assert h.processed == [] and len(h.transmissions()) == 2
+    assert h.server.files("in") == ["bad.edi"], "a duplicate of a failed file is kept"
+    assert dup.acknowledged_at is not None
+    again.close()

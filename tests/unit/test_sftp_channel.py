@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import posixpath
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,11 @@ class FakeServer:
         self.fail_remove = False
         self.down = False
         self.logins = 0
+        #: mtime of a file (100 unless set here).
+        self.mtimes: dict[str, int] = {}
+        #: Called with the path after each download, before anything else: a partner writing.
+        self.after_download: Callable[[str], None] = lambda _path: None
+        self.downloads = 0
 
     def connect(self, _settings: SftpSettings) -> FakeConnection:
         if self.down:
@@ -36,12 +43,14 @@ class FakeConnection:
         self.alive = True
 
     def list(self, folder: str) -> list[RemoteFile]:
-        return [RemoteFile(folder, posixpath.basename(p), len(d), 100)
+        return [RemoteFile(folder, posixpath.basename(p), len(d), self.server.mtimes.get(p, 100))
                 for p, d in self.server.files.items() if posixpath.dirname(p) == folder]
 
     def download(self, path: str, into: io.BufferedIOBase) -> int:
         data = self.server.files[path]
         into.write(data)
+        self.server.downloads += 1
+        self.server.after_download(path)
         return len(data)
 
     def remove(self, path: str) -> None:
@@ -60,7 +69,7 @@ class FakeConnection:
         if path not in self.server.files:
             raise FileNotFoundError(path)
         return RemoteFile(posixpath.dirname(path), posixpath.basename(path),
-                          len(self.server.files[path]), 100)
+                          len(self.server.files[path]), self.server.mtimes.get(path, 100))
 
     def mkdir(self, path: str) -> None:
         self.server.folders.add(path)
@@ -111,15 +120,19 @@ class FakeOutcomes:
     def __init__(self) -> None:
         self.failed: set[str] = set()
         self.waiting: set[str] = set()
+        #: DUPLICATE transmissions -> their originals.
+        self.duplicates: dict[str, str] = {}
 
     def get_transmissions(self, tids):
-        return {t: Row("FAILED" if t in self.failed else "RECEIVED" if t in self.waiting
-                       else "PROCESSED") for t in tids}
+        return {t: Row("DUPLICATE", self.duplicates[t]) if t in self.duplicates
+                else Row("FAILED" if t in self.failed else "RECEIVED" if t in self.waiting
+                         else "PROCESSED") for t in tids}
 
 
 class Row:
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str, duplicate_of: str | None = None) -> None:
         self.status = status
+        self.duplicate_of = duplicate_of
 
 
 class FakeRecords:
@@ -306,3 +319,103 @@ def test_settle_of_the_partner_profile_wins_over_the_gateway_default():
     with pytest.raises(ValueError):
         SftpSettings(host="h", user="u", password="pw", host_key="ssh-ed25519 AAAA",
                      settle=0)
+
+
+def test_a_file_growing_during_the_download_is_not_stored_and_is_taken_whole_later():
+    """The partner appends between the download and the look after it: nothing of the partial read is received or handed to processing; once settled again the whole file is taken."""
+    from structlog.testing import capture_logs
+
+    server = FakeServer()
+    server.files["/in/a.csv"] = b"sku;qty\nA;1\n"
+
+    def append_once(path: str) -> None:
+        if server.downloads == 1:
+            server.files[path] += b"B;2\n"
+
+    server.after_download = append_once
+    channel, receiver, _records, handed = make(server)
+    with capture_logs() as logs:
+        result = two_polls(channel)
+    assert receiver.count == 0 and handed == [] and receiver.by_sha == {}
+    assert "a.csv (changed while read)" in result.kept
+    (event,) = [e for e in logs if e["event"] == "sftp_file_changed_while_read"]
+    assert event["read"] == (12, 100) and event["now"] == (16, 100)
+    assert event["stored"] is False
+    two_polls(channel)
+    assert list(receiver.by_sha) == [b"sku;qty\nA;1\nB;2\n"] and len(handed) == 1
+    assert server.files == {}
+
+
+def test_a_file_rewritten_to_the_same_size_during_the_download_is_not_stored():
+    """Same size, newer mtime after the download (rewritten in place): the read is discarded; the file is taken once it settles."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"OLD"
+
+    def rewrite_once(path: str) -> None:
+        if server.downloads == 1:
+            server.files[path], server.mtimes[path] = b"NEW", 101
+
+    server.after_download = rewrite_once
+    channel, receiver, _records, handed = make(server)
+    two_polls(channel)
+    assert handed == [] and receiver.by_sha == {}
+    two_polls(channel)
+    assert list(receiver.by_sha) == [b"NEW"] and server.files == {}
+
+
+def test_a_download_shorter_than_listed_is_not_stored_and_a_file_gone_is_skipped():
+    """Fewer bytes read than listed (the stat after agrees with the listing) is not a whole file; a file removed by someone else before the look after the download is skipped."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"WHOLE"
+    server.files["/in/b.edi"] = b"GONE"
+    channel, receiver, _records, handed = make(server)
+    conn = channel._connection()
+    short = conn.download
+
+    def download(path: str, into: io.BufferedIOBase) -> int:
+        got = short(path, into)
+        if path == "/in/b.edi":
+            del server.files[path]
+            return got
+        return got - 1
+
+    conn.download = download  # type: ignore[method-assign]
+    two_polls(channel)
+    assert handed == [] and receiver.by_sha == {} and list(server.files) == ["/in/a.edi"]
+
+
+def test_a_spooled_download_of_a_changed_file_leaves_no_spool_file(tmp_path: Path):
+    """A large file (spooled to disk) that changed during its download: discarded, and its spool file removed."""
+    server = FakeServer()
+    server.files["/in/big.edi"] = b"x" * 64
+
+    def append_once(path: str) -> None:
+        if server.downloads == 1:
+            server.files[path] += b"y"
+
+    server.after_download = append_once
+    channel, receiver, _records, handed = make(server)
+    channel.stream_above, channel.spool = 16, tmp_path
+    two_polls(channel)
+    assert handed == [] and list(tmp_path.iterdir()) == []
+    two_polls(channel)
+    assert list(receiver.by_sha) == [b"x" * 64 + b"y"]
+
+
+@pytest.mark.parametrize("original", ["FAILED", "RECEIVED", "PROCESSED"])
+def test_a_duplicate_follows_its_originals_outcome(original):
+    """The same bytes again under another name: moved aside like its FAILED original, left in place while the original waits for processing, deleted when the original was processed."""
+    server = FakeServer()
+    server.files["/in/a.edi"] = b"SAME"
+    channel, receiver, _records, handed = make(server)
+    two_polls(channel)
+    assert server.files == {}
+    server.files["/in/b.edi"] = b"SAME"
+    channel.outcomes.duplicates = {"t1-b.edi": "t0-a.edi"}
+    channel.outcomes.failed = {"t0-a.edi"} if original == "FAILED" else set()
+    channel.outcomes.waiting = {"t0-a.edi"} if original == "RECEIVED" else set()
+    two_polls(channel)
+    assert len(handed) == 1 and receiver.count == 2
+    expected = {"FAILED": {"/in/failed/b.edi"}, "RECEIVED": {"/in/b.edi"},
+                "PROCESSED": set()}[original]
+    assert set(server.files) == expected

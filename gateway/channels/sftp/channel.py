@@ -3,21 +3,28 @@
 Each poll (in a worker thread, paramiko blocks) lists the partner's inbound folders, keeps
 the files that match a pattern, are not temporary and are complete (``selection``: size and
 mtime unchanged for ``settle`` seconds, the partner's ``[sftp] settle`` or the gateway's, 5 s
-by default), and takes at most ``max_files`` of them, oldest first. A file is downloaded and
-durably received (``Receiver.receive_many``: archived and committed), then handed to
-processing. For ``after = "leave"`` it is remembered by path, size and mtime at once.
+by default), and takes at most ``max_files`` of them, oldest first. A file is downloaded,
+looked at again (stat), and only when its size and mtime are still those listed, and as many
+bytes were read, durably received (``Receiver.receive_many``: archived and committed), then
+handed to processing. A copy of a file that changed during the download (a partner still
+writing under the final name; a half CSV or an EDIFACT file cut at a segment boundary may
+well parse) is discarded, never stored: the file is taken once it has settled again.
+For ``after = "leave"`` a file is remembered by path, size and mtime at once.
 
 Otherwise the remote file is *held* until its transmission's outcome is in the store
 (``Outcomes``; processing runs elsewhere, so this is the same poll or a later one), and
 only then, the file looked at again (stat), acted on:
 
-- changed since it was read (size or mtime; a partner still writing under the final name):
-  kept on the server, and read again once it settles. The copy already stored is a
+- changed since it was read (size or mtime; a partner writing again after the look that
+  followed the download): kept on the server, and read again once it settles. The copy already stored is a
   transmission of its own, acknowledged with "changed while read" (its orders, if any, come
   again in the whole file and are recognised by ``message_id``);
-- processed (or a duplicate): deleted, or moved to ``move_to``;
+- processed: deleted, or moved to ``move_to``;
 - FAILED or QUARANTINED: ``on_failure``: moved into ``failed_to`` (``<folder>/failed`` by
-  default, created when missing), deleted, or kept in place and remembered.
+  default, created when missing), deleted, or kept in place and remembered (in the store:
+  a restart does not take it again);
+- a duplicate (the same bytes as an earlier transmission): as its original, so a failed
+  file written again under ``on_failure = keep`` is recorded as DUPLICATE and stays.
 
 So a half-written file that fails to parse is moved aside, never deleted: the partner's
 later writes land in the moved file (a rename keeps the open file), nothing is lost.
@@ -90,6 +97,9 @@ class Outcome(Protocol):
     @property
     def status(self) -> str: ...
 
+    @property
+    def duplicate_of(self) -> str | None: ...
+
 
 class Outcomes(Protocol):
     """Where received transmissions stand (``gateway.store.db.Store``)."""
@@ -100,6 +110,7 @@ class Outcomes(Protocol):
 #: Transmission statuses (``gateway.store.schema``): not yet processed, and not processed.
 _WAITING = "RECEIVED"
 _NOT_PROCESSED = ("FAILED", "QUARANTINED")
+_DUPLICATE = "DUPLICATE"
 
 
 class HealthRecords(Protocol):
@@ -267,7 +278,7 @@ class SftpChannel:
         batch: list[tuple[RemoteFile, Incoming]] = []
         held = 0
         for f in files:
-            item = self._download(conn, f)
+            item = self._download(conn, f, result)
             if item is None:
                 continue
             if item.path is None and batch and held + len(item.data) > self.stream_above:
@@ -281,7 +292,10 @@ class SftpChannel:
         if batch:
             self._receive(conn, inbound, batch, result)
 
-    def _download(self, conn: Connection, f: RemoteFile) -> Incoming | None:
+    def _download(self, conn: Connection, f: RemoteFile, result: PollResult
+                  ) -> Incoming | None:
+        """Read ``f``, then look at it again: a copy of a file that changed meanwhile (or
+        whose length is not the listed size) is discarded, never stored."""
         spooled: Path | None = None
         try:
             if f.size > self.stream_above:
@@ -295,18 +309,21 @@ class SftpChannel:
                 buffer = io.BytesIO()
                 got = conn.download(f.path, buffer)
                 data = buffer.getvalue()
+            now: RemoteFile | None = conn.stat(f.path)
         except FileNotFoundError:
-            got = -1  # taken away by someone else since the listing
+            got, now = -1, None  # taken away by someone else since the listing
         except BaseException:
             _unlink(spooled)
             raise
-        if got != f.size:
-            # Changed since it looked complete (or gone): look again from the start.
+        if now is None or not read_whole(f, got, now):
+            # Still being written (or gone): look again from the start, take it once settled.
             self.settling.forget(f.path)
             _unlink(spooled)
-            if got >= 0:
-                log.warning("sftp_file_changed", channel=self.name, file=f.path,
-                            listed=f.size, downloaded=got)
+            if now is not None:
+                result.kept.append(f"{f.name} (changed while read)")
+                log.warning("sftp_file_changed_while_read", channel=self.name, file=f.path,
+                            read=(f.size, f.mtime), downloaded=got,
+                            now=(now.size, now.mtime), stored=False)
             return None
         return Incoming(data=data, channel=self.channel, channel_ref=self.ref(f),
                         filename=f.name, partner_hint=self.partner.id, path=spooled)
@@ -369,11 +386,15 @@ class SftpChannel:
         since it was read)."""
         if not self._held:
             return
-        rows = self.outcomes.get_transmissions(
-            [h.receipt.transmission_id for h in self._held.values()])
+        rows = dict(self.outcomes.get_transmissions(
+            [h.receipt.transmission_id for h in self._held.values()]))
+        originals = {row.duplicate_of for row in rows.values()
+                     if row.status == _DUPLICATE and row.duplicate_of} - rows.keys()
+        if originals:
+            rows.update(self.outcomes.get_transmissions(sorted(originals)))
         acks: dict[str, list[Receipt]] = {}
         for path, held in list(self._held.items()):
-            row = rows.get(held.receipt.transmission_id)
+            row = _outcome(rows, held.receipt.transmission_id)
             if row is None or row.status == _WAITING:
                 continue  # not processed yet: asked again at the next poll
             f, inbound, r = held.file, held.inbound, held.receipt
@@ -517,6 +538,23 @@ class SftpChannel:
                         pass
         finally:
             await asyncio.to_thread(self.close)
+
+
+def _outcome(rows: Mapping[str, Outcome], tid: str) -> Outcome | None:
+    """The outcome that decides what becomes of the remote file of ``tid``: a duplicate's
+    is its original's (the same bytes not processed are not processed either: under
+    ``on_failure = keep`` a failed file written again stays on the server)."""
+    row = rows.get(tid)
+    if row is not None and row.status == _DUPLICATE and row.duplicate_of:
+        return rows.get(row.duplicate_of, row)
+    return row
+
+
+def read_whole(listed: RemoteFile, got: int, now: RemoteFile) -> bool:
+    """Whether a download of ``listed`` that copied ``got`` bytes, after which the file
+    looked like ``now``, is the whole file: the same size and mtime before and after, and
+    that many bytes read."""
+    return got == listed.size and (now.size, now.mtime) == (listed.size, listed.mtime)
 
 
 def _said(exc: BaseException) -> str:
