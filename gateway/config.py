@@ -253,7 +253,8 @@ class HttpSettings(_Strict):
     #: Seconds an idle keep-alive connection stays open after a response.
     keep_alive: int = Field(5, ge=1, le=300)
     #: Open connections at most; beyond, the oldest one still waiting for its headers is
-    #: closed, or the new one refused (503) when all are busy.
+    #: closed, else the oldest whose body comes too slowly (408), or the new one refused
+    #: (503) when all are busy.
     max_connections: int = Field(500, ge=10, le=100_000)
     #: The operator console (pages, /api, /metrics) on this server.
     console: bool = True
