@@ -323,9 +323,11 @@ def bounded_protocol(header_timeout: float, max_connections: int,
         # -- body --
 
         def _watch_body(self) -> None:
-            """Start the body clock when the client owes a body and it is not running."""
-            if (self._body_timer is None and self.conn.their_state is h11.SEND_BODY
-                    and not self.transport.is_closing()):
+            """Start the body clock when the client owes a body and it is not running; stop
+            it when the body ended (each request of a connection has its own)."""
+            if self.conn.their_state is not h11.SEND_BODY:
+                self._stop_body_clock()
+            elif self._body_timer is None and not self.transport.is_closing():
                 now = self.loop.time()
                 self._body_since = self._body_last = self._body_quiet_since = now
                 self._body_waited = 0.0
@@ -417,6 +419,8 @@ def bounded_protocol(header_timeout: float, max_connections: int,
                 if transport.dropped > LINGER_BYTES:
                     transport._transport.close()
                 return
+            if self.conn.their_state is not h11.SEND_BODY:
+                self._stop_body_clock()  # the last body ended: the next one has its own
             if self._body_timer is not None and data:
                 self._account_body()
                 self._body_received += len(data)

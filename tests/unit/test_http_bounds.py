@@ -342,6 +342,28 @@ def test_slow_bodies_filling_the_cap_make_room_for_healthz():
         server.stop()
 
 
+def test_each_request_of_a_keep_alive_connection_has_its_own_body_clock():
+    """Fourteen requests on one connection, each body (10 bytes) sent 0.45 s after its
+    headers: no single body is slow past the 4 s grace, so none is cut, though the
+    connection as a whole sends far below min_rate for 6 s."""
+    server = HttpServer(build_app(endpoints={"/sms/echo": _Echo()}), port=0,
+                        body=BodyPace(timeout=15, min_rate=1000, grace=4)).start_in_thread()
+    try:
+        with _connect(server) as sock:
+            for i in range(14):
+                sock.sendall(b"POST /sms/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+                time.sleep(0.45)
+                sock.sendall(b"x" * 10)
+                sock.settimeout(5)
+                answer = b""
+                while not answer.endswith(b"\r\n\r\n10") and (chunk := sock.recv(4096)):
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"10"), \
+                    (i, answer[:80])
+    finally:
+        server.stop()
+
+
 def test_every_connection_busy_is_refused_503_with_the_security_headers():
     """At the cap with every connection in a request (none idle, none slow), a new one is
     answered 503, and that answer carries the headers too."""
