@@ -360,6 +360,7 @@ class Gateway:
 
     def _http_tasks(self, on_received: Callable[[list[Receipt]], None], records: ChannelRecords,
                     stop: asyncio.Event) -> list[asyncio.Task]:
+        from gateway.http.bounds import BodyPace
         from gateway.http.server import HttpServer, build_app
 
         h = self.settings.http
@@ -384,7 +385,9 @@ class Gateway:
                         routes=routes, state=state)
         try:
             self.http = HttpServer(app, h.host, h.port, header_timeout=h.header_timeout,
-                                   keep_alive=h.keep_alive, max_connections=h.max_connections)
+                                   keep_alive=h.keep_alive, max_connections=h.max_connections,
+                                   body=BodyPace(timeout=h.body_timeout,
+                                                 min_rate=h.min_body_rate))
         except OSError as exc:
             if self.settings.as2 is not None or self.settings.sms is not None:
                 raise ConfigError(f"cannot listen on {h.host}:{h.port}: {exc.strerror}",

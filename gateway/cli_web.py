@@ -155,6 +155,10 @@ def users_password(obj: Any, username: str, password_env: str | None) -> None:
     _change("user.password", change, "password of {username} changed")(obj, username)
 
 
+#: The longest life of an API token, in days (100 years): a bigger number overflows dates.
+MAX_TOKEN_DAYS = 36500
+
+
 @click.group()
 def tokens() -> None:
     """API tokens for integrations (``Authorization: Bearer edigw_…``)."""
@@ -163,7 +167,8 @@ def tokens() -> None:
 @tokens.command("create")
 @click.option("--user", "username", required=True, help="The user the token acts as.")
 @click.option("--name", required=True, help="What it is for (shown in lists).")
-@click.option("--days", type=click.IntRange(min=1), help="Expires after this many days.")
+@click.option("--days", type=click.IntRange(min=1, max=MAX_TOKEN_DAYS),
+              help=f"Expires after this many days (1 to {MAX_TOKEN_DAYS}).")
 @click.pass_obj
 def tokens_create(obj: Any, username: str, name: str, days: int | None) -> None:
     """Create a token; it is printed once, only its hash is kept."""

@@ -253,10 +253,16 @@ class HttpSettings(_Strict):
     max_json: int = Field(64 * 1024, ge=1024)
     #: Seconds a client has to send its request headers (a slow or idle one is closed).
     header_timeout: float = Field(10.0, gt=0, le=300)
+    #: Seconds a client may send no byte of its request body while the server waits for it
+    #: (not while the application has not taken what came); past it, 408 and closed.
+    body_timeout: float = Field(15.0, gt=0, le=600)
+    #: Bytes a second a request body must average after its first 10 s (0: no minimum).
+    min_body_rate: int = Field(1024, ge=0)
     #: Seconds an idle keep-alive connection stays open after a response.
     keep_alive: int = Field(5, ge=1, le=300)
     #: Open connections at most; beyond, the oldest one still waiting for its headers is
-    #: closed, or the new one refused (503) when all are busy.
+    #: closed, else the oldest whose body comes too slowly (408), or the new one refused
+    #: (503) when all are busy.
     max_connections: int = Field(500, ge=10, le=100_000)
     #: The operator console (pages, /api, /metrics) on this server.
     console: bool = True

@@ -12,26 +12,38 @@ headers, the number of open connections, and the headers every response carries.
   ``X-Frame-Options: DENY``, ``nosniff`` and ``Referrer-Policy`` on every response that
   does not set them itself. The console's pages load their script and style from
   ``/static`` and have no inline code, so the CSP allows only this origin.
-- ``bounded_protocol(header_timeout, max_connections)``: uvicorn's h11 protocol with two
-  guards uvicorn lacks. A connection must complete its request headers within
-  ``header_timeout`` seconds of opening (or of its previous response), however slowly it
-  trickles bytes; else it is closed. At ``max_connections`` open connections a new one
-  closes the oldest connection still waiting for its headers (an idle or slow client), or,
-  when every connection is busy with a request, is answered 503 and closed at once: idle
-  sockets cannot take every file descriptor, and /healthz still gets through.
+- ``SecurityHeaders`` wraps the whole app, Starlette's error handler included: a 500 carries
+  them too; the answers the protocol writes itself (400, 408, 503) carry them as well.
+- ``bounded_protocol(header_timeout, max_connections, body=BodyPace(...))``: uvicorn's h11
+  protocol with the guards uvicorn lacks. A connection must complete its request headers
+  within ``header_timeout`` seconds of opening (or of its previous response), however slowly
+  it trickles bytes; else it is closed. Its request body must then keep coming
+  (``BodyPace``): no ``timeout`` seconds without a byte, and on average at least
+  ``min_rate`` bytes a second once ``grace`` seconds have passed; else it is answered 408
+  and closed. Only the time the server waits for the client counts: while uvicorn has
+  paused reading (the application has not taken what came, flow control) or the client
+  waits for ``100 Continue``, the clocks stop, so a big upload read slowly by its route is
+  never cut. At ``max_connections`` open connections a new one closes the oldest
+  connection still waiting for its headers (an idle or slow client), else the oldest whose
+  body comes slower than ``min_rate`` (answered 408), or, when every connection is busy
+  with a request, is answered 503 and closed at once: idle or trickling sockets cannot take
+  every file descriptor, and /healthz still gets through.
 - ``raise_fd_limit()``: the soft limit of open files raised to the hard limit at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import resource
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import h11
 import structlog
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = structlog.get_logger("edigw.http")
@@ -153,8 +165,17 @@ class SecurityHeaders:
 
 # -- connections --------------------------------------------------------------------------------
 
-_BUSY_REPLY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
-               b"content-length: 22\r\nconnection: close\r\n\r\ntoo many connections\r\n")
+def _raw_reply(status: int, reason: bytes, text: bytes) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection, with ``SECURITY_HEADERS``: for the
+    answers the protocol writes itself, outside the application."""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"),
+               (b"content-length", str(len(text)).encode()), (b"connection", b"close"),
+               *SECURITY_HEADERS]
+    head = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, head, text)
+
+
+_BUSY_REPLY = _raw_reply(503, b"Service Unavailable", b"too many connections\r\n")
 
 
 #: Seconds a connection answered before the end of its request body (a 413) goes on being
@@ -201,31 +222,88 @@ class _LingeringTransport:
         self._loop.call_later(LINGER, real.close)
 
 
-def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a header deadline and a cap on open connections (see the
-    module's docstring)."""
+@dataclass(frozen=True)
+class BodyPace:
+    """How fast a request body must come (see the module's docstring): ``timeout`` seconds
+    at most without a byte; after ``grace`` seconds, ``min_rate`` bytes a second on average
+    (0: no minimum rate). Only the seconds the server waits for the client count."""
+
+    timeout: float = 15.0
+    min_rate: int = 1024
+    grace: float = 10.0
+
+    @property
+    def tick(self) -> float:
+        """How often a connection sending its body is looked at."""
+        return max(0.05, min(1.0, self.timeout / 4, self.grace / 4))
+
+
+_TIMEOUT_REPLY = b"request body too slow\r\n"
+
+
+class _WatchedFlow(FlowControl):
+    """uvicorn's flow control, telling the protocol before it pauses or resumes reading (the
+    body clocks stop while reading is paused)."""
+
+    def __init__(self, transport: asyncio.Transport, before_change: Callable[[], None]) -> None:
+        super().__init__(transport)
+        self._before_change = before_change
+
+    def pause_reading(self) -> None:
+        self._before_change()
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        self._before_change()
+        super().resume_reading()
+
+
+def bounded_protocol(header_timeout: float, max_connections: int,
+                     body: BodyPace | None = None) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a header deadline, a body pace and a cap on open
+    connections (see the module's docstring)."""
+    pace = body or BodyPace()
 
     class BoundedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
         _waiting_since: float = 0.0
+        # The body clock: runs while the client owes the rest of its request body.
+        _body_timer: asyncio.TimerHandle | None = None
+        _body_since: float = 0.0  # when the body began (for the oldest slow one)
+        _body_last: float = 0.0  # when the clocks below were last brought up to date
+        _body_waited: float = 0.0  # seconds the server waited for the client, in all
+        _body_quiet_since: float = 0.0  # the last byte, or the end of the last pause
+        _body_received: int = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             open_now = [c for c in self.connections if not c.transport.is_closing()]
             transport = _LingeringTransport(  # type: ignore[assignment]
                 transport, lambda: self.conn, self.loop)
             super().connection_made(transport)
-            if len(open_now) >= max_connections:
-                idle = [c for c in open_now if isinstance(c, BoundedH11Protocol)
-                        and c._waiting_for_headers()]
-                if not idle:
-                    log.warning("http_connection_refused", open=len(open_now),
-                                max_connections=max_connections)
-                    transport.write(_BUSY_REPLY)
-                    transport.close()
-                    return
-                oldest = min(idle, key=lambda c: c._waiting_since)
-                oldest._close()
+            self.flow = _WatchedFlow(transport, self._account_body)
+            if len(open_now) >= max_connections and not self._make_room(open_now):
+                log.warning("http_connection_refused", open=len(open_now),
+                            max_connections=max_connections)
+                transport.write(_BUSY_REPLY)
+                transport.close()
+                return
             self._arm_header_timer()
+
+        def _make_room(self, open_now: list[H11Protocol]) -> bool:
+            """Close the oldest connection waiting for its headers, else the oldest whose
+            body comes too slowly; False when every one is busy."""
+            mine = [c for c in open_now if isinstance(c, BoundedH11Protocol)]
+            idle = [c for c in mine if c._waiting_for_headers()]
+            if idle:
+                min(idle, key=lambda c: c._waiting_since)._close()
+                return True
+            slow = [c for c in mine if c._body_is_slow()]
+            if slow:
+                min(slow, key=lambda c: c._body_since)._body_too_slow("evicted")
+                return True
+            return False
+
+        # -- headers --
 
         def _waiting_for_headers(self) -> bool:
             return (self.conn.their_state is h11.IDLE and not self.transport.is_closing()
@@ -242,10 +320,90 @@ def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
             if self._waiting_for_headers():
                 self._close()
 
+        # -- body --
+
+        def _watch_body(self) -> None:
+            """Start the body clock when the client owes a body and it is not running; stop
+            it when the body ended (each request of a connection has its own)."""
+            if self.conn.their_state is not h11.SEND_BODY:
+                self._stop_body_clock()
+            elif self._body_timer is None and not self.transport.is_closing():
+                now = self.loop.time()
+                self._body_since = self._body_last = self._body_quiet_since = now
+                self._body_waited = 0.0
+                self._body_received = 0
+                self._body_timer = self.loop.call_later(pace.tick, self._body_tick)
+
+        def _stop_body_clock(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def _waiting_for_body(self) -> bool:
+            """The server waits for the client now (not paused, not owing 100 Continue)."""
+            cycle = self.cycle
+            return not (self.flow.read_paused
+                        or (cycle is not None and cycle.waiting_for_100_continue))
+
+        def _account_body(self) -> None:
+            """Bring the clocks up to date (before the state they depend on changes)."""
+            if self._body_timer is None:
+                return
+            now = self.loop.time()
+            if self._waiting_for_body():
+                self._body_waited += now - self._body_last
+            else:
+                self._body_quiet_since = now
+            self._body_last = now
+
+        def _body_is_slow(self) -> bool:
+            """Sending its body, waited for a second at least, and slower than the
+            minimum rate (or than a byte a second): the first to go at the cap."""
+            if self._body_timer is None or self.transport.is_closing():
+                return False
+            self._account_body()
+            return (self._waiting_for_body() and self._body_waited >= 1.0
+                    and self._body_received < max(pace.min_rate, 1) * self._body_waited)
+
+        def _body_tick(self) -> None:
+            self._body_timer = None
+            if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+                return
+            self._body_timer = self.loop.call_later(pace.tick, self._body_tick)
+            self._account_body()
+            quiet = self._body_last - self._body_quiet_since
+            if quiet >= pace.timeout:
+                self._body_too_slow("no_byte", quiet=round(quiet, 1))
+            elif (pace.min_rate and self._body_waited >= pace.grace
+                  and self._body_received < pace.min_rate * self._body_waited):
+                self._body_too_slow("too_slow",
+                                    rate=round(self._body_received / self._body_waited))
+
+        def _body_too_slow(self, reason: str, **about: Any) -> None:
+            """Answer 408 (when nothing was answered yet), tell the application the client
+            left, and close."""
+            self._stop_body_clock()
+            log.warning("http_body_too_slow", reason=reason, client=self.client,
+                        received=self._body_received, waited=round(self._body_waited, 1),
+                        **about)
+            cycle = self.cycle
+            answered = cycle is not None and cycle.response_started
+            if cycle is not None:
+                cycle.disconnected = True  # the app reads a disconnect, its answer is dropped
+                cycle.message_event.set()
+            if not answered:
+                self.transport.write(_raw_reply(408, b"Request Timeout", _TIMEOUT_REPLY))
+                with contextlib.suppress(h11.LocalProtocolError):
+                    self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+        # -- the protocol's events --
+
         def _close(self) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            self._stop_body_clock()
             if not self.transport.is_closing():
                 if self.conn.our_state is not h11.ERROR:
                     try:
@@ -261,17 +419,31 @@ def bounded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
                 if transport.dropped > LINGER_BYTES:
                     transport._transport.close()
                 return
+            if self.conn.their_state is not h11.SEND_BODY:
+                self._stop_body_clock()  # the last body ended: the next one has its own
+            if self._body_timer is not None and data:
+                self._account_body()
+                self._body_received += len(data)
+                self._body_quiet_since = self._body_last
             super().data_received(data)
+            self._watch_body()
+
+        def send_400_response(self, msg: str) -> None:
+            self._stop_body_clock()
+            self.transport.write(_raw_reply(400, b"Bad Request", msg.encode("ascii", "replace")))
+            self.transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm_header_timer()
+                self._watch_body()  # a pipelined request may have begun
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            self._stop_body_clock()
             super().connection_lost(exc)
 
     return BoundedH11Protocol

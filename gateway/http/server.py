@@ -16,9 +16,10 @@ What one client may cost is bounded (``gateway.http.bounds``): every route has i
 limit (an endpoint's ``max_body`` attribute for /as2 and /sms/*, ``body_limits`` patterns
 such as certificate uploads, else ``max_json`` for the login, the API and the console's
 forms), never above ``max_body``; a body over it is refused with 413 before it is buffered.
-Request headers must arrive within ``header_timeout`` seconds, an idle keep-alive connection
-is closed after ``keep_alive`` seconds, and at most ``max_connections`` are open at once.
-Every response carries the security headers (CSP, X-Frame-Options …).
+Request headers must arrive within ``header_timeout`` seconds, a request body at the pace of
+``BodyPace`` (else 408), an idle keep-alive connection is closed after ``keep_alive``
+seconds, and at most ``max_connections`` are open at once. Every response carries the
+security headers (CSP, X-Frame-Options …), a 500 from Starlette's error handler included.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.core.ports import WebReply, WebRequest
 from gateway.http.bounds import (
     BodyLimit,
+    BodyPace,
     RouteLimits,
     SecurityHeaders,
     bounded_protocol,
@@ -64,6 +66,14 @@ ReadyCheck = tuple[str, Callable[[], str | None]]
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _GatewayApp(Starlette):
+    """Starlette with ``SecurityHeaders`` outside its error handler: the 500 it answers for
+    an exception carries the headers too (user middleware runs inside that handler)."""
+
+    def build_middleware_stack(self) -> Any:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -155,8 +165,8 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
     routes = [Route("/healthz", healthz, methods=["GET"]),
               Route("/readyz", readyz, methods=["GET"])]
     routes += [post_route(path, ep) for path, ep in endpoints.items()]
-    app = Starlette(routes=[*routes, *(extra or [])],
-                    middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limits)])
+    app = _GatewayApp(routes=[*routes, *(extra or [])],
+                      middleware=[Middleware(BodyLimit, limits)])
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
     return app
@@ -165,13 +175,14 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
 class HttpServer:
     """uvicorn serving an app, in the gateway's event loop (``serve``) or in a thread of its
     own (``start_in_thread``, for tests and tools). ``port`` 0 takes a free port; ``port``
-    tells which once started. ``header_timeout``, ``keep_alive`` (seconds) and
-    ``max_connections`` bound what idle or slow clients hold (``gateway.http.bounds``); the
-    process's soft limit of open files is raised to its hard limit."""
+    tells which once started. ``header_timeout``, ``body`` (the pace of a request body),
+    ``keep_alive`` (seconds) and ``max_connections`` bound what idle or slow clients hold
+    (``gateway.http.bounds``); the process's soft limit of open files is raised to its hard
+    limit."""
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080, *,
                  header_timeout: float = 10.0, keep_alive: int = 5,
-                 max_connections: int = 500) -> None:
+                 max_connections: int = 500, body: BodyPace | None = None) -> None:
         raise_fd_limit()
         self.app = app
         self.host = host
@@ -181,7 +192,7 @@ class HttpServer:
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5,
-                                http=bounded_protocol(header_timeout, max_connections),
+                                http=bounded_protocol(header_timeout, max_connections, body),
                                 timeout_keep_alive=keep_alive,
                                 backlog=max(128, min(4096, max_connections)))
         self.server = uvicorn.Server(config)

@@ -3,7 +3,9 @@
 - a 300 MB anonymous body to /api/login (declared, then chunked) and to /sms/twilio is
   refused with 413 while the process grows by less than 20 MB;
 - 1,100 idle connections against a server started with a soft limit of 1,024 open files
-  neither stop /healthz from answering within 2 s nor the inbox from being read.
+  neither stop /healthz from answering within 2 s nor the inbox from being read;
+- ten logins sending their body a byte every 3 s against ``max_connections = 10`` do not
+  shut /healthz out, and are answered 408 at the body pace's deadline.
 """
 
 from __future__ import annotations
@@ -145,3 +147,57 @@ def test_a_thousand_idle_connections_do_not_stop_healthz_nor_the_inbox(tmp_path,
         assert service.alive
         assert service.proc is not None
         assert _open_files_limit(service.proc.pid) > 1024, "the soft limit was not raised"
+
+
+def test_slow_login_bodies_at_the_cap_neither_shut_out_healthz_nor_stay_open(tmp_path,
+                                                                            store_url,
+                                                                            rabbit_url):
+    with Workspace.create(tmp_path / "gw", store_url) as ws:
+        ws.write_config()
+        text = ws.config.read_text()
+        assert "[http]\nport = 0\n" in text
+        ws.config.write_text(text.replace(
+            "[http]\nport = 0\n", "[http]\nport = 0\nmax_connections = 10\nheader_timeout = 1\n"
+            "body_timeout = 15\nmin_body_rate = 1024\n"))
+        service = _serve(ws)
+        url = service.http_url
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        slow: list[socket.socket] = []
+        try:
+            for _ in range(10):
+                sock = socket.create_connection((host, port), timeout=5)
+                sock.sendall(b"POST /api/login HTTP/1.1\r\nHost: t\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                slow.append(sock)
+            started = time.monotonic()
+            answers = [b""] * len(slow)
+            healthz = None
+            while time.monotonic() - started < 20 and not all(answers):
+                time.sleep(3 - (time.monotonic() - started) % 3)
+                if healthz is None:
+                    t0 = time.monotonic()
+                    r = httpx.get(url + "/healthz", timeout=5)
+                    healthz = (r.status_code, time.monotonic() - t0)
+                for i, sock in enumerate(slow):
+                    if answers[i]:
+                        continue
+                    sock.settimeout(0.01)
+                    try:
+                        answers[i] = sock.recv(4096) or b"closed"
+                    except TimeoutError:
+                        try:
+                            sock.send(b" ")  # a byte every 3 s
+                        except OSError:
+                            answers[i] = b"closed"
+                    except OSError:
+                        answers[i] = b"closed"
+            assert healthz is not None and healthz[0] == 200 and healthz[1] < 2, healthz
+            assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), \
+                [a[:20] for a in answers]
+            print(f"10 slow logins answered 408 within {time.monotonic() - started:.1f}s")
+            assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+        finally:
+            for sock in slow:
+                sock.close()
+        assert service.alive
+        assert "http_body_too_slow" in service.log_path.read_text()

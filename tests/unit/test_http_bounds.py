@@ -4,23 +4,32 @@
   (Content-Length) or streamed (chunked);
 - a client that does not finish its request headers in time is closed, and idle connections
   beyond the cap make room for new ones: /healthz still answers;
-- every response carries the security headers (no framing);
+- a client sending its request body too slowly (or not at all) is answered 408 and closed,
+  and slow bodies filling the connection cap make room for /healthz; a big upload the
+  route reads slowly (flow control) is not cut;
+- every response carries the security headers (no framing), a 500 and a 503 included;
+- ``edigw tokens create --days`` refuses a number of days that would overflow;
 - an out-of-range number in a URL is a 422, not a 500 from the store;
 - a short or common password is refused wherever a password is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from gateway.app import Gateway
 from gateway.channels.as2.endpoint import As2Endpoint
@@ -28,6 +37,7 @@ from gateway.channels.sms.webhook import TwilioWebhook
 from gateway.cli import main
 from gateway.config import As2Settings, GatewaySettings, SmsSettings, load_partners
 from gateway.core.ports import WebReply, WebRequest
+from gateway.http.bounds import BodyPace
 from gateway.http.server import HttpServer, build_app
 from gateway.web.auth import UserError, Users
 
@@ -236,6 +246,171 @@ def test_idle_connections_beyond_the_cap_make_room_for_healthz():
         server.stop()
 
 
+def _start_body(server: HttpServer, path: str = "/sms/echo", length: int = 1000,
+                first: bytes = b"x") -> socket.socket:
+    """A connection that sent its request headers (``Content-Length: length``) and the first
+    bytes of the body."""
+    sock = _connect(server)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode() + first)
+    return sock
+
+
+def _answer_of(sock: socket.socket, timeout: float) -> bytes:
+    """What the server wrote before closing ``sock`` (or within ``timeout``)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def _trickle(socks: list[socket.socket], every: float, stop: threading.Event) -> None:
+    """Send one byte on each socket every ``every`` seconds until ``stop``."""
+    while not stop.wait(every):
+        for sock in socks:
+            try:
+                sock.send(b"x")
+            except OSError:
+                pass
+
+
+def test_a_body_that_stops_coming_is_answered_408_at_the_body_deadline():
+    """Headers and 10 bytes of a 1,000-byte body, then nothing: 408 after body_timeout."""
+    server = HttpServer(build_app(endpoints={"/sms/echo": _Echo()}), port=0,
+                        body=BodyPace(timeout=1.0, min_rate=0, grace=60)).start_in_thread()
+    try:
+        with _start_body(server, first=b"x" * 10) as sock:
+            started = time.monotonic()
+            answer = _answer_of(sock, 10)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert b"x-frame-options: DENY" in answer
+        assert 0.9 < took < 4, f"answered after {took:.1f}s"
+        assert httpx.post(server.url + "/sms/echo", content=b"x" * 900).text == "900"
+    finally:
+        server.stop()
+
+
+def test_a_body_trickled_below_the_minimum_rate_is_cut_after_the_grace():
+    """A byte every 0.2 s (5 B/s, never 1 s without a byte) against min_rate 100 B/s after a
+    1 s grace: 408 soon after the grace, not when the body would end."""
+    server = HttpServer(build_app(endpoints={"/sms/echo": _Echo()}), port=0,
+                        body=BodyPace(timeout=1.0, min_rate=100, grace=1.0)).start_in_thread()
+    stop = threading.Event()
+    try:
+        with _start_body(server) as sock:
+            trickler = threading.Thread(target=_trickle, args=([sock], 0.2, stop), daemon=True)
+            trickler.start()
+            started = time.monotonic()
+            answer = _answer_of(sock, 10)
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert took < 4, f"answered after {took:.1f}s"
+    finally:
+        stop.set()
+        server.stop()
+
+
+def test_slow_bodies_filling_the_cap_make_room_for_healthz():
+    """The reported case: max_connections=10, header_timeout=1, ten POSTs declaring 1,000
+    bytes and sending a byte every 3 s; a new GET /healthz is answered 200 at once, by
+    closing (408) the oldest slow one, and all ten are gone at the pace's deadline."""
+    server = HttpServer(build_app(endpoints={"/sms/echo": _Echo()}), port=0,
+                        header_timeout=1, max_connections=10,
+                        body=BodyPace(timeout=15, min_rate=1024, grace=3)).start_in_thread()
+    stop = threading.Event()
+    slow = [_start_body(server) for _ in range(10)]
+    try:
+        threading.Thread(target=_trickle, args=(slow, 3.0, stop), daemon=True).start()
+        time.sleep(1.5)
+        started = time.monotonic()
+        r = httpx.get(server.url + "/healthz", timeout=5)
+        assert r.status_code == 200 and time.monotonic() - started < 2
+        assert _answer_of(slow[0], 1).startswith(b"HTTP/1.1 408 ")  # the oldest went
+        answers = [_answer_of(sock, 6) for sock in slow[1:]]
+        assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), \
+            [a[:20] for a in answers]
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        stop.set()
+        for sock in slow:
+            sock.close()
+        server.stop()
+
+
+def test_each_request_of_a_keep_alive_connection_has_its_own_body_clock():
+    """Fourteen requests on one connection, each body (10 bytes) sent 0.45 s after its
+    headers: no single body is slow past the 4 s grace, so none is cut, though the
+    connection as a whole sends far below min_rate for 6 s."""
+    server = HttpServer(build_app(endpoints={"/sms/echo": _Echo()}), port=0,
+                        body=BodyPace(timeout=15, min_rate=1000, grace=4)).start_in_thread()
+    try:
+        with _connect(server) as sock:
+            for i in range(14):
+                sock.sendall(b"POST /sms/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+                time.sleep(0.45)
+                sock.sendall(b"x" * 10)
+                sock.settimeout(5)
+                answer = b""
+                while not answer.endswith(b"\r\n\r\n10") and (chunk := sock.recv(4096)):
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"10"), \
+                    (i, answer[:80])
+    finally:
+        server.stop()
+
+
+def test_every_connection_busy_is_refused_503_with_the_security_headers():
+    """At the cap with every connection in a request (none idle, none slow), a new one is
+    answered 503, and that answer carries the headers too."""
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(3)
+        return PlainTextResponse("done")
+
+    server = HttpServer(build_app(routes=[Route("/slow", slow)]), port=0,
+                        max_connections=10).start_in_thread()
+    busy = [_connect(server) for _ in range(10)]
+    try:
+        for sock in busy:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.5)
+        with _connect(server) as sock:
+            answer = _answer_of(sock, 5)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"x-frame-options: DENY" in answer
+    finally:
+        for sock in busy:
+            sock.close()
+        server.stop()
+
+
+def test_a_big_upload_read_slowly_by_its_route_is_not_cut():
+    """1 MiB sent at once to a route that takes 0.4 s per chunk it reads: uvicorn pauses
+    reading (flow control) and the body clocks stop meanwhile, so a pace far stricter than
+    the route's reading (0.3 s without a byte, 1 MiB/s after 0.3 s) does not cut it."""
+    async def slow_reader(request: Request) -> Response:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            await asyncio.sleep(0.4)
+        return PlainTextResponse(str(size))
+
+    app = build_app(routes=[Route("/upload", slow_reader, methods=["POST"])],
+                    body_limits=[("/upload", 8 << 20)])
+    server = HttpServer(app, port=0, body=BodyPace(timeout=0.3, min_rate=1 << 20, grace=0.3)
+                        ).start_in_thread()
+    try:
+        started = time.monotonic()
+        r = httpx.post(server.url + "/upload", content=b"x" * (1 << 20), timeout=60)
+        assert r.status_code == 200 and r.text == str(1 << 20), r.text[:80]
+        assert time.monotonic() - started > 1.0  # the route did read slowly
+    finally:
+        server.stop()
+
+
 def test_the_fd_soft_limit_is_raised_to_the_hard_limit():
     script = ("import resource\n"
               "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
@@ -263,6 +438,23 @@ def test_every_response_carries_the_security_headers(console, path):
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] in ("no-referrer", "same-origin")
+
+
+def test_a_500_from_a_route_that_raises_carries_the_security_headers():
+    """Starlette's outer error handler answers 500 outside the app's middleware; the
+    headers are added around it."""
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    server = HttpServer(build_app(routes=[Route("/boom", boom)]), port=0).start_in_thread()
+    try:
+        r = httpx.get(server.url + "/boom")
+        assert r.status_code == 500
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
+    finally:
+        server.stop()
 
 
 def test_pages_of_a_logged_in_user_carry_them_and_load_only_same_origin_code(console):
@@ -344,3 +536,26 @@ def test_the_common_password_list_ships_with_the_package():
     assert auth.COMMON_PASSWORDS.is_file()
     assert len(auth._common_passwords()) > 1000
     assert 'common-passwords.txt' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_the_cli_refuses_a_token_life_that_overflows_dates(tmp_path, monkeypatch):
+    """``tokens create --days`` beyond 100 years is a usage error naming the range, not an
+    OverflowError; 100 years exactly still works."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gateway.toml").write_text(
+        f'mappings = "{ROOT / "mappings"}"\npartners = "{tmp_path}"\n'
+        f'[store]\nurl = "sqlite:///{tmp_path / "db.sqlite3"}"\n'
+        f'[archive]\npath = "{tmp_path / "archive"}"\n')
+    runner = CliRunner(env={"PW": PASSWORD})
+    base = ["--config", "gateway.toml"]
+    r = runner.invoke(main, [*base, "users", "add", "ann", "--role", "admin",
+                             "--password-env", "PW"])
+    assert r.exit_code == 0, r.output
+    for days in (HUGE, "3000000", "36501"):
+        r = runner.invoke(main, [*base, "tokens", "create", "--user", "ann", "--name", "erp",
+                                 "--days", days])
+        assert r.exit_code == 2, (days, r.output)
+        assert "--days" in r.output and "36500" in r.output, r.output
+    r = runner.invoke(main, [*base, "tokens", "create", "--user", "ann", "--name", "erp",
+                             "--days", "36500"])
+    assert r.exit_code == 0, r.output
