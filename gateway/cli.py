@@ -194,7 +194,7 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], reason: str, by: str
 
 def _report(out: Any, label: str = "") -> int:
     """Print one processing outcome; 1 when it failed."""
-    if out.reason and out.status not in ("PROCESSED", "PUBLISHED"):
+    if out.reason and out.status not in ("PROCESSED", "PUBLISHED", "PARTIAL", "HELD"):
         click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
         return 1
     if out.reason:  # some messages failed, the others went on

@@ -338,7 +338,7 @@ def transmission(p: Page) -> Response:
                                 .where(s.transmissions.c.reprocess_of == t.id)
                                 .order_by(s.transmissions.c.received_at)).all()
     reprocessable = (t.status in (s.FAILED, s.QUARANTINED, s.RECEIVED)
-                     or (t.status in (s.PROCESSED, s.PUBLISHED) and bool(t.reason)))
+                     or (t.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and bool(t.reason)))
     return p.render("transmission.html", t=t, events=p.store.events(t.id),
                     documents=p.store.documents_of(t.id),
                     interchanges=p.store.interchanges_of(t.id),
