@@ -197,6 +197,11 @@ def _report(out: Any, label: str = "") -> int:
     if out.reason and out.status not in ("PROCESSED", "PUBLISHED", "PARTIAL", "HELD"):
         click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
         return 1
+    if out.status == "HELD" and not out.reason:
+        click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
+                   f"{out.partner_id}, {out.queued} queued; HELD: a document conflicts with "
+                   "one received before (edigw conflicts)")
+        return 0
     if out.reason:  # some messages failed, the others went on
         click.echo(f"{out.transmission_id}{label}: {out.documents} message(s) for partner "
                    f"{out.partner_id}, {out.queued} queued; {out.reason}")
@@ -250,7 +255,8 @@ def _store(obj: _Ctx) -> Any:
 
 @main.command("log")
 @click.option("--partner", help="Only this partner's transmissions.")
-@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED or DUPLICATE.")
+@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
+                               "QUARANTINED or DUPLICATE.")
 @click.option("--since", help="From this date or date-time (UTC unless given).")
 @click.option("--until", help="Before this date or date-time.")
 @click.option("--limit", default=50, show_default=True)
@@ -922,6 +928,9 @@ def _register_tracker_commands() -> None:
 
     main.add_command(users_cmd)
     main.add_command(tokens_cmd)
+    from gateway.cli_conflicts import conflicts as conflicts_cmd
+
+    main.add_command(conflicts_cmd)
 
 
 _register_tracker_commands()
