@@ -162,3 +162,42 @@ def test_reject_settles_the_transmission_partial_and_the_next_copy_conflicts_aga
     (copy,) = gw.store.documents_of(later.transmission_id)
     (original,) = gw.store.documents_of(first.transmission_id)
     assert copy.status == s.DOC_CONFLICT and copy.conflict_of == original.id
+
+
+def test_release_through_the_api_needs_an_operator_and_writes_the_audit(gw):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from gateway.web.api import create_console
+
+    _ingest(gw, SAMPLE, "invoice.xml")
+    other = _ingest(gw, corrected(b"4918.84"), "b.xml")
+    (held,) = gw.store.documents_of(other.transmission_id)
+    con = create_console(gw)
+    tokens = {}
+    for role in ("viewer", "operator"):
+        con.auth.users.create(role, f"pw-{role}-long-enough", role)
+        tokens[role] = con.auth.tokens.create(con.auth.users.by_username(role), "t")[0]
+    client = TestClient(Starlette(routes=con.routes))
+
+    def as_(role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    assert client.get("/api/conflicts", headers=as_("viewer")).status_code == 403
+    listed = client.get("/api/conflicts", headers=as_("operator")).json()
+    assert [c["document"]["id"] for c in listed] == [held.id]
+    assert listed[0]["differences"] == [{"path": "totals.payable", "before": "144.44",
+                                         "after": "4918.84"}]
+    one = client.get(f"/api/conflicts/{held.id}", headers=as_("operator")).json()
+    assert one["earlier"]["id"] == held.conflict_of
+    r = client.post(f"/api/conflicts/{held.id}/release", headers=as_("operator"),
+                    json={"reason": "agreed with the seller"})
+    assert r.status_code == 200, r.text
+    assert r.json()["document"]["status"] == s.PENDING
+    assert gw.store.outbox_size() == 2
+    (entry,) = AuditLog(gw.store).list(action="conflict.release")
+    assert entry.actor == "operator" and entry.after["reason"] == "agreed with the seller"
+    again = client.post(f"/api/conflicts/{held.id}/release", headers=as_("operator"), json={})
+    assert again.status_code == 409
+    assert client.get("/api/conflicts/nope", headers=as_("operator")).status_code == 404
+    assert client.get("/api/conflicts", headers=as_("operator")).json() == []
