@@ -201,3 +201,30 @@ def test_release_through_the_api_needs_an_operator_and_writes_the_audit(gw):
     assert again.status_code == 409
     assert client.get("/api/conflicts/nope", headers=as_("operator")).status_code == 404
     assert client.get("/api/conflicts", headers=as_("operator")).json() == []
+
+
+def test_explain_and_the_tracker_tell_the_same_held_status_and_the_alert_clears(gw):
+    """``explain`` says held (not published), the tracker opens a "conflict" alert with the
+    payable difference; once rejected, the alert resolves and explain says rejected."""
+    from gateway.tracker import explain as tracker_explain
+    from gateway.tracker.engine import Tracker
+
+    _ingest(gw, SAMPLE, "invoice.xml")
+    other = _ingest(gw, corrected(b"4918.84"), "b.xml")
+    (held,) = gw.store.documents_of(other.transmission_id)
+    out = tracker_explain.explain(gw.store, gw.partners, gw.settings,
+                                  number=held.business_number)
+    assert out.verdict == tracker_explain.HELD
+    assert "held until an operator" in out.summary and "totals.payable" in out.summary
+    tracker = Tracker(gw.settings.tracker, gw.partners, gw.store)
+    opened = [a for a in tracker.check().opened if a.kind == "conflict"]
+    assert len(opened) == 1 and opened[0].key == f"conflict:{held.id}"
+    assert "totals.payable 144.44 vs 4918.84" in opened[0].summary
+    assert opened[0].detail["differences"][0]["after"] == "4918.84"
+    assert not [a for a in tracker.alerts.list(["open"]) if a.kind == "duplicate"]
+    ConflictDesk(gw.store).reject(held.id, by="olivia", reason="wrong amount")
+    resolved = [a for a in tracker.check().resolved if a.kind == "conflict"]
+    assert [a.key for a in resolved] == [f"conflict:{held.id}"]
+    out = tracker_explain.explain(gw.store, gw.partners, gw.settings,
+                                  number=held.business_number)
+    assert out.verdict == tracker_explain.REJECTED and "wrong amount" in out.summary
