@@ -978,7 +978,11 @@ class _Earlier:
 
 
 def _number_key(partner_id: str, d: Any) -> tuple[str, str, str] | None:
-    if not d.business_number or d.part is not None:
+    """Under which number a new document is judged; None for one without number or
+    digest (judged by message id only) and for a part of a price list (its parts share
+    the list's number with other content each)."""
+    if (not d.business_number or not d.content_sha or d.part is not None
+            or _PART_ID.search(d.message_id)):
         return None
     return (partner_id, d.doc_type, d.business_number)
 
