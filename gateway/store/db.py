@@ -994,10 +994,14 @@ def _earlier(conn: sa.Connection, docs: list[tuple[str, Any]]) -> _Earlier:
     d_ = s.documents
     found = _Earlier()
     mids = list({d.message_id for _, d in docs if d.status is None})
+    # Statuses are filtered here, not in SQL: a status condition the planner could use
+    # would tempt SQLite to walk the (large) status index instead of the id's or number's.
     for chunk in _chunks(mids, 500):
         for mid, tid, status in conn.execute(
                 sa.select(d_.c.message_id, d_.c.transmission_id, d_.c.status)
-                .where(d_.c.message_id.in_(chunk)).where(d_.c.status.in_(_STORED))):
+                .where(d_.c.message_id.in_(chunk))):
+            if status not in _STORED:
+                continue
             found.mine.add((mid, tid))
             if status in _RECEIVED:
                 found.by_mid.setdefault(mid, tid)
@@ -1014,10 +1018,10 @@ def _earlier(conn: sa.Connection, docs: list[tuple[str, Any]]) -> _Earlier:
                           d_.c.business_number, d_.c.message_id, d_.c.content_sha,
                           d_.c.status)
                 .where(d_.c.partner_id.in_(partners), d_.c.doc_type.in_(types),
-                       d_.c.business_number.in_(chunk), d_.c.status.in_(_RECEIVED))
+                       d_.c.business_number.in_(chunk))
                 .order_by(d_.c.created_at, d_.c.id)):
             key = (r.partner_id, r.doc_type, r.business_number)
-            if key not in keys or _PART_ID.search(r.message_id):
+            if r.status not in _RECEIVED or key not in keys or _PART_ID.search(r.message_id):
                 continue
             found.tids[r.id] = r.transmission_id
             if r.content_sha is None:  # stored before digests existed: worked out once
