@@ -355,6 +355,9 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
                             d.message_ref or "-", d.status, d.erp_status or "-", d.message_id]
                            for d in docs]))
         for d in docs:
+            if d.conflict_of:
+                click.echo(f"  {d.id} {d.status}: the number of document {d.conflict_of} with "
+                           f"other content (edigw conflicts show {d.id})")
             if d.reason:
                 click.echo(f"  {d.id} {d.status}: {d.reason}")
             if d.erp_status:

@@ -126,6 +126,13 @@ def test_release_from_the_cli_queues_it_writes_the_audit_and_settles_the_transmi
     other = _ingest(gw, corrected(b"4918.84"), "b.xml")
     (held,) = gw.store.documents_of(other.transmission_id)
     runner = CliRunner()
+    env = {"EDIGW_STORE_URL": store_url}
+    show = runner.invoke(cli.main, ["show", other.transmission_id], env=env)
+    assert show.exit_code == 0, show.output
+    assert f"transmission {other.transmission_id}  HELD" in show.output
+    assert f"conflicts show {held.id}" in show.output
+    log = runner.invoke(cli.main, ["log", "--status", "held"], env=env)
+    assert other.transmission_id in log.output, log.output
     shown = runner.invoke(cli.main, ["conflicts", "show", held.id],
                           env={"EDIGW_STORE_URL": store_url})
     assert shown.exit_code == 0, shown.output
