@@ -111,3 +111,16 @@ def test_difference_is_bounded_in_count_and_size():
 def test_identical_content_has_no_difference():
     doc = json.loads(_invoice().to_json_bytes())
     assert compare(doc, {**doc, "message_id": "x"}).total == 0
+
+
+def test_partner_on_conflict_is_hold_by_default_publish_when_said_and_checked(tmp_path):
+    from gateway.config import ConfigError, load_partners
+
+    (tmp_path / "acme.toml").write_text('id = "acme"\nname = "ACME"\n')
+    (tmp_path / "beta.toml").write_text('id = "beta"\nname = "B"\non_conflict = "publish"\n')
+    d = load_partners(tmp_path, env={})
+    assert (d.get("acme").on_conflict, d.get("beta").on_conflict) == ("hold", "publish")
+    (tmp_path / "beta.toml").write_text('id = "beta"\nname = "B"\non_conflict = "drop"\n')
+    with pytest.raises(ConfigError) as e:
+        load_partners(tmp_path, env={})
+    assert e.value.key == "on_conflict"
