@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -972,9 +973,19 @@ class _Earlier:
         self.numbers: dict[tuple[str, str, str], _Number] = {}
         self.payloads: dict[str, bytes] = {}  # this batch's documents, for differences
         self.tids: dict[str, str] = {}  # document id -> transmission, for the notes
+        #: Numbers more than one new document has: the first is remembered for the others.
+        self.repeated: set[tuple[str, str, str]] = set()
 
     def stored_by(self, mid: str, tid: str) -> bool:
         return (mid, tid) in self.mine
+
+    def note_message(self, mid: str, tid: str, status: str) -> None:
+        """A stored document with this message id: stored by ``tid`` (unless failed or a
+        repeat), and received (unless also rejected)."""
+        if status in _STORED:
+            self.mine.add((mid, tid))
+            if status in _RECEIVED:
+                self.by_mid.setdefault(mid, tid)
 
 
 def _number_key(partner_id: str, d: Any) -> tuple[str, str, str] | None:
@@ -987,39 +998,51 @@ def _number_key(partner_id: str, d: Any) -> tuple[str, str, str] | None:
     return (partner_id, d.doc_type, d.business_number)
 
 
+# Built once (bound parameters): a statement built per call costs more than its query.
+_BY_MESSAGE_ID = (sa.select(s.documents.c.message_id, s.documents.c.transmission_id,
+                            s.documents.c.status)
+                  .where(s.documents.c.message_id.in_(sa.bindparam("mids", expanding=True))))
+_BY_NUMBER = (sa.select(s.documents.c.id, s.documents.c.transmission_id,
+                        s.documents.c.partner_id, s.documents.c.doc_type,
+                        s.documents.c.business_number, s.documents.c.message_id,
+                        s.documents.c.content_sha, s.documents.c.status)
+              .where(s.documents.c.partner_id.in_(sa.bindparam("partners", expanding=True)),
+                     s.documents.c.doc_type.in_(sa.bindparam("types", expanding=True)),
+                     s.documents.c.business_number.in_(sa.bindparam("numbers", expanding=True)))
+              .order_by(s.documents.c.created_at, s.documents.c.id))
+
+
 def _earlier(conn: sa.Connection, docs: list[tuple[str, Any]]) -> _Earlier:
-    """Look up, for (partner id, new document) pairs, the documents stored with the same
-    message ids and those received under the same numbers: one query per 500 of each
-    (the numbers by index ``ix_documents_business``), however many documents."""
-    d_ = s.documents
+    """Look up, for (partner id, new document) pairs, what the store holds under their
+    numbers (by index ``ix_documents_business``: the same message id is under the same
+    number too) and, for those without a number, under their message ids: one query per
+    500 numbers or ids, however many documents."""
     found = _Earlier()
-    mids = list({d.message_id for _, d in docs if d.status is None})
+    counted: Counter[tuple[str, str, str]] = Counter()
+    unnumbered: set[str] = set()
+    for p, d in docs:
+        if d.status is None:
+            key = _number_key(p, d)
+            if key is None:
+                unnumbered.add(d.message_id)
+            else:
+                counted[key] += 1
     # Statuses are filtered here, not in SQL: a status condition the planner could use
     # would tempt SQLite to walk the (large) status index instead of the id's or number's.
-    for chunk in _chunks(mids, 500):
-        for mid, tid, status in conn.execute(
-                sa.select(d_.c.message_id, d_.c.transmission_id, d_.c.status)
-                .where(d_.c.message_id.in_(chunk))):
-            if status not in _STORED:
-                continue
-            found.mine.add((mid, tid))
-            if status in _RECEIVED:
-                found.by_mid.setdefault(mid, tid)
-    keys = {k for p, d in docs if d.status is None
-            for k in [_number_key(p, d)] if k is not None}
+    for chunk in _chunks(sorted(unnumbered), 500):
+        for mid, tid, status in conn.execute(_BY_MESSAGE_ID, {"mids": chunk}):
+            found.note_message(mid, tid, status)
+    keys = set(counted)
+    found.repeated = {k for k, n in counted.items() if n > 1}
     if not keys:
         return found
     partners = sorted({k[0] for k in keys})
     types = sorted({k[1] for k in keys})
     legacy: list[tuple[str, tuple[str, str, str], str]] = []
     for chunk in _chunks(sorted({k[2] for k in keys}), 500):
-        for r in conn.execute(
-                sa.select(d_.c.id, d_.c.transmission_id, d_.c.partner_id, d_.c.doc_type,
-                          d_.c.business_number, d_.c.message_id, d_.c.content_sha,
-                          d_.c.status)
-                .where(d_.c.partner_id.in_(partners), d_.c.doc_type.in_(types),
-                       d_.c.business_number.in_(chunk))
-                .order_by(d_.c.created_at, d_.c.id)):
+        for r in conn.execute(_BY_NUMBER, {"partners": partners, "types": types,
+                                           "numbers": chunk}):
+            found.note_message(r.message_id, r.transmission_id, r.status)
             key = (r.partner_id, r.doc_type, r.business_number)
             if r.status not in _RECEIVED or key not in keys or _PART_ID.search(r.message_id):
                 continue
@@ -1124,20 +1147,22 @@ def _document_rows(tid: str, partner_id: str, docs: Sequence[Any], earlier: _Ear
             made.conflicts.append(_Conflict(did, conflict_of, d.doc_type,
                                             d.business_number, held))
         earlier.by_mid.setdefault(d.message_id, tid)
-        if key is not None and status != s.DOC_DUPLICATE:
+        if key is not None and status != s.DOC_DUPLICATE and (number is not None
+                                                             or key in earlier.repeated):
             earlier.numbers.setdefault(key, _Number()).add(did, d.content_sha, status)
             earlier.tids[did] = tid
             if ids is None:
                 earlier.payloads[did] = d.payload
-        row: dict[str, Any] = dict(id=did, status=status, conflict_of=conflict_of)
         if ids is None:
-            row.update(
-                transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+            made.docs.append(dict(
+                id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
                 schema_version=d.schema_version, business_number=d.business_number,
                 interchange_ref=d.interchange_ref, message_ref=d.message_ref,
-                message_id=d.message_id, created_at=now, published_at=None,
-                payload=d.payload, stage=None, reason=None, content_sha=d.content_sha)
-        made.docs.append(row)
+                message_id=d.message_id, status=status, created_at=now, published_at=None,
+                payload=d.payload, stage=None, reason=None, content_sha=d.content_sha,
+                conflict_of=conflict_of))
+        else:  # a held document, stored already: only what changes
+            made.docs.append(dict(id=did, status=status, conflict_of=conflict_of))
         if status == s.PENDING:
             made.outbox.append(dict(document_id=did, routing_key=f"{d.doc_type}.{partner_id}"
                                     if ids is not None else d.routing_key,

@@ -124,3 +124,11 @@ def test_partner_on_conflict_is_hold_by_default_publish_when_said_and_checked(tm
     with pytest.raises(ConfigError) as e:
         load_partners(tmp_path, env={})
     assert e.value.key == "on_conflict"
+
+
+def test_digest_is_the_sha256_of_the_content_bytes():
+    import hashlib
+
+    for payload in (_invoice().to_json_bytes(), b'{"schema":"x","partner":"p"}',
+                    b'{"schema":"x","message_id":"abc","partner":"p","source":{"a":"b"}}'):
+        assert content_digest(payload) == hashlib.sha256(content_bytes(payload)).hexdigest()
