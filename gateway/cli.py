@@ -194,9 +194,14 @@ def reprocess(obj: _Ctx, transmission_ids: tuple[str, ...], reason: str, by: str
 
 def _report(out: Any, label: str = "") -> int:
     """Print one processing outcome; 1 when it failed."""
-    if out.reason and out.status not in ("PROCESSED", "PUBLISHED"):
+    if out.reason and out.status not in ("PROCESSED", "PUBLISHED", "PARTIAL", "HELD"):
         click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
         return 1
+    if out.status == "HELD" and not out.reason:
+        click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
+                   f"{out.partner_id}, {out.queued} queued; HELD: a document conflicts with "
+                   "one received before (edigw conflicts)")
+        return 0
     if out.reason:  # some messages failed, the others went on
         click.echo(f"{out.transmission_id}{label}: {out.documents} message(s) for partner "
                    f"{out.partner_id}, {out.queued} queued; {out.reason}")
@@ -250,7 +255,8 @@ def _store(obj: _Ctx) -> Any:
 
 @main.command("log")
 @click.option("--partner", help="Only this partner's transmissions.")
-@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED or DUPLICATE.")
+@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
+                               "QUARANTINED or DUPLICATE.")
 @click.option("--since", help="From this date or date-time (UTC unless given).")
 @click.option("--until", help="Before this date or date-time.")
 @click.option("--limit", default=50, show_default=True)
@@ -349,6 +355,9 @@ def show(obj: _Ctx, transmission_id: str, as_json: bool, payloads: bool) -> None
                             d.message_ref or "-", d.status, d.erp_status or "-", d.message_id]
                            for d in docs]))
         for d in docs:
+            if d.conflict_of:
+                click.echo(f"  {d.id} {d.status}: the number of document {d.conflict_of} with "
+                           f"other content (edigw conflicts show {d.id})")
             if d.reason:
                 click.echo(f"  {d.id} {d.status}: {d.reason}")
             if d.erp_status:
@@ -922,6 +931,9 @@ def _register_tracker_commands() -> None:
 
     main.add_command(users_cmd)
     main.add_command(tokens_cmd)
+    from gateway.cli_conflicts import conflicts as conflicts_cmd
+
+    main.add_command(conflicts_cmd)
 
 
 _register_tracker_commands()

@@ -45,7 +45,7 @@ def explain(obj: Any, partner: str | None, order: str | None, invoice: str | Non
             number: str | None, interchange: str | None, filename: str | None,
             since: str | None, until: str | None, as_json: bool) -> None:
     """Where is this order? One verdict (never-received, failed, duplicate, in-progress,
-    waiting-erp, acknowledged, rejected, quarantined) and its evidence."""
+    waiting-erp, acknowledged, rejected, quarantined, held) and its evidence."""
     from gateway.cli import _store
     from gateway.config import load_partners
     from gateway.store.archive import Archive

@@ -609,6 +609,10 @@ class Partner(_Strict):
     email: PartnerEmail = Field(default_factory=PartnerEmail)
     as2: PartnerAs2 | None = None
     tracker: TrackerRules = Field(default_factory=TrackerRules)
+    #: A document with the number of one received before but other content (a corrected
+    #: invoice): ``hold`` keeps it as CONFLICT until an operator releases or rejects it;
+    #: ``publish`` publishes it (under its own message id) with a note of the conflict.
+    on_conflict: Literal["hold", "publish"] = "hold"
     enabled: bool = True
     source: str = Field("", exclude=True)
 

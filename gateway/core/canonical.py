@@ -9,6 +9,7 @@ no precision is lost on the way to the ERP.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -465,3 +466,56 @@ def json_schema(doc_type: str) -> dict[str, Any]:
 
 def json_schema_text(doc_type: str) -> str:
     return json.dumps(json_schema(doc_type), indent=2, sort_keys=True) + "\n"
+
+
+#: What ``content_digest`` leaves out: the ids, and the ``source`` block (file name,
+#: interchange and message references, transmission id) — where and when it came from,
+#: not what it says.
+_ID_KEY = b'"message_id":"'
+_SOURCE_KEY = b',"source":{'
+
+
+def content_bytes(payload: bytes) -> bytes:
+    """The canonical JSON ``payload`` (as ``to_json_bytes`` writes it) without its
+    ``message_id`` value and without its ``source`` block: what the document says.
+
+    Works on the bytes already made rather than dumping the model again: ``message_id``
+    is a string near the start (its value is an id: no quote or backslash inside), and
+    ``source`` is every model's last field, so its block runs to the closing brace (a
+    quote inside a string is escaped, so ``,"source":{`` cannot occur inside a value).
+    A test checks both assumptions on every canonical model."""
+    start = payload.find(_ID_KEY)
+    if start >= 0:
+        start += len(_ID_KEY)
+        end = payload.index(b'"', start)
+        head = payload[:start] + payload[end:]
+    else:
+        head = payload
+    cut = head.rfind(_SOURCE_KEY)
+    return head[:cut] + b"}" if cut >= 0 else head
+
+
+def content_digest(payload: bytes) -> str:
+    """SHA-256 (hex) of ``content_bytes(payload)``: equal for two documents exactly when
+    they say the same thing, whatever their ids, files and references. (Hashed in
+    pieces, without copying the payload: it runs once per document made.)"""
+    view = memoryview(payload)
+    digest = hashlib.sha256()
+    start = payload.find(_ID_KEY)
+    rest = 0
+    if start >= 0:
+        start += len(_ID_KEY)
+        digest.update(view[:start])
+        rest = payload.index(b'"', start)
+    cut = payload.rfind(_SOURCE_KEY, rest)
+    if cut < 0:
+        digest.update(view[rest:])
+    else:
+        digest.update(view[rest:cut])
+        digest.update(b"}")
+    return digest.hexdigest()
+
+
+def content_view(document: dict[str, Any]) -> dict[str, Any]:
+    """A parsed canonical document without its ids and ``source`` (what is compared)."""
+    return {k: v for k, v in document.items() if k not in ("message_id", "source")}

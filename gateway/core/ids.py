@@ -18,3 +18,15 @@ def message_id(partner: str, doc_type: str, *refs: str | None) -> str:
     """
     key = "\x1f".join([partner, doc_type, *[r or "" for r in refs]])
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def content_message_id(reference_id: str, content_sha: str) -> str:
+    """The id a document is published under: its reference-based ``message_id`` combined
+    with the digest of its content (``canonical.content_digest``).
+
+    The same message sent again unchanged keeps its id (at-least-once publishing, the ERP
+    drops the repeat); a corrected document sent under the same references gets another id,
+    so no consumer drops it as a repeat of the first.
+    """
+    key = f"{reference_id}\x1f{content_sha}"
+    return hashlib.sha256(key.encode("ascii", "replace")).hexdigest()[:32]

@@ -27,6 +27,7 @@ import structlog
 
 from gateway.config import Partner, PartnerDirectory
 from gateway.core import clock, deadline
+from gateway.core.canonical import content_digest
 from gateway.core.errors import (
     ArchivedPayloadUnreadable,
     FormatNotRecognised,
@@ -36,6 +37,7 @@ from gateway.core.errors import (
     UnknownPartner,
 )
 from gateway.core.gcpause import gc_paused
+from gateway.core.ids import content_message_id
 from gateway.core.ports import (
     FailedMessage,
     Incoming,
@@ -197,9 +199,9 @@ class Pipeline:
         # A streamed payload may run for minutes: the collector keeps running for it.
         try:
             if any(r.size > self.stream_above for r in rows.values()):
-                return self._process_rows(tids, rows)
+                return self._settled(self._process_rows(tids, rows))
             with gc_paused():
-                return self._process_rows(tids, rows)
+                return self._settled(self._process_rows(tids, rows))
         except Exception as exc:
             if is_outage(exc) or len(tids) == 1:
                 raise
@@ -228,6 +230,18 @@ class Pipeline:
                              error=_describe(again))
                 return Outcome(tid, s.RECEIVED, stage="process", reason=reason)
             return Outcome(tid, s.FAILED, stage="process", reason=reason)
+
+    def _settled(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Outcomes with nothing queued take the status the store settled on (PUBLISHED,
+        or PARTIAL, HELD when a document failed or is held as a conflict): one look, only
+        when some transmission queued nothing."""
+        done = [o.transmission_id for o in outcomes if o.status == s.PUBLISHED]
+        if not done:
+            return outcomes
+        rows = self.store.get_transmissions(done)
+        return [replace(o, status=rows[o.transmission_id].status)
+                if o.status == s.PUBLISHED and o.transmission_id in rows else o
+                for o in outcomes]
 
     def _process_rows(self, tids: Sequence[str], rows: dict[str, TransmissionRow]
                       ) -> list[Outcome]:
@@ -389,7 +403,7 @@ class Pipeline:
         if row is None:
             raise KeyError(f"no transmission {tid}")
         if row.status not in (s.RECEIVED, s.FAILED, s.QUARANTINED) and not (
-                row.status in (s.PROCESSED, s.PUBLISHED) and row.reason):
+                row.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and row.reason):
             # Done (a partly failed transmission, with a reason, may be processed again).
             return Outcome(tid, row.status, row.partner_id, row.document_count)
         if row.status != s.RECEIVED:
@@ -660,7 +674,11 @@ class Pipeline:
                           events: list[tuple[str, str]]) -> list[NewDocument]:
         """Under the partner's ``duplicate_numbers = "reject"``: an order or invoice whose
         number this partner sent before (in a document of another message id, within the
-        window) is kept as DUPLICATE with the reason, and not published."""
+        window) is kept as DUPLICATE with the reason, and not published. Under the
+        partner's ``on_conflict = "publish"`` its documents are marked so for the store."""
+        if partner.on_conflict != "hold":
+            docs = [d if d.status is not None else replace(d, on_conflict=partner.on_conflict)
+                    for d in docs]
         if self.number_policy is None:
             return docs
         policy, days = self.number_policy(partner)
@@ -990,7 +1008,9 @@ class _StreamRun:
             if failed and self.first_failure is None:
                 self.first_failure = (rejected.stage, reason)
             return
-        queued, duplicates = self.store.release_held(self.tid)
+        partner = self.pipeline.partners.get(self.partner_id)
+        queued, duplicates = self.store.release_held(
+            self.tid, on_conflict=partner.on_conflict if partner else "hold")
         self.queued += queued
         self.duplicates += duplicates
         if queued:
@@ -1088,15 +1108,24 @@ def _part_payloads(document: Any, max_bytes: int, *, first: int, total: bool) ->
 
 def _new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
                   part: int | None = None) -> NewDocument:
-    """A mapped document (or one part of it) as the store keeps it. A part's message id
-    (the AMQP message id a consumer drops repeats by) is the list's with ``-p<n>``; the
-    canonical ``message_id`` inside stays the list's, the same in every part."""
+    """A mapped document (or one part of it) as the store keeps it, with the digest of its
+    content. A whole document's message id combines the reader's (reference-based) id with
+    that digest, here and inside its JSON: a corrected document sent under the same
+    references is not dropped by a consumer as a repeat. A part's message id (the AMQP
+    message id a consumer drops repeats by) is the list's with ``-p<n>``; the canonical
+    ``message_id`` inside stays the list's, the same in every part."""
+    sha = content_digest(payload)
+    if part is None:
+        mid = content_message_id(m.message_id, sha)
+        payload = payload.replace(b'"message_id":"%s"' % m.message_id.encode(),
+                                  b'"message_id":"%s"' % mid.encode(), 1)
+    else:
+        mid = f"{m.message_id}-p{part}"
     return NewDocument(
         doc_type=m.doc_type, schema_version=m.schema_version,
         business_number=m.business_number, interchange_ref=m.interchange_ref,
-        message_ref=m.message_ref,
-        message_id=m.message_id if part is None else f"{m.message_id}-p{part}",
-        payload=payload, routing_key=f"{m.doc_type}.{partner_id}")
+        message_ref=m.message_ref, message_id=mid, payload=payload,
+        routing_key=f"{m.doc_type}.{partner_id}", content_sha=sha, part=part)
 
 
 def _oversized(m: MappedDocument, exc: MappingError) -> FailedMessage:

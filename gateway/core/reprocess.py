@@ -57,7 +57,7 @@ def reprocess(gateway: Any, transmission_id: str, *, by: str, reason: str) -> Re
     if t is None:
         raise UnknownTransmission(f"no transmission {transmission_id}",
                                   transmission_id=transmission_id)
-    partial = t.status in (s.PROCESSED, s.PUBLISHED) and t.reason
+    partial = t.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and t.reason
     if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED) and not partial:
         raise ReprocessError(f"{t.id} is {t.status}: nothing to reprocess",
                              transmission_id=t.id)

@@ -10,10 +10,13 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gateway.core import clock
+from gateway.core.canonical import content_digest
+from gateway.core.conflicts import compare
 from gateway.core.errors import StoreError
 from gateway.store import schema as s
 from gateway.store.records import (
@@ -302,18 +307,17 @@ class Store:
         d_, t = s.documents, s.transmissions
         queued = [0] * len(outcomes)
         with self._begin() as conn:
-            existing = _existing(conn, [d.message_id for o in outcomes
-                                        if o["kind"] == "processed" for d in o["docs"]])
+            existing = _earlier(conn, [(o["partner_id"], d) for o in outcomes
+                                       if o["kind"] == "processed" for d in o["docs"]])
             doc_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
             event_rows: list[dict[str, Any]] = []
             done_rows: list[dict[str, Any]] = []
             failed_rows: list[dict[str, Any]] = []
             side_rows: list[tuple[sa.Table, dict[str, Any]]] = []
-            seen: set[str] = set()
             for i, o in enumerate(outcomes):
                 tid = o["tid"]
-                if o["kind"] == "processed" and any(existing.get(d.message_id) == tid
+                if o["kind"] == "processed" and any(existing.stored_by(d.message_id, tid)
                                                     for d in o["docs"]):
                     # A resumed run: let the careful path count what is stored already.
                     queued[i] = self._record_processed(
@@ -333,18 +337,18 @@ class Store:
                             partner_id=o.get("partner_id"), format=o.get("fmt"),
                             standard=o.get("standard")))
                     continue
-                docs, boxes, dups = _document_rows(tid, o["partner_id"], o["docs"], existing,
-                                                   seen, now)
-                doc_rows += docs
-                outbox_rows += boxes
-                queued[i] = len(boxes)
+                made = _document_rows(tid, o["partner_id"], o["docs"], existing, now)
+                doc_rows += made.docs
+                outbox_rows += made.outbox
+                queued[i] = len(made.outbox)
                 total = len(o["docs"])
-                status, stage, reason = _final_status(o, bool(queued[i]))
+                status, stage, reason = _final_status(o, made.counts())
                 done_rows.append(dict(
                     b_id=tid, partner_id=o["partner_id"], format=o["fmt"],
                     standard=o["standard"], status=status,
                     stage=stage, reason=reason, document_count=total, updated_at=now))
-                event_rows += _duplicate_events(tid, dups, now)
+                event_rows += _duplicate_events(tid, made.duplicates, now)
+                event_rows += _conflict_events(conn, tid, made.conflicts, existing, now)
                 event_rows += _outcome_events(tid, o, total, queued[i], now)
                 side_rows += _side_rows(tid, o["partner_id"], o, now)
             if doc_rows:
@@ -384,20 +388,20 @@ class Store:
                           events: Iterable[tuple[str, str]] = (), final: bool = True,
                           **outcome: Any) -> int:
         now = utcnow()
-        existing = _existing(conn, [d.message_id for d in docs])
-        doc_rows, outbox_rows, dups = _document_rows(tid, partner_id, docs, existing, set(), now)
-        if doc_rows:
-            conn.execute(s.documents.insert(), doc_rows)
-        if outbox_rows:
-            conn.execute(s.outbox.insert(), outbox_rows)
+        existing = _earlier(conn, [(partner_id, d) for d in docs])
+        made = _document_rows(tid, partner_id, docs, existing, now)
+        if made.docs:
+            conn.execute(s.documents.insert(), made.docs)
+        if made.outbox:
+            conn.execute(s.outbox.insert(), made.outbox)
         event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
-        event_rows += _duplicate_events(tid, dups, now)
+        event_rows += _duplicate_events(tid, made.duplicates, now)
+        event_rows += _conflict_events(conn, tid, made.conflicts, existing, now)
         if final:
-            d_ = s.documents
-            total, pending = conn.execute(
-                sa.select(sa.func.count(), sa.func.count().filter(d_.c.status == s.PENDING))
-                .where(d_.c.transmission_id == tid)).one()
-            status, stage, reason = _final_status(outcome, bool(pending))
+            counts = _status_counts(conn, [tid]).get(tid, {})
+            total = sum(counts.values())
+            pending = counts.get(s.PENDING, 0)
+            status, stage, reason = _final_status(outcome, counts)
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
                 partner_id=partner_id, format=fmt, standard=standard, status=status,
                 stage=stage, reason=reason, document_count=total, updated_at=now))
@@ -406,7 +410,7 @@ class Store:
             conn.execute(s.transmission_events.insert(), event_rows)
         if final:
             _insert_side_rows(conn, _side_rows(tid, partner_id, outcome, now))
-        return len(outbox_rows)
+        return len(made.outbox)
 
     def clear_outcome(self, tid: str) -> None:
         """Before a transmission is processed again: forget its failed and unsupported
@@ -436,7 +440,8 @@ class Store:
                      business_number=d.business_number, interchange_ref=d.interchange_ref,
                      message_ref=d.message_ref, message_id=d.message_id,
                      status=d.status or s.DOC_HELD, created_at=now, published_at=None,
-                     payload=d.payload, stage=d.stage, reason=d.reason) for d in docs]
+                     payload=d.payload, stage=d.stage, reason=d.reason,
+                     content_sha=d.content_sha) for d in docs]
         if rows:
             with self._begin() as conn:
                 conn.execute(s.documents.insert(), rows)
@@ -474,53 +479,47 @@ class Store:
                     failed += conn.execute(update.where(d.c.id.in_(chunk))).rowcount
         return failed
 
-    def release_held(self, tid: str) -> tuple[int, int]:
+    def release_held(self, tid: str, *, on_conflict: str = "hold") -> tuple[int, int]:
         """Queue every held document of ``tid`` for publishing, in one commit; returns how
-        many were queued and how many were duplicates. A message id stored before is a
-        DUPLICATE (as ``record_processed`` decides), one this transmission released before
-        a crash is dropped."""
+        many were queued and how many were kept back (duplicates, conflicts held). As
+        ``record_processed`` decides: the same content received before is a DUPLICATE,
+        the same number with other content a CONFLICT (held, or published with a note under
+        ``on_conflict = "publish"``); one this transmission released before a crash is
+        dropped."""
         d = s.documents
         now = utcnow()
-        queued = 0
-        dups: list[str] = []
-        seen: set[str] = set()
+        queued = kept = 0
         with self._begin() as conn:
             while True:
                 rows = conn.execute(
                     sa.select(d.c.id, d.c.message_id, d.c.doc_type, d.c.partner_id,
-                              d.c.business_number)
+                              d.c.business_number, d.c.content_sha)
                     .where(d.c.transmission_id == tid).where(d.c.status == s.DOC_HELD)
                     .order_by(d.c.id).limit(1000)).all()
                 if not rows:
                     break
-                existing = _existing(conn, [r.message_id for r in rows])
-                fresh, twice, again = [], [], []
-                for r in rows:
-                    earlier = existing.get(r.message_id)
-                    if earlier == tid:
-                        again.append(r.id)
-                    elif earlier is not None or r.message_id in seen:
-                        twice.append(r.id)
-                        dups.append(r.business_number or r.message_id)
-                    else:
-                        fresh.append(r)
-                    seen.add(r.message_id)
+                held = [_Held(r, on_conflict) for r in rows]
+                existing = _earlier(conn, [(h.partner_id, h) for h in held])
+                made = _document_rows(tid, rows[0].partner_id, held, existing, now,
+                                      ids=[r.id for r in rows])
+                stored = {r["id"] for r in made.docs}
+                again = [r.id for r in rows if r.id not in stored]
                 if again:
                     conn.execute(d.delete().where(d.c.id.in_(again)))
-                if twice:
-                    conn.execute(d.update().where(d.c.id.in_(twice))
-                                 .values(status=s.DOC_DUPLICATE))
-                if fresh:
-                    conn.execute(d.update().where(d.c.id.in_([r.id for r in fresh]))
-                                 .values(status=s.PENDING))
-                    conn.execute(s.outbox.insert(), [
-                        dict(document_id=r.id, routing_key=f"{r.doc_type}.{r.partner_id}",
-                             created_at=now, attempts=0) for r in fresh])
-                    queued += len(fresh)
-            events = _duplicate_events(tid, dups, now)
-            if events:
-                conn.execute(s.transmission_events.insert(), events)
-        return queued, len(dups)
+                if made.docs:
+                    conn.execute(d.update().where(d.c.id == sa.bindparam("b_id")).values(
+                        status=sa.bindparam("status"), conflict_of=sa.bindparam("conflict_of")),
+                        [dict(b_id=r["id"], status=r["status"], conflict_of=r["conflict_of"])
+                         for r in made.docs])
+                if made.outbox:
+                    conn.execute(s.outbox.insert(), made.outbox)
+                queued += len(made.outbox)
+                kept += len(made.duplicates) + sum(1 for c in made.conflicts if c.held)
+                events = _duplicate_events(tid, made.duplicates, now)
+                events += _conflict_events(conn, tid, made.conflicts, existing, now)
+                if events:
+                    conn.execute(s.transmission_events.insert(), events)
+        return queued, kept
 
     # -- interchanges and outbound --------------------------------------------------------
 
@@ -709,7 +708,9 @@ class Store:
             return conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
 
     def _close_transmissions(self, conn: sa.Connection, tids: Sequence[str], now: dt.datetime) -> None:
-        """Mark PUBLISHED the transmissions none of whose documents is still pending."""
+        """Settle the PROCESSED transmissions none of whose documents is still pending:
+        PUBLISHED, or PARTIAL (a document failed or was rejected) or HELD (a conflict
+        waits for an operator)."""
         for chunk in _chunks(list(tids), 500):
             still_pending = set(conn.execute(
                 sa.select(s.documents.c.transmission_id)
@@ -718,16 +719,31 @@ class Store:
             done = [t for t in chunk if t not in still_pending]
             if not done:
                 continue
-            closed = conn.execute(
-                s.transmissions.update()
-                .where(s.transmissions.c.id.in_(done))
-                .where(s.transmissions.c.status == s.PROCESSED)
-                .values(status=s.PUBLISHED, updated_at=now)
-                .returning(s.transmissions.c.id)).scalars().all()
-            if closed:
-                conn.execute(s.transmission_events.insert(), [
-                    dict(transmission_id=t, at=now, event="published",
-                         detail="every document confirmed by the broker") for t in closed])
+            # Only the statuses that change the outcome are looked at (few rows, by index).
+            kept: dict[str, set[str]] = {}
+            for tid_, status in conn.execute(
+                    sa.select(s.documents.c.transmission_id, s.documents.c.status)
+                    .where(s.documents.c.transmission_id.in_(done))
+                    .where(s.documents.c.status.in_((s.DOC_CONFLICT, *_NOT_PUBLISHED)))
+                    .distinct()):
+                kept.setdefault(tid_, set()).add(status)
+            by_status: dict[str, list[str]] = {}
+            for t in done:
+                statuses = kept.get(t, set())
+                settled = _settle(0, s.DOC_CONFLICT in statuses,
+                                  bool(statuses - {s.DOC_CONFLICT}))
+                by_status.setdefault(settled, []).append(t)
+            for status, group in by_status.items():
+                closed = conn.execute(
+                    s.transmissions.update()
+                    .where(s.transmissions.c.id.in_(group))
+                    .where(s.transmissions.c.status == s.PROCESSED)
+                    .values(status=status, updated_at=now)
+                    .returning(s.transmissions.c.id)).scalars().all()
+                if closed:
+                    conn.execute(s.transmission_events.insert(), [
+                        dict(transmission_id=t, at=now, event=status.lower(),
+                             detail=_SETTLED[status]) for t in closed])
 
     # -- read ---------------------------------------------------------------------------
 
@@ -847,66 +863,358 @@ def _document_row(r: Any) -> DocumentRow:
     return DocumentRow(**data)
 
 
-_NOT_STORED = (s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD)
+#: Documents that were received: an identical one later is a DUPLICATE, a different one
+#: under the same number a CONFLICT. Failed, unsupported and rejected ones do not count.
+_RECEIVED = (s.PENDING, s.DOC_PUBLISHED, s.UNROUTABLE, s.DOC_CONFLICT)
+#: Documents of a transmission that went nowhere: it is PARTIAL rather than PUBLISHED.
+_NOT_PUBLISHED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_REJECTED)
+#: Stored by an earlier run of the same transmission (a resumed run skips them).
+_STORED = (*_RECEIVED, s.DOC_REJECTED)
+_PART_ID = re.compile(r"-p\d+$")
+
+_SETTLED = {
+    s.PUBLISHED: "every document confirmed by the broker",
+    s.PARTIAL: "every queued document confirmed by the broker; others failed or were "
+               "rejected (see the documents)",
+    s.HELD: "every queued document confirmed by the broker; a document is held as a "
+            "conflict for an operator (edigw conflicts)",
+}
 
 
-def _existing(conn: sa.Connection, message_ids: list[str]) -> dict[str, str]:
-    """Stored documents (not duplicates, not failed messages) with these message ids:
-    message_id -> transmission."""
-    d_ = s.documents
-    found: dict[str, str] = {}
-    for chunk in _chunks(message_ids, 500):
-        rows = conn.execute(sa.select(d_.c.message_id, d_.c.transmission_id)
-                            .where(d_.c.message_id.in_(chunk))
-                            .where(d_.c.status.not_in(_NOT_STORED))).all()
-        found.update((r[0], r[1]) for r in rows)
+def _settle(pending: int, conflicts: int, failed: int) -> str:
+    """A processed transmission's status from its documents: PROCESSED while any is in the
+    outbox, then HELD while a conflict waits, PARTIAL when one failed or was rejected,
+    else PUBLISHED."""
+    if pending:
+        return s.PROCESSED
+    if conflicts:
+        return s.HELD
+    return s.PARTIAL if failed else s.PUBLISHED
+
+
+def _status_counts(conn: sa.Connection, tids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per transmission, its documents counted by status."""
+    d = s.documents
+    out: dict[str, dict[str, int]] = {}
+    for chunk in _chunks(list(tids), 500):
+        for tid, status, n in conn.execute(
+                sa.select(d.c.transmission_id, d.c.status, sa.func.count())
+                .where(d.c.transmission_id.in_(chunk))
+                .group_by(d.c.transmission_id, d.c.status)):
+            out.setdefault(tid, {})[status] = n
+    return out
+
+
+def _settle_counts(counts: dict[str, int]) -> str:
+    return _settle(counts.get(s.PENDING, 0), counts.get(s.DOC_CONFLICT, 0),
+                   sum(counts.get(x, 0) for x in _NOT_PUBLISHED))
+
+
+def resettle(conn: sa.Connection, tids: Sequence[str], now: dt.datetime) -> dict[str, str]:
+    """After an operator's decision: the status of processed transmissions worked out
+    again from their documents (an event for each that changes); tid -> new status."""
+    t = s.transmissions
+    counts = _status_counts(conn, tids)
+    changed: dict[str, str] = {}
+    rows = conn.execute(sa.select(t.c.id, t.c.status).where(t.c.id.in_(list(tids)))).all()
+    for tid, old in rows:
+        if old not in (s.PROCESSED, s.PUBLISHED, s.PARTIAL, s.HELD):
+            continue
+        new = _settle_counts(counts.get(tid, {}))
+        if new == old:
+            continue
+        conn.execute(t.update().where(t.c.id == tid).values(status=new, updated_at=now))
+        conn.execute(s.transmission_events.insert().values(
+            transmission_id=tid, at=now, event=new.lower(),
+            detail=_SETTLED.get(new, "documents queued for publishing again")))
+        changed[tid] = new
+    return changed
+
+
+class _Held:
+    """A held document (a streamed transmission's) as the decision needs it."""
+
+    __slots__ = ("business_number", "content_sha", "doc_type", "id", "message_id",
+                 "on_conflict", "part", "partner_id", "status")
+
+    def __init__(self, row: Any, on_conflict: str) -> None:
+        self.id = row.id
+        self.message_id = row.message_id
+        self.doc_type = row.doc_type
+        self.partner_id = row.partner_id
+        self.business_number = row.business_number
+        self.content_sha = row.content_sha
+        self.part = 1 if _PART_ID.search(row.message_id) else None
+        self.on_conflict = on_conflict
+        self.status = None
+
+
+class _Number:
+    """What was received under one (partner, type, number): contents -> document id, and
+    the document a different one is compared with (the last one queued or published, else
+    the last one held)."""
+
+    __slots__ = ("contents", "last", "last_held")
+
+    def __init__(self) -> None:
+        self.contents: dict[str | None, str] = {}
+        self.last: str | None = None
+        self.last_held: str | None = None
+
+    def add(self, doc_id: str, sha: str | None, status: str) -> None:
+        self.contents.setdefault(sha, doc_id)
+        if status == s.DOC_CONFLICT:
+            self.last_held = doc_id
+        else:
+            self.last = doc_id
+
+
+class _Earlier:
+    """What the store holds that a batch of new documents must be judged against: by
+    message id (a resumed run, the very same message), and by business number."""
+
+    def __init__(self) -> None:
+        self.by_mid: dict[str, str] = {}  # received: message id -> transmission
+        self.mine: set[tuple[str, str]] = set()  # (message id, transmission) stored
+        self.numbers: dict[tuple[str, str, str], _Number] = {}
+        self.payloads: dict[str, bytes] = {}  # this batch's documents, for differences
+        self.tids: dict[str, str] = {}  # document id -> transmission, for the notes
+        #: Numbers more than one new document has: the first is remembered for the others.
+        self.repeated: set[tuple[str, str, str]] = set()
+
+    def stored_by(self, mid: str, tid: str) -> bool:
+        return (mid, tid) in self.mine
+
+    def note_message(self, mid: str, tid: str, status: str) -> None:
+        """A stored document with this message id: stored by ``tid`` (unless failed or a
+        repeat), and received (unless also rejected)."""
+        if status in _STORED:
+            self.mine.add((mid, tid))
+            if status in _RECEIVED:
+                self.by_mid.setdefault(mid, tid)
+
+
+def _number_key(partner_id: str, d: Any) -> tuple[str, str, str] | None:
+    """Under which number a new document is judged; None for one without number or
+    digest (judged by message id only) and for a part of a price list (its parts share
+    the list's number with other content each)."""
+    if (not d.business_number or not d.content_sha or d.part is not None
+            or _PART_ID.search(d.message_id)):
+        return None
+    return (partner_id, d.doc_type, d.business_number)
+
+
+# Built once (bound parameters): a statement built per call costs more than its query.
+_BY_MESSAGE_ID = (sa.select(s.documents.c.message_id, s.documents.c.transmission_id,
+                            s.documents.c.status)
+                  .where(s.documents.c.message_id.in_(sa.bindparam("mids", expanding=True))))
+_BY_NUMBER = (sa.select(s.documents.c.id, s.documents.c.transmission_id,
+                        s.documents.c.partner_id, s.documents.c.doc_type,
+                        s.documents.c.business_number, s.documents.c.message_id,
+                        s.documents.c.content_sha, s.documents.c.status)
+              .where(s.documents.c.partner_id.in_(sa.bindparam("partners", expanding=True)),
+                     s.documents.c.doc_type.in_(sa.bindparam("types", expanding=True)),
+                     s.documents.c.business_number.in_(sa.bindparam("numbers", expanding=True)))
+              .order_by(s.documents.c.created_at, s.documents.c.id))
+
+
+def _earlier(conn: sa.Connection, docs: list[tuple[str, Any]]) -> _Earlier:
+    """Look up, for (partner id, new document) pairs, what the store holds under their
+    numbers (by index ``ix_documents_business``: the same message id is under the same
+    number too) and, for those without a number, under their message ids: one query per
+    500 numbers or ids, however many documents."""
+    found = _Earlier()
+    counted: Counter[tuple[str, str, str]] = Counter()
+    unnumbered: set[str] = set()
+    for p, d in docs:
+        if d.status is None:
+            key = _number_key(p, d)
+            if key is None:
+                unnumbered.add(d.message_id)
+            else:
+                counted[key] += 1
+    # Statuses are filtered here, not in SQL: a status condition the planner could use
+    # would tempt SQLite to walk the (large) status index instead of the id's or number's.
+    for chunk in _chunks(sorted(unnumbered), 500):
+        for mid, tid, status in conn.execute(_BY_MESSAGE_ID, {"mids": chunk}):
+            found.note_message(mid, tid, status)
+    keys = set(counted)
+    found.repeated = {k for k, n in counted.items() if n > 1}
+    if not keys:
+        return found
+    partners = sorted({k[0] for k in keys})
+    types = sorted({k[1] for k in keys})
+    legacy: list[tuple[str, tuple[str, str, str], str]] = []
+    for chunk in _chunks(sorted({k[2] for k in keys}), 500):
+        for r in conn.execute(_BY_NUMBER, {"partners": partners, "types": types,
+                                           "numbers": chunk}):
+            found.note_message(r.message_id, r.transmission_id, r.status)
+            key = (r.partner_id, r.doc_type, r.business_number)
+            if r.status not in _RECEIVED or key not in keys or _PART_ID.search(r.message_id):
+                continue
+            found.tids[r.id] = r.transmission_id
+            if r.content_sha is None:  # stored before digests existed: worked out once
+                legacy.append((r.id, key, r.status))
+                continue
+            found.numbers.setdefault(key, _Number()).add(r.id, r.content_sha, r.status)
+    if legacy:
+        _backfill(conn, legacy, found)
     return found
 
 
-def _document_rows(tid: str, partner_id: str, docs: Sequence[NewDocument],
-                   existing: dict[str, str], seen: set[str], now: dt.datetime
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Rows for a transmission's documents and outbox: a message_id stored before (or twice
-    in this batch) is a DUPLICATE without outbox row; one this transmission stored already
-    (a resumed run) is skipped. Returns document rows, outbox rows and duplicates' numbers."""
-    doc_rows: list[dict[str, Any]] = []
-    outbox_rows: list[dict[str, Any]] = []
-    dups: list[str] = []
-    for d in docs:
+def _backfill(conn: sa.Connection, legacy: list[tuple[str, tuple[str, str, str], str]],
+              found: _Earlier) -> None:
+    """Documents stored before content digests existed: digest their payload once and
+    keep it (the next look finds it)."""
+    d_ = s.documents
+    shas: dict[str, str] = {}
+    for chunk in _chunks([i for i, _, _ in legacy], 100):
+        for doc_id, payload in conn.execute(sa.select(d_.c.id, d_.c.payload)
+                                            .where(d_.c.id.in_(chunk))):
+            shas[doc_id] = content_digest(bytes(payload))
+    conn.execute(d_.update().where(d_.c.id == sa.bindparam("b_id"))
+                 .values(content_sha=sa.bindparam("sha")),
+                 [dict(b_id=i, sha=sha) for i, sha in shas.items()])
+    # Legacy documents are older than any with a digest: "last" stays a newer one.
+    for doc_id, key, status in legacy:
+        number = found.numbers.setdefault(key, _Number())
+        number.contents.setdefault(shas[doc_id], doc_id)
+        if status == s.DOC_CONFLICT:
+            number.last_held = number.last_held or doc_id
+        else:
+            number.last = number.last or doc_id
+
+
+@dataclass(slots=True)
+class _Conflict:
+    """A new document whose number was received before with other content."""
+
+    doc_id: str
+    earlier_id: str
+    doc_type: str
+    number: str
+    held: bool
+
+
+@dataclass(slots=True)
+class _Made:
+    """A transmission's new document and outbox rows, and what the decision noted."""
+
+    docs: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+    duplicates: list[str]
+    conflicts: list[_Conflict]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.docs:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+
+def _document_rows(tid: str, partner_id: str, docs: Sequence[Any], earlier: _Earlier,
+                   now: dt.datetime, *, ids: Sequence[str] | None = None) -> _Made:
+    """Rows for a transmission's documents and outbox, each judged against ``earlier``
+    (updated as it goes, so a batch's later documents see its earlier ones):
+
+    - one this transmission stored already (a resumed run) is skipped;
+    - the same message id, or the same content under its number, received before: a
+      DUPLICATE without outbox row;
+    - its number received before with other content: a CONFLICT without outbox row, or
+      under ``on_conflict = "publish"`` queued like any other, both with ``conflict_of``;
+    - else queued (PENDING with an outbox row).
+
+    ``ids`` are the documents' ids when they are stored already (held documents)."""
+    made = _Made([], [], [], [])
+    for n, d in enumerate(docs):
+        did = ids[n] if ids is not None else new_id()
         if d.status is not None:  # a failed or unsupported message: kept, never published
-            doc_rows.append(dict(
-                id=new_id(), transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+            made.docs.append(dict(
+                id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
                 schema_version=d.schema_version, business_number=d.business_number,
                 interchange_ref=d.interchange_ref, message_ref=d.message_ref,
                 message_id=d.message_id, status=d.status, created_at=now, published_at=None,
-                payload=d.payload, stage=d.stage, reason=d.reason))
+                payload=d.payload, stage=d.stage, reason=d.reason, content_sha=None,
+                conflict_of=None))
             continue
-        earlier = existing.get(d.message_id)
-        if earlier == tid:
+        if earlier.stored_by(d.message_id, tid):
             continue
-        did = new_id()
-        is_dup = earlier is not None or d.message_id in seen
-        seen.add(d.message_id)
-        doc_rows.append(dict(
-            id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
-            schema_version=d.schema_version, business_number=d.business_number,
-            interchange_ref=d.interchange_ref, message_ref=d.message_ref,
-            message_id=d.message_id, status=s.DOC_DUPLICATE if is_dup else s.PENDING,
-            created_at=now, published_at=None, payload=d.payload, stage=None, reason=None))
-        if is_dup:
-            dups.append(d.business_number or d.message_id)
-        else:
-            outbox_rows.append(dict(document_id=did, routing_key=d.routing_key,
+        key = _number_key(partner_id, d)
+        number = earlier.numbers.get(key) if key else None
+        status, conflict_of = s.PENDING, None
+        if d.message_id in earlier.by_mid or (number is not None
+                                              and d.content_sha in number.contents):
+            status = s.DOC_DUPLICATE
+            made.duplicates.append(d.business_number or d.message_id)
+        elif number is not None and (number.last or number.last_held):
+            conflict_of = number.last or number.last_held
+            held = d.on_conflict != "publish"
+            status = s.DOC_CONFLICT if held else s.PENDING
+            made.conflicts.append(_Conflict(did, conflict_of, d.doc_type,
+                                            d.business_number, held))
+        earlier.by_mid.setdefault(d.message_id, tid)
+        if key is not None and status != s.DOC_DUPLICATE and (number is not None
+                                                             or key in earlier.repeated):
+            earlier.numbers.setdefault(key, _Number()).add(did, d.content_sha, status)
+            earlier.tids[did] = tid
+            if ids is None:
+                earlier.payloads[did] = d.payload
+        if ids is None:
+            made.docs.append(dict(
+                id=did, transmission_id=tid, partner_id=partner_id, doc_type=d.doc_type,
+                schema_version=d.schema_version, business_number=d.business_number,
+                interchange_ref=d.interchange_ref, message_ref=d.message_ref,
+                message_id=d.message_id, status=status, created_at=now, published_at=None,
+                payload=d.payload, stage=None, reason=None, content_sha=d.content_sha,
+                conflict_of=conflict_of))
+        else:  # a held document, stored already: only what changes
+            made.docs.append(dict(id=did, status=status, conflict_of=conflict_of))
+        if status == s.PENDING:
+            made.outbox.append(dict(document_id=did, routing_key=f"{d.doc_type}.{partner_id}"
+                                    if ids is not None else d.routing_key,
                                     created_at=now, attempts=0))
-    return doc_rows, outbox_rows, dups
+    return made
 
 
-def _final_status(outcome: dict[str, Any], pending: bool) -> tuple[str, str | None, str | None]:
+def _conflict_events(conn: sa.Connection, tid: str, conflicts: list[_Conflict],
+                     earlier: _Earlier, now: dt.datetime) -> list[dict[str, Any]]:
+    """One ``conflict`` event per conflicting document, naming the earlier document and
+    what differs (payloads read only here, for conflicts)."""
+    if not conflicts:
+        return []
+    wanted = {c.earlier_id for c in conflicts} | {c.doc_id for c in conflicts}
+    payloads = {i: earlier.payloads[i] for i in wanted if i in earlier.payloads}
+    missing = sorted(wanted - set(payloads))
+    for chunk in _chunks(missing, 100):
+        payloads.update((i, bytes(p)) for i, p in conn.execute(
+            sa.select(s.documents.c.id, s.documents.c.payload)
+            .where(s.documents.c.id.in_(chunk))))
+    rows = []
+    for c in conflicts[:50]:
+        try:
+            diff = compare(json.loads(payloads[c.earlier_id]),
+                           json.loads(payloads[c.doc_id])).summary()
+        except (KeyError, ValueError):
+            diff = "differences not available"
+        where = earlier.tids.get(c.earlier_id)
+        what = ("held for an operator (edigw conflicts release|reject "
+                f"{c.doc_id})" if c.held else "published anyway (on_conflict = publish)")
+        rows.append(dict(
+            transmission_id=tid, at=now, event="conflict",
+            detail=f"{c.doc_type} {c.number}: document {c.doc_id} differs from document "
+                   f"{c.earlier_id}" + (f" (transmission {where})" if where and where != tid
+                                        else "") + f" with the same number: {diff}; {what}"))
+    return rows
+
+
+def _final_status(outcome: dict[str, Any], counts: dict[str, int]
+                  ) -> tuple[str, str | None, str | None]:
     """A processed transmission's status, stage and reason: FAILED when every message
-    failed, else PROCESSED/PUBLISHED with the note of the messages that failed, if any."""
+    failed, else as its documents settle it (``_settle``) with the note of the messages
+    that failed, if any."""
     if outcome.get("failed"):
         return s.FAILED, outcome.get("stage"), outcome.get("reason")
-    return (s.PROCESSED if pending else s.PUBLISHED), outcome.get("stage"), outcome.get("reason")
+    return _settle_counts(counts), outcome.get("stage"), outcome.get("reason")
 
 
 def _outcome_events(tid: str, outcome: dict[str, Any], total: int, queued: int,

@@ -106,6 +106,15 @@ class NewDocument:
     status: str | None = None
     stage: str | None = None
     reason: str | None = None
+    #: SHA-256 of what the document says (``canonical.content_digest``); None for a
+    #: failed message. Equal digests under one number: a DUPLICATE; others: a CONFLICT.
+    content_sha: str | None = None
+    #: Its part number when it is one part of a price list published in parts (parts of
+    #: one list share its number: they are compared by content only, never in conflict).
+    part: int | None = None
+    #: The partner's ``on_conflict``: "hold" keeps a conflicting document for an operator,
+    #: "publish" publishes it with a note of the conflict.
+    on_conflict: str = "hold"
 
 
 @dataclass(frozen=True, slots=True)

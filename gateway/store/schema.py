@@ -16,20 +16,31 @@ PUBLISHED = "PUBLISHED"  # every document confirmed by the broker
 FAILED = "FAILED"  # a stage failed; see stage and reason; payload kept for reprocessing
 QUARANTINED = "QUARANTINED"  # sender unknown; kept until a partner profile matches
 DUPLICATE = "DUPLICATE"  # the same bytes were received before; see duplicate_of
-TRANSMISSION_STATUSES = (RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED, DUPLICATE)
+#: Nothing left in the outbox, but not every document went on: some failed, were
+#: unsupported or an operator rejected them (the others were published or are repeats).
+PARTIAL = "PARTIAL"
+#: Nothing left in the outbox, but a document is held as a CONFLICT for an operator.
+HELD = "HELD"
+TRANSMISSION_STATUSES = (RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED, DUPLICATE,
+                         PARTIAL, HELD)
 
 # Document (and outbox) statuses.
 PENDING = "PENDING"  # in the outbox, not yet confirmed by the broker
 DOC_PUBLISHED = "PUBLISHED"  # confirmed by the broker
 UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its routing key
-DOC_DUPLICATE = "DUPLICATE"  # the same message_id was stored before; not published again
+DOC_DUPLICATE = "DUPLICATE"  # the same content was received before; not published again
 DOC_FAILED = "FAILED"  # this message failed (see stage, reason); the others went on
 DOC_UNSUPPORTED = "UNSUPPORTED"  # a message type edigw has no mapping for; kept, not published
 #: Stored while its streamed interchange (or its price list's UNT) is still open: released
 #: to the outbox only once the whole has checked out, FAILED otherwise.
 DOC_HELD = "HELD"
+#: The same partner, type and number as a document received before, with other content:
+#: held (no outbox row) until an operator releases it (PENDING) or rejects it; see
+#: conflict_of. Under the partner's ``on_conflict = "publish"`` it is published instead.
+DOC_CONFLICT = "CONFLICT"
+DOC_REJECTED = "REJECTED"  # a CONFLICT an operator rejected (see reason); never published
 DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE, DOC_FAILED,
-                     DOC_UNSUPPORTED, DOC_HELD)
+                     DOC_UNSUPPORTED, DOC_HELD, DOC_CONFLICT, DOC_REJECTED)
 
 # Interchange statuses (one row per UNB..UNZ received from a partner).
 IC_ACCEPTED = "ACCEPTED"  # every message was read (some may have failed on their own)

@@ -45,8 +45,10 @@ WAITING_ERP = "waiting-erp"
 ACKNOWLEDGED = "acknowledged"
 REJECTED = "rejected"
 QUARANTINED = "quarantined"
+#: Held as a CONFLICT (its number came before with other content) until an operator decides.
+HELD = "held"
 VERDICTS = (NEVER_RECEIVED, FAILED, DUPLICATE, IN_PROGRESS, WAITING_ERP, ACKNOWLEDGED,
-            REJECTED, QUARANTINED)
+            REJECTED, QUARANTINED, HELD)
 
 #: Without dates, "never received" looks this far back for what might be it.
 LOOKBACK = dt.timedelta(days=7)
@@ -347,8 +349,22 @@ class _Context:
                 summary = (f"{_cap(name)}{who} was {received} as a repeat of a document "
                            "received before, so it was not sent to the ERP again.")
             facts.append(Fact(latest.created_at, "duplicate",
-                              f"document {latest.id} kept as DUPLICATE (same message id "
-                              f"{latest.message_id})", latest.id))
+                              f"document {latest.id} kept as DUPLICATE (same content as "
+                              "one received before)", latest.id))
+        elif status in (s.DOC_CONFLICT, s.DOC_REJECTED):
+            earlier = self.conflict_facts(latest)
+            facts += earlier
+            differs = (f"differs from document {latest.conflict_of} received before with the "
+                       f"same number ({earlier[-1].text})" if earlier else
+                       "differs from a document received before with the same number")
+            if status == s.DOC_CONFLICT:
+                verdict = HELD
+                summary = (f"{_cap(name)}{who} was {received} but {differs}: it is held "
+                           "until an operator releases or rejects it (edigw conflicts).")
+            else:
+                verdict = REJECTED
+                summary = (f"{_cap(name)}{who} was {received} but {differs}; it was not "
+                           f"published: {latest.reason or 'rejected by an operator'}.")
         elif status in (s.PENDING, s.DOC_HELD):
             verdict = IN_PROGRESS
             facts += self.outbox_facts(latest)
@@ -408,7 +424,9 @@ class _Context:
                 return f"rejected by the ERP {self.when(d.erp_at)}"
             return f"published {self.when(d.published_at)}, awaiting the ERP"
         return {s.PENDING: "waiting in the outbox", s.DOC_FAILED: f"FAILED at {d.stage}",
-                s.UNROUTABLE: "unroutable"}.get(d.status, d.status)
+                s.UNROUTABLE: "unroutable",
+                s.DOC_CONFLICT: "held as a conflict for an operator",
+                s.DOC_REJECTED: f"rejected: {d.reason}"}.get(d.status, d.status)
 
     def erp_words(self, d: DocumentRow) -> str:
         if d.erp_status:
@@ -416,14 +434,39 @@ class _Context:
         return ""
 
     def original_of(self, dup: DocumentRow) -> DocumentRow | None:
-        """The stored document a DUPLICATE repeats (same message id, not itself a repeat)."""
+        """The stored document a DUPLICATE repeats (same message id, or same number and
+        content; not itself a repeat, not a failed or rejected one)."""
         d = s.documents
+        same = d.c.message_id == dup.message_id
+        if dup.content_sha and dup.business_number:
+            same = sa.or_(same, sa.and_(d.c.partner_id == dup.partner_id,
+                                        d.c.doc_type == dup.doc_type,
+                                        d.c.business_number == dup.business_number,
+                                        d.c.content_sha == dup.content_sha))
         with self.store.engine.connect() as conn:
             row = conn.execute(
-                sa.select(*_DOC_COLUMNS).where(d.c.message_id == dup.message_id)
-                .where(d.c.status.not_in((s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED)))
+                sa.select(*_DOC_COLUMNS).where(same)
+                .where(d.c.status.not_in((s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED,
+                                          s.DOC_REJECTED)))
                 .where(d.c.id != dup.id).order_by(d.c.created_at, d.c.id).limit(1)).first()
         return _document_row(row) if row else None
+
+    def conflict_facts(self, doc: DocumentRow) -> list[Fact]:
+        """The earlier document a conflict differs from, and what differs."""
+        from gateway.store.conflicts import ConflictDesk, ConflictError
+
+        try:
+            c = ConflictDesk(self.store).get(doc.id)
+        except ConflictError:
+            return []
+        facts = []
+        if c.earlier is not None:
+            facts.append(Fact(c.earlier.created_at, "original",
+                              f"document {c.earlier.id} with the same number received in "
+                              f"transmission {c.earlier.transmission_id}, now "
+                              f"{self.state_words(c.earlier)}", c.earlier.id))
+        facts.append(Fact(doc.created_at, "conflict", c.comparison.summary(), doc.id))
+        return facts
 
     def outbox_facts(self, doc: DocumentRow) -> list[Fact]:
         o = s.outbox
@@ -574,6 +617,11 @@ class _Context:
             facts += self.reprocess_facts(t)
             summary = (f"{subject} but failed at {t.stage}: {_short(t.reason)}. "
                        f"{self.reprocess_sentence(t)}")
+        elif t.status == s.HELD:
+            verdict = HELD
+            summary = (f"{subject}; a document in it has the number of one received before "
+                       "with other content and is held until an operator releases or rejects "
+                       "it (edigw conflicts).")
         elif t.status in (s.RECEIVED, s.PROCESSED):
             verdict = IN_PROGRESS
             summary = (f"{subject} and is " + ("waiting to be processed"

@@ -503,7 +503,8 @@ volume_drop = Rule("volume_drop", ("volume-drop",), _check_volume_drop)
 
 # -- duplicates -------------------------------------------------------------------------
 
-_NOT_COUNTED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD)
+#: Conflicts have their own alert (kind "conflict"); rejected ones were never received.
+_NOT_COUNTED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD, s.DOC_CONFLICT, s.DOC_REJECTED)
 
 
 def _check_duplicates(ctx: TrackerContext) -> list[Condition]:
@@ -592,6 +593,29 @@ def _interchange_duplicates(ctx: TrackerContext, conn: sa.Connection, i: Any,
 duplicates = Rule("duplicates", ("duplicate",), _check_duplicates)
 
 
+def _check_conflicts(ctx: TrackerContext) -> list[Condition]:
+    """One alert per document held as CONFLICT (its number received before with other
+    content), with what differs; it resolves when an operator releases or rejects it."""
+    from gateway.store.conflicts import ConflictDesk
+
+    out = []
+    for c in ConflictDesk(ctx.store).list(limit=1000):
+        d = c.document
+        earlier = (f" (transmission {c.earlier.transmission_id})" if c.earlier else "")
+        out.append(Condition(
+            "conflict", d.partner_id, f"conflict:{d.id}",
+            f"{d.doc_type} {d.business_number} from {d.partner_id} differs from the one "
+            f"received before{earlier}: {c.comparison.summary()}; held, release or reject "
+            f"it (edigw conflicts, or the console's Conflicts page)",
+            {"document_id": d.id, "transmission_id": d.transmission_id,
+             "doc_type": d.doc_type, "business_number": d.business_number,
+             "conflict_of": d.conflict_of, **c.comparison.as_dict()}))
+    return out
+
+
+conflicts = Rule("conflicts", ("conflict",), _check_conflicts)
+
+
 # -- channels and certificates ----------------------------------------------------------
 
 def _check_channels(ctx: TrackerContext) -> list[Condition]:
@@ -664,7 +688,7 @@ processing_stalled = Rule("processing_stalled", ("processing-stalled",),
 
 #: Every rule, in the order a check runs them.
 ALL_RULES = [failures, untransmitted, erp_overdue, erp_rejected, gaps, silence, volume_drop,
-             duplicates, channels, processing_stalled]
+             duplicates, conflicts, channels, processing_stalled]
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 
 Every route but ``POST /api/login`` needs a logged-in user, the OpenAPI document included.
 Roles: a **viewer** (support) reads everything but users and the audit trail; an
-**operator** also reprocesses transmissions, acknowledges and resolves alerts and reads the
-audit trail; an **admin** also manages users (and partners). Anyone logged in manages their
+**operator** also reprocesses transmissions, acknowledges and resolves alerts, lists,
+releases and rejects conflicts (documents held because their number came before with other
+content) and reads the audit trail; an **admin** also manages users (and partners). Anyone logged in manages their
 own API tokens; an admin sees and revokes everyone's and may create one for another user.
 Cookie-authenticated unsafe requests need the session's ``X-CSRF-Token`` (given by
 ``POST /api/login`` and ``GET /api/me``); Bearer tokens need none.
@@ -40,6 +41,7 @@ from gateway.core.reprocess import (
 )
 from gateway.store import schema as s
 from gateway.store.audit import AuditLog
+from gateway.store.conflicts import ConflictDesk, ConflictError, UnknownConflict
 from gateway.store.erp import ErpAcks
 from gateway.store.records import TransmissionRow, aware
 from gateway.store.transport import transport_of
@@ -157,6 +159,24 @@ class ReasonIn(BaseModel):
 
 class NoteIn(BaseModel):
     note: str | None = None
+
+
+class OptionalReasonIn(BaseModel):
+    reason: str | None = Field(None, description="why (kept in the audit trail)")
+
+
+class DifferenceOut(BaseModel):
+    path: str = Field(description="e.g. totals.payable, lines[2].quantity")
+    before: str | None = Field(description="in the earlier document (absent: null)")
+    after: str | None = Field(description="in the held document (absent: null)")
+
+
+class ConflictOut(BaseModel):
+    document: dict[str, Any] = Field(description="the held (or rejected) document")
+    earlier: dict[str, Any] | None = Field(description="the earlier document with its number")
+    summary: str
+    total: int = Field(description="how many differences in all")
+    differences: list[DifferenceOut] = Field(description="the first of them, in order")
 
 
 class ReprocessOut(BaseModel):
@@ -345,6 +365,11 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
     @api.exception_handler(AlertError)
     async def alert_error(request: Request, exc: AlertError) -> Response:
         status = 404 if isinstance(exc, UnknownAlert) else 409
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @api.exception_handler(ConflictError)
+    async def conflict_error(request: Request, exc: ConflictError) -> Response:
+        status = 404 if isinstance(exc, UnknownConflict) else 409
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @api.get("/openapi.json", include_in_schema=False)
@@ -536,6 +561,44 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
                  responses={404: {"description": "unknown"},
                             409: {"description": "not allowed in its status"}}
                  )(_alert_action(action))
+
+    # -- conflicts ----------------------------------------------------------------------------
+
+    desk = ConflictDesk(store)
+
+    @api.get("/conflicts", summary="Documents held as conflicts (operator, admin), newest "
+             "first, with what differs", response_model=list[ConflictOut], tags=["conflicts"])
+    def conflicts(who: Operator, partner: str | None = None, rejected: bool = False,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        status = s.DOC_REJECTED if rejected else s.DOC_CONFLICT
+        return [_iso(c.as_dict()) for c in desk.list(partner=partner, status=status,
+                                                     limit=limit)]
+
+    @api.get("/conflicts/{document_id}", summary="One conflict: both documents and every "
+             "difference", response_model=ConflictOut, tags=["conflicts"],
+             responses={404: {"description": "unknown"},
+                        409: {"description": "never a conflict"}})
+    def conflict(who: Operator, document_id: str) -> dict[str, Any]:
+        return _iso(desk.get(document_id).as_dict())  # type: ignore[no-any-return]
+
+    @api.post("/conflicts/{document_id}/release", summary="Release a held conflict: queued "
+              "for publishing under its own message id", response_model=ConflictOut,
+              tags=["conflicts"], responses={404: {"description": "unknown"},
+                                             409: {"description": "not held"}})
+    def release_conflict(who: Operator, document_id: str, body: OptionalReasonIn,
+                         request: Request) -> dict[str, Any]:
+        desk.release(document_id, by=who.username, reason=body.reason,
+                     remote=_remote(request))
+        return _iso(desk.get(document_id).as_dict())  # type: ignore[no-any-return]
+
+    @api.post("/conflicts/{document_id}/reject", summary="Reject a held conflict (a reason "
+              "is required): never published", response_model=ConflictOut,
+              tags=["conflicts"], responses={404: {"description": "unknown"},
+                                             409: {"description": "not held"}})
+    def reject_conflict(who: Operator, document_id: str, body: ReasonIn,
+                        request: Request) -> dict[str, Any]:
+        desk.reject(document_id, by=who.username, reason=body.reason, remote=_remote(request))
+        return _iso(desk.get(document_id).as_dict())  # type: ignore[no-any-return]
 
     # -- users and tokens --------------------------------------------------------------------
 

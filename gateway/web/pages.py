@@ -57,7 +57,8 @@ HERE = Path(__file__).parent
 LOGIN_COOKIE = "edigw_login_csrf"
 STATUS_CLASS = {s.RECEIVED: "st-received", s.PROCESSED: "st-processed",
                 s.PUBLISHED: "st-published", s.FAILED: "st-failed",
-                s.QUARANTINED: "st-quarantined", s.DUPLICATE: "st-duplicate"}
+                s.QUARANTINED: "st-quarantined", s.DUPLICATE: "st-duplicate",
+                s.PARTIAL: "st-partial", s.HELD: "st-held"}
 CHANNELS = ("folder", "sftp", "email", "as2", "sms", "http")
 FORMATS = ("edifact", "xml", "csv", "sms", "pdf")
 
@@ -338,7 +339,7 @@ def transmission(p: Page) -> Response:
                                 .where(s.transmissions.c.reprocess_of == t.id)
                                 .order_by(s.transmissions.c.received_at)).all()
     reprocessable = (t.status in (s.FAILED, s.QUARANTINED, s.RECEIVED)
-                     or (t.status in (s.PROCESSED, s.PUBLISHED) and bool(t.reason)))
+                     or (t.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and bool(t.reason)))
     return p.render("transmission.html", t=t, events=p.store.events(t.id),
                     documents=p.store.documents_of(t.id),
                     interchanges=p.store.interchanges_of(t.id),
@@ -602,6 +603,38 @@ def alert_action(p: Page) -> Response:
     return RedirectResponse("/alerts?message=" + quote(f"alert {aid} {after.status}"), 303)
 
 
+def conflicts(p: Page) -> Response:
+    """Documents held because their number came before with other content: what differs,
+    and (for an operator) release or reject."""
+    from gateway.store.conflicts import ConflictDesk
+
+    q = p.request.query_params
+    partner = q.get("partner") or None
+    desk = ConflictDesk(p.store)
+    return p.render("conflicts.html", held=desk.list(partner=partner),
+                    rejected=desk.list(partner=partner, status=s.DOC_REJECTED, limit=20),
+                    partner=partner, message=q.get("message"))
+
+
+def conflict_action(p: Page) -> Response:
+    from gateway.store.conflicts import ConflictDesk, ConflictError
+
+    did, action = p.request.path_params["did"], p.request.path_params["action"]
+    if action not in ("release", "reject"):
+        return p.render("not_found.html", 404, what=f"conflict action {action}")
+    reason = p.field("reason") or None
+    remote = p.request.client.host if p.request.client else None
+    desk = ConflictDesk(p.store)
+    try:
+        if action == "release":
+            doc = desk.release(did, by=p.who.username, reason=reason, remote=remote)
+        else:
+            doc = desk.reject(did, by=p.who.username, reason=reason or "", remote=remote)
+    except ConflictError as exc:
+        return RedirectResponse("/conflicts?message=" + quote(str(exc)), 303)
+    return RedirectResponse("/conflicts?message=" + quote(f"document {did} {doc.status}"), 303)
+
+
 def audit(p: Page) -> Response:
     q = p.request.query_params
     entries = AuditLog(p.store).list(target=q.get("target") or None,
@@ -635,6 +668,8 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/partners/{pid}/{what}", admin, partner_change, "POST"),
         route("/alerts", viewer, alerts),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
+        route("/conflicts", operator, conflicts),
+        route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

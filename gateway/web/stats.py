@@ -156,7 +156,8 @@ def _orders(store: Store, since: dt.datetime | None, until: dt.datetime | None,
         cols.append(d.c.payload)
     q = (sa.select(*cols).select_from(d.join(t, d.c.transmission_id == t.c.id))
          .where(d.c.doc_type == ORDER)
-         .where(d.c.status.notin_([s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_DUPLICATE])))
+         .where(d.c.status.notin_([s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_DUPLICATE,
+                                   s.DOC_REJECTED])))
     q = _range(q, since, until, partner)
     with store.engine.connect() as conn:
         return list(conn.execute(q))

@@ -40,7 +40,7 @@ from tests.integration.rabbit import RABBIT_URL, Received, delete_topology
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPINGS = REPO / "mappings"
-FINAL = ("PUBLISHED", "FAILED", "QUARANTINED", "DUPLICATE")
+FINAL = ("PUBLISHED", "PARTIAL", "HELD", "FAILED", "QUARANTINED", "DUPLICATE")
 
 
 # -- a working folder -------------------------------------------------------------------------

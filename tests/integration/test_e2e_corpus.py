@@ -7,6 +7,10 @@ never by the gateway's own parser.
 
 Files edigw rejects on purpose follow the policy of ``tests/corpus/test_corpus_orders_mapping.py``
 (its ``KNOWN_REJECTIONS``): such a file must end FAILED at parse with that reason.
+
+Some demo files reuse an order number for another order (other lines, parties or type):
+such a document is held as CONFLICT (the default ``on_conflict = "hold"``), its file HELD;
+it is checked against its source as stored, and must not be on the queue.
 """
 
 from __future__ import annotations
@@ -69,16 +73,19 @@ def test_every_corpus_order_reaches_the_queue_matching_its_source(ws):
     def settled() -> bool:
         counts = ws.counts()
         return (sum(counts.values()) == len(files) and set(counts) <= {
-            "PUBLISHED", "FAILED", "QUARANTINED", "DUPLICATE"} and ws.store.outbox_size() == 0)
+            "PUBLISHED", "HELD", "FAILED", "QUARANTINED", "DUPLICATE"}
+            and ws.store.outbox_size() == 0)
 
     service.wait_until(settled, 60, f"{len(files)} corpus files processed and published")
 
     log = {row["filename"]: row for row in ws.log_json()}
+    log_by_id = {row["id"]: row for row in log.values()}
     assert sorted(log) == sorted(names), "every file is in `edigw log` exactly once"
     assert sorted(p.name for p in ws.processed.iterdir()) == sorted(names)
     assert list(ws.inbox.iterdir()) == []
 
     problems: list[str] = []  # content differences, reported together at the end
+    held: dict[str, object] = {}  # document id -> CONFLICT document
     first_with_sha: dict[str, str] = {}
     expected_docs: dict[str, list] = {}  # document id -> (naive message, partner id)
     for name, (path, data) in names.items():
@@ -98,7 +105,8 @@ def test_every_corpus_order_reaches_the_queue_matching_its_source(ws):
             continue
         messages = naive_messages(data)
         unh = sum(1 for m in messages)
-        assert row["status"] == "PUBLISHED", f"{name}: {row['status']} {row['stage']} {row['reason']}"
+        assert row["status"] in ("PUBLISHED", "HELD"), \
+            f"{name}: {row['status']} {row['stage']} {row['reason']}"
         assert row["format"] == "edifact"
         assert row["document_count"] == unh == data.count(b"UNH+"), name
         (partner,) = {partner_of[(m.sender, m.sender_qualifier)] for m in messages}
@@ -108,17 +116,26 @@ def test_every_corpus_order_reaches_the_queue_matching_its_source(ws):
         for doc, msg in zip(docs, messages, strict=True):
             assert doc.message_ref == msg.message_ref
             assert doc.interchange_ref == msg.interchange_ref
-            assert doc.status in ("PUBLISHED", "DUPLICATE"), (name, doc)
+            assert doc.status in ("PUBLISHED", "DUPLICATE", "CONFLICT"), (name, doc)
+            if doc.status == "CONFLICT":  # the same number came before with other content
+                held[doc.id] = doc
             problems += [f"{name} (stored): {p}"
                          for p in check_order(ws.store.document_payload(doc.id), msg)]
             if doc.status == "PUBLISHED":
                 expected_docs[doc.id] = [msg, partner, doc]
 
+    stored = {d.id: d for d in ws.store.find_documents(limit=10_000)}
+    for doc in held.values():
+        earlier = stored[doc.conflict_of]
+        assert (earlier.partner_id, earlier.doc_type, earlier.business_number) == (
+            doc.partner_id, doc.doc_type, doc.business_number)
+        assert earlier.content_sha != doc.content_sha and earlier.status == "PUBLISHED"
+        assert log_by_id[doc.transmission_id]["status"] == "HELD"
     received = ws.consume(expected=len(expected_docs), timeout=30)
     by_document = {m.properties.headers["document_id"]: m for m in received}
     assert len(received) == len(by_document) == len(expected_docs), (
         f"{len(received)} messages on the queue for {len(expected_docs)} published documents")
-    assert set(by_document) == set(expected_docs)
+    assert set(by_document) == set(expected_docs) and not set(by_document) & set(held)
     message_ids = [m.properties.message_id for m in received]
     assert all(message_ids) and len(set(message_ids)) == len(message_ids)
     for document_id, (msg, partner, doc) in expected_docs.items():
@@ -131,4 +148,5 @@ def test_every_corpus_order_reaches_the_queue_matching_its_source(ws):
         problems += [f"{msg.message_ref} (queue): {p}" for p in check_order(body, msg)]
     assert not problems, "canonical orders differ from their source:\n" + "\n".join(problems)
     print(f"corpus e2e: {len(files)} files, {len(expected_docs)} orders published, "
-          f"{len(log) - len(first_with_sha)} duplicate transmissions")
+          f"{len(log) - len(first_with_sha)} duplicate transmissions, {len(held)} orders held "
+          "as conflicts")

@@ -58,6 +58,10 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("DELETE", "/tokens/{token_id}"): "viewer",
     ("GET", "/audit"): "operator",
     ("GET", "/stats"): "viewer",
+    ("GET", "/conflicts"): "operator",
+    ("GET", "/conflicts/{document_id}"): "operator",
+    ("POST", "/conflicts/{document_id}/release"): "operator",
+    ("POST", "/conflicts/{document_id}/reject"): "operator",
 }
 
 

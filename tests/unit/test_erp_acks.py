@@ -130,7 +130,8 @@ class _Parsed:
 
 
 class _Reader:
-    """Reads b'ORD|PO1,PO2': orders from sender 111 with message ids acme-PO1, acme-PO2."""
+    """Reads b'ORD|PO1,PO2': orders from sender 111 with reference ids acme-PO1, acme-PO2
+    (published under those combined with their content's digest: see ``mid``)."""
 
     format = "fake"
 
@@ -167,6 +168,13 @@ def publish(p: Pipeline, data: bytes) -> str:
     return r.transmission_id
 
 
+def mid(p: Pipeline, number: str) -> str:
+    """The message id order ``number`` was published under (the reader's id combined with
+    the digest of its content), the one the ERP acknowledges."""
+    return next(d.message_id for d in p.store.find_documents(business_number=number)
+                if d.status != s.DOC_DUPLICATE)
+
+
 def doc(p: Pipeline, tid: str, number: str):
     return next(d for d in p.store.documents_of(tid) if d.business_number == number)
 
@@ -180,7 +188,7 @@ def test_accepted_ack_closes_the_published_document(pipeline, fixed_clock):
     tid = publish(pipeline, b"ORD|PO1,PO2")
     acks = ErpAcks(pipeline.store)
     fixed_clock.advance(minutes=5)
-    raw = encode_ack("acme-PO1", "accepted")
+    raw = encode_ack(mid(pipeline, "PO1"), "accepted")
     out = acks.record(parse_ack(raw), raw)
     d = doc(pipeline, tid, "PO1")
     assert (out.result, out.status, out.document_ids, out.transmission_ids) == (
@@ -189,7 +197,7 @@ def test_accepted_ack_closes_the_published_document(pipeline, fixed_clock):
         s.ERP_ACCEPTED, dt.datetime(2024, 5, 2, 8, 5, tzinfo=dt.UTC), None)
     assert erp_events(pipeline, tid) == [("erp-accepted", "order PO1 accepted by the ERP")]
     [row] = acks.acks_of(d.id)
-    assert (row.message_id, row.status, row.raw) == ("acme-PO1", s.ERP_ACCEPTED, raw)
+    assert (row.message_id, row.status, row.raw) == (mid(pipeline, "PO1"), s.ERP_ACCEPTED, raw)
     assert acks.erp_summary([tid]) == {tid: {"accepted": 1, "rejected": 0, "waiting": 1}}
     assert [w.business_number for w in acks.waiting()] == ["PO2"]
 
@@ -198,10 +206,10 @@ def test_rejection_after_acceptance_replaces_it_and_a_repeat_changes_nothing(pip
     """The last word wins; the same word again is recorded but changes nothing."""
     tid = publish(pipeline, b"ORD|PO1")
     acks = ErpAcks(pipeline.store)
-    acks.record(ErpAck("acme-PO1", s.ERP_ACCEPTED), b"1")
-    out = acks.record(ErpAck("acme-PO1", s.ERP_REJECTED, "unknown GTIN 4012345000009"), b"2")
+    acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_ACCEPTED), b"1")
+    out = acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_REJECTED, "unknown GTIN 4012345000009"), b"2")
     assert out.result == APPLIED
-    again = acks.record(ErpAck("acme-PO1", s.ERP_REJECTED, "unknown GTIN 4012345000009"), b"2")
+    again = acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_REJECTED, "unknown GTIN 4012345000009"), b"2")
     assert again.result == REPEAT and again.closed
     d = doc(pipeline, tid, "PO1")
     assert (d.erp_status, d.erp_reason) == (s.ERP_REJECTED, "unknown GTIN 4012345000009")
@@ -218,8 +226,8 @@ def test_older_ack_by_the_erps_own_time_does_not_undo_a_newer_one(pipeline):
     tid = publish(pipeline, b"ORD|PO1")
     acks = ErpAcks(pipeline.store)
     t0 = dt.datetime(2024, 5, 2, 9, 0, tzinfo=dt.UTC)
-    acks.record(ErpAck("acme-PO1", s.ERP_REJECTED, "credit hold", at=t0), b"r")
-    out = acks.record(ErpAck("acme-PO1", s.ERP_ACCEPTED, at=t0 - dt.timedelta(minutes=1)), b"a")
+    acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_REJECTED, "credit hold", at=t0), b"r")
+    out = acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_ACCEPTED, at=t0 - dt.timedelta(minutes=1)), b"a")
     assert out.result == STALE
     assert doc(pipeline, tid, "PO1").erp_status == s.ERP_REJECTED
 
@@ -249,9 +257,9 @@ def test_ack_by_gateway_document_id(pipeline):
     tid = publish(pipeline, b"ORD|PO1,PO2")
     acks = ErpAcks(pipeline.store)
     d2 = doc(pipeline, tid, "PO2")
-    out = acks.record(ErpAck("acme-PO2", s.ERP_ACCEPTED, document_id=d2.id), b"x")
+    out = acks.record(ErpAck(mid(pipeline, "PO2"), s.ERP_ACCEPTED, document_id=d2.id), b"x")
     assert out.document_ids == (d2.id,) and doc(pipeline, tid, "PO2").erp_status == s.ERP_ACCEPTED
-    wrong = acks.record(ErpAck("acme-PO1", s.ERP_ACCEPTED, document_id=d2.id), b"y")
+    wrong = acks.record(ErpAck(mid(pipeline, "PO1"), s.ERP_ACCEPTED, document_id=d2.id), b"y")
     assert wrong.result == UNKNOWN and doc(pipeline, tid, "PO1").erp_status is None
 
 
@@ -261,7 +269,7 @@ def test_duplicate_row_with_the_same_message_id_is_not_the_one_closed(pipeline):
     second = publish(pipeline, b"ORD|PO1,PO3")
     dup = doc(pipeline, second, "PO1")
     assert dup.status == s.DOC_DUPLICATE
-    out = ErpAcks(pipeline.store).record(ErpAck("acme-PO1", s.ERP_ACCEPTED), b"x")
+    out = ErpAcks(pipeline.store).record(ErpAck(mid(pipeline, "PO1"), s.ERP_ACCEPTED), b"x")
     assert out.document_ids == (doc(pipeline, first, "PO1").id,)
     assert doc(pipeline, second, "PO1").erp_status is None
     assert doc(pipeline, first, "PO1").erp_status == s.ERP_ACCEPTED
@@ -272,7 +280,7 @@ def test_ack_before_the_broker_confirm_is_recorded_closes_the_pending_document(p
     """The ERP may answer before edigw marks the confirm: the PENDING row is the one."""
     r = pipeline.receive(Incoming(data=b"ORD|PO7", channel="folder", filename="o.edi"))
     pipeline.process(r.transmission_id)
-    out = ErpAcks(pipeline.store).record(ErpAck("acme-PO7", s.ERP_ACCEPTED), b"x")
+    out = ErpAcks(pipeline.store).record(ErpAck(mid(pipeline, "PO7"), s.ERP_ACCEPTED), b"x")
     assert out.result == APPLIED
     assert doc(pipeline, r.transmission_id, "PO7").erp_status == s.ERP_ACCEPTED
 

@@ -103,7 +103,16 @@ def test_a_repeated_order_number_is_kept_as_duplicate_under_policy_reject(pipeli
     assert "duplicate_numbers = reject" in doc.reason
     assert "duplicate-number" in [e["event"] for e in pipeline.store.events(b.transmission_id)]
 
+    # Under warn the number alone stops nothing: the same order unchanged is a DUPLICATE
+    # by its content, a changed one goes on when the partner publishes conflicts.
     policy["bakkerij"] = ("warn", 90)
     c = pipeline.receive(Incoming(data=other.replace(b"ICR0043", b"ICR0044"),
                                   channel="folder", filename="po-third.edi"))
-    assert pipeline.process(c.transmission_id).queued == 1
+    assert pipeline.process(c.transmission_id).queued == 0
+    assert [d.status for d in pipeline.store.documents_of(c.transmission_id)] == [
+        s.DOC_DUPLICATE]
+    pipeline.partners = PartnerDirectory([
+        p.model_copy(update={"on_conflict": "publish"}) for p in pipeline.partners])
+    changed = other.replace(b"ICR0043", b"ICR0045").replace(b"QTY+21:40", b"QTY+21:41", 1)
+    e = pipeline.receive(Incoming(data=changed, channel="folder", filename="po-fourth.edi"))
+    assert pipeline.process(e.transmission_id).queued == 1

@@ -120,7 +120,7 @@ def _describe(row: Any) -> str:
     status = row.status
     if status == "DUPLICATE":
         return f"already received (transmission {row.duplicate_of})"
-    if status in ("PROCESSED", "PUBLISHED"):
+    if status in ("PROCESSED", "PUBLISHED", "PARTIAL", "HELD"):
         return f"processed, {row.document_count} document(s)"
     if status == _RECEIVED:
         return "received, still being processed"
