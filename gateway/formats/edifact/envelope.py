@@ -380,10 +380,10 @@ class _Reader:
         messages = self.message_count
         counted = [self.groups] if self.groups else [messages, messages + self.packages]
         what = "functional groups" if self.groups else "messages"
-        count, problem = _count(declared, _COUNT_DIGITS["UNZ/0036"])
+        count, problem, code = _count(declared, _COUNT_DIGITS["UNZ/0036"])
         if count is None:
             self.fault(f"UNZ control count {_shown(declared)} {problem}", unz,
-                       "39" if declared.isdigit() else "12", element="UNZ/0036", element_pos=1)
+                       code, element="UNZ/0036", element_pos=1)
         elif count not in counted:
             packages = f" (and {self.packages} packages)" if self.packages and not self.groups \
                 else ""
@@ -437,10 +437,10 @@ class _Reader:
         ref = ung.get(4)
         declared = une.get(0)
         counted = [self.group_messages, self.group_messages + self.group_packages]
-        count, problem = _count(declared, _COUNT_DIGITS["UNE/0060"])
+        count, problem, code = _count(declared, _COUNT_DIGITS["UNE/0060"])
         if count is None:
             self.fault(f"UNE number of messages {_shown(declared)} {problem}", une,
-                       "39" if declared.isdigit() else "12", element="UNE/0060", element_pos=1)
+                       code, element="UNE/0060", element_pos=1)
         elif count not in counted:
             self.fault(f"UNE number of messages is {count} but functional group "
                        f"{ref!r} has {self.group_messages}", une, "29", element="UNE/0060",
@@ -468,10 +468,11 @@ class _Reader:
         text, seps, base = self.source.text, self.separators, self.source.base
         ref, length, before = uno.get(0), uno.get(3, 0), uno.get(3, 1)
         start = _segment_end(text, uno.offset - base, seps)
-        skipped, problem = _count(before, _COUNT_DIGITS["UNO/S022/0814"]) if before else (0, "")
+        skipped, problem, code = (_count(before, _COUNT_DIGITS["UNO/S022/0814"]) if before
+                                  else (0, "", ""))
         if skipped is None:
             self.fault(f"UNO number of segments before object (S022 0814) {_shown(before)} "
-                       f"{problem}", uno, "39" if before.isdigit() else "12",
+                       f"{problem}", uno, code,
                        element="UNO/S022/0814", element_pos=4, component_pos=2)
             skipped = 0
         # Bounded by the text: past its end there is no segment to skip.
@@ -479,11 +480,11 @@ class _Reader:
             start = _segment_end(text, start, seps)
             skipped -= 1
         opener = "UNP" + seps.element
-        octets, problem = _count(length, _COUNT_DIGITS["UNO/S022/0810"])
+        octets, problem, code = _count(length, _COUNT_DIGITS["UNO/S022/0810"])
         end = start + octets if octets is not None else -1
         if octets is None:
             self.fault(f"UNO length of object (S022 0810) {_shown(length)} {problem}", uno,
-                       "39" if length.isdigit() else "12",
+                       code,
                        element="UNO/S022/0810", element_pos=4, component_pos=1)
         if end < 0 or end > len(text) or not text.startswith(opener, end):
             found = text.find(opener, start)
@@ -571,10 +572,10 @@ class _Reader:
         error = self.message_error
         if error is None:
             declared = unt.get(0)
-            count, problem = _count(declared, _COUNT_DIGITS["UNT/0074"])
+            count, problem, code = _count(declared, _COUNT_DIGITS["UNT/0074"])
             if count is None:
                 error = self.fail(f"UNT segment count {_shown(declared)} {problem}", unt,
-                                  "39" if declared.isdigit() else "12",
+                                  code,
                                   element="UNT/0074", message_ref=ref, element_pos=1)
             elif count != len(segments) + self.released:
                 error = self.fail(f"UNT segment count is {count} but the message has "
@@ -646,8 +647,8 @@ class _Reader:
                                      code="13")
 
 
-def _count(value: str, digits: int) -> tuple[int | None, str]:
-    """A count or length read from the payload, and why it is refused when it is None.
+def _count(value: str, digits: int) -> tuple[int | None, str, str]:
+    """A count or length read from the payload, or None with why and the 0085 code.
 
     Checked before ``int()``: only ASCII digits, and at most ``digits`` significant ones
     (the data element's length in ISO 9735), so that a count of 5,000 digits is a syntax
@@ -655,10 +656,10 @@ def _count(value: str, digits: int) -> tuple[int | None, str]:
     allocation is ever sized by a number the file made up.
     """
     if not (value.isascii() and value.isdigit()):
-        return None, "is not a number"
+        return None, "is not a number", "12"
     if len(value) > digits and len(value.lstrip("0")) > digits:
-        return None, f"has more than {digits} digits ({len(value)})"
-    return int(value), ""
+        return None, f"has more than {digits} digits ({len(value)})", "39"
+    return int(value), "", ""
 
 
 def _shown(value: str) -> str:
