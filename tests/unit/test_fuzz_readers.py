@@ -9,6 +9,7 @@ reader for a longer campaign (docs/fuzzing.md).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +35,9 @@ EXAMPLES = int(os.environ.get("EDIGW_FUZZ_EXAMPLES", "60"))
 #: Seconds one input may take through one reader (the samples are small; a mutation that
 #: inflates one makes it at most a few MB).
 BUDGET = 10.0
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="EDIGW_FUZZ_SEED" not in os.environ,
+#: Derandomized in CI (the same inputs each run); ``EDIGW_FUZZ_SEED`` set: new ones each run.
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+                derandomize="EDIGW_FUZZ_SEED" not in os.environ,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 MAPPINGS = MappingSet.load(REPO / "mappings")
@@ -47,13 +50,12 @@ def samples(folder: str, suffix: str) -> list[bytes]:
 
 
 def sms_samples() -> list[bytes]:
-    texts = ["ORDER 4012345000009\n3 x 4006381333931\n12 4006381333948", "CMD 12 x 4006381333931",
-             "4006381333931 5\n4006381333948 2"]
+    texts = ["ORDER 4012345000009\n3 x 4006381333931\n12 4006381333948",
+             "CMD 12 x 4006381333931", "4006381333931 5\n4006381333948 2"]
+    received = dt.datetime(2026, 11, 27, 16, 0, tzinfo=dt.UTC)
     return [SmsEnvelope(provider="twilio", message_id=f"SM{n}", sender="+33612345678",
-                        recipient="+33700000000",
-                        received=__import__("datetime").datetime(2026, 11, 27, 16, 0,
-                                                                 tzinfo=__import__("datetime").UTC),
-                        text=text).to_bytes() for n, text in enumerate(texts)]
+                        recipient="+33700000000", received=received, text=text).to_bytes()
+            for n, text in enumerate(texts)]
 
 
 @st.composite

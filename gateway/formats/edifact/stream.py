@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, PayloadError
 from gateway.core.gcpause import gc_paused
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
@@ -617,6 +618,7 @@ class StreamedPayload:
             yield from self._events
 
         for event in chained():
+            check()  # the per-transmission time limit, once a message
             interchange = event.interchange
             if current is None or current.interchange is not interchange:
                 current = self._start(interchange, known, refs, filename, policy)
