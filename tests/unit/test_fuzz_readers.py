@@ -1,9 +1,10 @@
 """Property-based fuzzing of the readers (issue 13, "fuzzing of readers").
 
-Each reader gets the repository's own samples (``mappings/*/…sample…``) mutated by byte
-flips, truncation, digit inflation, repetition and splices, and must either return or raise
-``PayloadError``: never another exception, never past the time budget. The budget here is
-short (the whole file well under a minute); ``EDIGW_FUZZ_EXAMPLES`` sets the examples per
+Each reader (parse, then documents for a plain partner) gets the repository's own samples
+(``mappings/*/…sample…``, and SMS envelopes) mutated by byte flips, truncation, digit
+inflation, repetition and splices, and must either return or raise ``PayloadError``: never
+another exception, never past the time budget. The budget here is short (the whole file
+well under a minute); ``EDIGW_FUZZ_EXAMPLES`` sets the examples per
 reader for a longer campaign (docs/fuzzing.md).
 """
 
@@ -21,10 +22,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from gateway.config import DocumentSettings, Partner  # noqa: E402
 from gateway.core.errors import PayloadError  # noqa: E402
 from gateway.formats.csv import CsvReader  # noqa: E402
 from gateway.formats.edifact.reader import EdifactReader  # noqa: E402
-from gateway.formats.edifact.stream import read_stream  # noqa: E402
 from gateway.formats.mapping import MappingSet  # noqa: E402
 from gateway.formats.sms.envelope import SmsEnvelope  # noqa: E402
 from gateway.formats.sms.reader import SmsReader  # noqa: E402
@@ -41,6 +42,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 MAPPINGS = MappingSet.load(REPO / "mappings")
+CSV_MAPPINGS = list(MAPPINGS.of_format("csv"))
+ACME = Partner(id="acme", name="Acme")
 
 
 def samples(folder: str, suffix: str) -> list[bytes]:
@@ -105,11 +108,16 @@ def reads_or_refuses(read: Callable[[bytes], object], data: bytes) -> None:
 def read_edifact(data: bytes) -> None:
     payload = EdifactReader(MAPPINGS).parse(data, filename="fuzz.edi")
     payload.summary()
+    payload.documents(partner=ACME, transmission_id="t1", filename="fuzz.edi")
 
 
 def read_edifact_streamed(data: bytes) -> None:
     blocks = (data[i:i + 4096] for i in range(0, len(data), 4096))
-    for _event in read_stream(blocks, filename="fuzz.edi", window=8192, slice_segments=50):
+    payload = EdifactReader(MAPPINGS).stream(blocks, filename="fuzz.edi", window=8192,
+                                             slice_segments=50)
+    payload.open()
+    for _event in payload.events(partner=ACME, transmission_id="t1", filename="fuzz.edi",
+                                 known=lambda ref: None):
         pass
 
 
@@ -131,12 +139,28 @@ def test_streamed_edifact_reader_reads_or_refuses_mutated_samples(data: bytes) -
 @given(data=mutated(samples("xml", "xml")))
 def test_xml_reader_reads_or_refuses_mutated_samples(data: bytes) -> None:
     """UBL, CII, Order-X … mutated: parsed, detected and matched, or refused."""
-    reads_or_refuses(lambda d: XmlReader(MAPPINGS).parse(d, filename="fuzz.xml"), data)
+    reads_or_refuses(read_xml, data)
+
+
+def read_xml(data: bytes) -> None:
+    payload = XmlReader(MAPPINGS).parse(data, filename="fuzz.xml")
+    payload.summary()
+    payload.documents(partner=ACME, transmission_id="t1", filename="fuzz.xml")
 
 
 def read_csv(data: bytes) -> None:
     payload = CsvReader(MAPPINGS).parse(data, filename="fuzz.csv")
     payload.summary()
+    mapping = payload.matched[0] if payload.matched else CSV_MAPPINGS[0]
+    partner = Partner(id="acme", name="Acme", documents=[
+        DocumentSettings(type=mapping.document, format="csv", mapping=mapping.id)])
+    payload.documents(partner=partner, transmission_id="t1", filename="fuzz.csv")
+
+
+def read_sms(data: bytes) -> None:
+    payload = SmsReader().parse(data, filename="sms.txt")
+    payload.summary()
+    payload.documents(partner=ACME, transmission_id="t1", filename="sms.txt")
 
 
 @FUZZ
@@ -150,4 +174,4 @@ def test_csv_reader_reads_or_refuses_mutated_samples(data: bytes) -> None:
 @given(data=mutated(sms_samples()))
 def test_sms_reader_reads_or_refuses_mutated_envelopes(data: bytes) -> None:
     """SMS envelopes mutated (headers and order text alike): read or refused."""
-    reads_or_refuses(lambda d: SmsReader().parse(d, filename="sms.txt"), data)
+    reads_or_refuses(read_sms, data)
