@@ -4,6 +4,7 @@ names where it broke and who the envelope said sent it; long loops heed the time
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 import tracemalloc
@@ -19,6 +20,8 @@ from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.edifact.stream import read_stream
 from gateway.formats.mapping import MappingSet
+from gateway.formats.sms.envelope import SmsEnvelope
+from gateway.formats.sms.reader import MAX_TEXT, SmsReader
 
 REPO = Path(__file__).resolve().parents[2]
 UNB = b"UNA:+.? 'UNB+UNOC:3+5412345000013:14+5498765000010:14+20261127:1042+ICR1'"
@@ -224,3 +227,21 @@ def test_a_long_read_stops_at_the_time_limit():
         with deadline.limit(1e-9), pytest.raises(TimeLimitExceeded):
             time.sleep(0.001)
             read()
+
+
+# -- SMS ---------------------------------------------------------------------------------------
+
+
+def test_an_sms_text_longer_than_any_messaging_service_sends_is_refused_unread():
+    """200,000 lines took seconds and 90 times their size; the text is capped (PayloadError)."""
+
+    def envelope(text: str) -> bytes:
+        return SmsEnvelope(provider="twilio", message_id="SM1", sender="+33612345678",
+                           recipient="+33700000000",
+                           received=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), text=text).to_bytes()
+
+    with pytest.raises(PayloadError, match="at most 65536") as caught:
+        SmsReader().parse(envelope("3 x 4006381333931\n" * 200_000), filename="sms.txt")
+    assert caught.value.position.line == 1
+    longest = "3 x 4006381333931\n" * (MAX_TEXT // 18)
+    assert SmsReader().parse(envelope(longest), filename="sms.txt").order.items
