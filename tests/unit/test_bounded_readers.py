@@ -245,3 +245,23 @@ def test_an_sms_text_longer_than_any_messaging_service_sends_is_refused_unread()
     assert caught.value.position.line == 1
     longest = "3 x 4006381333931\n" * (MAX_TEXT // 18)
     assert SmsReader().parse(envelope(longest), filename="sms.txt").order.items
+
+
+# -- mapping conversions -----------------------------------------------------------------------
+
+
+def test_a_huge_value_is_neither_converted_nor_remembered_by_the_conversion_caches():
+    """The caches are per process (4,096 entries): a value of megabytes in each would pin
+    gigabytes; such a value is refused as a number and never kept."""
+    from gateway.formats.mapping import convert
+
+    huge = "9" * 1_000_000
+    with pytest.raises(convert.ConversionError, match="too long to be a decimal number"):
+        convert.to_decimal(huge)
+    assert convert.to_gtin(huge)[0] is None
+    with pytest.raises(convert.ConversionError) as caught:
+        convert.to_date(huge, "102")
+    assert len(str(caught.value)) < 200
+    for cache in (convert.known_decimals, convert.known_gtins, convert._dates):
+        assert all(len(k if isinstance(k, str) else k[0]) <= 64 for k in cache)
+    assert convert.to_decimal("12.50") == convert.known_decimals["12.50"]
