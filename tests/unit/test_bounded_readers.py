@@ -265,3 +265,13 @@ def test_a_huge_value_is_neither_converted_nor_remembered_by_the_conversion_cach
     for cache in (convert.known_decimals, convert.known_gtins, convert._dates):
         assert all(len(k if isinstance(k, str) else k[0]) <= 64 for k in cache)
     assert convert.to_decimal("12.50") == convert.known_decimals["12.50"]
+
+
+@pytest.mark.parametrize("data", [b"UNA:+.", b"UNA:+.? 'UNB+UNOC:3+A+B+261127:1042+1'UNA:+"],
+                         ids=["alone", "after-an-interchange"])
+def test_an_incomplete_una_ends_the_tokenizer_with_an_error_not_a_loop(data):
+    """Found by the fuzzer: a UNA with fewer than six service characters was taken as the
+    next interchange's start at the very offset being read, and the tokenizer never moved."""
+    for read in (lambda: read_interchanges(data), lambda: streamed(data)):
+        with pytest.raises(EdifactSyntaxError):
+            within(5, read)

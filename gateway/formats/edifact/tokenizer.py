@@ -202,6 +202,8 @@ def tokenize(text: str, *, base: int = 0, index: int = 1,
             separators, note = _implicit(text, pos)
         carried = None
         end = _next_una(text, pos, separators.terminator)
+        if end == pos:  # a UNA too short to advise (under six characters) is not the next one
+            end = _next_una(text, pos + 3, separators.terminator)
         chunk = Chunk(separators, una=una, note=note)
         body = text[pos:end]
         check()  # the per-transmission time limit (``gateway.core.deadline``)
