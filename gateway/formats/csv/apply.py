@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.core.deadline import check
 from gateway.core.errors import MappingError, PayloadError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import Sender
@@ -404,6 +405,7 @@ class _Run:
         lines: list[dict[str, Any]] = []
         first_error: MappingError | None = None
         for rows in self.group.lines:
+            check()  # the per-transmission time limit (``gateway.core.deadline``), once a line
             try:
                 lines.append(self.line(rows))
             except MappingError as exc:

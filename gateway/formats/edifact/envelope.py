@@ -60,8 +60,10 @@ import bisect
 import re
 from collections.abc import Callable
 
-from gateway.core.errors import EdifactSyntaxError, Position
+from gateway.core.deadline import check
+from gateway.core.errors import EdifactSyntaxError, PayloadError, Position
 from gateway.core.gcpause import gc_paused
+from gateway.core.ports import Sender
 from gateway.formats.edifact.charset import decode
 from gateway.formats.edifact.model import Interchange, Message, Segment, Source
 from gateway.formats.edifact.tokenizer import Chunk, Separators, tokenize
@@ -78,6 +80,12 @@ _PADDING = "\x1a\x00"
 #: The mandatory components of UNH S009: (0-based position, data element, name).
 _MESSAGE_IDENTIFIER = ((0, "0065", "message type"), (1, "0052", "message version number"),
                        (2, "0054", "message release number"), (3, "0051", "controlling agency"))
+#: Most digits of each count or length the envelope reads (ISO 9735 syntax 4 lengths; UNT
+#: 0074 is n..10 there, n..6 before): a longer number is refused before ``int()``.
+_COUNT_DIGITS = {"UNZ/0036": 6, "UNE/0060": 6, "UNT/0074": 10, "UNO/S022/0810": 18,
+                 "UNO/S022/0814": 3}
+#: Segments read between two looks at the per-transmission time limit (``deadline``).
+_CHECK_EVERY = 4096
 #: Syntax versions ISO 9735 defines (S001 0002).
 _VERSIONS = frozenset({"1", "2", "3", "4"})
 
@@ -99,8 +107,13 @@ def read_interchanges(data: bytes, *, filename: str | None = None) -> list[Inter
         raise EdifactSyntaxError(
             f"not EDIFACT: the file starts with {shown!r} where UNA, UNB or UNH was expected",
             code="13", position=_start_position(source))
-    with gc_paused():
-        return _Reader(source, warnings).read()
+    reader = _Reader(source, warnings)
+    try:
+        with gc_paused():
+            return reader.read()
+    except PayloadError as exc:
+        exc.senders = reader.senders()
+        raise
 
 
 def _start_position(source: Source) -> Position:
@@ -154,6 +167,16 @@ class _Reader:
         #: UNB 0026 of the open interchange (see close_interchange).
         self.application_ref: str | None = None
 
+    def senders(self) -> tuple[Sender, ...]:
+        """The UNB senders read so far (the open interchange's last), for a failed file."""
+        seen: list[Sender] = []
+        for interchange in [*self.interchanges, self.interchange]:
+            if interchange is not None and interchange.sender_id:
+                sender = Sender(interchange.sender_id, interchange.sender_qualifier)
+                if sender not in seen:
+                    seen.append(sender)
+        return tuple(seen)
+
     def fail(self, reason: str, segment: Segment | None, code: str, *,
              element: str | None = None, message_ref: str | None = None,
              element_pos: int | None = None,
@@ -188,13 +211,16 @@ class _Reader:
         step = self.step
         self.start_chunk(chunk)
         decimal = chunk.separators.decimal
-        for segment in chunk.segments:
-            message = self.message
-            if message is not None and segment.tag in plain:
-                message.append(segment)  # the common case, what step() would do
-            else:
-                self.last = segment
-                step(segment, decimal)
+        segments = chunk.segments
+        for begin in range(0, len(segments), _CHECK_EVERY):
+            check()  # the per-transmission time limit, once per block: nothing per segment
+            for segment in segments[begin:begin + _CHECK_EVERY]:
+                message = self.message
+                if message is not None and segment.tag in plain:
+                    message.append(segment)  # the common case, what step() would do
+                else:
+                    self.last = segment
+                    step(segment, decimal)
         if chunk.segments:
             self.last = chunk.segments[-1]
         if chunk.unterminated is not None:
@@ -354,13 +380,14 @@ class _Reader:
         messages = self.message_count
         counted = [self.groups] if self.groups else [messages, messages + self.packages]
         what = "functional groups" if self.groups else "messages"
-        if not declared.isdigit():
-            self.fault(f"UNZ control count {declared!r} is not a number", unz, "12",
-                       element="UNZ/0036", element_pos=1)
-        elif int(declared) not in counted:
+        count, problem, code = _count(declared, _COUNT_DIGITS["UNZ/0036"])
+        if count is None:
+            self.fault(f"UNZ control count {_shown(declared)} {problem}", unz,
+                       code, element="UNZ/0036", element_pos=1)
+        elif count not in counted:
             packages = f" (and {self.packages} packages)" if self.packages and not self.groups \
                 else ""
-            self.fault(f"UNZ control count is {int(declared)} but the interchange has "
+            self.fault(f"UNZ control count is {count} but the interchange has "
                        f"{counted[0]} {what}{packages}", unz, "29", element="UNZ/0036",
                        element_pos=1)
         if interchange.control_ref is not None and unz.get(1) != interchange.control_ref:
@@ -410,11 +437,12 @@ class _Reader:
         ref = ung.get(4)
         declared = une.get(0)
         counted = [self.group_messages, self.group_messages + self.group_packages]
-        if not declared.isdigit():
-            self.fault(f"UNE number of messages {declared!r} is not a number", une, "12",
-                       element="UNE/0060", element_pos=1)
-        elif int(declared) not in counted:
-            self.fault(f"UNE number of messages is {int(declared)} but functional group "
+        count, problem, code = _count(declared, _COUNT_DIGITS["UNE/0060"])
+        if count is None:
+            self.fault(f"UNE number of messages {_shown(declared)} {problem}", une,
+                       code, element="UNE/0060", element_pos=1)
+        elif count not in counted:
+            self.fault(f"UNE number of messages is {count} but functional group "
                        f"{ref!r} has {self.group_messages}", une, "29", element="UNE/0060",
                        element_pos=1)
         if une.get(1) != ref:
@@ -440,14 +468,25 @@ class _Reader:
         text, seps, base = self.source.text, self.separators, self.source.base
         ref, length, before = uno.get(0), uno.get(3, 0), uno.get(3, 1)
         start = _segment_end(text, uno.offset - base, seps)
-        for _ in range(int(before) if before.isdigit() else 0):
+        skipped, problem, code = (_count(before, _COUNT_DIGITS["UNO/S022/0814"]) if before
+                                  else (0, "", ""))
+        if skipped is None:
+            self.fault(f"UNO number of segments before object (S022 0814) {_shown(before)} "
+                       f"{problem}", uno, code,
+                       element="UNO/S022/0814", element_pos=4, component_pos=2)
+            skipped = 0
+        # Bounded by the text: past its end there is no segment to skip.
+        while skipped and start < len(text):
             start = _segment_end(text, start, seps)
+            skipped -= 1
         opener = "UNP" + seps.element
-        end = start + int(length) if length.isdigit() else -1
-        if not length.isdigit():
-            self.fault(f"UNO length of object (S022 0810) {length!r} is not a number", uno, "12",
+        octets, problem, code = _count(length, _COUNT_DIGITS["UNO/S022/0810"])
+        end = start + octets if octets is not None else -1
+        if octets is None:
+            self.fault(f"UNO length of object (S022 0810) {_shown(length)} {problem}", uno,
+                       code,
                        element="UNO/S022/0810", element_pos=4, component_pos=1)
-        if end < 0 or not text.startswith(opener, end):
+        if end < 0 or end > len(text) or not text.startswith(opener, end):
             found = text.find(opener, start)
             if found == -1:
                 if self.windowed:
@@ -456,8 +495,8 @@ class _Reader:
                                     "only when it fits in one window", uno, "13", element="UNP")
                 raise self.fail(f"package {ref!r} (UNO at segment {uno.index}) has no UNP: the "
                                 "file ends inside its object", uno, "13", element="UNP")
-            if end >= 0 and _octets(text[start:found]) != int(length):
-                self.fault(f"UNO says the object of package {ref!r} has {int(length)} octets "
+            if octets is not None and _octets(text[start:found]) != octets:
+                self.fault(f"UNO says the object of package {ref!r} has {octets} octets "
                            f"but its UNP follows after {_octets(text[start:found])}", uno, "29",
                            element="UNO/S022/0810", element_pos=4, component_pos=1)
             end = found
@@ -466,8 +505,8 @@ class _Reader:
         unp = Segment("UNP", [e.split(seps.component) for e in body.split(seps.element)[1:]],
                       self.index_at(base + end, uno), base + end)
         if unp.get(0) != length:
-            self.fault(f"UNP length of object {unp.get(0)!r} does not match the UNO's "
-                       f"{length!r}", unp, "29", element="UNP/0810", element_pos=1)
+            self.fault(f"UNP length of object {_shown(unp.get(0))} does not match the UNO's "
+                       f"{_shown(length)}", unp, "29", element="UNP/0810", element_pos=1)
         if unp.get(1) != ref:
             self.fault(f"UNP package reference {unp.get(1)!r} does not match the UNO reference "
                        f"{ref!r}", unp, "28", element="UNP/0800", element_pos=2)
@@ -477,7 +516,8 @@ class _Reader:
         interchange = self.interchange
         assert interchange is not None
         interchange.warnings.append(
-            f"package {ref!r} (UNO at segment {uno.index}, object of {length} octets) was not "
+            f"package {_shown(ref)} (UNO at segment {uno.index}, object of {_shown(length)} "
+            "octets) was not "
             "read: edigw maps messages only")
 
     def index_at(self, offset: int, fallback: Segment) -> int:
@@ -532,11 +572,13 @@ class _Reader:
         error = self.message_error
         if error is None:
             declared = unt.get(0)
-            if not declared.isdigit():
-                error = self.fail(f"UNT segment count {declared!r} is not a number", unt, "12",
+            count, problem, code = _count(declared, _COUNT_DIGITS["UNT/0074"])
+            if count is None:
+                error = self.fail(f"UNT segment count {_shown(declared)} {problem}", unt,
+                                  code,
                                   element="UNT/0074", message_ref=ref, element_pos=1)
-            elif int(declared) != len(segments) + self.released:
-                error = self.fail(f"UNT segment count is {int(declared)} but the message has "
+            elif count != len(segments) + self.released:
+                error = self.fail(f"UNT segment count is {count} but the message has "
                                   f"{len(segments) + self.released} segments (UNH to UNT)",
                                   unt, "29",
                                   element="UNT/0074", message_ref=ref, element_pos=1)
@@ -603,6 +645,26 @@ class _Reader:
         if not self.interchanges:
             raise EdifactSyntaxError("no EDIFACT interchange or message in the file (only a UNA)",
                                      code="13")
+
+
+def _count(value: str, digits: int) -> tuple[int | None, str, str]:
+    """A count or length read from the payload, or None with why and the 0085 code.
+
+    Checked before ``int()``: only ASCII digits, and at most ``digits`` significant ones
+    (the data element's length in ISO 9735), so that a count of 5,000 digits is a syntax
+    error of its segment, not a ValueError of Python's integer-string limit, and no loop or
+    allocation is ever sized by a number the file made up.
+    """
+    if not (value.isascii() and value.isdigit()):
+        return None, "is not a number", "12"
+    if len(value) > digits and len(value.lstrip("0")) > digits:
+        return None, f"has more than {digits} digits ({len(value)})", "39"
+    return int(value), "", ""
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, cut when it is long (a count of 5,000 digits)."""
+    return repr(value) if len(value) <= 24 else f"{value[:20]!r}… ({len(value)} characters)"
 
 
 def _segment_end(text: str, pos: int, seps: Separators) -> int:

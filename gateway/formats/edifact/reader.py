@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.canonical import CANONICAL_MODELS
+from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
@@ -100,6 +101,7 @@ class EdifactPayload:
             verdicts: list[_Verdict] = []
             first_failure: _Verdict | None = None
             for message in interchange.messages:
+                check()  # the per-transmission time limit, once a message
                 got = outsourced(index) if outsourced is not None and rejected is None else None
                 index += 1
                 if got is not None:

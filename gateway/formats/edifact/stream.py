@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, PayloadError
 from gateway.core.gcpause import gc_paused
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
@@ -41,6 +42,7 @@ from gateway.formats.edifact.envelope import _STARTS, _Reader, _start_position
 from gateway.formats.edifact.model import Interchange, Message, Segment, Source
 from gateway.formats.edifact.tokenizer import (
     Chunk,
+    Density,
     Separators,
     _implicit,
     _next_una,
@@ -301,6 +303,16 @@ def read_stream(blocks: Iterable[bytes], *, filename: str | None = None, window:
     decoder.warnings = warnings
     source = Source("", filename)
     reader = _WindowReader(source, warnings, slice_segments=slice_segments)
+    try:
+        yield from _read_windows(blocks, decoder, reader, window)
+    except PayloadError as exc:
+        exc.senders = reader.senders()  # who the file named before it broke
+        raise
+
+
+def _read_windows(blocks: Iterable[bytes], decoder: StreamDecoder, reader: _WindowReader,
+                  window: int) -> Iterator[MessageRead | InterchangeRead]:
+    source = reader.source
     state = _Window(reader)
     seen_text = False
     pending: list[str] = []  # decoded text not yet in the window (joined once per window)
@@ -341,6 +353,9 @@ class _Window:
         self.separators: Separators | None = None
         self.index = 1
         self.checked = False
+        #: Prices every window tokenized (see ``tokenizer``): memory stays bounded when a
+        #: message accumulates across windows.
+        self.density = Density()
 
     def check_start(self) -> None:
         """The file must start with UNA, UNB or UNH, as ``read_interchanges`` checks."""
@@ -379,7 +394,7 @@ class _Window:
             # The collector is paused per piece, not across the consumer's work after it.
             with gc_paused():
                 chunks = tokenize(text[:cut], base=self.source.base, index=self.index,
-                                  separators=self.separators)
+                                  separators=self.separators, density=self.density)
                 for chunk in chunks:
                     self.reader.feed(chunk)
                     self.reader.slice_open_message()
@@ -603,6 +618,7 @@ class StreamedPayload:
             yield from self._events
 
         for event in chained():
+            check()  # the per-transmission time limit, once a message
             interchange = event.interchange
             if current is None or current.interchange is not interchange:
                 current = self._start(interchange, known, refs, filename, policy)

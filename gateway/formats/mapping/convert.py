@@ -34,11 +34,24 @@ known_glns: dict[str, tuple[str | None, str | None]] = {}
 _dates: dict[tuple[str, str | None, bool], tuple[dt.date | dt.datetime, str | None]] = {}
 
 
+#: Longest value the caches keep, and longest text read as a number: a payload's value of
+#: megabytes is neither remembered (4,096 of them would pin gigabytes in the process) nor
+#: converted.
+_CACHED_LENGTH = 64
+
+
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(key if isinstance(key, str) else key[0]) > _CACHED_LENGTH:
+        return value
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[key] = value
     return value
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, cut when it is long."""
+    return repr(value) if len(value) <= 40 else f"{value[:32]!r}… ({len(value)} characters)"
 
 
 def to_decimal(value: str, decimal_mark: str = ".") -> Decimal:
@@ -46,17 +59,19 @@ def to_decimal(value: str, decimal_mark: str = ".") -> Decimal:
     known = known_decimals.get(value)
     if known is not None:
         return known
+    if len(value) > _CACHED_LENGTH and len(value.strip()) > _CACHED_LENGTH:
+        raise ConversionError(f"{_shown(value)} is too long to be a decimal number")
     if value.isascii() and value.replace(".", "", 1).isdigit():
         # Unsigned digits with at most one '.': what the pattern below accepts, read the
         # same way, without the pattern (most values of a file are seen once: amounts).
         return _remember(known_decimals, value, Decimal(value))
     text = value.strip()
     if not _DECIMAL.fullmatch(text):
-        raise ConversionError(f"{value!r} is not a decimal number")
+        raise ConversionError(f"{_shown(value)} is not a decimal number")
     try:
         number = Decimal(text.replace(",", "."))
     except InvalidOperation as exc:  # pragma: no cover - the pattern already rules this out
-        raise ConversionError(f"{value!r} is not a decimal number") from exc
+        raise ConversionError(f"{_shown(value)} is not a decimal number") from exc
     return _remember(known_decimals, value, number)
 
 
@@ -93,9 +108,9 @@ def to_date(value: str, format_code: str | None, *,
     if not code:
         code = _GUESS_BY_LENGTH.get(len(text), "")
         if not code:
-            raise ConversionError(f"date {value!r} has no format qualifier (2379) and its "
+            raise ConversionError(f"date {_shown(value)} has no format qualifier (2379) and its "
                                   "length does not tell")
-        warning = f"date {value!r} has no format qualifier (2379); read as {code}"
+        warning = f"date {_shown(value)} has no format qualifier (2379); read as {code}"
     if code in _RANGES:
         code = _RANGES[code]
         if "-" in text:
@@ -118,7 +133,7 @@ def to_date(value: str, format_code: str | None, *,
             parsed = dt.datetime.strptime(text, pattern)
             result = parsed if has_time else parsed.date()
     except ValueError as exc:
-        raise ConversionError(f"{value!r} is not a date in format {code}") from exc
+        raise ConversionError(f"{_shown(value)} is not a date in format {code}") from exc
     return _remember(_dates, key, (result, warning))
 
 
@@ -151,7 +166,7 @@ def _gs1_key(value: str, name: str, shape: str, lengths: tuple[int, ...],
     text = value.strip()
     result: tuple[str | None, str | None]
     if not (text.isdigit() and text.isascii() and len(text) in lengths):
-        result = None, f"{value!r} is not a {name} ({shape}); left empty"
+        result = None, f"{_shown(value)} is not a {name} ({shape}); left empty"
     elif not gs1_check_digit_ok(text):
         result = None, f"{name} {text} has a wrong check digit; left empty"
     else:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.core.canonical import ORDER_SCHEMA, Order, OrderLine, Parties, Party, Source
+from gateway.core.errors import PayloadError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
 from gateway.formats.sms.envelope import MAGIC, SmsEnvelope, read_envelope, sms_order_number
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from gateway.config import Partner
 
 FAILED = "FAILED"
+#: Most characters of an SMS order's text (WhatsApp's limit; an SMS concatenates to 1,600).
+MAX_TEXT = 65_536
 #: What the canonical order's ``source.mapping`` names: the syntax is built in, not a file.
 MAPPING = "sms-order-syntax"
 
@@ -106,5 +109,12 @@ class SmsReader:
 
     def parse(self, data: bytes, *, filename: str | None) -> SmsPayload:
         envelope = read_envelope(data)
+        if len(envelope.text) > MAX_TEXT:
+            # Time and memory grow with the lines (about 90 bytes of objects a character):
+            # a text no phone sends is refused before it is read.
+            raise PayloadError(
+                f"the SMS text has {len(envelope.text)} characters: an SMS order holds at "
+                f"most {MAX_TEXT} (the longest a messaging service delivers)",
+                position=Position(line=1), stage="parse")
         return SmsPayload(envelope=envelope, order=parse_sms_order(envelope.text),
                           senders=[Sender(id=envelope.sender, qualifier="phone")])
