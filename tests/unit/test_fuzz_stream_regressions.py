@@ -1,0 +1,93 @@
+"""Reader fuzzing finds that are generated here rather than kept in ``../shared/fuzz-regressions``.
+
+Each input is rebuilt from a repository sample in the shape the fuzzer made, then read in a
+child process (so that the CPU time is its own) in memory and streamed, with the fuzzing's
+small windows and with the defaults: read or refused as PayloadError, well under the fuzzing
+budget of 10 s of CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: Seconds of CPU one input may take; the fixed readers take under half a second for these.
+BUDGET = 3.0
+
+
+def pricat_without_unh(size: int = 1_100_000) -> bytes:
+    """The PRICAT sample with its UNH lost (a splice of ``EDIGW_FUZZ_SEED=2``), and three
+    line-item segments repeated to ``size`` bytes: every segment after UNB is outside any
+    message, so the interchange holds one "also (0085 code 33)" warning per segment.
+
+    The streamed payload merged those into its warnings scanning the list for each one:
+    quadratic, 12.8 s of CPU for 1.1 MB (50,000 warnings)."""
+    sample = (REPO / "mappings" / "edifact" / "eancom-pricat-d96a.sample.edi").read_bytes()
+    lines = [line for line in sample.splitlines(keepends=True) if not line.startswith(b"UNH")]
+    head = b"".join(lines[:-2])
+    tail = b"".join(lines[-2:])  # UNT, UNZ
+    piece = b"PIA+5+FG-3300:SA'\nIMD+F++:::Espresso beans, 250 g'\nPRI+AAA:42.2:EN'\n"
+    return head + piece * ((size - len(head) - len(tail)) // len(piece)) + tail
+
+
+#: Reads argv[1] in the way argv[2]; prints the CPU time and the outcome as JSON.
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from gateway.config import Partner
+from gateway.core.errors import PayloadError
+from gateway.formats.edifact.reader import EdifactReader
+from gateway.formats.mapping import MappingSet
+
+path, way, repo = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = path.read_bytes()
+reader = EdifactReader(MappingSet.load(Path(repo) / "mappings"))
+partner = Partner(id="acme", name="Acme")
+start = time.process_time()
+try:
+    if way == "memory":
+        payload = reader.parse(data, filename=path.name)
+        payload.summary()
+        outcome = f"read, {len(payload.documents(partner=partner, transmission_id='t1', filename=path.name))} documents"
+    else:
+        sizes = {"small-windows": {"window": 8192, "slice_segments": 50}, "default": {}}[way]
+        blocks = (data[i:i + 4096] for i in range(0, len(data), 4096))
+        payload = reader.stream(blocks, filename=path.name, **sizes)
+        payload.open()
+        events = sum(1 for _ in payload.events(partner=partner, transmission_id="t1",
+                                               filename=path.name, known=lambda ref: None))
+        outcome = f"read, {events} events, {len(payload.warnings)} warnings"
+except PayloadError as exc:
+    outcome = f"refused: {type(exc).__name__}: {str(exc)[:120]}"
+print(json.dumps({"cpu": time.process_time() - start, "outcome": outcome}))
+"""
+
+
+def read_in_child(data: bytes, way: str, tmp_path: Path) -> dict[str, object]:
+    path = tmp_path / "input.edi"
+    path.write_bytes(data)
+    run = subprocess.run([sys.executable, "-c", CHILD, str(path), way, str(REPO)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-800:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("way", ["small-windows", "default", "memory"])
+def test_segments_outside_any_message_are_read_in_linear_time(way: str, tmp_path: Path) -> None:
+    """50,000 stray segments (each a warning of the interchange) cost well under the budget
+    however the file is read, and every warning reaches the streamed payload once."""
+    data = pricat_without_unh()
+    assert len(data) > 1_000_000
+    got = read_in_child(data, way, tmp_path)
+    assert got["cpu"] < BUDGET, f"{way}: {got['cpu']:.1f} s of CPU ({got['outcome']})"
+    assert str(got["outcome"]).startswith("read"), got["outcome"]
+    if way != "memory":
+        # Every segment but UNB and UNZ is stray (UNT too); the first is the interchange's
+        # error, the others its warnings, and so is the UNZ count (1 message, none read).
+        strays = data.count(b"'") - 3  # UNA's terminator, UNB and UNZ
+        assert f", {strays - 1 + 1} warnings" in str(got["outcome"]), got["outcome"]
