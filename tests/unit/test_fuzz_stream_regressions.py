@@ -35,6 +35,23 @@ def pricat_without_unh(size: int = 1_100_000) -> bytes:
     return head + piece * ((size - len(head) - len(tail)) // len(piece)) + tail
 
 
+def interchanges_with_stray_segments(size: int = 1_100_000) -> bytes:
+    """The PRICAT sample's UNB and UNZ around three segments outside any message, as many
+    interchanges as fit in ``size`` bytes, each with an error and three warnings (the two
+    other strays, its UNZ count of one message).
+
+    The streamed reader copied the file's warnings onto each interchange it opened, and the
+    payload had added every earlier interchange's warnings to that list: interchange n held
+    the 3n warnings before it (not so in memory), quadratic in time and memory."""
+    sample = (REPO / "mappings" / "edifact" / "eancom-pricat-d96a.sample.edi").read_bytes()
+    una, unb, *_rest, unz = sample.splitlines(keepends=True)
+    strays = b"FTX+AAI'\nFTX+AAI'\nFTX+AAI'\n"
+    one = len(unb) + len(strays) + len(unz) + 4
+    return una + b"".join(unb.replace(b"PC240301", b"R%05d" % n) + strays
+                          + unz.replace(b"PC240301", b"R%05d" % n)
+                          for n in range(size // one))
+
+
 #: Reads argv[1] in the way argv[2]; prints the CPU time and the outcome as JSON.
 CHILD = r"""
 import json, sys, time
@@ -91,3 +108,38 @@ def test_segments_outside_any_message_are_read_in_linear_time(way: str, tmp_path
         # error, the others its warnings, and so is the UNZ count (1 message, none read).
         strays = data.count(b"'") - 3  # UNA's terminator, UNB and UNZ
         assert f", {strays - 1 + 1} warnings" in str(got["outcome"]), got["outcome"]
+
+
+@pytest.mark.parametrize("way", ["small-windows", "default", "memory"])
+def test_many_interchanges_with_warnings_are_read_in_linear_time(way: str,
+                                                                 tmp_path: Path) -> None:
+    """Thousands of interchanges, each with its own warnings: well under the budget."""
+    data = interchanges_with_stray_segments()
+    assert len(data) > 1_000_000
+    got = read_in_child(data, way, tmp_path)
+    assert got["cpu"] < BUDGET, f"{way}: {got['cpu']:.1f} s of CPU ({got['outcome']})"
+    assert str(got["outcome"]).startswith("read"), got["outcome"]
+
+
+def test_a_streamed_interchange_holds_its_own_warnings_only() -> None:
+    """As in memory: no interchange gets the warnings of the ones before it, whatever the
+    window; the payload's warnings hold each interchange's once."""
+    from gateway.config import Partner
+    from gateway.formats.edifact.envelope import read_interchanges
+    from gateway.formats.edifact.stream import StreamedPayload
+    from gateway.formats.mapping import MappingSet
+
+    data = interchanges_with_stray_segments(20_000)
+    expected = [i.warnings for i in read_interchanges(data)]
+    assert len(expected) > 100 and all(len(w) == 3 for w in expected)
+    for window in (1024, 8192):
+        blocks = [data[i:i + 512] for i in range(0, len(data), 512)]
+        payload = StreamedPayload(blocks, mappings=MappingSet.load(REPO / "mappings"),
+                                  window=window, slice_segments=50)
+        payload.open()
+        for _event in payload.events(partner=Partner(id="acme", name="Acme"),
+                                     transmission_id="t1", filename=None,
+                                     known=lambda ref: None):
+            pass
+        assert [o.interchange.warnings for o in payload._done] == expected, window
+        assert payload.warnings == [w for ws in expected for w in ws], window

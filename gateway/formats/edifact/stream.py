@@ -296,18 +296,31 @@ def read_stream(blocks: Iterable[bytes], *, filename: str | None = None, window:
 
     Raises EdifactSyntaxError for what fails the whole file, as ``read_interchanges`` does,
     when it is met: events before it have been handed over already. ``warnings`` receives
-    the file's warnings (decoding, layout), which are also copied onto each interchange.
+    the file's warnings (decoding, layout), which are also copied onto each interchange,
+    each one before the event read after it is handed over.
+
+    The reader keeps the file's warnings in a list of its own: the caller's list may take
+    the interchanges' warnings too (``StreamedPayload``), which must not be copied onto
+    the next interchange (``read_interchanges`` does not; and a copy of all the earlier
+    interchanges' warnings per interchange is quadratic).
     """
     decoder = StreamDecoder()
-    warnings = decoder.warnings if warnings is None else warnings
-    decoder.warnings = warnings
+    own = decoder.warnings
     source = Source("", filename)
-    reader = _WindowReader(source, warnings, slice_segments=slice_segments)
+    reader = _WindowReader(source, own, slice_segments=slice_segments)
+    copied = 0
     try:
-        yield from _read_windows(blocks, decoder, reader, window)
+        for event in _read_windows(blocks, decoder, reader, window):
+            if warnings is not None and len(own) > copied:
+                warnings.extend(own[copied:])
+                copied = len(own)
+            yield event
     except PayloadError as exc:
         exc.senders = reader.senders()  # who the file named before it broke
         raise
+    finally:
+        if warnings is not None:
+            warnings.extend(own[copied:])
 
 
 def _read_windows(blocks: Iterable[bytes], decoder: StreamDecoder, reader: _WindowReader,
