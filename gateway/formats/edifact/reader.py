@@ -198,6 +198,9 @@ class EdifactPayload:
         except (MappingError, EdifactSyntaxError) as exc:
             return self._failed(partner, interchange, message, exc, FAILED), exc
         doc = mapped.document
+        # A set: an interchange may hold thousands of warnings (a package each), and the
+        # document repeats them all; a list scan per warning was quadratic per message.
+        known = set(interchange.warnings)
         schema_version = CANONICAL_MODELS[mapped.document_type].model_fields["schema_"].default
         return MappedDocument(
             doc_type=mapped.document_type, document=doc,
@@ -205,7 +208,7 @@ class EdifactPayload:
             business_number=doc.business_number,  # type: ignore[attr-defined]
             interchange_ref=interchange.control_ref, message_ref=message.ref,
             schema_version=schema_version,
-            warnings=[w for w in mapped.warnings if w not in interchange.warnings]), None
+            warnings=[w for w in mapped.warnings if w not in known]), None
 
     @staticmethod
     def _failed(partner: Partner, interchange: Interchange, message: Message,
