@@ -808,7 +808,7 @@ def channels(obj: _Ctx, as_json: bool) -> None:
     # An error cut in the table is printed whole: a host-key refusal ends with both
     # fingerprints, the pinned and the presented one, which the operator needs to pin.
     for r in rows:
-        if r["last_error"] and len(r["last_error"]) > 60:
+        if r["last_error"] and len(str(r["last_error"])) > 60:
             click.echo(f"last error of {r['channel']}: {r['last_error']}")
 
 

@@ -21,7 +21,7 @@ import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -342,8 +342,9 @@ class Pipeline:
             stage, reason = "process", _describe(exc)
             log.error("transmission_crashed", transmission_id=tid, partner=partner_id,
                       error=reason, exc_info=exc)
-        record = dict(kind="failed", tid=tid, stage=stage, reason=reason, status=s.FAILED,
-                      partner_id=partner_id, fmt=None, standard=None, events=[])
+        record: dict[str, Any] = dict(
+            kind="failed", tid=tid, stage=stage, reason=reason, status=s.FAILED,
+            partner_id=partner_id, fmt=None, standard=None, events=[])
         if row is not None and row.size > self.stream_above:
             # A streamed run records as it goes: what it held is failed here, at once.
             self._record_streamed_crash(tid, record)
@@ -375,7 +376,7 @@ class Pipeline:
         if not senders:
             return None
         try:
-            return self._identify(_Named(senders), None).id
+            return self._identify(cast("ParsedPayload", _Named(senders)), None).id
         except PayloadError:
             return None
 
@@ -419,6 +420,7 @@ class Pipeline:
             partner: Partner | None = None
             parsed: ParsedPayload | None = None
             events: list[tuple[str, str]] = []  # written with the outcome, in one commit
+            record: dict[str, Any]
             try:
                 reader = self._detect(data)
                 parsed = reader.parse(data, filename=row.filename)
@@ -466,7 +468,7 @@ class Pipeline:
             docs = self._repeated_numbers(partner, docs, events)
             if warnings:
                 events.append(_warnings_event(warnings, len(warnings)))
-            record: dict[str, Any] = dict(
+            record = dict(
                 kind="processed", tid=tid, partner_id=partner.id, fmt=parsed.format,
                 standard=parsed.standard, docs=docs, events=events,
                 interchanges=self._interchanges(parsed, partner.id),

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -1150,7 +1150,7 @@ def _document_rows(tid: str, partner_id: str, docs: Sequence[Any], earlier: _Ear
             conflict_of = number.last or number.last_held
             held = d.on_conflict != "publish"
             status = s.DOC_CONFLICT if held else s.PENDING
-            made.conflicts.append(_Conflict(did, conflict_of, d.doc_type,
+            made.conflicts.append(_Conflict(did, cast(str, conflict_of), d.doc_type,
                                             d.business_number, held))
         earlier.by_mid.setdefault(d.message_id, tid)
         if key is not None and status != s.DOC_DUPLICATE and (number is not None
