@@ -7,51 +7,50 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from gateway.core.status import (  # noqa: F401  (re-exported for the rooms that read them here)
+    DOCUMENT_STATUSES,
+    INTERCHANGE_STATUSES,
+    OUTBOUND_STATUSES,
+    ROLES,
+    TRANSMISSION_STATUSES,
+    AlertState,
+    DocumentStatus,
+    ErpStatus,
+    InterchangeStatus,
+    OutboundStatus,
+    Role,
+    TransmissionStatus,
+)
+
 metadata = sa.MetaData()
 
-# Transmission statuses, in the order a payload normally goes through them.
-RECEIVED = "RECEIVED"  # raw bytes archived and recorded; nothing else done yet
-PROCESSED = "PROCESSED"  # parsed and mapped; documents and outbox rows committed
-PUBLISHED = "PUBLISHED"  # every document confirmed by the broker
-FAILED = "FAILED"  # a stage failed; see stage and reason; payload kept for reprocessing
-QUARANTINED = "QUARANTINED"  # sender unknown; kept until a partner profile matches
-DUPLICATE = "DUPLICATE"  # the same bytes were received before; see duplicate_of
-#: Nothing left in the outbox, but not every document went on: some failed, were
-#: unsupported or an operator rejected them (the others were published or are repeats).
-PARTIAL = "PARTIAL"
-#: Nothing left in the outbox, but a document is held as a CONFLICT for an operator.
-HELD = "HELD"
-TRANSMISSION_STATUSES = (RECEIVED, PROCESSED, PUBLISHED, FAILED, QUARANTINED, DUPLICATE,
-                         PARTIAL, HELD)
+# Statuses are owned by the inner ring (gateway.core.status); these names are kept for the
+# rooms and tests that read them from the schema.
+RECEIVED = TransmissionStatus.RECEIVED
+PROCESSED = TransmissionStatus.PROCESSED
+PUBLISHED = TransmissionStatus.PUBLISHED
+FAILED = TransmissionStatus.FAILED
+QUARANTINED = TransmissionStatus.QUARANTINED
+DUPLICATE = TransmissionStatus.DUPLICATE
+PARTIAL = TransmissionStatus.PARTIAL
+HELD = TransmissionStatus.HELD
 
-# Document (and outbox) statuses.
-PENDING = "PENDING"  # in the outbox, not yet confirmed by the broker
-DOC_PUBLISHED = "PUBLISHED"  # confirmed by the broker
-UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its routing key
-DOC_DUPLICATE = "DUPLICATE"  # the same content was received before; not published again
-DOC_FAILED = "FAILED"  # this message failed (see stage, reason); the others went on
-DOC_UNSUPPORTED = "UNSUPPORTED"  # a message type edigw has no mapping for; kept, not published
-#: Stored while its streamed interchange (or its price list's UNT) is still open: released
-#: to the outbox only once the whole has checked out, FAILED otherwise.
-DOC_HELD = "HELD"
-#: The same partner, type and number as a document received before, with other content:
-#: held (no outbox row) until an operator releases it (PENDING) or rejects it; see
-#: conflict_of. Under the partner's ``on_conflict = "publish"`` it is published instead.
-DOC_CONFLICT = "CONFLICT"
-DOC_REJECTED = "REJECTED"  # a CONFLICT an operator rejected (see reason); never published
-DOCUMENT_STATUSES = (PENDING, DOC_PUBLISHED, UNROUTABLE, DOC_DUPLICATE, DOC_FAILED,
-                     DOC_UNSUPPORTED, DOC_HELD, DOC_CONFLICT, DOC_REJECTED)
+PENDING = DocumentStatus.PENDING
+DOC_PUBLISHED = DocumentStatus.PUBLISHED
+UNROUTABLE = DocumentStatus.UNROUTABLE
+DOC_DUPLICATE = DocumentStatus.DUPLICATE
+DOC_FAILED = DocumentStatus.FAILED
+DOC_UNSUPPORTED = DocumentStatus.UNSUPPORTED
+DOC_HELD = DocumentStatus.HELD
+DOC_CONFLICT = DocumentStatus.CONFLICT
+DOC_REJECTED = DocumentStatus.REJECTED
 
-# Interchange statuses (one row per UNB..UNZ received from a partner).
-IC_ACCEPTED = "ACCEPTED"  # every message was read (some may have failed on their own)
-IC_REJECTED = "REJECTED"  # the interchange as a whole was rejected (envelope, duplicate …)
-INTERCHANGE_STATUSES = (IC_ACCEPTED, IC_REJECTED)
+IC_ACCEPTED = InterchangeStatus.ACCEPTED
+IC_REJECTED = InterchangeStatus.REJECTED
 
-# Outbound payload statuses (acknowledgements and other files edigw sends to partners).
-OUT_PENDING = "PENDING"
-OUT_SENT = "SENT"
-OUT_FAILED = "FAILED"  # attempts exhausted; an operator must look
-OUTBOUND_STATUSES = (OUT_PENDING, OUT_SENT, OUT_FAILED)
+OUT_PENDING = OutboundStatus.PENDING
+OUT_SENT = OutboundStatus.SENT
+OUT_FAILED = OutboundStatus.FAILED
 
 transmissions = sa.Table(
     "transmissions",
@@ -314,15 +313,12 @@ certificates = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
 )
 
-# ERP acknowledgement statuses (documents.erp_status).
-ERP_ACCEPTED = "ACCEPTED"
-ERP_REJECTED = "REJECTED"
+ERP_ACCEPTED = ErpStatus.ACCEPTED
+ERP_REJECTED = ErpStatus.REJECTED
 
-# Alert lifecycle: one alert per condition (its ``key``) while it is open or acknowledged;
-# the tracker resolves it when the condition is gone (or an operator does).
-ALERT_OPEN = "open"
-ALERT_ACKNOWLEDGED = "acknowledged"
-ALERT_RESOLVED = "resolved"
+ALERT_OPEN = AlertState.OPEN
+ALERT_ACKNOWLEDGED = AlertState.ACKNOWLEDGED
+ALERT_RESOLVED = AlertState.RESOLVED
 
 alerts = sa.Table(
     "alerts",
@@ -384,10 +380,9 @@ erp_acks = sa.Table(
 
 # -- the operator console (users, sessions, API tokens, audit trail) ----------------------------
 
-ROLE_VIEWER = "viewer"  # support: read everything
-ROLE_OPERATOR = "operator"  # + reprocess, acknowledge and resolve alerts
-ROLE_ADMIN = "admin"  # + partners, users, tokens
-ROLES = (ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN)
+ROLE_VIEWER = Role.VIEWER
+ROLE_OPERATOR = Role.OPERATOR
+ROLE_ADMIN = Role.ADMIN
 
 users = sa.Table(
     "users",

@@ -1,0 +1,92 @@
+"""The statuses of the gateway's records, owned by the inner ring.
+
+Each is a ``StrEnum``: a member equals its string (``TransmissionStatus.FAILED == "FAILED"``),
+is stored as that string by SQLite and PostgreSQL alike, and prints as it. Every room uses
+these names instead of copying the strings; ``gateway.store.schema`` keeps its historical
+constants as aliases of these members.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TransmissionStatus(StrEnum):
+    """Where one received payload stands, in the order it normally goes through them."""
+
+    RECEIVED = "RECEIVED"  # raw bytes archived and recorded; nothing else done yet
+    PROCESSED = "PROCESSED"  # parsed and mapped; documents and outbox rows committed
+    PUBLISHED = "PUBLISHED"  # every document confirmed by the broker
+    FAILED = "FAILED"  # a stage failed; see stage and reason; payload kept for reprocessing
+    QUARANTINED = "QUARANTINED"  # sender unknown; kept until a partner profile matches
+    DUPLICATE = "DUPLICATE"  # the same bytes were received before; see duplicate_of
+    #: Nothing left in the outbox, but not every document went on: some failed, were
+    #: unsupported or an operator rejected them (the others were published or are repeats).
+    PARTIAL = "PARTIAL"
+    #: Nothing left in the outbox, but a document is held as a CONFLICT for an operator.
+    HELD = "HELD"
+
+
+class DocumentStatus(StrEnum):
+    """Where one canonical document (and its outbox row) stands."""
+
+    PENDING = "PENDING"  # in the outbox, not yet confirmed by the broker
+    PUBLISHED = "PUBLISHED"  # confirmed by the broker
+    UNROUTABLE = "UNROUTABLE"  # the broker returned it: no queue is bound for its routing key
+    DUPLICATE = "DUPLICATE"  # the same content was received before; not published again
+    FAILED = "FAILED"  # this message failed (see stage, reason); the others went on
+    UNSUPPORTED = "UNSUPPORTED"  # a message type edigw has no mapping for; kept, not published
+    #: Stored while its streamed interchange (or its price list's UNT) is still open: released
+    #: to the outbox only once the whole has checked out, FAILED otherwise.
+    HELD = "HELD"
+    #: The same partner, type and number as a document received before, with other content:
+    #: held (no outbox row) until an operator releases it (PENDING) or rejects it; see
+    #: conflict_of. Under the partner's ``on_conflict = "publish"`` it is published instead.
+    CONFLICT = "CONFLICT"
+    REJECTED = "REJECTED"  # a CONFLICT an operator rejected (see reason); never published
+
+
+class InterchangeStatus(StrEnum):
+    """One UNB..UNZ received from a partner."""
+
+    ACCEPTED = "ACCEPTED"  # every message was read (some may have failed on their own)
+    REJECTED = "REJECTED"  # the interchange as a whole was rejected (envelope, duplicate …)
+
+
+class OutboundStatus(StrEnum):
+    """A payload edigw sends to a partner (acknowledgements and other files)."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"  # attempts exhausted; an operator must look
+
+
+class ErpStatus(StrEnum):
+    """What the ERP answered about a document (``documents.erp_status``)."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class AlertState(StrEnum):
+    """An alert's lifecycle: one alert per condition while open or acknowledged; the tracker
+    resolves it when the condition is gone (or an operator does)."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Role(StrEnum):
+    """What a console user may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"  # support: read everything
+    OPERATOR = "operator"  # + reprocess, acknowledge and resolve alerts
+    ADMIN = "admin"  # + partners, users, tokens
+
+
+TRANSMISSION_STATUSES: tuple[str, ...] = tuple(TransmissionStatus)
+DOCUMENT_STATUSES: tuple[str, ...] = tuple(DocumentStatus)
+INTERCHANGE_STATUSES: tuple[str, ...] = tuple(InterchangeStatus)
+OUTBOUND_STATUSES: tuple[str, ...] = tuple(OutboundStatus)
+ROLES: tuple[str, ...] = tuple(Role)
