@@ -83,5 +83,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 log "ruff"
 .venv/bin/ruff check gateway tests bench
+log "mypy (configured in pyproject.toml: gateway/, strict on gateway.core)"
+.venv/bin/mypy
 log "pytest"
 exec .venv/bin/python -m pytest "$@"
