@@ -20,6 +20,7 @@ from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.status import DocumentStatus
 from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.model import Interchange, Message
 from gateway.formats.edifact.severity import sort_errors
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 
 #: Canonical document type of each EDIFACT message type the gateway maps.
 DOCUMENT_TYPES = {"ORDERS": "order", "PRICAT": "price-list", "INVOIC": "invoice"}
-
-FAILED = "FAILED"
-UNSUPPORTED = "UNSUPPORTED"
 
 # UNA, UNB or a bare UNH, after an optional UTF-8 BOM and white space.
 _SNIFF = re.compile(rb"^(\xef\xbb\xbf)?\s*(UNA.{6}|UNB.|UNH.)", re.DOTALL)
@@ -124,7 +122,7 @@ class EdifactPayload:
                     f"policy reject-interchange) because message {first_failure.message.ref} "
                     f"failed: {cause.reason}", position=cause.position, code=cause.code)
                 results = [r if isinstance(r, FailedMessage) else
-                           self._failed(partner, interchange, v.message, rejected, FAILED)
+                           self._failed(partner, interchange, v.message, rejected, DocumentStatus.FAILED)
                            for r, v in zip(results, verdicts, strict=True)]
                 verdicts = [v if v.error is not None else _Verdict(v.message, rejected)
                             for v in verdicts]
@@ -153,10 +151,10 @@ class EdifactPayload:
                 error = _first_of(errors)
                 error.stage = "validate"
         if error is not None:
-            return self._failed(partner, interchange, message, error, FAILED), error
+            return self._failed(partner, interchange, message, error, DocumentStatus.FAILED), error
         if mapping is None:
             assert unsupported is not None
-            return self._failed(partner, interchange, message, unsupported, UNSUPPORTED), None
+            return self._failed(partner, interchange, message, unsupported, DocumentStatus.UNSUPPORTED), None
         return self._map(partner, interchange, message, mapping, transmission_id, filename)
 
     def _duplicate(self, interchange: Interchange, known: dict[str, str],
@@ -196,7 +194,7 @@ class EdifactPayload:
             mapped = map_message(mapping, interchange, message, partner_id=partner.id,
                                  filename=filename, transmission_id=transmission_id)
         except (MappingError, EdifactSyntaxError) as exc:
-            return self._failed(partner, interchange, message, exc, FAILED), exc
+            return self._failed(partner, interchange, message, exc, DocumentStatus.FAILED), exc
         doc = mapped.document
         # A set: an interchange may hold thousands of warnings (a package each), and the
         # document repeats them all; a list scan per warning was quadratic per message.
@@ -217,7 +215,7 @@ class EdifactPayload:
         number = _business_number(message)
         description = f"{message.describe()} message {message.ref}"
         return FailedMessage(
-            status=status, stage=error.stage if status == FAILED else "map",
+            status=status, stage=error.stage if status == DocumentStatus.FAILED else "map",
             reason=f"{description}: {error}", description=description,
             message_id=message_id(partner.id, doc_type or message.type.lower(),
                                   interchange.sender_id, interchange.control_ref, message.ref,
