@@ -15,12 +15,14 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.core.errors import MappingError
+
 TYPES = frozenset({"text", "date", "date_end", "decimal", "gtin", "gln"})
 
 _DECIMAL = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)")
 
 
-class ConversionError(ValueError):
+class ConversionError(MappingError, ValueError):
     """A value that cannot be converted to the mapping's type."""
 
 
