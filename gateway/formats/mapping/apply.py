@@ -30,8 +30,12 @@ from gateway.formats.mapping.paths import SegmentPath
 
 
 @dataclass(slots=True)
-class MappedDocument:
-    """One canonical document made from one message, with what was odd about it."""
+class MappedMessage:
+    """One canonical document made from one EDIFACT message, with what was odd about it.
+
+    The reader turns it into the pipeline's ``gateway.core.ports.MappedDocument`` (the one
+    document type readers return); this form keeps the message and the mapping used, which
+    samples, tests and error reports need."""
 
     document: BaseModel
     document_type: str
@@ -525,7 +529,7 @@ def _put(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 
 def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
                 partner_id: str, filename: str | None = None,
-                transmission_id: str | None = None) -> MappedDocument:
+                transmission_id: str | None = None) -> MappedMessage:
     """Map ``message`` of ``interchange`` with ``mapping`` to a validated canonical document.
 
     Raises MappingError (a required field missing, a bad date or number, a document the
@@ -546,7 +550,7 @@ _GC_PAUSE_SEGMENTS = 5000
 
 
 def _map(mapping: Mapping, interchange: Interchange, message: Message, partner_id: str,
-         filename: str | None, transmission_id: str | None) -> MappedDocument:
+         filename: str | None, transmission_id: str | None) -> MappedMessage:
     directory = message.directory
     known = known_segments(directory)
     if known is not None and not known.issuperset(map(_TAG, message.segments)):
@@ -599,4 +603,4 @@ def _map(mapping: Mapping, interchange: Interchange, message: Message, partner_i
                            f"{first['msg']} ({exc.error_count()} error(s))", field=loc,
                            position=run.where(None)) from exc
     warnings = [*interchange.warnings, *run.warnings]
-    return MappedDocument(document, mapping.document, message, mapping.id, warnings)
+    return MappedMessage(document, mapping.document, message, mapping.id, warnings)
