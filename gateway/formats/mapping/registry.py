@@ -16,7 +16,8 @@ from typing import Any
 
 from gateway.core.errors import MappingDefinitionError, MappingError
 from gateway.formats.edifact.model import Message
-from gateway.formats.mapping.definition import Mapping, Where, compile_mapping
+from gateway.formats.mapping.definition import Mapping, compile_mapping
+from gateway.formats.mapping.frontend import Where
 from gateway.formats.mapping.yamlsrc import Lines, load_with_lines
 
 #: Compilers of the mapping files of other formats, by their top-level ``format`` key
