@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,11 +190,11 @@ def partition_nested(segments: list[Segment], levels: _Levels
             depth -= 1
         else:
             stack.clear()
-            level = top.get(tag)
-            if level is not None:
-                instance = level.instance(segment)
-                instances[level.group.name].append(instance)
-                stack.append((level, instance))
+            opened = top.get(tag)
+            if opened is not None:
+                instance = opened.instance(segment)
+                instances[opened.group.name].append(instance)
+                stack.append((opened, instance))
             else:
                 same = header.get(tag)
                 if same is None:
@@ -248,6 +249,7 @@ class _Run:
 
     def convert(self, rule: FieldRule, path: SegmentPath, segment: Segment, raw: str,
                 context: Context) -> Any:
+        value: dt.date | str | None  # a date (or date-time), or a GTIN/GLN
         try:
             if rule.codes is not None:
                 if raw in rule.codes:
@@ -511,7 +513,7 @@ class _Plan:
 
 
 def _plan(mapping: Mapping) -> _Plan:
-    plan = mapping.plan
+    plan: _Plan | None = mapping.plan
     if plan is None:
         plan = mapping.plan = _Plan(mapping)
     return plan

@@ -7,6 +7,7 @@ element its segment does not have or an unknown type stops with the file and lin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -106,6 +107,12 @@ class Mapping:
     #: Mappings of other formats (XML, CSV) have their own classes; see registry.COMPILERS.
     format: str = field(default="edifact", init=False)
     sample_suffix: str = field(default=".edi", init=False)
+
+    def produce(self, sample: Path) -> list[dict[str, Any]]:
+        """The canonical JSON documents of the interchange ``sample`` (``samples``)."""
+        from gateway.formats.mapping.samples import produce_edifact  # it maps with this class
+
+        return produce_edifact(self, sample)
 
 
 class _Compiler(DefinitionCompiler):

@@ -11,6 +11,7 @@ only its own syntax: segment paths, XPaths or columns.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -46,6 +47,11 @@ class CompiledMapping(Protocol):
     @property
     def sample_suffix(self) -> str:
         """The file suffix of the mapping's sample input (``.edi``, ``.xml``, ``.csv``)."""
+        ...
+
+    def produce(self, sample: Path) -> list[dict[str, Any]]:
+        """The canonical JSON documents the mapping makes from ``sample`` (for partner
+        ``sample``); the first error the sample raises, since a sample must map cleanly."""
         ...
 
 

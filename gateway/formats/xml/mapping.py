@@ -557,6 +557,7 @@ class _Run:
 
     def convert(self, rule: XmlField, text: str, origin: etree._Element, path: XPathRule,
                 context: str) -> Any:
+        value: dt.date | str | None  # a date (or date-time), or a GTIN/GLN
         try:
             if rule.codes is not None:
                 if text in rule.codes:
