@@ -12,8 +12,9 @@ import datetime as dt
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.deadline import check
@@ -24,7 +25,7 @@ from gateway.core.status import DocumentStatus
 from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.model import Interchange, Message
 from gateway.formats.edifact.severity import sort_errors
-from gateway.formats.mapping import MappingSet, map_message
+from gateway.formats.mapping import Mapping, MappingSet, map_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -39,7 +40,23 @@ DOCUMENT_TYPES = {"ORDERS": "order", "PRICAT": "price-list", "INVOIC": "invoice"
 _SNIFF = re.compile(rb"^(\xef\xbb\xbf)?\s*(UNA.{6}|UNB.|UNH.)", re.DOTALL)
 
 
-def _validator():  # the structure check (gateway.formats.edifact.structure)
+class Validate(Protocol):
+    """The structure check of one message (``structure.validate_message``)."""
+
+    def __call__(self, message: Message, *, decimal_mark: str = ".",
+                 subset: str | None = None, repetition: str | None = None
+                 ) -> list[EdifactSyntaxError]:
+        ...
+
+
+#: What ``EdifactPayload.documents`` may be given for messages judged elsewhere
+#: (``gateway.core.parallel``): by message index, (mapped document, validation warnings),
+#: or None to judge the message here.
+Outsourced = Callable[[int], "tuple[MappedDocument, list[str]] | None"]
+
+
+def _validator() -> Validate | None:
+    """The structure check (``gateway.formats.edifact.structure``)."""
     try:
         from gateway.formats.edifact.structure import validate_message
     except ImportError:  # pragma: no cover - the module ships with edigw
@@ -81,7 +98,7 @@ class EdifactPayload:
 
     def documents(self, *, partner: Partner, transmission_id: str | None,
                   filename: str | None, known_refs: dict[str, str] | None = None,
-                  outsourced: Any = None) -> list[MappedDocument | FailedMessage]:
+                  outsourced: Outsourced | None = None) -> list[MappedDocument | FailedMessage]:
         """Every message judged, interchange by interchange. ``outsourced(i)`` may give the
         result of message ``i`` (counted across interchanges) judged elsewhere, as (mapped
         document, validation warnings), or None to judge it here (``gateway.core.parallel``)."""
@@ -98,6 +115,8 @@ class EdifactPayload:
             results: list[MappedDocument | FailedMessage] = []
             verdicts: list[_Verdict] = []
             first_failure: _Verdict | None = None
+            result: MappedDocument | FailedMessage
+            error: PayloadError | None
             for message in interchange.messages:
                 check()  # the per-transmission time limit, once a message
                 got = outsourced(index) if outsourced is not None and rejected is None else None
@@ -131,7 +150,8 @@ class EdifactPayload:
         return out
 
     def judge(self, partner: Partner, interchange: Interchange, message: Message, *,
-              rejected: PayloadError | None, validate: Any, transmission_id: str | None,
+              rejected: PayloadError | None, validate: Validate | None,
+              transmission_id: str | None,
               filename: str | None
               ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
         """One message's fate, the same in memory and streamed (``stream.py``): rejected
@@ -174,7 +194,8 @@ class EdifactPayload:
         self.warnings.append(f"{text}; processed again (partner policy: warn)")
         return None
 
-    def _mapping(self, partner: Partner, message: Message) -> tuple[Any, MappingError | None]:
+    def _mapping(self, partner: Partner, message: Message
+                 ) -> tuple[Mapping | None, MappingError | None]:
         """The mapping for ``message``, or None and why it is unsupported."""
         doc_type = DOCUMENT_TYPES.get(message.type)
         if doc_type is None:
@@ -187,7 +208,8 @@ class EdifactPayload:
         except MappingError as exc:
             return None, exc
 
-    def _map(self, partner: Partner, interchange: Interchange, message: Message, mapping: Any,
+    def _map(self, partner: Partner, interchange: Interchange, message: Message,
+             mapping: Mapping,
              transmission_id: str | None, filename: str | None
              ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
         try:
