@@ -145,7 +145,7 @@ class CsvPayload:
                  if d.format == "csv" and d.mapping]
         candidates: list[CsvMapping] = []
         for doc_type, ident in named:
-            mapping = by_id.get(ident)  # type: ignore[arg-type]
+            mapping = by_id.get(ident)
             if mapping is None:
                 raise MappingError(f"partner {partner.id} names CSV mapping {ident!r}, which "
                                    f"does not exist (CSV mappings: "

@@ -115,11 +115,12 @@ class XmlPayload:
                   ) -> MappedDocument | FailedMessage:
         """One document of the file, or why it is not one; never raises."""
         if node.skipped is not None:
-            return self._failed(partner, mapping, MappingError(node.skipped), DocumentStatus.UNSUPPORTED,
-                                stage="map", node=node)
+            return self._failed(partner, mapping, MappingError(node.skipped),
+                                DocumentStatus.UNSUPPORTED, stage="map", node=node)
         # A document's own sender names it (its message_id); the file's first otherwise.
         own = mapping.document_senders(node.node) if mapping.documents is not None else []
-        sender = (own or senders or [None])[0]
+        named = own or senders
+        sender = named[0] if named else None
         try:
             mapped = mapping.map(node.node, partner_id=partner.id, filename=filename,
                                  transmission_id=transmission_id, sender=sender,
@@ -178,7 +179,8 @@ class XmlPayload:
         number, issued = mapping.reference(at) if mapping is not None else (None, None)
         doc_type = mapping.document if mapping is not None else self.kind.doc_type
         own = mapping.document_senders(at) if several and mapping is not None else []
-        sender = (own or self.senders or [None])[0]
+        named = own or self.senders
+        sender = named[0] if named else None
         refs: list[str | None] = [sender.id if sender else None, number, issued]
         if several and node is not None:
             description = f"{self.kind.describe()}, {node.label}" + (
