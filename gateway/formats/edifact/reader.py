@@ -141,7 +141,8 @@ class EdifactPayload:
                     f"policy reject-interchange) because message {first_failure.message.ref} "
                     f"failed: {cause.reason}", position=cause.position, code=cause.code)
                 results = [r if isinstance(r, FailedMessage) else
-                           self._failed(partner, interchange, v.message, rejected, DocumentStatus.FAILED)
+                           self._failed(partner, interchange, v.message, rejected,
+                                        DocumentStatus.FAILED)
                            for r, v in zip(results, verdicts, strict=True)]
                 verdicts = [v if v.error is not None else _Verdict(v.message, rejected)
                             for v in verdicts]
@@ -174,7 +175,8 @@ class EdifactPayload:
             return self._failed(partner, interchange, message, error, DocumentStatus.FAILED), error
         if mapping is None:
             assert unsupported is not None
-            return self._failed(partner, interchange, message, unsupported, DocumentStatus.UNSUPPORTED), None
+            return self._failed(partner, interchange, message, unsupported,
+                                DocumentStatus.UNSUPPORTED), None
         return self._map(partner, interchange, message, mapping, transmission_id, filename)
 
     def _duplicate(self, interchange: Interchange, known: dict[str, str],

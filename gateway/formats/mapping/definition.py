@@ -116,7 +116,7 @@ class Mapping:
 
 
 class _Compiler(DefinitionCompiler):
-    """The EDIFACT compiler: segment groups and segment paths (``gateway.formats.mapping.paths``)."""
+    """The EDIFACT compiler: segment groups and segment paths (``paths``)."""
 
     def compile(self) -> Mapping:
         data = self.data

@@ -191,7 +191,8 @@ class XmlPayload:
             description = self.kind.describe() + (f" {number}" if number else "")
         return FailedMessage(
             status=status, stage=stage or error.stage,
-            reason=str(error) if status == DocumentStatus.UNSUPPORTED else f"{description}: {error}",
+            reason=(str(error) if status == DocumentStatus.UNSUPPORTED
+                    else f"{description}: {error}"),
             message_id=message_id(partner.id, doc_type or "xml", *refs),
             description=description, doc_type=doc_type, business_number=number,
             code=error.code)
