@@ -357,8 +357,7 @@ class _Compiler(DefinitionCompiler):
             if part not in model.model_fields or (i == 0 and scope == "document"
                                                   and part in GATEWAY_FIELDS):
                 known = sorted(set(model.model_fields) - GATEWAY_FIELDS - {self.detail})
-                raise self.fail(f"{name!r} is not a field of the canonical {model.__name__} "
-                                f"(known: {', '.join(known)})", *at)
+                raise self.not_a_field(name, model.__name__, known, *at)
             annotation = model.model_fields[part].annotation
             inner = model_of(annotation)
             if i < len(parts) - 1:
@@ -391,8 +390,7 @@ class _Compiler(DefinitionCompiler):
             rules = []
             for sub, subspec in item.items():
                 if sub not in entry.model_fields:
-                    raise self.fail(f"{sub!r} is not a field of the canonical {entry.__name__} "
-                                    f"(known: {', '.join(entry.model_fields)})", *where, sub)
+                    raise self.not_a_field(sub, entry.__name__, entry.model_fields, *where, sub)
                 info = entry.model_fields[sub]
                 rules.append(self.field_rule(f"{name}.{sub}", (sub,), "line", subspec,
                                              info.annotation, (*where, sub), info.is_required()))

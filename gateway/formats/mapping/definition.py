@@ -208,8 +208,7 @@ class _Compiler(DefinitionCompiler):
             if inner is None or part not in inner.model_fields or (
                     inner is model and part in GATEWAY_FIELDS):
                 known = sorted(set(inner.model_fields) - GATEWAY_FIELDS) if inner else []
-                raise self.fail(f"{dotted!r} is not a field of the canonical "
-                                f"{_model_name(inner)} (known: {', '.join(known)})", *at)
+                raise self.not_a_field(dotted, _model_name(inner), known, *at)
             annotation = inner.model_fields[part].annotation
             current = annotation
         return annotation
@@ -279,8 +278,7 @@ class _Compiler(DefinitionCompiler):
                 continue
             sub_at = (*at, key, sub)
             if sub not in inner.model_fields:
-                raise self.fail(f"{sub!r} is not a field of the canonical {inner.__name__} "
-                                f"(known: {', '.join(inner.model_fields)})", *sub_at)
+                raise self.not_a_field(sub, inner.__name__, inner.model_fields, *sub_at)
             annotation = inner.model_fields[sub].annotation
             if isinstance(subspec, dict) and "group" in subspec:
                 # A list or object inside the instance, read from its sub-groups only.

@@ -11,6 +11,7 @@ only its own syntax: segment paths, XPaths or columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -115,6 +116,12 @@ class DefinitionCompiler:
         if not isinstance(fields, dict):
             raise self.fail("'fields' is a mapping of canonical field: rule", "fields")
         return fields
+
+    def not_a_field(self, name: str, model: str, known: Iterable[str],
+                    *at: str) -> MappingDefinitionError:
+        """The error for ``name``, which the canonical ``model`` does not have."""
+        return self.fail(f"{name!r} is not a field of the canonical {model} "
+                         f"(known: {', '.join(known)})", *at)
 
     def value_type(self, spec: dict[str, Any], name: str, *at: str) -> str:
         """The ``type`` of rule ``name`` (``text`` when not given)."""

@@ -728,8 +728,7 @@ class _Compiler(DefinitionCompiler):
                                 "object", *at)
             if part not in current.model_fields or (top and i == 0 and part in GATEWAY_FIELDS):
                 known = sorted(set(current.model_fields) - (GATEWAY_FIELDS if top else set()))
-                raise self.fail(f"{dotted!r} is not a field of the canonical "
-                                f"{current.__name__} (known: {', '.join(known)})", *at)
+                raise self.not_a_field(dotted, current.__name__, known, *at)
             annotation = current.model_fields[part].annotation
             current = model_of(annotation) if not is_list(annotation) else None
             if i < len(dotted.split(".")) - 1 and current is None:
