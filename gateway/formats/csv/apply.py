@@ -397,6 +397,7 @@ class _Run:
         mapping = self.mapping
         doc: dict[str, Any] = {}
         for rule in mapping.rules_of("document"):
+            assert isinstance(rule, FieldRule)  # entry lists are per line (the compiler checks)
             value = self.value(rule, self.group.doc_rows)
             if value is not None:
                 _set_path(doc, rule.target, value)

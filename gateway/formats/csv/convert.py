@@ -12,6 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gateway.core.errors import MappingError
 from gateway.formats.mapping.convert import gs1_check_digit_ok
 
 #: Cell types a CSV mapping names (``type:``); the default comes from the canonical field.
@@ -24,7 +25,7 @@ _SPACES = re.compile(r"[ \u00a0\u202f]")
 _TIME_DIRECTIVES = re.compile(r"%[HIMSpf]")
 
 
-class CellError(ValueError):
+class CellError(MappingError, ValueError):
     """A cell whose text is not a value of the rule's type."""
 
 

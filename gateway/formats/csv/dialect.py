@@ -6,6 +6,7 @@ documents; ``mapping`` says which encoding and delimiter to use, ``apply`` reads
 
 from __future__ import annotations
 
+import _csv
 import codecs
 import csv
 import io
@@ -122,7 +123,8 @@ def read_rows(text: str, *, delimiter: str, quote: str | None,
     return rows
 
 
-def _reader(text: str, delimiter: str, quote: str | None):  # a csv reader
+def _reader(text: str, delimiter: str, quote: str | None) -> _csv.Reader:
+    """A reader of ``text`` that refuses broken quoting (``strict``)."""
     if quote is None:
         return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
                           quoting=csv.QUOTE_NONE, strict=True)

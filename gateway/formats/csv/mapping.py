@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.core.canonical import CANONICAL_MODELS, Price
-from gateway.core.errors import MappingDefinitionError
 from gateway.formats.csv.convert import TYPES, CellError, to_date, to_decimal, to_gs1
+from gateway.formats.mapping.frontend import GATEWAY_FIELDS, DefinitionCompiler, Where
 from gateway.formats.mapping.modelinfo import is_list, model_of, union_args
 
 TOP_KEYS = frozenset({
@@ -41,9 +41,6 @@ SENDER_KEYS = frozenset({"field", "scheme"})
 SCHEMES = ("gln", "vat", "siren", "siret", "email", "unb")
 #: Canonical documents a CSV mapping makes, and the field that holds one entry per row.
 DETAIL = {"order": "lines", "price-list": "items"}
-#: Fields the gateway fills itself (as in EDIFACT mappings).
-GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source",
-                            "part_number", "part_count"})
 #: Lists of objects inside a row's entry, and the field whose value makes an entry exist: a
 #: price without an amount (an empty promotion-price column) is left out, not an error.
 ENTRY_LISTS: dict[type[BaseModel], str] = {Price: "amount"}
@@ -51,8 +48,6 @@ DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "semicolon": ";", "comma": ",", "pi
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d",)
 #: strptime directives a date format may use (``%%`` is a literal percent sign).
 _DIRECTIVES = frozenset("dmyYHIMSpfbBaAjzZ%")
-
-Where = dict[tuple[str, ...], tuple[str, int | None]]
 
 
 def norm(name: str) -> str:
@@ -224,29 +219,16 @@ class CsvMapping:
         return documents
 
 
-class _Compiler:
-    def __init__(self, data: dict[str, Any], where: Where, file: str) -> None:
-        self.data = data
-        self.where = where
-        self.file = file
-
-    def fail(self, reason: str, *path: str) -> MappingDefinitionError:
-        while path and path not in self.where:
-            path = path[:-1]
-        file, line = self.where.get(path, (self.file, None))
-        return MappingDefinitionError(reason, file=file, line=line)
+class _Compiler(DefinitionCompiler):
+    """The CSV compiler: columns, positions and record types of delimited rows."""
 
     # -- top level ------------------------------------------------------------------------
 
-    def compile(self, own_match: bool) -> CsvMapping:
+    def compile(self) -> CsvMapping:
         data = self.data
-        for key in data:
-            if key not in TOP_KEYS:
-                raise self.fail(f"unknown key {key!r} in a CSV mapping (known: "
-                                f"{', '.join(sorted(TOP_KEYS))})", key)
-        for key in ("id", "document", "fields"):
-            if data.get(key) in (None, ""):
-                raise self.fail(f"{key!r} is required", key)
+        own_match = self.own_match
+        self.check_keys(data, TOP_KEYS, within=" in a CSV mapping")
+        self.require("id", "document", "fields")
         document = data["document"]
         if document not in DETAIL:
             raise self.fail(f"document {document!r}: a CSV mapping makes "
@@ -375,8 +357,7 @@ class _Compiler:
             if part not in model.model_fields or (i == 0 and scope == "document"
                                                   and part in GATEWAY_FIELDS):
                 known = sorted(set(model.model_fields) - GATEWAY_FIELDS - {self.detail})
-                raise self.fail(f"{name!r} is not a field of the canonical {model.__name__} "
-                                f"(known: {', '.join(known)})", *at)
+                raise self.not_a_field(name, model.__name__, known, *at)
             annotation = model.model_fields[part].annotation
             inner = model_of(annotation)
             if i < len(parts) - 1:
@@ -409,8 +390,7 @@ class _Compiler:
             rules = []
             for sub, subspec in item.items():
                 if sub not in entry.model_fields:
-                    raise self.fail(f"{sub!r} is not a field of the canonical {entry.__name__} "
-                                    f"(known: {', '.join(entry.model_fields)})", *where, sub)
+                    raise self.not_a_field(sub, entry.__name__, entry.model_fields, *where, sub)
                 info = entry.model_fields[sub]
                 rules.append(self.field_rule(f"{name}.{sub}", (sub,), "line", subspec,
                                              info.annotation, (*where, sub), info.is_required()))
@@ -432,10 +412,7 @@ class _Compiler:
         if not isinstance(spec, dict):
             raise self.fail(f"rule for {name!r}: a column name, a list of aliases or a mapping "
                             "(column, position, value …)", *at)
-        for key in spec:
-            if key not in RULE_KEYS:
-                raise self.fail(f"unknown key {key!r} in rule {name!r} (known: "
-                                f"{', '.join(sorted(RULE_KEYS))})", *at, key)
+        self.check_keys(spec, RULE_KEYS, *at, within=f" in rule {name!r}")
         kind, many = self.kind(name, target[-1], annotation, spec.get("type"), at)
         formats = self.formats(spec.get("format"), (*at, "format"), self.date_formats)
         if spec.get("format") is not None and kind != "date":
@@ -592,10 +569,7 @@ class _Compiler:
         if not isinstance(spec, dict):
             raise self.fail("'records' is a mapping: type (column of the record type), "
                             "document, line[, ignore]", *at)
-        for key in spec:
-            if key not in RECORD_KEYS:
-                raise self.fail(f"unknown key {key!r} in records (known: "
-                                f"{', '.join(sorted(RECORD_KEYS))})", *at, key)
+        self.check_keys(spec, RECORD_KEYS, *at, within=" in records")
         kind = spec.get("type", "1")
         if isinstance(kind, str) and kind.isdigit():
             cell = Cell(position=self.position(kind, (*at, "type")))
@@ -642,10 +616,7 @@ class _Compiler:
         if not isinstance(spec, dict) or not spec:
             raise self.fail("'match' is a mapping: columns[, exact], filename, first_line",
                             *at)
-        for key in spec:
-            if key not in MATCH_KEYS:
-                raise self.fail(f"unknown key {key!r} in match (known: "
-                                f"{', '.join(sorted(MATCH_KEYS))})", *at, key)
+        self.check_keys(spec, MATCH_KEYS, *at, within=" in match")
         columns: list[tuple[str, ...]] = []
         if spec.get("columns") is not None:
             if not has_header:
@@ -698,11 +669,10 @@ def compile_csv_mapping(data: dict[str, Any], where: Where, file: str, *,
 
     ``own_match`` is False for an overlay that inherits ``match``: it is chosen by id only.
     """
-    return _Compiler(data, where, file).compile(own_match)
+    return _Compiler(data, where, file, own_match).compile()
 
 
 # -- canonical model helpers ----------------------------------------------------------------
-
 
 
 def _unannotated(annotation: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.status import DocumentStatus
 from gateway.formats.csv.apply import FileMapper, GroupResult, Table, decode_for, read_table
 from gateway.formats.csv.dialect import Decoded, looks_delimited
 from gateway.formats.csv.mapping import CsvMapping
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from gateway.config import Partner
     from gateway.formats.mapping import MappingSet
 
-FAILED = "FAILED"
 #: Records read to recognise a file by its header or first line.
 _HEAD_ROWS = 2
 
@@ -145,7 +145,7 @@ class CsvPayload:
                  if d.format == "csv" and d.mapping]
         candidates: list[CsvMapping] = []
         for doc_type, ident in named:
-            mapping = by_id.get(ident)  # type: ignore[arg-type]
+            mapping = by_id.get(ident)
             if mapping is None:
                 raise MappingError(f"partner {partner.id} names CSV mapping {ident!r}, which "
                                    f"does not exist (CSV mappings: "
@@ -189,7 +189,7 @@ class CsvPayload:
             error = result.error
             reason = error.reason if error is not None else "not mapped"
             return FailedMessage(
-                status=FAILED, stage="map", reason=f"{result.description}: {reason}",
+                status=DocumentStatus.FAILED, stage="map", reason=f"{result.description}: {reason}",
                 message_id=result.message_id, description=result.description,
                 doc_type=mapping.document, business_number=result.number,
                 message_ref=result.span, code=error.code if error is not None else None)

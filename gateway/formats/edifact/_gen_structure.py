@@ -38,6 +38,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Directory versions generated; each must be present in the resources folder.
 VERSIONS = ("D93A", "D96A", "D96B", "D97A", "D97B", "D01B", "D03B", "D14B")
@@ -91,9 +92,13 @@ def _walk_zip(archive: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
             yield name.rsplit("/", 1)[-1].upper(), data
 
 
+#: JSON rows as the tables hold them: a message table's entries (``[tag, status, max]`` or
+#: ``[group number, status, max, entries]``), a segment's elements, a composite's components.
+Rows = list[list[Any]]
+
 # -- message directory ---------------------------------------------------------------------
 
-def parse_message(text: str) -> list | None:
+def parse_message(text: str) -> Rows | None:
     """The segment table of one message as nested entries, or None for interactive messages.
 
     A segment is ``[tag, status, max]``; a group is ``[number, status, max, entries]``.
@@ -105,14 +110,14 @@ def parse_message(text: str) -> list | None:
             start = i
     if start is None:  # interactive (UIH..UIT) messages are not generated
         return None
-    root: list = []
-    stack: list[list] = [root]
+    root: Rows = []
+    stack: list[Rows] = [root]
     i = start
     while i < len(lines):
         line = lines[i]
         i += 1
         if m := _GROUP_ROW.search(line):
-            group = [int(m.group(1)), m.group(2), int(m.group(3)), []]
+            group: list[Any] = [int(m.group(1)), m.group(2), int(m.group(3)), []]
             stack[-1].append(group)
             stack.append(group[3])
             continue
@@ -141,10 +146,10 @@ def parse_message(text: str) -> list | None:
     return root
 
 
-def _check_groups(root: list) -> None:
+def _check_groups(root: Rows) -> None:
     numbers: list[int] = []
 
-    def walk(entries: list) -> None:
+    def walk(entries: Rows) -> None:
         if not entries or not isinstance(entries[0][0], str):
             raise ValueError("a segment group must start with its trigger segment")
         for entry in entries:
@@ -173,12 +178,12 @@ _ELEMENT_START = re.compile(rf"^\s*(?:\d{{3}})?\s*{_CHANGE}\s*(?:[A-Z]\d{{3}}|\d
 _SEGMENT_TITLE = re.compile(rf"^\s*{_CHANGE}\s*([A-Z][A-Z0-9]{{2}})\s{{2,}}[A-Z][A-Z0-9 /,&().'-]+$")
 
 
-def parse_segments(text: str) -> dict[str, list]:
+def parse_segments(text: str) -> dict[str, Rows]:
     """Segment tag -> elements: ``[code, status, repeats, format]`` for a simple element,
     ``[code, status, repeats, [[code, status, format], …]]`` for a composite."""
-    segments: dict[str, list] = {}
-    current: list | None = None
-    composite: list | None = None
+    segments: dict[str, Rows] = {}
+    current: Rows | None = None
+    composite: list[Any] | None = None  # the composite element being read
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if m := _SEGMENT_TITLE.match(line):
@@ -242,10 +247,10 @@ def parse_date_formats(text: str) -> dict[str, str]:
 # -- output --------------------------------------------------------------------------------
 
 def read_version(resources: Path, version: str
-                 ) -> tuple[dict[str, list], dict[str, list], dict[str, str]]:
+                 ) -> tuple[dict[str, Rows], dict[str, Rows], dict[str, str]]:
     """(messages, segments, date formats) of one directory version."""
-    messages: dict[str, list] = {}
-    segments: dict[str, list] | None = None
+    messages: dict[str, Rows] = {}
+    segments: dict[str, Rows] | None = None
     dates: dict[str, str] = {}
     for name, data in _members(resources, version):
         text = data.decode("latin-1")

@@ -57,7 +57,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydifact.control import Characters
+from pydifact.control.characters import Characters
 from pydifact.segments import Segment as PydifactSegment
 from pydifact.serializer import Serializer
 
@@ -180,9 +180,10 @@ def build_contrl(interchange: Interchange, reports: Sequence[MessageReport], *,
 
 def _uci(interchange: Interchange) -> PydifactSegment:
     error = interchange.error
+    # ``build_contrl`` has checked that the UNB names both parties.
     head = [interchange.control_ref,
-            _party(interchange.sender_id, interchange.sender_qualifier),
-            _party(interchange.recipient_id, interchange.recipient_qualifier)]
+            _party(interchange.sender_id or "", interchange.sender_qualifier),
+            _party(interchange.recipient_id or "", interchange.recipient_qualifier)]
     if error is None:
         return _segment("UCI", *head, ACKNOWLEDGED)
     return _segment("UCI", *head, REJECTED, *_service_error(error, _UCI_TAGS))
@@ -241,8 +242,8 @@ def _ucf(interchange: Interchange, group: GroupReport, version: int, *,
 def _message(report: MessageReport) -> list[PydifactSegment]:
     """UCM, then a UCS (and a UCD) when the error is in a segment of the message body."""
     message, error = report.message, report.error
-    head = [message.ref, [message.type, message.version, message.release, message.agency,
-                          message.association or ""]]
+    head: list[Element] = [message.ref, [message.type, message.version, message.release,
+                                         message.agency, message.association or ""]]
     if error is None:
         return [_segment("UCM", *head, ACKNOWLEDGED)]
     code = error.code or UNSPECIFIED_ERROR
@@ -325,5 +326,5 @@ class _Syntax4Characters(Characters):
 
 def _characters(version: int) -> Characters:
     if version >= 4:
-        return _Syntax4Characters(":", "+", ".", "?", "*", "'")
-    return Characters(":", "+", ".", "?", " ", "'")
+        return _Syntax4Characters(":", "+", ".", "?", "*", "'")  # type: ignore[no-untyped-call]
+    return Characters(":", "+", ".", "?", " ", "'")  # type: ignore[no-untyped-call]

@@ -12,18 +12,20 @@ import datetime as dt
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.status import DocumentStatus
 from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.model import Interchange, Message
 from gateway.formats.edifact.severity import sort_errors
-from gateway.formats.mapping import MappingSet, map_message
+from gateway.formats.mapping import Mapping, MappingSet, map_message
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,14 +36,27 @@ if TYPE_CHECKING:
 #: Canonical document type of each EDIFACT message type the gateway maps.
 DOCUMENT_TYPES = {"ORDERS": "order", "PRICAT": "price-list", "INVOIC": "invoice"}
 
-FAILED = "FAILED"
-UNSUPPORTED = "UNSUPPORTED"
-
 # UNA, UNB or a bare UNH, after an optional UTF-8 BOM and white space.
 _SNIFF = re.compile(rb"^(\xef\xbb\xbf)?\s*(UNA.{6}|UNB.|UNH.)", re.DOTALL)
 
 
-def _validator():  # the structure check (gateway.formats.edifact.structure)
+class Validate(Protocol):
+    """The structure check of one message (``structure.validate_message``)."""
+
+    def __call__(self, message: Message, *, decimal_mark: str = ".",
+                 subset: str | None = None, repetition: str | None = None
+                 ) -> list[EdifactSyntaxError]:
+        ...
+
+
+#: What ``EdifactPayload.documents`` may be given for messages judged elsewhere
+#: (``gateway.core.parallel``): by message index, (mapped document, validation warnings),
+#: or None to judge the message here.
+Outsourced = Callable[[int], "tuple[MappedDocument, list[str]] | None"]
+
+
+def _validator() -> Validate | None:
+    """The structure check (``gateway.formats.edifact.structure``)."""
     try:
         from gateway.formats.edifact.structure import validate_message
     except ImportError:  # pragma: no cover - the module ships with edigw
@@ -83,7 +98,7 @@ class EdifactPayload:
 
     def documents(self, *, partner: Partner, transmission_id: str | None,
                   filename: str | None, known_refs: dict[str, str] | None = None,
-                  outsourced: Any = None) -> list[MappedDocument | FailedMessage]:
+                  outsourced: Outsourced | None = None) -> list[MappedDocument | FailedMessage]:
         """Every message judged, interchange by interchange. ``outsourced(i)`` may give the
         result of message ``i`` (counted across interchanges) judged elsewhere, as (mapped
         document, validation warnings), or None to judge it here (``gateway.core.parallel``)."""
@@ -100,6 +115,8 @@ class EdifactPayload:
             results: list[MappedDocument | FailedMessage] = []
             verdicts: list[_Verdict] = []
             first_failure: _Verdict | None = None
+            result: MappedDocument | FailedMessage
+            error: PayloadError | None
             for message in interchange.messages:
                 check()  # the per-transmission time limit, once a message
                 got = outsourced(index) if outsourced is not None and rejected is None else None
@@ -124,7 +141,8 @@ class EdifactPayload:
                     f"policy reject-interchange) because message {first_failure.message.ref} "
                     f"failed: {cause.reason}", position=cause.position, code=cause.code)
                 results = [r if isinstance(r, FailedMessage) else
-                           self._failed(partner, interchange, v.message, rejected, FAILED)
+                           self._failed(partner, interchange, v.message, rejected,
+                                        DocumentStatus.FAILED)
                            for r, v in zip(results, verdicts, strict=True)]
                 verdicts = [v if v.error is not None else _Verdict(v.message, rejected)
                             for v in verdicts]
@@ -133,7 +151,8 @@ class EdifactPayload:
         return out
 
     def judge(self, partner: Partner, interchange: Interchange, message: Message, *,
-              rejected: PayloadError | None, validate: Any, transmission_id: str | None,
+              rejected: PayloadError | None, validate: Validate | None,
+              transmission_id: str | None,
               filename: str | None
               ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
         """One message's fate, the same in memory and streamed (``stream.py``): rejected
@@ -153,10 +172,11 @@ class EdifactPayload:
                 error = _first_of(errors)
                 error.stage = "validate"
         if error is not None:
-            return self._failed(partner, interchange, message, error, FAILED), error
+            return self._failed(partner, interchange, message, error, DocumentStatus.FAILED), error
         if mapping is None:
             assert unsupported is not None
-            return self._failed(partner, interchange, message, unsupported, UNSUPPORTED), None
+            return self._failed(partner, interchange, message, unsupported,
+                                DocumentStatus.UNSUPPORTED), None
         return self._map(partner, interchange, message, mapping, transmission_id, filename)
 
     def _duplicate(self, interchange: Interchange, known: dict[str, str],
@@ -176,7 +196,8 @@ class EdifactPayload:
         self.warnings.append(f"{text}; processed again (partner policy: warn)")
         return None
 
-    def _mapping(self, partner: Partner, message: Message) -> tuple[Any, MappingError | None]:
+    def _mapping(self, partner: Partner, message: Message
+                 ) -> tuple[Mapping | None, MappingError | None]:
         """The mapping for ``message``, or None and why it is unsupported."""
         doc_type = DOCUMENT_TYPES.get(message.type)
         if doc_type is None:
@@ -189,14 +210,15 @@ class EdifactPayload:
         except MappingError as exc:
             return None, exc
 
-    def _map(self, partner: Partner, interchange: Interchange, message: Message, mapping: Any,
+    def _map(self, partner: Partner, interchange: Interchange, message: Message,
+             mapping: Mapping,
              transmission_id: str | None, filename: str | None
              ) -> tuple[MappedDocument | FailedMessage, PayloadError | None]:
         try:
             mapped = map_message(mapping, interchange, message, partner_id=partner.id,
                                  filename=filename, transmission_id=transmission_id)
         except (MappingError, EdifactSyntaxError) as exc:
-            return self._failed(partner, interchange, message, exc, FAILED), exc
+            return self._failed(partner, interchange, message, exc, DocumentStatus.FAILED), exc
         doc = mapped.document
         # A set: an interchange may hold thousands of warnings (a package each), and the
         # document repeats them all; a list scan per warning was quadratic per message.
@@ -217,7 +239,7 @@ class EdifactPayload:
         number = _business_number(message)
         description = f"{message.describe()} message {message.ref}"
         return FailedMessage(
-            status=status, stage=error.stage if status == FAILED else "map",
+            status=status, stage=error.stage if status == DocumentStatus.FAILED else "map",
             reason=f"{description}: {error}", description=description,
             message_id=message_id(partner.id, doc_type or message.type.lower(),
                                   interchange.sender_id, interchange.control_ref, message.ref,

@@ -514,18 +514,18 @@ class _Skeleton(Sequence[Segment]):
     at their place, the count exact, without keeping the message."""
 
     def __init__(self, count: int, kept: dict[int, Segment]) -> None:
-        self.count = count
+        self.size = count
         self.kept = kept
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.count))]
+            return [self[j] for j in range(*i.indices(self.size))]
         if i < 0:
-            i += self.count
-        if not 0 <= i < self.count:
+            i += self.size
+        if not 0 <= i < self.size:
             raise IndexError(i)
         return self.kept.get(i) or Segment("???", [], 0, 0)
 

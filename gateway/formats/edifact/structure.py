@@ -75,10 +75,15 @@ __all__ = ["is_known", "known_versions", "validate_message"]
 _DATA_FILE = "_structure_data.json.gz"
 _RULES_FILE = "eancom_rules.yaml"
 
+#: Rows of the generated JSON tables: a segment's elements ([code, status, repeats, format or
+#: components]) or a message table's entries ([tag, status, max] or [group number, status,
+#: max, entries]).
+_Rows = list[list[Any]]
+
 #: Segments whose content ``envelope.py`` checks already.
 _ENVELOPE_TAGS = frozenset({"UNH", "UNT"})
 #: Service segments that may stand in a message table but are not in the segment directory.
-_SERVICE_SPECS: dict[str, list] = {"UNS": [["0081", "M", 1, "a1"]]}
+_SERVICE_SPECS: dict[str, _Rows] = {"UNS": [["0081", "M", 1, "a1"]]}
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -129,7 +134,7 @@ _loaded: dict[str, Any] = {}
 
 def _data() -> dict[str, Any]:
     """The generated tables, read once (about 1 MB of JSON, 10 ms)."""
-    data = _loaded.get("data")
+    data: dict[str, Any] | None = _loaded.get("data")
     if data is None:
         with _lock:
             data = _loaded.get("data")
@@ -257,7 +262,7 @@ class _Element:
 class _SegmentSpec:
     __slots__ = ("tag", "elements", "dates", "required", "repeating", "fits")
 
-    def __init__(self, tag: str, raw: list) -> None:
+    def __init__(self, tag: str, raw: _Rows) -> None:
         self.tag = tag
         elements = []
         for code, status, repeats, detail in raw:
@@ -397,7 +402,7 @@ class _Group:
         self.maximum = maximum
         self.entries: list[_Slot | _Group] = []
         self.parent = parent
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.position = position
         self.trigger = ""
 
@@ -441,7 +446,7 @@ class _Transition:
 class _Structure:
     """A compiled message table."""
 
-    def __init__(self, version: str, name: str, table: list) -> None:
+    def __init__(self, version: str, name: str, table: _Rows) -> None:
         self.version = version
         self.name = name
         self.root = _Group(0, True, 1, None, 0)
@@ -454,7 +459,7 @@ class _Structure:
         #: The segment specification of each tag of the message, looked up once.
         self.specs = {tag: _segment_spec(version, tag) for tag in self.tags}
 
-    def _build(self, group: _Group, entries: list) -> None:
+    def _build(self, group: _Group, entries: _Rows) -> None:
         for position, entry in enumerate(entries):
             if isinstance(entry[0], str):
                 tag, status, maximum = entry
@@ -1055,7 +1060,7 @@ class _Rules:
         for segment, slot in accepted:
             if current is not None:
                 group = current[0]
-                inside = slot.group
+                inside: _Group | None = slot.group
                 while inside is not None and inside is not group:
                     inside = inside.parent
                 if inside is None or (slot.position == 0 and slot.group is group):

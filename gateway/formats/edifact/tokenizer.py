@@ -114,7 +114,7 @@ class Separators:
     @classmethod
     def from_una(cls, advice: str) -> Separators:
         """Separators from the six characters following ``UNA`` (ISO 9735 UNA1..UNA6)."""
-        comp, elem, dec, rel, rep, term = advice
+        comp, elem, dec, rel, rep, term = tuple(advice)
         # A space as UNA4 means no release character is used (ISO 9735-1 clause 8).
         return cls(comp, elem, dec, None if rel == " " else rel, rep, term)
 
@@ -278,7 +278,8 @@ def _split(body: str, base: int, seps: Separators, index: int, chunk: Chunk) -> 
     This loop runs once per segment of every file (80,000 times for 2,000 orders), so it is
     kept flat: no calls but the splits and ``Segment``, and no copy of a segment's text.
     """
-    masked = bool(seps.release) and seps.release in body
+    release = seps.release
+    masked = bool(release and release in body)
     if masked:
         body = _mask_released(body, seps)
         table = _unmask_table(seps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,12 @@ from gateway.formats.mapping.paths import SegmentPath
 
 
 @dataclass(slots=True)
-class MappedDocument:
-    """One canonical document made from one message, with what was odd about it."""
+class MappedMessage:
+    """One canonical document made from one EDIFACT message, with what was odd about it.
+
+    The reader turns it into the pipeline's ``gateway.core.ports.MappedDocument`` (the one
+    document type readers return); this form keeps the message and the mapping used, which
+    samples, tests and error reports need."""
 
     document: BaseModel
     document_type: str
@@ -185,11 +190,11 @@ def partition_nested(segments: list[Segment], levels: _Levels
             depth -= 1
         else:
             stack.clear()
-            level = top.get(tag)
-            if level is not None:
-                instance = level.instance(segment)
-                instances[level.group.name].append(instance)
-                stack.append((level, instance))
+            opened = top.get(tag)
+            if opened is not None:
+                instance = opened.instance(segment)
+                instances[opened.group.name].append(instance)
+                stack.append((opened, instance))
             else:
                 same = header.get(tag)
                 if same is None:
@@ -244,6 +249,7 @@ class _Run:
 
     def convert(self, rule: FieldRule, path: SegmentPath, segment: Segment, raw: str,
                 context: Context) -> Any:
+        value: dt.date | str | None  # a date (or date-time), or a GTIN/GLN
         try:
             if rule.codes is not None:
                 if raw in rule.codes:
@@ -507,7 +513,7 @@ class _Plan:
 
 
 def _plan(mapping: Mapping) -> _Plan:
-    plan = mapping.plan
+    plan: _Plan | None = mapping.plan
     if plan is None:
         plan = mapping.plan = _Plan(mapping)
     return plan
@@ -525,7 +531,7 @@ def _put(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 
 def map_message(mapping: Mapping, interchange: Interchange, message: Message, *,
                 partner_id: str, filename: str | None = None,
-                transmission_id: str | None = None) -> MappedDocument:
+                transmission_id: str | None = None) -> MappedMessage:
     """Map ``message`` of ``interchange`` with ``mapping`` to a validated canonical document.
 
     Raises MappingError (a required field missing, a bad date or number, a document the
@@ -546,7 +552,7 @@ _GC_PAUSE_SEGMENTS = 5000
 
 
 def _map(mapping: Mapping, interchange: Interchange, message: Message, partner_id: str,
-         filename: str | None, transmission_id: str | None) -> MappedDocument:
+         filename: str | None, transmission_id: str | None) -> MappedMessage:
     directory = message.directory
     known = known_segments(directory)
     if known is not None and not known.issuperset(map(_TAG, message.segments)):
@@ -599,4 +605,4 @@ def _map(mapping: Mapping, interchange: Interchange, message: Message, partner_i
                            f"{first['msg']} ({exc.error_count()} error(s))", field=loc,
                            position=run.where(None)) from exc
     warnings = [*interchange.warnings, *run.warnings]
-    return MappedDocument(document, mapping.document, message, mapping.id, warnings)
+    return MappedMessage(document, mapping.document, message, mapping.id, warnings)

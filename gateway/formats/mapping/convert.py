@@ -13,14 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TypeVar
+
+from gateway.core.errors import MappingError
 
 TYPES = frozenset({"text", "date", "date_end", "decimal", "gtin", "gln"})
 
 _DECIMAL = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)")
 
 
-class ConversionError(ValueError):
+class ConversionError(MappingError, ValueError):
     """A value that cannot be converted to the mapping's type."""
 
 
@@ -40,7 +42,11 @@ _dates: dict[tuple[str, str | None, bool], tuple[dt.date | dt.datetime, str | No
 _CACHED_LENGTH = 64
 
 
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+_Key = TypeVar("_Key", str, tuple[str, str | None, bool])
+_Value = TypeVar("_Value")
+
+
+def _remember(cache: dict[_Key, _Value], key: _Key, value: _Value) -> _Value:
     if len(key if isinstance(key, str) else key[0]) > _CACHED_LENGTH:
         return value
     if len(cache) >= _CACHE_LIMIT:

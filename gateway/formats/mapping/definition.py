@@ -7,13 +7,13 @@ element its segment does not have or an unknown type stops with the file and lin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.core.canonical import CANONICAL_MODELS
-from gateway.core.errors import MappingDefinitionError
-from gateway.formats.mapping.convert import DATE_FORMATS, TYPES
+from gateway.formats.mapping.convert import DATE_FORMATS
+from gateway.formats.mapping.frontend import GATEWAY_FIELDS, DefinitionCompiler, Where
 from gateway.formats.mapping.modelinfo import is_list, model_of
 from gateway.formats.mapping.paths import Condition, PathError, SegmentPath, compile_path
 
@@ -23,12 +23,6 @@ MATCH_KEYS = frozenset({"message", "version", "release", "agency", "association"
 GROUP_KEYS = frozenset({"trigger", "contains", "groups"})
 FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format"})
 GROUP_RULE_KEYS = frozenset({"group", "fields", "each", "required"})
-#: Canonical fields the gateway fills itself; a mapping may not set them.
-#: ``part_number`` and ``part_count`` are set when a large price list is published in parts.
-GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source",
-                            "part_number", "part_count"})
-
-Where = dict[tuple[str, ...], tuple[str, int | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,39 +108,24 @@ class Mapping:
     format: str = field(default="edifact", init=False)
     sample_suffix: str = field(default=".edi", init=False)
 
+    def produce(self, sample: Path) -> list[dict[str, Any]]:
+        """The canonical JSON documents of the interchange ``sample`` (``samples``)."""
+        from gateway.formats.mapping.samples import produce_edifact  # it maps with this class
 
-class _Compiler:
-    def __init__(self, data: dict[str, Any], where: Where, file: str, own_match: bool) -> None:
-        self.own_match = own_match
-        self.data = data
-        self.where = where
-        self.file = file
+        return produce_edifact(self, sample)
 
-    def fail(self, reason: str, *path: str) -> MappingDefinitionError:
-        while path and path not in self.where:
-            path = path[:-1]
-        file, line = self.where.get(path, (self.file, None))
-        return MappingDefinitionError(reason, file=file, line=line)
+
+class _Compiler(DefinitionCompiler):
+    """The EDIFACT compiler: segment groups and segment paths (``paths``)."""
 
     def compile(self) -> Mapping:
         data = self.data
-        for key in data:
-            if key not in TOP_KEYS:
-                raise self.fail(f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})",
-                                key)
-        for key in ("id", "document", "match", "fields"):
-            if key not in data or data[key] in (None, ""):
-                raise self.fail(f"{key!r} is required", key)
-        document = data["document"]
-        if document not in CANONICAL_MODELS:
-            raise self.fail(f"document {document!r} is not a canonical type "
-                            f"({', '.join(sorted(CANONICAL_MODELS))})", "document")
+        self.check_keys(data, TOP_KEYS)
+        self.require("id", "document", "match", "fields")
+        document, model = self.canonical_document()
         match = self.match(data["match"])
         groups = self.groups(data.get("groups") or {})
-        model = CANONICAL_MODELS[document]
-        fields = data["fields"]
-        if not isinstance(fields, dict):
-            raise self.fail("'fields' is a mapping of canonical field: rule", "fields")
+        fields = self.fields_spec()
         rules: list[FieldRule | GroupRule] = []
         for name, spec in fields.items():
             if spec is None:
@@ -190,10 +169,7 @@ class _Compiler:
             where = (*at, name)
             if not isinstance(group, dict) or "trigger" not in group:
                 raise self.fail(f"group {name!r} needs a trigger segment", *where)
-            for key in group:
-                if key not in GROUP_KEYS:
-                    raise self.fail(f"unknown key {key!r} in group {name!r} (known: "
-                                    f"{', '.join(sorted(GROUP_KEYS))})", *where, key)
+            self.check_keys(group, GROUP_KEYS, *where, within=f" in group {name!r}")
             contains = group.get("contains") or []
             if not isinstance(contains, list):
                 raise self.fail(f"group {name!r}: 'contains' is a list of segment tags",
@@ -232,8 +208,7 @@ class _Compiler:
             if inner is None or part not in inner.model_fields or (
                     inner is model and part in GATEWAY_FIELDS):
                 known = sorted(set(inner.model_fields) - GATEWAY_FIELDS) if inner else []
-                raise self.fail(f"{dotted!r} is not a field of the canonical "
-                                f"{_model_name(inner)} (known: {', '.join(known)})", *at)
+                raise self.not_a_field(dotted, _model_name(inner), known, *at)
             annotation = inner.model_fields[part].annotation
             current = annotation
         return annotation
@@ -247,10 +222,7 @@ class _Compiler:
             spec = {"path": spec}
         if not isinstance(spec, dict):
             raise self.fail(f"rule for {name!r} is a path, a list of paths or a mapping", *at)
-        for key in spec:
-            if key not in FIELD_KEYS:
-                raise self.fail(f"unknown key {key!r} in rule {name!r} (known: "
-                                f"{', '.join(sorted(FIELD_KEYS))})", *at, key)
+        self.check_keys(spec, FIELD_KEYS, *at, within=f" in rule {name!r}")
         raw_paths = spec.get("path")
         if raw_paths is None:
             raise self.fail(f"rule {name!r} has no path", *at)
@@ -262,25 +234,17 @@ class _Compiler:
                 paths.append(compile_path(text, version))
             except PathError as exc:
                 raise self.fail(str(exc), *at, "path", str(i)) from exc
-        kind = spec.get("type", "text")
-        if kind not in TYPES:
-            raise self.fail(f"unknown type {kind!r} for {name!r} (known: "
-                            f"{', '.join(sorted(TYPES))})", *at, "type")
+        kind = self.value_type(spec, name, *at)
         fmt = spec.get("format")
         if fmt is not None and fmt not in DATE_FORMATS:
             raise self.fail(f"unknown date format {fmt!r} (2379)", *at, "format")
-        codes = spec.get("codes")
-        if codes is not None and not isinstance(codes, dict):
-            raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at, "codes")
+        codes = self.code_list(spec, name, *at)
         many = bool(spec.get("all")) or is_list(annotation)
         return FieldRule(name, tuple(paths), kind, bool(spec.get("required")), many, codes, fmt)
 
     def group_rule(self, name: str, spec: dict[str, Any], annotation: Any, version: str,
                    groups: dict[str, GroupDef], at: tuple[str, ...]) -> GroupRule:
-        for key in spec:
-            if key not in GROUP_RULE_KEYS:
-                raise self.fail(f"unknown key {key!r} in group rule {name!r} (known: "
-                                f"{', '.join(sorted(GROUP_RULE_KEYS))})", *at, key)
+        self.check_keys(spec, GROUP_RULE_KEYS, *at, within=f" in group rule {name!r}")
         selector = str(spec["group"])
         group_name, _, conds = selector.partition("[")
         if group_name not in groups:
@@ -314,8 +278,7 @@ class _Compiler:
                 continue
             sub_at = (*at, key, sub)
             if sub not in inner.model_fields:
-                raise self.fail(f"{sub!r} is not a field of the canonical {inner.__name__} "
-                                f"(known: {', '.join(inner.model_fields)})", *sub_at)
+                raise self.not_a_field(sub, inner.__name__, inner.model_fields, *sub_at)
             annotation = inner.model_fields[sub].annotation
             if isinstance(subspec, dict) and "group" in subspec:
                 # A list or object inside the instance, read from its sub-groups only.
@@ -338,9 +301,3 @@ def compile_mapping(data: dict[str, Any], where: Where, file: str, *,
 
 def _model_name(model: type[BaseModel] | None) -> str:
     return model.__name__ if model else "value"
-
-
-
-
-
-

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.core.errors import EdigwError
 from gateway.formats.edifact.directory import ElementSpec, is_known_segment, locate, segment_spec
 from gateway.formats.edifact.model import Segment
 
@@ -23,8 +24,9 @@ _COND = re.compile(r"(?P<ref>[A-Z]\d{3}|\d{4}|\d{1,2}(?:\.\d{1,2})?)(?P<op>!?=)(
 Place = tuple[int, int | None]
 
 
-class PathError(ValueError):
-    """A path that is malformed or names an element its segment does not have."""
+class PathError(EdigwError, ValueError):
+    """A path that is malformed or names an element its segment does not have; the mapping
+    loader turns it into a ``MappingDefinitionError`` with the file and line."""
 
 
 @dataclass(frozen=True, slots=True)

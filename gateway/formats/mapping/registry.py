@@ -16,22 +16,23 @@ from typing import Any
 
 from gateway.core.errors import MappingDefinitionError, MappingError
 from gateway.formats.edifact.model import Message
-from gateway.formats.mapping.definition import Mapping, Where, compile_mapping
+from gateway.formats.mapping.definition import Mapping, compile_mapping
+from gateway.formats.mapping.frontend import Compile, CompiledMapping, Where
 from gateway.formats.mapping.yamlsrc import Lines, load_with_lines
 
 #: Compilers of the mapping files of other formats, by their top-level ``format`` key
-#: ("module:function"). Without ``format`` a mapping is EDIFACT (``compile_mapping``). A
-#: compiler takes ``(data, where, file, own_match)`` like ``compile_mapping`` and returns an
-#: object with ``id``, ``document``, ``format``, ``file``, ``auto_match``, ``sample_suffix``
-#: (e.g. ``.xml``) and ``produce(sample: Path) -> list[dict]`` (the canonical JSON documents
-#: of its sample, for partner ``sample``); loading errors are MappingDefinitionError.
+#: ("module:function"), imported when a mapping of that format is loaded. Without
+#: ``format`` a mapping is EDIFACT (``compile_mapping``). Each is a ``frontend.Compile``:
+#: ``(data, where, file, own_match)`` in, a ``frontend.CompiledMapping`` out, which also has
+#: ``produce(sample: Path) -> list[dict]`` (the canonical JSON documents of its sample, for
+#: partner ``sample``); loading errors are MappingDefinitionError.
 COMPILERS = {
     "xml": "gateway.formats.xml.mapping:compile_xml_mapping",
     "csv": "gateway.formats.csv.mapping:compile_csv_mapping",
 }
 
 
-def _compiler(fmt: Any, file: str, line: int | None) -> Any:
+def _compiler(fmt: object, file: str, line: int | None) -> Compile:
     if fmt in (None, "edifact"):
         return compile_mapping
     target = COMPILERS.get(fmt) if isinstance(fmt, str) else None
@@ -41,10 +42,11 @@ def _compiler(fmt: Any, file: str, line: int | None) -> Any:
             file=file, line=line)
     module, function = target.split(":")
     try:
-        return getattr(importlib.import_module(module), function)
+        compile_: Compile = getattr(importlib.import_module(module), function)
     except (ImportError, AttributeError) as exc:
         raise MappingDefinitionError(f"format {fmt!r} is not available: {exc}", file=file,
                                      line=line) from exc
+    return compile_
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ class _Raw:
 class MappingSet:
     """Every mapping found under a folder, by id."""
 
-    def __init__(self, mappings: dict[str, Mapping]) -> None:
+    def __init__(self, mappings: dict[str, CompiledMapping]) -> None:
         self.mappings = mappings
 
     @classmethod
@@ -76,7 +78,7 @@ class MappingSet:
                                              f"{raws[ident].file}", file=str(path),
                                              line=lines.get(("id",)))
             raws[ident] = _Raw(ident, data, lines, str(path))
-        mappings = {}
+        mappings: dict[str, CompiledMapping] = {}
         for ident, raw in raws.items():
             data, where = _resolve(raw, raws, ())
             fmt = data.pop("format", None)
@@ -88,13 +90,13 @@ class MappingSet:
         """The mappings of one format (``edifact``, ``xml``, ``csv``)."""
         return [m for m in self.mappings.values() if getattr(m, "format", "edifact") == fmt]
 
-    def __iter__(self) -> Iterator[Mapping]:
+    def __iter__(self) -> Iterator[CompiledMapping]:
         return iter(self.mappings.values())
 
     def __len__(self) -> int:
         return len(self.mappings)
 
-    def get(self, mapping_id: str) -> Mapping:
+    def get(self, mapping_id: str) -> CompiledMapping:
         """The mapping with this id; MappingError when there is none."""
         try:
             return self.mappings[mapping_id]
@@ -106,12 +108,16 @@ class MappingSet:
         """The mapping for ``message``: by id when the partner names one, else by match."""
         if mapping_id is not None:
             mapping = self.get(mapping_id)
+            if not isinstance(mapping, Mapping):  # partner profiles name mappings by format
+                raise MappingError(f"mapping {mapping_id!r} reads {mapping.format}, not "
+                                   f"{message.describe()} messages")
             m = mapping.match
             if (m.message, m.directory) != (message.type, message.directory):
                 raise MappingError(f"mapping {mapping_id!r} is for {m.describe()}, but message "
                                    f"{message.ref} is {message.describe()}")
             return mapping
-        found = [m for m in self.of_format("edifact") if m.auto_match and _matches(m, message)]
+        found = [m for m in self.mappings.values()
+                 if isinstance(m, Mapping) and m.auto_match and _matches(m, message)]
         if not found:
             raise MappingError(f"no mapping for {message.describe()} (message {message.ref}); "
                                "add one under mappings/ or name one in the partner profile")

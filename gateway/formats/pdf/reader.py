@@ -48,17 +48,32 @@ class PdfPayload:
     attachments: tuple[str, ...] = ()
     format: str = "pdf"
 
+    # The ``ParsedPayload`` attributes are those of the XML inside, except the standard,
+    # which the PDF's profile names when it has one; setting one sets the inner payload's.
+
     @property
     def warnings(self) -> list[str]:
         return self.inner.warnings
+
+    @warnings.setter
+    def warnings(self, value: list[str]) -> None:
+        self.inner.warnings = value
 
     @property
     def standard(self) -> str | None:
         return self.profile.standard if self.profile else self.inner.standard
 
+    @standard.setter
+    def standard(self, value: str | None) -> None:
+        self.inner.standard = value
+
     @property
     def senders(self) -> list[Sender]:
         return self.inner.senders
+
+    @senders.setter
+    def senders(self, value: list[Sender]) -> None:
+        self.inner.senders = value
 
     def summary(self) -> str:
         what = self.profile.standard if self.profile else "XML"

@@ -16,13 +16,13 @@ from gateway.core.canonical import ORDER_SCHEMA, Order, OrderLine, Parties, Part
 from gateway.core.errors import PayloadError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.status import DocumentStatus
 from gateway.formats.sms.envelope import MAGIC, SmsEnvelope, read_envelope, sms_order_number
 from gateway.formats.sms.syntax import SmsOrder, parse_sms_order
 
 if TYPE_CHECKING:
     from gateway.config import Partner
 
-FAILED = "FAILED"
 #: Most characters of an SMS order's text (WhatsApp's limit; an SMS concatenates to 1,600).
 MAX_TEXT = 65_536
 #: What the canonical order's ``source.mapping`` names: the syntax is built in, not a file.
@@ -71,7 +71,7 @@ class SmsPayload:
         if not self.order.ok:
             reason = "; ".join(str(err) for err in self.order.errors)
             return [FailedMessage(
-                status=FAILED, stage="parse",
+                status=DocumentStatus.FAILED, stage="parse",
                 reason=f"{description}: not ordered, {reason}", message_id=mid,
                 description=description, doc_type="order",
                 business_number=self.order_number, message_ref=e.channel_ref)]

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from gateway.core.errors import PayloadError
+
 #: Longest order reference kept (EDIFACT BGM 1004 is an35).
 MAX_REFERENCE = 35
 
@@ -108,7 +110,9 @@ class SmsOrder:
         return not self.errors and bool(self.items)
 
 
-class _LineProblem(Exception):
+class _LineProblem(PayloadError):
+    """A line of a text order that is not understood: caught line by line and listed."""
+
     def __init__(self, problem: str) -> None:
         self.problem = problem
         super().__init__(problem)

@@ -28,7 +28,6 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
-from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.errors import MappingDefinitionError, MappingError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import Sender
@@ -40,9 +39,8 @@ from gateway.formats.mapping.convert import (
     to_gln,
     to_gtin,
 )
+from gateway.formats.mapping.frontend import GATEWAY_FIELDS, DefinitionCompiler, Where
 from gateway.formats.mapping.modelinfo import is_list, model_of
-
-Where = dict[tuple[str, ...], tuple[str, int | None]]
 
 TOP_KEYS = frozenset({"id", "description", "document", "standard", "version", "match",
                       "namespaces", "documents", "senders", "fields", "extends"})
@@ -52,10 +50,6 @@ FIELD_KEYS = frozenset({"path", "type", "required", "all", "codes", "format", "d
 OBJECT_KEYS = frozenset({"at", "fields", "required"})
 LIST_KEYS = frozenset({"each", "fields", "required"})
 SENDER_KEYS = frozenset({"path", "scheme", "scheme_from", "codes"})
-TYPES = frozenset({"text", "date", "date_end", "decimal", "gtin", "gln"})
-#: Canonical fields the gateway fills itself; a mapping may not set them.
-GATEWAY_FIELDS = frozenset({"schema_", "schema", "message_id", "partner", "source",
-                            "part_number", "part_count"})
 #: Identifier schemes a sender may be named by (``PartnerDirectory.by_identifier``).
 SCHEMES = frozenset({"gln", "vat", "siren", "siret", "email", "unb"})
 #: Scheme codes documents put in ``@schemeID`` (ISO/IEC 6523 ICD as Peppol's EAS and
@@ -563,6 +557,7 @@ class _Run:
 
     def convert(self, rule: XmlField, text: str, origin: etree._Element, path: XPathRule,
                 context: str) -> Any:
+        value: dt.date | str | None  # a date (or date-time), or a GTIN/GLN
         try:
             if rule.codes is not None:
                 if text in rule.codes:
@@ -614,46 +609,21 @@ def _put(out: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 # -- loading ------------------------------------------------------------------------------
 
 
+class _Compiler(DefinitionCompiler):
+    """The XML compiler: XPaths, evaluated with the mapping's ``namespaces``."""
 
-
-
-
-
-class _Compiler:
-    def __init__(self, data: dict[str, Any], where: Where, file: str, own_match: bool) -> None:
-        self.data = data
-        self.where = where
-        self.file = file
-        self.own_match = own_match
-        self.namespaces: dict[str, str] = {}
-
-    def fail(self, reason: str, *path: str) -> MappingDefinitionError:
-        while path and path not in self.where:
-            path = path[:-1]
-        file, line = self.where.get(path, (self.file, None))
-        return MappingDefinitionError(reason, file=file, line=line)
+    namespaces: dict[str, str]
 
     def compile(self) -> XmlMapping:
         data = self.data
-        for key in data:
-            if key not in TOP_KEYS:
-                raise self.fail(f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})",
-                                key)
-        for key in ("id", "document", "fields"):
-            if data.get(key) in (None, ""):
-                raise self.fail(f"{key!r} is required", key)
+        self.check_keys(data, TOP_KEYS)
+        self.require("id", "document", "fields")
         if self.own_match and not data.get("match"):
             raise self.fail("'match' is required (root element, namespace …)", "match")
-        document = data["document"]
-        if document not in CANONICAL_MODELS:
-            raise self.fail(f"document {document!r} is not a canonical type "
-                            f"({', '.join(sorted(CANONICAL_MODELS))})", "document")
+        document, model = self.canonical_document()
         self.namespaces = self.namespaces_of(data.get("namespaces") or {})
         match = self.match(data["match"]) if data.get("match") else None
-        model = CANONICAL_MODELS[document]
-        fields = data["fields"]
-        if not isinstance(fields, dict):
-            raise self.fail("'fields' is a mapping of canonical field: rule", "fields")
+        fields = self.fields_spec()
         rules = self.rules(model, fields, ("fields",), top=True)
         senders = self.senders(data.get("senders") or [])
         documents = (self.documents(data["documents"]) if data.get("documents") is not None
@@ -673,10 +643,7 @@ class _Compiler:
         if not isinstance(spec, dict):
             raise self.fail("'documents' is an XPath from the root selecting each document's "
                             "node, or {each: <xpath>, when: <xpath>}", "documents")
-        for key in spec:
-            if key not in DOCUMENTS_KEYS:
-                raise self.fail(f"unknown key {key!r} in documents (known: "
-                                f"{', '.join(sorted(DOCUMENTS_KEYS))})", "documents", key)
+        self.check_keys(spec, DOCUMENTS_KEYS, "documents", within=" in documents")
         if spec.get("each") is None:
             raise self.fail("documents needs 'each' (an XPath from the root selecting each "
                             "document's node)", "documents")
@@ -715,10 +682,7 @@ class _Compiler:
         if not isinstance(spec, dict):
             raise self.fail("'match' is a mapping (root, namespace, customization, profile, "
                             "when)", "match")
-        for key in spec:
-            if key not in MATCH_KEYS:
-                raise self.fail(f"unknown key {key!r} in match (known: "
-                                f"{', '.join(sorted(MATCH_KEYS))})", "match", key)
+        self.check_keys(spec, MATCH_KEYS, "match", within=" in match")
         if not spec.get("root"):
             raise self.fail("match needs 'root' (the root element's local name)", "match")
         patterns: dict[str, re.Pattern[str] | None] = {}
@@ -764,8 +728,7 @@ class _Compiler:
                                 "object", *at)
             if part not in current.model_fields or (top and i == 0 and part in GATEWAY_FIELDS):
                 known = sorted(set(current.model_fields) - (GATEWAY_FIELDS if top else set()))
-                raise self.fail(f"{dotted!r} is not a field of the canonical "
-                                f"{current.__name__} (known: {', '.join(known)})", *at)
+                raise self.not_a_field(dotted, current.__name__, known, *at)
             annotation = current.model_fields[part].annotation
             current = model_of(annotation) if not is_list(annotation) else None
             if i < len(dotted.split(".")) - 1 and current is None:
@@ -791,10 +754,8 @@ class _Compiler:
                     at: tuple[str, ...]) -> XmlObject:
         each = "each" in spec
         allowed = LIST_KEYS if each else OBJECT_KEYS
-        for key in spec:
-            if key not in allowed:
-                raise self.fail(f"unknown key {key!r} in {'list' if each else 'object'} rule "
-                                f"{name!r} (known: {', '.join(sorted(allowed))})", *at, key)
+        self.check_keys(spec, allowed, *at,
+                        within=f" in {'list' if each else 'object'} rule {name!r}")
         inner = model_of(annotation)
         if inner is None:
             raise self.fail(f"canonical {name!r} is a value, not an object: give it a path",
@@ -826,10 +787,7 @@ class _Compiler:
         if not isinstance(spec, dict):
             raise self.fail(f"rule for {name!r} is an XPath, a list of XPaths or a mapping",
                             *at)
-        for key in spec:
-            if key not in FIELD_KEYS:
-                raise self.fail(f"unknown key {key!r} in rule {name!r} (known: "
-                                f"{', '.join(sorted(FIELD_KEYS))})", *at, key)
+        self.check_keys(spec, FIELD_KEYS, *at, within=f" in rule {name!r}")
         raw = spec.get("path")
         if raw is None and spec.get("default") is None:
             raise self.fail(f"rule {name!r} has no path (and no default)", *at)
@@ -838,18 +796,12 @@ class _Compiler:
             raise self.fail(f"'path' of {name!r} is an XPath or a list of XPaths", *at, "path")
         paths = tuple(self.xpath(text, *at, "path", str(i)) if isinstance(raw, list)
                       else self.xpath(text, *at, "path") for i, text in enumerate(raw_paths))
-        kind = spec.get("type", "text")
-        if kind not in TYPES:
-            raise self.fail(f"unknown type {kind!r} for {name!r} (known: "
-                            f"{', '.join(sorted(TYPES))})", *at, "type")
+        kind = self.value_type(spec, name, *at)
         fmt = spec.get("format")
         if fmt is not None and fmt not in DATE_FORMATS:
             raise self.fail(f"unknown date format {fmt!r} (UNCL 2379: "
                             f"{', '.join(sorted(DATE_FORMATS))})", *at, "format")
-        codes = spec.get("codes")
-        if codes is not None and not isinstance(codes, dict):
-            raise self.fail(f"'codes' of {name!r} maps a code to a canonical value", *at,
-                            "codes")
+        codes = self.code_list(spec, name, *at)
         many = bool(spec.get("all")) or is_list(annotation)
         return XmlField(name, tuple(name.split(".")), paths, kind, bool(spec.get("required")),
                         many, {str(k): v for k, v in codes.items()} if codes else None, fmt,
@@ -865,10 +817,7 @@ class _Compiler:
                 item = {"path": item, "scheme_from": "@schemeID"}
             if not isinstance(item, dict) or "path" not in item:
                 raise self.fail("a sender rule needs 'path' (the identifier's XPath)", *at)
-            for key in item:
-                if key not in SENDER_KEYS:
-                    raise self.fail(f"unknown key {key!r} in sender rule (known: "
-                                    f"{', '.join(sorted(SENDER_KEYS))})", *at, key)
+            self.check_keys(item, SENDER_KEYS, *at, within=" in sender rule")
             scheme = item.get("scheme")
             if scheme is not None and scheme not in SCHEMES:
                 raise self.fail(f"unknown identifier scheme {scheme!r} (known: "

@@ -10,7 +10,7 @@ searchable by its number, and can be reprocessed after a fix.
 An XML payload holds one business document, unless its mapping says with ``documents`` which
 nodes are each one (a partner's ``<envelope>`` of ``<message>`` orders): then each node
 becomes its own ``MappedDocument`` or ``FailedMessage``, a bad one failing alone and a node of
-another kind skipped as UNSUPPORTED, while the others go on.
+another kind skipped as DocumentStatus.UNSUPPORTED, while the others go on.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.errors import MappingError, PayloadError, Position
 from gateway.core.ids import message_id
 from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.status import DocumentStatus
 from gateway.formats.xml import schemas
 from gateway.formats.xml.detect import XmlKind, detect
 from gateway.formats.xml.mapping import DocumentNode, XmlMapping, find_xml_mapping
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
     from gateway.config import Partner
     from gateway.formats.mapping import MappingSet
 
-FAILED = "FAILED"
-UNSUPPORTED = "UNSUPPORTED"
 
 _BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE,
          codecs.BOM_UTF16_BE)
@@ -90,24 +89,24 @@ class XmlPayload:
         try:
             mapping = self._mapping_for(partner)
         except MappingError as exc:
-            return [self._failed(partner, self.mapping, exc, FAILED, stage="map")]
+            return [self._failed(partner, self.mapping, exc, DocumentStatus.FAILED, stage="map")]
         if mapping is None:  # said first: a fix of the document would not help
             reason = MappingError(self.kind.unsupported_reason())
-            return [self._failed(partner, None, reason, UNSUPPORTED, stage="map")]
+            return [self._failed(partner, None, reason, DocumentStatus.UNSUPPORTED, stage="map")]
         if self.invalid is not None:
-            return [self._failed(partner, mapping, self.invalid, FAILED)]
+            return [self._failed(partner, mapping, self.invalid, DocumentStatus.FAILED)]
         senders = self.senders if mapping is self.mapping else mapping.sender_ids(self.root)
         try:
             nodes = mapping.document_nodes(self.root)
         except MappingError as exc:
-            return [self._failed(partner, mapping, exc, FAILED)]
+            return [self._failed(partner, mapping, exc, DocumentStatus.FAILED)]
         if not nodes:
             assert mapping.documents is not None  # without it the root is the document
             empty = MappingError(f"no document in the file: documents "
                                  f"{mapping.documents.each.text!r} selects nothing",
                                  position=Position(line=self.root.sourceline,
                                                    element=mapping.documents.each.text))
-            return [self._failed(partner, mapping, empty, FAILED)]
+            return [self._failed(partner, mapping, empty, DocumentStatus.FAILED)]
         return [self._document(partner, mapping, node, senders, transmission_id, filename)
                 for node in nodes]
 
@@ -116,17 +115,18 @@ class XmlPayload:
                   ) -> MappedDocument | FailedMessage:
         """One document of the file, or why it is not one; never raises."""
         if node.skipped is not None:
-            return self._failed(partner, mapping, MappingError(node.skipped), UNSUPPORTED,
-                                stage="map", node=node)
+            return self._failed(partner, mapping, MappingError(node.skipped),
+                                DocumentStatus.UNSUPPORTED, stage="map", node=node)
         # A document's own sender names it (its message_id); the file's first otherwise.
         own = mapping.document_senders(node.node) if mapping.documents is not None else []
-        sender = (own or senders or [None])[0]
+        named = own or senders
+        sender = named[0] if named else None
         try:
             mapped = mapping.map(node.node, partner_id=partner.id, filename=filename,
                                  transmission_id=transmission_id, sender=sender,
                                  standard=self._standard(), version=self._version())
         except MappingError as exc:
-            return self._failed(partner, mapping, exc, FAILED, node=node)
+            return self._failed(partner, mapping, exc, DocumentStatus.FAILED, node=node)
         doc: Any = mapped.document
         return MappedDocument(
             doc_type=mapped.document_type, document=doc, message_id=doc.message_id,
@@ -179,7 +179,8 @@ class XmlPayload:
         number, issued = mapping.reference(at) if mapping is not None else (None, None)
         doc_type = mapping.document if mapping is not None else self.kind.doc_type
         own = mapping.document_senders(at) if several and mapping is not None else []
-        sender = (own or self.senders or [None])[0]
+        named = own or self.senders
+        sender = named[0] if named else None
         refs: list[str | None] = [sender.id if sender else None, number, issued]
         if several and node is not None:
             description = f"{self.kind.describe()}, {node.label}" + (
@@ -190,7 +191,8 @@ class XmlPayload:
             description = self.kind.describe() + (f" {number}" if number else "")
         return FailedMessage(
             status=status, stage=stage or error.stage,
-            reason=str(error) if status == UNSUPPORTED else f"{description}: {error}",
+            reason=(str(error) if status == DocumentStatus.UNSUPPORTED
+                    else f"{description}: {error}"),
             message_id=message_id(partner.id, doc_type or "xml", *refs),
             description=description, doc_type=doc_type, business_number=number,
             code=error.code)

@@ -170,9 +170,10 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS,
     try:
         root = etree.fromstring(utf8, _parser(), base_url=None)
     except etree.XMLSyntaxError as exc:
-        line, column = exc.position if exc.position else (None, None)
+        at_line, at_column = exc.position if exc.position else (None, None)
         raise XmlError(f"not well-formed XML: {exc.msg}",
-                       position=Position(line=line or None, column=column or None)) from exc
+                       position=Position(line=at_line or None,
+                                         column=at_column or None)) from exc
     tree = root.getroottree()
     # Belt and braces: libxml2 saw the same text, so this is never expected to fire.
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:

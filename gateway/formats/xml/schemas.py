@@ -94,7 +94,7 @@ def _known() -> dict[str, Path]:
     return _registry
 
 
-class _LocalOnly(etree.Resolver):
+class _LocalOnly(etree.Resolver):  # type: ignore[misc]  # lxml has no type information
     """Refuses every remote location an XSD import or include may name."""
 
     def resolve(self, system_url: str, public_id: str, context: object) -> object:
@@ -153,7 +153,8 @@ def validate(tree: etree._ElementTree | etree._Element, key: str | None) -> bool
 
 
 def _message(error: etree._LogEntry) -> str:
-    return error.message.replace("{urn:oasis:names:specification:ubl:schema:xsd:", "{ubl:")
+    message: str = error.message
+    return message.replace("{urn:oasis:names:specification:ubl:schema:xsd:", "{ubl:")
 
 
 def _element_of(message: str) -> str | None:
