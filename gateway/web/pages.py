@@ -340,7 +340,8 @@ def transmission(p: Page) -> Response:
                      or (t.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and bool(t.reason)))
     return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
                     interchanges=view.interchanges, outbound=view.outbound, raw=raw,
-                    raw_note=raw_note, as2=view.as2, sms=view.sms, attempts=view.attempts,
+                    raw_note=raw_note, as2=view.transport.get("as2"),
+                    sms=view.transport.get("sms"), attempts=view.attempts,
                     status_class=STATUS_CLASS,
                     reprocessable=reprocessable and t.purged_at is None,
                     message=p.request.query_params.get("message"))

@@ -23,9 +23,10 @@ from gateway.store.transport import transport_of
 
 @dataclass(frozen=True, slots=True)
 class TransmissionView:
-    """One transmission and what hangs off it. ``transport`` holds ``"as2"`` and/or
-    ``"sms"`` (see ``gateway.store.transport``); ``attempts`` are the reprocessing attempts
-    made of it, oldest first; ``reprocess_chain`` the ids it was reprocessed from."""
+    """One transmission and what hangs off it. ``transport`` holds what the transport that
+    brought it recorded, by transport (see ``gateway.store.transport``); ``attempts`` are
+    the reprocessing attempts made of it, oldest first; ``reprocess_chain`` the ids it was
+    reprocessed from."""
 
     transmission: TransmissionRow
     events: list[dict[str, Any]]
@@ -36,18 +37,6 @@ class TransmissionView:
     transport: dict[str, Any]
     reprocess_chain: list[str]
     attempts: list[TransmissionRow]
-
-    @property
-    def as2(self) -> dict[str, Any] | None:
-        """The AS2 message that brought it, if any."""
-        found: dict[str, Any] | None = self.transport.get("as2")
-        return found
-
-    @property
-    def sms(self) -> dict[str, Any] | None:
-        """The SMS webhook delivery that brought it, if any."""
-        found: dict[str, Any] | None = self.transport.get("sms")
-        return found
 
 
 def attempts_of(store: Store, tid: str) -> list[TransmissionRow]:
