@@ -34,14 +34,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import argon2
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.core import clock
-from gateway.store import schema as s
+from gateway.core.status import ROLES, Role
 from gateway.store.db import Store
-from gateway.store.records import aware
+from gateway.store.users import (
+    ApiToken,
+    Session,
+    SessionRecords,
+    TokenRecords,
+    User,
+    UserRecords,
+)
 
 COOKIE = "edigw_session"
 CSRF_HEADER = "x-csrf-token"
@@ -52,7 +58,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOCK_AFTER = 5  # failed logins in a row …
 LOCK_FOR = dt.timedelta(minutes=15)  # … refuse the user this long
 
-_RANK = {s.ROLE_VIEWER: 0, s.ROLE_OPERATOR: 1, s.ROLE_ADMIN: 2}
+_RANK: dict[str, int] = {role.value: rank for rank, role in enumerate(Role)}
 
 _hasher = argon2.PasswordHasher()  # argon2id
 _dummy_hash: str | None = None
@@ -149,47 +155,19 @@ def role_at_least(role: str, needed: str) -> bool:
 # -- users ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class User:
-    id: int
-    username: str
-    display_name: str | None
-    email: str | None
-    role: str
-    disabled: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    last_login_at: dt.datetime | None
-    failed_logins: int
-
-    @classmethod
-    def from_row(cls, row: Any) -> User:
-        return cls(id=row.id, username=row.username, display_name=row.display_name,
-                   email=row.email, role=row.role, disabled=bool(row.disabled),
-                   created_at=aware(row.created_at),  # type: ignore[arg-type]
-                   updated_at=aware(row.updated_at),  # type: ignore[arg-type]
-                   last_login_at=aware(row.last_login_at), failed_logins=row.failed_logins)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The user as the API shows it (never the hash)."""
-        return {"id": self.id, "username": self.username, "display_name": self.display_name,
-                "email": self.email, "role": self.role, "disabled": self.disabled,
-                "created_at": self.created_at.isoformat(),
-                "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
-                "failed_logins": self.failed_logins}
-
-
 def _check_role(role: str) -> str:
-    if role not in s.ROLES:
-        raise UserError(f"unknown role {role!r}; one of {', '.join(s.ROLES)}")
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     return role
 
 
 class Users:
-    """The console's users, in the gateway's store."""
+    """The console's users: names, passwords and roles checked here, kept by
+    ``gateway.store.users.UserRecords``."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.records = UserRecords(store)
 
     def create(self, username: str, password: str, role: str, *,
                display_name: str | None = None, email: str | None = None) -> User:
@@ -200,36 +178,29 @@ class Users:
         if self.by_username(username) is not None:
             raise UserError(f"user {username!r} exists")
         check_password(password, username)
-        now = _now()
-        with self.store._begin() as conn:
-            conn.execute(s.users.insert().values(
-                username=username, display_name=display_name, email=email, role=role,
-                password_hash=hash_password(password), disabled=False, created_at=now,
-                updated_at=now, failed_logins=0))
-        return self.by_username(username)  # type: ignore[return-value]
+        self.records.insert(username=username, display_name=display_name, email=email,
+                            role=role, password_hash=hash_password(password), now=_now())
+        return self._existing(username)
 
     def get(self, user_id: int) -> User | None:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(s.users).where(s.users.c.id == user_id)).first()
-        return User.from_row(row) if row else None
+        return self.records.get(user_id)
 
     def by_username(self, username: str) -> User | None:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
-        return User.from_row(row) if row else None
+        return self.records.by_username(username)
 
     def list(self) -> list[User]:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(s.users).order_by(s.users.c.username)).all()
-        return [User.from_row(r) for r in rows]
+        return self.records.list()
+
+    def _existing(self, username: str) -> User:
+        user = self.by_username(username)
+        if user is None:
+            raise UserError(f"no user {username!r}")
+        return user
 
     def _update(self, username: str, **values: Any) -> User:
-        with self.store._begin() as conn:
-            done = conn.execute(s.users.update().where(s.users.c.username == username)
-                                .values(updated_at=_now(), **values)).rowcount
-        if not done:
+        if not self.records.update(username, _now(), **values):
             raise UserError(f"no user {username!r}")
-        return self.by_username(username)  # type: ignore[return-value]
+        return self._existing(username)
 
     def set_password(self, username: str, password: str) -> User:
         """A new password; ends the user's sessions and clears a lock."""
@@ -258,14 +229,13 @@ class Users:
         """The user if the password is right and the user may log in; ``LoginRefused``
         otherwise. Counts failures and locks after ``LOCK_AFTER`` of them in a row."""
         global _dummy_hash
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
-        if row is None:
+        found = self.records.credentials(username)
+        if found is None:
             if _dummy_hash is None:
                 _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
             verify_password(_dummy_hash, password)  # the same work as for a known user
             raise LoginRefused(f"unknown user {username!r}")
-        user = User.from_row(row)
+        user = found.user
         locked = user.failed_logins >= LOCK_AFTER and _now() - user.updated_at < LOCK_FOR
         if user.disabled:
             raise LoginRefused(f"user {username!r} is disabled")
@@ -273,35 +243,21 @@ class Users:
             raise LoginRefused(f"user {username!r} is locked after {user.failed_logins} failures")
         # The attempt is counted before the password is checked, and only if no other
         # attempt counted in between: parallel guesses cannot outrun the lock.
-        u = s.users
-        with self.store._begin() as conn:
-            taken = conn.execute(u.update().where(
-                u.c.id == user.id, u.c.failed_logins == user.failed_logins).values(
-                failed_logins=u.c.failed_logins + 1, updated_at=_now())).rowcount
-        if not taken:
+        if not self.records.count_attempt(user, _now()):
             raise LoginRefused(f"another login attempt for {username!r} is under way")
-        if not verify_password(row.password_hash, password):
+        if not verify_password(found.password_hash, password):
             raise LoginRefused(f"wrong password for {username!r}")
         values: dict[str, Any] = dict(failed_logins=0, last_login_at=_now())
-        if _hasher.check_needs_rehash(row.password_hash):
+        if _hasher.check_needs_rehash(found.password_hash):
             values["password_hash"] = _hasher.hash(password)
-        with self.store._begin() as conn:
-            conn.execute(s.users.update().where(s.users.c.id == user.id).values(**values))
-        return self.get(user.id)  # type: ignore[return-value]
+        self.records.set_by_id(user.id, **values)
+        refreshed = self.get(user.id)
+        if refreshed is None:
+            raise LoginRefused(f"user {username!r} is gone")
+        return refreshed
 
 
 # -- sessions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    token_hash: str
-    user_id: int
-    csrf_token: str
-    created_at: dt.datetime
-    last_seen_at: dt.datetime
-    expires_at: dt.datetime
-    remote: str | None
 
 
 class Sessions:
@@ -310,6 +266,7 @@ class Sessions:
     def __init__(self, store: Store, *, idle: dt.timedelta = dt.timedelta(hours=2),
                  absolute: dt.timedelta = dt.timedelta(hours=12)) -> None:
         self.store = store
+        self.records = SessionRecords(store)
         self.idle = idle
         self.absolute = absolute
 
@@ -321,12 +278,7 @@ class Sessions:
                           csrf_token=secrets.token_urlsafe(32), created_at=now,
                           last_seen_at=now, expires_at=now + self.absolute,
                           remote=remote[:128] if remote else None)
-        with self.store._begin() as conn:
-            conn.execute(s.sessions.delete().where(s.sessions.c.expires_at < now))
-            conn.execute(s.sessions.insert().values(
-                token_hash=session.token_hash, user_id=session.user_id,
-                csrf_token=session.csrf_token, created_at=now, last_seen_at=now,
-                expires_at=session.expires_at, remote=session.remote))
+        self.records.insert(session)
         return token, session
 
     def resolve(self, token: str) -> tuple[Session, User] | None:
@@ -334,17 +286,9 @@ class Sessions:
         request moves the idle deadline (written at most once a minute)."""
         if not token:
             return None
-        th = _sha256(token)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(s.sessions).where(s.sessions.c.token_hash == th)).first()
-        if row is None:
+        session = self.records.get(_sha256(token))
+        if session is None:
             return None
-        session = Session(token_hash=row.token_hash, user_id=row.user_id,
-                          csrf_token=row.csrf_token,
-                          created_at=aware(row.created_at),  # type: ignore[arg-type]
-                          last_seen_at=aware(row.last_seen_at),  # type: ignore[arg-type]
-                          expires_at=aware(row.expires_at),  # type: ignore[arg-type]
-                          remote=row.remote)
         now = _now()
         if now >= session.expires_at or now - session.last_seen_at >= self.idle:
             self.end(token)
@@ -353,43 +297,18 @@ class Sessions:
         if user is None or user.disabled:
             return None
         if now - session.last_seen_at >= dt.timedelta(minutes=1):
-            with self.store._begin() as conn:
-                conn.execute(s.sessions.update().where(s.sessions.c.token_hash == th)
-                             .values(last_seen_at=now))
+            self.records.touch(session.token_hash, now)
         return session, user
 
     def end(self, token: str) -> None:
         """Log out: the session is deleted."""
-        with self.store._begin() as conn:
-            conn.execute(s.sessions.delete().where(s.sessions.c.token_hash == _sha256(token)))
+        self.records.delete(_sha256(token))
 
     def end_all(self, user_id: int) -> None:
-        with self.store._begin() as conn:
-            conn.execute(s.sessions.delete().where(s.sessions.c.user_id == user_id))
+        self.records.delete_for_user(user_id)
 
 
 # -- API tokens ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    id: int
-    user_id: int
-    username: str
-    name: str
-    prefix: str
-    created_at: dt.datetime
-    last_used_at: dt.datetime | None
-    expires_at: dt.datetime | None
-    revoked_at: dt.datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        def iso(v: dt.datetime | None) -> str | None:
-            return v.isoformat() if v else None
-
-        return {"id": self.id, "user": self.username, "name": self.name, "prefix": self.prefix,
-                "created_at": iso(self.created_at), "last_used_at": iso(self.last_used_at),
-                "expires_at": iso(self.expires_at), "revoked_at": iso(self.revoked_at)}
 
 
 class ApiTokens:
@@ -397,18 +316,7 @@ class ApiTokens:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    def _select(self) -> sa.Select:
-        t, u = s.api_tokens, s.users
-        return (sa.select(t, u.c.username).select_from(t.join(u, t.c.user_id == u.c.id))
-                .order_by(t.c.id))
-
-    @staticmethod
-    def _row(r: Any) -> ApiToken:
-        return ApiToken(id=r.id, user_id=r.user_id, username=r.username, name=r.name,
-                        prefix=r.prefix, created_at=aware(r.created_at),  # type: ignore[arg-type]
-                        last_used_at=aware(r.last_used_at), expires_at=aware(r.expires_at),
-                        revoked_at=aware(r.revoked_at))
+        self.records = TokenRecords(store)
 
     def create(self, user: User, name: str, *,
                expires_at: dt.datetime | None = None) -> tuple[str, ApiToken]:
@@ -416,29 +324,22 @@ class ApiTokens:
         if not name.strip():
             raise UserError("a token needs a name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self.store._begin() as conn:
-            tid = conn.execute(s.api_tokens.insert().values(
-                user_id=user.id, name=name.strip()[:128], token_hash=_sha256(token),
-                prefix=token[:12], created_at=_now(), expires_at=expires_at)
-            ).inserted_primary_key[0]
-        return token, self.get(int(tid))  # type: ignore[return-value]
+        tid = self.records.insert(user_id=user.id, name=name.strip()[:128],
+                                  token_hash=_sha256(token), prefix=token[:12],
+                                  created_at=_now(), expires_at=expires_at)
+        record = self.get(tid)
+        if record is None:
+            raise UserError(f"no token {tid}")
+        return token, record
 
     def get(self, token_id: int) -> ApiToken | None:
-        with self.store.engine.connect() as conn:
-            row = conn.execute(self._select().where(s.api_tokens.c.id == token_id)).first()
-        return self._row(row) if row else None
+        return self.records.get(token_id)
 
     def list(self, *, user_id: int | None = None) -> list[ApiToken]:
-        q = self._select()
-        if user_id is not None:
-            q = q.where(s.api_tokens.c.user_id == user_id)
-        with self.store.engine.connect() as conn:
-            return [self._row(r) for r in conn.execute(q)]
+        return self.records.list(user_id=user_id)
 
     def revoke(self, token_id: int) -> ApiToken:
-        with self.store._begin() as conn:
-            conn.execute(s.api_tokens.update().where(s.api_tokens.c.id == token_id)
-                         .where(s.api_tokens.c.revoked_at.is_(None)).values(revoked_at=_now()))
+        self.records.revoke(token_id, _now())
         token = self.get(token_id)
         if token is None:
             raise UserError(f"no token {token_id}")
@@ -448,12 +349,9 @@ class ApiTokens:
         """The live token and its enabled user, else None; notes when it was last used."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        with self.store.engine.connect() as conn:
-            row = conn.execute(self._select()
-                               .where(s.api_tokens.c.token_hash == _sha256(token))).first()
-        if row is None:
+        record = self.records.by_hash(_sha256(token))
+        if record is None:
             return None
-        record = self._row(row)
         now = _now()
         if record.revoked_at is not None or (record.expires_at and now >= record.expires_at):
             return None
@@ -461,9 +359,7 @@ class ApiTokens:
         if user is None or user.disabled:
             return None
         if record.last_used_at is None or now - record.last_used_at >= dt.timedelta(minutes=1):
-            with self.store._begin() as conn:
-                conn.execute(s.api_tokens.update().where(s.api_tokens.c.id == record.id)
-                             .values(last_used_at=now))
+            self.records.touch(record.id, now)
         return record, user
 
 
@@ -535,7 +431,7 @@ class Authenticator:
         if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
             raise Forbidden("missing or wrong CSRF token")
 
-    def authorize(self, request: Request, role: str = s.ROLE_VIEWER, *,
+    def authorize(self, request: Request, role: str = Role.VIEWER, *,
                   form_token: str | None = None) -> Principal:
         """The principal if it may act as ``role`` (CSRF checked for unsafe cookie
         requests); ``NotAuthenticated`` or ``Forbidden`` otherwise."""
@@ -547,7 +443,7 @@ class Authenticator:
         self.check_csrf(principal, request, form_token)
         return principal
 
-    def require(self, role: str = s.ROLE_VIEWER) -> Require:
+    def require(self, role: str = Role.VIEWER) -> Require:
         """A guard for ``role``: a FastAPI dependency (``Depends(auth.require("operator"))``)
         and a plain callable for Starlette handlers (``auth.require("admin")(request)``)."""
         _check_role(role)

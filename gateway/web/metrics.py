@@ -27,7 +27,6 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,9 +36,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.core import clock
-from gateway.store import schema as s
 from gateway.store.db import Store
-from gateway.store.records import aware
+from gateway.store.read.activity import DATABASE_ERRORS, snapshot
 
 log = structlog.get_logger("edigw.metrics")
 
@@ -64,7 +62,7 @@ class StoreCollector:
         ok = GaugeMetricFamily("edigw_scrape_ok", "1 when the store answered this scrape")
         try:
             families = list(self._families())
-        except sa.exc.SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("metrics_store_unavailable", error=type(exc).__name__)
             ok.add_metric([], 0)
             yield ok
@@ -74,33 +72,17 @@ class StoreCollector:
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        t, d, a = s.transmissions, s.documents, s.alerts
         since = clock.now().astimezone(dt.UTC) - self.latency_window
-        with self.store.engine.connect() as conn:
-            by_status = conn.execute(
-                sa.select(t.c.channel, t.c.partner_id, t.c.status, sa.func.count())
-                .group_by(t.c.channel, t.c.partner_id, t.c.status)).all()
-            published = conn.execute(
-                sa.select(d.c.created_at, d.c.published_at)
-                .where(d.c.status == s.DOC_PUBLISHED).where(d.c.published_at >= since)).all()
-            outbox = conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
-            outbound = conn.execute(sa.select(sa.func.count()).select_from(s.outbound)
-                                    .where(s.outbound.c.status == s.OUT_PENDING)).scalar_one()
-            alerts = conn.execute(
-                sa.select(a.c.kind, a.c.status, sa.func.count())
-                .where(a.c.status.in_((s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED)))
-                .group_by(a.c.kind, a.c.status)).all()
-            channels = conn.execute(sa.select(s.channel_health.c.channel, s.channel_health.c.kind,
-                                              s.channel_health.c.consecutive_failures)).all()
+        now = snapshot(self.store, since)
 
         g = GaugeMetricFamily("edigw_transmissions", "Transmissions kept, by channel, partner "
                               "and current status", labels=["channel", "partner", "status"])
-        for channel, partner, status, n in by_status:
+        for channel, partner, status, n in now.transmissions:
             g.add_metric([channel, partner or "", status], n)
         yield g
 
-        latencies = sorted(max(0.0, (aware(p) - aware(c)).total_seconds())
-                           for c, p in published if c is not None and p is not None)
+        latencies = sorted(max(0.0, (p - c).total_seconds())
+                           for c, p in now.published if c is not None and p is not None)
         m = Metric("edigw_publish_latency_seconds",
                    "Seconds from a document's creation to the broker's confirm, over the "
                    f"documents published in the last {int(self.latency_window.total_seconds())} s",
@@ -115,24 +97,24 @@ class StoreCollector:
 
         depth = GaugeMetricFamily("edigw_outbox_depth",
                                   "Documents in the outbox, waiting for a broker confirm")
-        depth.add_metric([], outbox)
+        depth.add_metric([], now.outbox)
         yield depth
         pending = GaugeMetricFamily("edigw_outbound_pending",
                                     "Payloads (acknowledgements) waiting to go to partners")
-        pending.add_metric([], outbound)
+        pending.add_metric([], now.outbound_pending)
         yield pending
 
         al = GaugeMetricFamily("edigw_alerts", "Alerts not resolved, by kind and status",
                                labels=["kind", "status"])
-        for kind, status, n in alerts:
+        for kind, status, n in now.alerts:
             al.add_metric([kind, status], n)
         yield al
 
         ch = GaugeMetricFamily("edigw_channel_consecutive_failures",
                                "Failures in a row of each channel (0: its last attempt worked)",
                                labels=["channel", "kind"])
-        for channel, kind, n in channels:
-            ch.add_metric([channel, kind], n or 0)
+        for channel, kind, failures in now.channels:
+            ch.add_metric([channel, kind], failures or 0)
         yield ch
 
 

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 import structlog
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -36,11 +35,25 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from gateway.core import clock
-from gateway.store import schema as s
+from gateway.core.reprocess import ReprocessError
+from gateway.core.reprocess import reprocess as replay
+from gateway.core.status import TRANSMISSION_STATUSES, AlertState, DocumentStatus, Role
+from gateway.core.status import TransmissionStatus as T
 from gateway.store.audit import AuditLog
+from gateway.store.channels import ChannelHealth, ChannelRecords
+from gateway.store.conflicts import ConflictDesk, ConflictError
+from gateway.store.db import Store
+from gateway.store.read import stats
+from gateway.store.read.activity import (
+    active_alerts_by_kind,
+    last_contact,
+    open_alert_count,
+    open_alerts_by_partner,
+)
+from gateway.store.read.transmissions import LogQuery, transmission_log, transmission_view
 from gateway.store.records import TransmissionRow, aware
 from gateway.tracker.alerts import AlertBook, AlertError
-from gateway.web import charts, stats
+from gateway.web import charts
 from gateway.web.auth import (
     CSRF_FIELD,
     Authenticator,
@@ -50,15 +63,16 @@ from gateway.web.auth import (
     Principal,
 )
 from gateway.web.numbers import BadNumber, url_int
+from gateway.web.segments import edifact_segments
 
 log = structlog.get_logger("edigw.web")
 
 HERE = Path(__file__).parent
 LOGIN_COOKIE = "edigw_login_csrf"
-STATUS_CLASS = {s.RECEIVED: "st-received", s.PROCESSED: "st-processed",
-                s.PUBLISHED: "st-published", s.FAILED: "st-failed",
-                s.QUARANTINED: "st-quarantined", s.DUPLICATE: "st-duplicate",
-                s.PARTIAL: "st-partial", s.HELD: "st-held"}
+STATUS_CLASS = {T.RECEIVED: "st-received", T.PROCESSED: "st-processed",
+                T.PUBLISHED: "st-published", T.FAILED: "st-failed",
+                T.QUARANTINED: "st-quarantined", T.DUPLICATE: "st-duplicate",
+                T.PARTIAL: "st-partial", T.HELD: "st-held"}
 CHANNELS = ("folder", "sftp", "email", "as2", "sms", "http")
 FORMATS = ("edifact", "xml", "csv", "sms", "pdf")
 
@@ -101,7 +115,7 @@ class Page:
 def _local(at: dt.datetime | None, tz: ZoneInfo) -> str:
     if at is None:
         return ""
-    return aware(at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[union-attr]
+    return aware(at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _refused(request: Request, who: Principal | None, reason: str) -> Response:
@@ -234,6 +248,11 @@ def _volume_charts(store: Any, since: dt.datetime, days: list[dt.date],
                                                   "#D55E00")], integer=True))
 
 
+def _percent(share: float | None) -> float | None:
+    """A share (0..1) in per cent, to one decimal; None stays None."""
+    return None if share is None else round(100 * share, 1)
+
+
 def dashboard(p: Page) -> Response:
     now = clock.now().astimezone(dt.UTC)
     days = _days(now.date(), 30)
@@ -250,15 +269,11 @@ def dashboard(p: Page) -> Response:
                        "#009E73"),
          charts.Series("typed or printed (SMS, PDF)",
                        [share[w].manual if w in share else 0 for w in weeks], "#E69F00")],
-        charts.Series("electronic share", [round(100 * share[w].share, 1)
-                                           if w in share and share[w].share is not None
-                                           else None for w in weeks]))
-    with p.store.engine.connect() as conn:
-        outbox = conn.execute(sa.select(sa.func.count()).select_from(s.outbox)).scalar_one()
-        alerts = conn.execute(sa.select(sa.func.count()).select_from(s.alerts)
-                              .where(s.alerts.c.status == s.ALERT_OPEN)).scalar_one()
+        charts.Series("electronic share", [_percent(share[w].share) if w in share else None
+                                           for w in weeks]))
     return p.render("dashboard.html", charts=pics, counts=p.store.counts_by_status(),
-                    outbox=outbox, open_alerts=alerts, status_class=STATUS_CLASS)
+                    outbox=p.store.outbox_size(), open_alerts=open_alert_count(p.store),
+                    status_class=STATUS_CLASS)
 
 
 # -- transmissions ----------------------------------------------------------------------------
@@ -278,20 +293,14 @@ def _date(text: str, tz: ZoneInfo) -> dt.datetime | None:
 
 
 def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[TransmissionRow]:
-    t = s.transmissions
-    q = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(limit)
-    for key in ("partner", "channel", "format"):
-        if f[key]:
-            q = q.where(getattr(t.c, "partner_id" if key == "partner" else key) == f[key])
-    if f["status"]:
-        q = q.where(t.c.status == f["status"].upper())
     since, until = _date(f["since"], p.tz), _date(f["until"], p.tz)
-    if since:
-        q = q.where(t.c.received_at >= since)
-    if until and until.date() < dt.date.max:  # a bare date means its whole day
-        q = q.where(t.c.received_at < until + dt.timedelta(days=1))
-    with p.store.engine.connect() as conn:
-        return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+    query = LogQuery(partner=f["partner"] or None, channel=f["channel"] or None,
+                     format=f["format"] or None,
+                     statuses=(f["status"].upper(),) if f["status"] else (), since=since,
+                     # a bare date means its whole day
+                     until=until + dt.timedelta(days=1)
+                     if until and until.date() < dt.date.max else None)
+    return transmission_log(p.store, query, limit=limit)
 
 
 def transmissions(p: Page) -> Response:
@@ -299,7 +308,7 @@ def transmissions(p: Page) -> Response:
     return p.render("transmissions.html", rows=_transmissions(p, f), filters=f,
                     query=urlencode({k: v for k, v in f.items() if v}),
                     partners=[x.id for x in p.gateway.partners], channels=CHANNELS,
-                    statuses=s.TRANSMISSION_STATUSES, formats=FORMATS,
+                    statuses=TRANSMISSION_STATUSES, formats=FORMATS,
                     status_class=STATUS_CLASS)
 
 
@@ -311,9 +320,10 @@ def transmission_rows(p: Page) -> Response:
 
 def transmission(p: Page) -> Response:
     tid = p.request.path_params["tid"]
-    t = p.store.get_transmission(tid)
-    if t is None:
+    view = transmission_view(p.store, tid)
+    if view is None:
         return p.render("not_found.html", 404, what=f"transmission {tid}")
+    t = view.transmission
     raw: list[str] | None = None
     raw_note = None
     if t.purged_at is not None:
@@ -321,30 +331,18 @@ def transmission(p: Page) -> Response:
     elif t.sha256 in p.gateway.archive:
         head = b"".join(_first(p.gateway.archive.blocks(t.sha256), 256 << 10))
         if t.format == "edifact" or head.lstrip()[:3] in (b"UNA", b"UNB"):
-            from gateway.web.api import edifact_segments
-
             raw = edifact_segments(head)
         else:
             raw = head.decode("utf-8", "replace").splitlines()[:5000]
         if t.size > len(head):
             raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    with p.store.engine.connect() as conn:
-        as2 = conn.execute(sa.select(s.as2_messages)
-                           .where(s.as2_messages.c.transmission_id == t.id)).first()
-        sms = conn.execute(sa.select(s.webhook_messages)
-                           .where(s.webhook_messages.c.transmission_id == t.id)).first()
-        attempts = conn.execute(sa.select(s.transmissions.c.id, s.transmissions.c.status,
-                                          s.transmissions.c.received_at,
-                                          s.transmissions.c.requested_by)
-                                .where(s.transmissions.c.reprocess_of == t.id)
-                                .order_by(s.transmissions.c.received_at)).all()
-    reprocessable = (t.status in (s.FAILED, s.QUARANTINED, s.RECEIVED)
-                     or (t.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and bool(t.reason)))
-    return p.render("transmission.html", t=t, events=p.store.events(t.id),
-                    documents=p.store.documents_of(t.id),
-                    interchanges=p.store.interchanges_of(t.id),
-                    outbound=p.store.outbound_of(t.id), raw=raw, raw_note=raw_note,
-                    as2=as2, sms=sms, attempts=attempts, status_class=STATUS_CLASS,
+    reprocessable = (t.status in (T.FAILED, T.QUARANTINED, T.RECEIVED)
+                     or (t.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and bool(t.reason)))
+    return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
+                    interchanges=view.interchanges, outbound=view.outbound, raw=raw,
+                    raw_note=raw_note, as2=view.transport.get("as2"),
+                    sms=view.transport.get("sms"), attempts=view.attempts,
+                    status_class=STATUS_CLASS,
                     reprocessable=reprocessable and t.purged_at is None,
                     message=p.request.query_params.get("message"))
 
@@ -360,11 +358,8 @@ def _first(blocks: Any, limit: int) -> list[bytes]:
 
 
 def reprocess(p: Page) -> Response:
-    """Replay a failed transmission from the archive (``gateway.web.api.reprocess``, as the
+    """Replay a failed transmission from the archive (``gateway.core.reprocess``, as the
     API and ``edigw reprocess`` do), recorded in the audit trail."""
-    from gateway.web.api import ReprocessError
-    from gateway.web.api import reprocess as replay
-
     tid = p.request.path_params["tid"]
     try:
         done = replay(p.gateway, tid, by=p.who.username, reason=p.field("reason"))
@@ -412,24 +407,15 @@ def search(p: Page) -> Response:
 # -- partners ---------------------------------------------------------------------------------
 
 
-def _partner_facts(store: Any) -> tuple[dict[str, dict[str, dt.datetime]],
-                                         dict[str, list[Any]], dict[str, int]]:
-    t, h, a = s.transmissions, s.channel_health, s.alerts
-    with store.engine.connect() as conn:
-        last: dict[str, dict[str, dt.datetime]] = {}
-        for pid, channel, at in conn.execute(
-                sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at))
-                .where(t.c.partner_id.is_not(None)).group_by(t.c.partner_id, t.c.channel)):
-            last.setdefault(pid, {})[channel] = aware(at)
-        health: dict[str, list[Any]] = {}
-        for r in conn.execute(sa.select(h).where(h.c.partner_id.is_not(None))
-                              .order_by(h.c.channel)):
-            health.setdefault(r.partner_id, []).append(r)
-        open_alerts = dict(conn.execute(
-            sa.select(a.c.partner_id, sa.func.count())
-            .where(a.c.status.in_((s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED)))
-            .group_by(a.c.partner_id)).all())
-    return last, health, open_alerts
+def _partner_facts(store: Store) -> tuple[dict[str, dict[str, dt.datetime]],
+                                           dict[str, list[ChannelHealth]], dict[str, int]]:
+    """Per partner: the last transmission per channel, its channels' health, and how many
+    of its alerts are open or acknowledged."""
+    health: dict[str, list[ChannelHealth]] = {}
+    for h in ChannelRecords(store).health():
+        if h.partner_id is not None:
+            health.setdefault(h.partner_id, []).append(h)
+    return last_contact(store), health, open_alerts_by_partner(store)
 
 
 def partners(p: Page) -> Response:
@@ -468,11 +454,11 @@ def partner(p: Page) -> Response:
     return p.render("partner.html", partner=prof, profile=profile, charts=pics,
                     last=last.get(pid, {}), health=health.get(pid, []),
                     alerts=AlertBook(p.store).list(
-                        status=[s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED], partner=pid),
+                        status=[AlertState.OPEN, AlertState.ACKNOWLEDGED], partner=pid),
                     # The audit trail is for operators and admins, as /audit is.
                     audit=(AuditLog(p.store).list(target=f"partner:{pid}", limit=50)
-                           if p.who.may(s.ROLE_OPERATOR) else []),
-                    admin=p.who.may(s.ROLE_ADMIN),
+                           if p.who.may(Role.OPERATOR) else []),
+                    admin=p.who.may(Role.ADMIN),
                     message=p.request.query_params.get("message"),
                     error=p.request.query_params.get("error"))
 
@@ -482,7 +468,7 @@ def _lines(text: str) -> list[str]:
 
 
 def _admin_service(request: Request) -> Any:
-    from gateway.web.api_partners import partner_admin
+    from gateway.web.routes.partners import partner_admin
 
     return partner_admin(request)  # app.state.partner_admin, made on first use
 
@@ -565,18 +551,15 @@ def alerts(p: Page) -> Response:
     book = AlertBook(p.store)
     q = p.request.query_params
     kind, partner = q.get("kind") or None, q.get("partner") or None
-    live = [s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED]
-    a = s.alerts
-    with p.store.engine.connect() as conn:
-        counts = conn.execute(sa.select(a.c.kind, sa.func.count()).where(a.c.status.in_(live))
-                              .group_by(a.c.kind).order_by(a.c.kind)).all()
+    live = [AlertState.OPEN, AlertState.ACKNOWLEDGED]
+    counts = active_alerts_by_kind(p.store)
     active = book.list(status=live, kind=kind, partner=partner, limit=ALERTS_SHOWN + 1)
     return p.render("alerts.html", active=active[:ALERTS_SHOWN],
-                    more=len(active) > ALERTS_SHOWN, counts=[tuple(c) for c in counts],
+                    more=len(active) > ALERTS_SHOWN, counts=counts,
                     total=sum(n for _k, n in counts), kind=kind, partner=partner,
-                    resolved=book.list(status=s.ALERT_RESOLVED, kind=kind, partner=partner,
+                    resolved=book.list(status=AlertState.RESOLVED, kind=kind, partner=partner,
                                        limit=50),
-                    operator=p.who.may(s.ROLE_OPERATOR),
+                    operator=p.who.may(Role.OPERATOR),
                     message=q.get("message"))
 
 
@@ -606,19 +589,15 @@ def alert_action(p: Page) -> Response:
 def conflicts(p: Page) -> Response:
     """Documents held because their number came before with other content: what differs,
     and (for an operator) release or reject."""
-    from gateway.store.conflicts import ConflictDesk
-
     q = p.request.query_params
     partner = q.get("partner") or None
     desk = ConflictDesk(p.store)
     return p.render("conflicts.html", held=desk.list(partner=partner),
-                    rejected=desk.list(partner=partner, status=s.DOC_REJECTED, limit=20),
+                    rejected=desk.list(partner=partner, status=DocumentStatus.REJECTED, limit=20),
                     partner=partner, message=q.get("message"))
 
 
 def conflict_action(p: Page) -> Response:
-    from gateway.store.conflicts import ConflictDesk, ConflictError
-
     did, action = p.request.path_params["did"], p.request.path_params["action"]
     if action not in ("release", "reject"):
         return p.render("not_found.html", 404, what=f"conflict action {action}")
@@ -649,7 +628,7 @@ def audit(p: Page) -> Response:
 
 def page_routes(auth: Authenticator) -> list[BaseRoute]:
     """The console's routes (to mount at the root, next to ``/api``)."""
-    viewer, operator, admin = s.ROLE_VIEWER, s.ROLE_OPERATOR, s.ROLE_ADMIN
+    viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 
     def route(path: str, role: str, handler: Handler, method: str = "GET") -> Route:
         return Route(path, _guard(auth, role, handler), methods=[method],

@@ -138,7 +138,7 @@ class PartnerAdmin:
         return self._shown(partner)
 
     def _shown(self, partner: Partner) -> dict[str, Any]:
-        shown = mask_secrets(partner.model_dump(mode="json"))
+        shown: dict[str, Any] = mask_secrets(partner.model_dump(mode="json"))
         shown["file"] = partner.source
         return shown
 
@@ -597,9 +597,10 @@ def _private_key(data: str | bytes, passphrase: str | None, pid: str) -> tuple[b
             continue
         if key is not None:
             break
-    classes = {ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
-               rsa.RSAPrivateKey: paramiko.RSAKey, ec.EllipticCurvePrivateKey: paramiko.ECDSAKey}
-    cls = next((c for t, c in classes.items() if isinstance(key, t)), None)
+    classes: list[tuple[type, type[paramiko.PKey]]] = [
+        (ed25519.Ed25519PrivateKey, paramiko.Ed25519Key), (rsa.RSAPrivateKey, paramiko.RSAKey),
+        (ec.EllipticCurvePrivateKey, paramiko.ECDSAKey)]
+    cls = next((c for t, c in classes if isinstance(key, t)), None)
     if key is None or cls is None:
         raise Invalid("private_key", "not an RSA, ECDSA or Ed25519 private key (OpenSSH or "
                                      "PEM), or the passphrase is wrong", partner=pid)

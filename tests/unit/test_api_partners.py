@@ -15,8 +15,8 @@ from gateway.config import GatewaySettings, load_partners
 from gateway.store.audit import MASK
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
-from gateway.web.api_partners import router
 from gateway.web.auth import Authenticator, AuthError
+from gateway.web.routes.partners import router
 from tests.conftest import ROOT, require_corpus
 from tests.unit.test_partners_admin import ACME, BETA, ENV
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.store import schema as s
 from gateway.store.db import NewDocument, Store
-from gateway.web import stats
+from gateway.store.read import stats
 
 MON = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday
 

@@ -41,7 +41,7 @@ ORDER = "order"
 
 def bucket_start(at: dt.datetime, bucket: Bucket) -> dt.date:
     """The first day of the bucket holding ``at`` (UTC): the day, or that week's Monday."""
-    day = aware(at).astimezone(dt.UTC).date()  # type: ignore[union-attr]
+    day = aware(at).astimezone(dt.UTC).date()
     if bucket == "week":
         return day - dt.timedelta(days=day.weekday())
     if bucket != "day":
@@ -97,8 +97,8 @@ class ShareRow:
         return {**asdict(self), "bucket": self.bucket.isoformat(), "share": self.share}
 
 
-def _range(q: sa.Select, since: dt.datetime | None, until: dt.datetime | None,
-           partner: str | None) -> sa.Select:
+def _range(q: sa.Select[Any], since: dt.datetime | None, until: dt.datetime | None,
+           partner: str | None) -> sa.Select[Any]:
     t = s.transmissions
     if since is not None:
         q = q.where(t.c.received_at >= since)

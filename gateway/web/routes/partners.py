@@ -32,17 +32,15 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.store import schema as s
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
-from gateway.store.records import aware
-from gateway.web.auth import Principal
+from gateway.store.read.activity import last_contact, open_alerts_by_partner
+from gateway.web.deps import Admin, Viewer, remote
 from gateway.web.partners_admin import (
     Conflict,
     Invalid,
@@ -61,43 +59,20 @@ UPLOAD_LIMITS = [(r"/api/partners/[^/]+/as2/certificates", MAX_UPLOAD),
                  (r"/partners/[^/]+/as2-certificate", MAX_UPLOAD)]
 
 
-def _authenticator(request: Request) -> Any:
-    state = request.app.state
-    auth = getattr(state, "auth", None) or getattr(state, "authenticator", None)
-    if auth is None:
-        raise RuntimeError("the app state has no Authenticator (app.state.auth)")
-    return auth
-
-
-def _role(role: str) -> Callable[[Request], Principal]:
-    def guard(request: Request) -> Principal:
-        return _authenticator(request).authorize(request, role)  # type: ignore[no-any-return]
-    guard.__name__ = f"require_{role}"
-    return guard
-
-
-Viewer = Annotated[Principal, Depends(_role(s.ROLE_VIEWER))]
-Admin = Annotated[Principal, Depends(_role(s.ROLE_ADMIN))]
-
-
 def partner_admin(request: Request) -> PartnerAdmin:
     """The app's ``PartnerAdmin`` (``app.state.partner_admin``), made on first use from the
     gateway: audit in its store, changes passed to its ``partners_changed``."""
     state = request.app.state
-    admin = getattr(state, "partner_admin", None)
+    admin: PartnerAdmin | None = getattr(state, "partner_admin", None)
     if admin is None:
         gw = state.gateway
         admin = PartnerAdmin(gw.settings, audit=AuditLog(gw.store),
                              on_change=getattr(gw, "partners_changed", None))
         state.partner_admin = admin
-    return admin  # type: ignore[no-any-return]
+    return admin
 
 
 Admin_ = Annotated[PartnerAdmin, Depends(partner_admin)]
-
-
-def _remote(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 # -- activity ------------------------------------------------------------------------------
@@ -112,21 +87,10 @@ def partner_activity(store: Store, partner_ids: Iterable[str] | None = None
     def slot(pid: str) -> dict[str, Any]:
         return out.setdefault(pid, {"last_contact": {}, "channels": [], "open_alerts": 0})
 
-    t, a = s.transmissions, s.alerts
-    last = (sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at).label("at"))
-            .where(t.c.partner_id.is_not(None)).group_by(t.c.partner_id, t.c.channel))
-    alerts = (sa.select(a.c.partner_id, sa.func.count().label("n"))
-              .where(a.c.status.in_(["open", "acknowledged"]), a.c.partner_id.is_not(None))
-              .group_by(a.c.partner_id))
-    if wanted is not None:
-        last = last.where(t.c.partner_id.in_(wanted))
-        alerts = alerts.where(a.c.partner_id.in_(wanted))
-    with store.engine.connect() as conn:
-        for row in conn.execute(last):
-            at = aware(row.at)
-            slot(row.partner_id)["last_contact"][row.channel] = at.isoformat() if at else None
-        for row in conn.execute(alerts):
-            slot(row.partner_id)["open_alerts"] = int(row.n)
+    for pid, channels in last_contact(store, wanted).items():
+        slot(pid)["last_contact"].update({c: at.isoformat() for c, at in channels.items()})
+    for pid, n in open_alerts_by_partner(store, wanted).items():
+        slot(pid)["open_alerts"] = n
     for h in ChannelRecords(store).health():
         if h.partner_id and (wanted is None or h.partner_id in wanted):
             slot(h.partner_id)["channels"].append(
@@ -181,14 +145,21 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ChannelName = Literal["folder", "sftp", "email", "as2", "sms", "http"]
+
+
+def _folder_only() -> list[ChannelName]:
+    """A new partner's channels unless given: its folder."""
+    return ["folder"]
+
+
 class NewPartner(_Body):
     id: str
     name: Annotated[str, Field(min_length=1)]
     unb: list[str] = Field(default_factory=list)
     gln: list[str] = Field(default_factory=list)
     emails: list[str] = Field(default_factory=list)
-    channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
-        default_factory=lambda: ["folder"])
+    channels: list[ChannelName] = Field(default_factory=_folder_only)
 
 
 class Contacts(_Body):
@@ -228,45 +199,45 @@ class Acknowledgements(_Body):
 def create_partner(body: NewPartner, request: Request, who: Admin,
                    admin: Admin_) -> dict[str, Any]:
     return _do(admin.create, who.username, body.id, body.name, unb=body.unb, gln=body.gln,
-               emails=body.emails, channels=body.channels, remote=_remote(request))
+               emails=body.emails, channels=body.channels, remote=remote(request))
 
 
 @router.post("/{pid}/disable", summary="Disable a partner account")
 def disable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
-    return _do(admin.disable, who.username, pid, remote=_remote(request))
+    return _do(admin.disable, who.username, pid, remote=remote(request))
 
 
 @router.post("/{pid}/enable", summary="Enable a partner account again")
 def enable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
-    return _do(admin.enable, who.username, pid, remote=_remote(request))
+    return _do(admin.enable, who.username, pid, remote=remote(request))
 
 
 @router.patch("/{pid}/contacts", summary="Change name, mail addresses and reply-to")
 def set_contacts(pid: str, body: Contacts, request: Request, who: Admin,
                  admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_contacts, who.username, pid, name=body.name, emails=body.emails,
-               reply_to=body.reply_to, remote=_remote(request))
+               reply_to=body.reply_to, remote=remote(request))
 
 
 @router.put("/{pid}/sftp/password", summary="Set or rotate the SFTP password")
 def set_sftp_password(pid: str, body: SftpPassword, request: Request, who: Admin,
                       admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_sftp_password, who.username, pid, body.password,
-               remote=_remote(request))
+               remote=remote(request))
 
 
 @router.put("/{pid}/sftp/key", summary="Set or rotate the SFTP private key")
 def set_sftp_key(pid: str, body: SftpKey, request: Request, who: Admin,
                  admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_sftp_key, who.username, pid, body.private_key, body.passphrase,
-               remote=_remote(request))
+               remote=remote(request))
 
 
 @router.put("/{pid}/sftp/host-key", summary="Pin the SFTP server's host key")
 def set_sftp_host_key(pid: str, body: HostKey, request: Request, who: Admin,
                       admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_sftp_host_key, who.username, pid, body.host_key,
-               remote=_remote(request))
+               remote=remote(request))
 
 
 @router.post("/{pid}/as2/certificates", status_code=status.HTTP_201_CREATED,
@@ -289,27 +260,27 @@ async def upload_as2_certificate(pid: str, request: Request, who: Admin, admin: 
                             {"field": "certificate", "reason": "empty or larger than "
                              f"{MAX_CERTIFICATE} bytes"})
     return await run_in_threadpool(_do, admin.upload_as2_certificate, who.username, pid,
-                                   data, as2_id=as2_id, remote=_remote(request))
+                                   data, as2_id=as2_id, remote=remote(request))
 
 
 @router.post("/{pid}/phones", status_code=status.HTTP_201_CREATED,
              summary="Add an SMS number (normalised to E.164)")
 def add_phone(pid: str, body: Phone, request: Request, who: Admin,
               admin: Admin_) -> dict[str, Any]:
-    return _do(admin.add_phone, who.username, pid, body.number, remote=_remote(request))
+    return _do(admin.add_phone, who.username, pid, body.number, remote=remote(request))
 
 
 @router.delete("/{pid}/phones/{number}", summary="Remove an SMS number")
 def remove_phone(pid: str, number: str, request: Request, who: Admin,
                  admin: Admin_) -> dict[str, Any]:
-    return _do(admin.remove_phone, who.username, pid, number, remote=_remote(request))
+    return _do(admin.remove_phone, who.username, pid, number, remote=remote(request))
 
 
 @router.put("/{pid}/documents", summary="Replace the documents and their mappings")
 def set_documents(pid: str, body: Documents, request: Request, who: Admin,
                   admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_documents, who.username, pid, body.documents,
-               remote=_remote(request))
+               remote=remote(request))
 
 
 @router.patch("/{pid}/acknowledgements", summary="Change the acknowledgement wishes")
@@ -317,4 +288,4 @@ def set_acknowledgements(pid: str, body: Acknowledgements, request: Request, who
                          admin: Admin_) -> dict[str, Any]:
     return _do(admin.set_acknowledgements, who.username, pid, contrl=body.contrl,
                email_acknowledgements=body.email_acknowledgements,
-               failure_notices=body.failure_notices, remote=_remote(request))
+               failure_notices=body.failure_notices, remote=remote(request))

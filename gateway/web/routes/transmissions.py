@@ -1,0 +1,182 @@
+"""The transmission log, one transmission's view, its payload (raw or as EDIFACT segments),
+reprocessing, and a document's canonical JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from gateway.core.reprocess import reprocess
+from gateway.store.db import Store
+from gateway.store.read.transmissions import (
+    LogQuery,
+    TransmissionView,
+    document_meta,
+    transmission_page,
+    transmission_view,
+)
+from gateway.store.records import TransmissionRow
+from gateway.web.deps import Audit, Gateway, Operator, StoreDep, Viewer, iso, remote, utc
+from gateway.web.numbers import Offset
+from gateway.web.segments import edifact_segments
+
+router = APIRouter(tags=["transmissions"])
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1, description="why (recorded with who asked)")
+
+
+class ReprocessOut(BaseModel):
+    transmission_id: str
+    attempt_id: str
+    status: str
+    partner_id: str | None = None
+    documents: int
+    queued: int
+    stage: str | None = None
+    reason: str | None = None
+
+
+class TransmissionOut(BaseModel):
+    id: str
+    channel: str
+    channel_ref: str | None = None
+    partner_id: str | None = None
+    filename: str | None = None
+    size: int
+    sha256: str
+    received_at: str
+    acknowledged_at: str | None = None
+    status: str
+    stage: str | None = None
+    reason: str | None = None
+    format: str | None = None
+    standard: str | None = None
+    document_count: int
+    duplicate_of: str | None = None
+    updated_at: str
+    reprocess_of: str | None = None
+    requested_by: str | None = None
+    request_reason: str | None = None
+    purged_at: str | None = None
+
+
+class TransmissionPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[TransmissionOut]
+
+
+def _transmission(store: Store, tid: str) -> TransmissionRow:
+    t = store.get_transmission(tid)
+    if t is None:
+        raise HTTPException(404, f"no transmission {tid}")
+    return t
+
+
+def view_as_dict(view: TransmissionView) -> dict[str, Any]:
+    """A transmission's view as the API answers it (datetimes as ISO 8601 text)."""
+    shown: dict[str, Any] = iso({
+                "transmission": view.transmission.as_dict(), "timeline": view.events,
+                "documents": [d.as_dict() for d in view.documents], "erp": view.erp,
+                "interchanges": view.interchanges,
+                "outbound": [o.as_dict() for o in view.outbound],
+                "transport": view.transport, "reprocess_chain": view.reprocess_chain,
+                "attempts": [a.id for a in view.attempts]})
+    return shown
+
+
+@router.get("/transmissions", summary="The transmission log, newest first",
+            response_model=TransmissionPage)
+def transmissions(who: Viewer, store: StoreDep, partner: str | None = None,
+                  channel: str | None = None, status: str | None = None,
+                  format: str | None = None, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                  offset: Offset = 0) -> dict[str, Any]:
+    query = LogQuery(partner=partner, channel=channel, format=format,
+                     statuses=[x.strip().upper() for x in status.split(",")] if status else (),
+                     since=utc(since), until=utc(until))
+    page = transmission_page(store, query, limit=limit, offset=offset)
+    return {"total": page.total, "limit": limit, "offset": offset,
+            "items": [r.as_dict() for r in page.rows]}
+
+
+@router.get("/transmissions/{tid}", summary="One transmission with its timeline, documents "
+            "(with the ERP's answer), interchanges, outbound payloads and transport",
+            responses={404: {"description": "unknown"}})
+def transmission(who: Viewer, store: StoreDep, tid: str) -> dict[str, Any]:
+    view = transmission_view(store, tid)
+    if view is None:
+        raise HTTPException(404, f"no transmission {tid}")
+    return view_as_dict(view)
+
+
+@router.get("/transmissions/{tid}/raw", summary="The raw payload as received (download)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       404: {"description": "unknown"},
+                       410: {"description": "purged by retention"}})
+def raw(who: Viewer, gateway: Gateway, tid: str) -> Response:
+    t = _transmission(gateway.store, tid)
+    if t.purged_at is not None or t.sha256 not in gateway.archive:
+        raise HTTPException(410, f"the payload of {t.id} is no longer archived")
+    name = os.path.basename(t.filename or "") or f"{t.id}.bin"
+    # Quotes, backslashes and control characters would break (or end) the header.
+    ascii_name = re.sub(r'[\x00-\x1f\x7f"\\]', "_", name.encode("ascii", "replace").decode())
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
+    blocks: Iterator[bytes] = gateway.archive.blocks(t.sha256)
+    return StreamingResponse(blocks, media_type="application/octet-stream",
+                             headers={"Content-Disposition": disposition,
+                                      "Content-Length": str(t.size)})
+
+
+@router.get("/transmissions/{tid}/segments", summary="An EDIFACT payload, one segment per "
+            "line", response_class=PlainTextResponse,
+            responses={404: {"description": "unknown"},
+                       409: {"description": "not EDIFACT"},
+                       410: {"description": "purged by retention"}})
+def segments(who: Viewer, gateway: Gateway, tid: str) -> Response:
+    t = _transmission(gateway.store, tid)
+    if t.purged_at is not None or t.sha256 not in gateway.archive:
+        raise HTTPException(410, f"the payload of {t.id} is no longer archived")
+    data: bytes = gateway.archive.get(t.sha256)
+    head = data.lstrip(b"\xef\xbb\xbf \r\n\t")[:3]
+    if t.format not in (None, "edifact") or head not in (b"UNA", b"UNB"):
+        raise HTTPException(409, f"{t.id} is not EDIFACT ({t.format or 'unread'})")
+    return PlainTextResponse("\n".join(edifact_segments(data)) + "\n")
+
+
+@router.post("/transmissions/{tid}/reprocess", summary="Reprocess a failed transmission "
+             "(a new attempt, with who asked and why)", response_model=ReprocessOut,
+             responses={404: {"description": "unknown"},
+                        409: {"description": "nothing to reprocess"},
+                        410: {"description": "payload purged"}})
+def reprocess_route(who: Operator, tid: str, body: ReasonIn, request: Request,
+                    gateway: Gateway, audit: Audit) -> dict[str, Any]:
+    done = reprocess(gateway, tid, by=who.username, reason=body.reason)
+    audit.record(who.username, "transmission.reprocess", f"transmission:{done.transmission_id}",
+                 after={"attempt": done.attempt_id, "status": done.status,
+                        "reason": body.reason}, remote=remote(request))
+    return asdict(done)
+
+
+@router.get("/documents/{document_id}", summary="A document's canonical JSON",
+            responses={404: {"description": "unknown"}})
+def document(who: Viewer, store: StoreDep, document_id: str) -> dict[str, Any]:
+    meta = document_meta(store, document_id)
+    if meta is None:
+        raise HTTPException(404, f"no document {document_id}")
+    return {"document": {k: iso(v) for k, v in meta.items()},
+            "canonical": store.document_payload(document_id)}
