@@ -96,10 +96,10 @@ class AlertTransaction:
     def open(self, *, kind: str, partner_id: str | None, key: str, summary: str,
              detail: dict[str, Any], now: dt.datetime) -> Alert:
         """A new open alert, seen once at ``now``."""
-        aid = self._conn.execute(s.alerts.insert().values(
+        aid: int = self._conn.execute(s.alerts.insert().values(
             kind=kind, partner_id=partner_id, key=key, status=AlertState.OPEN,
             summary=summary, detail=encode_detail(detail), opened_at=now,
-            last_seen_at=now, occurrences=1)).inserted_primary_key[0]
+            last_seen_at=now, occurrences=1).returning(s.alerts.c.id)).scalar_one()
         return self._one(aid)
 
     def refresh(self, alert_id: int, *, summary: str, detail: dict[str, Any],
@@ -169,7 +169,7 @@ class AlertRepository:
         with self.store.engine.connect() as conn:
             return set(conn.execute(q).scalars())
 
-    def list(self, statuses: Sequence[str] = (), partner: str | None = None,
+    def find(self, statuses: Sequence[str] = (), partner: str | None = None,
              kind: str | None = None, limit: int = 100) -> list[Alert]:
         """Alerts in any of ``statuses`` (all when empty), newest first."""
         a = s.alerts

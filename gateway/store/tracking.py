@@ -28,10 +28,9 @@ _DOC_COLUMNS = [c for c in s.documents.c if c.name != "payload"]
 _R = TypeVar("_R")
 
 
-def _make(cls: type[_R], row: sa.Row[Any]) -> _R:
+def _make(cls: type[_R], row: sa.RowMapping) -> _R:
     """A typed row from a result row of the same column names (times made UTC-aware)."""
-    return cls(**{k: aware(v) if isinstance(v, dt.datetime) else v
-                  for k, v in row._mapping.items()})
+    return cls(**{k: aware(v) if isinstance(v, dt.datetime) else v for k, v in row.items()})
 
 
 def _in(conn: sa.Connection, query: sa.Select[Any], column: sa.ColumnElement[Any],
@@ -105,11 +104,11 @@ def failure_evidence(store: Store, since: dt.datetime, also: Iterable[str]) -> F
                 d.c.message_ref, d.c.stage, d.c.reason)
         for r in _in(conn, sa.select(*cols).where(d.c.status == DocumentStatus.FAILED)
                      .order_by(d.c.created_at, d.c.id), d.c.transmission_id, tids):
-            docs[r.transmission_id].append(_make(FailedDocument, r))
+            docs[r.transmission_id].append(_make(FailedDocument, r._mapping))
         replays: dict[str, list[Replay]] = defaultdict(list)
         for r in _in(conn, sa.select(t.c.id, t.c.status, t.c.reprocess_of), t.c.reprocess_of,
                      tids):
-            replays[r.reprocess_of].append(_make(Replay, r))
+            replays[r.reprocess_of].append(_make(Replay, r._mapping))
     out.failed_documents, out.replays = dict(docs), dict(replays)
     return out
 
@@ -159,7 +158,7 @@ def waiting_in_outbox(store: Store, partner_id: str,
             .select_from(o.join(d, d.c.id == o.c.document_id))
             .where(d.c.partner_id == partner_id, o.c.created_at <= created_before)
             .order_by(o.c.id)).all()
-    return [_make(OutboxWaiting, r) for r in rows]
+    return [_make(OutboxWaiting, r._mapping) for r in rows]
 
 
 def unroutable_documents(store: Store) -> list[UnroutableDocument]:
@@ -170,7 +169,7 @@ def unroutable_documents(store: Store) -> list[UnroutableDocument]:
                                       d.c.created_at, d.c.transmission_id)
                             .where(d.c.status == DocumentStatus.UNROUTABLE)
                             .order_by(d.c.created_at, d.c.id)).all()
-    return [_make(UnroutableDocument, r) for r in rows]
+    return [_make(UnroutableDocument, r._mapping) for r in rows]
 
 
 # -- ERP acknowledgements ---------------------------------------------------------------------
@@ -220,7 +219,7 @@ def _erp_documents(store: Store, where: sa.ColumnElement[bool],
     with store.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(q.where(since_col >= since))}
         rows.update({r.id: r for r in _in(conn, q, d.c.id, ids)})
-    return [_make(ErpDocument, r) for r in rows.values()]
+    return [_make(ErpDocument, r._mapping) for r in rows.values()]
 
 
 # -- references and volumes -------------------------------------------------------------------
@@ -252,7 +251,7 @@ def interchanges_since(store: Store, since: dt.datetime) -> list[InterchangeSeen
         rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
                                       i.c.received_at)
                             .where(i.c.received_at >= since).order_by(i.c.id)).all()
-    return [_make(InterchangeSeen, r) for r in rows]
+    return [_make(InterchangeSeen, r._mapping) for r in rows]
 
 
 def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
@@ -266,7 +265,7 @@ def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
                             .where(i.c.received_at >= start)
                             .where(i.c.received_at < end)
                             .order_by(i.c.received_at, i.c.id)).all()
-    return [_make(InterchangeSeen, r) for r in rows]
+    return [_make(InterchangeSeen, r._mapping) for r in rows]
 
 
 def messages_since(store: Store, since: dt.datetime) -> list[MessageSeen]:
@@ -277,7 +276,7 @@ def messages_since(store: Store, since: dt.datetime) -> list[MessageSeen]:
                                       d.c.message_ref)
                             .where(d.c.created_at >= since, d.c.interchange_ref.is_not(None),
                                    d.c.message_ref.is_not(None))).all()
-    return [_make(MessageSeen, r) for r in rows]
+    return [_make(MessageSeen, r._mapping) for r in rows]
 
 
 def interchange_received(store: Store, partner_id: str | None,
@@ -374,7 +373,7 @@ def numbered_documents(store: Store, partner_id: str, doc_type: str, number: str
                    d.c.doc_type == doc_type, d.c.business_number == number,
                    d.c.created_at >= within)
             .order_by(t.c.received_at, d.c.id)).all()
-    return [_make(NumberedDocument, r) for r in rows]
+    return [_make(NumberedDocument, r._mapping) for r in rows]
 
 
 def reused_interchange_refs(store: Store, since: dt.datetime) -> list[tuple[str, str]]:
@@ -400,7 +399,7 @@ def interchange_receipts(store: Store, partner_id: str, control_ref: str,
             .where(i.c.partner_id == partner_id, i.c.control_ref == control_ref,
                    i.c.received_at >= since)
             .order_by(i.c.received_at, i.c.id)).all()
-    return [_make(InterchangeReceipt, r) for r in rows]
+    return [_make(InterchangeReceipt, r._mapping) for r in rows]
 
 
 # -- processing -------------------------------------------------------------------------------
@@ -578,7 +577,7 @@ def outbox_entry(store: Store, document_id: str) -> OutboxEntry | None:
         row = conn.execute(sa.select(o.c.created_at, o.c.routing_key, o.c.attempts,
                                      o.c.last_error).where(o.c.document_id == document_id)
                            ).first()
-    return _make(OutboxEntry, row) if row is not None else None
+    return _make(OutboxEntry, row._mapping) if row is not None else None
 
 
 def erp_acks_of(store: Store, document_id: str) -> list[ErpAck]:
@@ -588,7 +587,7 @@ def erp_acks_of(store: Store, document_id: str) -> list[ErpAck]:
         rows = conn.execute(sa.select(a.c.id, a.c.received_at, a.c.status, a.c.reason,
                                       a.c.acked_at).where(a.c.document_id == document_id)
                             .order_by(a.c.id)).all()
-    return [_make(ErpAck, r) for r in rows]
+    return [_make(ErpAck, r._mapping) for r in rows]
 
 
 def reprocesses_of(store: Store, transmission_id: str) -> list[TransmissionRow]:

@@ -28,6 +28,7 @@ Every change writes a row to ``event_outbox`` in its own commit, for the event p
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,9 @@ from gateway.core.errors import EdigwError
 from gateway.core.status import AlertState
 from gateway.store.alerts import ACTIVE, Alert, AlertRepository, AlertTransaction
 from gateway.store.db import Store
+
+__all__ = ["ACTIVE", "Alert", "AlertBook", "AlertError", "AlertTransitionError", "Condition",
+           "ReconcileResult", "UnknownAlert", "event_payload", "routing_key"]
 
 log = structlog.get_logger("edigw.tracker")
 
@@ -99,8 +103,9 @@ def routing_key(kind: str, partner_id: str | None) -> str:
 
 def event_payload(event: str, alert: Alert, at: dt.datetime) -> bytes:
     """The JSON body of an ``edi.events`` message."""
-    body = {"event": event, "at": at.isoformat(), "alert": alert.as_dict()}
-    body["alert"].pop("mailed_at", None)
+    fields = alert.as_dict()
+    fields.pop("mailed_at", None)
+    body = {"event": event, "at": at.isoformat(), "alert": fields}
     return json.dumps(body, ensure_ascii=False, sort_keys=True, default=str).encode()
 
 
@@ -202,14 +207,14 @@ class AlertBook:
         return alert
 
     def list(self, status: str | Sequence[str] | None = None, partner: str | None = None,
-             kind: str | None = None, limit: int = 100) -> list[Alert]:
+             kind: str | None = None, limit: int = 100) -> builtins.list[Alert]:
         """Alerts, newest first; ``status`` one status or several."""
         statuses = [status] if isinstance(status, str) else list(status or ())
-        return self.repo.list(statuses, partner=partner, kind=kind, limit=limit)
+        return self.repo.find(statuses, partner=partner, kind=kind, limit=limit)
 
     # -- the mailer -----------------------------------------------------------------------
 
-    def unmailed(self, limit: int = 100) -> list[Alert]:
+    def unmailed(self, limit: int = 100) -> builtins.list[Alert]:
         """Alerts not yet mailed, oldest first."""
         return self.repo.unmailed(limit)
 
