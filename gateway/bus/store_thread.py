@@ -37,7 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.store.db import OutboxItem, Store
+from gateway.store.db import Store
+from gateway.store.records import OutboxItem
 
 STORE_RETRY = 1.0  # seconds before a failed mark is tried again
 
