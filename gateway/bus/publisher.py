@@ -33,6 +33,7 @@ import pika
 import pika.exceptions as px
 import structlog
 from pika.spec import Basic
+from structlog.typing import FilteringBoundLogger
 
 from gateway.bus.confirms import ConfirmTracker
 from gateway.bus.connect import Liveness, describe, parameters
@@ -78,7 +79,7 @@ class OutboxPublisher:
     """Publishes outbox rows to the documents exchange until stopped."""
 
     def __init__(self, store: Store, settings: BusSettings, *,
-                 log: Any = None, declare: bool = False) -> None:
+                 log: FilteringBoundLogger | None = None, declare: bool = False) -> None:
         self._store = store
         self._settings = settings
         #: Declare exchanges and queues at every (re)connection, so that a broker that
