@@ -10,17 +10,18 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     lvl = getattr(logging, level.upper())
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = (structlog.processors.JSONRenderer() if fmt == "json"
+    renderer: Processor = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],

@@ -42,8 +42,8 @@ from gateway.bus.connect import describe, parameters
 from gateway.bus.settings import mask_url
 from gateway.core import clock
 from gateway.core.errors import StoreError
+from gateway.core.status import ErpStatus
 from gateway.core.supervise import Backoff, supervised_thread
-from gateway.store import schema as s
 from gateway.store.db import Store
 from gateway.store.erp import INVALID, UNKNOWN, AckOutcome, ErpAck, ErpAcks, InvalidAck
 
@@ -86,8 +86,8 @@ class AckMessage(BaseModel):
         return self
 
     def to_ack(self) -> ErpAck:
-        return ErpAck(message_id=self.message_id,
-                      status=s.ERP_ACCEPTED if self.status == "accepted" else s.ERP_REJECTED,
+        status = ErpStatus.ACCEPTED if self.status == "accepted" else ErpStatus.REJECTED
+        return ErpAck(message_id=self.message_id, status=status,
                       reason=self.reason, at=self.at, document_id=self.document_id)
 
 
@@ -377,7 +377,7 @@ class AckConsumer:
                               status=outcome.status,
                               message="the ERP acknowledged a message id edigw did not publish")
             return
-        c["accepted" if outcome.status == s.ERP_ACCEPTED else "rejected"] += 1
+        c["accepted" if outcome.status == ErpStatus.ACCEPTED else "rejected"] += 1
         self._log.info("erp_ack", message_id=outcome.message_id, status=outcome.status,
                        result=outcome.result, business_number=outcome.business_number,
                        transmission_id=",".join(outcome.transmission_ids),

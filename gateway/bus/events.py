@@ -18,6 +18,7 @@ import time
 import pika
 import pika.exceptions as px
 import structlog
+from pika.adapters.blocking_connection import BlockingChannel
 
 from gateway.bus.connect import Liveness, describe, parameters
 from gateway.bus.settings import mask_url
@@ -55,11 +56,12 @@ class EventPublisher:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection: pika.BlockingConnection | None = None
-        self._channel = None
+        self._channel: BlockingChannel | None = None
 
     # -- one round ---------------------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _open(self) -> BlockingChannel:
+        """Connect, declare the exchange and turn confirms on; the channel to publish on."""
         self._connection = pika.BlockingConnection(parameters(self.url,
                                                               heartbeat=self.heartbeat))
         channel = self._connection.channel()
@@ -70,6 +72,7 @@ class EventPublisher:
         if not self.connected:
             log.info("events_connected", broker=mask_url(self.url), exchange=self.exchange)
         self.connected = True
+        return channel
 
     def _close(self) -> None:
         self.connected = False
@@ -84,8 +87,7 @@ class EventPublisher:
     def publish_once(self) -> int:
         """Publish what is pending; returns how many were confirmed. Raises on broker trouble
         (what was confirmed so far is marked)."""
-        if self._channel is None:
-            self._open()
+        channel = self._open() if self._channel is None else self._channel
         done = 0
         while True:
             batch = self.outbox.pending(200)
@@ -94,7 +96,7 @@ class EventPublisher:
             confirmed: list[int] = []
             try:
                 for ev in batch:
-                    self._channel.basic_publish(
+                    channel.basic_publish(
                         self.exchange, ev.routing_key, ev.payload,
                         pika.BasicProperties(content_type="application/json",
                                              delivery_mode=2, message_id=ev.message_id,

@@ -33,6 +33,7 @@ import pika
 import pika.exceptions as px
 import structlog
 from pika.spec import Basic
+from structlog.typing import FilteringBoundLogger
 
 from gateway.bus.confirms import ConfirmTracker
 from gateway.bus.connect import Liveness, describe, parameters
@@ -40,7 +41,8 @@ from gateway.bus.settings import BusSettings
 from gateway.bus.store_thread import OutboxStoreThread
 from gateway.bus.topology import declare_topology
 from gateway.core.supervise import Backoff, supervised_thread
-from gateway.store.db import OutboxItem, Store
+from gateway.store.db import Store
+from gateway.store.records import OutboxItem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,7 +79,7 @@ class OutboxPublisher:
     """Publishes outbox rows to the documents exchange until stopped."""
 
     def __init__(self, store: Store, settings: BusSettings, *,
-                 log: Any = None, declare: bool = False) -> None:
+                 log: FilteringBoundLogger | None = None, declare: bool = False) -> None:
         self._store = store
         self._settings = settings
         #: Declare exchanges and queues at every (re)connection, so that a broker that
@@ -272,11 +274,12 @@ class OutboxPublisher:
 
     def _listen(self, connection: pika.SelectConnection) -> None:
         """Note, about four times a heartbeat, whether the broker was heard from."""
-        if self._connection is not connection or connection.is_closed:
+        current = self._connection
+        if current is None or current is not connection or current.is_closed:
             return
-        self._liveness.sample(connection.bytes_received)
-        connection.ioloop.call_later(max(0.25, min(1.0, self._settings.heartbeat / 4)),
-                                     functools.partial(self._listen, connection))
+        self._liveness.sample(current.bytes_received)
+        current.ioloop.call_later(max(0.25, min(1.0, self._settings.heartbeat / 4)),
+                                  functools.partial(self._listen, current))
 
     @_guarded
     def _on_channel_open(self, channel: Any) -> None:

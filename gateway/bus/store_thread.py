@@ -37,7 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.store.db import OutboxItem, Store
+from structlog.typing import FilteringBoundLogger
+
+from gateway.store.db import Store
+from gateway.store.records import OutboxItem
 
 STORE_RETRY = 1.0  # seconds before a failed mark is tried again
 
@@ -73,7 +76,7 @@ class OutboxStoreThread:
     ``on_error`` receives a short description of each failed store call.
     """
 
-    def __init__(self, store: Store, *, log: Any, on_rows: Callable[[], None],
+    def __init__(self, store: Store, *, log: FilteringBoundLogger, on_rows: Callable[[], None],
                  on_error: Callable[[str], None], flush_interval: float = 0.025,
                  flush_max: int = 1000) -> None:
         self._store = store

@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
-from gateway.config import GatewaySettings, PartnerDirectory, TrackerSettings
+from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import clock
 from gateway.core.errors import StoreError
-from gateway.store import schema as s
+from gateway.core.status import DocumentStatus, ErpStatus, TransmissionStatus
+from gateway.store import tracking
+from gateway.store.alerts import AlertRepository
 from gateway.store.archive import Archive
+from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 from gateway.store.records import DocumentRow, TransmissionRow, aware
 
@@ -58,8 +59,6 @@ SCAN_MAX_BYTES = 20 * 1024 * 1024
 SCAN_MAX_PAYLOADS = 200
 #: Alert kinds that tell why a partner's document may not have arrived.
 _CONTACT_ALERTS = ("gap", "silence", "volume-drop", "channel", "certificate")
-_LIVE_ALERTS = (s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED)
-_DOC_COLUMNS = [c for c in s.documents.c if c.name != "payload"]
 # "… at line 21, column 1, segment 21 (QTY), element QTY/C186/6060, message 107"
 _POSITION = re.compile(r"\bat ((?:line|column|segment) [^;]*?)(?=;|$)")
 
@@ -131,9 +130,9 @@ def search(store: Store, *, number: str | None = None, partner: str | None = Non
     exact, else any case, else a part of the name; dates bound the time of receipt
     (``until`` excluded)."""
     since, until = _utc(since), _utc(until)
-    docs, trans = _matches(store, number=number, partner=partner,
-                           interchange_ref=interchange_ref, filename=filename, since=since,
-                           until=until, doc_type=doc_type, limit=limit)
+    docs, trans = tracking.find_matches(store, tracking.MatchQuery(
+        number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
+        since=since, until=until, doc_type=doc_type, limit=limit))
     by_tid = {t.id: t for t in trans}
     hits = [Hit(kind="document", id=d.id, transmission_id=d.transmission_id,
                 partner_id=d.partner_id, at=d.created_at, status=d.status,
@@ -146,80 +145,6 @@ def search(store: Store, *, number: str | None = None, partner: str | None = Non
                  at=t.received_at, status=t.status, filename=t.filename)
              for t in trans if t.id not in with_docs]
     return hits[:limit]
-
-
-def _matches(store: Store, *, number: str | None, partner: str | None,
-             interchange_ref: str | None, filename: str | None, since: dt.datetime | None,
-             until: dt.datetime | None, doc_type: str | None, limit: int
-             ) -> tuple[list[DocumentRow], list[TransmissionRow]]:
-    """Matching documents (newest first) and the transmissions they came in plus those
-    matching by file or interchange without a matching document (newest first)."""
-    d, t, i = s.documents, s.transmissions, s.interchanges
-    docs: list[DocumentRow] = []
-    trans: list[TransmissionRow] = []
-    with store.engine.connect() as conn:
-        q = (sa.select(*_DOC_COLUMNS).select_from(d.join(t, t.c.id == d.c.transmission_id))
-             .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit))
-        if partner:
-            q = q.where(d.c.partner_id == partner)
-        if doc_type:
-            # A message that failed before its type was known is stored as "unknown".
-            q = q.where(d.c.doc_type.in_((doc_type, "unknown")))
-        if interchange_ref:
-            q = q.where(d.c.interchange_ref == interchange_ref)
-        q = _when(q, t.c.received_at, since, until)
-        if filename:
-            q = q.where(_filename_clause(conn, filename))
-        if number:
-            rows = conn.execute(q.where(d.c.business_number == number)).all()
-            if not rows:
-                rows = conn.execute(q.where(sa.func.lower(d.c.business_number)
-                                            == number.lower())).all()
-            docs = [_document_row(r) for r in rows]
-        elif interchange_ref or filename or partner or since or until:
-            docs = [_document_row(r) for r in conn.execute(q)]
-        tids = list(dict.fromkeys(x.transmission_id for x in docs))
-        if tids:
-            trans = [TransmissionRow.from_row(r) for r in conn.execute(
-                sa.select(t).where(t.c.id.in_(tids)))]
-        if not number and (interchange_ref or filename):
-            # Transmissions with no document to match: failed before any message was read,
-            # quarantined, duplicates of identical bytes.
-            tq = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(limit)
-            if partner:
-                tq = tq.where(t.c.partner_id == partner)
-            tq = _when(tq, t.c.received_at, since, until)
-            if filename:
-                tq = tq.where(_filename_clause(conn, filename))
-            if interchange_ref:
-                tq = tq.where(t.c.id.in_(sa.select(i.c.transmission_id)
-                                         .where(i.c.control_ref == interchange_ref)))
-            known = set(tids)
-            trans += [r for r in (TransmissionRow.from_row(x) for x in conn.execute(tq))
-                      if r.id not in known]
-    trans.sort(key=lambda r: (r.received_at, r.id), reverse=True)
-    return docs, trans
-
-
-def _when(q: sa.Select, column: Any, since: dt.datetime | None,
-          until: dt.datetime | None) -> sa.Select:
-    if since:
-        q = q.where(column >= since)
-    if until:
-        q = q.where(column < until)
-    return q
-
-
-def _filename_clause(conn: sa.Connection, filename: str) -> Any:
-    """Exact file name if any has it, else the same in any case, else a part of it."""
-    t = s.transmissions
-    for clause in (t.c.filename == filename,
-                   sa.func.lower(t.c.filename) == filename.lower()):
-        if conn.execute(sa.select(t.c.id).where(clause).limit(1)).first():
-            return clause
-    pattern = "%" + filename.lower().replace("\\", "\\\\").replace("%", "\\%") \
-        .replace("_", "\\_") + "%"
-    return sa.func.lower(t.c.filename).like(pattern, escape="\\")
 
 
 # -- explain ----------------------------------------------------------------------------------
@@ -242,9 +167,9 @@ def explain(store: Store, partners: PartnerDirectory | None,
     query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
                                    interchange_ref=interchange_ref, filename=filename,
                                    since=since, until=until).items() if v is not None}
-    docs, trans = _matches(store, number=number, partner=partner,
-                           interchange_ref=interchange_ref, filename=filename, since=since,
-                           until=until, doc_type=doc_type, limit=50)
+    docs, trans = tracking.find_matches(store, tracking.MatchQuery(
+        number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
+        since=since, until=until, doc_type=doc_type, limit=50))
     what = _what(doc_type, number, interchange_ref, filename)
     if docs:
         out = ctx.about_document(docs, {t.id: t for t in trans}, what)
@@ -297,7 +222,7 @@ class _Context:
         local = aware(at).astimezone(self.zone)
         return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or self.tracker.timezone)
 
-    def rules(self, partner_id: str | None) -> Any:
+    def rules(self, partner_id: str | None) -> TrackerRules:
         p = self.partners.get(partner_id) if self.partners is not None and partner_id else None
         return self.tracker.rules_for(p)
 
@@ -310,17 +235,18 @@ class _Context:
             latest.transmission_id)
         name = f"{_type_label(latest.doc_type)} {latest.business_number or latest.message_id}"
         who = f" from {latest.partner_id}" if latest.partner_id else ""
-        received = (f"received {self.when(t.received_at)}"
+        received = (f"received {self.when(t.received_at if t else None)}"
                     + (f" in file {t.filename}" if t and t.filename else "")
                     + (f" via {t.channel}" if t else ""))
         facts = [self.received_fact(t)] if t else []
         status = latest.status
-        if status in (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.UNROUTABLE):
+        if status in (DocumentStatus.FAILED, DocumentStatus.UNSUPPORTED, DocumentStatus.UNROUTABLE):
             verdict = FAILED
-            stage = latest.stage or ("publish" if status == s.UNROUTABLE else "-")
+            stage = latest.stage or ("publish" if status == DocumentStatus.UNROUTABLE else "-")
             reason = latest.reason or ("returned by the broker: no queue is bound for "
                                        f"{latest.doc_type}.{latest.partner_id}"
-                                       if status == s.UNROUTABLE else "no reason recorded")
+                                       if status == DocumentStatus.UNROUTABLE
+                                       else "no reason recorded")
             position = _position(reason)
             facts.append(Fact(latest.created_at, "failed",
                               f"{name} {status} at {stage}: {reason}", latest.id))
@@ -333,7 +259,7 @@ class _Context:
                        f"{_short(reason)}" + (f" ({position})" if position and position not in
                                              _short(reason) else "")
                        + f". {self.reprocess_sentence(t)}")
-        elif status == s.DOC_DUPLICATE:
+        elif status == DocumentStatus.DUPLICATE:
             verdict = DUPLICATE
             original = self.original_of(latest)
             if original is not None:
@@ -351,13 +277,13 @@ class _Context:
             facts.append(Fact(latest.created_at, "duplicate",
                               f"document {latest.id} kept as DUPLICATE (same content as "
                               "one received before)", latest.id))
-        elif status in (s.DOC_CONFLICT, s.DOC_REJECTED):
+        elif status in (DocumentStatus.CONFLICT, DocumentStatus.REJECTED):
             earlier = self.conflict_facts(latest)
             facts += earlier
             differs = (f"differs from document {latest.conflict_of} received before with the "
                        f"same number ({earlier[-1].text})" if earlier else
                        "differs from a document received before with the same number")
-            if status == s.DOC_CONFLICT:
+            if status == DocumentStatus.CONFLICT:
                 verdict = HELD
                 summary = (f"{_cap(name)}{who} was {received} but {differs}: it is held "
                            "until an operator releases or rejects it (edigw conflicts).")
@@ -365,11 +291,11 @@ class _Context:
                 verdict = REJECTED
                 summary = (f"{_cap(name)}{who} was {received} but {differs}; it was not "
                            f"published: {latest.reason or 'rejected by an operator'}.")
-        elif status in (s.PENDING, s.DOC_HELD):
+        elif status in (DocumentStatus.PENDING, DocumentStatus.HELD):
             verdict = IN_PROGRESS
             facts += self.outbox_facts(latest)
             summary = (f"{_cap(name)}{who} was {received} and "
-                       + ("is being read (its file is still open)" if status == s.DOC_HELD
+                       + ("is being read (its file is still open)" if status == DocumentStatus.HELD
                           else f"has waited in the outbox for the broker since "
                           f"{self.when(latest.created_at)} "
                           f"({_duration(self.now - latest.created_at)})")
@@ -379,12 +305,12 @@ class _Context:
                               f"{name} confirmed by the broker (routing key "
                               f"{latest.doc_type}.{latest.partner_id})", latest.id))
             facts += self.erp_facts(latest)
-            if latest.erp_status == s.ERP_ACCEPTED:
+            if latest.erp_status == ErpStatus.ACCEPTED:
                 verdict = ACKNOWLEDGED
                 summary = (f"{_cap(name)}{who} was {received}, published "
                            f"{self.when(latest.published_at)} and accepted by the ERP "
                            f"{self.when(latest.erp_at)}.")
-            elif latest.erp_status == s.ERP_REJECTED:
+            elif latest.erp_status == ErpStatus.REJECTED:
                 verdict = REJECTED
                 summary = (f"{_cap(name)}{who} was {received}, published "
                            f"{self.when(latest.published_at)} and rejected by the ERP "
@@ -417,16 +343,19 @@ class _Context:
                     t.id)
 
     def state_words(self, d: DocumentRow) -> str:
-        if d.status == s.DOC_PUBLISHED:
-            if d.erp_status == s.ERP_ACCEPTED:
+        if d.status == DocumentStatus.PUBLISHED:
+            if d.erp_status == ErpStatus.ACCEPTED:
                 return f"accepted by the ERP {self.when(d.erp_at)}"
-            if d.erp_status == s.ERP_REJECTED:
+            if d.erp_status == ErpStatus.REJECTED:
                 return f"rejected by the ERP {self.when(d.erp_at)}"
             return f"published {self.when(d.published_at)}, awaiting the ERP"
-        return {s.PENDING: "waiting in the outbox", s.DOC_FAILED: f"FAILED at {d.stage}",
-                s.UNROUTABLE: "unroutable",
-                s.DOC_CONFLICT: "held as a conflict for an operator",
-                s.DOC_REJECTED: f"rejected: {d.reason}"}.get(d.status, d.status)
+        words: dict[str, str] = {
+            DocumentStatus.PENDING: "waiting in the outbox",
+            DocumentStatus.FAILED: f"FAILED at {d.stage}",
+            DocumentStatus.UNROUTABLE: "unroutable",
+            DocumentStatus.CONFLICT: "held as a conflict for an operator",
+            DocumentStatus.REJECTED: f"rejected: {d.reason}"}
+        return words.get(d.status, d.status)
 
     def erp_words(self, d: DocumentRow) -> str:
         if d.erp_status:
@@ -436,20 +365,9 @@ class _Context:
     def original_of(self, dup: DocumentRow) -> DocumentRow | None:
         """The stored document a DUPLICATE repeats (same message id, or same number and
         content; not itself a repeat, not a failed or rejected one)."""
-        d = s.documents
-        same = d.c.message_id == dup.message_id
-        if dup.content_sha and dup.business_number:
-            same = sa.or_(same, sa.and_(d.c.partner_id == dup.partner_id,
-                                        d.c.doc_type == dup.doc_type,
-                                        d.c.business_number == dup.business_number,
-                                        d.c.content_sha == dup.content_sha))
-        with self.store.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(*_DOC_COLUMNS).where(same)
-                .where(d.c.status.not_in((s.DOC_DUPLICATE, s.DOC_FAILED, s.DOC_UNSUPPORTED,
-                                          s.DOC_REJECTED)))
-                .where(d.c.id != dup.id).order_by(d.c.created_at, d.c.id).limit(1)).first()
-        return _document_row(row) if row else None
+        return tracking.original_document(
+            self.store, dup, (DocumentStatus.DUPLICATE, DocumentStatus.FAILED,
+                              DocumentStatus.UNSUPPORTED, DocumentStatus.REJECTED))
 
     def conflict_facts(self, doc: DocumentRow) -> list[Fact]:
         """The earlier document a conflict differs from, and what differs."""
@@ -469,9 +387,7 @@ class _Context:
         return facts
 
     def outbox_facts(self, doc: DocumentRow) -> list[Fact]:
-        o = s.outbox
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(o).where(o.c.document_id == doc.id)).first()
+        row = tracking.outbox_entry(self.store, doc.id)
         if row is None:
             return [Fact(doc.created_at, "held", f"document {doc.id} held until its file "
                          "has been read to the end", doc.id)]
@@ -479,27 +395,20 @@ class _Context:
                 f"{row.routing_key}, {row.attempts} publish attempt(s)")
         if row.last_error:
             text += f", last error: {row.last_error}"
-        return [Fact(aware(row.created_at), "outbox", text, doc.id)]
+        return [Fact(row.created_at, "outbox", text, doc.id)]
 
     def broker_words(self, doc: DocumentRow) -> str:
-        o = s.outbox
-        with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(o.c.attempts, o.c.last_error)
-                               .where(o.c.document_id == doc.id)).first()
+        row = tracking.outbox_entry(self.store, doc.id)
         if row is not None and row.last_error:
             return f"; the broker failed {row.attempts} time(s), last: {_short(row.last_error)}"
         return ""
 
     def erp_facts(self, doc: DocumentRow) -> list[Fact]:
-        a = s.erp_acks
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(a.c.id, a.c.received_at, a.c.status, a.c.reason,
-                                          a.c.acked_at).where(a.c.document_id == doc.id)
-                                .order_by(a.c.id)).all()
-        facts = [Fact(aware(r.received_at), "erp-ack",
+        rows = tracking.erp_acks_of(self.store, doc.id)
+        facts = [Fact(r.received_at, "erp-ack",
                       f"ERP acknowledgement {r.status}"
                       + (f" ({r.reason})" if r.reason else "")
-                      + (f", stamped {self.when(aware(r.acked_at))} by the ERP"
+                      + (f", stamped {self.when(r.acked_at)} by the ERP"
                          if r.acked_at else ""), doc.id) for r in rows]
         if not rows and doc.erp_status:
             facts.append(Fact(doc.erp_at, "erp-ack", f"ERP acknowledgement {doc.erp_status}"
@@ -526,11 +435,7 @@ class _Context:
                      f"({limit} min SLA)", doc.id))
 
     def reprocess_of(self, t: TransmissionRow) -> list[TransmissionRow]:
-        tr = s.transmissions
-        with self.store.engine.connect() as conn:
-            return [TransmissionRow.from_row(r) for r in conn.execute(
-                sa.select(tr).where(tr.c.reprocess_of == t.id)
-                .order_by(tr.c.received_at, tr.c.id))]
+        return tracking.reprocesses_of(self.store, t.id)
 
     def reprocess_facts(self, t: TransmissionRow) -> list[Fact]:
         facts = [Fact(r.received_at, "reprocess",
@@ -572,15 +477,12 @@ class _Context:
 
     def repeats_of(self, t: TransmissionRow) -> list[Fact]:
         """Later receipts of the very same bytes (not processed again)."""
-        tr = s.transmissions
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(tr).where(tr.c.duplicate_of == t.id)
-                                .order_by(tr.c.received_at)).all()
+        rows = tracking.repeats_of(self.store, t.id)
         return [Fact(r.received_at, "repeat",
                      f"the same bytes were received again as transmission {r.id}"
                      f" via {r.channel}" + (f" ({r.filename})" if r.filename else "")
                      + ": DUPLICATE, not processed again", r.id)
-                for r in (TransmissionRow.from_row(x) for x in rows)]
+                for r in rows]
 
     # -- transmissions without documents --------------------------------------------------------
 
@@ -591,12 +493,12 @@ class _Context:
             facts.append(found_by)
         subject = (f"{_cap(what)} was received {self.when(t.received_at)} via {t.channel}"
                    + (f" in file {t.filename}" if t.filename and t.filename not in what else ""))
-        if t.status == s.QUARANTINED:
+        if t.status == TransmissionStatus.QUARANTINED:
             verdict = QUARANTINED
             facts.append(Fact(t.updated_at, "quarantined", f"{t.stage}: {t.reason}", t.id))
             summary = (f"{subject} but is quarantined: {_short(t.reason)}. Once a partner "
                        f"profile lists the sender, reprocess transmission {t.id}.")
-        elif t.status == s.DUPLICATE:
+        elif t.status == TransmissionStatus.DUPLICATE:
             verdict = DUPLICATE
             first = self.store.get_transmission(t.duplicate_of) if t.duplicate_of else None
             if first is not None:
@@ -608,7 +510,7 @@ class _Context:
             summary = (f"{subject} as an exact repeat of transmission {t.duplicate_of}"
                        + (f" (received {self.when(first.received_at)}, {first.status})"
                           if first else "") + "; it was not processed again.")
-        elif t.status == s.FAILED:
+        elif t.status == TransmissionStatus.FAILED:
             verdict = FAILED
             position = _position(t.reason or "")
             facts.append(Fact(t.updated_at, "failed", f"{t.stage}: {t.reason}", t.id))
@@ -617,15 +519,15 @@ class _Context:
             facts += self.reprocess_facts(t)
             summary = (f"{subject} but failed at {t.stage}: {_short(t.reason)}. "
                        f"{self.reprocess_sentence(t)}")
-        elif t.status == s.HELD:
+        elif t.status == TransmissionStatus.HELD:
             verdict = HELD
             summary = (f"{subject}; a document in it has the number of one received before "
                        "with other content and is held until an operator releases or rejects "
                        "it (edigw conflicts).")
-        elif t.status in (s.RECEIVED, s.PROCESSED):
+        elif t.status in (TransmissionStatus.RECEIVED, TransmissionStatus.PROCESSED):
             verdict = IN_PROGRESS
             summary = (f"{subject} and is " + ("waiting to be processed"
-                                               if t.status == s.RECEIVED
+                                               if t.status == TransmissionStatus.RECEIVED
                                                else "waiting in the outbox for the broker")
                        + f" ({_duration(self.now - t.received_at)} so far).")
         else:  # PUBLISHED without documents: nothing of it went to the ERP
@@ -699,17 +601,7 @@ class _Context:
 
     def last_contact(self, partner: str) -> list[Fact]:
         """The partner's last transmission on each channel."""
-        t = s.transmissions
-        with self.store.engine.connect() as conn:
-            last = conn.execute(sa.select(t.c.channel, sa.func.max(t.c.received_at))
-                                .where(t.c.partner_id == partner).group_by(t.c.channel)).all()
-            rows = []
-            for channel, at in last:
-                row = conn.execute(sa.select(t).where(t.c.partner_id == partner)
-                                   .where(t.c.channel == channel).where(t.c.received_at == at)
-                                   .order_by(t.c.id.desc()).limit(1)).first()
-                if row is not None:
-                    rows.append(TransmissionRow.from_row(row))
+        rows = tracking.last_contacts(self.store, partner)
         rows.sort(key=lambda r: r.received_at, reverse=True)
         if not rows:
             return [Fact(None, "no-contact", f"no transmission from {partner} is on record",
@@ -721,16 +613,10 @@ class _Context:
 
     def alert_facts(self, partner: str, start: dt.datetime, end: dt.datetime) -> list[Fact]:
         """Alerts about the partner's traffic: still open, or opened around the window."""
-        a = s.alerts
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(a.c.id, a.c.kind, a.c.key, a.c.status, a.c.summary, a.c.opened_at)
-                .where(a.c.partner_id == partner).where(a.c.kind.in_(_CONTACT_ALERTS))
-                .where(sa.or_(a.c.status.in_(_LIVE_ALERTS),
-                              sa.and_(a.c.opened_at >= start - dt.timedelta(days=1),
-                                      a.c.opened_at < end + dt.timedelta(days=1))))
-                .order_by(a.c.opened_at, a.c.id)).all()
-        return [Fact(aware(r.opened_at), "alert",
+        day = dt.timedelta(days=1)
+        rows = AlertRepository(self.store).about_partner(partner, _CONTACT_ALERTS, start - day,
+                                                         end + day)
+        return [Fact(r.opened_at, "alert",
                      f"{r.kind} alert ({r.status}): {r.summary}", f"alert:{r.id}")
                 for r in rows]
 
@@ -741,14 +627,8 @@ class _Context:
         rules = self.rules(partner)
         if not rules.gaps:
             return []
-        i = s.interchanges
         pad = dt.timedelta(days=1)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(i.c.control_ref, i.c.received_at, i.c.transmission_id)
-                                .where(i.c.partner_id == partner)
-                                .where(i.c.received_at >= start - pad)
-                                .where(i.c.received_at < end + pad)
-                                .order_by(i.c.received_at, i.c.id)).all()
+        rows = tracking.interchanges_between(self.store, partner, start - pad, end + pad)
         numbered = [(int(r.control_ref), r) for r in rows if r.control_ref.isdigit()]
         seen = {n for n, _ in numbered}
         facts = []
@@ -774,12 +654,8 @@ class _Context:
 
     def channel_facts(self, partner: str | None) -> list[Fact]:
         """The partner's channels (healthy or not) and any shared channel failing."""
-        h = s.channel_health
-        with self.store.engine.connect() as conn:
-            q = sa.select(h).order_by(h.c.channel)
-            q = q.where(sa.or_(h.c.consecutive_failures > 0,
-                               h.c.partner_id == partner if partner else sa.false()))
-            rows = conn.execute(q).all()
+        rows = [h for h in ChannelRecords(self.store).health()
+                if h.consecutive_failures > 0 or (partner and h.partner_id == partner)]
         facts = []
         for r in rows:
             if r.consecutive_failures:
@@ -797,14 +673,8 @@ class _Context:
 
     def security_facts(self, partner: str | None, start: dt.datetime,
                        end: dt.datetime) -> list[Fact]:
-        e = s.security_events
-        with self.store.engine.connect() as conn:
-            q = (sa.select(e).where(e.c.at >= start).where(e.c.at < end)
-                 .order_by(e.c.at).limit(20))
-            q = q.where(sa.or_(e.c.partner_id.is_(None), e.c.partner_id == partner)
-                        if partner else sa.true())
-            rows = conn.execute(q).all()
-        return [Fact(aware(r.at), "refused",
+        rows = tracking.security_events_between(self.store, partner, start, end)
+        return [Fact(r.at, "refused",
                      f"{r.channel} request refused ({r.kind})"
                      + (f" from {r.remote}" if r.remote else "")
                      + (f": {r.detail}" if r.detail else ""), f"security:{r.id}") for r in rows]
@@ -813,16 +683,8 @@ class _Context:
                    end: dt.datetime | None) -> list[TransmissionRow]:
         """Failed or quarantined transmissions (this partner's or nobody's) in the window
         whose messages were never read: one of them may be the document asked about."""
-        t, d = s.transmissions, s.documents
-        q = (sa.select(t).where(t.c.status.in_((s.FAILED, s.QUARANTINED)))
-             .where(t.c.received_at >= start)
-             .where(t.c.received_at < end if end else sa.true())
-             .where(~sa.exists().where(d.c.transmission_id == t.c.id))
-             .order_by(t.c.received_at.desc()).limit(SCAN_MAX_PAYLOADS))
-        if partner:
-            q = q.where(sa.or_(t.c.partner_id == partner, t.c.partner_id.is_(None)))
-        with self.store.engine.connect() as conn:
-            return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+        return tracking.unreadable_transmissions(self.store, partner, start, end,
+                                                 SCAN_MAX_PAYLOADS)
 
     def scan(self, archive: Archive, suspects: Sequence[TransmissionRow],
              number: str) -> tuple[TransmissionRow, Fact] | None:
@@ -836,9 +698,11 @@ class _Context:
             except (StoreError, ValueError):  # missing: only "not this one"
                 continue
             if any(n in data for n in needles):
+                what = ("failed" if t.status == TransmissionStatus.FAILED
+                        else "was quarantined")
                 return t, Fact(t.received_at, "found-in-payload",
                                f"{number} appears in the raw payload of transmission {t.id}, "
-                               f"which {'failed' if t.status == s.FAILED else 'was quarantined'}"
+                               f"which {what}"
                                f" at {t.stage} before its documents were read", t.id)
         return None
 
@@ -847,13 +711,6 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _document_row(row: Any) -> DocumentRow:
-    data = dict(row._mapping)
-    for key in ("created_at", "published_at", "erp_at"):
-        data[key] = aware(data[key])
-    return DocumentRow(**data)
 
 
 def _position(reason: str) -> str | None:

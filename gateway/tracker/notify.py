@@ -5,14 +5,22 @@ already resolved or acknowledged before it could be mailed is not mailed."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Protocol
 
 import structlog
 
-from gateway.store import schema as s
+from gateway.core.status import AlertState
 from gateway.tracker.alerts import Alert, AlertBook
 
 log = structlog.get_logger("edigw.tracker")
+
+
+class AlertMailer(Protocol):
+    """What sends the operators' mail (``gateway.channels.email.mailer.Mailer``)."""
+
+    async def alert(self, subject: str, body: str) -> bool:
+        """Send one mail; False when it could not go."""
+        ...
 
 
 def compose(alerts: list[Alert]) -> tuple[str, str]:
@@ -33,13 +41,13 @@ def compose(alerts: list[Alert]) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
-async def mail_new_alerts(book: AlertBook, mailer: Any) -> int:
+async def mail_new_alerts(book: AlertBook, mailer: AlertMailer) -> int:
     """Mail the alerts not yet mailed; returns how many were announced. Nothing is marked
     when the mail could not go (the next round tries again)."""
     pending = await asyncio.to_thread(book.unmailed, 200)
     if not pending:
         return 0
-    still_open = [a for a in pending if a.status == s.ALERT_OPEN]
+    still_open = [a for a in pending if a.status == AlertState.OPEN]
     if still_open:
         subject, body = compose(still_open)
         if not await mailer.alert(subject, body):

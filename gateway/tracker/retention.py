@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import sqlalchemy as sa
 
 from gateway.config import GatewaySettings, PartnerDirectory
 from gateway.core import clock
 from gateway.core.errors import StoreError
-from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.records import TransmissionRow, aware
+from gateway.store.retention import PurgeCandidate, byte_holders, mark_purged, purge_candidates
 
 #: Transmissions handled per commit.
 BATCH = 500
@@ -134,9 +132,9 @@ def purge(store: Store, archive: Archive, settings: GatewaySettings,
     planned: set[str] = set()  # a dry run's "purged so far"
     for partner_id, days in groups:
         cutoff = now - dt.timedelta(days=days)
-        after: tuple[Any, str] | None = None
+        after: tuple[dt.datetime, str] | None = None
         while True:
-            rows = _candidates(store, partner_id, known, cutoff, after)
+            rows = purge_candidates(store, partner_id, known, cutoff, after, BATCH)
             if not rows:
                 break
             after = (rows[-1].received_at, rows[-1].id)
@@ -144,36 +142,12 @@ def purge(store: Store, archive: Archive, settings: GatewaySettings,
     return result
 
 
-def _candidates(store: Store, partner_id: str | None, known: Sequence[str],
-                cutoff: dt.datetime, after: tuple[Any, str] | None) -> list[Any]:
-    """The next batch of transmissions past ``cutoff`` not yet purged, oldest first."""
-    t = s.transmissions
-    q = (sa.select(t.c.id, t.c.partner_id, t.c.received_at, t.c.sha256, t.c.size)
-         .where(t.c.purged_at.is_(None)).where(t.c.received_at < cutoff)
-         .where(t.c.status != s.RECEIVED)
-         .order_by(t.c.received_at, t.c.id).limit(BATCH))
-    # A repeat of identical bytes is recorded before its sender is identified: it follows
-    # the partner of the transmission it repeats.
-    first = t.alias("first")
-    owner = sa.func.coalesce(t.c.partner_id, sa.select(first.c.partner_id)
-                             .where(first.c.id == t.c.duplicate_of).scalar_subquery())
-    if partner_id is not None:
-        q = q.where(owner == partner_id)
-    else:  # nobody's, or a partner no profile describes any more: the defaults
-        q = q.where(sa.or_(owner.is_(None), owner.not_in(list(known)) if known else sa.true()))
-    if after is not None:
-        q = q.where(sa.or_(t.c.received_at > after[0],
-                           sa.and_(t.c.received_at == after[0], t.c.id > after[1])))
-    with store.engine.connect() as conn:
-        return conn.execute(q).all()
-
-
-def _purge_batch(store: Store, archive: Archive, rows: Sequence[Any], days: int,
+def _purge_batch(store: Store, archive: Archive, rows: Sequence[PurgeCandidate], days: int,
                  now: dt.datetime, dry_run: bool, planned: set[str]) -> list[Purged]:
     ids = [r.id for r in rows]
     planned.update(ids)
     # Read just before deleting: a repeat received meanwhile keeps its bytes.
-    holders = _holders(store, {r.sha256 for r in rows}, exclude=planned)
+    holders = byte_holders(store, {r.sha256 for r in rows}, exclude=planned, chunk=BATCH)
     out: list[Purged] = []
     gone: set[str] = set()  # one file for the same bytes twice in a batch
     for r in rows:
@@ -185,35 +159,11 @@ def _purge_batch(store: Store, archive: Archive, rows: Sequence[Any], days: int,
             if not dry_run:
                 _delete(archive, r.sha256)
         out.append(Purged(transmission_id=r.id, partner_id=r.partner_id,
-                          received_at=aware(r.received_at), sha256=r.sha256, size=r.size,
+                          received_at=r.received_at, sha256=r.sha256, size=r.size,
                           retention_days=days, deleted=deleted, shared_with=holder))
     if not dry_run:
         _record(store, out, now)
     return out
-
-
-def _holders(store: Store, digests: Iterable[str], *, exclude: set[str]) -> dict[str, str]:
-    """Digest -> something that still needs those bytes: a transmission not purged (and not
-    being purged), an outbound payload or an AS2 MDN."""
-    t, o, a = s.transmissions, s.outbound, s.as2_messages
-    wanted = sorted(set(digests))
-    found: dict[str, str] = {}
-    with store.engine.connect() as conn:
-        for start in range(0, len(wanted), BATCH):
-            chunk = wanted[start:start + BATCH]
-            for sha, tid in conn.execute(sa.select(t.c.sha256, t.c.id)
-                                         .where(t.c.sha256.in_(chunk))
-                                         .where(t.c.purged_at.is_(None))
-                                         .order_by(t.c.received_at.desc())):
-                if tid not in exclude:
-                    found.setdefault(sha, tid)
-            for sha, oid in conn.execute(sa.select(o.c.sha256, o.c.id)
-                                         .where(o.c.sha256.in_(chunk))):
-                found.setdefault(sha, f"outbound:{oid}")
-            for sha, aid in conn.execute(sa.select(a.c.mdn_archive_key, a.c.id)
-                                         .where(a.c.mdn_archive_key.in_(chunk))):
-                found.setdefault(sha, f"as2:{aid}")
-    return found
 
 
 def _delete(archive: Archive, sha256: str) -> None:
@@ -235,17 +185,12 @@ def _delete(archive: Archive, sha256: str) -> None:
 
 def _record(store: Store, purged: Sequence[Purged], now: dt.datetime) -> None:
     """``purged_at`` and a ``purged`` event for each, in one commit (only where not set)."""
-    t = s.transmissions
-    with store._begin() as conn:
-        done = set(conn.execute(
-            t.update().where(t.c.id.in_([p.transmission_id for p in purged]))
-            .where(t.c.purged_at.is_(None)).values(purged_at=now, updated_at=now)
-            .returning(t.c.id)).scalars())
-        events = [dict(transmission_id=p.transmission_id, at=now, event="purged",
-                       detail=f"raw payload purged after {p.retention_days} day(s) of "
-                       "retention; metadata and documents kept"
-                       + ("" if p.shared_with is None else
-                          f" (archived bytes kept: also those of {p.shared_with})"))
-                  for p in purged if p.transmission_id in done]
-        if events:
-            conn.execute(s.transmission_events.insert(), events)
+    mark_purged(store, {p.transmission_id: _purged_detail(p) for p in purged}, now)
+
+
+def _purged_detail(p: Purged) -> str:
+    """The ``purged`` event's detail: how long it was kept, and why its bytes stayed."""
+    return (f"raw payload purged after {p.retention_days} day(s) of retention; metadata and "
+            "documents kept"
+            + ("" if p.shared_with is None else
+               f" (archived bytes kept: also those of {p.shared_with})"))

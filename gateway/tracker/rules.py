@@ -19,14 +19,14 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import sqlalchemy as sa
+from typing import Any, Protocol
 
 from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
-from gateway.store import schema as s
+from gateway.core.status import AlertState, DocumentStatus, TransmissionStatus
+from gateway.store import tracking
+from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
-from gateway.store.records import aware
+from gateway.store.records import TransmissionRow, aware
 from gateway.tracker.alerts import Alert, AlertBook, Condition
 from gateway.tracker.calendar import BusinessCalendar
 
@@ -75,16 +75,14 @@ class TrackerContext:
         """The open and acknowledged alerts whose key starts with ``prefix``."""
         if self._active is None:
             self._active = {a.key: a for a in self.alerts.list(
-                status=(s.ALERT_OPEN, s.ALERT_ACKNOWLEDGED), limit=1_000_000)}
+                status=(AlertState.OPEN, AlertState.ACKNOWLEDGED), limit=1_000_000)}
         return {k: a for k, a in self._active.items() if k.startswith(prefix)}
 
     def first_received_at(self) -> dt.datetime | None:
         """When the gateway received its first transmission: before it, no silence is
         known (a new installation does not report the partners' past as silence)."""
         if not self._first:
-            with self.store.engine.connect() as conn:
-                self._first.append(aware(conn.execute(
-                    sa.select(sa.func.min(s.transmissions.c.received_at))).scalar()))
+            self._first.append(tracking.first_received_at(self.store))
         return self._first[0]
 
 
@@ -113,54 +111,39 @@ def position_in(reason: str | None) -> str | None:
 
 
 def _check_failures(ctx: TrackerContext) -> list[Condition]:
-    t, d = s.transmissions, s.documents
-    since = ctx.now - LOOKBACK["failures"]
     still = {k.split(":", 1)[1] for k in
              [*ctx.active("failure:"), *ctx.active("quarantine:")]}
-    with ctx.store.engine.connect() as conn:
-        tids = set(conn.execute(sa.select(t.c.id).where(
-            t.c.status.in_((s.FAILED, s.QUARANTINED)), t.c.received_at >= since)).scalars())
-        tids |= set(conn.execute(sa.select(d.c.transmission_id).where(
-            d.c.status == s.DOC_FAILED, d.c.created_at >= since).distinct()).scalars())
-        tids |= still
-        rows = _in(conn, sa.select(t), t.c.id, tids)
-        failed_docs: dict[str, list[Any]] = defaultdict(list)
-        cols = (d.c.id, d.c.transmission_id, d.c.doc_type, d.c.business_number,
-                d.c.message_ref, d.c.stage, d.c.reason)
-        for r in _in(conn, sa.select(*cols).where(d.c.status == s.DOC_FAILED)
-                     .order_by(d.c.created_at, d.c.id), d.c.transmission_id, tids):
-            failed_docs[r.transmission_id].append(r)
-        replays: dict[str, list[Any]] = defaultdict(list)
-        for r in _in(conn, sa.select(t.c.id, t.c.status, t.c.reprocess_of), t.c.reprocess_of,
-                     tids):
-            replays[r.reprocess_of].append(r)
+    found = tracking.failure_evidence(ctx.store, ctx.now - LOOKBACK["failures"], still)
     out = []
-    for row in sorted(rows, key=lambda r: (r.received_at, r.id)):
-        docs = failed_docs.get(row.id, [])
-        if row.status not in (s.FAILED, s.QUARANTINED) and not docs:
+    for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
+        docs = found.failed_documents.get(row.id, [])
+        if row.status not in _FAILED and not docs:
             continue  # reprocessed in place, or a document failure that is gone
         if not ctx.rules_for(row.partner_id).failures:
             continue
         # A later attempt replaying it: one that succeeded clears it; one that failed carries
         # the failure on (its own alert names this transmission), so it is not told twice.
-        if any(r.status != s.RECEIVED for r in replays.get(row.id, [])):
+        if any(r.status != TransmissionStatus.RECEIVED for r in found.replays.get(row.id, [])):
             continue
         out.append(_failure(row, docs))
     return out
 
 
-def _failure(row: Any, docs: list[Any]) -> Condition:
-    quarantined = row.status == s.QUARANTINED
+_FAILED = (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)
+
+
+def _failure(row: TransmissionRow, docs: list[tracking.FailedDocument]) -> Condition:
+    quarantined = row.status == TransmissionStatus.QUARANTINED
     kind = "quarantine" if quarantined else "failure"
     reason = row.reason
     stage = row.stage
-    if row.status not in (s.FAILED, s.QUARANTINED) and docs:
+    if row.status not in _FAILED and docs:
         stage, reason = docs[0].stage, docs[0].reason
     where = f"transmission {row.id}" + (f" ({row.filename})" if row.filename else "")
     who = f" from {row.partner_id}" if row.partner_id else ""
     if quarantined:
         summary = f"{where}{who} quarantined: {_short(reason)}"
-    elif row.status == s.FAILED:
+    elif row.status == TransmissionStatus.FAILED:
         summary = f"{where}{who} failed at {stage}: {_short(reason)}"
     else:
         summary = (f"{len(docs)} document(s) of {where}{who} failed at {stage}: "
@@ -183,46 +166,32 @@ failures = Rule("failures", ("failure", "quarantine"), _check_failures)
 # -- untransmitted ----------------------------------------------------------------------
 
 def _check_untransmitted(ctx: TrackerContext) -> list[Condition]:
-    o, d = s.outbox, s.documents
     out = []
-    with ctx.store.engine.connect() as conn:
-        oldest = conn.execute(
-            sa.select(d.c.partner_id, sa.func.min(o.c.created_at))
-            .select_from(o.join(d, d.c.id == o.c.document_id)).group_by(d.c.partner_id)).all()
-        for partner_id, first in sorted(oldest):
-            minutes = ctx.rules_for(partner_id).outbox_minutes or 0
-            limit = ctx.now - dt.timedelta(minutes=minutes)
-            if minutes <= 0 or aware(first) > limit:
-                continue
-            waiting = conn.execute(
-                sa.select(o.c.created_at, o.c.attempts, o.c.last_error, d.c.id,
-                          d.c.business_number, d.c.doc_type)
-                .select_from(o.join(d, d.c.id == o.c.document_id))
-                .where(d.c.partner_id == partner_id, o.c.created_at <= limit)
-                .order_by(o.c.id)).all()
-            last_error = next((w.last_error for w in reversed(waiting) if w.last_error), None)
-            summary = (f"{len(waiting)} document(s) from {partner_id} waiting in the outbox "
-                       f"for more than {minutes} min (oldest since {_hm(first)})")
-            if last_error:
-                summary += f"; last error: {_short(last_error, 120)}"
-            out.append(Condition("untransmitted", partner_id, f"untransmitted:{partner_id}",
-                                 summary, {
-                                     "count": len(waiting), "oldest": _iso(first),
-                                     "outbox_minutes": minutes, "last_error": last_error,
-                                     "documents": [_doc_ref(w) for w in waiting[:MAX_LISTED]]}))
-        rows = conn.execute(sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.business_number,
-                                      d.c.created_at, d.c.transmission_id)
-                            .where(d.c.status == s.UNROUTABLE)
-                            .order_by(d.c.created_at, d.c.id)).all()
-    by_partner: dict[str, list[Any]] = defaultdict(list)
-    for r in rows:
+    for partner_id, first in tracking.outbox_oldest_by_partner(ctx.store):
+        minutes = ctx.rules_for(partner_id).outbox_minutes or 0
+        limit = ctx.now - dt.timedelta(minutes=minutes)
+        if minutes <= 0 or first > limit:
+            continue
+        waiting = tracking.waiting_in_outbox(ctx.store, partner_id, limit)
+        last_error = next((w.last_error for w in reversed(waiting) if w.last_error), None)
+        summary = (f"{len(waiting)} document(s) from {partner_id} waiting in the outbox "
+                   f"for more than {minutes} min (oldest since {_hm(first)})")
+        if last_error:
+            summary += f"; last error: {_short(last_error, 120)}"
+        out.append(Condition("untransmitted", partner_id, f"untransmitted:{partner_id}",
+                             summary, {
+                                 "count": len(waiting), "oldest": _iso(first),
+                                 "outbox_minutes": minutes, "last_error": last_error,
+                                 "documents": [_doc_ref(w) for w in waiting[:MAX_LISTED]]}))
+    by_partner: dict[str, list[tracking.UnroutableDocument]] = defaultdict(list)
+    for r in tracking.unroutable_documents(ctx.store):
         by_partner[r.partner_id].append(r)
     for partner_id, docs in sorted(by_partner.items()):
         key = f"unroutable:{partner_id}"
         # Unroutable documents stay so; once an operator has resolved the alert, only those
         # returned afterwards make it again.
         after = ctx.alerts.operator_resolved_at(key)
-        docs = [r for r in docs if after is None or aware(r.created_at) > after]
+        docs = [r for r in docs if after is None or r.created_at > after]
         if not docs:
             continue
         out.append(Condition("unroutable", partner_id, key,
@@ -244,28 +213,22 @@ def erp_sla_minutes(rules: TrackerRules, doc_type: str) -> int:
     return int(table.get(doc_type, table.get("*", 0)) or 0)
 
 
-def _erp_rows(ctx: TrackerContext, where: Any, since_col: Any, prefix: str) -> list[Any]:
-    d, t = s.documents, s.transmissions
+def _erp_rows(ctx: TrackerContext, prefix: str,
+             query: Callable[[Store, dt.datetime, list[str]], list[tracking.ErpDocument]],
+             ) -> list[tracking.ErpDocument]:
+    """What ``query`` finds within the look-back, and the documents of the alerts of
+    ``prefix`` still active, by time of publication."""
     ids = [k.split(":", 1)[1] for k in ctx.active(prefix)]
-    cols = (d.c.id, d.c.partner_id, d.c.doc_type, d.c.business_number, d.c.message_id,
-            d.c.published_at, d.c.erp_status, d.c.erp_at, d.c.erp_reason, d.c.transmission_id,
-            d.c.interchange_ref, t.c.filename)
-    q = sa.select(*cols).select_from(d.join(t, t.c.id == d.c.transmission_id)).where(where)
-    with ctx.store.engine.connect() as conn:
-        rows = {r.id: r for r in conn.execute(
-            q.where(since_col >= ctx.now - LOOKBACK["erp"]))}
-        rows.update({r.id: r for r in _in(conn, q, d.c.id, ids)})
-    return sorted(rows.values(), key=lambda r: (aware(r.published_at), r.id))
+    rows = query(ctx.store, ctx.now - LOOKBACK["erp"], ids)
+    return sorted(rows, key=lambda r: (r.published_at, r.id))
 
 
 def _check_erp_overdue(ctx: TrackerContext) -> list[Condition]:
-    d = s.documents
-    rows = _erp_rows(ctx, sa.and_(d.c.status == s.DOC_PUBLISHED, d.c.erp_status.is_(None)),
-                     d.c.published_at, "erp-overdue:")
+    rows = _erp_rows(ctx, "erp-overdue:", tracking.unacknowledged_documents)
     out = []
     for r in rows:
         sla = erp_sla_minutes(ctx.rules_for(r.partner_id), r.doc_type)
-        published = aware(r.published_at)
+        published = r.published_at
         if sla <= 0 or published is None or ctx.now - published < dt.timedelta(minutes=sla):
             continue
         waited = int((ctx.now - published).total_seconds() // 60)
@@ -278,14 +241,13 @@ def _check_erp_overdue(ctx: TrackerContext) -> list[Condition]:
 
 
 def _check_erp_rejected(ctx: TrackerContext) -> list[Condition]:
-    d = s.documents
-    rows = _erp_rows(ctx, d.c.erp_status == s.ERP_REJECTED, d.c.erp_at, "erp-rejected:")
+    rows = _erp_rows(ctx, "erp-rejected:", tracking.erp_rejected_documents)
     return [Condition("erp-rejected", r.partner_id, f"erp-rejected:{r.id}",
                       f"{_doc_name(r)} rejected by the ERP: {_short(r.erp_reason or 'no reason given')}",
                       _erp_detail(r)) for r in rows]
 
 
-def _erp_detail(r: Any) -> dict[str, Any]:
+def _erp_detail(r: tracking.ErpDocument) -> dict[str, Any]:
     return {"document_id": r.id, "doc_type": r.doc_type, "business_number": r.business_number,
             "message_id": r.message_id, "transmission_id": r.transmission_id,
             "filename": r.filename, "interchange_ref": r.interchange_ref,
@@ -336,17 +298,10 @@ def _gap_span(missing: Sequence[str]) -> str:
 
 
 def _check_gaps(ctx: TrackerContext) -> list[Condition]:
-    i, d = s.interchanges, s.documents
     since = ctx.now - LOOKBACK["gaps"]
-    with ctx.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
-                                      i.c.received_at)
-                            .where(i.c.received_at >= since).order_by(i.c.id)).all()
-        msgs = conn.execute(sa.select(d.c.partner_id, d.c.transmission_id, d.c.interchange_ref,
-                                      d.c.message_ref)
-                            .where(d.c.created_at >= since, d.c.interchange_ref.is_not(None),
-                                   d.c.message_ref.is_not(None))).all()
-    by_partner: dict[str, list[Any]] = defaultdict(list)
+    rows = tracking.interchanges_since(ctx.store, since)
+    msgs = tracking.messages_since(ctx.store, since)
+    by_partner: dict[str, list[tracking.InterchangeSeen]] = defaultdict(list)
     for r in rows:
         by_partner[r.partner_id].append(r)
     out: dict[str, Condition] = {}
@@ -376,11 +331,11 @@ def _check_gaps(ctx: TrackerContext) -> list[Condition]:
     groups: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for m in msgs:
         groups[(m.partner_id, m.transmission_id, m.interchange_ref)].add(m.message_ref)
-    for (partner_id, tid, icref), refs in sorted(groups.items()):
+    for (partner_id, tid, icref), message_refs in sorted(groups.items()):
         rules = ctx.rules_for(partner_id)
         if not rules.message_gaps:
             continue
-        for _a, b, missing in find_gaps(refs, rules.gap_window or 0):
+        for _a, b, missing in find_gaps(message_refs, rules.gap_window or 0):
             key = f"message-gap:{partner_id}:{icref}:{_gap_span(missing)}"
             out[key] = Condition("gap", partner_id, key,
                                  f"messages of interchange {icref} from {partner_id}: "
@@ -392,12 +347,8 @@ def _check_gaps(ctx: TrackerContext) -> list[Condition]:
 
 
 def _any_interchange(ctx: TrackerContext, partner_id: str | None, refs: list[str]) -> bool:
-    i = s.interchanges
     variants = {v for r in refs for v in (r, r.lstrip("0") or "0")}
-    with ctx.store.engine.connect() as conn:
-        return conn.execute(sa.select(i.c.id).where(
-            i.c.partner_id == partner_id, i.c.control_ref.in_(sorted(variants))).limit(1)
-        ).first() is not None
+    return tracking.interchange_received(ctx.store, partner_id, sorted(variants))
 
 
 gaps = Rule("gaps", ("gap",), _check_gaps)
@@ -406,12 +357,7 @@ gaps = Rule("gaps", ("gap",), _check_gaps)
 # -- silence and volume -----------------------------------------------------------------
 
 def _last_received(ctx: TrackerContext, partner_id: str, doc_type: str) -> dt.datetime | None:
-    d, t = s.documents, s.transmissions
-    with ctx.store.engine.connect() as conn:
-        return aware(conn.execute(
-            sa.select(sa.func.max(t.c.received_at))
-            .select_from(d.join(t, t.c.id == d.c.transmission_id))
-            .where(d.c.partner_id == partner_id, d.c.doc_type == doc_type)).scalar())
+    return tracking.last_received(ctx.store, partner_id, doc_type)
 
 
 def _check_silence(ctx: TrackerContext) -> list[Condition]:
@@ -453,13 +399,8 @@ def _check_silence(ctx: TrackerContext) -> list[Condition]:
 
 
 def _count_documents(ctx: TrackerContext, partner_id: str, day: dt.date) -> int:
-    d, t = s.documents, s.transmissions
     start, end = ctx.calendar.day_bounds(day)
-    with ctx.store.engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.count()).select_from(d.join(t, t.c.id == d.c.transmission_id))
-            .where(d.c.partner_id == partner_id, d.c.status != s.DOC_DUPLICATE,
-                   t.c.received_at >= start, t.c.received_at < end)).scalar_one()
+    return tracking.count_documents(ctx.store, partner_id, start, end)
 
 
 def _check_volume_drop(ctx: TrackerContext) -> list[Condition]:
@@ -504,54 +445,42 @@ volume_drop = Rule("volume_drop", ("volume-drop",), _check_volume_drop)
 # -- duplicates -------------------------------------------------------------------------
 
 #: Conflicts have their own alert (kind "conflict"); rejected ones were never received.
-_NOT_COUNTED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_HELD, s.DOC_CONFLICT, s.DOC_REJECTED)
+_NOT_COUNTED = (DocumentStatus.FAILED, DocumentStatus.UNSUPPORTED, DocumentStatus.HELD,
+                DocumentStatus.CONFLICT, DocumentStatus.REJECTED)
 
 
 def _check_duplicates(ctx: TrackerContext) -> list[Condition]:
-    d, t, i = s.documents, s.transmissions, s.interchanges
     windows = [ctx.rules_for(p.id).duplicate_window_days or 0 for p in ctx.partners]
     widest = max([ctx.rules_for(None).duplicate_window_days or 0, *windows])
+    since = ctx.now - dt.timedelta(days=widest)
     out = []
-    with ctx.store.engine.connect() as conn:
-        since = ctx.now - dt.timedelta(days=widest)
-        counted = sa.and_(d.c.business_number.is_not(None), d.c.status.not_in(_NOT_COUNTED),
-                          d.c.created_at >= since)
-        groups = conn.execute(
-            sa.select(d.c.partner_id, d.c.doc_type, d.c.business_number).where(counted)
-            .group_by(d.c.partner_id, d.c.doc_type, d.c.business_number)
-            .having(sa.func.count(sa.distinct(d.c.message_id)) > 1)).all()
-        for partner_id, doc_type, number in sorted(groups):
-            rules = ctx.rules_for(partner_id)
-            if rules.duplicate_numbers == "accept":
-                continue
-            window = dt.timedelta(days=rules.duplicate_window_days or 0)
-            docs = conn.execute(
-                sa.select(d.c.id, d.c.transmission_id, d.c.message_id, d.c.status,
-                          d.c.created_at, d.c.interchange_ref, t.c.filename, t.c.received_at)
-                .select_from(d.join(t, t.c.id == d.c.transmission_id))
-                .where(counted, d.c.partner_id == partner_id, d.c.doc_type == doc_type,
-                       d.c.business_number == number, d.c.created_at >= ctx.now - window)
-                .order_by(t.c.received_at, d.c.id)).all()
-            if len({r.message_id for r in docs}) < 2:
-                continue
-            tids = list(dict.fromkeys(r.transmission_id for r in docs))
-            out.append(Condition(
-                "duplicate", partner_id, f"duplicate:{partner_id}:{doc_type}:{number}",
-                f"{doc_type} number {number} from {partner_id} received {len(docs)} times "
-                f"within {rules.duplicate_window_days} days (transmissions "
-                f"{', '.join(tids[:5])}; policy {rules.duplicate_numbers})",
-                {"doc_type": doc_type, "business_number": number,
-                 "policy": rules.duplicate_numbers, "transmissions": [
-                     {"transmission_id": r.transmission_id, "document_id": r.id,
-                      "message_id": r.message_id, "status": r.status, "filename": r.filename,
-                      "interchange_ref": r.interchange_ref,
-                      "received_at": _iso(r.received_at)} for r in docs[:MAX_LISTED]]}))
-        out += _interchange_duplicates(ctx, conn, i, t)
+    for partner_id, doc_type, number in tracking.reused_numbers(ctx.store, since, _NOT_COUNTED):
+        rules = ctx.rules_for(partner_id)
+        if rules.duplicate_numbers == "accept":
+            continue
+        window = dt.timedelta(days=rules.duplicate_window_days or 0)
+        docs = tracking.numbered_documents(ctx.store, partner_id, doc_type, number,
+                                           since=since, within=ctx.now - window,
+                                           excluded=_NOT_COUNTED)
+        if len({r.message_id for r in docs}) < 2:
+            continue
+        tids = list(dict.fromkeys(r.transmission_id for r in docs))
+        out.append(Condition(
+            "duplicate", partner_id, f"duplicate:{partner_id}:{doc_type}:{number}",
+            f"{doc_type} number {number} from {partner_id} received {len(docs)} times "
+            f"within {rules.duplicate_window_days} days (transmissions "
+            f"{', '.join(tids[:5])}; policy {rules.duplicate_numbers})",
+            {"doc_type": doc_type, "business_number": number,
+             "policy": rules.duplicate_numbers, "transmissions": [
+                 {"transmission_id": r.transmission_id, "document_id": r.id,
+                  "message_id": r.message_id, "status": r.status, "filename": r.filename,
+                  "interchange_ref": r.interchange_ref,
+                  "received_at": _iso(r.received_at)} for r in docs[:MAX_LISTED]]}))
+    out += _interchange_duplicates(ctx)
     return out
 
 
-def _interchange_duplicates(ctx: TrackerContext, conn: sa.Connection, i: Any,
-                            t: Any) -> list[Condition]:
+def _interchange_duplicates(ctx: TrackerContext) -> list[Condition]:
     """The same interchange reference (UNB 0020) twice from a partner within its EDIFACT
     ``duplicate_window_days`` (its ``duplicate_interchange`` policy; a reprocessing attempt
     replays its original and is no duplicate of it)."""
@@ -559,22 +488,14 @@ def _interchange_duplicates(ctx: TrackerContext, conn: sa.Connection, i: Any,
     widest = max([p.duplicate_window_days for p in policies.values()], default=0)
     if not widest:
         return []
-    groups = conn.execute(
-        sa.select(i.c.partner_id, i.c.control_ref)
-        .where(i.c.received_at >= ctx.now - dt.timedelta(days=widest))
-        .group_by(i.c.partner_id, i.c.control_ref).having(sa.func.count() > 1)).all()
+    groups = tracking.reused_interchange_refs(ctx.store, ctx.now - dt.timedelta(days=widest))
     out = []
-    for partner_id, ref in sorted(groups):
+    for partner_id, ref in groups:
         policy = policies.get(partner_id)
         if policy is None or policy.duplicate_interchange == "accept":
             continue
-        rows = conn.execute(
-            sa.select(i.c.transmission_id, i.c.received_at, i.c.status, t.c.filename,
-                      t.c.reprocess_of)
-            .select_from(i.join(t, t.c.id == i.c.transmission_id))
-            .where(i.c.partner_id == partner_id, i.c.control_ref == ref,
-                   i.c.received_at >= ctx.now - dt.timedelta(days=policy.duplicate_window_days))
-            .order_by(i.c.received_at, i.c.id)).all()
+        rows = tracking.interchange_receipts(
+            ctx.store, partner_id, ref, ctx.now - dt.timedelta(days=policy.duplicate_window_days))
         originals = {r.reprocess_of or r.transmission_id for r in rows}
         if len(originals) < 2:
             continue
@@ -619,11 +540,8 @@ conflicts = Rule("conflicts", ("conflict",), _check_conflicts)
 # -- channels and certificates ----------------------------------------------------------
 
 def _check_channels(ctx: TrackerContext) -> list[Condition]:
-    h = s.channel_health
     out = []
-    with ctx.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(h).order_by(h.c.channel)).all()
-    for r in rows:
+    for r in ChannelRecords(ctx.store).health():
         limit = ctx.rules_for(r.partner_id).channel_failures or 0
         if limit <= 0 or r.consecutive_failures < limit:
             continue
@@ -661,25 +579,16 @@ def _check_processing_stalled(ctx: TrackerContext) -> list[Condition]:
     """A transmission has waited RECEIVED longer than ``stalled_after`` and no transmission
     was processed meanwhile: processing is not moving (a dead worker, a store that stopped
     answering it). Gone as soon as processing moves again."""
-    t = s.transmissions
     limit = ctx.now - dt.timedelta(seconds=ctx.stalled_after)
-    with ctx.store.engine.connect() as conn:
-        oldest, waiting = conn.execute(
-            sa.select(sa.func.min(t.c.received_at), sa.func.count())
-            .where(t.c.status == s.RECEIVED)).one()
-        if oldest is None or aware(oldest) > limit:
-            return []
-        moved = conn.execute(sa.select(t.c.updated_at).where(
-            t.c.status != s.RECEIVED, t.c.updated_at > limit).limit(1)).first()
-        if moved is not None:
-            return []
-        last = conn.execute(sa.select(sa.func.max(t.c.updated_at))
-                            .where(t.c.status != s.RECEIVED)).scalar()
+    stall = tracking.stalled_processing(ctx.store, limit)
+    if stall is None:
+        return []
+    last = stall.last_processed
     return [Condition(
         "processing-stalled", None, "processing-stalled",
-        f"processing stalled: {waiting} transmission(s) waiting RECEIVED, the oldest since "
-        f"{_hm(oldest)}; nothing processed since {_hm(last) if last else 'start'}",
-        {"waiting": waiting, "oldest": _iso(aware(oldest)), "last_processed": _iso(aware(last)),
+        f"processing stalled: {stall.waiting} transmission(s) waiting RECEIVED, the oldest "
+        f"since {_hm(stall.oldest)}; nothing processed since {_hm(last) if last else 'start'}",
+        {"waiting": stall.waiting, "oldest": _iso(stall.oldest), "last_processed": _iso(last),
          "stalled_after_s": ctx.stalled_after})]
 
 
@@ -692,14 +601,6 @@ ALL_RULES = [failures, untransmitted, erp_overdue, erp_rejected, gaps, silence, 
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-def _in(conn: sa.Connection, query: Any, column: Any, values: Iterable[Any]) -> list[Any]:
-    values = sorted(set(values))
-    rows: list[Any] = []
-    for n in range(0, len(values), 500):
-        rows += conn.execute(query.where(column.in_(values[n:n + 500]))).all()
-    return rows
-
 
 def _iso(value: dt.datetime | None) -> str | None:
     value = aware(value)
@@ -716,11 +617,27 @@ def _short(text: str | None, size: int = 300) -> str:
     return text if len(text) <= size else text[:size - 1] + "…"
 
 
-def _doc_ref(r: Any) -> dict[str, Any]:
+class _Document(Protocol):
+    """What names a document in an alert's evidence."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def doc_type(self) -> str: ...
+    @property
+    def business_number(self) -> str | None: ...
+
+
+class _PartnerDocument(_Document, Protocol):
+    @property
+    def partner_id(self) -> str: ...
+
+
+def _doc_ref(r: _Document) -> dict[str, Any]:
     return {"document_id": r.id, "doc_type": r.doc_type, "business_number": r.business_number}
 
 
-def _doc_name(r: Any) -> str:
+def _doc_name(r: _PartnerDocument) -> str:
     number = f" {r.business_number}" if r.business_number else f" (document {r.id})"
     return f"{r.doc_type}{number} from {r.partner_id}"
 
