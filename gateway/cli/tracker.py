@@ -1,0 +1,109 @@
+"""``edigw explain`` and ``edigw purge``: the tracker's commands for support and operators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+
+import click
+
+from gateway.cli.common import CliContext, open_store
+def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> dt.datetime | None:
+    """A date or date-time; without an offset, in the tracker's time zone. A bare date as
+    ``--until`` means the end of that day."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)"
+                                 ) from None
+    if end and len(value.strip()) == 10:
+        when += dt.timedelta(days=1)
+    return when if when.tzinfo else when.replace(tzinfo=zone)
+
+
+@click.command()
+@click.option("--partner", help="Partner id.")
+@click.option("--order", "order", metavar="NUMBER", help="Order number (BGM 1004).")
+@click.option("--invoice", metavar="NUMBER", help="Invoice number.")
+@click.option("--number", metavar="NUMBER", help="A document number of any type.")
+@click.option("--interchange", metavar="REF", help="Interchange reference (UNB 0020).")
+@click.option("--file", "filename", metavar="NAME", help="File name (or a part of it).")
+@click.option("--since", help="Received from this date or date-time (tracker's time zone "
+                              "unless an offset is given).")
+@click.option("--until", help="Received before this date-time, or up to the end of this date.")
+@click.option("--json", "as_json", is_flag=True, help="The explanation as JSON.")
+@click.pass_obj
+def explain(obj: CliContext, partner: str | None, order: str | None, invoice: str | None,
+            number: str | None, interchange: str | None, filename: str | None,
+            since: str | None, until: str | None, as_json: bool) -> None:
+    """Where is this order? One verdict (never-received, failed, duplicate, in-progress,
+    waiting-erp, acknowledged, rejected, quarantined, held) and its evidence."""
+    from gateway.config import load_partners
+    from gateway.store.archive import Archive
+    from gateway.tracker.explain import explain as explain_order
+
+    numbers = [(t, n) for t, n in (("order", order), ("invoice", invoice), (None, number)) if n]
+    if len(numbers) > 1:
+        raise click.UsageError("give one of --order, --invoice and --number")
+    if not (numbers or interchange or filename or partner):
+        raise click.UsageError("say what to look for: --order, --invoice, --number, "
+                               "--interchange, --file or --partner with dates")
+    doc_type, wanted = numbers[0] if numbers else (None, None)
+    settings = obj.settings
+    zone = zoneinfo.ZoneInfo(settings.tracker.timezone)
+    out = explain_order(open_store(obj), load_partners(settings.partners), settings,
+                        partner=partner, number=wanted, doc_type=doc_type,
+                        interchange_ref=interchange, filename=filename,
+                        since=_when(since, zone), until=_when(until, zone, end=True),
+                        archive=Archive(settings.archive.path, fsync=False))
+    if as_json:
+        click.echo(json.dumps(out.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"verdict: {out.verdict}")
+    click.echo(out.summary)
+    if out.evidence:
+        click.echo("\nevidence")
+        width = max(len(f.kind) for f in out.evidence)
+        for f in out.evidence:
+            at = (f.at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if f.at else "").ljust(16)
+            ref = f"  [{f.ref}]" if f.ref else ""
+            click.echo(f"  {at}  {f.kind:<{width}}  {f.text}{ref}")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be purged.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def purge(obj: CliContext, dry_run: bool, as_json: bool) -> None:
+    """Purge raw payloads older than their partner's retention_days (metadata, documents
+    and canonical JSON are kept)."""
+    from gateway.config import load_partners
+    from gateway.store.archive import Archive
+    from gateway.tracker.retention import purge as purge_payloads
+
+    settings = obj.settings
+    result = purge_payloads(open_store(obj), Archive(settings.archive.path,
+                                                     fsync=settings.archive.fsync),
+                            settings, load_partners(settings.partners), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    if not result.retention:
+        click.echo("no retention configured ([tracker.defaults] or a partner's [tracker] "
+                   "retention_days): every payload is kept")
+        return
+    click.echo("retention: " + ", ".join(f"{k or 'others'} {v} day(s)"
+                                         for k, v in result.retention.items()))
+    verb = "would purge" if dry_run else "purged"
+    for p in result.purged:
+        kept = (" (file kept: shared with " + p.shared_with + ")") if p.shared_with else ""
+        click.echo(f"{verb} {p.transmission_id}  {p.partner_id or '-'}  "
+                   f"received {p.received_at.strftime('%Y-%m-%d %H:%M')} UTC  "
+                   f"{p.size} bytes{kept}")
+    click.echo(f"{len(result.purged)} transmission(s) {'to purge' if dry_run else 'purged'}, "
+               f"{result.files_deleted} file(s) "
+               f"{'to delete' if dry_run else 'deleted'}, {result.bytes_freed} bytes "
+               f"{'to free' if dry_run else 'freed'}")
