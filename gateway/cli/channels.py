@@ -4,6 +4,7 @@ recorded for it, and the AS2 certificates' expiry."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -51,7 +52,7 @@ def channels(obj: CliContext, as_json: bool) -> None:
     names = {c[0] for c in configured}
     configured += [(h.channel, h.kind, h.partner_id, "(no longer configured)")
                    for h in health.values() if h.channel not in names]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for channel, kind, partner, where in configured:
         h = health.get(channel)
         state = ("listening" if h is None and kind in ("as2", "sms") else

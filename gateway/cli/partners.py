@@ -88,9 +88,11 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
             raise click.BadParameter(f"{m!r}: expected TYPE=MAPPING_ID", param_hint="--mapping")
         docs.append({"type": doc_type, "format": "edifact", "mapping": mapping_id})
     try:
-        partner = Partner(id=partner_id, name=name, documents=[DocumentSettings(**d) for d in docs],
-                          identifiers=Identifiers(unb=[_unb(u) for u in unb], gln=list(gln),
-                                                  vat=list(vat), email=list(email)))
+        documents = [DocumentSettings.model_validate(d) for d in docs]
+        partner = Partner.model_validate({
+            "id": partner_id, "name": name, "documents": documents,
+            "identifiers": Identifiers(unb=[_unb(u) for u in unb], gln=list(gln),
+                                       vat=list(vat), email=list(email))})
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']} (value {err.get('input')!r})")

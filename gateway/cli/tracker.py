@@ -9,6 +9,8 @@ import zoneinfo
 import click
 
 from gateway.cli.common import CliContext, open_store
+
+
 def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> dt.datetime | None:
     """A date or date-time; without an offset, in the tracker's time zone. A bare date as
     ``--until`` means the end of that day."""

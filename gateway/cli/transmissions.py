@@ -13,7 +13,8 @@ from gateway.cli.common import CliContext, fail, open_store, table
 from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 
 if TYPE_CHECKING:
-    from gateway.store.db import DocumentRow, Store, TransmissionRow
+    from gateway.store.db import Store
+    from gateway.store.records import DocumentRow, TransmissionRow
 
 
 def parse_when(value: str | None) -> dt.datetime | None:
@@ -39,8 +40,8 @@ def parse_when(value: str | None) -> dt.datetime | None:
 def log_cmd(obj: CliContext, partner: str | None, status: str | None, since: str | None,
             until: str | None, limit: int, as_json: bool) -> None:
     """The transmission log, newest first."""
-    from gateway.store.db import LogFilter
     from gateway.store.erp import ErpAcks
+    from gateway.store.records import LogFilter
 
     if status and status.upper() not in TRANSMISSION_STATUSES:
         raise click.BadParameter(f"{status!r}; one of {', '.join(TRANSMISSION_STATUSES)}",

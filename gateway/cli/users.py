@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gateway.cli.common import CliContext, fail, open_store
-from gateway.core.status import ROLES
+from gateway.core.status import Role
 
 if TYPE_CHECKING:
     from gateway.store.audit import AuditLog
     from gateway.web.auth import Authenticator, User, Users
+
+#: The roles as plain strings: click shows enum members by their names (VIEWER …).
+ROLES = tuple(role.value for role in Role)
 
 #: The longest life of an API token, in days (100 years): a bigger number overflows dates.
 MAX_TOKEN_DAYS = 36500
