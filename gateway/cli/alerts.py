@@ -4,6 +4,7 @@ now."""
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import click
 
@@ -42,8 +43,8 @@ def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: st
                        a.summary[:90]] for a in found]))
 
 
-def _alert_action(obj: CliContext, action: str, alert_id: int, note: str | None,
-                  by: str | None) -> None:
+def _alert_action(obj: CliContext, action: Literal["acknowledge", "resolve"], alert_id: int,
+                  note: str | None, by: str | None) -> None:
     """Acknowledge or resolve ALERT_ID as BY (default: the user running the command)."""
     import getpass
 

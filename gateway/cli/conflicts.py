@@ -4,7 +4,7 @@ content; list them with what differs, release or reject one."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -104,8 +104,8 @@ def conflicts_show(obj: CliContext, document_id: str, as_json: bool) -> None:
         click.echo(f"… and {c.comparison.total - len(c.comparison.differences)} more")
 
 
-def _decide(obj: CliContext, action: str, document_id: str, by: str | None,
-            reason: str | None) -> None:
+def _decide(obj: CliContext, action: Literal["release", "reject"], document_id: str,
+            by: str | None, reason: str | None) -> None:
     """Release or reject DOCUMENT_ID as BY (default: the user running the command) and say
     where the document and its transmission now stand."""
     import getpass
