@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from gateway.cli import _Ctx
-from gateway.cli_tracker import explain, purge
+from gateway.cli.common import CliContext as _Ctx
+from gateway.cli.tracker import explain, purge
 from gateway.core import clock
 from tests.unit.test_explain import GOUDEN, ROOT, START, Gateway, order
 

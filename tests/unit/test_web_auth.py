@@ -200,8 +200,8 @@ def _cli(tmp_path, *args: str, env: dict[str, str] | None = None, input: str | N
     import click
     from click.testing import CliRunner
 
-    from gateway.cli import _Ctx
-    from gateway.cli_web import tokens, users
+    from gateway.cli.common import CliContext as _Ctx
+    from gateway.cli.users import tokens, users
 
     (tmp_path / "gateway.toml").write_text(
         f'partners = "{tmp_path}"\n[store]\nurl = "sqlite:///{tmp_path / "cli.sqlite3"}"\n')

@@ -1,17 +1,14 @@
-"""``edigw explain`` and ``edigw purge``: the tracker's commands for support and operators.
-
-Registered on ``edigw`` by ``gateway.cli`` (``main.add_command``); the helpers of
-``gateway.cli`` are imported inside the functions, since that module imports this one.
-"""
+"""``edigw explain`` and ``edigw purge``: the tracker's commands for support and operators."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import zoneinfo
-from typing import Any
 
 import click
+
+from gateway.cli.common import CliContext, open_store
 
 
 def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> dt.datetime | None:
@@ -41,12 +38,11 @@ def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> d
 @click.option("--until", help="Received before this date-time, or up to the end of this date.")
 @click.option("--json", "as_json", is_flag=True, help="The explanation as JSON.")
 @click.pass_obj
-def explain(obj: Any, partner: str | None, order: str | None, invoice: str | None,
+def explain(obj: CliContext, partner: str | None, order: str | None, invoice: str | None,
             number: str | None, interchange: str | None, filename: str | None,
             since: str | None, until: str | None, as_json: bool) -> None:
     """Where is this order? One verdict (never-received, failed, duplicate, in-progress,
     waiting-erp, acknowledged, rejected, quarantined, held) and its evidence."""
-    from gateway.cli import _store
     from gateway.config import load_partners
     from gateway.store.archive import Archive
     from gateway.tracker.explain import explain as explain_order
@@ -60,7 +56,7 @@ def explain(obj: Any, partner: str | None, order: str | None, invoice: str | Non
     doc_type, wanted = numbers[0] if numbers else (None, None)
     settings = obj.settings
     zone = zoneinfo.ZoneInfo(settings.tracker.timezone)
-    out = explain_order(_store(obj), load_partners(settings.partners), settings,
+    out = explain_order(open_store(obj), load_partners(settings.partners), settings,
                         partner=partner, number=wanted, doc_type=doc_type,
                         interchange_ref=interchange, filename=filename,
                         since=_when(since, zone), until=_when(until, zone, end=True),
@@ -83,17 +79,16 @@ def explain(obj: Any, partner: str | None, order: str | None, invoice: str | Non
 @click.option("--dry-run", is_flag=True, help="Only list what would be purged.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def purge(obj: Any, dry_run: bool, as_json: bool) -> None:
+def purge(obj: CliContext, dry_run: bool, as_json: bool) -> None:
     """Purge raw payloads older than their partner's retention_days (metadata, documents
     and canonical JSON are kept)."""
-    from gateway.cli import _store
     from gateway.config import load_partners
     from gateway.store.archive import Archive
     from gateway.tracker.retention import purge as purge_payloads
 
     settings = obj.settings
-    result = purge_payloads(_store(obj), Archive(settings.archive.path,
-                                                 fsync=settings.archive.fsync),
+    result = purge_payloads(open_store(obj), Archive(settings.archive.path,
+                                                     fsync=settings.archive.fsync),
                             settings, load_partners(settings.partners), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))

@@ -1,23 +1,25 @@
 """``edigw conflicts``: documents held because their number was received before with other
-content; list them with what differs, release or reject one.
-
-Registered on ``edigw`` by ``gateway.cli``; its helpers are imported inside the functions,
-since that module imports this one.
-"""
+content; list them with what differs, release or reject one."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 import click
 
+from gateway.cli.common import CliContext, fail, open_store, table
+from gateway.core.status import DocumentStatus
 
-def _desk(obj: Any) -> Any:
-    from gateway.cli import _store
+if TYPE_CHECKING:
     from gateway.store.conflicts import ConflictDesk
 
-    return ConflictDesk(_store(obj))
+
+def _desk(obj: CliContext) -> ConflictDesk:
+    """The conflicts of the configured store."""
+    from gateway.store.conflicts import ConflictDesk
+
+    return ConflictDesk(open_store(obj))
 
 
 @click.group(invoke_without_command=True)
@@ -41,46 +43,44 @@ def conflicts(ctx: click.Context, partner: str | None, rejected: bool, limit: in
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def conflicts_list(obj: Any, partner: str | None, rejected: bool, limit: int,
+def conflicts_list(obj: CliContext, partner: str | None, rejected: bool, limit: int,
                    as_json: bool) -> None:
     """The conflicts waiting for an operator, newest first, with what differs."""
     _list(obj, partner, rejected, limit, as_json)
 
 
-def _list(obj: Any, partner: str | None, rejected: bool, limit: int, as_json: bool) -> None:
-    from gateway.cli import _table
-    from gateway.store import schema as s
-
-    found = _desk(obj).list(partner=partner, limit=limit,
-                            status=s.DOC_REJECTED if rejected else s.DOC_CONFLICT)
+def _list(obj: CliContext, partner: str | None, rejected: bool, limit: int,
+          as_json: bool) -> None:
+    """The conflicts waiting (or rejected), as a table or JSON."""
+    wanted = DocumentStatus.REJECTED if rejected else DocumentStatus.CONFLICT
+    found = _desk(obj).list(partner=partner, limit=limit, status=wanted)
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in found], indent=2, default=str))
         return
     if not found:
         click.echo("no conflicts" + (" rejected" if rejected else " waiting"))
         return
-    click.echo(_table(["document", "partner", "type", "number", "received (UTC)",
-                       "earlier", "differences"],
-                      [[c.document.id, c.document.partner_id, c.document.doc_type,
-                        c.document.business_number or "-",
-                        c.document.created_at.strftime("%Y-%m-%d %H:%M"),
-                        c.document.conflict_of or "-", c.comparison.summary(2)[:90]]
-                       for c in found]))
+    click.echo(table(["document", "partner", "type", "number", "received (UTC)",
+                      "earlier", "differences"],
+                     [[c.document.id, c.document.partner_id, c.document.doc_type,
+                       c.document.business_number or "-",
+                       c.document.created_at.strftime("%Y-%m-%d %H:%M"),
+                       c.document.conflict_of or "-", c.comparison.summary(2)[:90]]
+                      for c in found]))
 
 
 @conflicts.command("show")
 @click.argument("document_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def conflicts_show(obj: Any, document_id: str, as_json: bool) -> None:
+def conflicts_show(obj: CliContext, document_id: str, as_json: bool) -> None:
     """One conflict: both documents and every difference (path, earlier, this one)."""
-    from gateway.cli import _fail, _table
     from gateway.store.conflicts import ConflictError
 
     try:
         c = _desk(obj).get(document_id)
     except ConflictError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     if as_json:
         click.echo(json.dumps(c.as_dict(), indent=2, default=str))
         return
@@ -97,29 +97,33 @@ def conflicts_show(obj: Any, document_id: str, as_json: bool) -> None:
                    f"UTC, message id {earlier.message_id}")
     click.echo(f"\n{c.comparison.total} difference(s)")
     if c.comparison.differences:
-        click.echo(_table(["field", "earlier", "this one"],
-                          [[d.path, d.before or "(none)", d.after or "(none)"]
-                           for d in c.comparison.differences]))
+        click.echo(table(["field", "earlier", "this one"],
+                         [[d.path, d.before or "(none)", d.after or "(none)"]
+                          for d in c.comparison.differences]))
     if c.comparison.total > len(c.comparison.differences):
         click.echo(f"… and {c.comparison.total - len(c.comparison.differences)} more")
 
 
-def _decide(obj: Any, action: str, document_id: str, by: str | None,
-            reason: str | None) -> None:
+def _decide(obj: CliContext, action: Literal["release", "reject"], document_id: str,
+            by: str | None, reason: str | None) -> None:
+    """Release or reject DOCUMENT_ID as BY (default: the user running the command) and say
+    where the document and its transmission now stand."""
     import getpass
 
-    from gateway.cli import _fail
     from gateway.store.conflicts import ConflictError
 
     desk = _desk(obj)
+    who = by or getpass.getuser()
     try:
-        doc = getattr(desk, action)(document_id, by=by or getpass.getuser(),
-                                    reason=reason or ("" if action == "reject" else None))
+        if action == "reject":
+            doc = desk.reject(document_id, by=who, reason=reason or "")
+        else:
+            doc = desk.release(document_id, by=who, reason=reason)
     except ConflictError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     t = desk.store.get_transmission(doc.transmission_id)
     click.echo(f"document {doc.id} {doc.status}"
-               + (" (queued for publishing)" if doc.status == "PENDING" else "")
+               + (" (queued for publishing)" if doc.status == DocumentStatus.PENDING else "")
                + f"; transmission {doc.transmission_id} {t.status if t else '?'}")
 
 
@@ -128,7 +132,8 @@ def _decide(obj: Any, action: str, document_id: str, by: str | None,
 @click.option("--reason", default=None, help="Why (kept in the audit trail).")
 @click.option("--by", default=None, help="Who (default: the user running the command).")
 @click.pass_obj
-def conflicts_release(obj: Any, document_id: str, reason: str | None, by: str | None) -> None:
+def conflicts_release(obj: CliContext, document_id: str, reason: str | None,
+                      by: str | None) -> None:
     """Publish a held conflict (under its own message id: the ERP gets both documents)."""
     _decide(obj, "release", document_id, by, reason)
 
@@ -138,6 +143,6 @@ def conflicts_release(obj: Any, document_id: str, reason: str | None, by: str | 
 @click.option("--reason", required=True, help="Why it is not published (required).")
 @click.option("--by", default=None, help="Who (default: the user running the command).")
 @click.pass_obj
-def conflicts_reject(obj: Any, document_id: str, reason: str, by: str | None) -> None:
+def conflicts_reject(obj: CliContext, document_id: str, reason: str, by: str | None) -> None:
     """Reject a held conflict: REJECTED with the reason, never published."""
     _decide(obj, "reject", document_id, by, reason)

@@ -1,10 +1,5 @@
 """``edigw users`` and ``edigw tokens``: the console's accounts from the command line (the
-first admin is made here). Every change goes to the audit trail as ``cli:<os user>``.
-
-Registered on ``edigw`` by ``gateway.cli`` (``main.add_command(users)``,
-``main.add_command(tokens)``); the helpers of ``gateway.cli`` are imported inside the
-functions, since that module imports this one.
-"""
+first admin is made here). Every change goes to the audit trail as ``cli:<os user>``."""
 
 from __future__ import annotations
 
@@ -14,11 +9,22 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-ROLES = ("viewer", "operator", "admin")
+from gateway.cli.common import CliContext, fail, open_store
+from gateway.core.status import Role
+
+if TYPE_CHECKING:
+    from gateway.store.audit import AuditLog
+    from gateway.web.auth import Authenticator, User, Users
+
+#: The roles as plain strings: click shows enum members by their names (VIEWER …).
+ROLES = tuple(role.value for role in Role)
+
+#: The longest life of an API token, in days (100 years): a bigger number overflows dates.
+MAX_TOKEN_DAYS = 36500
 
 
 def _actor() -> str:
@@ -26,31 +32,33 @@ def _actor() -> str:
 
 
 @contextmanager
-def _console(obj: Any) -> Iterator[tuple[Any, Any]]:
+def _console(obj: CliContext) -> Iterator[tuple[Authenticator, AuditLog]]:
     """(Authenticator, AuditLog) on the configured store; edigw's refusals as one line."""
-    from gateway.cli import _fail, _store
     from gateway.store.audit import AuditLog
     from gateway.web.auth import Authenticator, AuthError
 
-    store = _store(obj)
+    store = open_store(obj)
     try:
         yield Authenticator(store), AuditLog(store)
     except AuthError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     finally:
         store.close()
 
 
 def _password(env_var: str | None) -> str:
+    """The password from the environment variable ENV_VAR, else prompted for twice."""
     if env_var:
         value = os.environ.get(env_var)
         if not value:
             raise click.UsageError(f"environment variable {env_var} is not set or empty")
         return value
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)  # type: ignore[no-any-return]
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
-def _profile(user: Any) -> dict[str, Any]:
+def _profile(user: User) -> dict[str, Any]:
+    """What the audit trail keeps of a user, before and after a change."""
     return {k: getattr(user, k) for k in ("username", "display_name", "email", "role",
                                           "disabled")}
 
@@ -72,7 +80,7 @@ def users() -> None:
 @click.option("--email")
 @_password_env
 @click.pass_obj
-def users_add(obj: Any, username: str, role: str, display_name: str | None,
+def users_add(obj: CliContext, username: str, role: str, display_name: str | None,
               email: str | None, password_env: str | None) -> None:
     """Create USERNAME with a role and a password."""
     password = _password(password_env)
@@ -86,7 +94,7 @@ def users_add(obj: Any, username: str, role: str, display_name: str | None,
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
 @click.pass_obj
-def users_list(obj: Any, as_json: bool) -> None:
+def users_list(obj: CliContext, as_json: bool) -> None:
     """Every user with role, state and last login."""
     with _console(obj) as (auth, _audit):
         found = auth.users.list()
@@ -99,64 +107,56 @@ def users_list(obj: Any, as_json: bool) -> None:
             click.echo(f"{u.username:<24} {u.role:<9} {state:<9} last login {last}")
 
 
-def _change(action: str, change: Callable[[Any], Any], message: str) -> Callable[..., None]:
-    def run(obj: Any, username: str) -> None:
-        with _console(obj) as (auth, audit):
-            before = auth.users.by_username(username)
-            if before is None:
-                from gateway.cli import _fail
-
-                _fail(f"no user {username!r}", 1)
-            after = change(auth.users)(username)
-            audit.record(_actor(), action, f"user:{username}", before=_profile(before),
-                         after=_profile(after))
-        click.echo(message.format(username=username))
-
-    return run
+def _change(obj: CliContext, username: str, action: str,
+            apply: Callable[[Users, str], User], message: str) -> None:
+    """Apply one change to USERNAME, audit it with the profile before and after, and say
+    MESSAGE (formatted with the username)."""
+    with _console(obj) as (auth, audit):
+        before = auth.users.by_username(username)
+        if before is None:
+            fail(f"no user {username!r}", 1)
+        after = apply(auth.users, username)
+        audit.record(_actor(), action, f"user:{username}", before=_profile(before),
+                     after=_profile(after))
+    click.echo(message.format(username=username))
 
 
 @users.command("set-role")
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 @click.pass_obj
-def users_set_role(obj: Any, username: str, role: str) -> None:
+def users_set_role(obj: CliContext, username: str, role: str) -> None:
     """Give USERNAME another role."""
-    _change("user.update", lambda u: lambda name: u.set_role(name, role),
-            "{username} is now " + role)(obj, username)
+    _change(obj, username, "user.update", lambda u, name: u.set_role(name, role),
+            "{username} is now " + role)
 
 
 @users.command("disable")
 @click.argument("username")
 @click.pass_obj
-def users_disable(obj: Any, username: str) -> None:
+def users_disable(obj: CliContext, username: str) -> None:
     """Refuse USERNAME from now on (its sessions end, its tokens stop working)."""
-    _change("user.disable", lambda u: u.disable, "{username} disabled")(obj, username)
+    _change(obj, username, "user.disable", lambda u, name: u.disable(name),
+            "{username} disabled")
 
 
 @users.command("enable")
 @click.argument("username")
 @click.pass_obj
-def users_enable(obj: Any, username: str) -> None:
+def users_enable(obj: CliContext, username: str) -> None:
     """Let USERNAME log in again (clears a lock after failed logins)."""
-    _change("user.enable", lambda u: u.enable, "{username} enabled")(obj, username)
+    _change(obj, username, "user.enable", lambda u, name: u.enable(name), "{username} enabled")
 
 
 @users.command("password")
 @click.argument("username")
 @_password_env
 @click.pass_obj
-def users_password(obj: Any, username: str, password_env: str | None) -> None:
+def users_password(obj: CliContext, username: str, password_env: str | None) -> None:
     """Set a new password for USERNAME (its sessions end)."""
     password = _password(password_env)
-
-    def change(u: Any) -> Callable[[str], Any]:
-        return lambda name: u.set_password(name, password)
-
-    _change("user.password", change, "password of {username} changed")(obj, username)
-
-
-#: The longest life of an API token, in days (100 years): a bigger number overflows dates.
-MAX_TOKEN_DAYS = 36500
+    _change(obj, username, "user.password", lambda u, name: u.set_password(name, password),
+            "password of {username} changed")
 
 
 @click.group()
@@ -170,16 +170,14 @@ def tokens() -> None:
 @click.option("--days", type=click.IntRange(min=1, max=MAX_TOKEN_DAYS),
               help=f"Expires after this many days (1 to {MAX_TOKEN_DAYS}).")
 @click.pass_obj
-def tokens_create(obj: Any, username: str, name: str, days: int | None) -> None:
+def tokens_create(obj: CliContext, username: str, name: str, days: int | None) -> None:
     """Create a token; it is printed once, only its hash is kept."""
     from gateway.core import clock
 
     with _console(obj) as (auth, audit):
         user = auth.users.by_username(username)
         if user is None:
-            from gateway.cli import _fail
-
-            _fail(f"no user {username!r}", 1)
+            fail(f"no user {username!r}", 1)
         expires = clock.now() + dt.timedelta(days=days) if days else None
         token, record = auth.tokens.create(user, name, expires_at=expires)
         audit.record(_actor(), "token.create", f"user:{username}",
@@ -193,14 +191,12 @@ def tokens_create(obj: Any, username: str, name: str, days: int | None) -> None:
 @click.option("--user", "username", help="Only this user's tokens.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
 @click.pass_obj
-def tokens_list(obj: Any, username: str | None, as_json: bool) -> None:
+def tokens_list(obj: CliContext, username: str | None, as_json: bool) -> None:
     """Tokens with their owner, prefix, last use and state (never the token)."""
     with _console(obj) as (auth, _audit):
         user = auth.users.by_username(username) if username else None
         if username and user is None:
-            from gateway.cli import _fail
-
-            _fail(f"no user {username!r}", 1)
+            fail(f"no user {username!r}", 1)
         found = auth.tokens.list(user_id=user.id if user else None)
     for t in found:
         if as_json:
@@ -214,11 +210,12 @@ def tokens_list(obj: Any, username: str | None, as_json: bool) -> None:
 @tokens.command("revoke")
 @click.argument("token_id", type=int)
 @click.pass_obj
-def tokens_revoke(obj: Any, token_id: int) -> None:
+def tokens_revoke(obj: CliContext, token_id: int) -> None:
     """Revoke token TOKEN_ID (see ``tokens list``)."""
     with _console(obj) as (auth, audit):
         record = auth.tokens.revoke(token_id)
+        revoked = record.revoked_at.isoformat() if record.revoked_at else None
         audit.record(_actor(), "token.revoke", f"user:{record.username}",
                      before={"id": record.id, "name": record.name, "prefix": record.prefix},
-                     after={"revoked_at": record.revoked_at.isoformat()})
+                     after={"revoked_at": revoked})
     click.echo(f"token {token_id} revoked")

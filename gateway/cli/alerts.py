@@ -1,0 +1,99 @@
+"""``edigw alerts``: the tracker's alerts, listed, acknowledged, resolved, or checked for
+now."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import click
+
+from gateway.cli.common import CliContext, fail, open_store, table
+from gateway.core.status import AlertState
+
+
+@click.group(invoke_without_command=True)
+@click.option("--status", "status", type=click.Choice(["open", "acknowledged", "resolved", "all"]),
+              default=None, help="Default: open and acknowledged.")
+@click.option("--partner", default=None)
+@click.option("--kind", default=None)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: str | None,
+           limit: int, as_json: bool) -> None:
+    """The tracker's alerts (open and acknowledged unless --status says otherwise); see also
+    'alerts ack', 'alerts resolve' and 'alerts check'."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gateway.tracker.alerts import AlertBook
+
+    wanted = (None if status == "all" else [status] if status
+              else [AlertState.OPEN, AlertState.ACKNOWLEDGED])
+    found = AlertBook(open_store(ctx.obj)).list(wanted, partner=partner, kind=kind, limit=limit)
+    if as_json:
+        click.echo(json.dumps([a.as_dict() for a in found], indent=2, default=str))
+        return
+    if not found:
+        click.echo("no alerts")
+        return
+    click.echo(table(["id", "status", "kind", "partner", "opened (UTC)", "seen", "summary"],
+                     [[str(a.id), a.status, a.kind, a.partner_id or "-",
+                       a.opened_at.strftime("%Y-%m-%d %H:%M"), str(a.occurrences),
+                       a.summary[:90]] for a in found]))
+
+
+def _alert_action(obj: CliContext, action: Literal["acknowledge", "resolve"], alert_id: int,
+                  note: str | None, by: str | None) -> None:
+    """Acknowledge or resolve ALERT_ID as BY (default: the user running the command)."""
+    import getpass
+
+    from gateway.tracker.alerts import AlertBook, AlertError
+
+    book = AlertBook(open_store(obj))
+    change = book.acknowledge if action == "acknowledge" else book.resolve
+    try:
+        alert = change(alert_id, by or getpass.getuser(), note)
+    except AlertError as exc:
+        fail(str(exc), 1)
+    click.echo(f"alert {alert.id} {alert.status}: {alert.summary}")
+
+
+@alerts.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--note", default=None, help="What is being done about it.")
+@click.option("--by", default=None, help="Who (default: the user running the command).")
+@click.pass_obj
+def alerts_ack(obj: CliContext, alert_id: int, note: str | None, by: str | None) -> None:
+    """Acknowledge an open alert: someone is on it (it is not announced again)."""
+    _alert_action(obj, "acknowledge", alert_id, note, by)
+
+
+@alerts.command("resolve")
+@click.argument("alert_id", type=int)
+@click.option("--note", default=None)
+@click.option("--by", default=None, help="Who (default: the user running the command).")
+@click.pass_obj
+def alerts_resolve(obj: CliContext, alert_id: int, note: str | None, by: str | None) -> None:
+    """Resolve an alert by hand (the tracker resolves by itself what clears up)."""
+    _alert_action(obj, "resolve", alert_id, note, by)
+
+
+@alerts.command("check")
+@click.pass_obj
+def alerts_check(obj: CliContext) -> None:
+    """Run the tracker's rules once now (what 'edigw serve' does every [tracker] every s)
+    and print what opened and what resolved."""
+    from gateway.config import load_partners
+    from gateway.tracker.engine import Tracker
+
+    store = open_store(obj)
+    as2 = obj.settings.as2
+    result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store,
+                     certificate_warning_days=as2.certificate_warning_days if as2 else 30,
+                     stalled_after=obj.settings.processing.stalled_after).check()
+    for label, items in (("opened", result.opened), ("resolved", result.resolved)):
+        for a in items:
+            click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")
+    click.echo(f"{len(result.opened)} opened, {len(result.refreshed)} still open, "
+               f"{len(result.resolved)} resolved")

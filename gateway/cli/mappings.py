@@ -1,0 +1,57 @@
+"""``edigw mappings test`` and ``edigw schemas write``: the declarative mappings against
+their samples, and the canonical JSON Schemas regenerated from the models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.cli.common import CliContext
+
+
+@click.group()
+def mappings() -> None:
+    """Declarative mappings (mappings/)."""
+
+
+@mappings.command("test")
+@click.option("--update", is_flag=True, help="Rewrite the expected JSON from the current output.")
+@click.pass_obj
+def mappings_test(obj: CliContext, update: bool) -> None:
+    """Run every mapping on its sample and compare with the expected canonical JSON."""
+    from gateway.formats.mapping import run_samples, write_expected
+
+    root = Path(obj.settings.mappings)
+    if update:
+        for path in write_expected(root):
+            click.echo(f"wrote {path}")
+        return
+    results = run_samples(root)
+    bad = 0
+    for r in results:
+        click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.mapping_id}  {r.sample}")
+        if not r.ok:
+            bad += 1
+            click.echo(r.diff)
+    click.echo(f"{len(results) - bad} passed, {bad} failed")
+    sys.exit(1 if bad or not results else 0)
+
+
+@click.group()
+def schemas() -> None:
+    """Canonical JSON Schemas (schemas/canonical/)."""
+
+
+@schemas.command("write")
+@click.option("--dir", "folder", default="schemas/canonical", show_default=True)
+def schemas_write(folder: str) -> None:
+    """Regenerate the JSON Schemas from the canonical models."""
+    from gateway.core.canonical import CANONICAL_MODELS, json_schema_text
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in CANONICAL_MODELS:
+        path = Path(folder) / f"{name}.schema.json"
+        path.write_text(json_schema_text(name))
+        click.echo(f"wrote {path}")

@@ -1,0 +1,67 @@
+"""``edigw serve`` and ``edigw declare``: run the gateway, and set up its broker topology."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from gateway.cli.common import CliContext, open_gateway, setup_logs
+
+
+@click.command()
+@click.pass_obj
+def serve(obj: CliContext) -> None:
+    """Watch the inbox folders, process what arrives and publish to RabbitMQ."""
+    from gateway.store.lock import InstanceLock
+
+    setup_logs(obj.settings)
+    # One gateway per SQLite store: a second one would process every file twice.
+    lock = InstanceLock.for_store(obj.settings.store.url)
+    if lock is not None:
+        lock.acquire()  # InstanceLocked names the first gateway; exit status 1
+    gw = open_gateway(obj)
+    for inbox in obj.settings.inbox:
+        inbox.path.mkdir(parents=True, exist_ok=True)
+    click.echo(f"edigw serving; drop files into: {', '.join(str(i.path) for i in obj.settings.inbox)}",
+               err=True)
+    problem = gw.broker_problem()
+    if problem:
+        click.echo(f"edigw: {problem}\n"
+                   "       documents are kept in the outbox and published once it is reachable "
+                   "(set EDIGW_BROKER_URL or [broker] url).", err=True)
+    try:
+        asyncio.run(gw.serve())
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@click.command()
+@click.pass_obj
+def declare(obj: CliContext) -> None:
+    """Declare the exchanges and queues on the broker (also done by serve at each connection)."""
+    from gateway.app import bus_settings
+    from gateway.bus import declare_topology
+
+    settings = bus_settings(obj.settings)
+    declare_topology(settings)
+    click.echo(f"declared exchange {settings.exchange} and queues "
+               + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_url}")
+    t = obj.settings.tracker
+    if t.enabled:
+        import pika
+
+        from gateway.bus.acks import declare_acks
+        from gateway.bus.connect import parameters
+        from gateway.bus.events import declare_events
+
+        connection = pika.BlockingConnection(parameters(settings.url))
+        try:
+            channel = connection.channel()
+            declare_acks(channel, t)
+            declare_events(channel, t.events_exchange)
+        finally:
+            connection.close()
+        click.echo(f"declared exchange {t.acks_exchange} with queue {t.acks_queue}, and "
+                   f"exchange {t.events_exchange}")

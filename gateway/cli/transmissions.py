@@ -1,0 +1,229 @@
+"""``edigw log``, ``edigw show`` and ``edigw find``: the transmission log, one transmission
+with its timeline and documents, and where a business number went."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gateway.cli.common import CliContext, fail, open_store, table
+from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
+
+if TYPE_CHECKING:
+    from gateway.store.db import Store
+    from gateway.store.records import DocumentRow, TransmissionRow
+
+
+def parse_when(value: str | None) -> dt.datetime | None:
+    """A date or ISO date-time given on the command line; UTC unless it has an offset."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+@click.command("log")
+@click.option("--partner", help="Only this partner's transmissions.")
+@click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
+                               "QUARANTINED or DUPLICATE.")
+@click.option("--since", help="From this date or date-time (UTC unless given).")
+@click.option("--until", help="Before this date or date-time.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
+@click.pass_obj
+def log_cmd(obj: CliContext, partner: str | None, status: str | None, since: str | None,
+            until: str | None, limit: int, as_json: bool) -> None:
+    """The transmission log, newest first."""
+    from gateway.store.erp import ErpAcks
+    from gateway.store.records import LogFilter
+
+    if status and status.upper() not in TRANSMISSION_STATUSES:
+        raise click.BadParameter(f"{status!r}; one of {', '.join(TRANSMISSION_STATUSES)}",
+                                 param_hint="--status")
+    store = open_store(obj)
+    rows = store.log(LogFilter(partner=partner, status=status, since=parse_when(since),
+                               until=parse_when(until), limit=limit))
+    erp = ErpAcks(store).erp_summary(r.id for r in rows)
+    if as_json:
+        click.echo(json.dumps([dict(r.as_dict(), erp=erp.get(r.id)) for r in rows], indent=2,
+                              default=str))
+        return
+    cells = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.partner_id or "-", r.channel,
+              (r.filename or "-")[:40], r.format or "-", str(r.document_count),
+              status_label(r), erp_label(erp.get(r.id))] for r in rows]
+    click.echo(table(["time (UTC)", "id", "partner", "channel", "file", "format", "docs",
+                      "status", "erp"], cells))
+
+
+def erp_label(counts: dict[str, int] | None) -> str:
+    """What the ERP said of a transmission's published documents: "accepted", "2 rejected,
+    1 waiting" …; "-" when nothing of it was published."""
+    if not counts:
+        return "-"
+    said = [(n, k) for k, n in counts.items() if n]
+    if len(said) == 1:
+        return said[0][1]
+    return ", ".join(f"{n} {k}" for n, k in said)
+
+
+def status_label(row: TransmissionRow) -> str:
+    """A transmission's status with its stage; PROCESSED says its documents wait in the
+    outbox, not yet confirmed by the broker."""
+    if row.stage:
+        return f"{row.status} ({row.stage})"
+    if row.status == TransmissionStatus.PROCESSED:
+        return "PROCESSED (in outbox)"
+    return row.status
+
+
+@click.command()
+@click.argument("transmission_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--payloads", is_flag=True, help="Include the canonical documents.")
+@click.pass_obj
+def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -> None:
+    """One transmission: its timeline and its documents."""
+    from gateway.store.transport import transport_of
+
+    store = open_store(obj)
+    t = store.get_transmission(transmission_id)
+    if t is None:
+        fail(f"no transmission {transmission_id}", 1)
+    if as_json:
+        click.echo(json.dumps(_as_json(store, t, payloads), indent=2, default=str))
+        return
+    _echo_header(t)
+    click.echo("\ntimeline")
+    for e in store.events(t.id):
+        click.echo(f"  {e['at'].strftime('%H:%M:%S.%f')[:-3]}  {e['event']:<20} {e['detail'] or ''}")
+    _echo_documents(store, store.documents_of(t.id), payloads)
+    _echo_interchanges(store.interchanges_of(t.id))
+    transport = transport_of(store, t.id)
+    if "as2" in transport:
+        _echo_as2(transport["as2"])
+    if "sms" in transport:
+        _echo_sms(transport["sms"])
+    sent = store.outbound_of(t.id)
+    if sent:
+        click.echo(f"\nsent to the partner ({len(sent)})")
+        click.echo(table(["kind", "file", "status", "attempts", "detail"],
+                         [[o.kind, o.filename, o.status, str(o.attempts),
+                           o.last_error or o.detail or "-"] for o in sent]))
+
+
+def _as_json(store: Store, t: TransmissionRow, payloads: bool) -> dict[str, Any]:
+    """Everything ``show`` knows of a transmission, for ``--json``."""
+    from gateway.store.transport import transport_of
+
+    docs = store.documents_of(t.id)
+    out = t.as_dict()
+    out["events"] = [dict(e, at=e["at"].isoformat()) for e in store.events(t.id)]
+    out["documents"] = [d.as_dict() for d in docs]
+    out["interchanges"] = store.interchanges_of(t.id)
+    out["outbound"] = [o.as_dict() for o in store.outbound_of(t.id)]
+    out.update(transport_of(store, t.id))
+    if payloads:
+        for d, row in zip(out["documents"], docs, strict=True):
+            d["payload"] = store.document_payload(row.id)
+    return out
+
+
+def _echo_header(t: TransmissionRow) -> None:
+    click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else ""))
+    for label, value in (("partner", t.partner_id), ("channel", t.channel), ("file", t.filename),
+                         ("from", t.channel_ref), ("size", f"{t.size} bytes"), ("sha256", t.sha256),
+                         ("format", " ".join(x for x in (t.format, t.standard) if x)),
+                         ("received", t.received_at.isoformat()), ("reason", t.reason),
+                         ("duplicate of", t.duplicate_of), ("attempt at", t.reprocess_of),
+                         ("asked by", t.requested_by and f"{t.requested_by}: {t.request_reason}"),
+                         ("purged", t.purged_at.isoformat() if t.purged_at else None)):
+        if value:
+            click.echo(f"  {label:<13}{value}")
+
+
+def _echo_documents(store: Store, docs: list[DocumentRow], payloads: bool) -> None:
+    click.echo(f"\ndocuments ({len(docs)})")
+    if not docs:
+        return
+    click.echo(table(["id", "type", "number", "interchange", "message", "status", "erp",
+                      "message_id"],
+                     [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
+                       d.message_ref or "-", d.status, d.erp_status or "-", d.message_id]
+                      for d in docs]))
+    for d in docs:
+        if d.conflict_of:
+            click.echo(f"  {d.id} {d.status}: the number of document {d.conflict_of} with "
+                       f"other content (edigw conflicts show {d.id})")
+        if d.reason:
+            click.echo(f"  {d.id} {d.status}: {d.reason}")
+        if d.erp_status:
+            when = f" at {d.erp_at:%Y-%m-%d %H:%M} UTC" if d.erp_at else ""
+            click.echo(f"  {d.id} ERP {d.erp_status}{when}"
+                       + (f": {d.erp_reason}" if d.erp_reason else ""))
+    if payloads:
+        for d in docs:
+            click.echo(json.dumps(store.document_payload(d.id), indent=2))
+
+
+def _echo_interchanges(interchanges: list[dict[str, Any]]) -> None:
+    if not interchanges:
+        return
+    click.echo(f"\ninterchanges ({len(interchanges)})")
+    click.echo(table(["reference", "sender", "recipient", "prepared", "messages", "status"],
+                     [[i["control_ref"], i["sender_id"] or "-", i["recipient_id"] or "-",
+                       i["prepared"] or "-", str(i["message_count"]), i["status"]]
+                      for i in interchanges]))
+    for i in interchanges:
+        if i["reason"]:
+            click.echo(f"  {i['control_ref']}: {i['reason']}")
+
+
+def _echo_as2(a: dict[str, Any]) -> None:
+    security = ", ".join(n for n in ("signed", "encrypted", "compressed") if a[n]) or "plain"
+    mdn = a["mdn_mode"] + ("" if a["mdn_mode"] == "none" else
+                           f", {'signed' if a['mdn_signed'] else 'unsigned'}, {a['mdn_state']}"
+                           f" after {a['mdn_attempts']} attempt(s)" if a["mdn_mode"] == "async"
+                           else f", {'signed' if a['mdn_signed'] else 'unsigned'}")
+    click.echo("\nAS2")
+    for label, value in (("Message-ID", a["message_id"]),
+                         ("from / to", f"{a['as2_from']} -> {a['as2_to']}"),
+                         ("security", security + (f" ({a['algorithms']})"
+                                                  if a["algorithms"] else "")),
+                         ("MIC", a["mic"]), ("disposition", a["disposition"]),
+                         ("MDN", mdn), ("MDN to", a["mdn_url"]),
+                         ("MDN sent", a["mdn_sent_at"]), ("MDN error", a["mdn_last_error"])):
+        if value:
+            click.echo(f"  {label:<13}{value}")
+
+
+def _echo_sms(w: dict[str, Any]) -> None:
+    click.echo("\nSMS")
+    for label, value in (("provider", f"{w['provider']} {w['provider_message_id']}"),
+                         ("from", w["sender"]), ("replied", w["reply"])):
+        if value:
+            click.echo(f"  {label:<13}{value}")
+
+
+@click.command()
+@click.argument("number")
+@click.option("--partner")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def find(obj: CliContext, number: str, partner: str | None, as_json: bool) -> None:
+    """Where is order NUMBER? Every document with that business number, and its transmission."""
+    store = open_store(obj)
+    docs = store.find_documents(business_number=number, partner=partner)
+    if as_json:
+        click.echo(json.dumps([d.as_dict() for d in docs], indent=2))
+        return
+    if not docs:
+        fail(f"no document numbered {number!r}" + (f" from {partner}" if partner else ""), 1)
+    click.echo(table(["created (UTC)", "partner", "type", "number", "status", "transmission"],
+                     [[d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.partner_id, d.doc_type,
+                       d.business_number or "-", d.status, d.transmission_id] for d in docs]))
