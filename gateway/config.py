@@ -15,14 +15,14 @@ import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -30,18 +30,24 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
+from gateway.channels.sections import ID_PATTERN, StrictModel, secret_from
 from gateway.core.errors import ConfigError
+
+_log = structlog.get_logger("edigw.config")
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_ID = ID_PATTERN
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    ChannelName = str
+else:  # the channels of the registry, checked as a Literal (its message lists them)
+    ChannelName = Literal[CHANNEL_NAMES]
 
 
-class StoreSettings(_Strict):
+class StoreSettings(StrictModel):
     url: str = "sqlite:///var/edigw.sqlite3"
 
     @field_validator("url")
@@ -52,12 +58,12 @@ class StoreSettings(_Strict):
         return v
 
 
-class QueueSettings(_Strict):
+class QueueSettings(StrictModel):
     name: Annotated[str, Field(min_length=1)]
     bindings: list[str] = Field(min_length=1)
 
 
-class BrokerSettings(_Strict):
+class BrokerSettings(StrictModel):
     url: str = "amqp://guest:guest@localhost:5672/%2F"
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
@@ -84,12 +90,12 @@ class BrokerSettings(_Strict):
         return v
 
 
-class ArchiveSettings(_Strict):
+class ArchiveSettings(StrictModel):
     path: Path = Path("var/archive")
     fsync: bool = True
 
 
-class ProcessingSettings(_Strict):
+class ProcessingSettings(StrictModel):
     """How payloads are processed once received."""
 
     #: Payloads larger than this (bytes) are read and mapped as a stream, memory flat.
@@ -113,132 +119,21 @@ class ProcessingSettings(_Strict):
         return self
 
 
-class SftpDefaults(_Strict):
-    """What partners' ``[sftp]`` profiles leave out (``[sftp]`` of the gateway settings)."""
-
-    #: Seconds a remote file must look unchanged before it is taken (SFTP mtimes are whole
-    #: seconds; a partner writing under the final name may pause between chunks).
-    settle: float = Field(5.0, gt=0, le=86400)
-
-
-class LogSettings(_Strict):
+class LogSettings(StrictModel):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class InboxSettings(_Strict):
-    path: Path
-    partner: Annotated[str, Field(pattern=_ID)] | None = None
-    processed: Path | None = None
-    failed: Path | None = None
-    poll_interval: float = Field(0.2, gt=0, le=3600)
-    ignore: list[str] = Field(default_factory=lambda: [
-        ".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart", "*.crdownload", "*.swp"])
-    max_size: int = Field(200 * 1024 * 1024, gt=0)
-
-    @property
-    def processed_dir(self) -> Path:
-        return self.processed or self.path.parent / "processed"
-
-    @property
-    def failed_dir(self) -> Path:
-        return self.failed or self.path.parent / "failed"
-
-
-class OutboundSettings(_Strict):
+class OutboundSettings(StrictModel):
     """Where files for partners (CONTRL …) are written when their profile names no folder."""
 
     path: Path = Path("var/outbound")
     max_attempts: int = Field(10, ge=1, le=1000)
 
 
-class MailboxSettings(_Strict):
-    """An IMAP mailbox partners mail documents to (aioimaplib)."""
-
-    name: Annotated[str, Field(pattern=_ID)] = "mail"
-    host: Annotated[str, Field(min_length=1)]
-    port: int = Field(993, ge=1, le=65535)
-    tls: Literal["ssl", "starttls", "none"] = "ssl"
-    user: Annotated[str, Field(min_length=1)]
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    folder: str = "INBOX"
-    processed_folder: str = "edigw/processed"
-    poll_interval: float = Field(60.0, gt=0, le=86400)
-    #: Use IMAP IDLE when the server offers it (new mail is taken at once).
-    idle: bool = True
-    timeout: float = Field(30.0, gt=0, le=3600)
-    max_message_bytes: int = Field(50 * 1024 * 1024, gt=0)
-    max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
-    #: Zip archives: total uncompressed size, compression ratio, entries.
-    max_zip_total: int = Field(200 * 1024 * 1024, gt=0)
-    max_zip_ratio: float = Field(100.0, gt=1)
-    max_zip_entries: int = Field(1000, ge=1)
-
-    def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
-
-
-class SmtpSettings(_Strict):
-    """The SMTP server replies and alerts go out through (aiosmtplib)."""
-
-    host: Annotated[str, Field(min_length=1)] = "localhost"
-    port: int = Field(25, ge=1, le=65535)
-    tls: Literal["ssl", "starttls", "none"] = "none"
-    user: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = "edigw@localhost"
-    operators: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
-        default_factory=list)
-    timeout: float = Field(30.0, gt=0, le=3600)
-
-    def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
-
-
-class As2Identity(_Strict):
-    """Our own organisation as AS2 partners know it: its AS2 id and its key and certificate,
-    either as PEM files or as one PKCS#12 file. The passphrase comes from the environment
-    (``${VAR}``) or a file, never from committed configuration."""
-
-    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
-    key_file: Path | None = None  # PEM private key (may also hold the certificate)
-    certificate_file: Path | None = None  # PEM or DER certificate
-    pkcs12_file: Path | None = None
-    passphrase: SecretStr | None = None
-    passphrase_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _key_given(self) -> As2Identity:
-        if self.pkcs12_file is None and self.key_file is None:
-            raise ValueError("an AS2 identity needs pkcs12_file, or key_file (and "
-                             "certificate_file unless the key file holds the certificate)")
-        if self.pkcs12_file is not None and self.key_file is not None:
-            raise ValueError("give pkcs12_file or key_file, not both")
-        return self
-
-    def passphrase_value(self) -> str | None:
-        return _secret_from(self.passphrase, self.passphrase_file)
-
-
-class As2Settings(_Strict):
-    """The AS2 endpoint (``POST /as2``) and the delivery of asynchronous MDNs."""
-
-    identities: list[As2Identity] = Field(default_factory=list)
-    max_size: int = Field(200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
-    #: Asynchronous MDN delivery: attempts, then the first delay (seconds), doubled up to
-    #: ``mdn_retry_max``.
-    mdn_max_attempts: int = Field(12, ge=1, le=1000)
-    mdn_retry_initial: float = Field(30.0, gt=0)
-    mdn_retry_max: float = Field(3600.0, gt=0)
-    mdn_timeout: float = Field(30.0, gt=0, le=600)
-    #: A certificate that expires within this many days is reported as expiring.
-    certificate_warning_days: int = Field(30, ge=1, le=3650)
-
-
-class HttpSettings(_Strict):
-    """The gateway's HTTP server (``edigw serve``): health, AS2, SMS webhooks."""
+class HttpSettings(StrictModel):
+    """The gateway's HTTP server (``edigw serve``): health, the console and the endpoints
+    channels contribute."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -246,8 +141,7 @@ class HttpSettings(_Strict):
     #: The URL partners and providers reach this server at, when behind a proxy (Twilio
     #: signs the URL it called: it must be known exactly).
     public_url: str | None = None
-    #: The largest body any route takes (AS2 takes ``[as2] max_size``, SMS webhooks their
-    #: provider's size, at most this).
+    #: The largest body any route takes (an endpoint takes its own limit, at most this).
     max_body: int = Field(200 * 1024 * 1024, gt=0)
     #: The largest body of the login, the API's JSON and the console's forms.
     max_json: int = Field(64 * 1024, ge=1024)
@@ -271,39 +165,7 @@ class HttpSettings(_Strict):
     secure_cookies: bool = False
 
 
-class TwilioSettings(_Strict):
-    """Twilio's inbound SMS webhook (``POST /sms/twilio``): form-encoded, signed with the
-    account's auth token (``X-Twilio-Signature``), answered with TwiML."""
-
-    auth_token: SecretStr | None = None
-    auth_token_file: Path | None = None
-
-    def token_value(self) -> str | None:
-        return _secret_from(self.auth_token, self.auth_token_file)
-
-
-class VonageSettings(_Strict):
-    """Vonage's inbound message webhook (``POST /sms/vonage``): JSON, signed with the
-    signature secret (a JWT in ``Authorization`` whose ``payload_hash`` covers the body)."""
-
-    signature_secret: SecretStr | None = None
-    signature_secret_file: Path | None = None
-
-    def secret_value(self) -> str | None:
-        return _secret_from(self.signature_secret, self.signature_secret_file)
-
-
-class SmsSettings(_Strict):
-    """SMS order webhooks. Numbers are normalised to E.164 with ``default_region`` for
-    numbers written without a country code."""
-
-    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "FR"
-    twilio: TwilioSettings | None = None
-    vonage: VonageSettings | None = None
-    max_length: int = Field(4000, ge=160, le=100000)  # characters of one message
-
-
-class Cadence(_Strict):
+class Cadence(StrictModel):
     """When a partner is expected to send: ``doc_type`` documents on each of ``days`` (mon …
     sun) that is not a non-working day of the calendar, by ``before`` (local time of the
     tracker's timezone)."""
@@ -314,7 +176,7 @@ class Cadence(_Strict):
     before: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "10:00"
 
 
-class TrackerRules(_Strict):
+class TrackerRules(StrictModel):
     """The tracker's rules for one partner (each value left out takes the gateway's default
     from ``[tracker.defaults]``, then the built-in one). Times are minutes."""
 
@@ -358,7 +220,7 @@ TRACKER_DEFAULTS = TrackerRules(
     volume_drop=0.5, volume_weeks=4, volume_min=5, channel_failures=3, retention_days=None)
 
 
-class TrackerSettings(_Strict):
+class TrackerSettings(StrictModel):
     """The tracker: how often it checks, the calendar, where alerts go, the ERP's
     acknowledgements."""
 
@@ -391,21 +253,17 @@ class TrackerSettings(_Strict):
         return TrackerRules.model_validate(merged)
 
 
-class GatewaySettings(_Strict):
+class GatewaySettings(ChannelSections, StrictModel):
+    """The whole of ``gateway.toml``: the gateway's own sections here, each channel's from
+    its package (``gateway.channels.registry.ChannelSections``)."""
+
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
-    sftp: SftpDefaults = Field(default_factory=SftpDefaults)
-    inbox: list[InboxSettings] = Field(
-        default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
-    mailboxes: list[MailboxSettings] = Field(default_factory=list)
-    smtp: SmtpSettings | None = None
     http: HttpSettings = Field(default_factory=HttpSettings)
-    as2: As2Settings | None = None
-    sms: SmsSettings | None = None
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
@@ -419,14 +277,14 @@ class GatewaySettings(_Strict):
 
 # -- partner profiles ---------------------------------------------------------------------
 
-class UnbIdentifier(_Strict):
+class UnbIdentifier(StrictModel):
     """An interchange sender id (UNB S002 0004) with its optional qualifier (0007)."""
 
     id: Annotated[str, Field(min_length=1, max_length=35)]
     qualifier: Annotated[str, Field(max_length=4)] | None = None
 
 
-class Identifiers(_Strict):
+class Identifiers(StrictModel):
     unb: list[UnbIdentifier] = Field(default_factory=list)
     gln: list[Annotated[str, Field(pattern=r"^\d{13}$")]] = Field(default_factory=list)
     vat: list[str] = Field(default_factory=list)
@@ -437,7 +295,7 @@ class Identifiers(_Strict):
     phone: list[Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]] = Field(default_factory=list)
 
 
-class DocumentSettings(_Strict):
+class DocumentSettings(StrictModel):
     """What a partner sends for one canonical document type."""
 
     type: Literal["order", "price-list", "invoice"]
@@ -445,7 +303,7 @@ class DocumentSettings(_Strict):
     mapping: Annotated[str, Field(min_length=1)] | None = None
 
 
-class EdifactPolicy(_Strict):
+class EdifactPolicy(StrictModel):
     """How a partner's EDIFACT is judged and answered.
 
     - ``on_message_error``: ``fail-message`` (default) lets one bad message of an interchange
@@ -473,7 +331,7 @@ class EdifactPolicy(_Strict):
     validation: Literal["strict", "mapped", "off"] = "mapped"
 
 
-class PartnerOutbound(_Strict):
+class PartnerOutbound(StrictModel):
     """Where edigw puts files for this partner (CONTRL …): a local folder, or the partner's
     SFTP server (``[sftp] outbound_folder``)."""
 
@@ -482,16 +340,7 @@ class PartnerOutbound(_Strict):
     folder: Path | None = None
 
 
-def _secret_from(value: SecretStr | None, file: Path | None) -> str | None:
-    """A secret given inline (usually ``${VAR}`` from the environment) or in a file."""
-    if value is not None:
-        return value.get_secret_value()
-    if file is not None:
-        return file.read_text(encoding="utf-8").strip()
-    return None
-
-
-class SftpInbound(_Strict):
+class SftpInbound(StrictModel):
     """A remote folder polled for files, and what happens to a file once durably received."""
 
     folder: Annotated[str, Field(min_length=1)]
@@ -513,7 +362,7 @@ class SftpInbound(_Strict):
         return self
 
 
-class SftpSettings(_Strict):
+class SftpSettings(StrictModel):
     """A partner's SFTP server (paramiko). Secrets come from the environment (``${VAR}``) or
     from files, never from committed configuration; ``host_key`` pins the server's key."""
 
@@ -553,10 +402,10 @@ class SftpSettings(_Strict):
         return self
 
     def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
+        return secret_from(self.password, self.password_file)
 
 
-class PartnerEmail(_Strict):
+class PartnerEmail(StrictModel):
     """What a partner wants back by mail (its addresses are ``identifiers.email``)."""
 
     #: After a mail was received: what was received and the documents found.
@@ -568,7 +417,7 @@ class PartnerEmail(_Strict):
         default_factory=list)
 
 
-class PartnerAs2(_Strict):
+class PartnerAs2(StrictModel):
     """A partner's AS2 profile (its AS2 id is also listed in ``identifiers.as2``).
 
     ``certificates`` are the partner's certificates (PEM or DER files): the first verifies
@@ -596,11 +445,11 @@ class PartnerAs2(_Strict):
     url: str | None = None
 
 
-class Partner(_Strict):
+class Partner(StrictModel):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
     identifiers: Identifiers = Field(default_factory=Identifiers)
-    channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
+    channels: list[ChannelName] = Field(
         default_factory=lambda: ["folder"])
     documents: list[DocumentSettings] = Field(default_factory=list)
     edifact: EdifactPolicy = Field(default_factory=EdifactPolicy)
@@ -625,44 +474,107 @@ class Partner(_Strict):
 
 
 class PartnerDirectory:
-    """Partner profiles by id and by their identifiers."""
+    """Partner profiles by id and by their identifiers: the live directory of a running
+    gateway. Everything that looks partners up holds this one object and asks it each time;
+    ``replace`` swaps in the profiles of another directory at once (one reference), and
+    ``version`` counts the swaps so that what a holder derived from a profile (an AS2
+    endpoint's certificates) can notice it is stale."""
 
     #: Identifier schemes a document may name its sender by (XML, CSV), and the profile
     #: list each is looked up in.
     SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2")
 
     def __init__(self, partners: list[Partner]) -> None:
-        self.partners = {p.id: p for p in partners}
-        self._by_unb: dict[tuple[str, str | None], Partner] = {}
-        self._by_scheme: dict[tuple[str, str], Partner] = {}
-        for p in partners:
-            for ident in p.identifiers.unb:
-                self._by_unb[(ident.id, ident.qualifier)] = p
-            for scheme in self.SCHEMES:
-                for value in getattr(p.identifiers, scheme):
-                    self._by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
-            if p.as2 is not None:
-                self._by_scheme.setdefault(("as2", p.as2.as2_id), p)
+        self._index = _PartnerIndex(partners)
+        #: Bumped by each ``replace``.
+        self.version = 0
 
-    def __iter__(self) -> Any:
-        return iter(sorted(self.partners.values(), key=lambda p: p.id))
+    @property
+    def partners(self) -> dict[str, Partner]:
+        """The profiles by id, as they are now."""
+        return self._index.by_id
+
+    def replace(self, other: PartnerDirectory) -> None:
+        """Take ``other``'s profiles: every holder sees them from its next lookup on."""
+        self._index = other._index
+        self.version += 1
+
+    def __iter__(self) -> Iterator[Partner]:
+        return iter(sorted(self._index.by_id.values(), key=lambda p: p.id))
 
     def __len__(self) -> int:
-        return len(self.partners)
+        return len(self._index.by_id)
 
     def get(self, partner_id: str) -> Partner | None:
-        return self.partners.get(partner_id)
+        return self._index.by_id.get(partner_id)
 
     def by_unb_sender(self, sender_id: str, qualifier: str | None) -> Partner | None:
         """The partner whose UNB identifier matches; a profile without qualifier matches any."""
-        return self._by_unb.get((sender_id, qualifier)) or self._by_unb.get((sender_id, None))
+        by_unb = self._index.by_unb
+        return by_unb.get((sender_id, qualifier)) or by_unb.get((sender_id, None))
 
     def by_identifier(self, scheme: str, value: str) -> Partner | None:
         """The partner with this identifier (``gln``, ``vat``, ``siren`` …); ``unb`` looks in
         the UNB identifiers without qualifier. VAT ids compare without spaces, any case."""
         if scheme == "unb":
             return self.by_unb_sender(value, None)
-        return self._by_scheme.get((scheme, _norm_id(scheme, value)))
+        return self._index.by_scheme.get((scheme, _norm_id(scheme, value)))
+
+
+class _PartnerIndex:
+    """One set of profiles and its lookup tables, never changed once built."""
+
+    def __init__(self, partners: list[Partner]) -> None:
+        self.by_id = {p.id: p for p in partners}
+        self.by_unb: dict[tuple[str, str | None], Partner] = {}
+        self.by_scheme: dict[tuple[str, str], Partner] = {}
+        for p in partners:
+            for ident in p.identifiers.unb:
+                self.by_unb[(ident.id, ident.qualifier)] = p
+            for scheme in PartnerDirectory.SCHEMES:
+                for value in getattr(p.identifiers, scheme):
+                    self.by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
+            if p.as2 is not None:
+                self.by_scheme.setdefault(("as2", p.as2.as2_id), p)
+
+
+class PartnerFolderWatch:
+    """Keeps a live directory in step with its profile folder: ``check`` (every few seconds)
+    compares the names, sizes and modification times of the ``*.toml`` files with the last
+    look, and when they changed loads them again and ``replace``s the directory's profiles.
+    A folder that does not load (a file being written, a bad value) leaves the directory as
+    it was; the error is logged once per change."""
+
+    def __init__(self, directory: PartnerDirectory, folder: str | os.PathLike[str],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.directory = directory
+        self.folder = Path(folder)
+        self.env = env
+        self._seen = self._look()
+
+    def _look(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            files = sorted(self.folder.glob("*.toml"))
+            return tuple((f.name, st.st_size, st.st_mtime_ns)
+                         for f in files for st in (f.stat(),))
+        except OSError:  # the folder or a file went away meanwhile: looked at next time
+            return ()
+
+    def check(self) -> bool:
+        """Reload when the files changed; True when the directory took new profiles."""
+        now = self._look()
+        if now == self._seen:
+            return False
+        self._seen = now
+        try:
+            loaded = load_partners(self.folder, self.env)
+        except ConfigError as exc:
+            _log.error("partners_not_reloaded", folder=str(self.folder), error=str(exc),
+                       hint="the profiles loaded before stay in use")
+            return False
+        self.directory.replace(loaded)
+        _log.info("partners_reloaded", folder=str(self.folder), partners=len(loaded))
+        return True
 
 
 def _norm_id(scheme: str, value: str) -> str:
