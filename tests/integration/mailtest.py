@@ -17,14 +17,8 @@ from gateway.app import _readers
 from gateway.channels.email.channel import MailboxChannel
 from gateway.channels.email.mailer import Mailer
 from gateway.channels.email.replies import MailReplies
-from gateway.config import (
-    Identifiers,
-    MailboxSettings,
-    Partner,
-    PartnerDirectory,
-    PartnerEmail,
-    SmtpSettings,
-)
+from gateway.channels.email.settings import MailboxSettings, SmtpSettings
+from gateway.config import Identifiers, Partner, PartnerDirectory, PartnerEmail
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
 from gateway.formats.mapping import MappingSet

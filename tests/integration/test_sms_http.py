@@ -16,17 +16,10 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from gateway.channels.sms.settings import SmsSettings, TwilioSettings, VonageSettings
 from gateway.channels.sms.signatures import twilio_signature, vonage_token
 from gateway.channels.sms.webhook import TwilioWebhook, VonageWebhook
-from gateway.config import (
-    DocumentSettings,
-    Identifiers,
-    Partner,
-    PartnerDirectory,
-    SmsSettings,
-    TwilioSettings,
-    VonageSettings,
-)
+from gateway.config import DocumentSettings, Identifiers, Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.formats.csv import CsvReader
 from gateway.formats.edifact.reader import EdifactReader

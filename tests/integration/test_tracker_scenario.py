@@ -30,6 +30,7 @@ from gateway.bus.events import EventPublisher, wait_published
 from gateway.bus.publisher import OutboxPublisher
 from gateway.bus.topology import declare_topology
 from gateway.channels.email.mailer import Mailer
+from gateway.channels.email.settings import SmtpSettings
 from gateway.config import (
     Cadence,
     DocumentSettings,
@@ -38,7 +39,6 @@ from gateway.config import (
     Identifiers,
     Partner,
     PartnerDirectory,
-    SmtpSettings,
     TrackerRules,
     TrackerSettings,
     UnbIdentifier,

@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.channels.sftp import SftpChannel
+from gateway.channels.sftp.channel import SftpChannel
 from gateway.config import GatewaySettings, Partner, PartnerDirectory, SftpSettings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,7 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from gateway.channels.as2 import keys
-from gateway.config import As2Settings, PartnerDirectory
+from gateway.channels.as2.settings import As2Settings
+from gateway.config import PartnerDirectory
 from gateway.store import schema as s
 from gateway.store.certificates import (  # the read side, shared with the tracker
     AS2_PREFIX,

@@ -53,8 +53,9 @@ from gateway.channels.as2.keys import (
     load_partner_certificates,
 )
 from gateway.channels.as2.records import As2Records
+from gateway.channels.as2.settings import As2Settings
 from gateway.channels.email.names import safe_name
-from gateway.config import As2Settings, Partner, PartnerDirectory
+from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.store.archive import Archive

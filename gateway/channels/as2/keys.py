@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from gateway.config import As2Identity, PartnerAs2
+from gateway.channels.as2.settings import As2Identity
+from gateway.config import PartnerAs2
 from gateway.core.errors import ConfigError
 
 

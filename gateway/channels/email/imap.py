@@ -13,7 +13,7 @@ import ssl
 
 import aioimaplib
 
-from gateway.config import MailboxSettings
+from gateway.channels.email.settings import MailboxSettings
 from gateway.core.errors import EdigwError
 
 #: Set on a message once its attachments are durably received (when the server allows

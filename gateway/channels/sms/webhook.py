@@ -37,8 +37,9 @@ import phonenumbers
 import structlog
 
 from gateway.channels.sms.records import WebhookMessage, WebhookMessages
+from gateway.channels.sms.settings import SmsSettings
 from gateway.channels.sms.signatures import SignatureError, verify_twilio, verify_vonage
-from gateway.config import Partner, PartnerDirectory, SmsSettings
+from gateway.config import Partner, PartnerDirectory
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.formats.sms.envelope import SmsEnvelope, sanitise, sms_order_number
 from gateway.formats.sms.syntax import parse_sms_order, reply_text, unknown_sender_reply
