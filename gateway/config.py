@@ -560,6 +560,12 @@ class PartnerFolderWatch:
         except OSError:  # the folder or a file went away meanwhile: looked at next time
             return ()
 
+    def take(self, directory: PartnerDirectory) -> None:
+        """Profiles loaded from the folder as it is now (the console wrote them): taken,
+        and the files as they are now are no change to load again."""
+        self._seen = self._look()
+        self.directory.replace(directory)
+
     def check(self) -> bool:
         """Reload when the files changed; True when the directory took new profiles."""
         now = self._look()

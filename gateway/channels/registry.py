@@ -1,16 +1,21 @@
 """The channels of the gateway: adding one is its folder under ``gateway/channels`` plus
-its line here.
+its line in ``CHANNELS`` here (and its settings section, if it has one, in
+``ChannelSections``: a class is typed statically, so its bases are written out).
 
-``ChannelSections`` gathers every channel's keys of ``gateway.toml`` (``GatewaySettings``
-inherits it); each base carries its channel's ``ChannelKind`` (``CHANNEL``), so this one
-list is also the list of channels, in the order ``CHANNEL_NAMES`` gives them.
+``ChannelSections`` gathers every channel's keys of ``gateway.toml``; ``GatewaySettings``
+inherits it. ``CHANNEL_NAMES`` are what partner profiles may list, in this order.
 """
 
 from __future__ import annotations
 
 from gateway.channels import as2, email, folder, http, sftp, sms
+from gateway.channels.as2.settings import As2Section
+from gateway.channels.email.settings import EmailSection
+from gateway.channels.folder.settings import FolderSection
 from gateway.channels.kind import ChannelKind
 from gateway.channels.sections import StrictModel
+from gateway.channels.sftp.settings import SftpSection
+from gateway.channels.sms.settings import SmsSection
 
 #: Every channel kind, in order.
 CHANNELS: tuple[ChannelKind, ...] = (
@@ -26,8 +31,8 @@ CHANNELS: tuple[ChannelKind, ...] = (
 CHANNEL_NAMES: tuple[str, ...] = tuple(kind.name for kind in CHANNELS)
 
 
-class ChannelSections(folder.FolderSection, sftp.SftpSection, email.EmailSection,
-                      as2.As2Section, sms.SmsSection, StrictModel):
+class ChannelSections(FolderSection, SftpSection, EmailSection, As2Section, SmsSection,
+                      StrictModel):
     """Every channel's keys of ``gateway.toml``."""
 
 
