@@ -18,7 +18,6 @@ from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.registry import CHANNELS
 from gateway.channels.sftp.sender import SftpSender
 from gateway.config import (
-    ConfigError,
     GatewaySettings,
     Partner,
     PartnerDirectory,
@@ -27,6 +26,7 @@ from gateway.config import (
     mask_url,
 )
 from gateway.core import clock
+from gateway.core.errors import ConfigError
 from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
@@ -127,15 +127,14 @@ class Gateway:
             self._policies[partner.id] = hit
         return hit[1]
 
-    def deliver_outbound(self) -> int:
+    def deliver_outbound(self) -> None:
         """Send what is waiting for partners (after a processing batch, and periodically)."""
         if self.outbound is None:
-            return 0
+            return
         try:
-            return self.outbound.deliver_pending()
+            self.outbound.deliver_pending()
         except Exception:  # a store outage: the rows stay PENDING for the next round
             log.exception("outbound_delivery_failed")
-            return 0
 
     def _wake_publisher(self) -> None:
         self.last_progress = time.monotonic()  # documents were committed: processing moves

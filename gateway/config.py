@@ -17,7 +17,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -37,6 +37,7 @@ from gateway.core.errors import ConfigError
 _log = structlog.get_logger("edigw.config")
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
+M = TypeVar("M", bound=BaseModel)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = ID_PATTERN
 
@@ -72,15 +73,15 @@ class BrokerSettings(StrictModel):
         QueueSettings(name="erp.orders", bindings=["order.#"]),
         QueueSettings(name="erp.price-lists", bindings=["price-list.#"]),
         QueueSettings(name="erp.invoices", bindings=["invoice.#"])])
-    confirm_window: int = Field(256, ge=1, le=65535)
-    batch: int = Field(500, ge=1, le=10000)
-    retry_initial: float = Field(0.5, gt=0)
-    retry_max: float = Field(30.0, gt=0)
+    confirm_window: int = Field(default=256, ge=1, le=65535)
+    batch: int = Field(default=500, ge=1, le=10000)
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
     #: AMQP heartbeat timeout (s) on every connection; a connection silent for two of them
     #: makes /readyz answer 503.
-    heartbeat: int = Field(30, ge=1, le=3600)
+    heartbeat: int = Field(default=30, ge=1, le=3600)
     #: No message is published larger than this: a larger price list goes out in parts.
-    max_message_bytes: int = Field(1024 * 1024, ge=4096)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
 
     @field_validator("url")
     @classmethod
@@ -99,16 +100,16 @@ class ProcessingSettings(StrictModel):
     """How payloads are processed once received."""
 
     #: Payloads larger than this (bytes) are read and mapped as a stream, memory flat.
-    stream_above: int = Field(16 * 1024 * 1024, ge=1)
+    stream_above: int = Field(default=16 * 1024 * 1024, ge=1)
     #: Seconds one transmission may take to be read and mapped; past it, that transmission
     #: fails (stage "process") and the others go on. 0: no limit.
-    time_limit: float = Field(120.0, ge=0)
+    time_limit: float = Field(default=120.0, ge=0)
     #: A transmission whose processing started this many times without finishing (the
     #: process crashed or was killed on it) is marked FAILED instead of tried again.
-    max_attempts: int = Field(3, ge=1, le=100)
+    max_attempts: int = Field(default=3, ge=1, le=100)
     #: Processing counts as stalled (/readyz 503, a "processing-stalled" alert) when a
     #: transmission has waited RECEIVED this long (s) and nothing was processed meanwhile.
-    stalled_after: float = Field(300.0, gt=0)
+    stalled_after: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _stalled_after_the_time_limit(self) -> ProcessingSettings:
@@ -128,7 +129,7 @@ class OutboundSettings(StrictModel):
     """Where files for partners (CONTRL …) are written when their profile names no folder."""
 
     path: Path = Path("var/outbound")
-    max_attempts: int = Field(10, ge=1, le=1000)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
 
 
 class HttpSettings(StrictModel):
@@ -137,32 +138,36 @@ class HttpSettings(StrictModel):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
     #: The URL partners and providers reach this server at, when behind a proxy (Twilio
     #: signs the URL it called: it must be known exactly).
     public_url: str | None = None
     #: The largest body any route takes (an endpoint takes its own limit, at most this).
-    max_body: int = Field(200 * 1024 * 1024, gt=0)
+    max_body: int = Field(default=200 * 1024 * 1024, gt=0)
     #: The largest body of the login, the API's JSON and the console's forms.
-    max_json: int = Field(64 * 1024, ge=1024)
+    max_json: int = Field(default=64 * 1024, ge=1024)
     #: Seconds a client has to send its request headers (a slow or idle one is closed).
-    header_timeout: float = Field(10.0, gt=0, le=300)
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
     #: Seconds a client may send no byte of its request body while the server waits for it
     #: (not while the application has not taken what came); past it, 408 and closed.
-    body_timeout: float = Field(15.0, gt=0, le=600)
+    body_timeout: float = Field(default=15.0, gt=0, le=600)
     #: Bytes a second a request body must average after its first 10 s (0: no minimum).
-    min_body_rate: int = Field(1024, ge=0)
+    min_body_rate: int = Field(default=1024, ge=0)
     #: Seconds an idle keep-alive connection stays open after a response.
-    keep_alive: int = Field(5, ge=1, le=300)
+    keep_alive: int = Field(default=5, ge=1, le=300)
     #: Open connections at most; beyond, the oldest one still waiting for its headers is
     #: closed, else the oldest whose body comes too slowly (408), or the new one refused
     #: (503) when all are busy.
-    max_connections: int = Field(500, ge=10, le=100_000)
+    max_connections: int = Field(default=500, ge=10, le=100_000)
     #: The operator console (pages, /api, /metrics) on this server.
     console: bool = True
     #: Mark the session cookie Secure even over plain http (behind a TLS proxy); it is
     #: always Secure when the request came over https.
     secure_cookies: bool = False
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKING_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
 class Cadence(StrictModel):
@@ -171,8 +176,7 @@ class Cadence(StrictModel):
     tracker's timezone)."""
 
     doc_type: Literal["order", "price-list", "invoice"] = "order"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    days: list[Weekday] = Field(default_factory=lambda: list(_WORKING_DAYS))
     before: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "10:00"
 
 
@@ -183,14 +187,14 @@ class TrackerRules(StrictModel):
     #: Alert on failed transmissions and failed documents.
     failures: bool | None = None
     #: Documents waiting in the outbox longer than this (broker down, unroutable).
-    outbox_minutes: int | None = Field(None, ge=1)
+    outbox_minutes: int | None = Field(default=None, ge=1)
     #: ERP acknowledgement expected within this many minutes of publishing, per document
     #: type ("*" for any); 0 turns the rule off for that type.
     erp_ack_minutes: dict[str, int] | None = None
     #: Interchange references (UNB 0020) that are numbers are checked for gaps; a jump larger
     #: than ``gap_window`` (or backwards) is a restart or wrap-around, not a gap.
     gaps: bool | None = None
-    gap_window: int | None = Field(None, ge=1, le=1_000_000)
+    gap_window: int | None = Field(default=None, ge=1, le=1_000_000)
     #: Also the message references (UNH 0062) within each interchange's partner, when the
     #: partner numbers them sequentially.
     message_gaps: bool | None = None
@@ -198,19 +202,19 @@ class TrackerRules(StrictModel):
     #: alert; both documents go to the ERP), ``accept`` (nothing) or ``reject`` (the later
     #: document is kept as DUPLICATE, not published, and an alert is raised).
     duplicate_numbers: Literal["reject", "warn", "accept"] | None = None
-    duplicate_window_days: int | None = Field(None, ge=1, le=3650)
+    duplicate_window_days: int | None = Field(default=None, ge=1, le=3650)
     #: Expected cadences; an empty list: the partner sends when it wants.
     cadence: list[Cadence] | None = None
     #: A weekday's volume below this share of the partner's average for that weekday over
     #: ``volume_weeks`` weeks (when that average is at least ``volume_min``) is a drop.
-    volume_drop: float | None = Field(None, ge=0, le=1)
-    volume_weeks: int | None = Field(None, ge=1, le=52)
-    volume_min: int | None = Field(None, ge=1)
+    volume_drop: float | None = Field(default=None, ge=0, le=1)
+    volume_weeks: int | None = Field(default=None, ge=1, le=52)
+    volume_min: int | None = Field(default=None, ge=1)
     #: A channel failing this many times in a row.
-    channel_failures: int | None = Field(None, ge=1)
+    channel_failures: int | None = Field(default=None, ge=1)
     #: Raw payloads purged from the archive after this many days (metadata kept); None keeps
     #: them for ever.
-    retention_days: int | None = Field(None, ge=1)
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 #: The built-in rule values, under ``[tracker.defaults]`` and each partner's ``[tracker]``.
@@ -225,7 +229,7 @@ class TrackerSettings(StrictModel):
     acknowledgements."""
 
     enabled: bool = True
-    every: float = Field(60.0, gt=0, le=86400)  # seconds between two checks
+    every: float = Field(default=60.0, gt=0, le=86400)  # seconds between two checks
     timezone: str = "Europe/Paris"  # of cadence times and business days
     #: Non-working days (public holidays …), ISO dates.
     holidays: list[dt.date] = Field(default_factory=list)
@@ -272,7 +276,7 @@ class GatewaySettings(ChannelSections, StrictModel):
     #: Certificates uploaded from the console (AS2).
     certs_dir: Path = Path("var/certs")
     #: Where the settings came from (not a key of the file).
-    source: str = Field("<embedded defaults>", exclude=True)
+    source: str = Field(default="<embedded defaults>", exclude=True)
 
 
 # -- partner profiles ---------------------------------------------------------------------
@@ -325,7 +329,7 @@ class EdifactPolicy(StrictModel):
 
     on_message_error: Literal["fail-message", "reject-interchange"] = "fail-message"
     duplicate_interchange: Literal["reject", "warn", "accept"] = "warn"
-    duplicate_window_days: int = Field(365, ge=1, le=36500)
+    duplicate_window_days: int = Field(default=365, ge=1, le=36500)
     contrl: Literal["never", "requested", "errors", "always"] = "requested"
     contrl_accepted_messages: bool = True
     validation: Literal["strict", "mapped", "off"] = "mapped"
@@ -367,7 +371,7 @@ class SftpSettings(StrictModel):
     from files, never from committed configuration; ``host_key`` pins the server's key."""
 
     host: Annotated[str, Field(min_length=1)]
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535)
     user: Annotated[str, Field(min_length=1)]
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -383,14 +387,14 @@ class SftpSettings(StrictModel):
     #: Names with these prefixes or suffixes are files still being written: never taken.
     temp_prefixes: list[str] = Field(default_factory=lambda: [".", "~"])
     temp_suffixes: list[str] = Field(default_factory=lambda: [".tmp", ".part", ".filepart"])
-    poll_interval: float = Field(60.0, gt=0, le=86400)
-    max_files: int = Field(100, ge=1, le=100000)
-    timeout: float = Field(30.0, gt=0, le=3600)
-    max_size: int = Field(200 * 1024 * 1024, gt=0)
+    poll_interval: float = Field(default=60.0, gt=0, le=86400)
+    max_files: int = Field(default=100, ge=1, le=100000)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_size: int = Field(default=200 * 1024 * 1024, gt=0)
     #: Seconds a file's size and mtime must stay the same before it is taken (a partner
     #: writing under the final name may pause between chunks); unset: the gateway's
     #: ``[sftp] settle``.
-    settle: float | None = Field(None, gt=0, le=86400)
+    settle: float | None = Field(default=None, gt=0, le=86400)
 
     @model_validator(mode="after")
     def _checks(self) -> SftpSettings:
@@ -463,7 +467,7 @@ class Partner(StrictModel):
     #: ``publish`` publishes it (under its own message id) with a note of the conflict.
     on_conflict: Literal["hold", "publish"] = "hold"
     enabled: bool = True
-    source: str = Field("", exclude=True)
+    source: str = Field(default="", exclude=True)
 
     def mapping_for(self, doc_type: str, fmt: str | None = None) -> str | None:
         """The mapping the profile names for ``doc_type`` (sent in format ``fmt``), if any."""
@@ -711,7 +715,8 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
-    return _expand(data, env, str(path), "")
+    expanded: dict[str, Any] = _expand(data, env, str(path), "")
+    return expanded
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
@@ -731,7 +736,7 @@ def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
     return value
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
+def _validate(model: type[M], data: dict[str, Any], file: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -93,9 +93,9 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
                 found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, None,
                               _reason(exc)))
                 continue
-            for cert in cas:
+            for ca in cas:
                 n += 1
-                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, cert,
+                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, ca,
                               None))
 
     statuses: list[CertificateStatus] = []

@@ -201,12 +201,12 @@ class As2Endpoint:
         orgs = self._orgs.get(as2_to)
         if profile is None or orgs is None or (profile.our_as2_id not in (None, as2_to)):
             who = f"AS2-From {as2_from!r}" if profile is None else f"AS2-To {as2_to!r}"
-            refusal = Refusal("unknown-trading-partner", f"unknown {who}",
+            unknown = Refusal("unknown-trading-partner", f"unknown {who}",
                               event="unknown-partner" if profile is None else "unknown-recipient")
             msg = self._bare_message(headers, message_id, org=None)
             return self._refuse_plain(request, msg, as2_from, as2_to, message_id,
                                       partner=partner if profile is not None else None,
-                                      refusal=refusal)
+                                      refusal=unknown)
         assert partner is not None
         org_sign, org_plain = orgs
         sign_mdn = profile.mdn_sign and bool(headers.get("disposition-notification-options"))
@@ -239,7 +239,10 @@ class As2Endpoint:
             receipt = receipts[0]
             if message.mic is None and mdn_wanted:
                 _unsigned_mic(message, headers, payload, part)
-            mdn_raw, mdn_type, mdn_headers, mdn_body, signed = (None, None, {}, b"", False)
+            mdn_raw: bytes | None = None
+            mdn_type: str | None = None
+            mdn_headers: dict[str, str] = {}
+            mdn_body, signed = b"", False
             if mdn_wanted:
                 message.receiver = org_sign if sign_mdn else org_plain
                 mdn, signed = self._build_mdn(message, "processed", None, CONFIRM_TEXT, mode,
@@ -294,7 +297,8 @@ class As2Endpoint:
         assert partner.as2 is not None
         message: Any = None
         refusal: Refusal | None = None
-        for cert in certs or [None]:
+        candidates: list[bytes | None] = [*certs] or [None]
+        for cert in candidates:
             p = as2.Partner(as2_name=partner.as2.as2_id, verify_cert=cert, verify_cert_ca=ca,
                             validate_certs=partner.as2.validate_certificates,
                             sign=partner.as2.require_signing,
@@ -371,7 +375,10 @@ class As2Endpoint:
                                  detail=f"{as2_from} -> {as2_to} <{message_id}>: "
                                         f"{refusal.reason}"[:2000])
         disposition = f"processed/error: {refusal.modifier}"
-        mdn_raw, mdn_type, hdrs, body, signed = None, None, {}, b"", False
+        mdn_raw: bytes | None = None
+        mdn_type: str | None = None
+        hdrs: dict[str, str] = {}
+        body, signed = b"", False
         if mode != "none":
             plain = self._orgs[as2_to][1] if as2_to in self._orgs else None
             mdn, signed = self._build_mdn(message, "processed/error", refusal.modifier,

@@ -74,7 +74,7 @@ def retry_delay(settings: As2Settings, attempt: int, *,
     """Seconds to wait after failed attempt number ``attempt`` (1-based): the initial delay
     doubled per attempt, capped at ``mdn_retry_max``, plus up to ``JITTER`` of it."""
     base = min(settings.mdn_retry_initial * (2 ** min(attempt - 1, 60)), settings.mdn_retry_max)
-    return base * (1 + JITTER * rand())
+    return float(base * (1 + JITTER * rand()))
 
 
 class AsyncMdnSender:

@@ -39,15 +39,15 @@ class As2Settings(StrictModel):
     """The AS2 endpoint (``POST /as2``) and the delivery of asynchronous MDNs."""
 
     identities: list[As2Identity] = Field(default_factory=list)
-    max_size: int = Field(200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
+    max_size: int = Field(default=200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
     #: Asynchronous MDN delivery: attempts, then the first delay (seconds), doubled up to
     #: ``mdn_retry_max``.
-    mdn_max_attempts: int = Field(12, ge=1, le=1000)
-    mdn_retry_initial: float = Field(30.0, gt=0)
-    mdn_retry_max: float = Field(3600.0, gt=0)
-    mdn_timeout: float = Field(30.0, gt=0, le=600)
+    mdn_max_attempts: int = Field(default=12, ge=1, le=1000)
+    mdn_retry_initial: float = Field(default=30.0, gt=0)
+    mdn_retry_max: float = Field(default=3600.0, gt=0)
+    mdn_timeout: float = Field(default=30.0, gt=0, le=600)
     #: A certificate that expires within this many days is reported as expiring.
-    certificate_warning_days: int = Field(30, ge=1, le=3650)
+    certificate_warning_days: int = Field(default=30, ge=1, le=3650)
 
 
 class As2Section(StrictModel):

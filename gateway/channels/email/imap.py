@@ -96,7 +96,7 @@ class ImapSession:
 
     @property
     def can_idle(self) -> bool:
-        return self.client.has_capability("IDLE")
+        return bool(self.client.has_capability("IDLE"))
 
     async def search(self, *criteria: str) -> list[int]:
         response = await self._call("UID SEARCH", self.client.uid_search(*criteria, charset=None))

@@ -15,10 +15,10 @@ class InboxSettings(StrictModel):
     partner: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     processed: Path | None = None
     failed: Path | None = None
-    poll_interval: float = Field(0.2, gt=0, le=3600)
+    poll_interval: float = Field(default=0.2, gt=0, le=3600)
     ignore: list[str] = Field(default_factory=lambda: [
         ".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart", "*.crdownload", "*.swp"])
-    max_size: int = Field(200 * 1024 * 1024, gt=0)
+    max_size: int = Field(default=200 * 1024 * 1024, gt=0)
 
     @property
     def processed_dir(self) -> Path:

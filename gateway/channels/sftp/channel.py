@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import structlog
 
@@ -78,7 +78,7 @@ class Connection(Protocol):
 
     def list(self, folder: str) -> list[RemoteFile]: ...
 
-    def download(self, path: str, into: io.BufferedIOBase) -> int: ...
+    def download(self, path: str, into: IO[bytes]) -> int: ...
 
     def remove(self, path: str) -> None: ...
 

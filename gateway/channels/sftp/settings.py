@@ -13,7 +13,7 @@ class SftpDefaults(StrictModel):
 
     #: Seconds a remote file must look unchanged before it is taken (SFTP mtimes are whole
     #: seconds; a partner writing under the final name may pause between chunks).
-    settle: float = Field(5.0, gt=0, le=86400)
+    settle: float = Field(default=5.0, gt=0, le=86400)
 
 
 class SftpSection(StrictModel):

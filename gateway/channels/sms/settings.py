@@ -39,7 +39,7 @@ class SmsSettings(StrictModel):
     default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "FR"
     twilio: TwilioSettings | None = None
     vonage: VonageSettings | None = None
-    max_length: int = Field(4000, ge=160, le=100000)  # characters of one message
+    max_length: int = Field(default=4000, ge=160, le=100000)  # characters of one message
 
 
 class SmsSection(StrictModel):
