@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from gateway.app import _readers
+from gateway.formats import default_readers as _readers
 from gateway.channels.email.channel import MailboxChannel
 from gateway.channels.email.mailer import Mailer
 from gateway.channels.email.replies import MailReplies

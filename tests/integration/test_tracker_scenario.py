@@ -24,7 +24,7 @@ from email import policy
 import pika
 import pytest
 
-from gateway.app import _readers
+from gateway.formats import default_readers as _readers
 from gateway.bus.acks import AckConsumer, encode_ack
 from gateway.bus.events import EventPublisher, wait_published
 from gateway.bus.publisher import OutboxPublisher
