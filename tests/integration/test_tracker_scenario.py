@@ -24,7 +24,6 @@ from email import policy
 import pika
 import pytest
 
-from gateway.formats import default_readers as _readers
 from gateway.bus.acks import AckConsumer, encode_ack
 from gateway.bus.events import EventPublisher, wait_published
 from gateway.bus.publisher import OutboxPublisher
@@ -46,6 +45,7 @@ from gateway.config import (
 from gateway.core import clock as gwclock
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
+from gateway.formats import default_readers as _readers
 from gateway.formats.mapping import MappingSet
 from gateway.store import schema as s
 from gateway.store.archive import Archive
