@@ -13,7 +13,7 @@ import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
 from gateway.channels.email.mailer import Mailer
-from gateway.channels.kind import ChannelContext, ChannelRun, Endpoint
+from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.registry import CHANNELS
 from gateway.channels.sftp.sender import SftpSender
@@ -40,7 +40,7 @@ from gateway.store.records import aware
 if TYPE_CHECKING:
     from gateway.bus.acks import AckConsumer
     from gateway.bus.events import EventPublisher
-    from gateway.http.server import HttpServer
+    from gateway.http.server import Endpoint, HttpServer
 
 log = structlog.get_logger("edigw.app")
 

@@ -139,8 +139,8 @@ class HttpSettings(StrictModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
-    #: The URL partners and providers reach this server at, when behind a proxy (Twilio
-    #: signs the URL it called: it must be known exactly).
+    #: The URL partners and providers reach this server at, when behind a proxy (a webhook
+    #: provider may sign the URL it called: it must be known exactly).
     public_url: str | None = None
     #: The largest body any route takes (an endpoint takes its own limit, at most this).
     max_body: int = Field(default=200 * 1024 * 1024, gt=0)

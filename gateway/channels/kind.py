@@ -22,24 +22,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.channels.email.mailer import Mailer
     from gateway.channels.sections import StrictModel
     from gateway.config import GatewaySettings, PartnerDirectory
     from gateway.core.pipeline import Outcome
-    from gateway.core.ports import Receipt, Receiver, WebReply, WebRequest
+    from gateway.core.ports import Receipt, Receiver
+    from gateway.http.server import Endpoint
     from gateway.store.archive import Archive
     from gateway.store.channels import ChannelRecords
     from gateway.store.db import Store
-
-
-class Endpoint(Protocol):
-    """An HTTP endpoint a channel contributes: one request in, one reply out."""
-
-    def handle(self, request: WebRequest) -> WebReply:
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 ``gateway.toml`` uses, and secrets given inline or in a file.
 
 A channel contributes its keys of ``gateway.toml`` as a *section*: a model holding only
-those keys (``sms = …``, ``mailboxes = […]``), which ``gateway.config.GatewaySettings``
+those keys (``as2 = …``, ``mailboxes = […]``), which ``gateway.config.GatewaySettings``
 inherits through ``gateway.channels.registry.ChannelSections``. This module imports nothing
 of the gateway, so that ``gateway.config`` can be composed from the channels' sections.
 """
