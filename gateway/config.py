@@ -558,9 +558,11 @@ class PartnerFolderWatch:
 
     def _look(self) -> tuple[tuple[str, int, int], ...]:
         try:
-            files = sorted(self.folder.glob("*.toml"))
-            return tuple((f.name, st.st_size, st.st_mtime_ns)
-                         for f in files for st in (f.stat(),))
+            seen = []
+            for f in sorted(self.folder.glob("*.toml")):
+                st = f.stat()
+                seen.append((f.name, st.st_size, st.st_mtime_ns))
+            return tuple(seen)
         except OSError:  # the folder or a file went away meanwhile: looked at next time
             return ()
 
