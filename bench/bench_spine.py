@@ -474,7 +474,7 @@ class RunningGateway:
             pub = self.gw.publisher
             workers = getattr(self.gw.pipeline, "workers", None)
             if pub is not None and pub.health.connected and getattr(pub, "_ready", True) \
-                    and self.gw.channels and (workers is None or workers.ready.is_set()):
+                    and self.gw.runs and (workers is None or workers.ready.is_set()):
                 time.sleep(0.3)  # the folder channel's first look, the outbox's first read
                 return
             time.sleep(0.02)

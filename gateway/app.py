@@ -5,42 +5,42 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
-from gateway.channels.email.channel import MailboxChannel
 from gateway.channels.email.mailer import Mailer
-from gateway.channels.email.replies import MailReplies
-from gateway.channels.folder.watcher import FolderChannel, FolderSpec
+from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
-from gateway.channels.sftp import SftpChannel, SftpSender
+from gateway.channels.registry import CHANNELS
+from gateway.channels.sftp.sender import SftpSender
 from gateway.config import (
-    ConfigError,
     GatewaySettings,
     Partner,
     PartnerDirectory,
+    PartnerFolderWatch,
     load_partners,
     mask_url,
 )
 from gateway.core import clock
-from gateway.core.pipeline import Pipeline
+from gateway.core.errors import ConfigError
+from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
-from gateway.formats.csv import CsvReader
-from gateway.formats.edifact.reader import EdifactReader
+from gateway.formats import default_readers
 from gateway.formats.mapping import MappingSet
-from gateway.formats.pdf import PdfReader
-from gateway.formats.sms.reader import SmsReader
-from gateway.formats.xml.reader import XmlReader
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 from gateway.store.records import aware
+
+if TYPE_CHECKING:
+    from gateway.bus.acks import AckConsumer
+    from gateway.bus.events import EventPublisher
+    from gateway.http.server import Endpoint, HttpServer
 
 log = structlog.get_logger("edigw.app")
 
@@ -56,40 +56,37 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
     )
 
 
-def _readers(mappings: MappingSet) -> list:
-    """The format readers, in the order their ``sniff`` is tried: PDF first (``%PDF-``; its
-    bytes may contain anything), then EDIFACT, XML, SMS envelopes (an exact first line), and
-    CSV last (it only claims text that looks delimited and nothing else took)."""
-    xml = XmlReader(mappings)
-    return [PdfReader(xml_reader=xml), EdifactReader(mappings), xml, SmsReader(),
-            CsvReader(mappings)]
-
-
-@dataclass
 class Gateway:
-    """Everything one running gateway holds."""
+    """Everything one running gateway holds: its settings, the live partner directory, the
+    store, archive and mappings, the pipeline, and once serving the bus workers, the HTTP
+    server and what each channel started (``runs``, by channel name)."""
 
-    settings: GatewaySettings
-    partners: PartnerDirectory
-    store: Store
-    archive: Archive
-    mappings: MappingSet
+    #: Made by ``open`` (its callbacks are this gateway's), or given.
     pipeline: Pipeline
-    publisher: OutboxPublisher | None = None
-    outbound: OutboundDispatcher | None = None
-    channels: list[FolderChannel] = field(default_factory=list)
-    sftp_channels: list[SftpChannel] = field(default_factory=list)
-    mail_channels: list[MailboxChannel] = field(default_factory=list)
-    mailer: Mailer | None = None
-    mail_replies: MailReplies | None = None
-    http: Any = None  # gateway.http.server.HttpServer, once serving
-    mdn_sender: Any = None  # gateway.channels.as2.mdn_sender.AsyncMdnSender, with [as2]
-    endpoints: dict[str, Any] = field(default_factory=dict)  # the HTTP server's POST routes
-    _policies: dict[str, tuple[Any, tuple[str, int]]] = field(default_factory=dict)
-    events: Any = None  # gateway.bus.events.EventPublisher (edi.events)
-    acks: Any = None  # gateway.bus.acks.AckConsumer (edi.acks)
-    #: When processing last got on (a batch done, documents queued): /readyz's stall check.
-    last_progress: float = field(default_factory=time.monotonic)
+
+    def __init__(self, settings: GatewaySettings, partners: PartnerDirectory, store: Store,
+                 archive: Archive, mappings: MappingSet, pipeline: Pipeline | None = None
+                 ) -> None:
+        self.settings = settings
+        self.partners = partners
+        self.store = store
+        self.archive = archive
+        self.mappings = mappings
+        if pipeline is not None:
+            self.pipeline = pipeline
+        self.outbound: OutboundDispatcher | None = None
+        self.publisher: OutboxPublisher | None = None
+        #: The gateway's outgoing mail (``[smtp]``): partners' replies and operators' alerts.
+        self.mailer: Mailer | None = None
+        self.http: HttpServer | None = None
+        self.runs: dict[str, ChannelRun] = {}
+        #: Keeps ``partners`` in step with the profile files, while serving.
+        self.partner_watch: PartnerFolderWatch | None = None
+        self.events: EventPublisher | None = None  # edi.events
+        self.acks: AckConsumer | None = None  # edi.acks
+        #: When processing last got on (a batch done, documents queued): /readyz's stall check.
+        self.last_progress = time.monotonic()
+        self._policies: dict[str, tuple[Partner, tuple[str, int]]] = {}
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -99,13 +96,13 @@ class Gateway:
         archive = Archive(settings.archive.path, fsync=settings.archive.fsync)
         mappings = MappingSet.load(Path(settings.mappings))
         gw = cls(settings=settings, partners=partners, store=store, archive=archive,
-                 mappings=mappings, pipeline=None)  # type: ignore[arg-type]
+                 mappings=mappings)
         senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path),
                                       "sftp": SftpSender()}
         gw.outbound = OutboundDispatcher(store, archive, senders=senders, partner=partners.get,
                                          max_attempts=settings.outbound.max_attempts)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
-                               readers=_readers(mappings), on_queued=gw._wake_publisher,
+                               readers=default_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
                                max_size=max([i.max_size for i in settings.inbox]
                                             + [p.sftp.max_size for p in partners
@@ -130,15 +127,14 @@ class Gateway:
             self._policies[partner.id] = hit
         return hit[1]
 
-    def deliver_outbound(self) -> int:
+    def deliver_outbound(self) -> None:
         """Send what is waiting for partners (after a processing batch, and periodically)."""
         if self.outbound is None:
-            return 0
+            return
         try:
-            return self.outbound.deliver_pending()
+            self.outbound.deliver_pending()
         except Exception:  # a store outage: the rows stay PENDING for the next round
             log.exception("outbound_delivery_failed")
-            return 0
 
     def _wake_publisher(self) -> None:
         self.last_progress = time.monotonic()  # documents were committed: processing moves
@@ -163,16 +159,37 @@ class Gateway:
         if self.publisher is not None:
             self.publisher.stop(timeout)
             self.publisher = None
+        for run in self.runs.values():
+            for close in run.close:
+                close()
         if self.outbound is not None:
             sftp = self.outbound.senders.get("sftp")
             if isinstance(sftp, SftpSender):
                 sftp.close()  # its sessions to partners' servers
-        if self.pipeline is not None:
-            self.pipeline.close_workers()
+        pipeline: Pipeline | None = getattr(self, "pipeline", None)
+        if pipeline is not None:
+            pipeline.close_workers()
         self.store.close()
 
+    # -- partners -----------------------------------------------------------------------
+
+    #: Seconds between two looks at the partner profile folder while serving.
+    PARTNERS_EVERY = 3.0
+
+    def partners_changed(self, directory: PartnerDirectory) -> None:
+        """A partner profile changed (the console's administration): the live directory takes
+        the new profiles, and everything running finds them at its next lookup (the
+        pipeline, outbound deliveries, channels, endpoints)."""
+        if self.partner_watch is not None:
+            self.partner_watch.take(directory)  # the files it wrote are not a change again
+        else:
+            self.partners.replace(directory)
+        log.info("partners_reloaded", partners=len(directory))
+
+    # -- serving --------------------------------------------------------------------------
+
     async def serve(self, stop: asyncio.Event | None = None) -> None:
-        """Run folder channels, the processing worker and the publisher until stopped."""
+        """Run the channels, the processing worker and the publisher until stopped."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -196,56 +213,62 @@ class Gateway:
             for r in receipts:
                 loop.call_soon_threadsafe(queue.put_nowait, r.transmission_id)
 
-        for inbox in self.settings.inbox:
-            spec = FolderSpec(path=inbox.path, processed=inbox.processed_dir,
-                              failed=inbox.failed_dir, partner=inbox.partner,
-                              poll_interval=inbox.poll_interval, ignore=tuple(inbox.ignore),
-                              max_size=inbox.max_size)
-            self.channels.append(FolderChannel(spec, receiver=self.pipeline,
-                                               on_received=on_received))
+        self.runs = self.start_channels(on_received)
 
-        records = ChannelRecords(self.store)
-        self.sftp_channels = [
-            SftpChannel(p, receiver=self.pipeline, records=records, on_received=on_received,
-                        outcomes=self.store, settle=self.settings.sftp.settle,
-                        stream_above=self.settings.processing.stream_above)
-            for p in self.partners if p.enabled and p.sftp is not None and p.sftp.inbound]
-
-        def task(name: str, run: Callable[[asyncio.Event], Any]) -> asyncio.Task:
+        def task(name: str, run: Callable[[asyncio.Event], Awaitable[Any]]) -> asyncio.Task[None]:
             """A worker loop under supervision: an exception is logged and it starts again."""
             return asyncio.create_task(supervised(name, lambda: run(stop), stop=stop),
                                        name=name)
 
+        def every(name: str, job: Callable[[], object], seconds: float) -> asyncio.Task[None]:
+            return asyncio.create_task(periodic(name, job, every=seconds, stop=stop), name=name)
+
         # The processing worker goes first: it resumes what an earlier run left RECEIVED.
         tasks = [asyncio.create_task(self._process_worker(queue, stop), name="process")]
-        tasks += [task(f"folder:{c.spec.path}", c.run) for c in self.channels]
-        tasks += [task(c.name, c.run) for c in self.sftp_channels]
-        if self.settings.smtp is not None:
-            self.mailer = Mailer(self.settings.smtp, records=records)
-            self.mail_replies = MailReplies(self.mailer, self.store)
-            tasks.append(task("mail-replies", self.mail_replies.run))
-        self.mail_channels = [
-            MailboxChannel(m, partners=self.partners, receiver=self.pipeline,
-                           verdicts=self.store, records=records, on_received=on_received,
-                           replies=self.mail_replies) for m in self.settings.mailboxes]
-        tasks += [task(c.name, c.run) for c in self.mail_channels]
-        tasks += self._http_tasks(on_received, records, stop)
+        for run in self.runs.values():
+            tasks += [task(name, loop_) for name, loop_ in run.loops]
+            tasks += [every(name, job, seconds) for name, job, seconds in run.periodic]
+        tasks += self._http_tasks(stop)
         tasks += self._tracker_tasks(stop)
-        tasks.append(asyncio.create_task(periodic(
-            "outbound", self.deliver_outbound, every=30.0, stop=stop), name="outbound"))
+        tasks.append(every("outbound", self.deliver_outbound, 30.0))
+        self.partner_watch = PartnerFolderWatch(self.partners, self.settings.partners)
+        tasks.append(every("partners", self.partner_watch.check, self.PARTNERS_EVERY))
         if self.http is not None:
             await self.http.started(timeout=10.0)
-        log.info("gateway_started", inboxes=[str(c.spec.path) for c in self.channels],
+        log.info("gateway_started",
+                 channels={name: [n for n, _ in run.loops] for name, run in self.runs.items()
+                           if run.loops},
                  http=self.http.url if self.http is not None else None,
-                 sftp=[c.name for c in self.sftp_channels],
-                 mailboxes=[c.name for c in self.mail_channels],
                  store=mask_url(self.settings.store.url), partners=len(self.partners))
         await stop.wait()
         log.info("gateway_stopping")
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.close)
 
-    # -- HTTP: health, AS2, SMS webhooks ----------------------------------------------------
+    def start_channels(self, on_received: Callable[[list[Receipt]], None]
+                       ) -> dict[str, ChannelRun]:
+        """What each channel of the registry starts, by channel name."""
+        records = ChannelRecords(self.store)
+        if self.settings.smtp is not None and self.mailer is None:
+            self.mailer = Mailer(self.settings.smtp, records=records)
+        ctx = ChannelContext(settings=self.settings, partners=self.partners,
+                             receiver=self.pipeline, store=self.store, archive=self.archive,
+                             records=records, on_received=on_received, mailer=self.mailer,
+                             listening=self.settings.http.enabled)
+        return {kind.name: kind.start(ctx) for kind in CHANNELS if kind.start is not None}
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The HTTP POST routes the channels contribute, by path."""
+        return {path: ep for run in self.runs.values() for path, ep in run.endpoints.items()}
+
+    def _processed(self, outcomes: Sequence[Outcome]) -> None:
+        """Tell the channels that asked what a processing batch came to."""
+        for run in self.runs.values():
+            for hook in run.after_processing:
+                hook(outcomes)
+
+    # -- HTTP: health and the channels' endpoints -----------------------------------------
 
     def ready_checks(self) -> list[tuple[str, Callable[[], str | None]]]:
         """What ``/readyz`` asks: the store answers; the broker is connected and its
@@ -267,7 +290,9 @@ class Gateway:
         """Why a broker connection counts as dead though open: nothing heard on it (not even
         a heartbeat) for more than two ``[broker] heartbeat`` intervals."""
         limit = 2 * self.settings.broker.heartbeat
-        for name, worker in (("publisher", self.publisher), ("events", self.events)):
+        workers: tuple[tuple[str, OutboxPublisher | EventPublisher | None], ...] = (
+            ("publisher", self.publisher), ("events", self.events))
+        for name, worker in workers:
             silent = worker.silent_for() if worker is not None else None
             if silent is not None and silent > limit:
                 return (f"{name} connection silent for {silent:.0f} s (no heartbeat in "
@@ -290,54 +315,6 @@ class Gateway:
         return (f"stalled: transmission {waiting[0].id} RECEIVED {age:.0f} s ago and nothing "
                 f"processed for {idle:.0f} s")
 
-    def http_endpoints(self, on_received: Callable[[list[Receipt]], None] | None = None
-                       ) -> dict[str, Any]:
-        """The POST routes: ``/as2`` when ``[as2]`` is configured, ``/sms/twilio`` and
-        ``/sms/vonage`` when ``[sms]`` names those providers."""
-        from gateway.store.security import SecurityLog
-
-        security = SecurityLog(self.store)
-        endpoints: dict[str, Any] = {}
-        s = self.settings
-        if s.as2 is not None:
-            from gateway.channels.as2.endpoint import As2Endpoint
-
-            endpoints["/as2"] = As2Endpoint(
-                s.as2, self.partners, receiver=self.pipeline, store=self.store,
-                archive=self.archive, security=security, on_received=on_received,
-                on_mdn_queued=self.mdn_sender.wake if self.mdn_sender is not None else None)
-        if s.sms is not None:
-            from gateway.channels.sms.webhook import TwilioWebhook, VonageWebhook
-
-            common = dict(receiver=self.pipeline, store=self.store, security=security,
-                          on_received=on_received)
-            if s.sms.twilio is not None:
-                endpoints["/sms/twilio"] = TwilioWebhook(s.sms, self.partners, **common)
-            if s.sms.vonage is not None:
-                endpoints["/sms/vonage"] = VonageWebhook(s.sms, self.partners, **common)
-        return endpoints
-
-    def partners_changed(self, directory: PartnerDirectory) -> None:
-        """A partner profile changed (the console's administration): everything running
-        looks partners up in the new directory from now on — the pipeline, outbound
-        deliveries, mailboxes, the AS2 and SMS endpoints — and each SFTP poller takes its
-        partner's new credentials, or stops polling a partner now disabled."""
-        self.partners = directory
-        if self.pipeline is not None:
-            self.pipeline.partners = directory
-        if self.outbound is not None:
-            self.outbound.partner = directory.get
-        for box in self.mail_channels:
-            box.partners = directory
-        for endpoint in self.endpoints.values():
-            if hasattr(endpoint, "partners"):
-                endpoint.partners = directory
-            if hasattr(endpoint, "_partner_certs"):
-                endpoint._partner_certs = {}  # certificates read again (an upload, a rotation)
-        for channel in self.sftp_channels:
-            channel.update(directory.get(channel.partner.id))
-        log.info("partners_reloaded", partners=len(directory))
-
     def console_routes(self) -> tuple[list[Any], dict[str, Any]]:
         """The operator console: its API at /api, its pages, /metrics; and the app state they
         read (the gateway, the authenticator, the partner administration)."""
@@ -358,29 +335,15 @@ class Gateway:
         return routes, {"gateway": self, "auth": console.auth, "partner_admin": admin,
                         "body_limits": console.body_limits}
 
-    def _http_tasks(self, on_received: Callable[[list[Receipt]], None], records: ChannelRecords,
-                    stop: asyncio.Event) -> list[asyncio.Task]:
+    def _http_tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         from gateway.http.bounds import BodyPace
         from gateway.http.server import HttpServer, build_app
 
         h = self.settings.http
-        tasks: list[asyncio.Task] = []
-        if self.settings.as2 is not None:
-            from gateway.channels.as2.certificates import check_certificates
-            from gateway.channels.as2.mdn_sender import AsyncMdnSender
-
-            self.mdn_sender = AsyncMdnSender(self.settings.as2, self.store, self.archive)
-            tasks.append(asyncio.create_task(supervised(
-                "as2-mdn", lambda: self.mdn_sender.run(stop), stop=stop), name="as2-mdn"))
-            tasks.append(asyncio.create_task(periodic(
-                "certificates",
-                lambda: check_certificates(self.settings.as2, self.partners, self.store),
-                every=86400.0, stop=stop), name="certificates"))
         if not h.enabled:
-            return tasks
+            return []
         routes, state = self.console_routes() if h.console else ([], {})
-        self.endpoints = self.http_endpoints(on_received)
-        app = build_app(endpoints=self.endpoints, ready=self.ready_checks(),
+        app = build_app(endpoints=dict(self.endpoints), ready=self.ready_checks(),
                         max_body=h.max_body, max_json=h.max_json, public_url=h.public_url,
                         routes=routes, state=state)
         try:
@@ -389,19 +352,18 @@ class Gateway:
                                    body=BodyPace(timeout=h.body_timeout,
                                                  min_rate=h.min_body_rate))
         except OSError as exc:
-            if self.settings.as2 is not None or self.settings.sms is not None:
+            if any(run.needs_http for run in self.runs.values()):
                 raise ConfigError(f"cannot listen on {h.host}:{h.port}: {exc.strerror}",
                                   file=self.settings.source, key="http.port") from exc
             # Health endpoints only: the gateway still does its work without them.
             log.warning("http_not_started", host=h.host, port=h.port, reason=exc.strerror,
                         hint="set [http] port to a free port, or enabled = false")
-            return tasks
-        tasks.append(asyncio.create_task(self.http.serve(stop), name="http"))
-        return tasks
+            return []
+        return [asyncio.create_task(self.http.serve(stop), name="http")]
 
     # -- the tracker: ERP acknowledgements in, alerts out ---------------------------------
 
-    def _tracker_tasks(self, stop: asyncio.Event) -> list[asyncio.Task]:
+    def _tracker_tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         t = self.settings.tracker
         if not t.enabled:
             return []
@@ -489,5 +451,4 @@ class Gateway:
             outcomes = await asyncio.to_thread(self.pipeline.process_many, list(held))
             held.clear()
             self.last_progress = time.monotonic()
-            if self.mail_replies is not None:
-                self.mail_replies.processed(outcomes)  # replies go out at once
+            self._processed(outcomes)  # mail replies, for one, go out at once

@@ -15,14 +15,14 @@ import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import structlog
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -30,18 +30,25 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
+from gateway.channels.sections import ID_PATTERN, StrictModel, secret_from
 from gateway.core.errors import ConfigError
 
+_log = structlog.get_logger("edigw.config")
+
 DEFAULT_CONFIG = Path("config/gateway.toml")
+M = TypeVar("M", bound=BaseModel)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_ID = ID_PATTERN
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    ChannelName = str
+else:  # the channels of the registry, checked as a Literal (its message lists them)
+    ChannelName = Literal[CHANNEL_NAMES]
 
 
-class StoreSettings(_Strict):
+class StoreSettings(StrictModel):
     url: str = "sqlite:///var/edigw.sqlite3"
 
     @field_validator("url")
@@ -52,12 +59,12 @@ class StoreSettings(_Strict):
         return v
 
 
-class QueueSettings(_Strict):
+class QueueSettings(StrictModel):
     name: Annotated[str, Field(min_length=1)]
     bindings: list[str] = Field(min_length=1)
 
 
-class BrokerSettings(_Strict):
+class BrokerSettings(StrictModel):
     url: str = "amqp://guest:guest@localhost:5672/%2F"
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
@@ -66,15 +73,15 @@ class BrokerSettings(_Strict):
         QueueSettings(name="erp.orders", bindings=["order.#"]),
         QueueSettings(name="erp.price-lists", bindings=["price-list.#"]),
         QueueSettings(name="erp.invoices", bindings=["invoice.#"])])
-    confirm_window: int = Field(256, ge=1, le=65535)
-    batch: int = Field(500, ge=1, le=10000)
-    retry_initial: float = Field(0.5, gt=0)
-    retry_max: float = Field(30.0, gt=0)
+    confirm_window: int = Field(default=256, ge=1, le=65535)
+    batch: int = Field(default=500, ge=1, le=10000)
+    retry_initial: float = Field(default=0.5, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
     #: AMQP heartbeat timeout (s) on every connection; a connection silent for two of them
     #: makes /readyz answer 503.
-    heartbeat: int = Field(30, ge=1, le=3600)
+    heartbeat: int = Field(default=30, ge=1, le=3600)
     #: No message is published larger than this: a larger price list goes out in parts.
-    max_message_bytes: int = Field(1024 * 1024, ge=4096)
+    max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
 
     @field_validator("url")
     @classmethod
@@ -84,25 +91,25 @@ class BrokerSettings(_Strict):
         return v
 
 
-class ArchiveSettings(_Strict):
+class ArchiveSettings(StrictModel):
     path: Path = Path("var/archive")
     fsync: bool = True
 
 
-class ProcessingSettings(_Strict):
+class ProcessingSettings(StrictModel):
     """How payloads are processed once received."""
 
     #: Payloads larger than this (bytes) are read and mapped as a stream, memory flat.
-    stream_above: int = Field(16 * 1024 * 1024, ge=1)
+    stream_above: int = Field(default=16 * 1024 * 1024, ge=1)
     #: Seconds one transmission may take to be read and mapped; past it, that transmission
     #: fails (stage "process") and the others go on. 0: no limit.
-    time_limit: float = Field(120.0, ge=0)
+    time_limit: float = Field(default=120.0, ge=0)
     #: A transmission whose processing started this many times without finishing (the
     #: process crashed or was killed on it) is marked FAILED instead of tried again.
-    max_attempts: int = Field(3, ge=1, le=100)
+    max_attempts: int = Field(default=3, ge=1, le=100)
     #: Processing counts as stalled (/readyz 503, a "processing-stalled" alert) when a
     #: transmission has waited RECEIVED this long (s) and nothing was processed meanwhile.
-    stalled_after: float = Field(300.0, gt=0)
+    stalled_after: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _stalled_after_the_time_limit(self) -> ProcessingSettings:
@@ -113,157 +120,45 @@ class ProcessingSettings(_Strict):
         return self
 
 
-class SftpDefaults(_Strict):
-    """What partners' ``[sftp]`` profiles leave out (``[sftp]`` of the gateway settings)."""
-
-    #: Seconds a remote file must look unchanged before it is taken (SFTP mtimes are whole
-    #: seconds; a partner writing under the final name may pause between chunks).
-    settle: float = Field(5.0, gt=0, le=86400)
-
-
-class LogSettings(_Strict):
+class LogSettings(StrictModel):
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class InboxSettings(_Strict):
-    path: Path
-    partner: Annotated[str, Field(pattern=_ID)] | None = None
-    processed: Path | None = None
-    failed: Path | None = None
-    poll_interval: float = Field(0.2, gt=0, le=3600)
-    ignore: list[str] = Field(default_factory=lambda: [
-        ".*", "~*", "*.tmp", "*.part", "*.partial", "*.filepart", "*.crdownload", "*.swp"])
-    max_size: int = Field(200 * 1024 * 1024, gt=0)
-
-    @property
-    def processed_dir(self) -> Path:
-        return self.processed or self.path.parent / "processed"
-
-    @property
-    def failed_dir(self) -> Path:
-        return self.failed or self.path.parent / "failed"
-
-
-class OutboundSettings(_Strict):
+class OutboundSettings(StrictModel):
     """Where files for partners (CONTRL …) are written when their profile names no folder."""
 
     path: Path = Path("var/outbound")
-    max_attempts: int = Field(10, ge=1, le=1000)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
 
 
-class MailboxSettings(_Strict):
-    """An IMAP mailbox partners mail documents to (aioimaplib)."""
-
-    name: Annotated[str, Field(pattern=_ID)] = "mail"
-    host: Annotated[str, Field(min_length=1)]
-    port: int = Field(993, ge=1, le=65535)
-    tls: Literal["ssl", "starttls", "none"] = "ssl"
-    user: Annotated[str, Field(min_length=1)]
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    folder: str = "INBOX"
-    processed_folder: str = "edigw/processed"
-    poll_interval: float = Field(60.0, gt=0, le=86400)
-    #: Use IMAP IDLE when the server offers it (new mail is taken at once).
-    idle: bool = True
-    timeout: float = Field(30.0, gt=0, le=3600)
-    max_message_bytes: int = Field(50 * 1024 * 1024, gt=0)
-    max_attachment_bytes: int = Field(25 * 1024 * 1024, gt=0)
-    #: Zip archives: total uncompressed size, compression ratio, entries.
-    max_zip_total: int = Field(200 * 1024 * 1024, gt=0)
-    max_zip_ratio: float = Field(100.0, gt=1)
-    max_zip_entries: int = Field(1000, ge=1)
-
-    def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
-
-
-class SmtpSettings(_Strict):
-    """The SMTP server replies and alerts go out through (aiosmtplib)."""
-
-    host: Annotated[str, Field(min_length=1)] = "localhost"
-    port: int = Field(25, ge=1, le=65535)
-    tls: Literal["ssl", "starttls", "none"] = "none"
-    user: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] = "edigw@localhost"
-    operators: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
-        default_factory=list)
-    timeout: float = Field(30.0, gt=0, le=3600)
-
-    def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
-
-
-class As2Identity(_Strict):
-    """Our own organisation as AS2 partners know it: its AS2 id and its key and certificate,
-    either as PEM files or as one PKCS#12 file. The passphrase comes from the environment
-    (``${VAR}``) or a file, never from committed configuration."""
-
-    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
-    key_file: Path | None = None  # PEM private key (may also hold the certificate)
-    certificate_file: Path | None = None  # PEM or DER certificate
-    pkcs12_file: Path | None = None
-    passphrase: SecretStr | None = None
-    passphrase_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _key_given(self) -> As2Identity:
-        if self.pkcs12_file is None and self.key_file is None:
-            raise ValueError("an AS2 identity needs pkcs12_file, or key_file (and "
-                             "certificate_file unless the key file holds the certificate)")
-        if self.pkcs12_file is not None and self.key_file is not None:
-            raise ValueError("give pkcs12_file or key_file, not both")
-        return self
-
-    def passphrase_value(self) -> str | None:
-        return _secret_from(self.passphrase, self.passphrase_file)
-
-
-class As2Settings(_Strict):
-    """The AS2 endpoint (``POST /as2``) and the delivery of asynchronous MDNs."""
-
-    identities: list[As2Identity] = Field(default_factory=list)
-    max_size: int = Field(200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
-    #: Asynchronous MDN delivery: attempts, then the first delay (seconds), doubled up to
-    #: ``mdn_retry_max``.
-    mdn_max_attempts: int = Field(12, ge=1, le=1000)
-    mdn_retry_initial: float = Field(30.0, gt=0)
-    mdn_retry_max: float = Field(3600.0, gt=0)
-    mdn_timeout: float = Field(30.0, gt=0, le=600)
-    #: A certificate that expires within this many days is reported as expiring.
-    certificate_warning_days: int = Field(30, ge=1, le=3650)
-
-
-class HttpSettings(_Strict):
-    """The gateway's HTTP server (``edigw serve``): health, AS2, SMS webhooks."""
+class HttpSettings(StrictModel):
+    """The gateway's HTTP server (``edigw serve``): health, the console and the endpoints
+    channels contribute."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
-    #: The URL partners and providers reach this server at, when behind a proxy (Twilio
-    #: signs the URL it called: it must be known exactly).
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    #: The URL partners and providers reach this server at, when behind a proxy (a webhook
+    #: provider may sign the URL it called: it must be known exactly).
     public_url: str | None = None
-    #: The largest body any route takes (AS2 takes ``[as2] max_size``, SMS webhooks their
-    #: provider's size, at most this).
-    max_body: int = Field(200 * 1024 * 1024, gt=0)
+    #: The largest body any route takes (an endpoint takes its own limit, at most this).
+    max_body: int = Field(default=200 * 1024 * 1024, gt=0)
     #: The largest body of the login, the API's JSON and the console's forms.
-    max_json: int = Field(64 * 1024, ge=1024)
+    max_json: int = Field(default=64 * 1024, ge=1024)
     #: Seconds a client has to send its request headers (a slow or idle one is closed).
-    header_timeout: float = Field(10.0, gt=0, le=300)
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
     #: Seconds a client may send no byte of its request body while the server waits for it
     #: (not while the application has not taken what came); past it, 408 and closed.
-    body_timeout: float = Field(15.0, gt=0, le=600)
+    body_timeout: float = Field(default=15.0, gt=0, le=600)
     #: Bytes a second a request body must average after its first 10 s (0: no minimum).
-    min_body_rate: int = Field(1024, ge=0)
+    min_body_rate: int = Field(default=1024, ge=0)
     #: Seconds an idle keep-alive connection stays open after a response.
-    keep_alive: int = Field(5, ge=1, le=300)
+    keep_alive: int = Field(default=5, ge=1, le=300)
     #: Open connections at most; beyond, the oldest one still waiting for its headers is
     #: closed, else the oldest whose body comes too slowly (408), or the new one refused
     #: (503) when all are busy.
-    max_connections: int = Field(500, ge=10, le=100_000)
+    max_connections: int = Field(default=500, ge=10, le=100_000)
     #: The operator console (pages, /api, /metrics) on this server.
     console: bool = True
     #: Mark the session cookie Secure even over plain http (behind a TLS proxy); it is
@@ -271,64 +166,35 @@ class HttpSettings(_Strict):
     secure_cookies: bool = False
 
 
-class TwilioSettings(_Strict):
-    """Twilio's inbound SMS webhook (``POST /sms/twilio``): form-encoded, signed with the
-    account's auth token (``X-Twilio-Signature``), answered with TwiML."""
-
-    auth_token: SecretStr | None = None
-    auth_token_file: Path | None = None
-
-    def token_value(self) -> str | None:
-        return _secret_from(self.auth_token, self.auth_token_file)
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKING_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 
-class VonageSettings(_Strict):
-    """Vonage's inbound message webhook (``POST /sms/vonage``): JSON, signed with the
-    signature secret (a JWT in ``Authorization`` whose ``payload_hash`` covers the body)."""
-
-    signature_secret: SecretStr | None = None
-    signature_secret_file: Path | None = None
-
-    def secret_value(self) -> str | None:
-        return _secret_from(self.signature_secret, self.signature_secret_file)
-
-
-class SmsSettings(_Strict):
-    """SMS order webhooks. Numbers are normalised to E.164 with ``default_region`` for
-    numbers written without a country code."""
-
-    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "FR"
-    twilio: TwilioSettings | None = None
-    vonage: VonageSettings | None = None
-    max_length: int = Field(4000, ge=160, le=100000)  # characters of one message
-
-
-class Cadence(_Strict):
+class Cadence(StrictModel):
     """When a partner is expected to send: ``doc_type`` documents on each of ``days`` (mon …
     sun) that is not a non-working day of the calendar, by ``before`` (local time of the
     tracker's timezone)."""
 
     doc_type: Literal["order", "price-list", "invoice"] = "order"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    days: list[Weekday] = Field(default_factory=lambda: list(_WORKING_DAYS))
     before: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "10:00"
 
 
-class TrackerRules(_Strict):
+class TrackerRules(StrictModel):
     """The tracker's rules for one partner (each value left out takes the gateway's default
     from ``[tracker.defaults]``, then the built-in one). Times are minutes."""
 
     #: Alert on failed transmissions and failed documents.
     failures: bool | None = None
     #: Documents waiting in the outbox longer than this (broker down, unroutable).
-    outbox_minutes: int | None = Field(None, ge=1)
+    outbox_minutes: int | None = Field(default=None, ge=1)
     #: ERP acknowledgement expected within this many minutes of publishing, per document
     #: type ("*" for any); 0 turns the rule off for that type.
     erp_ack_minutes: dict[str, int] | None = None
     #: Interchange references (UNB 0020) that are numbers are checked for gaps; a jump larger
     #: than ``gap_window`` (or backwards) is a restart or wrap-around, not a gap.
     gaps: bool | None = None
-    gap_window: int | None = Field(None, ge=1, le=1_000_000)
+    gap_window: int | None = Field(default=None, ge=1, le=1_000_000)
     #: Also the message references (UNH 0062) within each interchange's partner, when the
     #: partner numbers them sequentially.
     message_gaps: bool | None = None
@@ -336,19 +202,19 @@ class TrackerRules(_Strict):
     #: alert; both documents go to the ERP), ``accept`` (nothing) or ``reject`` (the later
     #: document is kept as DUPLICATE, not published, and an alert is raised).
     duplicate_numbers: Literal["reject", "warn", "accept"] | None = None
-    duplicate_window_days: int | None = Field(None, ge=1, le=3650)
+    duplicate_window_days: int | None = Field(default=None, ge=1, le=3650)
     #: Expected cadences; an empty list: the partner sends when it wants.
     cadence: list[Cadence] | None = None
     #: A weekday's volume below this share of the partner's average for that weekday over
     #: ``volume_weeks`` weeks (when that average is at least ``volume_min``) is a drop.
-    volume_drop: float | None = Field(None, ge=0, le=1)
-    volume_weeks: int | None = Field(None, ge=1, le=52)
-    volume_min: int | None = Field(None, ge=1)
+    volume_drop: float | None = Field(default=None, ge=0, le=1)
+    volume_weeks: int | None = Field(default=None, ge=1, le=52)
+    volume_min: int | None = Field(default=None, ge=1)
     #: A channel failing this many times in a row.
-    channel_failures: int | None = Field(None, ge=1)
+    channel_failures: int | None = Field(default=None, ge=1)
     #: Raw payloads purged from the archive after this many days (metadata kept); None keeps
     #: them for ever.
-    retention_days: int | None = Field(None, ge=1)
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 #: The built-in rule values, under ``[tracker.defaults]`` and each partner's ``[tracker]``.
@@ -358,12 +224,12 @@ TRACKER_DEFAULTS = TrackerRules(
     volume_drop=0.5, volume_weeks=4, volume_min=5, channel_failures=3, retention_days=None)
 
 
-class TrackerSettings(_Strict):
+class TrackerSettings(StrictModel):
     """The tracker: how often it checks, the calendar, where alerts go, the ERP's
     acknowledgements."""
 
     enabled: bool = True
-    every: float = Field(60.0, gt=0, le=86400)  # seconds between two checks
+    every: float = Field(default=60.0, gt=0, le=86400)  # seconds between two checks
     timezone: str = "Europe/Paris"  # of cadence times and business days
     #: Non-working days (public holidays …), ISO dates.
     holidays: list[dt.date] = Field(default_factory=list)
@@ -391,21 +257,17 @@ class TrackerSettings(_Strict):
         return TrackerRules.model_validate(merged)
 
 
-class GatewaySettings(_Strict):
+class GatewaySettings(ChannelSections, StrictModel):
+    """The whole of ``gateway.toml``: the gateway's own sections here, each channel's from
+    its package (``gateway.channels.registry.ChannelSections``)."""
+
     store: StoreSettings = Field(default_factory=StoreSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
-    sftp: SftpDefaults = Field(default_factory=SftpDefaults)
-    inbox: list[InboxSettings] = Field(
-        default_factory=lambda: [InboxSettings(path=Path("var/inbox"))])
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
-    mailboxes: list[MailboxSettings] = Field(default_factory=list)
-    smtp: SmtpSettings | None = None
     http: HttpSettings = Field(default_factory=HttpSettings)
-    as2: As2Settings | None = None
-    sms: SmsSettings | None = None
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     mappings: Path = Path("mappings")
     partners: Path = Path("config/partners")
@@ -414,19 +276,19 @@ class GatewaySettings(_Strict):
     #: Certificates uploaded from the console (AS2).
     certs_dir: Path = Path("var/certs")
     #: Where the settings came from (not a key of the file).
-    source: str = Field("<embedded defaults>", exclude=True)
+    source: str = Field(default="<embedded defaults>", exclude=True)
 
 
 # -- partner profiles ---------------------------------------------------------------------
 
-class UnbIdentifier(_Strict):
+class UnbIdentifier(StrictModel):
     """An interchange sender id (UNB S002 0004) with its optional qualifier (0007)."""
 
     id: Annotated[str, Field(min_length=1, max_length=35)]
     qualifier: Annotated[str, Field(max_length=4)] | None = None
 
 
-class Identifiers(_Strict):
+class Identifiers(StrictModel):
     unb: list[UnbIdentifier] = Field(default_factory=list)
     gln: list[Annotated[str, Field(pattern=r"^\d{13}$")]] = Field(default_factory=list)
     vat: list[str] = Field(default_factory=list)
@@ -437,7 +299,7 @@ class Identifiers(_Strict):
     phone: list[Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]] = Field(default_factory=list)
 
 
-class DocumentSettings(_Strict):
+class DocumentSettings(StrictModel):
     """What a partner sends for one canonical document type."""
 
     type: Literal["order", "price-list", "invoice"]
@@ -445,7 +307,7 @@ class DocumentSettings(_Strict):
     mapping: Annotated[str, Field(min_length=1)] | None = None
 
 
-class EdifactPolicy(_Strict):
+class EdifactPolicy(StrictModel):
     """How a partner's EDIFACT is judged and answered.
 
     - ``on_message_error``: ``fail-message`` (default) lets one bad message of an interchange
@@ -467,13 +329,13 @@ class EdifactPolicy(_Strict):
 
     on_message_error: Literal["fail-message", "reject-interchange"] = "fail-message"
     duplicate_interchange: Literal["reject", "warn", "accept"] = "warn"
-    duplicate_window_days: int = Field(365, ge=1, le=36500)
+    duplicate_window_days: int = Field(default=365, ge=1, le=36500)
     contrl: Literal["never", "requested", "errors", "always"] = "requested"
     contrl_accepted_messages: bool = True
     validation: Literal["strict", "mapped", "off"] = "mapped"
 
 
-class PartnerOutbound(_Strict):
+class PartnerOutbound(StrictModel):
     """Where edigw puts files for this partner (CONTRL …): a local folder, or the partner's
     SFTP server (``[sftp] outbound_folder``)."""
 
@@ -482,16 +344,7 @@ class PartnerOutbound(_Strict):
     folder: Path | None = None
 
 
-def _secret_from(value: SecretStr | None, file: Path | None) -> str | None:
-    """A secret given inline (usually ``${VAR}`` from the environment) or in a file."""
-    if value is not None:
-        return value.get_secret_value()
-    if file is not None:
-        return file.read_text(encoding="utf-8").strip()
-    return None
-
-
-class SftpInbound(_Strict):
+class SftpInbound(StrictModel):
     """A remote folder polled for files, and what happens to a file once durably received."""
 
     folder: Annotated[str, Field(min_length=1)]
@@ -513,12 +366,12 @@ class SftpInbound(_Strict):
         return self
 
 
-class SftpSettings(_Strict):
+class SftpSettings(StrictModel):
     """A partner's SFTP server (paramiko). Secrets come from the environment (``${VAR}``) or
     from files, never from committed configuration; ``host_key`` pins the server's key."""
 
     host: Annotated[str, Field(min_length=1)]
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535)
     user: Annotated[str, Field(min_length=1)]
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -534,14 +387,14 @@ class SftpSettings(_Strict):
     #: Names with these prefixes or suffixes are files still being written: never taken.
     temp_prefixes: list[str] = Field(default_factory=lambda: [".", "~"])
     temp_suffixes: list[str] = Field(default_factory=lambda: [".tmp", ".part", ".filepart"])
-    poll_interval: float = Field(60.0, gt=0, le=86400)
-    max_files: int = Field(100, ge=1, le=100000)
-    timeout: float = Field(30.0, gt=0, le=3600)
-    max_size: int = Field(200 * 1024 * 1024, gt=0)
+    poll_interval: float = Field(default=60.0, gt=0, le=86400)
+    max_files: int = Field(default=100, ge=1, le=100000)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    max_size: int = Field(default=200 * 1024 * 1024, gt=0)
     #: Seconds a file's size and mtime must stay the same before it is taken (a partner
     #: writing under the final name may pause between chunks); unset: the gateway's
     #: ``[sftp] settle``.
-    settle: float | None = Field(None, gt=0, le=86400)
+    settle: float | None = Field(default=None, gt=0, le=86400)
 
     @model_validator(mode="after")
     def _checks(self) -> SftpSettings:
@@ -553,10 +406,10 @@ class SftpSettings(_Strict):
         return self
 
     def password_value(self) -> str | None:
-        return _secret_from(self.password, self.password_file)
+        return secret_from(self.password, self.password_file)
 
 
-class PartnerEmail(_Strict):
+class PartnerEmail(StrictModel):
     """What a partner wants back by mail (its addresses are ``identifiers.email``)."""
 
     #: After a mail was received: what was received and the documents found.
@@ -568,7 +421,7 @@ class PartnerEmail(_Strict):
         default_factory=list)
 
 
-class PartnerAs2(_Strict):
+class PartnerAs2(StrictModel):
     """A partner's AS2 profile (its AS2 id is also listed in ``identifiers.as2``).
 
     ``certificates`` are the partner's certificates (PEM or DER files): the first verifies
@@ -596,11 +449,11 @@ class PartnerAs2(_Strict):
     url: str | None = None
 
 
-class Partner(_Strict):
+class Partner(StrictModel):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
     identifiers: Identifiers = Field(default_factory=Identifiers)
-    channels: list[Literal["folder", "sftp", "email", "as2", "sms", "http"]] = Field(
+    channels: list[ChannelName] = Field(
         default_factory=lambda: ["folder"])
     documents: list[DocumentSettings] = Field(default_factory=list)
     edifact: EdifactPolicy = Field(default_factory=EdifactPolicy)
@@ -614,7 +467,7 @@ class Partner(_Strict):
     #: ``publish`` publishes it (under its own message id) with a note of the conflict.
     on_conflict: Literal["hold", "publish"] = "hold"
     enabled: bool = True
-    source: str = Field("", exclude=True)
+    source: str = Field(default="", exclude=True)
 
     def mapping_for(self, doc_type: str, fmt: str | None = None) -> str | None:
         """The mapping the profile names for ``doc_type`` (sent in format ``fmt``), if any."""
@@ -625,44 +478,115 @@ class Partner(_Strict):
 
 
 class PartnerDirectory:
-    """Partner profiles by id and by their identifiers."""
+    """Partner profiles by id and by their identifiers: the live directory of a running
+    gateway. Everything that looks partners up holds this one object and asks it each time;
+    ``replace`` swaps in the profiles of another directory at once (one reference), and
+    ``version`` counts the swaps so that what a holder derived from a profile (an AS2
+    endpoint's certificates) can notice it is stale."""
 
     #: Identifier schemes a document may name its sender by (XML, CSV), and the profile
     #: list each is looked up in.
     SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2")
 
     def __init__(self, partners: list[Partner]) -> None:
-        self.partners = {p.id: p for p in partners}
-        self._by_unb: dict[tuple[str, str | None], Partner] = {}
-        self._by_scheme: dict[tuple[str, str], Partner] = {}
-        for p in partners:
-            for ident in p.identifiers.unb:
-                self._by_unb[(ident.id, ident.qualifier)] = p
-            for scheme in self.SCHEMES:
-                for value in getattr(p.identifiers, scheme):
-                    self._by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
-            if p.as2 is not None:
-                self._by_scheme.setdefault(("as2", p.as2.as2_id), p)
+        self._index = _PartnerIndex(partners)
+        #: Bumped by each ``replace``.
+        self.version = 0
 
-    def __iter__(self) -> Any:
-        return iter(sorted(self.partners.values(), key=lambda p: p.id))
+    @property
+    def partners(self) -> dict[str, Partner]:
+        """The profiles by id, as they are now."""
+        return self._index.by_id
+
+    def replace(self, other: PartnerDirectory) -> None:
+        """Take ``other``'s profiles: every holder sees them from its next lookup on."""
+        self._index = other._index
+        self.version += 1
+
+    def __iter__(self) -> Iterator[Partner]:
+        return iter(sorted(self._index.by_id.values(), key=lambda p: p.id))
 
     def __len__(self) -> int:
-        return len(self.partners)
+        return len(self._index.by_id)
 
     def get(self, partner_id: str) -> Partner | None:
-        return self.partners.get(partner_id)
+        return self._index.by_id.get(partner_id)
 
     def by_unb_sender(self, sender_id: str, qualifier: str | None) -> Partner | None:
         """The partner whose UNB identifier matches; a profile without qualifier matches any."""
-        return self._by_unb.get((sender_id, qualifier)) or self._by_unb.get((sender_id, None))
+        by_unb = self._index.by_unb
+        return by_unb.get((sender_id, qualifier)) or by_unb.get((sender_id, None))
 
     def by_identifier(self, scheme: str, value: str) -> Partner | None:
         """The partner with this identifier (``gln``, ``vat``, ``siren`` …); ``unb`` looks in
         the UNB identifiers without qualifier. VAT ids compare without spaces, any case."""
         if scheme == "unb":
             return self.by_unb_sender(value, None)
-        return self._by_scheme.get((scheme, _norm_id(scheme, value)))
+        return self._index.by_scheme.get((scheme, _norm_id(scheme, value)))
+
+
+class _PartnerIndex:
+    """One set of profiles and its lookup tables, never changed once built."""
+
+    def __init__(self, partners: list[Partner]) -> None:
+        self.by_id = {p.id: p for p in partners}
+        self.by_unb: dict[tuple[str, str | None], Partner] = {}
+        self.by_scheme: dict[tuple[str, str], Partner] = {}
+        for p in partners:
+            for ident in p.identifiers.unb:
+                self.by_unb[(ident.id, ident.qualifier)] = p
+            for scheme in PartnerDirectory.SCHEMES:
+                for value in getattr(p.identifiers, scheme):
+                    self.by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
+            if p.as2 is not None:
+                self.by_scheme.setdefault(("as2", p.as2.as2_id), p)
+
+
+class PartnerFolderWatch:
+    """Keeps a live directory in step with its profile folder: ``check`` (every few seconds)
+    compares the names, sizes and modification times of the ``*.toml`` files with the last
+    look, and when they changed loads them again and ``replace``s the directory's profiles.
+    A folder that does not load (a file being written, a bad value) leaves the directory as
+    it was; the error is logged once per change."""
+
+    def __init__(self, directory: PartnerDirectory, folder: str | os.PathLike[str],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.directory = directory
+        self.folder = Path(folder)
+        self.env = env
+        self._seen = self._look()
+
+    def _look(self) -> tuple[tuple[str, int, int], ...]:
+        try:
+            seen = []
+            for f in sorted(self.folder.glob("*.toml")):
+                st = f.stat()
+                seen.append((f.name, st.st_size, st.st_mtime_ns))
+            return tuple(seen)
+        except OSError:  # the folder or a file went away meanwhile: looked at next time
+            return ()
+
+    def take(self, directory: PartnerDirectory) -> None:
+        """Profiles loaded from the folder as it is now (the console wrote them): taken,
+        and the files as they are now are no change to load again."""
+        self._seen = self._look()
+        self.directory.replace(directory)
+
+    def check(self) -> bool:
+        """Reload when the files changed; True when the directory took new profiles."""
+        now = self._look()
+        if now == self._seen:
+            return False
+        self._seen = now
+        try:
+            loaded = load_partners(self.folder, self.env)
+        except ConfigError as exc:
+            _log.error("partners_not_reloaded", folder=str(self.folder), error=str(exc),
+                       hint="the profiles loaded before stay in use")
+            return False
+        self.directory.replace(loaded)
+        _log.info("partners_reloaded", folder=str(self.folder), partners=len(loaded))
+        return True
 
 
 def _norm_id(scheme: str, value: str) -> str:
@@ -793,7 +717,8 @@ def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
-    return _expand(data, env, str(path), "")
+    expanded: dict[str, Any] = _expand(data, env, str(path), "")
+    return expanded
 
 
 def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
@@ -813,7 +738,7 @@ def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
     return value
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
+def _validate(model: type[M], data: dict[str, Any], file: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,1 +1,2 @@
-"""The gateway's HTTP server: health, AS2 and SMS webhooks (ASGI, Starlette on uvicorn)."""
+"""The gateway's HTTP server: health, the console and the endpoints channels contribute
+(ASGI, Starlette on uvicorn)."""

@@ -43,16 +43,12 @@ from typing import Any
 
 import h11
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = structlog.get_logger("edigw.http")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-ASGIApp = Callable[[Scope, Receive, Send], Any]
 
 
 # -- body sizes ---------------------------------------------------------------------------------
@@ -289,7 +285,7 @@ def bounded_protocol(header_timeout: float, max_connections: int,
                 return
             self._arm_header_timer()
 
-        def _make_room(self, open_now: list[H11Protocol]) -> bool:
+        def _make_room(self, open_now: Iterable[object]) -> bool:
             """Close the oldest connection waiting for its headers, else the oldest whose
             body comes too slowly; False when every one is busy."""
             mine = [c for c in open_now if isinstance(c, BoundedH11Protocol)]

@@ -5,15 +5,15 @@ Routes:
 - ``GET /healthz``: the process answers (liveness); never touches the store or broker.
 - ``GET /readyz``: the store answers a query and the broker is connected (readiness); 503
   with the reasons otherwise.
-- ``POST /as2``: AS2 messages (RFC 4130), answered with a synchronous MDN when asked.
-- ``POST /sms/twilio`` and ``POST /sms/vonage``: signed SMS webhooks.
+- ``POST`` routes the channels contribute (``ChannelRun.endpoints``): partners' messages and
+  providers' webhooks.
 
 Channel endpoints know nothing of Starlette: each takes a ``WebRequest`` and returns a
 ``WebReply`` (``gateway.core.ports``), and runs in a worker thread because it writes to the
 store and the archive.
 
 What one client may cost is bounded (``gateway.http.bounds``): every route has its own body
-limit (an endpoint's ``max_body`` attribute for /as2 and /sms/*, ``body_limits`` patterns
+limit (a channel endpoint's ``max_body`` attribute, ``body_limits`` patterns
 such as certificate uploads, else ``max_json`` for the login, the API and the console's
 forms), never above ``max_body``; a body over it is refused with 413 before it is buffered.
 Request headers must arrive within ``header_timeout`` seconds, a request body at the pace of
@@ -105,7 +105,7 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
               max_json: int = 64 << 10, body_limits: list[tuple[str, int]] | None = None,
               public_url: str | None = None, routes: list[BaseRoute] | None = None,
               state: dict[str, Any] | None = None) -> Starlette:
-    """The ASGI app. ``endpoints`` maps a path (``/as2``, ``/sms/twilio`` …) to the endpoint
+    """The ASGI app. ``endpoints`` maps a path (as channels contribute them) to the endpoint
     that answers POSTs there (its body limit is its ``max_body`` attribute, else
     ``max_body``); ``ready`` are the readiness checks; ``routes`` are more routes (the
     operator console: its API, pages and /metrics) and ``state`` what they find on

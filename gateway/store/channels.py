@@ -38,7 +38,7 @@ class ChannelHealth:
         return self.consecutive_failures == 0 and self.last_success_at is not None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class ChannelRecords:

@@ -13,20 +13,14 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from gateway.app import _readers
 from gateway.channels.email.channel import MailboxChannel
 from gateway.channels.email.mailer import Mailer
 from gateway.channels.email.replies import MailReplies
-from gateway.config import (
-    Identifiers,
-    MailboxSettings,
-    Partner,
-    PartnerDirectory,
-    PartnerEmail,
-    SmtpSettings,
-)
+from gateway.channels.email.settings import MailboxSettings, SmtpSettings
+from gateway.config import Identifiers, Partner, PartnerDirectory, PartnerEmail
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
+from gateway.formats import default_readers as _readers
 from gateway.formats.mapping import MappingSet
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords

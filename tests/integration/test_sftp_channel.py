@@ -22,7 +22,10 @@ import pytest
 from bench.bench_spine import interchange
 from gateway.app import Gateway
 from gateway.channels.outbound import OutboundDispatcher
-from gateway.channels.sftp import HostKeyRefused, SftpChannel, SftpConnection, SftpSender
+from gateway.channels.sftp.channel import SftpChannel
+from gateway.channels.sftp.connection import SftpConnection
+from gateway.channels.sftp.errors import HostKeyRefused
+from gateway.channels.sftp.sender import SftpSender
 from gateway.config import (
     EdifactPolicy,
     GatewaySettings,
@@ -597,7 +600,7 @@ def test_known_hosts_file_pins_the_key_for_host_and_port(tmp_path, server):
     SftpConnection.open(settings).close()
     bad = tmp_path / "known_hosts_other"
     bad.write_text(f"[127.0.0.1]:{server.port + 1} {server.host_key_line}\n")
-    from gateway.channels.sftp import SftpError
+    from gateway.channels.sftp.errors import SftpError
 
     with pytest.raises(SftpError, match=r"has no key for \[127\.0\.0\.1\]"):
         SftpConnection.open(settings.model_copy(update={"known_hosts": bad}))
@@ -636,7 +639,7 @@ def test_stopped_sshd_answers_no_one_not_even_a_logged_in_session(server):
     """``SshServer.stop`` really takes the server away: a fresh connection is refused and a session logged in before is broken (the outage tests above rely on it)."""
     import socket
 
-    from gateway.channels.sftp import SftpError
+    from gateway.channels.sftp.errors import SftpError
 
     conn = SftpConnection.open(server.settings())
     try:
@@ -690,7 +693,7 @@ def test_secrets_never_reach_the_logs(harness, server, tmp_path, caplog):
     settings = server.settings(key_file=key, key_passphrase=passphrase)
     caplog.set_level(logging.DEBUG)
     SftpConnection.open(settings).close()
-    from gateway.channels.sftp import SftpError
+    from gateway.channels.sftp.errors import SftpError
 
     with pytest.raises(SftpError) as wrong:
         SftpConnection.open(settings.model_copy(update={"key_file": server.client_key,

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.channels.sftp import SftpChannel, SftpConnection
+from gateway.channels.sftp.channel import SftpChannel
+from gateway.channels.sftp.connection import SftpConnection
 from gateway.config import SftpSettings, load_settings
 from gateway.core.ports import Receipt
 from gateway.store.channels import ChannelRecords

@@ -16,17 +16,10 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from gateway.channels.sms.settings import SmsSettings, TwilioSettings, VonageSettings
 from gateway.channels.sms.signatures import twilio_signature, vonage_token
 from gateway.channels.sms.webhook import TwilioWebhook, VonageWebhook
-from gateway.config import (
-    DocumentSettings,
-    Identifiers,
-    Partner,
-    PartnerDirectory,
-    SmsSettings,
-    TwilioSettings,
-    VonageSettings,
-)
+from gateway.config import DocumentSettings, Identifiers, Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.formats.csv import CsvReader
 from gateway.formats.edifact.reader import EdifactReader
@@ -363,7 +356,7 @@ def test_edigw_serve_twilio_order_reaches_the_queue_and_a_changed_byte_stores_no
     """The issue's check: a Twilio-signed SMS order gets TwiML listing the items and is on
     RabbitMQ, in `edigw log` with channel sms; the same request with one byte changed gets 403
     and nothing is stored."""
-    from gateway.app import _readers
+    from gateway.formats import default_readers as _readers
 
     assert "sms" in [r.format for r in _readers(mappings)], (
         "gateway.app._readers has no SmsReader: the service cannot read SMS envelopes")

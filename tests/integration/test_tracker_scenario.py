@@ -24,12 +24,12 @@ from email import policy
 import pika
 import pytest
 
-from gateway.app import _readers
 from gateway.bus.acks import AckConsumer, encode_ack
 from gateway.bus.events import EventPublisher, wait_published
 from gateway.bus.publisher import OutboxPublisher
 from gateway.bus.topology import declare_topology
 from gateway.channels.email.mailer import Mailer
+from gateway.channels.email.settings import SmtpSettings
 from gateway.config import (
     Cadence,
     DocumentSettings,
@@ -38,7 +38,6 @@ from gateway.config import (
     Identifiers,
     Partner,
     PartnerDirectory,
-    SmtpSettings,
     TrackerRules,
     TrackerSettings,
     UnbIdentifier,
@@ -46,6 +45,7 @@ from gateway.config import (
 from gateway.core import clock as gwclock
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
+from gateway.formats import default_readers as _readers
 from gateway.formats.mapping import MappingSet
 from gateway.store import schema as s
 from gateway.store.archive import Archive

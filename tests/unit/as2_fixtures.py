@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.as2.endpoint import parse_headers
-from gateway.config import As2Identity, Partner, PartnerAs2
+from gateway.channels.as2.settings import As2Identity
+from gateway.config import Partner, PartnerAs2
 from gateway.core.ports import WebRequest
 from tests.conftest import require_corpus
 

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.channels.as2.certificates import certificate_statuses, check_certificates, validity
-from gateway.config import As2Identity, As2Settings, Partner, PartnerAs2, PartnerDirectory
+from gateway.channels.as2.settings import As2Identity, As2Settings
+from gateway.config import Partner, PartnerAs2, PartnerDirectory
 from gateway.store.db import Store
 
 NOW = dt.datetime.now(dt.UTC)

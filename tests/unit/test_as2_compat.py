@@ -74,7 +74,7 @@ def test_legacy_provider_lets_oscrypto_open_an_rc2_pkcs12_file():
 def test_keys_read_the_rc2_pkcs12_file_with_cryptography():
     """Our identity from the same file, through ``keys`` (no oscrypto involved)."""
     from gateway.channels.as2.keys import As2KeyError, load_identity
-    from gateway.config import As2Identity
+    from gateway.channels.as2.settings import As2Identity
 
     p12 = pyas2lib_fixtures() / "cert_test.p12"
     ident = load_identity(As2Identity(as2_id="pyas2lib", pkcs12_file=p12, passphrase="test"))

@@ -20,7 +20,8 @@ from pyas2lib import cms as as2_cms  # noqa: E402
 from gateway.channels.as2.endpoint import As2Endpoint  # noqa: E402
 from gateway.channels.as2.keys import load_identity  # noqa: E402
 from gateway.channels.as2.records import As2Records, mdn_http_parts  # noqa: E402
-from gateway.config import As2Identity, As2Settings, Partner, PartnerAs2, PartnerDirectory  # noqa: E402
+from gateway.channels.as2.settings import As2Identity, As2Settings  # noqa: E402
+from gateway.config import Partner, PartnerAs2, PartnerDirectory  # noqa: E402
 from gateway.core.pipeline import Pipeline  # noqa: E402
 from gateway.core.ports import WebReply, WebRequest  # noqa: E402
 from gateway.store.archive import Archive  # noqa: E402

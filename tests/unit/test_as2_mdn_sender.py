@@ -19,7 +19,7 @@ from gateway.channels.as2.mdn_sender import (
     retry_delay,
 )
 from gateway.channels.as2.records import As2Records
-from gateway.config import As2Settings
+from gateway.channels.as2.settings import As2Settings
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 

@@ -11,8 +11,9 @@ from gateway.channels.email.mailer import Mailer
 from gateway.channels.email.mime import MailLimits, read_mail
 from gateway.channels.email.names import kind_of, safe_name
 from gateway.channels.email.replies import PendingReply, ReceivedItem, compose
+from gateway.channels.email.settings import SmtpSettings
 from gateway.channels.email.zips import ZipLimits, open_zip
-from gateway.config import Identifiers, Partner, PartnerEmail, SmtpSettings
+from gateway.config import Identifiers, Partner, PartnerEmail
 
 EDI = b"UNA:+.? 'UNB+UNOC:3+1:14+2:14+240101:1200+R1'UNH+1+ORDERS:D:96A:UN:EAN008'"
 LIMITS = ZipLimits(max_total=1_000_000, max_ratio=100, max_entries=10, max_entry=500_000)

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.app import _readers
 from gateway.config import Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
+from gateway.formats import default_readers as _readers
 from gateway.formats.mapping import MappingSet
 from gateway.store import schema as s
 from gateway.store.archive import Archive

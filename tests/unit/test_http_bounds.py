@@ -33,9 +33,11 @@ from starlette.routing import Route
 
 from gateway.app import Gateway
 from gateway.channels.as2.endpoint import As2Endpoint
+from gateway.channels.as2.settings import As2Settings
+from gateway.channels.sms.settings import SmsSettings
 from gateway.channels.sms.webhook import TwilioWebhook
 from gateway.cli import main
-from gateway.config import As2Settings, GatewaySettings, SmsSettings, load_partners
+from gateway.config import GatewaySettings, load_partners
 from gateway.core.ports import WebReply, WebRequest
 from gateway.http.bounds import BodyPace
 from gateway.http.server import HttpServer, build_app

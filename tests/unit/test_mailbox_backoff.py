@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import gateway.channels.email.channel as ch
-from gateway.config import MailboxSettings, PartnerDirectory
+from gateway.channels.email.settings import MailboxSettings
+from gateway.config import PartnerDirectory
 
 
 class _Session:

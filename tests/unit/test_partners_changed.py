@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.channels.sftp import SftpChannel
+from gateway.channels.sftp.channel import SftpChannel
 from gateway.config import GatewaySettings, Partner, PartnerDirectory, SftpSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,23 +38,32 @@ def test_partners_changed_reaches_pipeline_endpoints_and_pollers(tmp_path):
         connect = Recorder()
         channel = SftpChannel(_partner(), receiver=gw.pipeline, records=None,
                               outcomes=gw.store, on_received=lambda r: None, connect=connect, retry_initial=0.01,
-                              retry_max=0.01)
+                              retry_max=0.01, partners=gw.partners)
         channel._record_failed = lambda error: None  # no health records in this test
-        gw.sftp_channels = [channel]
 
         class Endpoint:
+            """A holder of a cache derived from profiles, as the AS2 endpoint's certificates:
+            it asks the directory's version."""
+
             def __init__(self) -> None:
                 self.partners = gw.partners
+                self.version = gw.partners.version
                 self._partner_certs = {"acme": "old"}
 
+            def certs(self) -> dict:
+                if self.version != self.partners.version:
+                    self.version, self._partner_certs = self.partners.version, {}
+                return self._partner_certs
+
         endpoint = Endpoint()
-        gw.endpoints = {"/as2": endpoint}
 
         new = PartnerDirectory([_partner(user="edi2")])
         gw.partners_changed(new)
-        assert gw.partners is new and gw.pipeline.partners is new
+        assert gw.partners.get("acme") is new.get("acme")
+        assert gw.pipeline.partners.get("acme") is new.get("acme")
         assert gw.outbound.partner("acme").sftp.user == "edi2"
-        assert endpoint.partners is new and endpoint._partner_certs == {}
+        assert endpoint.partners.get("acme") is new.get("acme") and endpoint.certs() == {}
+        channel.follow()  # what its loop does before each poll
         assert channel.settings.user == "edi2" and channel.active
 
         async def polls_while(directory: PartnerDirectory | None, seconds: float) -> int:

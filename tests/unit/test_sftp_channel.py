@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.channels.sftp import SftpChannel, SftpError
+from gateway.channels.sftp.channel import SftpChannel
 from gateway.channels.sftp.connection import RemoteFile
+from gateway.channels.sftp.errors import SftpError
 from gateway.config import Partner, SftpSettings
 from gateway.core.ports import Incoming, Receipt
 

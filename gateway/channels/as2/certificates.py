@@ -30,7 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from gateway.channels.as2 import keys
-from gateway.config import As2Settings, PartnerDirectory
+from gateway.channels.as2.settings import As2Settings
+from gateway.config import PartnerDirectory
 from gateway.store import schema as s
 from gateway.store.certificates import (  # the read side, shared with the tracker
     AS2_PREFIX,
@@ -92,9 +93,9 @@ def check_certificates(as2: As2Settings | None, partners: PartnerDirectory, stor
                 found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, None,
                               _reason(exc)))
                 continue
-            for cert in cas:
+            for ca in cas:
                 n += 1
-                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, cert,
+                found.append((f"{AS2_PREFIX}{partner.id}:ca:{n}", partner.id, PARTNER_CA, ca,
                               None))
 
     statuses: list[CertificateStatus] = []

@@ -53,8 +53,11 @@ from gateway.channels.as2.keys import (
     load_partner_certificates,
 )
 from gateway.channels.as2.records import As2Records
+from gateway.channels.as2.settings import As2Settings
 from gateway.channels.email.names import safe_name
-from gateway.config import As2Settings, Partner, PartnerDirectory
+from gateway.channels.kind import ChannelContext, ChannelRun
+from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
+from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.store.archive import Archive
@@ -143,7 +146,10 @@ class As2Endpoint:
             i.as2_id: load_identity(i) for i in settings.identities}
         self._orgs = {as2_id: (self._org(ident, sign=True), self._org(ident, sign=False))
                       for as2_id, ident in self.identities.items()}
+        #: The partners' certificates as read, for the directory's ``version``: a changed
+        #: profile (an upload, a rotation) has them read again.
         self._partner_certs: dict[str, tuple[list[bytes], bytes | None]] = {}
+        self._certs_version = partners.version
         self._lock = threading.Lock()
 
     @property
@@ -195,12 +201,12 @@ class As2Endpoint:
         orgs = self._orgs.get(as2_to)
         if profile is None or orgs is None or (profile.our_as2_id not in (None, as2_to)):
             who = f"AS2-From {as2_from!r}" if profile is None else f"AS2-To {as2_to!r}"
-            refusal = Refusal("unknown-trading-partner", f"unknown {who}",
+            unknown = Refusal("unknown-trading-partner", f"unknown {who}",
                               event="unknown-partner" if profile is None else "unknown-recipient")
             msg = self._bare_message(headers, message_id, org=None)
             return self._refuse_plain(request, msg, as2_from, as2_to, message_id,
                                       partner=partner if profile is not None else None,
-                                      refusal=refusal)
+                                      refusal=unknown)
         assert partner is not None
         org_sign, org_plain = orgs
         sign_mdn = profile.mdn_sign and bool(headers.get("disposition-notification-options"))
@@ -220,55 +226,66 @@ class As2Endpoint:
             return self._duplicate(request, as2_from, as2_to, message_id, partner,
                                    org_sign if sign_mdn else org_plain, seen.transmission_id)
 
-        # -- accepted: the payload durably first ------------------------------------------
+        # -- accepted: the payload durably first, then the MDN ----------------------------
         payload, filename, part = _received_content(message, passed)
         algorithms = _algorithms(message, request)
-        receipts = self.receiver.receive_many([Incoming(
-            data=payload, channel=CHANNEL, channel_ref=message_id,
-            filename=filename or safe_name(message_id, "as2-message").name,
-            partner_hint=partner.id)])
-        receipt = receipts[0]
-        if message.mic is None and mdn_wanted:
-            _unsigned_mic(message, headers, payload, part)
         mode = "none" if not mdn_wanted else ("async" if mdn_url else "sync")
-        mdn_raw, mdn_type, mdn_headers, mdn_body, signed = (None, None, {}, b"", False)
-        if mdn_wanted:
-            message.receiver = org_sign if sign_mdn else org_plain
-            mdn, signed = self._build_mdn(message, "processed", None, CONFIRM_TEXT, mode,
-                                          mdn_url, org_plain)
-            mdn_raw, mdn_type, mdn_headers, mdn_body = _mdn_parts(mdn)
-        mdn_key = self.archive.put(mdn_raw) if mdn_raw is not None else None
-        now = utcnow()
-        added = self.records.add(
-            message_id=message_id, partner_id=partner.id, as2_from=as2_from, as2_to=as2_to,
-            transmission_id=receipt.transmission_id, received_at=now,
-            signed=bool(message.signed), encrypted=bool(message.encrypted),
-            compressed=bool(message.compressed), algorithms=algorithms,
-            mic=_mic_text(message), disposition="processed", detail=None, mdn_mode=mode,
-            mdn_signed=signed, mdn_url=mdn_url if mode == "async" else None,
-            mdn_archive_key=mdn_key, mdn_content_type=mdn_type,
-            mdn_state={"none": "none", "sync": "sent", "async": "pending"}[mode],
-            mdn_next_at=now if mode == "async" else None,
-            mdn_sent_at=now if mode == "sync" else None)
-        if added is None:  # the same message, received at the same moment by another request
-            return self._duplicate(request, as2_from, as2_to, message_id, partner,
-                                   org_sign if sign_mdn else org_plain, receipt.transmission_id)
-        detail = {"sync": "sync MDN sent", "async": "async MDN queued",
-                  "none": "no MDN asked"}[mode]
-        self.receiver.acknowledged(receipts, detail)
-        log.info("as2_received", partner=partner.id, message_id=message_id,
-                 transmission_id=receipt.transmission_id, signed=message.signed,
-                 encrypted=message.encrypted, compressed=message.compressed,
-                 algorithms=algorithms, mdn=mode, size=len(payload))
-        if self.on_received is not None:
-            self.on_received(receipts)
-        if mode == "sync":
-            return WebReply(200, mdn_body, content_type=mdn_type or "", headers=mdn_headers)
-        if mode == "async":
+        item = Incoming(data=payload, channel=CHANNEL, channel_ref=message_id,
+                        filename=filename or safe_name(message_id, "as2-message").name,
+                        partner_hint=partner.id)
+
+        def acknowledge(receipts: list[Receipt]) -> Acknowledgement[WebReply]:
+            """The MDN built and the message recorded with it: the answer to send."""
+            receipt = receipts[0]
+            if message.mic is None and mdn_wanted:
+                _unsigned_mic(message, headers, payload, part)
+            mdn_raw: bytes | None = None
+            mdn_type: str | None = None
+            mdn_headers: dict[str, str] = {}
+            mdn_body, signed = b"", False
+            if mdn_wanted:
+                message.receiver = org_sign if sign_mdn else org_plain
+                mdn, signed = self._build_mdn(message, "processed", None, CONFIRM_TEXT, mode,
+                                              mdn_url, org_plain)
+                mdn_raw, mdn_type, mdn_headers, mdn_body = _mdn_parts(mdn)
+            mdn_key = self.archive.put(mdn_raw) if mdn_raw is not None else None
+            now = utcnow()
+            added = self.records.add(
+                message_id=message_id, partner_id=partner.id, as2_from=as2_from,
+                as2_to=as2_to, transmission_id=receipt.transmission_id, received_at=now,
+                signed=bool(message.signed), encrypted=bool(message.encrypted),
+                compressed=bool(message.compressed), algorithms=algorithms,
+                mic=_mic_text(message), disposition="processed", detail=None, mdn_mode=mode,
+                mdn_signed=signed, mdn_url=mdn_url if mode == "async" else None,
+                mdn_archive_key=mdn_key, mdn_content_type=mdn_type,
+                mdn_state={"none": "none", "sync": "sent", "async": "pending"}[mode],
+                mdn_next_at=now if mode == "async" else None,
+                mdn_sent_at=now if mode == "sync" else None)
+            if added is None:  # the same message, received at once by another request
+                return Acknowledgement(answer=self._duplicate(
+                    request, as2_from, as2_to, message_id, partner,
+                    org_sign if sign_mdn else org_plain, receipt.transmission_id))
+            log.info("as2_received", partner=partner.id, message_id=message_id,
+                     transmission_id=receipt.transmission_id, signed=message.signed,
+                     encrypted=message.encrypted, compressed=message.compressed,
+                     algorithms=algorithms, mdn=mode, size=len(payload))
+            if mode == "sync":
+                reply = WebReply(200, mdn_body, content_type=mdn_type or "",
+                                 headers=mdn_headers)
+            elif mode == "async":
+                reply = _text(200, f"AS2 message received; the MDN will be sent to {mdn_url}")
+            else:
+                reply = _text(200, "AS2 message received")
+            detail = {"sync": "sync MDN sent", "async": "async MDN queued",
+                      "none": "no MDN asked"}[mode]
+            return Acknowledgement(acknowledged=receipts, detail=detail, process=receipts,
+                                   answer=reply)
+
+        ack = receive_then_acknowledge(self.receiver, [item], acknowledge, self.on_received)
+        if ack.acknowledged and mode == "async":
             self.on_mdn_queued()
-            return _text(200, "AS2 message received; the MDN will be sent to "
-                         f"{mdn_url}")
-        return _text(200, "AS2 message received")
+        assert ack.answer is not None
+        return ack.answer
 
     # -- parsing ----------------------------------------------------------------------------
 
@@ -280,7 +297,8 @@ class As2Endpoint:
         assert partner.as2 is not None
         message: Any = None
         refusal: Refusal | None = None
-        for cert in certs or [None]:
+        candidates: list[bytes | None] = [*certs] or [None]
+        for cert in candidates:
             p = as2.Partner(as2_name=partner.as2.as2_id, verify_cert=cert, verify_cert_ca=ca,
                             validate_certs=partner.as2.validate_certificates,
                             sign=partner.as2.require_signing,
@@ -298,6 +316,9 @@ class As2Endpoint:
 
     def _certificates(self, partner: Partner) -> tuple[list[bytes], bytes | None]:
         with self._lock:
+            if self._certs_version != self.partners.version:  # profiles changed: read again
+                self._certs_version = self.partners.version
+                self._partner_certs.clear()
             found = self._partner_certs.get(partner.id)
             if found is None:
                 assert partner.as2 is not None
@@ -354,7 +375,10 @@ class As2Endpoint:
                                  detail=f"{as2_from} -> {as2_to} <{message_id}>: "
                                         f"{refusal.reason}"[:2000])
         disposition = f"processed/error: {refusal.modifier}"
-        mdn_raw, mdn_type, hdrs, body, signed = None, None, {}, b"", False
+        mdn_raw: bytes | None = None
+        mdn_type: str | None = None
+        hdrs: dict[str, str] = {}
+        body, signed = b"", False
         if mode != "none":
             plain = self._orgs[as2_to][1] if as2_to in self._orgs else None
             mdn, signed = self._build_mdn(message, "processed/error", refusal.modifier,
@@ -603,3 +627,26 @@ def parse_headers(raw: bytes) -> tuple[dict[str, str], bytes]:
     head, body = raw[:blank.end()], raw[blank.end():]
     parsed = BytesHeaderParser(policy=HTTP).parsebytes(head)
     return {k.lower(): _one_line(str(v)) for k, v in parsed.items()}, body
+
+
+def start(ctx: ChannelContext) -> ChannelRun:
+    """With ``[as2]``: the MDN sender's loop, the daily certificate check and, when the HTTP
+    server runs, ``POST /as2``."""
+    from gateway.channels.as2.certificates import check_certificates
+    from gateway.channels.as2.mdn_sender import AsyncMdnSender
+
+    settings = ctx.settings.as2
+    run = ChannelRun()
+    if settings is None:
+        return run
+    mdn_sender = AsyncMdnSender(settings, ctx.store, ctx.archive)
+    run.loops.append(("as2-mdn", mdn_sender.run))
+    run.periodic.append(("certificates",
+                         lambda: check_certificates(settings, ctx.partners, ctx.store), 86400.0))
+    run.needs_http = True
+    if ctx.listening:
+        run.endpoints["/as2"] = As2Endpoint(
+            settings, ctx.partners, receiver=ctx.receiver, store=ctx.store,
+            archive=ctx.archive, security=SecurityLog(ctx.store),
+            on_received=ctx.on_received, on_mdn_queued=mdn_sender.wake)
+    return run

@@ -14,9 +14,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from gateway.config import As2Identity, PartnerAs2
+from gateway.channels.as2.settings import As2Identity
+from gateway.config import PartnerAs2
 from gateway.core.errors import ConfigError
 
 
@@ -127,7 +129,7 @@ def _why_not(exc: ValueError, what: str) -> str:
     return f"not {what} that can be read"
 
 
-def _private_key(data: bytes, password: bytes | None, path: Path) -> object:
+def _private_key(data: bytes, password: bytes | None, path: Path) -> PrivateKeyTypes:
     if b"-----BEGIN" not in data:
         loader = serialization.load_der_private_key
     else:

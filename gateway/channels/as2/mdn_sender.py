@@ -29,7 +29,8 @@ import httpx
 import structlog
 
 from gateway.channels.as2.records import As2MessageRow, As2Records, mdn_http_parts
-from gateway.config import As2Settings, mask_url
+from gateway.channels.as2.settings import As2Settings
+from gateway.config import mask_url
 from gateway.store.archive import Archive
 from gateway.store.db import Store, utcnow
 
@@ -73,7 +74,7 @@ def retry_delay(settings: As2Settings, attempt: int, *,
     """Seconds to wait after failed attempt number ``attempt`` (1-based): the initial delay
     doubled per attempt, capped at ``mdn_retry_max``, plus up to ``JITTER`` of it."""
     base = min(settings.mdn_retry_initial * (2 ** min(attempt - 1, 60)), settings.mdn_retry_max)
-    return base * (1 + JITTER * rand())
+    return float(base * (1 + JITTER * rand()))
 
 
 class AsyncMdnSender:

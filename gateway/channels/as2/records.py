@@ -152,3 +152,25 @@ def _row(r: Any) -> As2MessageRow:
     for k in _TIMES:
         values[k] = aware(values[k])
     return As2MessageRow(**values)
+
+
+#: What ``edigw show`` prints of the row.
+_SHOWN = ("message_id", "as2_from", "as2_to", "received_at", "signed", "encrypted",
+                 "compressed", "algorithms", "mic", "disposition", "detail", "mdn_mode",
+                 "mdn_signed", "mdn_url", "mdn_state", "mdn_attempts", "mdn_next_at",
+                 "mdn_last_error", "mdn_sent_at")
+
+
+def transport_record(store: Store, transmission_id: str) -> dict[str, Any] | None:
+    """The AS2 message and its MDN that brought this transmission, if it came this way;
+    datetimes timezone-aware."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(s.as2_messages).where(
+            s.as2_messages.c.transmission_id == transmission_id)).first()
+    if row is None:
+        return None
+    return {k: _aware_value(getattr(row, k)) for k in _SHOWN}
+
+
+def _aware_value(value: Any) -> Any:
+    return aware(value) if isinstance(value, dt.datetime) else value

@@ -1,0 +1,42 @@
+"""Mail channel: IMAP mailboxes partners mail documents to (``channel``), and the replies
+sent back through the gateway's SMTP server (``replies``, ``mailer``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.channels.email.settings import EmailSection
+from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
+
+if TYPE_CHECKING:
+    from gateway.config import GatewaySettings, PartnerDirectory
+
+
+def _start(ctx: ChannelContext) -> ChannelRun:
+    from gateway.channels.email.channel import start
+
+    return start(ctx)
+
+
+def _configured(settings: GatewaySettings, partners: PartnerDirectory
+                ) -> list[ConfiguredChannel]:
+    found = [ConfiguredChannel(f"imap:{b.name}", "imap", None,
+                               f"{b.user}@{b.host}:{b.port}/{b.folder}")
+             for b in settings.mailboxes]
+    if settings.smtp is not None:
+        found.append(ConfiguredChannel("smtp", "smtp", None,
+                                       f"{settings.smtp.host}:{settings.smtp.port}"))
+    return found
+
+
+def _summary(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]:
+    lines = [f"mailbox    {m.name}: {m.user}@{m.host}:{m.port}/{m.folder} -> "
+             f"{m.processed_folder}" for m in settings.mailboxes]
+    if settings.smtp is not None:
+        s = settings.smtp
+        lines.append(f"smtp       {s.host}:{s.port} from {s.sender}")
+    return lines
+
+
+CHANNEL = ChannelKind(name="email", section=EmailSection, start=_start,
+                      configured=_configured, summary=_summary)

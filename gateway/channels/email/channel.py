@@ -44,16 +44,18 @@ from gateway.channels.email.mime import (
     sender_address,
 )
 from gateway.channels.email.replies import MailReplies, PendingReply, ReceivedItem, reply_to
-from gateway.config import MailboxSettings, Partner, PartnerDirectory
+from gateway.channels.email.settings import MailboxSettings
+from gateway.channels.kind import ChannelContext, ChannelRun
+from gateway.channels.receive import Acknowledgement, receive_then_acknowledge_async
+from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import PayloadError, StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver
+from gateway.core.status import TransmissionStatus
 from gateway.core.supervise import Backoff
 
 log = structlog.get_logger("edigw.channels.email")
 
 CHANNEL = "email"
-_QUARANTINED = "QUARANTINED"  # gateway.store.schema statuses, without importing the store
-_FAILED = "FAILED"
 
 
 class Verdicts(Protocol):
@@ -131,14 +133,8 @@ class MailboxChannel:
                 if raw is None:
                     continue
                 mail = await asyncio.to_thread(self._read, session.uidvalidity, uid, raw)
-            receipts = await asyncio.to_thread(self._receive, mail)
-            if receipts is None:
+            if not await self._take(session, uid, mail):
                 continue  # the store failed: the message stays and is taken next round
-            await session.flag(uid)
-            await self._move(session, uid)
-            await asyncio.to_thread(self.receiver.acknowledged, receipts,
-                                    f"mail flagged and moved to {s.processed_folder}")
-            self._after(mail, receipts)
             taken += 1
         self.taken += taken
         return taken
@@ -189,22 +185,40 @@ class MailboxChannel:
                      partner=partner, sender=content.sender, unknown_reason=unknown,
                      subject=content.subject, message_id=content.message_id)
 
-    def _receive(self, mail: _Mail) -> list[Receipt] | None:
-        """Durable receive, then the verdicts; None when the store failed (nothing lost)."""
+    async def _take(self, session: ImapSession, uid: int, mail: _Mail) -> bool:
+        """Receive the mail's items durably (and record their verdicts), then flag and move
+        the mail, then register the reply; False when the store failed (nothing lost)."""
+        async def acknowledge(receipts: list[Receipt]) -> Acknowledgement[list[Receipt]]:
+            await session.flag(uid)
+            await self._move(session, uid)
+            work = [r for i, r in enumerate(receipts)
+                    if i != mail.record_index and not mail.unknown_reason]
+            return Acknowledgement(
+                acknowledged=receipts, process=work, answer=receipts,
+                detail=f"mail flagged and moved to {self.settings.processed_folder}")
+
         try:
-            receipts = self.receiver.receive_many(mail.items)
+            ack = await receive_then_acknowledge_async(
+                self.receiver, mail.items, acknowledge, self.on_received,
+                received=lambda receipts: self._verdicts(mail, receipts))
         except (StoreError, PayloadError) as exc:
             self.last_error = str(exc)
             log.error("receive_failed", mailbox=self.settings.name, uid=mail.uid,
                       error=str(exc))
-            return None
+            return False
+        self._reply(mail, ack.answer or [])
+        return True
+
+    def _verdicts(self, mail: _Mail, receipts: list[Receipt]) -> None:
+        """What the channel itself knows of the items, recorded before the mail is
+        acknowledged: the mail refused, unsafe attachment names, an unknown sender."""
         for i, receipt in enumerate(receipts):
             if not receipt.needs_processing:
                 continue  # a duplicate, or a leftover whose verdict was written before
             tid = receipt.transmission_id
             if i == mail.record_index:
                 self.verdicts.record_failed(tid, stage="receive", reason=mail.problem or "",
-                                            status=_FAILED)
+                                            status=TransmissionStatus.FAILED)
                 log.warning("mail_refused", mailbox=self.settings.name, uid=mail.uid,
                             transmission_id=tid, sender=mail.sender, reason=mail.problem)
                 continue
@@ -214,18 +228,13 @@ class MailboxChannel:
                             detail=mail.unsafe[i])
             if mail.unknown_reason:
                 self.verdicts.record_failed(tid, stage="identify", reason=mail.unknown_reason,
-                                            status=_QUARANTINED)
+                                            status=TransmissionStatus.QUARANTINED)
         if mail.unknown_reason:
             log.warning("mail_quarantined", mailbox=self.settings.name, uid=mail.uid,
                         sender=mail.sender, reason=mail.unknown_reason)
-        return receipts
 
-    def _after(self, mail: _Mail, receipts: list[Receipt]) -> None:
-        """Hand what needs it to processing, and register the reply."""
-        work = [r for i, r in enumerate(receipts) if i != mail.record_index
-                and not mail.unknown_reason and r.needs_processing]
-        if work:
-            self.on_received(work)
+    def _reply(self, mail: _Mail, receipts: list[Receipt]) -> None:
+        """Register the reply to the partner, if it wants one."""
         if self.replies is None or mail.partner is None or mail.unknown_reason:
             return
         fresh = [r for r in receipts if not r.resumed]
@@ -309,3 +318,20 @@ class MailboxChannel:
         except Exception:  # the store is down too: the log has it
             log.exception("channel_health_not_recorded", channel=self.name)
             return 0
+
+
+def start(ctx: ChannelContext) -> ChannelRun:
+    """A channel for each ``[[mailboxes]]``; with the gateway's mail (``[smtp]``), the
+    replies to partners and their loop."""
+    run = ChannelRun()
+    replies = None
+    if ctx.mailer is not None:
+        replies = MailReplies(ctx.mailer, ctx.store)
+        run.loops.append(("mail-replies", replies.run))
+        run.after_processing.append(replies.processed)  # replies go out at once
+    for box in ctx.settings.mailboxes:
+        channel = MailboxChannel(box, partners=ctx.partners, receiver=ctx.receiver,
+                                 verdicts=ctx.store, records=ctx.records,
+                                 on_received=ctx.on_received, replies=replies)
+        run.loops.append((channel.name, channel.run))
+    return run

@@ -13,7 +13,7 @@ import ssl
 
 import aioimaplib
 
-from gateway.config import MailboxSettings
+from gateway.channels.email.settings import MailboxSettings
 from gateway.core.errors import EdigwError
 
 #: Set on a message once its attachments are durably received (when the server allows
@@ -96,7 +96,7 @@ class ImapSession:
 
     @property
     def can_idle(self) -> bool:
-        return self.client.has_capability("IDLE")
+        return bool(self.client.has_capability("IDLE"))
 
     async def search(self, *criteria: str) -> list[int]:
         response = await self._call("UID SEARCH", self.client.uid_search(*criteria, charset=None))

@@ -18,7 +18,7 @@ import aiosmtplib
 import structlog
 
 from gateway.channels.email.imap import MailError
-from gateway.config import SmtpSettings
+from gateway.channels.email.settings import SmtpSettings
 
 log = structlog.get_logger("edigw.channels.email")
 

@@ -82,7 +82,7 @@ def sender_address(message: Message) -> str | None:
 
 def parse_message(raw: bytes) -> EmailMessage:
     """The message, parsed leniently (defects are noted by ``email``, never raised)."""
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def read_mail(raw: bytes, limits: MailLimits) -> MailContent:
@@ -111,6 +111,12 @@ def read_mail(raw: bytes, limits: MailLimits) -> MailContent:
     return content
 
 
+def _decoded(part: Message) -> bytes:
+    """A part's content, its transfer encoding undone (empty when it has none)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
 def _read_part(part: Message, position: int, limits: MailLimits, content: MailContent,
                bodies: list[tuple[int, bytes]]) -> None:
     ctype = part.get_content_type()
@@ -118,11 +124,11 @@ def _read_part(part: Message, position: int, limits: MailLimits, content: MailCo
     disposition = (part.get_content_disposition() or "").lower()
     if raw_name is None and disposition != "attachment":
         if part.get_content_maintype() == "text":
-            data = part.get_payload(decode=True) or b""
+            data = _decoded(part)
             bodies.append((position, data))
         return  # the mail's text, not an attachment
     name = safe_name(raw_name, f"part-{position}")
-    data = part.get_payload(decode=True) or b""
+    data = _decoded(part)
     if len(data) > limits.max_attachment_bytes:
         content.refused.append(f"{name.name}: {len(data)} bytes, over the "
                                f"{limits.max_attachment_bytes}-byte attachment limit")

@@ -124,7 +124,7 @@ def _describe(row: Any) -> str:
         return f"processed, {row.document_count} document(s)"
     if status == _RECEIVED:
         return "received, still being processed"
-    return status.lower()
+    return str(status).lower()
 
 
 class MailReplies:
@@ -157,6 +157,14 @@ class MailReplies:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _rows(self, pending: PendingReply) -> list[Any]:
+        """The transmissions of a reply's items, as they stand."""
+        return [self.outcomes.get_transmission(i.transmission_id) for i in pending.items]
+
+    def _documents(self, pending: PendingReply) -> list[Any]:
+        """The documents found in each of a reply's items."""
+        return [self.outcomes.documents_of(i.transmission_id) for i in pending.items]
+
     async def run(self, stop: asyncio.Event) -> None:
         """Send replies as their mails settle, until ``stop``."""
         self._loop = asyncio.get_running_loop()
@@ -182,15 +190,11 @@ class MailReplies:
         for key, pending in list(self.pending.items()):
             if pending.next_try > now:
                 continue
-            rows = await asyncio.to_thread(
-                lambda p=pending: [self.outcomes.get_transmission(i.transmission_id)
-                                   for i in p.items])
+            rows = await asyncio.to_thread(self._rows, pending)
             settled = all(r is not None and r.status != _RECEIVED for r in rows)
             if not settled and now - pending.since < self.wait:
                 continue
-            docs = await asyncio.to_thread(
-                lambda p=pending: [self.outcomes.documents_of(i.transmission_id)
-                                   for i in p.items])
+            docs = await asyncio.to_thread(self._documents, pending)
             message = compose(pending, rows, docs, self.mailer)
             if message is not None:
                 try:

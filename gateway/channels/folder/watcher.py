@@ -30,6 +30,8 @@ from pathlib import Path
 
 import structlog
 
+from gateway.channels.kind import ChannelContext, ChannelRun
+from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver
 
@@ -125,7 +127,9 @@ class FolderChannel:
         if not items:
             return 0
         try:
-            receipts = self.receiver.receive_many(items)
+            ack = receive_then_acknowledge(
+                self.receiver, items, lambda receipts: self._move_all(kept, receipts),
+                self.on_received)
         except StoreError as exc:
             # Nothing is lost: the files stay in the inbox and are taken at the next look.
             self.last_error = str(exc)
@@ -134,9 +138,16 @@ class FolderChannel:
             for p in kept:
                 self._seen.pop(p.name, None)
             return 0
+        self.taken += len(ack.acknowledged)
+        self.last_error = None
+        return len(ack.acknowledged)
+
+    def _move_all(self, paths: list[Path], receipts: list[Receipt]) -> Acknowledgement[None]:
+        """The acknowledgement: each received file moved to the processed folder (a file
+        that cannot be moved stays, and is recognised at the next look)."""
         moved: list[Receipt] = []
         self.spec.processed.mkdir(parents=True, exist_ok=True)
-        for path, receipt in zip(kept, receipts, strict=True):
+        for path, receipt in zip(paths, receipts, strict=True):
             try:
                 _move(path, self.spec.processed)
                 moved.append(receipt)
@@ -146,11 +157,8 @@ class FolderChannel:
         if moved:
             for folder in (self.spec.processed, self.spec.path):
                 _fsync_dir(folder)  # the moves themselves survive a crash
-            self.receiver.acknowledged(moved, f"moved to {self.spec.processed}")
-        self.taken += len(moved)
-        self.last_error = None
-        self.on_received([r for r in moved if r.needs_processing])
-        return len(moved)
+        return Acknowledgement(acknowledged=moved, detail=f"moved to {self.spec.processed}",
+                               process=moved)
 
     def _refuse(self, path: Path, reason: str) -> None:
         log.error("file_refused", file=path.name, inbox=str(self.spec.path), reason=reason)
@@ -305,3 +313,16 @@ class _InboxWatch:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def start(ctx: ChannelContext) -> ChannelRun:
+    """A folder channel for each ``[[inbox]]``."""
+    run = ChannelRun()
+    for inbox in ctx.settings.inbox:
+        spec = FolderSpec(path=inbox.path, processed=inbox.processed_dir,
+                          failed=inbox.failed_dir, partner=inbox.partner,
+                          poll_interval=inbox.poll_interval, ignore=tuple(inbox.ignore),
+                          max_size=inbox.max_size)
+        channel = FolderChannel(spec, receiver=ctx.receiver, on_received=ctx.on_received)
+        run.loops.append((f"folder:{spec.path}", channel.run))
+    return run

@@ -2,13 +2,39 @@
 
 ``SftpChannel`` polls one partner's server (``channel``), ``SftpSender`` delivers outbound
 files for ``OutboundDispatcher`` (``sender``), both over ``SftpConnection`` (``connection``)
-pinned to the server's host key (``hostkey``). Errors: ``errors``.
+pinned to the server's host key (``hostkey``). Errors: ``errors``. The servers are in the
+partners' profiles; ``[sftp]`` of the gateway settings holds what they leave out.
 """
 
-from gateway.channels.sftp.channel import PollResult, SftpChannel
-from gateway.channels.sftp.connection import RemoteFile, SftpConnection
-from gateway.channels.sftp.errors import HostKeyRefused, SftpError
-from gateway.channels.sftp.sender import SftpSender
+from __future__ import annotations
 
-__all__ = ["HostKeyRefused", "PollResult", "RemoteFile", "SftpChannel", "SftpConnection",
-           "SftpError", "SftpSender"]
+from typing import TYPE_CHECKING
+
+from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
+from gateway.channels.sftp.settings import SftpSection
+
+if TYPE_CHECKING:
+    from gateway.config import GatewaySettings, PartnerDirectory
+
+
+def _start(ctx: ChannelContext) -> ChannelRun:
+    from gateway.channels.sftp.channel import start
+
+    return start(ctx)
+
+
+def _configured(settings: GatewaySettings, partners: PartnerDirectory
+                ) -> list[ConfiguredChannel]:
+    return [ConfiguredChannel(f"sftp:{p.id}", "sftp", p.id,
+                              f"{p.sftp.user}@{p.sftp.host}:{p.sftp.port}")
+            for p in partners if p.sftp is not None]
+
+
+def _summary(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]:
+    return [f"sftp       {p.id}: {p.sftp.user}@{p.sftp.host}:{p.sftp.port} "
+            + ", ".join(f"{i.folder} ({i.after})" for i in p.sftp.inbound)
+            for p in partners if p.sftp is not None]
+
+
+CHANNEL = ChannelKind(name="sftp", section=SftpSection, start=_start,
+                      configured=_configured, summary=_summary)

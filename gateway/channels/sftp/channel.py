@@ -53,14 +53,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import structlog
 
+from gateway.channels.kind import ChannelContext, ChannelRun
+from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.channels.sftp.connection import RemoteFile, SftpConnection, server_name
 from gateway.channels.sftp.errors import SftpError
 from gateway.channels.sftp.selection import Settling, wanted
-from gateway.config import Partner, SftpInbound, SftpSettings
+from gateway.config import Partner, PartnerDirectory, SftpInbound, SftpSettings
 from gateway.core.errors import PayloadError
 from gateway.core.ports import Incoming, Receipt, Receiver
 from gateway.core.supervise import Backoff
@@ -76,7 +78,7 @@ class Connection(Protocol):
 
     def list(self, folder: str) -> list[RemoteFile]: ...
 
-    def download(self, path: str, into: io.BufferedIOBase) -> int: ...
+    def download(self, path: str, into: IO[bytes]) -> int: ...
 
     def remove(self, path: str) -> None: ...
 
@@ -162,8 +164,10 @@ class SftpChannel:
                  stream_above: int = 16 * 1024 * 1024, spool: Path | None = None,
                  retry_initial: float = 1.0, retry_max: float = 300.0, settle: float = 5.0,
                  connect: Callable[[SftpSettings], Connection] = SftpConnection.open,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``settle`` is the gateway's default; the partner's ``[sftp] settle`` wins."""
+                 clock: Callable[[], float] = time.monotonic,
+                 partners: PartnerDirectory | None = None) -> None:
+        """``settle`` is the gateway's default; the partner's ``[sftp] settle`` wins. Given
+        the live ``partners`` directory, the channel follows its partner's profile there."""
         if partner.sftp is None:
             raise ValueError(f"partner {partner.id} has no [sftp] settings")
         self.partner = partner
@@ -190,6 +194,14 @@ class SftpChannel:
         #: False while the partner is disabled (or its [sftp] removed): nothing is polled.
         self.active = partner.enabled
         self._stale = False
+        self.partners = partners
+        self._version = partners.version if partners is not None else 0
+
+    def follow(self) -> None:
+        """Take the partner's profile as the directory has it now, when it changed."""
+        if self.partners is not None and self.partners.version != self._version:
+            self._version = self.partners.version
+            self.update(self.partners.get(self.partner.id))
 
     def update(self, partner: Partner | None) -> None:
         """The partner's profile changed (console): new credentials and folders from the next
@@ -337,7 +349,10 @@ class SftpChannel:
         items = [item for _, item in batch]
         try:
             try:
-                receipts = self.receiver.receive_many(items)
+                receive_then_acknowledge(
+                    self.receiver, items,
+                    lambda receipts: self._received(inbound, batch, receipts, result),
+                    self.on_received)
             except PayloadError:
                 if len(batch) == 1:
                     raise
@@ -359,8 +374,15 @@ class SftpChannel:
         finally:
             for _, item in batch:
                 _unlink(item.path)
+
+    def _received(self, inbound: SftpInbound, batch: list[tuple[RemoteFile, Incoming]],
+                  receipts: list[Receipt], result: PollResult) -> Acknowledgement[None]:
+        """The acknowledgement: files ``left`` on the server are remembered and acknowledged
+        at once; the others are held until their transmission's outcome decides what
+        becomes of them (``_release``). Processing depends on the durable receive only: all
+        are handed to it now, and a remote file whose action then fails comes again as
+        ``resumed``."""
         result.taken += len(receipts)
-        fresh = [r for r in receipts if r.needs_processing]
         for (f, _), r in zip(batch, receipts, strict=True):
             self.settling.forget(f.path)
             log.info("sftp_file_received", channel=self.name, file=f.path, size=f.size,
@@ -370,15 +392,12 @@ class SftpChannel:
             self.records.remember(self.name, [(f.path, f.size, f.mtime, r.transmission_id)
                                               for (f, _), r in zip(batch, receipts,
                                                                    strict=True)])
-            self.receiver.acknowledged(
-                list(receipts), f"left on {self.server}, remembered by name, size and mtime")
-        else:
-            for (f, _), r in zip(batch, receipts, strict=True):
-                self._held[f.path] = _Held(file=f, inbound=inbound, receipt=r)
-        # Processing depends on the durable receive only; the remote file waits for its
-        # outcome (``_release``) and, if that fails, comes again as ``resumed``.
-        if fresh:
-            self.on_received(fresh)
+            return Acknowledgement(
+                acknowledged=list(receipts), process=list(receipts),
+                detail=f"left on {self.server}, remembered by name, size and mtime")
+        for (f, _), r in zip(batch, receipts, strict=True):
+            self._held[f.path] = _Held(file=f, inbound=inbound, receipt=r)
+        return Acknowledgement(process=list(receipts))
 
     def _release(self, conn: Connection, result: PollResult) -> None:
         """Act on each held file whose transmission has an outcome: look at it again, then
@@ -509,6 +528,7 @@ class SftpChannel:
                  folders=[i.folder for i in self.settings.inbound])
         try:
             while not stop.is_set():
+                self.follow()
                 if not self.active:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_interval)
@@ -568,3 +588,17 @@ def _unlink(path: Path | None) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def start(ctx: ChannelContext) -> ChannelRun:
+    """A poller for each enabled partner whose profile has ``[sftp]`` inbound folders."""
+    run = ChannelRun()
+    for p in ctx.partners:
+        if p.enabled and p.sftp is not None and p.sftp.inbound:
+            channel = SftpChannel(p, receiver=ctx.receiver, records=ctx.records,
+                                  on_received=ctx.on_received, outcomes=ctx.store,
+                                  settle=ctx.settings.sftp.settle,
+                                  stream_above=ctx.settings.processing.stream_above,
+                                  partners=ctx.partners)
+            run.loops.append((channel.name, channel.run))
+    return run

@@ -106,7 +106,9 @@ class SftpConnection:
             sftp = paramiko.SFTPClient.from_transport(transport)
             if sftp is None:
                 raise SftpError("the server refused the sftp subsystem", server=self.server)
-            sftp.get_channel().settimeout(s.timeout)
+            channel = sftp.get_channel()
+            if channel is not None:
+                channel.settimeout(s.timeout)
             self._sftp = sftp
 
     def _login(self, transport: paramiko.Transport, password: str | None) -> None:
@@ -116,8 +118,9 @@ class SftpConnection:
             passphrase = s.key_passphrase.get_secret_value() if s.key_passphrase else None
             _SECRETS.add(passphrase)
             try:
-                key = paramiko.PKey.from_path(
-                    s.key_file, passphrase.encode("utf-8") if passphrase else None)
+                key = paramiko.PKey.from_path(  # its stub says str; paramiko takes bytes
+                    s.key_file, passphrase.encode("utf-8") if passphrase else None,  # type: ignore[arg-type]
+                )
             except OSError as exc:
                 raise SftpError(f"key_file {s.key_file} cannot be read: {exc.strerror}",
                                 server=self.server) from exc

@@ -48,17 +48,18 @@ class SftpSender:
 
     def send(self, row: OutboundRow, data: bytes, partner: Partner | None) -> str:
         """Put ``data`` into the partner's outbound folder; returns where it went."""
-        if partner is None or partner.sftp is None or not partner.sftp.outbound_folder:
+        settings = partner.sftp if partner is not None else None
+        folder = settings.outbound_folder if settings is not None else None
+        if partner is None or settings is None or not folder:
             raise SftpError(f"partner {row.partner_id} has no [sftp] outbound_folder to put "
                             f"{row.filename} into")
-        settings = partner.sftp
         name = posixpath.basename(row.filename.replace("\\", "/"))
         with self._lock:
             for attempt in (1, 2):
                 reused = partner.id in self._sessions
                 session = self._session(partner.id, settings)
                 try:
-                    target = self._put(session, settings.outbound_folder, name, data)
+                    target = self._put(session, folder, name, data)
                     break
                 except SftpError:
                     self.close(partner.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -55,3 +56,22 @@ class WebhookMessages:
         except sa.exc.IntegrityError:
             return False
         return True
+
+
+#: What ``edigw show`` prints of the row.
+_SHOWN = ("provider", "provider_message_id", "sender", "received_at", "reply")
+
+
+def transport_record(store: Store, transmission_id: str) -> dict[str, Any] | None:
+    """The webhook delivery and its reply that brought this transmission, if it came this way;
+    datetimes timezone-aware."""
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(s.webhook_messages).where(
+            s.webhook_messages.c.transmission_id == transmission_id)).first()
+    if row is None:
+        return None
+    return {k: _aware_value(getattr(row, k)) for k in _SHOWN}
+
+
+def _aware_value(value: Any) -> Any:
+    return aware(value) if isinstance(value, dt.datetime) else value

@@ -36,9 +36,12 @@ from xml.sax.saxutils import escape
 import phonenumbers
 import structlog
 
+from gateway.channels.kind import ChannelContext, ChannelRun
+from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.channels.sms.records import WebhookMessage, WebhookMessages
+from gateway.channels.sms.settings import SmsSettings
 from gateway.channels.sms.signatures import SignatureError, verify_twilio, verify_vonage
-from gateway.config import Partner, PartnerDirectory, SmsSettings
+from gateway.config import Partner, PartnerDirectory
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.formats.sms.envelope import SmsEnvelope, sanitise, sms_order_number
 from gateway.formats.sms.syntax import parse_sms_order, reply_text, unknown_sender_reply
@@ -182,29 +185,32 @@ class _SmsWebhook:
             envelope = SmsEnvelope(provider=self.provider, message_id=sms.message_id,
                                    sender=sender, recipient=sms.recipient, received=now,
                                    text=sms.text)
-            receipts = self.receiver.receive_many([Incoming(
-                data=envelope.to_bytes(), channel=CHANNEL, channel_ref=ref,
-                filename=f"sms-{self.provider}-{sms.message_id}.txt",
-                partner_hint=partner.id if partner else None)])
-            tid = receipts[0].transmission_id
-            if partner is None:
-                reply = unknown_sender_reply(tid)
-            else:
-                order = parse_sms_order(sms.text)
-                reply = reply_text(order, order_number=order.reference or sms_order_number(
-                    self.provider, sms.message_id))
-            self.messages.add(WebhookMessage(
-                provider=self.provider, provider_message_id=sms.message_id, sender=sender,
-                partner_id=partner.id if partner else None, transmission_id=tid,
-                received_at=now, reply=reply))
-            self.receiver.acknowledged(receipts, "sms reply sent")
-        log.info("sms_received", provider=self.provider, message_id=sms.message_id,
-                 transmission_id=tid, sender=sender,
-                 partner=partner.id if partner else None)
-        work = [r for r in receipts if r.needs_processing]
-        if work and self.on_received is not None:
-            self.on_received(work)
-        return reply
+            item = Incoming(data=envelope.to_bytes(), channel=CHANNEL, channel_ref=ref,
+                            filename=f"sms-{self.provider}-{sms.message_id}.txt",
+                            partner_hint=partner.id if partner else None)
+
+            def acknowledge(receipts: list[Receipt]) -> Acknowledgement[str]:
+                """The reply worked out and recorded with the provider's message id."""
+                tid = receipts[0].transmission_id
+                if partner is None:
+                    reply = unknown_sender_reply(tid)
+                else:
+                    order = parse_sms_order(sms.text)
+                    reply = reply_text(order, order_number=order.reference or sms_order_number(
+                        self.provider, sms.message_id))
+                self.messages.add(WebhookMessage(
+                    provider=self.provider, provider_message_id=sms.message_id,
+                    sender=sender, partner_id=partner.id if partner else None,
+                    transmission_id=tid, received_at=now, reply=reply))
+                log.info("sms_received", provider=self.provider, message_id=sms.message_id,
+                         transmission_id=tid, sender=sender,
+                         partner=partner.id if partner else None)
+                return Acknowledgement(acknowledged=receipts, detail="sms reply sent",
+                                       process=receipts, answer=reply)
+
+            ack = receive_then_acknowledge(self.receiver, [item], acknowledge,
+                                           self.on_received)
+        return ack.answer or ""
 
 
 class TwilioWebhook(_SmsWebhook):
@@ -281,3 +287,23 @@ class VonageWebhook(_SmsWebhook):
     def answer(self, reply: str) -> WebReply:
         return WebReply(200, json.dumps({"status": "received", "reply": reply}).encode(),
                         content_type="application/json")
+
+
+def start(ctx: ChannelContext) -> ChannelRun:
+    """With ``[sms]`` and the HTTP server running: ``POST /sms/<provider>`` for each provider
+    configured."""
+    settings = ctx.settings.sms
+    run = ChannelRun()
+    if settings is None:
+        return run
+    run.needs_http = True
+    if not ctx.listening:
+        return run
+    security = SecurityLog(ctx.store)
+    for path, webhook, configured in (("/sms/twilio", TwilioWebhook, settings.twilio),
+                                      ("/sms/vonage", VonageWebhook, settings.vonage)):
+        if configured is not None:
+            run.endpoints[path] = webhook(settings, ctx.partners, receiver=ctx.receiver,
+                                          store=ctx.store, security=security,
+                                          on_received=ctx.on_received)
+    return run

@@ -1,0 +1,56 @@
+"""The AS2 channel's settings (``[as2]``): our identities and the MDN delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, model_validator
+
+from gateway.channels.sections import StrictModel, secret_from
+
+
+class As2Identity(StrictModel):
+    """Our own organisation as AS2 partners know it: its AS2 id and its key and certificate,
+    either as PEM files or as one PKCS#12 file. The passphrase comes from the environment
+    (``${VAR}``) or a file, never from committed configuration."""
+
+    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
+    key_file: Path | None = None  # PEM private key (may also hold the certificate)
+    certificate_file: Path | None = None  # PEM or DER certificate
+    pkcs12_file: Path | None = None
+    passphrase: SecretStr | None = None
+    passphrase_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key_given(self) -> As2Identity:
+        if self.pkcs12_file is None and self.key_file is None:
+            raise ValueError("an AS2 identity needs pkcs12_file, or key_file (and "
+                             "certificate_file unless the key file holds the certificate)")
+        if self.pkcs12_file is not None and self.key_file is not None:
+            raise ValueError("give pkcs12_file or key_file, not both")
+        return self
+
+    def passphrase_value(self) -> str | None:
+        return secret_from(self.passphrase, self.passphrase_file)
+
+
+class As2Settings(StrictModel):
+    """The AS2 endpoint (``POST /as2``) and the delivery of asynchronous MDNs."""
+
+    identities: list[As2Identity] = Field(default_factory=list)
+    max_size: int = Field(default=200 * 1024 * 1024, gt=0)  # larger messages are refused (413)
+    #: Asynchronous MDN delivery: attempts, then the first delay (seconds), doubled up to
+    #: ``mdn_retry_max``.
+    mdn_max_attempts: int = Field(default=12, ge=1, le=1000)
+    mdn_retry_initial: float = Field(default=30.0, gt=0)
+    mdn_retry_max: float = Field(default=3600.0, gt=0)
+    mdn_timeout: float = Field(default=30.0, gt=0, le=600)
+    #: A certificate that expires within this many days is reported as expiring.
+    certificate_warning_days: int = Field(default=30, ge=1, le=3650)
+
+
+class As2Section(StrictModel):
+    """The keys of ``gateway.toml`` this channel owns."""
+
+    as2: As2Settings | None = None
