@@ -356,7 +356,7 @@ def test_edigw_serve_twilio_order_reaches_the_queue_and_a_changed_byte_stores_no
     """The issue's check: a Twilio-signed SMS order gets TwiML listing the items and is on
     RabbitMQ, in `edigw log` with channel sms; the same request with one byte changed gets 403
     and nothing is stored."""
-    from gateway.formats import default_readers as _readers
+    from gateway.formats.registry import default_readers as _readers
 
     assert "sms" in [r.format for r in _readers(mappings)], (
         "gateway.app._readers has no SmsReader: the service cannot read SMS envelopes")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from gateway.config import Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
-from gateway.formats import default_readers as _readers
+from gateway.formats.registry import default_readers as _readers
 from gateway.formats.mapping import MappingSet
 from gateway.store import schema as s
 from gateway.store.archive import Archive
