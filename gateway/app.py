@@ -30,8 +30,8 @@ from gateway.core.errors import ConfigError
 from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
-from gateway.formats.registry import default_readers
 from gateway.formats.mapping import MappingSet
+from gateway.formats.registry import default_readers
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store

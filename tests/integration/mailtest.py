@@ -20,8 +20,8 @@ from gateway.channels.email.settings import MailboxSettings, SmtpSettings
 from gateway.config import Identifiers, Partner, PartnerDirectory, PartnerEmail
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
-from gateway.formats.registry import default_readers as _readers
 from gateway.formats.mapping import MappingSet
+from gateway.formats.registry import default_readers as _readers
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store

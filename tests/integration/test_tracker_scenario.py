@@ -45,8 +45,8 @@ from gateway.config import (
 from gateway.core import clock as gwclock
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
-from gateway.formats.registry import default_readers as _readers
 from gateway.formats.mapping import MappingSet
+from gateway.formats.registry import default_readers as _readers
 from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import Store

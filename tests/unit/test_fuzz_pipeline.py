@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from gateway.config import Partner, PartnerDirectory
 from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Incoming
-from gateway.formats.registry import default_readers as _readers
 from gateway.formats.mapping import MappingSet
+from gateway.formats.registry import default_readers as _readers
 from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import Store
