@@ -18,21 +18,26 @@ import zoneinfo
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from pydantic import (
     BaseModel,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+# The channels' sections of a partner profile, composed into ``Partner`` (and importable
+# from here, as before they moved to their channels).
+from gateway.channels.as2.settings import PartnerAs2 as PartnerAs2
+from gateway.channels.email.settings import PartnerEmail as PartnerEmail
 from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
-from gateway.channels.sections import ID_PATTERN, StrictModel, secret_from
+from gateway.channels.sections import ID_PATTERN, StrictModel
+from gateway.channels.sftp.settings import SftpInbound as SftpInbound
+from gateway.channels.sftp.settings import SftpSettings as SftpSettings
 from gateway.core.errors import ConfigError
+from gateway.core.urls import mask_url
 
 _log = structlog.get_logger("edigw.config")
 
@@ -344,111 +349,6 @@ class PartnerOutbound(StrictModel):
     folder: Path | None = None
 
 
-class SftpInbound(StrictModel):
-    """A remote folder polled for files, and what happens to a file once durably received."""
-
-    folder: Annotated[str, Field(min_length=1)]
-    patterns: list[str] = Field(default_factory=lambda: ["*"])
-    #: ``delete`` the remote file, ``move`` it to ``move_to``, or ``leave`` it and remember
-    #: it (name, size, mtime) so that it is not taken again.
-    after: Literal["delete", "move", "leave"] = "delete"
-    move_to: str | None = None
-    #: A file whose transmission FAILED (or was QUARANTINED): ``move`` it into
-    #: ``failed_to`` (default ``<folder>/failed``, created when missing), ``delete`` it, or
-    #: ``keep`` it in place (remembered: not taken again unless it changes).
-    on_failure: Literal["move", "delete", "keep"] = "move"
-    failed_to: str | None = None
-
-    @model_validator(mode="after")
-    def _move_needs_folder(self) -> SftpInbound:
-        if self.after == "move" and not self.move_to:
-            raise ValueError("after = 'move' needs move_to (a remote folder)")
-        return self
-
-
-class SftpSettings(StrictModel):
-    """A partner's SFTP server (paramiko). Secrets come from the environment (``${VAR}``) or
-    from files, never from committed configuration; ``host_key`` pins the server's key."""
-
-    host: Annotated[str, Field(min_length=1)]
-    port: int = Field(default=22, ge=1, le=65535)
-    user: Annotated[str, Field(min_length=1)]
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    key_file: Path | None = None
-    key_passphrase: SecretStr | None = None
-    #: The server's public host key as in known_hosts (``ssh-ed25519 AAAA…``), or a
-    #: known_hosts file: a connection to a server with another key is refused.
-    host_key: str | None = None
-    known_hosts: Path | None = None
-    inbound: list[SftpInbound] = Field(default_factory=list)
-    #: Remote folder acknowledgements (CONTRL) are put into, under a temporary name first.
-    outbound_folder: str | None = None
-    #: Names with these prefixes or suffixes are files still being written: never taken.
-    temp_prefixes: list[str] = Field(default_factory=lambda: [".", "~"])
-    temp_suffixes: list[str] = Field(default_factory=lambda: [".tmp", ".part", ".filepart"])
-    poll_interval: float = Field(default=60.0, gt=0, le=86400)
-    max_files: int = Field(default=100, ge=1, le=100000)
-    timeout: float = Field(default=30.0, gt=0, le=3600)
-    max_size: int = Field(default=200 * 1024 * 1024, gt=0)
-    #: Seconds a file's size and mtime must stay the same before it is taken (a partner
-    #: writing under the final name may pause between chunks); unset: the gateway's
-    #: ``[sftp] settle``.
-    settle: float | None = Field(default=None, gt=0, le=86400)
-
-    @model_validator(mode="after")
-    def _checks(self) -> SftpSettings:
-        if not (self.password or self.password_file or self.key_file):
-            raise ValueError("sftp needs password, password_file or key_file")
-        if not (self.host_key or self.known_hosts):
-            raise ValueError("sftp needs the server's host key pinned (host_key or "
-                             "known_hosts)")
-        return self
-
-    def password_value(self) -> str | None:
-        return secret_from(self.password, self.password_file)
-
-
-class PartnerEmail(StrictModel):
-    """What a partner wants back by mail (its addresses are ``identifiers.email``)."""
-
-    #: After a mail was received: what was received and the documents found.
-    acknowledgements: bool = False
-    #: When something in it failed: what was wrong.
-    failure_notices: bool = True
-    #: Where replies go; defaults to the mail's sender.
-    reply_to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
-        default_factory=list)
-
-
-class PartnerAs2(StrictModel):
-    """A partner's AS2 profile (its AS2 id is also listed in ``identifiers.as2``).
-
-    ``certificates`` are the partner's certificates (PEM or DER files): the first verifies
-    signatures and encrypts what we send; the others are accepted for verifying while a
-    rotation is under way."""
-
-    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
-    certificates: list[Path] = Field(default_factory=list)
-    #: CA certificate(s) of the partner's certificate, when it is not self-signed.
-    ca_certificates: list[Path] = Field(default_factory=list)
-    #: Refuse messages that are not signed / not encrypted (negative MDN
-    #: ``insufficient-message-security``, RFC 4130's term).
-    require_signing: bool = True
-    require_encryption: bool = False
-    #: Check the partner certificate's validity dates and chain (off for test pairs).
-    validate_certificates: bool = True
-    #: Canonicalise signed content as binary (IBM Sterling B2Bi and others that sign the
-    #: bytes as they are, LF line ends included).
-    canonicalize_as_binary: bool = False
-    #: Our AS2 id this partner sends to, when we have several identities.
-    our_as2_id: str | None = None
-    #: The MDN is signed when the partner asks for it; ``mdn_sign = false`` never signs.
-    mdn_sign: bool = True
-    #: Where we send our files (reserved for outbound AS2).
-    url: str | None = None
-
-
 class Partner(StrictModel):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
@@ -693,15 +593,6 @@ def partner_toml(partner: Partner) -> str:
                 shown = _q(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
                 lines.append(f"{key} = {shown}")
     return "\n".join(lines) + "\n"
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by stars, for logs and summaries."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _q(value: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from gateway.core.urls import mask_url
 
 #: One queue and the routing keys it is bound with on the documents exchange.
 QueueBinding = tuple[str, tuple[str, ...]]
@@ -53,16 +54,3 @@ class BusSettings:
 def _keys(keys: str | Any) -> tuple[str, ...]:
     return (keys,) if isinstance(keys, str) else tuple(str(k) for k in keys)
 
-
-def mask_url(url: str) -> str:
-    """``amqp://user:secret@host/vh`` -> ``amqp://user:***@host/vh``; other URLs unchanged."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if parts.port is not None:
-        host += f":{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

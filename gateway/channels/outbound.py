@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from gateway.config import Partner
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.records import OutboundRow
+
+if TYPE_CHECKING:
+    from gateway.config import Partner
 
 log = structlog.get_logger("edigw.channels.outbound")
 

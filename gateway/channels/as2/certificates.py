@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import hashes
 
 from gateway.channels.as2 import keys
 from gateway.channels.as2.settings import As2Settings
-from gateway.config import PartnerDirectory
 from gateway.store import schema as s
 from gateway.store.certificates import (  # the read side, shared with the tracker
     AS2_PREFIX,
@@ -46,6 +45,9 @@ from gateway.store.certificates import (  # the read side, shared with the track
     validity,
 )
 from gateway.store.db import Store, utcnow
+
+if TYPE_CHECKING:
+    from gateway.config import PartnerDirectory
 
 log = structlog.get_logger("edigw.as2.certificates")
 

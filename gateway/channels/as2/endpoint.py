@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import HTTP
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -57,7 +57,6 @@ from gateway.channels.as2.settings import As2Settings
 from gateway.channels.email.names import safe_name
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
-from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.store.archive import Archive
@@ -78,6 +77,9 @@ from pyas2lib.exceptions import (  # noqa: E402
     PartnerNotFound,
 )
 from pyas2lib.utils import mime_to_bytes  # noqa: E402
+
+if TYPE_CHECKING:
+    from gateway.config import Partner, PartnerDirectory
 
 log = structlog.get_logger("edigw.as2")
 

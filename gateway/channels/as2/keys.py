@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from gateway.channels.as2.settings import As2Identity
-from gateway.config import PartnerAs2
+from gateway.channels.as2.settings import As2Identity, PartnerAs2
 from gateway.core.errors import ConfigError
 
 

@@ -30,7 +30,7 @@ import structlog
 
 from gateway.channels.as2.records import As2MessageRow, As2Records, mdn_http_parts
 from gateway.channels.as2.settings import As2Settings
-from gateway.config import mask_url
+from gateway.core.urls import mask_url
 from gateway.store.archive import Archive
 from gateway.store.db import Store, utcnow
 

@@ -1,4 +1,5 @@
-"""The AS2 channel's settings (``[as2]``): our identities and the MDN delivery."""
+"""The AS2 channel's settings: ``[as2]`` (our identities and the MDN delivery), and a
+partner's AS2 profile (``PartnerAs2``, composed into ``gateway.config.Partner``)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,31 @@ class As2Section(StrictModel):
     """The keys of ``gateway.toml`` this channel owns."""
 
     as2: As2Settings | None = None
+
+
+class PartnerAs2(StrictModel):
+    """A partner's AS2 profile (its AS2 id is also listed in ``identifiers.as2``).
+
+    ``certificates`` are the partner's certificates (PEM or DER files): the first verifies
+    signatures and encrypts what we send; the others are accepted for verifying while a
+    rotation is under way."""
+
+    as2_id: Annotated[str, Field(min_length=1, max_length=128)]
+    certificates: list[Path] = Field(default_factory=list)
+    #: CA certificate(s) of the partner's certificate, when it is not self-signed.
+    ca_certificates: list[Path] = Field(default_factory=list)
+    #: Refuse messages that are not signed / not encrypted (negative MDN
+    #: ``insufficient-message-security``, RFC 4130's term).
+    require_signing: bool = True
+    require_encryption: bool = False
+    #: Check the partner certificate's validity dates and chain (off for test pairs).
+    validate_certificates: bool = True
+    #: Canonicalise signed content as binary (IBM Sterling B2Bi and others that sign the
+    #: bytes as they are, LF line ends included).
+    canonicalize_as_binary: bool = False
+    #: Our AS2 id this partner sends to, when we have several identities.
+    our_as2_id: str | None = None
+    #: The MDN is signed when the partner asks for it; ``mdn_sign = false`` never signs.
+    mdn_sign: bool = True
+    #: Where we send our files (reserved for outbound AS2).
+    url: str | None = None

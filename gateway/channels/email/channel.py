@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -47,11 +47,13 @@ from gateway.channels.email.replies import MailReplies, PendingReply, ReceivedIt
 from gateway.channels.email.settings import MailboxSettings
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.receive import Acknowledgement, receive_then_acknowledge_async
-from gateway.config import Partner, PartnerDirectory
 from gateway.core.errors import PayloadError, StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver
 from gateway.core.status import TransmissionStatus
 from gateway.core.supervise import Backoff
+
+if TYPE_CHECKING:
+    from gateway.config import Partner, PartnerDirectory
 
 log = structlog.get_logger("edigw.channels.email")
 

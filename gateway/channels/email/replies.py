@@ -23,13 +23,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from gateway.channels.email.imap import MailError
 from gateway.channels.email.mailer import Mailer
-from gateway.config import Partner
+
+if TYPE_CHECKING:
+    from gateway.config import Partner
 
 log = structlog.get_logger("edigw.channels.email")
 

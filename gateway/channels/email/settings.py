@@ -1,5 +1,6 @@
 """The mail channel's settings: IMAP mailboxes (``[[mailboxes]]``) and the SMTP server
-replies and alerts go out through (``[smtp]``)."""
+replies and alerts go out through (``[smtp]``); and what a partner wants back by mail
+(``PartnerEmail``, composed into ``gateway.config.Partner``)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,17 @@ class EmailSection(StrictModel):
 
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     smtp: SmtpSettings | None = None
+
+
+# -- partner profiles ----------------------------------------------------------------
+
+class PartnerEmail(StrictModel):
+    """What a partner wants back by mail (its addresses are ``identifiers.email``)."""
+
+    #: After a mail was received: what was received and the documents found.
+    acknowledgements: bool = False
+    #: When something in it failed: what was wrong.
+    failure_notices: bool = True
+    #: Where replies go; defaults to the mail's sender.
+    reply_to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(
+        default_factory=list)

@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -62,10 +62,13 @@ from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.channels.sftp.connection import RemoteFile, SftpConnection, server_name
 from gateway.channels.sftp.errors import SftpError
 from gateway.channels.sftp.selection import Settling, wanted
-from gateway.config import Partner, PartnerDirectory, SftpInbound, SftpSettings
+from gateway.channels.sftp.settings import SftpInbound, SftpSettings
 from gateway.core.errors import PayloadError
 from gateway.core.ports import Incoming, Receipt, Receiver
 from gateway.core.supervise import Backoff
+
+if TYPE_CHECKING:
+    from gateway.config import Partner, PartnerDirectory
 
 log = structlog.get_logger("edigw.channels.sftp")
 

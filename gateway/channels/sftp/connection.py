@@ -25,7 +25,7 @@ import paramiko
 
 from gateway.channels.sftp.errors import SftpError
 from gateway.channels.sftp.hostkey import PinnedHostKeys
-from gateway.config import SftpSettings
+from gateway.channels.sftp.settings import SftpSettings
 
 
 @dataclass(frozen=True, slots=True)

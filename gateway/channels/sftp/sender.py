@@ -12,12 +12,15 @@ from __future__ import annotations
 import posixpath
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.channels.sftp.connection import RemoteFile, SftpConnection, server_name
 from gateway.channels.sftp.errors import SftpError
-from gateway.config import Partner, SftpSettings
+from gateway.channels.sftp.settings import SftpSettings
 from gateway.store.records import OutboundRow
+
+if TYPE_CHECKING:
+    from gateway.config import Partner
 
 
 class _Session(Protocol):

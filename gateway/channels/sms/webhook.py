@@ -30,6 +30,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -41,12 +42,14 @@ from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.channels.sms.records import WebhookMessage, WebhookMessages
 from gateway.channels.sms.settings import SmsSettings
 from gateway.channels.sms.signatures import SignatureError, verify_twilio, verify_vonage
-from gateway.config import Partner, PartnerDirectory
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.formats.sms.envelope import SmsEnvelope, sanitise, sms_order_number
 from gateway.formats.sms.syntax import parse_sms_order, reply_text, unknown_sender_reply
 from gateway.store.db import Store
 from gateway.store.security import SecurityLog
+
+if TYPE_CHECKING:
+    from gateway.config import Partner, PartnerDirectory
 
 log = structlog.get_logger("edigw.sms")
 
