@@ -23,13 +23,13 @@ from gateway.config import (
     PartnerDirectory,
     PartnerFolderWatch,
     load_partners,
-    mask_url,
 )
 from gateway.core import clock
 from gateway.core.errors import ConfigError
 from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
+from gateway.core.urls import mask_url
 from gateway.formats.mapping import MappingSet
 from gateway.formats.registry import default_readers
 from gateway.store.archive import Archive

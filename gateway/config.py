@@ -37,7 +37,7 @@ from gateway.channels.sections import ID_PATTERN, StrictModel
 from gateway.channels.sftp.settings import SftpInbound as SftpInbound
 from gateway.channels.sftp.settings import SftpSettings as SftpSettings
 from gateway.core.errors import ConfigError
-from gateway.core.urls import mask_url
+from gateway.core.urls import mask_url as mask_url  # re-exported, as before
 
 _log = structlog.get_logger("edigw.config")
 

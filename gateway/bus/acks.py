@@ -140,8 +140,10 @@ def encode_ack(message_id: str, status: str, reason: str | None = None, *,
 class AckNames(Protocol):
     """Where acknowledgements arrive (``[tracker]`` settings provide these)."""
 
-    acks_exchange: str
-    acks_queue: str
+    @property
+    def acks_exchange(self) -> str: ...
+    @property
+    def acks_queue(self) -> str: ...
 
 
 def declare_acks(channel: Any, names: AckNames) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.urls import mask_url
+from gateway.core.urls import mask_url as mask_url  # re-exported: gateway.bus uses it
 
 #: One queue and the routing keys it is bound with on the documents exchange.
 QueueBinding = tuple[str, tuple[str, ...]]

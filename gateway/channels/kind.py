@@ -11,7 +11,9 @@ says everything the composition root, the command line and the console need to k
   it is, for ``edigw channels`` and its health records;
 - ``summary``: the lines ``edigw config check`` prints for it;
 - ``listens``: its instances are HTTP endpoints, which record no health until called;
-- ``transport``: what it recorded about one transmission (``edigw show``), if anything.
+- ``transport``: what it recorded about one transmission (``edigw show``), if anything;
+- ``problems``: what ``edigw check-config`` finds wrong in its settings; ``shown``: its
+  ``transport`` record as ``edigw show`` prints it (a title, labelled values).
 
 The heavy modules of a channel (paramiko, pyas2lib, aioimaplib …) are imported by its
 ``start``, never by its package: the registry can be read without them.
@@ -101,3 +103,5 @@ class ChannelKind:
     summary: Callable[[GatewaySettings, PartnerDirectory], list[str]] = _none
     listens: bool = False
     transport: Callable[[Store, str], Mapping[str, Any] | None] | None = None
+    problems: Callable[[GatewaySettings, PartnerDirectory], list[str]] = _none
+    shown: Callable[[Mapping[str, Any]], tuple[str, list[tuple[str, object]]]] | None = None

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 import click
 
 from gateway.cli.common import CliContext, fail, open_gateway, setup_logs
-from gateway.config import mask_url
 from gateway.core.status import TransmissionStatus
+from gateway.core.urls import mask_url
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

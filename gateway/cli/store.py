@@ -8,7 +8,7 @@ import json
 import click
 
 from gateway.cli.common import CliContext, open_store, table
-from gateway.config import mask_url
+from gateway.core.urls import mask_url
 
 
 @click.group()

@@ -14,6 +14,7 @@ from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 
 if TYPE_CHECKING:
     from gateway.store.db import Store
+    from gateway.store.read.transmissions import TransmissionView
     from gateway.store.records import DocumentRow, TransmissionRow
 
 
@@ -89,47 +90,39 @@ def status_label(row: TransmissionRow) -> str:
 @click.pass_obj
 def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -> None:
     """One transmission: its timeline and its documents."""
-    from gateway.store.transport import transport_of
+    from gateway.store.read.transmissions import transmission_view
 
     store = open_store(obj)
-    t = store.get_transmission(transmission_id)
-    if t is None:
+    view = transmission_view(store, transmission_id)
+    if view is None:
         fail(f"no transmission {transmission_id}", 1)
     if as_json:
-        click.echo(json.dumps(_as_json(store, t, payloads), indent=2, default=str))
+        click.echo(json.dumps(_as_json(store, view, payloads), indent=2, default=str))
         return
-    _echo_header(t)
+    _echo_header(view.transmission)
     click.echo("\ntimeline")
-    for e in store.events(t.id):
+    for e in view.events:
         click.echo(f"  {e['at'].strftime('%H:%M:%S.%f')[:-3]}  {e['event']:<20} {e['detail'] or ''}")
-    _echo_documents(store, store.documents_of(t.id), payloads)
-    _echo_interchanges(store.interchanges_of(t.id))
-    transport = transport_of(store, t.id)
-    if "as2" in transport:
-        _echo_as2(transport["as2"])
-    if "sms" in transport:
-        _echo_sms(transport["sms"])
-    sent = store.outbound_of(t.id)
-    if sent:
-        click.echo(f"\nsent to the partner ({len(sent)})")
+    _echo_documents(store, view.documents, payloads)
+    _echo_interchanges(view.interchanges)
+    _echo_transport(view.transport)
+    if view.outbound:
+        click.echo(f"\nsent to the partner ({len(view.outbound)})")
         click.echo(table(["kind", "file", "status", "attempts", "detail"],
                          [[o.kind, o.filename, o.status, str(o.attempts),
-                           o.last_error or o.detail or "-"] for o in sent]))
+                           o.last_error or o.detail or "-"] for o in view.outbound]))
 
 
-def _as_json(store: Store, t: TransmissionRow, payloads: bool) -> dict[str, Any]:
+def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, Any]:
     """Everything ``show`` knows of a transmission, for ``--json``."""
-    from gateway.store.transport import transport_of
-
-    docs = store.documents_of(t.id)
-    out = t.as_dict()
-    out["events"] = [dict(e, at=e["at"].isoformat()) for e in store.events(t.id)]
-    out["documents"] = [d.as_dict() for d in docs]
-    out["interchanges"] = store.interchanges_of(t.id)
-    out["outbound"] = [o.as_dict() for o in store.outbound_of(t.id)]
-    out.update(transport_of(store, t.id))
+    out = view.transmission.as_dict()
+    out["events"] = [dict(e, at=e["at"].isoformat()) for e in view.events]
+    out["documents"] = [d.as_dict() for d in view.documents]
+    out["interchanges"] = view.interchanges
+    out["outbound"] = [o.as_dict() for o in view.outbound]
+    out.update(view.transport)
     if payloads:
-        for d, row in zip(out["documents"], docs, strict=True):
+        for d, row in zip(out["documents"], view.documents, strict=True):
             d["payload"] = store.document_payload(row.id)
     return out
 
@@ -184,30 +177,18 @@ def _echo_interchanges(interchanges: list[dict[str, Any]]) -> None:
             click.echo(f"  {i['control_ref']}: {i['reason']}")
 
 
-def _echo_as2(a: dict[str, Any]) -> None:
-    security = ", ".join(n for n in ("signed", "encrypted", "compressed") if a[n]) or "plain"
-    mdn = a["mdn_mode"] + ("" if a["mdn_mode"] == "none" else
-                           f", {'signed' if a['mdn_signed'] else 'unsigned'}, {a['mdn_state']}"
-                           f" after {a['mdn_attempts']} attempt(s)" if a["mdn_mode"] == "async"
-                           else f", {'signed' if a['mdn_signed'] else 'unsigned'}")
-    click.echo("\nAS2")
-    for label, value in (("Message-ID", a["message_id"]),
-                         ("from / to", f"{a['as2_from']} -> {a['as2_to']}"),
-                         ("security", security + (f" ({a['algorithms']})"
-                                                  if a["algorithms"] else "")),
-                         ("MIC", a["mic"]), ("disposition", a["disposition"]),
-                         ("MDN", mdn), ("MDN to", a["mdn_url"]),
-                         ("MDN sent", a["mdn_sent_at"]), ("MDN error", a["mdn_last_error"])):
-        if value:
-            click.echo(f"  {label:<13}{value}")
+def _echo_transport(transport: dict[str, Any]) -> None:
+    """What each channel recorded of the transmission, as the channel shows it."""
+    from gateway.channels.registry import CHANNELS
 
-
-def _echo_sms(w: dict[str, Any]) -> None:
-    click.echo("\nSMS")
-    for label, value in (("provider", f"{w['provider']} {w['provider_message_id']}"),
-                         ("from", w["sender"]), ("replied", w["reply"])):
-        if value:
-            click.echo(f"  {label:<13}{value}")
+    for kind in CHANNELS:
+        if kind.shown is None or kind.name not in transport:
+            continue
+        title, fields = kind.shown(transport[kind.name])
+        click.echo(f"\n{title}")
+        for label, value in fields:
+            if value:
+                click.echo(f"  {label:<13}{value}")
 
 
 @click.command()

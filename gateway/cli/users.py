@@ -18,7 +18,8 @@ from gateway.core.status import Role
 
 if TYPE_CHECKING:
     from gateway.store.audit import AuditLog
-    from gateway.web.auth import Authenticator, User, Users
+    from gateway.store.users import User
+    from gateway.web.auth import Authenticator, Users
 
 #: The roles as plain strings: click shows enum members by their names (VIEWER …).
 ROLES = tuple(role.value for role in Role)

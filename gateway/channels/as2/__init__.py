@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.channels.as2 import explain
 from gateway.channels.as2.settings import As2Section
 from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
 
@@ -49,4 +50,5 @@ def _transport(store: Store, transmission_id: str) -> Mapping[str, Any] | None:
 
 
 CHANNEL = ChannelKind(name="as2", section=As2Section, start=_start, configured=_configured,
-                      summary=_summary, listens=True, transport=_transport)
+                      summary=_summary, listens=True, transport=_transport,
+                      problems=explain.problems, shown=explain.shown)

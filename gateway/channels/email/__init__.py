@@ -38,5 +38,13 @@ def _summary(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]
     return lines
 
 
+def _problems(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]:
+    """Acknowledgements by mail need the SMTP server to send them."""
+    if settings.smtp is not None:
+        return []
+    return [f"{p.source}: email.acknowledgements needs [smtp] in {settings.source}"
+            for p in partners if p.email.acknowledgements]
+
+
 CHANNEL = ChannelKind(name="email", section=EmailSection, start=_start,
-                      configured=_configured, summary=_summary)
+                      configured=_configured, summary=_summary, problems=_problems)

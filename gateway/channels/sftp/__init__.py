@@ -36,5 +36,20 @@ def _summary(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]
             for p in partners if p.sftp is not None]
 
 
+def _problems(settings: GatewaySettings, partners: PartnerDirectory) -> list[str]:
+    """Each partner's outbound SFTP folder, and the files its ``[sftp]`` names."""
+    found = []
+    for p in partners:
+        if p.outbound.channel == "sftp" and (p.sftp is None or not p.sftp.outbound_folder):
+            found.append(f"{p.source}: outbound: channel sftp needs [sftp] outbound_folder")
+        if p.sftp is not None:
+            for label, path in (("key_file", p.sftp.key_file),
+                                ("password_file", p.sftp.password_file),
+                                ("known_hosts", p.sftp.known_hosts)):
+                if path is not None and not path.exists():
+                    found.append(f"{p.source}: sftp.{label}: {path} does not exist")
+    return found
+
+
 CHANNEL = ChannelKind(name="sftp", section=SftpSection, start=_start,
-                      configured=_configured, summary=_summary)
+                      configured=_configured, summary=_summary, problems=_problems)

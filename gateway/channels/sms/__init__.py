@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
+from gateway.channels.sms import explain
 from gateway.channels.sms.settings import SmsSection
 
 if TYPE_CHECKING:
@@ -49,4 +50,5 @@ def _transport(store: Store, transmission_id: str) -> Mapping[str, Any] | None:
 
 
 CHANNEL = ChannelKind(name="sms", section=SmsSection, start=_start, configured=_configured,
-                      summary=_summary, listens=True, transport=_transport)
+                      summary=_summary, listens=True, transport=_transport,
+                      problems=explain.problems, shown=explain.shown)
