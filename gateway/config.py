@@ -38,6 +38,7 @@ from gateway.channels.sftp.settings import SftpInbound as SftpInbound
 from gateway.channels.sftp.settings import SftpSettings as SftpSettings
 from gateway.core.errors import ConfigError
 from gateway.core.urls import mask_url as mask_url  # re-exported, as before
+from gateway.formats.registry import FORMAT_NAMES
 
 _log = structlog.get_logger("edigw.config")
 
@@ -49,8 +50,11 @@ _ID = ID_PATTERN
 
 if TYPE_CHECKING:
     ChannelName = str
-else:  # the channels of the registry, checked as a Literal (its message lists them)
+    FormatName = str
+else:  # the channels and formats of the registries, checked as Literals (their messages
+    # list them)
     ChannelName = Literal[CHANNEL_NAMES]
+    FormatName = Literal[FORMAT_NAMES]
 
 
 class StoreSettings(StrictModel):
@@ -308,7 +312,7 @@ class DocumentSettings(StrictModel):
     """What a partner sends for one canonical document type."""
 
     type: Literal["order", "price-list", "invoice"]
-    format: Literal["edifact", "xml", "csv", "sms"] = "edifact"
+    format: FormatName = "edifact"
     mapping: Annotated[str, Field(min_length=1)] | None = None
 
 
