@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-# The channels' sections of a partner profile, composed into ``Partner`` (and importable
-# from here, as before they moved to their channels).
+# PartnerAs2, PartnerEmail, SftpInbound and SftpSettings are the channels' sections of a
+# partner profile: composed into ``Partner``, and importable from here as before.
 from gateway.channels.as2.settings import PartnerAs2 as PartnerAs2
 from gateway.channels.email.settings import PartnerEmail as PartnerEmail
 from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
