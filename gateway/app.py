@@ -32,6 +32,7 @@ from gateway.core.pipeline import Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
 from gateway.formats.csv import CsvReader
+from gateway.formats.edifact.parallel import Workers
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
 from gateway.formats.pdf import PdfReader
@@ -116,7 +117,8 @@ class Gateway:
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes,
                                time_limit=settings.processing.time_limit,
-                               max_attempts=settings.processing.max_attempts)
+                               max_attempts=settings.processing.max_attempts,
+                               offload=Workers)
         gw.pipeline.number_policy = gw.number_policy
         return gw
 

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from gateway.config import GatewaySettings, PartnerDirectory
 from gateway.core import clock
-from gateway.core.errors import StoreError
+from gateway.core.errors import PayloadPurged, StoreError
 from gateway.store import schema as s
 from gateway.store.archive import Archive
 from gateway.store.db import Store
@@ -42,15 +42,6 @@ from gateway.store.records import TransmissionRow, aware
 
 #: Transmissions handled per commit.
 BATCH = 500
-
-
-class PayloadPurged(StoreError):
-    """The raw payload of a transmission was purged by retention: it cannot be read again."""
-
-    def __init__(self, transmission_id: str, purged_at: dt.datetime) -> None:
-        self.transmission_id = transmission_id
-        self.purged_at = purged_at
-        super().__init__(purged_message(transmission_id, purged_at))
 
 
 def purged_message(transmission_id: str, purged_at: dt.datetime) -> str:
