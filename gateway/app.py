@@ -75,7 +75,7 @@ class Gateway:
     store: Store
     archive: Archive
     mappings: MappingSet
-    pipeline: Pipeline
+    pipeline: Pipeline[Partner]
     publisher: OutboxPublisher | None = None
     outbound: OutboundDispatcher | None = None
     channels: list[FolderChannel] = field(default_factory=list)

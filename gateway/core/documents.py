@@ -5,6 +5,7 @@ reason a transmission is noted with when some of its messages failed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from pydantic import BaseModel
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from gateway.core.canonical import PriceList, PriceListItem, content_digest
 from gateway.core.errors import MappingError
 from gateway.core.ids import content_message_id
-from gateway.core.ports import FailedMessage, MappedDocument, ParsedPayload
+from gateway.core.ports import FailedMessage, MappedDocument
 from gateway.core.records import NewDocument, NewInterchange, Note
 from gateway.core.status import DocumentStatus
 
@@ -143,12 +144,14 @@ def note(stage: str, first_reason: str, bad: int, unsupported: int,
     return stage, reason
 
 
-def nothing_read(rejected: list[NewInterchange], parsed: ParsedPayload) -> tuple[str, str]:
-    """Stage and reason of a payload that gave no document at all."""
+def nothing_read(rejected: list[NewInterchange], summary: Callable[[], str]
+                 ) -> tuple[str, str]:
+    """Stage and reason of a payload that gave no document at all (``summary``: the
+    payload's, asked for only when no interchange was rejected)."""
     if rejected:
         return "envelope", "; ".join(
             f"interchange {i.control_ref or '?'} rejected: {i.reason}" for i in rejected[:5])
-    return "map", f"no document in the payload ({parsed.summary()})"
+    return "map", f"no document in the payload ({summary()})"
 
 
 def rejected_note(rejected: list[NewInterchange]) -> Note:

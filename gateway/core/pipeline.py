@@ -131,11 +131,11 @@ class Pipeline(Generic[P]):
     """Receive and process payloads against one store, archive and partner directory."""
 
     def __init__(self, *, store: StorePort, archive: ArchivePort, partners: Partners[P],
-                 readers: Sequence[Reader], on_queued: Callable[[], None] | None = None,
-                 on_outbound: Callable[[], None] | None = None,
+                 readers: Sequence[Reader[P]], on_queued: Callable[[], object] | None = None,
+                 on_outbound: Callable[[], object] | None = None,
                  max_size: int = 200 * 1024 * 1024, stream_above: int = 16 * 1024 * 1024,
                  max_message_bytes: int = 1024 * 1024, time_limit: float | None = None,
-                 max_attempts: int = 3, offload: Callable[[Path], Offload] | None = None
+                 max_attempts: int = 3, offload: Callable[[Path], Offload[P]] | None = None
                  ) -> None:
         self.store = store
         self.archive = archive
@@ -169,7 +169,7 @@ class Pipeline(Generic[P]):
         #: mappings root (``start_workers``); None: every payload is judged here.
         self.offload = offload
         #: That worker process, once started.
-        self.workers: Offload | None = None
+        self.workers: Offload[P] | None = None
 
     # -- step 1: durable receive ----------------------------------------------------------
 
@@ -456,7 +456,7 @@ class Pipeline(Generic[P]):
         data = self.archive.get(row.sha256)
         shared = self._share(tid, row, data)
         partner: P | None = None
-        parsed: ParsedPayload | None = None
+        parsed: ParsedPayload[P] | None = None
         events: list[Event] = []  # written with the outcome, in one commit
         try:
             reader = self._detect(data)
@@ -505,7 +505,7 @@ class Pipeline(Generic[P]):
         rejected = [i for i in record.interchanges if i.status == InterchangeStatus.REJECTED]
         if not docs:
             # Nothing came of it: never PUBLISHED with 0 documents and no reason.
-            stage, reason = nothing_read(rejected, parsed)
+            stage, reason = nothing_read(rejected, parsed.summary)
             return Work(Outcome(tid, T.FAILED, partner.id, 0, 0, stage=stage, reason=reason),
                         replace(record, note=Note(stage, reason, failed=True)))
         if rejected and not record.note.reason:
@@ -549,7 +549,7 @@ class Pipeline(Generic[P]):
                                     row.sha256, row.filename),
                              min_messages=self.parallel_messages)
 
-    def _documents(self, shared: bool, parsed: ParsedPayload, partner: P, tid: str,
+    def _documents(self, shared: bool, parsed: ParsedPayload[P], partner: P, tid: str,
                    filename: str | None, known: dict[str, str]
                    ) -> list[MappedDocument | FailedMessage]:
         """Every message of ``parsed`` mapped: the worker's share judged there when the
@@ -581,7 +581,7 @@ class Pipeline(Generic[P]):
         blocks = self.archive.blocks(row.sha256)
         events: list[Event] = []
         partner: P | None = None
-        parsed: StreamedPayload | None = None
+        parsed: StreamedPayload[P] | None = None
         try:
             head = next(blocks, b"")
             reader = self._detect(head)
@@ -635,7 +635,7 @@ class Pipeline(Generic[P]):
             outcome = Note(stage, reason, failed=not run.queued and not run.duplicates)
         rejected = [i for i in interchanges if i.status == InterchangeStatus.REJECTED]
         if not run.stored and not run.messages and broken is None:
-            stage, reason = nothing_read(rejected, parsed)
+            stage, reason = nothing_read(rejected, parsed.summary)
             outcome = Note(stage, reason, failed=True)
         elif rejected and not outcome.reason:
             outcome = rejected_note(rejected)
@@ -706,7 +706,7 @@ class Pipeline(Generic[P]):
             events.append(("duplicate-number", reason))
         return out
 
-    def _known_refs(self, partner: P, parsed: ParsedPayload, tid: str) -> dict[str, str]:
+    def _known_refs(self, partner: P, parsed: ParsedPayload[P], tid: str) -> dict[str, str]:
         """Control references of ``parsed`` this partner sent before (duplicate check)."""
         return self._known_refs_for(partner, parsed.control_refs(), tid)
 
@@ -728,8 +728,7 @@ class Pipeline(Generic[P]):
             self._batch_refs.setdefault((partner.id, ref), f"in transmission {tid}")
         return known
 
-    @staticmethod
-    def _interchanges(parsed: ParsedPayload) -> list[NewInterchange]:
+    def _interchanges(self, parsed: ParsedPayload[P]) -> list[NewInterchange]:
         return [NewInterchange(
             control_ref=i.control_ref, sender_id=i.sender_id, sender_qualifier=i.sender_qualifier,
             recipient_id=i.recipient_id, prepared=i.prepared, message_count=i.message_count,
@@ -737,7 +736,7 @@ class Pipeline(Generic[P]):
             reason=i.rejected)
             for i in parsed.interchanges_seen()]
 
-    def _replies(self, parsed: ParsedPayload, partner: P, tid: str) -> list[NewOutbound]:
+    def _replies(self, parsed: ParsedPayload[P], partner: P, tid: str) -> list[NewOutbound]:
         """Acknowledgements the partner wants, archived (synced) before the outcome commits."""
         replies = parsed.replies(partner=partner, transmission_id=tid)
         if not replies:
@@ -808,7 +807,7 @@ class Pipeline(Generic[P]):
 
     # -- detect and identify ----------------------------------------------------------------
 
-    def _detect(self, data: bytes) -> Reader:
+    def _detect(self, data: bytes) -> Reader[P]:
         if not data.strip():
             raise FormatNotRecognised("empty file, nothing to read")
         head = data[:4096]
@@ -820,7 +819,7 @@ class Pipeline(Generic[P]):
             f"not a recognised format (readers: {', '.join(r.format for r in self.readers)}); "
             f"file starts with '{shown}'")
 
-    def _identify(self, parsed: ParsedPayload, hint: str | None) -> P:
+    def _identify(self, parsed: ParsedPayload[P], hint: str | None) -> P:
         def nobody() -> str:
             unidentified = getattr(parsed, "unidentified", "")  # a CSV file says why
             return str(unidentified) if unidentified else (

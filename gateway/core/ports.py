@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from gateway.core.errors import PayloadError
 from gateway.core.records import NewDocument, NewTransmission, Processed, Recorded
@@ -69,6 +70,9 @@ class PartnerProfile(Protocol):
 
 P = TypeVar("P", bound=PartnerProfile)
 P_co = TypeVar("P_co", bound=PartnerProfile, covariant=True)
+#: The partner profile a reader maps with: ``gateway.config.Partner`` for the gateway's
+#: readers (they read more of it than the pipeline does); unsaid, any.
+R = TypeVar("R", contravariant=True, default=Any)
 
 
 class Partners(Protocol[P_co]):
@@ -76,7 +80,7 @@ class Partners(Protocol[P_co]):
     (``gateway.config.PartnerDirectory``)."""
 
     @property
-    def SCHEMES(self) -> tuple[str, ...]:  # noqa: N802 - the directory's own name
+    def SCHEMES(self) -> tuple[str, ...]:
         """Identifier schemes a sender may name as its qualifier (gln, vat …)."""
         ...
 
@@ -153,7 +157,7 @@ class Reply:
     detail: str
 
 
-class ParsedPayload(Protocol):
+class ParsedPayload(Protocol[R]):
     """A payload whose syntax has been read; mapping happens once the partner is known."""
 
     format: str
@@ -169,7 +173,7 @@ class ParsedPayload(Protocol):
         """The partner's control references in the payload (UNB 0020), for the duplicate check."""
         ...
 
-    def documents(self, *, partner: PartnerProfile, transmission_id: str | None,
+    def documents(self, *, partner: R, transmission_id: str | None,
                   filename: str | None, known_refs: dict[str, str] | None = None
                   ) -> list[MappedDocument | FailedMessage]:
         """Map every message. A message that cannot be mapped is returned as a
@@ -182,12 +186,12 @@ class ParsedPayload(Protocol):
         """After ``documents``: the interchanges read and whether each was taken."""
         ...
 
-    def replies(self, *, partner: PartnerProfile, transmission_id: str) -> list[Reply]:
+    def replies(self, *, partner: R, transmission_id: str) -> list[Reply]:
         """After ``documents``: what to send back to the partner (CONTRL), per its profile."""
         ...
 
 
-class Reader(Protocol):
+class Reader(Protocol[R]):
     """Reads one format (EDIFACT, XML, CSV …)."""
 
     format: str
@@ -196,7 +200,7 @@ class Reader(Protocol):
         """Whether the first bytes of a payload look like this format."""
         ...
 
-    def parse(self, data: bytes, *, filename: str | None) -> ParsedPayload:
+    def parse(self, data: bytes, *, filename: str | None) -> ParsedPayload[R]:
         """Read the syntax; raises a ``PayloadError`` subclass for bad input."""
         ...
 
@@ -312,14 +316,14 @@ class InterchangeEnd:
 StreamEvent = Done | Slice | SlicedEnd | InterchangeEnd
 
 
-class StreamedPayload(ParsedPayload, Protocol):
+class StreamedPayload(ParsedPayload[R], Protocol[R]):
     """A payload read as a stream: its documents come as events, recorded as they come."""
 
     def open(self) -> None:
         """Read up to the first sender (for identification); raises a ``PayloadError``."""
         ...
 
-    def events(self, *, partner: PartnerProfile, transmission_id: str | None,
+    def events(self, *, partner: R, transmission_id: str | None,
                filename: str | None, known: Callable[[str], str | None]
                ) -> Iterator[StreamEvent]:
         """Map each message as it completes. ``known(ref)`` says where an interchange
@@ -328,12 +332,12 @@ class StreamedPayload(ParsedPayload, Protocol):
 
 
 @runtime_checkable
-class StreamingReader(Reader, Protocol):
+class StreamingReader(Reader[R], Protocol[R]):
     """A reader that can also read a payload block by block (EDIFACT)."""
 
     def stream(self, blocks: Iterable[bytes], *, filename: str | None,
                window: int | None = None, slice_segments: int | None = None
-               ) -> StreamedPayload:
+               ) -> StreamedPayload[R]:
         ...
 
 
@@ -352,7 +356,7 @@ class Shared:
     filename: str | None
 
 
-class Offload(Protocol):
+class Offload(Protocol[P]):
     """Another process sharing the judging of large payloads of one format
     (``gateway.formats.edifact.parallel.Workers``); the pipeline holds at most one.
 
@@ -364,7 +368,7 @@ class Offload(Protocol):
         possible (another format, too few messages, the worker busy or gone)."""
         ...
 
-    def documents(self, parsed: ParsedPayload, *, partner: PartnerProfile,
+    def documents(self, parsed: ParsedPayload[P], *, partner: P,
                   transmission_id: str, filename: str | None, known_refs: dict[str, str],
                   share: float, min_messages: int, max_bytes: int
                   ) -> list[MappedDocument | FailedMessage] | None:

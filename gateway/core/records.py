@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Required, TypedDict
 
 from gateway.core.status import TransmissionStatus
 
@@ -68,15 +68,16 @@ class NewOutbound:
     detail: str | None = None
 
 
-class NewTransmission(TypedDict):
-    """A payload just archived, as ``record_received_many`` records it (RECEIVED)."""
+class NewTransmission(TypedDict, total=False):
+    """A payload just archived, as ``record_received_many`` records it (RECEIVED, or
+    DUPLICATE with ``duplicate_of``); without ``id`` the store makes one."""
 
     id: str
-    channel: str
+    channel: Required[str]
     channel_ref: str | None
     filename: str | None
-    size: int
-    sha256: str
+    size: Required[int]
+    sha256: Required[str]
     partner_id: str | None
     duplicate_of: str | None
 

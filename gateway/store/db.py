@@ -11,9 +11,7 @@ import datetime as dt
 import json
 import os
 import re
-import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,10 +21,9 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.core import clock
+from gateway.core import clock, errors
 from gateway.core.canonical import content_digest
 from gateway.core.conflicts import compare
-from gateway.core import errors
 from gateway.core.errors import StoreError
 from gateway.core.ids import new_id
 from gateway.core.records import (
@@ -129,14 +126,14 @@ class Store:
 
         With ``duplicate_of`` the transmission is recorded as DUPLICATE and is not processed.
         """
-        return self.record_received_many([dict(
+        return self.record_received_many([NewTransmission(
             channel=channel, channel_ref=channel_ref, filename=filename, size=size,
             sha256=sha256, partner_id=partner_id, duplicate_of=duplicate_of)])[0]
 
     def record_received_many(self, items: Sequence[NewTransmission]) -> list[str]:
         """``record_received`` for many payloads in one commit (group commit for throughput).
 
-        Each item holds the keyword arguments of ``record_received``.
+        Each item holds the keyword arguments of ``record_received`` (and may hold the id).
         """
         now = utcnow()
         ids = []
@@ -443,7 +440,7 @@ class Store:
         if rows:
             with self._begin() as conn:
                 conn.execute(s.documents.insert(), rows)
-        return [r["id"] for r in rows]
+        return [str(r["id"]) for r in rows]
 
     def patch_held(self, document_ids: Sequence[str], old: bytes, new: bytes) -> None:
         """Replace ``old`` by ``new`` once in each held payload (a part's total), one commit.
@@ -687,7 +684,7 @@ class Store:
                          .values(status=s.UNROUTABLE))
             conn.execute(s.outbox.delete().where(s.outbox.c.id == outbox_id))
             tid = conn.execute(sa.select(s.documents.c.transmission_id, s.documents.c.business_number)
-                               .where(s.documents.c.id == row.document_id)).first()
+                               .where(s.documents.c.id == row.document_id)).one()
             conn.execute(s.transmission_events.insert().values(
                 transmission_id=tid.transmission_id, at=now, event="unroutable",
                 detail=f"document {tid.business_number or row.document_id}: {reason}"))
@@ -773,7 +770,8 @@ class Store:
         with self.engine.connect() as conn:
             raw = conn.execute(sa.select(s.documents.c.payload)
                                .where(s.documents.c.id == document_id)).scalar_one()
-        return json.loads(raw)
+        payload: dict[str, Any] = json.loads(raw)
+        return payload
 
     def find_documents(self, *, business_number: str | None = None, partner: str | None = None,
                        doc_type: str | None = None, limit: int = 100) -> list[DocumentRow]:
@@ -868,7 +866,7 @@ _NOT_PUBLISHED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_REJECTED)
 _STORED = (*_RECEIVED, s.DOC_REJECTED)
 _PART_ID = re.compile(r"-p\d+$")
 
-_SETTLED = {
+_SETTLED: dict[str, str] = {
     s.PUBLISHED: "every document confirmed by the broker",
     s.PARTIAL: "every queued document confirmed by the broker; others failed or were "
                "rejected (see the documents)",

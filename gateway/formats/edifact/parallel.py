@@ -34,7 +34,6 @@ from gateway.core.ports import (
     FailedMessage,
     MappedDocument,
     ParsedPayload,
-    PartnerProfile,
     Shared,
 )
 from gateway.formats.edifact.model import Interchange
@@ -192,7 +191,7 @@ def _serve(conn: Connection, mappings_root: str) -> None:
             gc.collect()
 
 
-class Workers:
+class Workers:  # gateway.core.ports.Offload[Partner]
     """One spawned worker process, started once and kept warm, spoken to through a pipe
     by the processing thread itself (no pool threads: each of those waited for the busy
     processing thread's GIL before a request went out). The pipeline's ``Offload``."""
@@ -290,7 +289,7 @@ class Workers:
         self._key = payload.transmission_id
         return True
 
-    def documents(self, parsed: ParsedPayload, *, partner: PartnerProfile,
+    def documents(self, parsed: ParsedPayload[Partner], *, partner: Partner,
                   transmission_id: str, filename: str | None, known_refs: dict[str, str],
                   share: float, min_messages: int, max_bytes: int
                   ) -> list[MappedDocument | FailedMessage] | None:
@@ -309,9 +308,9 @@ class Workers:
             return None
         if start == n:
             return None
-        return parsed.documents(partner=partner,  # type: ignore[arg-type]
-                                transmission_id=transmission_id, filename=filename,
-                                known_refs=known_refs, outsourced=self._tail(start))
+        return parsed.documents(partner=partner, transmission_id=transmission_id,
+                                filename=filename, known_refs=known_refs,
+                                outsourced=self._tail(start))
 
     def _tail(self, start: int) -> Callable[[int], Judged]:
         """Message ``i``'s result as the worker judged it (asked for at the first message
