@@ -360,7 +360,9 @@ def create_console(gateway: Any, *, secure_cookies: bool = False) -> Console:
 
     @api.exception_handler(ReprocessError)
     async def reprocess_error(request: Request, exc: ReprocessError) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        status = 404 if isinstance(exc, UnknownTransmission) else \
+            410 if isinstance(exc, PayloadPurged) else 409
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @api.exception_handler(AlertError)
     async def alert_error(request: Request, exc: AlertError) -> Response:
