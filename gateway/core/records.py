@@ -129,3 +129,25 @@ class Failed:
 
 #: What the pipeline asks the store to record for one transmission.
 Recorded = Processed | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing a transmission gave."""
+
+    transmission_id: str
+    status: str
+    partner_id: str | None = None
+    documents: int = 0
+    queued: int = 0
+    stage: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What working on one transmission gave: its outcome, and what to record for it
+    (None when there is nothing to record: done already, or recorded as it went)."""
+
+    outcome: Outcome
+    record: Recorded | None = None

@@ -8,14 +8,12 @@ new attempt linked to it (``reprocess_of``), recording who asked and why; a RECE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway.core.errors import PayloadPurged, ReprocessError, UnknownTransmission
 from gateway.core.ports import StorePort
+from gateway.core.records import Outcome
 from gateway.core.status import TransmissionStatus as T
-
-if TYPE_CHECKING:
-    from gateway.core.pipeline import Outcome
 
 __all__ = ["PayloadPurged", "ReprocessError", "Reprocessed", "UnknownTransmission",
            "reprocess"]

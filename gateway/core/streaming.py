@@ -1,4 +1,4 @@
-"""One streamed transmission being recorded as its events come (``Pipeline._work_streamed``).
+"""The streamed path: a large payload processed as a stream, recorded as its events come.
 
 Documents are stored HELD as their messages complete, in chunks, and released to the
 outbox in one commit when their interchange has closed cleanly; the parts of a price list
@@ -7,6 +7,8 @@ sliced on the way wait for its UNT, their total written into each before release
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.canonical import PriceList
@@ -14,21 +16,30 @@ from gateway.core.documents import (
     UNKNOWN_TOTAL,
     failed_document,
     new_document,
+    note,
+    nothing_read,
     oversized,
     part_payloads,
+    rejected_note,
+    warnings_event,
 )
-from gateway.core.errors import MappingError, PayloadError
+from gateway.core.errors import MappingError, PayloadError, UnknownPartner
 from gateway.core.ports import (
     Done,
     FailedMessage,
     InterchangeEnd,
     MappedDocument,
+    P,
     Slice,
     SlicedEnd,
+    StreamedPayload,
     StreamEvent,
+    StreamingReader,
+    TransmissionView,
 )
-from gateway.core.records import NewDocument
-from gateway.core.status import DocumentStatus
+from gateway.core.records import Event, NewDocument, NewInterchange, Note, Outcome, Processed
+from gateway.core.status import DocumentStatus, InterchangeStatus
+from gateway.core.status import TransmissionStatus as T
 
 if TYPE_CHECKING:
     from gateway.core.pipeline import Pipeline
@@ -178,3 +189,96 @@ class StreamRun:
         self.warning_count += len(warnings)
         if len(self.warnings) < 20:
             self.warnings += warnings[:20 - len(self.warnings)]
+
+    def note(self, broken: PayloadError | None, interchanges: list[NewInterchange],
+             summary: Callable[[], str]) -> Note:
+        """The stage and reason the transmission is noted with once read to its end (or
+        to where it broke): what failed first, and how many failed of how many."""
+        outcome = Note()
+        if broken is not None:
+            queued = (f"; {self.queued} document(s) of the complete interchanges before it "
+                      "were queued") if self.queued else ""
+            outcome = Note(broken.stage, f"{broken}{queued}", failed=True)
+        elif self.first_failure is not None:
+            stage, reason = note(*self.first_failure, self.bad, self.unsupported,
+                                 self.messages)
+            outcome = Note(stage, reason, failed=not self.queued and not self.duplicates)
+        rejected = [i for i in interchanges if i.status == InterchangeStatus.REJECTED]
+        if not self.stored and not self.messages and broken is None:
+            stage, reason = nothing_read(rejected, summary)
+            outcome = Note(stage, reason, failed=True)
+        elif rejected and not outcome.reason:
+            outcome = rejected_note(rejected)
+        return outcome
+
+
+def work_streamed(pipeline: Pipeline[P], tid: str, row: TransmissionView) -> Outcome | None:
+    """Process a large payload as a stream, recording as it goes; None when its reader
+    cannot stream (the caller then reads it whole).
+
+    Documents are stored HELD as their messages complete, in chunks, and released to
+    the outbox in one commit when their interchange has closed cleanly (UNZ): an
+    interchange rejected at its end publishes nothing, as in memory. The parts of a
+    price list sliced on the way wait for its UNT; their total (``part_count``) is
+    written into each before release. Memory holds a window of text, one slice and one
+    chunk of documents, whatever the file's size. The outcome recorded at the end is
+    the in-memory path's: status, failed messages, interchanges, CONTRL, warnings.
+    """
+    store = pipeline.store
+    blocks = pipeline.archive.blocks(row.sha256)
+    events: list[Event] = []
+    partner: P | None = None
+    parsed: StreamedPayload[P] | None = None
+    try:
+        head = next(blocks, b"")
+        reader = pipeline.detect(head)
+        if not isinstance(reader, StreamingReader):
+            blocks.close()
+            return None
+        parsed = reader.stream(itertools.chain([head], blocks), filename=row.filename,
+                               window=pipeline.stream_window,
+                               slice_segments=pipeline.slice_segments)
+        parsed.open()
+        partner = pipeline.identify(parsed, row.partner_id)
+    except PayloadError as exc:
+        blocks.close()
+        status = T.QUARANTINED if isinstance(exc, UnknownPartner) else T.FAILED
+        store.record_failed(tid, stage=exc.stage, reason=str(exc), status=status,
+                            partner_id=partner.id if partner else None,
+                            fmt=parsed.format if parsed else None,
+                            standard=parsed.standard if parsed else None, events=events)
+        return Outcome(tid, status, partner.id if partner else None, stage=exc.stage,
+                       reason=str(exc))
+    store.clear_outcome(tid)  # documents held by a run cut short by a crash
+    run = StreamRun(pipeline, tid, partner.id)
+    broken: PayloadError | None = None
+    known_partner = partner
+    try:
+        for event in parsed.events(
+                partner=partner, transmission_id=tid, filename=row.filename,
+                known=lambda ref: pipeline.refs.known(known_partner, [ref], tid).get(ref)):
+            run.take(event)
+    except PayloadError as exc:  # the file as a whole cannot be read on (truncated …)
+        broken = exc
+    finally:
+        blocks.close()
+    run.flush()
+    if broken is not None:
+        run.fail_held(broken.stage, f"not released: {broken}")
+    events.append(("parsed", parsed.summary()))
+    events.append(("identified", f"partner {partner.id} ({partner.name})"))
+    warnings = parsed.warnings + run.warnings
+    if warnings:
+        events.append(warnings_event(warnings, len(parsed.warnings) + run.warning_count))
+    interchanges = pipeline.interchanges(parsed)
+    outbound = pipeline.replies(parsed, partner, tid)
+    outcome = run.note(broken, interchanges, parsed.summary)
+    store.record_outcome(Processed(tid, partner.id, parsed.format, parsed.standard, (),
+                                   events, interchanges, outbound, outcome), final=True)
+    if outbound:
+        pipeline.on_outbound()
+    if outcome.failed:
+        return Outcome(tid, T.FAILED, partner.id, run.stored, 0, stage=outcome.stage,
+                       reason=outcome.reason)
+    return Outcome(tid, T.PROCESSED if run.queued else T.PUBLISHED, partner.id,
+                   run.stored, run.queued, stage=outcome.stage, reason=outcome.reason)
