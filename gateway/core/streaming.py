@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic
 
 from gateway.core.canonical import PriceList
 from gateway.core.documents import (
@@ -45,14 +45,14 @@ if TYPE_CHECKING:
     from gateway.core.pipeline import Pipeline
 
 
-class StreamRun:
+class StreamRun(Generic[P]):
     """What a streamed transmission has made so far: documents waiting for the next commit,
     the held parts of the price lists being read, and the counts of the outcome."""
 
     #: Commit the held documents when their payloads reach this many bytes.
     flush_bytes = 8 * 1024 * 1024
 
-    def __init__(self, pipeline: Pipeline[Any], tid: str, partner_id: str) -> None:
+    def __init__(self, pipeline: Pipeline[P], tid: str, partner_id: str) -> None:
         self.pipeline = pipeline
         self.store = pipeline.store
         self.tid = tid
