@@ -43,10 +43,10 @@ from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
 from gateway.core.status import TRANSMISSION_STATUSES, AlertState, DocumentStatus, Role
 from gateway.core.status import TransmissionStatus as T
+from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelHealth, ChannelRecords
 from gateway.store.conflicts import ConflictDesk, ConflictError
-from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.db import Store
 from gateway.store.read import stats
 from gateway.store.read.activity import (

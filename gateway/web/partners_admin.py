@@ -54,7 +54,6 @@ from gateway.config import (
     Partner,
     PartnerDirectory,
     _expand,
-    _norm_id,
     _unique_ids,
     _validate,
     load_partners,

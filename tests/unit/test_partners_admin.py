@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from gateway.channels.sms import admin as phones
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners
 from gateway.store.audit import MASK, AuditLog
 from gateway.store.db import Store
-from gateway.channels.sms import admin as phones
 from gateway.web.partners_admin import Conflict, Invalid, NotFound, PartnerAdmin
 from tests.conftest import ROOT, require_corpus
 

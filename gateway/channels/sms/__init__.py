@@ -17,9 +17,9 @@ from gateway.channels.kind import (
 from gateway.channels.sms.settings import SmsSection
 
 if TYPE_CHECKING:
-    from gateway.config import GatewaySettings, PartnerDirectory
     from fastapi import APIRouter
 
+    from gateway.config import GatewaySettings, PartnerDirectory
     from gateway.store.db import Store
 
 #: The providers whose webhooks ``[sms]`` may configure, each at ``POST /sms/<provider>``.

@@ -258,7 +258,7 @@ async def upload_as2_certificate(pid: str, request: Request, who: Admin, admin: 
         raise HTTPException(422,
                             {"field": "certificate", "reason": "empty or larger than "
                              f"{MAX_CERTIFICATE} bytes"})
-    return await run_in_threadpool(_do, admin.upload_as2_certificate, who.username, pid,
+    return await run_in_threadpool(run_admin, admin.upload_as2_certificate, who.username, pid,
                                    data, as2_id=as2_id, remote=remote(request))
 
 
