@@ -8,6 +8,10 @@ change in the audit trail (the changed part before and after, secrets masked) an
 new directory to ``on_change``. A change that fails validation leaves the file untouched.
 Comments in a rewritten profile are not kept (``tomli_w`` writes plain TOML).
 
+A channel's own settings of a partner (a text-message channel's phone numbers) are changed by
+that channel's operations (``gateway.channels.<name>.admin``) through ``change``, the same
+read-modify-write, validation and audit.
+
 Secrets set here (SFTP password, SFTP private key) go to files under ``secrets_dir/<partner>``
 (folder 0700, file 0600) that the profile points to (``password_file``, ``key_file``); they
 are never written into the profile, logged, returned or audited in clear. A key uploaded with
