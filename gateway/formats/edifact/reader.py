@@ -50,7 +50,7 @@ class Validate(Protocol):
 
 
 #: What ``EdifactPayload.documents`` may be given for messages judged elsewhere
-#: (``gateway.core.parallel``): by message index, (mapped document, validation warnings),
+#: (``gateway.formats.edifact.parallel``): by message index, (mapped document, validation warnings),
 #: or None to judge the message here.
 Outsourced = Callable[[int], "tuple[MappedDocument, list[str]] | None"]
 
@@ -101,7 +101,7 @@ class EdifactPayload:
                   outsourced: Outsourced | None = None) -> list[MappedDocument | FailedMessage]:
         """Every message judged, interchange by interchange. ``outsourced(i)`` may give the
         result of message ``i`` (counted across interchanges) judged elsewhere, as (mapped
-        document, validation warnings), or None to judge it here (``gateway.core.parallel``)."""
+        document, validation warnings), or None to judge it here (``gateway.formats.edifact.parallel``)."""
         policy = partner.edifact
         known = dict(known_refs or {})
         validate = _validator()
