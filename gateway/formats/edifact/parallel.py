@@ -37,7 +37,7 @@ from gateway.core.ports import (
     Shared,
 )
 from gateway.formats.edifact.model import Interchange
-from gateway.formats.edifact.reader import EdifactPayload, EdifactReader
+from gateway.formats.edifact.reader import EdifactPayload, EdifactReader, validator
 
 if TYPE_CHECKING:
     from gateway.config import Partner
@@ -68,15 +68,6 @@ def _init(mappings_root: str) -> None:
     from gateway.formats.mapping import MappingSet
 
     _READER = EdifactReader(MappingSet.load(Path(mappings_root)))
-
-
-def _validator() -> Callable[..., Any] | None:
-    """The structure check (``gateway.formats.edifact.structure``), as the reader uses it."""
-    try:
-        from gateway.formats.edifact.structure import validate_message
-    except ImportError:  # pragma: no cover - the module ships with edigw
-        return None
-    return validate_message
 
 
 def _rejected(interchange: Interchange, known: dict[str, str], policy: str) -> bool:
@@ -118,7 +109,7 @@ def judge_tail(key: str, filename: str | None, partner: Partner, tid: str,
     _DONE.append(parsed)  # freed after the answer is sent
     policy = partner.edifact
     known = dict(known_refs or {})
-    validate = _validator()
+    validate = validator()
     out: list[Judged] = []
     index = 0
     for interchange in parsed.interchanges:

@@ -55,8 +55,9 @@ class Validate(Protocol):
 Outsourced = Callable[[int], "tuple[MappedDocument, list[str]] | None"]
 
 
-def _validator() -> Validate | None:
-    """The structure check (``gateway.formats.edifact.structure``)."""
+def validator() -> Validate | None:
+    """The structure check (``gateway.formats.edifact.structure``), loaded on first use;
+    the reader, the streamed reader and the worker processes share it."""
     try:
         from gateway.formats.edifact.structure import validate_message
     except ImportError:  # pragma: no cover - the module ships with edigw
@@ -104,7 +105,7 @@ class EdifactPayload:
         document, validation warnings), or None to judge it here (``gateway.formats.edifact.parallel``)."""
         policy = partner.edifact
         known = dict(known_refs or {})
-        validate = _validator()
+        validate = validator()
         out: list[MappedDocument | FailedMessage] = []
         self.verdicts = []
         index = 0

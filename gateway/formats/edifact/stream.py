@@ -599,10 +599,10 @@ class StreamedPayload:
         partner (in memory a file of several partners fails whole; here the later
         interchange is rejected).
         """
-        from gateway.formats.edifact.reader import _validator
+        from gateway.formats.edifact.reader import validator
 
         policy = partner.edifact
-        validate = _validator()
+        validate = validator()
         payload = self._payload
         payload.warnings = self.warnings
         current: _Open | None = None
