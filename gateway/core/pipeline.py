@@ -69,7 +69,7 @@ from gateway.core.records import (
     Recorded,
     Work,
 )
-from gateway.core.status import InterchangeStatus
+from gateway.core.status import InterchangeStatus, can_process_again
 from gateway.core.status import TransmissionStatus as T
 from gateway.core.streaming import work_streamed
 
@@ -269,8 +269,7 @@ class Pipeline(Generic[P]):
         row = row or self.store.get_transmission(tid)
         if row is None:
             raise KeyError(f"no transmission {tid}")
-        if row.status not in (T.RECEIVED, T.FAILED, T.QUARANTINED) and not (
-                row.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and row.reason):
+        if not can_process_again(row.status, row.reason):
             # Done (a partly failed transmission, with a reason, may be processed again).
             return Work(Outcome(tid, row.status, row.partner_id, row.document_count))
         if row.status != T.RECEIVED:

@@ -14,6 +14,7 @@ from gateway.core.errors import PayloadPurged, ReprocessError, UnknownTransmissi
 from gateway.core.ports import StorePort
 from gateway.core.records import Outcome
 from gateway.core.status import TransmissionStatus as T
+from gateway.core.status import can_process_again
 
 __all__ = ["PayloadPurged", "ReprocessError", "Reprocessed", "UnknownTransmission",
            "reprocess"]
@@ -59,8 +60,7 @@ def reprocess(gateway: Replaying, transmission_id: str, *, by: str, reason: str)
     if t is None:
         raise UnknownTransmission(f"no transmission {transmission_id}",
                                   transmission_id=transmission_id)
-    partial = t.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and t.reason
-    if t.status not in (T.FAILED, T.QUARANTINED, T.RECEIVED) and not partial:
+    if not can_process_again(t.status, t.reason):
         raise ReprocessError(f"{t.id} is {t.status}: nothing to reprocess",
                              transmission_id=t.id)
     if t.purged_at is not None:

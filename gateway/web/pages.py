@@ -41,7 +41,13 @@ from gateway.channels.registry import CHANNEL_NAMES, CHANNELS, channel
 from gateway.core import clock
 from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
-from gateway.core.status import TRANSMISSION_STATUSES, AlertState, DocumentStatus, Role
+from gateway.core.status import (
+    TRANSMISSION_STATUSES,
+    AlertState,
+    DocumentStatus,
+    Role,
+    can_process_again,
+)
 from gateway.core.status import TransmissionStatus as T
 from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.audit import AuditLog
@@ -362,8 +368,7 @@ def transmission(p: Page) -> Response:
             raw = head.decode("utf-8", "replace").splitlines()[:5000]
         if t.size > len(head):
             raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    reprocessable = (t.status in (T.FAILED, T.QUARANTINED, T.RECEIVED)
-                     or (t.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and bool(t.reason)))
+    reprocessable = can_process_again(t.status, t.reason)
     return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
                     interchanges=view.interchanges, outbound=view.outbound, raw=raw,
                     raw_note=raw_note, transport=view.transport, attempts=view.attempts,
