@@ -9,6 +9,7 @@
     │   ├── UnknownTransmission     no such transmission
     │   └── PayloadPurged           its raw payload was purged by retention
     ├── BrokerError                 RabbitMQ unreachable or refusing (translated from pika)
+    ├── RequestRefused              a request from outside refused: login, token, size, signature
     └── PayloadError                a partner's payload cannot be processed: stage, reason, position
         ├── FormatNotRecognised     not a format edigw reads
         ├── EdifactSyntaxError      EDIFACT syntax or envelope error: segment index, line, element
@@ -28,6 +29,12 @@ from dataclasses import dataclass
 
 class EdigwError(Exception):
     """Base of every error edigw raises on purpose."""
+
+
+class RequestRefused(EdigwError):
+    """A request from outside was refused: a login or token, a body too large, a webhook's
+    signature, a number out of bounds. Each room raises its own kind; the web maps them to
+    HTTP statuses."""
 
 
 class ConfigError(EdigwError):
