@@ -30,6 +30,7 @@ from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
 from gateway.core.supervise import Backoff, periodic, supervised
 from gateway.core.urls import mask_url
+from gateway.formats.edifact.parallel import Workers
 from gateway.formats.mapping import MappingSet
 from gateway.formats.registry import default_readers
 from gateway.store.archive import Archive
@@ -62,10 +63,10 @@ class Gateway:
     server and what each channel started (``runs``, by channel name)."""
 
     #: Made by ``open`` (its callbacks are this gateway's), or given.
-    pipeline: Pipeline
+    pipeline: Pipeline[Partner]
 
     def __init__(self, settings: GatewaySettings, partners: PartnerDirectory, store: Store,
-                 archive: Archive, mappings: MappingSet, pipeline: Pipeline | None = None
+                 archive: Archive, mappings: MappingSet, pipeline: Pipeline[Partner] | None = None
                  ) -> None:
         self.settings = settings
         self.partners = partners
@@ -113,7 +114,8 @@ class Gateway:
                                stream_above=settings.processing.stream_above,
                                max_message_bytes=settings.broker.max_message_bytes,
                                time_limit=settings.processing.time_limit,
-                               max_attempts=settings.processing.max_attempts)
+                               max_attempts=settings.processing.max_attempts,
+                               offload=Workers)
         gw.pipeline.number_policy = gw.number_policy
         return gw
 
@@ -166,7 +168,7 @@ class Gateway:
             sftp = self.outbound.senders.get("sftp")
             if isinstance(sftp, SftpSender):
                 sftp.close()  # its sessions to partners' servers
-        pipeline: Pipeline | None = getattr(self, "pipeline", None)
+        pipeline: Pipeline[Partner] | None = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.close_workers()
         self.store.close()

@@ -13,7 +13,15 @@ says everything the composition root, the command line and the console need to k
 - ``listens``: its instances are HTTP endpoints, which record no health until called;
 - ``transport``: what it recorded about one transmission (``edigw show``), if anything;
 - ``problems``: what ``edigw check-config`` finds wrong in its settings; ``shown``: its
-  ``transport`` record as ``edigw show`` prints it (a title, labelled values).
+  ``transport`` record as ``edigw show`` prints it (a title, labelled values);
+- ``partner_api``: its routes of the partner administration API (a FastAPI ``APIRouter``
+  mounted under ``/partners``), if it has any;
+- ``partner_form``: what the console's ``POST /partners/{id}/<name>`` form does, if the
+  channel has a form on the partner page.
+
+A channel's console fragments live in its folder's ``templates/`` (``transport.html``, shown
+on a transmission's page with its ``transport`` record as ``record``; ``partner.html``, its
+administration form on a partner's page): the web finds them there by the channel's name.
 
 The heavy modules of a channel (paramiko, pyas2lib, aioimaplib …) are imported by its
 ``start``, never by its package: the registry can be read without them.
@@ -27,15 +35,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from gateway.channels.email.mailer import Mailer
     from gateway.channels.sections import StrictModel
-    from gateway.config import GatewaySettings, PartnerDirectory
+    from gateway.config import GatewaySettings, Partner, PartnerDirectory
     from gateway.core.pipeline import Outcome
     from gateway.core.ports import Receipt, Receiver
     from gateway.http.server import Endpoint
     from gateway.store.archive import Archive
     from gateway.store.channels import ChannelRecords
     from gateway.store.db import Store
+    from gateway.web.partners_admin import PartnerAdmin
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,24 @@ class ConfiguredChannel:
     where: str
 
 
+@dataclass(frozen=True, slots=True)
+class PartnerFormPost:
+    """A channel's administration form posted on a partner's console page: who posts it,
+    for which partner (``current``: its profile as loaded, if it exists), the posted fields
+    and the service that makes the audited change."""
+
+    admin: PartnerAdmin
+    actor: str
+    partner_id: str
+    current: Partner | None
+    fields: Mapping[str, str]
+    remote: str | None = None
+
+    def field(self, name: str) -> str:
+        """The posted field ``name``, stripped ("" when absent)."""
+        return self.fields.get(name, "").strip()
+
+
 def _none(settings: GatewaySettings, partners: PartnerDirectory) -> list[Any]:
     return []
 
@@ -105,3 +134,5 @@ class ChannelKind:
     transport: Callable[[Store, str], Mapping[str, Any] | None] | None = None
     problems: Callable[[GatewaySettings, PartnerDirectory], list[str]] = _none
     shown: Callable[[Mapping[str, Any]], tuple[str, list[tuple[str, object]]]] | None = None
+    partner_api: Callable[[], APIRouter] | None = None
+    partner_form: Callable[[PartnerFormPost], None] | None = None

@@ -12,11 +12,11 @@ import datetime as dt
 import hashlib
 import json
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-ORDER_SCHEMA = "edigw.order/1"
+ORDER_SCHEMA: Final = "edigw.order/1"
 
 #: A decimal travels as a JSON string so that no precision is lost. Its schema is spelled
 #: out here rather than left to pydantic, whose generated pattern changes between releases.
@@ -130,7 +130,7 @@ class Order(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
-PRICE_LIST_SCHEMA = "edigw.price-list/1"
+PRICE_LIST_SCHEMA: Final = "edigw.price-list/1"
 
 
 class Price(_Strict):
@@ -242,7 +242,7 @@ class PriceList(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
-INVOICE_SCHEMA = "edigw.invoice/1"
+INVOICE_SCHEMA: Final = "edigw.invoice/1"
 
 
 class InvoiceParties(_Strict):
@@ -414,7 +414,7 @@ class Invoice(_Strict):
         None, description="BT-25 preceding invoice reference (what a credit note corrects)")
     preceding_invoice_date: dt.date | dt.datetime | None = Field(
         None, description="BT-26 preceding invoice issue date")
-    parties: InvoiceParties = Field(default_factory=InvoiceParties)
+    parties: InvoiceParties = Field(default_factory=lambda: InvoiceParties.model_validate({}))
     payment: PaymentTerms | None = None
     notes: list[str] = Field(default_factory=list, description="BT-22 invoice notes")
     vat_exemption_reason: str | None = Field(
@@ -427,7 +427,7 @@ class Invoice(_Strict):
         default_factory=list, description="BG-21 document level charges")
     vat_breakdown: list[VatBreakdown] = Field(
         default_factory=list, description="BG-23 VAT breakdown, one per category and rate")
-    totals: InvoiceTotals = Field(default_factory=InvoiceTotals)
+    totals: InvoiceTotals = Field(default_factory=lambda: InvoiceTotals.model_validate({}))
     source: Source
 
     #: The field that holds the document's business number (what support staff search by).

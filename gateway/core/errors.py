@@ -4,7 +4,12 @@
     ├── ConfigError                 bad configuration: file, key, value
     ├── MappingDefinitionError      a mapping file that cannot be loaded: file, line
     ├── StoreError                  the store or the archive failed (receive cannot commit)
+    │   └── ArchivedPayloadUnreadable  one archived payload missing or altered (not an outage)
+    ├── ReprocessError              a transmission that cannot be reprocessed
+    │   ├── UnknownTransmission     no such transmission
+    │   └── PayloadPurged           its raw payload was purged by retention
     ├── BrokerError                 RabbitMQ unreachable or refusing (translated from pika)
+    ├── RequestRefused              a request from outside refused: login, token, size, signature
     └── PayloadError                a partner's payload cannot be processed: stage, reason, position
         ├── FormatNotRecognised     not a format edigw reads
         ├── EdifactSyntaxError      EDIFACT syntax or envelope error: segment index, line, element
@@ -18,11 +23,18 @@ with ``stage`` and ``reason``, its payload stays in the archive and it can be re
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
 class EdigwError(Exception):
     """Base of every error edigw raises on purpose."""
+
+
+class RequestRefused(EdigwError):
+    """A request from outside was refused: a login or token, a body too large, a webhook's
+    signature, a number out of bounds. Each room raises its own kind; the web maps them to
+    HTTP statuses."""
 
 
 class ConfigError(EdigwError):
@@ -52,7 +64,21 @@ class MappingDefinitionError(EdigwError):
 
 
 class StoreError(EdigwError):
-    """The store or the archive could not durably record something."""
+    """The store or the archive could not durably record something.
+
+    ``outage``: the store cannot be reached (wait and retry); False when one item's data is
+    at fault (that transmission fails alone)."""
+
+    outage = True
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store cannot be reached (an outage to wait out), rather
+    than that one transmission's data was refused. The store's own driver errors are
+    classified by the store (``StorePort.is_outage``), which starts from this."""
+    if isinstance(exc, StoreError):
+        return exc.outage
+    return isinstance(exc, ConnectionError)
 
 
 class ArchivedPayloadUnreadable(StoreError):
@@ -60,6 +86,32 @@ class ArchivedPayloadUnreadable(StoreError):
     (stage "archive"), the store itself is not away."""
 
     outage = False
+
+
+class ReprocessError(EdigwError):
+    """A transmission that cannot be reprocessed (nothing to do, no reason given …)."""
+
+    def __init__(self, message: str, *, transmission_id: str) -> None:
+        super().__init__(message)
+        self.transmission_id = transmission_id
+
+
+class UnknownTransmission(ReprocessError):
+    """No transmission has this id."""
+
+
+class PayloadPurged(ReprocessError):
+    """The raw payload of a transmission was purged by retention: it cannot be read again
+    (its metadata and documents are kept)."""
+
+    def __init__(self, transmission_id: str, purged_at: dt.datetime) -> None:
+        if purged_at.tzinfo is None:  # SQLite gives naive datetimes back; all are UTC
+            purged_at = purged_at.replace(tzinfo=dt.UTC)
+        self.purged_at = purged_at
+        super().__init__(
+            f"transmission {transmission_id}: payload purged on "
+            f"{purged_at:%Y-%m-%d %H:%M} UTC (retention); its metadata and "
+            "documents are kept, but it cannot be reprocessed", transmission_id=transmission_id)
 
 
 class BrokerError(EdigwError):

@@ -7,6 +7,30 @@ payload is processed, only on who sent which business message.
 from __future__ import annotations
 
 import hashlib
+import secrets
+import threading
+import time
+
+_last_ms = 0
+_seq = 0
+_id_lock = threading.Lock()
+
+
+def new_id() -> str:
+    """A 24-character id that sorts by creation: milliseconds, a sequence, 32 random bits
+    (transmissions, documents, outbound payloads)."""
+    global _last_ms, _seq
+    with _id_lock:
+        ms = int(time.time() * 1000)
+        if ms <= _last_ms:
+            ms = _last_ms
+            _seq += 1
+            if _seq > 0xFFFF:
+                ms, _seq = ms + 1, 0
+        else:
+            _seq = 0
+        _last_ms = ms
+        return f"{ms:012x}{_seq:04x}{secrets.token_hex(4)}"
 
 
 def message_id(partner: str, doc_type: str, *refs: str | None) -> str:

@@ -1,19 +1,94 @@
-"""Ports: what the pipeline needs from format readers, and what channels need from the core.
+"""Ports: what the pipeline needs from format readers, partner profiles, the store and the
+archive, and what channels need from the core.
 
 Format readers (``gateway.formats``) implement ``Reader``; channels (``gateway.channels``)
-call a ``Receiver``. Neither side imports the other; ``gateway.app`` wires them.
+call a ``Receiver``; ``gateway.config``'s partners satisfy ``PartnerProfile`` and
+``Partners``, ``gateway.store``'s Store and Archive satisfy ``StorePort`` and
+``ArchivePort``. All structurally: the core imports none of them, ``gateway.app`` wires them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
-if TYPE_CHECKING:
-    from gateway.config import Partner
+from gateway.core.errors import PayloadError
+from gateway.core.records import NewDocument, NewTransmission, Processed, Recorded
+
+# -- partner profiles ---------------------------------------------------------------------
+
+
+class DuplicatePolicy(Protocol):
+    """A partner's rule on a repeated interchange reference (``edifact`` of a profile)."""
+
+    @property
+    def duplicate_interchange(self) -> str:
+        """"reject", "warn" or "accept"."""
+        ...
+
+    @property
+    def duplicate_window_days(self) -> int: ...
+
+
+class ReplyRoute(Protocol):
+    """Where a partner's replies go (``outbound`` of a profile)."""
+
+    @property
+    def channel(self) -> str: ...
+
+
+class PartnerProfile(Protocol):
+    """What the pipeline reads from a partner profile (``gateway.config.Partner``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def on_conflict(self) -> str:
+        """"hold" or "publish": what becomes of a document in conflict with an earlier one."""
+        ...
+
+    @property
+    def edifact(self) -> DuplicatePolicy: ...
+
+    @property
+    def outbound(self) -> ReplyRoute: ...
+
+
+P = TypeVar("P", bound=PartnerProfile)
+P_co = TypeVar("P_co", bound=PartnerProfile, covariant=True)
+#: The partner profile a reader maps with: ``gateway.config.Partner`` for the gateway's
+#: readers (they read more of it than the pipeline does); unsaid, any.
+R = TypeVar("R", contravariant=True, default=Any)
+
+
+class Partners(Protocol[P_co]):
+    """The partner directory as the pipeline looks partners up in it
+    (``gateway.config.PartnerDirectory``)."""
+
+    @property
+    def SCHEMES(self) -> tuple[str, ...]:
+        """Identifier schemes a sender may name as its qualifier (gln, vat …)."""
+        ...
+
+    def get(self, partner_id: str) -> P_co | None: ...
+
+    def by_unb_sender(self, sender_id: str, qualifier: str | None) -> P_co | None: ...
+
+    def by_identifier(self, scheme: str, value: str) -> P_co | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +157,7 @@ class Reply:
     detail: str
 
 
-class ParsedPayload(Protocol):
+class ParsedPayload(Protocol[R]):
     """A payload whose syntax has been read; mapping happens once the partner is known."""
 
     format: str
@@ -98,7 +173,7 @@ class ParsedPayload(Protocol):
         """The partner's control references in the payload (UNB 0020), for the duplicate check."""
         ...
 
-    def documents(self, *, partner: Partner, transmission_id: str | None,
+    def documents(self, *, partner: R, transmission_id: str | None,
                   filename: str | None, known_refs: dict[str, str] | None = None
                   ) -> list[MappedDocument | FailedMessage]:
         """Map every message. A message that cannot be mapped is returned as a
@@ -111,12 +186,12 @@ class ParsedPayload(Protocol):
         """After ``documents``: the interchanges read and whether each was taken."""
         ...
 
-    def replies(self, *, partner: Partner, transmission_id: str) -> list[Reply]:
+    def replies(self, *, partner: R, transmission_id: str) -> list[Reply]:
         """After ``documents``: what to send back to the partner (CONTRL), per its profile."""
         ...
 
 
-class Reader(Protocol):
+class Reader(Protocol[R]):
     """Reads one format (EDIFACT, XML, CSV …)."""
 
     format: str
@@ -125,7 +200,7 @@ class Reader(Protocol):
         """Whether the first bytes of a payload look like this format."""
         ...
 
-    def parse(self, data: bytes, *, filename: str | None) -> ParsedPayload:
+    def parse(self, data: bytes, *, filename: str | None) -> ParsedPayload[R]:
         """Read the syntax; raises a ``PayloadError`` subclass for bad input."""
         ...
 
@@ -199,3 +274,232 @@ class WebReply:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+# -- streamed payloads ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Done:
+    """A whole message's result: a document, or a message that failed or is unsupported."""
+
+    result: MappedDocument | FailedMessage
+
+
+@dataclass(slots=True)
+class Slice:
+    """A document holding the items of one slice of message ``key`` (published in parts)."""
+
+    key: str
+    result: MappedDocument
+
+
+@dataclass(slots=True)
+class SlicedEnd:
+    """Message ``key``, handed over in slices, is complete: ``failed`` says why it failed
+    (its slices' documents must then fail too), None when every check passed."""
+
+    key: str
+    failed: FailedMessage | None
+
+
+@dataclass(slots=True)
+class InterchangeEnd:
+    """Interchange closed: hold nothing more for it. ``rejected`` rejects every document
+    made from it (its UNZ count, a group, the partner's reject-interchange policy)."""
+
+    control_ref: str | None
+    rejected: PayloadError | None
+
+
+#: What a streamed payload hands the pipeline as it reads (``StreamedPayload.events``).
+StreamEvent = Done | Slice | SlicedEnd | InterchangeEnd
+
+
+class StreamedPayload(ParsedPayload[R], Protocol[R]):
+    """A payload read as a stream: its documents come as events, recorded as they come."""
+
+    def open(self) -> None:
+        """Read up to the first sender (for identification); raises a ``PayloadError``."""
+        ...
+
+    def events(self, *, partner: R, transmission_id: str | None,
+               filename: str | None, known: Callable[[str], str | None]
+               ) -> Iterator[StreamEvent]:
+        """Map each message as it completes. ``known(ref)`` says where an interchange
+        reference was received before (None when new)."""
+        ...
+
+
+@runtime_checkable
+class StreamingReader(Reader[R], Protocol[R]):
+    """A reader that can also read a payload block by block (EDIFACT)."""
+
+    def stream(self, blocks: Iterable[bytes], *, filename: str | None,
+               window: int | None = None, slice_segments: int | None = None
+               ) -> StreamedPayload[R]:
+        ...
+
+
+# -- sharing the work on a large payload ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """A large payload that another process may judge in part while it is read here."""
+
+    transmission_id: str
+    format: str
+    data: bytes
+    archived: Path
+    sha256: str
+    filename: str | None
+
+
+class Offload(Protocol[P]):
+    """Another process sharing the judging of large payloads of one format
+    (``gateway.formats.edifact.parallel.Workers``); the pipeline holds at most one.
+
+    ``share`` is called once the payload is read from the archive, ``documents`` once the
+    partner is known, ``end`` when the transmission is done (whatever happened)."""
+
+    def share(self, payload: Shared, *, min_messages: int) -> bool:
+        """Start reading ``payload`` in the other process; False when not worth it or not
+        possible (another format, too few messages, the worker busy or gone)."""
+        ...
+
+    def documents(self, parsed: ParsedPayload[P], *, partner: P,
+                  transmission_id: str, filename: str | None, known_refs: dict[str, str],
+                  share: float, min_messages: int, max_bytes: int
+                  ) -> list[MappedDocument | FailedMessage] | None:
+        """``parsed.documents`` with the last ``share`` of the messages judged by the other
+        process meanwhile; None when nothing was shared (the caller maps it alone)."""
+        ...
+
+    def end(self) -> None:
+        """Give the other process back after a payload (answers left unread dropped)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+# -- the store and the archive --------------------------------------------------------------
+
+
+class TransmissionView(Protocol):
+    """What the pipeline reads of a stored transmission (``gateway.store`` rows)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def partner_id(self) -> str | None: ...
+
+    @property
+    def filename(self) -> str | None: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def document_count(self) -> int: ...
+
+    @property
+    def received_at(self) -> dt.datetime: ...
+
+    @property
+    def reprocess_of(self) -> str | None: ...
+
+    @property
+    def purged_at(self) -> dt.datetime | None: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+
+class StorePort(Protocol):
+    """The store as the pipeline and reprocessing use it (``gateway.store.db.Store``)."""
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the store cannot be reached (to wait out), rather than that
+        one transmission's data was refused (which fails that transmission alone)."""
+        ...
+
+    # receive
+    def receive_lookup(self, channel: str, items: Sequence[tuple[str | None, str]]
+                       ) -> tuple[dict[str, str], dict[tuple[str, str], str]]: ...
+
+    def record_received_many(self, items: Sequence[NewTransmission]) -> list[str]: ...
+
+    def mark_acknowledged_many(self, tids: Sequence[str], detail: str) -> None: ...
+
+    # transmissions
+    def get_transmission(self, tid: str) -> TransmissionView | None: ...
+
+    def get_transmissions(self, tids: Sequence[str]) -> Mapping[str, TransmissionView]: ...
+
+    def transmissions_to_process(self, limit: int = ...) -> Sequence[TransmissionView]: ...
+
+    def start_attempts(self, tids: Sequence[str]) -> dict[str, int]: ...
+
+    def reprocess_chain(self, tid: str) -> list[str]: ...
+
+    def record_reprocess(self, original_id: str, *, by: str, reason: str) -> str: ...
+
+    def add_event(self, tid: str, event: str, detail: str | None = ...) -> None: ...
+
+    # outcomes
+    def clear_outcome(self, tid: str) -> None: ...
+
+    def record_batch(self, records: Sequence[Recorded]) -> list[int]: ...
+
+    def record_outcome(self, record: Processed, *, final: bool = ...) -> int: ...
+
+    def record_failed(self, tid: str, *, stage: str, reason: str, status: str = ...,
+                      partner_id: str | None = ..., fmt: str | None = ...,
+                      standard: str | None = ..., events: Iterable[tuple[str, str]] = ...
+                      ) -> None: ...
+
+    # duplicate checks
+    def numbers_seen(self, partner_id: str, keys: Sequence[tuple[str, str | None]],
+                     since: dt.datetime, *, exclude_message_ids: Iterable[str] = ...
+                     ) -> dict[tuple[str, str | None], str]: ...
+
+    def interchange_refs_seen(self, partner_id: str, refs: Sequence[str],
+                              since: dt.datetime | None = ...
+                              ) -> dict[str, tuple[str, dt.datetime]]: ...
+
+    # held documents (a streamed transmission)
+    def hold_documents(self, tid: str, *, partner_id: str,
+                       docs: Sequence[NewDocument]) -> list[str]: ...
+
+    def patch_held(self, document_ids: Sequence[str], old: bytes, new: bytes) -> None: ...
+
+    def fail_held(self, tid: str, *, stage: str, reason: str,
+                  document_ids: Sequence[str] | None = ...) -> int: ...
+
+    def release_held(self, tid: str, *, on_conflict: str = ...) -> tuple[int, int]: ...
+
+
+class ArchivePort(Protocol):
+    """The archive of raw payloads (``gateway.store.archive.Archive``)."""
+
+    def path_of(self, sha256: str) -> Path: ...
+
+    def put_many(self, payloads: list[bytes]) -> list[str]: ...
+
+    def put_file(self, source: str | os.PathLike[str]) -> tuple[str, int]: ...
+
+    def get(self, sha256: str) -> bytes: ...
+
+    def blocks(self, sha256: str) -> Generator[bytes, None, None]: ...

@@ -8,27 +8,30 @@ new attempt linked to it (``reprocess_of``), recording who asked and why; a RECE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from gateway.store import schema as s
+from gateway.core.errors import PayloadPurged, ReprocessError, UnknownTransmission
+from gateway.core.ports import StorePort
+from gateway.core.records import Outcome
+from gateway.core.status import TransmissionStatus as T
+from gateway.core.status import can_process_again
 
-
-class ReprocessError(Exception):
-    """A transmission that cannot be reprocessed; ``status`` is the HTTP answer."""
-
-    status = 409
-
-    def __init__(self, message: str, *, transmission_id: str) -> None:
-        super().__init__(message)
-        self.transmission_id = transmission_id
+__all__ = ["PayloadPurged", "ReprocessError", "Reprocessed", "UnknownTransmission",
+           "reprocess"]
 
 
-class UnknownTransmission(ReprocessError):
-    status = 404
+class _Processor(Protocol):
+    def process(self, tid: str) -> Outcome: ...
 
 
-class PayloadPurged(ReprocessError):
-    status = 410
+class Replaying(Protocol):
+    """What reprocessing needs of the gateway: its store and its pipeline."""
+
+    @property
+    def store(self) -> StorePort: ...
+
+    @property
+    def pipeline(self) -> _Processor: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ class Reprocessed:
     reason: str | None
 
 
-def reprocess(gateway: Any, transmission_id: str, *, by: str, reason: str) -> Reprocessed:
+def reprocess(gateway: Replaying, transmission_id: str, *, by: str, reason: str) -> Reprocessed:
     """Replay a FAILED or QUARANTINED transmission (or one some of whose messages failed) as
     a new attempt linked to it, recording who asked and why, and process it; a RECEIVED one
     (left by a crash) is simply processed. Raises ``UnknownTransmission``,
@@ -57,14 +60,12 @@ def reprocess(gateway: Any, transmission_id: str, *, by: str, reason: str) -> Re
     if t is None:
         raise UnknownTransmission(f"no transmission {transmission_id}",
                                   transmission_id=transmission_id)
-    partial = t.status in (s.PROCESSED, s.PUBLISHED, s.PARTIAL) and t.reason
-    if t.status not in (s.FAILED, s.QUARANTINED, s.RECEIVED) and not partial:
+    if not can_process_again(t.status, t.reason):
         raise ReprocessError(f"{t.id} is {t.status}: nothing to reprocess",
                              transmission_id=t.id)
     if t.purged_at is not None:
-        raise PayloadPurged(f"the payload of {t.id} was purged on {t.purged_at:%Y-%m-%d} "
-                            "(retention); it cannot be replayed", transmission_id=t.id)
-    if t.status == s.RECEIVED:
+        raise PayloadPurged(t.id, t.purged_at)
+    if t.status == T.RECEIVED:
         store.add_event(t.id, "reprocess", f"processed on request of {by}: {reason}")
         attempt = t.id
     else:

@@ -90,3 +90,14 @@ DOCUMENT_STATUSES: tuple[str, ...] = tuple(DocumentStatus)
 INTERCHANGE_STATUSES: tuple[str, ...] = tuple(InterchangeStatus)
 OUTBOUND_STATUSES: tuple[str, ...] = tuple(OutboundStatus)
 ROLES: tuple[str, ...] = tuple(Role)
+
+
+def can_process_again(status: str, reason: str | None) -> bool:
+    """Whether a transmission may be processed (again): one that failed, is quarantined or
+    was left RECEIVED by a crash, or one processed with some of its messages failed (it then
+    carries a reason). The pipeline, reprocessing and the console ask this one rule."""
+    if status in (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED,
+                  TransmissionStatus.RECEIVED):
+        return True
+    return status in (TransmissionStatus.PROCESSED, TransmissionStatus.PUBLISHED,
+                      TransmissionStatus.PARTIAL) and bool(reason)

@@ -40,6 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.core.errors import RequestRefused
 from gateway.core.ports import WebReply, WebRequest
 from gateway.http.bounds import (
     BodyLimit,
@@ -64,8 +65,8 @@ class Endpoint(Protocol):
 ReadyCheck = tuple[str, Callable[[], str | None]]
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(RequestRefused):
+    """A request body over its route's limit (answered 413)."""
 
 
 class _GatewayApp(Starlette):

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 from gateway.core.errors import ArchivedPayloadUnreadable, StoreError
@@ -143,7 +143,7 @@ class Archive:
             raise StoreError(f"cannot archive {source} under {self.root}: {exc}") from exc
         return hexdigest, size
 
-    def blocks(self, sha256: str) -> Iterator[bytes]:
+    def blocks(self, sha256: str) -> Generator[bytes, None, None]:
         """The payload block by block, for streaming; StoreError when it is missing, and at
         the end when its bytes do not hash to its name (a torn or altered file)."""
         digest = hashlib.sha256()

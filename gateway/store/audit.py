@@ -87,7 +87,9 @@ class AuditLog:
                    after=_to_json(after), remote=remote[:128] if remote else None)
         with self.store._begin() as conn:
             result = conn.execute(s.audit_log.insert().values(**row))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            assert key is not None  # an insert of one row
+            return int(key[0])
 
     def list(self, *, target: str | None = None, actor: str | None = None,
              action: str | None = None, since: dt.datetime | None = None,
@@ -123,7 +125,7 @@ def _utc(when: dt.datetime) -> dt.datetime:
 
 
 def _entry(row: Any) -> AuditEntry:
-    return AuditEntry(id=row.id, at=aware(row.at), actor=row.actor,  # type: ignore[arg-type]
+    return AuditEntry(id=row.id, at=aware(row.at), actor=row.actor,
                       action=row.action, target=row.target,
                       before=json.loads(row.before) if row.before else None,
                       after=json.loads(row.after) if row.after else None, remote=row.remote)

@@ -47,7 +47,7 @@ class CertificateStatus:
         return self.state == OK
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 def validity(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime,

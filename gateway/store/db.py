@@ -11,9 +11,7 @@ import datetime as dt
 import json
 import os
 import re
-import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,43 +21,33 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.core import clock
+from gateway.core import clock, errors
 from gateway.core.canonical import content_digest
 from gateway.core.conflicts import compare
 from gateway.core.errors import StoreError
+from gateway.core.ids import new_id
+from gateway.core.records import (
+    Failed,
+    NewDocument,
+    NewInterchange,
+    NewOutbound,
+    NewTransmission,
+    Note,
+    Processed,
+    Recorded,
+)
 from gateway.store import schema as s
 from gateway.store.records import (
     DocumentRow,
     LogFilter,
-    NewDocument,
-    NewInterchange,
-    NewOutbound,
     OutboundRow,
     OutboxItem,
     TransmissionRow,
     aware,
 )
 
-_last_ms = 0
-_seq = 0
-_id_lock = threading.Lock()
-
-
-def new_id() -> str:
-    """A 24-character id that sorts by creation: milliseconds, a sequence, 32 random bits."""
-    global _last_ms, _seq
-    with _id_lock:
-        ms = int(time.time() * 1000)
-        if ms <= _last_ms:
-            ms = _last_ms
-            _seq += 1
-            if _seq > 0xFFFF:
-                ms, _seq = ms + 1, 0
-        else:
-            _seq = 0
-        _last_ms = ms
-        return f"{ms:012x}{_seq:04x}{secrets.token_hex(4)}"
-
+__all__ = ["NewDocument", "Store", "TransmissionRow", "create_engine", "default_sqlite_url",
+           "is_outage", "new_id", "utcnow"]
 
 def utcnow() -> dt.datetime:
     return clock.now()
@@ -89,6 +77,10 @@ class Store:
         self.engine.dispose()
 
     # -- receive ------------------------------------------------------------------------
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """``is_outage``: whether ``exc`` says this store cannot be reached."""
+        return is_outage(exc)
 
     def find_by_sha256(self, sha256: str) -> TransmissionRow | None:
         """The first transmission (not itself a duplicate) that had these exact bytes."""
@@ -134,14 +126,14 @@ class Store:
 
         With ``duplicate_of`` the transmission is recorded as DUPLICATE and is not processed.
         """
-        return self.record_received_many([dict(
+        return self.record_received_many([NewTransmission(
             channel=channel, channel_ref=channel_ref, filename=filename, size=size,
             sha256=sha256, partner_id=partner_id, duplicate_of=duplicate_of)])[0]
 
-    def record_received_many(self, items: Sequence[dict[str, Any]]) -> list[str]:
+    def record_received_many(self, items: Sequence[NewTransmission]) -> list[str]:
         """``record_received`` for many payloads in one commit (group commit for throughput).
 
-        Each item holds the keyword arguments of ``record_received``.
+        Each item holds the keyword arguments of ``record_received`` (and may hold the id).
         """
         now = utcnow()
         ids = []
@@ -277,80 +269,82 @@ class Store:
 
     def record_processed(self, tid: str, *, partner_id: str, fmt: str, standard: str | None,
                          docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = (),
-                         final: bool = True, **outcome: Any) -> int:
+                         final: bool = True, interchanges: Sequence[NewInterchange] = (),
+                         outbound: Sequence[NewOutbound] = (), stage: str | None = None,
+                         reason: str | None = None, failed: bool = False) -> int:
+        """``record_outcome`` of a processed transmission given field by field."""
+        return self.record_outcome(Processed(
+            tid, partner_id, fmt, standard, docs, tuple(events), interchanges, outbound,
+            Note(stage, reason, failed)), final=final)
+
+    def record_outcome(self, record: Processed, *, final: bool = True) -> int:
         """Store the documents of a transmission and their outbox rows in one commit.
 
         A document whose ``message_id`` is already stored is recorded as DUPLICATE and gets no
         outbox row; one already stored by this same transmission (an earlier chunk, or a run
-        cut short by a crash) is skipped. With ``final=False`` only the documents are written
-        (a chunk of a large interchange) and the transmission stays as it is. Returns the
-        number of documents queued for publishing.
+        cut short by a crash) is skipped. With ``final=False`` only the documents (and
+        events) are written (a chunk of a large interchange) and the transmission stays as
+        it is. Returns the number of documents queued for publishing.
         """
         with self._begin() as conn:
-            return self._record_processed(conn, tid, partner_id=partner_id, fmt=fmt,
-                                          standard=standard, docs=docs, events=events,
-                                          final=final, **outcome)
+            return self._record_processed(conn, record, final=final)
 
-    def record_batch(self, outcomes: Sequence[dict[str, Any]]) -> list[int]:
+    def record_batch(self, records: Sequence[Recorded]) -> list[int]:
         """Several transmissions' outcomes in one commit (small files processed together).
 
-        Each item has ``kind`` "processed" (keyword arguments of ``record_processed``) or
-        "failed" (those of ``record_failed``). A processed item may also carry
-        ``interchanges`` (NewInterchange), ``outbound`` (NewOutbound, bytes archived already)
-        and ``stage``/``reason``/``failed``: the note of messages that failed (with
-        ``failed`` True when none succeeded: the transmission is then FAILED, its failed
-        messages still stored as documents). Returns the documents queued, per item. The
-        statements are set-based: one lookup, one insert per table and one executemany per
-        kind of update for the whole batch, whatever its size.
+        Each is ``Processed`` (as ``record_outcome``: its documents, interchanges, replies
+        archived already, and the note of messages that failed, ``failed`` when none
+        succeeded: the transmission is then FAILED, its failed messages still stored as
+        documents) or ``Failed`` (as ``record_failed``). Returns the documents queued, per
+        record. The statements are set-based: one lookup, one insert per table and one
+        executemany per kind of update for the whole batch, whatever its size.
         """
         now = utcnow()
         d_, t = s.documents, s.transmissions
-        queued = [0] * len(outcomes)
+        queued = [0] * len(records)
         with self._begin() as conn:
-            existing = _earlier(conn, [(o["partner_id"], d) for o in outcomes
-                                       if o["kind"] == "processed" for d in o["docs"]])
+            existing = _earlier(conn, [(o.partner_id, d) for o in records
+                                       if isinstance(o, Processed) for d in o.docs])
             doc_rows: list[dict[str, Any]] = []
             outbox_rows: list[dict[str, Any]] = []
             event_rows: list[dict[str, Any]] = []
             done_rows: list[dict[str, Any]] = []
             failed_rows: list[dict[str, Any]] = []
             side_rows: list[tuple[sa.Table, dict[str, Any]]] = []
-            for i, o in enumerate(outcomes):
-                tid = o["tid"]
-                if o["kind"] == "processed" and any(existing.stored_by(d.message_id, tid)
-                                                    for d in o["docs"]):
+            for i, o in enumerate(records):
+                tid = o.tid
+                if isinstance(o, Processed) and any(existing.stored_by(d.message_id, tid)
+                                                    for d in o.docs):
                     # A resumed run: let the careful path count what is stored already.
-                    queued[i] = self._record_processed(
-                        conn, **{k: v for k, v in o.items() if k != "kind"})
+                    queued[i] = self._record_processed(conn, o)
                     continue
                 event_rows += [dict(transmission_id=tid, at=now, event=e, detail=d)
-                               for e, d in o.get("events", ())]
-                if o["kind"] != "processed":
+                               for e, d in o.events]
+                if isinstance(o, Failed):
                     failed_rows.append(dict(
-                        b_id=tid, status=o.get("status", s.FAILED), stage=o["stage"],
-                        reason=o["reason"], updated_at=now))
+                        b_id=tid, status=o.status, stage=o.stage, reason=o.reason,
+                        updated_at=now))
                     event_rows.append(dict(transmission_id=tid, at=now,
-                                           event=o.get("status", s.FAILED).lower(),
-                                           detail=f"{o['stage']}: {o['reason']}"))
-                    if o.get("partner_id") or o.get("fmt"):
+                                           event=o.status.lower(),
+                                           detail=f"{o.stage}: {o.reason}"))
+                    if o.partner_id or o.fmt:
                         conn.execute(t.update().where(t.c.id == tid).values(
-                            partner_id=o.get("partner_id"), format=o.get("fmt"),
-                            standard=o.get("standard")))
+                            partner_id=o.partner_id, format=o.fmt, standard=o.standard))
                     continue
-                made = _document_rows(tid, o["partner_id"], o["docs"], existing, now)
+                made = _document_rows(tid, o.partner_id, o.docs, existing, now)
                 doc_rows += made.docs
                 outbox_rows += made.outbox
                 queued[i] = len(made.outbox)
-                total = len(o["docs"])
-                status, stage, reason = _final_status(o, made.counts())
+                total = len(o.docs)
+                status, stage, reason = _final_status(o.note, made.counts())
                 done_rows.append(dict(
-                    b_id=tid, partner_id=o["partner_id"], format=o["fmt"],
-                    standard=o["standard"], status=status,
+                    b_id=tid, partner_id=o.partner_id, format=o.fmt,
+                    standard=o.standard, status=status,
                     stage=stage, reason=reason, document_count=total, updated_at=now))
                 event_rows += _duplicate_events(tid, made.duplicates, now)
                 event_rows += _conflict_events(conn, tid, made.conflicts, existing, now)
-                event_rows += _outcome_events(tid, o, total, queued[i], now)
-                side_rows += _side_rows(tid, o["partner_id"], o, now)
+                event_rows += _outcome_events(tid, o.note, total, queued[i], now)
+                side_rows += _side_rows(o, now)
             if doc_rows:
                 conn.execute(d_.insert(), doc_rows)
             if outbox_rows:
@@ -383,33 +377,34 @@ class Store:
                     out[r.id] = r
         return out
 
-    def _record_processed(self, conn: sa.Connection, tid: str, *, partner_id: str, fmt: str,
-                          standard: str | None, docs: Sequence[NewDocument],
-                          events: Iterable[tuple[str, str]] = (), final: bool = True,
-                          **outcome: Any) -> int:
+    def _record_processed(self, conn: sa.Connection, record: Processed, *,
+                          final: bool = True) -> int:
         now = utcnow()
-        existing = _earlier(conn, [(partner_id, d) for d in docs])
-        made = _document_rows(tid, partner_id, docs, existing, now)
+        tid, partner_id = record.tid, record.partner_id
+        existing = _earlier(conn, [(partner_id, d) for d in record.docs])
+        made = _document_rows(tid, partner_id, record.docs, existing, now)
         if made.docs:
             conn.execute(s.documents.insert(), made.docs)
         if made.outbox:
             conn.execute(s.outbox.insert(), made.outbox)
-        event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d) for e, d in events]
+        event_rows = [dict(transmission_id=tid, at=now, event=e, detail=d)
+                      for e, d in record.events]
         event_rows += _duplicate_events(tid, made.duplicates, now)
         event_rows += _conflict_events(conn, tid, made.conflicts, existing, now)
         if final:
             counts = _status_counts(conn, [tid]).get(tid, {})
             total = sum(counts.values())
             pending = counts.get(s.PENDING, 0)
-            status, stage, reason = _final_status(outcome, counts)
+            status, stage, reason = _final_status(record.note, counts)
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
-                partner_id=partner_id, format=fmt, standard=standard, status=status,
-                stage=stage, reason=reason, document_count=total, updated_at=now))
-            event_rows += _outcome_events(tid, outcome, total, pending, now)
+                partner_id=partner_id, format=record.fmt, standard=record.standard,
+                status=status, stage=stage, reason=reason, document_count=total,
+                updated_at=now))
+            event_rows += _outcome_events(tid, record.note, total, pending, now)
         if event_rows:
             conn.execute(s.transmission_events.insert(), event_rows)
         if final:
-            _insert_side_rows(conn, _side_rows(tid, partner_id, outcome, now))
+            _insert_side_rows(conn, _side_rows(record, now))
         return len(made.outbox)
 
     def clear_outcome(self, tid: str) -> None:
@@ -445,7 +440,7 @@ class Store:
         if rows:
             with self._begin() as conn:
                 conn.execute(s.documents.insert(), rows)
-        return [r["id"] for r in rows]
+        return [str(r["id"]) for r in rows]
 
     def patch_held(self, document_ids: Sequence[str], old: bytes, new: bytes) -> None:
         """Replace ``old`` by ``new`` once in each held payload (a part's total), one commit.
@@ -689,7 +684,7 @@ class Store:
                          .values(status=s.UNROUTABLE))
             conn.execute(s.outbox.delete().where(s.outbox.c.id == outbox_id))
             tid = conn.execute(sa.select(s.documents.c.transmission_id, s.documents.c.business_number)
-                               .where(s.documents.c.id == row.document_id)).first()
+                               .where(s.documents.c.id == row.document_id)).one()
             conn.execute(s.transmission_events.insert().values(
                 transmission_id=tid.transmission_id, at=now, event="unroutable",
                 detail=f"document {tid.business_number or row.document_id}: {reason}"))
@@ -775,7 +770,8 @@ class Store:
         with self.engine.connect() as conn:
             raw = conn.execute(sa.select(s.documents.c.payload)
                                .where(s.documents.c.id == document_id)).scalar_one()
-        return json.loads(raw)
+        payload: dict[str, Any] = json.loads(raw)
+        return payload
 
     def find_documents(self, *, business_number: str | None = None, partner: str | None = None,
                        doc_type: str | None = None, limit: int = 100) -> list[DocumentRow]:
@@ -840,8 +836,6 @@ class Store:
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the store cannot be reached (an outage to wait out), rather
     than that one transmission's data was refused (which fails that transmission alone)."""
-    if isinstance(exc, StoreError):
-        return getattr(exc, "outage", True)
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
             return True
@@ -851,7 +845,7 @@ def is_outage(exc: BaseException) -> bool:
         # (class 54, 57014), a lost connection or a server going down is an outage.
         state = getattr(exc.orig, "sqlstate", None) or ""
         return not (state.startswith("54") or state == "57014")
-    return isinstance(exc, (ConnectionError, sa.exc.TimeoutError))
+    return errors.is_outage(exc) or isinstance(exc, sa.exc.TimeoutError)
 
 
 def _document_row(r: Any) -> DocumentRow:
@@ -872,7 +866,7 @@ _NOT_PUBLISHED = (s.DOC_FAILED, s.DOC_UNSUPPORTED, s.DOC_REJECTED)
 _STORED = (*_RECEIVED, s.DOC_REJECTED)
 _PART_ID = re.compile(r"-p\d+$")
 
-_SETTLED = {
+_SETTLED: dict[str, str] = {
     s.PUBLISHED: "every document confirmed by the broker",
     s.PARTIAL: "every queued document confirmed by the broker; others failed or were "
                "rejected (see the documents)",
@@ -1207,42 +1201,39 @@ def _conflict_events(conn: sa.Connection, tid: str, conflicts: list[_Conflict],
     return rows
 
 
-def _final_status(outcome: dict[str, Any], counts: dict[str, int]
-                  ) -> tuple[str, str | None, str | None]:
+def _final_status(note: Note, counts: dict[str, int]) -> tuple[str, str | None, str | None]:
     """A processed transmission's status, stage and reason: FAILED when every message
     failed, else as its documents settle it (``_settle``) with the note of the messages
     that failed, if any."""
-    if outcome.get("failed"):
-        return s.FAILED, outcome.get("stage"), outcome.get("reason")
-    return _settle_counts(counts), outcome.get("stage"), outcome.get("reason")
+    if note.failed:
+        return s.FAILED, note.stage, note.reason
+    return _settle_counts(counts), note.stage, note.reason
 
 
-def _outcome_events(tid: str, outcome: dict[str, Any], total: int, queued: int,
+def _outcome_events(tid: str, note: Note, total: int, queued: int,
                     now: dt.datetime) -> list[dict[str, Any]]:
-    if outcome.get("failed"):
+    if note.failed:
         return [dict(transmission_id=tid, at=now, event="failed",
-                     detail=f"{outcome.get('stage')}: {outcome.get('reason')}")]
+                     detail=f"{note.stage}: {note.reason}")]
     rows = [dict(transmission_id=tid, at=now, event="processed",
                  detail=f"{total} document(s), {queued} queued for publishing")]
-    if outcome.get("reason"):
+    if note.reason:
         rows.append(dict(transmission_id=tid, at=now, event="messages-failed",
-                         detail=f"{outcome.get('stage')}: {outcome['reason']}"))
+                         detail=f"{note.stage}: {note.reason}"))
     return rows
 
 
-def _side_rows(tid: str, partner_id: str, outcome: dict[str, Any], now: dt.datetime
-               ) -> list[tuple[sa.Table, dict[str, Any]]]:
+def _side_rows(record: Processed, now: dt.datetime) -> list[tuple[sa.Table, dict[str, Any]]]:
     """Interchange and outbound rows that go with a processed transmission's outcome."""
+    tid, partner_id = record.tid, record.partner_id
     rows: list[tuple[sa.Table, dict[str, Any]]] = []
-    ics: Sequence[NewInterchange] = outcome.get("interchanges", ())
-    for ic in ics:
+    for ic in record.interchanges:
         rows.append((s.interchanges, dict(
             transmission_id=tid, partner_id=partner_id, sender_id=ic.sender_id,
             sender_qualifier=ic.sender_qualifier, recipient_id=ic.recipient_id,
             control_ref=ic.control_ref, prepared=ic.prepared, received_at=now,
             message_count=ic.message_count, status=ic.status, reason=ic.reason)))
-    outs: Sequence[NewOutbound] = outcome.get("outbound", ())
-    for out in outs:
+    for out in record.outbound:
         rows.append((s.outbound, dict(
             id=new_id(), transmission_id=tid, partner_id=partner_id, kind=out.kind,
             channel=out.channel, filename=out.filename, sha256=out.sha256, size=out.size,

@@ -226,7 +226,7 @@ class ErpAcks:
         """Acknowledgements that closed nothing (invalid, or naming no published document),
         newest first: what an operator shows the ERP team."""
         a = s.erp_acks
-        cond = a.c.document_id.is_(None)
+        cond: sa.ColumnElement[bool] = a.c.document_id.is_(None)
         if since is not None:
             cond = sa.and_(cond, a.c.received_at >= since)
         return self._rows(cond, limit=limit, newest_first=True)
@@ -246,7 +246,9 @@ class ErpAcks:
 
 def _insert(conn: sa.Connection, **values: Any) -> int:
     result = conn.execute(s.erp_acks.insert().values(**values))
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # an insert of one row
+    return int(key[0])
 
 
 def _targets(conn: sa.Connection, ack: ErpAck) -> list[Any]:

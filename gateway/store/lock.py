@@ -20,7 +20,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import sqlalchemy as sa
 
@@ -114,7 +114,7 @@ class InstanceLock:
         self.release()
 
 
-def _holder(text: str) -> dict:
+def _holder(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError:

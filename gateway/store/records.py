@@ -1,11 +1,19 @@
 """What the store gives and takes: rows of transmissions and documents, new documents,
-outbox items and log filters (plain frozen dataclasses, no SQL)."""
+outbox items and log filters (plain frozen dataclasses, no SQL).
+
+The records the pipeline hands the store (``NewDocument``, ``NewInterchange``,
+``NewOutbound``) are the core's (``gateway.core.records``), re-exported here."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, overload
+
+from gateway.core.records import NewDocument, NewInterchange, NewOutbound
+
+__all__ = ["DocumentRow", "LogFilter", "NewDocument", "NewInterchange", "NewOutbound",
+           "OutboundRow", "OutboxItem", "TransmissionRow", "aware"]
 
 
 @overload
@@ -88,63 +96,6 @@ class DocumentRow:
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class NewDocument:
-    """A canonical document ready to be stored with its outbox row.
-
-    With ``status`` FAILED or UNSUPPORTED it is a message that did not become a document:
-    it is stored with ``stage`` and ``reason`` (and the error as JSON in ``payload``) so that
-    "where is order X" finds it, and gets no outbox row.
-    """
-
-    doc_type: str
-    schema_version: str
-    business_number: str | None
-    interchange_ref: str | None
-    message_ref: str | None
-    message_id: str
-    payload: bytes
-    routing_key: str
-    status: str | None = None
-    stage: str | None = None
-    reason: str | None = None
-    #: SHA-256 of what the document says (``canonical.content_digest``); None for a
-    #: failed message. Equal digests under one number: a DUPLICATE; others: a CONFLICT.
-    content_sha: str | None = None
-    #: Its part number when it is one part of a price list published in parts (parts of
-    #: one list share its number: they are compared by content only, never in conflict).
-    part: int | None = None
-    #: The partner's ``on_conflict``: "hold" keeps a conflicting document for an operator,
-    #: "publish" publishes it with a note of the conflict.
-    on_conflict: str = "hold"
-
-
-@dataclass(frozen=True, slots=True)
-class NewInterchange:
-    """An interchange (UNB..UNZ) received from a partner, recorded with its outcome."""
-
-    control_ref: str
-    sender_id: str | None
-    sender_qualifier: str | None
-    recipient_id: str | None
-    prepared: str | None
-    message_count: int
-    status: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewOutbound:
-    """A payload to send to a partner (its bytes already archived under ``sha256``)."""
-
-    kind: str
-    channel: str
-    filename: str
-    sha256: str
-    size: int
-    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

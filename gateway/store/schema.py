@@ -262,7 +262,7 @@ sa.Index("ix_as2_messages_key", as2_messages.c.as2_from, as2_messages.c.as2_to,
          as2_messages.c.message_id, unique=True)
 sa.Index("ix_as2_messages_mdn", as2_messages.c.mdn_state, as2_messages.c.mdn_next_at)
 
-# Messages taken from webhooks (SMS providers): the provider's message id makes a repeated
+# Messages taken from webhooks (text-message providers): the provider's message id makes a repeated
 # delivery a duplicate; the transmission holds the payload.
 webhook_messages = sa.Table(
     "webhook_messages",
@@ -286,7 +286,7 @@ security_events = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("channel", sa.String(32), nullable=False),  # sms:twilio, as2 …
+    sa.Column("channel", sa.String(32), nullable=False),  # <channel>:<provider>, as2 …
     sa.Column("kind", sa.String(64), nullable=False),  # bad-signature, unknown-partner …
     sa.Column("remote", sa.String(128), nullable=True),  # client address
     sa.Column("partner_id", sa.String(64), nullable=True),

@@ -32,7 +32,7 @@ from typing import Any
 
 from gateway.config import GatewaySettings, PartnerDirectory
 from gateway.core import clock
-from gateway.core.errors import StoreError
+from gateway.core.errors import PayloadPurged, StoreError
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.records import TransmissionRow, aware
@@ -40,15 +40,6 @@ from gateway.store.retention import PurgeCandidate, byte_holders, mark_purged, p
 
 #: Transmissions handled per commit.
 BATCH = 500
-
-
-class PayloadPurged(StoreError):
-    """The raw payload of a transmission was purged by retention: it cannot be read again."""
-
-    def __init__(self, transmission_id: str, purged_at: dt.datetime) -> None:
-        self.transmission_id = transmission_id
-        self.purged_at = purged_at
-        super().__init__(purged_message(transmission_id, purged_at))
 
 
 def purged_message(transmission_id: str, purged_at: dt.datetime) -> str:

@@ -36,7 +36,8 @@ Statistics (``GET /api/stats``): transmissions, documents and failures (FAILED o
 QUARANTINED) per partner, channel and format per day or week; order value as the sum of the
 order lines (line amount, else quantity × unit price) per currency; and the weekly share of
 orders *received electronically*: orders in a format a partner's system writes (EDIFACT, XML,
-CSV), against those a person typed (SMS) or laid out for print (PDF)."""
+CSV), against those a person typed or laid out for print (``MANUAL_FORMATS`` of
+``gateway.formats.registry``)."""
 
 
 @dataclass

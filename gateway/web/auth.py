@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.core import clock
+from gateway.core.errors import RequestRefused
 from gateway.core.status import ROLES, Role
 from gateway.store.db import Store
 from gateway.store.users import (
@@ -64,7 +65,7 @@ _hasher = argon2.PasswordHasher()  # argon2id
 _dummy_hash: str | None = None
 
 
-class AuthError(Exception):
+class AuthError(RequestRefused):
     """Base of the errors below; ``status`` is the HTTP status they answer with."""
 
     status = 400

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.core.reprocess import PayloadPurged, ReprocessError, UnknownTransmission
+from gateway.core.errors import PayloadPurged, ReprocessError, UnknownTransmission
 from gateway.store.conflicts import ConflictError, UnknownConflict
 from gateway.tracker.alerts import AlertError, UnknownAlert
 from gateway.web.auth import AuthError, NotAuthenticated

@@ -14,6 +14,8 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from gateway.core.errors import RequestRefused
+
 #: The largest integer the store holds (a signed 64-bit column).
 SQL_INT_MAX = 2**63 - 1
 
@@ -21,7 +23,7 @@ RowId = Annotated[int, Path(ge=1, le=SQL_INT_MAX, description="an id (1 … 2⁶
 Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX, description="rows to skip")]
 
 
-class BadNumber(ValueError):
+class BadNumber(RequestRefused, ValueError):
     """A number in a URL that is not an integer within its bounds (answered 422)."""
 
     status = 422

@@ -20,12 +20,14 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import structlog
+from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PrefixLoader
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -34,11 +36,20 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from gateway.channels.kind import PartnerFormPost
+from gateway.channels.registry import CHANNEL_NAMES, CHANNELS, channel
 from gateway.core import clock
 from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
-from gateway.core.status import TRANSMISSION_STATUSES, AlertState, DocumentStatus, Role
+from gateway.core.status import (
+    TRANSMISSION_STATUSES,
+    AlertState,
+    DocumentStatus,
+    Role,
+    can_process_again,
+)
 from gateway.core.status import TransmissionStatus as T
+from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelHealth, ChannelRecords
 from gateway.store.conflicts import ConflictDesk, ConflictError
@@ -65,6 +76,9 @@ from gateway.web.auth import (
 from gateway.web.numbers import BadNumber, url_int
 from gateway.web.segments import edifact_segments
 
+if TYPE_CHECKING:
+    from gateway.web.partners_admin import PartnerAdmin
+
 log = structlog.get_logger("edigw.web")
 
 HERE = Path(__file__).parent
@@ -73,10 +87,28 @@ STATUS_CLASS = {T.RECEIVED: "st-received", T.PROCESSED: "st-processed",
                 T.PUBLISHED: "st-published", T.FAILED: "st-failed",
                 T.QUARANTINED: "st-quarantined", T.DUPLICATE: "st-duplicate",
                 T.PARTIAL: "st-partial", T.HELD: "st-held"}
-CHANNELS = ("folder", "sftp", "email", "as2", "sms", "http")
-FORMATS = ("edifact", "xml", "csv", "sms", "pdf")
+#: The chart's name for orders a person typed or printed: the manual formats, by name.
+MANUAL_LABEL = "typed or printed (" + ", ".join(
+    name.upper() for name in FORMAT_NAMES if name in MANUAL_FORMATS) + ")"
+
+
+def _channel_templates() -> dict[str, BaseLoader]:
+    """Each channel's console fragments (its folder's ``templates/``), under its name:
+    ``<channel>/transport.html``, ``<channel>/partner.html``."""
+    found: dict[str, BaseLoader] = {}
+    for kind in CHANNELS:
+        module = import_module(f"gateway.channels.{kind.name}")
+        folder = Path(module.__file__ or "").parent / "templates"
+        if folder.is_dir():
+            found[kind.name] = FileSystemLoader(str(folder))
+    return found
+
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")),
+                                     PrefixLoader(_channel_templates())])
+#: The channels with an administration form on a partner's page, in the registry's order.
+PARTNER_FORMS = tuple(kind.name for kind in CHANNELS if kind.partner_form is not None)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -267,7 +299,7 @@ def dashboard(p: Page) -> Response:
         "Orders per week, and the share received electronically", labels,
         [charts.Series("electronic", [share[w].electronic if w in share else 0 for w in weeks],
                        "#009E73"),
-         charts.Series("typed or printed (SMS, PDF)",
+         charts.Series(MANUAL_LABEL,
                        [share[w].manual if w in share else 0 for w in weeks], "#E69F00")],
         charts.Series("electronic share", [_percent(share[w].share) if w in share else None
                                            for w in weeks]))
@@ -307,8 +339,8 @@ def transmissions(p: Page) -> Response:
     f = _filters(p.request)
     return p.render("transmissions.html", rows=_transmissions(p, f), filters=f,
                     query=urlencode({k: v for k, v in f.items() if v}),
-                    partners=[x.id for x in p.gateway.partners], channels=CHANNELS,
-                    statuses=TRANSMISSION_STATUSES, formats=FORMATS,
+                    partners=[x.id for x in p.gateway.partners], channels=CHANNEL_NAMES,
+                    statuses=TRANSMISSION_STATUSES, formats=FORMAT_NAMES,
                     status_class=STATUS_CLASS)
 
 
@@ -336,12 +368,10 @@ def transmission(p: Page) -> Response:
             raw = head.decode("utf-8", "replace").splitlines()[:5000]
         if t.size > len(head):
             raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    reprocessable = (t.status in (T.FAILED, T.QUARANTINED, T.RECEIVED)
-                     or (t.status in (T.PROCESSED, T.PUBLISHED, T.PARTIAL) and bool(t.reason)))
+    reprocessable = can_process_again(t.status, t.reason)
     return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
                     interchanges=view.interchanges, outbound=view.outbound, raw=raw,
-                    raw_note=raw_note, as2=view.transport.get("as2"),
-                    sms=view.transport.get("sms"), attempts=view.attempts,
+                    raw_note=raw_note, transport=view.transport, attempts=view.attempts,
                     status_class=STATUS_CLASS,
                     reprocessable=reprocessable and t.purged_at is None,
                     message=p.request.query_params.get("message"))
@@ -458,7 +488,7 @@ def partner(p: Page) -> Response:
                     # The audit trail is for operators and admins, as /audit is.
                     audit=(AuditLog(p.store).list(target=f"partner:{pid}", limit=50)
                            if p.who.may(Role.OPERATOR) else []),
-                    admin=p.who.may(Role.ADMIN),
+                    admin=p.who.may(Role.ADMIN), channel_forms=PARTNER_FORMS,
                     message=p.request.query_params.get("message"),
                     error=p.request.query_params.get("error"))
 
@@ -509,16 +539,8 @@ def partner_change(p: Page) -> Response:
                                      p.field("passphrase") or None, **kw)
             if p.field("host_key"):
                 service.set_sftp_host_key(actor, pid, p.field("host_key"), **kw)
-        elif what == "sms":
-            prof = p.gateway.partners.get(pid)
-            have = list(prof.identifiers.phone) if prof is not None else []
-            want = _lines(p.field("phones"))
-            for number in want:
-                if number not in have:
-                    service.add_phone(actor, pid, number, **kw)
-            for number in have:
-                if number not in want:
-                    service.remove_phone(actor, pid, number, **kw)
+        elif what in PARTNER_FORMS:
+            _channel_form(p, what, service, pid)
         elif what == "as2-certificate":
             upload = p.form.get("certificate") if p.form is not None else None
             data = upload.file.read() if upload is not None and hasattr(upload, "file") else b""
@@ -538,6 +560,16 @@ def partner_change(p: Page) -> Response:
     except PartnerAdminError as exc:
         return RedirectResponse(f"/partners/{pid}?error=" + quote(str(exc)), 303)
     return RedirectResponse(f"/partners/{pid}?message=" + quote(f"{what} saved"), 303)
+
+
+def _channel_form(p: Page, name: str, service: PartnerAdmin, pid: str) -> None:
+    """A channel's own form on the partner page (``ChannelKind.partner_form``)."""
+    form = channel(name).partner_form
+    assert form is not None  # PARTNER_FORMS lists only the channels that have one
+    fields = {k: v for k, v in (p.form or {}).items() if isinstance(v, str)}
+    form(PartnerFormPost(admin=service, actor=p.who.username, partner_id=pid,
+                         current=p.gateway.partners.get(pid), fields=fields,
+                         remote=p.request.client.host if p.request.client else None))
 
 
 # -- alerts and audit -------------------------------------------------------------------------

@@ -8,6 +8,10 @@ change in the audit trail (the changed part before and after, secrets masked) an
 new directory to ``on_change``. A change that fails validation leaves the file untouched.
 Comments in a rewritten profile are not kept (``tomli_w`` writes plain TOML).
 
+A channel's own settings of a partner (a text-message channel's phone numbers) are changed by
+that channel's operations (``gateway.channels.<name>.admin``) through ``change``, the same
+read-modify-write, validation and audit.
+
 Secrets set here (SFTP password, SFTP private key) go to files under ``secrets_dir/<partner>``
 (folder 0700, file 0600) that the profile points to (``password_file``, ``key_file``); they
 are never written into the profile, logged, returned or audited in clear. A key uploaded with
@@ -41,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-import phonenumbers
 import tomli_w
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -55,7 +58,6 @@ from gateway.config import (
     Partner,
     PartnerDirectory,
     _expand,
-    _norm_id,
     _unique_ids,
     _validate,
     load_partners,
@@ -321,48 +323,15 @@ class PartnerAdmin:
                              files=[(path, pem, 0o644)], remote=remote, note=info)
         return {**shown, "certificate": info}
 
-    # -- SMS ------------------------------------------------------------------------------
+    # -- a channel's own operations ------------------------------------------------------
 
-    def add_phone(self, actor: str, pid: str, number: str, *,
-                  remote: str | None = None) -> dict[str, Any]:
-        """Add an SMS number (normalised to E.164); Conflict when another partner has it."""
-        e164 = self._e164(number, pid)
-
-        def edit(raw: dict[str, Any]) -> None:
-            phones = raw.setdefault("identifiers", {}).setdefault("phone", [])
-            if e164 not in {self._e164(p, pid, quiet=True) for p in phones}:
-                phones.append(e164)
-        return self._change(actor, pid, "partner.phone-add", edit, _phones, remote=remote)
-
-    def remove_phone(self, actor: str, pid: str, number: str, *,
-                     remote: str | None = None) -> dict[str, Any]:
-        """Remove an SMS number, however written; Invalid when the partner does not have it."""
-        e164 = self._e164(number, pid)
-
-        def edit(raw: dict[str, Any]) -> None:
-            ids = raw.get("identifiers", {})
-            phones = ids.get("phone", [])
-            kept = [p for p in phones if self._e164(p, pid, quiet=True) != e164]
-            if len(kept) == len(phones):
-                raise Invalid("phone", f"{e164} is not one of the partner's numbers",
-                              partner=pid)
-            _set(ids, "phone", kept)
-        return self._change(actor, pid, "partner.phone-remove", edit, _phones, remote=remote)
-
-    def _e164(self, number: str, pid: str, *, quiet: bool = False) -> str:
-        region = self.settings.sms.default_region if self.settings.sms else "FR"
-        try:
-            parsed = phonenumbers.parse(number, region)
-        except phonenumbers.NumberParseException as exc:
-            if quiet:
-                return _norm_id("phone", number)
-            raise Invalid("phone", f"not a phone number: {exc}", partner=pid) from None
-        if not phonenumbers.is_valid_number(parsed):
-            if quiet:
-                return _norm_id("phone", number)
-            raise Invalid("phone", f"{number!r} is not a valid number (region {region})",
-                          partner=pid)
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    def change(self, actor: str, pid: str, action: str, edit: Edit, part: Part, *,
+               remote: str | None = None) -> dict[str, Any]:
+        """Change the profile of ``pid`` by ``edit`` (given its TOML as a dict, edited in
+        place) as every operation here does: validated, written, reloaded, audited as
+        ``action`` with ``part`` of it before and after, announced. For a channel's own
+        operations (``gateway.channels.<name>.admin``)."""
+        return self._change(actor, pid, action, edit, part, remote=remote)
 
     # -- documents and acknowledgements ---------------------------------------------------
 
@@ -543,10 +512,6 @@ def _set(table: dict[str, Any], key: str, value: list[Any]) -> None:
 
 def _enabled(raw: dict[str, Any]) -> dict[str, Any]:
     return {"enabled": raw.get("enabled", True)}
-
-
-def _phones(raw: dict[str, Any]) -> dict[str, Any]:
-    return {"phones": raw.get("identifiers", {}).get("phone", [])}
 
 
 def _sftp_auth(raw: dict[str, Any]) -> dict[str, Any]:

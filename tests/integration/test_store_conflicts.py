@@ -12,6 +12,7 @@ from dataclasses import replace
 import sqlalchemy as sa
 
 from gateway.core.canonical import content_digest
+from gateway.core.records import Processed
 from gateway.store import schema as s
 from gateway.store.conflicts import ConflictDesk
 from gateway.store.db import NewDocument, Store
@@ -97,8 +98,8 @@ def test_a_batch_judges_its_documents_against_each_other(store_url):
     store = Store.from_url(store_url)
     tids = [received(store, bytes([n])) for n in range(3)]
     docs = [inv("32.99", "m1"), inv("32.99", "m2"), inv("4918.84", "m3")]
-    queued = store.record_batch([dict(kind="processed", tid=t, partner_id="acme", fmt="xml",
-                                      standard=None, docs=[d], events=[])
+    queued = store.record_batch([Processed(tid=t, partner_id="acme", fmt="xml",
+                                           standard=None, docs=[d], events=[])
                                  for t, d in zip(tids, docs, strict=True)])
     assert queued == [1, 0, 0]
     assert [statuses(store, t) for t in tids] == [[s.PENDING], [s.DOC_DUPLICATE],
@@ -118,9 +119,9 @@ def test_a_batch_looks_numbers_up_in_one_query_per_chunk(store_url):
 
     sa.event.listen(store.engine, "before_cursor_execute", count)
     try:
-        store.record_batch([dict(kind="processed", tid=t, partner_id="acme", fmt="xml",
-                                 standard=None, docs=[inv("1", f"m{n}", number=f"N{n}")],
-                                 events=[]) for n, t in enumerate(tids)])
+        store.record_batch([Processed(tid=t, partner_id="acme", fmt="xml",
+                                      standard=None, docs=[inv("1", f"m{n}", number=f"N{n}")],
+                                      events=[]) for n, t in enumerate(tids)])
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", count)
     assert len(seen) == 1

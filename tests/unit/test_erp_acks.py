@@ -128,6 +128,15 @@ class _Parsed:
                                       schema_version="edigw.order/1"))
         return out
 
+    def control_refs(self):
+        return []
+
+    def interchanges_seen(self):
+        return []
+
+    def replies(self, *, partner, transmission_id):
+        return []
+
 
 class _Reader:
     """Reads b'ORD|PO1,PO2': orders from sender 111 with reference ids acme-PO1, acme-PO2

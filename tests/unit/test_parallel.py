@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core import parallel
+from gateway.formats.edifact import parallel
 from gateway.formats.edifact.reader import EdifactReader
 from gateway.formats.mapping import MappingSet
 

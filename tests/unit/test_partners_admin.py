@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from gateway.channels.sms import admin as phones
 from gateway.config import GatewaySettings, PartnerDirectory, load_partners
 from gateway.store.audit import MASK, AuditLog
 from gateway.store.db import Store
@@ -269,21 +270,21 @@ def test_as2_certificate_upload_pem_then_der_rotates_and_garbage_is_refused(worl
 def test_phones_are_normalised_to_e164_unique_and_removed_however_written(world):
     """A national number becomes E.164 (region FR); another partner's number conflicts."""
     admin, _, tmp = world
-    admin.add_phone("admin", "acme", "06 11 22 33 44")
+    phones.add_phone(admin, "admin", "acme", "06 11 22 33 44")
     assert raw(tmp)["identifiers"]["phone"] == ["+33612345678", "+33611223344"]
-    admin.add_phone("admin", "acme", "+33 6 11 22 33 44")  # already there: nothing
+    phones.add_phone(admin, "admin", "acme", "+33 6 11 22 33 44")  # already there: nothing
     assert len(admin.audit.list()) == 1
     with pytest.raises(Conflict) as exc:
-        admin.add_phone("admin", "acme", "0699887766")
+        phones.add_phone(admin, "admin", "acme", "0699887766")
     assert exc.value.owner == "beta"
     with pytest.raises(Invalid):
-        admin.add_phone("admin", "acme", "12")
-    admin.remove_phone("admin", "acme", "0033612345678")
+        phones.add_phone(admin, "admin", "acme", "12")
+    phones.remove_phone(admin, "admin", "acme", "0033612345678")
     assert raw(tmp)["identifiers"]["phone"] == ["+33611223344"]
     [entry, _] = admin.audit.list()
     assert entry.before == {"phones": ["+33612345678", "+33611223344"]}
     with pytest.raises(Invalid):
-        admin.remove_phone("admin", "acme", "0612345678")
+        phones.remove_phone(admin, "admin", "acme", "0612345678")
 
 
 def test_documents_name_existing_mappings_of_their_format(world):
@@ -326,7 +327,7 @@ def test_unknown_partner_is_not_found(world):
     with pytest.raises(NotFound):
         admin.disable("admin", "nobody")
     with pytest.raises(NotFound):
-        admin.add_phone("admin", "nobody", "0611223344")
+        phones.add_phone(admin, "admin", "nobody", "0611223344")
 
 
 def test_environment_references_given_through_the_console_are_refused(world):

@@ -41,6 +41,15 @@ class FakeParsed:
                                       schema_version="edigw.order/1"))
         return out
 
+    def control_refs(self):
+        return []
+
+    def interchanges_seen(self):
+        return []
+
+    def replies(self, *, partner, transmission_id):
+        return []
+
 
 class FakeReader:
     """Reads b'FAKE|sender|PO1,PO2' payloads; b'FAKE|BAD' is a syntax error."""
@@ -191,8 +200,8 @@ def test_rerun_after_a_crash_between_chunks_stores_each_document_once(pipeline):
     """Documents a cut-short run stored are skipped, not duplicated, when the run resumes."""
     pipeline.chunk_size = 2
     r = receive(pipeline, b"FAKE|111|A,B,C")
-    work = pipeline._work(r.transmission_id)[1]
-    pipeline.store.record_processed(docs=work["docs"][:2], final=False, tid=r.transmission_id,
+    work = pipeline._work(r.transmission_id).record
+    pipeline.store.record_processed(docs=work.docs[:2], final=False, tid=r.transmission_id,
                                     partner_id="acme", fmt="fake", standard=None)
     assert pipeline.store.get_transmission(r.transmission_id).status == s.RECEIVED
     assert pipeline.resume() == 1

@@ -49,6 +49,15 @@ class Parsed:
                                       schema_version="edigw.order/1"))
         return out
 
+    def control_refs(self):
+        return []
+
+    def interchanges_seen(self):
+        return []
+
+    def replies(self, *, partner, transmission_id):
+        return []
+
 
 class TrustReader:
     """b'T|sender|PO1,PO2' reads; b'T|CRASH' raises the way a reader bug does (the UNZ
@@ -130,7 +139,7 @@ def test_a_record_the_store_refuses_fails_that_transmission_alone(pipeline, monk
     real = pipeline.store.record_batch
 
     def refusing(outcomes):
-        if any(o["tid"] == b for o in outcomes):
+        if any(o.tid == b for o in outcomes):
             raise sa.exc.IntegrityError("INSERT …", {}, Exception("value too long"))
         return real(outcomes)
 

@@ -1,16 +1,25 @@
 """SMS order webhooks (Twilio-style and Vonage-style): signatures, the endpoints and the
-record of provider message ids. See docs/sms.md."""
+record of provider message ids; a partner's phone numbers in the console and the API
+(``admin``, ``api``, ``templates/``). See docs/sms.md."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
+from gateway.channels.kind import (
+    ChannelContext,
+    ChannelKind,
+    ChannelRun,
+    ConfiguredChannel,
+    PartnerFormPost,
+)
 from gateway.channels.sms import explain
 from gateway.channels.sms.settings import SmsSection
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
+
     from gateway.config import GatewaySettings, PartnerDirectory
     from gateway.store.db import Store
 
@@ -49,6 +58,19 @@ def _transport(store: Store, transmission_id: str) -> Mapping[str, Any] | None:
     return transport_record(store, transmission_id)
 
 
+def _partner_api() -> APIRouter:
+    from gateway.channels.sms.api import router
+
+    return router()
+
+
+def _partner_form(post: PartnerFormPost) -> None:
+    from gateway.channels.sms.admin import partner_form
+
+    partner_form(post)
+
+
 CHANNEL = ChannelKind(name="sms", section=SmsSection, start=_start, configured=_configured,
                       summary=_summary, listens=True, transport=_transport,
+                      partner_api=_partner_api, partner_form=_partner_form,
                       problems=explain.problems, shown=explain.shown)

@@ -50,13 +50,14 @@ class Validate(Protocol):
 
 
 #: What ``EdifactPayload.documents`` may be given for messages judged elsewhere
-#: (``gateway.core.parallel``): by message index, (mapped document, validation warnings),
+#: (``gateway.formats.edifact.parallel``): by message index, (mapped document, validation warnings),
 #: or None to judge the message here.
 Outsourced = Callable[[int], "tuple[MappedDocument, list[str]] | None"]
 
 
-def _validator() -> Validate | None:
-    """The structure check (``gateway.formats.edifact.structure``)."""
+def validator() -> Validate | None:
+    """The structure check (``gateway.formats.edifact.structure``), loaded on first use;
+    the reader, the streamed reader and the worker processes share it."""
     try:
         from gateway.formats.edifact.structure import validate_message
     except ImportError:  # pragma: no cover - the module ships with edigw
@@ -101,10 +102,10 @@ class EdifactPayload:
                   outsourced: Outsourced | None = None) -> list[MappedDocument | FailedMessage]:
         """Every message judged, interchange by interchange. ``outsourced(i)`` may give the
         result of message ``i`` (counted across interchanges) judged elsewhere, as (mapped
-        document, validation warnings), or None to judge it here (``gateway.core.parallel``)."""
+        document, validation warnings), or None to judge it here (``gateway.formats.edifact.parallel``)."""
         policy = partner.edifact
         known = dict(known_refs or {})
-        validate = _validator()
+        validate = validator()
         out: list[MappedDocument | FailedMessage] = []
         self.verdicts = []
         index = 0

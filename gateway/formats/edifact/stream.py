@@ -36,7 +36,18 @@ from typing import TYPE_CHECKING, Any
 from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, PayloadError
 from gateway.core.gcpause import gc_paused
-from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, Reply, Sender
+from gateway.core.ports import (
+    Done,
+    FailedMessage,
+    InterchangeEnd,
+    InterchangeSeen,
+    MappedDocument,
+    Reply,
+    Sender,
+    Slice,
+    SlicedEnd,
+    StreamEvent,
+)
 from gateway.formats.edifact.charset import SYNTAX_CODECS, peek_syntax_id
 from gateway.formats.edifact.envelope import _STARTS, _Reader, _start_position
 from gateway.formats.edifact.model import Interchange, Message, Segment, Source
@@ -473,40 +484,10 @@ class _Window:
 # -- mapping level: documents as their messages complete ---------------------------------------
 
 
-@dataclass(slots=True)
-class Done:
-    """A whole message's result: a document, or a message that failed or is unsupported."""
-
-    result: MappedDocument | FailedMessage
+# Done, Slice, SlicedEnd, InterchangeEnd (the StreamEvent union) are the core's
+# (gateway.core.ports): the pipeline dispatches on their types.
 
 
-@dataclass(slots=True)
-class Slice:
-    """A document holding the items of one slice of message ``key`` (published in parts)."""
-
-    key: str
-    result: MappedDocument
-
-
-@dataclass(slots=True)
-class SlicedEnd:
-    """Message ``key``, handed over in slices, is complete: ``failed`` says why it failed
-    (its slices' documents must then fail too), None when every check passed."""
-
-    key: str
-    failed: FailedMessage | None
-
-
-@dataclass(slots=True)
-class InterchangeEnd:
-    """Interchange closed: hold nothing more for it. ``rejected`` rejects every document
-    made from it (its UNZ count, a group, the partner's reject-interchange policy)."""
-
-    control_ref: str | None
-    rejected: PayloadError | None
-
-
-StreamEvent = Done | Slice | SlicedEnd | InterchangeEnd
 
 
 class _Skeleton(Sequence[Segment]):
@@ -618,10 +599,10 @@ class StreamedPayload:
         partner (in memory a file of several partners fails whole; here the later
         interchange is rejected).
         """
-        from gateway.formats.edifact.reader import _validator
+        from gateway.formats.edifact.reader import validator
 
         policy = partner.edifact
-        validate = _validator()
+        validate = validator()
         payload = self._payload
         payload.warnings = self.warnings
         current: _Open | None = None

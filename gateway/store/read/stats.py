@@ -6,9 +6,9 @@ returns plain frozen rows sorted by bucket. Bucketing happens in Python so that 
 PostgreSQL give the same answer; the queries read one range of one indexed column.
 
 "Received electronically": an order whose transmission's format is one a partner's system
-writes (``edifact``, ``xml``, ``csv``), as opposed to one a person typed (``sms``) or laid
-out for print (``pdf``), which the gateway reads but the partner did not send as data. The
-weekly share shows how online ordering progresses.
+writes (``edifact``, ``xml``, ``csv``), as opposed to one a person typed or laid out for print
+(``gateway.formats.registry.MANUAL_FORMATS``), which the gateway reads but the partner did
+not send as data. The weekly share shows how online ordering progresses.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ Bucket = Literal["day", "week"]
 
 #: Formats a partner's system produces; orders in them count as received electronically.
 ELECTRONIC_FORMATS = frozenset({"edifact", "xml", "csv"})
-#: Formats a person produces (a typed SMS, a printed PDF order).
-MANUAL_FORMATS = frozenset({"sms", "pdf"})
 
 #: Transmission statuses that count as a failure.
 FAILURE_STATUSES = frozenset({s.FAILED, s.QUARANTINED})

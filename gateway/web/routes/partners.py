@@ -14,8 +14,8 @@ Routes (mounted under ``/api``)::
     PUT    /partners/{id}/sftp/host-key            admin   {host_key}
     POST   /partners/{id}/as2/certificates         admin   PEM/DER body, or multipart "certificate";
                                                            ?as2_id= creates [as2]
-    POST   /partners/{id}/phones                   admin   {number}
-    DELETE /partners/{id}/phones/{number}          admin   -
+    …                                              admin   each channel's own routes
+                                                           (``ChannelKind.partner_api``)
     PUT    /partners/{id}/documents                admin   {documents: [{type, format, mapping?}]}
     PATCH  /partners/{id}/acknowledgements         admin   {contrl?, email_acknowledgements?,
                                                             failure_notices?}
@@ -36,6 +36,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway.channels.registry import CHANNELS
+from gateway.config import ChannelName
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
@@ -73,6 +75,8 @@ def partner_admin(request: Request) -> PartnerAdmin:
 
 
 Admin_ = Annotated[PartnerAdmin, Depends(partner_admin)]
+#: The partner administration service, as a route of a channel's ``partner_api`` asks for it.
+PartnerAdminDep = Admin_
 
 
 # -- activity ------------------------------------------------------------------------------
@@ -117,7 +121,9 @@ def _refused(exc: PartnerAdminError) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, str(exc))
 
 
-def _do(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+def run_admin(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any
+              ) -> dict[str, Any]:
+    """``call(*args, **kwargs)``, a refusal turned into its HTTP error (404, 409, 422)."""
     try:
         return call(*args, **kwargs)
     except PartnerAdminError as exc:
@@ -128,14 +134,14 @@ def _do(call: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[
 
 @router.get("", summary="Partners with their last contact per channel, health and alerts")
 def list_partners(request: Request, who: Viewer, admin: Admin_) -> list[dict[str, Any]]:
-    profiles = _do(lambda: {"all": admin.list()})["all"]
+    profiles = run_admin(lambda: {"all": admin.list()})["all"]
     activity = partner_activity(request.app.state.gateway.store)
     return [p | activity.get(p["id"], _empty_activity()) for p in profiles]
 
 
 @router.get("/{pid}", summary="One partner's profile (secrets masked) and activity")
 def get_partner(pid: str, request: Request, who: Viewer, admin: Admin_) -> dict[str, Any]:
-    profile = _do(admin.get, pid)
+    profile = run_admin(admin.get, pid)
     return profile | partner_activity(request.app.state.gateway.store, [pid])[pid]
 
 
@@ -143,9 +149,6 @@ def get_partner(pid: str, request: Request, who: Viewer, admin: Admin_) -> dict[
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-ChannelName = Literal["folder", "sftp", "email", "as2", "sms", "http"]
 
 
 def _folder_only() -> list[ChannelName]:
@@ -181,10 +184,6 @@ class HostKey(_Body):
     host_key: Annotated[str, Field(min_length=1)]
 
 
-class Phone(_Body):
-    number: Annotated[str, Field(min_length=1)]
-
-
 class Documents(_Body):
     documents: list[dict[str, Any]]
 
@@ -198,45 +197,45 @@ class Acknowledgements(_Body):
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Open a partner account")
 def create_partner(body: NewPartner, request: Request, who: Admin,
                    admin: Admin_) -> dict[str, Any]:
-    return _do(admin.create, who.username, body.id, body.name, unb=body.unb, gln=body.gln,
+    return run_admin(admin.create, who.username, body.id, body.name, unb=body.unb, gln=body.gln,
                emails=body.emails, channels=body.channels, remote=remote(request))
 
 
 @router.post("/{pid}/disable", summary="Disable a partner account")
 def disable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
-    return _do(admin.disable, who.username, pid, remote=remote(request))
+    return run_admin(admin.disable, who.username, pid, remote=remote(request))
 
 
 @router.post("/{pid}/enable", summary="Enable a partner account again")
 def enable_partner(pid: str, request: Request, who: Admin, admin: Admin_) -> dict[str, Any]:
-    return _do(admin.enable, who.username, pid, remote=remote(request))
+    return run_admin(admin.enable, who.username, pid, remote=remote(request))
 
 
 @router.patch("/{pid}/contacts", summary="Change name, mail addresses and reply-to")
 def set_contacts(pid: str, body: Contacts, request: Request, who: Admin,
                  admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_contacts, who.username, pid, name=body.name, emails=body.emails,
+    return run_admin(admin.set_contacts, who.username, pid, name=body.name, emails=body.emails,
                reply_to=body.reply_to, remote=remote(request))
 
 
 @router.put("/{pid}/sftp/password", summary="Set or rotate the SFTP password")
 def set_sftp_password(pid: str, body: SftpPassword, request: Request, who: Admin,
                       admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_sftp_password, who.username, pid, body.password,
+    return run_admin(admin.set_sftp_password, who.username, pid, body.password,
                remote=remote(request))
 
 
 @router.put("/{pid}/sftp/key", summary="Set or rotate the SFTP private key")
 def set_sftp_key(pid: str, body: SftpKey, request: Request, who: Admin,
                  admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_sftp_key, who.username, pid, body.private_key, body.passphrase,
+    return run_admin(admin.set_sftp_key, who.username, pid, body.private_key, body.passphrase,
                remote=remote(request))
 
 
 @router.put("/{pid}/sftp/host-key", summary="Pin the SFTP server's host key")
 def set_sftp_host_key(pid: str, body: HostKey, request: Request, who: Admin,
                       admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_sftp_host_key, who.username, pid, body.host_key,
+    return run_admin(admin.set_sftp_host_key, who.username, pid, body.host_key,
                remote=remote(request))
 
 
@@ -259,33 +258,30 @@ async def upload_as2_certificate(pid: str, request: Request, who: Admin, admin: 
         raise HTTPException(422,
                             {"field": "certificate", "reason": "empty or larger than "
                              f"{MAX_CERTIFICATE} bytes"})
-    return await run_in_threadpool(_do, admin.upload_as2_certificate, who.username, pid,
+    return await run_in_threadpool(run_admin, admin.upload_as2_certificate, who.username, pid,
                                    data, as2_id=as2_id, remote=remote(request))
-
-
-@router.post("/{pid}/phones", status_code=status.HTTP_201_CREATED,
-             summary="Add an SMS number (normalised to E.164)")
-def add_phone(pid: str, body: Phone, request: Request, who: Admin,
-              admin: Admin_) -> dict[str, Any]:
-    return _do(admin.add_phone, who.username, pid, body.number, remote=remote(request))
-
-
-@router.delete("/{pid}/phones/{number}", summary="Remove an SMS number")
-def remove_phone(pid: str, number: str, request: Request, who: Admin,
-                 admin: Admin_) -> dict[str, Any]:
-    return _do(admin.remove_phone, who.username, pid, number, remote=remote(request))
 
 
 @router.put("/{pid}/documents", summary="Replace the documents and their mappings")
 def set_documents(pid: str, body: Documents, request: Request, who: Admin,
                   admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_documents, who.username, pid, body.documents,
+    return run_admin(admin.set_documents, who.username, pid, body.documents,
                remote=remote(request))
 
 
 @router.patch("/{pid}/acknowledgements", summary="Change the acknowledgement wishes")
 def set_acknowledgements(pid: str, body: Acknowledgements, request: Request, who: Admin,
                          admin: Admin_) -> dict[str, Any]:
-    return _do(admin.set_acknowledgements, who.username, pid, contrl=body.contrl,
+    return run_admin(admin.set_acknowledgements, who.username, pid, contrl=body.contrl,
                email_acknowledgements=body.email_acknowledgements,
                failure_notices=body.failure_notices, remote=remote(request))
+
+
+def _mount_channel_routes() -> None:
+    """Each channel's own partner routes (``ChannelKind.partner_api``), under ``/partners``."""
+    for kind in CHANNELS:
+        if kind.partner_api is not None:
+            router.include_router(kind.partner_api())
+
+
+_mount_channel_routes()

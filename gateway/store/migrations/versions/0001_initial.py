@@ -16,7 +16,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "transmissions",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -87,7 +87,7 @@ def upgrade():
     op.create_index("ix_outbox_document", "outbox", ["document_id"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("documents")
     op.drop_table("transmission_events")

@@ -16,7 +16,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table("documents") as batch:
         batch.add_column(sa.Column("stage", sa.String(32), nullable=True))
         batch.add_column(sa.Column("reason", sa.Text, nullable=True))
@@ -60,7 +60,7 @@ def upgrade():
     op.create_index("ix_outbound_transmission", "outbound", ["transmission_id"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("outbound")
     op.drop_table("interchanges")
     with op.batch_alter_table("documents") as batch:

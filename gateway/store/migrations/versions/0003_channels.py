@@ -16,7 +16,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "channel_health",
         sa.Column("channel", sa.String(128), primary_key=True),
@@ -43,6 +43,6 @@ def upgrade():
                     ["channel", "path", "size", "mtime"], unique=True)
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("remote_files")
     op.drop_table("channel_health")

@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "as2_messages",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -86,7 +86,7 @@ def upgrade():
     op.create_index("ix_security_events_at", "security_events", ["at"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("certificates")
     op.drop_table("security_events")
     op.drop_table("webhook_messages")

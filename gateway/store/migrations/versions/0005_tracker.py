@@ -16,7 +16,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table("documents") as b:
         b.add_column(sa.Column("erp_status", sa.String(16), nullable=True))
         b.add_column(sa.Column("erp_at", TZ, nullable=True))
@@ -75,7 +75,7 @@ def upgrade():
     op.create_index("ix_erp_acks_document", "erp_acks", ["document_id"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("erp_acks")
     op.drop_table("event_outbox")
     op.drop_table("alerts")

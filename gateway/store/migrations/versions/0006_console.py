@@ -16,7 +16,7 @@ depends_on = None
 TZ = sa.DateTime(timezone=True)
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -68,7 +68,7 @@ def upgrade():
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_table("api_tokens")
     op.drop_table("sessions")
