@@ -38,7 +38,7 @@ from gateway.channels.sftp.settings import SftpInbound as SftpInbound
 from gateway.channels.sftp.settings import SftpSettings as SftpSettings
 from gateway.core.errors import ConfigError
 from gateway.core.urls import mask_url as mask_url  # re-exported, as before
-from gateway.formats.registry import FORMAT_NAMES
+from gateway.formats.registry import PROFILE_FORMATS
 
 _log = structlog.get_logger("edigw.config")
 
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 else:  # the channels and formats of the registries, checked as Literals (their messages
     # list them)
     ChannelName = Literal[CHANNEL_NAMES]
-    FormatName = Literal[FORMAT_NAMES]
+    FormatName = Literal[PROFILE_FORMATS]
 
 
 class StoreSettings(StrictModel):
