@@ -30,6 +30,7 @@ import structlog
 
 from gateway.channels.as2.records import As2MessageRow, As2Records, mdn_http_parts
 from gateway.channels.as2.settings import As2Settings
+from gateway.core.errors import EdigwError
 from gateway.core.urls import mask_url
 from gateway.store.archive import Archive
 from gateway.store.db import Store, utcnow
@@ -44,7 +45,7 @@ BATCH = 100
 _NOT_SENT = {"content-length", "transfer-encoding", "connection", "host"}
 
 
-class UnsupportedMdnUrl(Exception):
+class UnsupportedMdnUrl(EdigwError):
     """The Receipt-Delivery-Option names no URL we deliver to (never retried)."""
 
 
@@ -184,7 +185,7 @@ class AsyncMdnSender:
                 task.cancel()
 
 
-class _Refused(Exception):
+class _Refused(EdigwError):
     """The partner's server answered, but not with 2xx."""
 
 

@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from gateway.channels.email.names import kind_of, safe_name
+from gateway.core.errors import EdigwError
 
 _CHUNK = 64 * 1024
 
@@ -46,7 +47,7 @@ class ZipContent:
     refused: str | None = None
 
 
-class _Bomb(Exception):
+class _Bomb(EdigwError):
     pass
 
 

@@ -26,11 +26,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.core.errors import RequestRefused
+
 #: Seconds of clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
 LEEWAY = 60
 
 
-class SignatureError(Exception):
+class SignatureError(RequestRefused):
     """A request's signature does not verify; ``reason`` says why (never the secret)."""
 
     def __init__(self, reason: str) -> None:

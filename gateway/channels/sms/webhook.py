@@ -42,6 +42,7 @@ from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.channels.sms.records import WebhookMessage, WebhookMessages
 from gateway.channels.sms.settings import SmsSettings
 from gateway.channels.sms.signatures import SignatureError, verify_twilio, verify_vonage
+from gateway.core.errors import RequestRefused
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
 from gateway.formats.sms.envelope import SmsEnvelope, sanitise, sms_order_number
 from gateway.formats.sms.syntax import parse_sms_order, reply_text, unknown_sender_reply
@@ -60,7 +61,7 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _RECEIVE_LOCK = threading.Lock()
 
 
-class BadRequest(Exception):
+class BadRequest(RequestRefused):
     """The body is not an inbound text SMS (400); ``reason`` says what is wrong."""
 
     def __init__(self, reason: str) -> None:
