@@ -49,7 +49,7 @@ log = structlog.get_logger("edigw.app")
 def bus_settings(settings: GatewaySettings) -> BusSettings:
     b = settings.broker
     return BusSettings(
-        url=b.url, exchange=b.exchange, dead_letter_exchange=b.dead_letter_exchange,
+        url=b.url, urls=tuple(b.urls), queue_type=b.queue_type, exchange=b.exchange, dead_letter_exchange=b.dead_letter_exchange,
         dead_letter_queue=b.dead_letter_queue,
         queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
         confirm_window=b.confirm_window, batch=b.batch,
@@ -151,7 +151,7 @@ class Gateway:
 
     def broker_problem(self, timeout: float = 3.0) -> str | None:
         """None when the broker answers, else why not (password masked)."""
-        return check_broker(self.settings.broker.url, timeout)
+        return check_broker(self.settings.broker.urls, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         for worker in (self.acks, self.events):
@@ -374,11 +374,12 @@ class Gateway:
         from gateway.tracker.retention import purge
 
         b = self.settings.broker
-        self.events = EventPublisher(self.store, b.url, t.events_exchange,
+        self.events = EventPublisher(self.store, b.urls, t.events_exchange,
                                      retry_initial=b.retry_initial, retry_max=b.retry_max,
                                      heartbeat=b.heartbeat)
         self.events.start()
-        self.acks = AckConsumer(self.store, b.url, t, heartbeat=b.heartbeat)
+        self.acks = AckConsumer(self.store, b.urls, t, heartbeat=b.heartbeat,
+                                queue_type=b.queue_type)
         self.acks.start()
         return [asyncio.create_task(self._track(stop), name="tracker"),
                 asyncio.create_task(periodic("retention", lambda: purge(

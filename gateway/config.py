@@ -3,6 +3,7 @@
 Loading is strict: an unknown key or a bad value stops start-up with a ``ConfigError`` naming
 the file, the key and the value. Any string value may be written ``${NAME}`` or
 ``${NAME:-default}`` to come from the environment; ``EDIGW_STORE_URL`` and ``EDIGW_BROKER_URL``
+(or ``EDIGW_BROKER_URLS``, a cluster's nodes comma-separated; it wins when both are set)
 override the store and broker URLs whatever the file says. Without a settings file the
 embedded defaults apply: a SQLite store, archive and inbox under ``var/``, the broker at
 localhost.
@@ -74,7 +75,17 @@ class QueueSettings(StrictModel):
 
 
 class BrokerSettings(StrictModel):
+    """``[broker]``: one broker (``url``) or the nodes of a cluster (``urls``, tried in turn at
+    each (re)connection; ``url`` is then the first of them), not both."""
+
     url: str = "amqp://guest:guest@localhost:5672/%2F"
+    #: The nodes of a RabbitMQ cluster; ``EDIGW_BROKER_URLS`` (comma-separated) overrides it.
+    #: Given as a list, or one comma-separated string. Without it: ``[url]``.
+    urls: list[str] = Field(default_factory=list)
+    #: The type of every queue edigw declares (documents, dead letters, ERP acks): quorum
+    #: (replicated on a cluster; what edigw always declared) or classic. An existing queue
+    #: keeps its type: declaring it with the other one fails (PRECONDITION_FAILED).
+    queue_type: Literal["quorum", "classic"] = "quorum"
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
     dead_letter_queue: str = "erp.orders.dead"
@@ -92,11 +103,41 @@ class BrokerSettings(StrictModel):
     #: No message is published larger than this: a larger price list goes out in parts.
     max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_or_urls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "urls" not in data:
+            return {**data, "urls": [data.get("url", cls.model_fields["url"].default)]}
+        urls = data["urls"]
+        if isinstance(urls, str):
+            urls = [u.strip() for u in urls.split(",") if u.strip()]
+        if isinstance(urls, list) and urls and isinstance(urls[0], str):
+            if data.get("url", urls[0]) != urls[0]:  # the same first node: a dumped model
+                raise ValueError("give url (one broker) or urls (the nodes of a cluster), "
+                                 "not both")
+            return {**data, "urls": urls, "url": urls[0]}
+        if isinstance(urls, list) and not urls:
+            raise ValueError("urls must name at least one broker node")
+        return data
+
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not re.match(r"^amqps?://", v):
             raise ValueError("broker url must start with amqp:// or amqps://")
+        return v
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.match(r"^amqps?://", url):
+                raise ValueError(f"broker url must start with amqp:// or amqps://, not "
+                                 f"{mask_url(url)!r}")
+        if len(set(v)) < len(v):
+            raise ValueError("a broker node is named twice")
         return v
 
 
@@ -518,12 +559,15 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     if path is not None:
         source = str(path)
         data = _read_toml(Path(path), env)
-    for var, section in (("EDIGW_STORE_URL", "store"), ("EDIGW_BROKER_URL", "broker")):
+    for var, section, key in (("EDIGW_STORE_URL", "store", "url"),
+                              ("EDIGW_BROKER_URL", "broker", "url"),
+                              ("EDIGW_BROKER_URLS", "broker", "urls")):
         if env.get(var):
             data.setdefault(section, {})
             if not isinstance(data[section], dict):
                 raise ConfigError("must be a table", file=source, key=section, value=data[section])
-            data[section]["url"] = env[var]
+            data[section].pop("urls" if key == "url" else "url", None)  # the other replaced
+            data[section][key] = env[var]
     data["source"] = source
     return _validate(GatewaySettings, data, source)
 

@@ -1,7 +1,8 @@
 """ERP acknowledgements: the message, its exchange and queue, and the consumer.
 
     exchange  <acks_exchange> (edi.acks)   topic, durable; the ERP publishes here, any key
-      └─ queue <acks_queue> (edigw.acks)   quorum, durable, bound with ``#``
+      └─ queue <acks_queue> (edigw.acks)   [broker] queue_type (quorum by default), durable,
+                                           bound with ``#``
 
 The message (``docs/erp-acks.md``) is a JSON object::
 
@@ -20,7 +21,8 @@ it back. While the store is down, the deliveries stay unacknowledged on the open
 and the commit is tried again with back-off; nothing is returned to the queue meanwhile
 (RabbitMQ 4 quorum queues drop a message returned too often: 20 times by default), so no
 acknowledgement is lost however long the outage. When the broker goes away, the consumer
-reconnects with back-off; what it had not acknowledged is redelivered.
+reconnects with back-off; what it had not acknowledged is redelivered. On a cluster
+(``broker_url`` a list of nodes) each reconnection goes to the next node, round-robin.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
@@ -38,8 +41,9 @@ import pika.exceptions as px
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gateway.bus.connect import describe, parameters
+from gateway.bus.connect import Rotation, describe, parameters
 from gateway.bus.settings import mask_url
+from gateway.bus.topology import type_arguments
 from gateway.core import clock
 from gateway.core.errors import StoreError
 from gateway.core.status import ErpStatus
@@ -146,11 +150,13 @@ class AckNames(Protocol):
     def acks_queue(self) -> str: ...
 
 
-def declare_acks(channel: Any, names: AckNames) -> None:
-    """Declare the acknowledgement exchange (topic, durable) and the gateway's quorum queue
-    bound to it with ``#`` on a pika channel (idempotent)."""
+def declare_acks(channel: Any, names: AckNames, queue_type: str = "quorum") -> None:
+    """Declare the acknowledgement exchange (topic, durable) and the gateway's queue (of
+    ``queue_type``, quorum by default) bound to it with ``#`` on a pika channel
+    (idempotent)."""
     channel.exchange_declare(names.acks_exchange, exchange_type="topic", durable=True)
-    channel.queue_declare(names.acks_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_declare(names.acks_queue, durable=True, exclusive=False, auto_delete=False,
+                          arguments=type_arguments(queue_type))
     channel.queue_bind(names.acks_queue, names.acks_exchange, routing_key="#")
 
 
@@ -162,6 +168,7 @@ class AckConsumerHealth:
 
     connected: bool
     last_error: str | None
+    node: str | None  # the broker node (masked URL) consumed from, or tried last
     last_success: dt.datetime | None  # last time acknowledgements were recorded
     consumed: int  # messages recorded and acknowledged to the broker since start
     accepted: int
@@ -180,11 +187,13 @@ class _Delivery:
 class AckConsumer:
     """Consumes the ERP's acknowledgements into the store until stopped."""
 
-    def __init__(self, store: Store, broker_url: str, names: AckNames, *,
+    def __init__(self, store: Store, broker_url: str | Sequence[str], names: AckNames, *,
                  prefetch: int = PREFETCH, retry_initial: float = 0.5, retry_max: float = 30.0,
-                 declare: bool = True, heartbeat: int | None = None) -> None:
+                 declare: bool = True, heartbeat: int | None = None,
+                 queue_type: str = "quorum") -> None:
         self._acks = ErpAcks(store)
-        self._url = broker_url
+        self._nodes = Rotation(broker_url)
+        self._queue_type = queue_type
         self._names = names
         self._prefetch = prefetch
         self._retry_initial = retry_initial
@@ -192,8 +201,9 @@ class AckConsumer:
         #: Declare the exchange and queue at every (re)connection: the ERP can publish to
         #: ``edi.acks`` as soon as edigw has run once.
         self._declare = declare
-        self._params = parameters(broker_url, heartbeat=heartbeat)
-        self._log = log.bind(broker=mask_url(broker_url), queue=names.acks_queue)
+        # Every node's parameters now: a malformed URL stops the start, not a reconnect.
+        self._params = {url: parameters(url, heartbeat=heartbeat) for url in self._nodes.urls}
+        self._log = log.bind(queue=names.acks_queue)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: list[_Delivery] = []  # delivered, not yet recorded (I/O thread only)
@@ -233,7 +243,8 @@ class AckConsumer:
         c = self._counts
         return AckConsumerHealth(
             connected=self._connected, last_error=self._last_error,
-            last_success=self._last_success, consumed=c["consumed"], accepted=c["accepted"],
+            node=mask_url(self._nodes.current), last_success=self._last_success,
+            consumed=c["consumed"], accepted=c["accepted"],
             rejected=c["rejected"], unknown=c["unknown"], invalid=c["invalid"],
             store_outage_since=self._store_outage_since)
 
@@ -258,23 +269,27 @@ class AckConsumer:
         if not self._outage_logged:  # once per outage; reset when a connection opens
             self._outage_logged = True
             self._log.warning("acks_broker_unavailable", error=error,
+                              broker=mask_url(self._nodes.current),
                               message=f"cannot consume ERP acknowledgements ({error}); "
                                       "retrying")
         else:
-            self._log.debug("acks_broker_unavailable_again", error=error)
+            self._log.debug("acks_broker_unavailable_again", error=error,
+                            broker=mask_url(self._nodes.current))
 
     def _serve_one_connection(self) -> None:
-        connection = pika.BlockingConnection(self._params)
+        url = self._nodes.next()  # a cluster: the next node at each (re)connection
+        connection = pika.BlockingConnection(self._params[url])
         try:
             channel = connection.channel()
             if self._declare:
-                declare_acks(channel, self._names)
+                declare_acks(channel, self._names, self._queue_type)
             channel.basic_qos(prefetch_count=self._prefetch)
             channel.basic_consume(self._names.acks_queue, self._on_delivery)
             self._connected = True
             self._backoff.reset()
             self._outage_logged = False
-            self._log.info("acks_consuming", exchange=self._names.acks_exchange)
+            self._log.info("acks_consuming", exchange=self._names.acks_exchange,
+                           broker=mask_url(url))
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.25)
                 if self._pending:
@@ -286,7 +301,7 @@ class AckConsumer:
                     connection.close()
                 except (px.AMQPError, OSError):
                     pass
-        self._log.info("acks_stopped")
+        self._log.info("acks_stopped", broker=mask_url(url))
 
     def _on_delivery(self, _channel: Any, method: Any, _properties: Any, body: bytes) -> None:
         self._pending.append(_Delivery(method.delivery_tag, bytes(body)))

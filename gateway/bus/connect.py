@@ -7,7 +7,9 @@ operator; nothing outside ``gateway.bus`` sees pika.
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 import pika
@@ -116,8 +118,63 @@ def broker_error(exc: BaseException, url: str, doing: str = "connecting to") -> 
     return BrokerError(f"{doing} {mask_url(url)} failed: {describe(exc)}")
 
 
-def check_broker(url: str, timeout: float = 5.0) -> str | None:
-    """None when the broker at ``url`` accepts a login, else the reason in words."""
+class Rotation:
+    """The nodes of a cluster, tried in turn: each connection attempt takes the next one
+    (round-robin), so a lost node or a failed connect moves on to another node; the caller
+    keeps its back-off between attempts. One URL: always that one. Thread-safe."""
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self.urls: tuple[str, ...] = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self.urls:
+            raise ValueError("at least one broker URL is needed")
+        self._next = 0
+        self._current: str | None = None
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        """The URL for the next connection attempt (the first node first)."""
+        with self._lock:
+            url = self.urls[self._next % len(self.urls)]
+            self._next = (self._next + 1) % len(self.urls)
+            self._current = url
+            return url
+
+    @property
+    def current(self) -> str:
+        """The URL of the latest attempt (the first node before any)."""
+        return self._current if self._current is not None else self.urls[0]
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+
+def connect_any(urls: str | Sequence[str], *, timeout: float = 10.0
+                ) -> tuple[pika.BlockingConnection, str]:
+    """A blocking connection to the first node of ``urls`` that accepts one, and its URL;
+    :class:`BrokerError` naming every node (passwords masked) when none does."""
+    rotation = Rotation(urls)
+    failures: list[tuple[str, BaseException]] = []
+    for _ in range(len(rotation)):
+        url = rotation.next()
+        try:
+            return pika.BlockingConnection(parameters(url, timeout=timeout)), url
+        except (px.AMQPError, OSError) as exc:
+            failures.append((url, exc))
+    if len(failures) == 1:
+        raise broker_error(failures[0][1], failures[0][0]) from failures[0][1]
+    raise BrokerError("no broker node reachable: " + "; ".join(
+        f"{mask_url(url)} ({describe(exc)})" for url, exc in failures)) from failures[-1][1]
+
+
+def check_node(url: str, timeout: float = 5.0) -> str | None:
+    """None when the broker node at ``url`` accepts a login, else the reason in words."""
+    problem = _node_problem(url, timeout)
+    if problem is None or problem.startswith("malformed"):
+        return problem
+    return f"broker not reachable at {mask_url(url)} ({problem})"
+
+
+def _node_problem(url: str, timeout: float) -> str | None:
     try:
         params = parameters(url, timeout=timeout)
     except BrokerError as exc:
@@ -125,12 +182,52 @@ def check_broker(url: str, timeout: float = 5.0) -> str | None:
     try:
         connection = pika.BlockingConnection(params)
     except (px.AMQPError, OSError) as exc:
-        return f"broker not reachable at {mask_url(url)} ({describe(exc)})"
+        return describe(exc)
     try:
         connection.close()
     except px.AMQPError:
         pass
     return None
+
+
+def check_nodes(urls: str | Sequence[str], timeout: float = 5.0
+                ) -> list[tuple[str, str | None]]:
+    """Each node's masked URL and None (it accepts a login) or why not, in words; checked in
+    parallel, so this takes one ``timeout`` at most whatever the number of nodes."""
+    nodes = (urls,) if isinstance(urls, str) else tuple(urls)
+    results: list[str | None] = [None] * len(nodes)
+
+    def one(i: int) -> None:
+        results[i] = _node_problem(nodes[i], timeout)
+
+    threads = [threading.Thread(target=one, args=(i,), name="edigw-broker-check", daemon=True)
+               for i in range(1, len(nodes))]
+    for thread in threads:
+        thread.start()
+    if nodes:
+        one(0)
+    for thread in threads:
+        thread.join()
+    return [(mask_url(url), problem) for url, problem in zip(nodes, results, strict=True)]
+
+
+def check_broker(urls: str | Sequence[str], timeout: float = 5.0) -> str | None:
+    """None when the broker accepts a login (a cluster: at least one of its nodes), else the
+    reason in words (each node's, passwords masked)."""
+    nodes = (urls,) if isinstance(urls, str) else tuple(urls)
+    if len(nodes) == 1:
+        return check_node(nodes[0], timeout)
+    checked = check_nodes(nodes, timeout)
+    if any(problem is None for _, problem in checked):
+        return None
+    return "no broker node reachable: " + "; ".join(
+        f"{url} ({problem})" for url, problem in checked)
+
+
+def describe_nodes(urls: str | Sequence[str], timeout: float = 5.0) -> list[str]:
+    """One line per node (``edigw status``): its masked URL and ``reachable`` or why not."""
+    return [f"{url} " + ("reachable" if problem is None else f"NOT reachable ({problem})")
+            for url, problem in check_nodes(urls, timeout)]
 
 
 def host_port(url: str) -> tuple[str, int]:

@@ -8,19 +8,24 @@ binds a queue. Each event keeps its ``message_id`` across redeliveries (at-least
 
 Between rounds the thread services its connection (``process_data_events``), so heartbeats
 flow both ways: an idle connection is neither dropped by the broker nor silently dead.
+
+A cluster: ``url`` may be a list of nodes; each (re)connection goes to the next one
+(round-robin, with the back-off between attempts). An event whose confirm did not come
+stays in the event outbox and goes out again, same ``message_id``, on the next connection.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import pika
 import pika.exceptions as px
 import structlog
 from pika.adapters.blocking_connection import BlockingChannel
 
-from gateway.bus.connect import Liveness, describe, parameters
+from gateway.bus.connect import Liveness, Rotation, describe, parameters
 from gateway.bus.settings import mask_url
 from gateway.core.supervise import Backoff, supervised_thread
 from gateway.store.db import Store
@@ -37,11 +42,13 @@ def declare_events(channel: pika.adapters.blocking_connection.BlockingChannel,
 class EventPublisher:
     """``start()`` / ``wake()`` / ``stop()``; ``publish_once()`` is one round (tests)."""
 
-    def __init__(self, store: Store, url: str, exchange: str = "edi.events", *,
+    def __init__(self, store: Store, url: str | Sequence[str], exchange: str = "edi.events", *,
                  every: float = 2.0, retry_initial: float = 0.5, retry_max: float = 30.0,
                  heartbeat: int | None = None) -> None:
         self.outbox = EventOutbox(store)
-        self.url = url
+        self._nodes = Rotation(url)
+        self.urls = self._nodes.urls
+        self.url = self.urls[0]  # the first node (a single broker: the broker)
         self.exchange = exchange
         self.every = every
         self.retry_initial = retry_initial
@@ -62,15 +69,15 @@ class EventPublisher:
 
     def _open(self) -> BlockingChannel:
         """Connect, declare the exchange and turn confirms on; the channel to publish on."""
-        self._connection = pika.BlockingConnection(parameters(self.url,
-                                                              heartbeat=self.heartbeat))
+        url = self._nodes.next()  # a cluster: the next node at each (re)connection
+        self._connection = pika.BlockingConnection(parameters(url, heartbeat=self.heartbeat))
         channel = self._connection.channel()
         declare_events(channel, self.exchange)
         channel.confirm_delivery()
         self._channel = channel
         self._liveness.sample(self._connection._impl.bytes_received)
         if not self.connected:
-            log.info("events_connected", broker=mask_url(self.url), exchange=self.exchange)
+            log.info("events_connected", broker=mask_url(url), exchange=self.exchange)
         self.connected = True
         return channel
 
@@ -146,7 +153,7 @@ class EventPublisher:
         except (px.AMQPError, OSError) as exc:
             reason = describe(exc)
             if reason != self.last_error:
-                log.warning("events_publish_failed", broker=mask_url(self.url),
+                log.warning("events_publish_failed", broker=mask_url(self._nodes.current),
                             reason=reason, retry_in=self._backoff.initial)
             self.last_error = reason
         finally:

@@ -15,6 +15,12 @@ published again (same ``message_id``) after a cool-down of ``retry_initial`` s; 
 connection every unconfirmed row goes out again on the next one. While the broker is
 unreachable the publisher logs it once, keeps retrying with exponential back-off, and
 documents wait in the outbox.
+
+A cluster (``settings.urls``): each connection attempt goes to the next node, round-robin,
+so a lost node or a failed connect moves the publisher on to another node after the
+back-off. Whatever was unconfirmed on the lost connection is published again there, with
+the same ``message_id``: the rows were never marked, and every claim, in-flight and
+cooling row of the old connection is dropped when it ends (:meth:`_after_connection`).
 """
 
 from __future__ import annotations
@@ -36,8 +42,8 @@ from pika.spec import Basic
 from structlog.typing import FilteringBoundLogger
 
 from gateway.bus.confirms import ConfirmTracker
-from gateway.bus.connect import Liveness, describe, parameters
-from gateway.bus.settings import BusSettings
+from gateway.bus.connect import Liveness, Rotation, describe, parameters
+from gateway.bus.settings import BusSettings, mask_url
 from gateway.bus.store_thread import OutboxStoreThread
 from gateway.bus.topology import declare_topology
 from gateway.core.supervise import Backoff, supervised_thread
@@ -53,6 +59,7 @@ class PublisherHealth:
 
     connected: bool
     last_error: str | None
+    node: str | None  # the broker node (masked URL) connected to, or tried last
     last_success: dt.datetime | None  # last time a batch was confirmed and marked published
     published: int  # documents confirmed and marked published since start
     unroutable: int  # documents returned by the broker (and marked) since start
@@ -86,8 +93,11 @@ class OutboxPublisher:
         #: came up empty (or was reset) gets its topology back before anything is published.
         self._declare = declare
         self._log = (log if log is not None else structlog.get_logger("edigw.bus")).bind(
-            broker=settings.safe_url, exchange=settings.exchange)
-        self._params = parameters(settings.url, heartbeat=settings.heartbeat)
+            broker=settings.safe_urls, exchange=settings.exchange)
+        # Every node's parameters now: a malformed URL stops the start, not a reconnect.
+        self._params = {url: parameters(url, heartbeat=settings.heartbeat)
+                        for url in settings.urls}
+        self._nodes = Rotation(settings.urls)
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._store_thread = OutboxStoreThread(store, log=self._log, on_rows=self._rows_ready,
@@ -182,7 +192,7 @@ class OutboxPublisher:
         store = self._store_thread
         return PublisherHealth(
             connected=self._connected, last_error=self._last_error,
-            last_success=store.last_success, published=store.published,
+            node=mask_url(self._nodes.current), last_success=store.last_success, published=store.published,
             unroutable=store.unroutable_count, in_flight=self._tracker.in_flight,
             outage_since=self._outage_since)
 
@@ -191,8 +201,9 @@ class OutboxPublisher:
     def _serve_one_connection(self) -> None:
         self._closing = False
         self._dropping = False
+        url = self._nodes.next()  # the next node of a cluster at each (re)connection
         connection = pika.SelectConnection(
-            self._params, on_open_callback=self._on_open,
+            self._params[url], on_open_callback=self._on_open,
             on_open_error_callback=self._on_open_error, on_close_callback=self._on_closed)
         self._connection = connection
         try:
@@ -232,9 +243,10 @@ class OutboxPublisher:
         self._listen(connection)
         if self._outage_since is not None:
             down = (dt.datetime.now(dt.UTC) - self._outage_since).total_seconds()
-            self._log.info("broker_connected", after_outage_s=round(down, 1))
+            self._log.info("broker_connected", node=mask_url(self._nodes.current),
+                           after_outage_s=round(down, 1))
         else:
-            self._log.info("broker_connected")
+            self._log.info("broker_connected", node=mask_url(self._nodes.current))
         self._outage_since = None
         self._outage_logged = False
         if self._stop_requested.is_set():
@@ -243,17 +255,20 @@ class OutboxPublisher:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
-        self._last_error = describe(error)
+        node = mask_url(self._nodes.current)
+        self._last_error = f"{node}: {describe(error)}" if len(self._nodes) > 1 \
+            else describe(error)
         if self._outage_since is None:
             self._outage_since = dt.datetime.now(dt.UTC)
         if not self._outage_logged:
             self._outage_logged = True
+            following = "the next node is tried" if len(self._nodes) > 1 \
+                else "documents wait in the outbox"
             self._log.warning(
-                "broker_unreachable", error=self._last_error,
-                message=f"broker not reachable at {self._settings.safe_url} "
-                        f"({self._last_error}); documents wait in the outbox")
+                "broker_unreachable", error=self._last_error, node=node,
+                message=f"broker not reachable at {node} ({describe(error)}); {following}")
         else:
-            self._log.debug("broker_unreachable_again", error=self._last_error)
+            self._log.debug("broker_unreachable_again", error=self._last_error, node=node)
         connection.ioloop.stop()
 
     def _on_closed(self, connection: pika.SelectConnection, reason: BaseException) -> None:
@@ -269,6 +284,7 @@ class OutboxPublisher:
             if self._outage_since is None:
                 self._outage_since = dt.datetime.now(dt.UTC)
             self._log.warning("broker_connection_lost", error=self._last_error,
+                              node=mask_url(self._nodes.current),
                               in_flight=self._tracker.in_flight, was_publishing=was_ready)
         connection.ioloop.stop()
 
@@ -284,8 +300,9 @@ class OutboxPublisher:
     @_guarded
     def _on_channel_open(self, channel: Any) -> None:
         if self._declare:
-            # A short blocking connection of its own; runs once per (re)connection.
-            declare_topology(self._settings, timeout=10.0)
+            # A short blocking connection of its own, to the node just connected to; runs
+            # once per (re)connection.
+            declare_topology(self._settings, timeout=10.0, url=self._nodes.current)
         self._channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)

@@ -11,16 +11,27 @@ from gateway.core.urls import mask_url as mask_url  # re-exported: gateway.bus u
 #: One queue and the routing keys it is bound with on the documents exchange.
 QueueBinding = tuple[str, tuple[str, ...]]
 
+#: The queue types edigw declares: ``quorum`` (replicated on a cluster; what edigw has always
+#: declared) or ``classic``.
+QUEUE_TYPES = ("quorum", "classic")
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
 
 @dataclass(frozen=True, slots=True)
 class BusSettings:
-    """Broker URL, exchange and queue names, and the publisher's pacing.
+    """Broker URLs, exchange and queue names, queue type, and the publisher's pacing.
+
+    ``urls``: the nodes of a cluster, tried in turn (round-robin) at each (re)connection;
+    when empty it is ``(url,)``, and when given ``url`` becomes its first element (so code
+    that needs one node keeps working). A ``url`` other than the default and not among
+    ``urls`` wins (``dataclasses.replace(settings, url=…)`` means that one broker).
 
     ``queues`` may be given as a mapping ``{"erp.orders": ["order.#"]}``; it is kept as a
     tuple of ``(queue, (binding key, ...))`` so the settings stay hashable.
     """
 
-    url: str = "amqp://guest:guest@localhost:5672/%2F"
+    url: str = DEFAULT_URL
     exchange: str = "edi.documents"
     queues: tuple[QueueBinding, ...] = (("erp.orders", ("order.#",)),)
     dead_letter_exchange: str = "edi.documents.dlx"
@@ -31,6 +42,8 @@ class BusSettings:
     retry_max: float = 30.0
     poll_interval: float = 0.5  # seconds between outbox polls when nothing wakes the publisher
     heartbeat: int = 30  # AMQP heartbeat timeout (s) asked of the broker
+    urls: tuple[str, ...] = ()  # the cluster's nodes; () means (url,)
+    queue_type: str = "quorum"  # x-queue-type of the declared queues: "quorum" or "classic"
 
     def __post_init__(self) -> None:
         queues: Any = self.queues
@@ -38,6 +51,16 @@ class BusSettings:
             queues = queues.items()
         normal = tuple((str(name), _keys(keys)) for name, keys in queues)
         object.__setattr__(self, "queues", normal)
+        urls: Any = self.urls
+        urls = (urls,) if isinstance(urls, str) else tuple(str(u) for u in urls)
+        if not urls or (self.url not in urls and self.url != DEFAULT_URL):
+            # No list, or ``replace(settings, url=…)``: that one URL is the broker.
+            urls = (self.url,)
+        object.__setattr__(self, "url", urls[0])
+        object.__setattr__(self, "urls", urls)
+        if self.queue_type not in QUEUE_TYPES:
+            raise ValueError(f"queue_type must be one of {', '.join(QUEUE_TYPES)}, "
+                             f"not {self.queue_type!r}")
         if self.confirm_window < 1:
             raise ValueError(f"confirm_window must be at least 1, not {self.confirm_window}")
         if self.batch < 1:
@@ -49,6 +72,11 @@ class BusSettings:
     def safe_url(self) -> str:
         """The URL with its password replaced by ``***``, fit for logs and messages."""
         return mask_url(self.url)
+
+    @property
+    def safe_urls(self) -> str:
+        """Every node's URL, passwords masked, comma-separated (for logs and messages)."""
+        return ", ".join(mask_url(u) for u in self.urls)
 
 
 def _keys(keys: str | Any) -> tuple[str, ...]:

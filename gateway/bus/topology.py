@@ -1,38 +1,67 @@
 """The exchanges and queues edigw publishes to, declared idempotently.
 
     exchange  <settings.exchange>          topic, durable; routing key <doctype>.<partner>
-      └─ queue <name>  (quorum)            bound with each of its keys (default order.#),
+      └─ queue <name>  (queue_type)        bound with each of its keys (default order.#),
                                            dead-lettering to the dead-letter exchange
     exchange  <settings.dead_letter_exchange>  fanout, durable
-      └─ queue <settings.dead_letter_queue> (quorum)
+      └─ queue <settings.dead_letter_queue> (queue_type)
 
-Declaring an existing queue with other arguments fails (PRECONDITION_FAILED); the
-:class:`BrokerError` then says which queue and why.
+``[broker] queue_type`` is ``quorum`` (the default, what edigw has always declared: the
+queue is replicated on every node of a cluster and survives the loss of a minority of them)
+or ``classic``. Both are declared durable, not exclusive and not auto-delete, as quorum
+queues must be. RabbitMQ cannot change the type of an existing queue: declaring it with
+another type (or other arguments) fails with PRECONDITION_FAILED, and the
+:class:`BrokerError` then says which queue, what the broker holds and what to do.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-import pika
 import pika.exceptions as px
 
-from gateway.bus.connect import broker_error, parameters
+from gateway.bus.connect import broker_error, connect_any
 from gateway.bus.settings import BusSettings
+from gateway.core.errors import BrokerError
+
+
+def type_arguments(queue_type: str) -> dict[str, Any]:
+    """``x-queue-type``, said explicitly for a classic queue too (a vhost whose default type
+    is quorum would otherwise make one; RabbitMQ 3.10 takes ``classic`` as equivalent to a
+    classic queue declared without the argument)."""
+    return {"x-queue-type": queue_type}
 
 
 def queue_arguments(settings: BusSettings) -> dict[str, Any]:
-    """Arguments of every document queue: quorum, dead-lettering to the DLX."""
-    return {"x-queue-type": "quorum", "x-dead-letter-exchange": settings.dead_letter_exchange}
+    """Arguments of every document queue: its type, dead-lettering to the DLX."""
+    return {**type_arguments(settings.queue_type),
+            "x-dead-letter-exchange": settings.dead_letter_exchange}
 
 
-def declare_topology(settings: BusSettings, *, timeout: float = 10.0) -> None:
-    """Declare exchanges, queues and bindings; raises BrokerError when the broker refuses."""
-    step = f"connecting to {settings.safe_url}"
-    try:
-        connection = pika.BlockingConnection(parameters(settings.url, timeout=timeout))
-    except (px.AMQPError, OSError) as exc:
-        raise broker_error(exc, settings.url) from exc
+def precondition_hint(queue: str, queue_type: str, broker_text: str) -> str:
+    """What an operator should do when the broker refused to declare ``queue`` as it exists
+    with other arguments (406 PRECONDITION_FAILED)."""
+    if "x-queue-type" in broker_text:
+        other = "classic" if queue_type == "quorum" else "quorum"
+        return (f"queue {queue!r} already exists on the broker with another type than "
+                f"[broker] queue_type = {queue_type!r}, and RabbitMQ cannot change a queue's "
+                f"type in place: set queue_type = {other!r} to keep using it, or move its "
+                f"messages away, delete it (rabbitmqctl delete_queue {queue}) and let edigw "
+                f"declare it again as a {queue_type} queue")
+    return (f"queue {queue!r} already exists on the broker with other arguments; delete it "
+            f"(after moving its messages away) or make the settings match it")
+
+
+def declare_topology(settings: BusSettings, *, timeout: float = 10.0,
+                     url: str | Sequence[str] | None = None) -> None:
+    """Declare exchanges, queues and bindings; raises BrokerError when the broker refuses.
+
+    ``url``: the node (or nodes, tried in order) to declare on; the settings' nodes by
+    default. On a cluster one node is enough: the others see the same topology."""
+    connection, node = connect_any(url if url is not None else settings.urls, timeout=timeout)
+    step = "opening a channel"
+    queue = ""
     try:
         channel = connection.channel()
         step = f"declaring exchange {settings.exchange!r}"
@@ -40,18 +69,26 @@ def declare_topology(settings: BusSettings, *, timeout: float = 10.0) -> None:
         step = f"declaring exchange {settings.dead_letter_exchange!r}"
         channel.exchange_declare(settings.dead_letter_exchange, exchange_type="fanout",
                                  durable=True)
-        step = f"declaring queue {settings.dead_letter_queue!r}"
-        channel.queue_declare(settings.dead_letter_queue, durable=True,
-                              arguments={"x-queue-type": "quorum"})
-        channel.queue_bind(settings.dead_letter_queue, settings.dead_letter_exchange)
+        queue = settings.dead_letter_queue
+        step = f"declaring {settings.queue_type} queue {queue!r}"
+        channel.queue_declare(queue, durable=True, exclusive=False, auto_delete=False,
+                              arguments=type_arguments(settings.queue_type))
+        channel.queue_bind(queue, settings.dead_letter_exchange)
         for name, keys in settings.queues:
-            step = f"declaring queue {name!r}"
-            channel.queue_declare(name, durable=True, arguments=queue_arguments(settings))
+            queue = name
+            step = f"declaring {settings.queue_type} queue {name!r}"
+            channel.queue_declare(name, durable=True, exclusive=False, auto_delete=False,
+                                  arguments=queue_arguments(settings))
             for key in keys:
                 step = f"binding queue {name!r} to {settings.exchange!r} with {key!r}"
                 channel.queue_bind(name, settings.exchange, routing_key=key)
     except (px.AMQPError, OSError) as exc:
-        raise broker_error(exc, settings.url, doing=f"{step} on") from exc
+        error = broker_error(exc, node, doing=f"{step} on")
+        if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 406 and queue:
+            raise BrokerError(f"{error}: "
+                              f"{precondition_hint(queue, settings.queue_type, exc.reply_text)}"
+                              ) from exc
+        raise error from exc
     finally:
         if connection.is_open:
             try:

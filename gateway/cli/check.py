@@ -38,7 +38,8 @@ def check_config(obj: CliContext) -> None:
         sys.exit(2)
     click.echo(f"settings   {s.source}")
     click.echo(f"store      {mask_url(s.store.url)}")
-    click.echo(f"broker     {mask_url(s.broker.url)} exchange {s.broker.exchange}, queues "
+    click.echo(f"broker     {', '.join(mask_url(u) for u in s.broker.urls)} exchange "
+               f"{s.broker.exchange}, {s.broker.queue_type} queues "
                + ", ".join(f"{q.name} <- {' '.join(q.bindings)}" for q in s.broker.queues))
     click.echo(f"archive    {s.archive.path}")
     for kind in CHANNELS:

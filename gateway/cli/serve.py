@@ -46,20 +46,18 @@ def declare(obj: CliContext) -> None:
 
     settings = bus_settings(obj.settings)
     declare_topology(settings)
-    click.echo(f"declared exchange {settings.exchange} and queues "
-               + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_url}")
+    click.echo(f"declared exchange {settings.exchange} and {settings.queue_type} queues "
+               + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_urls}")
     t = obj.settings.tracker
     if t.enabled:
-        import pika
-
         from gateway.bus.acks import declare_acks
-        from gateway.bus.connect import parameters
+        from gateway.bus.connect import connect_any
         from gateway.bus.events import declare_events
 
-        connection = pika.BlockingConnection(parameters(settings.url))
+        connection, _node = connect_any(settings.urls)
         try:
             channel = connection.channel()
-            declare_acks(channel, t)
+            declare_acks(channel, t, settings.queue_type)
             declare_events(channel, t.events_exchange)
         finally:
             connection.close()

@@ -34,6 +34,10 @@ def status(obj: CliContext) -> None:
     for k, v in sorted(store.counts_by_status().items()):
         click.echo(f"{k:<12}{v}")
     click.echo(f"{'outbox':<12}{store.outbox_size()} document(s) not yet confirmed by the broker")
+    from gateway.bus.connect import describe_nodes
+
+    for line in describe_nodes(obj.settings.broker.urls, timeout=3.0):
+        click.echo(f"{'broker':<12}{line}")
 
 
 @click.command()
