@@ -687,7 +687,10 @@ def _validate(model: type[M], data: dict[str, Any], file: str) -> M:
         value = err.get("input")
         if isinstance(value, dict):
             value = None
-        if key and ("url" in key.split(".")[-1] or "password" in key) and isinstance(value, str):
-            value = mask_url(value)
+        if key and ("url" in key.split(".")[-1] or "password" in key):
+            if isinstance(value, str):
+                value = mask_url(value)
+            elif isinstance(value, list):  # [broker] urls
+                value = [mask_url(v) if isinstance(v, str) else v for v in value]
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(reason + more, file=file, key=key, value=value) from None

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions as px
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from gateway.bus.settings import mask_url
 from gateway.core.errors import BrokerError
@@ -73,6 +74,8 @@ def describe(exc: BaseException) -> str:
         return f"access refused: {_broker_text(exc)}"
     if isinstance(exc, px.ConnectionClosedByBroker | px.ChannelClosedByBroker):
         return f"{exc.reply_code} {exc.reply_text}"
+    if isinstance(exc, AMQPConnectorStackTimeout):
+        return "no answer to the AMQP handshake in time"
     if isinstance(exc, px.StreamLostError):
         return "connection lost" + (f": {_inner(exc)}" if _inner(exc) else "")
     if isinstance(exc, px.AMQPConnectionError) or hasattr(exc, "exception") \
@@ -158,7 +161,7 @@ def connect_any(urls: str | Sequence[str], *, timeout: float = 10.0
         url = rotation.next()
         try:
             return pika.BlockingConnection(parameters(url, timeout=timeout)), url
-        except (px.AMQPError, OSError) as exc:
+        except Exception as exc:  # pika's connector errors (a handshake timeout) too
             failures.append((url, exc))
     if len(failures) == 1:
         raise broker_error(failures[0][1], failures[0][0]) from failures[0][1]
@@ -181,7 +184,7 @@ def _node_problem(url: str, timeout: float) -> str | None:
         return str(exc)
     try:
         connection = pika.BlockingConnection(params)
-    except (px.AMQPError, OSError) as exc:
+    except Exception as exc:  # pika's connector errors (a handshake timeout) are no AMQPError
         return describe(exc)
     try:
         connection.close()
