@@ -41,8 +41,8 @@ import subprocess
 import time
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -153,7 +153,7 @@ class Node:
         """Start the server process (returns at once; see :meth:`wait_booted`)."""
         if self.process is not None and self.process.poll() is None:
             return
-        out = open(self.dir / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it
+        out = open(self.dir / "stdout.log", "ab")
         try:
             self.process = subprocess.Popen(
                 [_program("rabbitmq-server")], env=self.env(), cwd=self.dir, stdout=out,
