@@ -130,6 +130,10 @@ class Node:
                 "-kernel inet_dist_use_interface {127,0,0,1} "
                 f"-setcookie {self.cluster.cookie}"),
             RABBITMQ_CTL_ERL_ARGS=f"-setcookie {self.cluster.cookie}",
+            # rabbitmq-server then execs the Erlang VM instead of running it as a child of a
+            # shell that traps signals: the process started here IS the node (a SIGKILL
+            # kills it, and the parent-death signal reaches it).
+            RUNNING_UNDER_SYSTEMD="true",
         )
         return env
 
