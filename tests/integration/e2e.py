@@ -230,9 +230,11 @@ acks_queue = "{self.tracker_names[2]}"
         return json.loads(self.cli("log", "--json", "--limit", str(limit)).stdout)
 
     def status(self) -> dict[str, int]:
-        """``edigw status`` parsed into {status or 'outbox': count}."""
+        """``edigw status`` parsed into {status or 'outbox': count} (other lines, such as each
+        broker node's reachability, left out)."""
         out = self.cli("status").stdout
-        return {k: int(v) for k, v, *_ in (line.split() for line in out.splitlines() if line.strip())}
+        return {k: int(v) for k, v, *_ in (line.split() for line in out.splitlines()
+                                                if len(line.split()) > 1) if v.isdigit()}
 
     # the broker
     def consume(self, *, expected: int | None = None, timeout: float = 30,
