@@ -280,3 +280,38 @@ def test_ack_consumer_and_events_publisher_try_the_next_node(tmp_path, monkeypat
             events.publish_once()
     assert ports_tried(attempts) == [5911, 5912, 5911]
     store.close()
+
+
+# -- the test cluster helper ------------------------------------------------------------------
+
+def test_a_cluster_that_cannot_start_skips_or_fails_in_ci(tmp_path, monkeypatch):
+    from tests.integration import rabbit_cluster
+
+    def missing(name: str) -> str:
+        raise rabbit_cluster.ClusterError(f"{name} is not installed")
+
+    monkeypatch.setattr(rabbit_cluster, "_program", missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="in CI the cluster tests must run"):
+        rabbit_cluster.start_or_skip(tmp_path)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="rabbitmq-server is not installed"):
+        rabbit_cluster.start_or_skip(tmp_path)
+
+
+def test_cluster_nodes_have_their_own_names_ports_and_files(tmp_path):
+    from tests.integration.rabbit_cluster import RabbitCluster
+
+    cluster = RabbitCluster(tmp_path, nodes=3, base_port=5681)
+    assert [n.port for n in cluster.nodes] == [5681, 5682, 5683]
+    assert [n.dist_port for n in cluster.nodes] == [25681, 25682, 25683]
+    assert all(n.name.startswith(f"edigw{i + 1}-") and n.name.endswith("@localhost")
+               for i, n in enumerate(cluster.nodes))
+    assert cluster.urls[1] == "amqp://guest:guest@127.0.0.1:5682/%2F"
+    env = cluster.nodes[0].env()
+    assert env["RABBITMQ_NODENAME"] == cluster.node_names[0]
+    assert env["RABBITMQ_CONF_ENV_FILE"].startswith(str(tmp_path))  # not /etc/rabbitmq
+    assert env["RABBITMQ_MNESIA_BASE"].startswith(str(tmp_path))
+    assert "rabbit@" not in " ".join(env.values())
+    other = RabbitCluster(tmp_path, nodes=3)  # free ports: two clusters side by side
+    assert set(other.node_names).isdisjoint(cluster.node_names)
