@@ -54,6 +54,7 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
         queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
         confirm_window=b.confirm_window, batch=b.batch,
         retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat,
+        confirm_timeout=b.confirm_timeout,
     )
 
 

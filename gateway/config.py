@@ -100,6 +100,9 @@ class BrokerSettings(StrictModel):
     #: AMQP heartbeat timeout (s) on every connection; a connection silent for two of them
     #: makes /readyz answer 503.
     heartbeat: int = Field(default=30, ge=1, le=3600)
+    #: Seconds the outbox publisher waits for a basic.ack while messages are unconfirmed
+    #: before it reconnects (to the next node of a cluster) and publishes them again.
+    confirm_timeout: float = Field(default=30.0, gt=0)
     #: No message is published larger than this: a larger price list goes out in parts.
     max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
 

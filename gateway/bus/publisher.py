@@ -21,6 +21,12 @@ so a lost node or a failed connect moves the publisher on to another node after 
 back-off. Whatever was unconfirmed on the lost connection is published again there, with
 the same ``message_id``: the rows were never marked, and every claim, in-flight and
 cooling row of the old connection is dropped when it ends (:meth:`_after_connection`).
+
+A channel can also stall without losing its connection: RabbitMQ 3.10 confirms nothing more
+on a channel opened while a quorum queue's leader had just died: it nacks every message, or
+acks none (the new leader works; a new channel finds it). So when messages wait and no
+basic.ack came for ``confirm_timeout`` s (nacks do not count), the publisher drops the
+connection and starts over on the next node, publishing what was not acked again.
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ class OutboxPublisher:
         self._poll_timer: object | None = None
         self._backoff = Backoff(settings.retry_initial, settings.retry_max)
         self._liveness = Liveness()
+        self._ack_wait_since: float | None = None  # messages wait for a basic.ack since
         # Health.
         self._connected = False
         self._last_error: str | None = None
@@ -230,6 +237,7 @@ class OutboxPublisher:
         self._queue.clear()
         self._sent.clear()
         self._cooling.clear()
+        self._ack_wait_since = None
         self._reading = self._woken = self._drained = False
         self._store_thread.connection_lost(
             self._tracker.abandon(),
@@ -289,13 +297,33 @@ class OutboxPublisher:
         connection.ioloop.stop()
 
     def _listen(self, connection: pika.SelectConnection) -> None:
-        """Note, about four times a heartbeat, whether the broker was heard from."""
+        """Note, about four times a heartbeat, whether the broker was heard from (and whether
+        confirms stalled)."""
         current = self._connection
         if current is None or current is not connection or current.is_closed:
             return
         self._liveness.sample(current.bytes_received)
+        self._check_confirms()
         current.ioloop.call_later(max(0.25, min(1.0, self._settings.heartbeat / 4)),
                                   functools.partial(self._listen, current))
+
+    def _check_confirms(self) -> None:
+        """Messages waited ``confirm_timeout`` s and no basic.ack came: start over on the
+        next node."""
+        since = self._ack_wait_since
+        if not self._ready or self._closing or since is None:
+            return
+        waited = time.monotonic() - since
+        if waited < self._settings.confirm_timeout:
+            return
+        error = (f"no publisher confirm for {waited:.0f} s with "
+                 f"{self._tracker.in_flight + len(self._cooling)} message(s) waiting on "
+                 f"{mask_url(self._nodes.current)}")
+        self._log.warning("broker_confirms_stalled", error=error,
+                          in_flight=self._tracker.in_flight,
+                          node=mask_url(self._nodes.current),
+                          message=f"{error}; reconnecting (they are published again)")
+        self._close_connection(error)
 
     @_guarded
     def _on_channel_open(self, channel: Any) -> None:
@@ -398,7 +426,7 @@ class OutboxPublisher:
     def _pump(self) -> None:
         """Publish queued rows while the window has room; ask for more before the queue runs
         dry, so that the next rows are there when the window opens."""
-        if not self._ready or self._closing:
+        if not self._ready or self._closing or self._dropping:
             return
         window = self._settings.confirm_window
         queue = self._queue
@@ -428,6 +456,8 @@ class OutboxPublisher:
         )
         self._channel.basic_publish(self._settings.exchange, item.routing_key, item.body,
                                     properties=properties, mandatory=True)
+        if self._ack_wait_since is None:
+            self._ack_wait_since = time.monotonic()
         self._tracker.published(item.outbox_id, item.document_id)
         self._sent[item.outbox_id] = item
 
@@ -445,6 +475,8 @@ class OutboxPublisher:
         method = frame.method
         if isinstance(method, Basic.Ack):
             settled = self._tracker.acked(method.delivery_tag, method.multiple)
+            waiting = self._tracker.in_flight or self._cooling
+            self._ack_wait_since = time.monotonic() if waiting else None
             for outbox_id in settled.published:
                 self._sent.pop(outbox_id, None)
             self._store_thread.settle(settled.published)

@@ -42,6 +42,9 @@ class BusSettings:
     retry_max: float = 30.0
     poll_interval: float = 0.5  # seconds between outbox polls when nothing wakes the publisher
     heartbeat: int = 30  # AMQP heartbeat timeout (s) asked of the broker
+    #: Messages unconfirmed and no basic.ack for this long (s): the publisher reconnects (to
+    #: the next node) and publishes what is unconfirmed again.
+    confirm_timeout: float = 30.0
     urls: tuple[str, ...] = ()  # the cluster's nodes; () means (url,)
     queue_type: str = "quorum"  # x-queue-type of the declared queues: "quorum" or "classic"
 
@@ -65,6 +68,8 @@ class BusSettings:
             raise ValueError(f"confirm_window must be at least 1, not {self.confirm_window}")
         if self.batch < 1:
             raise ValueError(f"batch must be at least 1, not {self.batch}")
+        if self.confirm_timeout <= 0:
+            raise ValueError(f"confirm_timeout must be positive, not {self.confirm_timeout}")
         if not 0 < self.retry_initial <= self.retry_max:
             raise ValueError("retry_initial must be positive and not above retry_max")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +18,11 @@ import structlog
 from gateway.bus import OutboxPublisher, declare_topology
 from gateway.bus.acks import AckConsumer, encode_ack
 from gateway.bus.connect import check_nodes
+from gateway.bus.events import EventPublisher, wait_published
 from gateway.bus.settings import BusSettings, mask_url
 from gateway.core.errors import BrokerError
-from gateway.store.db import Store
+from gateway.store import schema
+from gateway.store.db import Store, utcnow
 from tests.integration.rabbit import (
     delete_topology,
     drain,
@@ -132,8 +135,8 @@ def test_outbox_reaches_the_cluster_while_the_publishers_node_dies(cluster, sett
     message_ids = set(queue_documents(store, DOCUMENTS, per_transmission=200))
     capture = structlog.testing.LogCapture()
     log = structlog.wrap_logger(structlog.testing.CapturingLogger(), processors=[capture])
-    publisher = OutboxPublisher(store, dataclasses.replace(settings, retry_initial=0.2,
-                                                           retry_max=1.0), log=log)
+    publisher = OutboxPublisher(store, dataclasses.replace(
+        settings, retry_initial=0.2, retry_max=1.0, confirm_timeout=5.0), log=log)
     publisher.start()
     try:
         assert until(lambda: publisher.health.connected, 20), publisher.health
@@ -165,7 +168,8 @@ def test_outbox_reaches_the_cluster_while_the_publishers_node_dies(cluster, sett
         assert len({c.body for c in copies}) == 1
         assert len({c.properties.headers["document_id"] for c in copies}) == 1
     print(f"{DOCUMENTS} documents; node killed after {killed_at} confirmed ({in_flight} in "
-          f"flight); {len(received)} messages on the queue, {len(duplicates)} documents twice")
+          f"flight); {len(received)} messages on the queue, {len(duplicates)} documents twice; "
+          f"confirms stalled {events.count('broker_confirms_stalled')} time(s)")
     assert drain(cluster.urls[2], settings.dead_letter_queue, idle=0.5) == []
 
 
@@ -210,3 +214,44 @@ def test_ack_consumer_moves_to_another_node(cluster, every_node_up, store):
             channel.exchange_delete(names.acks_exchange)
         finally:
             connection.close()
+
+
+def test_events_publisher_moves_to_another_node(cluster, every_node_up, store):
+    """The events publisher's node goes down: the events raised meanwhile go out through
+    another node, each with its own message_id."""
+    tag = uuid.uuid4().hex[:8]
+    exchange, queue = f"edi.events.test-{tag}", f"ops.alerts.test-{tag}"
+    connection = pika.BlockingConnection(pika.URLParameters(cluster.urls[1]))
+    channel = connection.channel()
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(queue, exchange, "alert.#")
+    connection.close()
+
+    def add(first: int, n: int) -> None:
+        with store._begin() as conn:
+            conn.execute(schema.event_outbox.insert(), [dict(
+                routing_key="alert.gap.acme", message_id=f"alert-{i}-opened",
+                payload=json.dumps({"alert": {"id": i}}).encode(), created_at=utcnow())
+                for i in range(first, first + n)])
+
+    publisher = EventPublisher(store, cluster.urls, exchange, every=0.1, retry_initial=0.2,
+                               retry_max=1.0)
+    publisher.start()
+    try:
+        add(0, 5)
+        assert wait_published(publisher, 20)
+        cluster.stop(0)
+        add(5, 5)
+        assert wait_published(publisher, 60), publisher.last_error
+    finally:
+        publisher.stop()
+    got = drain(cluster.urls[2], queue, idle=1.0)
+    assert {r.properties.message_id for r in got} == {f"alert-{i}-opened" for i in range(10)}
+    connection = pika.BlockingConnection(pika.URLParameters(cluster.urls[1]))
+    try:
+        channel = connection.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
+    finally:
+        connection.close()
