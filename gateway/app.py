@@ -332,7 +332,32 @@ class Gateway:
                 return f"not connected: {h.last_error or 'connecting'}"
             return self._silent_broker()
 
-        return [("store", store), ("broker", broker), ("processing", self.processing_problem)]
+        return [("store", store), ("broker", broker), ("processing", self.processing_problem),
+                ("instance", self.instance_problem)]
+
+    def instance_problem(self) -> str | None:
+        """This instance cannot record its heartbeat: its leases are given up (the work
+        that runs once goes on elsewhere) and the others will count it dead."""
+        keeper = self.leases
+        if keeper is None or keeper.last_error is None:
+            return None
+        since = "never" if keeper.last_beat is None else \
+            f"{time.monotonic() - keeper.last_beat:.0f} s ago"
+        return f"heartbeat not recorded (last {since}): {keeper.last_error}"
+
+    def about_instances(self) -> dict[str, Any]:
+        """For /readyz: this instance, every live one with its last heartbeat and leases."""
+        now = clock.now()
+        leases = [lease for lease in self.store.list_leases() if lease.expires_at > now]
+        return {
+            "instance": self.store.instance_id,
+            "leases_held": sorted(self.leases.held) if self.leases is not None else [],
+            "instances": [
+                {"id": i.id, "host": i.host, "pid": i.pid,
+                 "heartbeat_age_s": round((now - i.heartbeat_at).total_seconds(), 1),
+                 "leases": sorted(lease.name for lease in leases if lease.holder == i.id)}
+                for i in self.store.list_instances() if i.alive(now)],
+        }
 
     def _silent_broker(self) -> str | None:
         """Why a broker connection counts as dead though open: nothing heard on it (not even
@@ -393,7 +418,7 @@ class Gateway:
         routes, state = self.console_routes() if h.console else ([], {})
         app = build_app(endpoints=dict(self.endpoints), ready=self.ready_checks(),
                         max_body=h.max_body, max_json=h.max_json, public_url=h.public_url,
-                        routes=routes, state=state)
+                        routes=routes, state=state, about=self.about_instances)
         try:
             self.http = HttpServer(app, h.host, h.port, header_timeout=h.header_timeout,
                                    keep_alive=h.keep_alive, max_connections=h.max_connections,
