@@ -446,10 +446,17 @@ def run_census(files: list[tuple[str, bytes]], args: Any, base: Path,
     checkouts = {"n": 0}
     on = {"counting": False}
 
+    #: the first write of each connection's open transaction, to name its commit
+    first_write: dict[int, str] = {}
+
     def on_statement(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
                      executemany: bool) -> None:
         if on["counting"] and conn.engine.url.database == db.name:
-            counts[classify(statement)] += 1
+            kind = classify(statement)
+            counts[kind] += 1
+            if not kind.startswith("SELECT") or "FOR UPDATE" in statement:
+                first_write.setdefault(id(conn), kind + (" FOR UPDATE" if "FOR UPDATE"
+                                                         in statement else ""))
 
     def on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
         if on["counting"]:
@@ -458,10 +465,16 @@ def run_census(files: list[tuple[str, bytes]], args: Any, base: Path,
     def on_commit(conn: Any) -> None:
         if on["counting"] and conn.engine.url.database == db.name:
             counts["COMMIT"] += 1
+            counts[f"COMMIT of a transaction starting {first_write.get(id(conn), '(read)')}"] += 1
+        first_write.pop(id(conn), None)
+
+    def on_rollback(conn: Any) -> None:
+        first_write.pop(id(conn), None)
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", on_statement)
     sa.event.listen(sa.engine.Engine, "commit", on_commit)
     sa.event.listen(sa.pool.Pool, "checkout", on_checkout)
+    sa.event.listen(sa.engine.Engine, "rollback", on_rollback)
     gw: Any = None
     try:
         Store.from_url(db.url).close()
@@ -492,6 +505,7 @@ def run_census(files: list[tuple[str, bytes]], args: Any, base: Path,
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", on_statement)
         sa.event.remove(sa.engine.Engine, "commit", on_commit)
         sa.event.remove(sa.pool.Pool, "checkout", on_checkout)
+        sa.event.remove(sa.engine.Engine, "rollback", on_rollback)
         if gw is not None:
             gw.stop()
         db.drop()
@@ -631,6 +645,29 @@ def run_micro(args: Any, base: Path, lease_names: list[str]) -> dict[str, Any]:
     out["folder_claim_none_per_file"] = min(claims(None) for _ in range(3))
     out["folder_claim_rename_per_file"] = min(claims("bench-a") for _ in range(3))
     shutil.rmtree(folder, ignore_errors=True)
+
+    # one look at an inbox holding many files (listing, stat and ignore patterns per entry):
+    # every instance looks at the whole folder every poll_interval
+    scans: dict[str, float] = {}
+    for size in [int(x) for x in args.scan_sizes.split(",") if x.strip()]:
+        folder = base / f"scan-{secrets.token_hex(3)}"
+        inbox = folder / "inbox"
+        inbox.mkdir(parents=True)
+        for i in range(size):
+            (inbox / f"order-{i:07d}.edi").write_bytes(b"x")
+        times = []
+        for _ in range(3):
+            ch = FolderChannel(FolderSpec(path=inbox, processed=folder / "p",
+                                          failed=folder / "f"),
+                               receiver=None,  # type: ignore[arg-type]
+                               on_received=lambda r: None, instance_id="bench-a")
+            ch._reclaimed_at = time.monotonic()  # the dead-claims look is measured apart
+            t0 = time.perf_counter()
+            ch.scan_once()  # a first look: every file recorded, none taken yet
+            times.append(time.perf_counter() - t0)
+        scans[str(size)] = min(times)
+        shutil.rmtree(folder, ignore_errors=True)
+    out["scan_first_look"] = scans
     return out
 
 
@@ -726,7 +763,7 @@ def report(r: dict[str, Any]) -> str:
     if census:
         f = census["files"]
         st = census["statements"]
-        total = sum(v for k, v in st.items() if k != "COMMIT" and "probe" not in k)
+        total = sum(v for k, v in st.items() if not k.startswith("COMMIT") and "probe" not in k)
         lines.append("")
         lines.append(f"STATEMENT CENSUS (1 instance in-process, {f} files, "
                      f"{census['seconds']:.1f} s): {total / f:.2f} statements and "
@@ -737,7 +774,7 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  connection checkouts (each pinged first: pool_pre_ping) "
                      f"{census['checkouts']}, {census['checkouts'] / f:.2f}/file")
         lines.append(f"  idle, {census['idle_seconds']:.0f} s: "
-                     f"{sum(v for k, v in idle.items() if k != 'COMMIT')} statements, "
+                     f"{sum(v for k, v in idle.items() if not k.startswith('COMMIT'))} statements, "
                      f"{idle.get('COMMIT', 0)} commits")
     micro = r.get("micro")
     if micro:
@@ -777,6 +814,10 @@ def report(r: dict[str, Any]) -> str:
                 lh / (LEASE_EVERY * one), f"{lh * 1000:.1f} ms per round every {LEASE_EVERY:.0f} s")
             row("lease round, not holder, per file at 1-inst rate", lo / (LEASE_EVERY * one),
                 f"{lo * 1000:.1f} ms per round")
+            for size, took in micro.get("scan_first_look", {}).items():
+                lines.append(f"  one look at an inbox of {int(size):>7,} files: {took * 1000:8.1f} ms "
+                             f"({took / int(size) * 1e6:.1f} µs per entry), every poll_interval, "
+                             "on every instance")
             li = micro["list_instances"][1]
             row("list_instances (dead claims look, 5 s), per file", li / (LEASE_EVERY * one),
                 f"{li * 1000:.2f} ms per call")
@@ -797,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--micro-rows", type=int, default=5000)
     ap.add_argument("--micro-loops", type=int, default=30)
     ap.add_argument("--micro-files", type=int, default=2000)
+    ap.add_argument("--scan-sizes", default="1000,10000,100000",
+                    help="inbox sizes of the folder-scan measurement")
     ap.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL without database")
     ap.add_argument("--broker", default=os.environ.get("EDIGW_BROKER_URL", DEFAULT_BROKER))
     ap.add_argument("--poll-interval", type=float, default=0.2)
