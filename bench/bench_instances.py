@@ -740,6 +740,18 @@ def report(r: dict[str, Any]) -> str:
                          f"{pub / one if one else 0:>5.2f}  {inst:<22}{c['postgres']:>5.1f} "
                          f"{c['rabbitmq']:>5.1f} {c['others']:>6.1f} {busy:>8.0%}  {share} / {pshare}")
         lines.append("")
+        lines.append("CPU per file (instances + their workers, the database's PostgreSQL "
+                     "backends, RabbitMQ), the bound it sets on 2 cores, and the share of the "
+                     "machine others took:")
+        for run in r["e2e"]:
+            c, f = run["cpu"], run["files"]
+            ours = sum(c["instances"]) + c["postgres"] + c["rabbitmq"]
+            lines.append(f"  {run['instances']} instance(s): {sum(c['instances']) / f * 1000:.2f} "
+                         f"+ {c['postgres'] / f * 1000:.2f} + {c['rabbitmq'] / f * 1000:.2f} = "
+                         f"{ours / f * 1000:.2f} ms CPU/file -> at most "
+                         f"{2 * f / ours:,.0f} files/s on 2 idle cores; others took "
+                         f"{c['others'] / max(c['machine_total'], 1e-9):.0%} of the machine")
+        lines.append("")
         for n, s in summary.items():
             pub, rec = s["published_files_per_s"], s["received_files_per_s"]
             lines.append(f"{n} instance(s): published median {s['published_median']:.0f} files/s "
@@ -847,7 +859,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--keep", action="store_true", help="keep the run folders")
+    ap.add_argument("--report", metavar="JSON", help="print the report of a saved run and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())))
+        return 0
     only = set(args.only.split(","))
     counts = [int(x) for x in args.instances.split(",") if x.strip()]
     warnings.filterwarnings("ignore", module="pydifact")
