@@ -329,6 +329,7 @@ def run_e2e(count: int, files: list[tuple[str, bytes]], args: Any, base: Path,
     instances: list[Instance] = []
     try:
         Store.from_url(db.url).close()  # migrate before the instances start (no race)
+        size0 = db.scalar("SELECT pg_database_size(current_database())")
         instances = [Instance(config, n) for n in range(count)]
         deadline = time.monotonic() + 90
         while not all(i.started() for i in instances):
@@ -379,6 +380,16 @@ def run_e2e(count: int, files: list[tuple[str, bytes]], args: Any, base: Path,
         published_docs = db.scalar("SELECT count(*) FROM documents WHERE status = 'PUBLISHED'")
         outbox = db.scalar("SELECT count(*) FROM outbox")
         on_queue = objects.wait_count(names["queue"], len(files))
+        with db.engine.connect() as c:  # what the run left on disk (WAL and vacuum aside)
+            sizes = {"database": c.execute(sa.text(
+                "SELECT pg_database_size(current_database())")).scalar_one() - size0}
+            sizes.update({r[0]: r[1] for r in c.execute(sa.text(
+                "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables "
+                "WHERE relname IN ('transmissions', 'transmission_events', 'documents', "
+                "'interchanges', 'outbox')"))})
+        archive = sum(p.stat().st_blocks * 512 for p in paths["archive"].rglob("*")
+                      if p.is_file())
+        sizes["archive_on_disk"] = archive
         for i in instances:
             i.stop()
         time.sleep(1.5)  # backends flush their statistics when they end
@@ -396,7 +407,7 @@ def run_e2e(count: int, files: list[tuple[str, bytes]], args: Any, base: Path,
     return {"instances": count, "files": len(files), "marks": marks, "cpu": cpu,
             "claimed_by": [by_claim.get(i, 0) for i in ids], "published_by": published_by,
             "leases": leases, "lease_count": len(leases), "connections": connections,
-            "pg": stats_delta(before, after), "on_queue": on_queue}
+            "pg": stats_delta(before, after), "on_queue": on_queue, "bytes": sizes}
 
 
 def watch(db: Database, t0: float, total: int, timeout: float,
@@ -767,7 +778,11 @@ def report(r: dict[str, Any]) -> str:
                      f"{pg['db']['tup_inserted'] / f:.2f} rows inserted, "
                      f"{pg['db']['tup_updated'] / f:.2f} updated, "
                      f"{pg['db']['tup_deleted'] / f:.2f} deleted; "
-                     f"{first['connections']} connections to the database at the end")
+                     f"{first['connections']} connections to the database at the end "
+                     "(one of them the bench's)")
+        if "bytes" in first:
+            lines.append("  bytes per file: " + ", ".join(
+                f"{k} {v / f:,.0f}" for k, v in first["bytes"].items()))
         for name, d in sorted(pg["tables"].items()):
             lines.append(f"  {name:<24} ins {d['ins'] / f:5.2f}  upd {d['upd'] / f:5.2f} "
                          f"(HOT {d['hot'] / f:5.2f})  del {d['del'] / f:5.2f}")
