@@ -14,7 +14,8 @@ Everything is measured in ONE run on the same machine, so that the ratios mean s
      each instance (with its worker process), of the database's PostgreSQL backends, of
      RabbitMQ (the whole node: other users of the broker count too) and of the machine; and
      from PostgreSQL's own statistics (pg_stat_database, pg_stat_user_tables) the committed
-     transactions and the rows inserted, updated and deleted per file.
+     transactions and the rows inserted, updated and deleted per file; the bytes per file
+     left in the database (per table) and in the archive.
   2. a statement census (--census N files, one instance, in this process): the SQL
      statements and commits the gateway sends per one-order file, by verb and table
      (SQLAlchemy ``before_cursor_execute`` / ``commit`` events).
@@ -23,15 +24,21 @@ Everything is measured in ONE run on the same machine, so that the ratios mean s
        - ``pending_outbox(500)`` with ``store.instance_id`` set (SELECT … FOR UPDATE SKIP
          LOCKED + UPDATE of the claims) and None (a plain SELECT);
        - ``claim_received(500)`` (claimed for an instance) vs ``transmissions_to_process(500)``;
+       - ``interchange_refs_seen`` asked once per file (as the pipeline does) vs once per 500;
        - the folder channel's ``_claim`` (rename into ``.claimed/<instance>/``) vs none;
        - the lease keeper's round (heartbeat + one ``take_lease`` per lease, every 5 s), as
          holder and as a second instance that does not get the leases; ``list_instances``
-         (the folder's look for dead instances' claims, every 5 s).
+         (the folder's look for dead instances' claims, every 5 s);
+       - one look (``scan_once``) at an inbox of --scan-sizes files.
      Each is given per file (or row) and as a share of one instance's per-file end-to-end
      time measured in 1.
 
 Usage:  python bench/bench_instances.py [--files 2000] [--instances 1,2,3] [--repeat 1]
         [--census 500] [--only e2e,census,micro] [--json FILE]
+        python bench/bench_instances.py --report FILE.json     (print a saved run again)
+
+The machine's other load changes every figure: the report gives, per run, the CPU the other
+processes took (``others``) and the CPU per file, which is steadier than files/s.
 
 PostgreSQL at --pg (default postgresql+psycopg://postgres@127.0.0.1:5432, trust): every
 database is named edigw_bench_<random> and dropped afterwards. RabbitMQ at --broker: every
