@@ -574,7 +574,8 @@ def run_micro(args: Any, base: Path, lease_names: list[str]) -> dict[str, Any]:
     from gateway.store.db import Store
 
     configure("console", "error")  # to stderr again (the census's gateway logged to a file)
-    rows, loops = args.micro_rows, args.micro_loops
+    # two instances claim 500 rows each: at least 1,000 rows
+    rows, loops = max(args.micro_rows, 1000), args.micro_loops
     db = Database(args.pg)
     out: dict[str, Any] = {"rows": rows, "loops": loops}
     store = Store.from_url(db.url)
@@ -869,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--census", type=int, default=500, help="files of the statement census")
     ap.add_argument("--idle-census", type=float, default=10.0,
                     help="seconds of idle statements counted before the census")
-    ap.add_argument("--micro-rows", type=int, default=5000)
+    ap.add_argument("--micro-rows", type=int, default=5000,
+                    help="rows of the claims' database (at least 1,000)")
     ap.add_argument("--micro-loops", type=int, default=30)
     ap.add_argument("--micro-files", type=int, default=2000)
     ap.add_argument("--scan-sizes", default="1000,10000,100000",
