@@ -526,8 +526,11 @@ def load_settings(path: str | os.PathLike[str] | None = None,
                 raise ConfigError("must be a table", file=source, key=section, value=data[section])
             data[section]["url"] = env[var]
     from_env = _env_overrides(data, env, source)
-    if "mappings" not in data and not Path("mappings").is_dir():
-        data["mappings"] = shipped("mappings")  # a wheel run from a folder without mappings/
+    named = data.get("mappings", "mappings")
+    if isinstance(named, str) and Path(named) == Path("mappings") and not Path(named).is_dir():
+        # The default folder (left out or written as the shipped file does) is not there (an
+        # installed gateway run from another folder): the mappings shipped with edigw.
+        data["mappings"] = shipped("mappings")
     data["source"] = source
     try:
         settings = _validate(GatewaySettings, data, source)

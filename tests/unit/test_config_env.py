@@ -107,6 +107,10 @@ def test_the_shipped_mappings_when_the_folder_has_none(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     s = load_settings(None, env={})
     assert s.mappings == shipped("mappings") and (s.mappings / "edifact").is_dir()
+    assert load_settings(SHIPPED_TOML, env={}).mappings == shipped("mappings")
+    f = tmp_path / "g.toml"
+    f.write_text('mappings = "elsewhere"\n')
+    assert load_settings(f, env={}).mappings == Path("elsewhere")  # named: taken as written
     (tmp_path / "mappings").mkdir()
     assert load_settings(None, env={}).mappings == Path("mappings")
     assert load_settings(None, env={"EDIGW_MAPPINGS": "/m"}).mappings == Path("/m")
