@@ -546,11 +546,12 @@ def load_settings(path: str | os.PathLike[str] | None = None,
 
 #: The gateway's own keys an ``EDIGW_<SECTION>_<KEY>`` (``EDIGW_<KEY>`` for top-level keys)
 #: variable overrides; every key of ``[http]`` besides. ``EDIGW_STORE_URL`` and
-#: ``EDIGW_BROKER_URL`` are above; ``[[inbox]]`` keys apply to the one inbox.
+#: ``EDIGW_BROKER_URL`` are above; ``[[inbox]]`` keys apply to the one inbox. docs/deploy.md
+#: lists them all.
 _ENV_KEYS: tuple[tuple[str | None, str], ...] = (
     (None, "mappings"), (None, "partners"), (None, "secrets_dir"), (None, "certs_dir"),
     ("archive", "path"), ("archive", "fsync"), ("outbound", "path"),
-    ("log", "format"), ("log", "level"),
+    ("log", "format"), ("log", "level"), ("broker", "queue_type"),
     ("inbox", "path"), ("inbox", "processed"), ("inbox", "failed"),
     *(("http", key) for key in HttpSettings.model_fields),
 )
