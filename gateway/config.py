@@ -525,13 +525,13 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             if not isinstance(data[section], dict):
                 raise ConfigError("must be a table", file=source, key=section, value=data[section])
             data[section]["url"] = env[var]
+    data["source"] = source
     from_env = _env_overrides(data, env, source)
     named = data.get("mappings", "mappings")
     if isinstance(named, str) and Path(named) == Path("mappings") and not Path(named).is_dir():
         # The default folder (left out or written as the shipped file does) is not there (an
         # installed gateway run from another folder): the mappings shipped with edigw.
         data["mappings"] = shipped("mappings")
-    data["source"] = source
     try:
         settings = _validate(GatewaySettings, data, source)
     except ConfigError as exc:
