@@ -195,3 +195,16 @@ def edigw_image(docker: Docker, base_image: str) -> str:
     tag = "edigw-test:latest"
     docker.build(tag, ROOT, build_args={"BASE": base_image, "EXTRA_CA_CERTS": extra_ca_certs()})
     return tag
+
+
+@pytest.fixture(scope="session")
+def service_images(docker: Docker, base_image: str) -> dict[str, str]:
+    """PostgreSQL and RabbitMQ images for docker-compose.yml, built from Debian's packages
+    (docker/Dockerfile.postgres, docker/Dockerfile.rabbitmq) on the base image; the compose
+    file's ``EDIGW_POSTGRES_IMAGE`` and ``EDIGW_RABBITMQ_IMAGE``."""
+    images = {"EDIGW_POSTGRES_IMAGE": ("local/postgres:15", "Dockerfile.postgres"),
+              "EDIGW_RABBITMQ_IMAGE": ("local/rabbitmq:3", "Dockerfile.rabbitmq")}
+    for tag, dockerfile in images.values():
+        docker.build(tag, ROOT / "docker", dockerfile=ROOT / "docker" / dockerfile,
+                     build_args={"BASE": base_image})
+    return {var: tag for var, (tag, _) in images.items()}

@@ -20,10 +20,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.docker_env import ROOT, Docker, base_image, docker, edigw_image
+from gateway.config import BrokerSettings
+from tests.integration.docker_env import (
+    ROOT,
+    Docker,
+    base_image,
+    docker,
+    edigw_image,
+    service_images,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-__all__ = ["base_image", "docker", "edigw_image"]  # fixtures, used by name
+__all__ = ["base_image", "docker", "edigw_image", "service_images"]  # fixtures, by name
 
 ORDER = ROOT / "mappings" / "edifact" / "eancom-orders-d96a.sample.edi"  # example-retail's
 
@@ -99,14 +107,15 @@ def test_the_image_serves_and_ingests(docker: Docker, container: tuple[str, str]
 
 # -- compose --------------------------------------------------------------------------------
 
-def _compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _compose(*args: str, env: dict[str, str],
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("docker-compose is required in CI (apt-get install docker-compose)")
         pytest.skip("docker-compose not installed (apt-get install docker-compose)")
     return subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), *args], env=env,
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def test_the_compose_file_is_valid() -> None:
@@ -137,3 +146,57 @@ def test_the_compose_file_is_valid() -> None:
         assert any("/var/lib/edigw" in str(v) for v in gateway["volumes"])
     for service in ("postgres", "rabbit1", "rabbit2", "rabbit3"):
         assert "healthcheck" in services[service], service
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_compose_stack_runs(docker: Docker, edigw_image: str,
+                                service_images: dict[str, str]) -> None:
+    """PostgreSQL, the three-node RabbitMQ cluster and both gateways come up healthy; an order
+    dropped into the shared inbox reaches the quorum queue erp.orders. About 90 s."""
+    project = f"edigwtest{uuid.uuid4().hex[:6]}"
+    ports = [_free_port(), _free_port()]
+    env = {k: v for k, v in docker.env.items() if not k.startswith("EDIGW_")}
+    env.update(service_images, EDIGW_IMAGE=edigw_image,
+               EDIGW_DB_PASSWORD=uuid.uuid4().hex, EDIGW_BROKER_PASSWORD=uuid.uuid4().hex,
+               EDIGW_RABBITMQ_COOKIE=uuid.uuid4().hex,
+               EDIGW_HTTP_PORT1=str(ports[0]), EDIGW_HTTP_PORT2=str(ports[1]))
+    if "queue_type" not in BrokerSettings.model_fields:  # an edigw before [broker] queue_type
+        env["EDIGW_BROKER_QUEUE_TYPE"] = ""
+    gateways = [f"{project}_edigw1_1", f"{project}_edigw2_1"]
+
+    def logs() -> str:
+        return "\n".join(docker.run("logs", "--tail", "30", name, check=False).stderr
+                         for name in gateways)
+    try:
+        up = _compose("-p", project, "up", "-d", "--no-build", env=env, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        for port in ports:
+            _wait("/readyz", lambda port=port: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200,
+                  90, logs)
+            status, ctype, _ = _get(f"http://127.0.0.1:{port}/login")
+            assert status == 200 and ctype.startswith("text/html")
+        cluster = docker.run("exec", f"{project}_rabbit1_1", "rabbitmqctl", "-q",
+                             "cluster_status", "--formatter", "json").stdout
+        assert len(json.loads(cluster)["running_nodes"]) == 3
+        docker.run("exec", "-i", gateways[0], "sh", "-c",
+                   "cat > inbox/.order.edi && mv inbox/.order.edi inbox/order.edi",
+                   input=ORDER.read_text())
+
+        def on_queue() -> list[str] | None:
+            out = docker.run("exec", f"{project}_rabbit2_1", "rabbitmqctl", "-q", "list_queues",
+                             "name", "type", "messages").stdout
+            row = next((line.split() for line in out.splitlines()
+                        if line.startswith("erp.orders\t")), None)
+            return row if row and int(row[2]) >= 1 else None
+        row = _wait("the order on erp.orders", on_queue, 60, logs)
+        assert isinstance(row, list) and row[1] == "quorum"
+        assert "PUBLISHED" in docker.run("exec", gateways[1], "edigw", "log").stdout
+    finally:
+        _compose("-p", project, "down", "-v", "--remove-orphans", env=env, timeout=300)
