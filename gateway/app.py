@@ -379,7 +379,7 @@ class Gateway:
         idle = time.monotonic() - self.last_progress
         if idle <= limit:
             return None
-        waiting = self.store.transmissions_to_process(limit=1)
+        waiting = self.store.transmissions_to_process(limit=1, this_instance=True)
         if not waiting:
             return None
         age = (clock.now() - aware(waiting[0].received_at)).total_seconds()
