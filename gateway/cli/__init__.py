@@ -16,6 +16,7 @@ from gateway.cli import (
     check,
     conflicts,
     ingest,
+    instances,
     mappings,
     partners,
     serve,
@@ -42,7 +43,7 @@ for _command in (serve.serve, serve.declare, ingest.ingest, ingest.reprocess,
                  partners.partners, check.check_config, mappings.mappings, mappings.schemas,
                  store.db, store.status, store.security, channels.channels, alerts.alerts,
                  tracker.explain, tracker.purge, users.users, users.tokens,
-                 conflicts.conflicts):
+                 conflicts.conflicts, instances.instances):
     main.add_command(_command)
 
 __all__ = ["main"]
