@@ -202,4 +202,4 @@ def test_the_compose_stack_runs(docker: Docker, edigw_image: str,
         assert len(log) == 1 and "PUBLISHED" in log[0], log  # one instance took the file
         assert on_queue() == ["erp.orders", "quorum", "1"]
     finally:
-        _compose("-p", project, "down", "-v", "--remove-orphans", env=env, timeout=300)
+        _compose("-p", project, "down", "-v", "--remove-orphans", "-t", "5", env=env, timeout=300)
