@@ -194,6 +194,8 @@ def edigw_image(docker: Docker, base_image: str) -> str:
     """The gateway's image, built from this checkout's Dockerfile."""
     tag = "edigw-test:latest"
     docker.build(tag, ROOT, build_args={"BASE": base_image, "EXTRA_CA_CERTS": extra_ca_certs()})
+    # Earlier builds' untagged stages: kept a day as the build cache, then removed.
+    docker.run("image", "prune", "-f", "--filter", "until=24h", check=False)
     return tag
 
 
