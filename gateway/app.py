@@ -26,10 +26,10 @@ from gateway.config import (
 )
 from gateway.core import clock
 from gateway.core.errors import ConfigError
-from gateway.core.leases import LeaseKeeper, once
+from gateway.core.leases import LeaseKeeper
 from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
-from gateway.core.supervise import Backoff, periodic, supervised
+from gateway.core.supervise import Backoff, periodic, periodic_loop, supervised
 from gateway.core.urls import mask_url
 from gateway.formats.edifact.parallel import Workers
 from gateway.formats.mapping import MappingSet
@@ -243,8 +243,8 @@ class Gateway:
             tasks += [task(name, loop_ if name in run.everywhere
                            else keeper.leased(f"loop:{name}", loop_))
                       for name, loop_ in run.loops]
-            tasks += [every(name, job if name in run.everywhere
-                            else once(keeper, f"job:{name}", job), seconds)
+            tasks += [every(name, job, seconds) if name in run.everywhere
+                      else task(name, keeper.leased(f"job:{name}", periodic_loop(name, job, seconds)))
                       for name, job, seconds in run.periodic]
         tasks += self._http_tasks(stop)
         tasks += self._tracker_tasks(stop)
@@ -379,7 +379,7 @@ class Gateway:
         idle = time.monotonic() - self.last_progress
         if idle <= limit:
             return None
-        waiting = self.store.transmissions_to_process(limit=1)
+        waiting = self.store.transmissions_to_process(limit=1, this_instance=True)
         if not waiting:
             return None
         age = (clock.now() - aware(waiting[0].received_at)).total_seconds()
@@ -454,11 +454,17 @@ class Gateway:
         def retention() -> object:
             return purge(self.store, self.archive, self.settings, self.partners)
 
+        # Each runs on the instance holding its lease: started (and run at once) when the
+        # lease is taken, stopped when it is lost.
         keeper = self.leases
-        return [asyncio.create_task(self._track(stop), name="tracker"),
-                asyncio.create_task(periodic("retention", retention if keeper is None
-                                             else once(keeper, "retention", retention),
-                                             every=86400.0, stop=stop), name="retention")]
+        track: Callable[[asyncio.Event], Awaitable[None]] = self._track
+        purging = periodic_loop("retention", retention, 86400.0)
+        if keeper is not None:
+            track, purging = keeper.leased("tracker", track), keeper.leased("retention", purging)
+        return [asyncio.create_task(supervised("tracker", lambda: track(stop), stop=stop),
+                                    name="tracker"),
+                asyncio.create_task(supervised("retention", lambda: purging(stop), stop=stop),
+                                    name="retention")]
 
     async def _track(self, stop: asyncio.Event) -> None:
         """Run the tracker's rules every ``[tracker] every`` seconds; announce what opened
@@ -477,17 +483,12 @@ class Gateway:
         mail = t.mail_alerts and smtp is not None and bool(smtp.operators)
 
         async def announce() -> None:
-            if self.leases is not None and not self.leases.holds("tracker"):
-                return  # the instance that ran the rules announces what they opened
             if self.events is not None:
                 self.events.wake()
             if mail and self.mailer is not None:
                 await mail_new_alerts(book, self.mailer)
 
-        check: Callable[[], object] = tracker.check
-        if self.leases is not None:
-            check = once(self.leases, "tracker", tracker.check)
-        await periodic("tracker", check, every=t.every, stop=stop, after=announce)
+        await periodic("tracker", tracker.check, every=t.every, stop=stop, after=announce)
 
     #: Seconds between looks for transmissions left RECEIVED outside the queue (those of
     #: instances found dead are taken at once), and how old the others must be to be taken.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from gateway import __version__
 from gateway.cli import (
     alerts,
     channels,
@@ -28,6 +29,7 @@ from gateway.cli.common import CliContext, EdigwGroup
 
 
 @click.group(cls=EdigwGroup)
+@click.version_option(__version__, "--version", prog_name="edigw", message="%(prog)s %(version)s")
 @click.option("--config", "-c", envvar="EDIGW_CONFIG", type=click.Path(dir_okay=False),
               help="Settings file (default: config/gateway.toml when present, else embedded defaults).")
 @click.pass_context

@@ -7,7 +7,7 @@ retention, AS2 MDN delivery, the certificate check, outbound delivery) runs unde
 
 ``LeaseKeeper.run`` beats this instance's heartbeat and takes or renews every lease asked
 for, every ``every`` seconds; a lease lasts ``ttl`` seconds. A loop under ``leased`` starts
-when its lease is taken and is stopped when it is lost; a periodic job asks ``holds``. When
+when its lease is taken and is stopped when it is lost; a job done now and then asks ``holds``. When
 the store cannot be reached, the leases held are given up (their loops stopped) once they
 may have expired, so that two instances never believe they hold the same one. When a holder
 dies, another instance takes its leases within ``ttl + every`` seconds.
@@ -165,11 +165,3 @@ async def _first(*waits: asyncio.Event | asyncio.Future[Any]) -> None:
         for f in own:
             f.cancel()
 
-
-def once(keeper: LeaseKeeper, name: str, job: Callable[[], object]) -> Callable[[], object]:
-    """A periodic ``job`` done only by the instance holding the lease ``name``."""
-    keeper.want(name)
-
-    def run() -> object:
-        return job() if keeper.holds(name) else None
-    return run

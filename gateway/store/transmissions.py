@@ -220,10 +220,16 @@ class TransmissionRepository(StoreEngine):
                 out.update((r.id, r.attempts) for r in rows)
         return out
 
-    def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
-        """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
-        q = (sa.select(s.transmissions).where(s.transmissions.c.status == s.RECEIVED)
-             .order_by(s.transmissions.c.received_at).limit(limit))
+    def transmissions_to_process(self, limit: int = 100, *, this_instance: bool = False
+                                 ) -> list[TransmissionRow]:
+        """RECEIVED transmissions whose processing has not committed (e.g. after a crash);
+        with ``this_instance``, only those this instance has or may take (its own, nobody's,
+        a dead instance's), not the work of the other live ones."""
+        t = s.transmissions
+        q = (sa.select(t).where(t.c.status == s.RECEIVED).order_by(t.c.received_at).limit(limit))
+        if this_instance and self.instance_id is not None:
+            q = q.where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == self.instance_id,
+                               t.c.claimed_by.not_in(live_instances(utcnow()))))
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
