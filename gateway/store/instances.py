@@ -29,6 +29,8 @@ from gateway.store.records import aware
 
 #: Seconds without a heartbeat after which an instance counts as dead.
 DEAD_AFTER = 20.0
+#: Days after its last heartbeat an instance's row is removed.
+FORGET_AFTER_DAYS = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,10 @@ class InstanceRepository(StoreEngine):
         they held is free at once."""
         now = utcnow()
         i = s.instances
+        gone = now - dt.timedelta(days=FORGET_AFTER_DAYS)
         with self._begin() as conn:
+            # Instances silent for a week are forgotten (each start adds one).
+            conn.execute(i.delete().where(i.c.heartbeat_at < gone))
             if exclusive:
                 conn.execute(i.update().where(i.c.stopped_at.is_(None)).values(stopped_at=now))
                 conn.execute(s.leases.delete())

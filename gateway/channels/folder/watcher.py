@@ -32,6 +32,7 @@ import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,11 @@ class FolderChannel:
             if self._seen.get(entry.name) == sig or entry.name in arrived:
                 ready.append(Path(entry.path))
         self._seen = current
+        if self.claims is not None and len(ready) > 1:
+            # Instances sharing the inbox start at different places in it: they claim
+            # different files rather than race for the same ones.
+            k = zlib.crc32(self.claims.name.encode()) % len(ready)
+            ready = ready[k:] + ready[:k]
         taken = 0
         for start in range(0, len(ready), spec.batch):
             taken += self._take(ready[start:start + spec.batch])
