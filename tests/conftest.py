@@ -82,16 +82,15 @@ def _missing_reason(name: str) -> str | None:
         if corpus_dir() is not None:
             return None
         if os.environ.get("EDIGW_CORPUS"):
-            where, hint = f"$EDIGW_CORPUS ({os.environ['EDIGW_CORPUS']})", "MANIFEST.tsv"
-            return f"corpus tier skipped: {where} has no {hint}"
+            return f"$EDIGW_CORPUS ({os.environ['EDIGW_CORPUS']}) has no MANIFEST.tsv"
         where = (f"$EDIGW_SHARED/corpus ({_shared_base() / 'corpus'})"
                  if os.environ.get("EDIGW_SHARED") else "../shared/corpus")
-        return f"corpus tier skipped: {where} not found (set EDIGW_CORPUS)"
+        return f"{where} not found (set EDIGW_CORPUS)"
     if shared_dir(name) is not None:
         return None
     where = (f"$EDIGW_SHARED/{name} ({_shared_base() / name})"
              if os.environ.get("EDIGW_SHARED") else f"../shared/{name}")
-    return f"corpus tier skipped: {where} not found (set EDIGW_SHARED)"
+    return f"{where} not found (set EDIGW_SHARED)"
 
 
 class CorpusTierMissing(pytest.Item):
@@ -102,10 +101,10 @@ class CorpusTierMissing(pytest.Item):
         self.reason, self.count = reason, count
 
     def runtest(self) -> None:
-        message = f"{self.reason}; {self.count} tests not run"
         if _in_ci():
-            pytest.fail(f"{message}. CI=true requires the corpus tier", pytrace=False)
-        pytest.skip(message)
+            pytest.fail(f"corpus tier cannot run: {self.reason}; CI=true requires it "
+                        f"({self.count} tests not run)", pytrace=False)
+        pytest.skip(f"corpus tier skipped: {self.reason}; {self.count} tests not run")
 
     def reportinfo(self):
         return self.path, None, self.name
@@ -119,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they do
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    reasons = {}  # folder name -> why it is missing (None: there)
+    reasons: dict[str, str | None] = {}  # folder name -> why it is missing (None: there)
     keep: list[pytest.Item] = []
     dropped: dict[str, list[pytest.Item]] = {}
     for item in items:
@@ -148,8 +147,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     for name in ("corpus", "fuzz-regressions"):
         reason = _missing_reason(name)
         found = corpus_dir() if name == "corpus" else shared_dir(name)
-        lines.append(f"corpus tier, {name}: " + (reason.split(": ", 1)[1] if reason
-                                                  else str(found)))
+        lines.append(f"corpus tier, {name}: {reason or found}")
     return lines
 
 
