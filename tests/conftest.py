@@ -1,4 +1,8 @@
-"""Fixtures shared by every test folder: store URLs (SQLite and PostgreSQL) and the corpus."""
+"""Fixtures shared by every test folder: store URLs (SQLite and PostgreSQL) and the corpus.
+
+The corpus tier (tests/corpus/, tests marked ``corpus`` or ``shared(NAME)``) reads
+``../shared`` (``$EDIGW_CORPUS``, ``$EDIGW_SHARED``): without it those tests are not run and
+one line per missing folder says so, a skip, or under CI=true a failure (see below)."""
 
 from __future__ import annotations
 
@@ -67,13 +71,21 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test of the tier carries the ``corpus`` mark (so ``-m "not corpus"`` leaves the
+    whole tier out): those of tests/corpus/ and those marked ``shared``."""
+    in_folder = (ROOT / "tests" / "corpus") in item.path.parents
+    if item.get_closest_marker("corpus") is None and (
+            in_folder or item.get_closest_marker("shared") is not None):
+        item.add_marker(pytest.mark.corpus)
+
+
 def _tier_needs(item: pytest.Item) -> list[str]:
-    """The folders an item needs: "corpus" and the names of its ``shared`` marks."""
-    needs = [str(m.args[0]) for m in item.iter_markers("shared")]
-    if item.get_closest_marker("corpus") is not None or (
-            not needs and (ROOT / "tests" / "corpus") in item.path.parents):
-        needs.insert(0, "corpus")
-    return needs
+    """The folders a test needs: the names of its ``shared`` marks (``shared("corpus")`` for
+    the corpus too), else "corpus" for a test of the tier; nothing outside the tier."""
+    if item.get_closest_marker("corpus") is None:
+        return []
+    return [str(m.args[0]) for m in item.iter_markers("shared")] or ["corpus"]
 
 
 def _missing_reason(name: str) -> str | None:
@@ -111,8 +123,8 @@ class CorpusTierMissing(pytest.Item):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "shared(name): reads ../shared/NAME ($EDIGW_SHARED); "
-                                       "in the corpus tier")
+    config.addinivalue_line("markers", "shared(name): reads ../shared/NAME ($EDIGW_SHARED) "
+                                       "instead of the corpus; in the corpus tier")
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they do
