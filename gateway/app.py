@@ -26,9 +26,10 @@ from gateway.config import (
 )
 from gateway.core import clock
 from gateway.core.errors import ConfigError
+from gateway.core.leases import LeaseKeeper
 from gateway.core.pipeline import Outcome, Pipeline
 from gateway.core.ports import Receipt
-from gateway.core.supervise import Backoff, periodic, supervised
+from gateway.core.supervise import Backoff, periodic, periodic_loop, supervised
 from gateway.core.urls import mask_url
 from gateway.formats.edifact.parallel import Workers
 from gateway.formats.mapping import MappingSet
@@ -89,6 +90,8 @@ class Gateway:
         #: When processing last got on (a batch done, documents queued): /readyz's stall check.
         self.last_progress = time.monotonic()
         self._policies: dict[str, tuple[Partner, tuple[str, int]]] = {}
+        #: This instance's heartbeat and leases, while serving (several may share a store).
+        self.leases: LeaseKeeper | None = None
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, partners: PartnerDirectory | None = None) -> Gateway:
@@ -131,8 +134,11 @@ class Gateway:
         return hit[1]
 
     def deliver_outbound(self) -> None:
-        """Send what is waiting for partners (after a processing batch, and periodically)."""
+        """Send what is waiting for partners (after a processing batch, and periodically);
+        serving, by the one instance that holds the ``outbound`` lease."""
         if self.outbound is None:
+            return
+        if self.leases is not None and not self.leases.holds("outbound"):
             return
         try:
             self.outbound.deliver_pending()
@@ -172,6 +178,9 @@ class Gateway:
         pipeline: Pipeline[Partner] | None = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.close_workers()
+        if self.leases is not None:
+            self.leases.stopped()  # the others take over at once
+            self.leases = None
         self.store.close()
 
     # -- partners -----------------------------------------------------------------------
@@ -207,6 +216,7 @@ class Gateway:
                         hint="documents wait in the outbox and go out when the broker is back")
         else:
             log.info("broker_reachable", broker=url)
+        keeper = await asyncio.to_thread(self.register_instance)
         self.start_publisher()
         self.pipeline.start_workers(Path(self.settings.mappings))
 
@@ -226,13 +236,20 @@ class Gateway:
         def every(name: str, job: Callable[[], object], seconds: float) -> asyncio.Task[None]:
             return asyncio.create_task(periodic(name, job, every=seconds, stop=stop), name=name)
 
-        # The processing worker goes first: it resumes what an earlier run left RECEIVED.
-        tasks = [asyncio.create_task(self._process_worker(queue, stop), name="process")]
+        # The heartbeat first: the leases it takes start the work that runs once.
+        tasks = [asyncio.create_task(keeper.run(stop), name="leases")]
+        # The processing worker goes next: it resumes what an earlier run left RECEIVED.
+        tasks.append(asyncio.create_task(self._process_worker(queue, stop), name="process"))
         for run in self.runs.values():
-            tasks += [task(name, loop_) for name, loop_ in run.loops]
-            tasks += [every(name, job, seconds) for name, job, seconds in run.periodic]
+            tasks += [task(name, loop_ if name in run.everywhere
+                           else keeper.leased(f"loop:{name}", loop_))
+                      for name, loop_ in run.loops]
+            tasks += [every(name, job, seconds) if name in run.everywhere
+                      else task(name, keeper.leased(f"job:{name}", periodic_loop(name, job, seconds)))
+                      for name, job, seconds in run.periodic]
         tasks += self._http_tasks(stop)
         tasks += self._tracker_tasks(stop)
+        keeper.want("outbound")
         tasks.append(every("outbound", self.deliver_outbound, 30.0))
         self.partner_watch = PartnerFolderWatch(self.partners, self.settings.partners)
         tasks.append(every("partners", self.partner_watch.check, self.PARTNERS_EVERY))
@@ -248,6 +265,34 @@ class Gateway:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.close)
 
+    #: Seconds a lease lasts without renewal, and between two renewals (and heartbeats):
+    #: an instance that dies has its leases taken over within their sum.
+    LEASE_TTL = 15.0
+    LEASE_EVERY = 5.0
+
+    def register_instance(self) -> LeaseKeeper:
+        """Record this ``serve`` in the store (claims and leases are in its name) and make
+        its lease keeper. On SQLite the file lock already makes it the only one."""
+        import os
+        import secrets
+        import socket
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release: str | None = version("edigw")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            release = None
+        host = socket.gethostname()
+        instance_id = f"{host[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+        exclusive = self.store.engine.dialect.name == "sqlite"
+        self.store.register_instance(instance_id, host=host, pid=os.getpid(),
+                                     version=release, exclusive=exclusive)
+        self.store.instance_id = instance_id
+        self.leases = LeaseKeeper(self.store, instance_id, ttl=self.LEASE_TTL,
+                                  every=self.LEASE_EVERY)
+        log.info("instance_registered", instance=instance_id, shared_store=not exclusive)
+        return self.leases
+
     def start_channels(self, on_received: Callable[[list[Receipt]], None]
                        ) -> dict[str, ChannelRun]:
         """What each channel of the registry starts, by channel name."""
@@ -257,7 +302,8 @@ class Gateway:
         ctx = ChannelContext(settings=self.settings, partners=self.partners,
                              receiver=self.pipeline, store=self.store, archive=self.archive,
                              records=records, on_received=on_received, mailer=self.mailer,
-                             listening=self.settings.http.enabled)
+                             listening=self.settings.http.enabled,
+                             instance_id=self.store.instance_id)
         return {kind.name: kind.start(ctx) for kind in CHANNELS if kind.start is not None}
 
     @property
@@ -287,7 +333,32 @@ class Gateway:
                 return f"not connected: {h.last_error or 'connecting'}"
             return self._silent_broker()
 
-        return [("store", store), ("broker", broker), ("processing", self.processing_problem)]
+        return [("store", store), ("broker", broker), ("processing", self.processing_problem),
+                ("instance", self.instance_problem)]
+
+    def instance_problem(self) -> str | None:
+        """This instance cannot record its heartbeat: its leases are given up (the work
+        that runs once goes on elsewhere) and the others will count it dead."""
+        keeper = self.leases
+        if keeper is None or keeper.last_error is None:
+            return None
+        since = "never" if keeper.last_beat is None else \
+            f"{time.monotonic() - keeper.last_beat:.0f} s ago"
+        return f"heartbeat not recorded (last {since}): {keeper.last_error}"
+
+    def about_instances(self) -> dict[str, Any]:
+        """For /readyz: this instance, every live one with its last heartbeat and leases."""
+        now = clock.now()
+        leases = [lease for lease in self.store.list_leases() if lease.expires_at > now]
+        return {
+            "instance": self.store.instance_id,
+            "leases_held": sorted(self.leases.held) if self.leases is not None else [],
+            "instances": [
+                {"id": i.id, "host": i.host, "pid": i.pid,
+                 "heartbeat_age_s": round((now - i.heartbeat_at).total_seconds(), 1),
+                 "leases": sorted(lease.name for lease in leases if lease.holder == i.id)}
+                for i in self.store.list_instances() if i.alive(now)],
+        }
 
     def _silent_broker(self) -> str | None:
         """Why a broker connection counts as dead though open: nothing heard on it (not even
@@ -309,7 +380,7 @@ class Gateway:
         idle = time.monotonic() - self.last_progress
         if idle <= limit:
             return None
-        waiting = self.store.transmissions_to_process(limit=1)
+        waiting = self.store.transmissions_to_process(limit=1, this_instance=True)
         if not waiting:
             return None
         age = (clock.now() - aware(waiting[0].received_at)).total_seconds()
@@ -348,7 +419,7 @@ class Gateway:
         routes, state = self.console_routes() if h.console else ([], {})
         app = build_app(endpoints=dict(self.endpoints), ready=self.ready_checks(),
                         max_body=h.max_body, max_json=h.max_json, public_url=h.public_url,
-                        routes=routes, state=state)
+                        routes=routes, state=state, about=self.about_instances)
         try:
             self.http = HttpServer(app, h.host, h.port, header_timeout=h.header_timeout,
                                    keep_alive=h.keep_alive, max_connections=h.max_connections,
@@ -382,10 +453,20 @@ class Gateway:
         self.acks = AckConsumer(self.store, b.urls, t, heartbeat=b.heartbeat,
                                 queue_type=b.queue_type)
         self.acks.start()
-        return [asyncio.create_task(self._track(stop), name="tracker"),
-                asyncio.create_task(periodic("retention", lambda: purge(
-                    self.store, self.archive, self.settings, self.partners),
-                    every=86400.0, stop=stop), name="retention")]
+        def retention() -> object:
+            return purge(self.store, self.archive, self.settings, self.partners)
+
+        # Each runs on the instance holding its lease: started (and run at once) when the
+        # lease is taken, stopped when it is lost.
+        keeper = self.leases
+        track: Callable[[asyncio.Event], Awaitable[None]] = self._track
+        purging = periodic_loop("retention", retention, 86400.0)
+        if keeper is not None:
+            track, purging = keeper.leased("tracker", track), keeper.leased("retention", purging)
+        return [asyncio.create_task(supervised("tracker", lambda: track(stop), stop=stop),
+                                    name="tracker"),
+                asyncio.create_task(supervised("retention", lambda: purging(stop), stop=stop),
+                                    name="retention")]
 
     async def _track(self, stop: asyncio.Event) -> None:
         """Run the tracker's rules every ``[tracker] every`` seconds; announce what opened
@@ -411,9 +492,10 @@ class Gateway:
 
         await periodic("tracker", tracker.check, every=t.every, stop=stop, after=announce)
 
-    #: Seconds between looks for transmissions left RECEIVED outside the queue (when idle),
-    #: and how old they must be to be taken.
-    SWEEP_EVERY = 60.0
+    #: Seconds between looks for transmissions left RECEIVED outside the queue (those of
+    #: instances found dead are taken at once), and how old the others must be to be taken.
+    SWEEP_EVERY = 10.0
+    SWEEP_AFTER = 60.0
 
     async def _process_worker(self, queue: asyncio.Queue[str], stop: asyncio.Event) -> None:
         """Process received transmissions until stopped, supervised: a store outage pauses
@@ -439,16 +521,16 @@ class Gateway:
                 log.info("resumed_after_restart", transmissions=n)
         swept = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - swept > self.SWEEP_EVERY:
+                # What was left RECEIVED outside the queue (an instance found dead, a
+                # reprocess or an ingest cut short) is taken here, not at the next start.
+                swept = time.monotonic()
+                if await asyncio.to_thread(self.pipeline.sweep, self.SWEEP_AFTER):
+                    self.last_progress = time.monotonic()
             if not held:
                 try:
                     held.append(await asyncio.wait_for(queue.get(), timeout=0.5))
                 except TimeoutError:
-                    if time.monotonic() - swept > self.SWEEP_EVERY:
-                        # Idle: what was left RECEIVED outside the queue (a reprocess or an
-                        # ingest cut short) is taken here rather than at the next start.
-                        swept = time.monotonic()
-                        if await asyncio.to_thread(self.pipeline.sweep, self.SWEEP_EVERY):
-                            self.last_progress = time.monotonic()
                     continue
                 while len(held) < 256 and not queue.empty():
                     held.append(queue.get_nowait())

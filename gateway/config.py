@@ -40,6 +40,7 @@ from gateway.channels.sftp.settings import SftpSettings as SftpSettings
 from gateway.core.errors import ConfigError
 from gateway.core.urls import mask_url as mask_url  # re-exported, as before
 from gateway.formats.registry import PROFILE_FORMATS
+from gateway.shipped import shipped
 
 _log = structlog.get_logger("edigw.config")
 
@@ -572,7 +573,93 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             data[section].pop("urls" if key == "url" else "url", None)  # the other replaced
             data[section][key] = env[var]
     data["source"] = source
-    return _validate(GatewaySettings, data, source)
+    from_env = _env_overrides(data, env, source)
+    named = data.get("mappings", "mappings")
+    if isinstance(named, str) and Path(named) == Path("mappings") and not Path(named).is_dir():
+        # The default folder (left out or written as the shipped file does) is not there (an
+        # installed gateway run from another folder): the mappings shipped with edigw.
+        data["mappings"] = shipped("mappings")
+    try:
+        settings = _validate(GatewaySettings, data, source)
+    except ConfigError as exc:
+        variable = from_env.get(exc.key or "")
+        if variable is None:
+            raise
+        raise ConfigError(exc.reason, file=f"environment variable {variable}", key=exc.key,
+                          value=exc.value) from None
+    base = env.get("EDIGW_VAR")
+    return _rebase_var(settings, Path(base)) if base else settings
+
+
+#: The gateway's own keys an ``EDIGW_<SECTION>_<KEY>`` (``EDIGW_<KEY>`` for top-level keys)
+#: variable overrides; every key of ``[http]`` besides. ``EDIGW_STORE_URL`` and
+#: ``EDIGW_BROKER_URL`` are above; ``[[inbox]]`` keys apply to the one inbox. docs/deploy.md
+#: lists them all.
+_ENV_KEYS: tuple[tuple[str | None, str], ...] = (
+    (None, "mappings"), (None, "partners"), (None, "secrets_dir"), (None, "certs_dir"),
+    ("archive", "path"), ("archive", "fsync"), ("outbound", "path"),
+    ("log", "format"), ("log", "level"), ("broker", "queue_type"),
+    ("inbox", "path"), ("inbox", "processed"), ("inbox", "failed"),
+    *(("http", key) for key in HttpSettings.model_fields),
+)
+
+
+def _env_overrides(data: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, str]:
+    """Apply the ``EDIGW_…`` variables of ``_ENV_KEYS`` (an empty one is not set) to the raw
+    settings; return the keys set, each with its variable (to name it in errors)."""
+    applied: dict[str, str] = {}
+    for section, key in _ENV_KEYS:
+        var = "EDIGW_" + (f"{section}_{key}" if section else key).upper()
+        value = env.get(var)
+        if not value:
+            continue
+        if section is None:
+            data[key] = value
+            applied[key] = var
+            continue
+        table = data.setdefault(section, [{"path": "var/inbox"}] if section == "inbox" else {})
+        if section == "inbox":
+            if not isinstance(table, list) or len(table) != 1 or not isinstance(table[0], dict):
+                raise ConfigError(f"{var} sets the one [[inbox]]: the settings have "
+                                  f"{len(table) if isinstance(table, list) else 'no list of'} "
+                                  "inboxes", file=source, key="inbox")
+            table[0][key] = value
+            applied[f"inbox.0.{key}"] = var
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", file=source, key=section, value=table)
+        table[key] = value
+        applied[f"{section}.{key}"] = var
+    return applied
+
+
+def _rebase_var(model: M, base: Path) -> M:
+    """``model`` with every relative path that starts with ``var/`` (and the SQLite store's
+    file) moved under ``base`` (``$EDIGW_VAR``)."""
+    changes: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        new = _rebased(value, base)
+        if new is not value:
+            changes[name] = new
+    if isinstance(model, StoreSettings):
+        m = re.match(r"^(sqlite(?:\+\w+)?:///)(?!/)(var/.*)$", model.url)
+        if m:
+            changes["url"] = m.group(1) + str(base / Path(m.group(2)).relative_to("var"))
+    return model.model_copy(update=changes) if changes else model
+
+
+def _rebased(value: Any, base: Path) -> Any:
+    if isinstance(value, Path):
+        if not value.is_absolute() and value.parts[:1] == ("var",):
+            return base / value.relative_to("var")
+        return value
+    if isinstance(value, BaseModel):
+        return _rebase_var(value, base)
+    if isinstance(value, list):
+        items = [_rebased(v, base) for v in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
 
 
 def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> PartnerDirectory:

@@ -70,6 +70,10 @@ ensure_program sshd openssh-server || missing+=("OpenSSH sshd (openssh-server)")
 ensure_program dovecot dovecot-imapd || missing+=("Dovecot (dovecot-imapd)")
 ensure_program openssl openssl || missing+=("the openssl command (AS2 messages built independently)")
 ensure_program chromium chromium || missing+=("Chromium (the console's browser tests)")
+# The image and compose tests start their own Docker daemon and make base images locally.
+ensure_program dockerd docker.io || missing+=("Docker (docker.io: the image and compose tests)")
+ensure_program debootstrap debootstrap || missing+=("debootstrap (base images for the Docker tests)")
+ensure_program docker-compose docker-compose || missing+=("docker-compose (the compose file's test)")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     log "missing services in CI: ${missing[*]}"; exit 1

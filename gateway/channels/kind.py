@@ -66,6 +66,8 @@ class ChannelContext:
     mailer: Mailer | None = None
     #: The HTTP server runs: endpoints are wanted.
     listening: bool = True
+    #: This ``serve`` instance's id (``instances.id``), when several may share the store.
+    instance_id: str | None = None
 
 
 #: A loop run under supervision until the stop event is set.
@@ -76,11 +78,17 @@ Loop = Callable[[asyncio.Event], Awaitable[None]]
 class ChannelRun:
     """What ``start`` made: named loops (supervised: a crash is logged and the loop starts
     again), named periodic jobs with their period in seconds, HTTP endpoints by path, hooks
-    given the outcomes of each processing batch, and what to close at shutdown."""
+    given the outcomes of each processing batch, and what to close at shutdown.
+
+    Where several instances share a store, each loop and periodic job runs on one instance
+    at a time (under a lease named after it), except those named in ``everywhere``: work
+    each instance may do side by side (a shared inbox whose files are claimed one by one,
+    replies to what this instance received)."""
 
     loops: list[tuple[str, Loop]] = field(default_factory=list)
     periodic: list[tuple[str, Callable[[], object], float]] = field(default_factory=list)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    everywhere: set[str] = field(default_factory=set)
     after_processing: list[Callable[[Sequence[Outcome]], None]] = field(default_factory=list)
     #: The channel cannot work without the HTTP server: failing to listen stops start-up.
     needs_http: bool = False

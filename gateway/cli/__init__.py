@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import click
 
+from gateway import __version__
 from gateway.cli import (
     alerts,
     channels,
     check,
     conflicts,
     ingest,
+    instances,
     mappings,
     partners,
     serve,
@@ -27,6 +29,7 @@ from gateway.cli.common import CliContext, EdigwGroup
 
 
 @click.group(cls=EdigwGroup)
+@click.version_option(__version__, "--version", prog_name="edigw", message="%(prog)s %(version)s")
 @click.option("--config", "-c", envvar="EDIGW_CONFIG", type=click.Path(dir_okay=False),
               help="Settings file (default: config/gateway.toml when present, else embedded defaults).")
 @click.pass_context
@@ -40,7 +43,7 @@ for _command in (serve.serve, serve.declare, ingest.ingest, ingest.reprocess,
                  partners.partners, check.check_config, mappings.mappings, mappings.schemas,
                  store.db, store.status, store.security, channels.channels, alerts.alerts,
                  tracker.explain, tracker.purge, users.users, users.tokens,
-                 conflicts.conflicts):
+                 conflicts.conflicts, instances.instances):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -34,6 +34,13 @@ def channels(obj: CliContext, as_json: bool) -> None:
     names = {c.channel for c, _ in configured}
     configured += [(ConfiguredChannel(h.channel, h.kind, h.partner_id, "(no longer configured)"),
                     False) for h in health.values() if h.channel not in names]
+    # Where several instances share the store, a polling channel runs on the one holding
+    # its lease (``loop:<channel>``); a folder inbox runs on every instance.
+    from gateway.core import clock
+
+    now = clock.now()
+    holders = {lease.name.removeprefix("loop:"): lease.holder for lease in store.list_leases()
+               if lease.expires_at > now}
     rows: list[dict[str, Any]] = []
     for c, listens in configured:
         h = health.get(c.channel)
@@ -46,7 +53,8 @@ def channels(obj: CliContext, as_json: bool) -> None:
                          else None,
                          failures=h.consecutive_failures if h else 0,
                          last_error=h.last_error if h else None,
-                         detail=h.detail if h else None))
+                         detail=h.detail if h else None,
+                         instance=holders.get(c.channel)))
     certs: list[CertificateStatus] = []
     if settings.as2 is not None or any(p.as2 is not None for p in partners):
         from gateway.channels.as2.certificates import check_certificates
@@ -75,3 +83,6 @@ def channels(obj: CliContext, as_json: bool) -> None:
     for r in rows:
         if r["last_error"] and len(str(r["last_error"])) > 60:
             click.echo(f"last error of {r['channel']}: {r['last_error']}")
+    running = [r for r in rows if r.get("instance")]
+    if running:
+        click.echo("run by: " + ", ".join(f"{r['channel']} on {r['instance']}" for r in running))

@@ -34,6 +34,14 @@ def status(obj: CliContext) -> None:
     for k, v in sorted(store.counts_by_status().items()):
         click.echo(f"{k:<12}{v}")
     click.echo(f"{'outbox':<12}{store.outbox_size()} document(s) not yet confirmed by the broker")
+    from gateway.core import clock
+
+    now = clock.now()
+    live = [i for i in store.list_instances() if i.alive(now)]
+    click.echo(f"{'instances':<12}{len(live)} serving"
+               + (": " + ", ".join(f"{i.id} (heartbeat {(now - i.heartbeat_at).total_seconds():.0f} s ago)"
+                                  for i in live) if live else "")
+               + " (edigw instances shows their leases)")
     from gateway.bus.connect import describe_nodes
 
     for line in describe_nodes(obj.settings.broker.urls, timeout=3.0):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -20,45 +21,54 @@ log = structlog.get_logger("edigw.pipeline")
 def resume(pipeline: Pipeline[P], limit: int) -> int:
     """Process transmissions left RECEIVED by a crash; returns how many were processed.
 
-    Each start is counted (committed before the work). Those never started before go
-    in batches; one started before without finishing (the process crashed, hung or was
-    killed while on it, or on its batch) goes alone, so that a poison file cannot take
-    its batch down with it, and after ``max_attempts`` starts it is marked FAILED."""
+    They are claimed for this instance first (``claim_received``): those nobody claimed,
+    and those of instances found dead (on a shared store, another instance's work is left to
+    it while it lives). Each start is counted (committed before the work). Those never
+    started before go in batches; one started before without finishing (the process crashed,
+    hung or was killed while on it, or on its batch) goes alone, so that a poison file cannot
+    take its batch down with it, and after ``max_attempts`` starts it is marked FAILED."""
     done = 0
     while done < limit:
-        rows = pipeline.store.transmissions_to_process(limit=64)
+        rows = pipeline.store.claim_received(limit=64)
         if not rows:
             break
-        # A start is counted once per process: the supervisor running this again after
-        # a store outage is not another crash.
-        fresh = [r.id for r in rows if not r.attempts or r.id in pipeline._started]
-        if fresh:
-            _count_starts(pipeline, fresh)
-            pipeline.process_many(fresh)
-        for r in rows:
-            if r.id in fresh:
-                continue
-            if r.attempts >= pipeline.max_attempts:
-                _give_up(pipeline, r)
-            else:
-                _count_starts(pipeline, [r.id])
-                pipeline.process_many([r.id])
+        _take(pipeline, rows)
         done += len(rows)
     pipeline._started.clear()
     return done
 
 
 def sweep(pipeline: Pipeline[P], older_than: float, limit: int) -> int:
-    """Process RECEIVED transmissions received more than ``older_than`` seconds ago that
-    nothing is working on (a reprocess cut short by an outage, an ``edigw ingest``
-    killed half-way); no start is counted (this is not a restart). Returns how many."""
+    """Process RECEIVED transmissions nothing is working on: those of instances found dead
+    (taken over at once), and those received more than ``older_than`` seconds ago that no
+    live instance claimed (a reprocess cut short by an outage, an ``edigw ingest`` killed
+    half-way). Starts are counted as by ``resume``. Returns how many."""
     since = clock.now() - dt.timedelta(seconds=older_than)
-    tids = [r.id for r in pipeline.store.transmissions_to_process(limit=limit)
-            if r.received_at < since]
-    if tids:
-        log.warning("received_swept", transmissions=len(tids))
-        pipeline.process_many(tids)
-    return len(tids)
+    rows = pipeline.store.claim_received(limit=limit, since=since)
+    if not rows:
+        pipeline._started.clear()
+        return 0
+    me = getattr(pipeline.store, "instance_id", None)
+    dead = sorted({c for r in rows if (c := getattr(r, "claimed_by", None)) and c != me})
+    log.warning("received_swept", transmissions=len(rows), taken_over_from=dead or None)
+    _take(pipeline, rows)
+    return len(rows)
+
+
+def _take(pipeline: Pipeline[P], rows: Sequence[TransmissionView]) -> None:
+    """Process claimed rows: the never-started ones together, the others one by one."""
+    fresh = [r.id for r in rows if not r.attempts or r.id in pipeline._started]
+    if fresh:
+        _count_starts(pipeline, fresh)
+        pipeline.process_many(fresh)
+    for r in rows:
+        if r.id in fresh:
+            continue
+        if r.attempts >= pipeline.max_attempts:
+            _give_up(pipeline, r)
+        else:
+            _count_starts(pipeline, [r.id])
+            pipeline.process_many([r.id])
 
 
 def _count_starts(pipeline: Pipeline[P], tids: list[str]) -> None:

@@ -158,3 +158,11 @@ async def periodic(name: str, job: Callable[[], Any], *, every: float, stop: asy
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:
             pass
+
+
+def periodic_loop(name: str, job: Callable[[], Any], every: float
+                  ) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """``periodic`` as a loop taking its stop event (to run it under a lease)."""
+    async def run(stop: asyncio.Event) -> None:
+        await periodic(name, job, every=every, stop=stop)
+    return run

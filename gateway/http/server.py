@@ -105,14 +105,16 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
               ready: list[ReadyCheck] | None = None, max_body: int = 200 << 20,
               max_json: int = 64 << 10, body_limits: list[tuple[str, int]] | None = None,
               public_url: str | None = None, routes: list[BaseRoute] | None = None,
-              state: dict[str, Any] | None = None) -> Starlette:
+              state: dict[str, Any] | None = None,
+              about: Callable[[], dict[str, Any]] | None = None) -> Starlette:
     """The ASGI app. ``endpoints`` maps a path (as channels contribute them) to the endpoint
     that answers POSTs there (its body limit is its ``max_body`` attribute, else
     ``max_body``); ``ready`` are the readiness checks; ``routes`` are more routes (the
     operator console: its API, pages and /metrics) and ``state`` what they find on
     ``app.state``. ``body_limits`` (else ``state["body_limits"]``) are (path pattern, limit)
     pairs for other routes that take more than ``max_json`` (uploads); every limit is capped
-    at ``max_body``."""
+    at ``max_body``. ``about`` adds what it returns to /readyz's answer (this instance, its
+    heartbeat and leases)."""
     endpoints = dict(endpoints or {})
     checks = list(ready or [])
     if body_limits is None:  # the console says which of its routes take more
@@ -133,8 +135,13 @@ def build_app(*, endpoints: dict[str, Endpoint] | None = None,
                 problem = f"{type(exc).__name__}: {exc}"
             results[name] = problem or "ok"
         ok = all(v == "ok" for v in results.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": results},
-                            status_code=200 if ok else 503)
+        answer: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": results}
+        if about is not None:
+            try:
+                answer.update(await asyncio.to_thread(about))
+            except Exception as exc:  # the store is away: the checks say so already
+                answer["instances"] = f"unknown: {type(exc).__name__}"
+        return JSONResponse(answer, status_code=200 if ok else 503)
 
     def post_route(path: str, endpoint: Endpoint) -> Route:
         limit = limits(path)

@@ -4,7 +4,7 @@ SQLite (a file under ``var/`` by default) and PostgreSQL run the same code. Ever
 is one transaction; a method that returns has committed.
 
 ``Store`` is the composition of the repositories that own each aggregate's SQL
-(``transmissions``, ``documents``, ``held``, ``outbox``, ``outbound``), sharing one engine
+(``transmissions``, ``documents``, ``held``, ``outbox``, ``outbound``, ``instances``), sharing one engine
 (``engine``). The names other modules import from here are re-exported.
 """
 
@@ -22,6 +22,7 @@ from gateway.store.engine import (
     utcnow,
 )
 from gateway.store.held import HeldRepository
+from gateway.store.instances import InstanceRepository
 from gateway.store.outbound import OutboundRepository
 from gateway.store.outbox import OutboxRepository
 from gateway.store.records import LogFilter, OutboxItem, TransmissionRow
@@ -33,7 +34,7 @@ __all__ = ["LogFilter", "NewDocument", "OutboxItem", "Store", "TransmissionRow",
 
 
 class Store(TransmissionRepository, DocumentRepository, HeldRepository, OutboxRepository,
-            OutboundRepository, StoreEngine):
+            OutboundRepository, InstanceRepository, StoreEngine):
     """Transactional access to the gateway's records."""
 
     @classmethod

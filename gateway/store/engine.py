@@ -31,6 +31,9 @@ class StoreEngine:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write_lock = threading.Lock()
+        #: The ``serve`` instance this store works for (``instances.id``): what it receives
+        #: and publishes is claimed in its name. None for the command line.
+        self.instance_id: str | None = None
 
     def close(self) -> None:
         self.engine.dispose()

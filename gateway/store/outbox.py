@@ -11,15 +11,25 @@ import sqlalchemy as sa
 
 from gateway.store import schema as s
 from gateway.store.engine import StoreEngine, chunks, utcnow
+from gateway.store.instances import live_instances
 from gateway.store.records import OutboxItem
 from gateway.store.settlement import NOT_PUBLISHED, SETTLED, settle
+
+#: Seconds an instance's claim on outbox rows lasts even while it is alive (a publisher
+#: stuck that long lets another instance publish them: at least once, same message id).
+CLAIM_FOR = 300.0
 
 
 class OutboxRepository(StoreEngine):
     """The outbox as the publisher reads and confirms it."""
 
     def pending_outbox(self, limit: int, *, exclude: Iterable[int] = ()) -> list[OutboxItem]:
-        """Outbox rows to publish, oldest first, skipping ids already in flight."""
+        """Outbox rows to publish, oldest first, skipping ids already in flight.
+
+        Serving (``instance_id`` set), the rows are claimed for this instance: another one
+        skips them while this one is alive (the claim outlives the transaction), and takes
+        them over when it dies or after ``CLAIM_FOR`` seconds. On PostgreSQL, rows another
+        instance is claiming at the same moment are skipped (``FOR UPDATE SKIP LOCKED``)."""
         o, d = s.outbox, s.documents
         q = (
             sa.select(o.c.id, o.c.routing_key, o.c.attempts, d.c.id.label("document_id"),
@@ -32,8 +42,21 @@ class OutboxRepository(StoreEngine):
         exclude = list(exclude)
         if exclude:
             q = q.where(o.c.id > max(exclude)) if len(exclude) > 500 else q.where(o.c.id.not_in(exclude))
-        with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
+        me = self.instance_id
+        if me is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).all()
+        else:
+            now = utcnow()
+            q = q.where(sa.or_(o.c.claimed_by.is_(None), o.c.claimed_by == me,
+                               o.c.claimed_until < now,
+                               o.c.claimed_by.not_in(live_instances(now))))
+            q = q.with_for_update(of=o, skip_locked=True)
+            with self._begin() as conn:
+                rows = conn.execute(q).all()
+                if rows:
+                    conn.execute(o.update().where(o.c.id.in_([r.id for r in rows])).values(
+                        claimed_by=me, claimed_until=now + dt.timedelta(seconds=CLAIM_FOR)))
         return [OutboxItem(outbox_id=r.id, document_id=r.document_id,
                            transmission_id=r.transmission_id, partner_id=r.partner_id,
                            doc_type=r.doc_type, schema_version=r.schema_version,

@@ -59,6 +59,7 @@ class TransmissionRow:
     request_reason: str | None = None
     purged_at: dt.datetime | None = None
     attempts: int = 0
+    claimed_by: str | None = None  # the instance working on it while RECEIVED
 
     @classmethod
     def from_row(cls, row: Any) -> TransmissionRow:

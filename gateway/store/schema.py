@@ -82,6 +82,9 @@ transmissions = sa.Table(
     # How many times processing started on it: one that keeps failing at start-up (a crash,
     # a hang killed by a restart) is marked FAILED after ``[processing] max_attempts``.
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # The instance (``instances.id``) working on it while RECEIVED: the one that received
+    # it, or the one that took it over from an instance found dead. NULL: nobody yet.
+    sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Index("ix_transmissions_sha256", "sha256"),
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
@@ -146,6 +149,10 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=True),
+    # The instance publishing it, until when: others skip it meanwhile (SKIP LOCKED on
+    # PostgreSQL when they read; the claim outlives the transaction).
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_outbox_document", "document_id"),
 )
 
@@ -442,4 +449,28 @@ audit_log = sa.Table(
     sa.Column("remote", sa.String(128), nullable=True),
     sa.Index("ix_audit_log_target", "target", "at"),
     sa.Index("ix_audit_log_at", "at"),
+)
+
+# Every ``edigw serve`` that ran on this store: its heartbeat says whether it is alive.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Work that must run on one instance at a time (a poller, the tracker …): held until
+# ``expires_at`` by ``holder``, which renews it; anyone takes it once expired.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )

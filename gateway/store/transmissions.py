@@ -6,6 +6,7 @@ are written here, except where its documents settle it (``documents``, ``outbox`
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from gateway.core.ids import new_id
 from gateway.core.records import NewTransmission
 from gateway.store import schema as s
 from gateway.store.engine import StoreEngine, chunks, utcnow
+from gateway.store.instances import DEAD_AFTER, live_instances
 from gateway.store.records import LogFilter, TransmissionRow, aware
 
 
@@ -86,7 +88,7 @@ class TransmissionRepository(StoreEngine):
                 partner_id=it.get("partner_id"), filename=it.get("filename"), size=it["size"],
                 sha256=it["sha256"], received_at=now, acknowledged_at=None,
                 status=s.DUPLICATE if dup else s.RECEIVED, duplicate_of=dup, updated_at=now,
-                document_count=0))
+                document_count=0, claimed_by=None if dup else self.instance_id))
             e_rows.append(dict(transmission_id=tid, at=now, event="received",
                                detail=f"{it['size']} bytes via {it['channel']}, sha256 {it['sha256'][:12]}"))
             if dup:
@@ -149,7 +151,7 @@ class TransmissionRepository(StoreEngine):
                 partner_id=o.partner_id, filename=o.filename, size=o.size, sha256=o.sha256,
                 received_at=now, acknowledged_at=now, status=s.RECEIVED, duplicate_of=None,
                 updated_at=now, document_count=0, reprocess_of=original_id, requested_by=by,
-                request_reason=reason))
+                request_reason=reason, claimed_by=self.instance_id))
             conn.execute(s.transmission_events.insert(), [
                 dict(transmission_id=new, at=now, event="reprocess",
                      detail=f"attempt at transmission {original_id} (was {o.status}), "
@@ -218,12 +220,41 @@ class TransmissionRepository(StoreEngine):
                 out.update((r.id, r.attempts) for r in rows)
         return out
 
-    def transmissions_to_process(self, limit: int = 100) -> list[TransmissionRow]:
-        """RECEIVED transmissions whose processing has not committed (e.g. after a crash)."""
-        q = (sa.select(s.transmissions).where(s.transmissions.c.status == s.RECEIVED)
-             .order_by(s.transmissions.c.received_at).limit(limit))
+    def transmissions_to_process(self, limit: int = 100, *, this_instance: bool = False
+                                 ) -> list[TransmissionRow]:
+        """RECEIVED transmissions whose processing has not committed (e.g. after a crash);
+        with ``this_instance``, only those this instance has or may take (its own, nobody's,
+        a dead instance's), not the work of the other live ones."""
+        t = s.transmissions
+        q = (sa.select(t).where(t.c.status == s.RECEIVED).order_by(t.c.received_at).limit(limit))
+        if this_instance and self.instance_id is not None:
+            q = q.where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == self.instance_id,
+                               t.c.claimed_by.not_in(live_instances(utcnow()))))
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+    def claim_received(self, limit: int, *, since: dt.datetime | None = None,
+                       dead_after: float = DEAD_AFTER) -> list[TransmissionRow]:
+        """RECEIVED transmissions nobody is working on, claimed for this instance (oldest
+        first): those no instance claimed (or this one did) received before ``since`` (any
+        with None), and those of instances found dead, whenever received. On PostgreSQL rows
+        another instance is claiming at the same moment are skipped (``SKIP LOCKED``)."""
+        t = s.transmissions
+        me = self.instance_id
+        free = sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == me) if me is not None \
+            else t.c.claimed_by.is_(None)
+        if since is not None:
+            free = sa.and_(free, t.c.received_at < since)
+        orphan = sa.and_(t.c.claimed_by.is_not(None),
+                         t.c.claimed_by.not_in(live_instances(utcnow(), dead_after)))
+        q = (sa.select(t).where(t.c.status == s.RECEIVED, sa.or_(free, orphan))
+             .order_by(t.c.received_at).limit(limit).with_for_update(skip_locked=True))
+        with self._begin() as conn:
+            rows = [TransmissionRow.from_row(r) for r in conn.execute(q)]
+            if rows and me is not None:
+                conn.execute(t.update().where(t.c.id.in_([r.id for r in rows]))
+                             .values(claimed_by=me))
+        return rows
 
     def get_transmission(self, tid: str) -> TransmissionRow | None:
         with self.engine.connect() as conn:

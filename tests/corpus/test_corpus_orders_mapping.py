@@ -2,7 +2,7 @@
 
 Rows are chosen from ``MANIFEST.tsv`` by ``document_type``, so a new row is tested without a
 code change. The corpus folder is ``$EDIGW_CORPUS`` or ``<repo>/../shared/corpus``; when it
-is missing the tests skip, except under ``CI=true`` where that is a failure.
+is missing the corpus tier is not run (tests/conftest.py), which under ``CI=true`` fails.
 
 Policies (decided here, on purpose):
 - A wrong UNT count fails the message even when the file is labelled usable: rsedi
@@ -18,7 +18,6 @@ Policies (decided here, on purpose):
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -28,14 +27,14 @@ import pytest
 from gateway.core.errors import EdifactSyntaxError, MappingError
 from gateway.formats.edifact import read_interchanges
 from gateway.formats.mapping import MappingSet, map_message
+from tests.conftest import corpus_dir, require_corpus
 from tests.corpus.plain import plain_messages
 
 pytestmark = pytest.mark.corpus
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("EDIGW_CORPUS") or REPO.parent / "shared" / "corpus")
+CORPUS = corpus_dir() or REPO.parent / "shared" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.tsv"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 #: Positive-labelled rows that edigw rejects on purpose, with the reason it gives.
 KNOWN_REJECTIONS = {
@@ -70,22 +69,14 @@ ENVELOPE_LESS = [r for r in ROWS if r.document_type.startswith("Edge: EDIFACT OR
                  and "WITHOUT interchange envelope" in r.document_type]
 
 
-def _require_corpus() -> None:
-    if not MANIFEST.exists():
-        reason = f"shared corpus not found at {CORPUS} (set EDIGW_CORPUS)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def mappings() -> MappingSet:
     return MappingSet.load(REPO / "mappings")
 
 
 def test_corpus_is_present_and_has_orders_rows():
-    """The manifest exists (or the run is not CI) and lists ORDERS rows of each kind."""
-    _require_corpus()
+    """The manifest lists ORDERS rows of each kind."""
+    require_corpus()
     assert POSITIVE and NEGATIVE and ENVELOPE_LESS
 
 
@@ -115,7 +106,7 @@ def _expected_quantities(message: list[list[list[str]]]) -> list[str]:
 @pytest.mark.parametrize("row", POSITIVE, ids=str)
 def test_positive_orders_file_maps_every_message(row, mappings):
     """Each UNH becomes one order whose number, lines and quantities match the source."""
-    _require_corpus()
+    require_corpus()
     data = (CORPUS / row.path).read_bytes()
     interchanges = read_interchanges(data, filename=row.path)
     if row.path in KNOWN_REJECTIONS:
@@ -147,7 +138,7 @@ def test_positive_orders_file_maps_every_message(row, mappings):
 @pytest.mark.parametrize("row", NEGATIVE, ids=str)
 def test_negative_orders_file_fails_with_a_reason(row, mappings):
     """A NEGATIVE ORDERS row fails with EdifactSyntaxError or MappingError, never another error."""
-    _require_corpus()
+    require_corpus()
     data = (CORPUS / row.path).read_bytes()
     with pytest.raises((EdifactSyntaxError, MappingError)) as info:
         for interchange in read_interchanges(data, filename=row.path):
@@ -164,7 +155,7 @@ def test_negative_orders_file_fails_with_a_reason(row, mappings):
 @pytest.mark.parametrize("row", ENVELOPE_LESS, ids=str)
 def test_message_without_envelope_fails_on_its_unt_count(row):
     """The file has no UNB (sender would be None) but its UNT count is wrong: code 29."""
-    _require_corpus()
+    require_corpus()
     data = (CORPUS / row.path).read_bytes()
     assert b"UNB" not in data and b"UNH" in data
     (interchange,) = read_interchanges(data, filename=row.path)

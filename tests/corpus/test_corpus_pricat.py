@@ -39,7 +39,7 @@ def mappings() -> MappingSet:
 
 
 def test_corpus_lists_pricat_rows():
-    """The manifest exists (or the run is not CI) and lists EDIFACT PRICAT rows."""
+    """The manifest lists EDIFACT PRICAT rows."""
     require_corpus()
     assert EDIFACT, "no EDIFACT PRICAT row in the manifest"
 

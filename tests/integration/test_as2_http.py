@@ -5,8 +5,9 @@ matches the one computed here; tampered copies get the right negative dispositio
 no transmission; an EANCOM order ends on RabbitMQ and in ``edigw log`` with channel ``as2``;
 asynchronous MDNs reach a small HTTP server of the test, retried when it refuses.
 
-Certificates: django-pyas2's loopback pair from the shared corpus (``as2client`` is the
-partner, ``as2server`` us; keys protected with 'test').
+Certificates: the loopback pair made at test time (``tests/as2_keys.py``: ``as2client`` is
+the partner, ``as2server`` us; keys protected with 'test'). The order is the repository's
+EANCOM ORDERS D96A mapping sample; nothing comes from ../shared.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from gateway.channels.as2.records import As2MessageRow, As2Records
+from tests.as2_keys import loopback_pair
 from tests.as2_openssl import (
     As2Message,
     MdnReport,
@@ -32,7 +34,6 @@ from tests.as2_openssl import (
     openssl_compresses,
     read_mdn,
 )
-from tests.conftest import manifest_rows, require_corpus
 from tests.integration.e2e import Service, Workspace, _toml_str
 from tests.integration.naive_edifact import naive_messages, naive_senders
 
@@ -43,13 +44,14 @@ OUR_AS2 = "as2server"
 PARTNER_ID = "retail-as2"
 
 
-# -- the corpus: certificates and one EANCOM order ------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+ORDER_SAMPLE = REPO / "mappings" / "edifact" / "eancom-orders-d96a.sample.edi"
+
+
+# -- certificates and one EANCOM order --------------------------------------------------------
 
 def _fixtures() -> Path:
-    folder = require_corpus() / "django-pyas2" / "pyas2" / "tests" / "fixtures"
-    if not folder.is_dir():
-        pytest.skip("django-pyas2 fixtures not in the corpus")
-    return folder
+    return loopback_pair()
 
 
 def _partner() -> Party:
@@ -63,13 +65,8 @@ def _our_cert() -> Path:
 
 
 def _eancom_order() -> tuple[str, bytes]:
-    """The first corpus file the manifest calls a one-message EANCOM D96A ORDERS."""
-    folder = require_corpus()
-    for row in manifest_rows():
-        if (row["document_type"] == "EDIFACT ORDERS D96A EANCOM EAN008"
-                and "1 msg(s)" in row["notes"]):
-            return row["local_path"], (folder / row["local_path"]).read_bytes()
-    pytest.skip("no one-message EANCOM ORDERS D96A in MANIFEST.tsv")
+    """The repository's one-message EANCOM D96A ORDERS sample (its name, its bytes)."""
+    return ORDER_SAMPLE.name, ORDER_SAMPLE.read_bytes()
 
 
 # -- the running gateway ------------------------------------------------------------------------
@@ -107,7 +104,7 @@ format = "edifact"
 [as2]
 as2_id = "{PARTNER_AS2}"
 certificates = [{_toml_str(str(f / "client_public.pem"))}]
-validate_certificates = false  # the corpus pair is self-signed
+validate_certificates = false  # the loopback pair is self-signed
 require_signing = false  # encrypted-only and compressed-only messages are tested too
 """)
 
@@ -255,7 +252,7 @@ def fresh(tmp_path, store_url, rabbit_url, order) -> Iterator[tuple[Workspace, S
 
 
 def test_signed_encrypted_eancom_order_reaches_queue_and_log(fresh, order):
-    """A corpus EANCOM ORDERS, signed and encrypted by openssl, with a synchronous signed MDN:
+    """An EANCOM ORDERS, signed and encrypted by openssl, with a synchronous signed MDN:
     the MDN verifies and its MIC matches; the order is one document on RabbitMQ and the
     transmission is in ``edigw log`` with channel as2; the same Message-ID again is answered
     as a duplicate without a second transmission."""

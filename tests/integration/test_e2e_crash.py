@@ -21,6 +21,12 @@ FILES = 1000
 KILL_AT = 300  # transmissions recorded when the service is killed
 
 
+def claimed_files(inbox) -> set[str]:
+    """The files of an inbox claimed by instances (``.claimed/<instance>/``)."""
+    root = inbox / ".claimed"
+    return {f.name for d in root.iterdir() for f in d.iterdir()} if root.exists() else set()
+
+
 @pytest.mark.slow
 def test_kill_9_in_the_middle_of_1000_files_loses_no_file_and_no_order(tmp_path, store_url, rabbit_url):
     """Killed with -9 after ~300 of 1,000 files, each file is in processed/ with its transmission or still in the inbox; after a restart the inbox is empty, the outbox is empty and every order is on the queue."""
@@ -38,6 +44,9 @@ def test_kill_9_in_the_middle_of_1000_files_loses_no_file_and_no_order(tmp_path,
         at_kill = ws.counts()
         processed = set(os.listdir(ws.processed))
         waiting = {p for p in os.listdir(ws.inbox) if not p.startswith(".")}
+        claimed = claimed_files(ws.inbox)  # taken by the killed instance, not yet moved on
+        assert not waiting & claimed, "a file is both in the inbox and claimed"
+        waiting |= claimed
         recorded = {t.filename for t in ws.transmissions()}
         print(f"\nkilled at {at_kill}, outbox {ws.store.outbox_size()}, "
               f"{len(processed)} in processed/, {len(waiting)} in the inbox")
@@ -52,6 +61,7 @@ def test_kill_9_in_the_middle_of_1000_files_loses_no_file_and_no_order(tmp_path,
                            and ws.store.outbox_size() == 0, 180,
                            f"{FILES} transmissions PUBLISHED after the restart")
         assert not [p for p in os.listdir(ws.inbox) if not p.startswith(".")]
+        assert not claimed_files(ws.inbox), "a claimed file was never given back"
         assert set(os.listdir(ws.processed)) == set(names)
         log = ws.log_json()
         assert sorted(r["filename"] for r in log) == names, "one transmission per file"

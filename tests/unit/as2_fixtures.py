@@ -1,4 +1,8 @@
-"""Shared pieces of the AS2 unit tests: corpus paths, profiles, requests from captures."""
+"""Shared pieces of the AS2 unit tests: key pairs, profiles, requests from captures.
+
+The loopback pair (``loopback_fixtures()``) is made at test time. The Mendelson and IBM
+Sterling captures and their keys are pyas2-lib's test fixtures in the shared corpus: the tests
+that use them are in the corpus tier (``@pytest.mark.corpus``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from gateway.channels.as2.endpoint import parse_headers
 from gateway.channels.as2.settings import As2Identity
 from gateway.config import Partner, PartnerAs2
 from gateway.core.ports import WebRequest
+from tests.as2_keys import loopback_pair
 from tests.conftest import require_corpus
 
 
@@ -20,11 +25,10 @@ def pyas2lib_fixtures() -> Path:
     return folder
 
 
-def django_fixtures() -> Path:
-    folder = require_corpus() / "django-pyas2" / "pyas2" / "tests" / "fixtures"
-    if not folder.is_dir():
-        pytest.skip("django-pyas2 fixtures not in the corpus")
-    return folder
+def loopback_fixtures() -> Path:
+    """``client_*.pem`` (CN=as2client) and ``server_*.pem`` (CN=as2server), keys protected
+    with 'test', laid out like django-pyas2's fixtures; made at test time."""
+    return loopback_pair()
 
 
 def mendelson_identity() -> As2Identity:

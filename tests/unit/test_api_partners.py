@@ -17,7 +17,8 @@ from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 from gateway.web.auth import Authenticator, AuthError
 from gateway.web.routes.partners import router
-from tests.conftest import ROOT, require_corpus
+from tests.as2_keys import loopback_pair
+from tests.conftest import ROOT
 from tests.unit.test_partners_admin import ACME, BETA, ENV
 
 
@@ -136,7 +137,7 @@ def test_refusals_are_404_409_and_422_with_the_field(api):
 
 def test_certificate_upload_as_raw_body_and_multipart(api):
     """A PEM body and a multipart DER-or-PEM file both land in [as2]; garbage is 422."""
-    fixtures = require_corpus() / "django-pyas2" / "pyas2" / "tests" / "fixtures"
+    fixtures = loopback_pair()
     client, tokens, _, tmp = api
     h = tokens["admin"]
     r = client.post("/partners/acme/as2/certificates?as2_id=ACMEAS2",

@@ -13,9 +13,20 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.as2 import compat
-from tests.unit.as2_fixtures import pyas2lib_fixtures
+from tests.as2_keys import pkcs12_file
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rc2_p12(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An RC2-protected PKCS#12 file like pyas2-lib's cert_test.p12 (CN=pyas2lib, 'test'),
+    made by the openssl command."""
+    try:
+        return pkcs12_file(tmp_path_factory.mktemp("p12") / "cert_test.p12", "pyas2lib",
+                           rc2=True)
+    except RuntimeError as exc:
+        pytest.skip(f"no RC2 PKCS#12 file: {exc}")
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -51,9 +62,9 @@ def test_prepare_lets_pyas2lib_import_and_reads_the_version():
                        "None")
 
 
-def test_legacy_provider_lets_oscrypto_open_an_rc2_pkcs12_file():
-    """cert_test.p12 is RC2-protected: oscrypto opens it once the legacy provider is loaded."""
-    p12 = pyas2lib_fixtures() / "cert_test.p12"
+def test_legacy_provider_lets_oscrypto_open_an_rc2_pkcs12_file(rc2_p12):
+    """An RC2-protected file: oscrypto opens it once the legacy provider is loaded."""
+    p12 = rc2_p12
     result = run(f"""
         from gateway.channels.as2 import compat
         compat.prepare()
@@ -71,12 +82,12 @@ def test_legacy_provider_lets_oscrypto_open_an_rc2_pkcs12_file():
     assert result.stdout.split() == ["rsa", "pyas2lib"]
 
 
-def test_keys_read_the_rc2_pkcs12_file_with_cryptography():
+def test_keys_read_the_rc2_pkcs12_file_with_cryptography(rc2_p12):
     """Our identity from the same file, through ``keys`` (no oscrypto involved)."""
     from gateway.channels.as2.keys import As2KeyError, load_identity
     from gateway.channels.as2.settings import As2Identity
 
-    p12 = pyas2lib_fixtures() / "cert_test.p12"
+    p12 = rc2_p12
     ident = load_identity(As2Identity(as2_id="pyas2lib", pkcs12_file=p12, passphrase="test"))
     assert ident.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
     assert "pyas2lib" in ident.certificate.subject.rfc4514_string()

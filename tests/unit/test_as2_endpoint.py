@@ -1,5 +1,6 @@
-"""The AS2 receive endpoint with messages captured from Mendelson and IBM Sterling, messages
-pyas2lib builds as the sending partner, and tampered or misaddressed copies."""
+"""The AS2 receive endpoint with messages pyas2lib builds as the sending partner (keys made at
+test time), tampered or misaddressed copies of them, and messages captured from Mendelson and
+IBM Sterling (pyas2-lib's fixtures in the shared corpus: those tests are in the corpus tier)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from gateway.store.db import Store  # noqa: E402
 from gateway.store.security import SecurityLog  # noqa: E402
 from tests.unit.as2_fixtures import (  # noqa: E402
     capture_request,
-    django_fixtures,
     fixture_request,
+    loopback_fixtures,
     mendelson_identity,
     mendelson_partner,
     pyas2lib_fixtures,
@@ -70,6 +71,40 @@ class Gateway:
 @pytest.fixture
 def mendelson(tmp_path):
     return Gateway(tmp_path, [mendelson_partner()], [mendelson_identity()])
+
+
+# -- the loopback partner: pyas2lib sends as ``client``, we are ``edigw`` ----------------------
+
+#: What the loopback partner sends unless told otherwise (its UNH is tampered with below).
+ORDER = b"UNA:+.? 'UNB+UNOC:3+client+edigw+240101:1200+1'UNH+1+ORDERS:D:96A:UN'BGM+220+1'\r\n"
+
+
+def client_partner(**as2: object) -> Partner:
+    """The loopback partner's profile (signing not required unless told)."""
+    d = loopback_fixtures()
+    values: dict[str, object] = dict(as2_id="client", certificates=[d / "client_public.pem"],
+                                     validate_certificates=False, require_signing=False)
+    values.update(as2)
+    return Partner(id="client", name="Client", channels=["as2"], as2=PartnerAs2(**values))
+
+
+def our_identity() -> As2Identity:
+    return As2Identity(as2_id="edigw", key_file=loopback_fixtures() / "server_private.pem",
+                       passphrase="test")
+
+
+def client_request(*, sign: bool = True, encrypt: bool = False, compress: bool = False,
+                   data: bytes = ORDER, **header_changes: str | None) -> WebRequest:
+    """A message the loopback partner sends (signed only by default, with a synchronous
+    MDN request); headers changed or removed (None) as in ``capture_request``."""
+    _msg, request = Sender().message(data, sign=sign, encrypt=encrypt, compress=compress)
+    head = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
+    return capture_request(head.encode() + b"\r\n" + request.body, **header_changes)
+
+
+@pytest.fixture
+def client(tmp_path):
+    return Gateway(tmp_path, [client_partner()], [our_identity()])
 
 
 def mdn_report(reply: WebReply) -> str:
@@ -128,6 +163,7 @@ MENDELSON = ["mecas2_signed.as2", "mecas2_compressed.as2", "mecas2_encrypted.as2
              "mecas2_signed_encrypted.as2", "mecas2_compressed_signed_encrypted.as2"]
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", MENDELSON)
 def test_mendelson_message_accepted_with_its_payload_and_mdn(mendelson, name):
     """Each Mendelson capture is received with the payload Mendelson sent, one transmission,
@@ -157,6 +193,7 @@ def test_mendelson_message_accepted_with_its_payload_and_mdn(mendelson, name):
     assert mendelson.store.get_transmission(receipt.transmission_id).channel == "as2"
 
 
+@pytest.mark.corpus
 def test_mendelson_signed_mic_is_the_digest_of_the_signed_part(mendelson):
     """The MIC is the SHA-256 of the signed MIME part as Mendelson signed it, computed here
     from the capture's bytes without pyas2lib: its headers with CRLF line ends, then its
@@ -173,6 +210,7 @@ def test_mendelson_signed_mic_is_the_digest_of_the_signed_part(mendelson):
     assert mic_of(reply) == f"{expected}, sha256"
 
 
+@pytest.mark.corpus
 def test_sterling_signed_compressed_accepted_with_binary_canonicalisation(tmp_path):
     """IBM Sterling signs LF-only content as bytes: with canonicalize_as_binary the message
     verifies, the X12 payload is received, and the asked-for signed MDN verifies."""
@@ -193,6 +231,7 @@ def test_sterling_signed_compressed_accepted_with_binary_canonicalisation(tmp_pa
     assert (status, detail) == ("processed", None)
 
 
+@pytest.mark.corpus
 def test_sterling_without_binary_canonicalisation_is_refused(tmp_path):
     """Without the switch the signature does not verify: refused, nothing received."""
     gw = Gateway(tmp_path, [sterling_partner(canonicalize_as_binary=False)],
@@ -204,6 +243,7 @@ def test_sterling_without_binary_canonicalisation_is_refused(tmp_path):
 
 # -- the outer-header pitfall -------------------------------------------------------------------
 
+@pytest.mark.corpus
 def test_outer_base64_transfer_encoding_does_not_garble_the_payload(mendelson):
     """An outer ``Content-Transfer-Encoding: base64`` is not applied to the signed part, which
     has none of its own (pyas2lib copies outer headers onto it)."""
@@ -221,52 +261,52 @@ def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
 
 
-def test_tampered_signed_content_is_refused_integrity_check_failed(mendelson):
+def test_tampered_signed_content_is_refused_integrity_check_failed(client):
     """One byte changed in the signed payload: integrity-check-failed, a security event, an
     as2_messages row without transmission, nothing received."""
-    request = fixture_request("mecas2_signed.as2")
+    request = client_request()
     at = request.body.index(b"UNH+1+")
     tampered = WebRequest(request.method, request.url, request.headers,
                           _flip(request.body, at + 6), request.remote)
-    reply = mendelson.post(tampered)
+    reply = client.post(tampered)
     assert disposition(reply) == "processed/error: integrity-check-failed"
-    assert mendelson.transmissions() == 0 and mendelson.processed == []
-    row = mendelson.records.recent()[0]
+    assert client.transmissions() == 0 and client.processed == []
+    row = client.records.recent()[0]
     assert row.transmission_id is None and row.mic is None
     assert row.disposition == "processed/error: integrity-check-failed"
-    assert [e.kind for e in mendelson.security.recent()] == ["integrity-check-failed"]
+    assert [e.kind for e in client.security.recent()] == ["integrity-check-failed"]
 
 
-def test_tampered_encrypted_key_is_refused_decryption_failed(mendelson):
+def test_tampered_encrypted_key_is_refused_decryption_failed(client):
     """One byte changed in the RSA-encrypted content key: decryption-failed."""
-    request = fixture_request("mecas2_signed_encrypted.as2")
+    request = client_request(encrypt=True)
     info = asn1_cms.ContentInfo.load(request.body)
     key = info["content"]["recipient_infos"][0].chosen["encrypted_key"].native
     at = request.body.index(key) + len(key) // 2
-    reply = mendelson.post(WebRequest(request.method, request.url, request.headers,
-                                      _flip(request.body, at), request.remote))
+    reply = client.post(WebRequest(request.method, request.url, request.headers,
+                                   _flip(request.body, at), request.remote))
     assert disposition(reply) == "processed/error: decryption-failed"
-    assert mendelson.transmissions() == 0
-    assert mendelson.security.recent()[0].kind == "decryption-failed"
+    assert client.transmissions() == 0
+    assert client.security.recent()[0].kind == "decryption-failed"
 
 
-def test_tampered_ciphertext_of_signed_message_is_refused(mendelson):
+def test_tampered_ciphertext_of_signed_message_is_refused(client):
     """A byte changed in the encrypted content of a signed message: the decrypted content no
     longer verifies (or no longer decrypts); refused, nothing received."""
-    request = fixture_request("mecas2_signed_encrypted.as2")
-    reply = mendelson.post(WebRequest(request.method, request.url, request.headers,
-                                      _flip(request.body, len(request.body) - 200),
-                                      request.remote))
+    request = client_request(encrypt=True)
+    reply = client.post(WebRequest(request.method, request.url, request.headers,
+                                   _flip(request.body, len(request.body) - 200),
+                                   request.remote))
     assert disposition(reply) in {"processed/error: integrity-check-failed",
                                   "processed/error: authentication-failed"}
-    assert mendelson.transmissions() == 0 and mendelson.processed == []
+    assert client.transmissions() == 0 and client.processed == []
 
 
 def test_unsigned_message_refused_when_the_profile_requires_signing(tmp_path):
     """Encrypted but unsigned, to a partner whose profile requires signing:
     insufficient-message-security (RFC 4130 §7.4.3), nothing received."""
-    gw = Gateway(tmp_path, [mendelson_partner(require_signing=True)], [mendelson_identity()])
-    reply = gw.post(fixture_request("mecas2_encrypted.as2"))
+    gw = Gateway(tmp_path, [client_partner(require_signing=True)], [our_identity()])
+    reply = gw.post(client_request(sign=False, encrypt=True))
     assert disposition(reply) == "processed/error: insufficient-message-security"
     assert gw.transmissions() == 0
     assert gw.security.recent()[0].kind == "insufficient-security"
@@ -274,17 +314,17 @@ def test_unsigned_message_refused_when_the_profile_requires_signing(tmp_path):
 
 def test_unencrypted_message_refused_when_the_profile_requires_encryption(tmp_path):
     """Signed but not encrypted, to a partner whose profile requires encryption."""
-    gw = Gateway(tmp_path, [mendelson_partner(require_encryption=True)], [mendelson_identity()])
-    reply = gw.post(fixture_request("mecas2_signed.as2"))
+    gw = Gateway(tmp_path, [client_partner(require_encryption=True)], [our_identity()])
+    reply = gw.post(client_request())
     assert disposition(reply) == "processed/error: insufficient-message-security"
     assert gw.transmissions() == 0
 
 
 def test_signature_by_another_key_is_refused_authentication_failed(tmp_path):
     """The partner's profile holds another certificate: authentication-failed."""
-    other = django_fixtures() / "client_public.pem"
-    gw = Gateway(tmp_path, [mendelson_partner(certificates=[other])], [mendelson_identity()])
-    reply = gw.post(fixture_request("mecas2_signed.as2"))
+    other = loopback_fixtures() / "server_public.pem"
+    gw = Gateway(tmp_path, [client_partner(certificates=[other])], [our_identity()])
+    reply = gw.post(client_request())
     assert disposition(reply) == "processed/error: authentication-failed"
     assert gw.transmissions() == 0
     assert gw.security.recent()[0].kind == "bad-signature"
@@ -292,58 +332,58 @@ def test_signature_by_another_key_is_refused_authentication_failed(tmp_path):
 
 def test_second_certificate_accepted_while_rotating(tmp_path):
     """Certificates after the first are tried for verifying (a rotation under way)."""
-    f = pyas2lib_fixtures()
-    certs = [django_fixtures() / "client_public.pem", f / "cert_mecas2_public.pem"]
-    gw = Gateway(tmp_path, [mendelson_partner(certificates=certs)], [mendelson_identity()])
-    assert disposition(gw.post(fixture_request("mecas2_signed.as2"))) == "processed"
+    d = loopback_fixtures()
+    certs = [d / "server_public.pem", d / "client_public.pem"]
+    gw = Gateway(tmp_path, [client_partner(certificates=certs)], [our_identity()])
+    assert disposition(gw.post(client_request())) == "processed"
     assert gw.transmissions() == 1
 
 
-def test_unknown_as2_from_is_refused_unknown_trading_partner(mendelson):
+def test_unknown_as2_from_is_refused_unknown_trading_partner(client):
     """An AS2-From no profile has: unsigned negative MDN, security event, no transmission."""
-    reply = mendelson.post(fixture_request("mecas2_signed.as2", as2_from="intruder"))
+    reply = client.post(client_request(as2_from="intruder"))
     assert disposition(reply) == "processed/error: unknown-trading-partner"
     assert reply.content_type.startswith("multipart/report")
-    assert mendelson.transmissions() == 0
-    row = mendelson.records.recent()[0]
+    assert client.transmissions() == 0
+    row = client.records.recent()[0]
     assert row.partner_id is None and row.as2_from == "intruder" and row.transmission_id is None
-    event = mendelson.security.recent()[0]
+    event = client.security.recent()[0]
     assert event.kind == "unknown-partner" and event.remote == "127.0.0.1"
 
 
-def test_unknown_as2_to_is_refused(mendelson):
-    reply = mendelson.post(fixture_request("mecas2_signed.as2", as2_to="someone-else"))
+def test_unknown_as2_to_is_refused(client):
+    reply = client.post(client_request(as2_to="someone-else"))
     assert disposition(reply) == "processed/error: unknown-trading-partner"
-    assert mendelson.transmissions() == 0
+    assert client.transmissions() == 0
 
 
-def test_unknown_partner_without_mdn_request_gets_403(mendelson):
-    reply = mendelson.post(fixture_request("mecas2_signed.as2", as2_from="intruder",
-                                           disposition_notification_to=None))
-    assert reply.status == 403 and mendelson.transmissions() == 0
+def test_unknown_partner_without_mdn_request_gets_403(client):
+    reply = client.post(client_request(as2_from="intruder", disposition_notification_to=None))
+    assert reply.status == 403 and client.transmissions() == 0
 
 
 @pytest.mark.parametrize("missing", ["as2_to", "as2_from", "message_id"])
-def test_missing_as2_header_is_a_400(mendelson, missing):
+def test_missing_as2_header_is_a_400(client, missing):
     """pyas2lib's parse raises on a missing AS2-To; the endpoint answers 400 first."""
-    reply = mendelson.post(fixture_request("mecas2_signed.as2", **{missing: None}))
+    reply = client.post(client_request(**{missing: None}))
     assert reply.status == 400
-    assert mendelson.transmissions() == 0 and mendelson.records.recent() == []
+    assert client.transmissions() == 0 and client.records.recent() == []
 
 
-def test_repeated_message_id_is_a_duplicate_without_second_transmission(mendelson):
-    first = mendelson.post(fixture_request("mecas2_signed.as2"))
-    again = mendelson.post(fixture_request("mecas2_signed.as2"))
+def test_repeated_message_id_is_a_duplicate_without_second_transmission(client):
+    request = client_request()
+    first = client.post(request)
+    again = client.post(request)
     assert disposition(first) == "processed"
     assert disposition(again) == "processed/warning: duplicate-document"
-    assert mendelson.transmissions() == 1 and len(mendelson.processed) == 1
-    assert len(mendelson.records.recent()) == 1
+    assert client.transmissions() == 1 and len(client.processed) == 1
+    assert len(client.records.recent()) == 1
 
 
 def test_refused_message_sent_again_once_fixed_is_accepted(tmp_path):
     """A refused Message-ID is no duplicate: the partner may resend it."""
-    gw = Gateway(tmp_path, [mendelson_partner()], [mendelson_identity()])
-    request = fixture_request("mecas2_signed.as2")
+    gw = Gateway(tmp_path, [client_partner()], [our_identity()])
+    request = client_request()
     at = request.body.index(b"UNH+1+")
     gw.post(WebRequest(request.method, request.url, request.headers,
                        _flip(request.body, at + 6), request.remote))
@@ -353,29 +393,29 @@ def test_refused_message_sent_again_once_fixed_is_accepted(tmp_path):
 
 
 def test_oversize_body_is_a_413_and_nothing_is_kept(tmp_path):
-    gw = Gateway(tmp_path, [mendelson_partner()], [mendelson_identity()], max_size=1000)
-    reply = gw.post(fixture_request("mecas2_signed.as2"))
+    gw = Gateway(tmp_path, [client_partner()], [our_identity()], max_size=1000)
+    reply = gw.post(client_request())
     assert reply.status == 413
     assert gw.transmissions() == 0 and gw.records.recent() == []
 
 
-def test_unexpected_error_answers_unexpected_processing_error(mendelson, monkeypatch):
+def test_unexpected_error_answers_unexpected_processing_error(client, monkeypatch):
     """A receiver that fails in an unforeseen way: negative MDN, nothing acknowledged."""
     def broken(items):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(mendelson.pipeline, "receive_many", broken)
-    reply = mendelson.post(fixture_request("mecas2_signed.as2"))
+    monkeypatch.setattr(client.pipeline, "receive_many", broken)
+    reply = client.post(client_request())
     assert disposition(reply) == "processed/error: unexpected-processing-error"
-    assert mendelson.processed == []
+    assert client.processed == []
 
 
 # -- messages built by pyas2lib as the sending partner -----------------------------------------
 
 class Sender:
-    """A trading partner (django-pyas2's ``client`` key pair) sending to us (``server``)."""
+    """A trading partner (the loopback ``client`` key pair) sending to us (``server``)."""
 
     def __init__(self) -> None:
-        d = django_fixtures()
+        d = loopback_fixtures()
         self.our_cert = (d / "server_public.pem").read_bytes()
         self.org = as2.Organization(as2_name="client",
                                     sign_key=(d / "client_private.pem").read_bytes(),
@@ -395,7 +435,7 @@ class Sender:
 
 @pytest.fixture
 def built(tmp_path):
-    d = django_fixtures()
+    d = loopback_fixtures()
     partner = Partner(id="client", name="Client", channels=["as2"],
                       as2=PartnerAs2(as2_id="client", certificates=[d / "client_public.pem"],
                                      validate_certificates=False))
@@ -456,7 +496,7 @@ def test_pyas2lib_built_compressed_signed_encrypted_accepted(built):
 
 
 def test_pyas2lib_built_unsigned_mdn_when_the_profile_says_never_sign(tmp_path):
-    d = django_fixtures()
+    d = loopback_fixtures()
     partner = Partner(id="client", name="Client", channels=["as2"],
                       as2=PartnerAs2(as2_id="client", certificates=[d / "client_public.pem"],
                                      validate_certificates=False, mdn_sign=False))
@@ -494,15 +534,15 @@ def test_async_mdn_is_queued_after_the_payload_is_received(built):
 def test_compressed_but_unencrypted_message_refused_when_encryption_is_required(tmp_path):
     """pyas2lib only looks at the Content-Type, which a compressed message passes: the
     endpoint checks what was received (the reviewer's finding)."""
-    gw = Gateway(tmp_path, [mendelson_partner(require_encryption=True, require_signing=False)],
-                 [mendelson_identity()])
-    reply = gw.post(fixture_request("mecas2_compressed.as2"))
+    gw = Gateway(tmp_path, [client_partner(require_encryption=True, require_signing=False)],
+                 [our_identity()])
+    reply = gw.post(client_request(sign=False, compress=True))
     assert disposition(reply) == "processed/error: insufficient-message-security"
     assert gw.transmissions() == 0
     assert gw.security.recent()[0].kind == "insufficient-security"
-    open_gw = Gateway(tmp_path / "b", [mendelson_partner(require_signing=False)],
-                      [mendelson_identity()])
-    assert disposition(open_gw.post(fixture_request("mecas2_compressed.as2"))) == "processed"
+    open_gw = Gateway(tmp_path / "b", [client_partner(require_signing=False)],
+                      [our_identity()])
+    assert disposition(open_gw.post(client_request(sign=False, compress=True))) == "processed"
 
 
 def test_decompression_bomb_is_refused_before_it_is_inflated(tmp_path):
@@ -521,8 +561,8 @@ def test_decompression_bomb_is_refused_before_it_is_inflated(tmp_path):
             "version": "v0",
             "compression_algorithm": {"algorithm": "zlib"},
             "encap_content_info": {"content_type": "data", "content": bomb}})}).dump()
-    gw = Gateway(tmp_path, [mendelson_partner()], [mendelson_identity()], max_size=1 << 20)
-    request = fixture_request("mecas2_compressed.as2")
+    gw = Gateway(tmp_path, [client_partner()], [our_identity()], max_size=1 << 20)
+    request = client_request(sign=False, compress=True)
     request = WebRequest(method="POST", url=request.url, body=content, remote="203.0.113.7",
                          headers={**request.headers, "content-type":
                                   "application/pkcs7-mime; smime-type=compressed-data"})

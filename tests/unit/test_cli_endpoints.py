@@ -1,7 +1,7 @@
 """The edigw command with AS2 and SMS configured: check-config catches what would stop the
 endpoints (a wrong passphrase, a missing secret, an unreadable certificate), channels lists the
-endpoints and certificates, security lists refused requests. Keys are the django-pyas2 test
-pair of the shared corpus (password 'test')."""
+endpoints and certificates, security lists refused requests. Keys are the loopback pair made
+at test time (tests/as2_keys.py, password 'test')."""
 
 import json
 
@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.store.db import Store
 from gateway.store.security import SecurityLog
-from tests.conftest import require_corpus
+from tests.as2_keys import loopback_pair
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    fixtures = require_corpus() / "django-pyas2" / "pyas2" / "tests" / "fixtures"
+    fixtures = loopback_pair()
     (tmp_path / "partners").mkdir()
     (tmp_path / "gateway.toml").write_text(
         f'mappings = "{ROOT / "mappings"}"\npartners = "partners"\n'

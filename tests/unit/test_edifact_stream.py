@@ -64,6 +64,7 @@ def _streamed(data: bytes, block: int, window: int, **kw) -> list[tuple] | tuple
     return out
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("row", ROWS, ids=[r["local_path"][-60:] for r in ROWS])
 def test_stream_reads_every_corpus_file_as_in_memory(row):
     """Each corpus EDIFACT file fed in blocks of 1, 7 and 4096 bytes, cut into windows of a

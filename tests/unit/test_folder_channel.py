@@ -235,3 +235,65 @@ def test_an_arrival_noted_by_inotify_is_complete_on_the_first_look(tmp_path):
     assert ch.scan_once() == 1
     assert [i.filename for i in r.items] == ["order.edi"]
     assert ch.scan_once() == 1  # the other one, on its second look
+
+
+# -- a shared inbox: files claimed by one instance ----------------------------------------------
+
+def shared(tmp_path, receiver, instance_id, live):
+    spec = FolderSpec(path=tmp_path / "in", processed=tmp_path / "done", failed=tmp_path / "bad")
+    spec.path.mkdir(exist_ok=True)
+    return spec, FolderChannel(spec, receiver=receiver, on_received=lambda _: None,
+                               instance_id=instance_id, live_instances=live)
+
+
+def test_two_instances_on_one_inbox_take_each_file_once(tmp_path):
+    import threading
+
+    live = {"a", "b"}
+    ra, rb = FakeReceiver(), FakeReceiver()
+    spec, a = shared(tmp_path, ra, "a", lambda: live)
+    _, b = shared(tmp_path, rb, "b", lambda: live)
+    for n in range(300):
+        (spec.path / f"o{n:03d}.edi").write_bytes(b"UNB'%d" % n)
+    for ch in (a, b):
+        ch.scan_once()  # first look: noted
+
+    def drain(ch):
+        for _ in range(5):
+            ch.scan_once()
+
+    threads = [threading.Thread(target=drain, args=(ch,)) for ch in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    names = [i.filename for i in ra.items] + [i.filename for i in rb.items]
+    assert sorted(names) == [f"o{n:03d}.edi" for n in range(300)], "each file received once"
+    assert {i.channel_ref for i in ra.items} <= {str(spec.path / n) for n in names}, \
+        "named by their inbox path, wherever claimed"
+    assert len(os.listdir(spec.processed)) == 300
+    assert [p for p in os.listdir(spec.path) if not p.startswith(".")] == []
+
+
+def test_files_claimed_by_a_dead_instance_return_to_the_inbox(tmp_path):
+    live = {"a", "b"}
+    spec, a = shared(tmp_path, FakeReceiver(fail=True), "a", lambda: live)
+    _, b = shared(tmp_path, FakeReceiver(), "b", lambda: live)
+    (spec.path / "o1.edi").write_bytes(b"UNB'1")
+    claimed = a._claim(spec.path / "o1.edi")  # a claims it, then dies before receiving
+    assert claimed is not None and claimed.parent.name == "a"
+    assert b.return_dead_claims() == 0, "a lives: its claims are its own"
+    live.discard("a")
+    assert b.return_dead_claims() == 1
+    assert (spec.path / "o1.edi").read_bytes() == b"UNB'1"
+    assert not (spec.path / ".claimed" / "a").exists()
+
+
+def test_a_failed_receive_gives_the_claimed_files_back(tmp_path):
+    r = FakeReceiver(fail=True)
+    spec, a = shared(tmp_path, r, "a", lambda: {"a"})
+    (spec.path / "o1.edi").write_bytes(b"UNB'1")
+    a.scan_once()
+    assert a.scan_once() == 0
+    assert (spec.path / "o1.edi").exists(), "back in the inbox for the next look"
+    assert not list((spec.path / ".claimed" / "a").iterdir())

@@ -4,14 +4,14 @@ Each input once crashed, hung, looped or blew up memory. Through the reader its 
 sniffs as (in memory, and streamed for EDIFACT) each must end within 10 s of CPU, with a
 peak below ``MEMORY_FACTOR`` times its size (or the floor under which size is not judged),
 either read or refused as PayloadError. The pipeline-level test lives beside the pipeline.
-Skipped when the shared folder is absent, except under CI=true, where that is a failure.
+In the corpus tier (``shared("fuzz-regressions")``): not run when the folder is absent, which
+fails under CI=true (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 from gateway.formats.edifact import tokenizer
+from tests.conftest import shared_dir
 
 REPO = Path(__file__).resolve().parents[2]
-FOLDER = Path(os.environ.get("EDIGW_FUZZ_REGRESSIONS",
-                             REPO.parent / "shared" / "fuzz-regressions"))
+FOLDER = shared_dir("fuzz-regressions") or REPO.parent / "shared" / "fuzz-regressions"
 BUDGET = 10.0
+
+pytestmark = pytest.mark.shared("fuzz-regressions")
 
 
 def regressions() -> list[tuple[str, str, str]]:
@@ -39,12 +41,8 @@ CASES = regressions()
 
 
 def test_the_regression_folder_is_there():
-    """Present on the developers' machines and in CI; its absence fails CI."""
-    if not CASES:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{FOLDER}/INDEX.tsv is missing: the fuzz regressions are not checked")
-        pytest.skip(f"{FOLDER} is absent (shared fuzz regressions; set EDIGW_FUZZ_REGRESSIONS)")
-    assert len(CASES) >= 29
+    """Present on the developers' machines and in CI (the corpus tier); all of it."""
+    assert len(CASES) >= 29, f"{FOLDER}/INDEX.tsv lists {len(CASES)} inputs"
 
 
 #: Run in a child process, so that its peak resident memory is this input's alone.

@@ -17,7 +17,8 @@ from gateway.config import GatewaySettings, PartnerDirectory, load_partners
 from gateway.store.audit import MASK, AuditLog
 from gateway.store.db import Store
 from gateway.web.partners_admin import Conflict, Invalid, NotFound, PartnerAdmin
-from tests.conftest import ROOT, require_corpus
+from tests.as2_keys import NOT_AFTER, loopback_pair
+from tests.conftest import ROOT
 
 ENV = {"ACME_SFTP_PASSWORD": "env-secret-pw", "PATH": "/usr/bin"}
 
@@ -231,10 +232,9 @@ def test_sftp_host_key_is_pinned_and_a_malformed_line_refused(world):
 
 
 def test_as2_certificate_upload_pem_then_der_rotates_and_garbage_is_refused(world):
-    """The corpus certificates (PEM, then DER) become first of [as2] certificates, the
+    """The loopback certificates (PEM, then DER) become first of [as2] certificates, the
     previous staying second; a private key bundle and garbage are refused."""
-    corpus = require_corpus()
-    fixtures = corpus / "django-pyas2" / "pyas2" / "tests" / "fixtures"
+    fixtures = loopback_pair()
     admin, seen, tmp = world
     with pytest.raises(Invalid):
         admin.upload_as2_certificate("admin", "acme", (fixtures / "client_public.pem").read_bytes())
@@ -242,7 +242,7 @@ def test_as2_certificate_upload_pem_then_der_rotates_and_garbage_is_refused(worl
                                          (fixtures / "client_public.pem").read_bytes(),
                                          as2_id="ACMEAS2")
     assert shown["certificate"]["subject"] == "CN=as2client"
-    assert shown["certificate"]["not_after"].startswith("2028-04-15")
+    assert shown["certificate"]["not_after"].startswith(NOT_AFTER.date().isoformat())
     first = Path(shown["certificate"]["file"])
     assert first.parent == tmp / "certs" / "acme" and first.exists()
     from cryptography import x509

@@ -330,6 +330,7 @@ def start(ctx: ChannelContext) -> ChannelRun:
     if ctx.mailer is not None:
         replies = MailReplies(ctx.mailer, ctx.store)
         run.loops.append(("mail-replies", replies.run))
+        run.everywhere.add("mail-replies")  # the replies to what this instance received
         run.after_processing.append(replies.processed)  # replies go out at once
     for box in ctx.settings.mailboxes:
         channel = MailboxChannel(box, partners=ctx.partners, receiver=ctx.receiver,

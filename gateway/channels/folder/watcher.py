@@ -12,6 +12,13 @@ Only after the durable receive is the file moved to the processed folder; when r
 itself fails (the file cannot be read, or is over the size limit) it goes to the failed
 folder. A crash between receive and move leaves the file in the inbox: the next look
 recognises it and only finishes the move.
+
+Several gateways may watch one shared inbox (instances on one PostgreSQL store): each file is
+claimed by exactly one, by renaming it into the instance's own claim folder
+(``<inbox>/.claimed/<instance id>/``) before reading it; a rename is atomic, so the others
+find it gone. The files an instance claimed and did not move on (it died, or its store was
+away) go back to the inbox once it is found dead; they are then recognised as received
+(or received anew) like any file left in the inbox by a crash.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import shutil
 import struct
 import sys
 import threading
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +41,7 @@ import structlog
 
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
+from gateway.core import clock
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver
 
@@ -59,9 +69,18 @@ class FolderChannel:
 
     name = "folder"
 
+    #: Seconds between two looks for the claim folders of dead instances.
+    RECLAIM_EVERY = 5.0
+
     def __init__(self, spec: FolderSpec, *, receiver: Receiver,
-                 on_received: Callable[[list[Receipt]], None]) -> None:
+                 on_received: Callable[[list[Receipt]], None],
+                 instance_id: str | None = None,
+                 live_instances: Callable[[], set[str]] | None = None) -> None:
         self.spec = spec
+        #: Where this instance claims files (None: it watches the inbox alone, no claims).
+        self.claims = (spec.path / CLAIMS / _safe(instance_id)) if instance_id else None
+        self.live_instances = live_instances
+        self._reclaimed_at = 0.0
         self.receiver = receiver
         self.on_received = on_received
         self._seen: dict[str, tuple[int, int]] = {}
@@ -83,6 +102,9 @@ class FolderChannel:
             self.last_error = f"cannot list {spec.path}: {exc.strerror}"
             log.error("inbox_unreadable", inbox=str(spec.path), error=exc.strerror)
             return 0
+        if self.claims is not None and time.monotonic() - self._reclaimed_at > self.RECLAIM_EVERY:
+            self._reclaimed_at = time.monotonic()
+            self.return_dead_claims()
         with self._arrived_lock:
             arrived, self._arrived = self._arrived, set()
         for entry in sorted(entries, key=lambda e: e.name):
@@ -97,6 +119,11 @@ class FolderChannel:
             if self._seen.get(entry.name) == sig or entry.name in arrived:
                 ready.append(Path(entry.path))
         self._seen = current
+        if self.claims is not None and len(ready) > 1:
+            # Instances sharing the inbox start at different places in it: they claim
+            # different files rather than race for the same ones.
+            k = zlib.crc32(self.claims.name.encode()) % len(ready)
+            ready = ready[k:] + ready[:k]
         taken = 0
         for start in range(0, len(ready), spec.batch):
             taken += self._take(ready[start:start + spec.batch])
@@ -105,69 +132,149 @@ class FolderChannel:
     def _ignored(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) for pat in self.spec.ignore)
 
+    def _claim(self, path: Path) -> Path | None:
+        """The file, taken for this instance: renamed into its claim folder (None when
+        another instance took it first). Without claims, the file where it is."""
+        if self.claims is None:
+            return path
+        self.claims.mkdir(parents=True, exist_ok=True)
+        target = _free_name(self.claims, path.name)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None  # another instance claimed it
+        return target
+
+    def _unclaim(self, claimed: Path, path: Path) -> None:
+        """Put a claimed file back into the inbox (its receive failed): taken again later."""
+        if claimed == path:
+            return
+        try:
+            os.rename(claimed, _free_name(path.parent, path.name))
+        except OSError as exc:
+            log.error("unclaim_failed", file=path.name, error=exc.strerror)
+
     def _take(self, paths: list[Path]) -> int:
         items: list[Incoming] = []
         kept: list[Path] = []
+        origins: list[Path] = []
         for path in paths:
+            claimed: Path | None = path
             try:
-                size = path.stat().st_size
-                if size > self.spec.max_size:
-                    self._refuse(path, f"{size} bytes, over the {self.spec.max_size}-byte limit")
+                claimed = self._claim(path)
+                if claimed is None:
                     continue
-                data = path.read_bytes() if size <= self.spec.stream_above else b""
+                size = claimed.stat().st_size
+                if size > self.spec.max_size:
+                    self._refuse(claimed, f"{size} bytes, over the {self.spec.max_size}-byte "
+                                 "limit", name=path.name)
+                    continue
+                data = claimed.read_bytes() if size <= self.spec.stream_above else b""
             except FileNotFoundError:
                 continue  # taken away by someone else between two looks
             except OSError as exc:
-                self._refuse(path, f"cannot read: {exc.strerror}")
+                self._refuse(claimed or path, f"cannot read: {exc.strerror}", name=path.name)
                 continue
+            # The inbox path names the file, wherever it is claimed: a file that comes back
+            # to the inbox after a crash is recognised by it.
             items.append(Incoming(data=data, channel=self.name, channel_ref=str(path),
                                   filename=path.name, partner_hint=self.spec.partner,
-                                  path=path if size > self.spec.stream_above else None))
-            kept.append(path)
+                                  path=claimed if size > self.spec.stream_above else None))
+            kept.append(claimed)
+            origins.append(path)
         if not items:
             return 0
         try:
             ack = receive_then_acknowledge(
-                self.receiver, items, lambda receipts: self._move_all(kept, receipts),
+                self.receiver, items, lambda receipts: self._move_all(kept, receipts, origins),
                 self.on_received)
         except StoreError as exc:
-            # Nothing is lost: the files stay in the inbox and are taken at the next look.
+            # Nothing is lost: the files go back to the inbox and are taken at the next look.
             self.last_error = str(exc)
             log.error("receive_failed", inbox=str(self.spec.path), error=str(exc),
                       files=len(items))
-            for p in kept:
-                self._seen.pop(p.name, None)
+            for claimed, path in zip(kept, origins, strict=True):
+                self._unclaim(claimed, path)
+                self._seen.pop(path.name, None)
             return 0
         self.taken += len(ack.acknowledged)
         self.last_error = None
         return len(ack.acknowledged)
 
-    def _move_all(self, paths: list[Path], receipts: list[Receipt]) -> Acknowledgement[None]:
+    def return_dead_claims(self) -> int:
+        """Move the files that dead instances claimed back into the inbox; returns how many.
+        An instance is dead when the store says so (no heartbeat for a while, or stopped)."""
+        root = self.spec.path / CLAIMS
+        try:
+            folders = [f for f in os.scandir(root) if f.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.error("claims_unreadable", inbox=str(self.spec.path), error=exc.strerror)
+            return 0
+        others = [f for f in folders if self.claims is None or f.name != self.claims.name]
+        if not others or self.live_instances is None:
+            return 0
+        try:
+            live = {_safe(i) for i in self.live_instances()}
+        except Exception as exc:  # the store is away: look again later
+            log.warning("claims_not_checked", inbox=str(self.spec.path), error=str(exc))
+            return 0
+        moved = 0
+        for folder in others:
+            if folder.name in live:
+                continue
+            for entry in list(os.scandir(folder.path)):
+                try:
+                    os.rename(entry.path, _free_name(self.spec.path, entry.name))
+                    moved += 1
+                except FileNotFoundError:
+                    continue  # another instance returned it first
+                except OSError as exc:
+                    log.error("unclaim_failed", file=entry.name, error=exc.strerror)
+            try:
+                os.rmdir(folder.path)
+            except OSError:
+                pass  # not empty yet, or removed by another instance
+        if moved:
+            _fsync_dir(self.spec.path)
+            log.warning("claims_returned", inbox=str(self.spec.path), files=moved,
+                        detail="files claimed by instances found dead are back in the inbox")
+        return moved
+
+    def _move_all(self, paths: list[Path], receipts: list[Receipt],
+                  origins: list[Path] | None = None) -> Acknowledgement[None]:
         """The acknowledgement: each received file moved to the processed folder (a file
         that cannot be moved stays, and is recognised at the next look)."""
         moved: list[Receipt] = []
         self.spec.processed.mkdir(parents=True, exist_ok=True)
-        for path, receipt in zip(paths, receipts, strict=True):
+        for n, (path, receipt) in enumerate(zip(paths, receipts, strict=True)):
             try:
-                _move(path, self.spec.processed)
+                _move(path, self.spec.processed, name=origins[n].name if origins else None)
                 moved.append(receipt)
             except OSError as exc:
                 log.error("move_failed", file=path.name, error=exc.strerror,
                           transmission_id=receipt.transmission_id)
+                if origins:
+                    self._unclaim(path, origins[n])  # recognised at the next look
         if moved:
-            for folder in (self.spec.processed, self.spec.path):
+            claims = [self.claims] if self.claims is not None else []
+            for folder in (self.spec.processed, self.spec.path, *claims):
                 _fsync_dir(folder)  # the moves themselves survive a crash
         return Acknowledgement(acknowledged=moved, detail=f"moved to {self.spec.processed}",
                                process=moved)
 
-    def _refuse(self, path: Path, reason: str) -> None:
-        log.error("file_refused", file=path.name, inbox=str(self.spec.path), reason=reason)
+    def _refuse(self, path: Path, reason: str, *, name: str | None = None) -> None:
+        """Move a file that cannot be received to the failed folder, with the reason
+        beside it (``name``: its name in the inbox, when it was claimed under another)."""
+        name = name or path.name
+        log.error("file_refused", file=name, inbox=str(self.spec.path), reason=reason)
         try:
             self.spec.failed.mkdir(parents=True, exist_ok=True)
-            _move(path, self.spec.failed)
-            (self.spec.failed / (path.name + ".reason.txt")).write_text(reason + "\n")
+            target = _move(path, self.spec.failed, name=name)
+            (self.spec.failed / (target.name + ".reason.txt")).write_text(reason + "\n")
         except OSError as exc:
-            log.error("move_failed", file=path.name, error=exc.strerror)
+            log.error("move_failed", file=name, error=exc.strerror)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; the blocking work runs in a worker thread. Inbox
@@ -228,13 +335,30 @@ class FolderChannel:
             woken.set()
 
 
-def _move(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` (which exists) without overwriting."""
-    target = folder / path.name
+#: The folder of the inbox holding each instance's claimed files.
+CLAIMS = ".claimed"
+
+
+def _safe(name: str) -> str:
+    """An instance id fit for a folder name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100] or "_"
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem.N.suffix`` when that name is taken."""
+    target = folder / name
     n = 1
+    stem, suffix = os.path.splitext(name)
     while target.exists():
-        target = folder / f"{path.stem}.{n}{path.suffix}"
+        target = folder / f"{stem}.{n}{suffix}"
         n += 1
+    return target
+
+
+def _move(path: Path, folder: Path, *, name: str | None = None) -> Path:
+    """Move ``path`` into ``folder`` (which exists) as ``name`` (its own by default),
+    without overwriting."""
+    target = _free_name(folder, name or path.name)
     try:
         os.rename(path, target)
     except OSError:
@@ -316,13 +440,20 @@ class _InboxWatch:
 
 
 def start(ctx: ChannelContext) -> ChannelRun:
-    """A folder channel for each ``[[inbox]]``."""
+    """A folder channel for each ``[[inbox]]``, on every instance (files are claimed)."""
     run = ChannelRun()
+
+    def live() -> set[str]:
+        now = clock.now()
+        return {i.id for i in ctx.store.list_instances() if i.alive(now)}
+
     for inbox in ctx.settings.inbox:
         spec = FolderSpec(path=inbox.path, processed=inbox.processed_dir,
                           failed=inbox.failed_dir, partner=inbox.partner,
                           poll_interval=inbox.poll_interval, ignore=tuple(inbox.ignore),
                           max_size=inbox.max_size)
-        channel = FolderChannel(spec, receiver=ctx.receiver, on_received=ctx.on_received)
+        channel = FolderChannel(spec, receiver=ctx.receiver, on_received=ctx.on_received,
+                                instance_id=ctx.instance_id, live_instances=live)
         run.loops.append((f"folder:{spec.path}", channel.run))
+        run.everywhere.add(f"folder:{spec.path}")  # each file claimed by one instance
     return run

@@ -22,17 +22,18 @@ from lxml import etree
 
 from gateway.core.errors import Position
 from gateway.formats.xml.safe import XmlError
+from gateway.shipped import shipped
 
 
 def _xsd_root() -> Path:
-    """``$EDIGW_SCHEMAS/xsd``, else the ``schemas/xsd`` folder of the checkout the code runs
-    from, else ``schemas/xsd`` under the working directory (an installed wheel run from a
-    deployment folder holding ``config/``, ``mappings/`` and ``schemas/``, as the image does)."""
+    """``$EDIGW_SCHEMAS/xsd``, else ``schemas/xsd`` under the working directory when there is
+    one, else the shipped schemas (the checkout's ``schemas/xsd``, or the wheel's copy: see
+    ``gateway.shipped``)."""
     env = os.environ.get("EDIGW_SCHEMAS")
     if env:
         return Path(env) / "xsd"
-    beside = Path(__file__).resolve().parents[3] / "schemas" / "xsd"
-    return beside if beside.is_dir() else Path("schemas", "xsd").resolve()
+    local = Path("schemas", "xsd").resolve()
+    return local if local.is_dir() else shipped("schemas") / "xsd"
 
 
 #: Where the standards' XSD files are (see ``_xsd_root``).
