@@ -230,11 +230,12 @@ acks_queue = "{self.tracker_names[2]}"
         return json.loads(self.cli("log", "--json", "--limit", str(limit)).stdout)
 
     def status(self) -> dict[str, int]:
-        """``edigw status`` parsed into {status or 'outbox': count} (other lines, such as each
-        broker node's reachability, left out)."""
+        """``edigw status`` parsed into {status or 'outbox': count} (the other lines, the
+        instances and each broker node, left out)."""
         out = self.cli("status").stdout
         return {k: int(v) for k, v, *_ in (line.split() for line in out.splitlines()
-                                                if len(line.split()) > 1) if v.isdigit()}
+                                                if len(line.split()) > 1)
+                if v.isdigit() and (k.isupper() or k == "outbox")}
 
     # the broker
     def consume(self, *, expected: int | None = None, timeout: float = 30,
