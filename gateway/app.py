@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -446,9 +447,13 @@ class Gateway:
         from gateway.tracker.retention import purge
 
         b = self.settings.broker
+        may_publish: Callable[[], bool] | None = None
+        if self.leases is not None:
+            may_publish = functools.partial(self.leases.holds, "events")
+            self.leases.want("events")
         self.events = EventPublisher(self.store, b.urls, t.events_exchange,
                                      retry_initial=b.retry_initial, retry_max=b.retry_max,
-                                     heartbeat=b.heartbeat)
+                                     heartbeat=b.heartbeat, may_publish=may_publish)
         self.events.start()
         self.acks = AckConsumer(self.store, b.urls, t, heartbeat=b.heartbeat,
                                 queue_type=b.queue_type)

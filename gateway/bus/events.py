@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pika
 import pika.exceptions as px
@@ -44,8 +44,12 @@ class EventPublisher:
 
     def __init__(self, store: Store, url: str | Sequence[str], exchange: str = "edi.events", *,
                  every: float = 2.0, retry_initial: float = 0.5, retry_max: float = 30.0,
-                 heartbeat: int | None = None) -> None:
+                 heartbeat: int | None = None,
+                 may_publish: Callable[[], bool] | None = None) -> None:
         self.outbox = EventOutbox(store)
+        #: Whether this instance publishes the events now (where several share the store,
+        #: the one holding the ``events`` lease); None: always.
+        self.may_publish = may_publish
         self._nodes = Rotation(url)
         self.urls = self._nodes.urls
         self.url = self.urls[0]  # the first node (a single broker: the broker)
@@ -94,6 +98,8 @@ class EventPublisher:
     def publish_once(self) -> int:
         """Publish what is pending; returns how many were confirmed. Raises on broker trouble
         (what was confirmed so far is marked)."""
+        if self.may_publish is not None and not self.may_publish():
+            return 0  # another instance publishes them
         channel = self._open() if self._channel is None else self._channel
         done = 0
         while True:

@@ -82,16 +82,24 @@ class LeaseKeeper:
             log.warning("lease_lost", lease=name, instance=self.instance_id)
         self._event(name).set()
 
-    def round(self) -> None:
-        """One heartbeat and one look at every lease wanted (blocking: a worker thread)."""
+    def round(self) -> dict[str, float | None]:
+        """One heartbeat and one look at every lease wanted (blocking: a worker thread).
+        Returns, for each lease, when it was taken or renewed (monotonic), or None when
+        another instance holds it; ``apply`` (on the event loop) acts on it."""
         self.store.instance_beat(self.instance_id)
         self.last_beat = time.monotonic()
+        taken: dict[str, float | None] = {}
         for name in sorted(self.wanted):
-            if self.store.take_lease(name, self.instance_id, self.ttl):
-                self._renewed[name] = time.monotonic()
-                self._set_held(name, True)
-            else:
-                self._set_held(name, False)
+            held = self.store.take_lease(name, self.instance_id, self.ttl)
+            taken[name] = time.monotonic() if held else None
+        return taken
+
+    def apply(self, taken: dict[str, float | None]) -> None:
+        """Start using the leases taken, stop using those another instance holds."""
+        for name, at in taken.items():
+            if at is not None:
+                self._renewed[name] = at
+            self._set_held(name, at is not None)
 
     def _expire(self) -> None:
         """The store did not answer: leases not renewed for ``ttl - every`` seconds may
@@ -103,21 +111,35 @@ class LeaseKeeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the heartbeat and leases until ``stop``; then give the leases up."""
+        pending: asyncio.Future[dict[str, float | None]] | None = None  # not answered yet
         while not stop.is_set():
+            started = time.monotonic()
+            if pending is None:
+                pending = asyncio.ensure_future(asyncio.to_thread(self.round))
+            done, _ = await asyncio.wait({pending}, timeout=self.every)
+            if pending in done:
+                round_, pending = pending, None
+                exc = round_.exception()
+                if exc is None:
+                    self.last_error = None
+                    self.apply(round_.result())
+                    self._expire()  # a round that answered late: what ran out meanwhile
+                else:  # a store outage: leases run out, never crash
+                    self._failed(str(exc) or type(exc).__name__)
+            else:  # the store hangs: the round goes on, the leases run out meanwhile
+                self._failed(f"the store did not answer within {self.every:g} s")
             try:
-                await asyncio.to_thread(self.round)
-                self.last_error = None
-            except Exception as exc:  # a store outage: leases run out, never crash
-                self.last_error = str(exc) or type(exc).__name__
-                log.warning("heartbeat_failed", instance=self.instance_id,
-                            error=self.last_error)
-                self._expire()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.every)
+                await asyncio.wait_for(stop.wait(),
+                                       timeout=max(0.0, self.every - (time.monotonic() - started)))
             except TimeoutError:
                 pass
         for name in list(self.held):
             self._set_held(name, False)
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
+        log.warning("heartbeat_failed", instance=self.instance_id, error=error)
+        self._expire()
 
     def stopped(self) -> None:
         """A clean stop: this instance is dead at once, its leases free (blocking)."""

@@ -57,6 +57,10 @@ class Workspace:
     retry_max: float = 1.0
     #: [broker] heartbeat (s), when a test wants a short one.
     heartbeat: int | None = None
+    #: The nodes of a RabbitMQ cluster ([broker] urls), instead of one broker.
+    broker_urls: list[str] | None = None
+    #: [broker] confirm_timeout (s), when a test wants a short one.
+    confirm_timeout: float | None = None
     #: TOML appended to gateway.toml ([as2], [sms] … sections of a test).
     extra_config: str = ""
     services: list[Service] = dataclasses.field(default_factory=list)
@@ -65,17 +69,21 @@ class Workspace:
 
     @classmethod
     def create(cls, root: Path, store_url: str, *, broker_url: str | None = None,
+               broker_urls: list[str] | None = None,
                inbox_partner: str | None = None, declare: bool = True) -> Workspace:
         """Write the folder and its settings, and declare the unique topology on RabbitMQ."""
         tag = uuid.uuid4().hex[:10]
         bus = BusSettings(
-            url=RABBIT_URL,
+            url=broker_urls[0] if broker_urls else RABBIT_URL,
+            urls=tuple(broker_urls or ()),
             exchange=f"edi.documents.e2e-{tag}",
             queues=((f"erp.orders.e2e-{tag}", ("order.#",)),),
             dead_letter_exchange=f"edi.documents.e2e-{tag}.dlx",
             dead_letter_queue=f"erp.orders.e2e-{tag}.dead",
         )
-        ws = cls(root=root, store_url=store_url, bus=bus, broker_url=broker_url or RABBIT_URL,
+        ws = cls(root=root, store_url=store_url, bus=bus,
+                 broker_url=broker_url or (broker_urls[0] if broker_urls else RABBIT_URL),
+                 broker_urls=broker_urls,
                  inbox_partner=inbox_partner)
         for folder in (ws.inbox, ws.processed, ws.failed, ws.archive, ws.partners):
             folder.mkdir(parents=True, exist_ok=True)
@@ -120,6 +128,15 @@ class Workspace:
         tag = self.bus.exchange.rsplit("-", 1)[-1]
         return (f"edi.events.e2e-{tag}", f"edi.acks.e2e-{tag}", f"edigw.acks.e2e-{tag}")
 
+    def inbox_files(self) -> list[str]:
+        """The files waiting in the inbox, those an instance claimed (``.claimed/``) included;
+        temporary names and the claim folder itself are not files waiting."""
+        names = [p.name for p in self.inbox.iterdir() if not p.name.startswith(".")]
+        claims = self.inbox / ".claimed"
+        if claims.exists():
+            names += [f.name for d in claims.iterdir() for f in d.iterdir()]
+        return sorted(names)
+
     def archive_path(self, sha256: str) -> Path:
         return self.archive / sha256[:2] / sha256
 
@@ -133,13 +150,14 @@ partners = {_toml_str(str(self.partners))}
 url = {_toml_str(self.store_url)}
 
 [broker]
-url = {_toml_str(self.broker_url)}
+{self._broker_nodes()}
 exchange = "{self.bus.exchange}"
 dead_letter_exchange = "{self.bus.dead_letter_exchange}"
 dead_letter_queue = "{self.bus.dead_letter_queue}"
 retry_initial = 0.1
 retry_max = {self.retry_max}
 {f"heartbeat = {self.heartbeat}" if self.heartbeat else ""}
+{f"confirm_timeout = {self.confirm_timeout}" if self.confirm_timeout else ""}
 
 [[broker.queues]]
 name = "{self.queue}"
@@ -168,6 +186,11 @@ events_exchange = "{self.tracker_names[0]}"
 acks_exchange = "{self.tracker_names[1]}"
 acks_queue = "{self.tracker_names[2]}"
 {self.extra_config}""")
+
+    def _broker_nodes(self) -> str:
+        if self.broker_urls:
+            return "urls = [" + ", ".join(_toml_str(u) for u in self.broker_urls) + "]"
+        return f"url = {_toml_str(self.broker_url)}"
 
     def add_partner(self, partner_id: str, unb_id: str, qualifier: str | None = None) -> None:
         """A partner profile whose UNB sender id (and qualifier) is ``unb_id``."""

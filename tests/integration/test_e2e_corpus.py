@@ -82,7 +82,7 @@ def test_every_corpus_order_reaches_the_queue_matching_its_source(ws):
     log_by_id = {row["id"]: row for row in log.values()}
     assert sorted(log) == sorted(names), "every file is in `edigw log` exactly once"
     assert sorted(p.name for p in ws.processed.iterdir()) == sorted(names)
-    assert list(ws.inbox.iterdir()) == []
+    assert ws.inbox_files() == []
 
     problems: list[str] = []  # content differences, reported together at the end
     held: dict[str, object] = {}  # document id -> CONFLICT document

@@ -118,7 +118,7 @@ def test_processing_resumes_by_itself_after_a_20s_database_outage(tmp_path, pg_d
                   f"{ORDERS} done; processing resumed {resumed_after:.1f} s after the return")
             assert len(ids) == ORDERS and len(set(ids)) == ORDERS
             assert ws.counts().get("RECEIVED", 0) == 0
-            assert not list(ws.inbox.iterdir())
+            assert not ws.inbox_files()
             assert service.alive
             # The outage hit the processing worker, which was restarted rather than lost.
             assert any(e.get("event") == "worker_failed" and e.get("worker") == "process"

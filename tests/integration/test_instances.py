@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
 import time
 
 import pytest
@@ -23,15 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 postgres_only = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-
-
-def inbox_files(ws: Workspace) -> list[str]:
-    """What is still in the inbox, claimed files included."""
-    names = [p for p in os.listdir(ws.inbox) if not p.startswith(".")]
-    claims = ws.inbox / ".claimed"
-    if claims.exists():
-        names += [f.name for d in claims.iterdir() for f in d.iterdir()]
-    return names
 
 
 def wait_for(condition, timeout: float, what: str, services) -> None:
@@ -58,7 +48,7 @@ def check_everything_once(ws: Workspace, names: list[str], received) -> None:
     assert len(numbers) == len(names), f"{len(numbers)} distinct orders for {len(names)} files"
     ids = {m.properties.message_id for m in received}
     assert len(ids) == len(names)
-    assert not inbox_files(ws)
+    assert not ws.inbox_files()
     assert ws.store.outbox_size() == 0
 
 
@@ -154,7 +144,7 @@ def check_everything_once_or_repeated(ws: Workspace, names: list[str], received)
     assert all(len(ids) == 1 for ids in by_id.values()), "a repeat with another message id"
     repeats = len(received) - len(names)
     print(f"{len(received)} messages for {len(names)} orders ({repeats} repeated)")
-    assert not inbox_files(ws)
+    assert not ws.inbox_files()
     assert ws.store.outbox_size() == 0
 
 

@@ -297,3 +297,26 @@ def test_a_failed_receive_gives_the_claimed_files_back(tmp_path):
     assert a.scan_once() == 0
     assert (spec.path / "o1.edi").exists(), "back in the inbox for the next look"
     assert not list((spec.path / ".claimed" / "a").iterdir())
+
+
+def test_a_receive_that_breaks_off_gives_the_claimed_files_back(tmp_path):
+    """Not only a store outage: whatever breaks the receive, the claimed files return to the
+    inbox (a later look takes them), never stranded in the claim folder."""
+    import pytest
+
+    class Broken(FakeReceiver):
+        def receive_many(self, items):
+            raise RuntimeError("driver error")
+
+    spec, a = shared(tmp_path, Broken(), "a", lambda: {"a"})
+    (spec.path / "o1.edi").write_bytes(b"UNB'1")
+    a.scan_once()
+    with pytest.raises(RuntimeError):
+        a.scan_once()
+    assert (spec.path / "o1.edi").exists()
+    # A file left in its own claim folder (a crash of the look itself) goes back too.
+    (spec.path / ".claimed" / "a" / "o2.edi").write_bytes(b"UNB'2")
+    a.receiver = FakeReceiver()
+    a.scan_once()
+    assert (spec.path / "o2.edi").exists() or (spec.processed / "o2.edi").exists()
+    assert not list((spec.path / ".claimed" / "a").iterdir())

@@ -110,3 +110,28 @@ async def test_a_loop_that_returns_is_not_restarted_in_a_busy_loop():
     stop.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
     assert 1 <= len(starts) <= 4
+
+
+async def test_a_store_that_hangs_makes_the_leases_run_out_too():
+    """A round the store never answers (a half-open connection) counts as a failure: the
+    leases are given up once they may have expired, without waiting for the round."""
+    import threading
+
+    store = FakeLeases()
+    store.grant.add("tracker")
+    release = threading.Event()
+    keeper = LeaseKeeper(store, "me", ttl=0.4, every=0.1)
+    keeper.want("tracker")
+    stop = asyncio.Event()
+    task = asyncio.create_task(keeper.run(stop))
+    await asyncio.sleep(0.15)
+    assert keeper.holds("tracker")
+    store.instance_beat = lambda _id: release.wait(5)  # hangs until released
+    await asyncio.sleep(0.6)
+    assert not keeper.holds("tracker")
+    assert "did not answer" in (keeper.last_error or "")
+    release.set()
+    await asyncio.sleep(0.3)
+    assert keeper.holds("tracker"), "the store answers again: taken again"
+    stop.set()
+    await asyncio.wait_for(task, 2)

@@ -102,9 +102,11 @@ class FolderChannel:
             self.last_error = f"cannot list {spec.path}: {exc.strerror}"
             log.error("inbox_unreadable", inbox=str(spec.path), error=exc.strerror)
             return 0
-        if self.claims is not None and time.monotonic() - self._reclaimed_at > self.RECLAIM_EVERY:
-            self._reclaimed_at = time.monotonic()
-            self.return_dead_claims()
+        if self.claims is not None:
+            self.return_own_claims()
+            if time.monotonic() - self._reclaimed_at > self.RECLAIM_EVERY:
+                self._reclaimed_at = time.monotonic()
+                self.return_dead_claims()
         with self._arrived_lock:
             arrived, self._arrived = self._arrived, set()
         for entry in sorted(entries, key=lambda e: e.name):
@@ -188,18 +190,37 @@ class FolderChannel:
             ack = receive_then_acknowledge(
                 self.receiver, items, lambda receipts: self._move_all(kept, receipts, origins),
                 self.on_received)
-        except StoreError as exc:
+        except BaseException as exc:
             # Nothing is lost: the files go back to the inbox and are taken at the next look.
-            self.last_error = str(exc)
-            log.error("receive_failed", inbox=str(self.spec.path), error=str(exc),
-                      files=len(items))
             for claimed, path in zip(kept, origins, strict=True):
                 self._unclaim(claimed, path)
                 self._seen.pop(path.name, None)
+            if not isinstance(exc, StoreError):
+                raise
+            self.last_error = str(exc)
+            log.error("receive_failed", inbox=str(self.spec.path), error=str(exc),
+                      files=len(items))
             return 0
         self.taken += len(ack.acknowledged)
         self.last_error = None
         return len(ack.acknowledged)
+
+    def return_own_claims(self) -> int:
+        """Between two looks nothing of this instance is being received: a file left in its
+        claim folder (a receive that broke off, a move that failed) goes back to the inbox,
+        where the next look recognises it or receives it."""
+        if self.claims is None:
+            return 0
+        try:
+            left = [e for e in os.scandir(self.claims) if e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            return 0
+        for entry in left:
+            self._unclaim(Path(entry.path), self.spec.path / entry.name)
+        if left:
+            log.warning("claims_returned", inbox=str(self.spec.path), files=len(left),
+                        detail="claimed by this instance and not received; back in the inbox")
+        return len(left)
 
     def return_dead_claims(self) -> int:
         """Move the files that dead instances claimed back into the inbox; returns how many.
