@@ -29,8 +29,14 @@ def test_healthz_and_readyz_follow_the_broker(tmp_path, store_url, proxy):
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
         service.wait_until(lambda: httpx.get(url + "/readyz").status_code == 200, 20,
                            "ready once the publisher is connected")
-        assert httpx.get(url + "/readyz").json() == {
-            "status": "ready", "checks": {"store": "ok", "broker": "ok", "processing": "ok"}}
+        ready = httpx.get(url + "/readyz").json()
+        assert ready["status"] == "ready"
+        assert ready["checks"] == {"store": "ok", "broker": "ok", "processing": "ok",
+                                   "instance": "ok"}
+        # This instance, its heartbeat and the leases it holds (it is alone: all of them).
+        (me,) = ready["instances"]
+        assert me["id"] == ready["instance"] and me["heartbeat_age_s"] < 15
+        assert set(me["leases"]) == set(ready["leases_held"]) >= {"outbound", "tracker"}
 
         proxy.cut()
         service.wait_for_log("broker_connection_lost", 20)
