@@ -26,9 +26,6 @@ class FakeLeases:
     def take_lease(self, name: str, holder: str, ttl: float) -> bool:
         return name in self.grant
 
-    def release_leases(self, holder: str, names=None) -> None:
-        pass
-
     def instance_stopped(self, instance_id: str) -> None:
         self.stopped.append(instance_id)
 
