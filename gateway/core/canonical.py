@@ -66,7 +66,8 @@ class Parties(_Strict):
 class Source(_Strict):
     """Where a canonical document came from, for tracing back to the partner's file."""
 
-    format: Literal["edifact", "xml", "csv", "sms"]
+    format: Literal["edifact", "xml", "csv", "sms", "erp"] = Field(
+        description="What it was read from; ``erp`` for a document the ERP sent out")
     standard: str = Field(description="EANCOM, UN/EDIFACT, UBL …")
     version: str = Field(description="Directory or schema version, e.g. D96A")
     association: str | None = Field(None, description="Association assigned code, e.g. EAN008")
@@ -442,8 +443,159 @@ class Invoice(_Strict):
         return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
 
 
+ORDER_RESPONSE_SCHEMA: Final = "edigw.order-response/1"
+
+
+class OrderResponseLine(_Strict):
+    """What the supplier answers for one ordered line."""
+
+    line_number: str | None = Field(None, description="The order line it answers (LIN 1082)")
+    status: Literal["accepted", "changed", "rejected"] = Field(
+        "accepted", description="accepted as ordered, changed (quantity, date or price), or "
+        "rejected (EDIFACT LIN 1229: 5, 3, 7)")
+    gtin: str | None = Field(None, description="GS1 GTIN (8, 12, 13 or 14 digits)")
+    item_code: str | None = None
+    item_code_type: str | None = None
+    supplier_article: str | None = None
+    buyer_article: str | None = None
+    description: str | None = None
+    ordered_quantity: Amount | None = Field(None, description="Quantity ordered (QTY 21)")
+    quantity: Amount = Field(description="Quantity confirmed (QTY 113); 0 when rejected")
+    unit: str | None = Field(None, description="UN/ECE Recommendation 20 unit code")
+    unit_price: Amount | None = None
+    delivery_date: dt.date | dt.datetime | None = Field(
+        None, description="Delivery date confirmed for this line")
+    reason: str | None = Field(None, description="Why the line was changed or rejected, text")
+    reason_code: str | None = Field(None, description="The reason as a code (EDIFACT 4295 …)")
+
+
+class OrderResponse(_Strict):
+    """The supplier's answer to an order (``edigw.order-response/1``): accepted, accepted
+    with changes or rejected, line by line. EANCOM ORDRSP, UBL OrderResponse."""
+
+    schema_: Literal["edigw.order-response/1"] = Field(ORDER_RESPONSE_SCHEMA, alias="schema")
+    message_id: str = Field(description="Stable id: the same source message always gives the same id")
+    partner: str = Field(description="Partner id from the partner profile")
+    response_number: str = Field(min_length=1, description="This response's number (BGM 1004)")
+    order_number: str = Field(min_length=1, description="The order it answers (RFF+ON)")
+    order_date: dt.date | dt.datetime | None = None
+    status: Literal["accepted", "accepted-with-changes", "rejected"] = Field(
+        description="For the whole order (EANCOM BGM 1225: 29, 4, 27)")
+    issue_date: dt.date | dt.datetime | None = None
+    delivery_date: dt.date | dt.datetime | None = Field(
+        None, description="Delivery date confirmed for the whole order")
+    currency: str | None = Field(None, description="ISO 4217")
+    reason: str | None = Field(None, description="Why the order was rejected or changed")
+    parties: Parties = Field(default_factory=Parties)
+    lines: list[OrderResponseLine] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    source: Source
+
+    #: Support staff look an answer up by the order it answers.
+    business_field: ClassVar[str] = "order_number"
+
+    @property
+    def business_number(self) -> str:
+        return self.order_number
+
+    def to_json_bytes(self) -> bytes:
+        """The document as the ERP receives it: UTF-8 JSON, decimals as strings."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+
+
+DESPATCH_ADVICE_SCHEMA: Final = "edigw.despatch-advice/1"
+
+
+class DespatchLine(_Strict):
+    """One article shipped."""
+
+    line_number: str | None = None
+    gtin: str | None = Field(None, description="GS1 GTIN (8, 12, 13 or 14 digits)")
+    item_code: str | None = None
+    item_code_type: str | None = None
+    supplier_article: str | None = None
+    buyer_article: str | None = None
+    description: str | None = None
+    quantity: Amount = Field(description="Quantity despatched (QTY 12)")
+    ordered_quantity: Amount | None = Field(None, description="Quantity ordered (QTY 21)")
+    unit: str | None = Field(None, description="UN/ECE Recommendation 20 unit code")
+    order_number: str | None = Field(None, description="The order of this line, when the "
+                                     "advice covers several (RFF+ON)")
+    order_line_reference: str | None = None
+    batch: str | None = Field(None, description="Batch or lot number (PIA/GIN BX)")
+    best_before: dt.date | None = Field(None, description="Best before date (DTM 361)")
+
+
+class Package(_Strict):
+    """One package (pallet, parcel) with its SSCC and the lines packed in it."""
+
+    sscc: str | None = Field(None, description="GS1 SSCC, 18 digits (GIN+BJ)")
+    package_type: str | None = Field(None, description="Package type code (PAC 7065: 201 "
+                                     "pallet ISO 1, CT carton …)")
+    parent_sscc: str | None = Field(None, description="The SSCC of the package it is in")
+    gross_weight: Amount | None = Field(None, description="Kilograms")
+    lines: list[DespatchLine] = Field(default_factory=list)
+
+
+class Shipment(_Strict):
+    """How the goods travel."""
+
+    carrier: Party | None = Field(None, description="The carrier (NAD+CA)")
+    transport_reference: str | None = Field(None, description="Consignment or tracking "
+                                            "number (RFF+CN, TDT 8028)")
+    transport_mode: str | None = Field(None, description="UN/ECE Recommendation 19 (30 road …)")
+    vehicle_id: str | None = None
+    package_count: int | None = Field(None, ge=0, description="Number of packages (CPS/PAC)")
+    gross_weight: Amount | None = Field(None, description="Kilograms")
+
+
+class DespatchParties(_Strict):
+    buyer: Party | None = None
+    supplier: Party | None = None
+    delivery_point: Party | None = None
+    ship_from: Party | None = None
+
+
+class DespatchAdvice(_Strict):
+    """Goods sent to a client (``edigw.despatch-advice/1``): the shipment, its packages
+    with their SSCC, and the lines. EANCOM DESADV, UBL DespatchAdvice."""
+
+    schema_: Literal["edigw.despatch-advice/1"] = Field(DESPATCH_ADVICE_SCHEMA, alias="schema")
+    message_id: str = Field(description="Stable id: the same source message always gives the same id")
+    partner: str = Field(description="Partner id from the partner profile")
+    despatch_number: str = Field(min_length=1, description="Despatch advice number (BGM 1004)")
+    order_number: str | None = Field(None, description="The order shipped (RFF+ON)")
+    order_date: dt.date | dt.datetime | None = None
+    issue_date: dt.date | dt.datetime | None = None
+    despatch_date: dt.date | dt.datetime | None = Field(None, description="DTM 11")
+    delivery_date: dt.date | dt.datetime | None = Field(None, description="Estimated (DTM 17)")
+    delivery_note_number: str | None = Field(None, description="RFF+DQ")
+    parties: DespatchParties = Field(default_factory=DespatchParties)
+    shipment: Shipment = Field(default_factory=Shipment)
+    packages: list[Package] = Field(default_factory=list)
+    lines: list[DespatchLine] = Field(
+        default_factory=list, description="Lines not packed in a listed package")
+    notes: list[str] = Field(default_factory=list)
+    source: Source
+
+    business_field: ClassVar[str] = "despatch_number"
+
+    @property
+    def business_number(self) -> str:
+        return self.despatch_number
+
+    def to_json_bytes(self) -> bytes:
+        """The document as the ERP receives it: UTF-8 JSON, decimals as strings."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+
+
 CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order, "price-list": PriceList,
-                                               "invoice": Invoice}
+                                               "invoice": Invoice,
+                                               "order-response": OrderResponse,
+                                               "despatch-advice": DespatchAdvice}
+
+#: The canonical types the ERP sends out (``edi.outbound``) and the ones it receives.
+OUTBOUND_TYPES: Final = ("order-response", "despatch-advice", "invoice", "price-list")
 
 
 def document_type_of(model: BaseModel) -> str:

@@ -65,9 +65,12 @@ class MappingSet:
 
     @classmethod
     def load(cls, root: Path) -> MappingSet:
-        """Load and check every ``*.yaml`` mapping under ``root`` (recursively)."""
+        """Load and check every ``*.yaml`` mapping under ``root`` (recursively), except
+        the outbound mappings of ``root/outbound`` (``gateway.formats.render``)."""
         raws: dict[str, _Raw] = {}
         for path in sorted(Path(root).rglob("*.yaml")):
+            if "outbound" in path.relative_to(root).parts[:1]:
+                continue  # outbound mappings: gateway.formats.render
             data, lines = load_with_lines(path)
             ident = data.get("id")
             if not isinstance(ident, str) or not ident:
