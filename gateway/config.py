@@ -184,6 +184,14 @@ class OutboundSettings(StrictModel):
 
     path: Path = Path("var/outbound")
     max_attempts: int = Field(default=10, ge=1, le=1000)
+    #: A failed delivery is tried again after ``retry_initial`` seconds, doubled after each
+    #: failure up to ``retry_max``.
+    retry_initial: float = Field(default=30.0, gt=0, le=86400)
+    retry_max: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    #: Our own identity in the interchanges we send (UNB sender): a GLN with qualifier 14
+    #: by default. Required before EDIFACT is sent.
+    sender_id: str | None = Field(default=None, min_length=1, max_length=35)
+    sender_qualifier: str | None = Field(default="14", max_length=4)
 
 
 class HttpSettings(StrictModel):

@@ -11,13 +11,16 @@ on the row and retried until ``max_attempts``, then the row is FAILED for an ope
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from gateway.core.errors import EdigwError
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.records import OutboundRow
@@ -28,10 +31,33 @@ if TYPE_CHECKING:
 log = structlog.get_logger("edigw.channels.outbound")
 
 
-class Sender(Protocol):
-    """Delivers one outbound payload; returns where it went (for the timeline)."""
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a sender tells of one delivery.
 
-    def send(self, row: OutboundRow, data: bytes, partner: Partner | None) -> str:
+    ``delivered``: the partner's side confirmed it as part of the sending (a folder or SFTP
+    rename done, a positive synchronous MDN); False when a receipt is still to come (an
+    asynchronous MDN, a CONTRL) or none will (SMTP accepted it). ``remote_id`` is what that
+    later receipt names (the AS2 Message-ID, the mail's Message-ID). ``receipt`` is the
+    receipt itself as text (an MDN's disposition and MIC)."""
+
+    detail: str
+    delivered: bool = True
+    remote_id: str | None = None
+    receipt: str | None = None
+
+
+class DeliveryRefused(EdigwError):
+    """The partner refused the payload for good (a negative MDN: its disposition): the
+    delivery fails at once, without retries."""
+
+
+class Sender(Protocol):
+    """Delivers one outbound payload. Returns where it went (for the timeline) as a
+    string — delivered, as a folder write is — or a ``Delivery``; raises to be retried,
+    or ``DeliveryRefused`` to fail at once."""
+
+    def send(self, row: OutboundRow, data: bytes, partner: Partner | None) -> str | Delivery:
         ...
 
 
@@ -72,15 +98,27 @@ class FolderSender:
 
 
 class OutboundDispatcher:
-    """Delivers PENDING outbound rows through the sender of their channel."""
+    """Delivers PENDING outbound rows through the sender of their channel.
+
+    A failed attempt is tried again after a back-off (``retry_initial`` seconds, doubled
+    each time up to ``retry_max``); after ``max_attempts`` the row is FAILED (and an
+    outbound document's transmission with it), which the tracker alerts on. A partner's
+    refusal (``DeliveryRefused``, e.g. a negative MDN) fails it at once."""
 
     def __init__(self, store: Store, archive: Archive, *, senders: dict[str, Sender],
-                 partner: Callable[[str], Partner | None], max_attempts: int = 10) -> None:
+                 partner: Callable[[str], Partner | None], max_attempts: int = 10,
+                 retry_initial: float = 30.0, retry_max: float = 3600.0) -> None:
         self.store = store
         self.archive = archive
         self.senders = senders
         self.partner = partner
         self.max_attempts = max_attempts
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (1, 2 …)."""
+        return float(min(self.retry_max, self.retry_initial * 2.0 ** min(max(attempts - 1, 0), 30)))
 
     def deliver_pending(self, limit: int = 500) -> int:
         """Send every pending payload whose channel has a sender; returns how many went.
@@ -90,19 +128,35 @@ class OutboundDispatcher:
             sender = self.senders.get(row.channel)
             if sender is None:
                 continue  # a channel this process does not run (yet): left pending
-            try:
-                detail = sender.send(row, self.archive.get(row.sha256),
-                                     self.partner(row.partner_id))
-            except Exception as exc:  # recorded, retried, never fatal
-                give_up = row.attempts + 1 >= self.max_attempts
-                self.store.mark_outbound_failed(row.id, f"{type(exc).__name__}: {exc}",
-                                                give_up=give_up)
-                log.warning("outbound_failed", outbound_id=row.id, partner=row.partner_id,
-                            channel=row.channel, filename=row.filename, error=str(exc),
-                            gave_up=give_up)
-                continue
-            self.store.mark_outbound_sent(row.id, detail)
-            log.info("outbound_delivered", outbound_id=row.id, partner=row.partner_id,
-                     kind=row.kind, channel=row.channel, detail=detail)
-            delivered += 1
+            if self.deliver_one(row, sender):
+                delivered += 1
         return delivered
+
+    def deliver_one(self, row: OutboundRow, sender: Sender) -> bool:
+        """One attempt at ``row``; True when it went."""
+        try:
+            result = sender.send(row, self.archive.get(row.sha256), self.partner(row.partner_id))
+        except DeliveryRefused as exc:
+            self.store.mark_outbound_failed(row.id, f"refused by the partner: {exc}",
+                                            give_up=True)
+            log.warning("outbound_refused", outbound_id=row.id, partner=row.partner_id,
+                        channel=row.channel, filename=row.filename, error=str(exc))
+            return False
+        except Exception as exc:  # recorded, retried, never fatal
+            attempts = row.attempts + 1
+            give_up = attempts >= self.max_attempts
+            retry_at = None if give_up else \
+                dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.backoff(attempts))
+            self.store.mark_outbound_failed(row.id, f"{type(exc).__name__}: {exc}",
+                                            give_up=give_up, retry_at=retry_at)
+            log.warning("outbound_failed", outbound_id=row.id, partner=row.partner_id,
+                        channel=row.channel, filename=row.filename, error=str(exc),
+                        attempts=attempts, gave_up=give_up)
+            return False
+        delivery = result if isinstance(result, Delivery) else Delivery(detail=result)
+        self.store.mark_outbound_sent(row.id, delivery.detail, delivered=delivery.delivered,
+                                      remote_id=delivery.remote_id, receipt=delivery.receipt)
+        log.info("outbound_delivered" if delivery.delivered else "outbound_sent",
+                 outbound_id=row.id, partner=row.partner_id, kind=row.kind,
+                 channel=row.channel, detail=delivery.detail)
+        return True

@@ -151,3 +151,15 @@ class Work:
 
     outcome: Outcome
     record: Recorded | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboundDocument:
+    """A canonical document the ERP sends out, as the store records it beside its
+    rendering (status OUTBOUND: searchable by number, never published)."""
+
+    schema_version: str
+    business_number: str
+    message_id: str
+    payload: bytes  # the canonical JSON as validated
+    content_sha: str | None = None

@@ -25,6 +25,13 @@ class TransmissionStatus(StrEnum):
     PARTIAL = "PARTIAL"
     #: Nothing left in the outbox, but a document is held as a CONFLICT for an operator.
     HELD = "HELD"
+    # An outbound transmission (a document for a partner, ``direction = "out"``) goes
+    # RECEIVED (archived as the ERP sent it) -> RENDERED (its payload archived, waiting
+    # for delivery) -> SENT (handed over; a receipt is still to come) -> DELIVERED (an MDN,
+    # a positive CONTRL, an SFTP rename done), or FAILED with stage and reason.
+    RENDERED = "RENDERED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
 
 
 class DocumentStatus(StrEnum):
@@ -44,6 +51,9 @@ class DocumentStatus(StrEnum):
     #: conflict_of. Under the partner's ``on_conflict = "publish"`` it is published instead.
     CONFLICT = "CONFLICT"
     REJECTED = "REJECTED"  # a CONFLICT an operator rejected (see reason); never published
+    #: A document edigw sends to a partner (not published): its delivery is on its
+    #: outbound transmission.
+    OUTBOUND = "OUTBOUND"
 
 
 class InterchangeStatus(StrEnum):
@@ -57,8 +67,9 @@ class OutboundStatus(StrEnum):
     """A payload edigw sends to a partner (acknowledgements and other files)."""
 
     PENDING = "PENDING"
-    SENT = "SENT"
-    FAILED = "FAILED"  # attempts exhausted; an operator must look
+    SENT = "SENT"  # handed over; a receipt (async MDN, CONTRL) may still come
+    DELIVERED = "DELIVERED"  # the partner's side confirmed it
+    FAILED = "FAILED"  # attempts exhausted or refused by the partner; an operator must look
 
 
 class ErpStatus(StrEnum):

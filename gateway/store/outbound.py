@@ -1,24 +1,170 @@
-"""The outbound repository: replies and acknowledgements to send, their sending and failing."""
+"""The outbound repository: payloads edigw sends to partners — replies (CONTRL), and the
+documents the ERP sends out (``direction = "out"`` transmissions) — their rendering,
+sending, retries, receipts and failing; interchange control references per partner."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.core.ids import new_id
+from gateway.core.records import NewOutboundDocument
+from gateway.core.status import DocumentStatus, TransmissionStatus
 from gateway.store import schema as s
 from gateway.store.engine import StoreEngine, utcnow
-from gateway.store.records import OutboundRow, aware
+from gateway.store.records import OutboundRow, TransmissionRow, aware
+
+#: Where the outbound transmission goes when its outbound row does.
+_TRANSMISSION_FOR = {s.OUT_SENT: TransmissionStatus.SENT,
+                     s.OUT_DELIVERED: TransmissionStatus.DELIVERED}
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """What ``record_rendered``'s ``seal`` callback made: the archived payload."""
+
+    sha256: str
+    size: int
+    filename: str
 
 
 class OutboundRepository(StoreEngine):
-    """Outbound payloads (replies, MDNs, acknowledgements) and their delivery."""
+    """Outbound payloads (replies, MDNs, acknowledgements, documents) and their delivery."""
 
-    def pending_outbound(self, limit: int = 100) -> list[OutboundRow]:
-        o = s.outbound
+    # -- documents from the ERP ---------------------------------------------------------
+
+    def outbound_by_ref(self, channel: str, channel_ref: str) -> TransmissionRow | None:
+        """The outbound transmission recorded for this ERP message (``channel_ref``: its
+        message id): a redelivered message is answered from it, not sent twice."""
+        t = s.transmissions
+        q = (sa.select(t).where(t.c.direction == "out", t.c.channel == channel,
+                                t.c.channel_ref == channel_ref)
+             .order_by(t.c.received_at).limit(1))
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(o).where(o.c.status == s.OUT_PENDING)
-                                .order_by(o.c.created_at, o.c.id).limit(limit)).all()
+            row = conn.execute(q).first()
+        return TransmissionRow.from_row(row) if row is not None else None
+
+    def record_outbound_received(self, *, channel: str, channel_ref: str | None,
+                                 filename: str | None, size: int, sha256: str,
+                                 partner_id: str | None, detail: str,
+                                 reprocess_of: str | None = None,
+                                 requested_by: str | None = None,
+                                 request_reason: str | None = None) -> str:
+        """An outbound document whose bytes (as the ERP sent them) are archived: RECEIVED."""
+        now = utcnow()
+        tid = new_id()
+        with self._begin() as conn:
+            conn.execute(s.transmissions.insert().values(
+                id=tid, channel=channel, channel_ref=channel_ref, partner_id=partner_id,
+                filename=filename, size=size, sha256=sha256, received_at=now,
+                acknowledged_at=None, status=s.RECEIVED, updated_at=now, document_count=0,
+                direction="out", claimed_by=self.instance_id, reprocess_of=reprocess_of,
+                requested_by=requested_by, request_reason=request_reason))
+            events = [dict(transmission_id=tid, at=now, event="received", detail=detail)]
+            if reprocess_of is not None:
+                events.append(dict(transmission_id=tid, at=now, event="reprocess-of",
+                                   detail=f"resend of {reprocess_of} by {requested_by}: "
+                                          f"{request_reason}"))
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=reprocess_of, at=now, event="reprocessed",
+                    detail=f"sent again as {tid} by {requested_by}: {request_reason}"))
+            conn.execute(s.transmission_events.insert(), events)
+        return tid
+
+    def outbound_to_render(self, older_than: dt.datetime, limit: int = 100
+                           ) -> list[TransmissionRow]:
+        """Outbound transmissions still RECEIVED since before ``older_than`` (a crash
+        between receiving and rendering): rendered again by whoever delivers."""
+        t = s.transmissions
+        q = (sa.select(t).where(t.c.direction == "out", t.c.status == s.RECEIVED,
+                                t.c.received_at < older_than)
+             .order_by(t.c.received_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+
+    def record_rendered(self, tid: str, *, partner_id: str, channel: str, kind: str,
+                        document: NewOutboundDocument, mapping: str, syntax: str,
+                        uses_control_ref: bool,
+                        seal: Callable[[str | None], Sealed]) -> OutboundRow:
+        """Commit a rendered document in one transaction: the partner's next control
+        reference (when the syntax uses one), ``seal(ref)`` which archives the bytes that
+        leave, the documents row, the outbound row PENDING and the transmission RENDERED.
+        If anything fails, nothing is kept and the reference is not used: gap-free."""
+        now = utcnow()
+        with self._begin() as conn:
+            ref = self._next_control_ref(conn, partner_id, now) if uses_control_ref else None
+            sealed = seal(ref)
+            did = new_id()
+            conn.execute(s.documents.insert().values(
+                id=did, transmission_id=tid, partner_id=partner_id, doc_type=kind,
+                schema_version=document.schema_version,
+                business_number=document.business_number, interchange_ref=ref,
+                message_ref=None, message_id=document.message_id,
+                status=DocumentStatus.OUTBOUND, created_at=now, payload=document.payload,
+                content_sha=document.content_sha))
+            oid = new_id()
+            row = dict(id=oid, transmission_id=tid, partner_id=partner_id, kind=kind,
+                       channel=channel, filename=sealed.filename, sha256=sealed.sha256,
+                       size=sealed.size, status=s.OUT_PENDING, attempts=0, created_at=now,
+                       document_id=did, mapping=mapping, control_ref=ref)
+            conn.execute(s.outbound.insert().values(**row))
+            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
+                status=TransmissionStatus.RENDERED, partner_id=partner_id, format=syntax,
+                standard=mapping, document_count=1, stage=None, reason=None, updated_at=now))
+            detail = f"{kind} {document.business_number} as {mapping}, {sealed.size} bytes"
+            if ref is not None:
+                detail += f", interchange {ref}"
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=now, event="rendered", detail=detail))
+        return OutboundRow(id=oid, transmission_id=tid, partner_id=partner_id, kind=kind,
+                           channel=channel, filename=sealed.filename, sha256=sealed.sha256,
+                           size=sealed.size, status=s.OUT_PENDING, attempts=0, last_error=None,
+                           created_at=now, sent_at=None, detail=None, document_id=did,
+                           mapping=mapping, control_ref=ref)
+
+    def fail_outbound(self, tid: str, *, stage: str, reason: str) -> None:
+        """The outbound transmission failed before anything was sent (invalid JSON, unknown
+        partner, cannot be rendered): FAILED with stage and reason."""
+        now = utcnow()
+        with self._begin() as conn:
+            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
+                status=s.FAILED, stage=stage, reason=reason[:4000], updated_at=now))
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=tid, at=now, event="failed", detail=f"{stage}: {reason}"[:4000]))
+
+    def _next_control_ref(self, conn: sa.Connection, partner_id: str, now: dt.datetime) -> str:
+        c = s.control_refs
+        row = conn.execute(c.update().where(c.c.partner_id == partner_id)
+                           .values(last=c.c.last + 1, updated_at=now)
+                           .returning(c.c.last)).first()
+        if row is None:
+            conn.execute(c.insert().values(partner_id=partner_id, last=1, updated_at=now))
+            return "1"
+        return str(row.last)
+
+    def last_control_ref(self, partner_id: str) -> int:
+        """The last control reference given to ``partner_id`` (0: none yet)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(s.control_refs.c.last)
+                                 .where(s.control_refs.c.partner_id == partner_id)).scalar()
+        return int(value or 0)
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def pending_outbound(self, limit: int = 100, *, now: dt.datetime | None = None
+                         ) -> list[OutboundRow]:
+        """PENDING rows whose back-off has run out, oldest first."""
+        o = s.outbound
+        now = now or utcnow()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(o).where(
+                o.c.status == s.OUT_PENDING,
+                sa.or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now))
+                .order_by(o.c.created_at, o.c.id).limit(limit)).all()
         return [_outbound_row(r) for r in rows]
 
     def outbound_of(self, tid: str) -> list[OutboundRow]:
@@ -28,34 +174,127 @@ class OutboundRepository(StoreEngine):
                                 .order_by(o.c.created_at, o.c.id)).all()
         return [_outbound_row(r) for r in rows]
 
-    def mark_outbound_sent(self, oid: str, detail: str) -> None:
+    def get_outbound(self, oid: str) -> OutboundRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(s.outbound).where(s.outbound.c.id == oid)).first()
+        return _outbound_row(row) if row is not None else None
+
+    def mark_outbound_sent(self, oid: str, detail: str, *, delivered: bool = False,
+                           remote_id: str | None = None, receipt: str | None = None) -> None:
+        """Handed over (``SENT``), or confirmed by the partner's side at once
+        (``delivered``: DELIVERED). An outbound document's transmission follows."""
         now = utcnow()
+        status = s.OUT_DELIVERED if delivered else s.OUT_SENT
+        values: dict[str, Any] = dict(status=status, sent_at=now, detail=detail,
+                                      attempts=s.outbound.c.attempts + 1, last_error=None,
+                                      next_attempt_at=None, remote_id=remote_id,
+                                      receipt=receipt)
+        if delivered:
+            values["delivered_at"] = now
         with self._begin() as conn:
             row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid)
-                               .values(status=s.OUT_SENT, sent_at=now, detail=detail,
-                                       attempts=s.outbound.c.attempts + 1, last_error=None)
-                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind)).first()
-            if row is not None and row.transmission_id:
-                conn.execute(s.transmission_events.insert().values(
-                    transmission_id=row.transmission_id, at=now, event=f"{row.kind}-sent",
-                    detail=detail))
+                               .values(**values)
+                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind,
+                                          s.outbound.c.document_id)).first()
+            if row is None or not row.transmission_id:
+                return
+            event = f"{row.kind}-delivered" if delivered else f"{row.kind}-sent"
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=row.transmission_id, at=now, event=event[:32],
+                detail=detail + (f"; {receipt}" if receipt else "")))
+            if row.document_id is not None:
+                self._follow(conn, row.transmission_id, _TRANSMISSION_FOR[status], now)
 
-    def mark_outbound_failed(self, oid: str, error: str, *, give_up: bool = False) -> None:
+    def mark_outbound_failed(self, oid: str, error: str, *, give_up: bool = False,
+                             retry_at: dt.datetime | None = None) -> None:
+        """One attempt failed: retried from ``retry_at`` on, or (``give_up``) FAILED —
+        and an outbound document's transmission with it, stage ``deliver``."""
         now = utcnow()
-        values: dict[str, Any] = dict(attempts=s.outbound.c.attempts + 1, last_error=error[:2000])
+        values: dict[str, Any] = dict(attempts=s.outbound.c.attempts + 1,
+                                      last_error=error[:2000], next_attempt_at=retry_at)
         if give_up:
             values["status"] = s.OUT_FAILED
         with self._begin() as conn:
             row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid).values(**values)
-                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind)).first()
-            if give_up and row is not None and row.transmission_id:
+                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind,
+                                          s.outbound.c.document_id)).first()
+            if row is None or not row.transmission_id:
+                return
+            if give_up:
                 conn.execute(s.transmission_events.insert().values(
                     transmission_id=row.transmission_id, at=now,
-                    event=f"{row.kind}-failed", detail=error[:2000]))
+                    event=f"{row.kind}-failed"[:32], detail=error[:2000]))
+                if row.document_id is not None:
+                    self._fail_transmission(conn, row.transmission_id, "deliver", error, now)
+            elif row.document_id is not None:
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=row.transmission_id, at=now, event="delivery-retry",
+                    detail=f"{error[:1500]}; next attempt "
+                           f"{retry_at.isoformat(timespec='seconds') if retry_at else 'now'}"))
+
+    def record_receipt(self, oid: str, *, ok: bool, receipt: str) -> None:
+        """A receipt came for a sent payload (an asynchronous MDN, a CONTRL): positive makes
+        it DELIVERED, negative FAILED (stage ``receipt``). Either way it is on the timeline."""
+        now = utcnow()
+        o = s.outbound
+        with self._begin() as conn:
+            row = conn.execute(sa.select(o.c.transmission_id, o.c.kind, o.c.document_id,
+                                         o.c.status).where(o.c.id == oid)).first()
+            if row is None:
+                return
+            values: dict[str, Any] = dict(receipt=receipt[:4000])
+            if ok:
+                values.update(status=s.OUT_DELIVERED, delivered_at=now)
+            else:
+                values.update(status=s.OUT_FAILED, last_error=receipt[:2000])
+            conn.execute(o.update().where(o.c.id == oid).values(**values))
+            if not row.transmission_id:
+                return
+            conn.execute(s.transmission_events.insert().values(
+                transmission_id=row.transmission_id, at=now,
+                event="receipt" if ok else "receipt-negative", detail=receipt[:4000]))
+            if row.document_id is None:
+                return
+            if ok:
+                self._follow(conn, row.transmission_id, TransmissionStatus.DELIVERED, now)
+            else:
+                self._fail_transmission(conn, row.transmission_id, "receipt", receipt, now)
+
+    def outbound_by_remote_id(self, remote_id: str) -> OutboundRow | None:
+        """The payload a receipt names by its transport id (the AS2 Message-ID)."""
+        o = s.outbound
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(o).where(o.c.remote_id == remote_id)
+                               .order_by(o.c.created_at.desc()).limit(1)).first()
+        return _outbound_row(row) if row is not None else None
+
+    def outbound_by_control_ref(self, partner_id: str, control_ref: str) -> OutboundRow | None:
+        """The interchange sent to ``partner_id`` under ``control_ref`` (what a CONTRL names)."""
+        o = s.outbound
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(o).where(o.c.partner_id == partner_id,
+                                                  o.c.control_ref == control_ref)
+                               .order_by(o.c.created_at.desc()).limit(1)).first()
+        return _outbound_row(row) if row is not None else None
+
+    def _follow(self, conn: sa.Connection, tid: str, status: str, now: dt.datetime) -> None:
+        t = s.transmissions
+        # Never backwards: a late SENT after DELIVERED changes nothing.
+        order = [TransmissionStatus.RENDERED, TransmissionStatus.SENT,
+                 TransmissionStatus.DELIVERED]
+        before = order[:order.index(TransmissionStatus(status))]
+        conn.execute(t.update().where(t.c.id == tid, t.c.status.in_(before))
+                     .values(status=status, updated_at=now))
+
+    def _fail_transmission(self, conn: sa.Connection, tid: str, stage: str, reason: str,
+                           now: dt.datetime) -> None:
+        t = s.transmissions
+        conn.execute(t.update().where(t.c.id == tid).values(
+            status=s.FAILED, stage=stage, reason=reason[:4000], updated_at=now))
 
 
 def _outbound_row(r: Any) -> OutboundRow:
     data = dict(r._mapping)
-    data["created_at"] = aware(data["created_at"])
-    data["sent_at"] = aware(data["sent_at"])
+    for key in ("created_at", "sent_at", "next_attempt_at", "delivered_at"):
+        data[key] = aware(data[key])
     return OutboundRow(**data)

@@ -60,6 +60,7 @@ class TransmissionRow:
     purged_at: dt.datetime | None = None
     attempts: int = 0
     claimed_by: str | None = None  # the instance working on it while RECEIVED
+    direction: str = "in"  # "out": a document edigw sends to a partner
 
     @classmethod
     def from_row(cls, row: Any) -> TransmissionRow:
@@ -115,6 +116,13 @@ class OutboundRow:
     created_at: dt.datetime
     sent_at: dt.datetime | None
     detail: str | None
+    document_id: str | None = None
+    mapping: str | None = None
+    control_ref: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    remote_id: str | None = None
+    receipt: str | None = None
+    delivered_at: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _as_dict(self)

@@ -51,6 +51,7 @@ IC_REJECTED = InterchangeStatus.REJECTED
 OUT_PENDING = OutboundStatus.PENDING
 OUT_SENT = OutboundStatus.SENT
 OUT_FAILED = OutboundStatus.FAILED
+OUT_DELIVERED = OutboundStatus.DELIVERED
 
 transmissions = sa.Table(
     "transmissions",
@@ -85,7 +86,11 @@ transmissions = sa.Table(
     # The instance (``instances.id``) working on it while RECEIVED: the one that received
     # it, or the one that took it over from an instance found dead. NULL: nobody yet.
     sa.Column("claimed_by", sa.String(64), nullable=True),
+    # "in": received from a partner; "out": a document the ERP (or an operator) sends to a
+    # partner, rendered and delivered by edigw (RECEIVED, RENDERED, SENT, DELIVERED, FAILED).
+    sa.Column("direction", sa.String(3), nullable=False, server_default="in"),
     sa.Index("ix_transmissions_sha256", "sha256"),
+    sa.Index("ix_transmissions_direction", "direction", "received_at"),
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
     sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
@@ -196,8 +201,49 @@ outbound = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("detail", sa.Text, nullable=True),  # where it went (path, URL)
+    # A document sent out: its documents row, the outbound mapping that rendered it and the
+    # interchange control reference (UNB 0020) it carries, which a CONTRL names.
+    sa.Column("document_id", sa.String(32), nullable=True),
+    sa.Column("mapping", sa.String(64), nullable=True),
+    sa.Column("control_ref", sa.String(14), nullable=True),
+    # Retries back off: not tried again before this.
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    # What a later receipt names (the AS2 Message-ID, the mail's Message-ID), the receipt
+    # (an MDN's disposition, a CONTRL's verdict) and when the delivery was confirmed.
+    sa.Column("remote_id", sa.String(998), nullable=True),
+    sa.Column("receipt", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_outbound_status", "status", "created_at"),
     sa.Index("ix_outbound_transmission", "transmission_id"),
+    sa.Index("ix_outbound_control_ref", "partner_id", "control_ref"),
+    sa.Index("ix_outbound_remote_id", "remote_id"),
+)
+
+# The last interchange control reference given to each partner: the next is last + 1,
+# taken in the transaction that records the payload carrying it (gap-free).
+control_refs = sa.Table(
+    "control_refs",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Which version of each price list a partner was last sent, and which it holds (its
+# delivery confirmed): what "changes only" compares with.
+price_list_holdings = sa.Table(
+    "price_list_holdings",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("list_id", sa.String(128), primary_key=True),
+    sa.Column("sent_number", sa.String(128), nullable=True),
+    sa.Column("sent_sha", sa.String(64), nullable=True),  # the full list's canonical JSON
+    sa.Column("sent_transmission", sa.String(32), nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("held_number", sa.String(128), nullable=True),
+    sa.Column("held_sha", sa.String(64), nullable=True),
+    sa.Column("held_transmission", sa.String(32), nullable=True),
+    sa.Column("held_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 # The health of each channel (an SFTP server, a mailbox, an inbox folder): what operators see

@@ -226,7 +226,8 @@ class TransmissionRepository(StoreEngine):
         with ``this_instance``, only those this instance has or may take (its own, nobody's,
         a dead instance's), not the work of the other live ones."""
         t = s.transmissions
-        q = (sa.select(t).where(t.c.status == s.RECEIVED).order_by(t.c.received_at).limit(limit))
+        q = (sa.select(t).where(t.c.status == s.RECEIVED, t.c.direction == "in")
+             .order_by(t.c.received_at).limit(limit))
         if this_instance and self.instance_id is not None:
             q = q.where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == self.instance_id,
                                t.c.claimed_by.not_in(live_instances(utcnow()))))
@@ -247,7 +248,8 @@ class TransmissionRepository(StoreEngine):
             free = sa.and_(free, t.c.received_at < since)
         orphan = sa.and_(t.c.claimed_by.is_not(None),
                          t.c.claimed_by.not_in(live_instances(utcnow(), dead_after)))
-        q = (sa.select(t).where(t.c.status == s.RECEIVED, sa.or_(free, orphan))
+        q = (sa.select(t).where(t.c.status == s.RECEIVED, t.c.direction == "in",
+                                sa.or_(free, orphan))
              .order_by(t.c.received_at).limit(limit).with_for_update(skip_locked=True))
         with self._begin() as conn:
             rows = [TransmissionRow.from_row(r) for r in conn.execute(q)]
