@@ -398,12 +398,40 @@ class EdifactPolicy(StrictModel):
 
 
 class PartnerOutbound(StrictModel):
-    """Where edigw puts files for this partner (CONTRL …): a local folder, or the partner's
-    SFTP server (``[sftp] outbound_folder``)."""
+    """What edigw sends this partner and how.
 
-    channel: Literal["folder", "sftp"] = "folder"
+    - ``channel``: ``folder`` (a local folder), ``sftp`` (the partner's server, ``[sftp]
+      outbound_folder``), ``as2`` (``[as2] url``), ``email`` (``[email] documents_to``) or
+      ``sms`` (a short confirmation to its phone).
+    - ``formats``: per canonical document type, the outbound mapping (``eancom-invoic-d96a``)
+      or syntax (``ubl``, ``cii``, ``factur-x``, ``csv``, ``edifact``) it receives.
+    - ``recipient_id`` / ``recipient_qualifier``: its UNB identity in what we send
+      (default: its first ``identifiers.unb``).
+    - ``test``: the partner is in test: the test indicator is set (UNB 0035 = 1).
+    - ``contrl``: ask it for a CONTRL (UNB 0031 = 1).
+    - ``delivery_minutes``: a delivery not confirmed within this is alerted on.
+    - ``price_lists``: the price lists it subscribes to; ``price_list_mode``: ``full`` or
+      ``changes`` (only new, changed and withdrawn items since the last list delivered).
+    - ``order_responses``: ``auto`` sends an order response when the ERP accepts or rejects
+      one of its orders (``edi.acks``), within ``order_response_minutes``.
+    """
+
+    channel: Literal["folder", "sftp", "as2", "email", "sms"] = "folder"
     #: Defaults to ``<outbound.path>/<partner id>`` of the gateway settings.
     folder: Path | None = None
+    formats: dict[Literal["order-response", "despatch-advice", "invoice", "price-list"],
+                  Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=dict)
+    recipient_id: str | None = Field(default=None, min_length=1, max_length=35)
+    recipient_qualifier: str | None = Field(default=None, max_length=4)
+    test: bool = False
+    contrl: bool = False
+    delivery_minutes: int = Field(default=240, ge=1, le=60 * 24 * 30)
+    price_lists: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]] = Field(
+        default_factory=list)
+    price_list_mode: Literal["full", "changes"] = "full"
+    order_responses: Literal["off", "auto"] = "off"
+    order_response_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
 
 
 class Partner(StrictModel):
