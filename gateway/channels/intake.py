@@ -1,0 +1,361 @@
+"""Documents the ERP sends out: received durably first, then checked, rendered and recorded
+for delivery — the inbound rule, reversed.
+
+Whoever hands edigw a canonical document for a partner (the ``edigw.outbound`` queue,
+``edigw send``, ``POST /api/outbound``, an automatic order response) calls
+``OutboundIntake.accept`` with its bytes:
+
+1. **Receive** — the bytes are archived (fsync'd) and an outbound transmission
+   (``direction = "out"``) is committed RECEIVED. Only then may the caller acknowledge its
+   source (the broker message). The same ERP message id received again answers from the
+   first transmission: nothing is sent twice.
+2. **Check** — JSON, the canonical model of its ``schema`` (``edigw.invoice/1`` …), the
+   partner (known, enabled), the outbound mapping (``--format``, else the profile's
+   ``[outbound] formats``). A failure makes the transmission FAILED with its stage
+   (``parse``, ``validate``, ``partner``, ``mapping``, ``render``) and reason; nothing is sent.
+3. **Render** — the mapping renders and validates the body (EDIFACT against its
+   directory, XML against its XSD) before any control reference is taken.
+4. **Record** — in one transaction: the partner's next interchange control reference,
+   the sealed bytes archived, the document (status OUTBOUND, searchable by number), the
+   outbound row PENDING and the transmission RENDERED. The dispatcher
+   (``channels/outbound.OutboundDispatcher``) delivers it and follows its receipts.
+
+A crash between 1 and 4 leaves the transmission RECEIVED: ``resume`` renders it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from pydantic import ValidationError
+
+from gateway.core.canonical import CANONICAL_MODELS, OUTBOUND_TYPES, content_digest
+from gateway.core.errors import EdigwError
+from gateway.core.ids import message_id as make_message_id
+from gateway.core.records import NewOutboundDocument
+from gateway.formats.render import (
+    OutboundMapping,
+    OutboundMappings,
+    RenderContext,
+    RenderError,
+)
+from gateway.store.archive import Archive
+from gateway.store.db import Store
+from gateway.store.outbound import Sealed
+from gateway.store.records import OutboundRow, TransmissionRow
+
+if TYPE_CHECKING:
+    from gateway.config import Partner
+
+log = structlog.get_logger("edigw.channels.intake")
+
+#: The largest document accepted from the ERP (bytes of canonical JSON).
+MAX_DOCUMENT = 512 * 1024 * 1024
+
+#: ``schema`` value -> canonical type name, for the types the ERP may send out.
+SCHEMA_TYPES = {CANONICAL_MODELS[t].model_fields["schema_"].default: t for t in OUTBOUND_TYPES}
+
+#: An outbound transmission still RECEIVED after this long was interrupted: ``resume``.
+RESUME_AFTER = dt.timedelta(seconds=60)
+
+
+class OutboundRefused(EdigwError):
+    """A document that cannot go out: ``stage`` (parse, validate, partner, mapping, render)
+    and ``reason``."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        self.stage = stage
+        self.reason = reason
+        super().__init__(f"{stage}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResult:
+    """What became of one document handed to edigw."""
+
+    transmission_id: str | None  # None for a dry run
+    status: str  # RENDERED (or later), FAILED
+    partner_id: str | None
+    doc_type: str | None
+    number: str | None = None
+    mapping: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+    outbound: OutboundRow | None = None
+    #: True when the same ERP message was received before: this is its first result.
+    repeat: bool = False
+    #: The rendered bytes, for a dry run.
+    rendered: bytes | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAILED"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"transmission_id": self.transmission_id, "status": self.status,
+               "partner": self.partner_id, "doc_type": self.doc_type, "number": self.number,
+               "mapping": self.mapping, "stage": self.stage, "reason": self.reason,
+               "repeat": self.repeat}
+        if self.outbound is not None:
+            out["outbound_id"] = self.outbound.id
+            out["filename"] = self.outbound.filename
+            out["control_ref"] = self.outbound.control_ref
+        return out
+
+
+@dataclass(slots=True)
+class _Checked:
+    doc_type: str
+    document: dict[str, Any]  # canonical JSON, as validated (partner, message_id filled)
+    payload: bytes
+    number: str
+    partner: Partner
+    mapping: OutboundMapping
+
+
+@dataclass
+class OutboundIntake:
+    """Receives, checks, renders and records documents for partners."""
+
+    store: Store
+    archive: Archive
+    partners: Callable[[str], Partner | None]
+    mappings: OutboundMappings
+    #: Our UNB identity (``[outbound] sender_id`` / ``sender_qualifier``).
+    sender_id: str | None = None
+    sender_qualifier: str | None = "14"
+    #: Called after a document was recorded for delivery (wakes the dispatcher).
+    on_rendered: Callable[[], None] | None = None
+    max_size: int = MAX_DOCUMENT
+    _clock: Callable[[], dt.datetime] = field(
+        default=lambda: dt.datetime.now(dt.UTC), repr=False)
+
+    # -- the way in ---------------------------------------------------------------------
+
+    def accept(self, data: bytes, *, origin: str, ref: str | None = None,
+               partner: str | None = None, doc_type: str | None = None,
+               fmt: str | None = None, filename: str | None = None,
+               reprocess_of: str | None = None, requested_by: str | None = None,
+               request_reason: str | None = None) -> OutboundResult:
+        """Receive one document (``origin``: erp, cli, api, ack …; ``ref``: its id at the
+        source, e.g. the broker message id). Never raises for the document's faults: they
+        are a FAILED result (and transmission). Raises StoreError when the store or the
+        archive cannot record it: then nothing was received and the source must keep it."""
+        if ref is not None and reprocess_of is None:
+            seen = self.store.outbound_by_ref(origin, ref)
+            if seen is not None:
+                return self._result_of(seen, repeat=True)
+        sha = self.archive.put(data)
+        detail = f"{len(data)} bytes from {origin}" + (f" ({ref})" if ref else "")
+        tid = self.store.record_outbound_received(
+            channel=origin, channel_ref=ref, filename=filename, size=len(data), sha256=sha,
+            partner_id=partner if partner and self.partners(partner) else None,
+            detail=detail, reprocess_of=reprocess_of, requested_by=requested_by,
+            request_reason=request_reason)
+        return self._process(tid, data, partner=partner, doc_type=doc_type, fmt=fmt)
+
+    def dry_run(self, data: bytes, *, partner: str | None, doc_type: str | None = None,
+                fmt: str | None = None) -> OutboundResult:
+        """Check and render without recording or sending anything (``edigw send
+        --dry-run``): the bytes that would leave, sealed with the partner's next control
+        reference (not taken)."""
+        try:
+            checked = self._check(data, partner=partner, doc_type=doc_type, fmt=fmt)
+            body = checked.mapping.render(checked.document, self._context(checked.partner))
+            ref = str(self.store.last_control_ref(checked.partner.id) + 1)
+            rendered = body.seal(ref if checked.mapping.uses_control_ref else "")
+        except OutboundRefused as exc:
+            return OutboundResult(None, "FAILED", partner, doc_type, stage=exc.stage,
+                                  reason=exc.reason)
+        except RenderError as exc:
+            return OutboundResult(None, "FAILED", partner, doc_type, stage="render",
+                                  reason=str(exc))
+        return OutboundResult(None, "RENDERED", checked.partner.id, checked.doc_type,
+                              number=checked.number, mapping=checked.mapping.id,
+                              rendered=rendered)
+
+    def resume(self) -> int:
+        """Render the outbound transmissions a crash left RECEIVED; returns how many."""
+        done = 0
+        for row in self.store.outbound_to_render(self._clock() - RESUME_AFTER):
+            try:
+                data = self.archive.get(row.sha256)
+            except Exception as exc:  # purged or unreadable: fail it rather than loop
+                self.store.fail_outbound(row.id, stage="receive",
+                                         reason=f"archived payload unreadable: {exc}")
+                continue
+            self._process(row.id, data, partner=row.partner_id, doc_type=None, fmt=None)
+            done += 1
+        return done
+
+    def resend(self, tid: str, *, by: str, reason: str) -> OutboundResult:
+        """Send an outbound transmission again (reprocess): its archived document is
+        received anew under a new transmission, rendered with a new control reference
+        and delivered; both timelines say so."""
+        row = self.store.get_transmission(tid)
+        if row is None or row.direction != "out":
+            raise OutboundRefused("reprocess", f"{tid} is not an outbound transmission")
+        data = self.archive.get(row.sha256)
+        fmt = None
+        outs = self.store.outbound_of(tid)
+        if outs and outs[-1].mapping:
+            fmt = outs[-1].mapping
+        return self.accept(data, origin=row.channel, ref=row.channel_ref,
+                           partner=row.partner_id, fmt=fmt, filename=row.filename,
+                           reprocess_of=tid, requested_by=by, request_reason=reason)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _process(self, tid: str, data: bytes, *, partner: str | None, doc_type: str | None,
+                 fmt: str | None) -> OutboundResult:
+        try:
+            checked = self._check(data, partner=partner, doc_type=doc_type, fmt=fmt)
+            ctx = self._context(checked.partner)
+            body = checked.mapping.render(checked.document, ctx)
+        except OutboundRefused as exc:
+            return self._fail(tid, partner, doc_type, exc.stage, exc.reason)
+        except RenderError as exc:
+            return self._fail(tid, partner, doc_type, "render", str(exc))
+        except Exception as exc:  # a renderer's bug must not lose the document either
+            log.exception("outbound_render_crashed", transmission_id=tid)
+            return self._fail(tid, partner, doc_type, "render",
+                              f"{type(exc).__name__}: {exc}")
+        mapping = checked.mapping
+        stem = f"{checked.doc_type}-{_safe(checked.number)}-{tid[-8:]}"
+
+        def seal(control_ref: str | None) -> Sealed:
+            out = body.seal(control_ref or "")
+            sha = self.archive.put(out)
+            name = stem + (f"-{control_ref}" if control_ref else "") + mapping.suffix
+            return Sealed(sha256=sha, size=len(out), filename=name)
+
+        document = NewOutboundDocument(
+            schema_version=checked.document["schema"], business_number=checked.number,
+            message_id=checked.document["message_id"], payload=checked.payload,
+            content_sha=content_digest(checked.payload))
+        row = self.store.record_rendered(
+            tid, partner_id=checked.partner.id, channel=checked.partner.outbound.channel,
+            kind=checked.doc_type, document=document, mapping=mapping.id,
+            syntax=mapping.syntax, uses_control_ref=mapping.uses_control_ref, seal=seal)
+        log.info("outbound_rendered", transmission_id=tid, partner=checked.partner.id,
+                 doc_type=checked.doc_type, number=checked.number, mapping=mapping.id,
+                 control_ref=row.control_ref, size=row.size)
+        if self.on_rendered is not None:
+            self.on_rendered()
+        return OutboundResult(tid, "RENDERED", checked.partner.id, checked.doc_type,
+                              number=checked.number, mapping=mapping.id, outbound=row)
+
+    def _fail(self, tid: str, partner: str | None, doc_type: str | None, stage: str,
+              reason: str) -> OutboundResult:
+        self.store.fail_outbound(tid, stage=stage, reason=reason)
+        log.warning("outbound_refused", transmission_id=tid, partner=partner, stage=stage,
+                    reason=reason)
+        return OutboundResult(tid, "FAILED", partner, doc_type, stage=stage, reason=reason)
+
+    def _check(self, data: bytes, *, partner: str | None, doc_type: str | None,
+               fmt: str | None) -> _Checked:
+        if len(data) > self.max_size:
+            raise OutboundRefused("parse", f"{len(data)} bytes is more than the "
+                                           f"{self.max_size} a document may have")
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise OutboundRefused("parse", f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise OutboundRefused("parse", "not a JSON object")
+        schema = raw.get("schema")
+        kind = SCHEMA_TYPES.get(schema) if isinstance(schema, str) else None
+        if kind is None and schema is None and doc_type in OUTBOUND_TYPES:
+            kind = doc_type
+            raw["schema"] = CANONICAL_MODELS[kind].model_fields["schema_"].default
+        if kind is None:
+            raise OutboundRefused(
+                "validate", f"'schema' must be one of {', '.join(sorted(SCHEMA_TYPES))}, "
+                            f"not {schema!r}")
+        if doc_type is not None and doc_type != kind:
+            raise OutboundRefused("validate", f"the document is {kind}, not {doc_type} "
+                                              "as its routing key says")
+        named = raw.get("partner")
+        pid = partner or (named if isinstance(named, str) else None)
+        if not pid:
+            raise OutboundRefused("partner", "no partner: give one (routing key "
+                                             "<doctype>.<partner>, --partner, or 'partner')")
+        if partner and isinstance(named, str) and named and named != partner:
+            raise OutboundRefused("partner", f"the document names partner {named!r} but was "
+                                             f"sent for {partner!r}")
+        profile = self.partners(pid)
+        if profile is None:
+            raise OutboundRefused("partner", f"unknown partner {pid!r}")
+        if not profile.enabled:
+            raise OutboundRefused("partner", f"partner {pid!r} is disabled")
+        raw["partner"] = pid
+        raw.setdefault("source", {"format": "erp", "standard": "edigw", "version": "1",
+                                  "mapping": "erp"})
+        model = CANONICAL_MODELS[kind]
+        number_field: str = getattr(model, "business_field")  # noqa: B009  (a ClassVar)
+        number = raw.get(number_field)
+        # Stable: the same bytes for the same partner give the same id; a corrected
+        # document under the same number another.
+        raw.setdefault("message_id", make_message_id(
+            pid, kind, "erp", str(number), hashlib.sha256(data).hexdigest()))
+        try:
+            doc = model.model_validate(raw)
+        except ValidationError as exc:
+            raise OutboundRefused("validate", _validation_reason(kind, exc)) from None
+        payload: bytes = doc.to_json_bytes()  # type: ignore[attr-defined]
+        document = json.loads(payload)
+        mapping = self._mapping(profile, kind, fmt)
+        if mapping.uses_control_ref and not self.sender_id:
+            raise OutboundRefused("mapping", f"{mapping.id} needs our UNB identity: set "
+                                             "[outbound] sender_id in gateway.toml")
+        return _Checked(kind, document, payload, str(doc.business_number),  # type: ignore[attr-defined]
+                        profile, mapping)
+
+    def _mapping(self, partner: Partner, kind: str, fmt: str | None) -> OutboundMapping:
+        chosen = fmt or partner.outbound.formats.get(kind)  # type: ignore[call-overload]
+        if not chosen:
+            raise OutboundRefused("mapping", f"partner {partner.id}'s profile names no format "
+                                             f"for {kind} ([outbound] formats) and none "
+                                             "was given")
+        try:
+            return self.mappings.choose(kind, chosen)
+        except RenderError as exc:
+            raise OutboundRefused("mapping", exc.reason) from None
+
+    def _context(self, partner: Partner) -> RenderContext:
+        out = partner.outbound
+        recipient, qualifier = out.recipient_id, out.recipient_qualifier
+        if recipient is None and partner.identifiers.unb:
+            first = partner.identifiers.unb[0]
+            recipient, qualifier = first.id, qualifier or first.qualifier
+        return RenderContext(
+            partner_id=partner.id, sender_id=self.sender_id or "",
+            sender_qualifier=self.sender_qualifier, recipient_id=recipient or partner.id,
+            recipient_qualifier=qualifier, test=out.test, ack_requested=out.contrl,
+            now=self._clock())
+
+    def _result_of(self, row: TransmissionRow, *, repeat: bool) -> OutboundResult:
+        outs = self.store.outbound_of(row.id)
+        return OutboundResult(row.id, row.status, row.partner_id, outs[-1].kind if outs else None,
+                              mapping=row.standard, stage=row.stage, reason=row.reason,
+                              outbound=outs[-1] if outs else None, repeat=repeat)
+
+
+def _validation_reason(kind: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return f"not a valid {kind}: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _safe(number: str) -> str:
+    kept = "".join(c if c.isalnum() or c in "-_" else "_" for c in number)
+    return kept[:40] or "document"
