@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 #: Top-level folder -> the file patterns shipped from it.
-SHIPPED = {"mappings": ("*.yaml",), "schemas": ("*",)}
+SHIPPED = {"mappings": ("*.yaml", "*.j2"), "schemas": ("*",)}
 
 
 class BuildPyShipped(build_py):

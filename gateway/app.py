@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import structlog
 
 from gateway.bus import BusSettings, OutboxPublisher, check_broker
 from gateway.channels.email.mailer import Mailer
+from gateway.channels.intake import OutboundIntake
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.registry import CHANNELS
@@ -35,6 +37,7 @@ from gateway.core.urls import mask_url
 from gateway.formats.edifact.parallel import Workers
 from gateway.formats.mapping import MappingSet
 from gateway.formats.registry import default_readers
+from gateway.formats.render import OutboundMappings
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
@@ -79,6 +82,10 @@ class Gateway:
         if pipeline is not None:
             self.pipeline = pipeline
         self.outbound: OutboundDispatcher | None = None
+        #: Documents for partners (``edi.outbound``, ``edigw send``, ``POST /api/outbound``).
+        self.intake: OutboundIntake | None = None
+        #: Set when a document was rendered: the delivery loop goes at once.
+        self._outbound_wake = threading.Event()
         self.publisher: OutboxPublisher | None = None
         #: The gateway's outgoing mail (``[smtp]``): partners' replies and operators' alerts.
         self.mailer: Mailer | None = None
@@ -106,7 +113,14 @@ class Gateway:
         senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path),
                                       "sftp": SftpSender()}
         gw.outbound = OutboundDispatcher(store, archive, senders=senders, partner=partners.get,
-                                         max_attempts=settings.outbound.max_attempts)
+                                         max_attempts=settings.outbound.max_attempts,
+                                         retry_initial=settings.outbound.retry_initial,
+                                         retry_max=settings.outbound.retry_max)
+        gw.intake = OutboundIntake(store=store, archive=archive, partners=partners.get,
+                                   mappings=OutboundMappings.load(Path(settings.mappings)),
+                                   sender_id=settings.outbound.sender_id,
+                                   sender_qualifier=settings.outbound.sender_qualifier,
+                                   on_rendered=gw._outbound_wake.set)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=default_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
@@ -145,6 +159,30 @@ class Gateway:
             self.outbound.deliver_pending()
         except Exception:  # a store outage: the rows stay PENDING for the next round
             log.exception("outbound_delivery_failed")
+
+    #: Seconds between two looks at what waits for delivery (sooner when woken), and
+    #: between two looks for outbound documents a crash left unrendered.
+    OUTBOUND_EVERY = 2.0
+    RESUME_OUTBOUND_EVERY = 30.0
+
+    async def _outbound_loop(self, stop: asyncio.Event) -> None:
+        """Deliver what waits for partners (retries when their back-off ends), render what
+        a crash left RECEIVED; on the instance holding the ``outbound`` lease."""
+        last_resume = 0.0
+        while not stop.is_set():
+            await asyncio.to_thread(self._outbound_wake.wait, self.OUTBOUND_EVERY)
+            self._outbound_wake.clear()
+            if stop.is_set():
+                break
+            await asyncio.to_thread(self.deliver_outbound)
+            if (self.intake is not None and time.monotonic() - last_resume
+                    > self.RESUME_OUTBOUND_EVERY and (self.leases is None
+                                                      or self.leases.holds("outbound"))):
+                last_resume = time.monotonic()
+                try:
+                    await asyncio.to_thread(self.intake.resume)
+                except Exception:  # a store outage: next round
+                    log.exception("outbound_resume_failed")
 
     def _wake_publisher(self) -> None:
         self.last_progress = time.monotonic()  # documents were committed: processing moves
@@ -251,7 +289,7 @@ class Gateway:
         tasks += self._http_tasks(stop)
         tasks += self._tracker_tasks(stop)
         keeper.want("outbound")
-        tasks.append(every("outbound", self.deliver_outbound, 30.0))
+        tasks.append(task("outbound", self._outbound_loop))
         self.partner_watch = PartnerFolderWatch(self.partners, self.settings.partners)
         tasks.append(every("partners", self.partner_watch.check, self.PARTNERS_EVERY))
         if self.http is not None:
