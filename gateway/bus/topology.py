@@ -6,6 +6,19 @@
     exchange  <settings.dead_letter_exchange>  fanout, durable
       └─ queue <settings.dead_letter_queue> (queue_type)
 
+Documents the ERP sends to partners come the other way (:class:`OutboundNames`)::
+
+    exchange  edi.outbound           topic, durable; routing key <doctype>.<partner>
+      └─ queue edigw.outbound        quorum, bound with ``#``, dead-lettering to
+                                     edi.outbound.dead (a delivery limit, a rejection)
+    exchange  edi.outbound.dead      fanout, durable
+      └─ queue edigw.outbound.dead   quorum: what edigw refused, with its reason in the
+                                     ``x-edigw-*`` headers (:mod:`gateway.bus.outbound`)
+
+The outbound queues are quorum whatever ``[broker] queue_type`` says: they are new, so no
+classic queue of that name exists to clash with, and a document for a partner must survive
+the loss of a node as much as an order does.
+
 ``[broker] queue_type`` is ``quorum`` (the default, what edigw has always declared: the
 queue is replicated on every node of a cluster and survives the loss of a minority of them)
 or ``classic``. Both are declared durable, not exclusive and not auto-delete, as quorum
@@ -17,6 +30,7 @@ another type (or other arguments) fails with PRECONDITION_FAILED, and the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pika.exceptions as px
@@ -53,12 +67,42 @@ def precondition_hint(queue: str, queue_type: str, broker_text: str) -> str:
             f"(after moving its messages away) or make the settings match it")
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundNames:
+    """Where the ERP hands edigw documents for partners, and where refused ones go."""
+
+    exchange: str = "edi.outbound"
+    queue: str = "edigw.outbound"
+    dead_exchange: str = "edi.outbound.dead"
+    dead_queue: str = "edigw.outbound.dead"
+
+
+#: The names edigw declares by default.
+OUTBOUND = OutboundNames()
+
+
+def declare_outbound(channel: Any, names: OutboundNames = OUTBOUND) -> None:
+    """Declare the outbound exchange and queue and their dead letters on a pika channel
+    (idempotent): both exchanges durable, both queues quorum, durable, bound with ``#``."""
+    channel.exchange_declare(names.exchange, exchange_type="topic", durable=True)
+    channel.exchange_declare(names.dead_exchange, exchange_type="fanout", durable=True)
+    channel.queue_declare(names.dead_queue, durable=True, exclusive=False, auto_delete=False,
+                          arguments=type_arguments("quorum"))
+    channel.queue_bind(names.dead_queue, names.dead_exchange)
+    channel.queue_declare(names.queue, durable=True, exclusive=False, auto_delete=False,
+                          arguments={**type_arguments("quorum"),
+                                     "x-dead-letter-exchange": names.dead_exchange})
+    channel.queue_bind(names.queue, names.exchange, routing_key="#")
+
+
 def declare_topology(settings: BusSettings, *, timeout: float = 10.0,
-                     url: str | Sequence[str] | None = None) -> None:
+                     url: str | Sequence[str] | None = None,
+                     outbound: OutboundNames | None = OUTBOUND) -> None:
     """Declare exchanges, queues and bindings; raises BrokerError when the broker refuses.
 
     ``url``: the node (or nodes, tried in order) to declare on; the settings' nodes by
-    default. On a cluster one node is enough: the others see the same topology."""
+    default. On a cluster one node is enough: the others see the same topology.
+    ``outbound``: the outbound exchange and queues too (None: not them)."""
     connection, node = connect_any(url if url is not None else settings.urls, timeout=timeout)
     step = "opening a channel"
     queue = ""
@@ -82,12 +126,17 @@ def declare_topology(settings: BusSettings, *, timeout: float = 10.0,
             for key in keys:
                 step = f"binding queue {name!r} to {settings.exchange!r} with {key!r}"
                 channel.queue_bind(name, settings.exchange, routing_key=key)
+        if outbound is not None:
+            queue = outbound.queue
+            step = f"declaring the outbound exchange and queues ({outbound.exchange!r})"
+            declare_outbound(channel, outbound)
     except (px.AMQPError, OSError) as exc:
         error = broker_error(exc, node, doing=f"{step} on")
         if isinstance(exc, px.ChannelClosedByBroker) and exc.reply_code == 406 and queue:
+            kind = "quorum" if outbound is not None and queue == outbound.queue \
+                else settings.queue_type
             raise BrokerError(f"{error}: "
-                              f"{precondition_hint(queue, settings.queue_type, exc.reply_text)}"
-                              ) from exc
+                              f"{precondition_hint(queue, kind, exc.reply_text)}") from exc
         raise error from exc
     finally:
         if connection.is_open:
