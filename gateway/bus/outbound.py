@@ -272,9 +272,9 @@ class OutboundConsumer:
         message_id = getattr(d.properties, "message_id", None) or None
         try:
             outcome = self._accept(d.body, d.routing_key, message_id, headers)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:  # the store or the archive's disk
             raise _Returned(f"not recorded: {exc}") from exc
-        except Exception as exc:  # the archive's disk, a bug: never lose the message
+        except Exception as exc:  # a bug: logged with its traceback; never lose the message
             self._log.exception("outbound_accept_crashed", routing_key=d.routing_key,
                                 message_id=message_id, error=str(exc))
             raise _Returned(f"not recorded: {type(exc).__name__}: {exc}") from exc
