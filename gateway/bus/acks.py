@@ -32,7 +32,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
@@ -49,7 +49,16 @@ from gateway.core.errors import StoreError
 from gateway.core.status import ErpStatus
 from gateway.core.supervise import Backoff, supervised_thread
 from gateway.store.db import Store
-from gateway.store.erp import INVALID, UNKNOWN, AckOutcome, ErpAck, ErpAcks, InvalidAck
+from gateway.store.erp import (
+    APPLIED,
+    INVALID,
+    REPEAT,
+    UNKNOWN,
+    AckOutcome,
+    ErpAck,
+    ErpAcks,
+    InvalidAck,
+)
 
 CONTENT_TYPE = "application/json"
 PREFETCH = 100
@@ -178,6 +187,12 @@ class AckConsumerHealth:
     store_outage_since: dt.datetime | None
 
 
+#: ``on_order_answered(document_id, erp_status, reason, details)``: ``details`` is the
+#: acknowledgement's JSON object (line details of an order, when the ERP sends them).
+#: Raising StoreError leaves the acknowledgement on the broker (it comes again).
+OnAnswered = Callable[[str, str, "str | None", dict[str, Any]], object]
+
+
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     tag: int
@@ -190,8 +205,12 @@ class AckConsumer:
     def __init__(self, store: Store, broker_url: str | Sequence[str], names: AckNames, *,
                  prefetch: int = PREFETCH, retry_initial: float = 0.5, retry_max: float = 30.0,
                  declare: bool = True, heartbeat: int | None = None,
-                 queue_type: str = "quorum") -> None:
+                 queue_type: str = "quorum",
+                 on_order_answered: OnAnswered | None = None) -> None:
         self._acks = ErpAcks(store)
+        #: Told of every document the ERP accepted or rejected (a repeat too: the callee
+        #: does nothing twice), after the commit and before the broker's ack.
+        self._on_answered = on_order_answered
         self._nodes = Rotation(broker_url)
         self._queue_type = queue_type
         self._names = names
@@ -315,10 +334,33 @@ class AckConsumer:
         outcomes = self._record(connection, items)
         if outcomes is None:  # stopping during a store outage: the broker keeps them
             return
+        if self._on_answered is not None:
+            self._answered(batch, outcomes)
         channel.basic_ack(batch[-1].tag, multiple=True)
         self._last_success = clock.now()
         for outcome in outcomes:
             self._count(outcome)
+
+    def _answered(self, batch: list[_Delivery], outcomes: list[AckOutcome]) -> None:
+        """Tell ``on_order_answered`` of each document the ERP accepted or rejected. A
+        StoreError goes up: the connection closes and the batch is redelivered."""
+        assert self._on_answered is not None
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            if outcome.result not in (APPLIED, REPEAT) or not outcome.document_ids:
+                continue
+            try:
+                details = json.loads(delivery.body)
+            except ValueError:
+                details = {}
+            for document_id in outcome.document_ids:
+                try:
+                    self._on_answered(document_id, outcome.status, outcome.reason,
+                                      details if isinstance(details, dict) else {})
+                except StoreError:
+                    raise
+                except Exception as exc:  # a bug there must not hold up the acknowledgements
+                    self._log.exception("erp_ack_answer_failed", document_id=document_id,
+                                        error=f"{type(exc).__name__}: {exc}")
 
     def _record(self, connection: Any, items: list[tuple[ErpAck | InvalidAck, bytes]]
                 ) -> list[AckOutcome] | None:
