@@ -1,0 +1,153 @@
+"""``edigw send``: hand a canonical document (the ERP's JSON) to a partner from the command
+line: checked, rendered, recorded and delivered once right away, or (``--dry-run``) only
+rendered and shown."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gateway.cli.common import CliContext, fail, open_gateway, setup_logs
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.channels.intake import OutboundResult
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--partner", help="The partner it is for (its profile says channel and format).")
+@click.option("--format", "fmt", metavar="F",
+              help="An outbound mapping id, or a syntax: ubl, cii, factur-x, csv, edifact "
+                   "(default: the partner's profile).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the rendered bytes on stdout; record and send nothing.")
+@click.option("--price-list", "price_list", metavar="NAME",
+              help="A price list partners subscribe to: send it to each subscriber.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def send(obj: CliContext, file: str, partner: str | None, fmt: str | None, dry_run: bool,
+         price_list: str | None, as_json: bool) -> None:
+    """Send FILE (a canonical JSON document: invoice, order response, despatch advice,
+    price list) to a partner. Exit status 1 when it was refused or its delivery failed."""
+    setup_logs(obj.settings, "warning")
+    path = Path(file)
+    data = path.read_bytes()
+    if not partner and not price_list:
+        fail("give --partner (or --price-list for a price list's subscribers)")
+    if partner and price_list and not dry_run:
+        fail("give --partner or --price-list, not both (a dry run takes both: the list "
+             "as that partner receives it)")
+    gw = open_gateway(obj)
+    try:
+        if gw.intake is None:
+            fail("this gateway has no outbound intake", 1)
+        if dry_run:
+            sys.exit(_dry_run(gw, data, partner, price_list, fmt, as_json))
+        if price_list:
+            results = _distribute(gw, data, price_list, path.name)
+        else:
+            results = [gw.intake.accept(data, origin="cli", ref=None, partner=partner,
+                                        fmt=fmt, filename=path.name)]
+        if any(not r.failed for r in results) and gw.outbound is not None:
+            gw.outbound.deliver_pending()
+        reports = [_after_delivery(gw, r) for r in results]
+    finally:
+        gw.close()
+    if as_json:
+        click.echo(json.dumps(reports if price_list else reports[0], indent=2))
+    else:
+        for report in reports:
+            _print(report)
+    sys.exit(1 if any(r["status"] == "FAILED" for r in reports) else 0)
+
+
+def _dry_run(gw: Gateway, data: bytes, partner: str | None, price_list: str | None,
+             fmt: str | None, as_json: bool) -> int:
+    assert gw.intake is not None
+    if partner is None:
+        subscribers = sorted(p.id for p in gw.partners
+                             if price_list in p.outbound.price_lists)
+        if not subscribers:
+            click.echo(f"edigw: partner: no partner subscribes to price list {price_list!r}",
+                       err=True)
+            return 1
+        partner = subscribers[0]
+        click.echo(f"edigw: dry run for {partner}, the first of {len(subscribers)} "
+                   f"subscriber(s) of {price_list!r}", err=True)
+    result = gw.intake.dry_run(data, partner=partner, fmt=fmt)
+    if result.failed:
+        click.echo(f"edigw: {result.stage}: {result.reason}", err=True)
+        if as_json:
+            click.echo(json.dumps(result.as_dict(), indent=2))
+        return 1
+    rendered = result.rendered or b""
+    if as_json:
+        out: dict[str, Any] = result.as_dict()
+        try:
+            out["rendered"] = rendered.decode("utf-8")
+        except UnicodeDecodeError:
+            out["rendered_base64"] = base64.b64encode(rendered).decode("ascii")
+        click.echo(json.dumps(out, indent=2))
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(rendered)  # bytes as they are (a PDF too)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def _distribute(gw: Gateway, data: bytes, price_list: str, filename: str
+                ) -> list[OutboundResult]:
+    from gateway.channels.intake_routes import distributor_of
+
+    distribute = distributor_of(gw)
+    if distribute is None:
+        fail("price lists are not distributed by this gateway (no price-list distributor)", 1)
+    results = distribute(data, list_id=price_list, origin="cli", ref=None)
+    if not results:
+        fail(f"no partner subscribes to price list {price_list!r}", 1)
+    return results
+
+
+def _after_delivery(gw: Gateway, result: OutboundResult) -> dict[str, Any]:
+    """The result, with its transmission's status and its outbound row as they are now."""
+    report = result.as_dict()
+    if result.transmission_id is None:
+        return report
+    row = gw.store.get_transmission(result.transmission_id)
+    if row is not None:
+        report.update(status=row.status, stage=row.stage, reason=row.reason)
+    outs = gw.store.outbound_of(result.transmission_id)
+    if outs:
+        out = outs[-1]
+        report.update(outbound_id=out.id, filename=out.filename, control_ref=out.control_ref,
+                      channel=out.channel, delivery=out.status, detail=out.detail,
+                      last_error=out.last_error)
+    return report
+
+
+def _print(report: dict[str, Any]) -> None:
+    head = (f"{report['transmission_id']}  {report['status']}  {report.get('doc_type') or '?'}"
+            f" {report.get('number') or ''} for {report.get('partner') or '?'}")
+    click.echo(" ".join(head.split()))
+    if report["status"] == "FAILED":
+        click.echo(f"  {report.get('stage')}: {report.get('reason')}")
+        click.echo(f"edigw: {report.get('stage')}: {report.get('reason')}", err=True)
+        return
+    if report.get("repeat"):
+        click.echo("  received before: nothing sent again")
+    if report.get("control_ref"):
+        click.echo(f"  control ref {report['control_ref']}, mapping {report.get('mapping')}")
+    if report.get("delivery") in ("SENT", "DELIVERED"):
+        click.echo(f"  {report['delivery'].lower()} by {report.get('channel')}: "
+                   f"{report.get('detail')}")
+    elif report.get("last_error"):
+        click.echo(f"  not delivered yet ({report.get('channel')}): {report['last_error']}; "
+                   "retried by edigw serve")
+    else:
+        click.echo(f"  waiting for delivery by {report.get('channel')} (edigw serve)")
