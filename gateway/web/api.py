@@ -3,7 +3,8 @@
 
 Every route but ``POST /api/login`` needs a logged-in user, the OpenAPI document included.
 Roles: a **viewer** (support) reads everything but users and the audit trail; an
-**operator** also reprocesses transmissions, acknowledges and resolves alerts, lists,
+**operator** also reprocesses transmissions, sends documents to partners
+(``POST /api/outbound``), acknowledges and resolves alerts, lists,
 releases and rejects conflicts (documents held because their number came before with other
 content) and reads the audit trail; an **admin** also manages users (and partners). Anyone logged in manages their
 own API tokens; an admin sees and revokes everyone's and may create one for another user.
@@ -28,6 +29,7 @@ from gateway.web import errors
 from gateway.web.auth import Authenticator
 from gateway.web.deps import REFUSALS, ConsoleGateway, guard
 from gateway.web.routes import PARTNERS, ROUTERS
+from gateway.web.routes.outbound import BODY_LIMITS as OUTBOUND_LIMITS
 from gateway.web.routes.partners import UPLOAD_LIMITS
 
 API_DESCRIPTION = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0] + """
@@ -55,7 +57,7 @@ class Console:
     def body_limits(self) -> list[tuple[str, int]]:
         """Console routes whose bodies may be larger than the server's ``max_json``
         (certificate uploads, of the API and of the pages): (path pattern, limit)."""
-        return list(UPLOAD_LIMITS)
+        return [*UPLOAD_LIMITS, *OUTBOUND_LIMITS]
 
 
 def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> Console:

@@ -1,7 +1,7 @@
 """Outbound mappings for tests of the ways in (CLI, API, bus) that do not depend on a real
-renderer: ``syntax: plain`` writes a line of text (with the control reference), ``syntax:
-binary`` bytes that are not UTF-8 (as a PDF's are). ``install`` registers both and writes
-their mapping files under a mappings root."""
+renderer: the ``edifact`` syntax writes a line of text (with the control reference), the
+``pdf`` syntax bytes that are not UTF-8 (as a PDF's are). ``install`` puts both in place of
+the real renderers and writes their mapping files under a mappings root."""
 
 from __future__ import annotations
 
@@ -41,30 +41,30 @@ class Mapping:
         number = str(document.get("invoice_number") or document.get("order_number"))
         if number == "BAD":
             raise RenderError("cannot render BAD", mapping=self.id, path="invoice_number")
-        if self.syntax == "binary":
+        if self.syntax == "pdf":
             return Body(BINARY_HEAD + number.encode(), "application/pdf", False)
         return Body(f"INVOICE {number} for {ctx.recipient_id}".encode(), "application/EDIFACT",
                     True)
 
 
 def compile_mapping(data: dict[str, Any], file: str, lines: Any) -> Mapping:
-    binary = data["syntax"] == "binary"
+    binary = data["syntax"] == "pdf"
     return Mapping(id=data["id"], document=data["document"], syntax=data["syntax"],
                    aliases=tuple(data.get("aliases", ())), uses_control_ref=not binary,
                    file=file, suffix=".pdf" if binary else ".edi")
 
 
 MAPPINGS = {
-    "plain-invoice.yaml": "id: plain-invoice\nsyntax: plain\ndocument: invoice\n"
+    "plain-invoice.yaml": "id: plain-invoice\nsyntax: edifact\ndocument: invoice\n"
                           "aliases: [edifact]\n",
-    "binary-invoice.yaml": "id: binary-invoice\nsyntax: binary\ndocument: invoice\n"
+    "binary-invoice.yaml": "id: binary-invoice\nsyntax: pdf\ndocument: invoice\n"
                            "aliases: [factur-x]\n",
 }
 
 
 def install(monkeypatch: pytest.MonkeyPatch, root: Path) -> Path:
     """Register the fake syntaxes and write their mappings under ``root/outbound``."""
-    for syntax in ("plain", "binary"):
+    for syntax in ("edifact", "pdf"):
         monkeypatch.setitem(RENDERERS, syntax, "tests.unit.outbound_fakes:compile_mapping")
     folder = root / "outbound"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from gateway.web.routes import (
     alerts,
     audit,
     conflicts,
+    outbound,
     partners,
     search,
     session,
@@ -20,7 +21,7 @@ from gateway.web.routes import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     session.router, transmissions.router, search.router, alerts.router, conflicts.router,
-    users.router, tokens.router, audit.router, stats.router)
+    users.router, tokens.router, audit.router, stats.router, outbound.router)
 
 #: The partner routes: each asks for at least a viewer on top of its own guard.
 PARTNERS: APIRouter = partners.router
