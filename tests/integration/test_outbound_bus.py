@@ -258,3 +258,114 @@ def test_an_unwritable_archive_keeps_the_message_on_the_queue(
     rows = outbound_transmissions(intake.store)
     assert [(r.channel_ref, r.status) for r in rows] == [("erp-ro", "RENDERED")]
     assert queue_depth(rabbit_url, names.queue) == (0, 0)
+
+
+def test_a_price_list_key_naming_a_list_goes_to_the_distributor(
+        rabbit_url: str, names: OutboundNames, intake: OutboundIntake) -> None:
+    """``price-list.<list>``: not a partner but a list; the distributor's results decide
+    (a refusal among them is dead-lettered); a list nobody takes is an unknown partner."""
+    calls: list[tuple[str, str, str | None]] = []
+
+    def distribute(body: bytes, *, list_id: str, origin: str, ref: str | None
+                   ) -> list[OutboundResult]:
+        calls.append((list_id, origin, ref))
+        if list_id != "spring":
+            return []
+        return [OutboundResult("t-1", "RENDERED", "acme", "price-list"),
+                OutboundResult("t-2", "FAILED", "beta", "price-list", stage="mapping",
+                               reason="partner beta's profile names no format")]
+
+    c = consumer(rabbit_url, names, route_outbound(intake, distribute))
+    try:
+        publish(rabbit_url, names.exchange, "price-list.spring", b'{"schema": "edigw.price-list/1"}', "pl-1")
+        publish(rabbit_url, names.exchange, "price-list.autumn", b'{"schema": "edigw.price-list/1"}', "pl-2")
+        wait_for(lambda: c.health.refused == 2)
+    finally:
+        c.stop()
+    assert calls == [("spring", "erp", "pl-1"), ("autumn", "erp", "pl-2")]
+    dead = {d.properties.message_id: d.properties.headers
+            for d in drain(rabbit_url, names.dead_queue, idle=0.5)}
+    assert (dead["pl-1"]["x-edigw-partner"], dead["pl-1"]["x-edigw-transmission"]) == (
+        "beta", "t-2")
+    assert "unknown partner 'autumn'" in dead["pl-2"]["x-edigw-reason"]
+    assert queue_depth(rabbit_url, names.queue) == (0, 0)
+
+
+def test_the_topology_declares_the_outbound_exchange_and_quorum_queues(
+        rabbit_url: str, names: OutboundNames) -> None:
+    from gateway.bus.topology import declare_topology
+    from tests.integration.rabbit import delete_topology, unique_settings
+
+    settings = unique_settings(rabbit_url)
+    try:
+        declare_topology(settings, outbound=names)
+        declare_topology(settings, outbound=names)  # idempotent
+    finally:
+        delete_topology(settings)
+    publish(rabbit_url, names.exchange, "invoice.acme", invoice(), "t-1")
+    assert queue_depth(rabbit_url, names.queue) == (1, 0)
+    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+    try:  # quorum: declaring it classic is refused
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            connection.channel().queue_declare(names.queue, durable=True,
+                                               arguments={"x-queue-type": "classic"})
+        assert refused.value.reply_code == 406
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_an_order_the_erp_accepts_is_answered_automatically(
+        rabbit_url: str, intake: OutboundIntake, tmp_path: Path) -> None:
+    """edi.acks -> AckConsumer -> order_responder -> the intake: one order response, even
+    when the acknowledgement comes twice."""
+    from gateway.bus.acks import AckConsumer, encode_ack
+    from gateway.channels.order_responses import order_responder
+    from tests.integration.rabbit import queue_documents
+
+    @dataclass
+    class _Ordrsp(_Mapping):
+        id: str = "plain-ordrsp"
+        document: str = "order-response"
+        uses_control_ref: bool = False
+
+        def render(self, document: dict[str, Any], ctx: RenderContext) -> _Body:
+            return _Body(f"ORDRSP {document['status']} {document['order_number']}")
+
+    intake.mappings.mappings["plain-ordrsp"] = _Ordrsp()
+    partners = {"acme": Partner(id="acme", name="Acme", outbound=PartnerOutbound(
+        formats={"order-response": "plain-ordrsp"}, order_responses="auto"))}
+    intake.partners = partners.get
+    store = intake.store
+    [mid] = queue_documents(store, 1, partner="acme")
+    store.mark_published([i.outbox_id for i in store.pending_outbox(10)])
+    tag = uuid.uuid4().hex[:8]
+
+    @dataclass(frozen=True)
+    class Names:
+        acks_exchange: str = f"edi.acks.test-{tag}"
+        acks_queue: str = f"edigw.acks.test-{tag}"
+
+    acks = AckConsumer(store, rabbit_url, Names(), retry_initial=0.1, retry_max=0.5,
+                       on_order_answered=order_responder(store, intake, partners.get))
+    acks.start()
+    try:
+        wait_for(lambda: acks.health.connected)
+        for _ in range(2):
+            publish(rabbit_url, Names.acks_exchange, "ack.order",
+                    encode_ack(mid, "accepted"), uuid.uuid4().hex)
+        wait_for(lambda: acks.health.consumed == 2)
+    finally:
+        acks.stop()
+        connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+        try:
+            channel = connection.channel()
+            channel.queue_delete(Names.acks_queue)
+            channel.exchange_delete(Names.acks_exchange)
+        finally:
+            connection.close()
+    [row] = outbound_transmissions(store)
+    assert (row.channel, row.status, row.partner_id) == ("ack", "RENDERED", "acme")
+    [out] = store.outbound_of(row.id)
+    assert out.kind == "order-response"
+    assert intake.archive.get(out.sha256) == b"REF \nORDRSP accepted PO-000000"  # no UNB ref
