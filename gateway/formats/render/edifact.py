@@ -42,8 +42,9 @@ components; ``{...}`` is a value read from the document, everything else is a co
 
 Omission. A component whose references are absent is empty; a composite whose references
 are all absent is empty as a whole (its constants too: ``{gln}::9`` disappears with the GLN);
-a segment with references whose elements are all empty is not written. ``when: PATH`` on a
-segment, ``with`` block or loop writes it only when PATH has a value (a non-empty list).
+a segment with references whose elements are all empty is not written (unless it says
+``keep: true``). ``when: PATH,PATH`` on a segment, ``with`` block, loop or plain block
+(``{when: …, segments: […]}``) writes it only when one of the paths has a value.
 Empty trailing components and elements are dropped.
 
 The envelope is the renderer's: UNA (``interchange.una``, default true), UNB (``UNOC:3``,
@@ -319,11 +320,12 @@ class _Template:
     tag: str
     elements: tuple[tuple[Component, ...], ...]
     has_refs: bool
-    when: tuple[str, ...] | None
+    when: tuple[tuple[str, ...], ...] | None
     version: str
+    keep: bool = False
 
     def render(self, scope: _Scope) -> str | None:
-        if self.when is not None and _empty(scope.lookup(self.when)):
+        if self.when is not None and not _any(scope, self.when):
             return None
         out: list[str] = []
         written = False
@@ -331,7 +333,7 @@ class _Template:
             text, filled = self._element(element, scope)
             out.append(text)
             written = written or filled
-        if self.has_refs and not written:
+        if self.has_refs and not written and not self.keep:
             return None
         while out and out[-1] == "":
             out.pop()
@@ -375,6 +377,22 @@ def _empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
+def _any(scope: _Scope, paths: tuple[tuple[str, ...], ...]) -> bool:
+    return any(not _empty(scope.lookup(path)) for path in paths)
+
+
+def _when(text: object, where: str, file: str, line: int | None
+          ) -> tuple[tuple[str, ...], ...] | None:
+    """``when: a,b.c``: written when any of the paths has a value."""
+    if text is None:
+        return None
+    alts = str(text).split(",") if isinstance(text, str) else []
+    if not alts or not all(_PATH.fullmatch(a.strip()) for a in alts):
+        raise MappingDefinitionError(f"{where}: bad 'when' path(s) {text!r}", file=file,
+                                     line=line)
+    return tuple(tuple(a.strip().split(".")) for a in alts)
+
+
 def _split_template(text: str) -> list[list[list[str]]]:
     """Elements of components of raw pieces, braces kept whole."""
     elements: list[list[list[str]]] = [[[]]]
@@ -409,8 +427,9 @@ def _split_template(text: str) -> list[list[list[str]]]:
     return elements
 
 
-def _compile_template(text: str, when: str | None, codes: dict[str, dict[str, str]],
-                      version: str, where: str, file: str, line: int | None) -> _Template:
+def _compile_template(text: str, when: object, codes: dict[str, dict[str, str]],
+                      version: str, where: str, file: str, line: int | None,
+                      keep: bool = False) -> _Template:
     try:
         raw = _split_template(text)
     except ValueError as exc:
@@ -440,13 +459,8 @@ def _compile_template(text: str, when: str | None, codes: dict[str, dict[str, st
                                              "whole component", file=file, line=line)
             components.append(tuple(pieces) if pieces else ("",))
         elements.append(tuple(components))
-    when_path = None
-    if when is not None:
-        if not _PATH.fullmatch(when):
-            raise MappingDefinitionError(f"{where}: bad 'when' path {when!r}", file=file,
-                                         line=line)
-        when_path = tuple(when.split("."))
-    return _Template(tag, tuple(elements), has_refs, when_path, version)
+    return _Template(tag, tuple(elements), has_refs, _when(when, where, file, line), version,
+                     keep)
 
 
 # -- blocks ----------------------------------------------------------------------------------
@@ -458,11 +472,11 @@ class _Block:
     items: tuple[_Template | _Block, ...]
     each: tuple[str, ...] | None = None
     within: tuple[str, ...] | None = None
-    when: tuple[str, ...] | None = None
+    when: tuple[tuple[str, ...], ...] | None = None
 
     def render(self, scope: _Scope) -> Iterator[tuple[str, str]]:
         """(segment text, canonical path of its scope) for every segment written."""
-        if self.when is not None and _empty(scope.lookup(self.when)):
+        if self.when is not None and not _any(scope, self.when):
             return
         if self.each is not None:
             values = scope.lookup(self.each)
@@ -510,20 +524,17 @@ def _compile_block(entries: object, codes: dict[str, dict[str, str]], version: s
         if not isinstance(entry, dict):
             raise MappingDefinitionError(f"{where}: a segment template or a block, not "
                                          f"{entry!r}", file=file, line=line)
-        unknown = set(entry) - {"segment", "when", "each", "with", "segments"}
+        unknown = set(entry) - {"segment", "when", "keep", "each", "with", "segments"}
         if unknown:
             raise MappingDefinitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
                                          file=file, line=at)
         when = entry.get("when")
-        if when is not None and (not isinstance(when, str) or not _PATH.fullmatch(when)):
-            raise MappingDefinitionError(f"{where}: bad 'when' path {when!r}", file=file,
-                                         line=at)
         if "segment" in entry:
             if {"each", "with", "segments"} & set(entry):
                 raise MappingDefinitionError(f"{where}: 'segment' stands alone (with 'when')",
                                              file=file, line=at)
             out.append(_compile_template(str(entry["segment"]), when, codes, version, where,
-                                         file, at))
+                                         file, at, keep=entry.get("keep") is True))
             continue
         each, within = entry.get("each"), entry.get("with")
         for name, value in (("each", each), ("with", within)):
@@ -537,7 +548,7 @@ def _compile_block(entries: object, codes: dict[str, dict[str, str]], version: s
                                file, lines)
         out.append(_Block(items, tuple(each.split(".")) if each else None,
                           tuple(within.split(".")) if within else None,
-                          tuple(when.split(".")) if when else None))
+                          _when(when, where, file, at)))
     return tuple(out)
 
 
