@@ -671,9 +671,8 @@ class EdifactRenderer:
             element = f" {pos.element}" if pos and pos.element else ""
             item = paths[index] if 0 <= index < len(paths) else ""
             shown = texts[index] if 0 <= index < len(texts) else ""
-            where = f" (from {item})" if item else ""
             return RenderError(f"rendering breaks its directory: {tag}{element}: {error.reason}"
-                               f" in segment {index + 1} {shown[:60]!r}{where}",
+                               f" in segment {index + 1} {shown[:60]!r}",
                                mapping=self.id, path=item or f"{tag}{element}")
 
         try:
