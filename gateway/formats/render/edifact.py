@@ -70,6 +70,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from gateway.core.errors import MappingDefinitionError, PayloadError
+from gateway.core.gcpause import gc_paused
 from gateway.formats.edifact import read_interchanges
 from gateway.formats.edifact.charset import SYNTAX_CODECS
 from gateway.formats.mapping.yamlsrc import Lines
@@ -310,7 +311,7 @@ class _Scope:
 # -- templates -------------------------------------------------------------------------------
 
 Piece = str | _Ref
-Component = tuple[Piece, ...]
+Component = str | _Ref | tuple[Piece, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +333,8 @@ class _Template:
         for element in self.elements:
             text, filled = self._element(element, scope)
             out.append(text)
-            written = written or filled
+            if filled:
+                written = True
         if self.has_refs and not written and not self.keep:
             return None
         while out and out[-1] == "":
@@ -340,32 +342,38 @@ class _Template:
         return "+".join([self.tag, *out])
 
     def _element(self, element: tuple[Component, ...], scope: _Scope) -> tuple[str, bool]:
+        # Constants were escaped when compiled; a component is a constant (str), one
+        # reference (_Ref) or pieces of both (tuple).
         parts: list[str] = []
         refs = filled = False
+        version = self.version
         for component in element:
-            if len(component) == 1 and isinstance(component[0], str):
-                parts.append(escape(component[0], self.version))
+            if isinstance(component, str):
+                parts.append(component)
                 continue
             refs = True
+            if isinstance(component, _Ref):
+                value = component.value(scope)
+                if value is _ABSENT:
+                    parts.append("")
+                    continue
+                filled = True
+                parts.append(":".join(escape(v, version) for v in value)
+                             if isinstance(value, list) else escape(value, version))
+                continue
             text: list[str] = []
-            missing = False
             for piece in component:
                 if isinstance(piece, str):
-                    text.append(escape(piece, self.version))
+                    text.append(piece)
                     continue
                 value = piece.value(scope)
                 if value is _ABSENT:
-                    missing = True
+                    text = []
                     break
-                if isinstance(value, list):
-                    text.append(":".join(escape(v, self.version) for v in value))
-                else:
-                    text.append(escape(value, self.version))
-            if missing:
-                parts.append("")
-            else:
+                text.append(escape(value, version))
+            if text:
                 filled = True
-                parts.append("".join(text))
+            parts.append("".join(text))
         if refs and not filled:
             return "", False
         while parts and parts[-1] == "":
@@ -453,11 +461,18 @@ def _compile_template(text: str, when: object, codes: dict[str, dict[str, str]],
                     pieces.append(_parse_ref(piece[1:-1], codes, where, file, line))
                     has_refs = True
                 else:
-                    pieces.append(piece)
+                    pieces.append(escape(piece, version))
             if len(pieces) > 1 and any(isinstance(p, _Ref) and p.splits for p in pieces):
                 raise MappingDefinitionError(f"{where}: a 'split' reference must be the "
                                              "whole component", file=file, line=line)
-            components.append(tuple(pieces) if pieces else ("",))
+            component: Component
+            if not any(isinstance(p, _Ref) for p in pieces):
+                component = "".join(p for p in pieces if isinstance(p, str))
+            elif len(pieces) == 1:
+                component = pieces[0]
+            else:
+                component = tuple(pieces)
+            components.append(component)
         elements.append(tuple(components))
     return _Template(tag, tuple(elements), has_refs, _when(when, where, file, line), version,
                      keep)
@@ -603,7 +618,8 @@ class EdifactRenderer:
     def render(self, document: dict[str, Any], ctx: RenderContext) -> EdifactBody:
         """Render and validate ``document``; RenderError when it cannot be."""
         try:
-            return self._render(document, ctx)
+            with gc_paused():  # many small objects, no cycles (see gateway.core.gcpause)
+                return self._render(document, ctx)
         except RenderError as exc:
             if exc.mapping is None:
                 raise RenderError(exc.reason, mapping=self.id, path=exc.path) from None
