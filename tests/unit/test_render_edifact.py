@@ -305,3 +305,26 @@ def test_omission_rules():
     assert "DTM+35" not in text
     assert "CTA+IC'" in text
     assert "MOA+77:10.50'" in text
+
+
+def test_a_number_with_a_huge_exponent_is_refused_not_written_out(outbound):
+    doc = sample("eancom-invoic-d96a")
+    doc["lines"][0]["quantity"] = "1E999999999"
+    with pytest.raises(RenderError, match="35 digits") as caught:
+        render(outbound, "eancom-invoic-d96a", doc)
+    assert caught.value.path == "lines[0].quantity"
+
+
+def test_syntax_4_releases_the_repetition_separator():
+    mapping = compile_edifact_renderer({
+        **MINIMAL, "interchange": {"version": "4", "charset": "UNOC", "newline": False},
+        "segments": ["BGM+380+{invoice_number|required}+9", "DTM+137:20240101:102",
+                     "FTX+AAI+++{note}", "UNS+S", "MOA+77:{total|decimals 2}"]},
+        "t.yaml", {})
+    data = mapping.render({"invoice_number": "A*1", "note": "x*y", "total": "3.456"},
+                          SAMPLE_CONTEXT).seal("9")
+    assert data.startswith(b"UNA:+.?*'UNB+UNOC:4+5412345000013:14+5400000000003:14+"
+                           b"20260102:0304+9'UNH+1+INVOIC:D:96A:UN:EAN008'BGM+380+A?*1+9'")
+    assert b"FTX+AAI+++x?*y'" in data and b"MOA+77:3.46'" in data
+    [interchange] = read_interchanges(data)
+    assert interchange.messages[0].segments[1].elements[1] == ["A*1"]

@@ -84,6 +84,7 @@ _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
 _PATH = re.compile(r"#|\.|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DATE_FORMATS = {"102": "%Y%m%d", "203": "%Y%m%d%H%M", "204": "%Y%m%d%H%M%S"}
 _ABSENT = None
+_MAX_DIGITS = 35
 
 
 def escape(text: str, syntax_version: str = "3") -> str:
@@ -118,6 +119,12 @@ def _number(value: Any) -> Decimal:
         raise _Fail(f"{value!r} is not a number") from None
     if not number.is_finite():
         raise _Fail(f"{value!r} is not a finite number")
+    # EDIFACT numbers hold at most 35 digits: a larger exponent (1E999999999) would make a
+    # giant text when written out.
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int) or not -_MAX_DIGITS <= exponent <= _MAX_DIGITS or \
+            number.adjusted() > _MAX_DIGITS:
+        raise _Fail(f"{value!r} does not fit in an EDIFACT number (35 digits)")
     return number
 
 
@@ -169,9 +176,18 @@ def _filter(name: str, arg: str | None, codes: dict[str, dict[str, str]], where:
             raise MappingDefinitionError(f"{where}: {name} takes a whole number, not {text!r}",
                                          file=file, line=line)
         n = int(text)
+        if name == "decimals" and n > _MAX_DIGITS:
+            raise MappingDefinitionError(f"{where}: at most {_MAX_DIGITS} decimals", file=file,
+                                         line=line)
         if name == "decimals":
             step = Decimal(1).scaleb(-n)
-            return lambda v: _plain(_number(v).quantize(step, rounding=ROUND_HALF_UP))
+
+            def rounded(value: Any) -> str:
+                try:
+                    return _plain(_number(value).quantize(step, rounding=ROUND_HALF_UP))
+                except InvalidOperation:
+                    raise _Fail(f"{value!r} has too many digits for {n} decimals") from None
+            return rounded
         if name == "plus":
             return lambda v: str(int(_number(v)) + n)
         if n < 1:
