@@ -33,12 +33,14 @@ components; ``{...}`` is a value read from the document, everything else is a co
 - filters, applied in order: ``required`` (absent: RenderError naming the canonical path,
   e.g. ``lines[3].quantity``, items counted from 0), ``default TEXT`` (absent: TEXT, written
   as is), ``codes NAME`` (through the code table NAME; a value not in the table is written
-  as sent, as the inbound mappings keep unknown codes), ``date 102|203|204|102-718`` (ISO
-  date or date-time to CCYYMMDD, CCYYMMDDHHMM, CCYYMMDDHHMMSS), ``decimal`` (a number, as
+  as sent, as the inbound mappings keep unknown codes), ``date 102|203|204`` (ISO date or
+  date-time to CCYYMMDD, CCYYMMDDHHMM, CCYYMMDDHHMMSS; two references in one component make
+  a 718 period: ``{valid_from|date 102}{valid_to|date 102}``), ``decimal`` (a number, as
   given, '.' as mark), ``decimals N`` (rounded half-up to N places), ``abs``, ``plus N``
   (integers), ``count`` (items of a list, 0 when absent), ``split N`` (a text cut into
   components of at most N characters, e.g. FTX C108: the reference must then be the whole
-  component), ``upper``.
+  component), ``upper``. A number beyond 35 digits (``1E999999999``) is refused, never
+  written out.
 
 Omission. A component whose references are absent is empty; a composite whose references
 are all absent is empty as a whole (its constants too: ``{gln}::9`` disappears with the GLN);
@@ -47,7 +49,9 @@ a segment with references whose elements are all empty is not written (unless it
 (``{when: …, segments: […]}``) writes it only when one of the paths has a value.
 Empty trailing components and elements are dropped.
 
-The envelope is the renderer's: UNA (``interchange.una``, default true), UNB (``UNOC:3``,
+The envelope is the renderer's (``interchange``: ``charset`` UNOC, syntax ``version`` 3 or 4,
+``una`` true, ``newline`` true: a line break after each segment, for people reading the
+file): UNA, UNB (``UNOC:3``,
 sender and recipient with their qualifiers from the context, date and time of ``ctx.now``,
 the control reference put in by ``seal``, 0031 "1" when ``ctx.ack_requested``, 0035 "1" when
 ``ctx.test``), UNH (reference 1, the ``message`` identifier), the segments, UNT (count) and
@@ -74,7 +78,7 @@ from gateway.core.gcpause import gc_paused
 from gateway.formats.edifact import read_interchanges
 from gateway.formats.edifact.charset import SYNTAX_CODECS
 from gateway.formats.mapping.yamlsrc import Lines
-from gateway.formats.render import RenderContext, RenderError
+from gateway.formats.render import Body, OutboundMapping, RenderContext, RenderError
 
 __all__ = ["EdifactBody", "EdifactRenderer", "compile_edifact_renderer", "escape"]
 
@@ -585,7 +589,7 @@ def _compile_block(entries: object, codes: dict[str, dict[str, str]], version: s
 
 # -- the mapping and its body ----------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EdifactBody:
     """A validated interchange waiting for its control reference."""
 
@@ -779,3 +783,8 @@ def compile_edifact_renderer(data: dict[str, Any], file: str, lines: Lines) -> E
         segments=segments, charset=charset, version=version,
         una=bool(env.get("una", True)), newline=bool(env.get("newline", True)),
         aliases=tuple(aliases), description=str(data.get("description") or ""))
+
+
+def _conforms(mapping: EdifactRenderer, body: EdifactBody) -> tuple[OutboundMapping, Body]:
+    """Never called: mypy checks here that the classes fit the render contract."""
+    return mapping, body
