@@ -328,3 +328,15 @@ def test_syntax_4_releases_the_repetition_separator():
     assert b"FTX+AAI+++x?*y'" in data and b"MOA+77:3.46'" in data
     [interchange] = read_interchanges(data)
     assert interchange.messages[0].segments[1].elements[1] == ["A*1"]
+
+
+def test_a_mapping_with_sample_equal_decides_the_comparison(outbound):
+    from gateway.formats.render.samples import _equal
+
+    class Pdf:
+        def sample_equal(self, rendered: bytes, expected: bytes) -> bool:
+            return rendered[:4] == expected[:4]
+
+    assert _equal(Pdf(), b"%PDF-1.7 made now", b"%PDF-1.7 made then")  # type: ignore[arg-type]
+    edi = outbound.mappings["eancom-ordrsp-d96a"]
+    assert not _equal(edi, b"UNA:+.? 'x", b"UNA:+.? 'y")
