@@ -340,3 +340,11 @@ def test_a_mapping_with_sample_equal_decides_the_comparison(outbound):
     assert _equal(Pdf(), b"%PDF-1.7 made now", b"%PDF-1.7 made then")  # type: ignore[arg-type]
     edi = outbound.mappings["eancom-ordrsp-d96a"]
     assert not _equal(edi, b"UNA:+.? 'x", b"UNA:+.? 'y")
+
+
+@pytest.mark.parametrize("mapping_id", IDS)
+def test_each_sample_is_a_valid_canonical_document(outbound, mapping_id):
+    from gateway.core.canonical import CANONICAL_MODELS
+
+    model = CANONICAL_MODELS[outbound.mappings[mapping_id].document]
+    model.model_validate(sample(mapping_id))
