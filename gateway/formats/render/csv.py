@@ -45,14 +45,14 @@ import io
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from gateway.core.errors import MappingDefinitionError
 from gateway.formats.mapping.yamlsrc import Lines
 from gateway.formats.render import RenderContext, RenderError
 from gateway.formats.render.xml import aliases_of, document_of
 
-_QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL, "none": csv.QUOTE_NONE}
+_QUOTING: dict[str, Literal[0, 1, 2, 3]] = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL, "none": csv.QUOTE_NONE}
 _TYPES = ("text", "decimal", "date")
 _SEGMENT = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
                       r"(?:\[(?:(?P<index>-?\d+)|(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>[^\]]*))\])?$")

@@ -37,7 +37,7 @@ not used: ``seal`` returns the bytes as rendered.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -365,6 +365,3 @@ def compile_xml_renderer(data: dict[str, Any], file: str, lines: Lines) -> XmlMa
                       aliases=aliases_of(data, file, lines), file=file,
                       xml=load_template(data, file, lines))
 
-
-#: For type checkers: a filter's signature.
-Filter = Callable[..., Any]
