@@ -242,7 +242,7 @@ def test_an_xsd_violation_is_a_render_error_with_element_and_line(outbound):
         b"<cbc:IssueDate>2025-03-14</cbc:IssueDate>", b"<cbc:IssueDate>soon</cbc:IssueDate>")
     with pytest.raises(RenderError) as caught:
         template.check(bad)
-    assert "IssueDate (line 8)" in str(caught.value)
+    assert caught.value.path == "Invoice/cbc:IssueDate (line 8)"
     assert "not valid against UBL-Invoice-2.1.xsd" in caught.value.reason
 
 
@@ -252,7 +252,17 @@ def test_cii_xsd_violation_is_caught(outbound):
     with pytest.raises(RenderError, match="not valid against CrossIndustryInvoice") as caught:
         mapping.xml.check(data.replace(b"<ram:TypeCode>380</ram:TypeCode>",
                                        b"<ram:Typecode>380</ram:Typecode>"))
-    assert caught.value.path is not None and "Typecode" in caught.value.path
+    assert caught.value.path == "rsm:CrossIndustryInvoice/rsm:ExchangedDocument/ram:Typecode (line 16)"
+    data = mapping.render(sample(mapping), SAMPLE_CONTEXT).seal("1")
+    second_line = data.index(b"<ram:BilledQuantity", data.index(b"<ram:LineID>2<"))
+    bad = data[:second_line] + data[second_line:].replace(b">4</ram:BilledQuantity>",
+                                                             b">four</ram:BilledQuantity>", 1)
+    with pytest.raises(RenderError) as caught:
+        mapping.xml.check(bad)
+    assert caught.value.path is not None and caught.value.path.startswith(
+        "rsm:CrossIndustryInvoice/rsm:SupplyChainTradeTransaction/"
+        "ram:IncludedSupplyChainTradeLineItem[2]/ram:SpecifiedLineTradeDelivery/"
+        "ram:BilledQuantity (line ")
     pdf = outbound.choose("invoice", "factur-x")
     # The Factur-X mapping validates against the Factur-X EN 16931 XSD the same way.
     extended = data.replace(b"<ram:BuyerReference>", b"<ram:SellerTradeParty><ram:Name>x"

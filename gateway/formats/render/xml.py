@@ -262,6 +262,7 @@ class XmlTemplate:
     def check(self, data: bytes) -> None:
         """Parse ``data`` with the hardened parser and validate it; RenderError naming the
         element and line of the first fault."""
+        root = None
         try:
             tree = parse_xml(data)
             root = tree.getroot()
@@ -275,7 +276,10 @@ class XmlTemplate:
             where = None
             if exc.position is not None:
                 element = exc.position.element or "?"
-                where = f"{element} (line {exc.position.line})"
+                found = _find(root, element, exc.position.line) if exc.stage == "validate" \
+                    else None
+                where = f"{_element_path(found) if found is not None else element} " \
+                        f"(line {exc.position.line})"
             raise RenderError(f"the rendering is not valid: {exc.reason}", mapping=self.id,
                               path=where) from exc
 
@@ -284,6 +288,35 @@ class XmlTemplate:
             if key.rsplit(":", 1)[-1] == root:
                 return key
         return self.schema_keys[0]
+
+
+def _find(root: etree._Element | None, name: str, line: int | None) -> etree._Element | None:
+    """The element named ``name`` (local name) on ``line`` of the rendering."""
+    if root is None or line is None:
+        return None
+    for element in root.iter():
+        if (isinstance(element.tag, str) and element.sourceline == line
+                and etree.QName(element).localname == name):
+            return element
+    return None
+
+
+def _element_path(element: etree._Element) -> str:
+    """``Invoice/cac:InvoiceLine[2]/cbc:InvoicedQuantity``: prefixed names, with the
+    position among same-named siblings where there are several."""
+    steps = []
+    node: etree._Element | None = element
+    while node is not None:
+        qname = etree.QName(node)
+        name = f"{node.prefix}:{qname.localname}" if node.prefix else qname.localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [s for s in parent if s.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/".join(reversed(steps))
 
 
 def load_template(data: dict[str, Any], file: str, lines: Lines, *,
