@@ -313,3 +313,49 @@ def test_render_and_validate_timings(outbound, capsys):
     print(f"UBL invoice render+validate {per_ubl * 1000:.1f} ms; "
           f"Factur-X PDF {per_pdf * 1000:.1f} ms")
     assert per_ubl < 1.0 and per_pdf < 10.0
+
+
+def test_xml_definition_errors_name_the_file(tmp_path):
+    from gateway.core.errors import MappingDefinitionError
+    from gateway.formats.render.xml import compile_xml_renderer
+
+    base = {"id": "x", "document": "invoice", "syntax": "xml"}
+    with pytest.raises(MappingDefinitionError, match="unknown schema key"):
+        compile_xml_renderer({**base, "schema": "ubl-9:Invoice"}, str(tmp_path / "x.yaml"), {})
+    with pytest.raises(MappingDefinitionError, match="template x.xml.j2 not found"):
+        compile_xml_renderer({**base, "schema": "ubl-2.1:Invoice"}, str(tmp_path / "x.yaml"),
+                             {})
+    (tmp_path / "x.xml.j2").write_text("{% if %}", encoding="utf-8")
+    with pytest.raises(MappingDefinitionError, match=r"x\.xml\.j2:1"):
+        compile_xml_renderer({**base, "schema": "ubl-2.1:Invoice"}, str(tmp_path / "x.yaml"),
+                             {})
+    with pytest.raises(MappingDefinitionError, match="'document'"):
+        compile_xml_renderer({**base, "document": "order", "schema": "ubl-2.1:Invoice"},
+                             str(tmp_path / "x.yaml"), {})
+
+
+def test_a_code_without_entry_is_a_render_error(outbound):
+    mapping = outbound.choose("order-response", "ubl")
+    doc = sample(mapping)
+    doc["status"] = "maybe"
+    with pytest.raises(RenderError, match="'maybe' has no code in table 'response'"):
+        mapping.render(doc, SAMPLE_CONTEXT)
+
+
+def test_without_a_truetype_font_the_page_falls_back_to_helvetica(outbound):
+    from pypdf import PdfReader as Pypdf
+
+    from gateway.formats.mapping.yamlsrc import load_with_lines
+    from gateway.formats.render.facturx import compile_facturx_renderer
+
+    path = REPO / "mappings" / "outbound" / "pdf" / "factur-x-invoice.yaml"
+    data, lines = load_with_lines(path)
+    mapping = compile_facturx_renderer({**data, "fonts": ["/nonexistent/Font.ttf"]},
+                                       str(path), lines)
+    assert mapping.font is None
+    doc = sample(mapping)
+    doc["notes"] = ["Prix en € — merci"]
+    pdf = mapping.render(doc, SAMPLE_CONTEXT).seal("1")
+    text = Pypdf(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "Échéance" in text and "164.44" in text
+    assert mapping.sample_equal(pdf, pdf)
