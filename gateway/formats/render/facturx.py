@@ -39,7 +39,7 @@ from typing import Any
 
 from gateway.core.errors import MappingDefinitionError
 from gateway.formats.mapping.yamlsrc import Lines
-from gateway.formats.render import RenderContext, RenderError
+from gateway.formats.render import Body, OutboundMapping, RenderContext, RenderError
 from gateway.formats.render.xml import XmlTemplate, aliases_of, document_of, load_template
 
 _LEVELS = ("minimum", "basicwl", "basic", "en16931", "extended")
@@ -60,7 +60,7 @@ DEFAULT_LABELS: dict[str, str] = {
     "notes": "Notes"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PdfBody:
     """A Factur-X PDF; the control reference is not part of it."""
 
@@ -371,3 +371,8 @@ def compile_facturx_renderer(data: dict[str, Any], file: str, lines: Lines) -> F
         aliases=aliases_of(data, file, lines), file=file,
         xml=load_template(data, file, lines), level=level, font=found,
         labels={**DEFAULT_LABELS, **{str(k): str(v) for k, v in labels.items()}})
+
+
+def _conforms(mapping: FacturxMapping, body: PdfBody) -> tuple[OutboundMapping, Body]:
+    """Never called: mypy checks here that the classes keep the render contract."""
+    return mapping, body
