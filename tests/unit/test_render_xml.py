@@ -359,3 +359,15 @@ def test_without_a_truetype_font_the_page_falls_back_to_helvetica(outbound):
     text = Pypdf(io.BytesIO(pdf)).pages[0].extract_text()
     assert "Échéance" in text and "164.44" in text
     assert mapping.sample_equal(pdf, pdf)
+
+
+def test_a_misspelt_canonical_name_in_a_template_fails_loudly(tmp_path):
+    from gateway.formats.render.xml import compile_xml_renderer
+
+    (tmp_path / "x.xml.j2").write_text(
+        "<Invoice>{% for line in doc.lines %}{{ line.net_prise }}{% endfor %}</Invoice>",
+        encoding="utf-8")
+    mapping = compile_xml_renderer({"id": "x", "document": "invoice", "syntax": "xml",
+                                    "schema": "ubl-2.1:Invoice"}, str(tmp_path / "x.yaml"), {})
+    with pytest.raises(RenderError, match="'net_prise', which the canonical InvoiceLine"):
+        mapping.render({"invoice_number": "1", "lines": [{"quantity": "1"}]}, SAMPLE_CONTEXT)

@@ -21,7 +21,8 @@ The template sees ``doc`` (the canonical document), ``ctx`` (the ``RenderContext
 - ``req``: the value, or ``RenderError`` naming its canonical path (``lines[1].quantity``)
   when it is absent, None or empty. Every value a schema or profile requires goes through
   it; other values are tested with ``{% if line.gtin %}`` (a missing value is falsy and
-  renders as nothing, never as ``None``).
+  renders as nothing, never as ``None``). A name the canonical model does not have
+  (``doc.invoice_numbr``) is a ``RenderError`` on the first rendering, not a silent blank.
 - ``date`` (ISO ``2025-03-14``; ``date('%Y%m%d')`` for CII format 102) of a date or
   date-time string; ``dec`` (``dec(2)`` rounds half up to two places) of a decimal string;
   ``code('table')`` through the YAML's ``codes`` (``default`` for unknown values, else
@@ -41,11 +42,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jinja2
 from lxml import etree
+from pydantic import BaseModel
 
+from gateway.core.canonical import CANONICAL_MODELS, OUTBOUND_TYPES
 from gateway.core.errors import MappingDefinitionError
 from gateway.formats.mapping.yamlsrc import Lines
 from gateway.formats.render import Body, OutboundMapping, RenderContext, RenderError
@@ -79,17 +82,48 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+Model = type[BaseModel]
+
+
+def _model_of(annotation: Any) -> Model | None:
+    """The canonical model inside a field's annotation (``Party | None``,
+    ``list[InvoiceLine]``), or None for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field(model: Model, key: str) -> Model | None:
+    """The model of field ``key`` of ``model`` (None: a plain value); RenderError when the
+    model has no such field, so that a misspelt name in a template fails on the first
+    rendering (the sample test) instead of leaving an element out for ever."""
+    info = model.model_fields.get(key)
+    if info is None:
+        info = next((f for f in model.model_fields.values() if f.alias == key), None)
+    if info is None:
+        raise RenderError(f"the template asks for {key!r}, which the canonical "
+                          f"{model.__name__} does not have")
+    return _model_of(info.annotation)
+
+
 class Node:
-    """A dict of the canonical document with its path (``parties.seller``)."""
+    """A dict of the canonical document with its path (``parties.seller``) and, when
+    known, its canonical model (whose field names the template must use)."""
 
-    __slots__ = ("data", "path")
+    __slots__ = ("data", "model", "path")
 
-    def __init__(self, data: dict[str, Any], path: str) -> None:
+    def __init__(self, data: dict[str, Any], path: str, model: Model | None = None) -> None:
         self.data = data
         self.path = path
+        self.model = model
 
     def get(self, key: str) -> Any:
-        return wrap(self.data.get(key), _join(self.path, key))
+        inner = _field(self.model, key) if self.model is not None else None
+        return wrap(self.data.get(key), _join(self.path, key), inner)
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -101,15 +135,16 @@ class Node:
 class Items:
     """A list of the canonical document with its path (``lines``)."""
 
-    __slots__ = ("data", "path")
+    __slots__ = ("data", "model", "path")
 
-    def __init__(self, data: list[Any], path: str) -> None:
+    def __init__(self, data: list[Any], path: str, model: Model | None = None) -> None:
         self.data = data
         self.path = path
+        self.model = model
 
     def __iter__(self) -> Iterator[Any]:
         for index, item in enumerate(self.data):
-            yield wrap(item, f"{self.path}[{index}]")
+            yield wrap(item, f"{self.path}[{index}]", self.model)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -119,18 +154,18 @@ class Items:
 
     def get(self, index: int) -> Any:
         if -len(self.data) <= index < len(self.data):
-            return wrap(self.data[index], f"{self.path}[{index}]")
+            return wrap(self.data[index], f"{self.path}[{index}]", self.model)
         return Missing(path=f"{self.path}[{index}]")
 
 
-def wrap(value: Any, path: str) -> Any:
+def wrap(value: Any, path: str, model: Model | None = None) -> Any:
     """``value`` as the template sees it: a Node, Items, a scalar, or Missing."""
     if value is None or value == "":
         return Missing(path=path)
     if isinstance(value, dict):
-        return Node(value, path)
+        return Node(value, path, model)
     if isinstance(value, list):
-        return Items(value, path)
+        return Items(value, path, model)
     return value
 
 
@@ -245,12 +280,15 @@ class XmlTemplate:
     file: str
     template: jinja2.Template
     schema_keys: tuple[str, ...]
+    #: the canonical type rendered (``invoice``): its model checks the template's names
+    document: str
     params: dict[str, Any] = field(default_factory=dict)
 
     def render_xml(self, document: dict[str, Any], ctx: RenderContext) -> bytes:
         """The rendering of ``document``, parsed back and valid; RenderError otherwise."""
         try:
-            text = self.template.render(doc=wrap(document, ""), ctx=ctx, params=self.params)
+            text = self.template.render(doc=wrap(document, "", CANONICAL_MODELS.get(self.document)),
+                                        ctx=ctx, params=self.params)
         except RenderError as exc:
             raise RenderError(exc.reason, mapping=self.id, path=exc.path) from None
         except jinja2.TemplateError as exc:
@@ -354,7 +392,8 @@ def load_template(data: dict[str, Any], file: str, lines: Lines, *,
     except jinja2.TemplateSyntaxError as exc:
         raise MappingDefinitionError(f"template {exc.filename}:{exc.lineno}: {exc.message}",
                                      file=file, line=lines.get(("template",), 1)) from exc
-    return XmlTemplate(ident, file, template, keys, dict(params))
+    return XmlTemplate(ident, file, template, keys, document_of(data, file, lines),
+                       dict(params))
 
 
 def aliases_of(data: dict[str, Any], file: str, lines: Lines) -> tuple[str, ...]:
@@ -366,8 +405,6 @@ def aliases_of(data: dict[str, Any], file: str, lines: Lines) -> tuple[str, ...]
 
 
 def document_of(data: dict[str, Any], file: str, lines: Lines) -> str:
-    from gateway.core.canonical import OUTBOUND_TYPES
-
     document = data.get("document")
     if document not in OUTBOUND_TYPES:
         raise MappingDefinitionError(f"'document' must be one of {', '.join(OUTBOUND_TYPES)}",
