@@ -73,8 +73,10 @@ log = structlog.get_logger("edigw.channels.pricelists")
 
 DOC_TYPE = "price-list"
 LIST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-#: A distribution still RECEIVED after this long was interrupted: ``resume``.
-RESUME_AFTER = dt.timedelta(seconds=60)
+#: A distribution still RECEIVED after this long was interrupted: ``resume``. Generous: a
+#: list of 100,000 items rendered for many partners takes minutes, and a distribution has
+#: no claim column (copies already recorded are never made twice, but the work would be).
+RESUME_AFTER = dt.timedelta(minutes=15)
 #: The item fields that identify an item, in the order they are tried.
 KEY_FIELDS = ("gtin", "item_code", "supplier_article")
 #: The item fields compared between two versions (all but the line number and the action).

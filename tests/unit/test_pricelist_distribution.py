@@ -231,7 +231,6 @@ def test_a_failed_delivery_leaves_the_older_version_held(world: Any) -> None:
     w.dispatcher.deliver_pending()
     failed = w.store.get_transmission(second["delta"].transmission_id)
     assert failed.status == "FAILED" and failed.stage == "deliver"
-    holding = w.store.price_list_holding("delta", "main")
     w.store.settle_price_list_holdings()
     holding = w.store.price_list_holding("delta", "main")
     assert (holding.sent_number, holding.held_number) == ("PL-2", "PL-1")
@@ -304,7 +303,7 @@ def test_an_interrupted_distribution_carries_on(world: Any) -> None:
     w.distributor.intake.accept(json.dumps(dict(json.loads(data), partner="edi")).encode(),
                                 origin="price-list", ref=f"main:{tid}:edi", partner="edi",
                                 doc_type="price-list")
-    w.distributor._clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    w.distributor._clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     assert w.distributor.resume() == 1
     assert w.store.get_transmission(tid).status == "PROCESSED"
     assert len(w.store.pending_outbound()) == 3  # edi's copy not made twice
