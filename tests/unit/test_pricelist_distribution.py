@@ -380,3 +380,55 @@ def test_a_100k_item_list_diffs_in_seconds() -> None:
     assert (actions.count("change"), actions.count("delete"), actions.count("add")) == \
         (100, 99, 7)
     assert took < 15, f"{took:.1f} s"
+
+
+def test_with_the_real_eancom_and_csv_mappings(tmp_path: Path) -> None:
+    """The changes go out as EANCOM PRICAT (BGM 1225 = 4, LIN 1229 = 1/2/3), the whole list
+    as the CSV article master."""
+    from gateway.channels.outbound import FolderSender
+
+    root = Path(__file__).resolve().parents[2]
+    store = Store.from_url(f"sqlite:///{tmp_path / 'edigw.sqlite3'}")
+    archive = Archive(tmp_path / "archive")
+    partners = {
+        "edi": Partner(id="edi", name="EDI", outbound=PartnerOutbound(
+            formats={"price-list": "eancom-pricat-d01b"}, recipient_id="5400000000003",
+            price_lists=["main"], price_list_mode="changes", folder=tmp_path / "out" / "edi")),
+        "csv": Partner(id="csv", name="CSV", outbound=PartnerOutbound(
+            formats={"price-list": "csv"}, price_lists=["main"],
+            folder=tmp_path / "out" / "csv")),
+    }
+    intake = OutboundIntake(store=store, archive=archive, partners=partners.get,
+                            mappings=OutboundMappings.load(root / "mappings"),
+                            sender_id="5412345000013")
+    dispatcher = OutboundDispatcher(store, archive, senders={"folder": FolderSender(tmp_path)},
+                                    partner=partners.get)
+    distributor = PriceListDistributor(store, archive, lambda: partners.values(), intake)
+
+    def publish(number: str, prices: dict[str, str], valid_from: str) -> None:
+        doc = {"schema": "edigw.price-list/1", "price_list_number": number,
+               "issue_date": "2026-12-01", "valid_from": valid_from, "currency": "EUR",
+               "items": [{"gtin": gtin, "description": f"article {gtin}",
+                          "prices": [{"type": "AAE", "specification": "RTP", "amount": p}]}
+                         for gtin, p in prices.items()]}
+        results = distributor.distribute(json.dumps(doc).encode(), list_id="main",
+                                         origin="erp", ref=number)
+        assert [r.status for r in results] == ["RENDERED", "RENDERED"], results
+        dispatcher.deliver_pending()
+
+    try:
+        publish("PL-1", {"4000000000011": "1.99", "4000000000028": "2.99",
+                         "4000000000035": "3.99"}, "2026-12-01")
+        publish("PL-2", {"4000000000011": "1.99", "4000000000028": "3.49",
+                         "4000000000042": "4.99"}, "2026-12-15")
+        edi = sorted((tmp_path / "out" / "edi").iterdir())[-1].read_text()
+        assert "BGM+9+PL-2+4'" in edi
+        assert "LIN+1+3+4000000000028:SRV'" in edi and "LIN+2+1+4000000000042:SRV'" in edi
+        assert "LIN+3+2+4000000000035:SRV'" in edi and "DTM+206:20261215:102'" in edi
+        assert "4000000000011" not in edi  # unchanged: left out
+        csv = sorted((tmp_path / "out" / "csv").iterdir())[-1].read_text("iso-8859-1")
+        assert len(csv.strip().splitlines()) == 4  # header and the whole list
+        store.settle_price_list_holdings()
+        assert store.price_list_holding("edi", "main").held_number == "PL-2"
+    finally:
+        store.close()
