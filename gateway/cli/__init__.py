@@ -19,6 +19,7 @@ from gateway.cli import (
     instances,
     mappings,
     partners,
+    pricelists,
     serve,
     store,
     tracker,
@@ -43,7 +44,7 @@ for _command in (serve.serve, serve.declare, ingest.ingest, ingest.reprocess,
                  partners.partners, check.check_config, mappings.mappings, mappings.schemas,
                  store.db, store.status, store.security, channels.channels, alerts.alerts,
                  tracker.explain, tracker.purge, users.users, users.tokens,
-                 conflicts.conflicts, instances.instances):
+                 conflicts.conflicts, instances.instances, pricelists.price_lists):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -10,6 +10,7 @@ from gateway.web.routes import (
     audit,
     conflicts,
     partners,
+    pricelists,
     search,
     session,
     stats,
@@ -20,7 +21,7 @@ from gateway.web.routes import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     session.router, transmissions.router, search.router, alerts.router, conflicts.router,
-    users.router, tokens.router, audit.router, stats.router)
+    users.router, tokens.router, audit.router, stats.router, pricelists.router)
 
 #: The partner routes: each asks for at least a viewer on top of its own guard.
 PARTNERS: APIRouter = partners.router
