@@ -111,8 +111,12 @@ class OutboundRepository(StoreEngine):
         """Outbound transmissions still RECEIVED since before ``older_than`` (a crash
         between receiving and rendering): rendered again by whoever delivers."""
         t = s.transmissions
+        # A price-list distribution (no partner, ``list:…``) is the distributor's to resume.
         q = (sa.select(t).where(t.c.direction == "out", t.c.status == s.RECEIVED,
-                                t.c.received_at < older_than)
+                                t.c.received_at < older_than,
+                                sa.or_(t.c.partner_id.is_not(None), t.c.channel_ref.is_(None),
+                                       sa.not_(t.c.channel_ref.startswith("list:",
+                                                                          autoescape=True))))
              .order_by(t.c.received_at).limit(limit))
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
