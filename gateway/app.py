@@ -18,6 +18,7 @@ from gateway.channels.email.mailer import Mailer
 from gateway.channels.intake import OutboundIntake
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
+from gateway.channels.pricelists import PriceListDistributor
 from gateway.channels.registry import CHANNELS
 from gateway.channels.sftp.sender import SftpSender
 from gateway.config import (
@@ -84,6 +85,8 @@ class Gateway:
         self.outbound: OutboundDispatcher | None = None
         #: Documents for partners (``edi.outbound``, ``edigw send``, ``POST /api/outbound``).
         self.intake: OutboundIntake | None = None
+        #: Price lists published once for every partner subscribed to them.
+        self.distributor: PriceListDistributor | None = None
         #: Set when a document was rendered: the delivery loop goes at once.
         self._outbound_wake = threading.Event()
         self.publisher: OutboxPublisher | None = None
@@ -121,6 +124,8 @@ class Gateway:
                                    sender_id=settings.outbound.sender_id,
                                    sender_qualifier=settings.outbound.sender_qualifier,
                                    on_rendered=gw._outbound_wake.set)
+        gw.distributor = PriceListDistributor(store, archive, lambda: list(gw.partners),
+                                              gw.intake)
         gw.pipeline = Pipeline(store=store, archive=archive, partners=partners,
                                readers=default_readers(mappings), on_queued=gw._wake_publisher,
                                on_outbound=gw.deliver_outbound,
@@ -180,6 +185,8 @@ class Gateway:
                                                       or self.leases.holds("outbound"))):
                 last_resume = time.monotonic()
                 try:
+                    if self.distributor is not None:
+                        await asyncio.to_thread(self.distributor.resume)
                     await asyncio.to_thread(self.intake.resume)
                 except Exception:  # a store outage: next round
                     log.exception("outbound_resume_failed")

@@ -40,6 +40,7 @@ from gateway.core.errors import EdigwError
 from gateway.core.ids import message_id as make_message_id
 from gateway.core.records import NewOutboundDocument
 from gateway.formats.render import (
+    Body,
     OutboundMapping,
     OutboundMappings,
     RenderContext,
@@ -47,7 +48,7 @@ from gateway.formats.render import (
 )
 from gateway.store.archive import Archive
 from gateway.store.db import Store
-from gateway.store.outbound import Sealed
+from gateway.store.outbound import Rendered, Sealed
 from gateway.store.records import OutboundRow, TransmissionRow
 
 if TYPE_CHECKING:
@@ -97,6 +98,10 @@ class OutboundResult:
     def failed(self) -> bool:
         return self.status == "FAILED"
 
+    def as_fields(self) -> dict[str, Any]:
+        """Its fields, for a copy with some changed."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     def as_dict(self) -> dict[str, Any]:
         out = {"transmission_id": self.transmission_id, "status": self.status,
                "partner": self.partner_id, "doc_type": self.doc_type, "number": self.number,
@@ -107,6 +112,22 @@ class OutboundResult:
             out["filename"] = self.outbound.filename
             out["control_ref"] = self.outbound.control_ref
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One document handed to ``accept_many`` (the keywords of ``accept``)."""
+
+    data: bytes
+    origin: str
+    ref: str | None = None
+    partner: str | None = None
+    doc_type: str | None = None
+    fmt: str | None = None
+    filename: str | None = None
+    reprocess_of: str | None = None
+    requested_by: str | None = None
+    request_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -147,18 +168,54 @@ class OutboundIntake:
         source, e.g. the broker message id). Never raises for the document's faults: they
         are a FAILED result (and transmission). Raises StoreError when the store or the
         archive cannot record it: then nothing was received and the source must keep it."""
-        if ref is not None and reprocess_of is None:
-            seen = self.store.outbound_by_ref(origin, ref)
-            if seen is not None:
-                return self._result_of(seen, repeat=True)
-        sha = self.archive.put(data)
-        detail = f"{len(data)} bytes from {origin}" + (f" ({ref})" if ref else "")
-        tid = self.store.record_outbound_received(
-            channel=origin, channel_ref=ref, filename=filename, size=len(data), sha256=sha,
-            partner_id=partner if partner and self.partners(partner) else None,
-            detail=detail, reprocess_of=reprocess_of, requested_by=requested_by,
-            request_reason=request_reason)
-        return self._process(tid, data, partner=partner, doc_type=doc_type, fmt=fmt)
+        return self.accept_many([Incoming(
+            data, origin=origin, ref=ref, partner=partner, doc_type=doc_type, fmt=fmt,
+            filename=filename, reprocess_of=reprocess_of, requested_by=requested_by,
+            request_reason=request_reason)])[0]
+
+    def accept_many(self, items: list[Incoming]) -> list[OutboundResult]:
+        """``accept`` for a batch (the broker's prefetched messages): one archive sync and
+        one commit to receive them all, one to record all the renderings. Results in the
+        order of ``items``."""
+        results: list[OutboundResult | None] = [None] * len(items)
+        fresh: list[int] = []
+        for n, it in enumerate(items):
+            if it.ref is not None and it.reprocess_of is None:
+                seen = self.store.outbound_by_ref(it.origin, it.ref)
+                if seen is not None:
+                    results[n] = self._result_of(seen, repeat=True)
+                    continue
+            if any(items[m].origin == it.origin and items[m].ref == it.ref
+                   and it.ref is not None and it.reprocess_of is None for m in fresh):
+                continue  # the same message twice in one batch: answered below
+            fresh.append(n)
+        if fresh:
+            shas = self.archive.put_many([items[n].data for n in fresh])
+            tids = self.store.record_outbound_received_many([dict(
+                channel=items[n].origin, channel_ref=items[n].ref,
+                filename=items[n].filename, size=len(items[n].data), sha256=sha,
+                partner_id=self._known(items[n].partner),
+                detail=f"{len(items[n].data)} bytes from {items[n].origin}"
+                       + (f" ({items[n].ref})" if items[n].ref else ""),
+                reprocess_of=items[n].reprocess_of, requested_by=items[n].requested_by,
+                request_reason=items[n].request_reason) for n, sha in zip(fresh, shas,
+                                                                         strict=True)])
+            done = self._process_many([(tid, items[n]) for n, tid in zip(fresh, tids,
+                                                                        strict=True)])
+            for n, result in zip(fresh, done, strict=True):
+                results[n] = result
+        final: list[OutboundResult] = []
+        for n, got in enumerate(results):
+            if got is None:  # a repeat inside the batch: its first's result
+                first = next(r for m, r in enumerate(results) if m in fresh
+                             and items[m].origin == items[n].origin
+                             and items[m].ref == items[n].ref and r is not None)
+                got = OutboundResult(**{**first.as_fields(), "repeat": True})
+            final.append(got)
+        return final
+
+    def _known(self, partner: str | None) -> str | None:
+        return partner if partner and self.partners(partner) is not None else None
 
     def dry_run(self, data: bytes, *, partner: str | None, doc_type: str | None = None,
                 fmt: str | None = None) -> OutboundResult:
@@ -214,42 +271,70 @@ class OutboundIntake:
 
     def _process(self, tid: str, data: bytes, *, partner: str | None, doc_type: str | None,
                  fmt: str | None) -> OutboundResult:
-        try:
-            checked = self._check(data, partner=partner, doc_type=doc_type, fmt=fmt)
-            ctx = self._context(checked.partner)
-            body = checked.mapping.render(checked.document, ctx)
-        except OutboundRefused as exc:
-            return self._fail(tid, partner, doc_type, exc.stage, exc.reason)
-        except RenderError as exc:
-            return self._fail(tid, partner, doc_type, "render", str(exc))
-        except Exception as exc:  # a renderer's bug must not lose the document either
-            log.exception("outbound_render_crashed", transmission_id=tid)
-            return self._fail(tid, partner, doc_type, "render",
-                              f"{type(exc).__name__}: {exc}")
-        mapping = checked.mapping
-        stem = f"{checked.doc_type}-{_safe(checked.number)}-{tid[-8:]}"
+        return self._process_many([(tid, Incoming(data, origin="", partner=partner,
+                                                  doc_type=doc_type, fmt=fmt))])[0]
 
-        def seal(control_ref: str | None) -> Sealed:
-            out = body.seal(control_ref or "")
-            sha = self.archive.put(out)
-            name = stem + (f"-{control_ref}" if control_ref else "") + mapping.suffix
-            return Sealed(sha256=sha, size=len(out), filename=name)
+    def _process_many(self, batch: list[tuple[str, Incoming]]) -> list[OutboundResult]:
+        results: list[OutboundResult | None] = [None] * len(batch)
+        ready: list[tuple[int, _Checked, Body]] = []
+        for n, (tid, it) in enumerate(batch):
+            try:
+                checked = self._check(it.data, partner=it.partner, doc_type=it.doc_type,
+                                      fmt=it.fmt)
+                body = checked.mapping.render(checked.document, self._context(checked.partner))
+            except OutboundRefused as exc:
+                results[n] = self._fail(tid, it.partner, it.doc_type, exc.stage, exc.reason)
+                continue
+            except RenderError as exc:
+                results[n] = self._fail(tid, it.partner, it.doc_type, "render", str(exc))
+                continue
+            except Exception as exc:  # a renderer's bug must not lose the document either
+                log.exception("outbound_render_crashed", transmission_id=tid)
+                results[n] = self._fail(tid, it.partner, it.doc_type, "render",
+                                        f"{type(exc).__name__}: {exc}")
+                continue
+            ready.append((n, checked, body))
+        if ready:
+            rows = self._record(batch, ready)
+            for (n, checked, _), row in zip(ready, rows, strict=True):
+                log.info("outbound_rendered", transmission_id=row.transmission_id,
+                         partner=checked.partner.id, doc_type=checked.doc_type,
+                         number=checked.number, mapping=checked.mapping.id,
+                         control_ref=row.control_ref, size=row.size)
+                results[n] = OutboundResult(batch[n][0], "RENDERED", checked.partner.id,
+                                            checked.doc_type, number=checked.number,
+                                            mapping=checked.mapping.id, outbound=row)
+            if self.on_rendered is not None:
+                self.on_rendered()
+        return [r for r in results if r is not None]
 
-        document = NewOutboundDocument(
-            schema_version=checked.document["schema"], business_number=checked.number,
-            message_id=checked.document["message_id"], payload=checked.payload,
-            content_sha=content_digest(checked.payload))
-        row = self.store.record_rendered(
-            tid, partner_id=checked.partner.id, channel=checked.partner.outbound.channel,
-            kind=checked.doc_type, document=document, mapping=mapping.id,
-            syntax=mapping.syntax, uses_control_ref=mapping.uses_control_ref, seal=seal)
-        log.info("outbound_rendered", transmission_id=tid, partner=checked.partner.id,
-                 doc_type=checked.doc_type, number=checked.number, mapping=mapping.id,
-                 control_ref=row.control_ref, size=row.size)
-        if self.on_rendered is not None:
-            self.on_rendered()
-        return OutboundResult(tid, "RENDERED", checked.partner.id, checked.doc_type,
-                              number=checked.number, mapping=mapping.id, outbound=row)
+    def _record(self, batch: list[tuple[str, Incoming]],
+                ready: list[tuple[int, _Checked, Body]]) -> list[OutboundRow]:
+        """Control references, sealed bytes (one archive sync) and rows in one commit."""
+        items = []
+        for n, checked, _ in ready:
+            items.append(Rendered(
+                tid=batch[n][0], partner_id=checked.partner.id,
+                channel=checked.partner.outbound.channel, kind=checked.doc_type,
+                document=NewOutboundDocument(
+                    schema_version=checked.document["schema"],
+                    business_number=checked.number,
+                    message_id=checked.document["message_id"], payload=checked.payload,
+                    content_sha=content_digest(checked.payload)),
+                mapping=checked.mapping.id, syntax=checked.mapping.syntax,
+                uses_control_ref=checked.mapping.uses_control_ref))
+
+        def seal(refs: list[str | None]) -> list[Sealed]:
+            outs, names = [], []
+            for (n, checked, body), ref in zip(ready, refs, strict=True):
+                outs.append(body.seal(ref or ""))
+                stem = f"{checked.doc_type}-{_safe(checked.number)}-{batch[n][0][-8:]}"
+                names.append(stem + (f"-{ref}" if ref else "") + checked.mapping.suffix)
+            shas = self.archive.put_many(outs)
+            return [Sealed(sha256=sha, size=len(out), filename=name)
+                    for sha, out, name in zip(shas, outs, names, strict=True)]
+
+        return self.store.record_rendered_many(items, seal)
 
     def _fail(self, tid: str, partner: str | None, doc_type: str | None, stage: str,
               reason: str) -> OutboundResult:

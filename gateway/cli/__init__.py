@@ -19,6 +19,7 @@ from gateway.cli import (
     instances,
     mappings,
     partners,
+    pricelists,
     send,
     serve,
     store,
@@ -44,7 +45,8 @@ for _command in (serve.serve, serve.declare, ingest.ingest, ingest.reprocess,
                  partners.partners, check.check_config, mappings.mappings, mappings.schemas,
                  store.db, store.status, store.security, channels.channels, alerts.alerts,
                  tracker.explain, tracker.purge, users.users, users.tokens,
-                 conflicts.conflicts, instances.instances, send.send):
+                 conflicts.conflicts, instances.instances, pricelists.price_lists,
+                 send.send):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -17,18 +17,21 @@ def mappings() -> None:
 
 
 @mappings.command("test")
-@click.option("--update", is_flag=True, help="Rewrite the expected JSON from the current output.")
+@click.option("--update", is_flag=True,
+              help="Rewrite the expected outputs (inbound and outbound) from the current output.")
 @click.pass_obj
 def mappings_test(obj: CliContext, update: bool) -> None:
-    """Run every mapping on its sample and compare with the expected canonical JSON."""
+    """Run every mapping on its sample and compare with the expected output: inbound
+    mappings give canonical JSON, outbound mappings (mappings/outbound/) the rendered file."""
     from gateway.formats.mapping import run_samples, write_expected
+    from gateway.formats.render.samples import run_outbound_samples, write_outbound_expected
 
     root = Path(obj.settings.mappings)
     if update:
-        for path in write_expected(root):
+        for path in [*write_expected(root), *write_outbound_expected(root)]:
             click.echo(f"wrote {path}")
         return
-    results = run_samples(root)
+    results = [*run_samples(root), *run_outbound_samples(root)]
     bad = 0
     for r in results:
         click.echo(f"{'ok  ' if r.ok else 'FAIL'}  {r.mapping_id}  {r.sample}")

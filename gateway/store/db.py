@@ -4,7 +4,8 @@ SQLite (a file under ``var/`` by default) and PostgreSQL run the same code. Ever
 is one transaction; a method that returns has committed.
 
 ``Store`` is the composition of the repositories that own each aggregate's SQL
-(``transmissions``, ``documents``, ``held``, ``outbox``, ``outbound``, ``instances``), sharing one engine
+(``transmissions``, ``documents``, ``held``, ``outbox``, ``outbound``, ``pricelists``,
+``instances``), sharing one engine
 (``engine``). The names other modules import from here are re-exported.
 """
 
@@ -25,6 +26,7 @@ from gateway.store.held import HeldRepository
 from gateway.store.instances import InstanceRepository
 from gateway.store.outbound import OutboundRepository
 from gateway.store.outbox import OutboxRepository
+from gateway.store.pricelists import PriceListRepository
 from gateway.store.records import LogFilter, OutboxItem, TransmissionRow
 from gateway.store.settlement import resettle
 from gateway.store.transmissions import TransmissionRepository
@@ -34,7 +36,7 @@ __all__ = ["LogFilter", "NewDocument", "OutboxItem", "Store", "TransmissionRow",
 
 
 class Store(TransmissionRepository, DocumentRepository, HeldRepository, OutboxRepository,
-            OutboundRepository, InstanceRepository, StoreEngine):
+            OutboundRepository, PriceListRepository, InstanceRepository, StoreEngine):
     """Transactional access to the gateway's records."""
 
     @classmethod

@@ -24,6 +24,20 @@ _TRANSMISSION_FOR = {s.OUT_SENT: TransmissionStatus.SENT,
 
 
 @dataclass(frozen=True, slots=True)
+class Rendered:
+    """One rendered document for ``record_rendered_many``."""
+
+    tid: str
+    partner_id: str
+    channel: str
+    kind: str
+    document: NewOutboundDocument
+    mapping: str
+    syntax: str
+    uses_control_ref: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Sealed:
     """What ``record_rendered``'s ``seal`` callback made: the archived payload."""
 
@@ -48,6 +62,38 @@ class OutboundRepository(StoreEngine):
             row = conn.execute(q).first()
         return TransmissionRow.from_row(row) if row is not None else None
 
+    def record_outbound_received_many(self, items: list[dict[str, Any]]) -> list[str]:
+        """``record_outbound_received`` for many documents in one commit (each item holds
+        its keyword arguments)."""
+        now = utcnow()
+        ids, t_rows, e_rows = [], [], []
+        for it in items:
+            tid = new_id()
+            ids.append(tid)
+            t_rows.append(dict(
+                id=tid, channel=it["channel"], channel_ref=it.get("channel_ref"),
+                partner_id=it.get("partner_id"), filename=it.get("filename"),
+                size=it["size"], sha256=it["sha256"], received_at=now, acknowledged_at=None,
+                status=s.RECEIVED, updated_at=now, document_count=0, direction="out",
+                claimed_by=self.instance_id, reprocess_of=it.get("reprocess_of"),
+                requested_by=it.get("requested_by"),
+                request_reason=it.get("request_reason")))
+            e_rows.append(dict(transmission_id=tid, at=now, event="received",
+                               detail=it["detail"]))
+            if it.get("reprocess_of"):
+                e_rows.append(dict(transmission_id=tid, at=now, event="reprocess-of",
+                                   detail=f"resend of {it['reprocess_of']} by "
+                                          f"{it.get('requested_by')}: {it.get('request_reason')}"))
+                e_rows.append(dict(transmission_id=it["reprocess_of"], at=now,
+                                   event="reprocessed",
+                                   detail=f"sent again as {tid} by {it.get('requested_by')}: "
+                                          f"{it.get('request_reason')}"))
+        if t_rows:
+            with self._begin() as conn:
+                conn.execute(s.transmissions.insert(), t_rows)
+                conn.execute(s.transmission_events.insert(), e_rows)
+        return ids
+
     def record_outbound_received(self, *, channel: str, channel_ref: str | None,
                                  filename: str | None, size: int, sha256: str,
                                  partner_id: str | None, detail: str,
@@ -55,33 +101,22 @@ class OutboundRepository(StoreEngine):
                                  requested_by: str | None = None,
                                  request_reason: str | None = None) -> str:
         """An outbound document whose bytes (as the ERP sent them) are archived: RECEIVED."""
-        now = utcnow()
-        tid = new_id()
-        with self._begin() as conn:
-            conn.execute(s.transmissions.insert().values(
-                id=tid, channel=channel, channel_ref=channel_ref, partner_id=partner_id,
-                filename=filename, size=size, sha256=sha256, received_at=now,
-                acknowledged_at=None, status=s.RECEIVED, updated_at=now, document_count=0,
-                direction="out", claimed_by=self.instance_id, reprocess_of=reprocess_of,
-                requested_by=requested_by, request_reason=request_reason))
-            events = [dict(transmission_id=tid, at=now, event="received", detail=detail)]
-            if reprocess_of is not None:
-                events.append(dict(transmission_id=tid, at=now, event="reprocess-of",
-                                   detail=f"resend of {reprocess_of} by {requested_by}: "
-                                          f"{request_reason}"))
-                conn.execute(s.transmission_events.insert().values(
-                    transmission_id=reprocess_of, at=now, event="reprocessed",
-                    detail=f"sent again as {tid} by {requested_by}: {request_reason}"))
-            conn.execute(s.transmission_events.insert(), events)
-        return tid
+        return self.record_outbound_received_many([dict(
+            channel=channel, channel_ref=channel_ref, filename=filename, size=size,
+            sha256=sha256, partner_id=partner_id, detail=detail, reprocess_of=reprocess_of,
+            requested_by=requested_by, request_reason=request_reason)])[0]
 
     def outbound_to_render(self, older_than: dt.datetime, limit: int = 100
                            ) -> list[TransmissionRow]:
         """Outbound transmissions still RECEIVED since before ``older_than`` (a crash
         between receiving and rendering): rendered again by whoever delivers."""
         t = s.transmissions
+        # A price-list distribution (no partner, ``list:…``) is the distributor's to resume.
         q = (sa.select(t).where(t.c.direction == "out", t.c.status == s.RECEIVED,
-                                t.c.received_at < older_than)
+                                t.c.received_at < older_than,
+                                sa.or_(t.c.partner_id.is_not(None), t.c.channel_ref.is_(None),
+                                       sa.not_(t.c.channel_ref.startswith("list:",
+                                                                          autoescape=True))))
              .order_by(t.c.received_at).limit(limit))
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
@@ -94,37 +129,59 @@ class OutboundRepository(StoreEngine):
         reference (when the syntax uses one), ``seal(ref)`` which archives the bytes that
         leave, the documents row, the outbound row PENDING and the transmission RENDERED.
         If anything fails, nothing is kept and the reference is not used: gap-free."""
+        return self.record_rendered_many([Rendered(
+            tid, partner_id, channel, kind, document, mapping, syntax, uses_control_ref)],
+            lambda refs: [seal(ref) for ref in refs])[0]
+
+    def record_rendered_many(self, items: list[Rendered],
+                             seal: Callable[[list[str | None]], list[Sealed]]
+                             ) -> list[OutboundRow]:
+        """``record_rendered`` for many documents in one transaction (group commit):
+        control references are taken in order, ``seal`` gets them all at once (one
+        archive sync for the batch) and returns what it archived, in order."""
         now = utcnow()
+        out: list[OutboundRow] = []
         with self._begin() as conn:
-            ref = self._next_control_ref(conn, partner_id, now) if uses_control_ref else None
-            sealed = seal(ref)
-            did = new_id()
-            conn.execute(s.documents.insert().values(
-                id=did, transmission_id=tid, partner_id=partner_id, doc_type=kind,
-                schema_version=document.schema_version,
-                business_number=document.business_number, interchange_ref=ref,
-                message_ref=None, message_id=document.message_id,
-                status=DocumentStatus.OUTBOUND, created_at=now, payload=document.payload,
-                content_sha=document.content_sha))
-            oid = new_id()
-            row = dict(id=oid, transmission_id=tid, partner_id=partner_id, kind=kind,
-                       channel=channel, filename=sealed.filename, sha256=sealed.sha256,
-                       size=sealed.size, status=s.OUT_PENDING, attempts=0, created_at=now,
-                       document_id=did, mapping=mapping, control_ref=ref)
-            conn.execute(s.outbound.insert().values(**row))
-            conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
-                status=TransmissionStatus.RENDERED, partner_id=partner_id, format=syntax,
-                standard=mapping, document_count=1, stage=None, reason=None, updated_at=now))
-            detail = f"{kind} {document.business_number} as {mapping}, {sealed.size} bytes"
-            if ref is not None:
-                detail += f", interchange {ref}"
-            conn.execute(s.transmission_events.insert().values(
-                transmission_id=tid, at=now, event="rendered", detail=detail))
-        return OutboundRow(id=oid, transmission_id=tid, partner_id=partner_id, kind=kind,
-                           channel=channel, filename=sealed.filename, sha256=sealed.sha256,
-                           size=sealed.size, status=s.OUT_PENDING, attempts=0, last_error=None,
-                           created_at=now, sent_at=None, detail=None, document_id=did,
-                           mapping=mapping, control_ref=ref)
+            refs = [self._next_control_ref(conn, it.partner_id, now) if it.uses_control_ref
+                    else None for it in items]
+            sealed_all = seal(refs)
+            d_rows, o_rows, e_rows = [], [], []
+            for it, ref, sealed in zip(items, refs, sealed_all, strict=True):
+                did, oid = new_id(), new_id()
+                doc = it.document
+                d_rows.append(dict(
+                    id=did, transmission_id=it.tid, partner_id=it.partner_id,
+                    doc_type=it.kind, schema_version=doc.schema_version,
+                    business_number=doc.business_number, interchange_ref=ref,
+                    message_ref=None, message_id=doc.message_id,
+                    status=DocumentStatus.OUTBOUND, created_at=now, payload=doc.payload,
+                    content_sha=doc.content_sha))
+                o_rows.append(dict(
+                    id=oid, transmission_id=it.tid, partner_id=it.partner_id, kind=it.kind,
+                    channel=it.channel, filename=sealed.filename, sha256=sealed.sha256,
+                    size=sealed.size, status=s.OUT_PENDING, attempts=0, created_at=now,
+                    document_id=did, mapping=it.mapping, control_ref=ref))
+                conn.execute(s.transmissions.update().where(s.transmissions.c.id == it.tid)
+                             .values(status=TransmissionStatus.RENDERED,
+                                     partner_id=it.partner_id, format=it.syntax,
+                                     standard=it.mapping, document_count=1, stage=None,
+                                     reason=None, updated_at=now))
+                detail = f"{it.kind} {doc.business_number} as {it.mapping}, {sealed.size} bytes"
+                if ref is not None:
+                    detail += f", interchange {ref}"
+                e_rows.append(dict(transmission_id=it.tid, at=now, event="rendered",
+                                   detail=detail))
+                out.append(OutboundRow(
+                    id=oid, transmission_id=it.tid, partner_id=it.partner_id, kind=it.kind,
+                    channel=it.channel, filename=sealed.filename, sha256=sealed.sha256,
+                    size=sealed.size, status=s.OUT_PENDING, attempts=0, last_error=None,
+                    created_at=now, sent_at=None, detail=None, document_id=did,
+                    mapping=it.mapping, control_ref=ref))
+            if d_rows:
+                conn.execute(s.documents.insert(), d_rows)
+                conn.execute(s.outbound.insert(), o_rows)
+                conn.execute(s.transmission_events.insert(), e_rows)
+        return out
 
     def fail_outbound(self, tid: str, *, stage: str, reason: str) -> None:
         """The outbound transmission failed before anything was sent (invalid JSON, unknown

@@ -74,6 +74,7 @@ from gateway.web.auth import (
     Principal,
 )
 from gateway.web.numbers import BadNumber, url_int
+from gateway.web.routes.pricelists import price_lists_page
 from gateway.web.segments import edifact_segments
 
 if TYPE_CHECKING:
@@ -679,6 +680,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/partners/{pid}/{what}", admin, partner_change, "POST"),
         route("/alerts", viewer, alerts),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
+        route("/price-lists", viewer, price_lists_page),
         route("/conflicts", operator, conflicts),
         route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),

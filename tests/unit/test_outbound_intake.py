@@ -220,3 +220,21 @@ def test_interrupted_rendering_resumes(world: Any, monkeypatch: pytest.MonkeyPat
     world.intake._clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     assert world.intake.resume() == 1
     assert world.store.get_transmission(tid).status == "RENDERED"
+
+
+def test_a_batch_is_received_and_recorded_together(world: Any) -> None:
+    from gateway.channels.intake import Incoming
+
+    results = world.intake.accept_many([
+        Incoming(_invoice("B-1"), origin="erp", ref="b1", partner="acme"),
+        Incoming(_invoice("BAD"), origin="erp", ref="b2", partner="acme"),
+        Incoming(_invoice("B-1"), origin="erp", ref="b1", partner="acme"),  # redelivered
+        Incoming(_invoice("B-3"), origin="erp", ref="b3", partner="nobody"),
+        Incoming(_invoice("B-4"), origin="erp", ref="b4", partner="acme"),
+    ])
+    assert [r.status for r in results] == ["RENDERED", "FAILED", "RENDERED", "FAILED",
+                                           "RENDERED"]
+    assert results[2].repeat and results[2].transmission_id == results[0].transmission_id
+    assert [r.outbound.control_ref for r in (results[0], results[4])] == ["1", "2"]
+    assert results[3].stage == "partner"
+    assert len(world.store.pending_outbound()) == 2

@@ -11,6 +11,7 @@ from gateway.web.routes import (
     conflicts,
     outbound,
     partners,
+    pricelists,
     search,
     session,
     stats,
@@ -21,7 +22,8 @@ from gateway.web.routes import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     session.router, transmissions.router, search.router, alerts.router, conflicts.router,
-    users.router, tokens.router, audit.router, stats.router, outbound.router)
+    users.router, tokens.router, audit.router, stats.router, pricelists.router,
+    outbound.router)
 
 #: The partner routes: each asks for at least a viewer on top of its own guard.
 PARTNERS: APIRouter = partners.router
