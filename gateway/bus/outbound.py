@@ -8,8 +8,10 @@
 The ERP publishes the canonical JSON of an order response, despatch advice, invoice or price
 list (persistent, with a ``message_id``) under ``<doctype>.<partner>``, e.g.
 ``invoice.acme``. :class:`OutboundConsumer` reads the queue on a thread of its own (pika
-``BlockingConnection``, prefetch bounded) and hands each message to its ``accept`` callback
-(``gateway.channels.intake_routes.route_outbound``: the outbound intake). Then:
+``BlockingConnection``, prefetch bounded) and hands the messages in hand to its
+``accept_batch`` callback at once (``gateway.channels.intake_routes.route_outbound_batch``:
+the outbound intake receives them with one archive sync and one commit), or each to an
+``accept`` callback (``route_outbound``). Then, message by message in order:
 
 - **received** (RENDERED, or a repeat of a message already received): the message is
   acknowledged only now, when its document is archived and recorded;
@@ -17,10 +19,10 @@ list (persistent, with a ``message_id``) under ``<doctype>.<partner>``, e.g.
   ``edi.outbound.dead`` with the headers ``x-edigw-reason``, ``x-edigw-stage``,
   ``x-edigw-transmission`` and ``x-edigw-partner``, published with confirms, and only
   once the broker confirmed it is the message acknowledged; nothing is sent to the partner;
-- **not received** (``accept`` raised: the store or the archive is down, or a bug): after a
-  pause (growing with each failure in a row, up to ``retry_max``) the message and those
-  delivered after it are returned to the queue (nack, requeue) and come back later. Nothing
-  is lost and nothing spins.
+- **not received** (``accept`` raised: the store or the archive is down, or a bug; or a
+  dead-letter copy was not confirmed): after a pause (growing with each failure in a row,
+  up to ``retry_max``) the messages in hand not yet acknowledged are returned to the queue
+  (nack, requeue) and come back later. Nothing is lost and nothing spins.
 
 The queue dead-letters to ``edi.outbound.dead`` itself too: a broker that drops a message
 returned too often (RabbitMQ 4 quorum queues: 20 times by default) puts it there instead.
@@ -74,9 +76,22 @@ class Outcome(Protocol):
     def repeat(self) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message of ``edigw.outbound`` as ``accept_batch`` gets it."""
+
+    body: bytes
+    routing_key: str
+    message_id: str | None
+    headers: dict[str, Any]
+
+
 #: ``accept(body, routing_key, message_id, headers)``: receive one message; raises only when
 #: nothing could be recorded (it is then returned to the queue).
 Accept = Callable[[bytes, str, "str | None", dict[str, Any]], Outcome]
+#: ``accept_batch(messages)``: receive the messages in hand at once (one archive sync, one
+#: commit), their outcomes in the same order; raises only when nothing could be recorded.
+AcceptBatch = Callable[[list[OutboundMessage]], Sequence[Outcome]]
 
 
 def dead_headers(original: dict[str, Any] | None, outcome: Outcome) -> dict[str, Any]:
@@ -114,20 +129,20 @@ class _Delivery:
     body: bytes
 
 
-class _Returned(Exception):
-    """A message could not be taken now: what was delivered goes back to the queue."""
-
-
 class OutboundConsumer:
     """Consumes ``edigw.outbound`` into the outbound intake until stopped."""
 
-    def __init__(self, broker_url: str | Sequence[str], accept: Accept, *,
+    def __init__(self, broker_url: str | Sequence[str], accept: Accept | None = None, *,
+                 accept_batch: AcceptBatch | None = None,
                  names: OutboundNames = OUTBOUND, prefetch: int = PREFETCH,
                  retry_initial: float = 0.5, retry_max: float = 30.0, declare: bool = True,
                  heartbeat: int | None = None) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
-        self._accept = accept
+        if (accept is None) == (accept_batch is None):
+            raise ValueError("give accept or accept_batch (one of them)")
+        self._accept_batch: AcceptBatch = accept_batch if accept_batch is not None \
+            else _one_by_one(accept)  # type: ignore[arg-type]
         self._nodes = Rotation(broker_url)
         self._names = names
         self._prefetch = prefetch
@@ -230,8 +245,8 @@ class OutboundConsumer:
                            broker=mask_url(url))
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.25)
-                while self._pending and not self._stop.is_set():
-                    self._settle_next(connection, channel, dead)
+                if self._pending and not self._stop.is_set():
+                    self._settle(connection, channel, dead)
         finally:
             self._connected = False
             if connection.is_open:
@@ -247,66 +262,80 @@ class OutboundConsumer:
 
     # -- one message --------------------------------------------------------------------------
 
-    def _settle_next(self, connection: Any, channel: Any, dead: Any) -> None:
-        delivery = self._pending[0]
+    def _settle(self, connection: Any, channel: Any, dead: Any) -> None:
+        """Hand what was delivered to ``accept_batch``, dead-letter the refusals, then
+        acknowledge; give everything from the first failure on back to the queue."""
+        batch = list(self._pending)
+        messages = [OutboundMessage(
+            d.body, d.routing_key, getattr(d.properties, "message_id", None) or None,
+            dict(getattr(d.properties, "headers", None) or {})) for d in batch]
         try:
-            outcome = self._take(delivery, dead)
-        except _Returned as exc:
-            self._give_back(connection, channel, str(exc))
+            outcomes = list(self._accept_batch(messages))
+        except (StoreError, OSError) as exc:  # the store or the archive's disk
+            self._give_back(connection, channel, f"not recorded: {exc}")
             return
-        channel.basic_ack(delivery.tag)
-        self._pending.pop(0)
-        self._last_success = clock.now()
+        except Exception as exc:  # a bug: logged with its traceback; never lose a message
+            self._log.exception("outbound_accept_crashed", size=len(batch), error=str(exc))
+            self._give_back(connection, channel, f"not recorded: {type(exc).__name__}: {exc}")
+            return
+        if len(outcomes) != len(batch):
+            self._log.error("outbound_accept_miscounted", messages=len(batch),
+                            outcomes=len(outcomes))
+            self._give_back(connection, channel, "accept answered another number of results")
+            return
+        done = 0
+        for d, m, outcome in zip(batch, messages, outcomes, strict=True):
+            if outcome.status == "FAILED" and not self._dead_letter(d, m, outcome, dead):
+                break
+            self._log.info("outbound_received", routing_key=m.routing_key,
+                           message_id=m.message_id, transmission_id=outcome.transmission_id,
+                           partner=outcome.partner_id, status=outcome.status,
+                           repeat=outcome.repeat)
+            self._counts["refused" if outcome.status == "FAILED" else "received"] += 1
+            done += 1
+        if done:
+            # Settled in order: one basic.ack (multiple) for all of them.
+            channel.basic_ack(batch[done - 1].tag, multiple=True)
+            del self._pending[:done]
+            self._last_success = clock.now()
+        if done < len(batch):
+            self._give_back(connection, channel, "dead-letter copy not confirmed")
+            return
         self._failing.reset()
         if self._outage_since is not None:
             down = (clock.now() - self._outage_since).total_seconds()
             self._log.info("outbound_bus_recovered", after_outage_s=round(down, 1))
             self._outage_since = None
             self._last_error = None
-        self._counts["refused" if outcome.status == "FAILED" else "received"] += 1
 
-    def _take(self, d: _Delivery, dead: Any) -> Outcome:
-        """Hand the message to ``accept``; dead-letter a refusal. _Returned when the
-        message must go back to the queue."""
-        headers: dict[str, Any] = dict(getattr(d.properties, "headers", None) or {})
-        message_id = getattr(d.properties, "message_id", None) or None
-        try:
-            outcome = self._accept(d.body, d.routing_key, message_id, headers)
-        except (StoreError, OSError) as exc:  # the store or the archive's disk
-            raise _Returned(f"not recorded: {exc}") from exc
-        except Exception as exc:  # a bug: logged with its traceback; never lose the message
-            self._log.exception("outbound_accept_crashed", routing_key=d.routing_key,
-                                message_id=message_id, error=str(exc))
-            raise _Returned(f"not recorded: {type(exc).__name__}: {exc}") from exc
-        if outcome.status != "FAILED":
-            self._log.info("outbound_received", routing_key=d.routing_key,
-                           message_id=message_id, transmission_id=outcome.transmission_id,
-                           partner=outcome.partner_id, status=outcome.status,
-                           repeat=outcome.repeat)
-            return outcome
-        self._log.warning("outbound_refused_dead_lettered", routing_key=d.routing_key,
-                          message_id=message_id, transmission_id=outcome.transmission_id,
+    def _dead_letter(self, d: _Delivery, m: OutboundMessage, outcome: Outcome,
+                     dead: Any) -> bool:
+        """Publish a refused message's copy with the reason to the dead-letter exchange;
+        True once the broker confirmed it."""
+        self._log.warning("outbound_refused_dead_lettered", routing_key=m.routing_key,
+                          message_id=m.message_id, transmission_id=outcome.transmission_id,
                           partner=outcome.partner_id, stage=outcome.stage,
                           reason=outcome.reason)
         props = d.properties
         copy = pika.BasicProperties(
             content_type=getattr(props, "content_type", None),
             content_encoding=getattr(props, "content_encoding", None),
-            headers=dead_headers(headers, outcome),
+            headers=dead_headers(m.headers, outcome),
             delivery_mode=pika.DeliveryMode.Persistent,
             correlation_id=getattr(props, "correlation_id", None),
-            message_id=message_id, timestamp=getattr(props, "timestamp", None),
+            message_id=m.message_id, timestamp=getattr(props, "timestamp", None),
             type=getattr(props, "type", None), app_id=getattr(props, "app_id", None))
         try:
-            dead.basic_publish(self._names.dead_exchange, d.routing_key, d.body,
+            dead.basic_publish(self._names.dead_exchange, m.routing_key, m.body,
                                properties=copy, mandatory=True)
         except (px.UnroutableError, px.NackError) as exc:
-            raise _Returned(f"dead-letter copy not confirmed: {type(exc).__name__}") from exc
-        return outcome
+            self._last_error = f"dead-letter copy not confirmed: {type(exc).__name__}"
+            return False
+        return True
 
     def _give_back(self, connection: Any, channel: Any, error: str) -> None:
-        """Pause (serving the connection), then return the message and every one delivered
-        after it to the queue."""
+        """Pause (serving the connection), then return every message in hand to the
+        queue."""
         self._last_error = error
         delay = self._failing.next()
         if self._outage_since is None:
@@ -331,3 +360,13 @@ class OutboundConsumer:
         returned, self._pending = self._pending, []
         channel.basic_nack(returned[-1].tag, multiple=True, requeue=True)
         self._counts["returned"] += len(returned)
+
+
+def _one_by_one(accept: Accept) -> AcceptBatch:
+    """``accept_batch`` over an ``accept`` of one message: a failure part-way returns the
+    whole batch to the queue, and those recorded before it come back as repeats."""
+
+    def batch(messages: list[OutboundMessage]) -> list[Outcome]:
+        return [accept(m.body, m.routing_key, m.message_id, m.headers) for m in messages]
+
+    return batch

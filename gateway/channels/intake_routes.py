@@ -1,12 +1,13 @@
 """Where a document handed to edigw for partners goes: one partner's intake, or every
 subscriber of a price list.
 
-``route_outbound`` makes the ``accept`` callback of the ``edigw.outbound`` consumer
-(``gateway.bus.outbound.OutboundConsumer``): the routing key ``<doctype>.<partner>`` says
+``route_outbound_batch`` (or ``route_outbound``, one message at a time) makes the callback of
+the ``edigw.outbound`` consumer (``gateway.bus.outbound.OutboundConsumer``): the routing key ``<doctype>.<partner>`` says
 the document type and the partner; the broker's ``message_id`` (else the SHA-256 of the
 body) is the reference a redelivered message is recognised by. ``price-list.<name>`` where
 ``<name>`` is no partner but a list partners subscribe to (profile ``outbound.price_lists``)
-goes to the price-list distributor, which hands the list to each subscriber's intake.
+goes to the price-list distributor (``Gateway.distributor``), which hands the list to each
+subscriber's intake; a refusal among its copies is the message's result (dead-lettered).
 
 ``edigw send --price-list`` and ``POST /api/outbound?price_list=`` use :func:`distribute`.
 """
@@ -17,7 +18,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gateway.channels.intake import OutboundIntake, OutboundResult
+from gateway.channels.intake import Incoming, OutboundIntake, OutboundRefused, OutboundResult
 
 PRICE_LIST = "price-list"
 
@@ -55,6 +56,44 @@ def summary(results: list[OutboundResult]) -> OutboundResult:
     return next((r for r in results if r.failed), results[0])
 
 
+class Message(Protocol):
+    """A message of ``edigw.outbound`` (``gateway.bus.outbound.OutboundMessage``)."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def headers(self) -> dict[str, Any]: ...
+
+
+#: ``accept_batch(messages)`` of the outbound consumer.
+AcceptBatch = Callable[[list[Message]], list[OutboundResult]]
+
+
+def _to_list(intake: OutboundIntake, distribute: Distribute | None, doc_type: str | None,
+             name: str | None) -> str | None:
+    """The price list a routing key names (``price-list.<list>`` where ``<list>`` is no
+    partner), when a distributor is there to send it."""
+    if doc_type == PRICE_LIST and name is not None and distribute is not None \
+            and intake.partners(name) is None:
+        return name
+    return None
+
+
+def _distributed(intake: OutboundIntake, distribute: Distribute, body: bytes, list_id: str,
+                 ref: str) -> OutboundResult:
+    try:
+        results = distribute(body, list_id=list_id, origin="erp", ref=ref)
+    except OutboundRefused:  # not even a list id: refused as an unknown partner
+        results = []
+    if results:
+        return summary(results)
+    return intake.accept(body, origin="erp", ref=ref, partner=list_id, doc_type=PRICE_LIST)
+
+
 def route_outbound(intake: OutboundIntake, distribute: Distribute | None = None) -> Accept:
     """The ``accept`` callback of the ``edigw.outbound`` consumer over ``intake``."""
 
@@ -62,19 +101,43 @@ def route_outbound(intake: OutboundIntake, distribute: Distribute | None = None)
                headers: dict[str, Any]) -> OutboundResult:
         doc_type, partner = split_key(routing_key)
         ref = message_ref(body, message_id)
-        if (doc_type == PRICE_LIST and partner is not None and distribute is not None
-                and intake.partners(partner) is None):
-            results = distribute(body, list_id=partner, origin="erp", ref=ref)
-            if results:
-                return summary(results)
-            # Nobody subscribes: the intake refuses it as for an unknown partner.
+        list_id = _to_list(intake, distribute, doc_type, partner)
+        if list_id is not None and distribute is not None:
+            return _distributed(intake, distribute, body, list_id, ref)
         return intake.accept(body, origin="erp", ref=ref, partner=partner, doc_type=doc_type)
 
     return accept
 
 
+def route_outbound_batch(intake: OutboundIntake, distribute: Distribute | None = None
+                         ) -> AcceptBatch:
+    """The ``accept_batch`` callback of the ``edigw.outbound`` consumer: the documents for
+    partners received together (``OutboundIntake.accept_many``: one archive sync, one
+    commit), a price list for its subscribers on its own; results in message order."""
+
+    def accept_batch(messages: list[Message]) -> list[OutboundResult]:
+        results: list[OutboundResult | None] = [None] * len(messages)
+        batch: list[tuple[int, Incoming]] = []
+        for n, m in enumerate(messages):
+            doc_type, partner = split_key(m.routing_key)
+            ref = message_ref(m.body, m.message_id)
+            list_id = _to_list(intake, distribute, doc_type, partner)
+            if list_id is not None and distribute is not None:
+                results[n] = _distributed(intake, distribute, m.body, list_id, ref)
+            else:
+                batch.append((n, Incoming(m.body, origin="erp", ref=ref, partner=partner,
+                                          doc_type=doc_type)))
+        if batch:
+            for (n, _), result in zip(batch, intake.accept_many([i for _, i in batch]),
+                                      strict=True):
+                results[n] = result
+        return [r for r in results if r is not None]
+
+    return accept_batch
+
+
 def distributor_of(gateway: Any) -> Distribute | None:
-    """The price-list distributor of a running gateway (``Gateway.price_lists``), if any."""
-    lists = getattr(gateway, "price_lists", None)
+    """The price-list distributor of a gateway (``Gateway.distributor``), if any."""
+    lists = getattr(gateway, "distributor", None)
     method = getattr(lists, "distribute", None)
     return method if callable(method) else None

@@ -6,7 +6,7 @@ with an ``edigw.order-response/1`` built from the order as it was received.
   dates from the stored order), unless the ERP's acknowledgement carries line details
   (below): then the lines it names are changed or rejected as it says, and the response is
   ``accepted-with-changes``.
-- **rejected**: the whole order, with the ERP's reason (no lines).
+- **rejected**: the whole order, with the ERP's reason; every line rejected (quantity 0).
 
 The acknowledgement may carry, besides its documented fields (``docs/erp-acks.md``, other
 fields are ignored by the acknowledgement itself)::
@@ -85,6 +85,11 @@ def build_order_response(order: dict[str, Any], *, document_id: str, erp_status:
     if erp_status.upper() == REJECTED:
         response["status"] = "rejected"
         response["reason"] = reason or "rejected"
+        # Every line rejected too: a format with one row per line (CSV) says it as well.
+        response["lines"] = [
+            {**_answer_line(ordered, str(ordered.get("line_number") or i), None, None)[0],
+             "status": "rejected", "quantity": "0"}
+            for i, ordered in enumerate(order.get("lines") or [], start=1)]
         return response
     delivery = details.get("delivery_date") if isinstance(details.get("delivery_date"), str) \
         else None

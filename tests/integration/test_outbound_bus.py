@@ -18,7 +18,7 @@ import pytest
 from gateway.bus.outbound import OutboundConsumer
 from gateway.bus.topology import OutboundNames, declare_outbound
 from gateway.channels.intake import OutboundIntake, OutboundResult
-from gateway.channels.intake_routes import route_outbound
+from gateway.channels.intake_routes import route_outbound, route_outbound_batch
 from gateway.config import Partner, PartnerOutbound
 from gateway.core.errors import StoreError
 from gateway.formats.render import OutboundMappings, RenderContext
@@ -140,17 +140,17 @@ def outbound_transmissions(store: Store) -> list[Any]:
                                  .order_by(s.transmissions.c.received_at)).all())
 
 
-def consumer(url: str, names: OutboundNames,
-             accept: Callable[..., OutboundResult]) -> OutboundConsumer:
-    c = OutboundConsumer(url, accept, names=names, retry_initial=0.1, retry_max=0.3,
-                         declare=False)
+def consumer(url: str, names: OutboundNames, accept: Callable[..., OutboundResult] | None = None,
+             *, batch: Callable[..., Any] | None = None) -> OutboundConsumer:
+    c = OutboundConsumer(url, accept, accept_batch=batch, names=names, retry_initial=0.1,
+                         retry_max=0.3, declare=False)
     c.start()
     return c
 
 
 def test_a_valid_invoice_is_rendered_and_acknowledged(rabbit_url: str, names: OutboundNames,
                                                       intake: OutboundIntake) -> None:
-    c = consumer(rabbit_url, names, route_outbound(intake))
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake))
     try:
         publish(rabbit_url, names.exchange, "invoice.acme", invoice(), "erp-1")
         wait_for(lambda: c.health.received == 1)
@@ -166,9 +166,12 @@ def test_a_valid_invoice_is_rendered_and_acknowledged(rabbit_url: str, names: Ou
     assert drain(rabbit_url, names.dead_queue, idle=0.3) == []
 
 
+@pytest.mark.parametrize("batched", [True, False])
 def test_refusals_are_dead_lettered_with_their_reason(rabbit_url: str, names: OutboundNames,
-                                                      intake: OutboundIntake) -> None:
-    c = consumer(rabbit_url, names, route_outbound(intake))
+                                                      intake: OutboundIntake,
+                                                      batched: bool) -> None:
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake)) if batched \
+        else consumer(rabbit_url, names, route_outbound(intake))
     try:
         publish(rabbit_url, names.exchange, "invoice.nobody", invoice("INV-9"), "erp-9")
         publish(rabbit_url, names.exchange, "invoice.acme", b"{not json", "erp-10")
@@ -193,7 +196,7 @@ def test_refusals_are_dead_lettered_with_their_reason(rabbit_url: str, names: Ou
 
 def test_the_same_message_twice_is_one_transmission(rabbit_url: str, names: OutboundNames,
                                                     intake: OutboundIntake) -> None:
-    c = consumer(rabbit_url, names, route_outbound(intake))
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake))
     try:
         for _ in range(2):
             publish(rabbit_url, names.exchange, "invoice.acme", invoice(), "erp-same")
@@ -245,7 +248,7 @@ def test_an_unwritable_archive_keeps_the_message_on_the_queue(
     archive = tmp_path / "archive"
     assert not archive.exists()  # made at the first write
     archive.write_bytes(b"not a folder")
-    c = consumer(rabbit_url, names, route_outbound(intake))
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake))
     try:
         publish(rabbit_url, names.exchange, "invoice.acme", invoice("INV-RO"), "erp-ro")
         wait_for(lambda: c.health.returned >= 2)
@@ -275,7 +278,7 @@ def test_a_price_list_key_naming_a_list_goes_to_the_distributor(
                 OutboundResult("t-2", "FAILED", "beta", "price-list", stage="mapping",
                                reason="partner beta's profile names no format")]
 
-    c = consumer(rabbit_url, names, route_outbound(intake, distribute))
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake, distribute))
     try:
         publish(rabbit_url, names.exchange, "price-list.spring", b'{"schema": "edigw.price-list/1"}', "pl-1")
         publish(rabbit_url, names.exchange, "price-list.autumn", b'{"schema": "edigw.price-list/1"}', "pl-2")

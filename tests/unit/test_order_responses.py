@@ -85,7 +85,10 @@ def test_a_rejected_order_is_rejected_whole_with_the_erps_reason() -> None:
     r = build_order_response(ORDER, document_id="d", erp_status="REJECTED",
                              reason="unknown delivery point", today=TODAY)
     doc = OrderResponse.model_validate(r)
-    assert (doc.status, doc.reason, doc.lines) == ("rejected", "unknown delivery point", [])
+    assert (doc.status, doc.reason) == ("rejected", "unknown delivery point")
+    assert [(ln.line_number, ln.status, str(ln.quantity), str(ln.ordered_quantity))
+            for ln in doc.lines] == [("1", "rejected", "0", "10"), ("2", "rejected", "0", "6"),
+                                     ("3", "rejected", "0", "2")]
 
 
 # -- handed to the intake ---------------------------------------------------------------------
@@ -216,3 +219,33 @@ def test_a_store_error_while_answering_leaves_the_ack_on_the_broker(world: Any) 
     consumer._pending = [_Delivery(4, encode_ack(mid, "accepted"))]
     consumer._settle(None, channel)
     assert channel.acked == [4] and len(calls) == 1
+
+
+# -- through the real outbound mappings ------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+_REAL = OutboundMappings.load(ROOT / "mappings")
+
+
+@pytest.mark.parametrize("mapping", sorted(m.id for m in _REAL if m.document == "order-response"))
+@pytest.mark.parametrize("erp_status, details", [
+    ("ACCEPTED", {}),
+    ("ACCEPTED", {"lines": [{"line_number": "2", "quantity": "4"},
+                            {"line_number": "3", "status": "rejected", "reason": "gone"}]}),
+    ("REJECTED", {}),
+])
+def test_every_order_response_mapping_renders_what_is_built(mapping: str, erp_status: str,
+                                                            details: dict[str, Any]) -> None:
+    built = build_order_response(ORDER, document_id="d1", erp_status=erp_status,
+                                 reason="no stock", details=details, today=TODAY)
+    doc = json.loads(OrderResponse.model_validate(built).to_json_bytes())
+    ctx = RenderContext(partner_id="acme", sender_id="5412345000013", sender_qualifier="14",
+                        recipient_id="5400000000003", recipient_qualifier="14", test=False,
+                        ack_requested=False, now=dt.datetime(2024, 3, 2, tzinfo=dt.UTC))
+    out = _REAL.mappings[mapping].render(doc, ctx).seal("7")
+    assert b"PO-4711" in out
+    if mapping.startswith("eancom"):
+        code = {"ACCEPTED": b"+29'" if not details else b"+4'", "REJECTED": b"+27'"}[erp_status]
+        bgm = next(seg for seg in out.split(b"\n") if seg.startswith(b"BGM")) \
+            if b"\n" in out else out[out.index(b"BGM"):out.index(b"'", out.index(b"BGM")) + 1]
+        assert bgm.endswith(code), bgm
