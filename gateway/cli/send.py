@@ -72,7 +72,7 @@ def _dry_run(gw: Gateway, data: bytes, partner: str | None, price_list: str | No
     assert gw.intake is not None
     if partner is None:
         subscribers = sorted(p.id for p in gw.partners
-                             if price_list in p.outbound.price_lists)
+                             if p.enabled and price_list in p.outbound.price_lists)
         if not subscribers:
             click.echo(f"edigw: partner: no partner subscribes to price list {price_list!r}",
                        err=True)

@@ -38,13 +38,14 @@ class Mapping:
     suffix: str
 
     def render(self, document: dict[str, Any], ctx: RenderContext) -> Body:
-        number = str(document.get("invoice_number") or document.get("order_number"))
+        number = str(document.get("invoice_number") or document.get("order_number")
+                     or document.get("price_list_number"))
         if number == "BAD":
             raise RenderError("cannot render BAD", mapping=self.id, path="invoice_number")
         if self.syntax == "pdf":
             return Body(BINARY_HEAD + number.encode(), "application/pdf", False)
-        return Body(f"INVOICE {number} for {ctx.recipient_id}".encode(), "application/EDIFACT",
-                    True)
+        return Body(f"{self.document.upper()} {number} for {ctx.recipient_id}".encode(),
+                    "application/EDIFACT", True)
 
 
 def compile_mapping(data: dict[str, Any], file: str, lines: Any) -> Mapping:
@@ -59,6 +60,8 @@ MAPPINGS = {
                           "aliases: [edifact]\n",
     "binary-invoice.yaml": "id: binary-invoice\nsyntax: pdf\ndocument: invoice\n"
                            "aliases: [factur-x]\n",
+    "plain-pricelist.yaml": "id: plain-pricelist\nsyntax: edifact\ndocument: price-list\n"
+                            "aliases: [edifact]\n",
 }
 
 
@@ -77,3 +80,9 @@ def invoice(number: str = "INV-1", **extra: Any) -> dict[str, Any]:
     return {"schema": "edigw.invoice/1", "invoice_number": number, "currency": "EUR",
             "lines": [{"quantity": "2", "line_net_amount": "10.00"}],
             "totals": {"tax_exclusive": "10.00", "tax_inclusive": "12.00"}, **extra}
+
+
+def price_list(number: str = "PL-1") -> dict[str, Any]:
+    return {"schema": "edigw.price-list/1", "price_list_number": number, "currency": "EUR",
+            "items": [{"line_number": "1", "gtin": "4012345678901",
+                       "prices": [{"amount": "1.50", "type": "AAA"}]}]}

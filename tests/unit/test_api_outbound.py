@@ -50,7 +50,7 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                     for p in partners.values() if list_id in p.outbound.price_lists]
 
     gateway = SimpleNamespace(store=store, intake=intake, partners=list(partners.values()),
-                              price_lists=Lists(), distributed=distributed)
+                              distributor=Lists(), distributed=distributed)
     auth = Authenticator(store)
     app = FastAPI()
     app.state.auth = auth

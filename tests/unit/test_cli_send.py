@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from gateway.cli import main
 from gateway.store.db import Store
-from tests.unit.outbound_fakes import BINARY_HEAD, install, invoice
+from tests.unit.outbound_fakes import BINARY_HEAD, install, invoice, price_list
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "partners").mkdir()
     (tmp_path / "partners" / "acme.toml").write_text(
         'id = "acme"\nname = "Acme"\n[outbound]\nchannel = "folder"\n'
-        'recipient_id = "5400000000003"\nformats = { invoice = "edifact" }\n'
+        'recipient_id = "5400000000003"\nformats = { invoice = "plain-invoice", price-list = "edifact" }\n'
         'price_lists = ["spring"]\n', encoding="utf-8")
     (tmp_path / "gateway.toml").write_text(
         'mappings = "mappings"\npartners = "partners"\n'
@@ -28,6 +28,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         '[broker]\nurl = "amqp://guest:guest@127.0.0.1:1/%2F"\n'
         '[outbound]\npath = "out"\nsender_id = "5412345000013"\n', encoding="utf-8")
     (tmp_path / "inv.json").write_text(json.dumps(invoice()), encoding="utf-8")
+    (tmp_path / "pl.json").write_text(json.dumps(price_list()), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EDIGW_STORE_URL", raising=False)
     monkeypatch.delenv("EDIGW_BROKER_URL", raising=False)
@@ -114,6 +115,15 @@ def test_partner_or_price_list_is_needed(workdir: Path) -> None:
     assert run("send", "inv.json").exit_code == 2
     both = run("send", "inv.json", "--partner", "acme", "--price-list", "spring")
     assert both.exit_code == 2 and "not both" in both.stderr
-    # No distributor wired in this gateway: said, nothing recorded.
-    lists = run("send", "inv.json", "--price-list", "spring")
-    assert lists.exit_code == 1 and "no price-list distributor" in lists.stderr
+    unknown = run("send", "pl.json", "--price-list", "autumn")
+    assert unknown.exit_code == 1 and "no enabled partner subscribes" in unknown.stderr
+
+
+def test_a_price_list_goes_to_each_subscriber(workdir: Path) -> None:
+    r = run("send", "pl.json", "--price-list", "spring", "--json")
+    assert r.exit_code == 0, r.stderr
+    [copy] = json.loads(r.stdout)
+    assert (copy["partner"], copy["doc_type"], copy["status"]) == ("acme", "price-list",
+                                                                   "DELIVERED")
+    [written] = (workdir / "out" / "acme").iterdir()
+    assert written.read_bytes() == b"REF 1\nPRICE-LIST PL-1 for 5400000000003"

@@ -114,7 +114,7 @@ def _dry_run(gateway: Any, intake: OutboundIntake, data: bytes, partner: str | N
     headers: dict[str, str] = {}
     if not partner:
         subscribers = sorted(p.id for p in gateway.partners
-                             if price_list in p.outbound.price_lists)
+                             if p.enabled and price_list in p.outbound.price_lists)
         if not subscribers:
             raise HTTPException(422, f"no partner subscribes to price list {price_list!r}")
         partner = subscribers[0]
