@@ -15,7 +15,7 @@ subscriber's intake; a refusal among its copies is the message's result (dead-le
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.channels.intake import Incoming, OutboundIntake, OutboundRefused, OutboundResult
@@ -23,12 +23,13 @@ from gateway.channels.intake import Incoming, OutboundIntake, OutboundRefused, O
 PRICE_LIST = "price-list"
 
 
-class Distribute(Protocol):
-    """``PriceListDistributor.distribute``: one price list to each subscriber of
-    ``list_id``; their results ([] when nobody subscribes)."""
+class Distributor(Protocol):
+    """What is used of ``gateway.channels.pricelists.PriceListDistributor``."""
 
-    def __call__(self, body: bytes, *, list_id: str, origin: str,
-                 ref: str | None) -> list[OutboundResult]: ...
+    def distribute(self, data: bytes, *, list_id: str, origin: str,
+                   ref: str | None = None) -> list[OutboundResult]:
+        """One price list to each subscriber of ``list_id``: their results."""
+        ...
 
 
 #: ``accept(body, routing_key, message_id, headers)`` of the outbound consumer.
@@ -70,23 +71,23 @@ class Message(Protocol):
 
 
 #: ``accept_batch(messages)`` of the outbound consumer.
-AcceptBatch = Callable[[list[Message]], list[OutboundResult]]
+AcceptBatch = Callable[[Sequence[Message]], list[OutboundResult]]
 
 
-def _to_list(intake: OutboundIntake, distribute: Distribute | None, doc_type: str | None,
+def _to_list(intake: OutboundIntake, lists: Distributor | None, doc_type: str | None,
              name: str | None) -> str | None:
     """The price list a routing key names (``price-list.<list>`` where ``<list>`` is no
     partner), when a distributor is there to send it."""
-    if doc_type == PRICE_LIST and name is not None and distribute is not None \
+    if doc_type == PRICE_LIST and name is not None and lists is not None \
             and intake.partners(name) is None:
         return name
     return None
 
 
-def _distributed(intake: OutboundIntake, distribute: Distribute, body: bytes, list_id: str,
+def _distributed(intake: OutboundIntake, lists: Distributor, body: bytes, list_id: str,
                  ref: str) -> OutboundResult:
     try:
-        results = distribute(body, list_id=list_id, origin="erp", ref=ref)
+        results = lists.distribute(body, list_id=list_id, origin="erp", ref=ref)
     except OutboundRefused:  # not even a list id: refused as an unknown partner
         results = []
     if results:
@@ -94,36 +95,37 @@ def _distributed(intake: OutboundIntake, distribute: Distribute, body: bytes, li
     return intake.accept(body, origin="erp", ref=ref, partner=list_id, doc_type=PRICE_LIST)
 
 
-def route_outbound(intake: OutboundIntake, distribute: Distribute | None = None) -> Accept:
-    """The ``accept`` callback of the ``edigw.outbound`` consumer over ``intake``."""
+def route_outbound(intake: OutboundIntake, distributor: Distributor | None = None) -> Accept:
+    """The ``accept`` callback of the ``edigw.outbound`` consumer over ``intake`` (and the
+    gateway's price-list ``distributor``, when there is one)."""
 
     def accept(body: bytes, routing_key: str, message_id: str | None,
                headers: dict[str, Any]) -> OutboundResult:
         doc_type, partner = split_key(routing_key)
         ref = message_ref(body, message_id)
-        list_id = _to_list(intake, distribute, doc_type, partner)
-        if list_id is not None and distribute is not None:
-            return _distributed(intake, distribute, body, list_id, ref)
+        list_id = _to_list(intake, distributor, doc_type, partner)
+        if list_id is not None and distributor is not None:
+            return _distributed(intake, distributor, body, list_id, ref)
         return intake.accept(body, origin="erp", ref=ref, partner=partner, doc_type=doc_type)
 
     return accept
 
 
-def route_outbound_batch(intake: OutboundIntake, distribute: Distribute | None = None
+def route_outbound_batch(intake: OutboundIntake, distributor: Distributor | None = None
                          ) -> AcceptBatch:
     """The ``accept_batch`` callback of the ``edigw.outbound`` consumer: the documents for
     partners received together (``OutboundIntake.accept_many``: one archive sync, one
     commit), a price list for its subscribers on its own; results in message order."""
 
-    def accept_batch(messages: list[Message]) -> list[OutboundResult]:
+    def accept_batch(messages: Sequence[Message]) -> list[OutboundResult]:
         results: list[OutboundResult | None] = [None] * len(messages)
         batch: list[tuple[int, Incoming]] = []
         for n, m in enumerate(messages):
             doc_type, partner = split_key(m.routing_key)
             ref = message_ref(m.body, m.message_id)
-            list_id = _to_list(intake, distribute, doc_type, partner)
-            if list_id is not None and distribute is not None:
-                results[n] = _distributed(intake, distribute, m.body, list_id, ref)
+            list_id = _to_list(intake, distributor, doc_type, partner)
+            if list_id is not None and distributor is not None:
+                results[n] = _distributed(intake, distributor, m.body, list_id, ref)
             else:
                 batch.append((n, Incoming(m.body, origin="erp", ref=ref, partner=partner,
                                           doc_type=doc_type)))
@@ -136,8 +138,7 @@ def route_outbound_batch(intake: OutboundIntake, distribute: Distribute | None =
     return accept_batch
 
 
-def distributor_of(gateway: Any) -> Distribute | None:
+def distributor_of(gateway: Any) -> Distributor | None:
     """The price-list distributor of a gateway (``Gateway.distributor``), if any."""
     lists = getattr(gateway, "distributor", None)
-    method = getattr(lists, "distribute", None)
-    return method if callable(method) else None
+    return lists if callable(getattr(lists, "distribute", None)) else None

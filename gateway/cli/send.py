@@ -105,10 +105,10 @@ def _distribute(gw: Gateway, data: bytes, price_list: str, filename: str
                 ) -> list[OutboundResult]:
     from gateway.channels.intake_routes import distributor_of
 
-    distribute = distributor_of(gw)
-    if distribute is None:
+    lists = distributor_of(gw)
+    if lists is None:
         fail("price lists are not distributed by this gateway (no price-list distributor)", 1)
-    results = distribute(data, list_id=price_list, origin="cli", ref=None)
+    results = lists.distribute(data, list_id=price_list, origin="cli", ref=None)
     if not results:
         fail(f"no partner subscribes to price list {price_list!r}", 1)
     return results

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pika
@@ -278,7 +279,8 @@ def test_a_price_list_key_naming_a_list_goes_to_the_distributor(
                 OutboundResult("t-2", "FAILED", "beta", "price-list", stage="mapping",
                                reason="partner beta's profile names no format")]
 
-    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake, distribute))
+    lists = SimpleNamespace(distribute=distribute)
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake, lists))
     try:
         publish(rabbit_url, names.exchange, "price-list.spring", b'{"schema": "edigw.price-list/1"}', "pl-1")
         publish(rabbit_url, names.exchange, "price-list.autumn", b'{"schema": "edigw.price-list/1"}', "pl-2")

@@ -80,11 +80,11 @@ async def send_outbound(
                 lambda: intake.accept(data, origin="api", ref=None, partner=partner, fmt=fmt))]
         else:
             assert price_list is not None
-            distribute = distributor_of(gateway)
-            if distribute is None:
+            lists = distributor_of(gateway)
+            if lists is None:
                 raise HTTPException(409, "price lists are not distributed by this gateway")
             results = await run_in_threadpool(
-                lambda: distribute(data, list_id=price_list, origin="api", ref=None))
+                lambda: lists.distribute(data, list_id=price_list, origin="api", ref=None))
             if not results:
                 raise HTTPException(422, f"no partner subscribes to price list "
                                          f"{price_list!r}")
