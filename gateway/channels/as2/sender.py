@@ -130,10 +130,8 @@ def read_mdn(raw: bytes, *, message_id: str | None, certificates: list[bytes],
     each of the partner's ``certificates`` (PEM), the fields read, the disposition and the MIC
     judged. ``message_id``: the Message-ID it must answer (None: not checked); ``mic``: the
     MIC we computed (None: nothing to compare). Raises ``As2SendError`` when it is no MDN."""
-    from pyas2lib.utils import parse_mime
-
     try:
-        payload = parse_mime(raw)
+        payload = email.message_from_bytes(raw)
     except Exception as exc:  # pyas2lib's parse of arbitrary bytes
         raise As2SendError(f"the answer is not a MIME entity: {exc}") from exc
     report: email.message.Message | None = None
@@ -166,20 +164,28 @@ def read_mdn(raw: bytes, *, message_id: str | None, certificates: list[bytes],
     outcome = MdnOutcome(original_message_id=original, disposition=disposition, ok=False,
                          signed=signed, verified=verified, mic=got_mic, mic_alg=got_alg,
                          problem=problem)
-    if not disposition:
+    return check_mdn(outcome, message_id=message_id, mic=mic)
+
+
+def check_mdn(outcome: MdnOutcome, *, message_id: str | None, mic: str | None) -> MdnOutcome:
+    """``outcome`` judged: ``ok`` when it answers ``message_id`` (None: not checked), its
+    disposition is positive and, when we know the ``mic`` we computed, it returns that MIC
+    (a duplicate-document warning returns none: the MIC went with the first copy)."""
+    outcome = dataclasses.replace(outcome, ok=False)
+    if not outcome.disposition:
         return dataclasses.replace(outcome, problem="the MDN has no Disposition field")
-    if message_id is not None and original != message_id:
-        return dataclasses.replace(outcome, problem=f"the MDN answers Message-ID {original!r}, "
-                                                     f"not {message_id!r}")
+    if message_id is not None and outcome.original_message_id != message_id:
+        return dataclasses.replace(outcome, problem="the MDN answers Message-ID "
+                                   f"{outcome.original_message_id!r}, not {message_id!r}")
     if not outcome.disposition_ok:
         return outcome
-    duplicate = "duplicate-document" in disposition.lower()
+    duplicate = "duplicate-document" in outcome.disposition.lower()
     if mic is not None and not duplicate:
-        if got_mic is None:
-            return dataclasses.replace(outcome, problem=problem or
+        if outcome.mic is None:
+            return dataclasses.replace(outcome, problem=outcome.problem or
                                        "positive MDN without Received-Content-MIC")
-        if got_mic != mic:
-            return dataclasses.replace(outcome, problem=problem or
+        if outcome.mic != mic:
+            return dataclasses.replace(outcome, problem=outcome.problem or
                                        f"MIC mismatch: we computed {mic}")
     return dataclasses.replace(outcome, ok=True)
 
