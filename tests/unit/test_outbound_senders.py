@@ -306,7 +306,7 @@ class ProviderServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 outer.requests.append((self.path, dict(self.headers), body))
                 reply = json.dumps(outer.answer).encode()
@@ -342,7 +342,7 @@ def provider() -> Iterator[Callable[..., ProviderServer]]:
         s.close()
 
 
-def phone_partner(number: str = "06 12 34 56 78") -> Partner:
+def phone_partner() -> Partner:
     return Partner(id="retail", name="Retail", identifiers=Identifiers(phone=["0612345678"]))
 
 
@@ -350,8 +350,8 @@ def test_twilio_request_shape_and_message_sid(provider):
     server = provider(status=201, answer={"sid": "SM0123456789abcdef", "status": "queued"})
     sms = SmsSettings(twilio={"auth_token": "tok3n", "account_sid": "AC123",
                               "from_number": "+33700000000", "api_url": server.url})
-    delivery = SmsSender(sms).send(row(channel="sms"), "Order 4711 accepted, delivery 12/03"
-                                   .encode(), phone_partner())
+    text = b"Order 4711 accepted, delivery 12/03"
+    delivery = SmsSender(sms).send(row(channel="sms"), text, phone_partner())
     assert delivery.remote_id == "SM0123456789abcdef" and not delivery.delivered
     ((path, headers, body),) = server.requests
     assert path == "/2010-04-01/Accounts/AC123/Messages.json"
