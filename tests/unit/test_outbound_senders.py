@@ -154,6 +154,14 @@ def test_compressed_and_other_algorithms_reach_the_partner():
     assert peer.payloads == [DATA] and delivery.delivered
 
 
+def test_payload_bytes_arrive_unchanged_lf_line_ends_and_8bit_included():
+    """Sent as binary: no canonicalisation of line ends, no re-encoding of 8-bit text."""
+    data = "UNA:+.? '\nUNB+UNOC:3+edigw+retail'\nNAD+BY+++Müller'\n".encode("latin-1")
+    peer = As2Peer(lambda _m: ("processed", None, partner_key()))
+    assert as2_sender(peer).send(row(), data, partner()).delivered
+    assert peer.payloads == [data]
+
+
 def test_mdn_returning_another_mic_is_refused():
     """A positive MDN whose MIC is not the one we computed: the partner got other bytes
     than we signed: refused at once, both MICs told."""

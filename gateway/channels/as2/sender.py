@@ -1,9 +1,10 @@
 """Outbound AS2 (RFC 4130): a payload for a partner signed, encrypted and compressed as its
 profile says, POSTed to its ``url``, with the MDN it was asked for.
 
-pyas2lib builds the message (``Message.build``); the MDN is read here (``read_mdn``) with
-pyas2lib's CMS functions, so that its signature, its disposition and the MIC it returns are
-each judged on their own:
+The message is built with pyas2lib's CMS functions (compress, sign, encrypt: see
+``build_message`` for why not ``Message.build``); the MDN is read here (``read_mdn``) with
+pyas2lib's signature check, so that its signature, its disposition and the MIC it returns
+are each judged on their own:
 
 - **synchronous MDN**: read from the HTTP answer. ``processed`` with the MIC we computed is a
   delivery (``Delivery(delivered=True)``); a negative disposition (``processed/error: …``,
@@ -27,10 +28,14 @@ taken as delivered) instead of processing it twice.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email.message
+import hashlib
 import re
 import threading
+import uuid
+from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +60,14 @@ from gateway.store.records import OutboundRow
 compat.prepare()  # before pyas2lib imports oscrypto (see compat)
 
 from pyas2lib import as2  # noqa: E402
-from pyas2lib.cms import verify_message  # noqa: E402
+from pyas2lib.cms import (  # noqa: E402
+    compress_message,
+    encrypt_message,
+    sign_message,
+    verify_message,
+)
 from pyas2lib.exceptions import AS2Exception, IntegrityError  # noqa: E402
-from pyas2lib.utils import canonicalize, extract_first_part  # noqa: E402
+from pyas2lib.utils import canonicalize, extract_first_part, quote_as2name  # noqa: E402
 
 if TYPE_CHECKING:
     from gateway.config import Partner
@@ -250,6 +260,71 @@ def mdn_raw(headers: dict[str, str], body: bytes) -> bytes:
     return "".join(lines).encode("utf-8", "surrogateescape") + b"\r\n" + body
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    """An AS2 message's outermost MIME headers (sent as HTTP headers), its body, and the MIC
+    of what was signed (None when unsigned)."""
+
+    headers: dict[str, str]
+    body: bytes
+    mic: str | None
+
+
+#: ``micalg`` parameter values (RFC 5751 §3.4.3.2).
+MICALG = {"sha1": "sha1", "sha224": "sha-224", "sha256": "sha-256", "sha384": "sha-384",
+          "sha512": "sha-512"}
+
+
+def build_message(data: bytes, *, filename: str, content_type: str, sign_key: Any,
+                  digest_alg: str, encrypt_cert: Any, encryption_alg: str,
+                  compress: bool) -> BuiltMessage:
+    """The payload as a binary MIME entity (``Content-Transfer-Encoding: binary``: its bytes
+    go as they are, line ends included), then compressed (RFC 5402), signed (detached,
+    multipart/signed) with ``sign_key`` and encrypted for ``encrypt_cert`` (each when given),
+    with pyas2lib's CMS functions. The MIC (RFC 4130 §7.3.1) is the digest of the signed
+    entity, headers included.
+
+    pyas2lib's ``Message.build`` is not used for the layers: it writes a non-octet-stream
+    payload as 7bit/8bit text, whose line ends are canonicalised to CRLF before signing, so
+    a partner would receive other bytes than the archived payload (an EDIFACT file with LF
+    line ends)."""
+    safe_name = re.sub(r'[\\"\r\n]', "_", filename)
+    entity = (f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: binary\r\n"
+              f'Content-Disposition: attachment; filename="{safe_name}"\r\n\r\n'
+              ).encode() + data
+    if compress:
+        entity = _pkcs7_mime("compressed-data", "smime.p7z", compress_message(entity))
+    mic = None
+    if sign_key is not None:
+        mic = base64.b64encode(hashlib.new(digest_alg, entity).digest()).decode("ascii")
+        signature = sign_message(entity, digest_alg, sign_key)
+        boundary = f"----=_edigw_{uuid.uuid4().hex}"
+        sig_b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
+        b = boundary.encode("ascii")
+        entity = (f'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+                  f'micalg={MICALG[digest_alg]}; boundary="{boundary}"\r\n\r\n').encode() + (
+            b"--" + b + b"\r\n" + entity + b"\r\n--" + b + b"\r\n"
+            b'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="smime.p7s"\r\n\r\n'
+            + sig_b64 + b"\r\n--" + b + b"--\r\n")
+    if encrypt_cert is not None:
+        entity = _pkcs7_mime("enveloped-data", "smime.p7m",
+                             encrypt_message(entity, encryption_alg, encrypt_cert))
+    head, _, body = entity.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("utf-8").split("\r\n"):
+        key, _, value = line.partition(":")
+        headers[key.strip()] = value.strip()
+    return BuiltMessage(headers=headers, body=body, mic=mic)
+
+
+def _pkcs7_mime(smime_type: str, name: str, der: bytes) -> bytes:
+    return (f'Content-Type: application/pkcs7-mime; smime-type={smime_type}; name="{name}"\r\n'
+            "Content-Transfer-Encoding: binary\r\n"
+            f'Content-Disposition: attachment; filename="{name}"\r\n\r\n').encode() + der
+
+
 class As2Sender:
     """The dispatcher's ``Sender`` for channel ``as2``.
 
@@ -285,17 +360,31 @@ class As2Sender:
             raise As2SendError("the partner wants asynchronous MDNs: set [as2] receipt_url "
                                "(our POST /as2 as the partner reaches it)")
         name = Path(row.filename.replace("\\", "/")).name or "payload"
-        message = as2.Message(sender=org, receiver=receiver)
-        message.build(data, filename=name, subject=f"{row.kind} {name}",
-                      content_type=content_type_for(name),
-                      disposition_notification_to=f"edigw@{org.domain}",
-                      message_id=f"edigw-{row.id}")
-        message_id = str(message.message_id)
-        mic = message.mic.decode("ascii") if message.mic else None
-        headers = {k: _one_line(str(v)) for k, v in message.headers.items()}
-        body = message.content
-        if isinstance(body, str):
-            body = body.encode("utf-8")
+        try:
+            built = build_message(
+                data, filename=name, content_type=content_type_for(name),
+                sign_key=org.sign_key if profile.sign else None,
+                digest_alg=profile.digest_algorithm,
+                encrypt_cert=receiver.load_encrypt_cert() if profile.encrypt else None,
+                encryption_alg=profile.encryption_algorithm, compress=profile.compress)
+        except AS2Exception as exc:
+            raise As2SendError(f"cannot build the AS2 message: {exc}") from exc
+        message_id = f"edigw-{row.id}@{org.domain}"
+        mic = built.mic
+        headers = {
+            "AS2-Version": "1.2", "AS2-From": quote_as2name(org.as2_name),
+            "AS2-To": quote_as2name(profile.as2_id), "Message-ID": f"<{message_id}>",
+            "Subject": f"{row.kind} {name}", "Date": formatdate(usegmt=True),
+            "MIME-Version": "1.0", **built.headers}
+        if profile.mdn != "none":
+            headers["Disposition-Notification-To"] = f"edigw@{org.domain}"
+            if profile.mdn_signed:
+                headers["Disposition-Notification-Options"] = (
+                    "signed-receipt-protocol=required, pkcs7-signature; "
+                    f"signed-receipt-micalg=optional, {profile.digest_algorithm}")
+            if profile.mdn == "async":
+                headers["Receipt-Delivery-Option"] = str(self.settings.receipt_url)
+        body = built.body
         url = profile.url
         try:
             answer = self.client.post(url, content=body, headers=headers,
@@ -310,7 +399,7 @@ class As2Sender:
             return Delivery(detail=f"{what}, no MDN asked", delivered=False,
                             remote_id=message_id)
         if profile.mdn == "async":
-            kept = f"awaiting asynchronous MDN; mic={mic}, {message.digest_alg}" if mic \
+            kept = f"awaiting asynchronous MDN; mic={mic}, {profile.digest_algorithm}" if mic \
                 else "awaiting asynchronous MDN"
             return Delivery(detail=f"{what}, asynchronous MDN awaited", delivered=False,
                             remote_id=message_id, receipt=kept)
