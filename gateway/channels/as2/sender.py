@@ -152,7 +152,8 @@ def read_mdn(raw: bytes, *, message_id: str | None, certificates: list[bytes],
     elif ctype == "multipart/signed":
         for part in payload.walk():
             if part.get_content_type() in _SIGNATURE_TYPES:
-                signature = part.get_payload(decode=True)
+                decoded = part.get_payload(decode=True)
+                signature = decoded if isinstance(decoded, bytes) else None
             elif part.get_content_type() == "multipart/report" and report is None:
                 report = part
     if report is None:
