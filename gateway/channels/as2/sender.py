@@ -396,6 +396,20 @@ class As2Sender:
             raise As2SendError(f"POST {mask_url(url)} answered {answer.status_code}: "
                                f"{answer.text[:300]}")
         what = f"{row.kind} posted to {mask_url(url)} as <{message_id}>"
+        hdrs = {k.lower(): v for k, v in answer.headers.items()}
+        ctype = hdrs.get("content-type", "").lower()
+        # A receiver that refuses a message it cannot authenticate answers its negative MDN
+        # at once even when an asynchronous one (or none) was asked: read it then too.
+        answered = ctype.startswith("multipart/report") or (
+            ctype.startswith("multipart/signed") and b"multipart/report" in
+            answer.content[:8192].lower())
+        if profile.mdn != "sync" and answered:
+            outcome = read_mdn(mdn_raw(hdrs, answer.content), message_id=message_id,
+                               certificates=certificates, ca=ca,
+                               validate=profile.validate_certificates,
+                               partner_as2_id=profile.as2_id, mic=mic)
+            if outcome.negative:
+                raise DeliveryRefused(outcome.receipt())
         if profile.mdn == "none":
             return Delivery(detail=f"{what}, no MDN asked", delivered=False,
                             remote_id=message_id)
@@ -404,7 +418,6 @@ class As2Sender:
                 else "awaiting asynchronous MDN"
             return Delivery(detail=f"{what}, asynchronous MDN awaited", delivered=False,
                             remote_id=message_id, receipt=kept)
-        hdrs = {k.lower(): v for k, v in answer.headers.items()}
         outcome = read_mdn(mdn_raw(hdrs, answer.content), message_id=message_id,
                            certificates=certificates, ca=ca,
                            validate=profile.validate_certificates,
