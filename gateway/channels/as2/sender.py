@@ -487,6 +487,8 @@ class As2Sender:
         except AS2Exception as exc:
             raise As2SendError(f"AS2 partner {profile.as2_id}: {exc}") from exc
         with self._lock:
+            if len(self._partners) > 1000:  # profiles replaced by many reloads
+                self._partners.clear()
             self._partners[id(profile)] = (profile, receiver, certificates, ca)
         return receiver, certificates, ca
 
