@@ -528,6 +528,19 @@ def test_forged_async_mdn_is_refused_and_changes_nothing(us, them):
     assert events and events[0].kind == "insufficient-security"
 
 
+def test_signed_mdn_for_a_message_we_never_sent_is_refused(us, openssl_partner, tmp_path):
+    """A well-signed MDN from the partner naming a Message-ID we did not send it: 404 and a
+    security event; nothing recorded."""
+    _status, headers, body = openssl_partner.mdn("never-sent@edigw", {"as2-from": US},
+                                                 "AAAA", "sha256", tmp_path)
+    reply = httpx.post(us.settings.receipt_url or "", content=body, headers=headers,
+                       timeout=10)
+    assert reply.status_code == 404
+    events = SecurityLog(us.store).recent(channel="as2")
+    assert events and events[0].kind == "unexpected-mdn"
+    assert "never-sent@edigw" in (events[0].detail or "")
+
+
 def test_throughput_sync_mdn(us, them, record_property):
     """Deliveries per second, signed + encrypted with a signed synchronous MDN, to edigw's
     endpoint on this machine (measured once; not a limit)."""

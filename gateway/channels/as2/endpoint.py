@@ -20,6 +20,13 @@ Refusals, each answered with a negative MDN when one was asked (``processed/erro
   certificates, or the partner's certificate is not valid (dates, chain).
 - ``unexpected-processing-error``: anything else.
 
+An MDN posted here (multipart/report, signed or not) is an asynchronous receipt for a message
+we sent (``sender.As2Sender``): it is verified with the partner's certificates, its MIC
+compared with the one kept on the outbound row, and recorded with ``record_receipt``
+(``_receive_mdn``); one for a Message-ID we did not send that partner (``unexpected-mdn``),
+unsigned when a signed one was asked, or not verifying, is refused and recorded as a
+security event.
+
 A refused message is never given to the receiver; it leaves an ``as2_messages`` row without
 transmission and, when the sender could not be trusted, a security event. A negative MDN for
 a sender that was not authenticated is answered in the HTTP reply even when an asynchronous
