@@ -20,7 +20,6 @@ from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.outbound import FolderSender, OutboundDispatcher, Sender
 from gateway.channels.pricelists import PriceListDistributor
 from gateway.channels.registry import CHANNELS
-from gateway.channels.sftp.sender import SftpSender
 from gateway.config import (
     GatewaySettings,
     Partner,
@@ -113,8 +112,11 @@ class Gateway:
         mappings = MappingSet.load(Path(settings.mappings))
         gw = cls(settings=settings, partners=partners, store=store, archive=archive,
                  mappings=mappings)
-        senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path),
-                                      "sftp": SftpSender()}
+        senders: dict[str, Sender] = {"folder": FolderSender(settings.outbound.path)}
+        for kind in CHANNELS:
+            made = kind.sender(settings) if kind.sender is not None else None
+            if made is not None:
+                senders[kind.name] = made
         gw.outbound = OutboundDispatcher(store, archive, senders=senders, partner=partners.get,
                                          max_attempts=settings.outbound.max_attempts,
                                          retry_initial=settings.outbound.retry_initial,
@@ -218,9 +220,10 @@ class Gateway:
             for close in run.close:
                 close()
         if self.outbound is not None:
-            sftp = self.outbound.senders.get("sftp")
-            if isinstance(sftp, SftpSender):
-                sftp.close()  # its sessions to partners' servers
+            for sender in self.outbound.senders.values():
+                closer = getattr(sender, "close", None)
+                if closer is not None:
+                    closer()  # sessions to partners' servers, HTTP clients
         pipeline: Pipeline[Partner] | None = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.close_workers()

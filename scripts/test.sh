@@ -68,6 +68,12 @@ ensure_rabbitmq || missing+=("RabbitMQ (127.0.0.1:5672)")
 ensure_postgresql || missing+=("PostgreSQL (127.0.0.1:5432)")
 ensure_program sshd openssh-server || missing+=("OpenSSH sshd (openssh-server)")
 ensure_program dovecot dovecot-imapd || missing+=("Dovecot (dovecot-imapd)")
+# Postfix delivers the documents edigw e-mails to partners into Dovecot's mailboxes (the
+# outbound e-mail tests start a private instance); preseeded so that apt asks nothing.
+if ! command -v postfix >/dev/null && ! [ -x /usr/sbin/postfix ] && [ "$(id -u)" = 0 ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+fi
+ensure_program postfix postfix || missing+=("Postfix (postfix: outbound e-mail delivered to Dovecot)")
 ensure_program openssl openssl || missing+=("the openssl command (AS2 messages built independently)")
 ensure_program chromium chromium || missing+=("Chromium (the console's browser tests)")
 # The image and compose tests start their own Docker daemon and make base images locally.

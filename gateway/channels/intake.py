@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -444,3 +444,44 @@ def _validation_reason(kind: str, exc: ValidationError) -> str:
 def _safe(number: str) -> str:
     kept = "".join(c if c.isalnum() or c in "-_" else "_" for c in number)
     return kept[:40] or "document"
+
+
+def outbound_problems(partners: Iterable[Partner], mappings: OutboundMappings, *,
+                      sender_id: str | None, senders: Iterable[str]) -> list[str]:
+    """What ``edigw check-config`` refuses in what partners are to be sent: a format no
+    outbound mapping renders, EDIFACT without our UNB identity, a channel this gateway
+    cannot send on (``senders``: the channels with a sender), a subscription or an
+    automatic response without the format to send it in."""
+    problems: list[str] = []
+    can_send = set(senders)
+    for p in partners:
+        out = p.outbound
+        where = p.source or p.id
+        for kind, fmt in out.formats.items():
+            try:
+                mapping = mappings.choose(kind, fmt)
+            except RenderError as exc:
+                problems.append(f"{where}: [outbound] formats: {exc.reason}")
+                continue
+            if mapping.uses_control_ref and not sender_id:
+                problems.append(f"{where}: [outbound] formats: {mapping.id} needs our UNB "
+                                "identity: set [outbound] sender_id in gateway.toml")
+        if not out.formats and not out.price_lists and out.order_responses == "off":
+            continue  # sends nothing: its channel does not matter
+        if out.channel not in can_send:
+            problems.append(f"{where}: [outbound] channel {out.channel!r}: this gateway has no "
+                            f"sender for it (configure [{_SECTION.get(out.channel, out.channel)}])")
+        elif out.channel == "as2" and (p.as2 is None or not p.as2.url):
+            problems.append(f"{where}: [outbound] channel 'as2' needs [as2] url")
+        elif out.channel == "sftp" and (p.sftp is None or not p.sftp.outbound_folder):
+            problems.append(f"{where}: [outbound] channel 'sftp' needs [sftp] outbound_folder")
+        if out.price_lists and "price-list" not in out.formats:
+            problems.append(f"{where}: [outbound] price_lists needs formats.price-list")
+        if out.order_responses == "auto" and "order-response" not in out.formats:
+            problems.append(f"{where}: [outbound] order_responses = \"auto\" needs "
+                            "formats.order-response")
+    return problems
+
+
+#: The section of gateway.toml that gives a channel its sender.
+_SECTION = {"as2": "as2] identities", "email": "smtp", "sms": "sms"}

@@ -17,7 +17,10 @@ says everything the composition root, the command line and the console need to k
 - ``partner_api``: its routes of the partner administration API (a FastAPI ``APIRouter``
   mounted under ``/partners``), if it has any;
 - ``partner_form``: what the console's ``POST /partners/{id}/<name>`` form does, if the
-  channel has a form on the partner page.
+  channel has a form on the partner page;
+- ``sender``: what delivers documents to partners whose ``[outbound] channel`` it is (a
+  ``channels.outbound.Sender``), made from the gateway's settings, or None when they do not
+  configure it.
 
 A channel's console fragments live in its folder's ``templates/`` (``transport.html``, shown
 on a transmission's page with its ``transport`` record as ``record``; ``partner.html``, its
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from gateway.channels.email.mailer import Mailer
+    from gateway.channels.outbound import Sender
     from gateway.channels.sections import StrictModel
     from gateway.config import GatewaySettings, Partner, PartnerDirectory
     from gateway.core.pipeline import Outcome
@@ -144,3 +148,4 @@ class ChannelKind:
     shown: Callable[[Mapping[str, Any]], tuple[str, list[tuple[str, object]]]] | None = None
     partner_api: Callable[[], APIRouter] | None = None
     partner_form: Callable[[PartnerFormPost], None] | None = None
+    sender: Callable[[GatewaySettings], Sender | None] | None = None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from gateway.core.errors import EdigwError
-from gateway.store.archive import Archive
+from gateway.store.archive import Archive, make_durable
 from gateway.store.db import Store
 from gateway.store.records import OutboundRow
 
@@ -73,6 +73,36 @@ class FolderSender:
         return self.root / partner_id
 
     def send(self, row: OutboundRow, data: bytes, partner: Partner | None) -> str:
+        target, written = self._write(row, data, partner)
+        if written:
+            make_durable([target])
+        return f"{row.kind} written to {target}"
+
+    def send_many(self, batch: list[tuple[OutboundRow, bytes, Partner | None]]
+                  ) -> list[str | Delivery | Exception]:
+        """``send`` for a batch: every file written and renamed, then all made durable
+        with one sync; a file that could not be written is its own failure."""
+        results: list[str | Delivery | Exception] = []
+        written: list[Path] = []
+        for row, data, partner in batch:
+            try:
+                target, fresh = self._write(row, data, partner)
+            except Exception as exc:
+                results.append(exc)
+                continue
+            if fresh:
+                written.append(target)
+            results.append(f"{row.kind} written to {target}")
+        try:
+            make_durable(written)
+        except OSError as exc:  # nothing is known to be durable: every one is retried
+            return [exc for _ in batch]
+        return results
+
+    def _write(self, row: OutboundRow, data: bytes, partner: Partner | None
+               ) -> tuple[Path, bool]:
+        """Write under a temporary name and rename; (target, False) when it is there
+        already with the same bytes (delivered before a crash)."""
         folder = self.folder_for(row.partner_id, partner)
         folder.mkdir(parents=True, exist_ok=True)
         name = Path(row.filename).name  # never a path from elsewhere
@@ -80,21 +110,14 @@ class FolderSender:
         n = 1
         while target.exists():
             if target.read_bytes() == data:  # delivered before a crash: done
-                return f"{row.kind} written to {target}"
+                return target, False
             n += 1
             target = folder / f"{Path(name).stem}.{n}{Path(name).suffix}"
         temp = folder / f".{target.name}.part"
         with open(temp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(temp, target)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return f"{row.kind} written to {target}"
+        return target, True
 
 
 class OutboundDispatcher:
@@ -124,34 +147,73 @@ class OutboundDispatcher:
         """Send every pending payload whose channel has a sender; returns how many went.
         Never raises for one payload: its failure is recorded and the others go on."""
         delivered = 0
+        batches: dict[str, list[OutboundRow]] = {}
         for row in self.store.pending_outbound(limit):
             sender = self.senders.get(row.channel)
             if sender is None:
                 continue  # a channel this process does not run (yet): left pending
-            if self.deliver_one(row, sender):
+            if hasattr(sender, "send_many"):
+                batches.setdefault(row.channel, []).append(row)
+            elif self.deliver_one(row, sender):
                 delivered += 1
+        for channel, rows in batches.items():
+            delivered += self._deliver_batch(rows, self.senders[channel])
         return delivered
+
+    #: Rows handed to a sender's ``send_many`` at once (one sync, one commit).
+    BATCH = 100
+
+    def _deliver_batch(self, rows: list[OutboundRow], sender: Sender) -> int:
+        delivered = 0
+        for first in range(0, len(rows), self.BATCH):
+            chunk = rows[first:first + self.BATCH]
+            batch = []
+            for row in chunk:
+                try:
+                    data = self.archive.get(row.sha256)
+                except Exception as exc:
+                    self._failed(row, exc)
+                    continue
+                batch.append((row, data, self.partner(row.partner_id)))
+            results = sender.send_many(batch)  # type: ignore[attr-defined]
+            sent = []
+            for (row, _, _), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    self._failed(row, result)
+                    continue
+                delivery = result if isinstance(result, Delivery) else Delivery(detail=result)
+                sent.append((row.id, delivery.detail, delivery.delivered, delivery.remote_id,
+                             delivery.receipt))
+                log.info("outbound_delivered" if delivery.delivered else "outbound_sent",
+                         outbound_id=row.id, partner=row.partner_id, kind=row.kind,
+                         channel=row.channel, detail=delivery.detail)
+            self.store.mark_outbound_sent_many(sent)
+            delivered += len(sent)
+        return delivered
+
+    def _failed(self, row: OutboundRow, exc: Exception) -> None:
+        if isinstance(exc, DeliveryRefused):
+            self.store.mark_outbound_failed(row.id, f"refused by the partner: {exc}",
+                                            give_up=True)
+            log.warning("outbound_refused", outbound_id=row.id, partner=row.partner_id,
+                        channel=row.channel, filename=row.filename, error=str(exc))
+            return
+        attempts = row.attempts + 1
+        give_up = attempts >= self.max_attempts
+        retry_at = None if give_up else \
+            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.backoff(attempts))
+        self.store.mark_outbound_failed(row.id, f"{type(exc).__name__}: {exc}",
+                                        give_up=give_up, retry_at=retry_at)
+        log.warning("outbound_failed", outbound_id=row.id, partner=row.partner_id,
+                    channel=row.channel, filename=row.filename, error=str(exc),
+                    attempts=attempts, gave_up=give_up)
 
     def deliver_one(self, row: OutboundRow, sender: Sender) -> bool:
         """One attempt at ``row``; True when it went."""
         try:
             result = sender.send(row, self.archive.get(row.sha256), self.partner(row.partner_id))
-        except DeliveryRefused as exc:
-            self.store.mark_outbound_failed(row.id, f"refused by the partner: {exc}",
-                                            give_up=True)
-            log.warning("outbound_refused", outbound_id=row.id, partner=row.partner_id,
-                        channel=row.channel, filename=row.filename, error=str(exc))
-            return False
-        except Exception as exc:  # recorded, retried, never fatal
-            attempts = row.attempts + 1
-            give_up = attempts >= self.max_attempts
-            retry_at = None if give_up else \
-                dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.backoff(attempts))
-            self.store.mark_outbound_failed(row.id, f"{type(exc).__name__}: {exc}",
-                                            give_up=give_up, retry_at=retry_at)
-            log.warning("outbound_failed", outbound_id=row.id, partner=row.partner_id,
-                        channel=row.channel, filename=row.filename, error=str(exc),
-                        attempts=attempts, gave_up=give_up)
+        except Exception as exc:  # recorded, retried (or refused for good), never fatal
+            self._failed(row, exc)
             return False
         delivery = result if isinstance(result, Delivery) else Delivery(detail=result)
         self.store.mark_outbound_sent(row.id, delivery.detail, delivered=delivery.delivered,

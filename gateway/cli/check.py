@@ -11,7 +11,7 @@ import click
 
 from gateway.channels.registry import CHANNELS
 from gateway.cli.common import CliContext
-from gateway.config import load_partners
+from gateway.config import PartnerDirectory, load_partners
 from gateway.core.urls import mask_url
 
 
@@ -32,6 +32,7 @@ def check_config(obj: CliContext) -> None:
                                 f"under {s.mappings}")
     for kind in CHANNELS:
         problems += kind.problems(s, directory)
+    outbound = _outbound(obj, directory, problems)
     if problems:
         for line in problems:
             click.echo(f"edigw: {line}", err=True)
@@ -46,5 +47,41 @@ def check_config(obj: CliContext) -> None:
         for line in kind.summary(s, directory):
             click.echo(line)
     click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.mappings))}")
+    click.echo(outbound)
     click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")
     click.echo("configuration OK")
+
+
+def _outbound(obj: CliContext, directory: PartnerDirectory, problems: list[str]) -> str:
+    """Adds what is wrong in what partners are sent; returns the summary line."""
+    from gateway.channels.intake import outbound_problems
+    from gateway.core.errors import EdigwError
+    from gateway.formats.render import OutboundMappings
+
+    s = obj.settings
+    try:
+        mappings = OutboundMappings.load(Path(s.mappings))
+    except EdigwError as exc:
+        problems.append(f"outbound mappings: {exc}")
+        return ""
+    # The channels that can send: the folder always, the others when configured (a sender
+    # is made only to be counted: AS2 loads our keys, a bad key is a problem here too).
+    senders = ["folder"]
+    for kind in CHANNELS:
+        if kind.sender is None:
+            continue
+        try:
+            made = kind.sender(s)
+        except EdigwError as exc:
+            problems.append(f"{kind.name}: cannot send: {exc}")
+            continue
+        if made is not None:
+            senders.append(kind.name)
+            closer = getattr(made, "close", None)
+            if closer is not None:
+                closer()
+    problems += outbound_problems(directory, mappings, sender_id=s.outbound.sender_id,
+                                  senders=senders)
+    sending = [p.id for p in directory if p.outbound.formats]
+    return (f"outbound   {len(mappings)} mappings, sent on {', '.join(senders)}; partners "
+            f"sent documents: {', '.join(sending) or 'none'}")

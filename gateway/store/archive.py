@@ -202,6 +202,28 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _syncfs = _load_syncfs() if sys.platform.startswith("linux") else None
 
 
+def make_durable(paths: list[Path]) -> None:
+    """Sync files just written (and renamed) outside the archive, and their folders, with
+    one ``syncfs`` where Linux has it, else one fsync per file and folder."""
+    if not paths:
+        return
+    if _syncfs is not None:
+        fd = os.open(paths[0].parent, os.O_RDONLY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in {p.parent for p in paths}:
+        _fsync_dir(folder)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -240,27 +240,36 @@ class OutboundRepository(StoreEngine):
                            remote_id: str | None = None, receipt: str | None = None) -> None:
         """Handed over (``SENT``), or confirmed by the partner's side at once
         (``delivered``: DELIVERED). An outbound document's transmission follows."""
+        self.mark_outbound_sent_many([(oid, detail, delivered, remote_id, receipt)])
+
+    def mark_outbound_sent_many(self, sent: list[tuple[str, str, bool, str | None, str | None]]
+                                ) -> None:
+        """``mark_outbound_sent`` for many rows in one commit: (id, detail, delivered,
+        remote id, receipt) each."""
+        if not sent:
+            return
         now = utcnow()
-        status = s.OUT_DELIVERED if delivered else s.OUT_SENT
-        values: dict[str, Any] = dict(status=status, sent_at=now, detail=detail,
-                                      attempts=s.outbound.c.attempts + 1, last_error=None,
-                                      next_attempt_at=None, remote_id=remote_id,
-                                      receipt=receipt)
-        if delivered:
-            values["delivered_at"] = now
         with self._begin() as conn:
-            row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid)
-                               .values(**values)
-                               .returning(s.outbound.c.transmission_id, s.outbound.c.kind,
-                                          s.outbound.c.document_id)).first()
-            if row is None or not row.transmission_id:
-                return
-            event = f"{row.kind}-delivered" if delivered else f"{row.kind}-sent"
-            conn.execute(s.transmission_events.insert().values(
-                transmission_id=row.transmission_id, at=now, event=event[:32],
-                detail=detail + (f"; {receipt}" if receipt else "")))
-            if row.document_id is not None:
-                self._follow(conn, row.transmission_id, _TRANSMISSION_FOR[status], now)
+            for oid, detail, delivered, remote_id, receipt in sent:
+                status = s.OUT_DELIVERED if delivered else s.OUT_SENT
+                values: dict[str, Any] = dict(
+                    status=status, sent_at=now, detail=detail,
+                    attempts=s.outbound.c.attempts + 1, last_error=None,
+                    next_attempt_at=None, remote_id=remote_id, receipt=receipt)
+                if delivered:
+                    values["delivered_at"] = now
+                row = conn.execute(sa.update(s.outbound).where(s.outbound.c.id == oid)
+                                   .values(**values)
+                                   .returning(s.outbound.c.transmission_id, s.outbound.c.kind,
+                                              s.outbound.c.document_id)).first()
+                if row is None or not row.transmission_id:
+                    continue
+                event = f"{row.kind}-delivered" if delivered else f"{row.kind}-sent"
+                conn.execute(s.transmission_events.insert().values(
+                    transmission_id=row.transmission_id, at=now, event=event[:32],
+                    detail=detail + (f"; {receipt}" if receipt else "")))
+                if row.document_id is not None:
+                    self._follow(conn, row.transmission_id, _TRANSMISSION_FOR[status], now)
 
     def mark_outbound_failed(self, oid: str, error: str, *, give_up: bool = False,
                              retry_at: dt.datetime | None = None) -> None:

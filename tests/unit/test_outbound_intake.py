@@ -238,3 +238,29 @@ def test_a_batch_is_received_and_recorded_together(world: Any) -> None:
     assert [r.outbound.control_ref for r in (results[0], results[4])] == ["1", "2"]
     assert results[3].stage == "partner"
     assert len(world.store.pending_outbound()) == 2
+
+
+def test_check_config_names_what_cannot_be_sent() -> None:
+    from gateway.channels.intake import outbound_problems
+
+    mappings = OutboundMappings.load(Path(__file__).resolve().parents[2] / "mappings")
+    partners = [
+        Partner(id="ok", name="ok", outbound=PartnerOutbound(formats={"invoice": "ubl"})),
+        Partner(id="typo", name="typo", outbound=PartnerOutbound(
+            formats={"invoice": "eancom-invoic-d99z"})),
+        Partner(id="edi", name="edi", outbound=PartnerOutbound(
+            formats={"invoice": "eancom-invoic-d96a"})),
+        Partner(id="mail", name="mail", outbound=PartnerOutbound(
+            channel="email", formats={"invoice": "factur-x"})),
+        Partner(id="lists", name="lists", outbound=PartnerOutbound(price_lists=["general"])),
+    ]
+    problems = outbound_problems(partners, mappings, sender_id=None, senders=["folder"])
+    text = "\n".join(problems)
+    assert not any(p.startswith("ok:") for p in problems)
+    assert "typo: [outbound] formats: no outbound mapping renders invoice as " \
+           "'eancom-invoic-d99z'" in text
+    assert "edi: [outbound] formats: eancom-invoic-d96a needs our UNB identity" in text
+    assert "mail: [outbound] channel 'email': this gateway has no sender" in text
+    assert "lists: [outbound] price_lists needs formats.price-list" in text
+    assert outbound_problems(partners[:1] + partners[2:3], mappings, sender_id="5412345000013",
+                             senders=["folder"]) == []

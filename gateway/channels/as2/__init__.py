@@ -13,6 +13,7 @@ from gateway.channels.as2.settings import As2Section
 from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
 
 if TYPE_CHECKING:
+    from gateway.channels.outbound import Sender
     from gateway.config import GatewaySettings, PartnerDirectory
     from gateway.store.db import Store
 
@@ -49,6 +50,16 @@ def _transport(store: Store, transmission_id: str) -> Mapping[str, Any] | None:
     return transport_record(store, transmission_id)
 
 
+
+def _sender(settings: GatewaySettings) -> Sender | None:
+    from gateway.channels.as2.sender import As2Sender
+
+    if settings.as2 is None or not settings.as2.identities:
+        return None
+    return As2Sender(settings.as2)  # our keys, loaded now
+
+
 CHANNEL = ChannelKind(name="as2", section=As2Section, start=_start, configured=_configured,
                       summary=_summary, listens=True, transport=_transport,
-                      problems=explain.problems, shown=explain.shown)
+                      problems=explain.problems, shown=explain.shown,
+                      sender=_sender)

@@ -20,6 +20,13 @@ Refusals, each answered with a negative MDN when one was asked (``processed/erro
   certificates, or the partner's certificate is not valid (dates, chain).
 - ``unexpected-processing-error``: anything else.
 
+An MDN posted here (multipart/report, signed or not) is an asynchronous receipt for a message
+we sent (``sender.As2Sender``): it is verified with the partner's certificates, its MIC
+compared with the one kept on the outbound row, and recorded with ``record_receipt``
+(``_receive_mdn``); one for a Message-ID we did not send that partner (``unexpected-mdn``),
+unsigned when a signed one was asked, or not verifying, is refused and recorded as a
+security event.
+
 A refused message is never given to the receiver; it leaves an ``as2_messages`` row without
 transmission and, when the sender could not be trusted, a security event. A negative MDN for
 a sender that was not authenticated is answered in the HTTP reply even when an asynchronous
@@ -53,12 +60,14 @@ from gateway.channels.as2.keys import (
     load_partner_certificates,
 )
 from gateway.channels.as2.records import As2Records
+from gateway.channels.as2.sender import As2SendError, check_mdn, expected_mic, read_mdn
 from gateway.channels.as2.settings import As2Settings
 from gateway.channels.email.names import safe_name
 from gateway.channels.kind import ChannelContext, ChannelRun
 from gateway.channels.receive import Acknowledgement, receive_then_acknowledge
 from gateway.core.errors import StoreError
 from gateway.core.ports import Incoming, Receipt, Receiver, WebReply, WebRequest
+from gateway.core.status import OutboundStatus
 from gateway.store.archive import Archive
 from gateway.store.db import Store, utcnow
 from gateway.store.security import SecurityLog
@@ -138,6 +147,7 @@ class As2Endpoint:
         self.partners = partners
         self.receiver = receiver
         self.records = As2Records(store)
+        self.store = store
         self.archive = archive
         self.security = security
         self.on_received = on_received
@@ -176,6 +186,8 @@ class As2Endpoint:
                                  detail=f"missing {', '.join(missing)}")
             return _text(400, f"not an AS2 message: missing {', '.join(missing)}")
         try:
+            if _is_mdn(request):
+                return self._receive_mdn(request, as2_from, as2_to, message_id)
             return self._handle(request, as2_from, as2_to, message_id)
         except StoreError as exc:
             log.error("as2_store_unavailable", as2_from=as2_from, message_id=message_id,
@@ -288,6 +300,59 @@ class As2Endpoint:
             self.on_mdn_queued()
         assert ack.answer is not None
         return ack.answer
+
+    # -- asynchronous MDNs for what we sent ----------------------------------------------------
+
+    def _receive_mdn(self, request: WebRequest, as2_from: str, as2_to: str,
+                     mdn_id: str) -> WebReply:
+        """An MDN posted for a message we sent (``As2Sender``, ``mdn = "async"``): verified
+        with the partner's certificates, its MIC compared with the one the sender kept in the
+        outbound row's receipt, and the receipt recorded (DELIVERED, or FAILED with the
+        disposition). Only a known partner's MDN for a message sent to it, signed when we
+        asked for a signed one and verifying, is recorded; a repeat changes nothing."""
+        partner = self.partners.by_identifier("as2", as2_from)
+        profile = partner.as2 if partner is not None and partner.enabled else None
+        if partner is None or profile is None or as2_to not in self.identities:
+            self.security.record(CHANNEL, "unknown-partner", remote=request.remote,
+                                 detail=f"MDN {as2_from} -> {as2_to} <{mdn_id}>")
+            return _text(403, "MDN from an unknown AS2 partner")
+        certs, ca = self._certificates(partner)
+        raw, _passed = _raw_message(request)
+        try:
+            outcome = read_mdn(raw, message_id=None, certificates=certs, ca=ca,
+                               validate=profile.validate_certificates,
+                               partner_as2_id=profile.as2_id, mic=None)
+        except As2SendError as exc:
+            return _text(400, f"not a readable MDN: {exc}")
+        original = outcome.original_message_id
+        row = self.store.outbound_by_remote_id(original) if original else None
+        if row is None or row.channel != CHANNEL or row.partner_id != partner.id:
+            self.security.record(CHANNEL, "unexpected-mdn", remote=request.remote,
+                                 partner_id=partner.id,
+                                 detail=f"MDN <{mdn_id}> for <{original}>, which we did not "
+                                        "send to this partner")
+            return _text(404, "no message of ours to this partner has that Message-ID")
+        if outcome.signed and not outcome.verified:
+            self.security.record(CHANNEL, "bad-signature", remote=request.remote,
+                                 partner_id=partner.id,
+                                 detail=f"MDN <{mdn_id}> for <{original}>: {outcome.problem}")
+            return _text(403, "the MDN's signature does not verify")
+        if profile.mdn_signed and not outcome.signed:
+            self.security.record(CHANNEL, "insufficient-security", remote=request.remote,
+                                 partner_id=partner.id,
+                                 detail=f"unsigned MDN <{mdn_id}> for <{original}>; a signed "
+                                        "one was asked")
+            return _text(403, "a signed MDN was asked for")
+        if row.status != OutboundStatus.SENT:
+            log.info("as2_mdn_repeat", partner=partner.id, outbound_id=row.id,
+                     message_id=original, status=row.status)
+            return _text(200, "MDN already recorded")
+        mic, _alg = expected_mic(row.receipt)
+        outcome = check_mdn(outcome, message_id=original, mic=mic)
+        self.store.record_receipt(row.id, ok=outcome.ok, receipt=outcome.receipt())
+        log.info("as2_mdn_received", partner=partner.id, outbound_id=row.id,
+                 message_id=original, disposition=outcome.disposition, ok=outcome.ok)
+        return _text(200, "MDN received")
 
     # -- parsing ----------------------------------------------------------------------------
 
@@ -452,6 +517,15 @@ class As2Endpoint:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+def _is_mdn(request: WebRequest) -> bool:
+    """An MDN rather than a message: multipart/report, or multipart/signed around one."""
+    ctype = request.headers.get("content-type", "").strip().lower()
+    if ctype.startswith("multipart/report"):
+        return True
+    return ctype.startswith("multipart/signed") and re.search(
+        rb"(?im)^content-type:[ \t]*multipart/report", request.body[:8192]) is not None
+
 
 def _text(status: int, text: str) -> WebReply:
     return WebReply(status, (text + "\n").encode("utf-8"))

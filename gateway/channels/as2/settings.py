@@ -4,7 +4,7 @@ partner's AS2 profile (``PartnerAs2``, composed into ``gateway.config.Partner``)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -49,6 +49,9 @@ class As2Settings(StrictModel):
     mdn_timeout: float = Field(default=30.0, gt=0, le=600)
     #: A certificate that expires within this many days is reported as expiring.
     certificate_warning_days: int = Field(default=30, ge=1, le=3650)
+    #: Our ``POST /as2`` as partners reach it: where they post the asynchronous MDNs for
+    #: what we send (``Receipt-Delivery-Option``). Needed by partners with ``mdn = "async"``.
+    receipt_url: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class As2Section(StrictModel):
@@ -81,5 +84,18 @@ class PartnerAs2(StrictModel):
     our_as2_id: str | None = None
     #: The MDN is signed when the partner asks for it; ``mdn_sign = false`` never signs.
     mdn_sign: bool = True
-    #: Where we send our files (reserved for outbound AS2).
-    url: str | None = None
+    #: Outbound AS2 (``outbound.channel = "as2"``): where we POST our messages, and how.
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    sign: bool = True
+    encrypt: bool = True
+    compress: bool = False
+    #: The MDN we ask for: returned on the same connection (``sync``), posted later to
+    #: ``[as2] receipt_url`` (``async``), or none (the delivery is then only "sent").
+    mdn: Literal["sync", "async", "none"] = "sync"
+    #: Ask for a signed MDN (and refuse a positive one that is not signed).
+    mdn_signed: bool = True
+    digest_algorithm: Literal["sha1", "sha224", "sha256", "sha384", "sha512"] = "sha256"
+    encryption_algorithm: Literal["tripledes_192_cbc", "aes_128_cbc", "aes_192_cbc",
+                                  "aes_256_cbc"] = "aes_256_cbc"
+    #: Seconds for the whole exchange (sending and a synchronous MDN).
+    timeout: float = Field(default=60.0, gt=0, le=3600)

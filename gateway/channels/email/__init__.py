@@ -9,6 +9,7 @@ from gateway.channels.email.settings import EmailSection
 from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, ConfiguredChannel
 
 if TYPE_CHECKING:
+    from gateway.channels.outbound import Sender
     from gateway.config import GatewaySettings, PartnerDirectory
 
 
@@ -46,5 +47,13 @@ def _problems(settings: GatewaySettings, partners: PartnerDirectory) -> list[str
             for p in partners if p.email.acknowledgements]
 
 
+
+def _sender(settings: GatewaySettings) -> Sender | None:
+    from gateway.channels.email.sender import EmailSender
+
+    return EmailSender(settings.smtp) if settings.smtp is not None else None
+
+
 CHANNEL = ChannelKind(name="email", section=EmailSection, start=_start,
-                      configured=_configured, summary=_summary, problems=_problems)
+                      configured=_configured, summary=_summary, problems=_problems,
+                      sender=_sender)

@@ -76,3 +76,7 @@ class PartnerEmail(StrictModel):
     #: Where replies go; defaults to the mail's sender.
     reply_to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(
         default_factory=list)
+    #: Where the documents we send go (``outbound.channel = "email"``); defaults to the
+    #: partner's ``identifiers.email``.
+    documents_to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(
+        default_factory=list)

@@ -14,6 +14,7 @@ from gateway.channels.kind import ChannelContext, ChannelKind, ChannelRun, Confi
 from gateway.channels.sftp.settings import SftpSection
 
 if TYPE_CHECKING:
+    from gateway.channels.outbound import Sender
     from gateway.config import GatewaySettings, PartnerDirectory
 
 
@@ -51,5 +52,13 @@ def _problems(settings: GatewaySettings, partners: PartnerDirectory) -> list[str
     return found
 
 
+
+def _sender(settings: GatewaySettings) -> Sender | None:
+    from gateway.channels.sftp.sender import SftpSender
+
+    return SftpSender()
+
+
 CHANNEL = ChannelKind(name="sftp", section=SftpSection, start=_start,
-                      configured=_configured, summary=_summary, problems=_problems)
+                      configured=_configured, summary=_summary, problems=_problems,
+                      sender=_sender)

@@ -20,6 +20,7 @@ from gateway.channels.sms.settings import SmsSection
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from gateway.channels.outbound import Sender
     from gateway.config import GatewaySettings, PartnerDirectory
     from gateway.store.db import Store
 
@@ -70,7 +71,15 @@ def _partner_form(post: PartnerFormPost) -> None:
     partner_form(post)
 
 
+
+def _sender(settings: GatewaySettings) -> Sender | None:
+    from gateway.channels.sms.sender import SmsSender
+
+    return SmsSender(settings.sms) if settings.sms is not None else None
+
+
 CHANNEL = ChannelKind(name="sms", section=SmsSection, start=_start, configured=_configured,
                       summary=_summary, listens=True, transport=_transport,
                       partner_api=_partner_api, partner_form=_partner_form,
-                      problems=explain.problems, shown=explain.shown)
+                      problems=explain.problems, shown=explain.shown,
+                      sender=_sender)

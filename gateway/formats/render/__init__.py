@@ -31,7 +31,7 @@ OUTBOUND_FOLDER = "outbound"
 #: Syntax names ``--format`` takes besides a mapping id; each is resolved with the
 #: document type to the mapping whose ``aliases`` list it (``ubl`` + ``invoice`` ->
 #: ``ubl-invoice``).
-SYNTAX_NAMES = ("edifact", "ubl", "cii", "factur-x", "csv")
+SYNTAX_NAMES = ("edifact", "ubl", "cii", "factur-x", "csv", "text")
 
 
 class RenderError(EdigwError):
@@ -120,6 +120,7 @@ RENDERERS: dict[str, str] = {
     "xml": "gateway.formats.render.xml:compile_xml_renderer",
     "pdf": "gateway.formats.render.facturx:compile_facturx_renderer",
     "csv": "gateway.formats.render.csv:compile_csv_renderer",
+    "text": "gateway.formats.render.text:compile_text_renderer",
 }
 
 Compile = Callable[[dict[str, Any], str, Lines], OutboundMapping]
