@@ -374,3 +374,42 @@ def test_an_order_the_erp_accepts_is_answered_automatically(
     [out] = store.outbound_of(row.id)
     assert out.kind == "order-response"
     assert intake.archive.get(out.sha256) == b"REF \nORDRSP accepted PO-000000"  # no UNB ref
+
+
+def test_a_price_list_reaches_each_subscriber_through_the_real_distributor(
+        rabbit_url: str, names: OutboundNames, tmp_path: Path) -> None:
+    """``price-list.spring`` with the gateway's distributor and the real mappings: each
+    subscriber gets its copy in its own format; the same message again sends nothing."""
+    from gateway.channels.pricelists import PriceListDistributor
+
+    root = Path(__file__).resolve().parents[2] / "mappings"
+    partners = {
+        "acme": Partner(id="acme", name="Acme", outbound=PartnerOutbound(
+            formats={"price-list": "csv-pricelist-out"}, price_lists=["spring"])),
+        "beta": Partner(id="beta", name="Beta", outbound=PartnerOutbound(
+            formats={"price-list": "eancom-pricat-d96a"}, recipient_id="5400000000003",
+            price_lists=["spring"])),
+    }
+    store = Store.from_url(f"sqlite:///{tmp_path / 'edigw.db'}")
+    archive = Archive(tmp_path / "archive")
+    intake = OutboundIntake(store=store, archive=archive, partners=partners.get,
+                            mappings=OutboundMappings.load(root), sender_id="5412345000013")
+    lists = PriceListDistributor(store, archive, lambda: list(partners.values()), intake)
+    sample = json.loads((root / "outbound" / "csv" / "csv-pricelist-out.sample.json")
+                        .read_text(encoding="utf-8"))
+    sample.pop("partner", None)
+    c = consumer(rabbit_url, names, batch=route_outbound_batch(intake, lists))
+    try:
+        for _ in range(2):
+            publish(rabbit_url, names.exchange, "price-list.spring",
+                    json.dumps(sample).encode(), "pl-spring-1")
+        wait_for(lambda: c.health.received == 2)
+    finally:
+        c.stop()
+    copies = {o.partner_id: o for o in store.pending_outbound()}
+    assert sorted(copies) == ["acme", "beta"]
+    assert copies["acme"].mapping == "csv-pricelist-out"
+    assert b"UNB+UNOC:3+5412345000013:14+5400000000003" in archive.get(copies["beta"].sha256)
+    assert queue_depth(rabbit_url, names.queue) == (0, 0)
+    assert drain(rabbit_url, names.dead_queue, idle=0.3) == []
+    store.close()
