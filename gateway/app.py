@@ -46,6 +46,7 @@ from gateway.store.records import aware
 if TYPE_CHECKING:
     from gateway.bus.acks import AckConsumer
     from gateway.bus.events import EventPublisher
+    from gateway.bus.outbound import OutboundConsumer
     from gateway.http.server import Endpoint, HttpServer
 
 log = structlog.get_logger("edigw.app")
@@ -97,6 +98,7 @@ class Gateway:
         self.partner_watch: PartnerFolderWatch | None = None
         self.events: EventPublisher | None = None  # edi.events
         self.acks: AckConsumer | None = None  # edi.acks
+        self.outbound_bus: OutboundConsumer | None = None  # edi.outbound
         #: When processing last got on (a batch done, documents queued): /readyz's stall check.
         self.last_progress = time.monotonic()
         self._policies: dict[str, tuple[Partner, tuple[str, int]]] = {}
@@ -204,15 +206,30 @@ class Gateway:
             self.publisher.start()
         return self.publisher
 
+    def start_outbound_consumer(self) -> None:
+        """Documents the ERP sends to partners (``edi.outbound``), consumed on every
+        instance: the quorum queue hands each message to one consumer, and the intake knows
+        a message id it received before."""
+        from gateway.bus.outbound import OutboundConsumer
+        from gateway.channels.intake_routes import route_outbound_batch
+
+        if self.intake is None or self.outbound_bus is not None:
+            return
+        b = self.settings.broker
+        self.outbound_bus = OutboundConsumer(
+            b.urls, accept_batch=route_outbound_batch(self.intake, self.distributor),
+            retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat)
+        self.outbound_bus.start()
+
     def broker_problem(self, timeout: float = 3.0) -> str | None:
         """None when the broker answers, else why not (password masked)."""
         return check_broker(self.settings.broker.urls, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        for worker in (self.acks, self.events):
+        for worker in (self.outbound_bus, self.acks, self.events):
             if worker is not None:
                 worker.stop()
-        self.acks = self.events = None
+        self.acks = self.events = self.outbound_bus = None
         if self.publisher is not None:
             self.publisher.stop(timeout)
             self.publisher = None
@@ -267,6 +284,7 @@ class Gateway:
             log.info("broker_reachable", broker=url)
         keeper = await asyncio.to_thread(self.register_instance)
         self.start_publisher()
+        self.start_outbound_consumer()
         self.pipeline.start_workers(Path(self.settings.mappings))
 
         queue: asyncio.Queue[str] = asyncio.Queue()
@@ -503,8 +521,12 @@ class Gateway:
                                      retry_initial=b.retry_initial, retry_max=b.retry_max,
                                      heartbeat=b.heartbeat, may_publish=may_publish)
         self.events.start()
+        from gateway.channels.order_responses import order_responder
+
+        answer = order_responder(self.store, self.intake, self.partners.get) \
+            if self.intake is not None else None
         self.acks = AckConsumer(self.store, b.urls, t, heartbeat=b.heartbeat,
-                                queue_type=b.queue_type)
+                                queue_type=b.queue_type, on_order_answered=answer)
         self.acks.start()
         def retention() -> object:
             return purge(self.store, self.archive, self.settings, self.partners)

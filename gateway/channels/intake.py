@@ -200,10 +200,19 @@ class OutboundIntake:
                 reprocess_of=items[n].reprocess_of, requested_by=items[n].requested_by,
                 request_reason=items[n].request_reason) for n, sha in zip(fresh, shas,
                                                                          strict=True)])
-            done = self._process_many([(tid, items[n]) for n, tid in zip(fresh, tids,
-                                                                        strict=True)])
-            for n, result in zip(fresh, done, strict=True):
+            work = []
+            for n, tid in zip(fresh, tids, strict=True):
+                if tid is not None:
+                    work.append((n, tid))
+                    continue
+                # Another instance recorded this message a moment ago: its result.
+                seen = self.store.outbound_by_ref(items[n].origin, items[n].ref or "")
+                if seen is not None:
+                    results[n] = self._result_of(seen, repeat=True)
+            done = self._process_many([(tid, items[n]) for n, tid in work])
+            for (n, _), result in zip(work, done, strict=True):
                 results[n] = result
+            fresh = [n for n in fresh if results[n] is not None]
         final: list[OutboundResult] = []
         for n, got in enumerate(results):
             if got is None:  # a repeat inside the batch: its first's result
@@ -484,4 +493,4 @@ def outbound_problems(partners: Iterable[Partner], mappings: OutboundMappings, *
 
 
 #: The section of gateway.toml that gives a channel its sender.
-_SECTION = {"as2": "as2] identities", "email": "smtp", "sms": "sms"}
+_SECTION = {"as2": "as2] identities", "email": "smtp"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.core.errors import StoreError
 from gateway.core.ids import new_id
 from gateway.core.records import NewOutboundDocument
 from gateway.core.status import DocumentStatus, TransmissionStatus
@@ -62,11 +63,14 @@ class OutboundRepository(StoreEngine):
             row = conn.execute(q).first()
         return TransmissionRow.from_row(row) if row is not None else None
 
-    def record_outbound_received_many(self, items: list[dict[str, Any]]) -> list[str]:
+    def record_outbound_received_many(self, items: list[dict[str, Any]]) -> list[str | None]:
         """``record_outbound_received`` for many documents in one commit (each item holds
-        its keyword arguments)."""
+        its keyword arguments). None for an item whose source reference (``channel``,
+        ``channel_ref``) another instance recorded first."""
         now = utcnow()
-        ids, t_rows, e_rows = [], [], []
+        ids: list[str] = []
+        t_rows: list[dict[str, Any]] = []
+        e_rows: list[dict[str, Any]] = []
         for it in items:
             tid = new_id()
             ids.append(tid)
@@ -88,11 +92,28 @@ class OutboundRepository(StoreEngine):
                                    event="reprocessed",
                                    detail=f"sent again as {tid} by {it.get('requested_by')}: "
                                           f"{it.get('request_reason')}"))
-        if t_rows:
+        if not t_rows:
+            return []
+        try:
             with self._begin() as conn:
                 conn.execute(s.transmissions.insert(), t_rows)
                 conn.execute(s.transmission_events.insert(), e_rows)
-        return ids
+        except sa.exc.IntegrityError:
+            # Another instance recorded one of these messages meanwhile (the unique source
+            # reference): each on its own, and the one already there is None.
+            out: list[str | None] = []
+            for tid, row in zip(ids, t_rows, strict=True):
+                try:
+                    with self._begin() as conn:
+                        conn.execute(s.transmissions.insert(), [row])
+                        conn.execute(s.transmission_events.insert(),
+                                     [e for e in e_rows if e["transmission_id"] == tid])
+                except sa.exc.IntegrityError:
+                    out.append(None)
+                else:
+                    out.append(tid)
+            return out
+        return list(ids)
 
     def record_outbound_received(self, *, channel: str, channel_ref: str | None,
                                  filename: str | None, size: int, sha256: str,
@@ -100,11 +121,15 @@ class OutboundRepository(StoreEngine):
                                  reprocess_of: str | None = None,
                                  requested_by: str | None = None,
                                  request_reason: str | None = None) -> str:
-        """An outbound document whose bytes (as the ERP sent them) are archived: RECEIVED."""
-        return self.record_outbound_received_many([dict(
+        """An outbound document whose bytes (as the ERP sent them) are archived: RECEIVED.
+        StoreError when its source reference was recorded already."""
+        tid = self.record_outbound_received_many([dict(
             channel=channel, channel_ref=channel_ref, filename=filename, size=size,
             sha256=sha256, partner_id=partner_id, detail=detail, reprocess_of=reprocess_of,
             requested_by=requested_by, request_reason=request_reason)])[0]
+        if tid is None:
+            raise StoreError(f"{channel} {channel_ref} is recorded already")
+        return tid
 
     def outbound_to_render(self, older_than: dt.datetime, limit: int = 100
                            ) -> list[TransmissionRow]:

@@ -94,6 +94,13 @@ transmissions = sa.Table(
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
     sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
+    # One outbound transmission per message of its source (the ERP's message id …): two
+    # instances taking the same redelivered message cannot both record it.
+    sa.Index("ux_transmissions_outbound_ref", "channel", "channel_ref", unique=True,
+             postgresql_where=sa.text("direction = 'out' AND channel_ref IS NOT NULL "
+                                      "AND reprocess_of IS NULL"),
+             sqlite_where=sa.text("direction = 'out' AND channel_ref IS NOT NULL "
+                                  "AND reprocess_of IS NULL")),
 )
 
 transmission_events = sa.Table(

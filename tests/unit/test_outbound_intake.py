@@ -264,3 +264,18 @@ def test_check_config_names_what_cannot_be_sent() -> None:
     assert "lists: [outbound] price_lists needs formats.price-list" in text
     assert outbound_problems(partners[:1] + partners[2:3], mappings, sender_id="5412345000013",
                              senders=["folder"]) == []
+
+
+def test_two_instances_taking_the_same_message_record_it_once(world: Any,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    first = world.intake.accept(_invoice(), origin="erp", ref="m1", partner="acme")
+    # The second instance looked before the first had committed: it saw nothing.
+    real = world.store.outbound_by_ref
+    calls = iter([None])
+    monkeypatch.setattr(world.store, "outbound_by_ref",
+                        lambda origin, ref: next(calls, None) or real(origin, ref))
+    second = world.intake.accept(_invoice(), origin="erp", ref="m1", partner="acme")
+    assert second.repeat and second.transmission_id == first.transmission_id
+    assert len(world.store.pending_outbound()) == 1
+    assert world.store.last_control_ref("acme") == 1

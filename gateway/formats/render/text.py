@@ -1,12 +1,12 @@
 """Plain-text renderer (syntax ``text``): a short message from a canonical document, for
-partners who order by SMS and get their confirmation the same way.
+partners who order by text message and get their confirmation the same way.
 
 A mapping YAML under ``mappings/outbound/``::
 
-    id: sms-order-response
+    id: text-order-response
     document: order-response
     syntax: text
-    aliases: [sms, text]
+    aliases: [text]
     max_length: 320          # a longer rendering is a RenderError (the sender cuts nothing)
     codes: {status: {accepted: "accepted", rejected: "refused"}}
     template: >-

@@ -19,6 +19,9 @@ def upgrade() -> None:
     with op.batch_alter_table("transmissions") as t:
         t.add_column(sa.Column("direction", sa.String(3), nullable=False, server_default="in"))
         t.create_index("ix_transmissions_direction", ["direction", "received_at"])
+    where = sa.text("direction = 'out' AND channel_ref IS NOT NULL AND reprocess_of IS NULL")
+    op.create_index("ux_transmissions_outbound_ref", "transmissions", ["channel", "channel_ref"],
+                    unique=True, postgresql_where=where, sqlite_where=where)
     with op.batch_alter_table("outbound") as o:
         o.add_column(sa.Column("document_id", sa.String(32), nullable=True))
         o.add_column(sa.Column("mapping", sa.String(64), nullable=True))
@@ -59,6 +62,7 @@ def downgrade() -> None:
         for name in ("delivered_at", "receipt", "remote_id", "next_attempt_at", "control_ref",
                      "mapping", "document_id"):
             o.drop_column(name)
+    op.drop_index("ux_transmissions_outbound_ref", "transmissions")
     with op.batch_alter_table("transmissions") as t:
         t.drop_index("ix_transmissions_direction")
         t.drop_column("direction")
