@@ -361,6 +361,11 @@ class OutboundIntake:
             raw = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise OutboundRefused("parse", f"not JSON: {exc}") from None
+        if isinstance(raw, list) and len(raw) == 1:
+            raw = raw[0]  # a one-document list, as the mappings' expected files hold them
+        if isinstance(raw, list):
+            raise OutboundRefused("parse", f"a list of {len(raw)} documents: send them one "
+                                           "by one")
         if not isinstance(raw, dict):
             raise OutboundRefused("parse", "not a JSON object")
         schema = raw.get("schema")
@@ -380,24 +385,25 @@ class OutboundIntake:
         if not pid:
             raise OutboundRefused("partner", "no partner: give one (routing key "
                                              "<doctype>.<partner>, --partner, or 'partner')")
-        if partner and isinstance(named, str) and named and named != partner:
-            raise OutboundRefused("partner", f"the document names partner {named!r} but was "
-                                             f"sent for {partner!r}")
+        # The address it was sent to (routing key, --partner) wins over the document's own
+        # ``partner`` (a document received from one partner may be answered to another).
         profile = self.partners(pid)
         if profile is None:
             raise OutboundRefused("partner", f"unknown partner {pid!r}")
         if not profile.enabled:
             raise OutboundRefused("partner", f"partner {pid!r} is disabled")
         raw["partner"] = pid
-        raw.setdefault("source", {"format": "erp", "standard": "edigw", "version": "1",
-                                  "mapping": "erp"})
+        # Where it comes from is the ERP, whatever a copied document said; its id is ours.
+        raw["source"] = {"format": "erp", "standard": "edigw", "version": "1",
+                         "mapping": "erp"}
+        raw.pop("message_id", None)
         model = CANONICAL_MODELS[kind]
         number_field: str = getattr(model, "business_field")  # noqa: B009  (a ClassVar)
         number = raw.get(number_field)
         # Stable: the same bytes for the same partner give the same id; a corrected
         # document under the same number another.
-        raw.setdefault("message_id", make_message_id(
-            pid, kind, "erp", str(number), hashlib.sha256(data).hexdigest()))
+        raw["message_id"] = make_message_id(pid, kind, "erp", str(number),
+                                            hashlib.sha256(data).hexdigest())
         try:
             doc = model.model_validate(raw)
         except ValidationError as exc:

@@ -118,7 +118,7 @@ def test_the_same_erp_message_is_not_sent_twice(world: Any) -> None:
     (_invoice(), "nobody", "partner", "unknown partner 'nobody'"),
     (_invoice(), "off", "partner", "disabled"),
     (_invoice(), None, "partner", "no partner"),
-    (_invoice(partner="other"), "acme", "partner", "names partner 'other'"),
+    (b"[1, 2]", "acme", "parse", "a list of 2 documents"),
     (_invoice(), "noformat", "mapping", "names no format for invoice"),
     (json.dumps({"schema": "edigw.invoice/1", "lines": [{}]}).encode(), "acme", "validate",
      "invoice_number"),
@@ -279,3 +279,15 @@ def test_two_instances_taking_the_same_message_record_it_once(world: Any,
     assert second.repeat and second.transmission_id == first.transmission_id
     assert len(world.store.pending_outbound()) == 1
     assert world.store.last_control_ref("acme") == 1
+
+
+def test_the_address_wins_over_the_documents_own_partner(world: Any) -> None:
+    doc = json.loads(_invoice())
+    doc.update(partner="sample", message_id="from-elsewhere",
+               source={"format": "edifact", "standard": "EANCOM", "version": "D96A",
+                       "mapping": "eancom-invoic-d96a"})
+    result = world.intake.accept(json.dumps([doc]).encode(), origin="cli", partner="acme")
+    assert result.status == "RENDERED" and result.partner_id == "acme"
+    stored = world.store.document_payload(result.outbound.document_id)
+    assert stored["partner"] == "acme" and stored["source"]["format"] == "erp"
+    assert stored["message_id"] != "from-elsewhere"
