@@ -86,7 +86,8 @@ LOGIN_COOKIE = "edigw_login_csrf"
 STATUS_CLASS = {T.RECEIVED: "st-received", T.PROCESSED: "st-processed",
                 T.PUBLISHED: "st-published", T.FAILED: "st-failed",
                 T.QUARANTINED: "st-quarantined", T.DUPLICATE: "st-duplicate",
-                T.PARTIAL: "st-partial", T.HELD: "st-held"}
+                T.PARTIAL: "st-partial", T.HELD: "st-held", T.RENDERED: "st-rendered",
+                T.SENT: "st-sent", T.DELIVERED: "st-delivered"}
 #: The chart's name for orders a person typed or printed: the manual formats, by name.
 MANUAL_LABEL = "typed or printed (" + ", ".join(
     name.upper() for name in FORMAT_NAMES if name in MANUAL_FORMATS) + ")"
@@ -310,7 +311,7 @@ def dashboard(p: Page) -> Response:
 
 # -- transmissions ----------------------------------------------------------------------------
 
-FILTERS = ("partner", "channel", "status", "format", "since", "until")
+FILTERS = ("partner", "channel", "status", "format", "since", "until", "direction")
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -329,6 +330,7 @@ def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[Transmi
     query = LogQuery(partner=f["partner"] or None, channel=f["channel"] or None,
                      format=f["format"] or None,
                      statuses=(f["status"].upper(),) if f["status"] else (), since=since,
+                     direction=f["direction"] if f["direction"] in ("in", "out") else None,
                      # a bare date means its whole day
                      until=until + dt.timedelta(days=1)
                      if until and until.date() < dt.date.max else None)
