@@ -47,6 +47,7 @@ from gateway.core.status import (
     DocumentStatus,
     Role,
     can_process_again,
+    can_send_again,
 )
 from gateway.core.status import TransmissionStatus as T
 from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
@@ -370,7 +371,8 @@ def transmission(p: Page) -> Response:
             raw = head.decode("utf-8", "replace").splitlines()[:5000]
         if t.size > len(head):
             raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    reprocessable = can_process_again(t.status, t.reason)
+    reprocessable = (can_send_again(t.status) if t.direction == "out"
+                     else can_process_again(t.status, t.reason))
     return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
                     interchanges=view.interchanges, outbound=view.outbound, raw=raw,
                     raw_note=raw_note, transport=view.transport, attempts=view.attempts,
