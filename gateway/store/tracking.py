@@ -458,6 +458,7 @@ class OutboundDelivery:
     received_at: dt.datetime
     updated_at: dt.datetime
     filename: str | None
+    channel_ref: str | None  # the ERP's message id
     reprocess_of: str | None
     outbound_id: str | None
     kind: str | None
@@ -481,7 +482,7 @@ def _outbound_query() -> sa.Select[Any]:
     t, o, d = s.transmissions, s.outbound, s.documents
     return (sa.select(
         t.c.id.label("transmission_id"), t.c.partner_id, t.c.status, t.c.stage, t.c.reason,
-        t.c.received_at, t.c.updated_at, t.c.filename, t.c.reprocess_of,
+        t.c.received_at, t.c.updated_at, t.c.filename, t.c.channel_ref, t.c.reprocess_of,
         o.c.id.label("outbound_id"), o.c.kind, o.c.channel, o.c.control_ref, o.c.attempts,
         o.c.last_error, o.c.created_at.label("rendered_at"), o.c.sent_at, o.c.next_attempt_at,
         o.c.delivered_at, o.c.remote_id, o.c.receipt, o.c.detail, d.c.id.label("document_id"),

@@ -609,7 +609,8 @@ def _delivery_minutes(ctx: TrackerContext, partner_id: str | None) -> int:
 
 def _sent_ref(r: tracking.OutboundDelivery) -> dict[str, Any]:
     return {"transmission_id": r.transmission_id, "doc_type": r.doc_type,
-            "business_number": r.business_number, "status": r.status,
+            "business_number": r.business_number, "erp_message": r.channel_ref,
+            "status": r.status,
             "control_ref": r.control_ref, "channel": r.channel, "attempts": r.attempts,
             "last_error": r.last_error, "rendered_at": _iso(r.rendered_at),
             "sent_at": _iso(r.sent_at), "next_attempt_at": _iso(r.next_attempt_at),
@@ -617,7 +618,10 @@ def _sent_ref(r: tracking.OutboundDelivery) -> dict[str, Any]:
 
 
 def _sent_name(r: tracking.OutboundDelivery) -> str:
-    return f"{r.doc_type or 'document'} {r.business_number or r.transmission_id}"
+    """"invoice INV-1"; refused before it was read: "the ERP's message m-17"."""
+    if r.business_number:
+        return f"{r.doc_type or 'document'} {r.business_number}"
+    return f"the ERP's message {r.channel_ref or r.filename or r.transmission_id}"
 
 
 def _check_delivery_unconfirmed(ctx: TrackerContext) -> list[Condition]:
@@ -685,7 +689,7 @@ def _check_outbound_failed(ctx: TrackerContext) -> list[Condition]:
         first, last = rows[0], rows[-1]
         partner_id = first.partner_id
         what = (_sent_name(first) if len(rows) == 1
-                else f"{len(rows)} documents (the latest {_sent_name(last)})")
+                else f"{len(rows)} documents (latest: {_sent_name(last)})")
         out.append(Condition(
             "outbound-failed", partner_id, key,
             f"{what} to {partner_id or 'an unknown partner'} failed at {first.stage}: "
