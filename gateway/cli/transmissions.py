@@ -80,6 +80,8 @@ def status_label(row: TransmissionRow) -> str:
     outbox, not yet confirmed by the broker."""
     if row.stage:
         return f"{row.status} ({row.stage})"
+    if row.status == TransmissionStatus.PROCESSED and not row.document_count:
+        return "PROCESSED (receipt)"  # a partner's CONTRL/APERAK for what we sent
     if row.status == TransmissionStatus.PROCESSED:
         return "PROCESSED (in outbox)"
     if row.status == TransmissionStatus.RENDERED:

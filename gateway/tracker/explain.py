@@ -55,8 +55,11 @@ SENT_AWAITING_RECEIPT = "sent-awaiting-receipt"
 RETRYING = "retrying"
 #: The ERP never sent it: no outbound document of that number.
 NOT_SENT = "not-sent"
+#: A file of the partner's receipts (CONTRL, APERAK) for what we sent, recorded on it.
+RECEIPT = "receipt"
 VERDICTS = (NEVER_RECEIVED, FAILED, DUPLICATE, IN_PROGRESS, WAITING_ERP, ACKNOWLEDGED,
-            REJECTED, QUARANTINED, HELD, DELIVERED, SENT_AWAITING_RECEIPT, RETRYING, NOT_SENT)
+            REJECTED, QUARANTINED, HELD, DELIVERED, SENT_AWAITING_RECEIPT, RETRYING, NOT_SENT,
+            RECEIPT)
 #: Document types only edigw sends (never received from partners).
 OUTBOUND_ONLY = ("order-response", "despatch-advice")
 
@@ -765,6 +768,14 @@ class _Context:
             summary = (f"{subject}; a document in it has the number of one received before "
                        "with other content and is held until an operator releases or rejects "
                        "it (edigw conflicts).")
+        elif (t.status == TransmissionStatus.PROCESSED and not t.document_count
+              and (receipts := [e for e in self.store.events(t.id)
+                                if e["event"] == "receipt"])):
+            verdict = RECEIPT
+            summary = (f"{subject}: the partner's receipt for what edigw sent it, recorded "
+                       f"on it ({_short(receipts[0]['detail'])})"
+                       + (f" and {len(receipts) - 1} more" if len(receipts) > 1 else "")
+                       + "; nothing in it goes to the ERP.")
         elif t.status in (TransmissionStatus.RECEIVED, TransmissionStatus.PROCESSED):
             verdict = IN_PROGRESS
             summary = (f"{subject} and is " + ("waiting to be processed"

@@ -116,6 +116,9 @@ def test_a_positive_contrl_delivers_what_we_sent(world):
     assert world.store.get_transmission(first.transmission_id).status == "SENT"
     e = world.explain(partner="gouden", number="INV-2", doc_type="invoice")
     assert e.verdict == "delivered" and "CONTRL from the partner" in e.summary
+    by_file = world.explain(filename="contrl.edi")
+    assert by_file.verdict == "receipt"
+    assert f"receipt for outbound {second.transmission_id}" in by_file.summary
 
 
 def test_a_negative_contrl_fails_it_at_receipt_and_alerts(world):
