@@ -479,6 +479,11 @@ def test_inbound_rules_ignore_outbound_transmissions(world, when):
     assert tracking.count_documents(world.store, "gouden", start, end) == 0
     assert tracking.last_received(world.store, "gouden", "invoice") is None
     assert tracking.last_contacts(world.store, "gouden") == []
+    # The console's volumes and last contacts count what partners sent only.
+    from gateway.store.read import activity, stats
+
+    assert stats.volume(world.store, None, None) == []
+    assert activity.last_contact(world.store) == {}
     # Inbound failures still alert.
     world.send(order("1041", "PO-1", bad=True))
     assert [a.kind for a in world.check(failures).opened] == ["failure"]
