@@ -406,8 +406,10 @@ def reprocess(p: Page) -> Response:
                              remote=p.request.client.host if p.request.client else None)
     log.info("console_reprocess", transmission_id=done.transmission_id,
              attempt=done.attempt_id, by=p.who.username, status=done.status)
+    went = done.status in (T.RENDERED, T.SENT, T.DELIVERED)  # an outbound one, sent again
     return RedirectResponse(f"/transmissions/{done.attempt_id}?message=" + quote(
-        f"replayed from {done.transmission_id}: {done.status}"), 303)
+        f"{'sent again' if went else 'replayed'} from {done.transmission_id}: {done.status}"),
+        303)
 
 
 # -- search -----------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_a_negative_contrl_fails_it_at_receipt_and_alerts(world):
 
 def test_an_aperak_naming_our_invoice_is_its_receipt(world):
     sent = _sent(world, "INV-4")
-    tid = world.send(aperak("BGM+305+AP-9+9+RE", "DOC+380+INV-4", "ERC+P02"))
+    tid = world.send(aperak("BGM+305+AP-9+9+RE", "RFF+IV:INV-4", "ERC+P02"))
     assert world.store.get_transmission(tid).status == "PROCESSED"
     out = world.store.get_transmission(sent.transmission_id)
     assert (out.status, out.stage) == ("FAILED", "receipt")

@@ -164,13 +164,16 @@ class EdifactPayload:
         policy = partner.edifact
         error = rejected or message.error
         mapping, unsupported = self._mapping(partner, message)
-        if error is None and mapping is None and message.type in RECEIPT_TYPES:
-            # A partner's receipt for what we sent: the pipeline records it on that
-            # payload; one naming nothing of ours stays UNSUPPORTED, as any other type.
+        receipt = (read_receipt(message) if error is None and mapping is None
+                   and message.type in RECEIPT_TYPES else None)
+        if receipt is not None:
+            # A partner's receipt naming what it answers: the pipeline records it on what
+            # we sent (read leniently: not checked against its directory); one naming
+            # nothing of ours stays UNSUPPORTED, as any other type.
             assert unsupported is not None
             failed = self._failed(partner, interchange, message, unsupported,
                                   DocumentStatus.UNSUPPORTED)
-            return replace(failed, receipt=read_receipt(message)), None
+            return replace(failed, receipt=receipt), None
         if error is None and validate is not None and policy.validation != "off":
             errors, warned = sort_errors(
                 validate(message, decimal_mark=interchange.decimal_mark,
