@@ -121,6 +121,8 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
     out = []
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
+        if row.direction == "out":
+            continue  # a document we send: the outbound-failed rule tells
         if row.status not in _FAILED and not docs:
             continue  # reprocessed in place, or a document failure that is gone
         if not ctx.rules_for(row.partner_id).failures:
