@@ -93,7 +93,8 @@ def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, b
     when and why; the first keeps its outcome. A transmission some of whose messages failed
     is taken too: its failed messages are tried again, and the documents already published
     are recognised and not sent twice. A RECEIVED transmission (left by a crash) is simply
-    processed."""
+    processed. An outbound transmission (a document edigw sent) is sent again: rendered
+    anew under a new transmission and control reference."""
     import dataclasses
     import getpass
 
@@ -118,6 +119,11 @@ def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, b
                                       f"transmission:{done.transmission_id}",
                                       after={"attempt": done.attempt_id, "reason": reason,
                                              "status": done.status})
+            if done.status in _OUTBOUND_WENT:  # an outbound transmission, sent again
+                click.echo(f"{done.transmission_id}: sent again as {done.attempt_id}: "
+                           f"{done.status} for partner {done.partner_id} (delivered by the "
+                           "gateway's outbound loop)")
+                continue
             if done.attempt_id != done.transmission_id:
                 click.echo(f"{done.transmission_id}: replayed as {done.attempt_id}")
             failed += report(dataclasses.replace(done, transmission_id=done.attempt_id),
@@ -126,6 +132,11 @@ def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, b
     finally:
         gw.close()
     sys.exit(1 if failed else 0)
+
+
+#: Where an outbound transmission sent again stands once rendered.
+_OUTBOUND_WENT = (TransmissionStatus.RENDERED, TransmissionStatus.SENT,
+                  TransmissionStatus.DELIVERED)
 
 
 def report(out: ProcessingOutcome, label: str = "") -> int:

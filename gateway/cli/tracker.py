@@ -29,8 +29,16 @@ def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> d
 @click.command()
 @click.option("--partner", help="Partner id.")
 @click.option("--order", "order", metavar="NUMBER", help="Order number (BGM 1004).")
-@click.option("--invoice", metavar="NUMBER", help="Invoice number.")
+@click.option("--invoice", metavar="NUMBER", help="Invoice number (received, or sent: "
+                                                   "was it delivered?).")
+@click.option("--despatch", metavar="NUMBER", help="Despatch advice number we sent.")
+@click.option("--price-list", "price_list", metavar="NUMBER",
+              help="Price list number (received, or sent).")
+@click.option("--order-response", "order_response", metavar="ORDER",
+              help="The order response we sent for this order number.")
 @click.option("--number", metavar="NUMBER", help="A document number of any type.")
+@click.option("--outbound", is_flag=True, help="Ask about a document edigw sends (an "
+              "invoice or price list to the partner), not one received.")
 @click.option("--interchange", metavar="REF", help="Interchange reference (UNB 0020).")
 @click.option("--file", "filename", metavar="NAME", help="File name (or a part of it).")
 @click.option("--since", help="Received from this date or date-time (tracker's time zone "
@@ -39,20 +47,30 @@ def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> d
 @click.option("--json", "as_json", is_flag=True, help="The explanation as JSON.")
 @click.pass_obj
 def explain(obj: CliContext, partner: str | None, order: str | None, invoice: str | None,
-            number: str | None, interchange: str | None, filename: str | None,
-            since: str | None, until: str | None, as_json: bool) -> None:
+            despatch: str | None, price_list: str | None, order_response: str | None,
+            number: str | None, outbound: bool, interchange: str | None,
+            filename: str | None, since: str | None, until: str | None,
+            as_json: bool) -> None:
     """Where is this order? One verdict (never-received, failed, duplicate, in-progress,
-    waiting-erp, acknowledged, rejected, quarantined, held) and its evidence."""
+    waiting-erp, acknowledged, rejected, quarantined, held) and its evidence.
+
+    For a document edigw sends (an order response, a despatch advice, an invoice or price
+    list to the partner): was it delivered? (delivered, sent-awaiting-receipt, retrying,
+    in-progress, failed, not-sent). ``--order`` also tells the order response sent."""
     from gateway.config import load_partners
     from gateway.store.archive import Archive
     from gateway.tracker.explain import explain as explain_order
 
-    numbers = [(t, n) for t, n in (("order", order), ("invoice", invoice), (None, number)) if n]
+    numbers = [(t, n) for t, n in (("order", order), ("invoice", invoice),
+                                    ("despatch-advice", despatch), ("price-list", price_list),
+                                    ("order-response", order_response), (None, number)) if n]
     if len(numbers) > 1:
-        raise click.UsageError("give one of --order, --invoice and --number")
+        raise click.UsageError("give one of --order, --invoice, --despatch, --price-list, "
+                               "--order-response and --number")
     if not (numbers or interchange or filename or partner):
-        raise click.UsageError("say what to look for: --order, --invoice, --number, "
-                               "--interchange, --file or --partner with dates")
+        raise click.UsageError("say what to look for: --order, --invoice, --despatch, "
+                               "--price-list, --order-response, --number, --interchange, "
+                               "--file or --partner with dates")
     doc_type, wanted = numbers[0] if numbers else (None, None)
     settings = obj.settings
     zone = zoneinfo.ZoneInfo(settings.tracker.timezone)
@@ -60,7 +78,8 @@ def explain(obj: CliContext, partner: str | None, order: str | None, invoice: st
                         partner=partner, number=wanted, doc_type=doc_type,
                         interchange_ref=interchange, filename=filename,
                         since=_when(since, zone), until=_when(until, zone, end=True),
-                        archive=Archive(settings.archive.path, fsync=False))
+                        archive=Archive(settings.archive.path, fsync=False),
+                        direction="out" if outbound else None)
     if as_json:
         click.echo(json.dumps(out.as_dict(), indent=2, default=str))
         return

@@ -15,7 +15,7 @@ from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 if TYPE_CHECKING:
     from gateway.store.db import Store
     from gateway.store.read.transmissions import TransmissionView
-    from gateway.store.records import DocumentRow, TransmissionRow
+    from gateway.store.records import DocumentRow, OutboundRow, TransmissionRow
 
 
 def parse_when(value: str | None) -> dt.datetime | None:
@@ -32,14 +32,16 @@ def parse_when(value: str | None) -> dt.datetime | None:
 @click.command("log")
 @click.option("--partner", help="Only this partner's transmissions.")
 @click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
-                               "QUARANTINED or DUPLICATE.")
+                               "QUARANTINED, DUPLICATE; outbound: RENDERED, SENT, DELIVERED.")
+@click.option("--direction", type=click.Choice(["in", "out"]),
+              help="Only what partners sent (in) or what edigw sent them (out).")
 @click.option("--since", help="From this date or date-time (UTC unless given).")
 @click.option("--until", help="Before this date or date-time.")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
 @click.pass_obj
-def log_cmd(obj: CliContext, partner: str | None, status: str | None, since: str | None,
-            until: str | None, limit: int, as_json: bool) -> None:
+def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction: str | None,
+            since: str | None, until: str | None, limit: int, as_json: bool) -> None:
     """The transmission log, newest first."""
     from gateway.store.erp import ErpAcks
     from gateway.store.records import LogFilter
@@ -49,16 +51,16 @@ def log_cmd(obj: CliContext, partner: str | None, status: str | None, since: str
                                  param_hint="--status")
     store = open_store(obj)
     rows = store.log(LogFilter(partner=partner, status=status, since=parse_when(since),
-                               until=parse_when(until), limit=limit))
+                               until=parse_when(until), limit=limit, direction=direction))
     erp = ErpAcks(store).erp_summary(r.id for r in rows)
     if as_json:
         click.echo(json.dumps([dict(r.as_dict(), erp=erp.get(r.id)) for r in rows], indent=2,
                               default=str))
         return
-    cells = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.partner_id or "-", r.channel,
-              (r.filename or "-")[:40], r.format or "-", str(r.document_count),
-              status_label(r), erp_label(erp.get(r.id))] for r in rows]
-    click.echo(table(["time (UTC)", "id", "partner", "channel", "file", "format", "docs",
+    cells = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.direction,
+              r.partner_id or "-", r.channel, (r.filename or "-")[:40], r.format or "-",
+              str(r.document_count), status_label(r), erp_label(erp.get(r.id))] for r in rows]
+    click.echo(table(["time (UTC)", "id", "dir", "partner", "channel", "file", "format", "docs",
                       "status", "erp"], cells))
 
 
@@ -78,8 +80,14 @@ def status_label(row: TransmissionRow) -> str:
     outbox, not yet confirmed by the broker."""
     if row.stage:
         return f"{row.status} ({row.stage})"
+    if row.status == TransmissionStatus.PROCESSED and not row.document_count:
+        return "PROCESSED (receipt)"  # a partner's CONTRL/APERAK for what we sent
     if row.status == TransmissionStatus.PROCESSED:
         return "PROCESSED (in outbox)"
+    if row.status == TransmissionStatus.RENDERED:
+        return "RENDERED (to deliver)"
+    if row.status == TransmissionStatus.SENT:
+        return "SENT (awaiting receipt)"
     return row.status
 
 
@@ -107,10 +115,24 @@ def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -
     _echo_interchanges(view.interchanges)
     _echo_transport(view.transport)
     if view.outbound:
-        click.echo(f"\nsent to the partner ({len(view.outbound)})")
-        click.echo(table(["kind", "file", "status", "attempts", "detail"],
-                         [[o.kind, o.filename, o.status, str(o.attempts),
-                           o.last_error or o.detail or "-"] for o in view.outbound]))
+        _echo_outbound(view.outbound)
+
+
+def _echo_outbound(rows: list[OutboundRow]) -> None:
+    """What was sent to the partner: each payload's delivery and receipt."""
+    click.echo(f"\nsent to the partner ({len(rows)})")
+    click.echo(table(["kind", "channel", "file", "control ref", "status", "attempts"],
+                     [[o.kind, o.channel, o.filename, o.control_ref or "-", o.status,
+                       str(o.attempts)] for o in rows]))
+    for o in rows:
+        for label, value in (
+                ("detail", o.detail), ("last error", o.last_error),
+                ("next attempt", o.next_attempt_at and o.next_attempt_at.isoformat()),
+                ("sent at", o.sent_at and o.sent_at.isoformat()),
+                ("remote id", o.remote_id), ("receipt", o.receipt),
+                ("delivered at", o.delivered_at and o.delivered_at.isoformat())):
+            if value:
+                click.echo(f"  {o.id} {label:<13}{value}")
 
 
 def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, Any]:
@@ -128,7 +150,8 @@ def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, 
 
 
 def _echo_header(t: TransmissionRow) -> None:
-    click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else ""))
+    click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else "")
+               + ("  (outbound: a document edigw sends)" if t.direction == "out" else ""))
     for label, value in (("partner", t.partner_id), ("channel", t.channel), ("file", t.filename),
                          ("from", t.channel_ref), ("size", f"{t.size} bytes"), ("sha256", t.sha256),
                          ("format", " ".join(x for x in (t.format, t.standard) if x)),

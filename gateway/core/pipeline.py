@@ -307,6 +307,7 @@ class Pipeline(Generic[P]):
                                partner_id=partner_id,
                                fmt=parsed.format if parsed else None,
                                standard=parsed.standard if parsed else None, events=events))
+        mapped, receipts = self._receipts(mapped, partner.id, events)
         docs: list[NewDocument] = []
         failures: list[FailedMessage] = []
         warnings = list(parsed.warnings)
@@ -331,9 +332,13 @@ class Pipeline(Generic[P]):
         record = Processed(tid, partner.id, parsed.format, parsed.standard, docs, events,
                            interchanges=self.interchanges(parsed),
                            outbound=self.replies(parsed, partner, tid),
-                           note=failure_note(failures, len(docs)) if failures else Note())
+                           note=failure_note(failures, len(docs)) if failures else Note(),
+                           receipts=receipts)
         good = len(docs) - len(failures)
         rejected = [i for i in record.interchanges if i.status == InterchangeStatus.REJECTED]
+        if not docs and receipts:
+            # Receipts for what we sent, and nothing else: done, nothing to publish.
+            return Work(Outcome(tid, T.PROCESSED, partner.id, 0, 0), record)
         if not docs:
             # Nothing came of it: never PUBLISHED with 0 documents and no reason.
             stage, reason = nothing_read(rejected, parsed.summary)
@@ -346,6 +351,35 @@ class Pipeline(Generic[P]):
             status = T.FAILED
         return Work(Outcome(tid, status, partner.id, len(docs), good, stage=record.note.stage,
                             reason=record.note.reason), record)
+
+    def _receipts(self, mapped: list[MappedDocument | FailedMessage], partner_id: str,
+                  events: list[Event]) -> tuple[list[MappedDocument | FailedMessage], int]:
+        """Receipts (CONTRL, APERAK) for payloads we sent the partner recorded on them
+        (``record_receipt``) and left out of the documents, with an event each; returns
+        the messages left and how many receipts were recorded. A receipt naming nothing we
+        sent stays an UNSUPPORTED message, as before."""
+        kept: list[MappedDocument | FailedMessage] = []
+        recorded = 0
+        for m in mapped:
+            receipt = m.receipt if isinstance(m, FailedMessage) else None
+            sent = None
+            if receipt is not None and receipt.control_ref:
+                sent = self.store.outbound_by_control_ref(partner_id, receipt.control_ref)
+            elif receipt is not None and receipt.numbers:
+                sent = self.store.outbound_by_number(partner_id, receipt.numbers)
+            if receipt is None or sent is None:
+                kept.append(m)
+                continue
+            self.store.record_receipt(sent.id, ok=receipt.ok, receipt=receipt.text)
+            what = sent.transmission_id or sent.id
+            events.append(("receipt", f"receipt for outbound {what} ({sent.kind}"
+                           + (f", interchange {sent.control_ref}" if sent.control_ref else "")
+                           + f"): {'positive' if receipt.ok else 'NEGATIVE'}, {receipt.text}"))
+            log.info("receipt_recorded", partner=partner_id, outbound_id=sent.id,
+                     outbound_transmission=sent.transmission_id, kind=receipt.kind,
+                     ok=receipt.ok)
+            recorded += 1
+        return kept, recorded
 
     def _policy(self, partner: P) -> Callable[[], tuple[str, int]] | None:
         """The partner's ``duplicate_numbers`` policy, asked for when needed."""

@@ -113,6 +113,20 @@ class MappedDocument:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PartnerReceipt:
+    """A partner's receipt for something edigw sent it, read from a message of theirs: a
+    CONTRL naming our interchange (``control_ref``, UCI 0020) or an APERAK naming our
+    document (``numbers``: DOC and RFF numbers). ``ok`` positive or negative; ``text`` says
+    what it said (action, errors) for the outbound row and the timeline."""
+
+    kind: str  # "CONTRL", "APERAK"
+    ok: bool
+    text: str
+    control_ref: str | None = None
+    numbers: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class FailedMessage:
     """A message of a payload that did not become a document; the others go on without it.
@@ -132,6 +146,9 @@ class FailedMessage:
     interchange_ref: str | None = None
     message_ref: str | None = None
     code: str | None = None  # UN/EDIFACT 0085 syntax error code, when there is one
+    #: A receipt for something edigw sent (an UNSUPPORTED CONTRL or APERAK): the pipeline
+    #: records it on that outbound payload instead of keeping the message, when it names one.
+    receipt: PartnerReceipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +443,25 @@ class TransmissionView(Protocol):
     @property
     def attempts(self) -> int: ...
 
+    @property
+    def direction(self) -> str: ...
+
+
+class SentView(Protocol):
+    """What the pipeline reads of a payload edigw sent (``gateway.store`` outbound rows)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def transmission_id(self) -> str | None: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def control_ref(self) -> str | None: ...
+
 
 class StorePort(Protocol):
     """The store as the pipeline and reprocessing use it (``gateway.store.db.Store``)."""
@@ -492,6 +528,13 @@ class StorePort(Protocol):
                   document_ids: Sequence[str] | None = ...) -> int: ...
 
     def release_held(self, tid: str, *, on_conflict: str = ...) -> tuple[int, int]: ...
+
+    # receipts for what edigw sent (a partner's CONTRL, APERAK)
+    def outbound_by_control_ref(self, partner_id: str, control_ref: str) -> SentView | None: ...
+
+    def outbound_by_number(self, partner_id: str, numbers: Sequence[str]) -> SentView | None: ...
+
+    def record_receipt(self, oid: str, *, ok: bool, receipt: str) -> None: ...
 
 
 class ArchivePort(Protocol):

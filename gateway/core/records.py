@@ -111,6 +111,9 @@ class Processed:
     interchanges: Sequence[NewInterchange] = ()
     outbound: Sequence[NewOutbound] = ()
     note: Note = Note()
+    #: Receipts for what edigw sent (CONTRL, APERAK) recorded from it: a transmission of
+    #: receipts alone is PROCESSED with no document, not FAILED as "nothing read".
+    receipts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

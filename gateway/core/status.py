@@ -112,3 +112,11 @@ def can_process_again(status: str, reason: str | None) -> bool:
         return True
     return status in (TransmissionStatus.PROCESSED, TransmissionStatus.PUBLISHED,
                       TransmissionStatus.PARTIAL) and bool(reason)
+
+
+def can_send_again(status: str) -> bool:
+    """Whether an outbound transmission may be sent again (``intake.resend``): one that
+    failed, or went (SENT, DELIVERED) and the partner asks for it again. One RENDERED is
+    still being delivered, one RECEIVED still being rendered: nothing to resend yet."""
+    return status in (TransmissionStatus.FAILED, TransmissionStatus.SENT,
+                      TransmissionStatus.DELIVERED)

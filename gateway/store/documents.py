@@ -21,10 +21,12 @@ from gateway.core.records import (
     Processed,
     Recorded,
 )
+from gateway.core.status import DocumentStatus
 from gateway.store import schema as s
 from gateway.store.engine import StoreEngine, chunks, utcnow
 from gateway.store.judge import conflict_events, document_rows, duplicate_events, earlier_documents
-from gateway.store.records import DocumentRow, aware
+from gateway.store.outbound import _outbound_row as outbound_row
+from gateway.store.records import DocumentRow, OutboundRow, aware
 from gateway.store.settlement import settle_counts, status_counts
 
 
@@ -57,6 +59,21 @@ class DocumentRepository(StoreEngine):
                         found.setdefault(key, f"in transmission {r.transmission_id} on "
                                               f"{aware(r.created_at):%Y-%m-%d %H:%M} UTC")
         return found
+
+    def outbound_by_number(self, partner_id: str, numbers: Sequence[str]) -> OutboundRow | None:
+        """The payload last sent to ``partner_id`` for a document of ours (status OUTBOUND)
+        numbered one of ``numbers`` (what an APERAK names), or None."""
+        d, o = s.documents, s.outbound
+        wanted = sorted({n for n in numbers if n})
+        if not wanted:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(o).select_from(o.join(d, d.c.id == o.c.document_id))
+                .where(d.c.partner_id == partner_id, d.c.status == DocumentStatus.OUTBOUND,
+                       d.c.business_number.in_(wanted[:500]))
+                .order_by(o.c.created_at.desc(), o.c.id.desc()).limit(1)).first()
+        return outbound_row(row) if row is not None else None
 
     def record_processed(self, tid: str, *, partner_id: str, fmt: str, standard: str | None,
                          docs: Sequence[NewDocument], events: Iterable[tuple[str, str]] = (),
@@ -127,7 +144,7 @@ class DocumentRepository(StoreEngine):
                 outbox_rows += made.outbox
                 queued[i] = len(made.outbox)
                 total = len(o.docs)
-                status, stage, reason = _final_status(o.note, made.counts())
+                status, stage, reason = _final_status(o.note, made.counts(), o.receipts)
                 done_rows.append(dict(
                     b_id=tid, partner_id=o.partner_id, format=o.fmt,
                     standard=o.standard, status=status,
@@ -175,7 +192,7 @@ class DocumentRepository(StoreEngine):
             counts = status_counts(conn, [tid]).get(tid, {})
             total = sum(counts.values())
             pending = counts.get(s.PENDING, 0)
-            status, stage, reason = _final_status(record.note, counts)
+            status, stage, reason = _final_status(record.note, counts, record.receipts)
             conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid).values(
                 partner_id=partner_id, format=record.fmt, standard=record.standard,
                 status=status, stage=stage, reason=reason, document_count=total,
@@ -259,12 +276,16 @@ def document_row(r: Any) -> DocumentRow:
     return DocumentRow(**data)
 
 
-def _final_status(note: Note, counts: dict[str, int]) -> tuple[str, str | None, str | None]:
+def _final_status(note: Note, counts: dict[str, int],
+                  receipts: int = 0) -> tuple[str, str | None, str | None]:
     """A processed transmission's status, stage and reason: FAILED when every message
-    failed, else as its documents settle it (``settle``) with the note of the messages
-    that failed, if any."""
+    failed, PROCESSED when it held only receipts for what edigw sent (no document), else
+    as its documents settle it (``settle``) with the note of the messages that failed, if
+    any."""
     if note.failed:
         return s.FAILED, note.stage, note.reason
+    if receipts and not counts:
+        return s.PROCESSED, note.stage, note.reason
     return settle_counts(counts), note.stage, note.reason
 
 

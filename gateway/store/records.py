@@ -152,3 +152,5 @@ class LogFilter:
     until: dt.datetime | None = None
     limit: int = 50
     statuses: list[str] = field(default_factory=list)
+    #: "in" or "out" (documents edigw sends to partners); None: both.
+    direction: str | None = None

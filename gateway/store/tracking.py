@@ -45,9 +45,10 @@ def _in(conn: sa.Connection, query: sa.Select[Any], column: sa.ColumnElement[Any
 
 def first_received_at(store: Store) -> dt.datetime | None:
     """When the gateway received its first transmission (None: never)."""
+    t = s.transmissions
     with store.engine.connect() as conn:
         return aware(conn.execute(
-            sa.select(sa.func.min(s.transmissions.c.received_at))).scalar())
+            sa.select(sa.func.min(t.c.received_at)).where(t.c.direction == "in")).scalar())
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -91,9 +92,10 @@ def failure_evidence(store: Store, since: dt.datetime, also: Iterable[str]) -> F
     t, d = s.transmissions, s.documents
     out = FailureEvidence()
     with store.engine.connect() as conn:
+        # Outbound transmissions (documents we send) have their own rule (outbound-failed).
         tids = set(conn.execute(sa.select(t.c.id).where(
             t.c.status.in_((TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)),
-            t.c.received_at >= since)).scalars())
+            t.c.received_at >= since, t.c.direction == "in")).scalars())
         tids |= set(conn.execute(sa.select(d.c.transmission_id).where(
             d.c.status == DocumentStatus.FAILED, d.c.created_at >= since).distinct()).scalars())
         tids |= set(also)
@@ -296,7 +298,8 @@ def last_received(store: Store, partner_id: str, doc_type: str) -> dt.datetime |
         return aware(conn.execute(
             sa.select(sa.func.max(t.c.received_at))
             .select_from(d.join(t, t.c.id == d.c.transmission_id))
-            .where(d.c.partner_id == partner_id, d.c.doc_type == doc_type)).scalar())
+            .where(d.c.partner_id == partner_id, d.c.doc_type == doc_type,
+                   d.c.status != DocumentStatus.OUTBOUND)).scalar())
 
 
 def count_documents(store: Store, partner_id: str, start: dt.datetime,
@@ -306,7 +309,8 @@ def count_documents(store: Store, partner_id: str, start: dt.datetime,
     with store.engine.connect() as conn:
         count: int = conn.execute(
             sa.select(sa.func.count()).select_from(d.join(t, t.c.id == d.c.transmission_id))
-            .where(d.c.partner_id == partner_id, d.c.status != DocumentStatus.DUPLICATE,
+            .where(d.c.partner_id == partner_id,
+                   d.c.status.not_in((DocumentStatus.DUPLICATE, DocumentStatus.OUTBOUND)),
                    t.c.received_at >= start, t.c.received_at < end)).scalar_one()
     return count
 
@@ -419,18 +423,156 @@ def stalled_processing(store: Store, since: dt.datetime) -> StalledProcessing | 
     t = s.transmissions
     received = TransmissionStatus.RECEIVED
     with store.engine.connect() as conn:
+        # The pipeline's work only: outbound documents are rendered by the intake.
+        inbound = t.c.direction == "in"
         oldest, waiting = conn.execute(
             sa.select(sa.func.min(t.c.received_at), sa.func.count())
-            .where(t.c.status == received)).one()
+            .where(t.c.status == received, inbound)).one()
         if oldest is None or aware(oldest) > since:
             return None
         moved = conn.execute(sa.select(t.c.updated_at).where(
-            t.c.status != received, t.c.updated_at > since).limit(1)).first()
+            t.c.status != received, t.c.updated_at > since, inbound).limit(1)).first()
         if moved is not None:
             return None
         last = conn.execute(sa.select(sa.func.max(t.c.updated_at))
-                            .where(t.c.status != received)).scalar()
+                            .where(t.c.status != received, inbound)).scalar()
     return StalledProcessing(waiting=waiting, oldest=aware(oldest), last_processed=aware(last))
+
+
+# -- outbound: documents we send ---------------------------------------------------------------
+
+#: An outbound transmission that went no further than these is not delivered yet.
+UNDELIVERED = (TransmissionStatus.RENDERED, TransmissionStatus.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundDelivery:
+    """A document we send a partner, with its transmission and its delivery (the outbound
+    row: none when it failed before it was rendered)."""
+
+    transmission_id: str
+    partner_id: str | None
+    status: str  # the transmission's
+    stage: str | None
+    reason: str | None
+    received_at: dt.datetime
+    updated_at: dt.datetime
+    filename: str | None
+    channel_ref: str | None  # the ERP's message id
+    reprocess_of: str | None
+    outbound_id: str | None
+    kind: str | None
+    channel: str | None
+    control_ref: str | None
+    attempts: int | None
+    last_error: str | None
+    rendered_at: dt.datetime | None
+    sent_at: dt.datetime | None
+    next_attempt_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    remote_id: str | None
+    receipt: str | None
+    detail: str | None
+    document_id: str | None
+    doc_type: str | None
+    business_number: str | None
+
+
+def _outbound_query() -> sa.Select[Any]:
+    t, o, d = s.transmissions, s.outbound, s.documents
+    return (sa.select(
+        t.c.id.label("transmission_id"), t.c.partner_id, t.c.status, t.c.stage, t.c.reason,
+        t.c.received_at, t.c.updated_at, t.c.filename, t.c.channel_ref, t.c.reprocess_of,
+        o.c.id.label("outbound_id"), o.c.kind, o.c.channel, o.c.control_ref, o.c.attempts,
+        o.c.last_error, o.c.created_at.label("rendered_at"), o.c.sent_at, o.c.next_attempt_at,
+        o.c.delivered_at, o.c.remote_id, o.c.receipt, o.c.detail, d.c.id.label("document_id"),
+        d.c.doc_type, d.c.business_number)
+        .select_from(t.outerjoin(o, o.c.transmission_id == t.c.id)
+                     .outerjoin(d, d.c.id == o.c.document_id))
+        .where(t.c.direction == "out"))
+
+
+def _deliveries(conn: sa.Connection, q: sa.Select[Any]) -> list[OutboundDelivery]:
+    t = s.transmissions
+    rows = conn.execute(q.order_by(t.c.received_at, t.c.id)).all()
+    return [_make(OutboundDelivery, r._mapping) for r in rows]
+
+
+def undelivered_outbound(store: Store) -> list[OutboundDelivery]:
+    """Outbound documents rendered and not yet delivered (RENDERED: being delivered or
+    retried; SENT: awaiting the partner's receipt), oldest first."""
+    t = s.transmissions
+    with store.engine.connect() as conn:
+        return _deliveries(conn, _outbound_query().where(t.c.status.in_(UNDELIVERED)))
+
+
+def failed_outbound(store: Store, since: dt.datetime) -> list[OutboundDelivery]:
+    """Outbound transmissions FAILED since ``since`` (refused at intake, delivery given up,
+    a negative receipt) that no later attempt (a resend) has replaced, oldest first; one
+    whose resend failed too is left to that resend."""
+    t = s.transmissions
+    again = t.alias("again")
+    replaced = sa.exists().where(again.c.reprocess_of == t.c.id,
+                                 again.c.status != TransmissionStatus.RECEIVED)
+    with store.engine.connect() as conn:
+        return _deliveries(conn, _outbound_query().where(
+            t.c.status == TransmissionStatus.FAILED, t.c.updated_at >= since, ~replaced))
+
+
+def outbound_documents(store: Store, partner_id: str | None, number: str,
+                       doc_types: Sequence[str] | None = None) -> list[OutboundDelivery]:
+    """The outbound documents numbered ``number`` (to ``partner_id`` if given; of
+    ``doc_types`` if given), newest first, with their delivery."""
+    t, d = s.transmissions, s.documents
+    q = _outbound_query()
+    if partner_id:
+        q = q.where(t.c.partner_id == partner_id)
+    if doc_types:
+        q = q.where(d.c.doc_type.in_(list(doc_types)))
+    with store.engine.connect() as conn:
+        rows = _deliveries(conn, q.where(d.c.business_number == number))
+        if not rows:  # exact first, else in any case
+            rows = _deliveries(conn, q.where(sa.func.lower(d.c.business_number)
+                                             == number.lower()))
+    return sorted(rows, key=lambda r: (r.received_at, r.transmission_id), reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweredOrder:
+    """An order the ERP accepted or rejected, for the order-response rule."""
+
+    id: str
+    partner_id: str
+    business_number: str | None
+    erp_status: str
+    erp_at: dt.datetime | None
+    transmission_id: str
+
+
+def orders_without_response(store: Store, partner_ids: Sequence[str], since: dt.datetime,
+                            answered_before: dt.datetime) -> list[AnsweredOrder]:
+    """Orders of ``partner_ids`` the ERP accepted or rejected between ``since`` and
+    ``answered_before`` for which no order response of the same number was sent (SENT or
+    DELIVERED) to the partner, oldest answer first."""
+    if not partner_ids:
+        return []
+    d, t = s.documents, s.transmissions
+    r = d.alias("response")
+    sent = (sa.exists().select_from(r.join(t, t.c.id == r.c.transmission_id))
+            .where(r.c.partner_id == d.c.partner_id, r.c.doc_type == "order-response",
+                   r.c.business_number == d.c.business_number,
+                   r.c.status == DocumentStatus.OUTBOUND,
+                   t.c.status.in_((TransmissionStatus.SENT, TransmissionStatus.DELIVERED))))
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(d.c.id, d.c.partner_id, d.c.business_number, d.c.erp_status,
+                      d.c.erp_at, d.c.transmission_id)
+            .where(d.c.doc_type == "order", d.c.partner_id.in_(list(partner_ids)),
+                   d.c.erp_status.in_((ErpStatus.ACCEPTED, ErpStatus.REJECTED)),
+                   d.c.erp_at >= since, d.c.erp_at <= answered_before,
+                   d.c.business_number.is_not(None), ~sent)
+            .order_by(d.c.erp_at, d.c.id)).all()
+    return [_make(AnsweredOrder, row._mapping) for row in rows]
 
 
 # -- where is order X -------------------------------------------------------------------------
@@ -614,9 +756,11 @@ def last_contacts(store: Store, partner_id: str) -> list[TransmissionRow]:
     rows: list[TransmissionRow] = []
     with store.engine.connect() as conn:
         last = conn.execute(sa.select(t.c.channel, sa.func.max(t.c.received_at))
-                            .where(t.c.partner_id == partner_id).group_by(t.c.channel)).all()
+                            .where(t.c.partner_id == partner_id, t.c.direction == "in")
+                            .group_by(t.c.channel)).all()
         for channel, at in last:
             row = conn.execute(sa.select(t).where(t.c.partner_id == partner_id)
+                               .where(t.c.direction == "in")
                                .where(t.c.channel == channel).where(t.c.received_at == at)
                                .order_by(t.c.id.desc()).limit(1)).first()
             if row is not None:
@@ -644,7 +788,7 @@ def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.dat
     t, d = s.transmissions, s.documents
     q = (sa.select(t).where(t.c.status.in_((TransmissionStatus.FAILED,
                                             TransmissionStatus.QUARANTINED)))
-         .where(t.c.received_at >= start)
+         .where(t.c.received_at >= start, t.c.direction == "in")
          .where(t.c.received_at < end if end else sa.true())
          .where(~sa.exists().where(d.c.transmission_id == t.c.id))
          .order_by(t.c.received_at.desc()).limit(limit))

@@ -296,6 +296,8 @@ class TransmissionRepository(StoreEngine):
             q = q.where(t.c.received_at >= flt.since)
         if flt.until:
             q = q.where(t.c.received_at < flt.until)
+        if flt.direction:
+            q = q.where(t.c.direction == flt.direction)
         with self.engine.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 

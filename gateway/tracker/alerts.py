@@ -50,7 +50,8 @@ log = structlog.get_logger("edigw.tracker")
 
 TRACKER = "tracker"  # resolved_by when the condition cleared by itself
 #: Kinds whose condition is the current state of something; see the module docstring.
-LIVE_KINDS = frozenset({"untransmitted", "unroutable", "channel", "certificate"})
+LIVE_KINDS = frozenset({"untransmitted", "unroutable", "channel", "certificate",
+                        "delivery-unconfirmed", "outbound-failed", "order-response-missing"})
 
 OPENED = "alert.opened"
 ACKNOWLEDGED = "alert.acknowledged"

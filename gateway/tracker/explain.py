@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import clock
+from gateway.core.canonical import OUTBOUND_TYPES
 from gateway.core.errors import StoreError
 from gateway.core.status import DocumentStatus, ErpStatus, TransmissionStatus
 from gateway.store import tracking
@@ -48,9 +49,22 @@ REJECTED = "rejected"
 QUARANTINED = "quarantined"
 #: Held as a CONFLICT (its number came before with other content) until an operator decides.
 HELD = "held"
+# Documents we send (an outbound transmission): was it delivered?
+DELIVERED = "delivered"
+SENT_AWAITING_RECEIPT = "sent-awaiting-receipt"
+RETRYING = "retrying"
+#: The ERP never sent it: no outbound document of that number.
+NOT_SENT = "not-sent"
+#: A file of the partner's receipts (CONTRL, APERAK) for what we sent, recorded on it.
+RECEIPT = "receipt"
 VERDICTS = (NEVER_RECEIVED, FAILED, DUPLICATE, IN_PROGRESS, WAITING_ERP, ACKNOWLEDGED,
-            REJECTED, QUARANTINED, HELD)
+            REJECTED, QUARANTINED, HELD, DELIVERED, SENT_AWAITING_RECEIPT, RETRYING, NOT_SENT,
+            RECEIPT)
+#: Document types only edigw sends (never received from partners).
+OUTBOUND_ONLY = ("order-response", "despatch-advice")
 
+#: A partner's delivery time limit when its profile is unknown (``outbound.delivery_minutes``).
+DELIVERY_MINUTES = 240
 #: Without dates, "never received" looks this far back for what might be it.
 LOOKBACK = dt.timedelta(days=7)
 #: Payloads larger than this are not searched for a number (the search must stay quick).
@@ -154,12 +168,19 @@ def explain(store: Store, partners: PartnerDirectory | None,
             number: str | None = None, interchange_ref: str | None = None,
             filename: str | None = None, since: dt.datetime | None = None,
             until: dt.datetime | None = None, doc_type: str | None = None,
-            now: dt.datetime | None = None, archive: Archive | None = None) -> Explanation:
+            now: dt.datetime | None = None, archive: Archive | None = None,
+            direction: str | None = None) -> Explanation:
     """One verdict about the latest document (or transmission) matching, with its evidence.
 
     With ``archive``, a number found in no document is looked for in the raw bytes of the
     payloads that failed or were quarantined before their numbers could be read (within
-    the dates, else the last seven days)."""
+    the dates, else the last seven days).
+
+    A document we send (an order response, a despatch advice; an invoice or price list
+    when the latest match is ours, when ``direction`` is "out", or when nothing matches
+    and the partner's profile sends that type) gets a delivery verdict: delivered,
+    sent-awaiting-receipt, retrying, in-progress, failed or not-sent. Asked about an
+    order, the order response sent for it is told too."""
     tracker = settings.tracker if isinstance(settings, GatewaySettings) else settings
     # The store keeps UTC (SQLite without the offset): every bound time must be UTC too.
     since, until = _utc(since), _utc(until)
@@ -167,17 +188,32 @@ def explain(store: Store, partners: PartnerDirectory | None,
     query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
                                    interchange_ref=interchange_ref, filename=filename,
                                    since=since, until=until).items() if v is not None}
+    what = _what(doc_type, number, interchange_ref, filename)
+    if number and (direction == "out" or doc_type in OUTBOUND_ONLY):
+        out = ctx.about_sent(partner, number, doc_type, what, since=since, until=until,
+                             archive=archive)
+        out.query = {**query, "direction": "out"}
+        return out
     docs, trans = tracking.find_matches(store, tracking.MatchQuery(
         number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
         since=since, until=until, doc_type=doc_type, limit=50))
-    what = _what(doc_type, number, interchange_ref, filename)
-    if docs:
+    if docs and docs[0].status == DocumentStatus.OUTBOUND and docs[0].business_number:
+        # The latest match is a document we sent: was it delivered?
+        out = ctx.about_sent(docs[0].partner_id, docs[0].business_number, docs[0].doc_type,
+                             what, since=since, until=until, archive=archive)
+    elif (not docs and not trans and number and doc_type in OUTBOUND_TYPES
+          and ctx.sends(partner, doc_type)):
+        out = ctx.about_sent(partner, number, doc_type, what, since=since, until=until,
+                             archive=archive)
+    elif docs:
         out = ctx.about_document(docs, {t.id: t for t in trans}, what)
     elif trans:
         out = ctx.about_transmission(trans[0], trans[1:], what)
     else:
         out = ctx.never_received(partner=partner, number=number, since=since, until=until,
                                  archive=archive, what=what)
+    if number and doc_type == "order" and out.verdict not in (NEVER_RECEIVED, QUARANTINED):
+        ctx.order_response_facts(out, partner, number)
     out.query = query
     if partner and partners is not None and partners.get(partner) is None:
         out.evidence.append(Fact(None, "partner", f"no partner profile {partner!r} is "
@@ -199,6 +235,7 @@ def _what(doc_type: str | None, number: str | None, interchange_ref: str | None,
 
 def _type_label(doc_type: str | None) -> str:
     return {"order": "order", "invoice": "invoice", "price-list": "price list",
+            "order-response": "order response", "despatch-advice": "despatch advice",
             None: "document", "unknown": "message"}.get(doc_type, doc_type or "document")
 
 
@@ -484,6 +521,213 @@ class _Context:
                      + ": DUPLICATE, not processed again", r.id)
                 for r in rows]
 
+    # -- documents we send --------------------------------------------------------------------
+
+    def sends(self, partner: str | None, doc_type: str) -> bool:
+        """Whether ``partner``'s profile sends ``doc_type`` documents (an outbound format)."""
+        p = self.partners.get(partner) if self.partners is not None and partner else None
+        return p is not None and doc_type in p.outbound.formats
+
+    def delivery_minutes(self, partner: str | None) -> int:
+        p = self.partners.get(partner) if self.partners is not None and partner else None
+        return p.outbound.delivery_minutes if p is not None else DELIVERY_MINUTES
+
+    def about_sent(self, partner: str | None, number: str, doc_type: str | None, what: str, *,
+                   since: dt.datetime | None, until: dt.datetime | None,
+                   archive: Archive | None) -> Explanation:
+        """Was the document we send numbered ``number`` delivered? The latest of them
+        (``doc_type`` if it is one we send), with its transmission's timeline."""
+        types = [doc_type] if doc_type in OUTBOUND_TYPES else None
+        rows = [r for r in tracking.outbound_documents(self.store, partner, number, types)
+                if (since is None or r.received_at >= since)
+                and (until is None or r.received_at < until)]
+        if not rows:
+            return self.not_sent(partner, number, doc_type, what, archive)
+        latest = rows[0]
+        t = self.store.get_transmission(latest.transmission_id)
+        name = f"{_type_label(latest.doc_type)} {latest.business_number}"
+        to = f" to {latest.partner_id}" if latest.partner_id else ""
+        facts = [Fact(latest.received_at, "from-erp",
+                      f"received from the ERP via {t.channel if t else '?'}"
+                      + (f" ({t.channel_ref})" if t and t.channel_ref else "")
+                      + f" as transmission {latest.transmission_id}", latest.transmission_id)]
+        facts += self.delivery_facts(latest)
+        status = latest.status
+        rendered = latest.rendered_at or latest.received_at
+        if status == TransmissionStatus.DELIVERED:
+            verdict = DELIVERED
+            summary = (f"{_cap(name)}{to} was delivered {self.when(latest.delivered_at)} "
+                       f"({self.delivered_how(latest)}).")
+        elif status == TransmissionStatus.SENT:
+            verdict = SENT_AWAITING_RECEIPT
+            limit = self.delivery_minutes(latest.partner_id)
+            due = rendered + dt.timedelta(minutes=limit)
+            late = (f"overdue by {_duration(self.now - due)}" if self.now > due
+                    else f"due by {self.when(due)}")
+            summary = (f"{_cap(name)}{to} was sent {self.when(latest.sent_at)} via "
+                       f"{latest.channel}; the partner's receipt has not come yet "
+                       f"({_duration(self.now - (latest.sent_at or rendered))} so far; the "
+                       f"time limit is {limit} min after rendering: {late}).")
+        elif status == TransmissionStatus.RENDERED and latest.attempts:
+            verdict = RETRYING
+            summary = (f"{_cap(name)}{to} is not delivered yet: {latest.attempts} attempt(s) "
+                       f"via {latest.channel} failed, the last: {_short(latest.last_error)}; "
+                       f"next attempt {self.when(latest.next_attempt_at)}.")
+        elif status in (TransmissionStatus.RENDERED, TransmissionStatus.RECEIVED):
+            verdict = IN_PROGRESS
+            summary = (f"{_cap(name)}{to} was " + (
+                f"rendered {self.when(rendered)} and waits for its first delivery via "
+                f"{latest.channel}" if status == TransmissionStatus.RENDERED
+                else f"received from the ERP {self.when(latest.received_at)} and waits to "
+                     "be rendered") + f" ({_duration(self.now - rendered)} so far).")
+        else:
+            verdict = FAILED
+            summary = (f"{_cap(name)}{to} was not delivered: it failed at "
+                       f"{latest.stage or '?'}: {_short(latest.reason)}"
+                       f"{self.failed_words(latest)}. {self.resend_sentence(t)}")
+        if t is not None:
+            facts += self.reprocess_facts(t) if status == TransmissionStatus.FAILED else []
+            facts += [Fact(e["at"], "event", f"{e['event']}: {e['detail'] or ''}", t.id)
+                      for e in self.store.events(t.id) if e["event"] != "received"]
+        facts += [Fact(r.received_at, "also-sent",
+                       f"also sent as transmission {r.transmission_id}: {r.status}"
+                       + (f" at {r.stage}: {_short(r.reason)}" if r.stage else ""),
+                       r.transmission_id) for r in rows[1:]]
+        trans = [x for x in (self.store.get_transmission(r.transmission_id)
+                             for r in rows[:10]) if x is not None]
+        docs = [d for r in rows[:10] for d in self.store.documents_of(r.transmission_id)]
+        return Explanation(verdict=verdict, summary=summary, evidence=facts, documents=docs,
+                           transmissions=trans)
+
+    def delivery_facts(self, r: tracking.OutboundDelivery) -> list[Fact]:
+        """The rendering and delivery of one document we send, from its outbound row."""
+        if r.outbound_id is None:
+            return []
+        facts = [Fact(r.rendered_at, "rendered",
+                      f"{_type_label(r.doc_type)} {r.business_number} rendered as {r.kind} "
+                      + (f"interchange {r.control_ref} " if r.control_ref else "")
+                      + f"for {r.channel}", r.transmission_id)]
+        if r.attempts:
+            facts.append(Fact(r.sent_at, "delivery",
+                              f"{r.attempts} delivery attempt(s)"
+                              + (f", last error: {_short(r.last_error)}" if r.last_error else "")
+                              + (f", next attempt {self.when(r.next_attempt_at)}"
+                                 if r.next_attempt_at else ""), r.transmission_id))
+        if r.sent_at and r.status != TransmissionStatus.FAILED:
+            facts.append(Fact(r.sent_at, "sent", f"sent via {r.channel}"
+                              + (f" (remote id {r.remote_id})" if r.remote_id else ""),
+                              r.transmission_id))
+        if r.receipt:
+            facts.append(Fact(r.delivered_at, "receipt", f"receipt: {r.receipt}",
+                              r.transmission_id))
+        if r.delivered_at:
+            facts.append(Fact(r.delivered_at, "delivered",
+                              f"delivered: {self.delivered_how(r)}", r.transmission_id))
+        return facts
+
+    @staticmethod
+    def delivered_how(r: tracking.OutboundDelivery) -> str:
+        """How the delivery was confirmed: the partner's receipt (CONTRL, APERAK, MDN), or
+        the channel's own confirmation (a folder or SFTP rename done)."""
+        receipt = r.receipt or ""
+        if receipt.startswith(("CONTRL", "APERAK")):
+            return f"{receipt.split(' ', 1)[0]} from the partner: {_short(receipt, 120)}"
+        if receipt:
+            return f"receipt (MDN) from the partner: {_short(receipt, 120)}"
+        return f"confirmed by the {r.channel} channel" + (f": {r.detail}" if r.detail else "")
+
+    @staticmethod
+    def failed_words(r: tracking.OutboundDelivery) -> str:
+        if r.stage == "receipt":
+            return " (the partner's receipt was negative)"
+        if r.stage == "deliver":
+            return f" (delivery given up after {r.attempts or 0} attempt(s) via {r.channel})"
+        if r.outbound_id is None:
+            return " (refused when the ERP sent it: nothing went to the partner)"
+        return ""
+
+    def resend_sentence(self, t: TransmissionRow | None) -> str:
+        if t is None:
+            return ""
+        again = self.reprocess_of(t)
+        if again:
+            last = again[-1]
+            return (f"It was sent again {self.when(last.received_at)} as transmission "
+                    f"{last.id}: {last.status}.")
+        return f"Not sent again yet (edigw reprocess {t.id} sends it again)."
+
+    def not_sent(self, partner: str | None, number: str, doc_type: str | None, what: str,
+                 archive: Archive | None) -> Explanation:
+        """No document we send is numbered ``number``: the ERP never sent it, or edigw
+        refused it before reading its number (then its archived JSON names it)."""
+        start = self.now - LOOKBACK
+        refused = [r for r in tracking.failed_outbound(self.store, start)
+                   if r.outbound_id is None and (partner is None or r.partner_id in (None, partner))]
+        if archive is not None:
+            for r in reversed(refused):  # newest first
+                t = self.store.get_transmission(r.transmission_id)
+                if t is None or t.purged_at or t.size > SCAN_MAX_BYTES:
+                    continue
+                try:
+                    data = archive.get(t.sha256)
+                except (StoreError, ValueError):
+                    continue
+                if f'"{number}"'.encode() in data:
+                    fact = Fact(t.received_at, "found-in-payload",
+                                f"{number} appears in the document the ERP sent as "
+                                f"transmission {t.id}, refused at {t.stage}", t.id)
+                    events = [Fact(e["at"], "event", f"{e['event']}: {e['detail'] or ''}",
+                                   t.id) for e in self.store.events(t.id)]
+                    return Explanation(
+                        verdict=FAILED,
+                        summary=(f"{_cap(what)} was sent by the ERP "
+                                 f"{self.when(t.received_at)} but refused at {t.stage}: "
+                                 f"{_short(t.reason)}; nothing went to the partner. "
+                                 f"{self.resend_sentence(t)}"),
+                        evidence=[fact, *events], transmissions=[t])
+        who = f" to {partner}" if partner else ""
+        facts = [Fact(r.received_at, "refused",
+                      f"transmission {r.transmission_id} from the ERP refused at {r.stage}: "
+                      f"{_short(r.reason)}", r.transmission_id) for r in refused[-10:]]
+        summary = (f"No {what}{who} was sent: the ERP has not handed edigw an "
+                   f"{_type_label(doc_type) if doc_type else 'outbound document'} numbered "
+                   f"{number}" + (f" ({len(refused)} document(s) from the ERP were refused "
+                                  "in the last 7 days, see the evidence)" if refused else "")
+                   + ".")
+        return Explanation(verdict=NOT_SENT, summary=summary, evidence=facts)
+
+    def order_response_facts(self, out: Explanation, partner: str | None, number: str) -> None:
+        """Asked about an order: the order response sent for it (or its absence when the
+        partner gets them automatically and the ERP has answered the order)."""
+        order = next((d for d in out.documents if d.doc_type == "order"), None)
+        pid = partner or (order.partner_id if order else None)
+        rows = tracking.outbound_documents(self.store, pid, number, ["order-response"])
+        if rows:
+            r = rows[0]
+            words: dict[str, str] = {TransmissionStatus.DELIVERED: f"delivered {self.when(r.delivered_at)}",
+                     TransmissionStatus.SENT: f"sent {self.when(r.sent_at)}, awaiting the "
+                                              "partner's receipt",
+                     TransmissionStatus.RENDERED: "rendered, not delivered yet"
+                                                  + (f" ({r.attempts} failed attempt(s))"
+                                                     if r.attempts else ""),
+                     TransmissionStatus.FAILED: f"FAILED at {r.stage}: {_short(r.reason)}"}
+            said = words.get(r.status, r.status)
+            out.evidence.append(Fact(r.received_at, "order-response",
+                                     f"order response for {number}: {said}",
+                                     r.transmission_id))
+            out.evidence += self.delivery_facts(r)
+            out.summary += f" Its order response was {said}."
+            return
+        p = self.partners.get(pid) if self.partners is not None and pid else None
+        if (p is not None and p.outbound.order_responses == "auto" and order is not None
+                and order.erp_status):
+            due = (order.erp_at or self.now) + dt.timedelta(
+                minutes=p.outbound.order_response_minutes)
+            out.evidence.append(Fact(due, "order-response",
+                                     f"no order response sent yet for {number} (automatic "
+                                     f"for {p.id}; due by {self.when(due)})", order.id))
+            out.summary += " No order response has been sent for it yet."
+
     # -- transmissions without documents --------------------------------------------------------
 
     def about_transmission(self, t: TransmissionRow, others: Sequence[TransmissionRow],
@@ -524,6 +768,14 @@ class _Context:
             summary = (f"{subject}; a document in it has the number of one received before "
                        "with other content and is held until an operator releases or rejects "
                        "it (edigw conflicts).")
+        elif (t.status == TransmissionStatus.PROCESSED and not t.document_count
+              and (receipts := [e for e in self.store.events(t.id)
+                                if e["event"] == "receipt"])):
+            verdict = RECEIPT
+            summary = (f"{subject}: the partner's receipt for what edigw sent it, recorded "
+                       f"on it ({_short(receipts[0]['detail'])})"
+                       + (f" and {len(receipts) - 1} more" if len(receipts) > 1 else "")
+                       + "; nothing in it goes to the ERP.")
         elif t.status in (TransmissionStatus.RECEIVED, TransmissionStatus.PROCESSED):
             verdict = IN_PROGRESS
             summary = (f"{subject} and is " + ("waiting to be processed"

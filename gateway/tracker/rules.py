@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +37,10 @@ LOOKBACK = {
     "erp": dt.timedelta(days=7),
     "gaps": dt.timedelta(days=30),
     "silence": dt.timedelta(days=7),
+    "outbound": dt.timedelta(days=7),
 }
+#: A partner's delivery time limit when its profile is unknown (``outbound.delivery_minutes``).
+DELIVERY_MINUTES = 240
 #: Documents and transmissions listed in an alert's evidence, at most.
 MAX_LISTED = 20
 
@@ -117,6 +121,8 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
     out = []
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
+        if row.direction == "out":
+            continue  # a document we send: the outbound-failed rule tells
         if row.status not in _FAILED and not docs:
             continue  # reprocessed in place, or a document failure that is gone
         if not ctx.rules_for(row.partner_id).failures:
@@ -445,8 +451,9 @@ volume_drop = Rule("volume_drop", ("volume-drop",), _check_volume_drop)
 # -- duplicates -------------------------------------------------------------------------
 
 #: Conflicts have their own alert (kind "conflict"); rejected ones were never received.
+#: Documents we send (OUTBOUND) are no partner's repeats.
 _NOT_COUNTED = (DocumentStatus.FAILED, DocumentStatus.UNSUPPORTED, DocumentStatus.HELD,
-                DocumentStatus.CONFLICT, DocumentStatus.REJECTED)
+                DocumentStatus.CONFLICT, DocumentStatus.REJECTED, DocumentStatus.OUTBOUND)
 
 
 def _check_duplicates(ctx: TrackerContext) -> list[Condition]:
@@ -595,9 +602,154 @@ def _check_processing_stalled(ctx: TrackerContext) -> list[Condition]:
 processing_stalled = Rule("processing_stalled", ("processing-stalled",),
                           _check_processing_stalled)
 
+# -- outbound: documents we send ----------------------------------------------------------
+
+def _delivery_minutes(ctx: TrackerContext, partner_id: str | None) -> int:
+    partner = ctx.partners.get(partner_id) if partner_id else None
+    return partner.outbound.delivery_minutes if partner is not None else DELIVERY_MINUTES
+
+
+def _sent_ref(r: tracking.OutboundDelivery) -> dict[str, Any]:
+    return {"transmission_id": r.transmission_id, "doc_type": r.doc_type,
+            "business_number": r.business_number, "erp_message": r.channel_ref,
+            "status": r.status,
+            "control_ref": r.control_ref, "channel": r.channel, "attempts": r.attempts,
+            "last_error": r.last_error, "rendered_at": _iso(r.rendered_at),
+            "sent_at": _iso(r.sent_at), "next_attempt_at": _iso(r.next_attempt_at),
+            "stage": r.stage, "reason": r.reason}
+
+
+def _sent_name(r: tracking.OutboundDelivery) -> str:
+    """"invoice INV-1"; refused before it was read: "the ERP's message m-17"."""
+    if r.business_number:
+        return f"{r.doc_type or 'document'} {r.business_number}"
+    return f"the ERP's message {r.channel_ref or r.filename or r.transmission_id}"
+
+
+def _check_delivery_unconfirmed(ctx: TrackerContext) -> list[Condition]:
+    """Documents we send not confirmed delivered within the partner's
+    ``outbound.delivery_minutes`` after they were rendered: one alert per partner, gone
+    when every one of them is delivered (or failed: then ``outbound-failed`` tells)."""
+    late: dict[str | None, list[tracking.OutboundDelivery]] = defaultdict(list)
+    for r in tracking.undelivered_outbound(ctx.store):
+        limit = dt.timedelta(minutes=_delivery_minutes(ctx, r.partner_id))
+        if ctx.now - (r.rendered_at or r.received_at) >= limit:
+            late[r.partner_id].append(r)
+    out = []
+    for partner_id, rows in sorted(late.items(), key=lambda kv: kv[0] or ""):
+        minutes = _delivery_minutes(ctx, partner_id)
+        first = rows[0]
+        waiting = [r for r in rows if r.status == TransmissionStatus.SENT]
+        retrying = [r for r in rows if r.status != TransmissionStatus.SENT]
+        parts = []
+        if waiting:
+            parts.append(f"{len(waiting)} sent, awaiting the partner's receipt")
+        if retrying:
+            last = next((r.last_error for r in reversed(retrying) if r.last_error), None)
+            parts.append(f"{len(retrying)} not delivered yet"
+                         + (f" (last error: {_short(last, 120)})" if last else ""))
+        out.append(Condition(
+            "delivery-unconfirmed", partner_id, f"delivery-unconfirmed:{partner_id or '-'}",
+            f"{len(rows)} document(s) to {partner_id or 'an unknown partner'} not confirmed "
+            f"delivered within {minutes} min of rendering (oldest {_sent_name(first)} since "
+            f"{_hm(first.rendered_at)}): " + "; ".join(parts),
+            {"count": len(rows), "delivery_minutes": minutes,
+             "oldest": _iso(first.rendered_at), "awaiting_receipt": len(waiting),
+             "not_delivered": len(retrying),
+             "documents": [_sent_ref(r) for r in rows[:MAX_LISTED]]}))
+    return out
+
+
+def _reason_group(reason: str | None) -> str:
+    """A failure's reason with its numbers and quoted values masked: failures for the same
+    cause (a refused value, a channel down) are one alert whatever document they hit."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason or "no reason recorded")
+    text = re.sub(r"\d+", "#", text)
+    return " ".join(text.split())[:200]
+
+
+def _check_outbound_failed(ctx: TrackerContext) -> list[Condition]:
+    """Documents we send that FAILED (refused when the ERP sent them, delivery given up, a
+    negative receipt), grouped by partner, stage and cause: 300 refused for the same
+    reason are one alert with their count. A resend that went clears a document; once an
+    operator resolved the alert, only failures after that make it again."""
+    active = ctx.active("outbound-failed:")
+    since = ctx.now - LOOKBACK["outbound"]
+    if active:
+        since = min(since, min(a.opened_at for a in active.values()) - LOOKBACK["outbound"])
+    groups: dict[str, list[tracking.OutboundDelivery]] = defaultdict(list)
+    for r in tracking.failed_outbound(ctx.store, since):
+        cause = _reason_group(r.reason)
+        digest = hashlib.sha1(cause.encode(), usedforsecurity=False).hexdigest()[:10]
+        groups[f"outbound-failed:{r.partner_id or '-'}:{r.stage or '-'}:{digest}"].append(r)
+    out = []
+    for key, rows in sorted(groups.items()):
+        after = ctx.alerts.operator_resolved_at(key)
+        rows = [r for r in rows if after is None or r.updated_at > after]
+        if not rows:
+            continue
+        first, last = rows[0], rows[-1]
+        partner_id = first.partner_id
+        what = (_sent_name(first) if len(rows) == 1
+                else f"{len(rows)} documents (latest: {_sent_name(last)})")
+        out.append(Condition(
+            "outbound-failed", partner_id, key,
+            f"{what} to {partner_id or 'an unknown partner'} failed at {first.stage}: "
+            f"{_short(last.reason)}",
+            {"count": len(rows), "stage": first.stage, "reason": last.reason,
+             "cause": _reason_group(last.reason), "first_failed_at": _iso(first.updated_at),
+             "last_failed_at": _iso(last.updated_at),
+             "documents": [_sent_ref(r) for r in rows[-MAX_LISTED:]]}))
+    return out
+
+
+def _check_order_response_missing(ctx: TrackerContext) -> list[Condition]:
+    """Orders the ERP accepted or rejected for a partner whose order responses go out
+    automatically (``outbound.order_responses = "auto"``) without an order response sent
+    (SENT or DELIVERED) within ``order_response_minutes``: one alert per partner."""
+    auto = [p for p in ctx.partners if p.enabled and p.outbound.order_responses == "auto"]
+    if not auto:
+        return []
+    active = ctx.active("order-response-missing:")
+    since = ctx.now - LOOKBACK["erp"]
+    if active:
+        since = min(since, min(a.opened_at for a in active.values()) - LOOKBACK["erp"])
+    shortest = min(p.outbound.order_response_minutes for p in auto)
+    rows = tracking.orders_without_response(
+        ctx.store, [p.id for p in auto], since, ctx.now - dt.timedelta(minutes=shortest))
+    minutes = {p.id: p.outbound.order_response_minutes for p in auto}
+    late: dict[str, list[tracking.AnsweredOrder]] = defaultdict(list)
+    for r in rows:
+        answered = r.erp_at
+        if answered is not None and ctx.now - answered >= dt.timedelta(
+                minutes=minutes[r.partner_id]):
+            late[r.partner_id].append(r)
+    out = []
+    for partner_id, orders in sorted(late.items()):
+        first = orders[0]
+        out.append(Condition(
+            "order-response-missing", partner_id, f"order-response-missing:{partner_id}",
+            f"{len(orders)} order(s) from {partner_id} answered by the ERP without an order "
+            f"response sent within {minutes[partner_id]} min (oldest {first.business_number}, "
+            f"{first.erp_status.lower()} {_hm(first.erp_at)})",
+            {"count": len(orders), "order_response_minutes": minutes[partner_id],
+             "orders": [{"document_id": o.id, "business_number": o.business_number,
+                         "erp_status": o.erp_status, "erp_at": _iso(o.erp_at),
+                         "transmission_id": o.transmission_id}
+                        for o in orders[:MAX_LISTED]]}))
+    return out
+
+
+delivery_unconfirmed = Rule("delivery_unconfirmed", ("delivery-unconfirmed",),
+                            _check_delivery_unconfirmed)
+outbound_failed = Rule("outbound_failed", ("outbound-failed",), _check_outbound_failed)
+order_response_missing = Rule("order_response_missing", ("order-response-missing",),
+                              _check_order_response_missing)
+
 #: Every rule, in the order a check runs them.
 ALL_RULES = [failures, untransmitted, erp_overdue, erp_rejected, gaps, silence, volume_drop,
-             duplicates, conflicts, channels, processing_stalled]
+             duplicates, conflicts, channels, processing_stalled, delivery_unconfirmed,
+             outbound_failed, order_response_missing]
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from gateway.core.status import (
     DocumentStatus,
     Role,
     can_process_again,
+    can_send_again,
 )
 from gateway.core.status import TransmissionStatus as T
 from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
@@ -87,7 +88,8 @@ LOGIN_COOKIE = "edigw_login_csrf"
 STATUS_CLASS = {T.RECEIVED: "st-received", T.PROCESSED: "st-processed",
                 T.PUBLISHED: "st-published", T.FAILED: "st-failed",
                 T.QUARANTINED: "st-quarantined", T.DUPLICATE: "st-duplicate",
-                T.PARTIAL: "st-partial", T.HELD: "st-held"}
+                T.PARTIAL: "st-partial", T.HELD: "st-held", T.RENDERED: "st-rendered",
+                T.SENT: "st-sent", T.DELIVERED: "st-delivered"}
 #: The chart's name for orders a person typed or printed: the manual formats, by name.
 MANUAL_LABEL = "typed or printed (" + ", ".join(
     name.upper() for name in FORMAT_NAMES if name in MANUAL_FORMATS) + ")"
@@ -311,7 +313,7 @@ def dashboard(p: Page) -> Response:
 
 # -- transmissions ----------------------------------------------------------------------------
 
-FILTERS = ("partner", "channel", "status", "format", "since", "until")
+FILTERS = ("partner", "channel", "status", "format", "since", "until", "direction")
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -330,6 +332,7 @@ def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[Transmi
     query = LogQuery(partner=f["partner"] or None, channel=f["channel"] or None,
                      format=f["format"] or None,
                      statuses=(f["status"].upper(),) if f["status"] else (), since=since,
+                     direction=f["direction"] if f["direction"] in ("in", "out") else None,
                      # a bare date means its whole day
                      until=until + dt.timedelta(days=1)
                      if until and until.date() < dt.date.max else None)
@@ -369,7 +372,8 @@ def transmission(p: Page) -> Response:
             raw = head.decode("utf-8", "replace").splitlines()[:5000]
         if t.size > len(head):
             raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    reprocessable = can_process_again(t.status, t.reason)
+    reprocessable = (can_send_again(t.status) if t.direction == "out"
+                     else can_process_again(t.status, t.reason))
     return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
                     interchanges=view.interchanges, outbound=view.outbound, raw=raw,
                     raw_note=raw_note, transport=view.transport, attempts=view.attempts,
@@ -403,8 +407,10 @@ def reprocess(p: Page) -> Response:
                              remote=p.request.client.host if p.request.client else None)
     log.info("console_reprocess", transmission_id=done.transmission_id,
              attempt=done.attempt_id, by=p.who.username, status=done.status)
+    went = done.status in (T.RENDERED, T.SENT, T.DELIVERED)  # an outbound one, sent again
     return RedirectResponse(f"/transmissions/{done.attempt_id}?message=" + quote(
-        f"replayed from {done.transmission_id}: {done.status}"), 303)
+        f"{'sent again' if went else 'replayed'} from {done.transmission_id}: {done.status}"),
+        303)
 
 
 # -- search -----------------------------------------------------------------------------------

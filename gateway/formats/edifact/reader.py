@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.core.canonical import CANONICAL_MODELS
@@ -24,6 +24,7 @@ from gateway.core.ports import FailedMessage, InterchangeSeen, MappedDocument, R
 from gateway.core.status import DocumentStatus
 from gateway.formats.edifact.envelope import read_interchanges
 from gateway.formats.edifact.model import Interchange, Message
+from gateway.formats.edifact.receipts import RECEIPT_TYPES, read_receipt
 from gateway.formats.edifact.severity import sort_errors
 from gateway.formats.mapping import Mapping, MappingSet, map_message
 
@@ -163,6 +164,16 @@ class EdifactPayload:
         policy = partner.edifact
         error = rejected or message.error
         mapping, unsupported = self._mapping(partner, message)
+        receipt = (read_receipt(message) if error is None and mapping is None
+                   and message.type in RECEIPT_TYPES else None)
+        if receipt is not None:
+            # A partner's receipt naming what it answers: the pipeline records it on what
+            # we sent (read leniently: not checked against its directory); one naming
+            # nothing of ours stays UNSUPPORTED, as any other type.
+            assert unsupported is not None
+            failed = self._failed(partner, interchange, message, unsupported,
+                                  DocumentStatus.UNSUPPORTED)
+            return replace(failed, receipt=receipt), None
         if error is None and validate is not None and policy.validation != "off":
             errors, warned = sort_errors(
                 validate(message, decimal_mark=interchange.decimal_mark,
@@ -264,6 +275,8 @@ class EdifactPayload:
                 zip(self.interchanges, self.verdicts, strict=False), 1):
             if not interchange.control_ref or interchange.sender_id is None:
                 continue  # bare messages: nobody to address a CONTRL to
+            if interchange.messages and all(m.type == "CONTRL" for m in interchange.messages):
+                continue  # a CONTRL is never acknowledged by a CONTRL
             requested = interchange.ack_requested
             anything_rejected = rejected is not None or any(v.error for v in verdicts)
             if not (wish == "always" or requested

@@ -22,10 +22,12 @@ _ACTIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
 
 def last_contact(store: Store, partner_ids: Iterable[str] | None = None
                  ) -> dict[str, dict[str, dt.datetime]]:
-    """Per partner and channel, when the last transmission came (all partners, or those)."""
+    """Per partner and channel, when the last transmission came from it (all partners, or
+    those); what we send them is not their contact."""
     t = s.transmissions
     q = (sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at).label("at"))
-         .where(t.c.partner_id.is_not(None)).group_by(t.c.partner_id, t.c.channel))
+         .where(t.c.partner_id.is_not(None), t.c.direction == "in")
+         .group_by(t.c.partner_id, t.c.channel))
     if partner_ids is not None:
         q = q.where(t.c.partner_id.in_(list(partner_ids)))
     out: dict[str, dict[str, dt.datetime]] = {}

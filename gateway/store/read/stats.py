@@ -98,6 +98,7 @@ class ShareRow:
 def _range(q: sa.Select[Any], since: dt.datetime | None, until: dt.datetime | None,
            partner: str | None) -> sa.Select[Any]:
     t = s.transmissions
+    q = q.where(t.c.direction == "in")  # what partners sent: not the documents we send them
     if since is not None:
         q = q.where(t.c.received_at >= since)
     if until is not None:

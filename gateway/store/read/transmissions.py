@@ -71,6 +71,8 @@ class LogQuery:
     format: str | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    #: "in" (received from partners) or "out" (documents edigw sends them); None: both.
+    direction: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ def _conditions(query: LogQuery) -> list[sa.ColumnElement[bool]]:
         conds.append(t.c.received_at >= query.since)
     if query.until:
         conds.append(t.c.received_at < query.until)
+    if query.direction:
+        conds.append(t.c.direction == query.direction)
     return conds
 
 

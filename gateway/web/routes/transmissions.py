@@ -69,6 +69,7 @@ class TransmissionOut(BaseModel):
     requested_by: str | None = None
     request_reason: str | None = None
     purged_at: str | None = None
+    direction: str = "in"
 
 
 class TransmissionPage(BaseModel):
@@ -103,11 +104,14 @@ def transmissions(who: Viewer, store: StoreDep, partner: str | None = None,
                   channel: str | None = None, status: str | None = None,
                   format: str | None = None, since: dt.datetime | None = None,
                   until: dt.datetime | None = None,
+                  direction: Annotated[str | None, Query(
+                      pattern="^(in|out)$", description="in: received from partners; "
+                      "out: documents edigw sends them")] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Offset = 0) -> dict[str, Any]:
     query = LogQuery(partner=partner, channel=channel, format=format,
                      statuses=[x.strip().upper() for x in status.split(",")] if status else (),
-                     since=utc(since), until=utc(until))
+                     since=utc(since), until=utc(until), direction=direction)
     page = transmission_page(store, query, limit=limit, offset=offset)
     return {"total": page.total, "limit": limit, "offset": offset,
             "items": [r.as_dict() for r in page.rows]}
