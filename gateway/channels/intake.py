@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
+from gateway.core import clock
 from gateway.core.canonical import CANONICAL_MODELS, OUTBOUND_TYPES, content_digest
 from gateway.core.errors import EdigwError
 from gateway.core.ids import message_id as make_message_id
@@ -154,8 +155,7 @@ class OutboundIntake:
     #: Called after a document was recorded for delivery (wakes the dispatcher).
     on_rendered: Callable[[], None] | None = None
     max_size: int = MAX_DOCUMENT
-    _clock: Callable[[], dt.datetime] = field(
-        default=lambda: dt.datetime.now(dt.UTC), repr=False)
+    _clock: Callable[[], dt.datetime] = field(default=clock.now, repr=False)
 
     # -- the way in ---------------------------------------------------------------------
 

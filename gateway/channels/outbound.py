@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from gateway.core import clock
 from gateway.core.errors import EdigwError
 from gateway.store.archive import Archive, make_durable
 from gateway.store.db import Store
@@ -201,7 +202,7 @@ class OutboundDispatcher:
         attempts = row.attempts + 1
         give_up = attempts >= self.max_attempts
         retry_at = None if give_up else \
-            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.backoff(attempts))
+            clock.now() + dt.timedelta(seconds=self.backoff(attempts))
         self.store.mark_outbound_failed(row.id, f"{type(exc).__name__}: {exc}",
                                         give_up=give_up, retry_at=retry_at)
         log.warning("outbound_failed", outbound_id=row.id, partner=row.partner_id,
