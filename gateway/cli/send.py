@@ -30,9 +30,12 @@ if TYPE_CHECKING:
 @click.option("--price-list", "price_list", metavar="NAME",
               help="A price list partners subscribe to: send it to each subscriber.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--output", "output", metavar="DIR", type=click.Path(file_okay=False),
+              help="With --dry-run: write each rendering into DIR (one file per document) "
+                   "instead of stdout.")
 @click.pass_obj
 def send(obj: CliContext, file: str, partner: str | None, fmt: str | None, dry_run: bool,
-         price_list: str | None, as_json: bool) -> None:
+         price_list: str | None, as_json: bool, output: str | None) -> None:
     """Send FILE (a canonical JSON document: invoice, order response, despatch advice,
     price list) to a partner. Exit status 1 when it was refused or its delivery failed."""
     setup_logs(obj.settings, "warning")
@@ -47,28 +50,63 @@ def send(obj: CliContext, file: str, partner: str | None, fmt: str | None, dry_r
     try:
         if gw.intake is None:
             fail("this gateway has no outbound intake", 1)
+        documents = _documents(data)
+        if len(documents) > 1:
+            click.echo(f"edigw: {path.name} holds {len(documents)} documents: each is sent "
+                       "on its own", err=True)
+            if dry_run and output is None and not as_json:
+                fail(f"{path.name} holds {len(documents)} documents: give --output DIR to "
+                     "get one file for each (renderings are not concatenated)")
         if dry_run:
-            sys.exit(_dry_run(gw, data, partner, price_list, fmt, as_json))
-        if price_list:
-            results = _distribute(gw, data, price_list, path.name)
-        else:
-            results = [gw.intake.accept(data, origin="cli", ref=None, partner=partner,
-                                        fmt=fmt, filename=path.name)]
+            if output is not None:
+                Path(output).mkdir(parents=True, exist_ok=True)
+            codes = [_dry_run(gw, doc, partner, price_list, fmt, as_json,
+                              _target(output, path, n, len(documents)))
+                     for n, doc in enumerate(documents, 1)]
+            sys.exit(max(codes))
+        results = []
+        for doc in documents:
+            if price_list:
+                results += _distribute(gw, doc, price_list, path.name)
+            else:
+                results.append(gw.intake.accept(doc, origin="cli", ref=None, partner=partner,
+                                                fmt=fmt, filename=path.name))
         if any(not r.failed for r in results) and gw.outbound is not None:
             gw.outbound.deliver_pending()
         reports = [_after_delivery(gw, r) for r in results]
     finally:
         gw.close()
     if as_json:
-        click.echo(json.dumps(reports if price_list else reports[0], indent=2))
+        click.echo(json.dumps(reports if len(reports) > 1 or price_list else reports[0],
+                              indent=2))
     else:
         for report in reports:
             _print(report)
     sys.exit(1 if any(r["status"] == "FAILED" for r in reports) else 0)
 
 
+def _documents(data: bytes) -> list[bytes]:
+    """The documents of a file: a JSON list of several (as the mappings' expected files
+    hold them) is each of them; anything else is one document, as it is."""
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return [data]
+    if isinstance(parsed, list) and len(parsed) > 1 and all(isinstance(d, dict) for d in parsed):
+        return [json.dumps(d).encode("utf-8") for d in parsed]
+    return [data]
+
+
+def _target(output: str | None, source: Path, n: int, count: int) -> Path | None:
+    """Where the ``n``-th rendering of a dry run goes: None for stdout."""
+    if output is None:
+        return None
+    stem = source.name.split(".")[0] + (f"-{n}" if count > 1 else "")
+    return Path(output) / stem
+
+
 def _dry_run(gw: Gateway, data: bytes, partner: str | None, price_list: str | None,
-             fmt: str | None, as_json: bool) -> int:
+             fmt: str | None, as_json: bool, target: Path | None = None) -> int:
     assert gw.intake is not None
     if partner is None:
         subscribers = sorted(p.id for p in gw.partners
@@ -94,11 +132,23 @@ def _dry_run(gw: Gateway, data: bytes, partner: str | None, price_list: str | No
         except UnicodeDecodeError:
             out["rendered_base64"] = base64.b64encode(rendered).decode("ascii")
         click.echo(json.dumps(out, indent=2))
+    elif target is not None:
+        suffix = _suffix(gw, result.mapping)
+        written = target.with_name(target.name + suffix)
+        written.write_bytes(rendered)
+        click.echo(f"{written}  {result.doc_type} {result.number} as {result.mapping}, "
+                   f"{len(rendered)} bytes", err=True)
     else:
         sys.stdout.flush()
         sys.stdout.buffer.write(rendered)  # bytes as they are (a PDF too)
         sys.stdout.buffer.flush()
     return 0
+
+
+def _suffix(gw: Gateway, mapping_id: str | None) -> str:
+    assert gw.intake is not None
+    mapping = gw.intake.mappings.mappings.get(mapping_id or "")
+    return mapping.suffix if mapping is not None else ""
 
 
 def _distribute(gw: Gateway, data: bytes, price_list: str, filename: str
