@@ -60,7 +60,9 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
         queues=tuple((q.name, tuple(q.bindings)) for q in b.queues),
         confirm_window=b.confirm_window, batch=b.batch,
         retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat,
-        confirm_timeout=b.confirm_timeout,
+        confirm_timeout=b.confirm_timeout, outbound_exchange=b.outbound_exchange,
+        outbound_queue=b.outbound_queue, outbound_dead_exchange=b.outbound_dead_exchange,
+        outbound_dead_queue=b.outbound_dead_queue,
     )
 
 
@@ -211,6 +213,7 @@ class Gateway:
         instance: the quorum queue hands each message to one consumer, and the intake knows
         a message id it received before."""
         from gateway.bus.outbound import OutboundConsumer
+        from gateway.bus.topology import outbound_names
         from gateway.channels.intake_routes import route_outbound_batch
 
         if self.intake is None or self.outbound_bus is not None:
@@ -218,6 +221,7 @@ class Gateway:
         b = self.settings.broker
         self.outbound_bus = OutboundConsumer(
             b.urls, accept_batch=route_outbound_batch(self.intake, self.distributor),
+            names=outbound_names(bus_settings(self.settings)),
             retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat)
         self.outbound_bus.start()
 

@@ -90,6 +90,14 @@ class BrokerSettings(StrictModel):
     exchange: str = "edi.documents"
     dead_letter_exchange: str = "edi.documents.dlx"
     dead_letter_queue: str = "erp.orders.dead"
+    #: Where the ERP hands edigw documents for partners (routing key <doctype>.<partner>),
+    #: the quorum queue edigw consumes, and where refused ones go with their reason.
+    outbound_exchange: str = Field(default="edi.outbound", min_length=1, max_length=255)
+    outbound_queue: str = Field(default="edigw.outbound", min_length=1, max_length=255)
+    outbound_dead_exchange: str = Field(default="edi.outbound.dead", min_length=1,
+                                        max_length=255)
+    outbound_dead_queue: str = Field(default="edigw.outbound.dead", min_length=1,
+                                     max_length=255)
     queues: list[QueueSettings] = Field(default_factory=lambda: [
         QueueSettings(name="erp.orders", bindings=["order.#"]),
         QueueSettings(name="erp.price-lists", bindings=["price-list.#"]),

@@ -36,6 +36,11 @@ class BusSettings:
     queues: tuple[QueueBinding, ...] = (("erp.orders", ("order.#",)),)
     dead_letter_exchange: str = "edi.documents.dlx"
     dead_letter_queue: str = "erp.orders.dead"
+    #: The ERP's documents for partners (``edi.outbound``) and their dead letters.
+    outbound_exchange: str = "edi.outbound"
+    outbound_queue: str = "edigw.outbound"
+    outbound_dead_exchange: str = "edi.outbound.dead"
+    outbound_dead_queue: str = "edigw.outbound.dead"
     confirm_window: int = 256  # unconfirmed messages on the wire at most
     batch: int = 500  # outbox rows read per query
     retry_initial: float = 0.5  # seconds before the first reconnect attempt

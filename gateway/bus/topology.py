@@ -95,14 +95,27 @@ def declare_outbound(channel: Any, names: OutboundNames = OUTBOUND) -> None:
     channel.queue_bind(names.queue, names.exchange, routing_key="#")
 
 
+def outbound_names(settings: BusSettings) -> OutboundNames:
+    """The outbound exchange and queues the settings name."""
+    return OutboundNames(settings.outbound_exchange, settings.outbound_queue,
+                         settings.outbound_dead_exchange, settings.outbound_dead_queue)
+
+
+#: ``declare_topology``'s default: the outbound names of its settings.
+FROM_SETTINGS = OutboundNames("", "", "", "")
+
+
 def declare_topology(settings: BusSettings, *, timeout: float = 10.0,
                      url: str | Sequence[str] | None = None,
-                     outbound: OutboundNames | None = OUTBOUND) -> None:
+                     outbound: OutboundNames | None = FROM_SETTINGS) -> None:
     """Declare exchanges, queues and bindings; raises BrokerError when the broker refuses.
 
     ``url``: the node (or nodes, tried in order) to declare on; the settings' nodes by
     default. On a cluster one node is enough: the others see the same topology.
-    ``outbound``: the outbound exchange and queues too (None: not them)."""
+    ``outbound``: the outbound exchange and queues too (by default those of the
+    settings; None: not them)."""
+    if outbound is FROM_SETTINGS:
+        outbound = outbound_names(settings)
     connection, node = connect_any(url if url is not None else settings.urls, timeout=timeout)
     step = "opening a channel"
     queue = ""

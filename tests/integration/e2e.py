@@ -63,6 +63,8 @@ class Workspace:
     confirm_timeout: float | None = None
     #: TOML appended to gateway.toml ([as2], [sms] … sections of a test).
     extra_config: str = ""
+    #: TOML lines added to its [broker] section.
+    broker_extra: str = ""
     services: list[Service] = dataclasses.field(default_factory=list)
     declared: bool = False
     _store: Store | None = None
@@ -158,6 +160,7 @@ retry_initial = 0.1
 retry_max = {self.retry_max}
 {f"heartbeat = {self.heartbeat}" if self.heartbeat else ""}
 {f"confirm_timeout = {self.confirm_timeout}" if self.confirm_timeout else ""}
+{self.broker_extra}
 
 [[broker.queues]]
 name = "{self.queue}"
