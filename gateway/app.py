@@ -429,7 +429,18 @@ class Gateway:
                  "heartbeat_age_s": round((now - i.heartbeat_at).total_seconds(), 1),
                  "leases": sorted(lease.name for lease in leases if lease.holder == i.id)}
                 for i in self.store.list_instances() if i.alive(now)],
+            "outbound_consumer": self._outbound_consumer_health(),
         }
+
+    def _outbound_consumer_health(self) -> dict[str, Any] | None:
+        """The consumer of the ERP's documents for partners, as /readyz shows it."""
+        if self.outbound_bus is None:
+            return None
+        h = self.outbound_bus.health
+        return {"connected": h.connected, "node": h.node, "received": h.received,
+                "refused": h.refused, "returned": h.returned, "last_error": h.last_error,
+                "last_success": h.last_success.isoformat() if h.last_success else None,
+                "outage_since": h.outage_since.isoformat() if h.outage_since else None}
 
     def _silent_broker(self) -> str | None:
         """Why a broker connection counts as dead though open: nothing heard on it (not even

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,10 @@ def test_erp_documents_are_rendered_delivered_and_tracked(ws: Workspace, names, 
     assert "deliver" in out.stdout.lower(), out.stdout
     log = ws.cli("log", "--direction", "out", "--limit", "100").stdout
     assert log.count("DELIVERED") >= 20
+    with urllib.request.urlopen(svc.http_url + "/readyz", timeout=10) as reply:
+        ready = json.loads(reply.read())
+    assert ready["outbound_consumer"]["connected"] is True
+    assert ready["outbound_consumer"]["received"] == 21  # the repeat acknowledged too
 
 
 def test_unknown_partner_is_dead_lettered_with_its_reason(ws: Workspace, names, tmp_path):
