@@ -422,6 +422,7 @@ class PartnerOutbound(StrictModel):
       ``changes`` (only new, changed and withdrawn items since the last list delivered).
     - ``order_responses``: ``auto`` sends an order response when the ERP accepts or rejects
       one of its orders (``edi.acks``), within ``order_response_minutes``.
+    - ``options``: values its renderings read (a CSV partner's delimiter, decimal mark …).
     """
 
     channel: Literal["folder", "sftp", "as2", "email", "sms"] = "folder"
@@ -440,6 +441,10 @@ class PartnerOutbound(StrictModel):
     price_list_mode: Literal["full", "changes"] = "full"
     order_responses: Literal["off", "auto"] = "off"
     order_response_minutes: int = Field(default=60, ge=1, le=60 * 24 * 30)
+    #: What the renderers read for this partner (``ctx.options``): a CSV partner's
+    #: ``delimiter``, ``decimal``, ``encoding``, ``date_format``, ``header`` …
+    options: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")],
+                  str | int | bool] = Field(default_factory=dict)
 
 
 class Partner(StrictModel):
