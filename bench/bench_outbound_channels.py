@@ -176,7 +176,9 @@ def timed_dispatcher(store: Any, archive: Any, senders: dict[str, Any],
     from gateway.channels.outbound import OutboundDispatcher
 
     class TimedDispatcher(OutboundDispatcher):
-        latencies: list[float] = []
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.latencies: list[float] = []
 
         def deliver_one(self, row: Any, sender: Any) -> bool:
             t0 = time.perf_counter()
@@ -191,10 +193,8 @@ def timed_dispatcher(store: Any, archive: Any, senders: dict[str, Any],
             self.latencies.extend([each] * len(rows))
             return went
 
-    dispatcher = TimedDispatcher(store, archive, senders=senders, partner=partner,
-                                 retry_initial=0.01)
-    dispatcher.latencies = []
-    return dispatcher
+    return TimedDispatcher(store, archive, senders=senders, partner=partner,
+                           retry_initial=0.01)
 
 
 def summary(n: int, elapsed: float, latencies: list[float]) -> dict[str, Any]:
@@ -238,6 +238,10 @@ def bench_sftp(n: int, size: int, tmp: Path) -> dict[str, Any]:
             world.render(invoice_payloads(n, size))
             sizes = rendered_sizes(world)
             result = world.deliver(n)
+            row = _outbound_rows(world)[-1]
+            if (server.remote / "out" / row.filename).read_bytes() != \
+                    world.archive.get(row.sha256):
+                raise RuntimeError(f"{row.filename} on the server differs from the archive")
         finally:
             world.close()
         arrived = server.files("out")
@@ -282,6 +286,7 @@ def _as2_child(keys: Path, root: Path) -> None:
     from gateway.store.security import SecurityLog
     from tests.integration.rabbit import sqlite_store
 
+    quiet_logs()  # structlog prints to stdout, which the parent reads only at the end
     store = sqlite_store(root / "them.sqlite3")
     archive = Archive(root / "archive")
     partners = PartnerDirectory([Partner(
@@ -396,6 +401,15 @@ def _outbound_rows(world: World) -> list[Any]:
     return [world.store.get_outbound(i) for i in ids]
 
 
+def quiet_logs() -> None:
+    """Warnings and errors only: a log line per delivery would be part of the measure."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 # -- the report ------------------------------------------------------------------------------
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -425,11 +439,7 @@ def main() -> None:
     if args.as2_child:
         _as2_child(Path(args.as2_child[0]), Path(args.as2_child[1]))
         return
-    import logging
-
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     report: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()],
                               "cpus": os.cpu_count(), "workloads": []}
