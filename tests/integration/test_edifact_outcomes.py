@@ -143,14 +143,14 @@ def test_repeated_interchange_reference_rejected_and_answered_by_contrl(gw, tmp_
     (ic,) = gw.store.interchanges_of(out.transmission_id)
     assert ic["status"] == "REJECTED"
     (sent,) = gw.store.outbound_of(out.transmission_id)
-    assert (sent.kind, sent.status) == ("contrl", "SENT")
+    assert (sent.kind, sent.status) == ("contrl", "DELIVERED")  # the rename done
     files = list((tmp_path / "outbound" / "acme").iterdir())
     assert [f.name for f in files] == [sent.filename]
     contrl = Interchange.from_str(files[0].read_text("latin-1"))
     uci = next(s for s in contrl.segments if s.tag == "UCI")
     assert uci.elements[0] == "IC6" and uci.elements[3] == "4"  # rejected
     events = [e["event"] for e in gw.store.events(out.transmission_id)]
-    assert "contrl-sent" in events
+    assert "contrl-delivered" in events  # written to its folder: the rename done
 
 
 @pytest.mark.parametrize("gw", [{"contrl": "errors"}], indirect=True)
@@ -170,7 +170,7 @@ def test_no_contrl_unless_requested_by_default(gw, tmp_path):
     assert gw.store.outbound_of(out.transmission_id) == []
     out = _ingest(gw, interchange("IC9", [_order("1", "PO-9")], ack=True))
     (sent,) = gw.store.outbound_of(out.transmission_id)
-    assert sent.status == "SENT" and (tmp_path / "outbound" / "acme" / sent.filename).exists()
+    assert sent.status == "DELIVERED" and (tmp_path / "outbound" / "acme" / sent.filename).exists()
 
 
 def test_partly_failed_transmission_reprocessed_sends_nothing_twice(gw):

@@ -715,7 +715,7 @@ def test_contrl_appears_in_outbound_folder_only_under_its_final_name(harness, se
     (t,) = h.transmissions()
     (row,) = h.gw.store.outbound_of(t.id)
     # The gateway's own dispatcher (it has the sftp sender) put it right after processing.
-    assert row.channel == "sftp" and row.status in ("PENDING", "SENT")
+    assert row.channel == "sftp" and row.status in ("PENDING", "DELIVERED")
 
     out = Path(server.path("out"))
     seen: list[tuple[str, int]] = []
@@ -745,7 +745,7 @@ def test_contrl_appears_in_outbound_folder_only_under_its_final_name(harness, se
         stop.set()
         watcher.join()
     (sent,) = h.gw.store.outbound_of(t.id)
-    assert sent.status == "SENT" and "put to sftp://" in (sent.detail or ""), sent
+    assert sent.status == "DELIVERED" and "put to sftp://" in (sent.detail or ""), sent
     data = h.gw.archive.get(row.sha256)
     assert (out / row.filename).read_bytes() == data
     for name, size in seen:
