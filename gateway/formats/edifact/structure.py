@@ -70,7 +70,7 @@ import yaml
 from gateway.core.errors import EdifactSyntaxError
 from gateway.formats.edifact.model import Message, Segment
 
-__all__ = ["is_known", "known_versions", "validate_message"]
+__all__ = ["MessageCheck", "is_known", "known_versions", "validate_message"]
 
 _DATA_FILE = "_structure_data.json.gz"
 _RULES_FILE = "eancom_rules.yaml"
@@ -102,18 +102,160 @@ def validate_message(message: Message, *, decimal_mark: str = ".", subset: str |
     Returns [] when the message is valid, and also when its directory or type is not tabled
     (``is_known`` tells the two apart). Never raises for bad input.
     """
-    compiled = _message_structure(message.directory, message.type.upper())
-    if compiled is None:
-        return []
-    errors: list[tuple[int, EdifactSyntaxError]] = []
-    rules = _rules_for(message, subset)
-    track = bool(rules and rules.groups)
-    accepted: list[tuple[Segment, _Slot]] | None = [] if track else None
-    _Check(message, compiled, decimal_mark, repetition, errors, accepted).run()
-    if rules:
-        rules.apply(message, compiled, accepted or [], errors)
-    errors.sort(key=lambda pair: pair[0])
-    return [error for _, error in errors]
+    check = MessageCheck(message, decimal_mark=decimal_mark, subset=subset,
+                         repetition=repetition)
+    for segment in message.segments:
+        check.feed(segment)
+    return check.finish()
+
+
+class MessageCheck:
+    """``validate_message`` fed one segment at a time, for a message too large to hold
+    (an outbound price list rendered to a file): the same checks, the same errors in the
+    same order, with memory that does not grow with the message.
+
+    ``message`` gives the identification (type, directory, association, reference) and the
+    ``Source`` positions are taken from; its ``segments`` are not read (give the segments
+    to ``feed`` in file order, UNH first, UNT last), except to infer the repetition
+    separator when ``repetition`` is None. ``limit`` bounds the errors kept: ``finish``
+    returns the first ``limit`` of what ``validate_message`` would (all when None).
+    """
+
+    def __init__(self, message: Message, *, decimal_mark: str = ".",
+                 subset: str | None = None, repetition: str | None = None,
+                 limit: int | None = None) -> None:
+        self._errors: list[tuple[int, EdifactSyntaxError]] = []
+        self._limit = limit
+        compiled = _message_structure(message.directory, message.type.upper())
+        self._compiled = compiled
+        self._check: _Check | None = None
+        self._element_rules: list[tuple[str, tuple[tuple[int, int | None, str], ...],
+                                        str]] = []
+        self._group_rules: list[_GroupState] = []
+        if compiled is None:
+            return
+        self._check = _Check(message, compiled, decimal_mark, repetition, self._errors, None)
+        rules = _rules_for(message, subset)
+        if rules:
+            for rule in rules.elements:
+                places = rule.places(compiled.version)
+                if places:
+                    self._element_rules.append((rule.segment, places, rule.because))
+            self._group_rules = [_GroupState(rule) for rule in rules.groups]
+        self._slot = compiled.start
+        self._count = 0
+        self._counts = [1] * (compiled.max_depth + 2)
+        self._last: Segment | None = None
+
+    def feed(self, segment: Segment) -> None:
+        """Check the next segment of the message."""
+        check = self._check
+        if check is None:
+            return
+        slot = self._step(check, segment)
+        check.content_of(segment)
+        for tag, places, because in self._element_rules:
+            if segment.tag != tag or any(segment.get(i, j or 0) for i, j, _ in places):
+                continue
+            i, j, name = places[0]
+            check.error(segment, "13", f"{name} is missing: {because}", element=name,
+                        element_pos=i + 1, component_pos=None if j is None else j + 1)
+        if slot is not None:
+            for state in self._group_rules:
+                state.feed(segment, slot, check)
+        limit = self._limit
+        if limit is not None and len(self._errors) > 2 * limit:
+            self._errors.sort(key=lambda pair: pair[0])
+            del self._errors[limit:]
+
+    def _step(self, check: _Check, segment: Segment) -> _Slot | None:
+        """The structure state machine over one segment: the slot it is accepted in, or
+        None when it cannot be placed (``_Check._structure``, one segment at a time)."""
+        structure = check.structure
+        last = self._last
+        self._last = segment
+        if last is None:
+            self._count = 1
+            if segment.tag != "UNH":
+                check.error(segment, "13", "the message does not start with UNH")
+                return None
+            return self._slot
+        slot = self._slot
+        tag = segment.tag
+        if tag == slot.tag and self._count < slot.maximum:
+            self._count += 1
+            return slot
+        transitions = slot.transitions
+        move = transitions[tag] if tag in transitions else structure.transition(slot, tag)
+        if move is None:
+            check._unplaced(segment, slot, self._count)
+            if tag == slot.tag:
+                self._count += 1
+            return None
+        if move.missing:
+            check._missing(segment, move.missing)
+        counts = self._counts
+        depth = move.repeated
+        if depth >= 0:
+            occurrences = counts[depth] + 1
+            counts[depth] = occurrences
+            group = move.target.group
+            if occurrences == group.maximum + 1:
+                check.error(segment, "36", f"{group.describe()} occurs more than "
+                                           f"{group.maximum} times")
+        for level in range(move.fresh_from, move.target.group.depth + 1):
+            counts[level] = 1
+        self._slot = move.target
+        self._count = 1
+        return move.target
+
+    def finish(self) -> list[EdifactSyntaxError]:
+        """Every error found, in file order (after the last segment was fed)."""
+        check = self._check
+        if check is not None and self._last is not None:
+            if self._last.tag != "UNT":
+                move = _resolve(self._slot, "UNT")
+                if move is not None and move.missing:
+                    check._missing(None, move.missing)
+            for state in self._group_rules:
+                state.close(check)
+        self._errors.sort(key=lambda pair: pair[0])
+        kept = self._errors if self._limit is None else self._errors[:self._limit]
+        return [error for _, error in kept]
+
+
+class _GroupState:
+    """One EANCOM ``required_in_group`` rule followed over the accepted segments
+    (``_Rules._groups``, one segment at a time)."""
+
+    __slots__ = ("rule", "current", "found")
+
+    def __init__(self, rule: _GroupRule) -> None:
+        self.rule = rule
+        self.current: tuple[_Group, Segment] | None = None
+        self.found = False
+
+    def close(self, check: _Check) -> None:
+        if self.current is not None and not self.found:
+            group, trigger = self.current
+            check.error(trigger, "13", f"{group.describe()} starting here has no "
+                                       f"{self.rule.segment} segment: {self.rule.because}")
+
+    def feed(self, segment: Segment, slot: _Slot, check: _Check) -> None:
+        rule = self.rule
+        if self.current is not None:
+            group = self.current[0]
+            inside: _Group | None = slot.group
+            while inside is not None and inside is not group:
+                inside = inside.parent
+            if inside is None or (slot.position == 0 and slot.group is group):
+                self.close(check)
+                self.current = None
+        if slot.position == 0 and slot.group.number and slot.group.trigger == rule.group:
+            self.current = (slot.group, segment)
+            self.found = False
+        if self.current is not None and segment.tag == rule.segment:
+            self.found = True
 
 
 def is_known(message: Message) -> bool:
@@ -592,19 +734,22 @@ class _Check:
         if not segments:
             return
         self._structure(segments)
+        for segment in segments:
+            self.content_of(segment)
+
+    def content_of(self, segment: Segment) -> None:
+        """The content and date checks of one segment."""
         structure = self.structure
         specs = structure.specs
-        mark = self.mark
-        for segment in segments:
-            tag = segment.tag
-            spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
-            if spec is not None:
-                fits = spec.fits
-                if fits is not None and fits(segment.elements, mark):
-                    if spec.dates is not None:
-                        self._date(segment, spec.dates)
-                    continue
-                self._content(segment, spec)
+        tag = segment.tag
+        spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
+        if spec is not None:
+            fits = spec.fits
+            if fits is not None and fits(segment.elements, self.mark):
+                if spec.dates is not None:
+                    self._date(segment, spec.dates)
+                return
+            self._content(segment, spec)
 
     # -- structure -------------------------------------------------------------------------
 
