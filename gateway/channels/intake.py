@@ -91,7 +91,7 @@ MAX_DOCUMENT = 512 * 1024 * 1024
 
 #: A price list larger than this (bytes of canonical JSON) is checked and rendered as a
 #: stream when its mapping can (``StreamingMapping``): see "Large price lists" above.
-STREAM_ABOVE = 16 << 20
+STREAM_ABOVE = 4 << 20
 #: The most items a streamed price list may hold, and prices one of its items may hold:
 #: checked before they drive any loop.
 MAX_ITEMS = 10_000_000
