@@ -96,6 +96,10 @@ STREAM_ABOVE = 4 << 20
 #: checked before they drive any loop.
 MAX_ITEMS = 10_000_000
 MAX_PRICES = 10_000
+#: Spool files (in the archive folder) older than this are left by a crash: ``resume``
+#: removes them.
+SPOOL_KEPT = dt.timedelta(hours=6)
+_SPOOL_PREFIXES = (".items-", ".render-", ".sealed-")
 
 #: ``schema`` value -> canonical type name, for the types the ERP may send out.
 SCHEMA_TYPES = {CANONICAL_MODELS[t].model_fields["schema_"].default: t for t in OUTBOUND_TYPES}
@@ -304,7 +308,11 @@ class OutboundIntake:
         """Check, render and record an archived document: as a stream when it is a large
         price list whose mapping can, else in memory."""
         it = Incoming(b"", origin="", partner=partner, doc_type=doc_type, fmt=fmt)
-        if size > self.stream_above and size <= self.max_size:
+        if size > self.max_size:  # refused as ``_check`` does, without reading it
+            return self._fail(tid, partner, doc_type, "parse", f"{size} bytes is more than "
+                                                                f"the {self.max_size} a "
+                                                                "document may have")
+        if size > self.stream_above:
             try:
                 checked = self._check_stream(sha, partner=partner, doc_type=doc_type, fmt=fmt)
             except OutboundRefused as exc:
@@ -339,6 +347,7 @@ class OutboundIntake:
     def resume(self) -> int:
         """Render the outbound transmissions a crash left RECEIVED; returns how many."""
         done = 0
+        self._sweep_spool()
         for row in self.store.outbound_to_render(self._clock() - RESUME_AFTER):
             try:
                 if row.sha256 not in self.archive:
@@ -490,6 +499,17 @@ class OutboundIntake:
                     for m, name in enumerate(names)]
 
         return self.store.record_rendered_many(items, seal)
+
+    def _sweep_spool(self) -> None:
+        """Remove the spool files a crash left in the archive folder (a streamed rendering
+        takes minutes: files older than ``SPOOL_KEPT`` are nobody's)."""
+        cutoff = dt.datetime.now(dt.UTC).timestamp() - SPOOL_KEPT.total_seconds()
+        try:
+            for path in self.archive.root.glob(".*-*"):
+                if path.name.startswith(_SPOOL_PREFIXES) and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("outbound_spool_sweep_failed", error=str(exc))
 
     def _seal_file(self, body: StreamedBody, ref: str) -> tuple[str, int]:
         """Seal a spooled rendering into the archive block by block: (sha256, size)."""

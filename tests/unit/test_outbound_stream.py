@@ -95,9 +95,15 @@ def test_a_streamed_price_list_is_the_same_interchange_as_in_memory(
     again = streamed.accept_file(tmp_path / "big.json", origin="erp", ref="m1", partner="acme")
     assert again.repeat and again.transmission_id == b.transmission_id
     assert streamed.store.last_control_ref("acme") == 1
+    # Sent again (reprocess): read from the archive as a stream, the next reference.
+    resent = streamed.resend(b.transmission_id or "", by="ops", reason="lost")
+    assert resent.status == "RENDERED" and resent.outbound is not None
+    assert resent.outbound.control_ref == "2"
+    assert streamed.archive.get(resent.outbound.sha256) == sealed.replace(
+        b"+1'\nUNH", b"+2'\nUNH").replace(b"UNZ+1+1'", b"UNZ+1+2'")
     # Bytes handed over in memory above the threshold take the streamed path too.
     c = streamed.accept(big, origin="erp", ref="m2", partner="acme")
-    assert c.status == "RENDERED" and c.outbound is not None and c.outbound.control_ref == "2"
+    assert c.status == "RENDERED" and c.outbound is not None and c.outbound.control_ref == "3"
 
 
 @pytest.mark.parametrize(("spoil", "stage", "where"), [
@@ -155,3 +161,28 @@ def test_message_check_fed_in_pieces_finds_what_validate_message_finds() -> None
         check.feed(segment)
     got = check.finish()
     assert [str(e) for e in got] == [str(e) for e in expected[:2]]
+
+
+def test_streamed_header_faults_and_limits(tmp_path: Path) -> None:
+    intake = _intake(tmp_path, stream_above=1000)
+    bad_date = tmp_path / "bad-date.json"
+    bad_date.write_text(json.dumps(_price_list(50, issue_date="not a date")))
+    result = intake.accept_file(bad_date, origin="erp", ref="h1", partner="acme")
+    assert result.stage == "validate" and "issue_date" in (result.reason or "")
+    wrapped = tmp_path / "wrapped.json"  # a one-document list, as expected files hold them
+    wrapped.write_text(json.dumps([_price_list(50)]))
+    assert intake.accept_file(wrapped, origin="erp", ref="h2", partner="acme").outbound
+    (doc,) = intake.store.find_documents(business_number="PL-2025-07")
+    assert intake.store.document_payload(doc.id)["items_omitted"]["count"] == 50
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps([_price_list(5), _price_list(5)]))
+    result = intake.accept_file(two, origin="erp", ref="h3", partner="acme")
+    assert result.stage == "parse" and "a list of 2 documents" in (result.reason or "")
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(_price_list(50))[:-30])
+    result = intake.accept_file(broken, origin="erp", ref="h4", partner="acme")
+    assert result.stage == "parse" and "not JSON" in (result.reason or "")
+    intake.max_size = 2000
+    result = intake.accept_file(wrapped, origin="erp", ref="h5", partner="acme")
+    assert result.stage == "parse" and "more than the 2000" in (result.reason or "")
+    assert intake.store.last_control_ref("acme") == 1
