@@ -21,6 +21,24 @@ Whoever hands edigw a canonical document for a partner (the ``edigw.outbound`` q
    (``channels/outbound.OutboundDispatcher``) delivers it and follows its receipts.
 
 A crash between 1 and 4 leaves the transmission RECEIVED: ``resume`` renders it again.
+
+**Large price lists** (issue 16: a 100 MB list with memory that does not grow with it).
+A price list above ``stream_above`` bytes (``STREAM_ABOVE``), for a mapping that renders
+as a stream (EDIFACT), takes the same steps without ever holding the document: received
+from a file (``accept_file``, ``Archive.put_file``) or its bytes archived as usual, it is
+read back from the archive twice with ``ijson`` — once for the header (every field but
+``items``), validated against ``PriceList`` without items, once item by item, each
+validated against ``PriceListItem`` and written, canonical, to a spool file. The first bad
+item fails the whole document (stage ``validate``, its path ``items.N.field``; the
+in-memory check lists up to 10 errors of the whole document, the streamed one those of the
+first bad item) and no control reference is taken. The renderer then reads the spooled
+items one at a time, writes the body to a spool file and checks it against its directory
+as it reads it back (``EdifactRenderer.render_stream``); ``seal`` streams UNA/UNB, the
+body and UNZ into the archive. The document row holds the canonical header without its
+items, with ``items_omitted``: the item count and the SHA-256 of the canonical items (one
+JSON line each); the items themselves are in the archived ERP payload of the
+transmission. It is found by ``price_list_number`` as any other. Other documents, and
+price lists for mappings that cannot stream, are checked in memory (``MAX_DOCUMENT``).
 """
 
 from __future__ import annotations
@@ -28,15 +46,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ijson  # type: ignore[import-untyped]
 import structlog
 from pydantic import ValidationError
 
 from gateway.core import clock
-from gateway.core.canonical import CANONICAL_MODELS, OUTBOUND_TYPES, content_digest
+from gateway.core.canonical import (
+    CANONICAL_MODELS,
+    OUTBOUND_TYPES,
+    PriceList,
+    PriceListItem,
+    content_digest,
+)
 from gateway.core.errors import EdigwError
 from gateway.core.ids import message_id as make_message_id
 from gateway.core.records import NewOutboundDocument
@@ -47,6 +75,7 @@ from gateway.formats.render import (
     RenderContext,
     RenderError,
 )
+from gateway.formats.render.stream import StreamedBody, StreamedList, StreamingMapping
 from gateway.store.archive import Archive
 from gateway.store.db import Store
 from gateway.store.outbound import Rendered, Sealed
@@ -59,6 +88,18 @@ log = structlog.get_logger("edigw.channels.intake")
 
 #: The largest document accepted from the ERP (bytes of canonical JSON).
 MAX_DOCUMENT = 512 * 1024 * 1024
+
+#: A price list larger than this (bytes of canonical JSON) is checked and rendered as a
+#: stream when its mapping can (``StreamingMapping``): see "Large price lists" above.
+STREAM_ABOVE = 4 << 20
+#: The most items a streamed price list may hold, and prices one of its items may hold:
+#: checked before they drive any loop.
+MAX_ITEMS = 10_000_000
+MAX_PRICES = 10_000
+#: Spool files (in the archive folder) older than this are left by a crash: ``resume``
+#: removes them.
+SPOOL_KEPT = dt.timedelta(hours=6)
+_SPOOL_PREFIXES = (".items-", ".render-", ".sealed-")
 
 #: ``schema`` value -> canonical type name, for the types the ERP may send out.
 SCHEMA_TYPES = {CANONICAL_MODELS[t].model_fields["schema_"].default: t for t in OUTBOUND_TYPES}
@@ -139,6 +180,12 @@ class _Checked:
     number: str
     partner: Partner
     mapping: OutboundMapping
+    #: Spool files of a streamed check (the canonical items), removed once recorded.
+    spooled: list[Path] = field(default_factory=list)
+
+    def discard(self) -> None:
+        for path in self.spooled:
+            path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -155,6 +202,8 @@ class OutboundIntake:
     #: Called after a document was recorded for delivery (wakes the dispatcher).
     on_rendered: Callable[[], None] | None = None
     max_size: int = MAX_DOCUMENT
+    #: A price list above this many bytes is checked and rendered as a stream.
+    stream_above: int = STREAM_ABOVE
     _clock: Callable[[], dt.datetime] = field(default=clock.now, repr=False)
 
     # -- the way in ---------------------------------------------------------------------
@@ -226,6 +275,55 @@ class OutboundIntake:
     def _known(self, partner: str | None) -> str | None:
         return partner if partner and self.partners(partner) is not None else None
 
+    def accept_file(self, path: str | os.PathLike[str], *, origin: str, ref: str | None = None,
+                    partner: str | None = None, doc_type: str | None = None,
+                    fmt: str | None = None, filename: str | None = None,
+                    reprocess_of: str | None = None, requested_by: str | None = None,
+                    request_reason: str | None = None) -> OutboundResult:
+        """``accept`` for a document in a file, never read whole into memory: archived
+        block by block (``Archive.put_file``), then checked and rendered from the archive
+        (a large price list as a stream, see the module docstring)."""
+        if ref is not None and reprocess_of is None:
+            seen = self.store.outbound_by_ref(origin, ref)
+            if seen is not None:
+                return self._result_of(seen, repeat=True)
+        sha, size = self.archive.put_file(path)
+        tid = self.store.record_outbound_received_many([dict(
+            channel=origin, channel_ref=ref, filename=filename, size=size, sha256=sha,
+            partner_id=self._known(partner),
+            detail=f"{size} bytes from {origin}" + (f" ({ref})" if ref else ""),
+            reprocess_of=reprocess_of, requested_by=requested_by,
+            request_reason=request_reason)])[0]
+        if tid is None:  # another instance recorded this message a moment ago
+            seen = self.store.outbound_by_ref(origin, ref or "")
+            if seen is None:
+                raise OutboundRefused("receive", f"{origin} message {ref} vanished")
+            return self._result_of(seen, repeat=True)
+        return self._process_archived(tid, sha, size, partner=partner, doc_type=doc_type,
+                                      fmt=fmt)
+
+    def _process_archived(self, tid: str, sha: str, size: int, *, partner: str | None,
+                          doc_type: str | None, fmt: str | None,
+                          data: bytes | None = None) -> OutboundResult:
+        """Check, render and record an archived document: as a stream when it is a large
+        price list whose mapping can, else in memory."""
+        it = Incoming(b"", origin="", partner=partner, doc_type=doc_type, fmt=fmt)
+        if size > self.max_size:  # refused as ``_check`` does, without reading it
+            return self._fail(tid, partner, doc_type, "parse", f"{size} bytes is more than "
+                                                                f"the {self.max_size} a "
+                                                                "document may have")
+        if size > self.stream_above:
+            try:
+                checked = self._check_stream(sha, partner=partner, doc_type=doc_type, fmt=fmt)
+            except OutboundRefused as exc:
+                return self._fail(tid, partner, doc_type, exc.stage, exc.reason)
+            if checked is not None:
+                return self._render_checked(tid, it, checked, stream=True)
+        if data is None:
+            data = self.archive.get(sha)
+        return self._process_loaded([(tid, Incoming(data, origin="", partner=partner,
+                                                    doc_type=doc_type, fmt=fmt))])[0]
+
     def dry_run(self, data: bytes, *, partner: str | None, doc_type: str | None = None,
                 fmt: str | None = None) -> OutboundResult:
         """Check and render without recording or sending anything (``edigw send
@@ -249,14 +347,18 @@ class OutboundIntake:
     def resume(self) -> int:
         """Render the outbound transmissions a crash left RECEIVED; returns how many."""
         done = 0
+        self._sweep_spool()
         for row in self.store.outbound_to_render(self._clock() - RESUME_AFTER):
             try:
-                data = self.archive.get(row.sha256)
+                if row.sha256 not in self.archive:
+                    raise FileNotFoundError(f"{row.sha256} is not in the archive")
+                data = None if row.size > self.stream_above else self.archive.get(row.sha256)
             except Exception as exc:  # purged or unreadable: fail it rather than loop
                 self.store.fail_outbound(row.id, stage="receive",
                                          reason=f"archived payload unreadable: {exc}")
                 continue
-            self._process(row.id, data, partner=row.partner_id, doc_type=None, fmt=None)
+            self._process_archived(row.id, row.sha256, row.size, partner=row.partner_id,
+                                   doc_type=None, fmt=None, data=data)
             done += 1
         return done
 
@@ -267,55 +369,101 @@ class OutboundIntake:
         row = self.store.get_transmission(tid)
         if row is None or row.direction != "out":
             raise OutboundRefused("reprocess", f"{tid} is not an outbound transmission")
-        data = self.archive.get(row.sha256)
         fmt = None
         outs = self.store.outbound_of(tid)
         if outs and outs[-1].mapping:
             fmt = outs[-1].mapping
+        if row.size > self.stream_above:
+            return self.accept_file(self.archive.path_of(row.sha256), origin=row.channel,
+                                    ref=row.channel_ref, partner=row.partner_id, fmt=fmt,
+                                    filename=row.filename, reprocess_of=tid,
+                                    requested_by=by, request_reason=reason)
+        data = self.archive.get(row.sha256)
         return self.accept(data, origin=row.channel, ref=row.channel_ref,
                            partner=row.partner_id, fmt=fmt, filename=row.filename,
                            reprocess_of=tid, requested_by=by, request_reason=reason)
 
     # -- the steps ----------------------------------------------------------------------
 
-    def _process(self, tid: str, data: bytes, *, partner: str | None, doc_type: str | None,
-                 fmt: str | None) -> OutboundResult:
-        return self._process_many([(tid, Incoming(data, origin="", partner=partner,
-                                                  doc_type=doc_type, fmt=fmt))])[0]
-
     def _process_many(self, batch: list[tuple[str, Incoming]]) -> list[OutboundResult]:
+        big = {n for n, (_, it) in enumerate(batch) if len(it.data) > self.stream_above}
+        if not big:
+            return self._process_loaded(batch)
+        small = self._process_loaded([b for n, b in enumerate(batch) if n not in big])
+        results: list[OutboundResult] = []
+        for n, (tid, it) in enumerate(batch):
+            if n in big:
+                results.append(self._process_archived(
+                    tid, hashlib.sha256(it.data).hexdigest(), len(it.data),
+                    partner=it.partner, doc_type=it.doc_type, fmt=it.fmt, data=it.data))
+            else:
+                results.append(small.pop(0))
+        return results
+
+    def _process_loaded(self, batch: list[tuple[str, Incoming]]) -> list[OutboundResult]:
         results: list[OutboundResult | None] = [None] * len(batch)
         ready: list[tuple[int, _Checked, Body]] = []
         for n, (tid, it) in enumerate(batch):
             try:
                 checked = self._check(it.data, partner=it.partner, doc_type=it.doc_type,
                                       fmt=it.fmt)
-                body = checked.mapping.render(checked.document, self._context(checked.partner))
             except OutboundRefused as exc:
                 results[n] = self._fail(tid, it.partner, it.doc_type, exc.stage, exc.reason)
                 continue
-            except RenderError as exc:
-                results[n] = self._fail(tid, it.partner, it.doc_type, "render", str(exc))
-                continue
-            except Exception as exc:  # a renderer's bug must not lose the document either
-                log.exception("outbound_render_crashed", transmission_id=tid)
-                results[n] = self._fail(tid, it.partner, it.doc_type, "render",
-                                        f"{type(exc).__name__}: {exc}")
+            body = self._render(tid, it, checked, stream=False)
+            if isinstance(body, OutboundResult):
+                results[n] = body
                 continue
             ready.append((n, checked, body))
         if ready:
-            rows = self._record(batch, ready)
-            for (n, checked, _), row in zip(ready, rows, strict=True):
-                log.info("outbound_rendered", transmission_id=row.transmission_id,
-                         partner=checked.partner.id, doc_type=checked.doc_type,
-                         number=checked.number, mapping=checked.mapping.id,
-                         control_ref=row.control_ref, size=row.size)
-                results[n] = OutboundResult(batch[n][0], "RENDERED", checked.partner.id,
-                                            checked.doc_type, number=checked.number,
-                                            mapping=checked.mapping.id, outbound=row)
+            for (n, checked, _), row in zip(ready, self._record(batch, ready), strict=True):
+                results[n] = self._rendered(batch[n][0], checked, row)
             if self.on_rendered is not None:
                 self.on_rendered()
         return [r for r in results if r is not None]
+
+    def _render(self, tid: str, it: Incoming, checked: _Checked, *,
+                stream: bool) -> Body | OutboundResult:
+        """The checked document rendered (as a stream: to a spool file), or its failure."""
+        try:
+            ctx = self._context(checked.partner)
+            if stream and isinstance(checked.mapping, StreamingMapping):
+                return checked.mapping.render_stream(checked.document, ctx,
+                                                     spool=self.archive.root)
+            return checked.mapping.render(checked.document, ctx)
+        except OutboundRefused as exc:
+            return self._fail(tid, it.partner, it.doc_type, exc.stage, exc.reason)
+        except RenderError as exc:
+            return self._fail(tid, it.partner, it.doc_type, "render", str(exc))
+        except Exception as exc:  # a renderer's bug must not lose the document either
+            log.exception("outbound_render_crashed", transmission_id=tid)
+            return self._fail(tid, it.partner, it.doc_type, "render",
+                              f"{type(exc).__name__}: {exc}")
+
+    def _render_checked(self, tid: str, it: Incoming, checked: _Checked, *,
+                        stream: bool) -> OutboundResult:
+        """Render and record one checked document (a streamed price list)."""
+        body: Body | OutboundResult | None = None
+        try:
+            body = self._render(tid, it, checked, stream=stream)
+            if isinstance(body, OutboundResult):
+                return body
+            row = self._record([(tid, it)], [(0, checked, body)])[0]
+        finally:
+            checked.discard()
+            if isinstance(body, StreamedBody):
+                body.discard()
+        if self.on_rendered is not None:
+            self.on_rendered()
+        return self._rendered(tid, checked, row)
+
+    def _rendered(self, tid: str, checked: _Checked, row: OutboundRow) -> OutboundResult:
+        log.info("outbound_rendered", transmission_id=row.transmission_id,
+                 partner=checked.partner.id, doc_type=checked.doc_type,
+                 number=checked.number, mapping=checked.mapping.id,
+                 control_ref=row.control_ref, size=row.size)
+        return OutboundResult(tid, "RENDERED", checked.partner.id, checked.doc_type,
+                              number=checked.number, mapping=checked.mapping.id, outbound=row)
 
     def _record(self, batch: list[tuple[str, Incoming]],
                 ready: list[tuple[int, _Checked, Body]]) -> list[OutboundRow]:
@@ -334,16 +482,44 @@ class OutboundIntake:
                 uses_control_ref=checked.mapping.uses_control_ref))
 
         def seal(refs: list[str | None]) -> list[Sealed]:
-            outs, names = [], []
-            for (n, checked, body), ref in zip(ready, refs, strict=True):
-                outs.append(body.seal(ref or ""))
+            outs, names, files = [], [], {}
+            for m, ((n, checked, body), ref) in enumerate(zip(ready, refs, strict=True)):
+                if isinstance(body, StreamedBody):
+                    files[m] = self._seal_file(body, ref or "")
+                    outs.append(b"")
+                else:
+                    outs.append(body.seal(ref or ""))
                 stem = f"{checked.doc_type}-{_safe(checked.number)}-{batch[n][0][-8:]}"
                 names.append(stem + (f"-{ref}" if ref else "") + checked.mapping.suffix)
-            shas = self.archive.put_many(outs)
-            return [Sealed(sha256=sha, size=len(out), filename=name)
-                    for sha, out, name in zip(shas, outs, names, strict=True)]
+            loaded = [m for m in range(len(outs)) if m not in files]
+            shas = dict(zip(loaded, self.archive.put_many([outs[m] for m in loaded]),
+                            strict=True))
+            return [Sealed(sha256=files[m][0], size=files[m][1], filename=name) if m in files
+                    else Sealed(sha256=shas[m], size=len(outs[m]), filename=name)
+                    for m, name in enumerate(names)]
 
         return self.store.record_rendered_many(items, seal)
+
+    def _sweep_spool(self) -> None:
+        """Remove the spool files a crash left in the archive folder (a streamed rendering
+        takes minutes: files older than ``SPOOL_KEPT`` are nobody's)."""
+        cutoff = dt.datetime.now(dt.UTC).timestamp() - SPOOL_KEPT.total_seconds()
+        try:
+            for path in self.archive.root.glob(".*-*"):
+                if path.name.startswith(_SPOOL_PREFIXES) and path.stat().st_mtime < cutoff:
+                    path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("outbound_spool_sweep_failed", error=str(exc))
+
+    def _seal_file(self, body: StreamedBody, ref: str) -> tuple[str, int]:
+        """Seal a spooled rendering into the archive block by block: (sha256, size)."""
+        fd, name = tempfile.mkstemp(prefix=".sealed-", dir=self.archive.root)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                body.seal_to(ref, out.write)
+            return self.archive.put_file(name)
+        finally:
+            os.unlink(name)
 
     def _fail(self, tid: str, partner: str | None, doc_type: str | None, stage: str,
               reason: str) -> OutboundResult:
@@ -368,6 +544,104 @@ class OutboundIntake:
                                            "by one")
         if not isinstance(raw, dict):
             raise OutboundRefused("parse", "not a JSON object")
+        kind, profile = self._identify(raw, partner=partner, doc_type=doc_type,
+                                       sha=hashlib.sha256(data).hexdigest())
+        model = CANONICAL_MODELS[kind]
+        try:
+            doc = model.model_validate(raw)
+        except ValidationError as exc:
+            raise OutboundRefused("validate", _validation_reason(kind, exc)) from None
+        payload: bytes = doc.to_json_bytes()  # type: ignore[attr-defined]
+        document = json.loads(payload)
+        mapping = self._mapping(profile, kind, fmt)
+        self._need_sender(mapping)
+        return _Checked(kind, document, payload, str(doc.business_number),  # type: ignore[attr-defined]
+                        profile, mapping)
+
+    def _check_stream(self, sha: str, *, partner: str | None, doc_type: str | None,
+                      fmt: str | None) -> _Checked | None:
+        """``_check`` of an archived document without holding it: a price list for a
+        streaming mapping, its items validated one by one and spooled, canonical, to a
+        file. None when it is not such a document (it is then checked in memory)."""
+        path = self.archive.path_of(sha)
+        header = _read_header(path)
+        if header is None:
+            return None
+        raw, base = header
+        try:
+            kind, profile = self._identify(raw, partner=partner, doc_type=doc_type, sha=sha)
+            if kind != "price-list":
+                return None
+            mapping = self._mapping(profile, kind, fmt)
+        except OutboundRefused:
+            return None  # the in-memory check says why, in its order
+        if not isinstance(mapping, StreamingMapping):
+            return None
+        try:
+            head = PriceList.model_validate({**raw, "items": []})
+        except ValidationError as exc:
+            raise OutboundRefused("validate", _validation_reason(kind, exc)) from None
+        spool, count, digest = self._spool_items(path, base, kind)
+        try:
+            self._need_sender(mapping)
+            document = json.loads(head.to_json_bytes())
+            document.pop("items", None)
+            stored = {**document, "items_omitted": {
+                "count": count, "canonical_sha256": digest,
+                "note": "a streamed price list: its items are in the archived payload of "
+                        "the transmission"}}
+            payload = json.dumps(stored, ensure_ascii=False,
+                                 separators=(",", ":")).encode("utf-8")
+            document["items"] = StreamedList(lambda: _spooled(spool), count)
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        return _Checked(kind, document, payload, head.business_number, profile, mapping,
+                        [spool])
+
+    def _spool_items(self, path: Path, base: str, kind: str) -> tuple[Path, int, str]:
+        """Validate each item of the archived price list and write it, canonical, one
+        JSON line each, to a spool file: (the file, the item count, its SHA-256)."""
+        fd, name = tempfile.mkstemp(prefix=".items-", suffix=".jsonl", dir=self.archive.root)
+        spool = Path(name)
+        digest = hashlib.sha256()
+        count = 0
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as source:
+                for item in ijson.items(source, f"{base}items.item", use_float=True):
+                    if count >= MAX_ITEMS:
+                        raise OutboundRefused("validate", f"not a valid {kind}: more than "
+                                                          f"{MAX_ITEMS} items")
+                    prices = item.get("prices") if isinstance(item, dict) else None
+                    if isinstance(prices, list) and len(prices) > MAX_PRICES:
+                        raise OutboundRefused("validate", f"not a valid {kind}: items.{count}"
+                                              f".prices: more than {MAX_PRICES} prices")
+                    try:
+                        model = PriceListItem.model_validate(item)
+                    except ValidationError as exc:
+                        raise OutboundRefused("validate", _validation_reason(
+                            kind, exc, ("items", count))) from None
+                    line = model.model_dump_json(by_alias=True, exclude_none=True).encode()
+                    digest.update(line)
+                    out.write(line + b"\n")
+                    count += 1
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            spool.unlink(missing_ok=True)
+            raise OutboundRefused("parse", f"not JSON: {exc}") from None
+        except BaseException:
+            spool.unlink(missing_ok=True)
+            raise
+        return spool, count, digest.hexdigest()
+
+    def _need_sender(self, mapping: OutboundMapping) -> None:
+        if mapping.uses_control_ref and not self.sender_id:
+            raise OutboundRefused("mapping", f"{mapping.id} needs our UNB identity: set "
+                                             "[outbound] sender_id in gateway.toml")
+
+    def _identify(self, raw: dict[str, Any], *, partner: str | None, doc_type: str | None,
+                  sha: str) -> tuple[str, Partner]:
+        """The canonical type and the partner of a parsed document (``raw`` is completed:
+        schema, partner, source, message_id from ``sha``, the digest of its bytes)."""
         schema = raw.get("schema")
         kind = SCHEMA_TYPES.get(schema) if isinstance(schema, str) else None
         if kind is None and schema is None and doc_type in OUTBOUND_TYPES:
@@ -402,20 +676,8 @@ class OutboundIntake:
         number = raw.get(number_field)
         # Stable: the same bytes for the same partner give the same id; a corrected
         # document under the same number another.
-        raw["message_id"] = make_message_id(pid, kind, "erp", str(number),
-                                            hashlib.sha256(data).hexdigest())
-        try:
-            doc = model.model_validate(raw)
-        except ValidationError as exc:
-            raise OutboundRefused("validate", _validation_reason(kind, exc)) from None
-        payload: bytes = doc.to_json_bytes()  # type: ignore[attr-defined]
-        document = json.loads(payload)
-        mapping = self._mapping(profile, kind, fmt)
-        if mapping.uses_control_ref and not self.sender_id:
-            raise OutboundRefused("mapping", f"{mapping.id} needs our UNB identity: set "
-                                             "[outbound] sender_id in gateway.toml")
-        return _Checked(kind, document, payload, str(doc.business_number),  # type: ignore[attr-defined]
-                        profile, mapping)
+        raw["message_id"] = make_message_id(pid, kind, "erp", str(number), sha)
+        return kind, profile
 
     def _mapping(self, partner: Partner, kind: str, fmt: str | None) -> OutboundMapping:
         chosen = fmt or partner.outbound.formats.get(kind)  # type: ignore[call-overload]
@@ -447,13 +709,87 @@ class OutboundIntake:
                               outbound=outs[-1] if outs else None, repeat=repeat)
 
 
-def _validation_reason(kind: str, exc: ValidationError) -> str:
+def _validation_reason(kind: str, exc: ValidationError, within: tuple[str | int, ...] = ()
+                       ) -> str:
     parts = []
     for err in exc.errors()[:10]:
-        where = ".".join(str(p) for p in err["loc"])
+        where = ".".join(str(p) for p in (*within, *err["loc"]))
         parts.append(f"{where}: {err['msg']}")
     more = exc.error_count() - len(parts)
     return f"not a valid {kind}: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _spooled(path: Path) -> Iterator[dict[str, Any]]:
+    """The canonical items of a spool file, one at a time."""
+    with open(path, "rb") as lines:
+        for line in lines:
+            yield json.loads(line)
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], str] | None:
+    """Every top-level field of a JSON document but ``items``, read with ``ijson`` without
+    building the items, and the ``ijson`` prefix of the document (``""``, or ``"item."``
+    for a one-document list). None when the document must be read whole to be judged
+    (not JSON, not one object, ``items`` not one list): the in-memory check then says why.
+    """
+    raw: dict[str, Any] = {}
+    base: str | None = None
+    documents = 0
+    items = 0
+    key: str | None = None
+    builder: Any = None
+    depth = 0
+    skipping = False
+    try:
+        with open(path, "rb") as source:
+            for prefix, event, value in ijson.parse(source, use_float=True):
+                if base is None:
+                    if event == "start_map":
+                        base, documents = "", 1
+                        continue
+                    if event != "start_array":
+                        return None
+                    base = "item"
+                    continue
+                if builder is not None or skipping:
+                    if builder is not None:
+                        builder.event(event, value)
+                    if event in ("start_map", "start_array"):
+                        depth += 1
+                    elif event in ("end_map", "end_array"):
+                        depth -= 1
+                    if depth == 0:
+                        if builder is not None and key is not None:
+                            raw[key] = builder.value
+                        builder, skipping = None, False
+                    continue
+                if base == "item" and prefix == "item" and event in (
+                        "start_map", "start_array", "string", "number", "boolean", "null"):
+                    documents += 1
+                    if event != "start_map" or documents > 1:
+                        return None
+                    continue
+                if prefix == base and event == "map_key":
+                    key = value
+                    continue
+                if key is not None and prefix == (f"{base}.{key}" if base else key):
+                    depth = 1 if event in ("start_map", "start_array") else 0
+                    if key == "items":
+                        items += 1
+                        if event != "start_array":
+                            return None
+                        skipping = True
+                        continue
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                    if depth == 0:
+                        raw[key] = builder.value
+                        builder = None
+    except (ijson.JSONError, UnicodeDecodeError, OSError):
+        return None
+    if documents != 1 or items > 1:
+        return None
+    return raw, f"{base}." if base else ""
 
 
 def _safe(number: str) -> str:

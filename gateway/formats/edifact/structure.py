@@ -70,7 +70,7 @@ import yaml
 from gateway.core.errors import EdifactSyntaxError
 from gateway.formats.edifact.model import Message, Segment
 
-__all__ = ["is_known", "known_versions", "validate_message"]
+__all__ = ["MessageCheck", "is_known", "known_versions", "validate_message"]
 
 _DATA_FILE = "_structure_data.json.gz"
 _RULES_FILE = "eancom_rules.yaml"
@@ -102,18 +102,180 @@ def validate_message(message: Message, *, decimal_mark: str = ".", subset: str |
     Returns [] when the message is valid, and also when its directory or type is not tabled
     (``is_known`` tells the two apart). Never raises for bad input.
     """
-    compiled = _message_structure(message.directory, message.type.upper())
-    if compiled is None:
-        return []
-    errors: list[tuple[int, EdifactSyntaxError]] = []
-    rules = _rules_for(message, subset)
-    track = bool(rules and rules.groups)
-    accepted: list[tuple[Segment, _Slot]] | None = [] if track else None
-    _Check(message, compiled, decimal_mark, repetition, errors, accepted).run()
-    if rules:
-        rules.apply(message, compiled, accepted or [], errors)
-    errors.sort(key=lambda pair: pair[0])
-    return [error for _, error in errors]
+    check = MessageCheck(message, decimal_mark=decimal_mark, subset=subset,
+                         repetition=repetition)
+    for segment in message.segments:
+        check.feed(segment)
+    return check.finish()
+
+
+class MessageCheck:
+    """``validate_message`` fed one segment at a time, for a message too large to hold
+    (an outbound price list rendered to a file): the same checks, the same errors in the
+    same order, with memory that does not grow with the message.
+
+    ``message`` gives the identification (type, directory, association, reference) and the
+    ``Source`` positions are taken from; its ``segments`` are not read (give the segments
+    to ``feed`` in file order, UNH first, UNT last), except to infer the repetition
+    separator when ``repetition`` is None. ``limit`` bounds the errors kept: ``finish``
+    returns the first ``limit`` of what ``validate_message`` would (all when None).
+    """
+
+    def __init__(self, message: Message, *, decimal_mark: str = ".",
+                 subset: str | None = None, repetition: str | None = None,
+                 limit: int | None = None) -> None:
+        self._errors: list[tuple[int, EdifactSyntaxError]] = []
+        self._limit = limit
+        compiled = _message_structure(message.directory, message.type.upper())
+        self._compiled = compiled
+        self._check: _Check | None = None
+        self._element_rules: list[tuple[str, tuple[tuple[int, int | None, str], ...],
+                                        str]] = []
+        self._group_rules: list[_GroupState] = []
+        self._rule_tags: frozenset[str] = frozenset()
+        if compiled is None:
+            return
+        self._check = _Check(message, compiled, decimal_mark, repetition, self._errors)
+        rules = _rules_for(message, subset)
+        if rules:
+            for rule in rules.elements:
+                places = rule.places(compiled.version)
+                if places:
+                    self._element_rules.append((rule.segment, places, rule.because))
+            self._group_rules = [_GroupState(rule) for rule in rules.groups]
+        self._rule_tags = frozenset(tag for tag, _, _ in self._element_rules)
+        self._slot = compiled.start
+        self._count = 0
+        self._counts = [1] * (compiled.max_depth + 2)
+        self._last: Segment | None = None
+
+    def feed(self, segment: Segment) -> None:
+        """Check the next segment of the message."""
+        check = self._check
+        if check is None:
+            return
+        slot = self._slot
+        if segment.tag == slot.tag and self._count < slot.maximum and self._last is not None:
+            self._count += 1  # the common case: one more of the same segment
+            self._last = segment
+            placed: _Slot | None = slot
+        else:
+            placed = self._step(check, segment)
+        # The content and date checks (``_Check.content_of``, inline: it runs per segment).
+        structure = check.structure
+        specs = structure.specs
+        tag = segment.tag
+        spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
+        if spec is not None:
+            fits = spec.fits
+            if fits is not None and fits(segment.elements, check.mark):
+                if spec.dates is not None:
+                    check._date(segment, spec.dates)
+            else:
+                check._content(segment, spec)
+        if tag in self._rule_tags:
+            for rule_tag, places, because in self._element_rules:
+                if tag != rule_tag or any(segment.get(i, j or 0) for i, j, _ in places):
+                    continue
+                i, j, name = places[0]
+                check.error(segment, "13", f"{name} is missing: {because}", element=name,
+                            element_pos=i + 1, component_pos=None if j is None else j + 1)
+        if placed is not None and self._group_rules:
+            for state in self._group_rules:
+                state.feed(segment, placed, check)
+        limit = self._limit
+        if limit is not None and len(self._errors) > 2 * limit:
+            self._errors.sort(key=lambda pair: pair[0])
+            del self._errors[limit:]
+
+    def _step(self, check: _Check, segment: Segment) -> _Slot | None:
+        """The structure state machine over one segment: the slot it is accepted in, or
+        None when it cannot be placed (``_Check._structure``, one segment at a time)."""
+        structure = check.structure
+        last = self._last
+        self._last = segment
+        if last is None:
+            self._count = 1
+            if segment.tag != "UNH":
+                check.error(segment, "13", "the message does not start with UNH")
+                return None
+            return self._slot
+        slot = self._slot
+        tag = segment.tag
+        if tag == slot.tag and self._count < slot.maximum:
+            self._count += 1
+            return slot
+        transitions = slot.transitions
+        move = transitions[tag] if tag in transitions else structure.transition(slot, tag)
+        if move is None:
+            check._unplaced(segment, slot, self._count)
+            if tag == slot.tag:
+                self._count += 1
+            return None
+        if move.missing:
+            check._missing(segment, move.missing)
+        counts = self._counts
+        depth = move.repeated
+        if depth >= 0:
+            occurrences = counts[depth] + 1
+            counts[depth] = occurrences
+            group = move.target.group
+            if occurrences == group.maximum + 1:
+                check.error(segment, "36", f"{group.describe()} occurs more than "
+                                           f"{group.maximum} times")
+        for level in range(move.fresh_from, move.target.group.depth + 1):
+            counts[level] = 1
+        self._slot = move.target
+        self._count = 1
+        return move.target
+
+    def finish(self) -> list[EdifactSyntaxError]:
+        """Every error found, in file order (after the last segment was fed)."""
+        check = self._check
+        if check is not None and self._last is not None:
+            if self._last.tag != "UNT":
+                move = _resolve(self._slot, "UNT")
+                if move is not None and move.missing:
+                    check._missing(None, move.missing)
+            for state in self._group_rules:
+                state.close(check)
+        self._errors.sort(key=lambda pair: pair[0])
+        kept = self._errors if self._limit is None else self._errors[:self._limit]
+        return [error for _, error in kept]
+
+
+class _GroupState:
+    """One EANCOM ``required_in_group`` rule followed over the accepted segments
+    (``_Rules._groups``, one segment at a time)."""
+
+    __slots__ = ("rule", "current", "found")
+
+    def __init__(self, rule: _GroupRule) -> None:
+        self.rule = rule
+        self.current: tuple[_Group, Segment] | None = None
+        self.found = False
+
+    def close(self, check: _Check) -> None:
+        if self.current is not None and not self.found:
+            group, trigger = self.current
+            check.error(trigger, "13", f"{group.describe()} starting here has no "
+                                       f"{self.rule.segment} segment: {self.rule.because}")
+
+    def feed(self, segment: Segment, slot: _Slot, check: _Check) -> None:
+        rule = self.rule
+        if self.current is not None:
+            group = self.current[0]
+            inside: _Group | None = slot.group
+            while inside is not None and inside is not group:
+                inside = inside.parent
+            if inside is None or (slot.position == 0 and slot.group is group):
+                self.close(check)
+                self.current = None
+        if slot.position == 0 and slot.group.number and slot.group.trigger == rule.group:
+            self.current = (slot.group, segment)
+            self.found = False
+        if self.current is not None and segment.tag == rule.segment:
+            self.found = True
 
 
 def is_known(message: Message) -> bool:
@@ -558,17 +720,16 @@ def _message_structure(version: str, name: str) -> _Structure | None:
 # -- the check ---------------------------------------------------------------------------------
 
 class _Check:
-    """One run over one message: structure, then the content of each segment."""
+    """The checks of one message's segments (fed by ``MessageCheck``) and its errors."""
 
     def __init__(self, message: Message, structure: _Structure, decimal_mark: str,
-                 repetition: str | None, errors: list[tuple[int, EdifactSyntaxError]],
-                 accepted: list[tuple[Segment, _Slot]] | None) -> None:
+                 repetition: str | None, errors: list[tuple[int, EdifactSyntaxError]]
+                 ) -> None:
         self.message = message
         self.structure = structure
         self.mark = decimal_mark or "."
         self.repetition = repetition
         self.errors = errors
-        self.accepted = accepted
 
     def separator(self) -> str:
         """The repetition separator, inferred once when the caller did not give it."""
@@ -587,74 +748,21 @@ class _Check:
         self.errors.append((order, EdifactSyntaxError(
             f"{reason} ({message.type} {message.directory})", position=position, code=code)))
 
-    def run(self) -> None:
-        segments = self.message.segments
-        if not segments:
-            return
-        self._structure(segments)
+    def content_of(self, segment: Segment) -> None:
+        """The content and date checks of one segment."""
         structure = self.structure
         specs = structure.specs
-        mark = self.mark
-        for segment in segments:
-            tag = segment.tag
-            spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
-            if spec is not None:
-                fits = spec.fits
-                if fits is not None and fits(segment.elements, mark):
-                    if spec.dates is not None:
-                        self._date(segment, spec.dates)
-                    continue
-                self._content(segment, spec)
+        tag = segment.tag
+        spec = specs[tag] if tag in specs else _segment_spec(structure.version, tag)
+        if spec is not None:
+            fits = spec.fits
+            if fits is not None and fits(segment.elements, self.mark):
+                if spec.dates is not None:
+                    self._date(segment, spec.dates)
+                return
+            self._content(segment, spec)
 
     # -- structure -------------------------------------------------------------------------
-
-    def _structure(self, segments: list[Segment]) -> None:
-        structure = self.structure
-        accepted = self.accepted
-        slot = structure.start
-        first = segments[0]
-        if first.tag != "UNH":
-            self.error(first, "13", "the message does not start with UNH")
-        elif accepted is not None:
-            accepted.append((first, slot))
-        count = 1
-        counts = [1] * (structure.max_depth + 2)
-        last = first
-        for segment in segments[1:]:
-            tag = segment.tag
-            last = segment
-            if tag == slot.tag and count < slot.maximum:
-                count += 1
-                if accepted is not None:
-                    accepted.append((segment, slot))
-                continue
-            transitions = slot.transitions
-            move = transitions[tag] if tag in transitions else structure.transition(slot, tag)
-            if move is None:
-                self._unplaced(segment, slot, count)
-                if tag == slot.tag:
-                    count += 1
-                continue
-            if move.missing:
-                self._missing(segment, move.missing)
-            depth = move.repeated
-            if depth >= 0:
-                occurrences = counts[depth] + 1
-                counts[depth] = occurrences
-                group = move.target.group
-                if occurrences == group.maximum + 1:
-                    self.error(segment, "36", f"{group.describe()} occurs more than "
-                                              f"{group.maximum} times")
-            for level in range(move.fresh_from, move.target.group.depth + 1):
-                counts[level] = 1
-            slot = move.target
-            count = 1
-            if accepted is not None:
-                accepted.append((segment, slot))
-        if last.tag != "UNT":  # no trailer (a message built by hand): what is still owed
-            move = _resolve(slot, "UNT")
-            if move is not None and move.missing:
-                self._missing(None, move.missing)
 
     def _unplaced(self, segment: Segment, slot: _Slot, count: int) -> None:
         tag = segment.tag
@@ -1024,54 +1132,6 @@ class _Rules:
 
     elements: tuple[_ElementRule, ...]
     groups: tuple[_GroupRule, ...]
-
-    def apply(self, message: Message, structure: _Structure,
-              accepted: list[tuple[Segment, _Slot]],
-              errors: list[tuple[int, EdifactSyntaxError]]) -> None:
-        check = _Check(message, structure, ".", None, errors, None)
-        for rule in self.elements:
-            places = rule.places(structure.version)
-            if not places:
-                continue
-            for segment in message.segments:
-                if segment.tag != rule.segment:
-                    continue
-                if any(segment.get(i, j or 0) for i, j, _ in places):
-                    continue
-                i, j, name = places[0]
-                check.error(segment, "13", f"{name} is missing: {rule.because}",
-                            element=name, element_pos=i + 1,
-                            component_pos=None if j is None else j + 1)
-        for group_rule in self.groups:
-            self._groups(group_rule, accepted, check)
-
-    @staticmethod
-    def _groups(rule: _GroupRule, accepted: list[tuple[Segment, _Slot]], check: _Check) -> None:
-        """Each occurrence of the groups triggered by ``rule.group`` must hold ``rule.segment``."""
-        current: tuple[_Group, Segment] | None = None
-        found = False
-
-        def close() -> None:
-            if current is not None and not found:
-                group, trigger = current
-                check.error(trigger, "13", f"{group.describe()} starting here has no "
-                                           f"{rule.segment} segment: {rule.because}")
-
-        for segment, slot in accepted:
-            if current is not None:
-                group = current[0]
-                inside: _Group | None = slot.group
-                while inside is not None and inside is not group:
-                    inside = inside.parent
-                if inside is None or (slot.position == 0 and slot.group is group):
-                    close()
-                    current = None
-            if slot.position == 0 and slot.group.number and slot.group.trigger == rule.group:
-                current = (slot.group, segment)
-                found = False
-            if current is not None and segment.tag == rule.segment:
-                found = True
-        close()
 
 
 _rules: dict[str, _Rules] = {}

@@ -67,10 +67,13 @@ naming the mapping, the segment, the canonical item it came from and the reason.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import MappingDefinitionError, PayloadError
@@ -79,8 +82,9 @@ from gateway.formats.edifact import read_interchanges
 from gateway.formats.edifact.charset import SYNTAX_CODECS
 from gateway.formats.mapping.yamlsrc import Lines
 from gateway.formats.render import Body, OutboundMapping, RenderContext, RenderError
+from gateway.formats.render.stream import StreamedBody, StreamingMapping
 
-__all__ = ["EdifactBody", "EdifactRenderer", "compile_edifact_renderer", "escape"]
+__all__ = ["EdifactBody", "EdifactFileBody", "EdifactRenderer", "compile_edifact_renderer", "escape"]
 
 #: Placeholder control reference the rendering is validated with (replaced by ``seal``).
 _CHECK_REF = "0"
@@ -89,6 +93,10 @@ _PATH = re.compile(r"#|\.|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DATE_FORMATS = {"102": "%Y%m%d", "203": "%Y%m%d%H%M", "204": "%Y%m%d%H%M%S"}
 _ABSENT = None
 _MAX_DIGITS = 35
+#: Segments encoded and written at a time by ``render_stream``.
+_BATCH = 4096
+#: Bytes of a spooled body read at a time when it is sealed.
+_BLOCK = 1 << 20
 
 
 def escape(text: str, syntax_version: str = "3") -> str:
@@ -589,6 +597,15 @@ def _compile_block(entries: object, codes: dict[str, dict[str, str]], version: s
 
 # -- the mapping and its body ----------------------------------------------------------------
 
+def _ends(head: str, tail: str, ref_text: str, codec: str, version: str, newline: str,
+          message_count: int) -> tuple[bytes, bytes]:
+    """UNA+UNB and UNZ with the control reference in."""
+    ref = escape(str(ref_text), version)
+    unb = f"{head}{ref}{tail}".encode(codec, errors="xmlcharrefreplace")
+    unz = f"UNZ+{message_count}+{ref}'{newline}".encode(codec, errors="xmlcharrefreplace")
+    return unb, unz
+
+
 @dataclass(slots=True)
 class EdifactBody:
     """A validated interchange waiting for its control reference."""
@@ -605,11 +622,50 @@ class EdifactBody:
     def seal(self, control_ref: str) -> bytes:
         """The interchange with ``control_ref`` in UNB and UNZ 0020. Never fails (a
         reference the charset cannot hold is written as XML character references)."""
-        ref = escape(str(control_ref), self.version)
-        unb = f"{self.head}{ref}{self.tail}".encode(self.codec, errors="xmlcharrefreplace")
-        unz = f"UNZ+{self.message_count}+{ref}'{self.newline}".encode(
-            self.codec, errors="xmlcharrefreplace")
+        unb, unz = _ends(self.head, self.tail, control_ref, self.codec, self.version,
+                         self.newline, self.message_count)
         return b"".join((unb, self.body, unz))
+
+
+@dataclass(slots=True)
+class EdifactFileBody:
+    """A validated interchange whose UNH..UNT waits in a spool file (``render_stream``):
+    sealed block by block, never held in memory (``StreamedBody``)."""
+
+    head: str
+    tail: str
+    path: Path         # the spooled UNH..UNT, encoded
+    size: int
+    codec: str
+    version: str
+    newline: str
+    message_count: int = 1
+    content_type: str = "application/EDIFACT"
+
+    def blocks(self, control_ref: str) -> Iterator[bytes]:
+        """The sealed interchange, block by block."""
+        unb, unz = _ends(self.head, self.tail, control_ref, self.codec, self.version,
+                         self.newline, self.message_count)
+        yield unb
+        with open(self.path, "rb") as spooled:
+            while block := spooled.read(_BLOCK):
+                yield block
+        yield unz
+
+    def seal_to(self, control_ref: str, write: Callable[[bytes], object]) -> int:
+        """Write the interchange with ``control_ref`` in; returns the bytes written."""
+        written = 0
+        for block in self.blocks(control_ref):
+            write(block)
+            written += len(block)
+        return written
+
+    def seal(self, control_ref: str) -> bytes:
+        """``EdifactBody.seal``: the whole interchange in memory (small documents, tests)."""
+        return b"".join(self.blocks(control_ref))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(slots=True)
@@ -646,27 +702,12 @@ class EdifactRenderer:
             raise
 
     def _render(self, document: dict[str, Any], ctx: RenderContext) -> EdifactBody:
-        if not isinstance(document, dict):
-            raise RenderError("the document is not a JSON object")
-        if not ctx.sender_id or not ctx.recipient_id:
-            raise RenderError("the context names no sender or no recipient (UNB S002/S003)")
         nl = "\n" if self.newline else ""
-        v = self.version
-        kind, version, release, agency, association = self.message
-        ident = ":".join(x for x in (kind, version, release, agency, association) if x)
-        texts = [f"UNH+1+{ident}"]
-        paths = [""]
-        scope = _Scope(document, "", 0, document, ctx)
-        for item in self.segments:
-            if isinstance(item, _Block):
-                for text, path in item.render(scope):
-                    texts.append(text)
-                    paths.append(path)
-            else:
-                single = item.render(scope)
-                if single is not None:
-                    texts.append(single)
-                    paths.append("")
+        texts: list[str] = []
+        paths: list[str] = []
+        for text, path in self._segments(document, ctx):
+            texts.append(text)
+            paths.append(path)
         texts.append(f"UNT+{len(texts) + 1}+1")
         paths.append("")
         body_text = f"'{nl}".join(texts) + f"'{nl}"
@@ -676,6 +717,35 @@ class EdifactRenderer:
             index = body_text.count("'", 0, exc.start)
             raise RenderError(f"{texts[index][:3]}: {body_text[exc.start]!r} cannot be written "
                               f"in {self.charset}", path=paths[index] or None) from None
+        head, tail = self._envelope(ctx)
+        sealed = EdifactBody(head, tail, body, self.codec, self.version, nl)
+        self._validate(sealed.seal(_CHECK_REF), texts, paths)
+        return sealed
+
+    def _segments(self, document: dict[str, Any], ctx: RenderContext
+                  ) -> Iterator[tuple[str, str]]:
+        """UNH and the mapping's segments (not UNT), each with the canonical path of the
+        scope it was written in."""
+        if not isinstance(document, dict):
+            raise RenderError("the document is not a JSON object")
+        if not ctx.sender_id or not ctx.recipient_id:
+            raise RenderError("the context names no sender or no recipient (UNB S002/S003)")
+        kind, version, release, agency, association = self.message
+        ident = ":".join(x for x in (kind, version, release, agency, association) if x)
+        yield f"UNH+1+{ident}", ""
+        scope = _Scope(document, "", 0, document, ctx)
+        for item in self.segments:
+            if isinstance(item, _Block):
+                yield from item.render(scope)
+            else:
+                single = item.render(scope)
+                if single is not None:
+                    yield single, ""
+
+    def _envelope(self, ctx: RenderContext) -> tuple[str, str]:
+        """UNA and UNB up to its 0020, and the rest of UNB after it."""
+        nl = "\n" if self.newline else ""
+        v = self.version
 
         def sender(ident: str, qualifier: str | None) -> str:
             return escape(ident, v) + (f":{escape(qualifier, v)}" if qualifier else "")
@@ -691,9 +761,130 @@ class EdifactRenderer:
         while extra and not extra[-1]:
             extra.pop()
         tail = "".join("+" + x for x in extra) + f"'{nl}"
-        sealed = EdifactBody(head, tail, body, self.codec, v, nl)
-        self._validate(sealed.seal(_CHECK_REF), texts, paths)
-        return sealed
+        return head, tail
+
+    def render_stream(self, document: dict[str, Any], ctx: RenderContext, *,
+                      spool: Path | None = None) -> EdifactFileBody:
+        """``render`` for a document too large to hold (its long list a ``StreamedList``):
+        the body is written to a file under ``spool`` as it is rendered, then read back with
+        edigw's streaming reader (envelope, UNT count) and checked segment by segment
+        against its directory (``structure.MessageCheck``: the same checks as ``render``).
+        RenderError when it cannot be; the file is then removed."""
+        try:
+            with gc_paused():
+                return self._render_stream(document, ctx, spool)
+        except RenderError as exc:
+            if exc.mapping is None:
+                raise RenderError(exc.reason, mapping=self.id, path=exc.path) from None
+            raise
+
+    def _render_stream(self, document: dict[str, Any], ctx: RenderContext,
+                       spool: Path | None) -> EdifactFileBody:
+        nl = "\n" if self.newline else ""
+        end = f"'{nl}"
+        fd, name = tempfile.mkstemp(prefix=".render-", suffix=self.suffix, dir=spool)
+        path = Path(name)
+        done = False
+        try:
+            size = count = 0
+            with os.fdopen(fd, "wb") as out:
+                texts: list[str] = []
+                paths: list[str] = []
+
+                def flush() -> int:
+                    text = end.join(texts) + end
+                    try:
+                        data = text.encode(self.codec)
+                    except UnicodeEncodeError as exc:
+                        index = text.count("'", 0, exc.start)
+                        raise RenderError(f"{texts[index][:3]}: {text[exc.start]!r} cannot be "
+                                          f"written in {self.charset}",
+                                          path=paths[index] or None) from None
+                    out.write(data)
+                    texts.clear()
+                    paths.clear()
+                    return len(data)
+
+                for text, where in self._segments(document, ctx):
+                    texts.append(text)
+                    paths.append(where)
+                    count += 1
+                    if len(texts) >= _BATCH:
+                        size += flush()
+                texts.append(f"UNT+{count + 1}+1")
+                paths.append("")
+                size += flush()
+            head, tail = self._envelope(ctx)
+            body = EdifactFileBody(head, tail, path, size, self.codec, self.version, nl)
+            self._validate_stream(body, document, ctx)
+            done = True
+            return body
+        finally:
+            if not done:
+                path.unlink(missing_ok=True)
+
+    def _validate_stream(self, body: EdifactFileBody, document: dict[str, Any],
+                         ctx: RenderContext) -> None:
+        from gateway.formats.edifact.stream import InterchangeRead, read_stream
+        from gateway.formats.edifact.structure import MessageCheck
+
+        # What validate_message infers from the UNA/UNB ``render`` writes.
+        repetition = "*" if self.version >= "4" else ""
+        check: MessageCheck | None = None
+        last = 0
+        try:
+            for event in read_stream(body.blocks(_CHECK_REF),
+                                     filename=f"{self.id}{self.suffix}"):
+                if isinstance(event, InterchangeRead):
+                    if event.interchange.error is not None:
+                        raise self._stream_fail(event.interchange.error, document, ctx)
+                    continue
+                message = event.message
+                if message.error is not None:
+                    raise self._stream_fail(message.error, document, ctx)
+                if check is None:
+                    check = MessageCheck(message, decimal_mark=".", repetition=repetition,
+                                         limit=1)
+                # A slice repeats the message's header and ends with a stand-in UNT: each
+                # segment is checked once, in file order.
+                for segment in message.segments:
+                    if segment.index > last:
+                        check.feed(segment)
+                        last = segment.index
+                if event.final:
+                    errors = check.finish()
+                    check = None
+                    if errors:
+                        raise self._stream_fail(errors[0], document, ctx)
+        except PayloadError as exc:
+            raise self._stream_fail(exc, document, ctx) from None
+
+    def _stream_fail(self, error: PayloadError, document: dict[str, Any],
+                     ctx: RenderContext) -> RenderError:
+        """The RenderError ``_validate`` would give: the segment's text and canonical path
+        are found by rendering again up to it (errors are rare, memory is not)."""
+        offset = 1 + (1 if self.una else 0)
+        pos = error.position
+        index = pos.segment - offset - 1 if pos and pos.segment else -1
+        shown = item = ""
+        if index >= 0:
+            n = -1
+            for n, (text, where) in enumerate(self._segments(document, ctx)):
+                if n == index:
+                    shown, item = text, where
+                    break
+            else:
+                if index == n + 1:
+                    shown = f"UNT+{n + 2}+1"
+        return self._error(error, index, shown, item)
+
+    def _error(self, error: PayloadError, index: int, shown: str, item: str) -> RenderError:
+        pos = error.position
+        tag = pos.tag if pos and pos.tag else "?"
+        element = f" {pos.element}" if pos and pos.element else ""
+        return RenderError(f"rendering breaks its directory: {tag}{element}: {error.reason}"
+                           f" in segment {index + 1} {shown[:60]!r}",
+                           mapping=self.id, path=item or f"{tag}{element}")
 
     def _validate(self, data: bytes, texts: list[str], paths: list[str]) -> None:
         from gateway.formats.edifact.structure import validate_message
@@ -703,13 +894,9 @@ class EdifactRenderer:
         def fail(error: PayloadError) -> RenderError:
             pos = error.position
             index = pos.segment - offset - 1 if pos and pos.segment else -1
-            tag = pos.tag if pos and pos.tag else "?"
-            element = f" {pos.element}" if pos and pos.element else ""
             item = paths[index] if 0 <= index < len(paths) else ""
             shown = texts[index] if 0 <= index < len(texts) else ""
-            return RenderError(f"rendering breaks its directory: {tag}{element}: {error.reason}"
-                               f" in segment {index + 1} {shown[:60]!r}",
-                               mapping=self.id, path=item or f"{tag}{element}")
+            return self._error(error, index, shown, item)
 
         try:
             interchanges = read_interchanges(data, filename=f"{self.id}{self.suffix}")
@@ -785,6 +972,7 @@ def compile_edifact_renderer(data: dict[str, Any], file: str, lines: Lines) -> E
         aliases=tuple(aliases), description=str(data.get("description") or ""))
 
 
-def _conforms(mapping: EdifactRenderer, body: EdifactBody) -> tuple[OutboundMapping, Body]:
+def _conforms(mapping: EdifactRenderer, body: EdifactBody, streamed: EdifactFileBody
+              ) -> tuple[OutboundMapping, Body, StreamingMapping, StreamedBody]:
     """Never called: mypy checks here that the classes fit the render contract."""
-    return mapping, body
+    return mapping, body, mapping, streamed
