@@ -129,6 +129,7 @@ class Gateway:
                                    mappings=OutboundMappings.load(Path(settings.mappings)),
                                    sender_id=settings.outbound.sender_id,
                                    sender_qualifier=settings.outbound.sender_qualifier,
+                                   stream_above=settings.outbound.stream_above,
                                    on_rendered=gw._outbound_wake.set)
         gw.distributor = PriceListDistributor(store, archive, lambda: list(gw.partners),
                                               gw.intake)

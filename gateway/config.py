@@ -200,6 +200,9 @@ class OutboundSettings(StrictModel):
     #: by default. Required before EDIFACT is sent.
     sender_id: str | None = Field(default=None, min_length=1, max_length=35)
     sender_qualifier: str | None = Field(default="14", max_length=4)
+    #: A price list from the ERP larger than this (bytes of JSON) is read item by item and
+    #: rendered through a spool file: memory stays flat whatever its size.
+    stream_above: int = Field(default=4 << 20, ge=64 << 10, le=1 << 40)
 
 
 class HttpSettings(StrictModel):

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ijson  # type: ignore[import-untyped]
+import ijson
 import structlog
 from pydantic import ValidationError
 
@@ -700,7 +700,7 @@ class OutboundIntake:
             partner_id=partner.id, sender_id=self.sender_id or "",
             sender_qualifier=self.sender_qualifier, recipient_id=recipient or partner.id,
             recipient_qualifier=qualifier, test=out.test, ack_requested=out.contrl,
-            now=self._clock())
+            now=self._clock(), options=dict(out.options))
 
     def _result_of(self, row: TransmissionRow, *, repeat: bool) -> OutboundResult:
         outs = self.store.outbound_of(row.id)

@@ -100,6 +100,25 @@ class FolderSender:
             return [exc for _ in batch]
         return results
 
+    def send_file(self, row: OutboundRow, source: Path, partner: Partner | None) -> str:
+        """``send`` for a payload too big to hold: copied from the archive block by block."""
+        folder = self.folder_for(row.partner_id, partner)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(row.filename).name
+        n = 1
+        while target.exists():
+            if target.stat().st_size == source.stat().st_size and _same_file(target, source):
+                return f"{row.kind} written to {target}"
+            n += 1
+            target = folder / f"{Path(row.filename).stem}.{n}{Path(row.filename).suffix}"
+        temp = folder / f".{target.name}.part"
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            while block := src.read(1 << 20):
+                dst.write(block)
+        os.replace(temp, target)
+        make_durable([target])
+        return f"{row.kind} written to {target}"
+
     def _write(self, row: OutboundRow, data: bytes, partner: Partner | None
                ) -> tuple[Path, bool]:
         """Write under a temporary name and rename; (target, False) when it is there
@@ -153,7 +172,7 @@ class OutboundDispatcher:
             sender = self.senders.get(row.channel)
             if sender is None:
                 continue  # a channel this process does not run (yet): left pending
-            if hasattr(sender, "send_many"):
+            if hasattr(sender, "send_many") and row.size <= self.LARGE:
                 batches.setdefault(row.channel, []).append(row)
             elif self.deliver_one(row, sender):
                 delivered += 1
@@ -209,10 +228,20 @@ class OutboundDispatcher:
                     channel=row.channel, filename=row.filename, error=str(exc),
                     attempts=attempts, gave_up=give_up)
 
+    #: A payload larger than this goes to a sender that can take a file (``send_file``)
+    #: from the archive, never whole in memory.
+    LARGE = 16 << 20
+
     def deliver_one(self, row: OutboundRow, sender: Sender) -> bool:
         """One attempt at ``row``; True when it went."""
         try:
-            result = sender.send(row, self.archive.get(row.sha256), self.partner(row.partner_id))
+            by_file = getattr(sender, "send_file", None)
+            if by_file is not None and row.size > self.LARGE:
+                result = by_file(row, self.archive.path_of(row.sha256),
+                                 self.partner(row.partner_id))
+            else:
+                result = sender.send(row, self.archive.get(row.sha256),
+                                     self.partner(row.partner_id))
         except Exception as exc:  # recorded, retried (or refused for good), never fatal
             self._failed(row, exc)
             return False
@@ -223,3 +252,13 @@ class OutboundDispatcher:
                  outbound_id=row.id, partner=row.partner_id, kind=row.kind,
                  channel=row.channel, detail=delivery.detail)
         return True
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                return False
+            if not x:
+                return True

@@ -40,7 +40,6 @@ def send(obj: CliContext, file: str, partner: str | None, fmt: str | None, dry_r
     price list) to a partner. Exit status 1 when it was refused or its delivery failed."""
     setup_logs(obj.settings, "warning")
     path = Path(file)
-    data = path.read_bytes()
     if not partner and not price_list:
         fail("give --partner (or --price-list for a price list's subscribers)")
     if partner and price_list and not dry_run:
@@ -50,6 +49,20 @@ def send(obj: CliContext, file: str, partner: str | None, fmt: str | None, dry_r
     try:
         if gw.intake is None:
             fail("this gateway has no outbound intake", 1)
+        if path.stat().st_size > gw.intake.stream_above and partner and not dry_run:
+            # A big document (a price list of many items): archived block by block and
+            # read item by item, never whole in memory.
+            big = gw.intake.accept_file(path, origin="cli", partner=partner, fmt=fmt,
+                                        filename=path.name)
+            if not big.failed and gw.outbound is not None:
+                gw.outbound.deliver_pending()
+            report = _after_delivery(gw, big)
+            if as_json:
+                click.echo(json.dumps(report, indent=2))
+            else:
+                _print(report)
+            sys.exit(1 if report["status"] == "FAILED" else 0)
+        data = path.read_bytes()
         documents = _documents(data)
         if len(documents) > 1:
             click.echo(f"edigw: {path.name} holds {len(documents)} documents: each is sent "

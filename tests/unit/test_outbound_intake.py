@@ -291,3 +291,15 @@ def test_the_address_wins_over_the_documents_own_partner(world: Any) -> None:
     stored = world.store.document_payload(result.outbound.document_id)
     assert stored["partner"] == "acme" and stored["source"]["format"] == "erp"
     assert stored["message_id"] != "from-elsewhere"
+
+
+def test_a_large_payload_is_copied_from_the_archive_not_held(world: Any,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    result = world.intake.accept(_invoice("BIG-1"), origin="erp", ref="big", partner="acme")
+    monkeypatch.setattr(world.dispatcher, "LARGE", 10)  # every payload counts as large
+    monkeypatch.setattr(world.archive, "get", lambda sha: pytest.fail("read whole"))
+    assert world.dispatcher.deliver_pending() == 1
+    files = list((world.tmp / "out" / "acme").iterdir())
+    assert [f.read_bytes()[:5] for f in files] == [b"REF 1"]
+    assert world.store.get_transmission(result.transmission_id).status == "DELIVERED"
