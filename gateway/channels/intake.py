@@ -92,6 +92,11 @@ MAX_DOCUMENT = 512 * 1024 * 1024
 #: A price list larger than this (bytes of canonical JSON) is checked and rendered as a
 #: stream when its mapping can (``StreamingMapping``): see "Large price lists" above.
 STREAM_ABOVE = 4 << 20
+
+#: The longest path (``items.item.prices.item…``) the streamed header pass follows: a
+#: canonical document is a few levels deep; deeper nesting is refused, never walked (each
+#: event's path grows with the depth).
+MAX_PREFIX = 512
 #: The most items a streamed price list may hold, and prices one of its items may hold:
 #: checked before they drive any loop.
 MAX_ITEMS = 10_000_000
@@ -410,6 +415,11 @@ class OutboundIntake:
             except OutboundRefused as exc:
                 results[n] = self._fail(tid, it.partner, it.doc_type, exc.stage, exc.reason)
                 continue
+            except Exception as exc:  # whatever a payload does, it fails alone
+                log.exception("outbound_check_crashed", transmission_id=tid)
+                results[n] = self._fail(tid, it.partner, it.doc_type, "validate",
+                                        f"{type(exc).__name__}: {exc}")
+                continue
             body = self._render(tid, it, checked, stream=False)
             if isinstance(body, OutboundResult):
                 results[n] = body
@@ -537,6 +547,8 @@ class OutboundIntake:
             raw = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise OutboundRefused("parse", f"not JSON: {exc}") from None
+        except RecursionError:
+            raise OutboundRefused("parse", "not a document: JSON nested too deep") from None
         if isinstance(raw, list) and len(raw) == 1:
             raw = raw[0]  # a one-document list, as the mappings' expected files hold them
         if isinstance(raw, list):
@@ -743,6 +755,8 @@ def _read_header(path: Path) -> tuple[dict[str, Any], str] | None:
     try:
         with open(path, "rb") as source:
             for prefix, event, value in ijson.parse(source, use_float=True):
+                if len(prefix) > MAX_PREFIX:
+                    return None  # nested too deep for a document: the in-memory check says so
                 if base is None:
                     if event == "start_map":
                         base, documents = "", 1

@@ -303,3 +303,16 @@ def test_a_large_payload_is_copied_from_the_archive_not_held(world: Any,
     files = list((world.tmp / "out" / "acme").iterdir())
     assert [f.read_bytes()[:5] for f in files] == [b"REF 1"]
     assert world.store.get_transmission(result.transmission_id).status == "DELIVERED"
+
+
+@pytest.mark.parametrize("stream_above", [1 << 20, 100])  # in memory, and streamed
+def test_hostile_documents_fail_alone(world: Any, stream_above: int) -> None:
+    world.intake.stream_above = stream_above
+    deep_items = (b'{"schema":"edigw.price-list/1","price_list_number":"1","items":'
+                  + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    for data, stage in [(b"[" * 200_000 + b"]" * 200_000, "parse"),
+                        (deep_items, "parse"),
+                        (_invoice(totals={"payable": "NaN"}), "validate")]:
+        result = world.intake.accept(data, origin="erp", partner="acme")
+        assert (result.status, result.stage) == ("FAILED", stage), result.reason
+    assert world.store.pending_outbound() == []
