@@ -61,7 +61,21 @@ def _password(env_var: str | None) -> str:
 def _profile(user: User) -> dict[str, Any]:
     """What the audit trail keeps of a user, before and after a change."""
     return {k: getattr(user, k) for k in ("username", "display_name", "email", "role",
-                                          "disabled")}
+                                          "disabled", "partner_id")}
+
+
+def _known_partner(obj: CliContext, partner: str | None) -> None:
+    """Refuse a client's partner that no profile declares."""
+    if partner is None:
+        return
+    from gateway.config import load_partners
+
+    if load_partners(obj.settings.partners).get(partner) is None:
+        fail(f"no partner {partner!r} in {obj.settings.partners}", 1)
+
+
+_partner_opt = click.option("--partner", metavar="ID",
+                            help="The partner a client user belongs to (role client only).")
 
 
 _password_env = click.option("--password-env", metavar="VAR",
@@ -71,25 +85,31 @@ _password_env = click.option("--password-env", metavar="VAR",
 
 @click.group()
 def users() -> None:
-    """The console's users and their roles (viewer, operator, admin)."""
+    """The console's users and their roles (viewer, operator, admin; client: a partner's own
+    user, who sees only that partner's data in the portal)."""
 
 
 @users.command("add")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", "display_name", help="Display name.")
-@click.option("--email")
+@click.option("--email", help="Where password-reset links go.")
+@_partner_opt
 @_password_env
 @click.pass_obj
 def users_add(obj: CliContext, username: str, role: str, display_name: str | None,
-              email: str | None, password_env: str | None) -> None:
-    """Create USERNAME with a role and a password."""
+              email: str | None, partner: str | None, password_env: str | None) -> None:
+    """Create USERNAME with a role and a password (a client names its --partner)."""
+    if role == Role.CLIENT and not partner:
+        raise click.UsageError("a client user needs --partner")
+    _known_partner(obj, partner)
     password = _password(password_env)
     with _console(obj) as (auth, audit):
         user = auth.users.create(username, password, role, display_name=display_name,
-                                 email=email)
+                                 email=email, partner_id=partner)
         audit.record(_actor(), "user.create", f"user:{user.username}", after=_profile(user))
-    click.echo(f"user {user.username} created ({user.role})")
+    bound = f", partner {user.partner_id}" if user.partner_id else ""
+    click.echo(f"user {user.username} created ({user.role}{bound})")
 
 
 @users.command("list")
@@ -105,7 +125,8 @@ def users_list(obj: CliContext, as_json: bool) -> None:
         else:
             last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
             state = "disabled" if u.disabled else "enabled"
-            click.echo(f"{u.username:<24} {u.role:<9} {state:<9} last login {last}")
+            bound = f" partner {u.partner_id}" if u.partner_id else ""
+            click.echo(f"{u.username:<24} {u.role:<9} {state:<9} last login {last}{bound}")
 
 
 def _change(obj: CliContext, username: str, action: str,
@@ -125,11 +146,14 @@ def _change(obj: CliContext, username: str, action: str,
 @users.command("set-role")
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
+@_partner_opt
 @click.pass_obj
-def users_set_role(obj: CliContext, username: str, role: str) -> None:
-    """Give USERNAME another role."""
-    _change(obj, username, "user.update", lambda u, name: u.set_role(name, role),
-            "{username} is now " + role)
+def users_set_role(obj: CliContext, username: str, role: str, partner: str | None) -> None:
+    """Give USERNAME another role (a client names its --partner)."""
+    _known_partner(obj, partner)
+    _change(obj, username, "user.update",
+            lambda u, name: u.set_role(name, role, partner_id=partner),
+            "{username} is now " + role + (f" of partner {partner}" if partner else ""))
 
 
 @users.command("disable")

@@ -89,8 +89,11 @@ class AlertState(StrEnum):
 
 
 class Role(StrEnum):
-    """What a console user may do; each role includes the ones before it."""
+    """What a console user may do; each staff role includes the ones before it. A client
+    is bound to one partner and ranks below every staff role: it sees its partner's data
+    through the routes open to it, never a staff route."""
 
+    CLIENT = "client"  # a partner's own user: its transmissions, documents, uploads
     VIEWER = "viewer"  # support: read everything
     OPERATOR = "operator"  # + reprocess, acknowledge and resolve alerts
     ADMIN = "admin"  # + partners, users, tokens

@@ -458,6 +458,22 @@ users = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    # The partner a client user belongs to (role "client"); staff users have none.
+    sa.Column("partner_id", sa.String(64), nullable=True),
+    sa.Index("ix_users_partner", "partner_id"),
+)
+
+# Password resets by an e-mailed link: only the sha256 of the one-time token is stored.
+password_resets = sa.Table(
+    "password_resets",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("remote", sa.String(128), nullable=True),
+    sa.Index("ix_password_resets_user", "user_id", "created_at"),
 )
 
 # Browser sessions: the cookie holds a random token; only its sha256 is stored.

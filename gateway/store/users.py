@@ -32,13 +32,16 @@ class User:
     updated_at: dt.datetime
     last_login_at: dt.datetime | None
     failed_logins: int
+    #: The partner a client user belongs to (None for staff).
+    partner_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> User:
         return cls(id=row.id, username=row.username, display_name=row.display_name,
                    email=row.email, role=row.role, disabled=bool(row.disabled),
                    created_at=aware(row.created_at), updated_at=aware(row.updated_at),
-                   last_login_at=aware(row.last_login_at), failed_logins=row.failed_logins)
+                   last_login_at=aware(row.last_login_at), failed_logins=row.failed_logins,
+                   partner_id=row.partner_id)
 
     def as_dict(self) -> dict[str, Any]:
         """The user as the API shows it (never the hash)."""
@@ -46,7 +49,7 @@ class User:
                 "email": self.email, "role": self.role, "disabled": self.disabled,
                 "created_at": self.created_at.isoformat(),
                 "last_login_at": self.last_login_at.isoformat() if self.last_login_at else None,
-                "failed_logins": self.failed_logins}
+                "failed_logins": self.failed_logins, "partner_id": self.partner_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +67,12 @@ class UserRecords:
         self.store = store
 
     def insert(self, *, username: str, display_name: str | None, email: str | None, role: str,
-               password_hash: str, now: dt.datetime) -> None:
+               password_hash: str, now: dt.datetime, partner_id: str | None = None) -> None:
         with self.store._begin() as conn:
             conn.execute(s.users.insert().values(
                 username=username, display_name=display_name, email=email, role=role,
                 password_hash=password_hash, disabled=False, created_at=now,
-                updated_at=now, failed_logins=0))
+                updated_at=now, failed_logins=0, partner_id=partner_id))
 
     def get(self, user_id: int) -> User | None:
         with self.store.engine.connect() as conn:
@@ -85,9 +88,19 @@ class UserRecords:
             row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
         return Credentials(User.from_row(row), row.password_hash) if row else None
 
-    def list(self) -> list[User]:
+    def by_email(self, email: str) -> list[User]:
+        """The users with this e-mail address (compared without case)."""
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(s.users).order_by(s.users.c.username)).all()
+            rows = conn.execute(sa.select(s.users).where(
+                sa.func.lower(s.users.c.email) == email.strip().lower())).all()
+        return [User.from_row(r) for r in rows]
+
+    def list(self, *, partner_id: str | None = None) -> list[User]:
+        query = sa.select(s.users).order_by(s.users.c.username)
+        if partner_id is not None:
+            query = query.where(s.users.c.partner_id == partner_id)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query).all()
         return [User.from_row(r) for r in rows]
 
     def update(self, username: str, now: dt.datetime, **values: Any) -> bool:

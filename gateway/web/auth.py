@@ -19,7 +19,9 @@
 ``Authenticator.principal(request)`` tells who is asking (``Principal``), and
 ``Authenticator.require(role)`` is both a FastAPI dependency and a plain function for
 Starlette handlers: it raises ``NotAuthenticated`` (401) or ``Forbidden`` (403).
-Roles are ordered viewer < operator < admin.
+Roles are ordered viewer < operator < admin; a ``client`` (a partner's own user, bound to
+that partner by ``users.partner_id``) ranks below them all: it passes only the guards of
+``Role.CLIENT``, and ``Principal.scope`` restricts what those routes read to its partner.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from starlette.responses import Response
 
 from gateway.core import clock
 from gateway.core.errors import RequestRefused
+from gateway.core.scope import EVERYTHING, Scope, of_partner
 from gateway.core.status import ROLES, Role
 from gateway.store.db import Store
 from gateway.store.users import (
@@ -149,7 +152,7 @@ def _now() -> dt.datetime:
 
 
 def role_at_least(role: str, needed: str) -> bool:
-    """Whether ``role`` may do what ``needed`` may (viewer < operator < admin)."""
+    """Whether ``role`` may do what ``needed`` may (client < viewer < operator < admin)."""
     return _RANK.get(role, -1) >= _RANK[needed]
 
 
@@ -162,6 +165,17 @@ def _check_role(role: str) -> str:
     return role
 
 
+def _check_binding(role: str, partner_id: str | None) -> str | None:
+    """The partner a user of ``role`` is bound to: a client needs one, staff have none."""
+    if role == Role.CLIENT:
+        if not partner_id or not partner_id.strip():
+            raise UserError("a client user needs its partner (--partner)")
+        return partner_id.strip()
+    if partner_id:
+        raise UserError(f"only a client user is bound to a partner, not a {role}")
+    return None
+
+
 class Users:
     """The console's users: names, passwords and roles checked here, kept by
     ``gateway.store.users.UserRecords``."""
@@ -171,16 +185,21 @@ class Users:
         self.records = UserRecords(store)
 
     def create(self, username: str, password: str, role: str, *,
-               display_name: str | None = None, email: str | None = None) -> User:
+               display_name: str | None = None, email: str | None = None,
+               partner_id: str | None = None) -> User:
+        """A new user; a ``client`` names its ``partner_id`` (the caller checks that the
+        partner exists), staff never do."""
         username = username.strip()
         if not username or len(username) > 64 or any(c.isspace() for c in username):
             raise UserError(f"invalid user name {username!r} (1..64 characters, no spaces)")
         _check_role(role)
+        partner_id = _check_binding(role, partner_id)
         if self.by_username(username) is not None:
             raise UserError(f"user {username!r} exists")
         check_password(password, username)
         self.records.insert(username=username, display_name=display_name, email=email,
-                            role=role, password_hash=hash_password(password), now=_now())
+                            role=role, password_hash=hash_password(password), now=_now(),
+                            partner_id=partner_id)
         return self._existing(username)
 
     def get(self, user_id: int) -> User | None:
@@ -189,8 +208,8 @@ class Users:
     def by_username(self, username: str) -> User | None:
         return self.records.by_username(username)
 
-    def list(self) -> list[User]:
-        return self.records.list()
+    def list(self, *, partner_id: str | None = None) -> list[User]:
+        return self.records.list(partner_id=partner_id)
 
     def _existing(self, username: str) -> User:
         user = self.by_username(username)
@@ -210,8 +229,17 @@ class Users:
         Sessions(self.store).end_all(user.id)
         return user
 
-    def set_role(self, username: str, role: str) -> User:
-        return self._update(username, role=_check_role(role))
+    def set_role(self, username: str, role: str, *, partner_id: str | None = None) -> User:
+        """Another role; a client names its partner, a staff role drops the binding. The
+        user's sessions end when it crosses between client and staff."""
+        _check_role(role)
+        bound = _check_binding(role, partner_id)
+        before = self._existing(username)
+        user = self._update(username, role=role, partner_id=bound)
+        if (before.role == Role.CLIENT) != (role == Role.CLIENT) or \
+                before.partner_id != bound:
+            Sessions(self.store).end_all(user.id)
+        return user
 
     def set_profile(self, username: str, *, display_name: str | None = None,
                     email: str | None = None) -> User:
@@ -391,6 +419,22 @@ class Principal:
     def may(self, role: str) -> bool:
         return role_at_least(self.user.role, role)
 
+    @property
+    def is_client(self) -> bool:
+        return self.user.role == Role.CLIENT
+
+    @property
+    def partner(self) -> str | None:
+        """The partner of a client user (None for staff)."""
+        return self.user.partner_id if self.is_client else None
+
+    @property
+    def scope(self) -> Scope:
+        """Whose data this principal may read: its partner's for a client, all for staff."""
+        if self.is_client:
+            return of_partner(self.user.partner_id or "")
+        return EVERYTHING
+
 
 class Authenticator:
     """Resolves requests to principals and guards routes (one per console)."""
@@ -441,6 +485,8 @@ class Authenticator:
             raise NotAuthenticated("log in first")
         if not principal.may(role):
             raise Forbidden(f"needs the {role} role; {principal.username} is {principal.role}")
+        if principal.is_client and not principal.user.partner_id:
+            raise Forbidden(f"client {principal.username} is bound to no partner")
         self.check_csrf(principal, request, form_token)
         return principal
 

@@ -3,7 +3,8 @@ store from the app's state, and small conversions shared by the routers.
 
 The guards are FastAPI dependencies reading ``request.app.state.auth`` (an
 ``Authenticator``); ``Viewer``, ``Operator`` and ``Admin`` are the annotated parameter types
-a route declares to need that role. The application state also holds the ``gateway``
+a route declares to need that role; ``Reader`` admits a client too (a partner's own user),
+and such a route reads only through ``who.scope`` (``gateway.core.scope``). The application state also holds the ``gateway``
 (``store``, ``archive``, ``partners``, ``settings``, ``pipeline``).
 """
 
@@ -50,6 +51,8 @@ def guard(role: str) -> Callable[[Request], Principal]:
     return require
 
 
+#: Anyone logged in, a client included: the route must read through ``who.scope``.
+Reader = Annotated[Principal, Depends(guard(Role.CLIENT))]
 Viewer = Annotated[Principal, Depends(guard(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(guard(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(guard(Role.ADMIN))]

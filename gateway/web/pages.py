@@ -186,7 +186,10 @@ def _guard(auth: Authenticator, role: str, handler: Handler
             return RedirectResponse("/login?next=" + quote(str(request.url.path) + (
                 "?" + request.url.query if request.url.query else ""), safe=""), 303)
         except Forbidden as exc:
-            return _refused(request, auth.principal(request), str(exc))
+            asking = auth.principal(request)
+            if asking is not None and asking.is_client and request.url.path == "/":
+                return RedirectResponse("/portal", 303)  # a client's home is its portal
+            return _refused(request, asking, str(exc))
         page = Page(request=request, who=who, form=form, gateway=request.app.state.gateway)
         return await run_in_threadpool(handler, page)
 
@@ -228,6 +231,8 @@ def _login_routes(auth: Authenticator) -> list[Route]:
             return login_form(request, "Wrong user name or password.", 401,
                               str(form.get("next", "")))
         log.info("console_login", user=who.username, role=who.role)
+        if who.is_client and not response.headers["location"].startswith("/portal"):
+            response.headers["location"] = "/portal"  # a client lands in its portal
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from gateway.web.deps import Admin, Audit, Auth, remote
+from gateway.web.deps import Admin, Audit, Auth, Gateway, remote
 
 router = APIRouter(tags=["users"])
 
@@ -22,18 +22,24 @@ class UserOut(BaseModel):
     created_at: str
     last_login_at: str | None = None
     failed_logins: int
+    partner_id: str | None = None
+
+
+Roles = Literal["client", "viewer", "operator", "admin"]
 
 
 class UserIn(BaseModel):
     username: str
     password: str
-    role: Literal["viewer", "operator", "admin"]
+    role: Roles
     display_name: str | None = None
     email: str | None = None
+    partner_id: str | None = None  # a client's partner
 
 
 class UserPatch(BaseModel):
-    role: Literal["viewer", "operator", "admin"] | None = None
+    role: Roles | None = None
+    partner_id: str | None = None  # with role client
     disabled: bool | None = None
     password: str | None = None
     display_name: str | None = None
@@ -41,7 +47,14 @@ class UserPatch(BaseModel):
 
 
 def _user_audit(user: dict[str, Any]) -> dict[str, Any]:
-    return {k: user[k] for k in ("username", "display_name", "email", "role", "disabled")}
+    return {k: user[k] for k in ("username", "display_name", "email", "role", "disabled",
+                                 "partner_id")}
+
+
+def _known_partner(gateway: Any, partner_id: str | None) -> None:
+    """Refuse binding a client to a partner no profile declares (422)."""
+    if partner_id is not None and gateway.partners.get(partner_id) is None:
+        raise HTTPException(422, f"no partner {partner_id}")
 
 
 @router.get("/users", summary="Users (admin)", response_model=list[UserOut])
@@ -51,10 +64,12 @@ def users(who: Admin, auth: Auth) -> list[dict[str, Any]]:
 
 @router.post("/users", summary="Create a user (admin)", response_model=UserOut,
              status_code=201)
-def create_user(who: Admin, body: UserIn, request: Request, auth: Auth,
-                audit: Audit) -> dict[str, Any]:
+def create_user(who: Admin, body: UserIn, request: Request, auth: Auth, audit: Audit,
+                gateway: Gateway) -> dict[str, Any]:
+    _known_partner(gateway, body.partner_id)
     user = auth.users.create(body.username, body.password, body.role,
-                             display_name=body.display_name, email=body.email)
+                             display_name=body.display_name, email=body.email,
+                             partner_id=body.partner_id)
     audit.record(who.username, "user.create", f"user:{user.username}",
                  after=_user_audit(user.as_dict()), remote=remote(request))
     return user.as_dict()
@@ -64,12 +79,15 @@ def create_user(who: Admin, body: UserIn, request: Request, auth: Auth,
               "disable/enable it (admin)", response_model=UserOut,
               responses={404: {"description": "unknown"}})
 def patch_user(who: Admin, username: str, body: UserPatch, request: Request, auth: Auth,
-               audit: Audit) -> dict[str, Any]:
+               audit: Audit, gateway: Gateway) -> dict[str, Any]:
     old = auth.users.by_username(username)
     if old is None:
         raise HTTPException(404, f"no user {username}")
-    if body.role is not None and body.role != old.role:
-        auth.users.set_role(username, body.role)
+    _known_partner(gateway, body.partner_id)
+    role = body.role or old.role
+    if role != old.role or (body.partner_id is not None and body.partner_id != old.partner_id):
+        auth.users.set_role(username, role, partner_id=body.partner_id or (
+            old.partner_id if role == "client" else None))
     if body.display_name is not None or body.email is not None:
         auth.users.set_profile(username, display_name=body.display_name or old.display_name,
                                email=body.email or old.email)
