@@ -24,12 +24,13 @@ The same for every role, a partner's client users and the wholesaler's staff ali
 
 Mail goes out through the gateway's ``[smtp]`` server (``channels.email.mailer.Mailer``).
 The mail holds the link, never a password; logs and the audit trail never hold a token. The
-routes send the mail after they answered (a background task), so the time of the answer
-does not tell a known address from an unknown one either.
+routes look the name up and send the mail after they answered (``reset_later``, a
+background task), so the time of the answer does not tell a known address either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
@@ -341,6 +342,20 @@ def link_base(gateway: Any, scheme: str, netloc: str) -> str:
     if isinstance(public, str) and public:
         return public.rstrip("/")
     return f"{scheme}://{netloc}"
+
+
+async def reset_later(resets: PasswordResets, mailer: ResetMailer | None, login: str, *,
+                      link_base: str, remote: str | None) -> int:
+    """``request_reset`` and ``send_mails``, for a background task run after the answer:
+    neither the store's work nor the mail make a known address answer later. How many
+    mails went; a fault is logged, never raised."""
+    try:
+        mails = await asyncio.to_thread(resets.request_reset, login, link_base=link_base,
+                                        remote=remote)
+    except Exception as exc:  # the store away: the requester may ask again
+        log.warning("password_reset_failed", error=type(exc).__name__, remote=remote)
+        return 0
+    return await send_mails(mailer, mails)
 
 
 async def send_mails(mailer: ResetMailer | None, mails: list[ResetMail]) -> int:

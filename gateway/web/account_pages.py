@@ -39,6 +39,7 @@ from gateway.web.account import (
     check_email,
     link_base,
     mailer_of,
+    reset_later,
     resets_for,
     send_mails,
 )
@@ -129,13 +130,10 @@ def _reset_routes() -> list[Route]:
             return _public_form(request, "password_reset.html", 403, minutes=minutes,
                                 sent=False, error="The form expired; please try again.")
         login = form.get("login")
-        mails = await run_in_threadpool(
-            resets.request_reset, login if isinstance(login, str) else "",
-            link_base=_base(request, gateway), remote=_remote(request))
-        # The same answer whatever was found; the mail goes after it.
-        return RedirectResponse("/password-reset?sent=1", 303,
-                                background=BackgroundTask(send_mails, mailer_of(gateway),
-                                                          mails))
+        # The same answer, at once, whatever is found: looking up and mailing come after.
+        return RedirectResponse("/password-reset?sent=1", 303, background=BackgroundTask(
+            reset_later, resets, mailer_of(gateway), login if isinstance(login, str) else "",
+            link_base=_base(request, gateway), remote=_remote(request)))
 
     async def use(request: Request) -> Response:
         token = request.path_params["token"]

@@ -1,7 +1,9 @@
 """The console's HTTP API: a FastAPI application mounted at ``/api`` (OpenAPI at
 ``/api/openapi.json``).
 
-Every route but ``POST /api/login`` needs a logged-in user, the OpenAPI document included.
+Every route but ``POST /api/login`` and the forgotten-password requests
+(``POST /api/password-reset``, ``/confirm``) needs a logged-in user, the OpenAPI document
+included.
 Roles: a **viewer** (support) reads everything but users and the audit trail; an
 **operator** also reprocesses transmissions, sends documents to partners
 (``POST /api/outbound``), acknowledges and resolves alerts, lists,

@@ -326,3 +326,25 @@ def test_send_mails_counts_what_went_and_never_raises(store, fixed):
         assert asyncio.run(send_mails(None, mails)) == 0
     assert [e["event"] for e in logs] == ["password_reset_not_mailed"] * 4
     assert not any(_token(m) in repr(logs) for m in mails)
+
+
+def test_reset_later_looks_up_and_mails_after_and_a_store_fault_is_only_logged(store, fixed):
+    import asyncio
+
+    from gateway.core.errors import StoreError
+    from gateway.web.account import reset_later
+
+    box = Outbox()
+    assert asyncio.run(reset_later(PasswordResets(store), box, "ann", link_base=BASE,
+                                   remote=None)) == 1
+    assert box.sent[0][0] == ["ann@wholesaler.test"]
+
+    class StoreAway(PasswordResets):
+        def request_reset(self, login, *, link_base, remote=None):
+            raise StoreError("store unavailable")
+
+    structlog.reset_defaults()
+    with capture_logs() as logs:
+        assert asyncio.run(reset_later(StoreAway(store), box, "ann", link_base=BASE,
+                                       remote="10.0.0.4")) == 0
+    assert [e["event"] for e in logs] == ["password_reset_failed"]

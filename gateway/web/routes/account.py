@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from gateway.web.account import Account, link_base, mailer_of, resets_for, send_mails
+from gateway.web.account import Account, link_base, mailer_of, reset_later, resets_for
 from gateway.web.auth import check_password
 from gateway.web.deps import Gateway, Reader, remote
 from gateway.web.routes.users import UserOut
@@ -69,10 +69,10 @@ def patch_account(who: Reader, body: AccountPatch, request: Request,
              "tells whether the name or address is known)", status_code=202)
 def request_reset(body: ResetIn, request: Request, gateway: Gateway,
                   background: BackgroundTasks) -> dict[str, str]:
-    mails = resets_for(gateway).request_reset(
-        body.login, link_base=link_base(gateway, request.url.scheme, request.url.netloc),
-        remote=remote(request))
-    background.add_task(send_mails, mailer_of(gateway), mails)  # after the answer
+    # The same answer, at once: looking up and mailing come after it.
+    background.add_task(reset_later, resets_for(gateway), mailer_of(gateway), body.login,
+                        link_base=link_base(gateway, request.url.scheme, request.url.netloc),
+                        remote=remote(request))
     return {"detail": "if the name or address is known, a link was mailed to its address"}
 
 
