@@ -237,6 +237,8 @@ class HttpSettings(StrictModel):
     #: Mark the session cookie Secure even over plain http (behind a TLS proxy); it is
     #: always Secure when the request came over https.
     secure_cookies: bool = False
+    #: Minutes an e-mailed password-reset link stays valid (``gateway.web.account``).
+    password_reset_minutes: int = Field(default=30, ge=5, le=24 * 60)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -1,7 +1,9 @@
 """The console's HTTP API: a FastAPI application mounted at ``/api`` (OpenAPI at
 ``/api/openapi.json``).
 
-Every route but ``POST /api/login`` needs a logged-in user, the OpenAPI document included.
+Every route but ``POST /api/login`` and the forgotten-password requests
+(``POST /api/password-reset``, ``/confirm``) needs a logged-in user, the OpenAPI document
+included.
 Roles: a **viewer** (support) reads everything but users and the audit trail; an
 **operator** also reprocesses transmissions, sends documents to partners
 (``POST /api/outbound``), acknowledges and resolves alerts, lists,
@@ -28,7 +30,7 @@ from gateway.core.status import Role
 from gateway.web import errors
 from gateway.web.auth import Authenticator
 from gateway.web.deps import REFUSALS, ConsoleGateway, guard
-from gateway.web.routes import PARTNERS, ROUTERS
+from gateway.web.routes import PARTNERS, ROUTERS, account
 from gateway.web.routes.outbound import BODY_LIMITS as OUTBOUND_LIMITS
 from gateway.web.routes.partners import UPLOAD_LIMITS
 
@@ -74,6 +76,7 @@ def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> 
     for router in ROUTERS:
         api.include_router(router)
     api.include_router(PARTNERS, dependencies=[Depends(guard(Role.VIEWER))])
+    api.include_router(account.router)  # /account (clients too), /password-reset (anyone)
     return Console(api=api, auth=auth)
 
 

@@ -672,6 +672,7 @@ def audit(p: Page) -> Response:
 
 def page_routes(auth: Authenticator) -> list[BaseRoute]:
     """The console's routes (to mount at the root, next to ``/api``)."""
+    from gateway.web.account_pages import account_routes  # it imports this module
     viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 
     def route(path: str, role: str, handler: Handler, method: str = "GET") -> Route:
@@ -695,6 +696,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/conflicts", operator, conflicts),
         route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),
+        *account_routes(auth),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

@@ -22,13 +22,14 @@ def test_every_http_key_has_its_variable() -> None:
            "EDIGW_HTTP_MAX_JSON": "2048", "EDIGW_HTTP_HEADER_TIMEOUT": "3.5",
            "EDIGW_HTTP_BODY_TIMEOUT": "4", "EDIGW_HTTP_MIN_BODY_RATE": "0",
            "EDIGW_HTTP_KEEP_ALIVE": "7", "EDIGW_HTTP_MAX_CONNECTIONS": "20",
-           "EDIGW_HTTP_ENABLED": "true"}
+           "EDIGW_HTTP_ENABLED": "true", "EDIGW_HTTP_PASSWORD_RESET_MINUTES": "45"}
     assert {f"EDIGW_HTTP_{k.upper()}" for k in HttpSettings.model_fields} == set(env)
     h = load_settings(SHIPPED_TOML, env=env).http
     assert (h.host, h.port, h.public_url, h.console, h.secure_cookies) == (
         "0.0.0.0", 9090, "https://edi.example", False, True)
     assert (h.max_body, h.max_json, h.header_timeout, h.body_timeout, h.min_body_rate,
             h.keep_alive, h.max_connections) == (1000, 2048, 3.5, 4.0, 0, 7, 20)
+    assert h.password_reset_minutes == 45
 
 
 def test_the_environment_wins_over_the_file_and_the_defaults(tmp_path: Path) -> None:

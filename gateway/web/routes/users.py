@@ -1,12 +1,18 @@
-"""Console users (admin): the list, creating one, and changing one (audited)."""
+"""Console users (admin): the list, creating one, and changing one (audited).
+
+``"invite": true`` (creating, or changing a user) mails the user a "set your password" link
+(``gateway.web.account.PasswordResets.invite``, valid 48 hours) instead of a password the
+admin chose: a new user invited gets a random password nobody knows."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from pydantic import BaseModel
 
+from gateway.web.account import link_base, mailer_of, resets_for, send_mails
 from gateway.web.deps import Admin, Audit, Auth, Gateway, remote
 
 router = APIRouter(tags=["users"])
@@ -30,11 +36,12 @@ Roles = Literal["client", "viewer", "operator", "admin"]
 
 class UserIn(BaseModel):
     username: str
-    password: str
+    password: str | None = None  # none with invite
     role: Roles
     display_name: str | None = None
     email: str | None = None
     partner_id: str | None = None  # a client's partner
+    invite: bool = False  # mail a set-your-password link (needs email and [smtp])
 
 
 class UserPatch(BaseModel):
@@ -44,6 +51,7 @@ class UserPatch(BaseModel):
     password: str | None = None
     display_name: str | None = None
     email: str | None = None
+    invite: bool = False  # mail a new set-your-password link
 
 
 def _user_audit(user: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +65,24 @@ def _known_partner(gateway: Any, partner_id: str | None) -> None:
         raise HTTPException(422, f"no partner {partner_id}")
 
 
+def _invitation(gateway: Any, request: Request, email: str | None) -> Any:
+    """The mailer an invitation goes through; 422 when it cannot go."""
+    if not email:
+        raise HTTPException(422, "an invitation needs the user's e-mail address")
+    mailer = mailer_of(gateway)
+    if mailer is None:
+        raise HTTPException(422, "no [smtp] server is configured: cannot mail an invitation")
+    return mailer
+
+
+def _invite(gateway: Any, request: Request, mailer: Any, user: Any, by: str,
+            background: BackgroundTasks) -> None:
+    mail = resets_for(gateway).invite(
+        user, link_base=link_base(gateway, request.url.scheme, request.url.netloc), by=by,
+        remote=remote(request))
+    background.add_task(send_mails, mailer, [mail])
+
+
 @router.get("/users", summary="Users (admin)", response_model=list[UserOut])
 def users(who: Admin, auth: Auth) -> list[dict[str, Any]]:
     return [u.as_dict() for u in auth.users.list()]
@@ -65,13 +91,20 @@ def users(who: Admin, auth: Auth) -> list[dict[str, Any]]:
 @router.post("/users", summary="Create a user (admin)", response_model=UserOut,
              status_code=201)
 def create_user(who: Admin, body: UserIn, request: Request, auth: Auth, audit: Audit,
-                gateway: Gateway) -> dict[str, Any]:
+                gateway: Gateway, background: BackgroundTasks) -> dict[str, Any]:
     _known_partner(gateway, body.partner_id)
-    user = auth.users.create(body.username, body.password, body.role,
-                             display_name=body.display_name, email=body.email,
+    mailer = _invitation(gateway, request, body.email) if body.invite else None
+    if not body.invite and not body.password:
+        raise HTTPException(422, "give a password, or invite the user")
+    # Invited: a random password nobody knows; the user sets one through the link.
+    user = auth.users.create(body.username, body.password or secrets.token_urlsafe(32),
+                             body.role, display_name=body.display_name, email=body.email,
                              partner_id=body.partner_id)
     audit.record(who.username, "user.create", f"user:{user.username}",
-                 after=_user_audit(user.as_dict()), remote=remote(request))
+                 after={**_user_audit(user.as_dict()), "invite": body.invite},
+                 remote=remote(request))
+    if mailer is not None:
+        _invite(gateway, request, mailer, user, who.username, background)
     return user.as_dict()
 
 
@@ -79,11 +112,12 @@ def create_user(who: Admin, body: UserIn, request: Request, auth: Auth, audit: A
               "disable/enable it (admin)", response_model=UserOut,
               responses={404: {"description": "unknown"}})
 def patch_user(who: Admin, username: str, body: UserPatch, request: Request, auth: Auth,
-               audit: Audit, gateway: Gateway) -> dict[str, Any]:
+               audit: Audit, gateway: Gateway, background: BackgroundTasks) -> dict[str, Any]:
     old = auth.users.by_username(username)
     if old is None:
         raise HTTPException(404, f"no user {username}")
     _known_partner(gateway, body.partner_id)
+    mailer = _invitation(gateway, request, body.email or old.email) if body.invite else None
     role = body.role or old.role
     if role != old.role or (body.partner_id is not None and body.partner_id != old.partner_id):
         auth.users.set_role(username, role, partner_id=body.partner_id or (
@@ -105,4 +139,6 @@ def patch_user(who: Admin, username: str, body: UserPatch, request: Request, aut
         after["password"] = "changed"  # masked by the audit trail
     audit.record(who.username, "user.update", f"user:{username}",
                  before=_user_audit(old.as_dict()), after=after, remote=remote(request))
+    if mailer is not None:
+        _invite(gateway, request, mailer, new, who.username, background)
     return new.as_dict()
