@@ -769,11 +769,15 @@ def last_contacts(store: Store, partner_id: str) -> list[TransmissionRow]:
 
 
 def security_events_between(store: Store, partner_id: str | None, start: dt.datetime,
-                            end: dt.datetime, limit: int = 20) -> list[SecurityEvent]:
-    """Requests refused in [start, end) (the partner's or nobody's), oldest first."""
+                            end: dt.datetime, limit: int = 20, *,
+                            own_only: bool = False) -> list[SecurityEvent]:
+    """Requests refused in [start, end) (the partner's or nobody's; only the partner's with
+    ``own_only``, as a client is shown), oldest first."""
     e = s.security_events
     q = sa.select(e).where(e.c.at >= start).where(e.c.at < end).order_by(e.c.at).limit(limit)
-    if partner_id:
+    if partner_id and own_only:
+        q = q.where(e.c.partner_id == partner_id)
+    elif partner_id:
         q = q.where(sa.or_(e.c.partner_id.is_(None), e.c.partner_id == partner_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
@@ -782,9 +786,10 @@ def security_events_between(store: Store, partner_id: str | None, start: dt.date
 
 
 def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.datetime,
-                             end: dt.datetime | None, limit: int) -> list[TransmissionRow]:
+                             end: dt.datetime | None, limit: int, *,
+                             own_only: bool = False) -> list[TransmissionRow]:
     """Transmissions FAILED or QUARANTINED in [start, end) with no document (the partner's or
-    nobody's), newest first."""
+    nobody's; only the partner's with ``own_only``), newest first."""
     t, d = s.transmissions, s.documents
     q = (sa.select(t).where(t.c.status.in_((TransmissionStatus.FAILED,
                                             TransmissionStatus.QUARANTINED)))
@@ -792,7 +797,9 @@ def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.dat
          .where(t.c.received_at < end if end else sa.true())
          .where(~sa.exists().where(d.c.transmission_id == t.c.id))
          .order_by(t.c.received_at.desc()).limit(limit))
-    if partner_id:
+    if partner_id and own_only:
+        q = q.where(t.c.partner_id == partner_id)
+    elif partner_id:
         q = q.where(sa.or_(t.c.partner_id == partner_id, t.c.partner_id.is_(None)))
     with store.engine.connect() as conn:
         return [TransmissionRow.from_row(r) for r in conn.execute(q)]

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from gateway.core.ids import new_id
 from gateway.core.records import NewTransmission
+from gateway.core.scope import EVERYTHING, Scope
 from gateway.store import schema as s
 from gateway.store.engine import StoreEngine, chunks, utcnow
 from gateway.store.instances import DEAD_AFTER, live_instances
@@ -258,12 +259,17 @@ class TransmissionRepository(StoreEngine):
                              .values(claimed_by=me))
         return rows
 
-    def get_transmission(self, tid: str) -> TransmissionRow | None:
+    def get_transmission(self, tid: str, scope: Scope = EVERYTHING) -> TransmissionRow | None:
+        """Transmission ``tid`` (a unique prefix will do), or None; with a client's
+        ``scope``, None too when it is another partner's (the partner is in the query)."""
+        t = s.transmissions
+        within = [t.c.partner_id == scope.partner] if scope.partner is not None else []
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(s.transmissions).where(s.transmissions.c.id == tid)).first()
+            row = conn.execute(sa.select(t).where(t.c.id == tid, *within)).first()
             if row is None and len(tid) >= 6:  # a unique prefix is enough, as with git
-                rows = conn.execute(sa.select(s.transmissions)
-                                    .where(s.transmissions.c.id.like(tid + "%")).limit(2)).all()
+                rows = conn.execute(sa.select(t).where(
+                    t.c.id.like(tid.replace("%", "").replace("_", "") + "%"), *within)
+                    .limit(2)).all()
                 row = rows[0] if len(rows) == 1 else None
         return TransmissionRow.from_row(row) if row else None
 

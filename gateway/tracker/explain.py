@@ -31,6 +31,7 @@ from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, Trac
 from gateway.core import clock
 from gateway.core.canonical import OUTBOUND_TYPES
 from gateway.core.errors import StoreError
+from gateway.core.scope import EVERYTHING, Scope
 from gateway.core.status import DocumentStatus, ErpStatus, TransmissionStatus
 from gateway.store import tracking
 from gateway.store.alerts import AlertRepository
@@ -137,12 +138,15 @@ class Explanation:
 def search(store: Store, *, number: str | None = None, partner: str | None = None,
            interchange_ref: str | None = None, filename: str | None = None,
            since: dt.datetime | None = None, until: dt.datetime | None = None,
-           doc_type: str | None = None, limit: int = 50) -> list[Hit]:
+           doc_type: str | None = None, limit: int = 50,
+           scope: Scope = EVERYTHING) -> list[Hit]:
     """Documents, then transmissions without a matching document, newest first.
 
     ``number`` is an order or invoice number (exact first, else any case); ``filename``
     exact, else any case, else a part of the name; dates bound the time of receipt
-    (``until`` excluded)."""
+    (``until`` excluded). A client's ``scope`` is its partner, whatever ``partner`` says
+    (``OutOfScope`` for another one)."""
+    partner = scope.narrow(partner)
     since, until = _utc(since), _utc(until)
     docs, trans = tracking.find_matches(store, tracking.MatchQuery(
         number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
@@ -169,7 +173,7 @@ def explain(store: Store, partners: PartnerDirectory | None,
             filename: str | None = None, since: dt.datetime | None = None,
             until: dt.datetime | None = None, doc_type: str | None = None,
             now: dt.datetime | None = None, archive: Archive | None = None,
-            direction: str | None = None) -> Explanation:
+            direction: str | None = None, scope: Scope = EVERYTHING) -> Explanation:
     """One verdict about the latest document (or transmission) matching, with its evidence.
 
     With ``archive``, a number found in no document is looked for in the raw bytes of the
@@ -180,11 +184,16 @@ def explain(store: Store, partners: PartnerDirectory | None,
     when the latest match is ours, when ``direction`` is "out", or when nothing matches
     and the partner's profile sends that type) gets a delivery verdict: delivered,
     sent-awaiting-receipt, retrying, in-progress, failed or not-sent. Asked about an
-    order, the order response sent for it is told too."""
+    order, the order response sent for it is told too.
+
+    A client's ``scope`` (``gateway.core.scope``) makes its partner the one asked about
+    (``OutOfScope`` for another) and keeps the evidence to that partner's own rows: no
+    sender-less file, shared channel or other partner's refusal is told."""
+    partner = scope.narrow(partner)
     tracker = settings.tracker if isinstance(settings, GatewaySettings) else settings
     # The store keeps UTC (SQLite without the offset): every bound time must be UTC too.
     since, until = _utc(since), _utc(until)
-    ctx = _Context(store, partners, tracker, _utc(now) or clock.now())
+    ctx = _Context(store, partners, tracker, _utc(now) or clock.now(), own_only=scope.restricted)
     query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
                                    interchange_ref=interchange_ref, filename=filename,
                                    since=since, until=until).items() if v is not None}
@@ -243,8 +252,11 @@ class _Context:
     """What every part of an explanation needs: the store, the rules, the clock, the zone."""
 
     def __init__(self, store: Store, partners: PartnerDirectory | None,
-                 tracker: TrackerSettings, now: dt.datetime) -> None:
+                 tracker: TrackerSettings, now: dt.datetime, *, own_only: bool = False) -> None:
         self.store = store
+        #: A client asks: evidence from its partner's own rows only (no sender-less file,
+        #: shared channel or other partner's refusal).
+        self.own_only = own_only
         self.partners = partners
         self.tracker = tracker
         self.now = now
@@ -907,7 +919,8 @@ class _Context:
     def channel_facts(self, partner: str | None) -> list[Fact]:
         """The partner's channels (healthy or not) and any shared channel failing."""
         rows = [h for h in ChannelRecords(self.store).health()
-                if h.consecutive_failures > 0 or (partner and h.partner_id == partner)]
+                if (partner and h.partner_id == partner)
+                or (h.consecutive_failures > 0 and not self.own_only)]
         facts = []
         for r in rows:
             if r.consecutive_failures:
@@ -925,7 +938,8 @@ class _Context:
 
     def security_facts(self, partner: str | None, start: dt.datetime,
                        end: dt.datetime) -> list[Fact]:
-        rows = tracking.security_events_between(self.store, partner, start, end)
+        rows = tracking.security_events_between(self.store, partner, start, end,
+                                                own_only=self.own_only)
         return [Fact(r.at, "refused",
                      f"{r.channel} request refused ({r.kind})"
                      + (f" from {r.remote}" if r.remote else "")
@@ -936,7 +950,7 @@ class _Context:
         """Failed or quarantined transmissions (this partner's or nobody's) in the window
         whose messages were never read: one of them may be the document asked about."""
         return tracking.unreadable_transmissions(self.store, partner, start, end,
-                                                 SCAN_MAX_PAYLOADS)
+                                                 SCAN_MAX_PAYLOADS, own_only=self.own_only)
 
     def scan(self, archive: Archive, suspects: Sequence[TransmissionRow],
              number: str) -> tuple[TransmissionRow, Fact] | None:

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.core.errors import PayloadPurged, ReprocessError, UnknownTransmission
+from gateway.core.scope import OutOfScope
 from gateway.store.conflicts import ConflictError, UnknownConflict
 from gateway.tracker.alerts import AlertError, UnknownAlert
 from gateway.web.auth import AuthError, NotAuthenticated
@@ -18,6 +19,7 @@ from gateway.web.auth import AuthError, NotAuthenticated
 #: (exception class, HTTP status), the most specific first.
 STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (UnknownTransmission, 404),
+    (OutOfScope, 404),  # another partner's data, to a client: as if it did not exist
     (PayloadPurged, 410),
     (ReprocessError, 409),
     (UnknownAlert, 404),
@@ -54,5 +56,5 @@ def install(app: FastAPI) -> None:
     every class of ``STATUSES``."""
     app.add_exception_handler(AuthError, _auth)
     app.add_exception_handler(OverflowError, _out_of_range)
-    for base in (ReprocessError, AlertError, ConflictError):
+    for base in (ReprocessError, AlertError, ConflictError, OutOfScope):
         app.add_exception_handler(base, _mapped)

@@ -1,6 +1,6 @@
 """The console API over real HTTP (uvicorn on loopback, httpx), on SQLite and PostgreSQL, with
-data from the real pipeline: every route of the OpenAPI table walked as nobody, viewer,
-operator and admin; CSRF on cookie sessions; reprocessing, alerts, raw payload, segments."""
+data from the real pipeline: every route of the OpenAPI table walked as nobody, client,
+viewer, operator and admin; CSRF on cookie sessions; reprocessing, alerts, raw payload, segments."""
 
 from __future__ import annotations
 
@@ -32,22 +32,22 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = (REPO / "mappings" / "edifact" / "eancom-orders-d96a.sample.edi").read_bytes()
-ROLES = ("viewer", "operator", "admin")
-RANK = {None: -1, "viewer": 0, "operator": 1, "admin": 2}
+ROLES = ("client", "viewer", "operator", "admin")
+RANK = {None: -2, "client": -1, "viewer": 0, "operator": 1, "admin": 2}
 
 #: The least role each route needs (None: public). A route missing here fails the walk.
 NEEDS: dict[tuple[str, str], str | None] = {
     ("POST", "/login"): None,
-    ("POST", "/logout"): "viewer",
-    ("GET", "/me"): "viewer",
-    ("GET", "/transmissions"): "viewer",
-    ("GET", "/transmissions/{tid}"): "viewer",
-    ("GET", "/transmissions/{tid}/raw"): "viewer",
-    ("GET", "/transmissions/{tid}/segments"): "viewer",
+    ("POST", "/logout"): "client",
+    ("GET", "/me"): "client",
+    ("GET", "/transmissions"): "client",
+    ("GET", "/transmissions/{tid}"): "client",
+    ("GET", "/transmissions/{tid}/raw"): "client",
+    ("GET", "/transmissions/{tid}/segments"): "client",
     ("POST", "/transmissions/{tid}/reprocess"): "operator",
-    ("GET", "/documents/{document_id}"): "viewer",
-    ("GET", "/search"): "viewer",
-    ("GET", "/explain"): "viewer",
+    ("GET", "/documents/{document_id}"): "client",
+    ("GET", "/search"): "client",
+    ("GET", "/explain"): "client",
     ("POST", "/outbound"): "operator",
     ("GET", "/price-lists"): "viewer",
     ("GET", "/alerts"): "viewer",
@@ -56,9 +56,9 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("GET", "/users"): "admin",
     ("POST", "/users"): "admin",
     ("PATCH", "/users/{username}"): "admin",
-    ("GET", "/tokens"): "viewer",
-    ("POST", "/tokens"): "viewer",
-    ("DELETE", "/tokens/{token_id}"): "viewer",
+    ("GET", "/tokens"): "client",
+    ("POST", "/tokens"): "client",
+    ("DELETE", "/tokens/{token_id}"): "client",
     ("GET", "/audit"): "operator",
     ("GET", "/stats"): "viewer",
     ("GET", "/conflicts"): "operator",
@@ -98,7 +98,8 @@ def console(tmp_path, store_url):
                                   kinds_checked=["failure"])
     con = create_console(gw)
     for role in ROLES:
-        con.auth.users.create(role, f"pw-{role}-long-enough", role)
+        con.auth.users.create(role, f"pw-{role}-long-enough", role,
+                              partner_id="bakkerij" if role == "client" else None)
     server = HttpServer(Starlette(routes=con.routes), port=0)
     server.start_in_thread()
     tokens = {role: con.auth.tokens.create(con.auth.users.by_username(role), "walk")[0]

@@ -3,6 +3,8 @@
 ``transmission_view(store, tid)`` gathers everything known about one transmission (its
 timeline, documents with the ERP's answer, interchanges, outbound payloads, transport
 details and reprocessing attempts); ``transmission_log`` pages through the log with filters.
+Each takes a ``Scope`` (``gateway.core.scope``): a client's partner goes into the SQL, so a
+client reaches no other partner's row whatever id or filter it sends.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from gateway.core.scope import EVERYTHING, Scope
 from gateway.store import schema as s
 from gateway.store.db import Store
 from gateway.store.erp import ErpAcks
@@ -39,18 +42,21 @@ class TransmissionView:
     attempts: list[TransmissionRow]
 
 
-def attempts_of(store: Store, tid: str) -> list[TransmissionRow]:
+def attempts_of(store: Store, tid: str, scope: Scope = EVERYTHING) -> list[TransmissionRow]:
     """The reprocessing attempts made of transmission ``tid``, oldest first."""
     t = s.transmissions
+    within = [t.c.partner_id == scope.partner] if scope.partner is not None else []
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(t).where(t.c.reprocess_of == tid)
+        rows = conn.execute(sa.select(t).where(t.c.reprocess_of == tid, *within)
                             .order_by(t.c.received_at)).all()
     return [TransmissionRow.from_row(r) for r in rows]
 
 
-def transmission_view(store: Store, tid: str) -> TransmissionView | None:
-    """Everything shown about transmission ``tid`` (a unique prefix will do), or None."""
-    t = store.get_transmission(tid)
+def transmission_view(store: Store, tid: str,
+                      scope: Scope = EVERYTHING) -> TransmissionView | None:
+    """Everything shown about transmission ``tid`` (a unique prefix will do), or None (also
+    when it is outside ``scope``)."""
+    t = store.get_transmission(tid, scope)
     if t is None:
         return None
     return TransmissionView(
@@ -58,7 +64,7 @@ def transmission_view(store: Store, tid: str) -> TransmissionView | None:
         erp=ErpAcks(store).erp_summary([t.id]).get(t.id),
         interchanges=store.interchanges_of(t.id), outbound=store.outbound_of(t.id),
         transport=transport_of(store, t.id), reprocess_chain=store.reprocess_chain(t.id),
-        attempts=attempts_of(store, t.id))
+        attempts=attempts_of(store, t.id, scope))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,11 @@ class LogPage:
     rows: list[TransmissionRow]
 
 
-def _conditions(query: LogQuery) -> list[sa.ColumnElement[bool]]:
+def _conditions(query: LogQuery, scope: Scope) -> list[sa.ColumnElement[bool]]:
     t = s.transmissions
     conds: list[sa.ColumnElement[bool]] = []
+    if scope.partner is not None:
+        conds.append(t.c.partner_id == scope.partner)
     if query.partner:
         conds.append(t.c.partner_id == query.partner)
     if query.channel:
@@ -103,11 +111,11 @@ def _conditions(query: LogQuery) -> list[sa.ColumnElement[bool]]:
     return conds
 
 
-def transmission_log(store: Store, query: LogQuery, *, limit: int,
-                     offset: int = 0) -> list[TransmissionRow]:
-    """The transmissions matching ``query``, newest first."""
+def transmission_log(store: Store, query: LogQuery, *, limit: int, offset: int = 0,
+                     scope: Scope = EVERYTHING) -> list[TransmissionRow]:
+    """The transmissions matching ``query`` within ``scope``, newest first."""
     t = s.transmissions
-    q = (sa.select(t).where(*_conditions(query))
+    q = (sa.select(t).where(*_conditions(query, scope))
          .order_by(t.c.received_at.desc(), t.c.id.desc()).limit(limit))
     if offset:
         q = q.offset(offset)
@@ -115,20 +123,25 @@ def transmission_log(store: Store, query: LogQuery, *, limit: int,
         return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
 
-def transmission_page(store: Store, query: LogQuery, *, limit: int, offset: int = 0) -> LogPage:
-    """The transmissions matching ``query``, newest first, with how many match in all."""
+def transmission_page(store: Store, query: LogQuery, *, limit: int, offset: int = 0,
+                      scope: Scope = EVERYTHING) -> LogPage:
+    """The transmissions matching ``query`` within ``scope``, newest first, with how many
+    match in all."""
     t = s.transmissions
     with store.engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(t)
-                             .where(*_conditions(query))).scalar_one()
-    return LogPage(total=int(total),
-                   rows=transmission_log(store, query, limit=limit, offset=offset))
+                             .where(*_conditions(query, scope))).scalar_one()
+    return LogPage(total=int(total), rows=transmission_log(store, query, limit=limit,
+                                                           offset=offset, scope=scope))
 
 
-def document_meta(store: Store, document_id: str) -> dict[str, Any] | None:
-    """A document's columns but its payload (as stored), or None when unknown."""
+def document_meta(store: Store, document_id: str,
+                  scope: Scope = EVERYTHING) -> dict[str, Any] | None:
+    """A document's columns but its payload (as stored), or None when unknown or outside
+    ``scope``."""
     d = s.documents
+    within = [d.c.partner_id == scope.partner] if scope.partner is not None else []
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(*[c for c in d.c if c.name != "payload"])
-                           .where(d.c.id == document_id)).first()
+                           .where(d.c.id == document_id, *within)).first()
     return dict(row._mapping) if row is not None else None

@@ -1,4 +1,7 @@
-"""Where is order X: the tracker's verdict with its evidence, and the matching documents."""
+"""Where is order X: the tracker's verdict with its evidence, and the matching documents.
+
+Open to a client user (``Reader``): its partner is the one asked about, whatever the query
+says, and the evidence stays within that partner's own rows (``Scope``)."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
+from gateway.core.scope import Scope
 from gateway.tracker import explain as tracker_explain
-from gateway.web.deps import ConsoleGateway, Gateway, Viewer, utc
+from gateway.web.deps import ConsoleGateway, Gateway, Reader, utc
 
 router = APIRouter(tags=["search"])
 
@@ -26,7 +30,7 @@ class SearchOut(BaseModel):
 
 @router.get("/search", summary="Where is order X: the tracker's verdict with its evidence",
             response_model=SearchOut, responses={422: {"description": "no criterion given"}})
-def search(who: Viewer, gateway: Gateway, number: str | None = None,
+def search(who: Reader, gateway: Gateway, number: str | None = None,
            partner: str | None = None, interchange: str | None = None,
            file: str | None = None, since: dt.datetime | None = None,
            until: dt.datetime | None = None, doc_type: str | None = None,
@@ -37,13 +41,13 @@ def search(who: Viewer, gateway: Gateway, number: str | None = None,
         raise HTTPException(422, "give a number, partner, interchange or file")
     return _explained(gateway, dict(number=number, partner=partner, interchange_ref=interchange,
                                     filename=file, since=utc(since), until=utc(until),
-                                    doc_type=doc_type), direction)
+                                    doc_type=doc_type), direction, who.scope)
 
 
 @router.get("/explain", summary="Where is order X, was invoice Y delivered: the tracker's "
             "verdict with its evidence (as edigw explain)", response_model=SearchOut,
             responses={422: {"description": "no criterion given"}})
-def explain(who: Viewer, gateway: Gateway, partner: str | None = None,
+def explain(who: Reader, gateway: Gateway, partner: str | None = None,
             order: str | None = None, invoice: str | None = None,
             despatch: str | None = None, price_list: str | None = None,
             order_response: str | None = None, number: str | None = None,
@@ -62,12 +66,13 @@ def explain(who: Viewer, gateway: Gateway, partner: str | None = None,
     doc_type, wanted = numbers[0] if numbers else (None, None)
     return _explained(gateway, dict(number=wanted, partner=partner, interchange_ref=interchange,
                                     filename=file, since=utc(since), until=utc(until),
-                                    doc_type=doc_type), direction)
+                                    doc_type=doc_type), direction, who.scope)
 
 
-def _explained(gateway: ConsoleGateway, criteria: dict[str, Any], direction: str | None
-               ) -> dict[str, Any]:
+def _explained(gateway: ConsoleGateway, criteria: dict[str, Any], direction: str | None,
+               scope: Scope) -> dict[str, Any]:
     verdict = tracker_explain.explain(gateway.store, gateway.partners, gateway.settings,
-                                      archive=gateway.archive, direction=direction, **criteria)
-    hits = tracker_explain.search(gateway.store, **criteria)
+                                      archive=gateway.archive, direction=direction,
+                                      scope=scope, **criteria)
+    hits = tracker_explain.search(gateway.store, scope=scope, **criteria)
     return {**verdict.as_dict(), "hits": [h.as_dict() for h in hits]}

@@ -1,4 +1,5 @@
-"""Logging in and out, who is logged in, and the OpenAPI document (for the logged in)."""
+"""Logging in and out, who is logged in, and the OpenAPI document (for the logged in, a
+client user included)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from gateway.web.auth import LoginRefused
-from gateway.web.deps import Auth, Viewer, remote
+from gateway.web.deps import Auth, Reader, remote
 from gateway.web.routes.users import UserOut
 
 log = structlog.get_logger("edigw.web")
@@ -29,7 +30,7 @@ class MeOut(BaseModel):
 
 
 @router.get("/openapi.json", include_in_schema=False)
-def openapi(who: Viewer, request: Request) -> dict[str, Any]:
+def openapi(who: Reader, request: Request) -> dict[str, Any]:
     document: dict[str, Any] = request.app.openapi()
     return document
 
@@ -48,12 +49,12 @@ def login(body: LoginIn, request: Request, response: Response, auth: Auth) -> di
 
 @router.post("/logout", summary="Log out (ends the session)", status_code=204,
              tags=["session"], response_class=Response)
-def logout(who: Viewer, request: Request, auth: Auth) -> Response:
+def logout(who: Reader, request: Request, auth: Auth) -> Response:
     response = Response(status_code=204)
     auth.logout(request, response)
     return response
 
 
 @router.get("/me", summary="Who is logged in", response_model=MeOut, tags=["session"])
-def me(who: Viewer) -> dict[str, Any]:
+def me(who: Reader) -> dict[str, Any]:
     return {"user": who.user.as_dict(), "via": who.via, "csrf_token": who.csrf_token}

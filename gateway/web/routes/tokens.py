@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from gateway.core.status import Role
-from gateway.web.deps import Audit, Auth, Viewer, iso, remote, utc
+from gateway.web.deps import Audit, Auth, Reader, iso, remote, utc
 from gateway.web.numbers import RowId
 
 router = APIRouter(tags=["tokens"])
@@ -39,14 +39,14 @@ class NewTokenOut(TokenOut):
 
 @router.get("/tokens", summary="API tokens: your own (an admin sees all)",
             response_model=list[TokenOut])
-def tokens(who: Viewer, auth: Auth) -> list[dict[str, Any]]:
+def tokens(who: Reader, auth: Auth) -> list[dict[str, Any]]:
     user_id = None if who.may(Role.ADMIN) else who.user.id
     return [t.as_dict() for t in auth.tokens.list(user_id=user_id)]
 
 
 @router.post("/tokens", summary="Create an API token (shown once); an admin may name "
              "another user", response_model=NewTokenOut, status_code=201)
-def create_token(who: Viewer, body: TokenIn, request: Request, auth: Auth,
+def create_token(who: Reader, body: TokenIn, request: Request, auth: Auth,
                  audit: Audit) -> dict[str, Any]:
     owner = who.user
     if body.user and body.user != who.username:
@@ -65,7 +65,7 @@ def create_token(who: Viewer, body: TokenIn, request: Request, auth: Auth,
 
 @router.delete("/tokens/{token_id}", summary="Revoke an API token (your own; an admin any)",
                response_model=TokenOut, responses={404: {"description": "unknown"}})
-def revoke_token(who: Viewer, token_id: RowId, request: Request, auth: Auth,
+def revoke_token(who: Reader, token_id: RowId, request: Request, auth: Auth,
                  audit: Audit) -> dict[str, Any]:
     record = auth.tokens.get(token_id)
     if record is None or (record.user_id != who.user.id and not who.may(Role.ADMIN)):

@@ -1,5 +1,9 @@
 """The transmission log, one transmission's view, its payload (raw or as EDIFACT segments),
-reprocessing, and a document's canonical JSON."""
+reprocessing, and a document's canonical JSON.
+
+The reads are open to a client user too (``Reader``) and go through ``who.scope``: the
+client's partner is in every query, so another partner's id answers 404 and a filter on
+another partner 404 as well."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from gateway.core.reprocess import reprocess
+from gateway.core.scope import EVERYTHING, Scope
 from gateway.store.db import Store
 from gateway.store.read.transmissions import (
     LogQuery,
@@ -25,7 +30,7 @@ from gateway.store.read.transmissions import (
     transmission_view,
 )
 from gateway.store.records import TransmissionRow
-from gateway.web.deps import Audit, Gateway, Operator, StoreDep, Viewer, iso, remote, utc
+from gateway.web.deps import Audit, Gateway, Operator, Reader, StoreDep, iso, remote, utc
 from gateway.web.numbers import Offset
 from gateway.web.segments import edifact_segments
 
@@ -79,8 +84,8 @@ class TransmissionPage(BaseModel):
     items: list[TransmissionOut]
 
 
-def _transmission(store: Store, tid: str) -> TransmissionRow:
-    t = store.get_transmission(tid)
+def _transmission(store: Store, tid: str, scope: Scope = EVERYTHING) -> TransmissionRow:
+    t = store.get_transmission(tid, scope)
     if t is None:
         raise HTTPException(404, f"no transmission {tid}")
     return t
@@ -100,7 +105,7 @@ def view_as_dict(view: TransmissionView) -> dict[str, Any]:
 
 @router.get("/transmissions", summary="The transmission log, newest first",
             response_model=TransmissionPage)
-def transmissions(who: Viewer, store: StoreDep, partner: str | None = None,
+def transmissions(who: Reader, store: StoreDep, partner: str | None = None,
                   channel: str | None = None, status: str | None = None,
                   format: str | None = None, since: dt.datetime | None = None,
                   until: dt.datetime | None = None,
@@ -109,10 +114,10 @@ def transmissions(who: Viewer, store: StoreDep, partner: str | None = None,
                       "out: documents edigw sends them")] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Offset = 0) -> dict[str, Any]:
-    query = LogQuery(partner=partner, channel=channel, format=format,
+    query = LogQuery(partner=who.scope.narrow(partner), channel=channel, format=format,
                      statuses=[x.strip().upper() for x in status.split(",")] if status else (),
                      since=utc(since), until=utc(until), direction=direction)
-    page = transmission_page(store, query, limit=limit, offset=offset)
+    page = transmission_page(store, query, limit=limit, offset=offset, scope=who.scope)
     return {"total": page.total, "limit": limit, "offset": offset,
             "items": [r.as_dict() for r in page.rows]}
 
@@ -120,8 +125,8 @@ def transmissions(who: Viewer, store: StoreDep, partner: str | None = None,
 @router.get("/transmissions/{tid}", summary="One transmission with its timeline, documents "
             "(with the ERP's answer), interchanges, outbound payloads and transport",
             responses={404: {"description": "unknown"}})
-def transmission(who: Viewer, store: StoreDep, tid: str) -> dict[str, Any]:
-    view = transmission_view(store, tid)
+def transmission(who: Reader, store: StoreDep, tid: str) -> dict[str, Any]:
+    view = transmission_view(store, tid, who.scope)
     if view is None:
         raise HTTPException(404, f"no transmission {tid}")
     return view_as_dict(view)
@@ -132,8 +137,8 @@ def transmission(who: Viewer, store: StoreDep, tid: str) -> dict[str, Any]:
             responses={200: {"content": {"application/octet-stream": {}}},
                        404: {"description": "unknown"},
                        410: {"description": "purged by retention"}})
-def raw(who: Viewer, gateway: Gateway, tid: str) -> Response:
-    t = _transmission(gateway.store, tid)
+def raw(who: Reader, gateway: Gateway, tid: str) -> Response:
+    t = _transmission(gateway.store, tid, who.scope)
     if t.purged_at is not None or t.sha256 not in gateway.archive:
         raise HTTPException(410, f"the payload of {t.id} is no longer archived")
     name = os.path.basename(t.filename or "") or f"{t.id}.bin"
@@ -151,8 +156,8 @@ def raw(who: Viewer, gateway: Gateway, tid: str) -> Response:
             responses={404: {"description": "unknown"},
                        409: {"description": "not EDIFACT"},
                        410: {"description": "purged by retention"}})
-def segments(who: Viewer, gateway: Gateway, tid: str) -> Response:
-    t = _transmission(gateway.store, tid)
+def segments(who: Reader, gateway: Gateway, tid: str) -> Response:
+    t = _transmission(gateway.store, tid, who.scope)
     if t.purged_at is not None or t.sha256 not in gateway.archive:
         raise HTTPException(410, f"the payload of {t.id} is no longer archived")
     data: bytes = gateway.archive.get(t.sha256)
@@ -178,8 +183,8 @@ def reprocess_route(who: Operator, tid: str, body: ReasonIn, request: Request,
 
 @router.get("/documents/{document_id}", summary="A document's canonical JSON",
             responses={404: {"description": "unknown"}})
-def document(who: Viewer, store: StoreDep, document_id: str) -> dict[str, Any]:
-    meta = document_meta(store, document_id)
+def document(who: Reader, store: StoreDep, document_id: str) -> dict[str, Any]:
+    meta = document_meta(store, document_id, who.scope)
     if meta is None:
         raise HTTPException(404, f"no document {document_id}")
     return {"document": {k: iso(v) for k, v in meta.items()},
