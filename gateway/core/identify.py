@@ -41,9 +41,12 @@ def identify(partners: Partners[P], senders: Sequence[Sender], hint: str | None,
     if found:
         partner = next(iter(found.values()))
         if hinted and partner.id != hinted.id:
+            # The other partner is not named: the reason is shown to the partner whose
+            # channel (or portal account) brought the file.
+            named = next((f"{s.id}" for s in senders if s.id), "its sender")
             raise UnknownPartner(
-                f"file came through partner {hinted.id}'s channel but its UNB sender "
-                f"belongs to partner {partner.id}")
+                f"file came through partner {hinted.id}'s channel but its sender {named} "
+                "is declared by another partner's profile")
         if not partner.enabled:
             raise UnknownPartner(f"partner {partner.id} is disabled")
         return partner

@@ -136,6 +136,9 @@ def metrics_route(store: Store, authenticate: Authenticate, *,
             return PlainTextResponse("authentication required (Authorization: Bearer "
                                      "<API token>)\n", status_code=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="edigw"'})
+        if getattr(who, "is_client", False):  # every partner's figures: staff only
+            return PlainTextResponse("the metrics are for the gateway's staff\n",
+                                     status_code=403)
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 

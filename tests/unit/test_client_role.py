@@ -68,3 +68,21 @@ def test_a_scope_narrows_a_filter_and_refuses_another_partner():
     assert mine.allows("acme") and not mine.allows("other") and not mine.allows(None)
     with pytest.raises(ValueError):
         of_partner("")
+
+
+def test_login_throttling_and_the_password_policy_apply_to_clients(store):
+    """A client's weak password is refused; five wrong passwords lock it like staff."""
+    from gateway.web.auth import LOCK_AFTER, LoginRefused
+
+    a = Authenticator(store)
+    with pytest.raises(UserError, match="too short"):
+        a.users.create("shop", "short", "client", partner_id="acme")
+    with pytest.raises(UserError, match="user name"):
+        a.users.create("shop-acme-01", "shop-acme-01", "client", partner_id="acme")
+    a.users.create("shop", "a-long-enough-password", "client", partner_id="acme")
+    for _ in range(LOCK_AFTER):
+        with pytest.raises(LoginRefused):
+            a.users.authenticate("shop", "wrong")
+    with pytest.raises(LoginRefused) as locked:
+        a.users.authenticate("shop", "a-long-enough-password")
+    assert "locked" in locked.value.reason

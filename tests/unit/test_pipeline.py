@@ -162,10 +162,12 @@ def test_partner_specific_folder_identifies_an_unknown_sender(pipeline):
 
 
 def test_sender_of_another_partner_in_a_partner_folder_is_quarantined(pipeline):
-    """A file in beta's folder whose UNB sender belongs to acme is not given to either."""
+    """A file in beta's folder whose UNB sender belongs to acme is not given to either; the
+    reason names the sender id but not acme (beta, or beta's portal user, reads it)."""
     r = receive(pipeline, b"FAKE|111|PO1", partner_hint="beta")
     out = pipeline.process(r.transmission_id)
-    assert out.status == s.QUARANTINED and "acme" in out.reason
+    assert out.status == s.QUARANTINED and "acme" not in out.reason
+    assert "111" in out.reason and "another partner's profile" in out.reason
 
 
 def test_mapping_error_fails_at_map_and_can_be_reprocessed(pipeline):
