@@ -229,13 +229,16 @@ def demo_sample(p: Page) -> Response:
 
 
 def _clients_only(handler: Callable[[Page], Response]) -> Callable[[Page], Response]:
-    """Staff get the refusal page; another partner's data is out of scope (not found)."""
+    """Staff get the refusal page; another partner's data, or a ``?partner=`` naming
+    another partner, is out of scope (not found)."""
     def page(p: Page) -> Response:
         from gateway.web.pages import _refused
 
         if not p.who.is_client or not p.who.partner:
             return _refused(p.request, p.who, STAFF_REFUSAL)
         try:
+            # A filter naming another partner is out of scope, as on the shared routes.
+            p.who.scope.narrow(p.request.query_params.get("partner") or None)
             return handler(p)
         except OutOfScope:
             return _not_found(p, "such data of yours")

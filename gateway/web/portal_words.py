@@ -145,8 +145,12 @@ VERDICT_TONES: dict[str, str] = {
     v.NOT_SENT: "wait", v.RECEIPT: "ok"}
 
 # "stage: " prefixes and internal words a client has no use for.
-_STAGE = re.compile(r"^(?:receive|parse|partner|identify|map|mapping|validate|structure|"
-                    r"syntax|publish|duplicate|conflict)\s*:\s*", re.IGNORECASE)
+_STAGE = re.compile(r"^(?:receive|detect|parse|partner|identify|map|mapping|validate|structure|"
+                    r"syntax|publish|duplicate|conflict|unsupported|archive|process)\s*:\s*",
+                    re.IGNORECASE)
+
+
+_EXCERPT = re.compile(r"\s*\(readers: [^)]*\)|;?\s*file starts with .*$")
 
 
 def plain_reason(reason: str | None, limit: int = 400) -> str | None:
@@ -155,6 +159,8 @@ def plain_reason(reason: str | None, limit: int = 400) -> str | None:
         return None
     text = " ".join(reason.split())
     text = _STAGE.sub("", text)
+    # The reader's excerpt of an unrecognised file is for support, not the client.
+    text = _EXCERPT.sub("", text).strip(" ;")
     text = text[:1].upper() + text[1:]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -221,7 +221,7 @@ def test_a_file_naming_another_partner_is_quarantined_never_attributed_to_it(gw:
     tid = r.json()["transmission_id"]
     t = gw.store.get_transmission(tid)
     assert t.status == T.QUARANTINED and t.partner_id == "acme"
-    assert "belongs to partner other" in (t.reason or "")
+    assert "declared by another partner" in (t.reason or "") and "partner other" not in t.reason
     assert gw.store.documents_of(tid) == []
     assert rival.get(f"/portal/transmissions/{tid}").status_code == 404
     assert tid not in rival.get("/api/transmissions").text
@@ -368,3 +368,20 @@ def test_a_rejection_reason_reads_without_the_stage() -> None:
                     "on: Quantity 'xx' is not a number. Please correct it and send it again.")
     assert portal_words.plain_reason(None) is None
     assert len(portal_words.plain_reason("x" * 1000) or "") == 400
+
+
+def test_a_reason_shown_to_a_client_keeps_no_excerpt_of_the_file() -> None:
+    said = portal_words.plain_reason("detect: not a recognised format (readers: pdf, "
+                                     "edifact); file starts with '{\"partner\":\"x\"'")
+    assert said == "Not a recognised format"
+
+
+def test_a_filter_naming_another_partner_answers_404_on_portal_routes(gw: Any) -> None:
+    shop = _client(gw, "shop")
+    for path in ("/portal", "/portal/search", "/portal/demo", "/api/portal/documents",
+                 "/api/portal/demo", "/api/portal/price-list"):
+        assert shop.get(path, params={"partner": "other"}).status_code == 404, path
+    assert shop.get("/api/portal/documents", params={"partner": "acme"}).status_code == 200
+    r = shop.post("/api/portal/upload", params={"partner": "other", "filename": "x.edi"},
+                  content=SAMPLE.read_bytes())
+    assert r.status_code == 404 and gw.store.counts_by_status() == {}

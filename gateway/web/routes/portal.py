@@ -44,10 +44,15 @@ BODY_LIMITS = [(r"/api/portal/upload", data.UPLOAD_BODY),
                (r"/portal/upload", data.UPLOAD_BODY)]
 
 
-def client_only(who: Annotated[Principal, Depends(guard(Role.CLIENT))]) -> Principal:
-    """A client user bound to its partner; 403 for staff."""
+def client_only(who: Annotated[Principal, Depends(guard(Role.CLIENT))],
+                partner: Annotated[str | None, Query(
+                    max_length=64, description="your own partner, or nothing: another "
+                    "partner's answers 404")] = None) -> Principal:
+    """A client user bound to its partner; 403 for staff, 404 for a ``partner`` filter
+    naming another partner (as on the shared routes)."""
     if not who.is_client or not who.partner:
         raise HTTPException(403, STAFF_REFUSAL)
+    who.scope.narrow(partner)  # OutOfScope: 404
     return who
 
 
