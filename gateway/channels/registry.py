@@ -8,7 +8,7 @@ inherits it. ``CHANNEL_NAMES`` are what partner profiles may list, in this order
 
 from __future__ import annotations
 
-from gateway.channels import as2, email, folder, http, sftp, sms
+from gateway.channels import as2, email, folder, http, portal, sftp, sms
 from gateway.channels.as2.settings import As2Section
 from gateway.channels.email.settings import EmailSection
 from gateway.channels.folder.settings import FolderSection
@@ -25,6 +25,7 @@ CHANNELS: tuple[ChannelKind, ...] = (
     as2.CHANNEL,
     sms.CHANNEL,
     http.CHANNEL,
+    portal.CHANNEL,
 )
 
 #: The names partner profiles may list in ``channels``.

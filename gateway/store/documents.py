@@ -136,8 +136,11 @@ class DocumentRepository(StoreEngine):
                                            event=o.status.lower(),
                                            detail=f"{o.stage}: {o.reason}"))
                     if o.partner_id or o.fmt:
+                        # A failure keeps the partner its channel named (a file refused
+                        # for naming another partner stays with the one that sent it).
                         conn.execute(t.update().where(t.c.id == tid).values(
-                            partner_id=o.partner_id, format=o.fmt, standard=o.standard))
+                            partner_id=sa.func.coalesce(o.partner_id, t.c.partner_id),
+                            format=o.fmt, standard=o.standard))
                     continue
                 made = document_rows(tid, o.partner_id, o.docs, existing, now)
                 doc_rows += made.docs

@@ -33,6 +33,8 @@ from gateway.web.deps import REFUSALS, ConsoleGateway, guard
 from gateway.web.routes import PARTNERS, ROUTERS, account
 from gateway.web.routes.outbound import BODY_LIMITS as OUTBOUND_LIMITS
 from gateway.web.routes.partners import UPLOAD_LIMITS
+from gateway.web.routes.portal import BODY_LIMITS as PORTAL_LIMITS
+from gateway.web.routes.portal import router as portal_router
 
 API_DESCRIPTION = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0] + """
 
@@ -59,7 +61,7 @@ class Console:
     def body_limits(self) -> list[tuple[str, int]]:
         """Console routes whose bodies may be larger than the server's ``max_json``
         (certificate uploads, of the API and of the pages): (path pattern, limit)."""
-        return [*UPLOAD_LIMITS, *OUTBOUND_LIMITS]
+        return [*UPLOAD_LIMITS, *OUTBOUND_LIMITS, *PORTAL_LIMITS]
 
 
 def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> Console:
@@ -77,6 +79,7 @@ def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> 
         api.include_router(router)
     api.include_router(PARTNERS, dependencies=[Depends(guard(Role.VIEWER))])
     api.include_router(account.router)  # /account (clients too), /password-reset (anyone)
+    api.include_router(portal_router)
     return Console(api=api, auth=auth)
 
 

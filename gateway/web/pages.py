@@ -75,6 +75,7 @@ from gateway.web.auth import (
     Principal,
 )
 from gateway.web.numbers import BadNumber, url_int
+from gateway.web.portal import portal_routes
 from gateway.web.routes.pricelists import price_lists_page
 from gateway.web.segments import edifact_segments
 
@@ -697,6 +698,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),
         *account_routes(auth),
+        *portal_routes(auth),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

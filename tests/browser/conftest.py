@@ -4,8 +4,9 @@ here), against the gateway's HTTP app on loopback over a store a real pipeline f
 
 Seeded once per session: the EANCOM samples under ``mappings/edifact`` ingested through the
 folder channel's path (some partners known, some senders not: quarantined), one order that
-fails validation, the tracker's check (which opens the failure alert), and three users:
-``ada`` (admin), ``otto`` (operator) and ``vera`` (viewer).
+fails validation, the tracker's check (which opens the failure alert), three users:
+``ada`` (admin), ``otto`` (operator) and ``vera`` (viewer), two client users (``gina`` of
+gouden, ``nils`` of noord) and one price list gouden subscribes to.
 
 Screenshots go to ``$EDIGW_TEST_OUTPUT/screenshots`` (default: ``screenshots`` under pytest's
 base temporary folder); the folder is printed at the end of the run.
@@ -26,6 +27,10 @@ from tests.conftest import ROOT
 CHROMIUM = os.environ.get("EDIGW_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "correct horse battery staple"
 USERS = {"ada": "admin", "otto": "operator", "vera": "viewer"}
+#: Client users (the client portal), each bound to its partner.
+CLIENTS = {"gina": "gouden", "nils": "noord"}
+#: The price list gouden subscribes to, published once at seeding (CSV for gouden).
+PRICE_LIST = ROOT / "mappings" / "outbound" / "csv" / "csv-pricelist-out.sample.json"
 GOUDEN = "5401234000012"
 FAILING_ORDER = "PO-BAD-7"
 
@@ -119,7 +124,8 @@ def console(tmp_path_factory, browser_type_launch_args) -> Iterator[Console]:
     partners = tmp / "partners"
     partners.mkdir()
     (partners / "gouden.toml").write_text(_profile(
-        "gouden", "De Gouden Aar", [GOUDEN], ["orders@gouden.example"]))
+        "gouden", "De Gouden Aar", [GOUDEN], ["orders@gouden.example"])
+        + '[outbound]\nformats = {price-list = "csv"}\nprice_lists = ["spring"]\n')
     (partners / "noord.toml").write_text(_profile(
         "noord", "Noord Retail", ["5401234000043"], ["edi@noord.example"]))
     (partners / "brouwer.toml").write_text(_profile(
@@ -141,6 +147,10 @@ def console(tmp_path_factory, browser_type_launch_args) -> Iterator[Console]:
     users = Users(gw.store)
     for name, role in USERS.items():
         users.create(name, PASSWORD, role)
+    for name, partner in CLIENTS.items():
+        users.create(name, PASSWORD, "client", partner_id=partner)
+    gw.distributor.distribute(PRICE_LIST.read_bytes(), list_id="spring", origin="erp",
+                              ref="seed")
     server = HttpServer(build_console_app(gw), port=0).start_in_thread()
     c.url = server.url
     yield c

@@ -73,6 +73,8 @@ NEEDS: dict[tuple[str, str], str | None] = {
 
 
 def _needs(method: str, path: str) -> str | None:
+    if path.startswith("/portal"):  # the client portal: a partner's own users, not staff
+        return "client"
     if path.startswith("/partners"):  # the partner administration: read viewer, write admin
         return "viewer" if method == "GET" else "admin"
     return NEEDS[(method, path)]
@@ -151,7 +153,7 @@ def test_every_route_refuses_nobody_and_lower_roles_and_admits_the_rest(console)
                 assert r.status_code not in (401, 403) or path == "/login", where
             elif who is None:
                 assert r.status_code == 401, where
-            elif RANK[who] < RANK[needed]:
+            elif RANK[who] < RANK[needed] or (path.startswith("/portal") and who != "client"):
                 assert r.status_code == 403, where
             else:
                 assert r.status_code not in (401, 403) and r.status_code < 500, where

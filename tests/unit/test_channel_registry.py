@@ -14,10 +14,10 @@ from gateway.core.ports import Incoming, Receipt
 
 
 def test_channel_names_keep_their_order_and_validate_profiles() -> None:
-    assert CHANNEL_NAMES == ("folder", "sftp", "email", "as2", "sms", "http")
+    assert CHANNEL_NAMES == ("folder", "sftp", "email", "as2", "sms", "http", "portal")
     assert Partner(id="a", name="A", channels=list(CHANNEL_NAMES)).channels == list(
         CHANNEL_NAMES)
-    with pytest.raises(ValueError, match="'folder', 'sftp', 'email', 'as2', 'sms' or 'http'"):
+    with pytest.raises(ValueError, match="'folder', 'sftp', 'email', 'as2', 'sms', 'http' or 'portal'"):
         Partner(id="a", name="A", channels=["fax"])
 
 
