@@ -65,8 +65,8 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("GET", "/conflicts/{document_id}"): "operator",
     ("POST", "/conflicts/{document_id}/release"): "operator",
     ("POST", "/conflicts/{document_id}/reject"): "operator",
-    ("GET", "/account"): "viewer",  # a client too (not walked here)
-    ("PATCH", "/account"): "viewer",
+    ("GET", "/account"): "client",
+    ("PATCH", "/account"): "client",
     ("POST", "/password-reset"): None,
     ("POST", "/password-reset/confirm"): None,
 }
