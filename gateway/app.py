@@ -96,6 +96,9 @@ class Gateway:
         self.mailer: Mailer | None = None
         self.http: HttpServer | None = None
         self.runs: dict[str, ChannelRun] = {}
+        #: Where channels outside the channel runs (the portal's uploads) hand their receipts
+        #: while ``serve`` runs: the processing worker's queue; None otherwise.
+        self.on_received: Callable[[list[Receipt]], None] | None = None
         #: Keeps ``partners`` in step with the profile files, while serving.
         self.partner_watch: PartnerFolderWatch | None = None
         self.events: EventPublisher | None = None  # edi.events
@@ -298,6 +301,7 @@ class Gateway:
             for r in receipts:
                 loop.call_soon_threadsafe(queue.put_nowait, r.transmission_id)
 
+        self.on_received = on_received  # the portal's uploads go to the same worker
         self.runs = self.start_channels(on_received)
 
         def task(name: str, run: Callable[[asyncio.Event], Awaitable[Any]]) -> asyncio.Task[None]:
