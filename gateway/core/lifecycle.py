@@ -38,6 +38,16 @@ def is_test(state: str) -> bool:
     return state == "test"
 
 
+#: The timeline event of a transmission processed while its partner was in test: what the
+#: go-live checklist (``tracker.onboarding``) counts.
+TEST_EVENT = "test"
+
+
+def test_event(partner_id: str) -> tuple[str, str]:
+    return (TEST_EVENT, f"partner {partner_id} in test: its documents go to the test queue "
+                        f"(routing key test.<doctype>.{partner_id}), not to production")
+
+
 def quarantines(exc: PayloadError) -> bool:
     """Whether a payload error keeps the transmission QUARANTINED (its partner unknown, or
     taking no files: reprocessed once that changes) rather than FAILED."""

@@ -45,7 +45,7 @@ from gateway.core.errors import (
 )
 from gateway.core.gcpause import gc_paused
 from gateway.core.identify import identify
-from gateway.core.lifecycle import admit, is_test, quarantines
+from gateway.core.lifecycle import admit, is_test, quarantines, test_event
 from gateway.core.ports import (
     ArchivePort,
     FailedMessage,
@@ -335,6 +335,8 @@ class Pipeline(Generic[P]):
             warnings += m.warnings
             docs += made
         events.append(("identified", f"partner {partner.id} ({partner.name})"))
+        if is_test(partner.state):
+            events.append(test_event(partner.id))
         docs = repeated_numbers(self.store, partner, docs, events, self._policy(partner))
         if warnings:
             events.append(warnings_event(warnings, len(warnings)))

@@ -24,7 +24,7 @@ from gateway.core.documents import (
     warnings_event,
 )
 from gateway.core.errors import MappingError, PartnerNotLive, PayloadError
-from gateway.core.lifecycle import is_test, quarantines
+from gateway.core.lifecycle import is_test, quarantines, test_event
 from gateway.core.ports import (
     Done,
     FailedMessage,
@@ -274,6 +274,8 @@ def work_streamed(pipeline: Pipeline[P], tid: str, row: TransmissionView) -> Out
         run.fail_held(broken.stage, f"not released: {broken}")
     events.append(("parsed", parsed.summary()))
     events.append(("identified", f"partner {partner.id} ({partner.name})"))
+    if run.test:
+        events.append(test_event(partner.id))
     warnings = parsed.warnings + run.warnings
     if warnings:
         events.append(warnings_event(warnings, len(parsed.warnings) + run.warning_count))
