@@ -316,3 +316,34 @@ def test_a_profile_declaring_no_document_is_not_ready(world):
     partner = world.gw.partners.get("retail").model_copy(update={"documents": []})
     (item,) = [i for i in checklist(world.gw.store, partner) if not i.ok]
     assert item.name == "documents declared"
+
+
+@pytest.mark.parametrize("world", ["test"], indirect=True)
+def test_a_streamed_file_of_a_test_partner_goes_to_the_test_queue_too(world, monkeypatch):
+    """A file read as a stream (held documents released at its end) keeps the test key."""
+    from gateway.store.held import HeldRepository
+
+    released = []
+    release = HeldRepository.release_held
+
+    def spy(self: Any, tid: str, **kw: Any) -> Any:
+        released.append(kw)
+        return release(self, tid, **kw)
+
+    monkeypatch.setattr(HeldRepository, "release_held", spy)
+    world.gw.pipeline.stream_above = 64
+    out = world.ingest()
+    assert released == [{"on_conflict": "hold", "test": True}]
+    assert out.queued == 1, out
+    assert world.outbox_keys() == ["test.order.retail"]
+    assert "test" in [e["event"] for e in world.gw.store.events(out.transmission_id)]
+
+
+@pytest.mark.parametrize("world", ["suspended"], indirect=True)
+def test_a_streamed_file_of_a_suspended_partner_is_held(world):
+    world.gw.pipeline.stream_above = 64
+    out = world.ingest()
+    row = world.gw.store.get_transmission(out.transmission_id)
+    assert (row.status, row.reason, row.partner_id) == (T.QUARANTINED, SUSPENDED_REASON,
+                                                        "retail")
+    assert world.outbox_keys() == []
