@@ -347,3 +347,17 @@ def test_a_streamed_file_of_a_suspended_partner_is_held(world):
     assert (row.status, row.reason, row.partner_id) == (T.QUARANTINED, SUSPENDED_REASON,
                                                         "retail")
     assert world.outbox_keys() == []
+
+
+def test_the_test_queue_is_always_declared_bound_to_test_keys_once():
+    """Whatever ``queues`` binds, the test queue is declared with ``test.#``; a settings
+    file that lists it with that binding already does not declare it twice."""
+    from gateway.bus.settings import BusSettings
+    from gateway.bus.topology import test_binding
+    from gateway.config import BrokerSettings
+
+    assert BrokerSettings().test_queue == "erp.test"
+    assert test_binding(BusSettings()) == [("erp.test", "test.#")]
+    assert test_binding(BusSettings(queues={"erp.orders": ["#"]}, test_queue="t")) == [
+        ("t", "test.#")]
+    assert test_binding(BusSettings(queues={"erp.test": ["test.#"]})) == []
