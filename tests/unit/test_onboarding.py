@@ -361,3 +361,20 @@ def test_the_test_queue_is_always_declared_bound_to_test_keys_once():
     assert test_binding(BusSettings(queues={"erp.orders": ["#"]}, test_queue="t")) == [
         ("t", "test.#")]
     assert test_binding(BusSettings(queues={"erp.test": ["test.#"]})) == []
+
+
+@pytest.mark.parametrize("world", ["test"], indirect=True)
+def test_a_conflict_received_in_test_is_released_to_the_test_queue(world):
+    """The same order number with other content is held; released by an operator, it goes
+    where its partner's documents went when it came: the test queue."""
+    from gateway.store.conflicts import ConflictDesk
+
+    world.ingest()
+    corrected = order(1).replace(b"ICR0001", b"ICR0101").replace(b"QTY+21:40:BG'",
+                                                                 b"QTY+21:41:BG'")
+    out = world.ingest(corrected)
+    assert out.status == T.HELD, out
+    (held,) = world.gw.store.documents_of(out.transmission_id)
+    world.admin.set_state("admin", "retail", "live", reason="go", force=True)
+    ConflictDesk(world.gw.store).release(held.id, by="otto", reason="the corrected one")
+    assert world.outbox_keys() == ["test.order.retail", "test.order.retail"]
