@@ -378,3 +378,29 @@ def test_a_conflict_received_in_test_is_released_to_the_test_queue(world):
     world.admin.set_state("admin", "retail", "live", reason="go", force=True)
     ConflictDesk(world.gw.store).release(held.id, by="otto", reason="the corrected one")
     assert world.outbox_keys() == ["test.order.retail", "test.order.retail"]
+
+
+@pytest.mark.parametrize("world", ["test"], indirect=True)
+def test_what_we_render_for_a_partner_in_test_carries_the_test_indicator(world):
+    """The outbound intake's rendering context: test (UNB 0035 = 1) while in test only."""
+    partner = world.gw.partners.get("retail")
+    assert world.gw.intake._context(partner).test is True
+    world.admin.set_state("admin", "retail", "live", reason="go", force=True)
+    assert world.gw.intake._context(world.gw.partners.get("retail")).test is False
+
+
+def test_the_folder_watch_takes_a_state_change_without_restart(world):
+    """A profile edited by hand (or by the CLI of another process) to suspended: the live
+    directory takes it at the watch's next look, and the next file is held."""
+    import os
+
+    from gateway.config import PartnerFolderWatch
+
+    watch = PartnerFolderWatch(world.gw.partners, world.folder)
+    path = world.folder / "retail.toml"
+    path.write_text(PROFILE.format(state='state = "suspended"'), encoding="utf-8")
+    os.utime(path, ns=(1, 1))  # another mtime whatever the clock's resolution
+    assert watch.check()
+    assert world.gw.pipeline.partners.get("retail").state == "suspended"
+    out = world.ingest()
+    assert world.gw.store.get_transmission(out.transmission_id).reason == SUSPENDED_REASON
