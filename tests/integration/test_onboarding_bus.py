@@ -1,6 +1,7 @@
 """A partner's state against the machine's RabbitMQ (no fakes): in test its sample order
 reaches the test queue and the orders queue stays empty; set to live, its next order
-reaches the orders queue; suspended, its file is held and published once it is live."""
+reaches the orders queue; suspended, its file is held and published once it is live. On
+SQLite and PostgreSQL (the checklist's and the release's queries)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def bus(rabbit_url: str) -> Iterator[BusSettings]:
 
 
 @pytest.fixture
-def world(tmp_path) -> Iterator[World]:
-    w = World(tmp_path, "test")
+def world(tmp_path, store_url) -> Iterator[World]:
+    """A partner in test on a SQLite, then a PostgreSQL store."""
+    w = World(tmp_path, "test", store_url)
     yield w
     w.gw.close()
 

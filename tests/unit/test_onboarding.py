@@ -54,14 +54,14 @@ def order(n: int) -> bytes:
 
 
 class World:
-    def __init__(self, tmp: Path, state: str | None) -> None:
+    def __init__(self, tmp: Path, state: str | None, store_url: str | None = None) -> None:
         folder = tmp / "partners"
         folder.mkdir()
         (folder / "retail.toml").write_text(
             PROFILE.format(state=f'state = "{state}"' if state else ""), encoding="utf-8")
         self.folder = folder
         self.settings = GatewaySettings(
-            store={"url": f"sqlite:///{tmp / 'edigw.sqlite3'}"},
+            store={"url": store_url or f"sqlite:///{tmp / 'edigw.sqlite3'}"},
             archive={"path": tmp / "archive", "fsync": False},
             inbox=[{"path": tmp / "inbox"}], mappings=ROOT / "mappings",
             outbound={"path": tmp / "outbound"}, partners=folder)
