@@ -114,6 +114,10 @@ class BrokerSettings(StrictModel):
     confirm_timeout: float = Field(default=30.0, gt=0)
     #: No message is published larger than this: a larger price list goes out in parts.
     max_message_bytes: int = Field(default=1024 * 1024, ge=4096)
+    #: The queue documents of partners in test go to (routing key ``test.<doctype>.<partner>``):
+    #: always declared, bound with ``test.#`` on the documents exchange, so that a test file
+    #: never reaches the production queues whatever ``queues`` binds.
+    test_queue: str = Field(default="erp.test", min_length=1, max_length=255)
 
     @model_validator(mode="before")
     @classmethod
@@ -452,6 +456,13 @@ class PartnerOutbound(StrictModel):
                   str | int | bool] = Field(default_factory=dict)
 
 
+#: Where a partner stands in its onboarding (docs/onboarding.md): ``draft`` (files
+#: quarantined), ``test`` (processed, published to the test queue), ``live`` (production),
+#: ``suspended`` (files received and held, nothing sent, until live again).
+PartnerState = Literal["draft", "test", "live", "suspended"]
+PARTNER_STATES: tuple[str, ...] = ("draft", "test", "live", "suspended")
+
+
 class Partner(StrictModel):
     id: Annotated[str, Field(pattern=_ID)]
     name: Annotated[str, Field(min_length=1)]
@@ -470,7 +481,15 @@ class Partner(StrictModel):
     #: ``publish`` publishes it (under its own message id) with a note of the conflict.
     on_conflict: Literal["hold", "publish"] = "hold"
     enabled: bool = True
+    #: Its onboarding state; a profile without it is live (as every partner was before).
+    state: PartnerState = "live"
     source: str = Field(default="", exclude=True)
+
+    @property
+    def test_indicator(self) -> bool:
+        """What we send it carries the test indicator (UNB 0035 = 1): it is in test, or
+        its ``[outbound] test`` says so."""
+        return self.state == "test" or self.outbound.test
 
     def mapping_for(self, doc_type: str, fmt: str | None = None) -> str | None:
         """The mapping the profile names for ``doc_type`` (sent in format ``fmt``), if any."""
@@ -761,6 +780,8 @@ def partner_toml(partner: Partner) -> str:
     """A partner profile as TOML, as ``edigw partners add`` writes it."""
     lines = [f"id = {_q(partner.id)}", f"name = {_q(partner.name)}",
              "channels = [" + ", ".join(_q(c) for c in partner.channels) + "]", ""]
+    if partner.state != "live":
+        lines.insert(2, f"state = {_q(partner.state)}")
     ids = partner.identifiers
     lines.append("[identifiers]")
     if ids.unb:

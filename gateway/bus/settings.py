@@ -52,6 +52,8 @@ class BusSettings:
     confirm_timeout: float = 30.0
     urls: tuple[str, ...] = ()  # the cluster's nodes; () means (url,)
     queue_type: str = "quorum"  # x-queue-type of the declared queues: "quorum" or "classic"
+    #: Where documents of partners in test go: always declared, bound with ``test.#``.
+    test_queue: str = "erp.test"
 
     def __post_init__(self) -> None:
         queues: Any = self.queues

@@ -3,6 +3,9 @@
     exchange  <settings.exchange>          topic, durable; routing key <doctype>.<partner>
       └─ queue <name>  (queue_type)        bound with each of its keys (default order.#),
                                            dead-lettering to the dead-letter exchange
+      └─ queue <settings.test_queue>  (queue_type)  bound with ``test.#``: documents of
+                                           partners in test (``test.<doctype>.<partner>``),
+                                           declared whatever ``queues`` says
     exchange  <settings.dead_letter_exchange>  fanout, durable
       └─ queue <settings.dead_letter_queue> (queue_type)
 
@@ -101,6 +104,18 @@ def outbound_names(settings: BusSettings) -> OutboundNames:
                          settings.outbound_dead_exchange, settings.outbound_dead_queue)
 
 
+#: The routing keys of a partner in test start with this word (``test.order.acme``).
+TEST_KEYS = "test.#"
+
+
+def test_binding(settings: BusSettings) -> list[tuple[str, str]]:
+    """The test queue and its binding, unless ``queues`` already binds it (declared once)."""
+    for name, keys in settings.queues:
+        if name == settings.test_queue and TEST_KEYS in keys:
+            return []
+    return [(settings.test_queue, TEST_KEYS)]
+
+
 #: ``declare_topology``'s default: the outbound names of its settings.
 FROM_SETTINGS = OutboundNames("", "", "", "")
 
@@ -139,6 +154,13 @@ def declare_topology(settings: BusSettings, *, timeout: float = 10.0,
             for key in keys:
                 step = f"binding queue {name!r} to {settings.exchange!r} with {key!r}"
                 channel.queue_bind(name, settings.exchange, routing_key=key)
+        for name, key in test_binding(settings):
+            queue = name
+            step = f"declaring {settings.queue_type} queue {name!r}"
+            channel.queue_declare(name, durable=True, exclusive=False, auto_delete=False,
+                                  arguments=queue_arguments(settings))
+            step = f"binding queue {name!r} to {settings.exchange!r} with {key!r}"
+            channel.queue_bind(name, settings.exchange, routing_key=key)
         if outbound is not None:
             queue = outbound.queue
             step = f"declaring the outbound exchange and queues ({outbound.exchange!r})"

@@ -711,7 +711,7 @@ class OutboundIntake:
         return RenderContext(
             partner_id=partner.id, sender_id=self.sender_id or "",
             sender_qualifier=self.sender_qualifier, recipient_id=recipient or partner.id,
-            recipient_qualifier=qualifier, test=out.test, ack_requested=out.contrl,
+            recipient_qualifier=qualifier, test=partner.test_indicator, ack_requested=out.contrl,
             now=self._clock(), options=dict(out.options))
 
     def _result_of(self, row: TransmissionRow, *, repeat: bool) -> OutboundResult:

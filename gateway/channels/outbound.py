@@ -146,7 +146,8 @@ class OutboundDispatcher:
     A failed attempt is tried again after a back-off (``retry_initial`` seconds, doubled
     each time up to ``retry_max``); after ``max_attempts`` the row is FAILED (and an
     outbound document's transmission with it), which the tracker alerts on. A partner's
-    refusal (``DeliveryRefused``, e.g. a negative MDN) fails it at once."""
+    refusal (``DeliveryRefused``, e.g. a negative MDN) fails it at once. A suspended
+    partner's rows are not sent: they wait, PENDING, until it is live again."""
 
     def __init__(self, store: Store, archive: Archive, *, senders: dict[str, Sender],
                  partner: Callable[[str], Partner | None], max_attempts: int = 10,
@@ -158,6 +159,8 @@ class OutboundDispatcher:
         self.max_attempts = max_attempts
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        #: Partners found suspended at the last look: their rows wait.
+        self._held: set[str] = set()
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (1, 2 …)."""
@@ -168,7 +171,13 @@ class OutboundDispatcher:
         Never raises for one payload: its failure is recorded and the others go on."""
         delivered = 0
         batches: dict[str, list[OutboundRow]] = {}
-        for row in self.store.pending_outbound(limit):
+        # A suspended partner's rows wait until it is live again: those found suspended
+        # before are left out of the query (while they still are), the others skipped here.
+        held = {pid for pid in self._held if self._suspended(pid)}
+        for row in self.store.pending_outbound(limit, held=held):
+            if self._suspended(row.partner_id):
+                held.add(row.partner_id)
+                continue
             sender = self.senders.get(row.channel)
             if sender is None:
                 continue  # a channel this process does not run (yet): left pending
@@ -178,7 +187,15 @@ class OutboundDispatcher:
                 delivered += 1
         for channel, rows in batches.items():
             delivered += self._deliver_batch(rows, self.senders[channel])
+        if held - self._held:
+            log.info("outbound_held", partners=sorted(held - self._held),
+                     reason="partner suspended: delivered once it is live again")
+        self._held = held
         return delivered
+
+    def _suspended(self, partner_id: str) -> bool:
+        partner = self.partner(partner_id)
+        return partner is not None and partner.state == "suspended"
 
     #: Rows handed to a sender's ``send_many`` at once (one sync, one commit).
     BATCH = 100

@@ -1,14 +1,17 @@
-"""``edigw partners``: list, show and add partner profiles (config/partners/*.toml)."""
+"""``edigw partners``: list, show and add partner profiles (config/partners/*.toml); their
+onboarding state and go-live checklist (``state``, ``checklist``; docs/onboarding.md)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
-from gateway.cli.common import CliContext, fail, table
+from gateway.cli.common import CliContext, fail, open_gateway, open_store, setup_logs, table
 from gateway.config import (
+    PARTNER_STATES,
     DocumentSettings,
     Identifiers,
     Partner,
@@ -33,8 +36,8 @@ def partners_list(obj: CliContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([p.model_dump(mode="json") for p in directory], indent=2))
         return
-    click.echo(table(["id", "name", "unb sender ids", "channels", "documents"],
-                     [[p.id, p.name,
+    click.echo(table(["id", "name", "state", "unb sender ids", "channels", "documents"],
+                     [[p.id, p.name, p.state,
                        ", ".join(u.id + (f":{u.qualifier}" if u.qualifier else "")
                                  for u in p.identifiers.unb) or "-",
                        ", ".join(p.channels), ", ".join(d.type for d in p.documents) or "-"]
@@ -104,3 +107,90 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
         target.unlink()
         raise
     click.echo(f"partner {partner_id} added: {target}")
+
+
+@partners.command("checklist")
+@click.argument("partner_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def partners_checklist(obj: CliContext, partner_id: str, as_json: bool) -> None:
+    """The go-live checklist of PARTNER_ID: each item done or not, and why.
+
+    Exit status 0 when every item is done, 1 when something is missing."""
+    from gateway.tracker.onboarding import checklist
+
+    partner = load_partners(obj.settings.partners).get(partner_id)
+    if partner is None:
+        fail(f"no partner {partner_id!r}", 1)
+    store = open_store(obj)
+    try:
+        items = checklist(store, partner)
+    finally:
+        store.close()
+    ready = all(i.ok for i in items)
+    if as_json:
+        click.echo(json.dumps({"partner": partner.id, "state": partner.state, "ready": ready,
+                               "items": [i.as_dict() for i in items]}, indent=2))
+    else:
+        click.echo(f"partner {partner.id}: {partner.state}, "
+                   + ("ready to go live" if ready else "not ready to go live"))
+        for i in items:
+            click.echo(f"  [{'x' if i.ok else ' '}] {i.name}: {i.detail}")
+    sys.exit(0 if ready else 1)
+
+
+@partners.command("state")
+@click.argument("partner_id")
+@click.argument("state", type=click.Choice(PARTNER_STATES))
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--force", is_flag=True,
+              help="Go live although the go-live checklist is not complete.")
+@click.option("--by", "by", default=None, help="Who asks (default: the user running it).")
+@click.option("--wait", default=10.0, show_default=True,
+              help="Seconds to wait for broker confirms of what going live released.")
+@click.pass_obj
+def partners_state(obj: CliContext, partner_id: str, state: str, reason: str, force: bool,
+                   by: str | None, wait: float) -> None:
+    """Move PARTNER_ID to STATE (draft, test, live, suspended), audited as partner.state.
+
+    Going live from draft or test is refused while the go-live checklist is not complete
+    (the missing items are listed) unless --force. Going live processes the files held
+    while the partner was suspended and publishes what they gave."""
+    import getpass
+
+    from gateway.cli.ingest import publish_outbox
+    from gateway.store.audit import AuditLog
+    from gateway.tracker.onboarding import release_held
+    from gateway.web.partners_admin import NotReady, PartnerAdmin, PartnerAdminError
+
+    setup_logs(obj.settings, "warning")
+    who = by or getpass.getuser()
+    gw = open_gateway(obj)
+    try:
+        admin = PartnerAdmin(obj.settings, audit=AuditLog(gw.store),
+                             on_change=gw.partners_changed,
+                             secrets_dir=obj.settings.secrets_dir,
+                             certs_dir=obj.settings.certs_dir)
+
+        def release(pid: str) -> int:
+            return len(release_held(gw, pid, by=who, reason=reason))
+
+        try:
+            shown = admin.set_state(f"cli:{who}", partner_id, state, reason=reason,
+                                    force=force, release=release)
+        except NotReady as exc:
+            click.echo(f"edigw: partner {partner_id} is not ready to go live; missing:",
+                       err=True)
+            for i in exc.missing:
+                click.echo(f"  - {i.name}: {i.detail}", err=True)
+            click.echo("(--force with a --reason goes live anyway)", err=True)
+            sys.exit(1)
+        except PartnerAdminError as exc:
+            fail(str(exc), 1)
+        click.echo(f"partner {partner_id}: {shown['state']}"
+                   + (f"; {shown['released']} held file(s) released" if shown["released"]
+                      else ""))
+        if shown["released"]:
+            publish_outbox(gw, obj, wait)
+    finally:
+        gw.close()

@@ -70,14 +70,21 @@ def part_payloads(document: PriceList, max_bytes: int, *, first: int, total: boo
     return [dump(run, n, count) for n, run in enumerate(fitted, first)]
 
 
+def routing_key(doc_type: str, partner_id: str, *, test: bool = False) -> str:
+    """The routing key a document is published with: ``<doctype>.<partner>``, or
+    ``test.<doctype>.<partner>`` for a partner in test (bound to the test queue only)."""
+    return f"{'test.' if test else ''}{doc_type}.{partner_id}"
+
+
 def new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
-                 part: int | None = None) -> NewDocument:
+                 part: int | None = None, test: bool = False) -> NewDocument:
     """A mapped document (or one part of it) as the store keeps it, with the digest of its
     content. A whole document's message id combines the reader's (reference-based) id with
     that digest, here and inside its JSON: a corrected document sent under the same
     references is not dropped by a consumer as a repeat. A part's message id (the AMQP
     message id a consumer drops repeats by) is the list's with ``-p<n>``; the canonical
-    ``message_id`` inside stays the list's, the same in every part."""
+    ``message_id`` inside stays the list's, the same in every part. ``test``: its partner
+    is in test (``routing_key``)."""
     sha = content_digest(payload)
     if part is None:
         mid = content_message_id(m.message_id, sha)
@@ -89,7 +96,7 @@ def new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
         doc_type=m.doc_type, schema_version=m.schema_version,
         business_number=m.business_number, interchange_ref=m.interchange_ref,
         message_ref=m.message_ref, message_id=mid, payload=payload,
-        routing_key=f"{m.doc_type}.{partner_id}", content_sha=sha, part=part)
+        routing_key=routing_key(m.doc_type, partner_id, test=test), content_sha=sha, part=part)
 
 
 def oversized(m: MappedDocument, exc: MappingError) -> FailedMessage:

@@ -15,6 +15,7 @@
         ├── EdifactSyntaxError      EDIFACT syntax or envelope error: segment index, line, element
         ├── MappingError            the message does not give what the mapping needs
         ├── UnknownPartner          no partner profile matches the sender (quarantined, not failed)
+        ├── PartnerNotLive          its partner is in draft or suspended (quarantined, held)
         └── TimeLimitExceeded       processing one payload took longer than its time limit
 
 A PayloadError never stops the service: the transmission is marked FAILED (or QUARANTINED)
@@ -210,6 +211,19 @@ class UnknownPartner(PayloadError):
         self.sender_id = sender_id
         self.qualifier = qualifier
         super().__init__(reason, position=position)
+
+
+class PartnerNotLive(PayloadError):
+    """The payload's partner takes no files yet (``draft``) or for now (``suspended``):
+    the transmission is quarantined, attributed to ``partner_id``, with ``reason`` saying
+    which (``core.lifecycle``); a suspended partner's are released when it is live again."""
+
+    stage = "partner"
+
+    def __init__(self, reason: str, *, partner_id: str, state: str) -> None:
+        self.partner_id = partner_id
+        self.state = state
+        super().__init__(reason)
 
 
 class TimeLimitExceeded(PayloadError):

@@ -37,9 +37,15 @@ from gateway.core.documents import (
     warnings_event,
 )
 from gateway.core.duplicates import RefsSeen, repeated_numbers
-from gateway.core.errors import FormatNotRecognised, MappingError, PayloadError, UnknownPartner
+from gateway.core.errors import (
+    FormatNotRecognised,
+    MappingError,
+    PartnerNotLive,
+    PayloadError,
+)
 from gateway.core.gcpause import gc_paused
 from gateway.core.identify import identify
+from gateway.core.lifecycle import admit, is_test, quarantines, test_event
 from gateway.core.ports import (
     ArchivePort,
     FailedMessage,
@@ -297,8 +303,10 @@ class Pipeline(Generic[P]):
             known = self.refs.known(partner, parsed.control_refs(), tid)
             mapped = self._documents(shared, parsed, partner, tid, row.filename, known)
         except PayloadError as exc:
-            status = T.QUARANTINED if isinstance(exc, UnknownPartner) else T.FAILED
+            status = T.QUARANTINED if quarantines(exc) else T.FAILED
             reason = str(exc)
+            if isinstance(exc, PartnerNotLive):
+                partner = self.partners.get(exc.partner_id)
             if partner is None and status == T.FAILED:
                 partner = self.partners.get(self.attributed(exc, row) or "")
             partner_id = partner.id if partner else None
@@ -317,7 +325,8 @@ class Pipeline(Generic[P]):
                 docs.append(failed_document(m, partner.id))
                 continue
             try:
-                made = self.new_documents(m, partner.id, warnings)
+                made = self.new_documents(m, partner.id, warnings,
+                                          test=is_test(partner.state))
             except MappingError as exc:
                 failure = oversized(m, exc)
                 failures.append(failure)
@@ -326,6 +335,8 @@ class Pipeline(Generic[P]):
             warnings += m.warnings
             docs += made
         events.append(("identified", f"partner {partner.id} ({partner.name})"))
+        if is_test(partner.state):
+            events.append(test_event(partner.id))
         docs = repeated_numbers(self.store, partner, docs, events, self._policy(partner))
         if warnings:
             events.append(warnings_event(warnings, len(warnings)))
@@ -437,20 +448,22 @@ class Pipeline(Generic[P]):
     # -- what a read payload gives ------------------------------------------------------------
 
     def new_documents(self, m: MappedDocument, partner_id: str,
-                      warnings: list[str]) -> list[NewDocument]:
+                      warnings: list[str], *, test: bool = False) -> list[NewDocument]:
         """The stored form of a mapped document: one row, or its parts when its JSON is
         over ``max_message_bytes`` and its type can be published in parts (a price list).
-        Raises MappingError when one item alone is over the limit."""
+        ``test``: its partner is in test (routed to the test queue). Raises MappingError
+        when one item alone is over the limit."""
         payload = json_of(m.document)
         if len(payload) <= self.max_message_bytes:
-            return [new_document(m, partner_id, payload)]
+            return [new_document(m, partner_id, payload, test=test)]
         if not isinstance(m.document, PriceList):
             warnings.append(f"{m.doc_type} {m.business_number or m.message_id} is "
                             f"{len(payload)} bytes, over the {self.max_message_bytes}-byte "
                             "message size; sent whole (only price lists go out in parts)")
-            return [new_document(m, partner_id, payload)]
+            return [new_document(m, partner_id, payload, test=test)]
         parts = part_payloads(m.document, self.max_message_bytes, first=1, total=True)
-        return [new_document(m, partner_id, p, part=n) for n, p in enumerate(parts, 1)]
+        return [new_document(m, partner_id, p, part=n, test=test)
+                for n, p in enumerate(parts, 1)]
 
     def interchanges(self, parsed: ParsedPayload[P]) -> list[NewInterchange]:
         """The interchanges read, as the store records them."""
@@ -498,10 +511,13 @@ class Pipeline(Generic[P]):
             f"file starts with '{shown}'")
 
     def identify(self, parsed: ParsedPayload[P], hint: str | None) -> P:
-        """The partner ``parsed`` is from (``identify.identify``)."""
+        """The partner ``parsed`` is from (``identify.identify``), when its state lets its
+        files in: PartnerNotLive for a partner in draft or suspended (``core.lifecycle``)."""
         def nobody() -> str:
             unidentified = getattr(parsed, "unidentified", "")  # a CSV file says why
             return str(unidentified) if unidentified else (
                 "payload names no sender and the channel is not partner-specific "
                 f"({parsed.summary()})")
-        return identify(self.partners, parsed.senders, hint, nobody)
+        partner = identify(self.partners, parsed.senders, hint, nobody)
+        admit(partner.id, partner.state)
+        return partner

@@ -23,7 +23,8 @@ from gateway.core.documents import (
     rejected_note,
     warnings_event,
 )
-from gateway.core.errors import MappingError, PayloadError, UnknownPartner
+from gateway.core.errors import MappingError, PartnerNotLive, PayloadError
+from gateway.core.lifecycle import is_test, quarantines, test_event
 from gateway.core.ports import (
     Done,
     FailedMessage,
@@ -57,6 +58,9 @@ class StreamRun(Generic[P]):
         self.store = pipeline.store
         self.tid = tid
         self.partner_id = partner_id
+        partner = pipeline.partners.get(partner_id)
+        #: The partner is in test: its documents go to the test queue.
+        self.test = partner is not None and is_test(partner.state)
         self.buffer: list[tuple[NewDocument, str | None]] = []
         self.buffer_bytes = 0
         #: Sliced message key -> ids of its parts stored so far, and the next part number.
@@ -90,7 +94,8 @@ class StreamRun(Generic[P]):
             self.failed(m)
             return
         try:
-            made = self.pipeline.new_documents(m, self.partner_id, self.warnings)
+            made = self.pipeline.new_documents(m, self.partner_id, self.warnings,
+                                               test=self.test)
         except MappingError as exc:
             self.failed(oversized(m, exc))
             return
@@ -115,7 +120,7 @@ class StreamRun(Generic[P]):
         self.parts.setdefault(key, [])
         self.next_part[key] = first + len(payloads)
         for n, payload in enumerate(payloads, first):
-            self.add(new_document(m, self.partner_id, payload, part=n), key)
+            self.add(new_document(m, self.partner_id, payload, part=n, test=self.test), key)
 
     def sliced_end(self, key: str, failed: FailedMessage | None) -> None:
         self.messages += 1
@@ -143,7 +148,7 @@ class StreamRun(Generic[P]):
             return
         partner = self.pipeline.partners.get(self.partner_id)
         queued, duplicates = self.store.release_held(
-            self.tid, on_conflict=partner.on_conflict if partner else "hold")
+            self.tid, on_conflict=partner.on_conflict if partner else "hold", test=self.test)
         self.queued += queued
         self.duplicates += duplicates
         if queued:
@@ -242,7 +247,9 @@ def work_streamed(pipeline: Pipeline[P], tid: str, row: TransmissionView) -> Out
         partner = pipeline.identify(parsed, row.partner_id)
     except PayloadError as exc:
         blocks.close()
-        status = T.QUARANTINED if isinstance(exc, UnknownPartner) else T.FAILED
+        status = T.QUARANTINED if quarantines(exc) else T.FAILED
+        if isinstance(exc, PartnerNotLive):
+            partner = pipeline.partners.get(exc.partner_id)
         store.record_failed(tid, stage=exc.stage, reason=str(exc), status=status,
                             partner_id=partner.id if partner else None,
                             fmt=parsed.format if parsed else None,
@@ -267,6 +274,8 @@ def work_streamed(pipeline: Pipeline[P], tid: str, row: TransmissionView) -> Out
         run.fail_held(broken.stage, f"not released: {broken}")
     events.append(("parsed", parsed.summary()))
     events.append(("identified", f"partner {partner.id} ({partner.name})"))
+    if run.test:
+        events.append(test_event(partner.id))
     warnings = parsed.warnings + run.warnings
     if warnings:
         events.append(warnings_event(warnings, len(parsed.warnings) + run.warning_count))

@@ -21,7 +21,9 @@ import sqlalchemy as sa
 
 from gateway.core import clock
 from gateway.core.conflicts import Comparison, compare
+from gateway.core.documents import routing_key
 from gateway.core.errors import EdigwError
+from gateway.core.lifecycle import TEST_EVENT
 from gateway.store import schema as s
 from gateway.store.audit import AuditLog
 from gateway.store.db import Store, _document_row, resettle
@@ -130,8 +132,15 @@ class ConflictDesk:
             if not changed:
                 raise NotAConflict(document_id, row.status)
             if release:
+                # Received while its partner was in test: to the test queue, as it would
+                # have gone (core.lifecycle), whatever the partner's state is now.
+                e = s.transmission_events
+                test = conn.execute(sa.select(e.c.id).where(
+                    e.c.transmission_id == row.transmission_id,
+                    e.c.event == TEST_EVENT).limit(1)).first() is not None
                 conn.execute(s.outbox.insert().values(
-                    document_id=document_id, routing_key=f"{row.doc_type}.{row.partner_id}",
+                    document_id=document_id,
+                    routing_key=routing_key(row.doc_type, row.partner_id, test=test),
                     created_at=now, attempts=0))
             number = f"{row.doc_type} {row.business_number or row.message_id}"
             conn.execute(s.transmission_events.insert().values(

@@ -78,13 +78,14 @@ class HeldRepository(StoreEngine):
                     failed += conn.execute(update.where(d.c.id.in_(chunk))).rowcount
         return failed
 
-    def release_held(self, tid: str, *, on_conflict: str = "hold") -> tuple[int, int]:
+    def release_held(self, tid: str, *, on_conflict: str = "hold",
+                     test: bool = False) -> tuple[int, int]:
         """Queue every held document of ``tid`` for publishing, in one commit; returns how
         many were queued and how many were kept back (duplicates, conflicts held). As
         ``record_processed`` decides: the same content received before is a DUPLICATE,
         the same number with other content a CONFLICT (held, or published with a note under
         ``on_conflict = "publish"``); one this transmission released before a crash is
-        dropped."""
+        dropped. ``test``: the partner is in test (routed to the test queue)."""
         d = s.documents
         now = utcnow()
         queued = kept = 0
@@ -97,7 +98,7 @@ class HeldRepository(StoreEngine):
                     .order_by(d.c.id).limit(1000)).all()
                 if not rows:
                     break
-                held = [Held(r, on_conflict) for r in rows]
+                held = [Held(r, on_conflict, test=test) for r in rows]
                 existing = earlier_documents(conn, [(h.partner_id, h) for h in held])
                 made = document_rows(tid, rows[0].partner_id, held, existing, now,
                                       ids=[r.id for r in rows])

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from gateway.core.canonical import content_digest
 from gateway.core.conflicts import compare
+from gateway.core.documents import routing_key
 from gateway.core.ids import new_id
 from gateway.store import schema as s
 from gateway.store.engine import chunks
@@ -35,9 +36,9 @@ class Held:
     """A held document (a streamed transmission's) as the decision needs it."""
 
     __slots__ = ("business_number", "content_sha", "doc_type", "id", "message_id",
-                 "on_conflict", "part", "partner_id", "status")
+                 "on_conflict", "part", "partner_id", "routing_key", "status")
 
-    def __init__(self, row: Any, on_conflict: str) -> None:
+    def __init__(self, row: Any, on_conflict: str, *, test: bool = False) -> None:
         self.id = row.id
         self.message_id = row.message_id
         self.doc_type = row.doc_type
@@ -47,6 +48,8 @@ class Held:
         self.part = 1 if _PART_ID.search(row.message_id) else None
         self.on_conflict = on_conflict
         self.status = None
+        # A partner in test: its documents go to the test queue (core.documents).
+        self.routing_key = routing_key(row.doc_type, row.partner_id, test=test)
 
 class _Number:
     """What was received under one (partner, type, number): contents -> document id, and
@@ -267,8 +270,7 @@ def document_rows(tid: str, partner_id: str, docs: Sequence[Any], earlier: _Earl
         else:  # a held document, stored already: only what changes
             made.docs.append(dict(id=did, status=status, conflict_of=conflict_of))
         if status == s.PENDING:
-            made.outbox.append(dict(document_id=did, routing_key=f"{d.doc_type}.{partner_id}"
-                                    if ids is not None else d.routing_key,
+            made.outbox.append(dict(document_id=did, routing_key=d.routing_key,
                                     created_at=now, attempts=0))
     return made
 

@@ -5,7 +5,7 @@ sending, retries, receipts and failing; interchange control references per partn
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,16 +237,19 @@ class OutboundRepository(StoreEngine):
 
     # -- delivery -----------------------------------------------------------------------
 
-    def pending_outbound(self, limit: int = 100, *, now: dt.datetime | None = None
-                         ) -> list[OutboundRow]:
-        """PENDING rows whose back-off has run out, oldest first."""
+    def pending_outbound(self, limit: int = 100, *, now: dt.datetime | None = None,
+                         held: Collection[str] = ()) -> list[OutboundRow]:
+        """PENDING rows whose back-off has run out, oldest first; none for the partners
+        ``held`` (suspended: their rows wait, and do not crowd the others out)."""
         o = s.outbound
         now = now or utcnow()
+        query = sa.select(o).where(
+            o.c.status == s.OUT_PENDING,
+            sa.or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now))
+        if held:
+            query = query.where(o.c.partner_id.not_in(sorted(held)))
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(o).where(
-                o.c.status == s.OUT_PENDING,
-                sa.or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now))
-                .order_by(o.c.created_at, o.c.id).limit(limit)).all()
+            rows = conn.execute(query.order_by(o.c.created_at, o.c.id).limit(limit)).all()
         return [_outbound_row(r) for r in rows]
 
     def outbound_of(self, tid: str) -> list[OutboundRow]:

@@ -502,6 +502,7 @@ def partner(p: Page) -> Response:
                     audit=(AuditLog(p.store).list(target=f"partner:{pid}", limit=50)
                            if p.who.may(Role.OPERATOR) else []),
                     admin=p.who.may(Role.ADMIN), channel_forms=PARTNER_FORMS,
+                    checklist=_checklist(p.store, prof),
                     message=p.request.query_params.get("message"),
                     error=p.request.query_params.get("error"))
 
@@ -530,6 +531,29 @@ def _documents(text: str) -> list[dict[str, str]]:
             doc["mapping"] = words[2]
         docs.append(doc)
     return docs
+
+
+def _checklist(store: Store, partner: Any) -> list[Any]:
+    """The partner's go-live checklist, shown on its page (``tracker.onboarding``)."""
+    from gateway.tracker.onboarding import checklist
+
+    return checklist(store, partner)
+
+
+def _set_state(p: Page, service: PartnerAdmin, pid: str, **kw: Any) -> str:
+    """The state form: the new state with its reason (and force); going live releases what
+    was held while suspended. What to tell the admin."""
+    from gateway.tracker.onboarding import release_held
+
+    reason = p.field("reason")
+
+    def release(partner_id: str) -> int:
+        return len(release_held(p.gateway, partner_id, by=p.who.username, reason=reason))
+
+    done = service.set_state(p.who.username, pid, p.field("state"), reason=reason,
+                             force=p.field("force") == "on", release=release, **kw)
+    return f"state {done['state']}" + (f", {done['released']} held file(s) released"
+                                       if done["released"] else "")
 
 
 def partner_change(p: Page) -> Response:
@@ -568,6 +592,9 @@ def partner_change(p: Page) -> Response:
                 failure_notices=p.field("failure_notices") == "on", **kw)
         elif what in ("disable", "enable"):
             getattr(service, what)(actor, pid, **kw)
+        elif what == "state":
+            said = _set_state(p, service, pid, **kw)
+            return RedirectResponse(f"/partners/{pid}?message=" + quote(said), 303)
         else:
             return p.render("not_found.html", 404, what=f"form {what}")
     except PartnerAdminError as exc:

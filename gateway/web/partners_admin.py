@@ -24,8 +24,10 @@ Errors::
     PartnerAdminError
     ├── NotFound   no such partner (404)
     ├── Invalid    a value is refused: .field, .reason (422)
-    └── Conflict   a value belongs to another partner or the id exists: .field, .value,
-                   .owner (409)
+    ├── Conflict   a value belongs to another partner or the id exists: .field, .value,
+    │              .owner (409)
+    └── NotReady   promotion to live refused: .missing, the go-live checklist's items not
+                   done (409)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 
 from gateway.config import (
+    PARTNER_STATES,
     DocumentSettings,
     GatewaySettings,
     Partner,
@@ -65,6 +68,7 @@ from gateway.config import (
 from gateway.core import clock
 from gateway.core.errors import ConfigError, EdigwError
 from gateway.store.audit import AuditLog, mask_secrets
+from gateway.tracker.onboarding import Item, checklist, missing
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -105,6 +109,17 @@ class Conflict(PartnerAdminError):
         self.owner = owner
         super().__init__(f"{field} {value!r} already belongs to partner {owner}",
                          partner=partner)
+
+
+class NotReady(PartnerAdminError):
+    """Promotion to live refused: ``missing`` are the go-live checklist's items not done
+    (``gateway.tracker.onboarding``); an admin may force it with a reason."""
+
+    def __init__(self, partner: str, missing: Sequence[Item]) -> None:
+        self.missing = list(missing)
+        super().__init__(f"partner {partner} is not ready to go live: "
+                         + "; ".join(f"{i.name} ({i.detail})" for i in self.missing)
+                         + " (force it with a reason to go live anyway)", partner=partner)
 
 
 Edit = Callable[[dict[str, Any]], None]
@@ -189,6 +204,58 @@ class PartnerAdmin:
         def edit(raw: dict[str, Any]) -> None:
             raw.pop("enabled", None)
         return self._change(actor, pid, "partner.enable", edit, _enabled, remote=remote)
+
+    # -- onboarding -----------------------------------------------------------------------
+
+    def checklist(self, pid: str) -> Sequence[Item]:
+        """The partner's go-live checklist (``tracker.onboarding.checklist``)."""
+        partner = self._directory().get(pid) if _ID.match(pid) else None
+        if partner is None:
+            raise NotFound(pid)
+        return checklist(self.audit.store, partner)
+
+    def set_state(self, actor: str, pid: str, state: str, *, reason: str, force: bool = False,
+                  remote: str | None = None,
+                  release: Callable[[str], int] | None = None) -> dict[str, Any]:
+        """Move the partner to ``state`` (draft, test, live, suspended), audited as
+        ``partner.state`` with who, why (``reason``, required) and the state before and
+        after. Going live from draft or test needs the go-live checklist done (NotReady
+        with what is missing) unless ``force``, whose missing items are audited too. Once
+        live, ``release(pid)`` processes what was held while it was suspended; how many is
+        in the answer's ``released``."""
+        if state not in PARTNER_STATES:
+            raise Invalid("state", f"{state!r} is not a state: one of "
+                          f"{', '.join(PARTNER_STATES)}", partner=pid)
+        if not reason or not reason.strip():
+            raise Invalid("reason", "a reason is required to change a partner's state",
+                          partner=pid)
+        with _LOCK:
+            current = self._directory().get(pid) if _ID.match(pid) else None
+            if current is None:
+                raise NotFound(pid)
+            gaps: Sequence[Item] = ()
+            if state == "live" and current.state in ("draft", "test"):
+                gaps = missing(checklist(self.audit.store, current))
+                if gaps and not force:
+                    raise NotReady(pid, gaps)
+
+            def edit(raw: dict[str, Any]) -> None:
+                if state == "live":
+                    raw.pop("state", None)  # the default
+                else:
+                    raw["state"] = state
+
+            note: dict[str, Any] = {"reason": reason.strip()}
+            if gaps:
+                note |= {"forced": True, "missing": [i.as_dict() for i in gaps]}
+            shown = self._change(actor, pid, "partner.state", edit, _state, remote=remote,
+                                 note=note)
+        released = release(pid) if state == "live" and release is not None else 0
+        if released:
+            self.audit.record(actor, "partner.release", _target(pid),
+                              after={"transmissions": released, "reason": reason.strip()},
+                              remote=remote)
+        return {**shown, "released": released}
 
     # -- contacts -------------------------------------------------------------------------
 
@@ -508,6 +575,10 @@ def _set(table: dict[str, Any], key: str, value: list[Any]) -> None:
         table[key] = value
     else:
         table.pop(key, None)
+
+
+def _state(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"state": raw.get("state", "live")}
 
 
 def _enabled(raw: dict[str, Any]) -> dict[str, Any]:

@@ -148,6 +148,8 @@ class MailReplies:
         wants = pending.partner.email
         if not (wants.acknowledgements or wants.failure_notices) or not pending.items:
             return
+        if pending.partner.state in ("draft", "suspended"):
+            return  # its files are kept back: no reply (docs/onboarding.md)
         self.pending.setdefault(pending.key, pending)
         self._poke()
 

@@ -19,9 +19,13 @@ Routes (mounted under ``/api``)::
     PUT    /partners/{id}/documents                admin   {documents: [{type, format, mapping?}]}
     PATCH  /partners/{id}/acknowledgements         admin   {contrl?, email_acknowledgements?,
                                                             failure_notices?}
+    GET    /partners/{id}/checklist                viewer  the go-live checklist
+    POST   /partners/{id}/state                    admin   {state, reason, force?}; going live
+                                                           releases what was held
 
 Refusals: 404 unknown partner, 422 ``{"detail": {"field", "reason"}}``, 409 ``{"detail":
-{"field", "value", "owner"}}``. The audit trail is read at ``/api/audit`` (the console's).
+{"field", "value", "owner"}}``; promotion to live refused: 409 ``{"detail": {"reason",
+"missing": [{name, ok, detail}]}}``.The audit trail is read at ``/api/audit`` (the console's).
 The app state holds ``gateway`` (``.settings``, ``.store``) and the ``Authenticator`` as
 ``auth``; ``partner_admin`` is made from them on first use unless the app set one.
 """
@@ -47,6 +51,7 @@ from gateway.web.partners_admin import (
     Conflict,
     Invalid,
     NotFound,
+    NotReady,
     PartnerAdmin,
     PartnerAdminError,
 )
@@ -112,6 +117,9 @@ def _empty_activity() -> dict[str, Any]:
 def _refused(exc: PartnerAdminError) -> HTTPException:
     if isinstance(exc, NotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, NotReady):
+        return HTTPException(status.HTTP_409_CONFLICT,
+                             {"reason": str(exc), "missing": [i.as_dict() for i in exc.missing]})
     if isinstance(exc, Conflict):
         return HTTPException(status.HTTP_409_CONFLICT,
                              {"field": exc.field, "value": exc.value, "owner": exc.owner})
@@ -275,6 +283,37 @@ def set_acknowledgements(pid: str, body: Acknowledgements, request: Request, who
     return run_admin(admin.set_acknowledgements, who.username, pid, contrl=body.contrl,
                email_acknowledgements=body.email_acknowledgements,
                failure_notices=body.failure_notices, remote=remote(request))
+
+
+# -- onboarding ------------------------------------------------------------------------------
+
+class StateChange(_Body):
+    state: str
+    reason: str = ""
+    force: bool = False
+
+
+@router.get("/{pid}/checklist", summary="The partner's go-live checklist")
+def get_checklist(pid: str, who: Viewer, admin: Admin_) -> dict[str, Any]:
+    items = run_admin(lambda: {"items": admin.checklist(pid)})["items"]
+    return {"partner": pid, "state": admin.get(pid)["state"],
+            "ready": all(i.ok for i in items), "items": [i.as_dict() for i in items]}
+
+
+@router.post("/{pid}/state", summary="Change the partner's state (draft, test, live, "
+             "suspended)", responses={409: {"description": "promotion to live refused: the "
+                                            "checklist's missing items"}})
+def set_state(pid: str, body: StateChange, request: Request, who: Admin,
+              admin: Admin_) -> dict[str, Any]:
+    gateway = request.app.state.gateway
+
+    def release(partner_id: str) -> int:
+        from gateway.tracker.onboarding import release_held
+
+        return len(release_held(gateway, partner_id, by=who.username, reason=body.reason))
+
+    return run_admin(admin.set_state, who.username, pid, body.state, reason=body.reason,
+                     force=body.force, remote=remote(request), release=release)
 
 
 def _mount_channel_routes() -> None:
