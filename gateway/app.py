@@ -62,7 +62,7 @@ def bus_settings(settings: GatewaySettings) -> BusSettings:
         retry_initial=b.retry_initial, retry_max=b.retry_max, heartbeat=b.heartbeat,
         confirm_timeout=b.confirm_timeout, outbound_exchange=b.outbound_exchange,
         outbound_queue=b.outbound_queue, outbound_dead_exchange=b.outbound_dead_exchange,
-        outbound_dead_queue=b.outbound_dead_queue,
+        outbound_dead_queue=b.outbound_dead_queue, test_queue=b.test_queue,
     )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, TrackerSettings
-from gateway.core import clock
+from gateway.core import clock, lifecycle
 from gateway.core.canonical import OUTBOUND_TYPES
 from gateway.core.errors import StoreError
 from gateway.core.scope import EVERYTHING, Scope
@@ -752,8 +752,15 @@ class _Context:
         if t.status == TransmissionStatus.QUARANTINED:
             verdict = QUARANTINED
             facts.append(Fact(t.updated_at, "quarantined", f"{t.stage}: {t.reason}", t.id))
-            summary = (f"{subject} but is quarantined: {_short(t.reason)}. Once a partner "
-                       f"profile lists the sender, reprocess transmission {t.id}.")
+            if t.stage == lifecycle.STAGE and t.reason == lifecycle.SUSPENDED_REASON:
+                summary = (f"{subject} but is held: its partner {t.partner_id} is suspended. "
+                           "It is processed and passed on when the partner is live again.")
+            elif t.stage == lifecycle.STAGE and t.reason == lifecycle.DRAFT_REASON:
+                summary = (f"{subject} but is kept back: its partner {t.partner_id} is not yet "
+                           f"in test. Once it is, reprocess transmission {t.id}.")
+            else:
+                summary = (f"{subject} but is quarantined: {_short(t.reason)}. Once a "
+                           f"partner profile lists the sender, reprocess transmission {t.id}.")
         elif t.status == TransmissionStatus.DUPLICATE:
             verdict = DUPLICATE
             first = self.store.get_transmission(t.duplicate_of) if t.duplicate_of else None

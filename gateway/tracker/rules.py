@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
+from gateway.core import lifecycle
 from gateway.core.status import AlertState, DocumentStatus, TransmissionStatus
 from gateway.store import tracking
 from gateway.store.channels import ChannelRecords
@@ -119,6 +120,7 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
              [*ctx.active("failure:"), *ctx.active("quarantine:")]}
     found = tracking.failure_evidence(ctx.store, ctx.now - LOOKBACK["failures"], still)
     out = []
+    held: dict[tuple[str, str], list[TransmissionRow]] = {}
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
         if row.direction == "out":
@@ -131,7 +133,22 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
         # the failure on (its own alert names this transmission), so it is not told twice.
         if any(r.status != TransmissionStatus.RECEIVED for r in found.replays.get(row.id, [])):
             continue
+        if (row.status == TransmissionStatus.QUARANTINED and row.partner_id
+                and row.stage == lifecycle.STAGE
+                and row.reason in (lifecycle.DRAFT_REASON, lifecycle.SUSPENDED_REASON)):
+            # Kept back by the partner's state, which an admin chose: one alert per partner
+            # and reason, not one per file.
+            held.setdefault((row.partner_id, row.reason), []).append(row)
+            continue
         out.append(_failure(row, docs))
+    for (partner_id, reason), rows in sorted(held.items()):
+        key = "draft" if reason == lifecycle.DRAFT_REASON else "suspended"
+        out.append(Condition(
+            "quarantine", partner_id, f"quarantine:{key}:{partner_id}",
+            f"{len(rows)} file(s) from {partner_id} kept back: {reason}",
+            {"stage": lifecycle.STAGE, "reason": reason, "files": len(rows),
+             "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
+             "latest": _iso(rows[-1].received_at)}))
     return out
 
 

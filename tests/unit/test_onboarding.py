@@ -404,3 +404,30 @@ def test_the_folder_watch_takes_a_state_change_without_restart(world):
     assert world.gw.pipeline.partners.get("retail").state == "suspended"
     out = world.ingest()
     assert world.gw.store.get_transmission(out.transmission_id).reason == SUSPENDED_REASON
+
+
+@pytest.mark.parametrize("world", ["suspended"], indirect=True)
+def test_held_files_raise_one_alert_per_partner_and_explain_says_held(world):
+    """Three held files: one quarantine alert for the partner (not one per file), and
+    "where is order N" says the file is held until the partner is live, not that a profile
+    must list its sender; released, the alert goes."""
+    from gateway.tracker import explain
+    from gateway.tracker.alerts import AlertBook
+    from gateway.tracker.engine import Tracker
+
+    outs = [world.ingest() for _ in range(3)]
+    tracker = Tracker(world.gw.settings.tracker, world.gw.partners, world.gw.store)
+    tracker.check()
+
+    open_ = [a for a in AlertBook(world.gw.store).list(status="open") if a.kind == "quarantine"]
+    assert [(a.key, a.partner_id) for a in open_] == [("quarantine:suspended:retail", "retail")]
+    assert "3 file(s) from retail kept back" in open_[0].summary
+    said = explain.explain(world.gw.store, world.gw.partners, world.gw.settings,
+                           filename="order-1.edi")
+    assert said.verdict == "quarantined" and "is held" in said.summary
+    assert "retail is suspended" in said.summary and "lists the sender" not in said.summary
+    assert len(outs) == 3
+    world.admin.set_state("admin", "retail", "live", reason="back", release=world.release())
+    tracker.check()
+    assert not [a for a in AlertBook(world.gw.store).list(status="open")
+                if a.kind == "quarantine"]
