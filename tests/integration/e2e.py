@@ -82,6 +82,7 @@ class Workspace:
             queues=((f"erp.orders.e2e-{tag}", ("order.#",)),),
             dead_letter_exchange=f"edi.documents.e2e-{tag}.dlx",
             dead_letter_queue=f"erp.orders.e2e-{tag}.dead",
+            test_queue=f"erp.test.e2e-{tag}",
         )
         ws = cls(root=root, store_url=store_url, bus=bus,
                  broker_url=broker_url or (broker_urls[0] if broker_urls else RABBIT_URL),
@@ -156,6 +157,7 @@ url = {_toml_str(self.store_url)}
 exchange = "{self.bus.exchange}"
 dead_letter_exchange = "{self.bus.dead_letter_exchange}"
 dead_letter_queue = "{self.bus.dead_letter_queue}"
+test_queue = "{self.bus.test_queue}"
 retry_initial = 0.1
 retry_max = {self.retry_max}
 {f"heartbeat = {self.heartbeat}" if self.heartbeat else ""}

@@ -28,6 +28,7 @@ def unique_settings(url: str = RABBIT_URL, *, tag: str | None = None,
         queues=((f"erp.orders.test-{tag}", bindings),),
         dead_letter_exchange=f"edi.documents.test-{tag}.dlx",
         dead_letter_queue=f"erp.orders.test-{tag}.dead",
+        test_queue=f"erp.test.test-{tag}",
         retry_initial=0.1,
         retry_max=0.5,
         poll_interval=0.1,
@@ -47,6 +48,7 @@ def delete_topology(settings: BusSettings) -> None:
         for name, _keys in settings.queues:
             channel.queue_delete(name)
         channel.queue_delete(settings.dead_letter_queue)
+        channel.queue_delete(settings.test_queue)
         channel.exchange_delete(settings.exchange)
         channel.exchange_delete(settings.dead_letter_exchange)
     finally:
