@@ -52,6 +52,13 @@ def receive_many(store: StorePort, archive: ArchivePort, items: list[Incoming], 
             channel, [(items[i].channel_ref, digests[i]) for i in idx])
         originals.update(found)
         unacked.update(left)
+    # The same bytes from another partner's channel (or portal account) are not a repeat
+    # of that partner's file: it is received and processed on its own (identification then
+    # quarantines it if it names the other partner), and nothing of the other is told.
+    hinted = {originals[digests[i]] for i, item in enumerate(items)
+              if item.partner_hint and digests[i] in originals}
+    owners = ({tid: row.partner_id for tid, row in
+               store.get_transmissions(sorted(hinted)).items()} if hinted else {})
     fresh = [i for i, item in enumerate(items) if item.path is None
              and not (item.channel_ref and (item.channel_ref, digests[i]) in unacked)]
     archive.put_many([items[i].data for i in fresh])
@@ -65,6 +72,9 @@ def receive_many(store: StorePort, archive: ArchivePort, items: list[Incoming], 
             receipts.append(Receipt(left_over, resumed=True))
             continue
         original = originals.get(digest)
+        if (original and item.partner_hint
+                and owners.get(original) not in (None, item.partner_hint)):
+            original = None
         tid = new_id()
         originals.setdefault(digest, tid)
         rows.append(NewTransmission(

@@ -171,6 +171,11 @@ def test_a_client_reaches_nothing_of_another_partner_through_the_api(world):
                     _judge(w, "client(api)", method.upper(), path, r)
                     walked += 1
         assert walked >= 40
+        # B's very file, sent through A's portal: not told as a repeat of B's.
+        r = client.post("/portal/upload", files={"file": ("b-again.edi", SAMPLE)})
+        assert r.status_code == 201, r.text
+        assert w["b_tid"] not in r.text and r.json()["duplicate_of"] is None
+        assert client.get(f"/transmissions/{r.json()['transmission_id']}").status_code == 200
     _unchanged(w)
 
 

@@ -110,6 +110,20 @@ def test_same_bytes_twice_is_recorded_as_duplicate_not_processed(pipeline):
     assert pipeline.store.get_transmission(r2.transmission_id).status == s.DUPLICATE
 
 
+def test_same_bytes_from_another_partners_channel_are_not_its_duplicate(pipeline):
+    """acme's file sent again through beta's channel (or portal account) is not recorded as
+    a repeat of acme's (which would tell beta acme's transmission): it is processed alone
+    and quarantined; sent again through acme's own channel it is a duplicate."""
+    first = receive(pipeline, b"FAKE|111|PO1")
+    assert pipeline.process(first.transmission_id).partner_id == "acme"
+    other = receive(pipeline, b"FAKE|111|PO1", partner_hint="beta")
+    assert other.duplicate_of is None and other.needs_processing
+    assert pipeline.process(other.transmission_id).status == s.QUARANTINED
+    assert pipeline.store.get_transmission(other.transmission_id).partner_id == "beta"
+    again = receive(pipeline, b"FAKE|111|PO1", partner_hint="acme")
+    assert again.duplicate_of == first.transmission_id
+
+
 def test_duplicates_inside_one_batch(pipeline):
     """Two identical payloads in one receive batch: the second is a duplicate of the first."""
     a, b = pipeline.receive_many([Incoming(data=b"FAKE|111|X", channel="folder"),
