@@ -46,8 +46,11 @@ def declare(obj: CliContext) -> None:
 
     settings = bus_settings(obj.settings)
     declare_topology(settings)
+    from gateway.bus.topology import test_binding
+
+    names = [name for name, _ in settings.queues] + [q for q, _ in test_binding(settings)]
     click.echo(f"declared exchange {settings.exchange} and {settings.queue_type} queues "
-               + ", ".join(name for name, _ in settings.queues) + f" on {settings.safe_urls}")
+               + ", ".join(names) + f" on {settings.safe_urls}")
     t = obj.settings.tracker
     if t.enabled:
         from gateway.bus.acks import declare_acks
