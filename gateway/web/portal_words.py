@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.core import lifecycle
 from gateway.core.status import DocumentStatus as D
 from gateway.core.status import ErpStatus
 from gateway.core.status import OutboundStatus as O
@@ -90,7 +91,20 @@ KIND_LABELS = {"contrl": "Acknowledgement (CONTRL)", "aperak": "Application answ
                "mail-reply": "E-mail answer"}
 
 
-def transmission_words(status: str) -> Words:
+#: A file kept back by the partner's own onboarding state, not by a doubt about its sender.
+KEPT_BACK_WORDS: dict[str, Words] = {
+    lifecycle.SUSPENDED_REASON: Words(
+        "Held", "Your account is paused: we keep your file and pass it on as soon as it is "
+        "active again.", "wait"),
+    lifecycle.DRAFT_REASON: Words(
+        "Kept", "Your account is not yet open for test files: we keep your file, and our "
+        "team processes it once it is.", "wait"),
+}
+
+
+def transmission_words(status: str, reason: str | None = None) -> Words:
+    if status == T.QUARANTINED and reason in KEPT_BACK_WORDS:
+        return KEPT_BACK_WORDS[reason]
     return TRANSMISSION_WORDS.get(status, _UNKNOWN)
 
 

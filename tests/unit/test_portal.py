@@ -361,6 +361,17 @@ def test_every_verdict_and_status_has_client_words() -> None:
         assert "PO-1" in sentence and "{" not in sentence
 
 
+def test_a_file_kept_back_by_the_partners_state_is_not_told_as_a_doubt_about_its_sender():
+    from gateway.core import lifecycle
+
+    held = portal_words.transmission_words(T.QUARANTINED, lifecycle.SUSPENDED_REASON)
+    assert (held.label, held.tone) == ("Held", "wait") and "paused" in held.sentence
+    kept = portal_words.transmission_words(T.QUARANTINED, lifecycle.DRAFT_REASON)
+    assert (kept.label, kept.tone) == ("Kept", "wait") and "not yet open" in kept.sentence
+    doubt = portal_words.transmission_words(T.QUARANTINED, "unknown sender id 1")
+    assert doubt == portal_words.TRANSMISSION_WORDS[T.QUARANTINED]
+
+
 def test_a_rejection_reason_reads_without_the_stage() -> None:
     said = portal_words.verdict_sentence(verdicts.FAILED, "order PO-1",
                                          "validate: quantity 'xx' is not a number")

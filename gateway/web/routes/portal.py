@@ -145,7 +145,7 @@ def demo(who: Client, gateway: Gateway,
     results = []
     for f in data.demo_results(gateway, who.scope, limit=limit):
         t = f.transmission
-        tw = words.transmission_words(t.status)
+        tw = words.transmission_words(t.status, t.reason)
         results.append(iso({
             "transmission_id": t.id, "filename": t.filename, "received_at": t.received_at,
             "status": t.status, "status_words": tw.label,
