@@ -4,7 +4,7 @@ Use::
 
     reports = [MessageReport(m, errors.get(m.ref)) for m in interchange.messages]
     data = build_contrl(interchange, reports, control_ref="C0001",
-                        prepared=datetime.now(UTC))
+                        prepared=clock.now())
     # data: bytes of one CONTRL interchange, ready for the partner's outbound channel
 
 What is written, and the standard behind it:

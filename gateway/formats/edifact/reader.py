@@ -8,7 +8,6 @@ crash. What was rejected is remembered per message so that a CONTRL can answer i
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 from collections import Counter
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.core import clock
 from gateway.core.canonical import CANONICAL_MODELS
 from gateway.core.deadline import check
 from gateway.core.errors import EdifactSyntaxError, MappingError, PayloadError
@@ -311,7 +311,7 @@ def _contrl_reply(partner: Partner, transmission_id: str, n: int, interchange: I
         interchange.error = rejected if isinstance(rejected, EdifactSyntaxError) else \
             EdifactSyntaxError(str(rejected), code=rejected.code)
     data = build_contrl(interchange, [MessageReport(v.message, v.error) for v in verdicts],
-                        control_ref=our_ref, prepared=dt.datetime.now(dt.UTC),
+                        control_ref=our_ref, prepared=clock.now(),
                         report_accepted=partner.edifact.contrl_accepted_messages)
     accepted = sum(1 for v in verdicts if v.error is None)
     action = ("interchange rejected" if rejected is not None else
