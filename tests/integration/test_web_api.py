@@ -185,7 +185,8 @@ def test_cookie_sessions_need_the_csrf_token_and_tokens_do_not(console):
         assert r.status_code == 409
     with _client(console) as anon:
         r = anon.post("/login", json={"username": "operator", "password": "wrong"})
-        assert r.status_code == 401 and r.json() == {"detail": "login refused"}
+        assert r.status_code == 401 and r.json()["detail"] == "login refused"
+        assert r.headers["content-type"] == "application/problem+json"
     entries = AuditLog(console["gw"].store).list(target=f"alert:{alert_id}")
     assert [e.action for e in entries] == ["alert.resolve", "alert.acknowledge"]
 
