@@ -15,7 +15,6 @@ import pytest
 import structlog
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
-from starlette.applications import Starlette
 
 from gateway.app import Gateway
 from gateway.config import (
@@ -27,7 +26,7 @@ from gateway.config import (
     UnbIdentifier,
 )
 from gateway.core.ports import Incoming
-from gateway.http.server import HttpServer
+from gateway.http.server import HttpServer, build_app
 from gateway.web import errors
 from gateway.web.api import create_console
 
@@ -77,7 +76,8 @@ def api(tmp_path: Path, store_url: str) -> Any:
                               partner_id="bakkerij" if role == "client" else None)
     tokens = {role: con.auth.tokens.create(con.auth.users.by_username(role), "walk")[0]
               for role in ROLES}
-    server = HttpServer(Starlette(routes=con.routes), port=0)
+    # The app serve runs: its body limits and security headers around the API.
+    server = HttpServer(build_app(routes=con.routes, body_limits=con.body_limits), port=0)
     server.start_in_thread()
     try:
         yield {"url": server.url + "/api", "tokens": tokens, "gw": gw}
@@ -175,7 +175,8 @@ def test_every_success_answer_is_typed(api):
 def test_every_kind_of_error_is_answered_as_a_problem_document(api):
     """An unknown transmission (404), a bad limit (422 with ``errors``), no token (401 with
     ``WWW-Authenticate: Bearer``), a viewer on an admin route (403), a wrong method (405,
-    with ``Allow``), an unknown path (404), a date out of range (422), a refused login."""
+    with ``Allow``), an unknown path (404), a date out of range (422), a body over its
+    limit (413), a refused login."""
     with _client(api, "viewer") as viewer:
         body = assert_problem(viewer.get("/transmissions/01NOSUCHTHING"), 404,
                               "/api/transmissions/01NOSUCHTHING")
@@ -199,6 +200,9 @@ def test_every_kind_of_error_is_answered_as_a_problem_document(api):
 
         r = viewer.get("/stats", params={"until": "0001-01-02T00:00:00Z"})
         assert "out of range" in assert_problem(r, 422, "/api/stats")["detail"]
+        # Over the body limit: refused by the server before the API reads it, alike.
+        r = viewer.post("/login", content=b"x" * (1 << 20))
+        assert "limit of this route" in assert_problem(r, 413, "/api/login")["detail"]
     with _client(api) as nobody:
         r = nobody.get("/transmissions")
         assert_problem(r, 401, "/api/transmissions")
