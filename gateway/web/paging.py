@@ -54,7 +54,7 @@ def partner_named(row: dict[str, Any]) -> dict[str, Any]:
 
 def _partner_filter(
         partner_id: Annotated[str | None, Query(max_length=64,
-                                                description="only this partner's rows")] = None,
+                                                description="the partner (its id)")] = None,
         partner: Annotated[str | None, Query(max_length=64, include_in_schema=False)] = None
 ) -> str | None:
     return partner_id if partner_id is not None else partner
