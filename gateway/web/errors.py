@@ -87,7 +87,7 @@ class ApiProblem(HTTPException):
     """An ``HTTPException`` that names its problem type (``kind``, a name under
     ``PROBLEM_BASE``) and carries extension members (``extensions``)."""
 
-    def __init__(self, status: int, detail: str, *, kind: str | None = None,
+    def __init__(self, status: int, detail: str, /, *, kind: str | None = None,
                  headers: dict[str, str] | None = None, **extensions: Any) -> None:
         super().__init__(status, detail, headers=headers)
         self.kind = kind
@@ -109,9 +109,10 @@ def problem_type(status: int, kind: str | None = None) -> tuple[str, str]:
     return "about:blank", title  # RFC 9457 §4.2.1: the title is then the status phrase
 
 
-def problem(request: Request, status: int, detail: str, *, kind: str | None = None,
+def problem(request: Request, status: int, detail: str, /, *, kind: str | None = None,
             headers: Mapping[str, str] | None = None, **extensions: Any) -> ProblemResponse:
-    """The problem document answering ``request`` with ``status`` and ``detail``."""
+    """The problem document answering ``request`` with ``status`` and ``detail``; an
+    extension never replaces a member of RFC 9457's (``type``, ``status`` …)."""
     type_, title = problem_type(status, kind)
     body: dict[str, Any] = {k: v for k, v in extensions.items() if k not in STANDARD_MEMBERS}
     body.update(type=type_, title=title, status=status, detail=detail,

@@ -272,6 +272,11 @@ def _crashing_app() -> FastAPI:
         raise HTTPException(409, {"reason": "not ready for live",
                                   "missing": [{"name": "CONTRL returned", "ok": False}]})
 
+    @app.get("/finer")
+    def finer() -> None:
+        raise errors.ApiProblem(409, "acme is not ready", kind="partner-not-ready",
+                                missing=["CONTRL returned"], status=200)
+
     @app.post("/typed")
     def typed(body: dict[str, int]) -> dict[str, int]:
         return body
@@ -295,13 +300,16 @@ def test_an_unexpected_error_is_a_500_problem_that_tells_nothing_of_the_internal
 
 def test_a_detail_given_as_a_dict_becomes_the_text_and_extension_members():
     """``HTTPException(409, {"reason": …, "missing": […]})`` (the onboarding checklist)
-    answers ``detail`` = the reason and ``missing`` as a member; a body that is not JSON
-    answers 422 with its ``errors``."""
+    answers ``detail`` = the reason and ``missing`` as a member; ``ApiProblem`` names a finer
+    type; a body that is not JSON answers 422 with its ``errors``."""
     with TestClient(_crashing_app()) as client:
         body = assert_problem(client.get("/not-ready"), 409, "/not-ready")
         assert body["detail"] == "not ready for live"
         assert body["missing"] == [{"name": "CONTRL returned", "ok": False}]
         assert body["type"] == "https://edigw.dev/problems/conflict"
+        body = assert_problem(client.get("/finer"), 409, "/finer")  # status not overwritten
+        assert body["type"] == "https://edigw.dev/problems/partner-not-ready"
+        assert (body["detail"], body["missing"]) == ("acme is not ready", ["CONTRL returned"])
         r = client.post("/typed", content=b"{not json",
                         headers={"Content-Type": "application/json"})
         body = assert_problem(r, 422, "/typed")
