@@ -1,4 +1,6 @@
-"""Structured logs with structlog: console lines for people, JSON lines for collectors.
+"""Structured logs with structlog: console lines for people, JSON lines for collectors,
+always on stderr so that a command's own output (``--json`` above all) stays alone on stdout.
+Every ``edigw`` command configures them as soon as it reads the settings (``[log] format``).
 
 ``transmission_id`` and ``partner`` are bound with context variables by the pipeline, so
 every line written while a transmission is processed carries them.
@@ -23,6 +25,7 @@ def configure(fmt: str = "console", level: str = "info") -> None:
     ]
     renderer: Processor = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
+    # ``sys.stderr`` as it is now (a test runner swaps it), never stdout.
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
