@@ -133,6 +133,11 @@ class Progress:
     def __init__(self, bar: Any | None) -> None:
         self._bar = bar
 
+    @property
+    def drawn(self) -> bool:
+        """Whether anything is drawn."""
+        return self._bar is not None
+
     def task(self, description: str, total: float | None) -> Any:
         """A new task (its id); None when nothing is drawn."""
         return None if self._bar is None else self._bar.add_task(description, total=total)

@@ -77,9 +77,19 @@ def ingest(obj: CliContext, files: tuple[str, ...], partner: str | None, no_publ
     try:
         with progress(draws_progress(as_json=as_json, quiet=quiet), bytes_done=True) as bar:
             task = bar.task(f"{len(paths)} file(s)", total=total)
+            label = ""
+            in_file = 0
+
+            def one_more() -> None:  # each document of the file as it is mapped
+                nonlocal in_file
+                in_file += 1
+                bar.describe(task, f"{label}, {mapped + in_file} document(s) mapped")
+
+            if bar.drawn:
+                gw.pipeline.on_document = one_more
             for n, path in enumerate(paths, 1):
-                bar.describe(task, f"file {n}/{len(paths)} {path.name[:30]}, "
-                                   f"{mapped} document(s) mapped")
+                label, in_file = f"file {n}/{len(paths)} {path.name[:30]}", 0
+                bar.describe(task, f"{label}, {mapped} document(s) mapped")
                 # A large file is archived by streaming, never read whole.
                 big = path.stat().st_size > obj.settings.processing.stream_above
                 receipt = gw.pipeline.receive(Incoming(

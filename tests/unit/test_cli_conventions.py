@@ -189,3 +189,16 @@ def test_show_prints_times_in_the_gateway_zone(workdir: Path) -> None:
     assert "timeline (Europe/Paris)" in r.output
     received = next(x for x in r.output.splitlines() if x.strip().startswith("received"))
     assert received.rstrip().endswith(("CET", "CEST"))
+
+
+def test_the_pipeline_tells_each_document_as_it_is_mapped(tmp_path: Path) -> None:
+    """Pipeline.on_document (the ingest's progress on one large file) is called once per
+    document mapped, before the transmission is done."""
+    from tests.unit.test_explain import Gateway, order
+
+    gw = Gateway(tmp_path)
+    told: list[int] = []
+    gw.pipeline.on_document = lambda: told.append(len(told))
+    tid = gw.send(order("300", "PO-300"))
+    documents = gw.store.get_transmission(tid).document_count
+    assert documents == 1 and len(told) == documents
