@@ -15,6 +15,17 @@ import structlog
 from structlog.typing import Processor
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (a test runner swaps it per test;
+    a stream captured once would outlive it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(fmt: str = "console", level: str = "info") -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     lvl = getattr(logging, level.upper())
@@ -25,11 +36,10 @@ def configure(fmt: str = "console", level: str = "info") -> None:
     ]
     renderer: Processor = (structlog.processors.JSONRenderer() if fmt == "json"
                 else structlog.dev.ConsoleRenderer(colors=False))
-    # ``sys.stderr`` as it is now (a test runner swaps it), never stdout.
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr,
