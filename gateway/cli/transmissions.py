@@ -116,7 +116,7 @@ def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -
     for e in view.events:
         at = local(e["at"], obj.zone).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         click.echo(f"  {at}  {e['event']:<20} {e['detail'] or ''}")
-    _echo_documents(store, view.documents, payloads)
+    _echo_documents(obj, store, view.documents, payloads)
     _echo_interchanges(view.interchanges)
     _echo_transport(view.transport)
     if view.outbound:
@@ -173,14 +173,27 @@ def _echo_header(obj: CliContext, t: TransmissionRow) -> None:
             click.echo(f"  {label:<13}{value}")
 
 
-def _echo_documents(store: Store, docs: list[DocumentRow], payloads: bool) -> None:
+def _erp_word(d: DocumentRow) -> str:
+    """What the ERP said of one document, in ``log``'s words: accepted, rejected, waiting
+    (published, no word yet); "-" when it was not published."""
+    from gateway.core.status import DocumentStatus, ErpStatus
+
+    if d.status != DocumentStatus.PUBLISHED:
+        return "-"
+    if d.erp_status == ErpStatus.ACCEPTED:
+        return "accepted"
+    return "rejected" if d.erp_status == ErpStatus.REJECTED else "waiting"
+
+
+def _echo_documents(obj: CliContext, store: Store, docs: list[DocumentRow],
+                    payloads: bool) -> None:
     click.echo(f"\ndocuments ({len(docs)})")
     if not docs:
         return
     click.echo(table(["id", "type", "number", "interchange", "message", "status", "erp",
                       "message_id"],
                      [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
-                       d.message_ref or "-", d.status, d.erp_status or "-", d.message_id]
+                       d.message_ref or "-", d.status, _erp_word(d), d.message_id]
                       for d in docs]))
     for d in docs:
         if d.conflict_of:
@@ -189,7 +202,7 @@ def _echo_documents(store: Store, docs: list[DocumentRow], payloads: bool) -> No
         if d.reason:
             click.echo(f"  {d.id} {d.status}: {d.reason}")
         if d.erp_status:
-            when = f" at {d.erp_at:%Y-%m-%d %H:%M} UTC" if d.erp_at else ""
+            when = f" at {obj.shown(d.erp_at)}" if d.erp_at else ""
             click.echo(f"  {d.id} ERP {d.erp_status}{when}"
                        + (f": {d.erp_reason}" if d.erp_reason else ""))
     if payloads:

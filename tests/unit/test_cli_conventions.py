@@ -202,3 +202,22 @@ def test_the_pipeline_tells_each_document_as_it_is_mapped(tmp_path: Path) -> Non
     tid = gw.send(order("300", "PO-300"))
     documents = gw.store.get_transmission(tid).document_count
     assert documents == 1 and len(told) == documents
+
+
+def test_show_says_waiting_where_log_says_waiting(workdir: Path) -> None:
+    """A published document the ERP has not answered reads "waiting" in show's erp column,
+    the word log uses (not "-")."""
+    from gateway.store.db import Store
+
+    def run(*args: str) -> str:
+        return CliRunner().invoke(main, ["--config", "gateway.toml", *args]).stdout
+
+    tid = json.loads(run("ingest", "--json", "--no-publish", str(SAMPLE))
+                     )["transmissions"][0]["transmission_id"]
+    store = Store.from_url("sqlite:///var/edigw.sqlite3")
+    store.mark_published([i.outbox_id for i in store.pending_outbox(10)])
+    store.close()
+    assert run("log").splitlines()[1].split()[-1] == "waiting"
+    documents = run("show", tid).split("documents (1)")[1].splitlines()
+    header, row = documents[1].split(), documents[2].split()
+    assert row[header.index("erp")] == "waiting"
