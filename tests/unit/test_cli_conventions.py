@@ -29,7 +29,7 @@ REPORTING = [
     ("status",), ("check-config",), ("db", "upgrade"), ("mappings", "test"),
     ("schemas", "write"), ("ingest",), ("reprocess",), ("declare",), ("channels",),
     ("instances",), ("price-lists",), ("security",), ("purge",), ("show",), ("send",),
-    ("conflicts",), ("conflicts", "list"), ("conflicts", "show"), ("conflicts", "release"),
+    ("alerts",), ("alerts", "check"), ("conflicts",), ("conflicts", "list"), ("conflicts", "show"), ("conflicts", "release"),
     ("conflicts", "reject"), ("users", "add"), ("users", "list"), ("users", "set-role"),
     ("users", "disable"), ("users", "enable"), ("users", "password"), ("tokens", "create"),
     ("tokens", "list"), ("tokens", "revoke"),
