@@ -10,14 +10,16 @@ from pathlib import Path
 import click
 
 from gateway.channels.registry import CHANNELS
-from gateway.cli.common import CliContext
+from gateway.cli.common import CliContext, emit_json, json_option
 from gateway.config import PartnerDirectory, load_partners
 from gateway.core.urls import mask_url
 
 
 @click.command("check-config")
+@json_option("One JSON document on stdout: ok, problems and what is configured "
+             "(exit status 2 when a problem was found, as without --json).")
 @click.pass_obj
-def check_config(obj: CliContext) -> None:
+def check_config(obj: CliContext, as_json: bool) -> None:
     """Validate settings, partner profiles and mappings; print a summary or what is wrong."""
     from gateway.formats.mapping import MappingSet
 
@@ -33,6 +35,19 @@ def check_config(obj: CliContext) -> None:
     for kind in CHANNELS:
         problems += kind.problems(s, directory)
     outbound = _outbound(obj, directory, problems)
+    channels = [line for kind in CHANNELS for line in kind.summary(s, directory)]
+    if as_json:
+        emit_json(dict(ok=not problems, problems=problems, settings=str(s.source),
+                       store=mask_url(s.store.url),
+                       broker=dict(urls=[mask_url(u) for u in s.broker.urls],
+                                   exchange=s.broker.exchange, queue_type=s.broker.queue_type,
+                                   queues={q.name: list(q.bindings) for q in s.broker.queues}),
+                       archive=str(s.archive.path), channels=channels,
+                       mappings=sorted(mapping_set.mappings), outbound=outbound,
+                       partners=[p.id for p in directory]))
+        if problems:
+            sys.exit(2)
+        return
     if problems:
         for line in problems:
             click.echo(f"edigw: {line}", err=True)
@@ -43,9 +58,8 @@ def check_config(obj: CliContext) -> None:
                f"{s.broker.exchange}, {s.broker.queue_type} queues "
                + ", ".join(f"{q.name} <- {' '.join(q.bindings)}" for q in s.broker.queues))
     click.echo(f"archive    {s.archive.path}")
-    for kind in CHANNELS:
-        for line in kind.summary(s, directory):
-            click.echo(line)
+    for line in channels:
+        click.echo(line)
     click.echo(f"mappings   {len(mapping_set)} in {s.mappings}: {', '.join(sorted(mapping_set.mappings))}")
     click.echo(outbound)
     click.echo(f"partners   {len(directory)} in {s.partners}: {', '.join(p.id for p in directory)}")

@@ -50,6 +50,7 @@ from gateway.core.status import (
     can_send_again,
 )
 from gateway.core.status import TransmissionStatus as T
+from gateway.core.zone import shown, zone_of
 from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelHealth, ChannelRecords
@@ -63,7 +64,7 @@ from gateway.store.read.activity import (
     open_alerts_by_partner,
 )
 from gateway.store.read.transmissions import LogQuery, transmission_log, transmission_view
-from gateway.store.records import TransmissionRow, aware
+from gateway.store.records import TransmissionRow
 from gateway.tracker.alerts import AlertBook, AlertError
 from gateway.web import charts
 from gateway.web.auth import (
@@ -133,10 +134,8 @@ class Page:
 
     @property
     def tz(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.gateway.settings.tracker.timezone)
-        except Exception:  # no settings in a bare test app
-            return ZoneInfo("UTC")
+        """The gateway's one time zone (UTC in a bare test app without settings)."""
+        return zone_of(getattr(self.gateway, "settings", None))
 
     def field(self, name: str, default: str = "") -> str:
         value = self.form.get(name) if self.form is not None else None
@@ -149,9 +148,7 @@ class Page:
 
 
 def _local(at: dt.datetime | None, tz: ZoneInfo) -> str:
-    if at is None:
-        return ""
-    return aware(at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return shown(at, tz, abbreviation=False)
 
 
 def _refused(request: Request, who: Principal | None, reason: str) -> Response:
