@@ -99,6 +99,15 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']} (value {err.get('input')!r})")
+    from gateway.channels.checks import added_problems
+    from gateway.config import PartnerDirectory
+
+    # Judged as check-config would before anything is written (as the console's changes).
+    current = load_partners(folder)
+    partner = partner.model_copy(update={"source": str(target)})
+    added = added_problems(obj.settings, current, PartnerDirectory([*current, partner]))
+    if added:
+        fail("edigw check-config would refuse it: " + "; ".join(added), 1)
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(partner_toml(partner))
     try:

@@ -105,3 +105,15 @@ def test_a_problem_already_there_does_not_block_an_unrelated_change(tmp_path):
     assert tomllib.loads((tmp_path / "partners" / "acme.toml").read_text())["name"] == \
         "ACME Retail Group"
     store.close()
+
+
+def test_partners_add_refuses_what_check_config_would_and_writes_nothing(tmp_path):
+    """``edigw partners add`` naming a mapping that does not exist exits 1 with
+    check-config's reason; no profile is written and check-config still passes."""
+    _admin, store = _world(tmp_path)
+    store.close()
+    r = CliRunner().invoke(main, ["--config", str(tmp_path / "gateway.toml"), "partners", "add",
+                                  "zuid", "--name", "Zuid", "--mapping", "order=nope"])
+    assert r.exit_code == 1 and "mapping 'nope' does not exist" in r.output
+    assert not (tmp_path / "partners" / "zuid.toml").exists()
+    assert check_config(tmp_path)[0] == 0
