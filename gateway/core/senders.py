@@ -3,8 +3,10 @@ with. The reasons are written by ``core.identify`` (UNB ids, identifiers by sche
 naming a partner without profile) and by the mail channel (the From address); a test runs
 those writers and reads their reasons back here, so the wording and this stay in step.
 
-A sender's ``key`` names it in URLs and commands: ``unb:<id>`` or ``unb:<id>:<qualifier>``,
-``<scheme>:<value>`` (gln, vat, siren, siret, as2, email, phone), ``partner:<id>`` (a
+A sender's ``key`` names it in URLs and commands, as the tracker's one quarantine alert per
+unknown sender names it (``tracker.rules.sender_of``, whose alerts link to
+``/quarantine?sender=<key>``): ``unb:<id>`` or ``unb:<qualifier>:<id>``, ``<scheme>:<value>``
+(gln, vat, siren, siret, as2, phone; ``email:<address>`` in lower case), ``partner:<id>`` (a
 channel names a partner that has no profile).
 """
 
@@ -35,7 +37,9 @@ class UnknownSender:
 
     @property
     def key(self) -> str:
-        return ":".join([self.scheme, self.value] + ([self.qualifier] if self.qualifier else []))
+        if self.scheme == "unb" and self.qualifier:
+            return f"unb:{self.qualifier}:{self.value}"
+        return f"{self.scheme}:{self.value.lower() if self.scheme == 'email' else self.value}"
 
     @property
     def label(self) -> str:
@@ -51,13 +55,13 @@ class UnknownSender:
         """The sender a key names; ValueError for a key no sender has."""
         scheme, _, rest = key.strip().partition(":")
         if not rest or scheme not in ("unb", "partner", *SCHEMES):
-            raise ValueError(f"{key!r} is not a sender key (unb:<id>[:<qualifier>], "
+            raise ValueError(f"{key!r} is not a sender key (unb:[<qualifier>:]<id>, "
                              f"partner:<id> or <scheme>:<value>, scheme one of "
                              f"{', '.join(SCHEMES)})")
         if scheme == "unb":
-            value, _, qualifier = rest.partition(":")
+            qualifier, _, value = rest.rpartition(":")  # an UNB id holds no ':' (ISO 9735)
             return cls("unb", value, qualifier or None)
-        return cls(scheme, rest)
+        return cls(scheme, rest.lower() if scheme == "email" else rest)
 
 
 def senders_in(reason: str | None) -> list[UnknownSender]:
@@ -81,7 +85,7 @@ def senders_in(reason: str | None) -> list[UnknownSender]:
         return found
     m = _MAIL.match(reason)
     if m:
-        return [UnknownSender("email", m.group("address"))]
+        return [UnknownSender("email", m.group("address").lower())]
     m = _HINT.match(reason)
     if m:
         return [UnknownSender("partner", m.group("id"))]

@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-SENDER = "unb:5401234000012:14"
+SENDER = "unb:14:5401234000012"
 
 
 @dataclass
@@ -97,7 +97,7 @@ def test_quarantined_files_of_an_unknown_sender_become_a_new_partners(page: Page
     expect(row).to_contain_text("unknown-1.edi")
     page.screenshot(path=shots / "quarantine.png", full_page=True)
     row.locator("a", has_text="Make a partner").click()
-    expect(page).to_have_url(re.compile(r"/quarantine\?sender=unb%3A5401234000012%3A14"))
+    expect(page).to_have_url(re.compile(r"/quarantine\?sender=unb%3A14%3A5401234000012"))
     form = page.locator("#adopt-form")
     form.locator("input[name=mode][value=new]").check()
     form.locator("input[name=id]").fill("newco")

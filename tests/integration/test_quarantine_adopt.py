@@ -19,7 +19,7 @@ from gateway.core.senders import UnknownSender, senders_in
 from gateway.core.status import TransmissionStatus as T
 from tests.conftest import ROOT
 
-NEWCO = "unb:5401234000012:14"
+NEWCO = "unb:14:5401234000012"
 SAMPLES = ROOT / "mappings" / "edifact"
 PASSWORD = "correct horse battery staple"
 
@@ -96,7 +96,7 @@ def test_reasons_written_by_identify_read_back_as_their_sender():
             identify(Nobody(), senders, hint, lambda: "nobody")
         assert senders_in(str(exc.value))[0] == expected
         assert UnknownSender.from_key(expected.key) == expected
-    assert senders_in("mail from a@b.example: no partner profile lists this address") == [
+    assert senders_in("mail from A@b.example: no partner profile lists this address") == [
         UnknownSender("email", "a@b.example")]
 
 
@@ -129,7 +129,7 @@ def test_adopt_as_new_partner_over_the_api_processes_every_held_file(world):
             "sender": NEWCO, "new": {"id": "newco", "name": "Newco"}}).status_code == 403
         h = login("ada")
         r = client.post("/api/quarantine/adopt", headers=h, json={
-            "sender": "unb:999:14", "new": {"id": "x", "name": "X"}})
+            "sender": "unb:14:999", "new": {"id": "x", "name": "X"}})
         assert r.status_code == 404
         r = client.post("/api/quarantine/adopt", headers=h, json={
             "sender": NEWCO, "new": {"id": "newco", "name": "Newco Retail"}})
@@ -139,7 +139,7 @@ def test_adopt_as_new_partner_over_the_api_processes_every_held_file(world):
         assert done["outcomes"] == {T.PROCESSED: 3}
         assert {a["partner_id"] for a in done["attempts"]} == {"newco"}
         assert [s["key"] for s in client.get("/api/quarantine/senders").json()["items"]] == [
-            "unb:PPL-SUPPLIER:ZZ"]
+            "unb:ZZ:PPL-SUPPLIER"]
     profile = tomllib.loads((tmp / "partners" / "newco.toml").read_text())
     assert profile["identifiers"]["unb"] == [{"id": "5401234000012", "qualifier": "14"}]
     for a in done["attempts"]:
