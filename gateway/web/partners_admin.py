@@ -426,7 +426,7 @@ class PartnerAdmin:
                      ) -> Sequence[PartnerCertificate]:
         """The certificates the partner's ``[as2]`` names (current, rotation, CA), each read
         from its file and judged now (``gateway.store.certificates``)."""
-        from gateway.channels.as2.keys import As2KeyError, _certificates, _read
+        from gateway.channels.as2.keys import load_ca_certificates, load_partner_certificates
 
         partner = self._directory().get(pid) if _ID.match(pid) else None
         if partner is None:
@@ -441,9 +441,15 @@ class PartnerAdmin:
         places += [(f, "ca") for f in partner.as2.ca_certificates]
         out: builtins.list[PartnerCertificate] = []
         for file, place in places:
+            # One file at a time (as the AS2 channel's check reads them): one bad file does
+            # not hide the others.
+            one = partner.as2.model_copy(update={
+                "certificates": [] if place == "ca" else [file],
+                "ca_certificates": [file] if place == "ca" else []})
             try:
-                found = _certificates(_read(file), file)
-            except (As2KeyError, ConfigError) as exc:
+                found = (load_ca_certificates(one) if place == "ca"
+                         else load_partner_certificates(one))
+            except ConfigError as exc:
                 out.append(unreadable(str(file), place, str(exc)))
                 continue
             out += [judged(c, str(file), place, now, warning) for c in found]
