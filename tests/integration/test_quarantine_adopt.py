@@ -132,6 +132,12 @@ def test_adopt_as_new_partner_over_the_api_processes_every_held_file(world):
             "sender": "unb:14:999", "new": {"id": "x", "name": "X"}})
         assert r.status_code == 404
         r = client.post("/api/quarantine/adopt", headers=h, json={
+            "sender": NEWCO, "new": {"id": "newco", "name": "Newco", "documents": [
+                {"type": "order", "format": "edifact", "mapping": "nope"}]}})
+        assert r.status_code == 422 and "nope" in r.text  # refused: nothing written, replayed
+        assert not (tmp / "partners" / "newco.toml").exists()
+        assert client.get("/api/quarantine/senders").json()["total"] == 2
+        r = client.post("/api/quarantine/adopt", headers=h, json={
             "sender": NEWCO, "new": {"id": "newco", "name": "Newco Retail"}})
         assert r.status_code == 200, r.text
         done = r.json()
