@@ -224,10 +224,12 @@ def partners_senders(obj: CliContext, as_json: bool) -> None:
     if not found:
         click.echo("no quarantined file of an unknown sender")
         return
+    from gateway.core.zone import shown, zone_of
+
+    zone = zone_of(obj.settings)
     click.echo(table(["sender key", "who", "files", "first", "last", "some files"],
-                     [[g.key, g.sender.label, str(g.count),
-                       g.first_at.strftime("%Y-%m-%d %H:%M"),
-                       g.last_at.strftime("%Y-%m-%d %H:%M"), ", ".join(g.samples)]
+                     [[g.key, g.sender.label, str(g.count), shown(g.first_at, zone, seconds=False),
+                       shown(g.last_at, zone, seconds=False), ", ".join(g.samples)]
                       for g in found]))
 
 
