@@ -139,7 +139,7 @@ def test_users_page_changes_roles_and_deactivates_after_confirmation(page: Page,
     expect(page.locator("#user-confirm #new-role")).to_have_text("operator")
     page.screenshot(path=shots / "users-role-confirm.png", full_page=True)
     page.click("#user-confirm button[type=submit]")
-    expect(page.locator("#user-vera .role")).to_have_text("operator")
+    expect(page.locator("#user-vera .user-role")).to_have_text("operator")
     page.click("#user-otto >> text=Disable…")
     expect(page.locator("#user-confirm h1")).to_contain_text("Disable the user otto?")
     page.click("#user-confirm button[type=submit]")
