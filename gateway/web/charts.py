@@ -11,7 +11,8 @@ escaped; an empty chart says so instead of drawing nothing.
 - ``"capped"``: from 0 to the largest value not above four times the median of the values
   (when a larger one exists): a bar or point beyond is cut at the top, drawn with a break
   and its figure written above it (class ``clipped``), and the chart says so;
-- ``"log"``: powers of ten from the smallest value's up, so that 5 and 50,000 both show.
+- ``"log"``: logarithmic (of 1 + the value, so that 0 stays at the bottom and 1 above it),
+  ticks at powers of ten: 5 and 50,000 both show.
 """
 
 from __future__ import annotations
@@ -73,9 +74,8 @@ class Axis:
         """Where ``v`` falls, from 0 (bottom) to 1 (top)."""
         if v <= 0:
             return 0.0
-        if self.scale == "log":
-            lo, hi = math.log10(self.ticks[0]), math.log10(self.ticks[-1])
-            return min(1.0, max(0.0, (math.log10(max(v, self.ticks[0])) - lo) / (hi - lo)))
+        if self.scale == "log":  # log(1 + v): 0 at the bottom, 1 still above it
+            return min(1.0, math.log10(1 + v) / math.log10(1 + self.ticks[-1]))
         return min(1.0, v / self.ticks[-1])
 
     def clipped(self, v: float | None) -> bool:
@@ -91,10 +91,8 @@ def axis(values: Sequence[float], *, scale: str = "linear", integer: bool = Fals
         lo = 10.0 ** math.floor(math.log10(positive[0]))
         if integer:
             lo = max(lo, 1.0)
-        hi = 10.0 ** math.ceil(math.log10(top))
-        if hi <= lo:
-            hi = lo * 10
-        ticks = [lo * 10 ** k for k in range(round(math.log10(hi / lo)) + 1)]
+        hi = max(10.0 ** math.ceil(math.log10(top)), lo * 10)
+        ticks = [0.0] + [lo * 10 ** k for k in range(round(math.log10(hi / lo)) + 1)]
         return Axis("log", ticks)
     if scale == "capped" and len(positive) > 2:
         median = positive[len(positive) // 2] if len(positive) % 2 else (
@@ -142,7 +140,7 @@ def _y_axis(parts: list[str], ax: Axis, width: int, height: int, *,
         parts.append(f'<text class="scale-note" x="{width - _RIGHT}" y="16" {_FONT} '
                      'text-anchor="end" fill="#666">log scale</text>')
     for t in ax.ticks:
-        y = bottom - (bottom - top) * (ax.at(t) if t > 0 or ax.scale != "log" else 0)
+        y = bottom - (bottom - top) * ax.at(t)
         if right:
             parts.append(f'<text x="{width - _RIGHT + 6}" y="{y + 4:.1f}" {_FONT} '
                          f'fill="#444">{escape(fmt.format(_number(t)))}</text>')
