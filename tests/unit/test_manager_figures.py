@@ -23,8 +23,9 @@ MANUAL = frozenset({"sms", "pdf"})
 
 
 @pytest.fixture
-def store(tmp_path):
-    st = Store.from_url(f"sqlite:///{tmp_path / 'manager.sqlite3'}")
+def store(store_url):
+    """A new store on SQLite, then on PostgreSQL."""
+    st = Store.from_url(store_url)
     yield st
     st.close()
 
@@ -144,7 +145,7 @@ def test_documents_arriving_after_a_read_are_added_and_not_counted_twice(store):
     assert manager.values(store, PARIS, MON, MON, "week")[0].order_value == Decimal("3.00")
     assert manager.values(store, PARIS, MON, MON, "week")[0].orders == 2
     with store.engine.connect() as conn:
-        assert conn.execute(s.document_values.select()).all().__len__() == 2
+        assert len(conn.execute(s.document_values.select()).all()) == 2
 
 
 def test_a_change_of_zone_cuts_the_days_again(store):
