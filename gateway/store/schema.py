@@ -571,6 +571,8 @@ document_values = sa.Table(
     metadata,
     sa.Column("document_id", sa.String(32), primary_key=True),
     sa.Column("day", sa.Date, nullable=False),  # its transmission's day in the zone below
+    sa.Column("week", sa.Date, nullable=False),  # that day's Monday
+    sa.Column("month", sa.Date, nullable=False),  # the first of that day's month
     sa.Column("partner_id", sa.String(64), nullable=False),
     sa.Column("doc_type", sa.String(32), nullable=False),  # order, invoice
     sa.Column("direction", sa.String(3), nullable=False),  # in: from the partner, out: to it

@@ -121,7 +121,9 @@ def _rows(found: Iterable[Any], zone: ZoneInfo) -> list[dict[str, Any]]:
     out = []
     for r in found:
         currency, e4, counted = _value(r.doc_type, r.status, r.payload)
-        out.append(dict(document_id=r.id, day=aware(r.received_at).astimezone(zone).date(),
+        day = aware(r.received_at).astimezone(zone).date()
+        out.append(dict(document_id=r.id, day=day,
+                        week=day - dt.timedelta(days=day.weekday()), month=day.replace(day=1),
                         partner_id=r.partner_id, doc_type=r.doc_type, direction=r.direction,
                         format=(r.format or None) and str(r.format)[:16], currency=currency,
                         amount_e4=e4, counted=counted, settled=r.status not in UNSETTLED))
@@ -142,24 +144,30 @@ def _insert_new(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int:
     """Add the documents created in ``[lo, hi)`` that the rollup lacks; how many."""
     d, t, v = s.documents, s.transmissions, s.document_values
-    q = (sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.status, d.c.payload,
-                   t.c.received_at, t.c.format, t.c.direction)
-         .select_from(d.join(t, d.c.transmission_id == t.c.id))
-         .where(d.c.doc_type.in_(VALUED_TYPES))
-         .where(d.c.created_at >= lo).where(d.c.created_at < hi)
-         .where(~sa.exists().where(v.c.document_id == d.c.id))
-         .limit(CHUNK))
     added = 0
-    while True:
-        with store.engine.connect() as conn:
-            found = list(conn.execute(q))
-        if found:
-            rows = _rows(found, zone)
-            with store._begin() as conn:
-                _insert_new(conn, rows)
-            added += len(rows)
-        if len(found) < CHUNK:
-            return added
+    for doc_type in VALUED_TYPES:  # one index range each: (doc_type, created_at)
+        after: tuple[dt.datetime, str] | None = None
+        while True:
+            q = (sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.status, d.c.payload,
+                           d.c.created_at, t.c.received_at, t.c.format, t.c.direction)
+                 .select_from(d.join(t, d.c.transmission_id == t.c.id))
+                 .where(d.c.doc_type == doc_type)
+                 .where(d.c.created_at >= lo).where(d.c.created_at < hi)
+                 .where(~sa.exists().where(v.c.document_id == d.c.id))
+                 .order_by(d.c.created_at, d.c.id).limit(CHUNK))
+            if after is not None:  # on from the last one read: each document read once
+                q = q.where(sa.or_(d.c.created_at > after[0],
+                                   sa.and_(d.c.created_at == after[0], d.c.id > after[1])))
+            with store.engine.connect() as conn:
+                found = list(conn.execute(q))
+            if found:
+                with store._begin() as conn:
+                    _insert_new(conn, _rows(found, zone))
+                added += len(found)
+                after = (found[-1].created_at, found[-1].id)
+            if len(found) < CHUNK:
+                break
+    return added
 
 
 def _settle(store: Store, zone: ZoneInfo) -> None:

@@ -119,21 +119,6 @@ def csv_response(name: str, columns: Sequence[str], cells: Iterable[Sequence[Any
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def per_partner(rows: Iterable[ValueRow]) -> list[dict[str, Any]]:
-    """The values of each partner and currency summed over the range, largest first."""
-    acc: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in rows:
-        cell = acc.setdefault((r.partner_id or "", r.currency or ""), dict(
-            partner_id=r.partner_id or "", currency=r.currency or "", orders=0,
-            order_value=Decimal(0), invoices_sent=0, invoiced_sent=Decimal(0),
-            invoices_received=0, invoiced_received=Decimal(0)))
-        for k in ("orders", "order_value", "invoices_sent", "invoiced_sent",
-                  "invoices_received", "invoiced_received"):
-            cell[k] += getattr(r, k)
-    return sorted(acc.values(), key=lambda c: (c["currency"], -c["order_value"],
-                                               c["partner_id"]))
-
-
 # -- the charts -------------------------------------------------------------------------------
 
 
@@ -202,7 +187,7 @@ def manager_page(p: Page) -> Response:
         first, last = date_range(zone, None, None)
     store = p.store
     totals = figures.values(store, zone, first, last, period, partner, by_partner=False)
-    partners_rows = figures.values(store, zone, first, last, period, partner)
+    partners_rows = figures.range_values(store, zone, first, last, partner)
     share = figures.electronic_share(store, zone, first, last, manual=MANUAL_FORMATS,
                                      partner=partner)
     gaps = figures.forecast_gaps(store, zone, *months_of(first, last), today=today(zone),
@@ -224,7 +209,7 @@ def manager_page(p: Page) -> Response:
     names = {x.id: x.name for x in p.gateway.partners}
     return p.render("manager.html", first=first, last=last, period=period, partner=partner,
                     scale=scale, scales=charts.SCALES, basis=basis, threshold=threshold,
-                    totals=totals, per_partner=per_partner(partners_rows), share=share,
+                    totals=totals, per_partner=partners_rows, share=share,
                     gaps=gaps, drops=drops, charts=pics, query=query, names=names,
                     partners=sorted(names), operator=p.who.may(Role.OPERATOR),
                     this_month=today(zone).strftime("%Y-%m"), zone=zone,

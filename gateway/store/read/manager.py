@@ -6,8 +6,8 @@ Dates are days in the console's zone (``gateway.core.zone.zone_of``): weeks (ISO
 Monday) and months are cut there, and a range ``first`` … ``last`` includes both days.
 
 Cost: the values and the share are sums over ``document_values`` (one row per order and
-invoice, amounts read once from the payloads, ``gateway.store.values``), grouped by day in
-SQL over its ``day`` index and bucketed here; no payload is parsed twice and no
+invoice, amounts read once from the payloads, ``gateway.store.values``), grouped in SQL by
+week or month over the range of its ``day`` index; no payload is parsed twice and no
 transmission outside the range is read. Traffic for the dropped clients is one grouped
 query over five weeks of ``transmissions (direction, received_at)``.
 
@@ -203,47 +203,67 @@ class DropRow:
 
 
 def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
-          partner: str | None, *, types: Collection[str] = rollup.VALUED_TYPES) -> list[Any]:
-    """(day, partner, type, direction, format, currency, documents, amount × 10⁴) over the
-    range, counted documents only, after bringing the rollup up to date for it."""
+          partner: str | None, *, grain: Period | None, by_partner: bool,
+          types: Collection[str] = rollup.VALUED_TYPES) -> list[Any]:
+    """(start, partner, type, direction, format, currency, documents, amount × 10⁴) of the
+    counted documents of the range, grouped in SQL per week or month (``grain``; None: the
+    whole range) and per partner (``by_partner``), after bringing the rollup up to date."""
     check_range(first, last)
     # A document is created after its transmission is received: refreshing from the day
     # before the range catches every document of the range.
     rollup.refresh(store, zone, midnight(first, zone) - dt.timedelta(days=1))
     v = s.document_values
-    q = (sa.select(v.c.day, v.c.partner_id, v.c.doc_type, v.c.direction, v.c.format,
-                   v.c.currency, sa.func.count().label("n"),
-                   sa.func.sum(v.c.amount_e4).label("e4"))
+    start = v.c.week if grain == "week" else v.c.month if grain == "month" else None
+    grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None)
+                          if c is not None] + [v.c.doc_type, v.c.direction, v.c.format,
+                                               v.c.currency]
+    q = (sa.select((start if start is not None else sa.literal(first, sa.Date)).label("start"),
+                   (v.c.partner_id if by_partner else sa.literal(None, sa.String))
+                   .label("partner_id"),
+                   v.c.doc_type, v.c.direction, v.c.format, v.c.currency,
+                   sa.func.count().label("n"), sa.func.sum(v.c.amount_e4).label("e4"))
          .where(v.c.counted.is_(True)).where(v.c.day >= first).where(v.c.day <= last)
          .where(v.c.doc_type.in_(tuple(types)))
-         .group_by(v.c.day, v.c.partner_id, v.c.doc_type, v.c.direction, v.c.format,
-                   v.c.currency))
+         .group_by(*grouped))
     if partner:
         q = q.where(v.c.partner_id == partner)
     with store.engine.connect() as conn:
         return list(conn.execute(q))
 
 
+def _value_rows(found: list[Any], label: Any) -> list[ValueRow]:
+    acc: dict[tuple[dt.date, str | None, str | None], list[int]] = defaultdict(
+        lambda: [0, 0, 0, 0, 0, 0])
+    for r in found:
+        if r.doc_type == "order" and r.direction != "in":
+            continue  # orders partners sent us, as /api/stats counts them
+        cell = acc[(r.start, r.partner_id, r.currency)]
+        at = 0 if r.doc_type == "order" else 2 if r.direction == "out" else 4
+        cell[at] += r.n
+        cell[at + 1] += int(r.e4 or 0)
+    rows = [ValueRow(period=k[0], label=label(k[0]), partner_id=k[1], currency=k[2],
+                     orders=c[0], order_value=_money(c[1]), invoices_sent=c[2],
+                     invoiced_sent=_money(c[3]), invoices_received=c[4],
+                     invoiced_received=_money(c[5])) for k, c in acc.items()]
+    return sorted(rows, key=lambda r: (r.period, r.partner_id or "", r.currency or ""))
+
+
 def values(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date, period: Period,
            partner: str | None = None, *, by_partner: bool = True) -> list[ValueRow]:
     """Order value and invoiced value per period and currency, per partner (or in total
     with ``by_partner=False``), sorted by period, partner and currency."""
-    acc: dict[tuple[dt.date, str | None, str | None], list[int]] = defaultdict(
-        lambda: [0, 0, 0, 0, 0, 0])
-    for r in _sums(store, zone, first, last, partner):
-        if r.doc_type == "order" and r.direction != "in":
-            continue  # orders partners sent us, as /api/stats counts them
-        cell = acc[(period_start(r.day, period), r.partner_id if by_partner else None,
-                    r.currency)]
-        at = 0 if r.doc_type == "order" else 2 if r.direction == "out" else 4
-        cell[at] += r.n
-        cell[at + 1] += int(r.e4 or 0)
-    rows = [ValueRow(period=k[0], label=period_label(k[0], period), partner_id=k[1],
-                     currency=k[2], orders=c[0], order_value=_money(c[1]),
-                     invoices_sent=c[2], invoiced_sent=_money(c[3]),
-                     invoices_received=c[4], invoiced_received=_money(c[5]))
-            for k, c in acc.items()]
-    return sorted(rows, key=lambda r: (r.period, r.partner_id or "", r.currency or ""))
+    period_start(first, period)  # checks the period's name
+    found = _sums(store, zone, first, last, partner, grain=period, by_partner=by_partner)
+    return _value_rows(found, lambda start: period_label(start, period))
+
+
+def range_values(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
+                 partner: str | None = None) -> list[ValueRow]:
+    """Order value and invoiced value of each partner and currency over the whole range
+    (``period`` is ``first``, ``label`` "first … last"), largest order value first."""
+    found = _sums(store, zone, first, last, partner, grain=None, by_partner=True)
+    rows = _value_rows(found, lambda _start: f"{first.isoformat()} … {last.isoformat()}")
+    return sorted(rows, key=lambda r: (r.currency or "", -r.order_value, r.partner_id or ""))
 
 
 def electronic_share(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date, *,
@@ -251,10 +271,11 @@ def electronic_share(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date
     """Orders per week, electronic (a format not in ``manual``) and manual; every week of
     the range, those without orders included."""
     acc: dict[dt.date, list[int]] = {w: [0, 0] for w in periods(first, last, "week")}
-    for r in _sums(store, zone, first, last, partner, types=("order",)):
+    for r in _sums(store, zone, first, last, partner, grain="week", by_partner=False,
+                   types=("order",)):
         if r.direction != "in":
             continue
-        cell = acc[period_start(r.day, "week")]
+        cell = acc[r.start]
         cell[0 if r.format and r.format not in manual else 1] += r.n
     return [ShareRow(period=w, label=period_label(w, "week"), orders=c[0] + c[1],
                      electronic=c[0], manual=c[1]) for w, c in sorted(acc.items())]
@@ -330,4 +351,4 @@ def dropped_clients(store: Store, zone: ZoneInfo, last: dt.date, *, threshold: f
 
 __all__ = ["DropRow", "GapRow", "RangeError", "ShareRow", "ValueRow", "check_range",
            "dropped_clients", "electronic_share", "forecast_gaps", "month_days",
-           "period_label", "period_start", "periods", "values"]
+           "period_label", "period_start", "periods", "range_values", "values"]

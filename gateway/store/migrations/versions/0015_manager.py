@@ -31,6 +31,8 @@ def upgrade() -> None:
         "document_values",
         sa.Column("document_id", sa.String(32), primary_key=True),
         sa.Column("day", sa.Date, nullable=False),
+        sa.Column("week", sa.Date, nullable=False),
+        sa.Column("month", sa.Date, nullable=False),
         sa.Column("partner_id", sa.String(64), nullable=False),
         sa.Column("doc_type", sa.String(32), nullable=False),
         sa.Column("direction", sa.String(3), nullable=False),
