@@ -588,6 +588,24 @@ document_values = sa.Table(
     sa.Index("ix_document_values_settled", "settled"),
 )
 
+# The counted documents of document_values summed per day, partner, type, direction, format
+# and currency: what the manager page's queries read (a day holds a few rows per partner,
+# not one per document). Kept with document_values in the same transactions.
+document_value_days = sa.Table(
+    "document_value_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("doc_type", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(3), primary_key=True),
+    sa.Column("format", sa.String(16), primary_key=True),  # '' for none
+    sa.Column("currency", sa.String(16), primary_key=True),  # '' for none
+    sa.Column("week", sa.Date, nullable=False),
+    sa.Column("month", sa.Date, nullable=False),
+    sa.Column("documents", sa.Integer, nullable=False),
+    sa.Column("amount_e4", sa.BigInteger, nullable=False),
+)
+
 # Which documents' created_at range document_values holds, and the zone its days are in
 # (one row; a change of zone empties the rollup).
 document_values_coverage = sa.Table(

@@ -9,6 +9,9 @@ few rows not settled yet. ``document_values_coverage`` remembers which ``created
 is held, so a later request reads only what came since (less an hour's margin for
 transactions that committed late) or what lies before it. Nothing in the pipeline writes
 here: the rollup is a cache of the documents, and can be emptied at any time.
+``document_value_days`` sums the counted rows per day, partner, type, direction, format and
+currency in the same transactions (only rows an insert or a settling really wrote are added,
+so two requests filling at once do not count twice): the manager's queries read it.
 
 - **Settled**: a document HELD (its streamed file not finished) or CONFLICT (waiting for an
   operator) may still change; its row is re-read each time until it is neither.
@@ -130,15 +133,48 @@ def _rows(found: Iterable[Any], zone: ZoneInfo) -> list[dict[str, Any]]:
     return out
 
 
+_DAY_KEY = ("day", "partner_id", "doc_type", "direction", "format", "currency")
+
+
+def _add_to_days(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Add the counted ``rows`` to their days' sums (``document_value_days``)."""
+    acc: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        if not r["counted"]:
+            continue
+        key = tuple(r[k] or "" for k in _DAY_KEY)
+        cell = acc.setdefault(key, dict(zip(_DAY_KEY, key, strict=True), week=r["week"],
+                                        month=r["month"], documents=0, amount_e4=0))
+        cell["documents"] += 1
+        cell["amount_e4"] += r["amount_e4"]
+    if not acc:
+        return
+    days = s.document_value_days
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        ins: Any = pg_insert(days)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        ins = sqlite_insert(days)
+    conn.execute(ins.on_conflict_do_update(index_elements=list(_DAY_KEY), set_={
+        "documents": days.c.documents + ins.excluded.documents,
+        "amount_e4": days.c.amount_e4 + ins.excluded.amount_e4}), list(acc.values()))
+
+
 def _insert_new(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows``, leaving out those another request inserted meanwhile."""
+    """Insert ``rows`` and add them to their days, leaving out those another request
+    inserted meanwhile (only the rows this insert wrote are added)."""
     v = s.document_values
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(pg_insert(v).on_conflict_do_nothing(index_elements=["document_id"]), rows)
+        q: Any = pg_insert(v).on_conflict_do_nothing(index_elements=["document_id"])
     else:
-        conn.execute(v.insert().prefix_with("OR IGNORE"), rows)
+        q = v.insert().prefix_with("OR IGNORE")
+    written = set(conn.execute(q.returning(v.c.document_id), rows).scalars())
+    _add_to_days(conn, (r for r in rows if r["document_id"] in written))
 
 
 def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int:
@@ -185,11 +221,16 @@ def _settle(store: Store, zone: ZoneInfo) -> None:
     gone = [r.document_id for r in found if r.id is None or r.received_at is None]
     fresh = _rows([r for r in found if r.id is not None and r.received_at is not None], zone)
     with store._begin() as conn:
-        if gone:
+        if gone:  # never counted: nothing to take from the days
             conn.execute(v.delete().where(v.c.document_id.in_(gone)))
+        now_counted = []
         for row in fresh:
-            conn.execute(v.update().where(v.c.document_id == row["document_id"]).values(
+            done = conn.execute(v.update().where(v.c.document_id == row["document_id"])
+                                .where(v.c.settled.is_(False)).values(
                 {k: val for k, val in row.items() if k != "document_id"}))
+            if done.rowcount == 1:  # this request settled it (another may have meanwhile)
+                now_counted.append(row)
+        _add_to_days(conn, now_counted)
 
 
 def refresh(store: Store, zone: ZoneInfo, since: dt.datetime) -> None:
@@ -203,6 +244,7 @@ def refresh(store: Store, zone: ZoneInfo, since: dt.datetime) -> None:
     if held is not None and held.zone != zone.key:
         with store._begin() as conn:  # days were cut in another zone: start again
             conn.execute(v.delete())
+            conn.execute(s.document_value_days.delete())
             conn.execute(c.delete())
         held = None
     if held is None:
@@ -228,6 +270,7 @@ def clear(store: Store) -> None:
     """Empty the rollup (it fills again on the next read)."""
     with store._begin() as conn:
         conn.execute(s.document_values.delete())
+        conn.execute(s.document_value_days.delete())
         conn.execute(s.document_values_coverage.delete())
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.core.status import DocumentStatus
 from gateway.store import schema as s
@@ -231,3 +232,20 @@ def test_a_range_backwards_or_too_long_is_refused(store):
         manager.values(store, PARIS, MON, MON - dt.timedelta(days=1), "week")
     with pytest.raises(manager.RangeError, match="at most"):
         manager.values(store, PARIS, MON - dt.timedelta(days=5000), MON, "week")
+
+
+def test_two_fills_of_the_same_documents_count_them_once(store):
+    """Two requests filling the same window at once (their reads before either wrote): the
+    second insert writes nothing, and the day's sums count each order once."""
+    _receive(store, at=_at(MON), partner="acme", docs=[_order("EUR", "4"), _order("EUR", "6")])
+    d, t = s.documents, s.transmissions
+    q = (sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.status, d.c.payload,
+                   t.c.received_at, t.c.format, t.c.direction)
+         .select_from(d.join(t, d.c.transmission_id == t.c.id)))
+    with store.engine.connect() as conn:
+        rows = rollup._rows(list(conn.execute(q)), PARIS)
+    for _ in range(2):
+        with store._begin() as conn:
+            rollup._insert_new(conn, [dict(r) for r in rows])
+    [row] = manager.values(store, PARIS, MON, MON, "week")
+    assert (row.orders, row.order_value) == (2, Decimal("10.00"))

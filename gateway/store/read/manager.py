@@ -5,10 +5,11 @@ clients whose traffic dropped against their own 4-week average.
 Dates are days in the console's zone (``gateway.core.zone.zone_of``): weeks (ISO 8601, from
 Monday) and months are cut there, and a range ``first`` … ``last`` includes both days.
 
-Cost: the values and the share are sums over ``document_values`` (one row per order and
-invoice, amounts read once from the payloads, ``gateway.store.values``), grouped in SQL by
-week or month over the range of its ``day`` index; no payload is parsed twice and no
-transmission outside the range is read. Traffic for the dropped clients is one grouped
+Cost: the values and the share are sums over ``document_value_days`` (the orders and
+invoices of ``document_values`` summed per day, partner, type, format and currency; amounts
+read once from the payloads, ``gateway.store.values``), grouped in SQL by week or month over
+the range of its key; no payload is parsed twice and no transmission outside the range is
+read. Traffic for the dropped clients is one grouped
 query over five weeks of ``transmissions (direction, received_at)``.
 
 - **Order value**: as ``/api/stats`` (``stats.order_amount``), orders partners sent us.
@@ -212,7 +213,7 @@ def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
     # A document is created after its transmission is received: refreshing from the day
     # before the range catches every document of the range.
     rollup.refresh(store, zone, midnight(first, zone) - dt.timedelta(days=1))
-    v = s.document_values
+    v = s.document_value_days
     start = v.c.week if grain == "week" else v.c.month if grain == "month" else None
     grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None)
                           if c is not None] + [v.c.doc_type, v.c.direction, v.c.format,
@@ -221,8 +222,9 @@ def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
                    (v.c.partner_id if by_partner else sa.literal(None, sa.String))
                    .label("partner_id"),
                    v.c.doc_type, v.c.direction, v.c.format, v.c.currency,
-                   sa.func.count().label("n"), sa.func.sum(v.c.amount_e4).label("e4"))
-         .where(v.c.counted.is_(True)).where(v.c.day >= first).where(v.c.day <= last)
+                   sa.func.sum(v.c.documents).label("n"),
+                   sa.func.sum(v.c.amount_e4).label("e4"))
+         .where(v.c.day >= first).where(v.c.day <= last)
          .where(v.c.doc_type.in_(tuple(types)))
          .group_by(*grouped))
     if partner:
@@ -237,9 +239,9 @@ def _value_rows(found: list[Any], label: Any) -> list[ValueRow]:
     for r in found:
         if r.doc_type == "order" and r.direction != "in":
             continue  # orders partners sent us, as /api/stats counts them
-        cell = acc[(r.start, r.partner_id, r.currency)]
+        cell = acc[(r.start, r.partner_id, r.currency or None)]
         at = 0 if r.doc_type == "order" else 2 if r.direction == "out" else 4
-        cell[at] += r.n
+        cell[at] += int(r.n)
         cell[at + 1] += int(r.e4 or 0)
     rows = [ValueRow(period=k[0], label=label(k[0]), partner_id=k[1], currency=k[2],
                      orders=c[0], order_value=_money(c[1]), invoices_sent=c[2],
@@ -276,7 +278,7 @@ def electronic_share(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date
         if r.direction != "in":
             continue
         cell = acc[r.start]
-        cell[0 if r.format and r.format not in manual else 1] += r.n
+        cell[0 if r.format and r.format not in manual else 1] += int(r.n)
     return [ShareRow(period=w, label=period_label(w, "week"), orders=c[0] + c[1],
                      electronic=c[0], manual=c[1]) for w, c in sorted(acc.items())]
 

@@ -1,5 +1,6 @@
 """The manager page: forecasts per partner, month and currency; the rollup of document
-values (orders and invoices) and its coverage; documents indexed by type and time.
+values (orders and invoices), its sums per day and its coverage; documents indexed by type
+and time.
 
 Revision ID: 0015
 Revises: 0010
@@ -45,6 +46,19 @@ def upgrade() -> None:
     op.create_index("ix_document_values_day", "document_values", ["day", "partner_id"])
     op.create_index("ix_document_values_settled", "document_values", ["settled"])
     op.create_table(
+        "document_value_days",
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("partner_id", sa.String(64), primary_key=True),
+        sa.Column("doc_type", sa.String(32), primary_key=True),
+        sa.Column("direction", sa.String(3), primary_key=True),
+        sa.Column("format", sa.String(16), primary_key=True),
+        sa.Column("currency", sa.String(16), primary_key=True),
+        sa.Column("week", sa.Date, nullable=False),
+        sa.Column("month", sa.Date, nullable=False),
+        sa.Column("documents", sa.Integer, nullable=False),
+        sa.Column("amount_e4", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "document_values_coverage",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("zone", sa.String(64), nullable=False),
@@ -55,6 +69,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("document_values_coverage")
+    op.drop_table("document_value_days")
     op.drop_index("ix_document_values_settled", table_name="document_values")
     op.drop_index("ix_document_values_day", table_name="document_values")
     op.drop_table("document_values")
