@@ -249,3 +249,32 @@ def test_two_fills_of_the_same_documents_count_them_once(store):
             rollup._insert_new(conn, [dict(r) for r in rows])
     [row] = manager.values(store, PARIS, MON, MON, "week")
     assert (row.orders, row.order_value) == (2, Decimal("10.00"))
+
+
+def test_every_query_reads_an_index_range_not_a_whole_table(tmp_path):
+    """SQLite's plans: the fill searches documents by (doc_type, created_at), the sums
+    search the day table by day, the drops transmissions by (direction, received_at); no
+    SCAN of a table."""
+    st = Store.from_url(f"sqlite:///{tmp_path / 'plans.sqlite3'}")
+    seen: list[tuple[str, object]] = []
+
+    @sa.event.listens_for(st.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and not executemany:
+            seen.append((statement, params))
+
+    manager.values(st, PARIS, MON, MON + dt.timedelta(days=90), "week")
+    manager.dropped_clients(st, PARIS, MON)
+    plans: dict[str, list[str]] = {}
+    with st.engine.connect() as conn:
+        for statement, params in seen:
+            plans[statement] = [r[-1] for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, params)]  # type: ignore[arg-type]
+    st.close()
+    text = "\n".join(line for lines in plans.values() for line in lines)
+    assert "USING INDEX ix_documents_type_created (doc_type=? AND created_at>? AND" in text
+    assert "SEARCH document_value_days USING INDEX" in text
+    assert "USING INDEX ix_transmissions_direction (direction=? AND received_at>? AND" in text
+    scans = [line for line in text.splitlines() if line.startswith("SCAN ")
+             and "document_values_coverage" not in line]
+    assert not scans, plans
