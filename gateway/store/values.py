@@ -257,9 +257,10 @@ def refresh(store: Store, zone: ZoneInfo, since: dt.datetime) -> None:
         if since < covered_from:
             windows.insert(0, (since, covered_from + MARGIN))
         start = min(since, covered_from)
-    for lo, hi in windows:
-        _fill(store, zone, lo, hi)
+    added = sum(_fill(store, zone, lo, hi) for lo, hi in windows)
     _settle(store, zone)
+    if held is not None and len(windows) == 1 and not added:
+        return  # nothing new: the next read looks from the same point (no write per read)
     with store._begin() as conn:
         conn.execute(c.delete().where(c.c.id == 1))
         conn.execute(c.insert().values(id=1, zone=zone.key, covered_from=start,
