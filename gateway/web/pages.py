@@ -65,7 +65,7 @@ from gateway.store.read.activity import (
 from gateway.store.read.transmissions import LogQuery, transmission_log, transmission_view
 from gateway.store.records import TransmissionRow
 from gateway.tracker.alerts import AlertBook, AlertError
-from gateway.web import charts
+from gateway.web import charts, manager
 from gateway.web.auth import (
     CSRF_FIELD,
     Authenticator,
@@ -622,6 +622,9 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/alerts", viewer, alerts),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
         route("/price-lists", viewer, price_lists_page),
+        route("/manager", viewer, manager.manager_page),
+        route("/manager/forecasts", operator, manager.forecast_post, "POST"),
+        route("/manager/forecasts/import", operator, manager.forecast_import, "POST"),
         route("/conflicts", operator, conflicts),
         route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),
