@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import signal
 import threading
@@ -261,6 +262,9 @@ class Gateway:
 
     #: Seconds between two looks at the partner profile folder while serving.
     PARTNERS_EVERY = 3.0
+    #: The manager's rollup of order and invoice values: refreshed this often, this far back.
+    VALUES_EVERY = 120.0
+    VALUES_SPAN = dt.timedelta(days=366)
 
     def partners_changed(self, directory: PartnerDirectory) -> None:
         """A partner profile changed (the console's administration): the live directory takes
@@ -555,13 +559,25 @@ class Gateway:
         # lease is taken, stopped when it is lost.
         keeper = self.leases
         track: Callable[[asyncio.Event], Awaitable[None]] = self._track
+        def values() -> None:
+            # The manager page's rollup kept up to date over a year (read on every request
+            # otherwise): no page pays for the documents a busy day brought.
+            from gateway.core.zone import zone_of
+            from gateway.store.values import refresh
+
+            refresh(self.store, zone_of(self.settings), clock.now() - self.VALUES_SPAN)
+
         purging = periodic_loop("retention", retention, 86400.0)
+        valuing = periodic_loop("values", values, self.VALUES_EVERY)
         if keeper is not None:
             track, purging = keeper.leased("tracker", track), keeper.leased("retention", purging)
+            valuing = keeper.leased("values", valuing)
         return [asyncio.create_task(supervised("tracker", lambda: track(stop), stop=stop),
                                     name="tracker"),
                 asyncio.create_task(supervised("retention", lambda: purging(stop), stop=stop),
-                                    name="retention")]
+                                    name="retention"),
+                asyncio.create_task(supervised("values", lambda: valuing(stop), stop=stop),
+                                    name="values")]
 
     async def _track(self, stop: asyncio.Event) -> None:
         """Run the tracker's rules every ``[tracker] every`` seconds; announce what opened
