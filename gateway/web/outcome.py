@@ -77,7 +77,7 @@ def outcome(t: TransmissionRow, counts: DocumentCounts) -> Outcome:
             return Outcome("a repeat of a file received before", "ok")
         case T.QUARANTINED:
             return _quarantined(t)
-        case T.FAILED if total:
+        case T.FAILED if total > 1:
             return Outcome(f"{failed:,} of {total:,} failed", "bad")
         case T.FAILED:
             return Outcome(f"failed at {t.stage or 'an unknown stage'}", "bad")

@@ -181,29 +181,30 @@ def _edifact_pieces(blocks: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]
             yield index, offset, text
 
 
-def _line_pieces(blocks: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
+def _line_pieces(blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
     """(line number, byte offset, bytes) of each line, blank ones included."""
     number, offset, carry = 1, 0, b""
     for block in blocks:
         carry += block
-        lines = carry.split(b"\n")
-        carry = lines.pop()
-        for line in lines:
-            yield number, offset, line.rstrip(b"\r")
-            number += 1
-            offset += len(line) + 1
-        if len(carry) > _MAX_PIECE:  # one very long line: keep its start only
+        while True:
+            lines = carry.split(b"\n")
+            carry = lines.pop()
+            for line in lines:
+                yield number, offset, line.rstrip(b"\r")
+                number += 1
+                offset += len(line) + 1
+            if len(carry) <= _MAX_PIECE:
+                break
+            # One very long line (a minified XML file): its start is kept, the rest skipped.
             yield number, offset, carry[:_MAX_PIECE]
             number += 1
-            offset += len(carry)
-            carry = b""
-            for rest in blocks:  # skip to its end
-                end = rest.find(b"\n")
-                if end >= 0:
-                    offset += end + 1
-                    carry = rest[end + 1:]
-                    break
-                offset += len(rest)
+            while (end := carry.find(b"\n")) < 0:
+                offset += len(carry)
+                carry = next(blocks, b"")
+                if not carry:
+                    return
+            offset += end + 1
+            carry = carry[end + 1:]
     if carry:
         yield number, offset, carry.rstrip(b"\r")
 

@@ -171,9 +171,10 @@ def raw_part(gateway: Any, t: TransmissionRow, failing: Failing | None,
     return Raw(window, None, shown_as, mark)
 
 
-def _chosen(p: Page, tid: str, asked: str | None, counts_failed: int) -> DocumentRow | None:
+def _chosen(p: Page, tid: str, asked: str | None, counts_failed: int,
+            first: DocumentRow | None) -> DocumentRow | None:
     """The document to read: the one asked for (of this transmission), else the first that
-    did not go on, else the first."""
+    did not go on, else the first (``first`` when the page shown starts with it)."""
     if asked:
         doc = document_of(p.store, asked, p.who.scope)
         return doc if doc is not None and doc.transmission_id == tid else None
@@ -181,7 +182,7 @@ def _chosen(p: Page, tid: str, asked: str | None, counts_failed: int) -> Documen
         found = first_document(p.store, tid, NOT_GONE_ON)
         if found is not None:
             return found
-    return first_document(p.store, tid)
+    return first if first is not None else first_document(p.store, tid)
 
 
 def _failing(t: TransmissionRow, doc: DocumentRow | None) -> tuple[Failing | None, str | None]:
@@ -195,7 +196,10 @@ def _failing(t: TransmissionRow, doc: DocumentRow | None) -> tuple[Failing | Non
 
 
 def _read(p: Page, doc: DocumentRow | None) -> Readable | None:
-    if doc is None or doc.status == DocumentStatus.UNSUPPORTED:
+    """``doc`` to read, or None when it has no canonical document (a message that failed or
+    is unsupported is stored with its error, schema version "-")."""
+    if doc is None or doc.schema_version == "-" or doc.status in (DocumentStatus.FAILED,
+                                                                   DocumentStatus.UNSUPPORTED):
         return None
     try:
         return readable(payload_of(p.store, doc.id))
@@ -222,7 +226,8 @@ def transmission(p: Page) -> Response:
     offset = min(offset, max(0, (total - 1) // PAGE * PAGE))
     docs = documents_page(p.store, t.id, limit=PAGE, offset=offset, statuses=statuses,
                           scope=p.who.scope)
-    doc = _chosen(p, t.id, q.get("document") or None, counts.count(*NOT_GONE_ON))
+    doc = _chosen(p, t.id, q.get("document") or None, counts.count(*NOT_GONE_ON),
+                  docs[0] if docs and not offset and not statuses else None)
     failing, failing_reason = _failing(t, doc)
     raw = raw_part(p.gateway, t, failing, line)
     keep = {k: v for k, v in (("status", status if statuses else ""),

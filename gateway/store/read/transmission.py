@@ -75,22 +75,20 @@ def _within(table: sa.Table, scope: Scope) -> list[sa.ColumnElement[bool]]:
 
 def document_counts(store: Store, tid: str) -> DocumentCounts:
     """Transmission ``tid``'s documents by status, and the ERP's answers on the published
-    ones (two GROUP BY queries on the transmission's rows)."""
+    ones (one GROUP BY over the transmission's rows)."""
     d = s.documents
-    with store.engine.connect() as conn:
-        by_status = {status: int(n) for status, n in conn.execute(
-            sa.select(d.c.status, sa.func.count()).where(d.c.transmission_id == tid)
-            .group_by(d.c.status))}
-        erp = {"accepted": 0, "rejected": 0, "waiting": 0}
-        if by_status.get(DocumentStatus.PUBLISHED):
-            for answer, n in conn.execute(
-                    sa.select(d.c.erp_status, sa.func.count())
-                    .where(d.c.transmission_id == tid,
-                           d.c.status == DocumentStatus.PUBLISHED)
-                    .group_by(d.c.erp_status)):
-                key = {ErpStatus.ACCEPTED: "accepted",
-                       ErpStatus.REJECTED: "rejected"}.get(answer, "waiting")
-                erp[key] += int(n)
+    by_status: dict[str, int] = {}
+    erp = {"accepted": 0, "rejected": 0, "waiting": 0}
+    with store.engine.connect() as conn:  # one pass over the transmission's rows
+        rows = conn.execute(sa.select(d.c.status, d.c.erp_status, sa.func.count())
+                            .where(d.c.transmission_id == tid)
+                            .group_by(d.c.status, d.c.erp_status)).all()
+    for status, answer, n in rows:
+        by_status[status] = by_status.get(status, 0) + int(n)
+        if status == DocumentStatus.PUBLISHED:
+            key = {ErpStatus.ACCEPTED: "accepted",
+                   ErpStatus.REJECTED: "rejected"}.get(answer, "waiting")
+            erp[key] += int(n)
     return DocumentCounts(by_status=by_status, erp=erp)
 
 
