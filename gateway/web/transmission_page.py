@@ -132,9 +132,24 @@ def _pdf_xml(data: bytes) -> tuple[bytes, str] | str:
     return xml, found.filename
 
 
-def raw_part(gateway: Any, t: TransmissionRow, failing: Failing | None,
-             first: int | None) -> Raw:
-    """The window of ``t``'s payload to show: from line ``first``, else around the failing
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """An archived payload to show: the transmission's own, or one sent for it."""
+
+    sha256: str
+    size: int
+    format: str | None
+    purged_at: Any = None
+    #: What it is when not the transmission's payload ("outbound invoice.pdf").
+    label: str | None = None
+
+    @classmethod
+    def of(cls, t: TransmissionRow) -> Payload:
+        return cls(sha256=t.sha256, size=t.size, format=t.format, purged_at=t.purged_at)
+
+
+def raw_part(gateway: Any, t: Payload, failing: Failing | None, first: int | None) -> Raw:
+    """The window of payload ``t`` to show: from line ``first``, else around the failing
     line, else from the start."""
     if t.purged_at is not None:
         return Raw(None, f"payload purged on {shown(t.purged_at, zone_of(gateway.settings))} "
@@ -143,7 +158,7 @@ def raw_part(gateway: Any, t: TransmissionRow, failing: Failing | None,
         return Raw(None, "payload not in the archive")
     archive = gateway.archive
     head = b"".join(first_bytes(archive.blocks(t.sha256), 512))
-    shown_as = None
+    shown_as = t.label
     blocks: list[bytes] | None
     if head.lstrip()[:5] == b"%PDF-":
         from gateway.formats.pdf.extract import MAX_PDF_BYTES
@@ -155,7 +170,8 @@ def raw_part(gateway: Any, t: TransmissionRow, failing: Failing | None,
         if isinstance(got, str):
             return Raw(None, got)
         xml, name = got
-        blocks, shown_as, edifact = [xml], f"the Factur-X XML attached as {name}", False
+        blocks, edifact = [xml], False
+        shown_as = ((t.label + ": ") if t.label else "") + f"the Factur-X XML attached as {name}"
     else:
         edifact = t.format == "edifact" or is_edifact(head)
         blocks = None
@@ -229,9 +245,17 @@ def transmission(p: Page) -> Response:
     doc = _chosen(p, t.id, q.get("document") or None, counts.count(*NOT_GONE_ON),
                   docs[0] if docs and not offset and not statuses else None)
     failing, failing_reason = _failing(t, doc)
-    raw = raw_part(p.gateway, t, failing, line)
+    sent = next((o for o in head.outbound if o.id == q.get("sent")), None)
+    if sent is not None:  # what edigw sent for it (a CONTRL, a rendered invoice …)
+        raw = raw_part(p.gateway, Payload(sha256=sent.sha256, size=sent.size, format=None,
+                                          purged_at=t.purged_at,
+                                          label=f"sent: {sent.kind} {sent.filename}"),
+                       None, line)
+    else:
+        raw = raw_part(p.gateway, Payload.of(t), failing, line)
     keep = {k: v for k, v in (("status", status if statuses else ""),
-                              ("document", q.get("document", ""))) if v}
+                              ("document", q.get("document", "")),
+                              ("sent", sent.id if sent else "")) if v}
     zone = zone_of(p.gateway.settings)
     reprocessable = (can_send_again(t.status) if t.direction == "out"
                      else can_process_again(t.status, t.reason))
@@ -272,5 +296,5 @@ def _raw_links(raw: Raw, keep: dict[str, str], offset: int) -> dict[str, str]:
     return links
 
 
-__all__ = ["CONTEXT", "PAGE", "RAW_LINES", "Pager", "Raw", "first_bytes", "raw_part",
+__all__ = ["CONTEXT", "PAGE", "RAW_LINES", "Pager", "Payload", "Raw", "first_bytes", "raw_part",
            "transmission"]

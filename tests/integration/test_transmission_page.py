@@ -44,7 +44,8 @@ def _partners() -> PartnerDirectory:
                 identifiers=Identifiers(unb=[UnbIdentifier(id="5401234000012", qualifier="14")]),
                 documents=[DocumentSettings(type="order", format="edifact",
                                             mapping="eancom-orders-d96a")]),
-        Partner(id="papsyn", name="PapSyn", identifiers=Identifiers(gln=["3760123450003"]))])
+        Partner(id="papsyn", name="PapSyn", identifiers=Identifiers(gln=["3760123450003"]),
+                outbound={"formats": {"invoice": "factur-x"}})])
 
 
 class Console:
@@ -238,6 +239,21 @@ def test_a_factur_x_pdf_shows_its_xml_and_its_invoice_reads_as_a_document(consol
     assert re.search(r"Gross \(with VAT\)</th><td class=\"num\">115.65 EUR", html)
     assert "1 document published" not in html  # not published: no broker here
     assert "1 document waiting for the broker" in html
+
+
+def test_a_factur_x_invoice_sent_shows_its_xml_from_the_outbound_row(console):
+    """An invoice the ERP sends papsyn as Factur-X: its page shows the ERP's JSON as
+    received, and the rendered PDF (linked from "Sent to the partner") as its XML."""
+    sample = REPO / "mappings" / "outbound" / "pdf" / "factur-x-invoice.sample.json"
+    done = console.gw.intake.accept(sample.read_bytes(), origin="erp", partner="papsyn",
+                                    doc_type="invoice")
+    assert done.status == "RENDERED", done.reason
+    html = console.http.get(f"/transmissions/{done.transmission_id}").text
+    assert "rendered, waiting to be sent" in html
+    link = re.search(r'<a class="sent" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    sent = console.http.get(f"/transmissions/{done.transmission_id}{link.split('#')[0]}").text
+    assert "sent: invoice" in sent and "the Factur-X XML attached as factur-x.xml" in sent
+    assert "&lt;rsm:CrossIndustryInvoice" in sent and "%PDF" not in sent
 
 
 def test_an_order_reads_as_a_document_and_its_view_is_in_the_api(console):
