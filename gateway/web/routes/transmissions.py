@@ -1,5 +1,6 @@
-"""The transmission log, one transmission's view, its payload (raw or as EDIFACT segments),
-reprocessing, and a document's canonical JSON.
+"""The transmission log, one transmission's view (its documents a page at a time), its
+payload (raw, or as EDIFACT segments, whole or a window), reprocessing, and a document's
+canonical JSON and readable view.
 
 The reads are open to a client user too (``Reader``) and go through ``who.scope``: the
 client's partner is in every query, so another partner's id answers 404 and a filter on
@@ -32,7 +33,6 @@ from gateway.store.read.transmission import (
 )
 from gateway.store.read.transmissions import (
     LogQuery,
-    TransmissionView,
     document_meta,
     transmission_page,
 )
@@ -100,18 +100,6 @@ def _transmission(store: Store, tid: str, scope: Scope = EVERYTHING) -> Transmis
     if t is None:
         raise HTTPException(404, f"no transmission {tid}")
     return t
-
-
-def view_as_dict(view: TransmissionView) -> dict[str, Any]:
-    """A transmission's view as the API answers it (datetimes as ISO 8601 text)."""
-    shown: dict[str, Any] = iso({
-                "transmission": view.transmission.as_dict(), "timeline": view.events,
-                "documents": [d.as_dict() for d in view.documents], "erp": view.erp,
-                "interchanges": view.interchanges,
-                "outbound": [o.as_dict() for o in view.outbound],
-                "transport": view.transport, "reprocess_chain": view.reprocess_chain,
-                "attempts": [a.id for a in view.attempts]})
-    return shown
 
 
 @router.get("/transmissions", summary="The transmission log, newest first",
