@@ -132,9 +132,11 @@ def _released(piece: bytes, release: bytes) -> bool:
     return n % 2 == 1
 
 
-def _edifact_pieces(blocks: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
+def _edifact_pieces(blocks: Iterable[bytes], skip: int = 0
+                    ) -> Iterator[tuple[int, int, bytes]]:
     """(segment index, byte offset, bytes) of each segment, UNA counted, blank ones skipped
-    (as ``formats.edifact.tokenizer`` numbers them)."""
+    (as ``formats.edifact.tokenizer`` numbers them). Segments before index ``skip`` may be
+    counted without being yielded (a window deep in a big file)."""
     it = iter(blocks)
     carry = b""
     for block in it:  # enough of the start to read the UNA
@@ -148,8 +150,40 @@ def _edifact_pieces(blocks: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]
         yield index, start, carry[start:start + una]
         index, offset, carry = 2, start + una, carry[start + una:]
 
+    # A blank piece between two terminators (the tokenizer skips it); the literal first
+    # lets the regex engine jump from terminator to terminator.
+    blank = re.compile(re.escape(terminator) + b"[ \t\r\n]*(?=" + re.escape(terminator)
+                       + b")")
+    released = (release or b"") + terminator
+
+    def counted(buffer: bytes) -> bytes:
+        """Count the whole segments at the start of ``buffer`` that lie before ``skip`` at C
+        speed, as long as no terminator among them is released; the rest is returned for
+        the loop below to read (the prefix tried is halved until it fits)."""
+        nonlocal index, offset
+        size = len(buffer)
+        while size >= 4096:
+            end = buffer.rfind(terminator, 0, size)
+            if end < 0:
+                break
+            body = buffer[:end + 1]
+            first = body.index(terminator)
+            n = (body.count(terminator) - len(blank.findall(body))
+                 - (not body[:first].strip(b" \t\r\n")))
+            if (release and released in body) or index + n >= skip:
+                size //= 2
+                continue
+            index += n
+            offset += len(body)
+            buffer = buffer[end + 1:]
+            size = len(buffer)
+        return buffer
+
     def cut(buffer: bytes, at: int, final: bool) -> Iterator[tuple[int, int, bytes]]:
         nonlocal index, offset, carry
+        if skip > index:
+            buffer = counted(buffer)
+            at = offset
         parts = buffer.split(terminator)
         tail = b"" if final else parts.pop()
         pending = b""
@@ -209,8 +243,9 @@ def _line_pieces(blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
         yield number, offset, carry.rstrip(b"\r")
 
 
-def _pieces(blocks: Iterable[bytes], edifact: bool) -> Iterator[tuple[int, int, bytes]]:
-    return _edifact_pieces(blocks) if edifact else _line_pieces(iter(blocks))
+def _pieces(blocks: Iterable[bytes], edifact: bool, skip: int = 0
+            ) -> Iterator[tuple[int, int, bytes]]:
+    return _edifact_pieces(blocks, skip) if edifact else _line_pieces(iter(blocks))
 
 
 def _text(data: bytes) -> str:
@@ -237,7 +272,7 @@ def raw_window(blocks: Iterable[bytes], *, edifact: bool, first: int, count: int
     first = max(1, first)
     lines: list[RawLine] = []
     more = False
-    for number, _offset, data in _pieces(blocks, edifact):
+    for number, _offset, data in _pieces(blocks, edifact, skip=first):
         if number < first:
             continue
         if number >= first + count:
