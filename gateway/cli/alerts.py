@@ -37,9 +37,9 @@ def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: st
     if not found:
         click.echo("no alerts")
         return
-    click.echo(table(["id", "status", "kind", "partner", "opened (UTC)", "seen", "summary"],
+    click.echo(table(["id", "status", "kind", "partner", "opened", "seen", "summary"],
                      [[str(a.id), a.status, a.kind, a.partner_id or "-",
-                       a.opened_at.strftime("%Y-%m-%d %H:%M"), str(a.occurrences),
+                       ctx.obj.shown(a.opened_at), str(a.occurrences),
                        a.summary[:90]] for a in found]))
 
 
@@ -80,8 +80,10 @@ def alerts_resolve(obj: CliContext, alert_id: int, note: str | None, by: str | N
 
 
 @alerts.command("check")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: the alerts opened, still open, resolved.")
 @click.pass_obj
-def alerts_check(obj: CliContext) -> None:
+def alerts_check(obj: CliContext, as_json: bool) -> None:
     """Run the tracker's rules once now (what 'edigw serve' does every [tracker] every s)
     and print what opened and what resolved."""
     from gateway.config import load_partners
@@ -92,6 +94,13 @@ def alerts_check(obj: CliContext) -> None:
     result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store,
                      certificate_warning_days=as2.certificate_warning_days if as2 else 30,
                      stalled_after=obj.settings.processing.stalled_after).check()
+    if as_json:
+        from gateway.cli.common import emit_json
+
+        emit_json({label: [a.as_dict() for a in items] for label, items in (
+            ("opened", result.opened), ("refreshed", result.refreshed),
+            ("resolved", result.resolved))})
+        return
     for label, items in (("opened", result.opened), ("resolved", result.resolved)):
         for a in items:
             click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")
