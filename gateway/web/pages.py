@@ -45,8 +45,6 @@ from gateway.core.status import (
     AlertState,
     DocumentStatus,
     Role,
-    can_process_again,
-    can_send_again,
 )
 from gateway.core.status import TransmissionStatus as T
 from gateway.core.zone import shown, zone_of
@@ -62,7 +60,7 @@ from gateway.store.read.activity import (
     open_alert_count,
     open_alerts_by_partner,
 )
-from gateway.store.read.transmissions import LogQuery, transmission_log, transmission_view
+from gateway.store.read.transmissions import LogQuery, transmission_log
 from gateway.store.records import TransmissionRow
 from gateway.tracker.alerts import AlertBook, AlertError
 from gateway.web import charts, manager
@@ -77,7 +75,7 @@ from gateway.web.auth import (
 from gateway.web.numbers import BadNumber, url_int
 from gateway.web.portal import portal_routes
 from gateway.web.routes.pricelists import price_lists_page
-from gateway.web.segments import edifact_segments
+from gateway.web.transmission_page import transmission
 
 log = structlog.get_logger("edigw.web")
 
@@ -351,44 +349,6 @@ def transmission_rows(p: Page) -> Response:
     """The log's table body alone, for the page's polling."""
     return p.render("_transmission_rows.html", rows=_transmissions(p, _filters(p.request)),
                     status_class=STATUS_CLASS)
-
-
-def transmission(p: Page) -> Response:
-    tid = p.request.path_params["tid"]
-    view = transmission_view(p.store, tid)
-    if view is None:
-        return p.render("not_found.html", 404, what=f"transmission {tid}")
-    t = view.transmission
-    raw: list[str] | None = None
-    raw_note = None
-    if t.purged_at is not None:
-        raw_note = f"payload purged on {_local(t.purged_at, p.tz)} (retention)"
-    elif t.sha256 in p.gateway.archive:
-        head = b"".join(_first(p.gateway.archive.blocks(t.sha256), 256 << 10))
-        if t.format == "edifact" or head.lstrip()[:3] in (b"UNA", b"UNB"):
-            raw = edifact_segments(head)
-        else:
-            raw = head.decode("utf-8", "replace").splitlines()[:5000]
-        if t.size > len(head):
-            raw_note = f"the first {len(head):,} of {t.size:,} bytes; download for all"
-    reprocessable = (can_send_again(t.status) if t.direction == "out"
-                     else can_process_again(t.status, t.reason))
-    return p.render("transmission.html", t=t, events=view.events, documents=view.documents,
-                    interchanges=view.interchanges, outbound=view.outbound, raw=raw,
-                    raw_note=raw_note, transport=view.transport, attempts=view.attempts,
-                    status_class=STATUS_CLASS,
-                    reprocessable=reprocessable and t.purged_at is None,
-                    message=p.request.query_params.get("message"))
-
-
-def _first(blocks: Any, limit: int) -> list[bytes]:
-    out, size = [], 0
-    for b in blocks:
-        out.append(b[: limit - size])
-        size += len(out[-1])
-        if size >= limit:
-            break
-    return out
 
 
 def reprocess(p: Page) -> Response:

@@ -1,5 +1,6 @@
-"""The transmission log, one transmission's view, its payload (raw or as EDIFACT segments),
-reprocessing, and a document's canonical JSON.
+"""The transmission log, one transmission's view (its documents a page at a time), its
+payload (raw, or as EDIFACT segments, whole or a window), reprocessing, and a document's
+canonical JSON and readable view.
 
 The reads are open to a client user too (``Reader``) and go through ``who.scope``: the
 client's partner is in every query, so another partner's id answers 404 and a filter on
@@ -21,18 +22,28 @@ from pydantic import BaseModel, Field
 
 from gateway.core.reprocess import reprocess
 from gateway.core.scope import EVERYTHING, Scope
+from gateway.core.status import DocumentStatus
 from gateway.store.db import Store
+from gateway.store.read.transmission import (
+    document_counts,
+    document_of,
+    documents_page,
+    payload_of,
+    transmission_head,
+)
 from gateway.store.read.transmissions import (
     LogQuery,
-    TransmissionView,
     document_meta,
     transmission_page,
-    transmission_view,
 )
 from gateway.store.records import TransmissionRow
 from gateway.web.deps import Audit, Gateway, Operator, Reader, StoreDep, iso, remote, utc
+from gateway.web.document_view import readable
 from gateway.web.numbers import Offset
-from gateway.web.segments import edifact_segments
+from gateway.web.outcome import outcome
+from gateway.web.paging import Limit, Paged, paged
+from gateway.web.segments import edifact_segments, raw_window
+from gateway.web.transmission_page import first_bytes
 
 router = APIRouter(tags=["transmissions"])
 
@@ -91,18 +102,6 @@ def _transmission(store: Store, tid: str, scope: Scope = EVERYTHING) -> Transmis
     return t
 
 
-def view_as_dict(view: TransmissionView) -> dict[str, Any]:
-    """A transmission's view as the API answers it (datetimes as ISO 8601 text)."""
-    shown: dict[str, Any] = iso({
-                "transmission": view.transmission.as_dict(), "timeline": view.events,
-                "documents": [d.as_dict() for d in view.documents], "erp": view.erp,
-                "interchanges": view.interchanges,
-                "outbound": [o.as_dict() for o in view.outbound],
-                "transport": view.transport, "reprocess_chain": view.reprocess_chain,
-                "attempts": [a.id for a in view.attempts]})
-    return shown
-
-
 @router.get("/transmissions", summary="The transmission log, newest first",
             response_model=TransmissionPage)
 def transmissions(who: Reader, store: StoreDep, partner: str | None = None,
@@ -122,14 +121,60 @@ def transmissions(who: Reader, store: StoreDep, partner: str | None = None,
             "items": [r.as_dict() for r in page.rows]}
 
 
+def _paged_documents(store: Store, tid: str, scope: Scope, *, limit: int, offset: int,
+                     status: str | None) -> dict[str, Any]:
+    """One page of a transmission's documents in the paging envelope (``total`` of the
+    status asked for, else of all)."""
+    counts = document_counts(store, tid)
+    statuses = [x.strip().upper() for x in status.split(",") if x.strip()] if status else []
+    total = counts.count(*statuses) if statuses else counts.total
+    rows = documents_page(store, tid, limit=limit, offset=offset, statuses=statuses,
+                          scope=scope)
+    return paged([iso(r.as_dict()) for r in rows], total, limit, offset)
+
+
 @router.get("/transmissions/{tid}", summary="One transmission with its timeline, documents "
-            "(with the ERP's answer), interchanges, outbound payloads and transport",
+            "(one page of them, with the ERP's answer), interchanges, outbound payloads, "
+            "transport and what happened in words (outcome)",
             responses={404: {"description": "unknown"}})
-def transmission(who: Reader, store: StoreDep, tid: str) -> dict[str, Any]:
-    view = transmission_view(store, tid, who.scope)
-    if view is None:
+def transmission(who: Reader, store: StoreDep, tid: str,
+                 documents_limit: Annotated[int, Query(
+                     ge=0, le=1000, description="documents in this answer (0 … 1000); the "
+                     "others through documents_offset or /transmissions/{tid}/documents")] = 50,
+                 documents_offset: Offset = 0) -> dict[str, Any]:
+    head = transmission_head(store, tid, who.scope)
+    if head is None:
         raise HTTPException(404, f"no transmission {tid}")
-    return view_as_dict(view)
+    t = head.transmission
+    docs = (documents_page(store, t.id, limit=documents_limit, offset=documents_offset,
+                           scope=who.scope) if documents_limit else [])
+    said = outcome(t, head.counts)
+    answer: dict[str, Any] = iso({
+        "transmission": t.as_dict(), "timeline": head.events,
+        "outcome": {"words": said.words, "tone": said.tone},
+        "documents": [d.as_dict() for d in docs],
+        "documents_total": head.counts.total, "documents_limit": documents_limit,
+        "documents_offset": documents_offset,
+        "document_counts": head.counts.by_status,
+        "erp": {**head.counts.erp} if head.counts.count(DocumentStatus.PUBLISHED) else None,
+        "interchanges": head.interchanges,
+        "outbound": [o.as_dict() for o in head.outbound],
+        "transport": head.transport, "reprocess_chain": head.reprocess_chain,
+        "attempts": [a.id for a in head.attempts]})
+    return answer
+
+
+@router.get("/transmissions/{tid}/documents", summary="A transmission's documents, a page at "
+            "a time, in the order they were made", response_model=Paged[dict[str, Any]],
+            responses={404: {"description": "unknown"}})
+def transmission_documents(who: Reader, store: StoreDep, tid: str, limit: Limit = 50,
+                           offset: Offset = 0,
+                           status: Annotated[str | None, Query(
+                               max_length=200, description="only these statuses "
+                               "(comma-separated, e.g. FAILED,UNSUPPORTED)")] = None
+                           ) -> dict[str, Any]:
+    t = _transmission(store, tid, who.scope)
+    return _paged_documents(store, t.id, who.scope, limit=limit, offset=offset, status=status)
 
 
 @router.get("/transmissions/{tid}/raw", summary="The raw payload as received (download)",
@@ -156,14 +201,27 @@ def raw(who: Reader, gateway: Gateway, tid: str) -> Response:
             responses={404: {"description": "unknown"},
                        409: {"description": "not EDIFACT"},
                        410: {"description": "purged by retention"}})
-def segments(who: Reader, gateway: Gateway, tid: str) -> Response:
+def segments(who: Reader, gateway: Gateway, tid: str,
+             first: Annotated[int | None, Query(
+                 ge=1, description="from this segment (1-based, UNA counted); with it only "
+                 "count segments are read, not the whole payload")] = None,
+             count: Annotated[int, Query(ge=1, le=10000,
+                                         description="segments from first")] = 1000
+             ) -> Response:
     t = _transmission(gateway.store, tid, who.scope)
     if t.purged_at is not None or t.sha256 not in gateway.archive:
         raise HTTPException(410, f"the payload of {t.id} is no longer archived")
-    data: bytes = gateway.archive.get(t.sha256)
-    head = data.lstrip(b"\xef\xbb\xbf \r\n\t")[:3]
-    if t.format not in (None, "edifact") or head not in (b"UNA", b"UNB"):
+    head = b"".join(first_bytes(gateway.archive.blocks(t.sha256), 64))
+    if t.format not in (None, "edifact") or head.lstrip(b"\xef\xbb\xbf \r\n\t")[:3] not in (
+            b"UNA", b"UNB"):
         raise HTTPException(409, f"{t.id} is not EDIFACT ({t.format or 'unread'})")
+    if first is not None:
+        window = raw_window(gateway.archive.blocks(t.sha256), edifact=True, first=first,
+                            count=count)
+        return PlainTextResponse("".join(line.text + "\n" for line in window.lines),
+                                 headers={"X-Segments-More": "true" if window.more
+                                          else "false"})
+    data: bytes = gateway.archive.get(t.sha256)
     return PlainTextResponse("\n".join(edifact_segments(data)) + "\n")
 
 
@@ -189,3 +247,14 @@ def document(who: Reader, store: StoreDep, document_id: str) -> dict[str, Any]:
         raise HTTPException(404, f"no document {document_id}")
     return {"document": {k: iso(v) for k, v in meta.items()},
             "canonical": store.document_payload(document_id)}
+
+
+@router.get("/documents/{document_id}/view", summary="A document as a person reads it: "
+            "parties, dates, lines (item, description, quantity, unit, price, amount) and "
+            "totals", responses={404: {"description": "unknown"}})
+def document_view(who: Reader, store: StoreDep, document_id: str) -> dict[str, Any]:
+    row = document_of(store, document_id, who.scope)
+    if row is None:
+        raise HTTPException(404, f"no document {document_id}")
+    return {"document": iso(row.as_dict()),
+            "view": readable(payload_of(store, row.id)).as_dict()}
