@@ -71,6 +71,8 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("PATCH", "/account"): "client",
     ("POST", "/password-reset"): None,
     ("POST", "/password-reset/confirm"): None,
+    ("GET", "/quarantine/senders"): "viewer",
+    ("POST", "/quarantine/adopt"): "admin",
 }
 
 
@@ -79,6 +81,8 @@ def _needs(method: str, path: str) -> str | None:
         return "client"
     if path.startswith("/partners"):  # the partner administration: read viewer, write admin
         return "viewer" if method == "GET" else "admin"
+    if path.startswith("/manager"):  # the manager's figures: read viewer, forecasts operator
+        return "viewer" if method == "GET" else "operator"
     return NEEDS[(method, path)]
 
 
