@@ -257,7 +257,7 @@ def interchanges_since(store: Store, since: dt.datetime) -> list[InterchangeSeen
 
 
 def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
-                         end: dt.datetime, limit: int = 500) -> list[InterchangeSeen]:
+                         end: dt.datetime, limit: int = 200) -> list[InterchangeSeen]:
     """The partner's latest ``limit`` interchanges received in [start, end), oldest first
     (index ``ix_interchanges_partner_received``)."""
     i = s.interchanges
@@ -812,16 +812,19 @@ def security_events_between(store: Store, partner_id: str | None, start: dt.date
 _UNREAD = (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)
 
 
-def _unreadable(partner_id: str | None, start: dt.datetime,
+def _unreadable(partner_id: str | None, status: str, start: dt.datetime,
                 end: dt.datetime | None) -> sa.Select[Any]:
-    """The partner's (None: nobody's) inbound transmissions FAILED or QUARANTINED in
-    [start, end) without a document: ``ix_transmissions_partner_status``."""
+    """The partner's (None: nobody's) inbound transmissions in ``status`` received in
+    [start, end) without a document, newest first: one range of
+    ``ix_transmissions_partner_status`` read in its order (one status at a time, so that no
+    planner prefers walking the partner's whole window for the order)."""
     t, d = s.transmissions, s.documents
     owner = t.c.partner_id.is_(None) if partner_id is None else t.c.partner_id == partner_id
-    return (sa.select(t).where(owner, t.c.status.in_(_UNREAD), t.c.received_at >= start,
+    return (sa.select(t).where(owner, t.c.status == status, t.c.received_at >= start,
                                t.c.direction == "in")
             .where(t.c.received_at < end if end else sa.true())
-            .where(~sa.exists().where(d.c.transmission_id == t.c.id)))
+            .where(~sa.exists().where(d.c.transmission_id == t.c.id))
+            .order_by(t.c.received_at.desc(), t.c.id.desc()))
 
 
 def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.datetime,
@@ -829,16 +832,51 @@ def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.dat
     """The latest ``limit`` of the partner's (None: nobody's, the unidentified ones)
     transmissions FAILED or QUARANTINED in [start, end) whose messages were never read,
     newest first."""
-    t = s.transmissions
-    q = _unreadable(partner_id, start, end).order_by(t.c.received_at.desc(), t.c.id.desc())
+    rows: list[TransmissionRow] = []
     with store.engine.connect() as conn:
-        return [TransmissionRow.from_row(r) for r in conn.execute(q.limit(limit))]
+        for status in _UNREAD:
+            rows += [TransmissionRow.from_row(r) for r in conn.execute(
+                _unreadable(partner_id, status, start, end).limit(limit))]
+    rows.sort(key=lambda r: (r.received_at, r.id), reverse=True)
+    return rows[:limit]
 
 
 def count_unreadable(store: Store, partner_id: str | None, start: dt.datetime,
                      end: dt.datetime | None, cap: int = 1000) -> int:
     """How many such transmissions there are, counted up to ``cap`` (a bounded count)."""
     t = s.transmissions
-    inner = _unreadable(partner_id, start, end).with_only_columns(t.c.id).limit(cap).subquery()
+    total = 0
     with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
+        for status in _UNREAD:
+            inner = (_unreadable(partner_id, status, start, end).order_by(None)
+                     .with_only_columns(t.c.id).limit(cap).subquery())
+            total += int(conn.execute(sa.select(sa.func.count()).select_from(inner))
+                         .scalar_one())
+    return min(total, cap)
+
+
+def unidentified_naming(store: Store, needles: Sequence[str], start: dt.datetime,
+                        end: dt.datetime | None, limit: int, *,
+                        looked_at: int = 200) -> tuple[list[TransmissionRow], int]:
+    """Of the latest ``looked_at`` sender-less unreadable transmissions (per status) in
+    [start, end), those whose file name, channel reference or reason contains one of
+    ``needles`` (any case): the newest ``limit`` of them, and how many there are."""
+    t = s.transmissions
+    wanted = [n.lower() for n in needles if n]
+    if not wanted:
+        return [], 0
+    named: list[tuple[dt.datetime, str]] = []
+    with store.engine.connect() as conn:
+        for status in _UNREAD:
+            q = _unreadable(None, status, start, end).with_only_columns(
+                t.c.id, t.c.received_at, t.c.filename, t.c.channel_ref, t.c.reason)
+            for r in conn.execute(q.limit(looked_at)):
+                hay = " ".join(x for x in (r.filename, r.channel_ref, r.reason) if x).lower()
+                if any(n in hay for n in wanted):
+                    named.append((aware(r.received_at), r.id))
+        named.sort(reverse=True)
+        ids = [i for _, i in named[:limit]]
+        rows = [TransmissionRow.from_row(r) for r in conn.execute(
+            sa.select(t).where(t.c.id.in_(ids)))] if ids else []
+    rows.sort(key=lambda r: (r.received_at, r.id), reverse=True)
+    return rows, len(named)

@@ -81,7 +81,8 @@ SCAN_MAX_BYTES = 20 * 1024 * 1024
 #: At most this many unreadable payloads are told as evidence (then "and N more") and
 #: searched for a number.
 SCAN_MAX_PAYLOADS = 10
-#: Sender-less unreadable files looked at to find those that could be the partner's.
+#: Sender-less unreadable files (the latest, per status) looked at to find those that could
+#: be the partner's.
 UNIDENTIFIED_LOOKED_AT = 200
 #: Alert kinds that tell why a partner's document may not have arrived.
 _CONTACT_ALERTS = ("gap", "silence", "volume-drop", "channel", "certificate")
@@ -1052,27 +1053,26 @@ class _Context:
         total = (len(own) if len(own) < limit
                  else tracking.count_unreadable(self.store, partner, start, end))
         if not self.own_only:
-            strangers = [t for t in tracking.unreadable_transmissions(
-                self.store, None, start, end, UNIDENTIFIED_LOOKED_AT)
-                if self.could_be(partner, t)]
+            strangers, named = tracking.unidentified_naming(
+                self.store, self.names_of(partner), start, end, limit,
+                looked_at=UNIDENTIFIED_LOOKED_AT)
             own = sorted(own + strangers, key=lambda t: (t.received_at, t.id), reverse=True)
-            total += len(strangers)
+            total += named
         return own[:limit], max(0, total - limit)
 
-    def could_be(self, partner: str, t: TransmissionRow) -> bool:
-        """Whether a sender-less file names the partner: its id, one of its identifiers
-        (UNB, GLN, VAT, SIREN, SIRET, AS2, e-mail, phone) in its file name, channel
-        reference (path, address) or reason."""
-        needles = {partner.lower()}
+    def names_of(self, partner: str) -> list[str]:
+        """What a sender-less file names when it could be the partner's: its id, one of its
+        identifiers (UNB, GLN, VAT, SIREN, SIRET, AS2, e-mail, phone), in its file name,
+        channel reference (path, address) or reason."""
+        needles = {partner}
         p = self.partners.get(partner) if self.partners is not None else None
         if p is not None:
             ids = p.identifiers
-            needles |= {u.id.lower() for u in ids.unb}
+            needles |= {u.id for u in ids.unb}
             for values in (ids.gln, ids.vat, ids.siren, ids.siret, ids.as2, ids.email,
                            ids.phone):
-                needles |= {v.lower() for v in values}
-        hay = " ".join(x for x in (t.filename, t.channel_ref, t.reason) if x).lower()
-        return any(n and n in hay for n in needles)
+                needles |= set(values)
+        return sorted(n for n in needles if n)
 
     def scan(self, archive: Archive, suspects: Sequence[TransmissionRow],
              number: str) -> tuple[TransmissionRow, Fact] | None:

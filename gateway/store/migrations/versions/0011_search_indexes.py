@@ -20,9 +20,6 @@ _INDEXES: list[tuple[str, str, list[str]]] = [
     # A number or file name in any case: one lookup (lower(x) = lower(q)), the partner beside.
     ("ix_documents_number_ci", "documents", ["lower(business_number)", "partner_id"]),
     ("ix_transmissions_filename_ci", "transmissions", ["lower(filename)", "partner_id"]),
-    # Reprocess attempts and repeats of a transmission (every explanation tells them).
-    ("ix_transmissions_reprocess_of", "transmissions", ["reprocess_of"]),
-    ("ix_transmissions_duplicate_of", "transmissions", ["duplicate_of"]),
     # "Never received": a partner's (or nobody's) failed files, and its last contact per
     # channel, newest first.
     ("ix_transmissions_partner_status", "transmissions", ["partner_id", "status",
@@ -39,11 +36,23 @@ _INDEXES: list[tuple[str, str, list[str]]] = [
 ]
 
 
+#: Reprocess attempts and repeats of a transmission (every explanation tells them): partial
+#: indexes of the few rows that are, so that statistics show them selective.
+_PARTIAL = [("ix_transmissions_reprocess_of", "reprocess_of"),
+            ("ix_transmissions_duplicate_of", "duplicate_of")]
+
+
 def upgrade() -> None:
     for name, table, columns in _INDEXES:
         op.create_index(name, table, [sa.text(c) if "(" in c else c for c in columns])
+    for name, column in _PARTIAL:
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(name, "transmissions", [column], postgresql_where=where,
+                        sqlite_where=where)
 
 
 def downgrade() -> None:
+    for name, _ in reversed(_PARTIAL):
+        op.drop_index(name, table_name="transmissions")
     for name, table, _ in reversed(_INDEXES):
         op.drop_index(name, table_name=table)
