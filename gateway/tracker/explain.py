@@ -529,7 +529,8 @@ class _Context:
         return ""
 
     def erp_facts(self, doc: DocumentRow) -> list[Fact]:
-        rows = tracking.erp_acks_of(self.store, doc.id)
+        # Every acknowledgement recorded sets the document's erp_status: none, no query.
+        rows = tracking.erp_acks_of(self.store, doc.id) if doc.erp_status else []
         facts = [Fact(r.received_at, "erp-ack",
                       f"ERP acknowledgement {r.status}"
                       + (f" ({r.reason})" if r.reason else "")
@@ -789,6 +790,10 @@ class _Context:
         partner gets them automatically and the ERP has answered the order)."""
         order = next((d for d in out.documents if d.doc_type == "order"), None)
         pid = partner or (order.partner_id if order else None)
+        p = self.partners.get(pid) if self.partners is not None and pid else None
+        if (p is not None and "order-response" not in p.outbound.formats
+                and p.outbound.order_responses != "auto"):
+            return  # its profile sends it no order responses
         rows = tracking.outbound_documents(self.store, pid, number, ["order-response"])
         if rows:
             r = rows[0]
