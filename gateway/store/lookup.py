@@ -81,15 +81,16 @@ def recognise(store: Store, text: str, *, partner: str | None = None,
                                                  o.c.transmission_id.is_not(None),
                                                  *_of(o, partner)).limit(limit)]),
     ]
-    found: list[Recognised] = []
+    # One round trip: every lookup a member of one UNION ALL, each bounded by its LIMIT.
+    members = [sa.select(sa.literal(kind).label("kind"),
+                         q.subquery().c[0].label("transmission_id"))
+               for kind, selects in queries for q in selects]
+    found: dict[str, dict[str, None]] = {}
     with store.engine.connect() as conn:
-        for kind, selects in queries:
-            tids: dict[str, None] = {}
-            for q in selects:
-                tids.update(dict.fromkeys(str(x) for x in conn.execute(q).scalars()))
-            if tids:
-                found.append(Recognised(kind, tuple(list(tids)[:limit])))
-    return found
+        for kind, tid in conn.execute(sa.union_all(*members)):
+            found.setdefault(kind, {})[str(tid)] = None
+    return [Recognised(kind, tuple(list(found[kind])[:limit])) for kind in KINDS
+            if kind in found]
 
 
 def partner_on_record(store: Store, partner: str) -> bool:
