@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import zoneinfo
 from collections.abc import Sequence
 
 import click
 
-from gateway.cli.common import CliContext, open_store
+from gateway.cli.common import CliContext, fail, open_store
 
 
 def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> dt.datetime | None:
@@ -27,8 +28,20 @@ def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> d
     return when if when.tzinfo else when.replace(tzinfo=zone)
 
 
-@click.command()
-@click.option("--partner", help="Partner id.")
+#: ``edigw explain``'s exit codes (``gateway.tracker.verdicts``), shown in its --help.
+EXPLAIN_EXIT_CODES = """\b
+Exit codes (for scripts; --json carries "code", "outcome" and "exit_code" too):
+  0  found and fine: accepted by the ERP, delivered, published with no
+     acknowledgement expected, a repeat, a receipt
+  1  found but failed, quarantined or rejected
+  2  usage error, or an unknown partner
+  3  not found: never received, not sent
+  4  found and still in progress or waiting (the outbox, the ERP's
+     acknowledgement, the partner's receipt, a retry, an operator)"""
+
+
+@click.command(epilog=EXPLAIN_EXIT_CODES)
+@click.option("--partner", help="Partner id (an unknown one is an error, exit code 2).")
 @click.option("--order", "order", metavar="NUMBER", help="Order number (BGM 1004).")
 @click.option("--invoice", metavar="NUMBER", help="Invoice number (received, or sent: "
                                                    "was it delivered?).")
@@ -52,15 +65,18 @@ def explain(obj: CliContext, partner: str | None, order: str | None, invoice: st
             number: str | None, outbound: bool, interchange: str | None,
             filename: str | None, since: str | None, until: str | None,
             as_json: bool) -> None:
-    """Where is this order? One verdict (never-received, failed, duplicate, in-progress,
-    waiting-erp, acknowledged, rejected, quarantined, held) and its evidence.
+    """Where is this order? One verdict in plain words (with its code: never-received,
+    failed, duplicate, in-progress, waiting-erp, acknowledged, rejected, quarantined,
+    held), the matches it is about, and its evidence.
 
     For a document edigw sends (an order response, a despatch advice, an invoice or price
     list to the partner): was it delivered? (delivered, sent-awaiting-receipt, retrying,
     in-progress, failed, not-sent). ``--order`` also tells the order response sent."""
     from gateway.config import load_partners
+    from gateway.core.zone import shown
     from gateway.store.archive import Archive
     from gateway.tracker.explain import explain as explain_order
+    from gateway.tracker.verdicts import USAGE_EXIT, NoSuchPartner
 
     numbers = [(t, n) for t, n in (("order", order), ("invoice", invoice),
                                     ("despatch-advice", despatch), ("price-list", price_list),
@@ -75,24 +91,36 @@ def explain(obj: CliContext, partner: str | None, order: str | None, invoice: st
     doc_type, wanted = numbers[0] if numbers else (None, None)
     settings = obj.settings
     zone = zoneinfo.ZoneInfo(settings.tracker.timezone)
-    out = explain_order(open_store(obj), load_partners(settings.partners), settings,
-                        partner=partner, number=wanted, doc_type=doc_type,
-                        interchange_ref=interchange, filename=filename,
-                        since=_when(since, zone), until=_when(until, zone, end=True),
-                        archive=Archive(settings.archive.path, fsync=False),
-                        direction="out" if outbound else None)
+    try:
+        out = explain_order(open_store(obj), load_partners(settings.partners), settings,
+                            partner=partner, number=wanted, doc_type=doc_type,
+                            interchange_ref=interchange, filename=filename,
+                            since=_when(since, zone), until=_when(until, zone, end=True),
+                            archive=Archive(settings.archive.path, fsync=False),
+                            direction="out" if outbound else None)
+    except NoSuchPartner as exc:
+        fail(str(exc), USAGE_EXIT)
     if as_json:
         click.echo(json.dumps(out.as_dict(), indent=2, default=str))
-        return
-    click.echo(f"verdict: {out.verdict}")
+        sys.exit(out.exit_code)
+    click.echo(f"verdict: {out.words} ({out.verdict})")
     click.echo(out.summary)
+    if out.hits:
+        click.echo(f"\nmatches ({len(out.hits)})")
+        for h in out.hits[:10]:
+            click.echo(f"  {shown(h.at, zone, seconds=False)}  {h.partner_id or '-'}  "
+                       f"{h.doc_type or h.kind}  {h.business_number or h.filename or ''}  "
+                       f"{h.status}  [{h.transmission_id}]")
+        if len(out.hits) > 10:
+            click.echo(f"  and {len(out.hits) - 10} more")
     if out.evidence:
         click.echo("\nevidence")
         width = max(len(f.kind) for f in out.evidence)
         for f in out.evidence:
-            at = (f.at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if f.at else "").ljust(16)
+            at = shown(f.at, zone, seconds=False, abbreviation=False).ljust(16)
             ref = f"  [{f.ref}]" if f.ref else ""
             click.echo(f"  {at}  {f.kind:<{width}}  {f.text}{ref}")
+    sys.exit(out.exit_code)
 
 
 @click.command()

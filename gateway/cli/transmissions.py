@@ -238,19 +238,42 @@ def _echo_transport(transport: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("number")
-@click.option("--partner")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("text", metavar="TEXT")
+@click.option("--partner", help="Only this partner's (an unknown one is an error, exit 2).")
+@click.option("--json", "as_json", is_flag=True, help="What matched, the matches and the "
+              "verdict, as /api/search?q= answers.")
 @click.pass_obj
-def find(obj: CliContext, number: str, partner: str | None, as_json: bool) -> None:
-    """Where is order NUMBER? Every document with that business number, and its transmission."""
-    store = open_store(obj)
-    docs = store.find_documents(business_number=number, partner=partner)
+def find(obj: CliContext, text: str, partner: str | None, as_json: bool) -> None:
+    """Where is TEXT? A document number, file name, interchange reference, transmission or
+    document id, or AS2 Message-ID: what it matched, every match, and the verdict about it
+    (as the console's search box). Exit 1 when nothing matches, 2 for an unknown partner."""
+    import sys
+
+    from gateway.config import load_partners
+    from gateway.core.zone import shown, zone_of
+    from gateway.store.archive import Archive
+    from gateway.tracker.search import answer
+    from gateway.tracker.verdicts import USAGE_EXIT, NoSuchPartner
+
+    settings = obj.settings
+    try:
+        found = answer(open_store(obj), load_partners(settings.partners), settings, text,
+                       partner=partner, archive=Archive(settings.archive.path, fsync=False))
+    except NoSuchPartner as exc:
+        fail(str(exc), USAGE_EXIT)
     if as_json:
-        click.echo(json.dumps([d.as_dict() for d in docs], indent=2))
-        return
-    if not docs:
-        fail(f"no document numbered {number!r}" + (f" from {partner}" if partner else ""), 1)
-    click.echo(table(["created (UTC)", "partner", "type", "number", "status", "transmission"],
-                     [[d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.partner_id, d.doc_type,
-                       d.business_number or "-", d.status, d.transmission_id] for d in docs]))
+        click.echo(json.dumps(found.as_dict(), indent=2, default=str))
+        sys.exit(0 if found.kind else 1)
+    if not found.kind:
+        fail(f"nothing matches {text!r}" + (f" for {partner}" if partner else "")
+             + f": {found.explanation.summary}", 1)
+    out, zone = found.explanation, zone_of(settings)
+    also = "".join(f", also a {k.replace('-', ' ')}" for k in
+                   (r.kind for r in found.matched[1:]))
+    click.echo(f"{text} is a {found.kind_words}{also}")
+    click.echo(table(["received", "partner", "type", "number", "file", "status",
+                      "transmission"],
+                     [[shown(h.at, zone), h.partner_id or "-", h.doc_type or h.kind,
+                       h.business_number or "-", (h.filename or "-")[:40], h.status,
+                       h.transmission_id] for h in out.hits]))
+    click.echo(f"\nverdict: {out.words} ({out.verdict})\n{out.summary}")

@@ -257,8 +257,9 @@ def interchanges_since(store: Store, since: dt.datetime) -> list[InterchangeSeen
 
 
 def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
-                         end: dt.datetime) -> list[InterchangeSeen]:
-    """The partner's interchanges received in [start, end), oldest first."""
+                         end: dt.datetime, limit: int = 200) -> list[InterchangeSeen]:
+    """The partner's latest ``limit`` interchanges received in [start, end), oldest first
+    (index ``ix_interchanges_partner_received``)."""
     i = s.interchanges
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
@@ -266,8 +267,9 @@ def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
                             .where(i.c.partner_id == partner_id)
                             .where(i.c.received_at >= start)
                             .where(i.c.received_at < end)
-                            .order_by(i.c.received_at, i.c.id)).all()
-    return [_make(InterchangeSeen, r._mapping) for r in rows]
+                            .order_by(i.c.received_at.desc(), i.c.id.desc())
+                            .limit(limit)).all()
+    return [_make(InterchangeSeen, r._mapping) for r in reversed(rows)]
 
 
 def messages_since(store: Store, since: dt.datetime) -> list[MessageSeen]:
@@ -478,8 +480,12 @@ class OutboundDelivery:
     business_number: str | None
 
 
-def _outbound_query() -> sa.Select[Any]:
+def _outbound_query(start: sa.FromClause | None = None) -> sa.Select[Any]:
+    """Outbound transmissions with their delivery and document; ``start``: the joins to
+    read them by (default: from the transmissions, outer joins)."""
     t, o, d = s.transmissions, s.outbound, s.documents
+    joins = start if start is not None else (
+        t.outerjoin(o, o.c.transmission_id == t.c.id).outerjoin(d, d.c.id == o.c.document_id))
     return (sa.select(
         t.c.id.label("transmission_id"), t.c.partner_id, t.c.status, t.c.stage, t.c.reason,
         t.c.received_at, t.c.updated_at, t.c.filename, t.c.channel_ref, t.c.reprocess_of,
@@ -487,9 +493,7 @@ def _outbound_query() -> sa.Select[Any]:
         o.c.last_error, o.c.created_at.label("rendered_at"), o.c.sent_at, o.c.next_attempt_at,
         o.c.delivered_at, o.c.remote_id, o.c.receipt, o.c.detail, d.c.id.label("document_id"),
         d.c.doc_type, d.c.business_number)
-        .select_from(t.outerjoin(o, o.c.transmission_id == t.c.id)
-                     .outerjoin(d, d.c.id == o.c.document_id))
-        .where(t.c.direction == "out"))
+        .select_from(joins).where(t.c.direction == "out"))
 
 
 def _deliveries(conn: sa.Connection, q: sa.Select[Any]) -> list[OutboundDelivery]:
@@ -523,18 +527,21 @@ def outbound_documents(store: Store, partner_id: str | None, number: str,
                        doc_types: Sequence[str] | None = None) -> list[OutboundDelivery]:
     """The outbound documents numbered ``number`` (to ``partner_id`` if given; of
     ``doc_types`` if given), newest first, with their delivery."""
-    t, d = s.transmissions, s.documents
-    q = _outbound_query()
+    t, d, o = s.transmissions, s.documents, s.outbound
+    # From the number (``ix_documents_number_ci``) to its outbound row and transmission:
+    # inner joins, so that no plan starts from the transmissions.
+    q = (_outbound_query(d.join(o, o.c.document_id == d.c.id)
+                         .join(t, t.c.id == o.c.transmission_id))
+         .where(sa.func.lower(d.c.business_number) == number.lower()).limit(200))
     if partner_id:
-        q = q.where(t.c.partner_id == partner_id)
+        q = q.where(d.c.partner_id == partner_id)
     if doc_types:
         q = q.where(d.c.doc_type.in_(list(doc_types)))
     with store.engine.connect() as conn:
-        rows = _deliveries(conn, q.where(d.c.business_number == number))
-        if not rows:  # exact first, else in any case
-            rows = _deliveries(conn, q.where(sa.func.lower(d.c.business_number)
-                                             == number.lower()))
-    return sorted(rows, key=lambda r: (r.received_at, r.transmission_id), reverse=True)
+        rows = _deliveries(conn, q)
+    exact = [r for r in rows if r.business_number == number]  # exact first, else any case
+    return sorted(exact or rows, key=lambda r: (r.received_at, r.transmission_id),
+                  reverse=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,6 +597,8 @@ class MatchQuery:
     until: dt.datetime | None = None
     doc_type: str | None = None
     limit: int = 50
+    #: Transmissions named by id (a transmission or document id, an AS2 Message-ID).
+    transmission_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,13 +624,14 @@ class ErpAck:
 
 def find_matches(store: Store, q: MatchQuery) -> tuple[list[DocumentRow], list[TransmissionRow]]:
     """Matching documents (newest first) and the transmissions they came in plus those
-    matching by file or interchange without a matching document (newest first).
+    matching by file, interchange or id without a matching document (newest first).
 
-    ``number`` is exact first, else any case; ``filename`` exact, else any case, else a part
-    of the name."""
+    ``number`` and ``filename`` match in any case (exact ones first: when some match
+    exactly, only those); every lookup is an index seek bounded by ``limit``."""
     d, t, i = s.documents, s.transmissions, s.interchanges
     docs: list[DocumentRow] = []
     trans: list[TransmissionRow] = []
+    named = _named_transmissions(q)
     with store.engine.connect() as conn:
         dq = (sa.select(*_DOC_COLUMNS).select_from(d.join(t, t.c.id == d.c.transmission_id))
               .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(q.limit))
@@ -634,20 +644,20 @@ def find_matches(store: Store, q: MatchQuery) -> tuple[list[DocumentRow], list[T
             dq = dq.where(d.c.interchange_ref == q.interchange_ref)
         dq = _when(dq, t.c.received_at, q.since, q.until)
         if q.filename:
-            dq = dq.where(_filename_clause(conn, q.filename))
+            dq = dq.where(sa.func.lower(t.c.filename) == q.filename.lower())
+        if q.transmission_ids:
+            dq = dq.where(d.c.transmission_id.in_(list(q.transmission_ids)))
         if q.number:
-            rows = conn.execute(dq.where(d.c.business_number == q.number)).all()
-            if not rows:
-                rows = conn.execute(dq.where(sa.func.lower(d.c.business_number)
-                                             == q.number.lower())).all()
-            docs = [_document_row(r) for r in rows]
-        elif q.interchange_ref or q.filename or q.partner or q.since or q.until:
+            rows = [_document_row(r) for r in conn.execute(
+                dq.where(sa.func.lower(d.c.business_number) == q.number.lower()))]
+            docs = [r for r in rows if r.business_number == q.number] or rows
+        elif named or q.partner or q.since or q.until:
             docs = [_document_row(r) for r in conn.execute(dq)]
         tids = list(dict.fromkeys(x.transmission_id for x in docs))
         if tids:
             trans = [TransmissionRow.from_row(r) for r in conn.execute(
                 sa.select(t).where(t.c.id.in_(tids)))]
-        if not q.number and (q.interchange_ref or q.filename):
+        if not q.number and named:
             # Transmissions with no document to match: failed before any message was read,
             # quarantined, duplicates of identical bytes.
             tq = sa.select(t).order_by(t.c.received_at.desc(), t.c.id.desc()).limit(q.limit)
@@ -655,15 +665,27 @@ def find_matches(store: Store, q: MatchQuery) -> tuple[list[DocumentRow], list[T
                 tq = tq.where(t.c.partner_id == q.partner)
             tq = _when(tq, t.c.received_at, q.since, q.until)
             if q.filename:
-                tq = tq.where(_filename_clause(conn, q.filename))
+                tq = tq.where(sa.func.lower(t.c.filename) == q.filename.lower())
+            if q.transmission_ids:
+                tq = tq.where(t.c.id.in_(list(q.transmission_ids)))
             if q.interchange_ref:
                 tq = tq.where(t.c.id.in_(sa.select(i.c.transmission_id)
                                          .where(i.c.control_ref == q.interchange_ref)))
             known = set(tids)
             trans += [r for r in (TransmissionRow.from_row(x) for x in conn.execute(tq))
                       if r.id not in known]
+    if q.filename and any(x.filename == q.filename for x in trans):
+        # Exact first: the same name in another case is another file.
+        trans = [x for x in trans if x.filename == q.filename]
+        kept = {x.id for x in trans}
+        docs = [x for x in docs if x.transmission_id in kept]
     trans.sort(key=lambda r: (r.received_at, r.id), reverse=True)
     return docs, trans
+
+
+def _named_transmissions(q: MatchQuery) -> bool:
+    """Whether the query names transmissions (by file, interchange or id)."""
+    return bool(q.interchange_ref or q.filename or q.transmission_ids)
 
 
 def _when(q: sa.Select[Any], column: sa.ColumnElement[Any], since: dt.datetime | None,
@@ -673,18 +695,6 @@ def _when(q: sa.Select[Any], column: sa.ColumnElement[Any], since: dt.datetime |
     if until:
         q = q.where(column < until)
     return q
-
-
-def _filename_clause(conn: sa.Connection, filename: str) -> sa.ColumnElement[bool]:
-    """Exact file name if any has it, else the same in any case, else a part of it."""
-    t = s.transmissions
-    for clause in (t.c.filename == filename,
-                   sa.func.lower(t.c.filename) == filename.lower()):
-        if conn.execute(sa.select(t.c.id).where(clause).limit(1)).first():
-            return clause
-    pattern = "%" + filename.lower().replace("\\", "\\\\").replace("%", "\\%") \
-        .replace("_", "\\_") + "%"
-    return sa.func.lower(t.c.filename).like(pattern, escape="\\")
 
 
 def _document_row(row: sa.Row[Any]) -> DocumentRow:
@@ -732,37 +742,50 @@ def erp_acks_of(store: Store, document_id: str) -> list[ErpAck]:
     return [_make(ErpAck, r._mapping) for r in rows]
 
 
-def reprocesses_of(store: Store, transmission_id: str) -> list[TransmissionRow]:
-    """The attempts reprocessing the transmission, oldest first."""
+def reprocesses_of(store: Store, transmission_id: str, limit: int = 20) -> list[TransmissionRow]:
+    """The latest ``limit`` attempts reprocessing the transmission, oldest first."""
     tr = s.transmissions
     with store.engine.connect() as conn:
-        return [TransmissionRow.from_row(r) for r in conn.execute(
+        rows = [TransmissionRow.from_row(r) for r in conn.execute(
             sa.select(tr).where(tr.c.reprocess_of == transmission_id)
-            .order_by(tr.c.received_at, tr.c.id))]
+            .order_by(tr.c.received_at.desc(), tr.c.id.desc()).limit(limit))]
+    return rows[::-1]
 
 
-def repeats_of(store: Store, transmission_id: str) -> list[TransmissionRow]:
-    """Later receipts of the transmission's very bytes, oldest first."""
+def repeats_of(store: Store, transmission_id: str, limit: int = 20) -> list[TransmissionRow]:
+    """The first ``limit`` later receipts of the transmission's very bytes, oldest first."""
     tr = s.transmissions
     with store.engine.connect() as conn:
         return [TransmissionRow.from_row(r) for r in conn.execute(
             sa.select(tr).where(tr.c.duplicate_of == transmission_id)
-            .order_by(tr.c.received_at))]
+            .order_by(tr.c.received_at).limit(limit))]
+
+
+#: The channels a partner used, read from ``ix_transmissions_partner_channel`` one distinct
+#: value at a time (a loose index scan: as many seeks as channels, whatever the volume).
+_CHANNELS_OF = sa.text("""
+WITH RECURSIVE used(channel) AS (
+    SELECT MIN(channel) FROM transmissions WHERE partner_id = :partner AND direction = 'in'
+    UNION ALL
+    SELECT (SELECT MIN(t.channel) FROM transmissions t
+            WHERE t.partner_id = :partner AND t.direction = 'in' AND t.channel > used.channel)
+    FROM used WHERE used.channel IS NOT NULL
+)
+SELECT channel FROM used WHERE channel IS NOT NULL
+""")
 
 
 def last_contacts(store: Store, partner_id: str) -> list[TransmissionRow]:
-    """The partner's latest transmission on each channel."""
+    """The partner's latest transmission on each channel (one index seek per channel)."""
     t = s.transmissions
     rows: list[TransmissionRow] = []
     with store.engine.connect() as conn:
-        last = conn.execute(sa.select(t.c.channel, sa.func.max(t.c.received_at))
-                            .where(t.c.partner_id == partner_id, t.c.direction == "in")
-                            .group_by(t.c.channel)).all()
-        for channel, at in last:
+        channels = list(conn.execute(_CHANNELS_OF, {"partner": partner_id}).scalars())
+        for channel in channels[:50]:
             row = conn.execute(sa.select(t).where(t.c.partner_id == partner_id)
-                               .where(t.c.direction == "in")
-                               .where(t.c.channel == channel).where(t.c.received_at == at)
-                               .order_by(t.c.id.desc()).limit(1)).first()
+                               .where(t.c.direction == "in").where(t.c.channel == channel)
+                               .order_by(t.c.received_at.desc(), t.c.id.desc()).limit(1)
+                               ).first()
             if row is not None:
                 rows.append(TransmissionRow.from_row(row))
     return rows
@@ -785,21 +808,75 @@ def security_events_between(store: Store, partner_id: str | None, start: dt.date
                           r.detail) for r in rows]
 
 
-def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.datetime,
-                             end: dt.datetime | None, limit: int, *,
-                             own_only: bool = False) -> list[TransmissionRow]:
-    """Transmissions FAILED or QUARANTINED in [start, end) with no document (the partner's or
-    nobody's; only the partner's with ``own_only``), newest first."""
+#: A failed file whose messages were never read (it has no document).
+_UNREAD = (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)
+
+
+def _unreadable(partner_id: str | None, status: str, start: dt.datetime,
+                end: dt.datetime | None) -> sa.Select[Any]:
+    """The partner's (None: nobody's) inbound transmissions in ``status`` received in
+    [start, end) without a document, newest first: one range of
+    ``ix_transmissions_partner_status`` read in its order (one status at a time, so that no
+    planner prefers walking the partner's whole window for the order)."""
     t, d = s.transmissions, s.documents
-    q = (sa.select(t).where(t.c.status.in_((TransmissionStatus.FAILED,
-                                            TransmissionStatus.QUARANTINED)))
-         .where(t.c.received_at >= start, t.c.direction == "in")
-         .where(t.c.received_at < end if end else sa.true())
-         .where(~sa.exists().where(d.c.transmission_id == t.c.id))
-         .order_by(t.c.received_at.desc()).limit(limit))
-    if partner_id and own_only:
-        q = q.where(t.c.partner_id == partner_id)
-    elif partner_id:
-        q = q.where(sa.or_(t.c.partner_id == partner_id, t.c.partner_id.is_(None)))
+    owner = t.c.partner_id.is_(None) if partner_id is None else t.c.partner_id == partner_id
+    return (sa.select(t).where(owner, t.c.status == status, t.c.received_at >= start,
+                               t.c.direction == "in")
+            .where(t.c.received_at < end if end else sa.true())
+            .where(~sa.exists().where(d.c.transmission_id == t.c.id))
+            .order_by(t.c.received_at.desc(), t.c.id.desc()))
+
+
+def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.datetime,
+                             end: dt.datetime | None, limit: int) -> list[TransmissionRow]:
+    """The latest ``limit`` of the partner's (None: nobody's, the unidentified ones)
+    transmissions FAILED or QUARANTINED in [start, end) whose messages were never read,
+    newest first."""
+    rows: list[TransmissionRow] = []
     with store.engine.connect() as conn:
-        return [TransmissionRow.from_row(r) for r in conn.execute(q)]
+        for status in _UNREAD:
+            rows += [TransmissionRow.from_row(r) for r in conn.execute(
+                _unreadable(partner_id, status, start, end).limit(limit))]
+    rows.sort(key=lambda r: (r.received_at, r.id), reverse=True)
+    return rows[:limit]
+
+
+def count_unreadable(store: Store, partner_id: str | None, start: dt.datetime,
+                     end: dt.datetime | None, cap: int = 1000) -> int:
+    """How many such transmissions there are, counted up to ``cap`` (a bounded count)."""
+    t = s.transmissions
+    total = 0
+    with store.engine.connect() as conn:
+        for status in _UNREAD:
+            inner = (_unreadable(partner_id, status, start, end).order_by(None)
+                     .with_only_columns(t.c.id).limit(cap).subquery())
+            total += int(conn.execute(sa.select(sa.func.count()).select_from(inner))
+                         .scalar_one())
+    return min(total, cap)
+
+
+def unidentified_naming(store: Store, needles: Sequence[str], start: dt.datetime,
+                        end: dt.datetime | None, limit: int, *,
+                        looked_at: int = 200) -> tuple[list[TransmissionRow], int]:
+    """Of the latest ``looked_at`` sender-less unreadable transmissions (per status) in
+    [start, end), those whose file name, channel reference or reason contains one of
+    ``needles`` (any case): the newest ``limit`` of them, and how many there are."""
+    t = s.transmissions
+    wanted = [n.lower() for n in needles if n]
+    if not wanted:
+        return [], 0
+    named: list[tuple[dt.datetime, str]] = []
+    with store.engine.connect() as conn:
+        for status in _UNREAD:
+            q = _unreadable(None, status, start, end).with_only_columns(
+                t.c.id, t.c.received_at, t.c.filename, t.c.channel_ref, t.c.reason)
+            for r in conn.execute(q.limit(looked_at)):
+                hay = " ".join(x for x in (r.filename, r.channel_ref, r.reason) if x).lower()
+                if any(n in hay for n in wanted):
+                    named.append((aware(r.received_at), r.id))
+        named.sort(reverse=True)
+        ids = [i for _, i in named[:limit]]
+        rows = [TransmissionRow.from_row(r) for r in conn.execute(
+            sa.select(t).where(t.c.id.in_(ids)))] if ids else []
+    rows.sort(key=lambda r: (r.received_at, r.id), reverse=True)
+    return rows, len(named)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import clock, lifecycle
@@ -33,34 +33,42 @@ from gateway.core.canonical import OUTBOUND_TYPES
 from gateway.core.errors import StoreError
 from gateway.core.scope import EVERYTHING, Scope
 from gateway.core.status import DocumentStatus, ErpStatus, TransmissionStatus
+from gateway.core.zone import UTC_ZONE, shown
 from gateway.store import tracking
 from gateway.store.alerts import AlertRepository
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
+from gateway.store.lookup import partner_on_record
 from gateway.store.records import DocumentRow, TransmissionRow, aware
+from gateway.tracker.verdicts import (  # re-exported: explain.HELD, …
+    ACKNOWLEDGED,
+    DELIVERED,
+    DUPLICATE,
+    EXIT_CODES,
+    FAILED,
+    FINE,
+    HELD,
+    IN_PROGRESS,
+    NEVER_RECEIVED,
+    NOT_SENT,
+    QUARANTINED,
+    RECEIPT,
+    REJECTED,
+    RETRYING,
+    SENT_AWAITING_RECEIPT,
+    VERDICTS,
+    WAITING_ERP,
+    NoSuchPartner,
+    outcome,
+    words,
+)
 
-NEVER_RECEIVED = "never-received"
-FAILED = "failed"
-DUPLICATE = "duplicate"
-IN_PROGRESS = "in-progress"
-WAITING_ERP = "waiting-erp"
-ACKNOWLEDGED = "acknowledged"
-REJECTED = "rejected"
-QUARANTINED = "quarantined"
-#: Held as a CONFLICT (its number came before with other content) until an operator decides.
-HELD = "held"
-# Documents we send (an outbound transmission): was it delivered?
-DELIVERED = "delivered"
-SENT_AWAITING_RECEIPT = "sent-awaiting-receipt"
-RETRYING = "retrying"
-#: The ERP never sent it: no outbound document of that number.
-NOT_SENT = "not-sent"
-#: A file of the partner's receipts (CONTRL, APERAK) for what we sent, recorded on it.
-RECEIPT = "receipt"
-VERDICTS = (NEVER_RECEIVED, FAILED, DUPLICATE, IN_PROGRESS, WAITING_ERP, ACKNOWLEDGED,
-            REJECTED, QUARANTINED, HELD, DELIVERED, SENT_AWAITING_RECEIPT, RETRYING, NOT_SENT,
-            RECEIPT)
+__all__ = ["ACKNOWLEDGED", "DELIVERED", "DUPLICATE", "FAILED", "HELD", "IN_PROGRESS",
+           "NEVER_RECEIVED", "NOT_SENT", "QUARANTINED", "RECEIPT", "REJECTED", "RETRYING",
+           "SENT_AWAITING_RECEIPT", "VERDICTS", "WAITING_ERP", "Explanation", "Fact", "Hit",
+           "NoSuchPartner", "check_partner", "explain", "hits_of", "search"]
+
 #: Document types only edigw sends (never received from partners).
 OUTBOUND_ONLY = ("order-response", "despatch-advice")
 
@@ -70,8 +78,12 @@ DELIVERY_MINUTES = 240
 LOOKBACK = dt.timedelta(days=7)
 #: Payloads larger than this are not searched for a number (the search must stay quick).
 SCAN_MAX_BYTES = 20 * 1024 * 1024
-#: At most this many unreadable payloads are searched for a number.
-SCAN_MAX_PAYLOADS = 200
+#: At most this many unreadable payloads are told as evidence (then "and N more") and
+#: searched for a number.
+SCAN_MAX_PAYLOADS = 10
+#: Sender-less unreadable files (the latest, per status) looked at to find those that could
+#: be the partner's.
+UNIDENTIFIED_LOOKED_AT = 200
 #: Alert kinds that tell why a partner's document may not have arrived.
 _CONTACT_ALERTS = ("gap", "silence", "volume-drop", "channel", "certificate")
 # "… at line 21, column 1, segment 21 (QTY), element QTY/C186/6060, message 107"
@@ -115,7 +127,13 @@ class Fact:
 
 @dataclass(slots=True)
 class Explanation:
-    """The verdict about the latest match, a sentence for the phone, and the evidence."""
+    """The verdict about the latest match, a sentence for the phone, and the evidence.
+
+    ``verdict`` is the machine code (``gateway.tracker.verdicts``), ``words`` the same in
+    plain words; ``outcome`` is what a script makes of it (fine, waiting, failed,
+    not-found) and ``exit_code`` the code ``edigw explain`` exits with. ``hits`` are the
+    matches the verdict is about (the latest first); ``more_evidence`` counts the
+    suspects of a "never received" left out of the evidence."""
 
     verdict: str
     summary: str
@@ -123,10 +141,32 @@ class Explanation:
     documents: list[DocumentRow] = field(default_factory=list)
     transmissions: list[TransmissionRow] = field(default_factory=list)
     query: dict[str, Any] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    more_evidence: int = 0
+    #: Set when the verdict's usual outcome does not hold (a published document no ERP
+    #: acknowledgement is expected for is fine, not waiting).
+    outcome_override: str | None = None
+
+    @property
+    def words(self) -> str:
+        return words(self.verdict)
+
+    @property
+    def outcome(self) -> str:
+        return self.outcome_override or outcome(self.verdict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(verdict=self.verdict, summary=self.summary,
+        """The answer for the API and ``--json``: the matches first, then the verdict
+        (in words, and its ``code`` for scripts) and its evidence."""
+        return dict(hits=[h.as_dict() for h in self.hits],
+                    verdict=self.words, code=self.verdict, outcome=self.outcome,
+                    exit_code=self.exit_code, summary=self.summary,
                     evidence=[f.as_dict() for f in self.evidence],
+                    more_evidence=self.more_evidence,
                     documents=[d.as_dict() for d in self.documents],
                     transmissions=[t.as_dict() for t in self.transmissions],
                     query={k: v.isoformat() if isinstance(v, dt.datetime) else v
@@ -139,18 +179,28 @@ def search(store: Store, *, number: str | None = None, partner: str | None = Non
            interchange_ref: str | None = None, filename: str | None = None,
            since: dt.datetime | None = None, until: dt.datetime | None = None,
            doc_type: str | None = None, limit: int = 50,
-           scope: Scope = EVERYTHING) -> list[Hit]:
+           scope: Scope = EVERYTHING, transmission_ids: Sequence[str] = (),
+           partners: PartnerDirectory | None = None) -> list[Hit]:
     """Documents, then transmissions without a matching document, newest first.
 
     ``number`` is an order or invoice number (exact first, else any case); ``filename``
     exact, else any case, else a part of the name; dates bound the time of receipt
     (``until`` excluded). A client's ``scope`` is its partner, whatever ``partner`` says
-    (``OutOfScope`` for another one)."""
+    (``OutOfScope`` for another one); with ``partners``, a partner with no profile and
+    nothing on record raises ``NoSuchPartner``."""
     partner = scope.narrow(partner)
+    check_partner(store, partners, partner)
     since, until = _utc(since), _utc(until)
     docs, trans = tracking.find_matches(store, tracking.MatchQuery(
         number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
-        since=since, until=until, doc_type=doc_type, limit=limit))
+        since=since, until=until, doc_type=doc_type, limit=limit,
+        transmission_ids=tuple(transmission_ids)))
+    return hits_of(docs, trans, limit)
+
+
+def hits_of(docs: Sequence[DocumentRow], trans: Sequence[TransmissionRow],
+            limit: int = 50) -> list[Hit]:
+    """Documents, then transmissions without a matching document, as matches."""
     by_tid = {t.id: t for t in trans}
     hits = [Hit(kind="document", id=d.id, transmission_id=d.transmission_id,
                 partner_id=d.partner_id, at=d.created_at, status=d.status,
@@ -173,7 +223,8 @@ def explain(store: Store, partners: PartnerDirectory | None,
             filename: str | None = None, since: dt.datetime | None = None,
             until: dt.datetime | None = None, doc_type: str | None = None,
             now: dt.datetime | None = None, archive: Archive | None = None,
-            direction: str | None = None, scope: Scope = EVERYTHING) -> Explanation:
+            direction: str | None = None, scope: Scope = EVERYTHING,
+            transmission_ids: Sequence[str] = ()) -> Explanation:
     """One verdict about the latest document (or transmission) matching, with its evidence.
 
     With ``archive``, a number found in no document is looked for in the raw bytes of the
@@ -188,24 +239,34 @@ def explain(store: Store, partners: PartnerDirectory | None,
 
     A client's ``scope`` (``gateway.core.scope``) makes its partner the one asked about
     (``OutOfScope`` for another) and keeps the evidence to that partner's own rows: no
-    sender-less file, shared channel or other partner's refusal is told."""
+    sender-less file, shared channel or other partner's refusal is told.
+
+    ``transmission_ids`` asks about those transmissions (named by a transmission or
+    document id, an AS2 Message-ID). A ``partner`` with no profile (when ``partners`` is
+    given) and nothing on record raises ``NoSuchPartner``. The answer's ``hits`` are the
+    matches its verdict is about."""
     partner = scope.narrow(partner)
+    check_partner(store, partners, partner)
     tracker = settings.tracker if isinstance(settings, GatewaySettings) else settings
     # The store keeps UTC (SQLite without the offset): every bound time must be UTC too.
     since, until = _utc(since), _utc(until)
     ctx = _Context(store, partners, tracker, _utc(now) or clock.now(), own_only=scope.restricted)
     query = {k: v for k, v in dict(partner=partner, number=number, doc_type=doc_type,
                                    interchange_ref=interchange_ref, filename=filename,
-                                   since=since, until=until).items() if v is not None}
-    what = _what(doc_type, number, interchange_ref, filename)
+                                   since=since, until=until,
+                                   transmission_ids=list(transmission_ids) or None
+                                   ).items() if v is not None}
+    what = _what(doc_type, number, interchange_ref, filename, transmission_ids)
     if number and (direction == "out" or doc_type in OUTBOUND_ONLY):
         out = ctx.about_sent(partner, number, doc_type, what, since=since, until=until,
                              archive=archive)
         out.query = {**query, "direction": "out"}
+        out.hits = hits_of(out.documents, out.transmissions)
         return out
     docs, trans = tracking.find_matches(store, tracking.MatchQuery(
         number=number, partner=partner, interchange_ref=interchange_ref, filename=filename,
-        since=since, until=until, doc_type=doc_type, limit=50))
+        since=since, until=until, doc_type=doc_type, limit=50,
+        transmission_ids=tuple(transmission_ids)))
     if docs and docs[0].status == DocumentStatus.OUTBOUND and docs[0].business_number:
         # The latest match is a document we sent: was it delivered?
         out = ctx.about_sent(docs[0].partner_id, docs[0].business_number, docs[0].doc_type,
@@ -224,14 +285,23 @@ def explain(store: Store, partners: PartnerDirectory | None,
     if number and doc_type == "order" and out.verdict not in (NEVER_RECEIVED, QUARANTINED):
         ctx.order_response_facts(out, partner, number)
     out.query = query
+    out.hits = out.hits or hits_of(docs, trans)
     if partner and partners is not None and partners.get(partner) is None:
         out.evidence.append(Fact(None, "partner", f"no partner profile {partner!r} is "
                                  "configured (the defaults' rules were used)", partner))
     return out
 
 
+def check_partner(store: Store, partners: PartnerDirectory | None, partner: str | None) -> None:
+    """``NoSuchPartner`` when ``partner`` has no profile and nothing on record (a profile
+    removed since keeps its history searchable)."""
+    if (partner and partners is not None and partners.get(partner) is None
+            and not partner_on_record(store, partner)):
+        raise NoSuchPartner(partner)
+
+
 def _what(doc_type: str | None, number: str | None, interchange_ref: str | None,
-          filename: str | None) -> str:
+          filename: str | None, transmission_ids: Sequence[str] = ()) -> str:
     """How the summary names what was asked about: "order PO-1", "interchange 1043" …"""
     if number:
         return f"{_type_label(doc_type) if doc_type else 'document'} {number}"
@@ -239,6 +309,8 @@ def _what(doc_type: str | None, number: str | None, interchange_ref: str | None,
         return f"interchange {interchange_ref}"
     if filename:
         return f"file {filename}"
+    if transmission_ids:
+        return f"transmission {transmission_ids[0]}"
     return "the latest document"
 
 
@@ -260,7 +332,7 @@ class _Context:
         self.partners = partners
         self.tracker = tracker
         self.now = now
-        self.zone = zoneinfo.ZoneInfo(tracker.timezone)
+        self.zone = _zone(tracker)
 
     # -- formatting ---------------------------------------------------------------------------
 
@@ -268,8 +340,7 @@ class _Context:
         """A time as a support person says it: local, to the minute, with the zone."""
         if at is None:
             return "-"
-        local = aware(at).astimezone(self.zone)
-        return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or self.tracker.timezone)
+        return shown(aware(at), self.zone, seconds=False)
 
     def rules(self, partner_id: str | None) -> TrackerRules:
         p = self.partners.get(partner_id) if self.partners is not None and partner_id else None
@@ -289,6 +360,7 @@ class _Context:
                     + (f" via {t.channel}" if t else ""))
         facts = [self.received_fact(t)] if t else []
         status = latest.status
+        expected = True  # an ERP acknowledgement (published documents without an SLA: not)
         if status in (DocumentStatus.FAILED, DocumentStatus.UNSUPPORTED, DocumentStatus.UNROUTABLE):
             verdict = FAILED
             stage = latest.stage or ("publish" if status == DocumentStatus.UNROUTABLE else "-")
@@ -368,6 +440,7 @@ class _Context:
             else:
                 verdict = WAITING_ERP
                 sla_words, fact = self.sla(latest)
+                expected = fact.at is not None  # an SLA: an acknowledgement is due
                 facts.append(fact)
                 summary = (f"{_cap(name)}{who} was {received} and published "
                            f"{self.when(latest.published_at)}; no ERP acknowledgement for "
@@ -378,8 +451,11 @@ class _Context:
         if t is not None:
             facts += self.repeats_of(t)
         alltrans = list(trans.values()) or ([t] if t else [])
-        return Explanation(verdict=verdict, summary=summary, evidence=facts,
-                           documents=docs, transmissions=alltrans)
+        out = Explanation(verdict=verdict, summary=summary, evidence=facts,
+                          documents=docs, transmissions=alltrans)
+        if verdict == WAITING_ERP and not expected:
+            out.outcome_override = FINE  # published; no acknowledgement is expected
+        return out
 
     def received_fact(self, t: TransmissionRow) -> Fact:
         return Fact(t.received_at, "received",
@@ -453,7 +529,8 @@ class _Context:
         return ""
 
     def erp_facts(self, doc: DocumentRow) -> list[Fact]:
-        rows = tracking.erp_acks_of(self.store, doc.id)
+        # Every acknowledgement recorded sets the document's erp_status: none, no query.
+        rows = tracking.erp_acks_of(self.store, doc.id) if doc.erp_status else []
         facts = [Fact(r.received_at, "erp-ack",
                       f"ERP acknowledgement {r.status}"
                       + (f" ({r.reason})" if r.reason else "")
@@ -713,6 +790,10 @@ class _Context:
         partner gets them automatically and the ERP has answered the order)."""
         order = next((d for d in out.documents if d.doc_type == "order"), None)
         pid = partner or (order.partner_id if order else None)
+        p = self.partners.get(pid) if self.partners is not None and pid else None
+        if (p is not None and "order-response" not in p.outbound.formats
+                and p.outbound.order_responses != "auto"):
+            return  # its profile sends it no order responses
         rows = tracking.outbound_documents(self.store, pid, number, ["order-response"])
         if rows:
             r = rows[0]
@@ -822,7 +903,7 @@ class _Context:
                        archive: Archive | None, what: str) -> Explanation:
         start = since or (until or self.now) - LOOKBACK
         end = until or self.now
-        suspects = self.unreadable(partner, start, until)
+        suspects, more = self.unreadable(partner, start, until)
         if number and archive is not None:
             found = self.scan(archive, suspects, number)
             if found is not None:
@@ -843,6 +924,14 @@ class _Context:
                        f"{_short(t.reason)}"
                        + (" (raw payload purged)" if t.purged_at else ""), t.id)
                   for t in suspects]
+        if more:
+            facts.append(Fact(None, "more-unreadable",
+                              f"and {more} more unreadable file(s) "
+                              + (f"that could be {partner}'s" if partner
+                                 else "from unidentified senders")
+                              + f" between {self.when(start)} and {self.when(end)}"
+                              + (" (counted up to 1000)" if more >= 1000 - len(suspects)
+                                 else ""), partner))
         who = f" from {partner}" if partner else ""
         window = f"between {self.when(start)} and {self.when(end)}"
         parts = [f"No {what}{who} has been received" + (f" {window}" if since or until
@@ -862,13 +951,13 @@ class _Context:
         failing = [f for f in facts if f.kind == "channel"]
         if failing:
             parts.append(failing[0].text)
-        unread = [f for f in facts if f.kind == "unreadable"]
+        unread = len(suspects) + more
         if unread:
-            parts.append(f"{len(unread)} payload(s) around then could not be read (see the "
-                         "evidence)")
+            parts.append(f"{unread} payload(s) around then that could be it could not be "
+                         "read (see the evidence)")
         summary = "; ".join(parts) + "."
         return Explanation(verdict=NEVER_RECEIVED, summary=summary, evidence=facts,
-                           transmissions=suspects)
+                           transmissions=suspects, more_evidence=more)
 
     def last_contact(self, partner: str) -> list[Fact]:
         """The partner's last transmission on each channel."""
@@ -953,11 +1042,42 @@ class _Context:
                      + (f": {r.detail}" if r.detail else ""), f"security:{r.id}") for r in rows]
 
     def unreadable(self, partner: str | None, start: dt.datetime,
-                   end: dt.datetime | None) -> list[TransmissionRow]:
-        """Failed or quarantined transmissions (this partner's or nobody's) in the window
-        whose messages were never read: one of them may be the document asked about."""
-        return tracking.unreadable_transmissions(self.store, partner, start, end,
-                                                 SCAN_MAX_PAYLOADS, own_only=self.own_only)
+                   end: dt.datetime | None) -> tuple[list[TransmissionRow], int]:
+        """Failed or quarantined files in the window whose messages were never read and
+        that could be the document asked about: the partner's own, and the sender-less ones
+        that name one of its identifiers, its id or its channel path (only the sender-less
+        ones when no partner is given; only its own for a client). The newest
+        ``SCAN_MAX_PAYLOADS``, and how many more there are."""
+        limit = SCAN_MAX_PAYLOADS
+        if partner is None:
+            rows = tracking.unreadable_transmissions(self.store, None, start, end, limit)
+            total = (len(rows) if len(rows) < limit
+                     else tracking.count_unreadable(self.store, None, start, end))
+            return rows, max(0, total - len(rows))
+        own = tracking.unreadable_transmissions(self.store, partner, start, end, limit)
+        total = (len(own) if len(own) < limit
+                 else tracking.count_unreadable(self.store, partner, start, end))
+        if not self.own_only:
+            strangers, named = tracking.unidentified_naming(
+                self.store, self.names_of(partner), start, end, limit,
+                looked_at=UNIDENTIFIED_LOOKED_AT)
+            own = sorted(own + strangers, key=lambda t: (t.received_at, t.id), reverse=True)
+            total += named
+        return own[:limit], max(0, total - limit)
+
+    def names_of(self, partner: str) -> list[str]:
+        """What a sender-less file names when it could be the partner's: its id, one of its
+        identifiers (UNB, GLN, VAT, SIREN, SIRET, AS2, e-mail, phone), in its file name,
+        channel reference (path, address) or reason."""
+        needles = {partner}
+        p = self.partners.get(partner) if self.partners is not None else None
+        if p is not None:
+            ids = p.identifiers
+            needles |= {u.id for u in ids.unb}
+            for values in (ids.gln, ids.vat, ids.siren, ids.siret, ids.as2, ids.email,
+                           ids.phone):
+                needles |= set(values)
+        return sorted(n for n in needles if n)
 
     def scan(self, archive: Archive, suspects: Sequence[TransmissionRow],
              number: str) -> tuple[TransmissionRow, Fact] | None:
@@ -978,6 +1098,14 @@ class _Context:
                                f"which {what}"
                                f" at {t.stage} before its documents were read", t.id)
         return None
+
+
+def _zone(tracker: TrackerSettings) -> ZoneInfo:
+    """The zone times are shown in (``[tracker] timezone``, as ``gateway.core.zone``)."""
+    try:
+        return ZoneInfo(tracker.timezone)
+    except (ValueError, KeyError):
+        return UTC_ZONE
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:

@@ -372,34 +372,6 @@ def reprocess(p: Page) -> Response:
         303)
 
 
-# -- search -----------------------------------------------------------------------------------
-
-
-def search(p: Page) -> Response:
-    from gateway.tracker.explain import explain
-    from gateway.tracker.explain import search as find
-
-    q = p.request.query_params.get("q", "").strip()
-    partner = p.request.query_params.get("partner", "").strip() or None
-    verdict = hits = None
-    if q:
-        verdict = explain(p.store, p.gateway.partners, p.gateway.settings, number=q,
-                          partner=partner, archive=p.gateway.archive)
-        hits = find(p.store, number=q, partner=partner)
-        if not hits:
-            hits = find(p.store, filename=q, partner=partner) or find(
-                p.store, interchange_ref=q, partner=partner)
-    # Evidence names transmissions and documents by id: both lead to a transmission's page.
-    links: dict[str, str] = {}
-    if verdict is not None:
-        links.update({t.id: t.id for t in verdict.transmissions})
-        links.update({d.id: d.transmission_id for d in verdict.documents})
-        links.update({h.id: h.transmission_id for h in hits or []})
-    return p.render("search.html", q=q, partner=partner or "", verdict=verdict, hits=hits,
-                    links=links,
-                    partners=[x.id for x in p.gateway.partners], status_class=STATUS_CLASS)
-
-
 # -- partners ---------------------------------------------------------------------------------
 
 
@@ -558,6 +530,7 @@ def audit(p: Page) -> Response:
 
 def page_routes(auth: Authenticator) -> list[BaseRoute]:
     """The console's routes (to mount at the root, next to ``/api``)."""
+    from gateway.web import search_page  # it names this module's Page
     from gateway.web.account_pages import account_routes  # it imports this module
     from gateway.web.partner_pages import partner_admin_routes
     from gateway.web.quarantine_pages import quarantine_routes
@@ -574,7 +547,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/transmissions/rows", viewer, transmission_rows),
         route("/transmissions/{tid}", viewer, transmission),
         route("/transmissions/{tid}/reprocess", operator, reprocess, "POST"),
-        route("/search", viewer, search),
+        route("/search", viewer, search_page.search),
         route("/partners", viewer, partners),
         *partner_admin_routes(auth),  # /partners/new before /partners/{pid}
         route("/partners/{pid}", viewer, partner),

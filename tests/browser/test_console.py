@@ -51,7 +51,10 @@ def test_find_an_order_by_number_and_read_its_verdict(page: Page, shots):
     login(page, "vera", "/search")
     page.fill("input[name=q]", FAILING_ORDER)
     page.click("form.search button")
-    expect(page.locator(".verdict-word")).to_have_text("failed")
+    expect(page.locator(".verdict-code")).to_have_text("failed")
+    expect(page.locator(".verdict-words")).to_have_text("received but failed")
+    # The matches come first, the verdict's evidence after them.
+    expect(page.locator(".matches .hits tr", has_text=FAILING_ORDER).first).to_be_visible()
     expect(page.locator(".verdict .summary")).to_contain_text(FAILING_ORDER)
     expect(page.locator(".verdict .summary")).to_contain_text("po-bad-7.edi")
     expect(page.locator(".evidence li").first).to_be_visible()
@@ -61,7 +64,7 @@ def test_find_an_order_by_number_and_read_its_verdict(page: Page, shots):
         assert page.request.get(href).status == 200, href
     page.fill("input[name=q]", "PO-2024-0107")
     page.click("form.search button")
-    expect(page.locator(".verdict-word")).not_to_have_text("failed")
+    expect(page.locator(".verdict-code")).not_to_have_text("failed")
     expect(page.locator(".verdict .summary")).to_contain_text("PO-2024-0107")
 
 

@@ -61,9 +61,9 @@ def test_explain_prints_verdict_summary_and_evidence(gw, when):
     tid = gw.send(order("1042", "PO-2", bad=True), filename="po2.edi")
     when.advance(minutes=5)
     r = run(gw, "explain", "--partner", "gouden", "--order", "PO-2")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # found but failed
     lines = r.output.splitlines()
-    assert lines[0] == "verdict: failed"
+    assert lines[0] == "verdict: received but failed (failed)"
     assert lines[1].startswith("Order PO-2 from gouden was received 2024-03-05 08:00 CET in "
                                "file po2.edi")
     assert any(line.startswith("  2024-03-05 08:00  received") and f"[{tid}]" in line
@@ -72,14 +72,17 @@ def test_explain_prints_verdict_summary_and_evidence(gw, when):
 
 
 def test_explain_json_is_the_api_answer(gw, when):
-    """--json prints as_dict: verdict, summary, evidence, documents, transmissions, query."""
+    """--json prints as_dict: the matches first, the verdict in words and its code,
+    summary, evidence, documents, transmissions, query; the exit code is the answer's."""
     gw.send(order("1045", "PO-3"))
     gw.publish()
     when.advance(minutes=40)
     r = run(gw, "explain", "--order", "PO-3", "--json")
-    assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert out["verdict"] == "waiting-erp"
+    assert list(out)[0] == "hits" and out["hits"][0]["business_number"] == "PO-3"
+    assert out["code"] == "waiting-erp"
+    assert out["verdict"] == "waiting for the ERP's acknowledgement"
+    assert out["outcome"] == "waiting" and r.exit_code == out["exit_code"] == 4
     assert out["query"] == {"number": "PO-3", "doc_type": "order"}
     assert out["documents"][0]["business_number"] == "PO-3"
     assert {f["kind"] for f in out["evidence"]} >= {"received", "published", "sla"}
@@ -93,8 +96,8 @@ def test_explain_an_order_that_never_came_names_the_gap(gw, when):
         when.advance(hours=1)
     r = run(gw, "explain", "--partner", "gouden", "--order", "PO-404",
             "--since", "2024-03-05", "--until", "2024-03-05")
-    assert r.exit_code == 0, r.output
-    assert r.output.startswith("verdict: never-received\nNo order PO-404 from gouden has been "
+    assert r.exit_code == 3, r.output  # not found
+    assert r.output.startswith("verdict: never received (never-received)\nNo order PO-404 from gouden has been "
                                "received between 2024-03-05 00:00 CET and 2024-03-06 00:00 CET")
     assert "last-contact" in r.output and "interchange references 1043-1044 missing" in r.output
 
@@ -103,10 +106,27 @@ def test_explain_by_file_and_dates(gw, when):
     """--file finds a transmission whose content could not be read; --until excludes it
     when it came later."""
     gw.send(b"not an EDI file", filename="broken.txt")
-    r = run(gw, "explain", "--file", "broken")
-    assert r.exit_code == 0 and r.output.startswith("verdict: failed\nFile broken was received")
-    r = run(gw, "explain", "--file", "broken", "--until", "2024-03-04")
-    assert r.output.startswith("verdict: never-received")
+    r = run(gw, "explain", "--file", "BROKEN.txt")
+    assert r.exit_code == 1 and r.output.startswith(
+        "verdict: received but failed (failed)\nFile BROKEN.txt was received")
+    r = run(gw, "explain", "--file", "broken.txt", "--until", "2024-03-04")
+    assert r.exit_code == 3 and r.output.startswith("verdict: never received")
+
+
+def test_explain_an_unknown_partner_is_an_error_not_a_verdict(gw, when):
+    """--partner nope: exit code 2 and a message naming it on stderr, no verdict."""
+    gw.send(order("1045", "PO-3"))
+    r = run(gw, "explain", "--partner", "nope", "--order", "PO-3")
+    assert r.exit_code == 2
+    assert "unknown partner 'nope'" in r.stderr and "verdict" not in r.stdout
+
+
+def test_explain_help_documents_the_exit_codes(gw, when):
+    """--help lists what each exit code means, for scripts."""
+    r = run(gw, "explain", "--help")
+    for line in ("0  found and fine", "1  found but failed", "2  usage error",
+                 "3  not found", "4  found and still in progress"):
+        assert line in r.output
 
 
 def test_explain_needs_something_to_look_for(gw, when):
@@ -139,8 +159,8 @@ def test_dates_are_days_of_the_tracker_time_zone(gw, when):
     leaves it out, --since 2024-03-06 finds it."""
     when.advance(hours=16, minutes=30)
     gw.send(order("1041", "PO-1"), filename="late.edi")
-    assert run(gw, "explain", "--file", "late", "--until", "2024-03-05").output.startswith(
-        "verdict: never-received")
-    found = run(gw, "explain", "--file", "late", "--since", "2024-03-06")
-    assert found.output.startswith("verdict: in-progress")
+    left_out = run(gw, "explain", "--file", "late.edi", "--until", "2024-03-05")
+    assert left_out.output.startswith("verdict: never received (never-received)")
+    found = run(gw, "explain", "--file", "late.edi", "--since", "2024-03-06")
+    assert found.output.startswith("verdict: received, on its way to the ERP (in-progress)")
     assert "received 2024-03-06 00:30 CET" in found.output

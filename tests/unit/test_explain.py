@@ -276,14 +276,34 @@ def test_order_never_received_shows_last_contact_gap_channel_and_alerts(gw, when
     json.dumps(e.as_dict())  # the HTTP API's answer
 
 
-def test_never_received_lists_payloads_that_could_not_be_read(gw, when):
-    """A file that failed before any number was read is listed as a suspect."""
-    gw.send(b"this is not EDI at all", filename="garbage.txt")
+def test_never_received_lists_only_unreadable_files_that_could_be_the_partners(gw, when):
+    """A sender-less file that failed before any number was read is a suspect when it names
+    the partner (its id or an identifier); one that names nobody is not told about it."""
+    gw.send(b"this is not EDI at all", filename="gouden-garbage.txt")
+    gw.send(b"5401234000012 but not EDI either", filename="odd.txt")
+    gw.send(b"nothing to do with them", filename="stranger.txt")
     when.advance(hours=1)
     e = gw.explain(partner="gouden", number="PO-404")
     assert e.verdict == "never-received"
-    suspect = next(f for f in e.evidence if f.kind == "unreadable")
-    assert "garbage.txt" in suspect.text and "FAILED at detect" in suspect.text
+    suspects = [f.text for f in e.evidence if f.kind == "unreadable"]
+    # Named by file name, and by its UNB id (in the reader's excerpt of the reason).
+    assert len(suspects) == 2 and "odd.txt" in suspects[0]
+    assert "gouden-garbage.txt" in suspects[1] and "FAILED at detect" in suspects[1]
+    # Without a partner: every unidentified file could be it.
+    anyone = gw.explain(number="PO-404")
+    assert len([f for f in anyone.evidence if f.kind == "unreadable"]) == 3
+
+
+def test_never_received_tells_ten_suspects_then_and_n_more(gw, when):
+    """Twelve unreadable files: ten are told, then "and 2 more"; the JSON counts them."""
+    for n in range(12):
+        gw.send(b"not EDI %d" % n, filename=f"gouden-{n:02d}.txt")
+        when.advance(minutes=1)
+    e = gw.explain(partner="gouden", number="PO-404")
+    assert len([f for f in e.evidence if f.kind == "unreadable"]) == 10
+    more = next(f for f in e.evidence if f.kind == "more-unreadable")
+    assert more.text.startswith("and 2 more unreadable file(s) that could be gouden's")
+    assert e.as_dict()["more_evidence"] == 2 and "12 payload(s)" in e.summary
 
 
 def test_partner_with_no_traffic_at_all(gw, when):
@@ -308,8 +328,9 @@ def test_order_from_an_unknown_sender_is_quarantined(gw, when):
 
 
 def test_search_by_number_interchange_file_and_dates(gw, when):
-    """search finds documents by number (exact, then any case), interchange, file part,
-    partner and dates, and transmissions without documents by file."""
+    """search finds documents by number (exact, then any case), interchange, whole file
+    name (any case; a part of a name is not a lookup), partner and dates, and
+    transmissions without documents by file."""
     gw.send(order("1041", "PO-1"), filename="a-monday.edi")
     when.advance(days=1)
     gw.send(order("1042", "PO-2"), filename="b-tuesday.edi")
@@ -317,10 +338,10 @@ def test_search_by_number_interchange_file_and_dates(gw, when):
     store = gw.store
     assert [h.business_number for h in ex.search(store, number="po-1")] == ["PO-1"]
     assert [h.business_number for h in ex.search(store, interchange_ref="1042")] == ["PO-2"]
-    assert [h.filename for h in ex.search(store, filename="tuesday")] == ["b-tuesday.edi"]
-    hits = ex.search(store, filename="b-")
-    assert [(h.kind, h.filename) for h in hits] == [("document", "b-tuesday.edi"),
-                                                    ("transmission", "b-broken.txt")]
+    assert [h.filename for h in ex.search(store, filename="B-Tuesday.edi")] == ["b-tuesday.edi"]
+    assert ex.search(store, filename="tuesday") == []
+    hits = ex.search(store, filename="b-broken.txt")
+    assert [(h.kind, h.filename) for h in hits] == [("transmission", "b-broken.txt")]
     day2 = START + dt.timedelta(hours=12)
     assert [h.business_number for h in ex.search(store, partner="gouden", since=day2)] == ["PO-2"]
     assert [h.business_number for h in ex.search(store, partner="gouden", until=day2)] == ["PO-1"]

@@ -186,14 +186,20 @@ def test_cli_explain_for_outbound_documents(world, tmp_path):
     run = CliRunner()
     r = run.invoke(edigw, ["--config", config, "explain", "--partner", "gouden",
                            "--invoice", "INV-1"], catch_exceptions=False)
-    assert r.exit_code == 0 and r.output.startswith("verdict: sent-awaiting-receipt")
+    assert r.exit_code == 4 and r.output.startswith(
+        "verdict: sent, waiting for the partner's receipt (sent-awaiting-receipt)")
     r = run.invoke(edigw, ["--config", config, "explain", "--partner", "gouden",
                            "--despatch", "DES-1", "--json"], catch_exceptions=False)
     data = json.loads(r.output)
-    assert data["verdict"] == "not-sent" and data["query"]["doc_type"] == "despatch-advice"
+    assert data["code"] == "not-sent" and r.exit_code == 3
+    assert data["query"]["doc_type"] == "despatch-advice"
+    r = run.invoke(edigw, ["--config", config, "explain", "--partner", "gouden", "--invoice",
+                           "X-1", "--outbound"], catch_exceptions=False)
+    assert r.output.startswith("verdict: not sent: the ERP never handed it over (not-sent)")
+    # A partner with no profile and nothing on record is an error, not "not sent".
     r = run.invoke(edigw, ["--config", config, "explain", "--partner", "quiet", "--invoice",
                            "X-1", "--outbound"], catch_exceptions=False)
-    assert r.output.startswith("verdict: not-sent")
+    assert r.exit_code == 2 and "unknown partner 'quiet'" in r.stderr
 
 
 def test_api_explain_and_search_for_outbound_documents(console):  # noqa: F811
@@ -204,11 +210,12 @@ def test_api_explain_and_search_for_outbound_documents(console):  # noqa: F811
     viewer = _login(server, "vera")
     r = viewer.get("/api/explain", params={"partner": "gouden", "invoice": "INV-9"})
     assert r.status_code == 200, r.text
-    assert r.json()["verdict"] == "delivered"
+    assert r.json()["code"] == "delivered"
+    assert r.json()["verdict"] == "delivered to the partner"
     assert viewer.get("/api/explain", params={"partner": "gouden",
-                                              "despatch": "D-1"}).json()["verdict"] == "not-sent"
+                                              "despatch": "D-1"}).json()["code"] == "not-sent"
     assert viewer.get("/api/explain", params={"invoice": "1", "order": "2"}).status_code == 422
     found = viewer.get("/api/search", params={"number": "INV-9"}).json()
-    assert found["verdict"] == "delivered" and found["hits"][0]["status"] == "OUTBOUND"
+    assert found["code"] == "delivered" and found["hits"][0]["status"] == "OUTBOUND"
     page = viewer.get("/search", params={"q": "INV-9"}).text
     assert "delivered" in page and "Invoice INV-9 to gouden was delivered" in page
