@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.core.status import AlertState
+from gateway.core.status import AlertState, TransmissionStatus
 from gateway.store import schema as s
 from gateway.store.db import Store
 from gateway.store.records import aware
@@ -206,6 +206,17 @@ class AlertRepository:
         with self.store._begin() as conn:
             conn.execute(s.alerts.update().where(s.alerts.c.id.in_(list(alert_ids)))
                          .values(mailed_at=now))
+
+
+def quarantined_unattributed(store: Store) -> list[str]:
+    """Ids of the received transmissions still QUARANTINED with no partner (unknown
+    senders), whatever their age: a grouped quarantine alert lasts while one of its files
+    is still held (through ix_transmissions_status)."""
+    t = s.transmissions
+    with store.engine.connect() as conn:
+        return list(conn.execute(sa.select(t.c.id).where(
+            t.c.status == TransmissionStatus.QUARANTINED, t.c.partner_id.is_(None),
+            t.c.direction == "in")).scalars())
 
 
 def _latest(conn: sa.Connection, keys: Sequence[str]) -> dict[str, Alert]:

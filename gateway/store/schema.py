@@ -94,6 +94,8 @@ transmissions = sa.Table(
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
     sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
+    # The log's search field finds a file by its name.
+    sa.Index("ix_transmissions_filename", "filename"),
     # One outbound transmission per message of its source (the ERP's message id …): two
     # instances taking the same redelivered message cannot both record it.
     sa.Index("ux_transmissions_outbound_ref", "channel", "channel_ref", unique=True,

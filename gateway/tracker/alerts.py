@@ -13,7 +13,8 @@ what the rules found at one check and, in one transaction:
 
 An operator may acknowledge an open alert ("I am on it": it stays until the condition is
 gone) or resolve it. A condition whose latest alert an operator resolved is not reopened
-while it lasts, except for the kinds in ``LIVE_KINDS`` (a stuck outbox, a failing channel,
+while it lasts, unless new evidence arrives after (``Condition.reopen_after``: another file
+from the same unknown sender), except for the kinds in ``LIVE_KINDS`` (a stuck outbox, a failing channel,
 a certificate): those describe the present state, so they open again at the next check
 while the state remains; acknowledge them instead.
 
@@ -88,6 +89,9 @@ class Condition:
     key: str
     summary: str
     detail: dict[str, Any] = field(default_factory=dict)
+    #: When the newest evidence of a grouped condition arrived (a sender's latest file): a
+    #: condition an operator resolved opens again when evidence newer than that comes.
+    reopen_after: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,7 @@ class AlertBook:
                     continue
                 prev = latest.get(key)
                 if (prev is not None and prev.resolved_by not in (None, TRACKER)
-                        and cond.kind not in LIVE_KINDS):
+                        and cond.kind not in LIVE_KINDS and not _newer(cond, prev)):
                     continue  # an operator closed it; the same fact does not come back
                 alert = tx.open(kind=cond.kind, partner_id=cond.partner_id, key=key,
                                 summary=cond.summary, detail=cond.detail, now=now)
@@ -223,6 +227,12 @@ class AlertBook:
         if not alert_ids:
             return
         self.repo.mark_mailed(alert_ids, clock.now().astimezone(dt.UTC))
+
+
+def _newer(cond: Condition, prev: Alert) -> bool:
+    """Whether ``cond`` has evidence that arrived after an operator resolved ``prev``."""
+    return (cond.reopen_after is not None and prev.resolved_at is not None
+            and cond.reopen_after > prev.resolved_at)
 
 
 def _announce(tx: AlertTransaction, event: str, alert: Alert, now: dt.datetime) -> None:

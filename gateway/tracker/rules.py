@@ -26,6 +26,7 @@ from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import lifecycle
 from gateway.core.status import AlertState, DocumentStatus, TransmissionStatus
 from gateway.store import tracking
+from gateway.store.alerts import quarantined_unattributed
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 from gateway.store.records import TransmissionRow, aware
@@ -116,11 +117,17 @@ def position_in(reason: str | None) -> str | None:
 
 
 def _check_failures(ctx: TrackerContext) -> list[Condition]:
+    # Failures are one alert per transmission (failure:<id>); the per-file quarantine keys
+    # of before (quarantine:<id>) are still rechecked until they are folded.
     still = {k.split(":", 1)[1] for k in
-             [*ctx.active("failure:"), *ctx.active("quarantine:")]}
+             [*ctx.active("failure:"), *ctx.active("quarantine:")] if k.count(":") == 1}
+    # Every file of an unknown sender still held, whatever its age: its sender's alert lasts
+    # until none is (one alert per sender, not per file).
+    still |= set(quarantined_unattributed(ctx.store))
     found = tracking.failure_evidence(ctx.store, ctx.now - LOOKBACK["failures"], still)
     out = []
     held: dict[tuple[str, str], list[TransmissionRow]] = {}
+    unknown: dict[str, list[TransmissionRow]] = {}
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
         if row.direction == "out":
@@ -140,6 +147,10 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
             # and reason, not one per file.
             held.setdefault((row.partner_id, row.reason), []).append(row)
             continue
+        if row.status == TransmissionStatus.QUARANTINED:
+            # One alert per sender: an unknown sender sending 287 files is one fact.
+            unknown.setdefault(sender_of(row).key, []).append(row)
+            continue
         out.append(_failure(row, docs))
     for (partner_id, reason), rows in sorted(held.items()):
         key = "draft" if reason == lifecycle.DRAFT_REASON else "suspended"
@@ -149,7 +160,69 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
             {"stage": lifecycle.STAGE, "reason": reason, "files": len(rows),
              "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
              "latest": _iso(rows[-1].received_at)}))
+    out += [_quarantined(rows) for _key, rows in sorted(unknown.items())]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SenderIdentity:
+    """Who sent a quarantined file, as far as its reason and channel tell: ``key`` names it
+    in an alert's key and in ``/quarantine?sender=`` ("unb:14:5499999000009",
+    "email:orders@x.example", "phone:+33612345678", "channel:sftp-acme"); ``label`` reads."""
+
+    key: str
+    label: str
+
+
+# How identification words an unknown sender (gateway.core.identify, the e-mail channel).
+_UNB_SENDER = re.compile(r"unknown sender id (\S+?)(?: \(qualifier ([^)\s]+)\))?:")
+_SCHEME_SENDER = re.compile(r"unknown sender \(([\w-]+) ([^,)]+)")
+_MAIL_SENDER = re.compile(r"mail from (\S+?): ")
+_CLAIMED = re.compile(r"its sender (\S+) is declared by another partner's profile")
+_DISABLED = re.compile(r"^partner (\S+) is disabled")
+
+
+def sender_of(row: TransmissionRow) -> SenderIdentity:
+    """The sender of quarantined ``row``: the UNB id and qualifier, the scheme and id an
+    XML/CSV/SMS file named (GLN, VAT, phone …), the mail's From; else the channel it came
+    through (an SFTP account or a folder is one channel of its own)."""
+    reason = row.reason or ""
+    if m := _UNB_SENDER.search(reason):
+        sid, qualifier = m.group(1), m.group(2)
+        return SenderIdentity(f"unb:{qualifier}:{sid}" if qualifier else f"unb:{sid}",
+                              f"UNB sender {sid}" + (f" (qualifier {qualifier})"
+                                                     if qualifier else ""))
+    if m := _SCHEME_SENDER.search(reason):
+        scheme, sid = m.group(1).lower(), m.group(2).strip()
+        return SenderIdentity(f"{scheme}:{sid}", f"{scheme} {sid}")
+    if m := _MAIL_SENDER.search(reason):
+        address = m.group(1).lower()
+        return SenderIdentity(f"email:{address}", f"mail from {address}")
+    if m := _CLAIMED.search(reason):
+        return SenderIdentity(f"claimed:{row.channel}:{m.group(1)}",
+                              f"sender {m.group(1)} on channel {row.channel}")
+    if m := _DISABLED.search(reason):
+        return SenderIdentity(f"disabled:{m.group(1)}", f"disabled partner {m.group(1)}")
+    return SenderIdentity(f"channel:{row.channel}", f"channel {row.channel}")
+
+
+def _quarantined(rows: list[TransmissionRow]) -> Condition:
+    """One unknown sender's quarantined files (oldest first) as one condition."""
+    sender = sender_of(rows[0])
+    last = rows[-1]
+    partners = {r.partner_id for r in rows}
+    partner_id = partners.pop() if len(partners) == 1 else None
+    summary = (f"{len(rows)} file(s) from unknown {sender.label} quarantined: "
+               f"{_short(last.reason, 200)}")
+    return Condition(
+        "quarantine", partner_id, f"quarantine:sender:{sender.key}", summary,
+        {"sender": sender.key, "sender_label": sender.label, "files": len(rows),
+         "first_received": _iso(rows[0].received_at), "last_received": _iso(last.received_at),
+         "stage": last.stage, "reason": last.reason,
+         "channels": sorted({r.channel for r in rows}),
+         "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
+         "filenames": [r.filename for r in rows[-MAX_LISTED:] if r.filename]},
+        reopen_after=aware(last.received_at))
 
 
 _FAILED = (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)

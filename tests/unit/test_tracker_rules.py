@@ -170,10 +170,50 @@ def test_failure_outside_the_lookback_stays_while_its_alert_is_open(world):
 
 
 def test_unknown_sender_is_a_quarantine_condition_about_no_partner(world):
-    """A UNB sender no profile knows: kind quarantine, key quarantine:<tid>, no partner."""
+    """A UNB sender no profile knows: kind quarantine, keyed by the sender's UNB id and
+    qualifier (quarantine:sender:unb:14:<id>), no partner."""
     tid = world.send(order("77", "PO-Q", sender=UNKNOWN))
     [c] = rules.failures(world.ctx())
-    assert (c.kind, c.key, c.partner_id) == ("quarantine", f"quarantine:{tid}", None)
+    assert (c.kind, c.key, c.partner_id) == ("quarantine", f"quarantine:sender:unb:14:{UNKNOWN}",
+                                             None)
+    assert c.detail["files"] == 1 and c.detail["transmission_ids"] == [tid]
+
+
+def test_many_files_of_one_unknown_sender_are_one_condition_with_their_count(world):
+    """Twelve files from one unknown sender, over two days: one condition counting 12, with
+    the first and last received; another unknown sender is a condition of its own."""
+    first = world.send(order("77", "PO-Q0", sender=UNKNOWN))
+    for n in range(1, 12):
+        world.clock.advance(hours=4)
+        last = world.send(order(str(77 + n), f"PO-Q{n}", sender=UNKNOWN))
+    world.send(order("90", "PO-Z", sender="5499999999987"))
+    found = {c.key: c for c in rules.failures(world.ctx())}
+    assert sorted(found) == [f"quarantine:sender:unb:14:{x}"
+                             for x in ("5499999999987", UNKNOWN)]
+    c = found[f"quarantine:sender:unb:14:{UNKNOWN}"]
+    assert c.detail["files"] == 12 and c.summary.startswith("12 file(s) from unknown UNB sender")
+    times = {r.id: r.received_at for r in (world.store.get_transmission(first),
+                                           world.store.get_transmission(last))}
+    assert c.detail["first_received"] == times[first].isoformat()
+    assert c.detail["last_received"] == times[last].isoformat()
+
+
+def test_unknown_sender_alert_lasts_past_the_lookback_until_no_file_is_held(world):
+    """A sender's files held for 10 days still make its condition (the alert is not resolved
+    for its age); once each is no longer QUARANTINED the condition is gone."""
+    tids = [world.send(order(str(77 + n), f"PO-Q{n}", sender=UNKNOWN)) for n in range(3)]
+    world.clock.advance(days=10)
+    [c] = rules.failures(world.ctx())
+    assert c.detail["files"] == 3
+    with world.store._begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id.in_(tids[:2]))
+                     .values(status="PUBLISHED", partner_id="gouden"))
+    [c] = rules.failures(world.ctx())
+    assert c.detail["files"] == 1 and c.detail["transmission_ids"] == [tids[2]]
+    with world.store._begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == tids[2])
+                     .values(status="PUBLISHED", partner_id="gouden"))
+    assert rules.failures(world.ctx()) == []
 
 
 def test_failures_off_for_a_partner(tmp_path, clock):
