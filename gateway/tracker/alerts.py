@@ -44,7 +44,7 @@ from gateway.core.status import AlertState
 from gateway.store.alerts import ACTIVE, Alert, AlertRepository, AlertTransaction
 from gateway.store.db import Store
 
-__all__ = ["ACTIVE", "Alert", "AlertBook", "AlertError", "AlertTransitionError", "Condition",
+__all__ = ["ACTIVE", "Alert", "AlertBook", "AlertError", "BulkResult", "AlertTransitionError", "Condition",
            "ReconcileResult", "UnknownAlert", "event_payload", "routing_key"]
 
 log = structlog.get_logger("edigw.tracker")
@@ -99,6 +99,15 @@ class ReconcileResult:
     opened: list[Alert] = field(default_factory=list)
     refreshed: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BulkResult:
+    """What a bulk action did: each alert done (as it was before, and after), and those
+    refused with why."""
+
+    done: list[tuple[Alert, Alert]] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
 
 def routing_key(kind: str, partner_id: str | None) -> str:
@@ -203,6 +212,24 @@ class AlertBook:
         log.info(f"alert_{action}", alert_id=alert_id, kind=alert.kind, key=alert.key, by=by)
         return alert
 
+    def act_on_many(self, alert_ids: Sequence[int], by: str, note: str | None, *,
+                    action: str) -> BulkResult:
+        """``acknowledge`` or ``resolve`` each of ``alert_ids``, each in its own commit: one
+        in a status that does not allow it (or unknown) is reported, the others are done."""
+        if action not in ("acknowledge", "resolve"):
+            raise ValueError(f"no alert action {action!r}: acknowledge or resolve")
+        result = BulkResult()
+        for alert_id in dict.fromkeys(alert_ids):
+            try:
+                before = self.get(alert_id)
+                after = (self.acknowledge if action == "acknowledge" else self.resolve)(
+                    alert_id, by, note)
+            except AlertError as exc:
+                result.refused.append((alert_id, str(exc)))
+            else:
+                result.done.append((before, after))
+        return result
+
     # -- reading --------------------------------------------------------------------------
 
     def get(self, alert_id: int) -> Alert:
@@ -212,10 +239,16 @@ class AlertBook:
         return alert
 
     def list(self, status: str | Sequence[str] | None = None, partner: str | None = None,
-             kind: str | None = None, limit: int = 100) -> builtins.list[Alert]:
+             kind: str | None = None, limit: int = 100, *, offset: int = 0,
+             since: dt.datetime | None = None) -> builtins.list[Alert]:
         """Alerts, newest first; ``status`` one status or several."""
-        statuses = [status] if isinstance(status, str) else list(status or ())
-        return self.repo.find(statuses, partner=partner, kind=kind, limit=limit)
+        return self.repo.find(_statuses(status), partner=partner, kind=kind, limit=limit,
+                              offset=offset, since=since)
+
+    def count(self, status: str | Sequence[str] | None = None, partner: str | None = None,
+              kind: str | None = None, *, since: dt.datetime | None = None) -> int:
+        """How many alerts ``list`` would give without a limit."""
+        return self.repo.count(_statuses(status), partner=partner, kind=kind, since=since)
 
     # -- the mailer -----------------------------------------------------------------------
 
@@ -227,6 +260,10 @@ class AlertBook:
         if not alert_ids:
             return
         self.repo.mark_mailed(alert_ids, clock.now().astimezone(dt.UTC))
+
+
+def _statuses(status: str | Sequence[str] | None) -> list[str]:
+    return [status] if isinstance(status, str) else list(status or ())
 
 
 def _newer(cond: Condition, prev: Alert) -> bool:

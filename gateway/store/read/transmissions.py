@@ -69,6 +69,10 @@ def transmission_view(store: Store, tid: str,
         attempts=attempts_of(store, t.id, scope))
 
 
+#: ``LogQuery.partner`` for the transmissions of no partner (unknown senders).
+NO_PARTNER = "-"
+
+
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     """Filters of the transmission log; empty ones do not filter. ``until`` is exclusive.
@@ -149,7 +153,9 @@ def _conditions(query: LogQuery, scope: Scope) -> list[sa.ColumnElement[bool]]:
     conds: list[sa.ColumnElement[bool]] = []
     if scope.partner is not None:
         conds.append(t.c.partner_id == scope.partner)
-    if query.partner:
+    if query.partner == NO_PARTNER:
+        conds.append(t.c.partner_id.is_(None))
+    elif query.partner:
         conds.append(t.c.partner_id == query.partner)
     if query.channel:
         conds.append(t.c.channel == query.channel)
