@@ -18,8 +18,8 @@ from starlette.responses import Response, StreamingResponse
 from gateway.channels.registry import CHANNEL_NAMES
 from gateway.core.status import TRANSMISSION_STATUSES
 from gateway.formats.registry import FORMAT_NAMES
+from gateway.store.read.log_export import log_csv
 from gateway.store.read.transmissions import LogPage, LogQuery, transmission_page
-from gateway.web.log_export import log_csv
 from gateway.web.pages import STATUS_CLASS, Page
 
 FILTERS = ("q", "partner", "channel", "status", "format", "since", "until", "direction")

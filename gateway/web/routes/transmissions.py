@@ -23,6 +23,7 @@ from gateway.core.reprocess import reprocess
 from gateway.core.scope import EVERYTHING, Scope
 from gateway.core.zone import zone_of
 from gateway.store.db import Store
+from gateway.store.read.log_export import log_csv
 from gateway.store.read.transmissions import (
     LogQuery,
     TransmissionView,
@@ -32,7 +33,6 @@ from gateway.store.read.transmissions import (
 )
 from gateway.store.records import TransmissionRow
 from gateway.web.deps import Audit, Gateway, Operator, Reader, StoreDep, iso, remote, utc
-from gateway.web.log_export import log_csv
 from gateway.web.numbers import Offset
 from gateway.web.paging import PartnerFilter
 from gateway.web.segments import edifact_segments
