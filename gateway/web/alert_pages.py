@@ -5,12 +5,15 @@ only after a confirmation page that lists them)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse, Response
 
 from gateway.core.status import AlertState, Role
+from gateway.core.zone import shown
 from gateway.store.audit import AuditLog
 from gateway.store.read.activity import active_alerts_by_kind
 from gateway.store.read.transmissions import NO_PARTNER
@@ -62,6 +65,20 @@ def links(alert: Alert) -> list[tuple[str, str]]:
     return out
 
 
+def _files_span(p: Page) -> Callable[[Alert], tuple[str, str] | None]:
+    """When a grouped alert's first and last files came, in the console's zone."""
+    def span(alert: Alert) -> tuple[str, str] | None:
+        first, last = alert.detail.get("first_received"), alert.detail.get("last_received")
+        if not isinstance(first, str) or not isinstance(last, str):
+            return None  # not a grouped alert
+        try:
+            return (shown(dt.datetime.fromisoformat(first), p.tz, seconds=False),
+                    shown(dt.datetime.fromisoformat(last), p.tz, seconds=False))
+        except ValueError:
+            return None
+    return span
+
+
 def alerts(p: Page) -> Response:
     q = p.request.query_params
     kind, partner = q.get("kind") or None, q.get("partner") or None
@@ -86,6 +103,7 @@ def alerts(p: Page) -> Response:
                     query=urlencode(kept), kinds_query=urlencode(
                         {k: v for k, v in kept.items() if k != "kind"}),
                     partners=[x.id for x in p.gateway.partners], links=links,
+                    files_span=_files_span(p),
                     operator=p.who.may(Role.OPERATOR), message=q.get("message"),
                     back=p.request.url.path + ("?" + p.request.url.query
                                                if p.request.url.query else ""))
