@@ -117,17 +117,27 @@ def position_in(reason: str | None) -> str | None:
 
 
 def _check_failures(ctx: TrackerContext) -> list[Condition]:
-    # Failures are one alert per transmission (failure:<id>); the per-file quarantine keys
-    # of before (quarantine:<id>) are still rechecked until they are folded.
+    # The per-file keys of before (failure:<id>, quarantine:<id>) are still rechecked until
+    # they are folded into the grouped ones.
     still = {k.split(":", 1)[1] for k in
              [*ctx.active("failure:"), *ctx.active("quarantine:")] if k.count(":") == 1}
     # Every file of an unknown sender still held, whatever its age: its sender's alert lasts
     # until none is (one alert per sender, not per file).
     still |= set(quarantined_unattributed(ctx.store))
-    found = tracking.failure_evidence(ctx.store, ctx.now - LOOKBACK["failures"], still)
+    # A partner's failures at one stage are one alert, looked for back to its first file
+    # while it is open, so that it is resolved because they are cleared, not for their age.
+    since = ctx.now - LOOKBACK["failures"]
+    for alert in ctx.active("failure:").values():
+        first = alert.detail.get("first_received")
+        if isinstance(first, str):
+            with contextlib.suppress(ValueError):
+                since = min(since, dt.datetime.fromisoformat(first).astimezone(dt.UTC))
+    found = tracking.failure_evidence(ctx.store, since, still)
     out = []
     held: dict[tuple[str, str], list[TransmissionRow]] = {}
     unknown: dict[str, list[TransmissionRow]] = {}
+    failed: dict[tuple[str | None, str], list[tuple[TransmissionRow,
+                                                    list[tracking.FailedDocument]]]] = {}
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
         if row.direction == "out":
@@ -151,7 +161,8 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
             # One alert per sender: an unknown sender sending 287 files is one fact.
             unknown.setdefault(sender_of(row).key, []).append(row)
             continue
-        out.append(_failure(row, docs))
+        stage = row.stage if row.status in _FAILED or not docs else docs[0].stage
+        failed.setdefault((row.partner_id, stage or "unknown"), []).append((row, docs))
     for (partner_id, reason), rows in sorted(held.items()):
         key = "draft" if reason == lifecycle.DRAFT_REASON else "suspended"
         out.append(Condition(
@@ -161,7 +172,30 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
              "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
              "latest": _iso(rows[-1].received_at)}))
     out += [_quarantined(rows) for _key, rows in sorted(unknown.items())]
+    out += [_failures(partner_id, stage, rows)
+            for (partner_id, stage), rows in sorted(failed.items(), key=lambda x: (
+                x[0][0] or "", x[0][1]))]
     return out
+
+
+def _failures(partner_id: str | None, stage: str,
+              rows: list[tuple[TransmissionRow, list[tracking.FailedDocument]]]) -> Condition:
+    """A partner's failed files (oldest first) at one stage as one condition: how many, when
+    the first and last came, and the latest one's evidence (``_failure``)."""
+    latest = _failure(*rows[-1])
+    if len(rows) == 1:
+        summary = latest.summary
+    else:
+        who = f" from {partner_id}" if partner_id else ""
+        summary = (f"{len(rows)} file(s){who} failed at {stage}; latest: "
+                   f"{_short(latest.detail['reason'], 200)}")
+    first, last = rows[0][0], rows[-1][0]
+    detail = dict(latest.detail, files=len(rows), first_received=_iso(first.received_at),
+                  last_received=_iso(last.received_at),
+                  transmission_ids=[r.id for r, _docs in rows[-MAX_LISTED:]],
+                  filenames=[r.filename for r, _docs in rows[-MAX_LISTED:] if r.filename])
+    return Condition("failure", partner_id, f"failure:{partner_id or '-'}:{stage}", summary,
+                     detail, reopen_after=aware(last.received_at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
-"""The log's search by file name (an index), and quarantine alerts folded per sender.
+"""The log's search by file name (an index), and failure and quarantine alerts folded.
 
-Until now the tracker opened one quarantine alert per quarantined file (key
-``quarantine:<transmission id>``); it now keeps one per unknown sender
-(``quarantine:sender:<sender key>``). The per-file alerts still open are resolved here, by
+Until now the tracker opened one alert per failed or quarantined file (key
+``failure:<transmission id>``, ``quarantine:<transmission id>``); it now keeps one per
+unknown sender (``quarantine:sender:<sender key>``) and one per partner and stage
+(``failure:<partner>:<stage>``). The per-file alerts still open are resolved here, by
 ``tracker``, with a note saying why, and without an ``edi.events`` message each (287 of them
 for one sender would flood the mailer and the bus); the tracker's next check opens the
-grouped alerts for the files still quarantined.
+grouped alerts for the files still failed or quarantined.
 
 Revision ID: 0013
 Revises: 0010
@@ -22,7 +23,7 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-NOTE = "folded into one alert per unknown sender (migration 0013)"
+NOTE = "folded into one alert per unknown sender or per partner and stage (migration 0013)"
 
 
 def upgrade() -> None:
@@ -33,9 +34,9 @@ def upgrade() -> None:
                       sa.column("resolved_by", sa.String), sa.column("note", sa.Text))
     conn = op.get_bind()
     rows = conn.execute(sa.select(alerts.c.id, alerts.c.key).where(
-        alerts.c.kind == "quarantine",
+        alerts.c.kind.in_(("failure", "quarantine")),
         alerts.c.status.in_(("open", "acknowledged")))).all()
-    # A per-file key is "quarantine:<id>"; the per-partner ones ("quarantine:draft:<p>") stay.
+    # A per-file key is "<kind>:<id>"; the per-partner ones ("quarantine:draft:<p>") stay.
     per_file = [r.id for r in rows if r.key.count(":") == 1]
     now = dt.datetime.now(dt.UTC)
     for start in range(0, len(per_file), 500):
