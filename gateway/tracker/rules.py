@@ -217,8 +217,8 @@ _DISABLED = re.compile(r"^partner (\S+) is disabled")
 
 
 def sender_of(row: TransmissionRow) -> SenderIdentity:
-    """The sender of quarantined ``row``: the UNB id and qualifier, the scheme and id an
-    XML/CSV/SMS file named (GLN, VAT, phone …), the mail's From; else the channel it came
+    """The sender of quarantined ``row``: the UNB id and qualifier, the scheme and id a
+    file named (GLN, VAT, phone …), the mail's From; else the channel it came
     through (an SFTP account or a folder is one channel of its own)."""
     reason = row.reason or ""
     if m := _UNB_SENDER.search(reason):
