@@ -249,8 +249,9 @@ def transmission_stream(store: Store, query: LogQuery, *, scope: Scope = EVERYTH
         q = _newest_first(sa.select(t).where(*conds)).limit(batch)
         if after is not None:
             at, tid = after
-            q = q.where(sa.or_(t.c.received_at < at,
-                               sa.and_(t.c.received_at == at, t.c.id < tid)))
+            # The plain bound lets the index range start there (an OR alone does not).
+            q = q.where(t.c.received_at <= at,
+                        sa.or_(t.c.received_at < at, t.c.id < tid))
         with store.engine.connect() as conn:
             raw = conn.execute(q).all()
         if not raw:

@@ -1,4 +1,5 @@
-"""The log's search by file name (an index), and failure and quarantine alerts folded.
+"""The log's search by file name and status filter (indexes), and failure and quarantine
+alerts folded.
 
 Until now the tracker opened one alert per failed or quarantined file (key
 ``failure:<transmission id>``, ``quarantine:<transmission id>``); it now keeps one per
@@ -28,6 +29,8 @@ NOTE = "folded into one alert per unknown sender or per partner and stage (migra
 
 def upgrade() -> None:
     op.create_index("ix_transmissions_filename", "transmissions", ["filename"])
+    op.create_index("ix_transmissions_status_received", "transmissions",
+                    ["status", "received_at"])
     alerts = sa.table("alerts", sa.column("id", sa.Integer), sa.column("kind", sa.String),
                       sa.column("key", sa.String), sa.column("status", sa.String),
                       sa.column("resolved_at", sa.DateTime(timezone=True)),
@@ -46,4 +49,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transmissions_status_received", table_name="transmissions")
     op.drop_index("ix_transmissions_filename", table_name="transmissions")
