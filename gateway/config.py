@@ -187,6 +187,10 @@ class ProcessingSettings(StrictModel):
 
 
 class LogSettings(StrictModel):
+    """Log lines, always on stderr (stdout is the commands' own output): ``console`` lines
+    for people or ``json`` lines for a collector. ``level`` is ``serve``'s; the other
+    commands log warnings and errors only (or less, when ``level`` is higher)."""
+
     format: Literal["console", "json"] = "console"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -309,7 +313,10 @@ class TrackerSettings(StrictModel):
 
     enabled: bool = True
     every: float = Field(default=60.0, gt=0, le=86400)  # seconds between two checks
-    timezone: str = "Europe/Paris"  # of cadence times and business days
+    #: THE gateway's time zone: every time a person reads (CLI, console, e-mails) is shown
+    #: in it, and cadence times and business days are in it. Times are stored in UTC and
+    #: the API and ``--json`` give them as ISO 8601 with their offset.
+    timezone: str = "Europe/Paris"
     #: Non-working days (public holidays …), ISO dates.
     holidays: list[dt.date] = Field(default_factory=list)
     events_exchange: str = "edi.events"  # durable topic exchange; alert.<kind>.<partner>

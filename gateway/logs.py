@@ -1,4 +1,6 @@
-"""Structured logs with structlog: console lines for people, JSON lines for collectors.
+"""Structured logs with structlog: console lines for people, JSON lines for collectors,
+always on stderr so that a command's own output (``--json`` above all) stays alone on stdout.
+Every ``edigw`` command configures them as soon as it reads the settings (``[log] format``).
 
 ``transmission_id`` and ``partner`` are bound with context variables by the pipeline, so
 every line written while a transmission is processed carries them.
@@ -11,6 +13,17 @@ import sys
 
 import structlog
 from structlog.typing import Processor
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (a test runner swaps it per test;
+    a stream captured once would outlive it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure(fmt: str = "console", level: str = "info") -> None:
@@ -26,7 +39,7 @@ def configure(fmt: str = "console", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr,

@@ -28,7 +28,6 @@ def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: st
     'alerts ack', 'alerts resolve' and 'alerts check'."""
     if ctx.invoked_subcommand is not None:
         return
-    from gateway.core.zone import shown, zone_of
     from gateway.tracker.alerts import AlertBook
 
     wanted = (None if status == "all" else [status] if status
@@ -41,10 +40,9 @@ def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: st
     if not found:
         click.echo("no alerts")
         return
-    zone = zone_of(ctx.obj.settings)
     click.echo(table(["id", "status", "kind", "partner", "opened", "count", "summary"],
                      [[str(a.id), a.status, a.kind, a.partner_id or "-",
-                       shown(a.opened_at, zone, seconds=False),
+                       ctx.obj.shown(a.opened_at),
                        f"{a.detail['files']} files" if a.detail.get("files")
                        else f"{a.occurrences}x", a.summary[:90]] for a in found]))
     total = book.count(wanted, partner=partner, kind=kind)
@@ -92,8 +90,10 @@ def alerts_resolve(obj: CliContext, alert_ids: tuple[int, ...], note: str | None
 
 
 @alerts.command("check")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: the alerts opened, still open, resolved.")
 @click.pass_obj
-def alerts_check(obj: CliContext) -> None:
+def alerts_check(obj: CliContext, as_json: bool) -> None:
     """Run the tracker's rules once now (what 'edigw serve' does every [tracker] every s)
     and print what opened and what resolved."""
     from gateway.config import load_partners
@@ -104,6 +104,13 @@ def alerts_check(obj: CliContext) -> None:
     result = Tracker(obj.settings.tracker, load_partners(obj.settings.partners), store,
                      certificate_warning_days=as2.certificate_warning_days if as2 else 30,
                      stalled_after=obj.settings.processing.stalled_after).check()
+    if as_json:
+        from gateway.cli.common import emit_json
+
+        emit_json({label: [a.as_dict() for a in items] for label, items in (
+            ("opened", result.opened), ("refreshed", result.refreshed),
+            ("resolved", result.resolved))})
+        return
     for label, items in (("opened", result.opened), ("resolved", result.resolved)):
         for a in items:
             click.echo(f"{label:<9}#{a.id} {a.kind} {a.partner_id or '-'}: {a.summary}")

@@ -3,19 +3,18 @@ recorded for it, and the AS2 certificates' expiry."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli.common import CliContext, open_store, table
+from gateway.cli.common import CliContext, emit_json, iso, json_option, open_store, table
 
 if TYPE_CHECKING:
     from gateway.channels.as2.certificates import CertificateStatus
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_option("One JSON document on stdout: a list of channels and certificates.")
 @click.pass_obj
 def channels(obj: CliContext, as_json: bool) -> None:
     """Every channel configured, with its health: last success, consecutive failures, last
@@ -49,8 +48,8 @@ def channels(obj: CliContext, as_json: bool) -> None:
                  f"FAILING x{h.consecutive_failures}" if h.consecutive_failures else "-")
         rows.append(dict(channel=c.channel, kind=c.kind, partner=c.partner_id, where=c.where,
                          state=state,
-                         last_success=h.last_success_at.isoformat() if h and h.last_success_at
-                         else None,
+                         last_success=iso(h.last_success_at) if h else None,
+                         last_attempt=iso(h.last_attempt_at) if h else None,
                          failures=h.consecutive_failures if h else 0,
                          last_error=h.last_error if h else None,
                          detail=h.detail if h else None,
@@ -70,11 +69,12 @@ def channels(obj: CliContext, as_json: bool) -> None:
                          detail=(f"not after {cert.not_after.isoformat()}{left}"
                                  if cert.not_after else cert.detail)))
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     click.echo(table(["channel", "partner", "where", "state", "last success", "last error"],
                      [[r["channel"], r["partner"] or "-", r["where"][:60], r["state"],
-                       (r["last_success"] or "-")[:19],
+                       obj.shown(health[r["channel"]].last_success_at)
+                      if r["channel"] in health else "-",
                        (r["last_error"] or r["detail"] or "-")[:60]
                        if r["kind"] == "certificate" else (r["last_error"] or "-")[:60]]
                       for r in rows]))

@@ -1,13 +1,19 @@
 """What every ``edigw`` command shares: the context carrying the settings, the one-line
-failure, the group that turns edigw's errors into it, and opening the gateway or the store.
+failure, the group that turns edigw's errors into it, opening the gateway or the store, and
+the conventions of docs/cli.md: ``--json`` output on stdout, log lines on stderr in the
+configured ``[log] format``, times in the gateway's one time zone, progress bars on stderr.
 
-Heavy modules (SQLAlchemy, pika, the web app) are imported inside the functions, so that
-``edigw --help`` stays fast.
+Heavy modules (SQLAlchemy, pika, the web app, rich) are imported inside the functions, so
+that ``edigw --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -16,6 +22,8 @@ from gateway.config import GatewaySettings, load_settings
 from gateway.core.errors import ConfigError, EdigwError, MappingDefinitionError
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from gateway.app import Gateway
     from gateway.store.db import Store
 
@@ -30,10 +38,26 @@ class CliContext:
 
     @property
     def settings(self) -> GatewaySettings:
-        """The settings, loaded once."""
+        """The settings, loaded once; log lines then go to stderr in ``[log] format``, at
+        warning or above (``serve`` lowers it to ``[log] level``)."""
         if self._settings is None:
             self._settings = load_settings(self.config_path)
+            setup_logs(self._settings, _quieter(self._settings.log.level, "warning"))
         return self._settings
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The gateway's one time zone (``[tracker] timezone``) every time is shown in."""
+        from gateway.core.zone import zone_of
+
+        return zone_of(self.settings)
+
+    def shown(self, at: dt.datetime | None, *, seconds: bool = False) -> str:
+        """AT as a person reads it in the gateway's zone (``2026-12-07 21:14 CET``; '-'
+        for None)."""
+        from gateway.core.zone import shown
+
+        return shown(at, self.zone, seconds=seconds) or "-"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -54,11 +78,105 @@ class EdigwGroup(click.Group):
             fail(str(exc), 1)
 
 
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _quieter(a: str, b: str) -> str:
+    """The more severe of two level names."""
+    return max(a, b, key=_LEVELS.index)
+
+
 def setup_logs(settings: GatewaySettings, level: str | None = None) -> None:
-    """Configure logging as the settings say, at LEVEL when given."""
+    """Configure logging as the settings say (stderr, ``[log] format``), at LEVEL when given."""
     from gateway.logs import configure
 
     configure(settings.log.format, level or settings.log.level)
+
+
+def iso(at: dt.datetime | None) -> str | None:
+    """AT for ``--json``: ISO 8601 with its offset (UTC for a naive time, as the store keeps
+    them), None for None."""
+    if at is None:
+        return None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)).isoformat()
+
+
+def emit_json(value: Any, *, lines: bool = False) -> None:
+    """VALUE on stdout as one JSON document (or, with LINES, one JSON line per item); times
+    as ISO 8601 with offset."""
+    def default(o: Any) -> Any:
+        if isinstance(o, dt.datetime):
+            return iso(o)
+        return str(o)
+
+    if lines:
+        for item in value:
+            click.echo(json.dumps(item, default=default))
+        return
+    click.echo(json.dumps(value, indent=2, default=default))
+
+
+def json_option(help_text: str = "Machine-readable output on stdout (one JSON document).",
+                ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--json`` flag every reporting command has, as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def draws_progress(*, as_json: bool = False, quiet: bool = False) -> bool:
+    """Progress bars are drawn only on a terminal's stderr, never with --json or --quiet."""
+    return not (as_json or quiet) and sys.stderr.isatty()
+
+
+class Progress:
+    """Tasks on a ``rich`` progress bar on stderr, or nothing when not drawn (same calls)."""
+
+    def __init__(self, bar: Any | None) -> None:
+        self._bar = bar
+
+    @property
+    def drawn(self) -> bool:
+        """Whether anything is drawn."""
+        return self._bar is not None
+
+    def task(self, description: str, total: float | None) -> Any:
+        """A new task (its id); None when nothing is drawn."""
+        return None if self._bar is None else self._bar.add_task(description, total=total)
+
+    def advance(self, task: Any, by: float = 1, **fields: Any) -> None:
+        """Move TASK on by BY, with new FIELDS shown in its description."""
+        if self._bar is not None and task is not None:
+            self._bar.update(task, advance=by, **fields)
+
+    def describe(self, task: Any, description: str) -> None:
+        if self._bar is not None and task is not None:
+            self._bar.update(task, description=description)
+
+
+@contextmanager
+def progress(draw: bool, *, bytes_done: bool = False) -> Iterator[Progress]:
+    """A progress display on stderr while the block runs (none when DRAW is false); with
+    BYTES_DONE, the completed and total amounts are shown as sizes."""
+    if not draw:
+        yield Progress(None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import (
+        Progress as RichProgress,
+    )
+
+    amount = DownloadColumn() if bytes_done else MofNCompleteColumn()
+    with RichProgress(TextColumn("{task.description}"), BarColumn(), amount,
+                      TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=False) as bar:
+        yield Progress(bar)
 
 
 def open_gateway(obj: CliContext) -> Gateway:

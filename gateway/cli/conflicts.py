@@ -3,12 +3,11 @@ content; list them with what differs, release or reject one."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Literal
 
 import click
 
-from gateway.cli.common import CliContext, fail, open_store, table
+from gateway.cli.common import CliContext, emit_json, fail, json_option, open_store, table
 from gateway.core.status import DocumentStatus
 
 if TYPE_CHECKING:
@@ -55,16 +54,15 @@ def _list(obj: CliContext, partner: str | None, rejected: bool, limit: int,
     wanted = DocumentStatus.REJECTED if rejected else DocumentStatus.CONFLICT
     found = _desk(obj).list(partner=partner, limit=limit, status=wanted)
     if as_json:
-        click.echo(json.dumps([c.as_dict() for c in found], indent=2, default=str))
+        emit_json([c.as_dict() for c in found])
         return
     if not found:
         click.echo("no conflicts" + (" rejected" if rejected else " waiting"))
         return
-    click.echo(table(["document", "partner", "type", "number", "received (UTC)",
+    click.echo(table(["document", "partner", "type", "number", "received",
                       "earlier", "differences"],
                      [[c.document.id, c.document.partner_id, c.document.doc_type,
-                       c.document.business_number or "-",
-                       c.document.created_at.strftime("%Y-%m-%d %H:%M"),
+                       c.document.business_number or "-", obj.shown(c.document.created_at),
                        c.document.conflict_of or "-", c.comparison.summary(2)[:90]]
                       for c in found]))
 
@@ -82,19 +80,19 @@ def conflicts_show(obj: CliContext, document_id: str, as_json: bool) -> None:
     except ConflictError as exc:
         fail(str(exc), 1)
     if as_json:
-        click.echo(json.dumps(c.as_dict(), indent=2, default=str))
+        emit_json(c.as_dict())
         return
     doc, earlier = c.document, c.earlier
     click.echo(f"document     {doc.id}  {doc.status}  {doc.doc_type} "
                f"{doc.business_number or '-'} from {doc.partner_id}")
     click.echo(f"transmission {doc.transmission_id}, received "
-               f"{doc.created_at:%Y-%m-%d %H:%M} UTC, message id {doc.message_id}")
+               f"{obj.shown(doc.created_at)}, message id {doc.message_id}")
     if doc.reason:
         click.echo(f"reason       {doc.reason}")
     if earlier is not None:
         click.echo(f"earlier      {earlier.id}  {earlier.status}  transmission "
-                   f"{earlier.transmission_id}, received {earlier.created_at:%Y-%m-%d %H:%M} "
-                   f"UTC, message id {earlier.message_id}")
+                   f"{earlier.transmission_id}, received {obj.shown(earlier.created_at)}, "
+                   f"message id {earlier.message_id}")
     click.echo(f"\n{c.comparison.total} difference(s)")
     if c.comparison.differences:
         click.echo(table(["field", "earlier", "this one"],
@@ -105,7 +103,7 @@ def conflicts_show(obj: CliContext, document_id: str, as_json: bool) -> None:
 
 
 def _decide(obj: CliContext, action: Literal["release", "reject"], document_id: str,
-            by: str | None, reason: str | None) -> None:
+            by: str | None, reason: str | None, as_json: bool = False) -> None:
     """Release or reject DOCUMENT_ID as BY (default: the user running the command) and say
     where the document and its transmission now stand."""
     import getpass
@@ -122,6 +120,11 @@ def _decide(obj: CliContext, action: Literal["release", "reject"], document_id: 
     except ConflictError as exc:
         fail(str(exc), 1)
     t = desk.store.get_transmission(doc.transmission_id)
+    if as_json:
+        emit_json(dict(document_id=doc.id, status=str(doc.status), action=action, by=who,
+                       reason=reason, transmission_id=doc.transmission_id,
+                       transmission_status=str(t.status) if t else None))
+        return
     click.echo(f"document {doc.id} {doc.status}"
                + (" (queued for publishing)" if doc.status == DocumentStatus.PENDING else "")
                + f"; transmission {doc.transmission_id} {t.status if t else '?'}")
@@ -131,18 +134,21 @@ def _decide(obj: CliContext, action: Literal["release", "reject"], document_id: 
 @click.argument("document_id")
 @click.option("--reason", default=None, help="Why (kept in the audit trail).")
 @click.option("--by", default=None, help="Who (default: the user running the command).")
+@json_option("One JSON document on stdout: where the document and its transmission stand.")
 @click.pass_obj
 def conflicts_release(obj: CliContext, document_id: str, reason: str | None,
-                      by: str | None) -> None:
+                      by: str | None, as_json: bool) -> None:
     """Publish a held conflict (under its own message id: the ERP gets both documents)."""
-    _decide(obj, "release", document_id, by, reason)
+    _decide(obj, "release", document_id, by, reason, as_json)
 
 
 @conflicts.command("reject")
 @click.argument("document_id")
 @click.option("--reason", required=True, help="Why it is not published (required).")
 @click.option("--by", default=None, help="Who (default: the user running the command).")
+@json_option("One JSON document on stdout: where the document and its transmission stand.")
 @click.pass_obj
-def conflicts_reject(obj: CliContext, document_id: str, reason: str, by: str | None) -> None:
+def conflicts_reject(obj: CliContext, document_id: str, reason: str, by: str | None,
+                     as_json: bool) -> None:
     """Reject a held conflict: REJECTED with the reason, never published."""
-    _decide(obj, "reject", document_id, by, reason)
+    _decide(obj, "reject", document_id, by, reason, as_json)

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
-from gateway.cli.common import CliContext, fail, open_gateway, setup_logs
+from gateway.cli.common import (
+    CliContext,
+    draws_progress,
+    emit_json,
+    fail,
+    json_option,
+    open_gateway,
+    progress,
+    setup_logs,
+)
 from gateway.core.status import TransmissionStatus
 from gateway.core.urls import mask_url
 
@@ -45,10 +54,15 @@ class ProcessingOutcome(Protocol):
 @click.option("--partner", help="Partner id, when the file does not say who sent it.")
 @click.option("--no-publish", is_flag=True, help="Only store; leave documents in the outbox.")
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
+@json_option("One JSON document on stdout: each file's outcome and what was published.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_obj
 def ingest(obj: CliContext, files: tuple[str, ...], partner: str | None, no_publish: bool,
-           wait: float) -> None:
-    """Receive FILES as if dropped into the inbox, process them, publish the documents."""
+           wait: float, as_json: bool, quiet: bool) -> None:
+    """Receive FILES as if dropped into the inbox, process them, publish the documents.
+
+    On a terminal, a progress bar on stderr shows the files and bytes read and the
+    documents mapped. Exit status 1 when a file failed."""
     from gateway.core.ports import Incoming
 
     setup_logs(obj.settings, "warning")
@@ -56,24 +70,50 @@ def ingest(obj: CliContext, files: tuple[str, ...], partner: str | None, no_publ
     if partner and gw.partners.get(partner) is None:
         fail(f"unknown partner {partner!r} (see 'edigw partners list')")
     failed = 0
+    outcomes: list[dict[str, Any]] = []
+    paths = [Path(f) for f in files]
+    total = sum(p.stat().st_size for p in paths)
+    mapped = 0
     try:
-        for f in files:
-            path = Path(f)
-            # A large file is archived by streaming, never read whole.
-            big = path.stat().st_size > obj.settings.processing.stream_above
-            receipt = gw.pipeline.receive(Incoming(data=b"" if big else path.read_bytes(),
-                                                   channel="cli", channel_ref=None,
-                                                   filename=path.name, partner_hint=partner,
-                                                   path=path if big else None))
-            if receipt.duplicate_of:
-                click.echo(f"{receipt.transmission_id}  {path.name}: DUPLICATE of "
-                           f"{receipt.duplicate_of}, not processed again")
-                continue
-            failed += report(gw.pipeline.process(receipt.transmission_id), f"  {path.name}")
-        if not no_publish:
-            publish_outbox(gw, obj, wait)
+        with progress(draws_progress(as_json=as_json, quiet=quiet), bytes_done=True) as bar:
+            task = bar.task(f"{len(paths)} file(s)", total=total)
+            label = ""
+            in_file = 0
+
+            def one_more() -> None:  # each document of the file as it is mapped
+                nonlocal in_file
+                in_file += 1
+                bar.describe(task, f"{label}, {mapped + in_file} document(s) mapped")
+
+            if bar.drawn:
+                gw.pipeline.on_document = one_more
+            for n, path in enumerate(paths, 1):
+                label, in_file = f"file {n}/{len(paths)} {path.name[:30]}", 0
+                bar.describe(task, f"{label}, {mapped} document(s) mapped")
+                # A large file is archived by streaming, never read whole.
+                big = path.stat().st_size > obj.settings.processing.stream_above
+                receipt = gw.pipeline.receive(Incoming(
+                    data=b"" if big else path.read_bytes(), channel="cli", channel_ref=None,
+                    filename=path.name, partner_hint=partner, path=path if big else None))
+                if receipt.duplicate_of:
+                    outcomes.append(dict(file=path.name, transmission_id=receipt.transmission_id,
+                                         status="DUPLICATE", duplicate_of=receipt.duplicate_of))
+                    if not as_json:
+                        click.echo(f"{receipt.transmission_id}  {path.name}: DUPLICATE of "
+                                   f"{receipt.duplicate_of}, not processed again")
+                else:
+                    out = gw.pipeline.process(receipt.transmission_id)
+                    mapped += out.documents
+                    outcomes.append(dict(file=path.name, **outcome(out)))
+                    failed += report(out, f"  {path.name}", echo=not as_json)
+                bar.advance(task, path.stat().st_size)
+            bar.describe(task, f"{len(paths)} file(s), {mapped} document(s) mapped")
+        published = None if no_publish else publish_outbox(gw, obj, wait, echo=not as_json)
     finally:
         gw.close()
+    if as_json:
+        emit_json(dict(transmissions=outcomes, documents=mapped, failed=failed,
+                       published=published))
     sys.exit(1 if failed else 0)
 
 
@@ -84,9 +124,11 @@ def ingest(obj: CliContext, files: tuple[str, ...], partner: str | None, no_publ
 @click.option("--by", "by", default=None,
               help="Who asks (default: the user running the command).")
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for broker confirms.")
+@json_option("One JSON document on stdout: each replay's outcome and what was published.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_obj
 def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, by: str | None,
-              wait: float) -> None:
+              wait: float, as_json: bool, quiet: bool) -> None:
     """Replay FAILED or QUARANTINED transmissions from the archive, after a fix.
 
     Each replay is a new attempt linked to the first (``reprocess_of``), recording who asked,
@@ -94,7 +136,8 @@ def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, b
     is taken too: its failed messages are tried again, and the documents already published
     are recognised and not sent twice. A RECEIVED transmission (left by a crash) is simply
     processed. An outbound transmission (a document edigw sent) is sent again: rendered
-    anew under a new transmission and control reference."""
+    anew under a new transmission and control reference. On a terminal, a progress bar on
+    stderr counts the transmissions done. Exit status 1 when one failed or is unknown."""
     import dataclasses
     import getpass
 
@@ -106,31 +149,47 @@ def reprocess(obj: CliContext, transmission_ids: tuple[str, ...], reason: str, b
     who = by or getpass.getuser()
     gw = open_gateway(obj)
     failed = 0
+    outcomes: list[dict[str, Any]] = []
+    echo = not as_json
     try:
-        for tid in transmission_ids:
-            try:
-                done = replay(gw, tid, by=who, reason=reason)
-            except ReprocessError as exc:
-                click.echo(f"{tid}: {exc}")
-                if type(exc) is not ReprocessError:  # unknown, or its payload purged
-                    failed += 1
-                continue
-            AuditLog(gw.store).record(f"cli:{who}", "transmission.reprocess",
-                                      f"transmission:{done.transmission_id}",
-                                      after={"attempt": done.attempt_id, "reason": reason,
-                                             "status": done.status})
-            if done.status in _OUTBOUND_WENT:  # an outbound transmission, sent again
-                click.echo(f"{done.transmission_id}: sent again as {done.attempt_id}: "
-                           f"{done.status} for partner {done.partner_id} (delivered by the "
-                           "gateway's outbound loop)")
-                continue
-            if done.attempt_id != done.transmission_id:
-                click.echo(f"{done.transmission_id}: replayed as {done.attempt_id}")
-            failed += report(dataclasses.replace(done, transmission_id=done.attempt_id),
-                             "  " if done.attempt_id != done.transmission_id else "")
-        publish_outbox(gw, obj, wait)
+        with progress(draws_progress(as_json=as_json, quiet=quiet)) as bar:
+            task = bar.task("transmissions", total=len(transmission_ids))
+            for tid in transmission_ids:
+                bar.advance(task, 0)
+                try:
+                    done = replay(gw, tid, by=who, reason=reason)
+                except ReprocessError as exc:
+                    refused = type(exc) is not ReprocessError  # unknown, or payload purged
+                    outcomes.append(dict(transmission_id=tid, status="REFUSED", reason=str(exc),
+                                         failed=refused))
+                    if echo:
+                        click.echo(f"{tid}: {exc}")
+                    failed += refused
+                    bar.advance(task)
+                    continue
+                AuditLog(gw.store).record(f"cli:{who}", "transmission.reprocess",
+                                          f"transmission:{done.transmission_id}",
+                                          after={"attempt": done.attempt_id, "reason": reason,
+                                                 "status": done.status})
+                attempt = dataclasses.replace(done, transmission_id=done.attempt_id)
+                outcomes.append(dict(outcome(attempt), transmission_id=done.transmission_id,
+                                     attempt_id=done.attempt_id))
+                bar.advance(task)
+                if done.status in _OUTBOUND_WENT:  # an outbound transmission, sent again
+                    if echo:
+                        click.echo(f"{done.transmission_id}: sent again as {done.attempt_id}: "
+                                   f"{done.status} for partner {done.partner_id} (delivered by "
+                                   "the gateway's outbound loop)")
+                    continue
+                if done.attempt_id != done.transmission_id and echo:
+                    click.echo(f"{done.transmission_id}: replayed as {done.attempt_id}")
+                failed += report(attempt, "  " if done.attempt_id != done.transmission_id
+                                 else "", echo=echo)
+        published = publish_outbox(gw, obj, wait, echo=echo)
     finally:
         gw.close()
+    if as_json:
+        emit_json(dict(transmissions=outcomes, failed=failed, published=published))
     sys.exit(1 if failed else 0)
 
 
@@ -139,38 +198,57 @@ _OUTBOUND_WENT = (TransmissionStatus.RENDERED, TransmissionStatus.SENT,
                   TransmissionStatus.DELIVERED)
 
 
-def report(out: ProcessingOutcome, label: str = "") -> int:
-    """Print one processing outcome; 1 when it failed."""
+def outcome(out: ProcessingOutcome) -> dict[str, Any]:
+    """One processing outcome for ``--json``; ``failed`` as ``report`` counts it (a reason:
+    the transmission failed, or some of its messages did)."""
+    return dict(transmission_id=out.transmission_id, status=str(out.status),
+                partner_id=out.partner_id, documents=out.documents, queued=out.queued,
+                stage=out.stage, reason=out.reason, failed=bool(out.reason))
+
+
+def report(out: ProcessingOutcome, label: str = "", *, echo: bool = True) -> int:
+    """Print one processing outcome (unless not ECHO); 1 when it failed."""
+    def say(text: str) -> None:
+        if echo:
+            click.echo(text)
+
     if out.reason and out.status not in _WENT_ON:
-        click.echo(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
+        say(f"{out.transmission_id}{label}: {out.status} at {out.stage}: {out.reason}")
         return 1
     if out.status == TransmissionStatus.HELD and not out.reason:
-        click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
-                   f"{out.partner_id}, {out.queued} queued; HELD: a document conflicts with "
-                   "one received before (edigw conflicts)")
+        say(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
+            f"{out.partner_id}, {out.queued} queued; HELD: a document conflicts with "
+            "one received before (edigw conflicts)")
         return 0
     if out.reason:  # some messages failed, the others went on
-        click.echo(f"{out.transmission_id}{label}: {out.documents} message(s) for partner "
-                   f"{out.partner_id}, {out.queued} queued; {out.reason}")
+        say(f"{out.transmission_id}{label}: {out.documents} message(s) for partner "
+            f"{out.partner_id}, {out.queued} queued; {out.reason}")
         return 1
-    click.echo(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
-               f"{out.partner_id}, {out.queued} queued")
+    say(f"{out.transmission_id}{label}: {out.documents} document(s) for partner "
+        f"{out.partner_id}, {out.queued} queued")
     return 0
 
 
-def publish_outbox(gw: Gateway, obj: CliContext, wait: float) -> None:
+def publish_outbox(gw: Gateway, obj: CliContext, wait: float, *, echo: bool = True
+                   ) -> dict[str, Any]:
     """Publish what waits in the outbox and wait up to WAIT seconds for the broker's
-    confirms; say so, on stderr, when the broker cannot be reached."""
+    confirms; say so (problems on stderr) unless not ECHO. Returns what happened:
+    ``confirmed`` (all confirmed), ``waiting`` (documents left), ``problem``."""
     if not gw.store.outbox_size():
-        return
+        return dict(confirmed=True, waiting=0, problem=None)
     problem = gw.broker_problem()
     if problem:
-        click.echo(f"broker not reachable at {mask_url(obj.settings.broker.url)} ({problem}); "
-                   f"{gw.store.outbox_size()} document(s) wait in the outbox", err=True)
-        return
+        waiting = gw.store.outbox_size()
+        if echo:
+            click.echo(f"broker not reachable at {mask_url(obj.settings.broker.url)} "
+                       f"({problem}); {waiting} document(s) wait in the outbox", err=True)
+        return dict(confirmed=False, waiting=waiting, problem=problem)
     pub = gw.start_publisher()
     if pub.wait_idle(wait):
-        click.echo("published: every document confirmed by the broker")
-    else:
-        click.echo(f"{gw.store.outbox_size()} document(s) still in the outbox after {wait}s",
-                   err=True)
+        if echo:
+            click.echo("published: every document confirmed by the broker")
+        return dict(confirmed=True, waiting=0, problem=None)
+    waiting = gw.store.outbox_size()
+    if echo:
+        click.echo(f"{waiting} document(s) still in the outbox after {wait}s", err=True)
+    return dict(confirmed=False, waiting=waiting, problem=f"not confirmed within {wait}s")

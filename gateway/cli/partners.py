@@ -99,6 +99,15 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
     except ValidationError as exc:
         err = exc.errors()[0]
         fail(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']} (value {err.get('input')!r})")
+    from gateway.channels.checks import added_problems
+    from gateway.config import PartnerDirectory
+
+    # Judged as check-config would before anything is written (as the console's changes).
+    current = load_partners(folder)
+    partner = partner.model_copy(update={"source": str(target)})
+    added = added_problems(obj.settings, current, PartnerDirectory([*current, partner]))
+    if added:
+        fail("edigw check-config would refuse it: " + "; ".join(added), 1)
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(partner_toml(partner))
     try:
@@ -194,3 +203,103 @@ def partners_state(obj: CliContext, partner_id: str, state: str, reason: str, fo
             publish_outbox(gw, obj, wait)
     finally:
         gw.close()
+
+
+@partners.command("senders")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def partners_senders(obj: CliContext, as_json: bool) -> None:
+    """Unknown senders of quarantined files: each with its key (for ``partners adopt``),
+    how many files wait, when the first and last came, and some file names."""
+    from gateway.web.adopt import unknown_senders
+
+    store = open_store(obj)
+    try:
+        found = unknown_senders(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps([g.as_dict() for g in found], indent=2))
+        return
+    if not found:
+        click.echo("no quarantined file of an unknown sender")
+        return
+    from gateway.core.zone import shown, zone_of
+
+    zone = zone_of(obj.settings)
+    click.echo(table(["sender key", "who", "files", "first", "last", "some files"],
+                     [[g.key, g.sender.label, str(g.count), shown(g.first_at, zone, seconds=False),
+                       shown(g.last_at, zone, seconds=False), ", ".join(g.samples)]
+                      for g in found]))
+
+
+@partners.command("adopt")
+@click.argument("sender_key")
+@click.option("--new", "new_id", default=None, help="Create this partner for the sender.")
+@click.option("--name", default=None, help="The new partner's name (with --new).")
+@click.option("--state", type=click.Choice(["live", "test"]), default="live",
+              show_default=True, help="The new partner's onboarding state.")
+@click.option("--extend", "extend", default=None,
+              help="Add the sender's identifiers to this existing partner instead.")
+@click.option("--by", "by", default=None, help="Who asks (default: the user running it).")
+@click.option("--wait", default=10.0, show_default=True,
+              help="Seconds to wait for broker confirms of what the files gave.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def partners_adopt(obj: CliContext, sender_key: str, new_id: str | None, name: str | None,
+                   state: str, extend: str | None, by: str | None, wait: float,
+                   as_json: bool) -> None:
+    """Make the unknown sender SENDER_KEY (see ``partners senders``) a partner, then process
+    again every quarantined file it sent.
+
+    --new ID --name NAME creates the partner with the sender's identifiers; --extend ID adds
+    them to an existing partner. The profile is judged as check-config judges it before it
+    is written. Exit status 1 when refused or when a file failed again."""
+    import getpass
+
+    from gateway.cli.ingest import publish_outbox
+    from gateway.store.audit import AuditLog
+    from gateway.web.adopt import NewPartner, adopt
+    from gateway.web.partners_admin import PartnerAdmin, PartnerAdminError
+
+    if (new_id is None) == (extend is None):
+        fail("give --new ID --name NAME, or --extend ID", 1)
+    if new_id is not None and not name:
+        fail("--new needs --name", 1)
+    setup_logs(obj.settings, "warning")
+    who = by or getpass.getuser()
+    gw = open_gateway(obj)
+    try:
+        admin = PartnerAdmin(obj.settings, audit=AuditLog(gw.store),
+                             on_change=gw.partners_changed,
+                             secrets_dir=obj.settings.secrets_dir,
+                             certs_dir=obj.settings.certs_dir)
+        new = NewPartner(id=new_id, name=name or "", state=state) if new_id else None
+        try:
+            done = adopt(gw, admin, f"cli:{who}", sender_key, new=new, extend=extend)
+        except PartnerAdminError as exc:
+            fail(str(exc), 1)
+        if as_json:
+            click.echo(json.dumps(done.as_dict(), indent=2))
+        else:
+            click.echo(f"sender {done.sender}: partner {done.partner_id} "
+                       f"{'created' if done.created else 'extended'} with "
+                       f"{', '.join(done.identifiers) or 'its channel'}; "
+                       f"{len(done.reprocessed)} file(s) processed again: "
+                       + (", ".join(f"{n} {s}" for s, n in sorted(done.outcomes.items()))
+                          or "none"))
+            for r in done.reprocessed:
+                click.echo(f"  {r.transmission_id} -> {r.attempt_id}: {r.status}"
+                           + (f" ({r.reason})" if r.reason else ""))
+            for tid, why in done.failed:
+                click.echo(f"  {tid}: not processed again: {why}", err=True)
+        if done.reprocessed:
+            import contextlib
+
+            # With --json, stdout is the answer alone: what publishing says goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+                publish_outbox(gw, obj, wait)
+    finally:
+        gw.close()
+    again = [r for r in done.reprocessed if r.status in ("FAILED", "QUARANTINED")]
+    sys.exit(1 if again or done.failed else 0)

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 
 import click
 
-from gateway.cli.common import CliContext, open_store, table
+from gateway.cli.common import CliContext, emit_json, json_option, open_store, table
 
 
 @click.command("price-lists")
 @click.option("--list", "list_id", default=None, metavar="NAME", help="Only this price list.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option("One JSON document on stdout: each price list and partner's standing.")
 @click.pass_obj
 def price_lists(obj: CliContext, list_id: str | None, as_json: bool) -> None:
     """Which partner holds which version of each price list, and which deliveries failed."""
@@ -25,14 +25,14 @@ def price_lists(obj: CliContext, list_id: str | None, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps([s.as_dict() for s in found], indent=2))
+        emit_json([s.as_dict() for s in found])
         return
     if not found:
         click.echo("no price list subscribed to or sent" + (f" ({list_id})" if list_id else ""))
         return
 
     def when(value: object) -> str:
-        return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
+        return obj.shown(value) if isinstance(value, dt.datetime) else "-"
 
     rows = []
     for s in found:
@@ -46,11 +46,11 @@ def price_lists(obj: CliContext, list_id: str | None, as_json: bool) -> None:
             (h.held_number or "-") if h and h.held_transmission else "-",
             when(h.held_at) if h and h.held_transmission else "-",
             str(len(s.failures)) if s.failures else "-"])
-    click.echo(table(["list", "partner", "mode", "profile", "sent", "sent at (UTC)", "held",
-                      "held since (UTC)", "failed"], rows))
+    click.echo(table(["list", "partner", "mode", "profile", "sent", "sent at", "held",
+                      "held since", "failed"], rows))
     failures = [(s, f) for s in found for f in s.failures]
     if failures:
         click.echo("\nfailed deliveries:")
-        click.echo(table(["list", "partner", "when (UTC)", "transmission", "stage", "reason"],
+        click.echo(table(["list", "partner", "when", "transmission", "stage", "reason"],
                          [[s.list_id, s.partner_id, when(f.updated_at), f.transmission_id,
                            f.stage or "-", (f.reason or "")[:80]] for s, f in failures]))

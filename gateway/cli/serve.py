@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
 
-from gateway.cli.common import CliContext, open_gateway, setup_logs
+from gateway.cli.common import CliContext, emit_json, json_option, open_gateway, setup_logs
 
 
 @click.command()
@@ -38,8 +39,9 @@ def serve(obj: CliContext) -> None:
 
 
 @click.command()
+@json_option("One JSON document on stdout: the exchanges and queues declared.")
 @click.pass_obj
-def declare(obj: CliContext) -> None:
+def declare(obj: CliContext, as_json: bool) -> None:
     """Declare the exchanges and queues on the broker (also done by serve at each connection)."""
     from gateway.app import bus_settings
     from gateway.bus import declare_topology
@@ -49,8 +51,11 @@ def declare(obj: CliContext) -> None:
     from gateway.bus.topology import test_binding
 
     names = [name for name, _ in settings.queues] + [q for q, _ in test_binding(settings)]
-    click.echo(f"declared exchange {settings.exchange} and {settings.queue_type} queues "
-               + ", ".join(names) + f" on {settings.safe_urls}")
+    declared: dict[str, Any] = dict(exchange=settings.exchange, queue_type=settings.queue_type,
+                                    queues=names, broker=str(settings.safe_urls), tracker=None)
+    if not as_json:
+        click.echo(f"declared exchange {settings.exchange} and {settings.queue_type} queues "
+                   + ", ".join(names) + f" on {settings.safe_urls}")
     t = obj.settings.tracker
     if t.enabled:
         from gateway.bus.acks import declare_acks
@@ -64,5 +69,10 @@ def declare(obj: CliContext) -> None:
             declare_events(channel, t.events_exchange)
         finally:
             connection.close()
-        click.echo(f"declared exchange {t.acks_exchange} with queue {t.acks_queue}, and "
-                   f"exchange {t.events_exchange}")
+        declared["tracker"] = dict(acks_exchange=t.acks_exchange, acks_queue=t.acks_queue,
+                                   events_exchange=t.events_exchange)
+        if not as_json:
+            click.echo(f"declared exchange {t.acks_exchange} with queue {t.acks_queue}, and "
+                       f"exchange {t.events_exchange}")
+    if as_json:
+        emit_json(declared)

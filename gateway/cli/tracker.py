@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
+from collections.abc import Sequence
 
 import click
 
@@ -96,19 +97,36 @@ def explain(obj: CliContext, partner: str | None, order: str | None, invoice: st
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be purged.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: retention, totals and each payload.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def purge(obj: CliContext, dry_run: bool, as_json: bool) -> None:
+def purge(obj: CliContext, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Purge raw payloads older than their partner's retention_days (metadata, documents
-    and canonical JSON are kept)."""
+    and canonical JSON are kept). On a terminal, a progress bar on stderr counts the
+    transmissions and bytes done."""
+    from gateway.cli.common import draws_progress, progress
     from gateway.config import load_partners
     from gateway.store.archive import Archive
+    from gateway.tracker.retention import Purged
     from gateway.tracker.retention import purge as purge_payloads
 
     settings = obj.settings
-    result = purge_payloads(open_store(obj), Archive(settings.archive.path,
-                                                     fsync=settings.archive.fsync),
-                            settings, load_partners(settings.partners), dry_run=dry_run)
+    with progress(draws_progress(as_json=as_json, quiet=quiet)) as bar:
+        task = bar.task("purging" if not dry_run else "looking", total=None)
+        done = [0, 0]
+
+        def batch(purged: Sequence[Purged]) -> None:
+            done[0] += len(purged)
+            done[1] += sum(p.size for p in purged if p.deleted)
+            bar.advance(task, len(purged))
+            bar.describe(task, f"{done[0]} transmission(s), {done[1]} bytes "
+                               + ("to free" if dry_run else "freed"))
+
+        result = purge_payloads(open_store(obj), Archive(settings.archive.path,
+                                                         fsync=settings.archive.fsync),
+                                settings, load_partners(settings.partners), dry_run=dry_run,
+                                on_batch=batch)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -122,8 +140,7 @@ def purge(obj: CliContext, dry_run: bool, as_json: bool) -> None:
     for p in result.purged:
         kept = (" (file kept: shared with " + p.shared_with + ")") if p.shared_with else ""
         click.echo(f"{verb} {p.transmission_id}  {p.partner_id or '-'}  "
-                   f"received {p.received_at.strftime('%Y-%m-%d %H:%M')} UTC  "
-                   f"{p.size} bytes{kept}")
+                   f"received {obj.shown(p.received_at)}  {p.size} bytes{kept}")
     click.echo(f"{len(result.purged)} transmission(s) {'to purge' if dry_run else 'purged'}, "
                f"{result.files_deleted} file(s) "
                f"{'to delete' if dry_run else 'deleted'}, {result.bytes_freed} bytes "

@@ -166,20 +166,25 @@ def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -
     if view is None:
         fail(f"no transmission {transmission_id}", 1)
     if as_json:
-        click.echo(json.dumps(_as_json(store, view, payloads), indent=2, default=str))
+        from gateway.cli.common import emit_json
+
+        emit_json(_as_json(store, view, payloads))
         return
-    _echo_header(view.transmission)
-    click.echo("\ntimeline")
+    from gateway.core.zone import local
+
+    _echo_header(obj, view.transmission)
+    click.echo("\ntimeline" + f" ({obj.zone.key})")
     for e in view.events:
-        click.echo(f"  {e['at'].strftime('%H:%M:%S.%f')[:-3]}  {e['event']:<20} {e['detail'] or ''}")
-    _echo_documents(store, view.documents, payloads)
+        at = local(e["at"], obj.zone).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        click.echo(f"  {at}  {e['event']:<20} {e['detail'] or ''}")
+    _echo_documents(obj, store, view.documents, payloads)
     _echo_interchanges(view.interchanges)
     _echo_transport(view.transport)
     if view.outbound:
-        _echo_outbound(view.outbound)
+        _echo_outbound(obj, view.outbound)
 
 
-def _echo_outbound(rows: list[OutboundRow]) -> None:
+def _echo_outbound(obj: CliContext, rows: list[OutboundRow]) -> None:
     """What was sent to the partner: each payload's delivery and receipt."""
     click.echo(f"\nsent to the partner ({len(rows)})")
     click.echo(table(["kind", "channel", "file", "control ref", "status", "attempts"],
@@ -188,18 +193,22 @@ def _echo_outbound(rows: list[OutboundRow]) -> None:
     for o in rows:
         for label, value in (
                 ("detail", o.detail), ("last error", o.last_error),
-                ("next attempt", o.next_attempt_at and o.next_attempt_at.isoformat()),
-                ("sent at", o.sent_at and o.sent_at.isoformat()),
+                ("next attempt", o.next_attempt_at and obj.shown(o.next_attempt_at,
+                                                                 seconds=True)),
+                ("sent at", o.sent_at and obj.shown(o.sent_at, seconds=True)),
                 ("remote id", o.remote_id), ("receipt", o.receipt),
-                ("delivered at", o.delivered_at and o.delivered_at.isoformat())):
+                ("delivered at", o.delivered_at and obj.shown(o.delivered_at, seconds=True))):
             if value:
                 click.echo(f"  {o.id} {label:<13}{value}")
 
 
 def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, Any]:
-    """Everything ``show`` knows of a transmission, for ``--json``."""
+    """Everything ``show`` knows of a transmission, for ``--json`` (times ISO 8601 with
+    their offset)."""
+    from gateway.cli.common import iso
+
     out = view.transmission.as_dict()
-    out["events"] = [dict(e, at=e["at"].isoformat()) for e in view.events]
+    out["events"] = [dict(e, at=iso(e["at"])) for e in view.events]
     out["documents"] = [d.as_dict() for d in view.documents]
     out["interchanges"] = view.interchanges
     out["outbound"] = [o.as_dict() for o in view.outbound]
@@ -210,31 +219,38 @@ def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, 
     return out
 
 
-def _echo_header(t: TransmissionRow) -> None:
+def _echo_header(obj: CliContext, t: TransmissionRow) -> None:
     click.echo(f"transmission {t.id}  {t.status}" + (f" at {t.stage}" if t.stage else "")
                + ("  (outbound: a document edigw sends)" if t.direction == "out" else ""))
     for label, value in (("partner", t.partner_id), ("channel", t.channel), ("file", t.filename),
                          ("from", t.channel_ref), ("size", f"{t.size} bytes"), ("sha256", t.sha256),
                          ("format", " ".join(x for x in (t.format, t.standard) if x)),
-                         ("received", t.received_at.isoformat()), ("reason", t.reason),
+                         ("received", obj.shown(t.received_at, seconds=True)),
+                         ("reason", t.reason),
                          ("duplicate of", t.duplicate_of), ("attempt at", t.reprocess_of),
                          ("asked by", t.requested_by and f"{t.requested_by}: {t.request_reason}"),
-                         ("purged", t.purged_at.isoformat() if t.purged_at else None)):
+                         ("purged", obj.shown(t.purged_at) if t.purged_at else None)):
         if value:
             click.echo(f"  {label:<13}{value}")
 
 
-def _echo_documents(store: Store, docs: list[DocumentRow], payloads: bool) -> None:
-    from gateway.store.read.transmissions import erp_word  # the log's words too
+def _erp_word(d: DocumentRow) -> str:
+    """What the ERP said of one document, in ``log``'s words (``erp_word``): acknowledged,
+    rejected, waiting (published, no word yet), not applicable (not published)."""
+    from gateway.store.read.transmissions import erp_word
 
+    return erp_word(d.status, d.erp_status)
+
+
+def _echo_documents(obj: CliContext, store: Store, docs: list[DocumentRow],
+                    payloads: bool) -> None:
     click.echo(f"\ndocuments ({len(docs)})")
     if not docs:
         return
     click.echo(table(["id", "type", "number", "interchange", "message", "status", "erp",
                       "message_id"],
                      [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
-                       d.message_ref or "-", d.status, erp_word(d.status, d.erp_status),
-                       d.message_id]
+                       d.message_ref or "-", d.status, _erp_word(d), d.message_id]
                       for d in docs]))
     for d in docs:
         if d.conflict_of:
@@ -243,7 +259,7 @@ def _echo_documents(store: Store, docs: list[DocumentRow], payloads: bool) -> No
         if d.reason:
             click.echo(f"  {d.id} {d.status}: {d.reason}")
         if d.erp_status:
-            when = f" at {d.erp_at:%Y-%m-%d %H:%M} UTC" if d.erp_at else ""
+            when = f" at {obj.shown(d.erp_at)}" if d.erp_at else ""
             click.echo(f"  {d.id} ERP {d.erp_status}{when}"
                        + (f": {d.erp_reason}" if d.erp_reason else ""))
     if payloads:

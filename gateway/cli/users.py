@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli.common import CliContext, fail, open_store
+from gateway.cli.common import CliContext, emit_json, fail, json_option, open_store
 from gateway.core.status import Role
 
 if TYPE_CHECKING:
@@ -96,9 +96,11 @@ def users() -> None:
 @click.option("--email", help="Where password-reset links go.")
 @_partner_opt
 @_password_env
+@json_option("One JSON document on stdout: the user as it now stands.")
 @click.pass_obj
 def users_add(obj: CliContext, username: str, role: str, display_name: str | None,
-              email: str | None, partner: str | None, password_env: str | None) -> None:
+              email: str | None, partner: str | None, password_env: str | None,
+              as_json: bool) -> None:
     """Create USERNAME with a role and a password (a client names its --partner)."""
     if role == Role.CLIENT and not partner:
         raise click.UsageError("a client user needs --partner")
@@ -108,6 +110,9 @@ def users_add(obj: CliContext, username: str, role: str, display_name: str | Non
         user = auth.users.create(username, password, role, display_name=display_name,
                                  email=email, partner_id=partner)
         audit.record(_actor(), "user.create", f"user:{user.username}", after=_profile(user))
+    if as_json:
+        emit_json(user.as_dict())
+        return
     bound = f", partner {user.partner_id}" if user.partner_id else ""
     click.echo(f"user {user.username} created ({user.role}{bound})")
 
@@ -123,16 +128,17 @@ def users_list(obj: CliContext, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(u.as_dict()))
         else:
-            last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+            last = obj.shown(u.last_login_at) if u.last_login_at else "never"
             state = "disabled" if u.disabled else "enabled"
             bound = f" partner {u.partner_id}" if u.partner_id else ""
             click.echo(f"{u.username:<24} {u.role:<9} {state:<9} last login {last}{bound}")
 
 
 def _change(obj: CliContext, username: str, action: str,
-            apply: Callable[[Users, str], User], message: str) -> None:
+            apply: Callable[[Users, str], User], message: str, as_json: bool = False) -> None:
     """Apply one change to USERNAME, audit it with the profile before and after, and say
-    MESSAGE (formatted with the username)."""
+    MESSAGE (formatted with the username), or with AS_JSON print the user as it now
+    stands."""
     with _console(obj) as (auth, audit):
         before = auth.users.by_username(username)
         if before is None:
@@ -140,6 +146,9 @@ def _change(obj: CliContext, username: str, action: str,
         after = apply(auth.users, username)
         audit.record(_actor(), action, f"user:{username}", before=_profile(before),
                      after=_profile(after))
+    if as_json:
+        emit_json(dict(after.as_dict(), action=action))
+        return
     click.echo(message.format(username=username))
 
 
@@ -147,41 +156,49 @@ def _change(obj: CliContext, username: str, action: str,
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 @_partner_opt
+@json_option("One JSON document on stdout: the user as it now stands.")
 @click.pass_obj
-def users_set_role(obj: CliContext, username: str, role: str, partner: str | None) -> None:
+def users_set_role(obj: CliContext, username: str, role: str, partner: str | None,
+                   as_json: bool) -> None:
     """Give USERNAME another role (a client names its --partner)."""
     _known_partner(obj, partner)
     _change(obj, username, "user.update",
             lambda u, name: u.set_role(name, role, partner_id=partner),
-            "{username} is now " + role + (f" of partner {partner}" if partner else ""))
+            "{username} is now " + role + (f" of partner {partner}" if partner else ""),
+            as_json)
 
 
 @users.command("disable")
 @click.argument("username")
+@json_option("One JSON document on stdout: the user as it now stands.")
 @click.pass_obj
-def users_disable(obj: CliContext, username: str) -> None:
+def users_disable(obj: CliContext, username: str, as_json: bool) -> None:
     """Refuse USERNAME from now on (its sessions end, its tokens stop working)."""
     _change(obj, username, "user.disable", lambda u, name: u.disable(name),
-            "{username} disabled")
+            "{username} disabled", as_json)
 
 
 @users.command("enable")
 @click.argument("username")
+@json_option("One JSON document on stdout: the user as it now stands.")
 @click.pass_obj
-def users_enable(obj: CliContext, username: str) -> None:
+def users_enable(obj: CliContext, username: str, as_json: bool) -> None:
     """Let USERNAME log in again (clears a lock after failed logins)."""
-    _change(obj, username, "user.enable", lambda u, name: u.enable(name), "{username} enabled")
+    _change(obj, username, "user.enable", lambda u, name: u.enable(name), "{username} enabled",
+            as_json)
 
 
 @users.command("password")
 @click.argument("username")
 @_password_env
+@json_option("One JSON document on stdout: the user as it now stands.")
 @click.pass_obj
-def users_password(obj: CliContext, username: str, password_env: str | None) -> None:
+def users_password(obj: CliContext, username: str, password_env: str | None,
+                   as_json: bool) -> None:
     """Set a new password for USERNAME (its sessions end)."""
     password = _password(password_env)
     _change(obj, username, "user.password", lambda u, name: u.set_password(name, password),
-            "password of {username} changed")
+            "password of {username} changed", as_json)
 
 
 @click.group()
@@ -194,8 +211,10 @@ def tokens() -> None:
 @click.option("--name", required=True, help="What it is for (shown in lists).")
 @click.option("--days", type=click.IntRange(min=1, max=MAX_TOKEN_DAYS),
               help=f"Expires after this many days (1 to {MAX_TOKEN_DAYS}).")
+@json_option("One JSON document on stdout: the token record and the token itself.")
 @click.pass_obj
-def tokens_create(obj: CliContext, username: str, name: str, days: int | None) -> None:
+def tokens_create(obj: CliContext, username: str, name: str, days: int | None,
+                  as_json: bool) -> None:
     """Create a token; it is printed once, only its hash is kept."""
     from gateway.core import clock
 
@@ -209,6 +228,9 @@ def tokens_create(obj: CliContext, username: str, name: str, days: int | None) -
                      after={"id": record.id, "name": record.name, "prefix": record.prefix})
     click.echo(f"token {record.id} for {username} ({name}); keep it now, it is not shown again:",
                err=True)
+    if as_json:
+        emit_json(dict(record.as_dict(), token=token))
+        return
     click.echo(token)
 
 
@@ -228,14 +250,15 @@ def tokens_list(obj: CliContext, username: str | None, as_json: bool) -> None:
             click.echo(json.dumps(t.as_dict()))
             continue
         state = "revoked" if t.revoked_at else "active"
-        used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+        used = obj.shown(t.last_used_at) if t.last_used_at else "never"
         click.echo(f"{t.id:>5} {t.prefix}… {t.username:<20} {state:<8} used {used}  {t.name}")
 
 
 @tokens.command("revoke")
 @click.argument("token_id", type=int)
+@json_option("One JSON document on stdout: the token record, revoked.")
 @click.pass_obj
-def tokens_revoke(obj: CliContext, token_id: int) -> None:
+def tokens_revoke(obj: CliContext, token_id: int, as_json: bool) -> None:
     """Revoke token TOKEN_ID (see ``tokens list``)."""
     with _console(obj) as (auth, audit):
         record = auth.tokens.revoke(token_id)
@@ -243,4 +266,7 @@ def tokens_revoke(obj: CliContext, token_id: int) -> None:
         audit.record(_actor(), "token.revoke", f"user:{record.username}",
                      before={"id": record.id, "name": record.name, "prefix": record.prefix},
                      after={"revoked_at": revoked})
+    if as_json:
+        emit_json(record.as_dict())
+        return
     click.echo(f"token {token_id} revoked")

@@ -124,6 +124,9 @@ class Pipeline(Generic[P]):
         self.offload = offload
         #: That worker process, once started.
         self.workers: Offload[P] | None = None
+        #: Told of each document as it is mapped, before it is stored (a progress bar on
+        #: one large file: ``edigw ingest``); None: nobody.
+        self.on_document: Callable[[], object] | None = None
 
     # -- step 1: durable receive ----------------------------------------------------------
 
@@ -453,6 +456,8 @@ class Pipeline(Generic[P]):
         over ``max_message_bytes`` and its type can be published in parts (a price list).
         ``test``: its partner is in test (routed to the test queue). Raises MappingError
         when one item alone is over the limit."""
+        if self.on_document is not None:
+            self.on_document()
         payload = json_of(m.document)
         if len(payload) <= self.max_message_bytes:
             return [new_document(m, partner_id, payload, test=test)]

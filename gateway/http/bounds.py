@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import resource
 from collections.abc import Callable, Iterable
@@ -69,10 +70,16 @@ class RouteLimits:
         return min(limit, self.ceiling) if self.ceiling else limit
 
 
-def _too_large(limit: int) -> tuple[Message, Message]:
-    body = f"request body over the {limit}-byte limit of this route\n".encode()
+def _too_large(limit: int, path: str) -> tuple[Message, Message]:
+    detail = f"request body over the {limit}-byte limit of this route"
+    body, media = (detail + "\n").encode(), b"text/plain; charset=utf-8"
+    if path.startswith("/api/"):  # as every API error (gateway.web.errors): RFC 9457
+        body, media = json.dumps({
+            "type": "https://edigw.dev/problems/too-large", "title": "Request too large",
+            "status": 413, "detail": detail, "instance": path}).encode(), \
+            b"application/problem+json"
     return ({"type": "http.response.start", "status": 413,
-             "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+             "headers": [(b"content-type", media),
                          (b"content-length", str(len(body)).encode()),
                          (b"connection", b"close")]},
             {"type": "http.response.body", "body": body})
@@ -92,7 +99,7 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            for message in _too_large(limit):
+            for message in _too_large(limit, scope["path"]):
                 await send(message)
             return
         received = 0
@@ -108,7 +115,7 @@ class BodyLimit:
                 if received > limit:
                     refused = True
                     if not started:
-                        for reply in _too_large(limit):
+                        for reply in _too_large(limit, scope["path"]):
                             await send(reply)
                     return {"type": "http.disconnect"}
             return message

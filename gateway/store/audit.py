@@ -98,24 +98,41 @@ class AuditLog:
         """Entries, newest first. ``action`` ending in ``.*`` matches a family
         (``partner.*``); ``since`` is inclusive, ``until`` exclusive."""
         a = s.audit_log
-        q = sa.select(a).order_by(a.c.at.desc(), a.c.id.desc())
-        if target is not None:
-            q = q.where(a.c.target == target)
-        if actor is not None:
-            q = q.where(a.c.actor == actor)
-        if action is not None:
-            if action.endswith(".*"):
-                q = q.where(a.c.action.startswith(action[:-1], autoescape=True))
-            else:
-                q = q.where(a.c.action == action)
-        # Bound in UTC: SQLite compares the stored text without its offset.
-        if since is not None:
-            q = q.where(a.c.at >= _utc(since))
-        if until is not None:
-            q = q.where(a.c.at < _utc(until))
+        q = _filtered(sa.select(a), target=target, actor=actor, action=action, since=since,
+                      until=until).order_by(a.c.at.desc(), a.c.id.desc())
         q = q.limit(max(0, min(limit, 1000))).offset(max(0, offset))
         with self.store.engine.connect() as conn:
             return [_entry(r) for r in conn.execute(q)]
+
+    def count(self, *, target: str | None = None, actor: str | None = None,
+              action: str | None = None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> int:
+        """How many entries ``list`` pages through with the same filters."""
+        q = _filtered(sa.select(sa.func.count()).select_from(s.audit_log), target=target,
+                      actor=actor, action=action, since=since, until=until)
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+
+def _filtered(q: sa.Select[Any], *, target: str | None, actor: str | None,
+              action: str | None, since: dt.datetime | None,
+              until: dt.datetime | None) -> sa.Select[Any]:
+    a = s.audit_log
+    if target is not None:
+        q = q.where(a.c.target == target)
+    if actor is not None:
+        q = q.where(a.c.actor == actor)
+    if action is not None:
+        if action.endswith(".*"):
+            q = q.where(a.c.action.startswith(action[:-1], autoescape=True))
+        else:
+            q = q.where(a.c.action == action)
+    # Bound in UTC: SQLite compares the stored text without its offset.
+    if since is not None:
+        q = q.where(a.c.at >= _utc(since))
+    if until is not None:
+        q = q.where(a.c.at < _utc(until))
+    return q
 
 
 def _utc(when: dt.datetime) -> dt.datetime:

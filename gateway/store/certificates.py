@@ -84,3 +84,72 @@ def certificate_statuses(store: Store, warning_days: int = DEFAULT_WARNING_DAYS,
         out.append(CertificateStatus(r.id, r.owner, r.purpose, r.subject, not_after, days_left,
                                      state, detail))
     return out
+
+
+# -- a partner's certificates as its profile names them ----------------------------------------
+
+#: What a partner's certificate is used for, by its place in the profile.
+USAGES = {"current": "verifies its signatures, encrypts what we send",
+          "rotation": "still accepted for verifying while a rotation is under way",
+          "ca": "CA of its certificate (chain check)"}
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerCertificate:
+    """One certificate a partner's profile names (``[as2] certificates`` or
+    ``ca_certificates``), read from its file and judged at a given time."""
+
+    file: str
+    place: str  # current, rotation, ca (the keys of USAGES)
+    subject: str | None
+    issuer: str | None
+    serial: str | None
+    fingerprint: str | None  # sha256 hex of the DER encoding: what removal names
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    days_left: int | None
+    state: str
+    detail: str | None = None
+
+    @property
+    def usage(self) -> str:
+        return USAGES[self.place]
+
+    @property
+    def badge(self) -> str:
+        """"expires in N days", "expired", "not yet valid", "unreadable" or "valid"."""
+        if self.state == EXPIRED:
+            return "expired"
+        if self.state == NOT_YET_VALID:
+            return "not yet valid"
+        if self.state == UNREADABLE:
+            return "unreadable"
+        days = self.days_left or 0
+        return f"expires in {days} day{'s' if days != 1 else ''}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__slots__}
+        for k in ("not_before", "not_after"):
+            out[k] = out[k].isoformat() if out[k] is not None else None
+        return out | {"usage": self.usage, "badge": self.badge}
+
+
+def judged(cert: Any, file: str, place: str, now: dt.datetime,
+           warning_days: int = DEFAULT_WARNING_DAYS) -> PartnerCertificate:
+    """A ``cryptography`` X.509 certificate read from ``file``, judged at ``now``."""
+    from cryptography.hazmat.primitives import hashes
+
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    state, days_left, detail = validity(not_before, not_after, now, warning_days)
+    return PartnerCertificate(
+        file=file, place=place, subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(), serial=format(cert.serial_number, "x"),
+        fingerprint=cert.fingerprint(hashes.SHA256()).hex(), not_before=not_before,
+        not_after=not_after, days_left=days_left, state=state, detail=detail)
+
+
+def unreadable(file: str, place: str, reason: str) -> PartnerCertificate:
+    """A file the profile names that holds no readable certificate."""
+    return PartnerCertificate(file=file, place=place, subject=None, issuer=None, serial=None,
+                              fingerprint=None, not_before=None, not_after=None,
+                              days_left=None, state=UNREADABLE, detail=reason)

@@ -74,19 +74,22 @@ class ConflictDesk:
         self.audit = AuditLog(store)
 
     def list(self, *, partner: str | None = None, status: str = s.DOC_CONFLICT,
-             limit: int = 100) -> list[Conflict]:
+             limit: int = 100, offset: int = 0) -> list[Conflict]:
         """Documents in ``status`` (CONFLICT: those waiting; REJECTED: those rejected),
         newest first, each with its differences."""
         d = s.documents
-        q = (sa.select(*_COLUMNS).where(d.c.status == status)
-             .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(max(1, min(limit, 1000))))
-        if status != s.DOC_CONFLICT:
-            q = q.where(d.c.conflict_of.is_not(None))
-        if partner:
-            q = q.where(d.c.partner_id == partner)
+        q = (_held(sa.select(*_COLUMNS), partner, status)
+             .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(max(1, min(limit, 1000)))
+             .offset(max(0, offset)))
         with self.store.engine.connect() as conn:
             rows = [_document_row(r) for r in conn.execute(q)]
             return [self._with_earlier(conn, r) for r in rows]
+
+    def count(self, *, partner: str | None = None, status: str = s.DOC_CONFLICT) -> int:
+        """How many documents ``list`` pages through with the same filters."""
+        q = _held(sa.select(sa.func.count()).select_from(s.documents), partner, status)
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def get(self, document_id: str) -> Conflict:
         """One document held (or once held) as a conflict; UnknownConflict when there is
@@ -173,3 +176,14 @@ class ConflictDesk:
                 comparison = compare(json.loads(payloads[doc.conflict_of]),
                                      json.loads(payloads[doc.id]))
         return Conflict(doc, earlier, comparison)
+
+
+def _held(q: sa.Select[Any], partner: str | None, status: str) -> sa.Select[Any]:
+    """``q`` narrowed to the documents in ``status`` (REJECTED: those that conflicted)."""
+    d = s.documents
+    q = q.where(d.c.status == status)
+    if status != s.DOC_CONFLICT:
+        q = q.where(d.c.conflict_of.is_not(None))
+    if partner:
+        q = q.where(d.c.partner_id == partner)
+    return q

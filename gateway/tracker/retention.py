@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +104,10 @@ class PurgeResult:
 
 def purge(store: Store, archive: Archive, settings: GatewaySettings,
           partners: PartnerDirectory, *, now: dt.datetime | None = None,
-          dry_run: bool = False) -> PurgeResult:
-    """Purge the raw payloads older than their partner's retention; idempotent."""
+          dry_run: bool = False,
+          on_batch: Callable[[Sequence[Purged]], None] | None = None) -> PurgeResult:
+    """Purge the raw payloads older than their partner's retention; idempotent. ON_BATCH is
+    told each batch purged (a progress bar)."""
     # UTC, as the store keeps it (SQLite compares the text without the offset).
     now = now.astimezone(dt.UTC) if now is not None else clock.now()
     result = PurgeResult(dry_run=dry_run, at=now)
@@ -129,7 +131,10 @@ def purge(store: Store, archive: Archive, settings: GatewaySettings,
             if not rows:
                 break
             after = (rows[-1].received_at, rows[-1].id)
-            result.purged += _purge_batch(store, archive, rows, days, now, dry_run, planned)
+            batch = _purge_batch(store, archive, rows, days, now, dry_run, planned)
+            result.purged += batch
+            if on_batch is not None:
+                on_batch(batch)
     return result
 
 

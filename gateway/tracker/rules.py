@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import lifecycle
+from gateway.core.senders import senders_in
 from gateway.core.status import AlertState, DocumentStatus, TransmissionStatus
 from gateway.store import tracking
 from gateway.store.alerts import quarantined_unattributed
@@ -206,38 +207,30 @@ class SenderIdentity:
 
     key: str
     label: str
+    adoptable: bool = False
 
 
-# How identification words an unknown sender (gateway.core.identify, the e-mail channel).
-_UNB_SENDER = re.compile(r"unknown sender id (\S+?)(?: \(qualifier ([^)\s]+)\))?:")
-_SCHEME_SENDER = re.compile(r"unknown sender \(([\w-]+) ([^,)]+)")
-_MAIL_SENDER = re.compile(r"mail from (\S+?): ")
+# Reasons that name no sender core.senders reads, grouped by what they do name.
 _CLAIMED = re.compile(r"its sender (\S+) is declared by another partner's profile")
 _DISABLED = re.compile(r"^partner (\S+) is disabled")
 
 
 def sender_of(row: TransmissionRow) -> SenderIdentity:
-    """The sender of quarantined ``row``: the UNB id and qualifier, the scheme and id a
-    file named (GLN, VAT, phone …), the mail's From; else the channel it came
-    through (an SFTP account or a folder is one channel of its own)."""
+    """The sender of quarantined ``row``, as ``core.senders`` reads it from the reason (the
+    UNB id and qualifier, a scheme's id such as GLN or phone, the mail's From, a channel's
+    partner without profile): a key ``/quarantine?sender=`` opens (``adoptable``). Else
+    what the reason names, or the channel it came through (an SFTP account or a folder is
+    one channel of its own)."""
+    found = senders_in(row.reason)
+    if found:
+        return SenderIdentity(found[0].key, found[0].label, adoptable=True)
     reason = row.reason or ""
-    if m := _UNB_SENDER.search(reason):
-        sid, qualifier = m.group(1), m.group(2)
-        return SenderIdentity(f"unb:{qualifier}:{sid}" if qualifier else f"unb:{sid}",
-                              f"UNB sender {sid}" + (f" (qualifier {qualifier})"
-                                                     if qualifier else ""))
-    if m := _SCHEME_SENDER.search(reason):
-        scheme, sid = m.group(1).lower(), m.group(2).strip()
-        return SenderIdentity(f"{scheme}:{sid}", f"{scheme} {sid}")
-    if m := _MAIL_SENDER.search(reason):
-        address = m.group(1).lower()
-        return SenderIdentity(f"email:{address}", f"mail from {address}")
     if m := _CLAIMED.search(reason):
         return SenderIdentity(f"claimed:{row.channel}:{m.group(1)}",
-                              f"sender {m.group(1)} on channel {row.channel}")
+                              f"{m.group(1)} on channel {row.channel}")
     if m := _DISABLED.search(reason):
         return SenderIdentity(f"disabled:{m.group(1)}", f"disabled partner {m.group(1)}")
-    return SenderIdentity(f"channel:{row.channel}", f"channel {row.channel}")
+    return SenderIdentity(f"channel:{row.channel}", f"on channel {row.channel}")
 
 
 def _quarantined(rows: list[TransmissionRow]) -> Condition:
@@ -246,11 +239,12 @@ def _quarantined(rows: list[TransmissionRow]) -> Condition:
     last = rows[-1]
     partners = {r.partner_id for r in rows}
     partner_id = partners.pop() if len(partners) == 1 else None
-    summary = (f"{len(rows)} file(s) from unknown {sender.label} quarantined: "
+    summary = (f"{len(rows)} file(s) from unknown sender {sender.label} quarantined: "
                f"{_short(last.reason, 200)}")
     return Condition(
         "quarantine", partner_id, f"quarantine:sender:{sender.key}", summary,
-        {"sender": sender.key, "sender_label": sender.label, "files": len(rows),
+        {"sender": sender.key, "sender_label": sender.label, "adoptable": sender.adoptable,
+         "files": len(rows),
          "first_received": _iso(rows[0].received_at), "last_received": _iso(last.received_at),
          "stage": last.stage, "reason": last.reason,
          "channels": sorted({r.channel for r in rows}),

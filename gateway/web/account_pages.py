@@ -8,10 +8,11 @@ admins' list of users where they open and close accounts.
   and always answers the same ("if it is known, a link was mailed").
   ``/password-reset/{token}``: the new password, twice. Both forms carry a token matched
   against a short-lived cookie (double submit, as the login form), since no session exists.
-- ``/users`` (admin): every user with role, partner, e-mail and state; a form opening a
-  client user for a partner, who gets a "set your password" link by mail (no password is
-  chosen by the admin); disabling and enabling a user, each after a confirmation page;
-  sending a new set-your-password link.
+- ``/users`` (admin): every user with role, partner, e-mail and state; a form opening an
+  account (a client user for a partner, or staff: viewer, operator, admin), who gets a "set
+  your password" link by mail (no password is chosen by the admin); changing a user's role,
+  disabling and enabling a user, each after a confirmation page; sending a new
+  set-your-password link (the password reset an admin gives).
 
 The rules live in ``gateway.web.account``; these handlers read forms and render.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import structlog
 from starlette.background import BackgroundTask
@@ -188,6 +189,7 @@ def users(p: Page, error: str | None = None, status: int = 200,
     auth: Authenticator = p.request.app.state.auth
     return p.render("users.html", status, users=auth.users.list(), state=_state,
                     partners=list(p.gateway.partners), error=error, form=form or {},
+                    roles=ROLES,
                     mail=mailer_of(p.gateway) is not None,
                     message=p.request.query_params.get("message"))
 
@@ -209,21 +211,31 @@ def _invite(p: Page, username: str) -> str:
     return f"a set-your-password link was mailed to {user.email}"
 
 
+#: The roles an admin gives, the lowest first.
+ROLES = (Role.CLIENT, Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+
+
 def user_create(p: Page) -> Response:
-    """Open a client user for a partner; the user sets a password through the mailed link."""
+    """Open an account: a client user for a partner, or staff (viewer, operator, admin); the
+    user sets a password through the mailed link."""
     auth: Authenticator = p.request.app.state.auth
-    form = {k: p.field(k) for k in ("username", "email", "partner_id", "display_name")}
+    form = {k: p.field(k) for k in ("username", "email", "partner_id", "display_name",
+                                    "role")}
+    role = form["role"] or Role.CLIENT
     try:
-        if p.gateway.partners.get(form["partner_id"]) is None:
+        if role not in ROLES:
+            raise AccountError(f"no role {role!r}: one of {', '.join(ROLES)}")
+        if role == Role.CLIENT and p.gateway.partners.get(form["partner_id"]) is None:
             raise AccountError(f"no partner {form['partner_id']!r}")
         email = check_email(form["email"])
         if mailer_of(p.gateway) is None:
             raise AccountError("no [smtp] server is configured: the set-your-password link "
                                "cannot be mailed (use edigw users add with a password)")
         # Nobody knows this password: the user chooses one through the link.
-        user = auth.users.create(form["username"], secrets.token_urlsafe(32), Role.CLIENT,
+        user = auth.users.create(form["username"], secrets.token_urlsafe(32), role,
                                  display_name=form["display_name"] or None, email=email,
-                                 partner_id=form["partner_id"])
+                                 partner_id=form["partner_id"] if role == Role.CLIENT
+                                 else None)
     except (AccountError, UserError) as exc:
         return users(p, str(exc), 400, form)
     AuditLog(p.store).record(p.who.username, "user.create", f"user:{user.username}",
@@ -238,17 +250,44 @@ def user_create(p: Page) -> Response:
                             303)
 
 
-ACTIONS = {"disable": "Disable", "enable": "Enable"}
+ACTIONS = {"disable": "Disable", "enable": "Enable", "role": "Change the role of"}
 
 
 def user_confirm(p: Page) -> Response:
-    """The confirmation step before disabling or enabling a user."""
+    """The confirmation step before disabling, enabling a user or changing its role."""
     auth: Authenticator = p.request.app.state.auth
     username, action = p.request.path_params["username"], p.request.path_params["action"]
     user = auth.users.by_username(username)
     if user is None or action not in ACTIONS:
         return p.render("not_found.html", 404, what=f"user {username} or action {action}")
-    return p.render("users_confirm.html", user=user, action=action, label=ACTIONS[action])
+    q = p.request.query_params
+    return p.render("users_confirm.html", user=user, action=action, label=ACTIONS[action],
+                    role=q.get("role", ""), partner_id=q.get("partner_id", ""))
+
+
+def _set_role(p: Page, username: str) -> Response:
+    """A new role (a client's partner with it), audited; never one's own."""
+    auth: Authenticator = p.request.app.state.auth
+    role, partner_id = p.field("role"), p.field("partner_id")
+    if username == p.who.username:
+        return RedirectResponse("/users?message=" + quote("you cannot change your own role"),
+                                303)
+    before = auth.users.by_username(username)
+    try:
+        if role == Role.CLIENT and p.gateway.partners.get(partner_id) is None:
+            raise AccountError(f"no partner {partner_id!r}")
+        done = auth.users.set_role(username, role,
+                                   partner_id=partner_id if role == Role.CLIENT else None)
+    except (AccountError, UserError) as exc:
+        return users(p, str(exc), 400)
+    AuditLog(p.store).record(p.who.username, "user.role", f"user:{username}",
+                             before={"role": before.role if before else None,
+                                     "partner_id": before.partner_id if before else None},
+                             after={"role": done.role, "partner_id": done.partner_id},
+                             remote=_remote(p.request))
+    return RedirectResponse("/users?message=" + quote(
+        f"user {username} is now {done.role}"
+        + (f" of partner {done.partner_id}" if done.partner_id else "")), 303)
 
 
 def user_action(p: Page) -> Response:
@@ -264,7 +303,11 @@ def user_action(p: Page) -> Response:
             return RedirectResponse("/users?message=" + quote(str(exc)), 303)
         return RedirectResponse("/users?message=" + quote(told), 303)
     if p.field("confirmed") != "yes":  # only from the confirmation page
-        return RedirectResponse(f"/users/{quote(username)}/{action}", 303)
+        query = (("?" + urlencode({"role": p.field("role"), "partner_id": p.field("partner_id")}))
+                 if action == "role" else "")
+        return RedirectResponse(f"/users/{quote(username)}/{action}{query}", 303)
+    if action == "role":
+        return _set_role(p, username)
     if action == "disable" and username == p.who.username:
         return RedirectResponse("/users?message=" + quote("you cannot disable yourself"), 303)
     done = auth.users.disable(username) if action == "disable" else auth.users.enable(username)

@@ -59,7 +59,7 @@ def links(alert: Alert) -> list[tuple[str, str]]:
                                         else [])
     if ids:
         out.append(("latest file", f"/transmissions/{quote(str(ids[-1]))}"))
-    if sender and alert.partner_id is None:
+    if sender and alert.partner_id is None and d.get("adoptable"):
         out.append(("Make a partner of this sender", "/quarantine?" + urlencode(
             {"sender": sender})))
     return out

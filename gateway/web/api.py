@@ -13,9 +13,15 @@ own API tokens; an admin sees and revokes everyone's and may create one for anot
 Cookie-authenticated unsafe requests need the session's ``X-CSRF-Token`` (given by
 ``POST /api/login`` and ``GET /api/me``); Bearer tokens need none.
 
+Conventions (docs/api.md): every error is an RFC 9457 problem document
+(``application/problem+json``); lists answer one envelope
+``{"total", "limit", "offset", "items"}`` with ``?limit=`` and ``?offset=``; the partner is
+``partner_id`` (``?partner_id=``, the older ``?partner=`` still read); times are ISO 8601
+with their offset (UTC).
+
 ``create_console(gateway)`` builds the application and its ``Authenticator`` from the
-routers of ``gateway.web.routes`` (one per resource), with the error mapping of
-``gateway.web.errors``; mount ``console.routes`` (a ``Mount("/api", …)``) in the gateway's
+routers of ``gateway.web.routes`` (one per resource), with the problem documents of
+``gateway.web.errors`` and the OpenAPI document of ``gateway.web.openapi``; mount ``console.routes`` (a ``Mount("/api", …)``) in the gateway's
 Starlette app.
 """
 
@@ -27,9 +33,9 @@ from fastapi import Depends, FastAPI
 from starlette.routing import Mount
 
 from gateway.core.status import Role
-from gateway.web import errors
+from gateway.web import errors, openapi
 from gateway.web.auth import Authenticator
-from gateway.web.deps import REFUSALS, ConsoleGateway, guard
+from gateway.web.deps import ConsoleGateway, guard
 from gateway.web.routes import PARTNERS, ROUTERS, account
 from gateway.web.routes.outbound import BODY_LIMITS as OUTBOUND_LIMITS
 from gateway.web.routes.partners import UPLOAD_LIMITS
@@ -71,7 +77,7 @@ def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> 
     auth = Authenticator(gateway.store, secure_cookies=secure_cookies)
     api = FastAPI(title="edigw", description=API_DESCRIPTION, version="1",
                   openapi_url=None, docs_url=None, redoc_url=None,
-                  servers=[{"url": "/api"}], responses=REFUSALS)
+                  servers=[{"url": "/api"}])
     api.state.auth = auth
     api.state.gateway = gateway
     errors.install(api)
@@ -80,6 +86,7 @@ def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> 
     api.include_router(PARTNERS, dependencies=[Depends(guard(Role.VIEWER))])
     api.include_router(account.router)  # /account (clients too), /password-reset (anyone)
     api.include_router(portal_router)
+    openapi.install(api)
     return Console(api=api, auth=auth)
 
 

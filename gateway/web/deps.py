@@ -16,12 +16,13 @@ from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.core.status import Role
 from gateway.store.audit import AuditLog
 from gateway.store.db import Store
 from gateway.store.records import aware
-from gateway.web.auth import Authenticator, Principal
+from gateway.web.auth import COOKIE, Authenticator, Principal
 
 
 class ConsoleGateway(Protocol):
@@ -41,10 +42,24 @@ def authenticator(request: Request) -> Authenticator:
     return auth
 
 
-def guard(role: str) -> Callable[[Request], Principal]:
+#: The two ways to be logged in, as the OpenAPI document declares them (either will do).
+#: They only declare: ``Authenticator.authorize`` reads the request and refuses (401, with
+#: ``WWW-Authenticate: Bearer``) as a problem document, not these classes.
+BEARER = HTTPBearer(scheme_name="bearerAuth", auto_error=False,
+                    description="an API token (`POST /api/tokens`), as "
+                                "`Authorization: Bearer edigw_…`")
+SESSION = APIKeyCookie(name=COOKIE, scheme_name="sessionCookie", auto_error=False,
+                       description="the browser session of `POST /api/login`; unsafe "
+                                   "methods also need its `X-CSRF-Token` header")
+
+
+def guard(role: str) -> Callable[..., Principal]:
     """A dependency answering the principal when it may act as ``role`` (401 or 403 else,
-    and 403 on an unsafe cookie request without its CSRF token)."""
-    def require(request: Request) -> Principal:
+    and 403 on an unsafe cookie request without its CSRF token). Every route using it is
+    marked in the OpenAPI document as needing ``bearerAuth`` or ``sessionCookie``."""
+    def require(request: Request,
+                _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+                _session: Annotated[str | None, Depends(SESSION)]) -> Principal:
         return authenticator(request).authorize(request, role)
 
     require.__name__ = f"require_{role}"
@@ -58,9 +73,9 @@ Operator = Annotated[Principal, Depends(guard(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(guard(Role.ADMIN))]
 
 #: The refusals every guarded route may answer, for the OpenAPI document.
-REFUSALS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not logged in"},
-    403: {"description": "role too low, or CSRF token missing (cookie sessions)"}}
+REFUSALS: dict[str, dict[str, Any]] = {
+    "401": {"description": "not logged in"},
+    "403": {"description": "role too low, or CSRF token missing (cookie sessions)"}}
 
 
 def gateway_of(request: Request) -> ConsoleGateway:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -36,8 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from gateway.channels.kind import PartnerFormPost
-from gateway.channels.registry import CHANNELS, channel
+from gateway.channels.registry import CHANNELS
 from gateway.core import clock
 from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
@@ -49,6 +48,7 @@ from gateway.core.status import (
     can_send_again,
 )
 from gateway.core.status import TransmissionStatus as T
+from gateway.core.zone import shown, zone_of
 from gateway.formats.registry import FORMAT_NAMES, MANUAL_FORMATS
 from gateway.store.audit import AuditLog
 from gateway.store.channels import ChannelHealth, ChannelRecords
@@ -61,7 +61,6 @@ from gateway.store.read.activity import (
     open_alerts_by_partner,
 )
 from gateway.store.read.transmissions import transmission_view
-from gateway.store.records import aware
 from gateway.tracker.alerts import AlertBook
 from gateway.web import charts
 from gateway.web.auth import (
@@ -75,9 +74,6 @@ from gateway.web.auth import (
 from gateway.web.portal import portal_routes
 from gateway.web.routes.pricelists import price_lists_page
 from gateway.web.segments import edifact_segments
-
-if TYPE_CHECKING:
-    from gateway.web.partners_admin import PartnerAdmin
 
 log = structlog.get_logger("edigw.web")
 
@@ -130,10 +126,8 @@ class Page:
 
     @property
     def tz(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.gateway.settings.tracker.timezone)
-        except Exception:  # no settings in a bare test app
-            return ZoneInfo("UTC")
+        """The gateway's one time zone (UTC in a bare test app without settings)."""
+        return zone_of(getattr(self.gateway, "settings", None))
 
     def field(self, name: str, default: str = "") -> str:
         value = self.form.get(name) if self.form is not None else None
@@ -146,9 +140,7 @@ class Page:
 
 
 def _local(at: dt.datetime | None, tz: ZoneInfo) -> str:
-    if at is None:
-        return ""
-    return aware(at).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return shown(at, tz, abbreviation=False)
 
 
 def _refused(request: Request, who: Principal | None, reason: str) -> Response:
@@ -430,6 +422,8 @@ def _mask(value: Any, key: str = "") -> Any:
 
 
 def partner(p: Page) -> Response:
+    from gateway.web.partner_pages import admin_context
+
     pid = p.request.path_params["pid"]
     prof = p.gateway.partners.get(pid)
     if prof is None:
@@ -460,33 +454,7 @@ def partner(p: Page) -> Response:
                     admin=p.who.may(Role.ADMIN), channel_forms=PARTNER_FORMS,
                     checklist=_checklist(p.store, prof),
                     message=p.request.query_params.get("message"),
-                    error=p.request.query_params.get("error"))
-
-
-def _lines(text: str) -> list[str]:
-    return [x.strip() for x in text.replace(",", "\n").splitlines() if x.strip()]
-
-
-def _admin_service(request: Request) -> Any:
-    from gateway.web.routes.partners import partner_admin
-
-    return partner_admin(request)  # app.state.partner_admin, made on first use
-
-
-def _documents(text: str) -> list[dict[str, str]]:
-    """``type format [mapping]`` per line, e.g. ``order edifact eancom-orders-d96a``."""
-    docs = []
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        doc = {"type": words[0]}
-        if len(words) > 1:
-            doc["format"] = words[1]
-        if len(words) > 2:
-            doc["mapping"] = words[2]
-        docs.append(doc)
-    return docs
+                    error=p.request.query_params.get("error"), **admin_context(p, prof))
 
 
 def _checklist(store: Store, partner: Any) -> list[Any]:
@@ -495,77 +463,6 @@ def _checklist(store: Store, partner: Any) -> list[Any]:
 
     return checklist(store, partner)
 
-
-def _set_state(p: Page, service: PartnerAdmin, pid: str, **kw: Any) -> str:
-    """The state form: the new state with its reason (and force); going live releases what
-    was held while suspended. What to tell the admin."""
-    from gateway.tracker.onboarding import release_held
-
-    reason = p.field("reason")
-
-    def release(partner_id: str) -> int:
-        return len(release_held(p.gateway, partner_id, by=p.who.username, reason=reason))
-
-    done = service.set_state(p.who.username, pid, p.field("state"), reason=reason,
-                             force=p.field("force") == "on", release=release, **kw)
-    return f"state {done['state']}" + (f", {done['released']} held file(s) released"
-                                       if done["released"] else "")
-
-
-def partner_change(p: Page) -> Response:
-    """One administration form (``what``) posted for a partner: PartnerAdmin checks, writes
-    and records it in the audit trail."""
-    from gateway.web.partners_admin import PartnerAdminError
-
-    pid, what = p.request.path_params["pid"], p.request.path_params["what"]
-    service = _admin_service(p.request)
-    actor = p.who.username
-    kw = dict(remote=p.request.client.host if p.request.client else None)
-    try:
-        if what == "contacts":
-            service.set_contacts(actor, pid, emails=_lines(p.field("emails")), **kw)
-        elif what == "sftp":
-            if p.field("password"):
-                service.set_sftp_password(actor, pid, p.field("password"), **kw)
-            if p.field("private_key"):
-                service.set_sftp_key(actor, pid, p.field("private_key"),
-                                     p.field("passphrase") or None, **kw)
-            if p.field("host_key"):
-                service.set_sftp_host_key(actor, pid, p.field("host_key"), **kw)
-        elif what in PARTNER_FORMS:
-            _channel_form(p, what, service, pid)
-        elif what == "as2-certificate":
-            upload = p.form.get("certificate") if p.form is not None else None
-            data = upload.file.read() if upload is not None and hasattr(upload, "file") else b""
-            service.upload_as2_certificate(actor, pid, data, as2_id=p.field("as2_id") or None,
-                                           **kw)
-        elif what == "documents":
-            service.set_documents(actor, pid, _documents(p.field("documents")), **kw)
-        elif what == "acknowledgements":
-            service.set_acknowledgements(
-                actor, pid, contrl=p.field("contrl") or None,
-                email_acknowledgements=p.field("email_acknowledgements") == "on",
-                failure_notices=p.field("failure_notices") == "on", **kw)
-        elif what in ("disable", "enable"):
-            getattr(service, what)(actor, pid, **kw)
-        elif what == "state":
-            said = _set_state(p, service, pid, **kw)
-            return RedirectResponse(f"/partners/{pid}?message=" + quote(said), 303)
-        else:
-            return p.render("not_found.html", 404, what=f"form {what}")
-    except PartnerAdminError as exc:
-        return RedirectResponse(f"/partners/{pid}?error=" + quote(str(exc)), 303)
-    return RedirectResponse(f"/partners/{pid}?message=" + quote(f"{what} saved"), 303)
-
-
-def _channel_form(p: Page, name: str, service: PartnerAdmin, pid: str) -> None:
-    """A channel's own form on the partner page (``ChannelKind.partner_form``)."""
-    form = channel(name).partner_form
-    assert form is not None  # PARTNER_FORMS lists only the channels that have one
-    fields = {k: v for k, v in (p.form or {}).items() if isinstance(v, str)}
-    form(PartnerFormPost(admin=service, actor=p.who.username, partner_id=pid,
-                         current=p.gateway.partners.get(pid), fields=fields,
-                         remote=p.request.client.host if p.request.client else None))
 
 
 # -- alerts and audit -------------------------------------------------------------------------
@@ -616,7 +513,9 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
     from gateway.web.account_pages import account_routes  # it imports this module
     from gateway.web.alert_pages import alert_action, alerts, alerts_bulk  # it does too
     from gateway.web.log_pages import transmission_rows, transmissions, transmissions_csv
-    viewer, operator, admin = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+    from gateway.web.partner_pages import partner_admin_routes
+    from gateway.web.quarantine_pages import quarantine_routes
+    viewer, operator = Role.VIEWER, Role.OPERATOR
 
     def route(path: str, role: str, handler: Handler, method: str = "GET") -> Route:
         return Route(path, _guard(auth, role, handler), methods=[method],
@@ -632,8 +531,9 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/transmissions/{tid}/reprocess", operator, reprocess, "POST"),
         route("/search", viewer, search),
         route("/partners", viewer, partners),
+        *partner_admin_routes(auth),  # /partners/new before /partners/{pid}
         route("/partners/{pid}", viewer, partner),
-        route("/partners/{pid}/{what}", admin, partner_change, "POST"),
+        *quarantine_routes(auth),
         route("/alerts", viewer, alerts),
         route("/alerts/bulk/{action:str}", operator, alerts_bulk, "POST"),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),

@@ -3,8 +3,11 @@
 - One paging envelope: ``{"total": N, "limit": L, "offset": O, "items": [...]}``
   (``Paged[ItemModel]`` as the response model, ``paged(items, total, limit, offset)`` to
   build it); ``Limit`` and ``Offset`` are the query parameters.
+  A short list kept whole in memory (users, tokens, price-list standings) is cut by
+  ``page_of(rows, limit, offset)``.
 - One name for the partner: ``partner_id`` in bodies, responses and query filters
-  (``PartnerFilter``; ``?partner=`` is still read, as the older spelling).
+  (``PartnerFilter``; ``?partner=`` is still read, as the older spelling);
+  ``partner_named(row)`` renames a row's ``partner`` key from the layers below.
 """
 
 from __future__ import annotations
@@ -36,9 +39,22 @@ def paged(items: Sequence[Any], total: int, limit: int, offset: int) -> dict[str
     return {"total": total, "limit": limit, "offset": offset, "items": list(items)}
 
 
+def page_of(rows: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
+    """The envelope of one page of ``rows`` (a whole list held in memory)."""
+    return paged(rows[offset:offset + limit], len(rows), limit, offset)
+
+
+def partner_named(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its ``partner`` key as ``partner_id`` (the API's one name)."""
+    if "partner" not in row:
+        return row
+    named = {("partner_id" if k == "partner" else k): v for k, v in row.items()}
+    return named
+
+
 def _partner_filter(
         partner_id: Annotated[str | None, Query(max_length=64,
-                                                description="only this partner's rows")] = None,
+                                                description="the partner (its id)")] = None,
         partner: Annotated[str | None, Query(max_length=64, include_in_schema=False)] = None
 ) -> str | None:
     return partner_id if partner_id is not None else partner
@@ -47,4 +63,4 @@ def _partner_filter(
 #: The partner a list is narrowed to (``?partner_id=``, or the older ``?partner=``).
 PartnerFilter = Annotated[str | None, Depends(_partner_filter)]
 
-__all__ = ["Limit", "Offset", "Paged", "PartnerFilter", "paged"]
+__all__ = ["Limit", "Offset", "Paged", "PartnerFilter", "page_of", "paged", "partner_named"]

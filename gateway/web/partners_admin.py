@@ -3,7 +3,10 @@
 Each change reads the profile's TOML as written (``${VAR}`` references unexpanded), edits it,
 validates the result as ``load_partners`` would (environment expanded, the model's rules, the
 id equal to the file name, AS2 ids, phone numbers and UNB ids unique across partners), writes
-it atomically (a temporary file, then ``os.replace``), reloads the directory, records the
+it atomically (a temporary file, then ``os.replace``) only if ``edigw check-config`` would accept
+the configuration it leaves (``gateway.channels.checks``: what the change adds to its problems
+refuses it; files the profile names, such as a certificate, are judged in place and taken
+away again on refusal), reloads the directory, records the
 change in the audit trail (the changed part before and after, secrets masked) and hands the
 new directory to ``on_change``. A change that fails validation leaves the file untouched.
 Comments in a rewritten profile are not kept (``tomli_w`` writes plain TOML).
@@ -24,6 +27,7 @@ Errors::
     PartnerAdminError
     ├── NotFound   no such partner (404)
     ├── Invalid    a value is refused: .field, .reason (422)
+    │   └── CheckFailed  ``edigw check-config`` would refuse the result: .problems (422)
     ├── Conflict   a value belongs to another partner or the id exists: .field, .value,
     │              .owner (409)
     └── NotReady   promotion to live refused: .missing, the go-live checklist's items not
@@ -32,6 +36,7 @@ Errors::
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import copy
 import datetime as dt
@@ -58,6 +63,7 @@ from gateway.config import (
     PARTNER_STATES,
     DocumentSettings,
     GatewaySettings,
+    Identifiers,
     Partner,
     PartnerDirectory,
     _expand,
@@ -68,6 +74,7 @@ from gateway.config import (
 from gateway.core import clock
 from gateway.core.errors import ConfigError, EdigwError
 from gateway.store.audit import AuditLog, mask_secrets
+from gateway.store.certificates import PartnerCertificate, judged, unreadable
 from gateway.tracker.onboarding import Item, checklist, missing
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -98,6 +105,16 @@ class Invalid(PartnerAdminError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}", partner=partner)
+
+
+class CheckFailed(Invalid):
+    """The changed profile (and the files it names) would make ``edigw check-config``
+    refuse the configuration: ``problems`` are its lines this change would add."""
+
+    def __init__(self, problems: Sequence[str], *, partner: str | None = None) -> None:
+        self.problems = list(problems)
+        super().__init__("check-config", "edigw check-config would refuse it: "
+                         + "; ".join(self.problems), partner=partner)
 
 
 class Conflict(PartnerAdminError):
@@ -169,21 +186,36 @@ class PartnerAdmin:
 
     def create(self, actor: str, pid: str, name: str, *, unb: Sequence[str | dict[str, str]] = (),
                gln: Sequence[str] = (), emails: Sequence[str] = (),
-               channels: Sequence[str] = ("folder",), remote: str | None = None
+               channels: Sequence[str] = ("folder",), remote: str | None = None,
+               identifiers: Mapping[str, Any] | None = None,
+               documents: Sequence[Mapping[str, Any]] = (), state: str | None = None
                ) -> dict[str, Any]:
-        """A new profile ``<pid>.toml``; Conflict when the id or an identifier is taken."""
+        """A new profile ``<pid>.toml``; Conflict when the id or an identifier is taken.
+        ``identifiers`` as ``set_identifiers`` takes them (besides ``unb``, ``gln`` and
+        ``emails``), ``documents`` as ``set_documents``, ``state`` one of the onboarding
+        states (default live)."""
         if not _ID.match(pid):
             raise Invalid("id", "lower-case letters, digits, '.', '_' and '-' (64 at most), "
                                 "starting with a letter or digit")
-        idents: dict[str, Any] = {}
+        if not name or not name.strip():
+            raise Invalid("name", "must not be empty", partner=pid)
+        given: dict[str, Any] = dict(identifiers or {})
         if unb:
-            idents["unb"] = [u if isinstance(u, dict) else {"id": u} for u in unb]
+            given["unb"] = [*given.get("unb", []), *unb]
         if gln:
-            idents["gln"] = [g.strip() for g in gln]
+            given["gln"] = [*given.get("gln", []), *gln]
         if emails:
-            idents["email"] = _emails(emails, "emails")
-        raw = {"id": pid, "name": name.strip(), "channels": list(channels),
-               "identifiers": idents}
+            given["email"] = [*given.get("email", []), *emails]
+        idents = {k: v for k, v in _identifiers(given, pid).items() if v}
+        raw: dict[str, Any] = {"id": pid, "name": name.strip(), "channels": list(channels),
+                               "identifiers": idents}
+        if state is not None and state != "live":
+            if state not in PARTNER_STATES:
+                raise Invalid("state", f"{state!r} is not a state: one of "
+                              f"{', '.join(PARTNER_STATES)}", partner=pid)
+            raw["state"] = state
+        if documents:
+            raw["documents"] = self._documents(pid, documents)
         with _LOCK:
             path = self._path(pid)
             if path.exists():
@@ -390,6 +422,107 @@ class PartnerAdmin:
                              files=[(path, pem, 0o644)], remote=remote, note=info)
         return {**shown, "certificate": info}
 
+    def certificates(self, pid: str, *, now: dt.datetime | None = None
+                     ) -> Sequence[PartnerCertificate]:
+        """The certificates the partner's ``[as2]`` names (current, rotation, CA), each read
+        from its file and judged now (``gateway.store.certificates``)."""
+        from gateway.channels.as2.keys import load_ca_certificates, load_partner_certificates
+
+        partner = self._directory().get(pid) if _ID.match(pid) else None
+        if partner is None:
+            raise NotFound(pid)
+        if partner.as2 is None:
+            return []
+        now = now or clock.now()
+        warning = (self.settings.as2.certificate_warning_days
+                   if self.settings.as2 is not None else 30)
+        places = [(f, "current" if i == 0 else "rotation")
+                  for i, f in enumerate(partner.as2.certificates)]
+        places += [(f, "ca") for f in partner.as2.ca_certificates]
+        out: builtins.list[PartnerCertificate] = []
+        for file, place in places:
+            # One file at a time (as the AS2 channel's check reads them): one bad file does
+            # not hide the others.
+            one = partner.as2.model_copy(update={
+                "certificates": [] if place == "ca" else [file],
+                "ca_certificates": [file] if place == "ca" else []})
+            try:
+                found = (load_ca_certificates(one) if place == "ca"
+                         else load_partner_certificates(one))
+            except ConfigError as exc:
+                out.append(unreadable(str(file), place, str(exc)))
+                continue
+            out += [judged(c, str(file), place, now, warning) for c in found]
+        return out
+
+    def remove_certificate(self, actor: str, pid: str, fingerprint: str, *,
+                           remote: str | None = None) -> dict[str, Any]:
+        """Take the certificate whose SHA-256 fingerprint is ``fingerprint`` out of the
+        partner's ``[as2]`` (``certificates`` or ``ca_certificates``); its file is kept.
+        Refused as check-config would (an AS2 partner needs a certificate); a file holding
+        several certificates is not split here."""
+        wanted = fingerprint.strip().lower().replace(":", "")
+        listed = self.certificates(pid)
+        match = [c for c in listed if c.fingerprint == wanted]
+        if not match:
+            raise Invalid("fingerprint", f"partner {pid} has no certificate {fingerprint}",
+                          partner=pid)
+        file = match[0].file
+        if sum(1 for c in listed if c.file == file) > 1:
+            raise Invalid("fingerprint", f"{file} holds several certificates: change that "
+                          "file or the profile by hand", partner=pid)
+
+        def edit(raw: dict[str, Any]) -> None:
+            as2 = raw.get("as2") or {}
+            for key in ("certificates", "ca_certificates"):
+                if key in as2:
+                    as2[key] = [c for c in as2[key] if str(c) != file]
+
+        def part(raw: dict[str, Any]) -> dict[str, Any]:
+            as2 = raw.get("as2") or {}
+            return {"certificates": as2.get("certificates", []),
+                    "ca_certificates": as2.get("ca_certificates", [])}
+        gone = match[0]
+        return self._change(actor, pid, "partner.certificate-remove", edit, part, remote=remote,
+                            note={"removed": {"subject": gone.subject, "serial": gone.serial,
+                                              "sha256": gone.fingerprint, "file": file}})
+
+    # -- identifiers ------------------------------------------------------------------------
+
+    def set_identifiers(self, actor: str, pid: str, identifiers: Mapping[str, Any], *,
+                        remote: str | None = None) -> dict[str, Any]:
+        """Replace the lists of ``[identifiers]`` named in ``identifiers`` (``unb`` as
+        ``{id, qualifier}`` or ``"ID:QUALIFIER"``; ``gln``, ``vat``, ``siren``, ``siret``,
+        ``as2``, ``email``, ``phone`` as strings); the others stay. An empty list removes
+        the scheme. Each value may belong to one partner only."""
+        new = _identifiers(identifiers, pid)
+        if "email" in new:
+            self._check_emails(pid, new["email"])
+
+        def edit(raw: dict[str, Any]) -> None:
+            idents = raw.setdefault("identifiers", {})
+            for scheme, values in new.items():
+                _set(idents, scheme, values)
+            if not idents:
+                raw.pop("identifiers", None)
+        return self._change(actor, pid, "partner.identifiers", edit,
+                            lambda raw: dict(raw.get("identifiers", {})), remote=remote)
+
+    def add_identifier(self, actor: str, pid: str, scheme: str, value: str,
+                       qualifier: str | None = None, *, remote: str | None = None
+                       ) -> dict[str, Any]:
+        """One more identifier (``scheme`` ``unb`` with its ``qualifier``, or another
+        scheme of ``[identifiers]``); nothing changes if the profile lists it already."""
+        current = self.get(pid)["identifiers"]
+        if scheme == "unb":
+            item: Any = {"id": value, "qualifier": qualifier} if qualifier else {"id": value}
+            listed = [{k: v for k, v in u.items() if v is not None} for u in current["unb"]]
+            values: list[Any] = listed + ([item] if item not in listed else [])
+        else:
+            values = list(current.get(scheme, [])) if scheme in current else []
+            values += [value] if value not in values else []
+        return self.set_identifiers(actor, pid, {scheme: values}, remote=remote)
+
     # -- a channel's own operations ------------------------------------------------------
 
     def change(self, actor: str, pid: str, action: str, edit: Edit, part: Part, *,
@@ -406,7 +539,18 @@ class PartnerAdmin:
                       remote: str | None = None) -> dict[str, Any]:
         """Replace ``[[documents]]`` (type, format, mapping); a named mapping must exist in
         the gateway's mappings and be of the document's format."""
-        docs: list[dict[str, Any]] = []
+        docs = self._documents(pid, documents)
+
+        def edit(raw: dict[str, Any]) -> None:
+            _set(raw, "documents", docs)
+        return self._change(actor, pid, "partner.documents", edit,
+                            lambda raw: {"documents": raw.get("documents", [])}, remote=remote)
+
+    def _documents(self, pid: str, documents: Sequence[Mapping[str, Any]]
+                   ) -> builtins.list[dict[str, Any]]:
+        """``[[documents]]`` checked: the model's rules, a named mapping existing and
+        reading the document's format."""
+        docs: builtins.list[dict[str, Any]] = []
         for i, d in enumerate(documents):
             try:
                 model = DocumentSettings.model_validate(dict(d))
@@ -435,11 +579,7 @@ class PartnerAdmin:
                 if fmt in ("edifact", "xml", "csv") and fmt != d["format"]:
                     raise Invalid(f"documents[{i}].mapping", f"mapping {d['mapping']!r} reads "
                                   f"{fmt}, not {d['format']}", partner=pid)
-
-        def edit(raw: dict[str, Any]) -> None:
-            _set(raw, "documents", docs)
-        return self._change(actor, pid, "partner.documents", edit,
-                            lambda raw: {"documents": raw.get("documents", [])}, remote=remote)
+        return docs
 
     def set_acknowledgements(self, actor: str, pid: str, *, contrl: str | None = None,
                              email_acknowledgements: bool | None = None,
@@ -502,8 +642,9 @@ class PartnerAdmin:
 
     def _commit(self, pid: str, old_text: str | None, raw: dict[str, Any], *,
                 files: Sequence[tuple[Path, bytes, int]] = ()) -> PartnerDirectory:
-        """Validate ``raw`` as the profile of ``pid``, write ``files`` then the profile, and
-        reload the directory; on a reload failure the old profile is put back."""
+        """Validate ``raw`` as the profile of ``pid``, write ``files``, judge the result as
+        check-config would (``files`` taken away again on refusal), write the profile and
+        reload the directory; on a reload failure the old profile and files are put back."""
         path = self._path(pid)
         try:
             text = tomli_w.dumps(raw)
@@ -516,13 +657,13 @@ class PartnerAdmin:
             if "${" in value:
                 raise Invalid("value", "environment references (${…}) can only be written in "
                               "the profile file, not through the console", partner=pid)
-        self._validate(pid, path, raw)
-        for file, data, mode in files:
-            secret = mode == 0o600
-            if secret:  # the secrets folder and the partner's folder in it: owner only
-                self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                os.chmod(self.secrets_dir, 0o700)
-            _write_atomic(file, data, mode, folder_mode=0o700 if secret else 0o755)
+        partner = self._validate(pid, path, raw)
+        undo = self._stage(files)
+        try:
+            self._check_config(pid, partner)
+        except BaseException:
+            undo()
+            raise
         _write_atomic(path, text.encode("utf-8"), _mode_of(path, 0o644))
         try:
             return load_partners(self.folder, self.env)
@@ -531,7 +672,41 @@ class PartnerAdmin:
                 path.unlink(missing_ok=True)
             else:
                 _write_atomic(path, old_text.encode("utf-8"), _mode_of(path, 0o644))
+            undo()
             raise Invalid(exc.key or "profile", str(exc), partner=pid) from None
+
+    def _stage(self, files: Sequence[tuple[Path, bytes, int]]) -> Callable[[], None]:
+        """Write ``files`` (secrets owner-only); return what puts back what was there."""
+        kept: list[tuple[Path, bytes | None, int]] = []
+        for file, data, mode in files:
+            try:
+                kept.append((file, file.read_bytes(), _mode_of(file, mode)))
+            except FileNotFoundError:
+                kept.append((file, None, mode))
+            secret = mode == 0o600
+            if secret:  # the secrets folder and the partner's folder in it: owner only
+                self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.chmod(self.secrets_dir, 0o700)
+            _write_atomic(file, data, mode, folder_mode=0o700 if secret else 0o755)
+
+        def undo() -> None:
+            for file, old, mode in reversed(kept):
+                if old is None:
+                    file.unlink(missing_ok=True)
+                else:
+                    _write_atomic(file, old, mode)
+        return undo
+
+    def _check_config(self, pid: str, partner: Partner) -> None:
+        """CheckFailed when ``edigw check-config`` would find problems with ``partner`` in
+        place of the profile of ``pid`` that it does not find today."""
+        from gateway.channels.checks import added_problems
+
+        current = self._directory()
+        after = PartnerDirectory([p for p in current if p.id != pid] + [partner])
+        added = added_problems(self.settings, current, after)
+        if added:
+            raise CheckFailed(added, partner=pid)
 
     def _validate(self, pid: str, path: Path, raw: dict[str, Any]) -> Partner:
         """``raw`` as ``load_partners`` would judge it, against the other profiles."""
@@ -597,6 +772,48 @@ def _sftp(raw: dict[str, Any], pid: str) -> dict[str, Any]:
         raise Invalid("sftp", "the profile has no [sftp] section (host, user): add it to the "
                               "profile first", partner=pid)
     return sftp
+
+
+#: The schemes of ``[identifiers]`` besides ``unb``.
+SCHEMES = ("gln", "vat", "siren", "siret", "as2", "email", "phone")
+
+
+def _identifiers(given: Mapping[str, Any], pid: str) -> dict[str, list[Any]]:
+    """``[identifiers]`` lists as given (``unb`` items ``{id, qualifier}`` or ``ID:QUAL``),
+    checked by the profile model, blanks dropped, repeats once."""
+    out: dict[str, list[Any]] = {}
+    for scheme, values in given.items():
+        if scheme != "unb" and scheme not in SCHEMES:
+            raise Invalid(f"identifiers.{scheme}", "not an identifier scheme: one of unb, "
+                          + ", ".join(SCHEMES), partner=pid)
+        if isinstance(values, (str, dict)):
+            values = [values]
+        items: list[Any] = []
+        for v in values or []:
+            if scheme == "unb":
+                if isinstance(v, str):
+                    ident, _, qual = v.strip().partition(":")
+                    v = {"id": ident.strip(), "qualifier": qual.strip() or None}
+                v = {k: str(x).strip() for k, x in dict(v).items() if x not in (None, "")}
+                if not v.get("id"):
+                    continue
+            else:
+                v = str(v).strip()
+                if not v:
+                    continue
+            if v not in items:
+                items.append(v)
+        if scheme == "email":
+            items = _emails(items, "identifiers.email") if items else []
+        out[scheme] = items
+    try:
+        Identifiers.model_validate(out)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise Invalid(f"identifiers.{where}", f"{err['msg']} (value {err.get('input')!r})",
+                      partner=pid) from None
+    return out
 
 
 def _emails(values: Sequence[str], field: str) -> list[str]:

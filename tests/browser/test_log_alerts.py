@@ -139,7 +139,7 @@ def test_one_alert_for_the_files_of_one_unknown_sender_resolved_in_bulk(
     expect(rows).to_have_count(1)
     row = rows.first
     expect(row.locator("td.count")).to_contain_text("40 file(s)")
-    expect(row.locator("td.summary")).to_contain_text(f"unknown UNB sender {STRANGER}")
+    expect(row.locator("td.summary")).to_contain_text(f"unknown sender UNB {STRANGER}")
     expect(row.locator("a.make-partner")).to_have_attribute(
         "href", f"/quarantine?sender=unb%3A14%3A{STRANGER}")
     _fits(page)

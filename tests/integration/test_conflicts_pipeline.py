@@ -191,8 +191,9 @@ def test_release_through_the_api_needs_an_operator_and_writes_the_audit(gw):
         return {"Authorization": f"Bearer {tokens[role]}"}
 
     assert client.get("/api/conflicts", headers=as_("viewer")).status_code == 403
-    listed = client.get("/api/conflicts", headers=as_("operator")).json()
-    assert [c["document"]["id"] for c in listed] == [held.id]
+    page = client.get("/api/conflicts", headers=as_("operator")).json()
+    listed = page["items"]
+    assert [c["document"]["id"] for c in listed] == [held.id] and page["total"] == 1
     assert listed[0]["differences"] == [{"path": "totals.payable", "before": "144.44",
                                          "after": "4918.84"}]
     one = client.get(f"/api/conflicts/{held.id}", headers=as_("operator")).json()
@@ -207,7 +208,7 @@ def test_release_through_the_api_needs_an_operator_and_writes_the_audit(gw):
     again = client.post(f"/api/conflicts/{held.id}/release", headers=as_("operator"), json={})
     assert again.status_code == 409
     assert client.get("/api/conflicts/nope", headers=as_("operator")).status_code == 404
-    assert client.get("/api/conflicts", headers=as_("operator")).json() == []
+    assert client.get("/api/conflicts", headers=as_("operator")).json()["items"] == []
 
 
 def test_explain_and_the_tracker_tell_the_same_held_status_and_the_alert_clears(gw):

@@ -188,7 +188,8 @@ def test_cookie_sessions_need_the_csrf_token_and_tokens_do_not(console):
         assert r.status_code == 409
     with _client(console) as anon:
         r = anon.post("/login", json={"username": "operator", "password": "wrong"})
-        assert r.status_code == 401 and r.json() == {"detail": "login refused"}
+        assert r.status_code == 401 and r.json()["detail"] == "login refused"
+        assert r.headers["content-type"] == "application/problem+json"
     entries = AuditLog(console["gw"].store).list(target=f"alert:{alert_id}")
     assert [e.action for e in entries] == ["alert.resolve", "alert.acknowledge"]
 
@@ -236,7 +237,7 @@ def test_reprocess_a_failed_transmission_then_read_it(console):
         assert sum(r["transmissions"] for r in stats["volume"]) == 2
         assert sum(r["failures"] for r in stats["volume"]) == 1
         assert stats["electronic_share"][0]["electronic"] == 1
-        (entry,) = op.get("/audit", params={"target": f"transmission:{tid}"}).json()
+        (entry,) = op.get("/audit", params={"target": f"transmission:{tid}"}).json()["items"]
         assert entry["actor"] == "operator" and entry["after"]["reason"] == "mapping fixed"
         r = op.post(f"/transmissions/{attempt}/reprocess", json={"reason": "again"})
         assert r.status_code == 409
@@ -261,10 +262,10 @@ def test_admin_manages_users_and_everyone_their_own_tokens(console):
                                           "role": "viewer"}).status_code == 400
         r = admin.patch("/users/marie", json={"role": "operator", "password": "new-password-42"})
         assert r.json()["role"] == "operator"
-        trail = admin.get("/audit", params={"target": "user:marie"}).json()
+        trail = admin.get("/audit", params={"target": "user:marie"}).json()["items"]
         assert [e["action"] for e in trail] == ["user.update", "user.create"]
         assert trail[0]["before"]["role"] == "viewer" and trail[0]["after"]["password"] == "***"
-        admin_tokens = {t["id"] for t in admin.get("/tokens").json()}
+        admin_tokens = {t["id"] for t in admin.get("/tokens").json()["items"]}
     with _client(console, "viewer") as viewer:
         r = viewer.post("/tokens", json={"name": "my script"})
         assert r.status_code == 201 and r.json()["token"].startswith("edigw_")
@@ -272,7 +273,7 @@ def test_admin_manages_users_and_everyone_their_own_tokens(console):
         with httpx.Client(base_url=console["url"],
                           headers={"Authorization": f"Bearer {mine['token']}"}) as script:
             assert script.get("/me").json()["user"]["username"] == "viewer"
-        listed = viewer.get("/tokens").json()
+        listed = viewer.get("/tokens").json()["items"]
         assert {t["user"] for t in listed} == {"viewer"} and "token" not in listed[0]
         other = next(iter(admin_tokens - {t["id"] for t in listed}))
         assert viewer.delete(f"/tokens/{other}").status_code == 404

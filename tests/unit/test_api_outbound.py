@@ -79,7 +79,7 @@ def test_an_operator_sends_a_document_202(api: Any) -> None:
     r = post(api, json.dumps(invoice()).encode(), partner="acme")
     assert r.status_code == 202, r.text
     out = r.json()
-    assert (out["status"], out["partner"], out["doc_type"], out["number"], out["control_ref"]) \
+    assert (out["status"], out["partner_id"], out["doc_type"], out["number"], out["control_ref"]) \
         == ("RENDERED", "acme", "invoice", "INV-1", "1")
     row = api.store.get_transmission(out["transmission_id"])
     assert (row.channel, row.direction, row.status) == ("api", "out", "RENDERED")
@@ -128,7 +128,7 @@ def test_a_price_list_goes_to_every_subscriber(api: Any) -> None:
     body = json.dumps(invoice("PL-1")).encode()
     r = post(api, body, price_list="spring")
     assert r.status_code == 202, r.text
-    got = {x["partner"]: x["status"] for x in r.json()["results"]}
+    got = {x["partner_id"]: x["status"] for x in r.json()["results"]}
     assert got == {"acme": "RENDERED", "beta": "RENDERED"}
     assert api.gateway.distributed == [{"list_id": "spring", "origin": "api", "ref": None}]
     none = post(api, body, price_list="autumn")

@@ -31,8 +31,14 @@ def api(tmp_path, monkeypatch):
     partners.mkdir()
     (partners / "acme.toml").write_text(ACME, encoding="utf-8")
     (partners / "beta.toml").write_text(BETA, encoding="utf-8")
+    # Our AS2 identity and an SMTP server: check-config wants them for partners with [as2]
+    # and mail acknowledgements, and every change is judged as check-config would.
+    pair = loopback_pair()
     settings = GatewaySettings.model_validate(
-        {"partners": str(partners), "mappings": str(ROOT / "mappings")})
+        {"partners": str(partners), "mappings": str(ROOT / "mappings"),
+         "smtp": {"host": "127.0.0.1"},
+         "as2": {"identities": [{"as2_id": "as2server", "passphrase": "test",
+                                 "key_file": str(pair / "server_private.pem")}]}})
     store = Store.from_url(f"sqlite:///{tmp_path / 'edigw.sqlite3'}")
     directory = load_partners(partners)
     gateway = SimpleNamespace(settings=settings, store=store, partners=directory,
@@ -151,3 +157,51 @@ def test_certificate_upload_as_raw_body_and_multipart(api):
     assert len(profile["as2"]["certificates"]) == 2
     r = client.post("/partners/acme/as2/certificates", content=b"garbage", headers=h)
     assert r.status_code == 422 and r.json()["detail"]["field"] == "certificate"
+
+
+def test_identifiers_are_patched_per_scheme_and_refused_when_taken(api):
+    """PATCH identifiers replaces the schemes given (UNB as object or ID:QUALIFIER), keeps
+    the others; another partner's phone is 409; a malformed GLN 422; a viewer 403."""
+    client, tokens, _, tmp = api
+    h = tokens["admin"]
+    r = client.patch("/partners/acme/identifiers", headers=h, json={
+        "unb": [{"id": "5412345000013", "qualifier": "14"}, "ACME01:ZZ"],
+        "gln": ["5412345000013"]})
+    assert r.status_code == 200, r.text
+    ids = tomllib.loads((tmp / "partners" / "acme.toml").read_text())["identifiers"]
+    assert ids["unb"] == [{"id": "5412345000013", "qualifier": "14"},
+                          {"id": "ACME01", "qualifier": "ZZ"}]
+    assert ids["gln"] == ["5412345000013"] and ids["email"] == ["orders@acme.example"]
+    r = client.patch("/partners/acme/identifiers", headers=h, json={"phone": ["+33699887766"]})
+    assert r.status_code == 409 and r.json()["detail"]["owner"] == "beta"
+    r = client.patch("/partners/acme/identifiers", headers=h, json={"gln": ["12"]})
+    assert r.status_code == 422 and r.json()["detail"]["field"].startswith("identifiers.gln")
+    assert client.patch("/partners/acme/identifiers", headers=tokens["viewer"],
+                        json={"gln": []}).status_code == 403
+
+
+def test_certificates_are_listed_with_expiry_and_removed_by_fingerprint(api):
+    """Two certificates uploaded: listed current then rotation, each with subject, serial,
+    days left and its badge; removing the rotation one (admin) leaves the current one."""
+    fixtures = loopback_pair()
+    client, tokens, _, tmp = api
+    h = tokens["admin"]
+    for name in ("client_public.pem", "server_public.pem"):
+        r = client.post("/partners/acme/as2/certificates?as2_id=ACMEAS2", headers=h,
+                        content=(fixtures / name).read_bytes())
+        assert r.status_code == 201, r.text
+    r = client.get("/partners/acme/certificates", headers=tokens["viewer"])
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [(c["place"], c["subject"]) for c in items] == [
+        ("current", "CN=as2server"), ("rotation", "CN=as2client")]
+    assert items[0]["badge"].startswith("expires in ") and items[0]["days_left"] > 3000
+    assert items[0]["serial"] and items[0]["issuer"] == "CN=as2server"
+    gone = items[1]["fingerprint"]
+    assert client.delete(f"/partners/acme/certificates/{gone}",
+                         headers=tokens["viewer"]).status_code == 403
+    r = client.delete(f"/partners/acme/certificates/{gone}", headers=h)
+    assert r.status_code == 200, r.text
+    left = client.get("/partners/acme/certificates", headers=h).json()["items"]
+    assert [c["subject"] for c in left] == ["CN=as2server"]
+    assert client.delete(f"/partners/acme/certificates/{gone}", headers=h).status_code == 422

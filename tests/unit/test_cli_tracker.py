@@ -124,7 +124,7 @@ def test_purge_dry_run_then_purge(gw, when):
     when.advance(days=31)
     r = run(gw, "purge", "--dry-run")
     assert r.exit_code == 0, r.output
-    assert f"would purge {tid}  gouden  received 2024-03-05 07:00 UTC" in r.output
+    assert f"would purge {tid}  gouden  received 2024-03-05 08:00 CET" in r.output  # the gateway's zone
     assert "1 transmission(s) to purge, 1 file(s) to delete" in r.output
     assert sha in gw.archive
     r = run(gw, "purge")

@@ -158,6 +158,9 @@ def test_certificate_uploads_take_more_than_max_json_but_not_max_body(console):
     assert r.status_code != 413  # refused further on (no such partner), not for its size
     r = admin.post("/api/partners/nobody/as2/certificates", content=b"x" * (2 << 20))
     assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"  # an API error, RFC 9457
+    assert r.json()["instance"] == "/api/partners/nobody/as2/certificates"
+    assert "limit of this route" in r.json()["detail"]
 
 
 class _Echo:

@@ -60,8 +60,14 @@ def world(tmp_path):
     partners.mkdir()
     (partners / "acme.toml").write_text(ACME, encoding="utf-8")
     (partners / "beta.toml").write_text(BETA, encoding="utf-8")
+    # Our AS2 identity and an SMTP server: check-config wants them for partners with [as2]
+    # and mail acknowledgements, and every change is judged as check-config would.
+    pair = loopback_pair()
     settings = GatewaySettings.model_validate(
-        {"partners": str(partners), "mappings": str(ROOT / "mappings")})
+        {"partners": str(partners), "mappings": str(ROOT / "mappings"),
+         "smtp": {"host": "127.0.0.1"},
+         "as2": {"identities": [{"as2_id": "as2server", "passphrase": "test",
+                                 "key_file": str(pair / "server_private.pem")}]}})
     store = Store.from_url(f"sqlite:///{tmp_path / 'edigw.sqlite3'}")
     seen: list[PartnerDirectory] = []
     admin = PartnerAdmin(settings, audit=AuditLog(store), on_change=seen.append,

@@ -242,7 +242,8 @@ def test_a_client_never_reaches_another_partners_file_by_any_portal_route(gw: An
     assert mine in listed and theirs not in listed
     assert shop.get(f"/portal/documents/{theirs}/download").status_code == 404
     assert shop.get(f"/api/portal/documents/{theirs}/download").status_code == 404
-    assert all(d["transmission_id"] != theirs for d in shop.get("/api/portal/documents").json())
+    assert all(d["transmission_id"] != theirs
+               for d in shop.get("/api/portal/documents").json()["items"])
     assert shop.get("/api/transmissions/" + theirs).status_code == 404
     found = shop.get("/api/portal/search", params={"number": "PO-2024-0107"}).json()
     assert found["verdict"] == verdicts.IN_PROGRESS and found["transmissions"] == [mine]
@@ -275,8 +276,9 @@ def test_a_client_downloads_the_acknowledgement_sent_to_it_as_sent(gw: Any) -> N
     tid = _ingest(gw, SAMPLE.read_bytes(), "acme.edi")
     contrl = [o for o in gw.store.outbound_of(tid) if o.kind == "contrl"][0]
     shop = _client(gw, "shop")
-    listed = shop.get("/api/portal/documents").json()
-    assert [d["id"] for d in listed] == [contrl.id]
+    page = shop.get("/api/portal/documents").json()
+    listed = page["items"]
+    assert [d["id"] for d in listed] == [contrl.id] and page["total"] == 1
     assert listed[0]["label"] == "Acknowledgement (CONTRL)"
     got = shop.get(f"/api/portal/documents/{contrl.id}/download")
     assert got.status_code == 200 and got.content == gw.archive.get(contrl.sha256)

@@ -74,7 +74,7 @@ def test_the_api_and_the_page_show_versions_and_failed_copies(gw: Any) -> None:
         r = client.post("/api/login", json={"username": "vera",
                                             "password": "a-long-enough-password"})
         assert r.status_code == 200
-        shown = {s["partner"]: s for s in client.get("/api/price-lists").json()}
+        shown = {s["partner_id"]: s for s in client.get("/api/price-lists").json()["items"]}
         assert shown["acme"]["sent"]["number"] == "SPRING-2"
         assert shown["acme"]["held"]["number"] == "SPRING-1"  # SPRING-2 not delivered yet
         assert shown["beta"]["sent"] is None and shown["beta"]["mode"] == "changes"
@@ -82,7 +82,9 @@ def test_the_api_and_the_page_show_versions_and_failed_copies(gw: Any) -> None:
         assert len(failed) == 2
         assert [f["transmission_id"] for f in shown["beta"]["failed"]] == failed
         assert shown["beta"]["failed"][0]["stage"] == "mapping"
-        assert client.get("/api/price-lists", params={"list": "autumn"}).json() == []
+        assert client.get("/api/price-lists", params={"list": "autumn"}).json()["total"] == 0
+        only = client.get("/api/price-lists", params={"partner_id": "beta"}).json()
+        assert [s["partner_id"] for s in only["items"]] == ["beta"]
 
         html = client.get("/price-lists").text
         assert 'id="list-spring"' in html and ">Price lists</a>" in html
@@ -118,6 +120,6 @@ def test_an_empty_directory_shows_nothing(tmp_path: Path) -> None:
             client.post("/api/login", json={"username": "vera",
                                             "password": "a-long-enough-password"})
             assert "No price list is subscribed to" in client.get("/price-lists").text
-            assert client.get("/api/price-lists").json() == []
+            assert client.get("/api/price-lists").json()["items"] == []
     finally:
         gateway.close()

@@ -208,7 +208,7 @@ def test_many_files_of_one_unknown_sender_are_one_condition_with_their_count(wor
     assert sorted(found) == [f"quarantine:sender:unb:14:{x}"
                              for x in ("5499999999987", UNKNOWN)]
     c = found[f"quarantine:sender:unb:14:{UNKNOWN}"]
-    assert c.detail["files"] == 12 and c.summary.startswith("12 file(s) from unknown UNB sender")
+    assert c.detail["files"] == 12 and c.summary.startswith("12 file(s) from unknown sender UNB")
     times = {r.id: r.received_at for r in (world.store.get_transmission(first),
                                            world.store.get_transmission(last))}
     assert c.detail["first_received"] == times[first].isoformat()
@@ -559,6 +559,7 @@ def test_processing_stalled_alert_opens_and_closes_when_processing_moves(world):
      "sms", "phone:+33612345678"),
     ("mail from Orders@Stranger.example: no partner profile lists this address", "email",
      "email:orders@stranger.example"),
+    ("channel names partner 'acme', which has no profile", "sftp-acme", "partner:acme"),
     ("payload names no sender and the channel is not partner-specific (ORDERS)",
      "inbox-b", "channel:inbox-b"),
 ])

@@ -19,6 +19,14 @@ claimed by exactly one, by renaming it into the instance's own claim folder
 find it gone. The files an instance claimed and did not move on (it died, or its store was
 away) go back to the inbox once it is found dead; they are then recognised as received
 (or received anew) like any file left in the inbox by a crash.
+
+Each look is a round of the channel's health (``edigw channels``, the tracker's alert on a
+channel failing repeatedly): a look that cannot list the inbox or cannot receive into the
+store is a failure, any other an OK (after a failure, only once the files waiting were received
+or none wait: a look that only notes files proves nothing). Looks come every fraction of a second, so the store is
+written only when the state changes (OK to failing, failing to OK) or ``health_every``
+seconds passed; ``consecutive_failures`` therefore counts the failures recorded, at most one
+per ``health_every`` seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -64,10 +73,21 @@ class FolderSpec:
     stream_above: int = 16 * 1024 * 1024
 
 
+class HealthRecords(Protocol):
+    """The part of ``gateway.store.channels.ChannelRecords`` the channel reports to."""
+
+    def ok(self, channel: str, kind: str, *, partner_id: str | None = None,
+           detail: str | None = None) -> None: ...
+
+    def failed(self, channel: str, kind: str, error: str, *,
+               partner_id: str | None = None) -> int: ...
+
+
 class FolderChannel:
     """Polls one inbox folder and hands complete files to a ``Receiver``."""
 
     name = "folder"
+    kind = "folder"
 
     #: Seconds between two looks for the claim folders of dead instances.
     RECLAIM_EVERY = 5.0
@@ -75,8 +95,18 @@ class FolderChannel:
     def __init__(self, spec: FolderSpec, *, receiver: Receiver,
                  on_received: Callable[[list[Receipt]], None],
                  instance_id: str | None = None,
-                 live_instances: Callable[[], set[str]] | None = None) -> None:
+                 live_instances: Callable[[], set[str]] | None = None,
+                 records: HealthRecords | None = None, health_every: float = 30.0) -> None:
         self.spec = spec
+        #: Where each look's health goes (None: not recorded), under ``folder:<inbox>``.
+        self.records = records
+        self.health_name = f"folder:{spec.path}"
+        self.health_every = health_every
+        #: (failing?, monotonic time) of the health last recorded.
+        self._recorded: tuple[bool, float] | None = None
+        self._taken_since = 0
+        #: Files seen in the inbox at the last look (taken or not yet).
+        self._waiting = 0
         #: Where this instance claims files (None: it watches the inbox alone, no claims).
         self.claims = (spec.path / CLAIMS / _safe(instance_id)) if instance_id else None
         self.live_instances = live_instances
@@ -93,6 +123,7 @@ class FolderChannel:
     def scan_once(self) -> int:
         """One look at the folder: receive and move every file found complete; returns count."""
         spec = self.spec
+        self.last_error = None
         spec.path.mkdir(parents=True, exist_ok=True)
         ready: list[Path] = []
         current: dict[str, tuple[int, int]] = {}
@@ -121,6 +152,7 @@ class FolderChannel:
             if self._seen.get(entry.name) == sig or entry.name in arrived:
                 ready.append(Path(entry.path))
         self._seen = current
+        self._waiting = len(current)
         if self.claims is not None and len(ready) > 1:
             # Instances sharing the inbox start at different places in it: they claim
             # different files rather than race for the same ones.
@@ -130,6 +162,44 @@ class FolderChannel:
         for start in range(0, len(ready), spec.batch):
             taken += self._take(ready[start:start + spec.batch])
         return taken
+
+    def look(self) -> int:
+        """One look (``scan_once``) with its health recorded; returns the files taken."""
+        try:
+            n = self.scan_once()
+        except Exception as exc:
+            self.last_error = repr(exc)
+            self.record_health(0)
+            raise
+        self.record_health(n)
+        return n
+
+    def record_health(self, taken: int) -> None:
+        """Record the look just made (``last_error`` set: failed) when the state changed or
+        ``health_every`` seconds passed; a store that is away is only logged."""
+        self._taken_since += taken
+        failing = self.last_error is not None
+        if (not failing and not taken and self._waiting and self._recorded is not None
+                and self._recorded[0]):
+            return  # files wait since the failure, none received yet: not proven well
+        now = time.monotonic()
+        if (self.records is None or self._recorded is not None
+                and self._recorded[0] == failing and now - self._recorded[1] < self.health_every):
+            return
+        try:
+            if failing:
+                self.records.failed(self.health_name, self.kind, str(self.last_error),
+                                    partner_id=self.spec.partner)
+            else:
+                self.records.ok(self.health_name, self.kind, partner_id=self.spec.partner,
+                                detail=f"{self._taken_since} file(s) taken since the last "
+                                       "record")
+                self._taken_since = 0
+        except Exception as exc:  # the store is away: the next look records again
+            log.warning("channel_health_not_recorded", channel=self.health_name,
+                        error=str(exc))
+            return
+        self._recorded = (failing, now)
 
     def _ignored(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, pat) for pat in self.spec.ignore)
@@ -311,9 +381,8 @@ class FolderChannel:
             while not stop.is_set():
                 woken.clear()
                 try:
-                    n = await asyncio.to_thread(self.scan_once)
-                except Exception as exc:  # never let one bad look stop the channel
-                    self.last_error = repr(exc)
+                    n = await asyncio.to_thread(self.look)
+                except Exception:  # never let one bad look stop the channel
                     log.exception("folder_scan_failed", inbox=str(self.spec.path))
                     n = 0
                 if n:
@@ -474,7 +543,8 @@ def start(ctx: ChannelContext) -> ChannelRun:
                           poll_interval=inbox.poll_interval, ignore=tuple(inbox.ignore),
                           max_size=inbox.max_size)
         channel = FolderChannel(spec, receiver=ctx.receiver, on_received=ctx.on_received,
-                                instance_id=ctx.instance_id, live_instances=live)
+                                instance_id=ctx.instance_id, live_instances=live,
+                                records=ctx.records)
         run.loops.append((f"folder:{spec.path}", channel.run))
         run.everywhere.add(f"folder:{spec.path}")  # each file claimed by one instance
     return run

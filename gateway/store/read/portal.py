@@ -97,6 +97,16 @@ def sent_documents(store: Store, scope: Scope, *, kinds: Sequence[str] = (),
         return [_sent(r) for r in conn.execute(q)]
 
 
+def sent_document_count(store: Store, scope: Scope, *, kinds: Sequence[str] = ()) -> int:
+    """How many payloads ``sent_documents`` pages through with the same kinds."""
+    o = s.outbound
+    q = _sent_query(partner_of(scope)).with_only_columns(sa.func.count()).order_by(None)
+    if kinds:
+        q = q.where(o.c.kind.in_(list(kinds)))
+    with store.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
 def sent_document(store: Store, scope: Scope, ref: str) -> SentDocument | None:
     """One payload sent to the scope's partner, by its id or by its transmission's id (the
     newest of that transmission); None for another partner's."""

@@ -12,6 +12,7 @@ from gateway.web.routes import (
     outbound,
     partners,
     pricelists,
+    quarantine,
     search,
     session,
     stats,
@@ -23,7 +24,7 @@ from gateway.web.routes import (
 ROUTERS: tuple[APIRouter, ...] = (
     session.router, transmissions.router, search.router, alerts.router, conflicts.router,
     users.router, tokens.router, audit.router, stats.router, pricelists.router,
-    outbound.router)
+    outbound.router, quarantine.router)
 
 #: The partner routes: each asks for at least a viewer on top of its own guard.
 PARTNERS: APIRouter = partners.router

@@ -30,6 +30,10 @@ class ResetIn(BaseModel):
     login: str = Field(max_length=254, description="a user name or an e-mail address")
 
 
+class ResetRequestedOut(BaseModel):
+    detail: str = Field(description="the same sentence whatever the name or address")
+
+
 class ResetConfirm(BaseModel):
     token: str = Field(max_length=256)
     password: str = Field(max_length=1024)
@@ -66,7 +70,8 @@ def patch_account(who: Reader, body: AccountPatch, request: Request,
 
 
 @router.post("/password-reset", summary="Mail a password-reset link (always 202: it never "
-             "tells whether the name or address is known)", status_code=202)
+             "tells whether the name or address is known)", status_code=202,
+             response_model=ResetRequestedOut)
 def request_reset(body: ResetIn, request: Request, gateway: Gateway,
                   background: BackgroundTasks) -> dict[str, str]:
     # The same answer, at once: looking up and mailing come after it.

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from gateway.web.deps import Audit, Operator, utc
-from gateway.web.numbers import Offset
+from gateway.web.paging import Limit, Offset, Paged, paged
 
 router = APIRouter(tags=["audit"])
 
@@ -26,12 +26,12 @@ class AuditOut(BaseModel):
 
 
 @router.get("/audit", summary="The audit trail, newest first (operator, admin)",
-            response_model=list[AuditOut])
+            response_model=Paged[AuditOut])
 def audit_trail(who: Operator, audit: Audit, target: str | None = None,
                 actor: str | None = None, action: str | None = None,
                 since: dt.datetime | None = None, until: dt.datetime | None = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Offset = 0) -> list[dict[str, Any]]:
-    return [e.as_dict() for e in audit.list(target=target, actor=actor, action=action,
-                                            since=utc(since), until=utc(until),
-                                            limit=limit, offset=offset)]
+                limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    where: dict[str, Any] = {"target": target, "actor": actor, "action": action,
+                             "since": utc(since), "until": utc(until)}
+    return paged([e.as_dict() for e in audit.list(**where, limit=limit, offset=offset)],
+                 audit.count(**where), limit, offset)

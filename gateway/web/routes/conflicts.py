@@ -3,14 +3,15 @@ one with every difference, and releasing or rejecting one (operator, audited by 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from gateway.core.status import DocumentStatus
 from gateway.store.conflicts import ConflictDesk
 from gateway.web.deps import Operator, StoreDep, iso, remote
+from gateway.web.paging import Limit, Offset, Paged, PartnerFilter, paged
 from gateway.web.routes.transmissions import ReasonIn
 
 router = APIRouter(tags=["conflicts"])
@@ -40,13 +41,15 @@ def _shown(desk: ConflictDesk, document_id: str) -> dict[str, Any]:
 
 
 @router.get("/conflicts", summary="Documents held as conflicts (operator, admin), newest "
-            "first, with what differs", response_model=list[ConflictOut])
-def conflicts(who: Operator, store: StoreDep, partner: str | None = None,
-              rejected: bool = False,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+            "first, with what differs", response_model=Paged[ConflictOut])
+def conflicts(who: Operator, store: StoreDep, partner_id: PartnerFilter,
+              rejected: bool = False, limit: Limit = 100, offset: Offset = 0
+              ) -> dict[str, Any]:
     status = DocumentStatus.REJECTED if rejected else DocumentStatus.CONFLICT
-    return [iso(c.as_dict()) for c in ConflictDesk(store).list(partner=partner, status=status,
-                                                               limit=limit)]
+    desk = ConflictDesk(store)
+    found = desk.list(partner=partner_id, status=status, limit=limit, offset=offset)
+    return paged([iso(c.as_dict()) for c in found],
+                 desk.count(partner=partner_id, status=status), limit, offset)
 
 
 @router.get("/conflicts/{document_id}", summary="One conflict: both documents and every "

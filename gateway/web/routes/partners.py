@@ -5,7 +5,15 @@ Routes (mounted under ``/api``)::
 
     GET    /partners                               viewer  profiles + last contact, health, alerts
     GET    /partners/{id}                          viewer  one of them
-    POST   /partners                               admin   {id, name, unb?, gln?, emails?, channels?}
+    POST   /partners                               admin   {id, name, unb?, gln?, emails?, channels?,
+                                                            identifiers?, documents?, state?}
+    PATCH  /partners/{id}/identifiers              admin   {unb?, gln?, vat?, siren?, siret?, as2?,
+                                                            email?, phone?}: each list given
+                                                            replaces that scheme's
+    GET    /partners/{id}/certificates             viewer  its AS2 certificates: subject, issuer,
+                                                           serial, not_after, days_left, badge,
+                                                           usage, fingerprint
+    DELETE /partners/{id}/certificates/{sha256}    admin   one taken out of its profile
     POST   /partners/{id}/disable                  admin   -
     POST   /partners/{id}/enable                   admin   -
     PATCH  /partners/{id}/contacts                 admin   {name?, emails?, reply_to?}
@@ -23,6 +31,8 @@ Routes (mounted under ``/api``)::
     POST   /partners/{id}/state                    admin   {state, reason, force?}; going live
                                                            releases what was held
 
+Every change is judged as ``edigw check-config`` judges the configuration before it is written:
+what it would refuse is a 422 with field ``check-config``.
 Refusals: 404 unknown partner, 422 ``{"detail": {"field", "reason"}}``, 409 ``{"detail":
 {"field", "value", "owner"}}``; promotion to live refused: 409 ``{"detail": {"reason",
 "missing": [{name, ok, detail}]}}``.The audit trail is read at ``/api/audit`` (the console's).
@@ -164,6 +174,35 @@ def _folder_only() -> list[ChannelName]:
     return ["folder"]
 
 
+class UnbIn(_Body):
+    id: Annotated[str, Field(min_length=1, max_length=35)]
+    qualifier: Annotated[str, Field(max_length=4)] | None = None
+
+
+class IdentifiersIn(_Body):
+    """Each list given replaces that scheme's (an empty one removes it); ``unb`` items as
+    ``{id, qualifier}`` or ``"ID:QUALIFIER"``."""
+
+    unb: list[UnbIn | str] | None = None
+    gln: list[str] | None = None
+    vat: list[str] | None = None
+    siren: list[str] | None = None
+    siret: list[str] | None = None
+    as2: list[str] | None = None
+    email: list[str] | None = None
+    phone: list[str] | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The schemes given, as ``PartnerAdmin.set_identifiers`` takes them."""
+        out: dict[str, Any] = {}
+        for scheme in type(self).model_fields:
+            values = getattr(self, scheme)
+            if values is not None:
+                out[scheme] = [v.model_dump(exclude_none=True) if isinstance(v, UnbIn) else v
+                               for v in values]
+        return out
+
+
 class NewPartner(_Body):
     id: str
     name: Annotated[str, Field(min_length=1)]
@@ -171,6 +210,9 @@ class NewPartner(_Body):
     gln: list[str] = Field(default_factory=list)
     emails: list[str] = Field(default_factory=list)
     channels: list[ChannelName] = Field(default_factory=_folder_only)
+    identifiers: IdentifiersIn | None = None
+    documents: list[dict[str, Any]] = Field(default_factory=list)
+    state: Literal["draft", "test", "live", "suspended"] | None = None
 
 
 class Contacts(_Body):
@@ -206,7 +248,31 @@ class Acknowledgements(_Body):
 def create_partner(body: NewPartner, request: Request, who: Admin,
                    admin: Admin_) -> dict[str, Any]:
     return run_admin(admin.create, who.username, body.id, body.name, unb=body.unb, gln=body.gln,
-               emails=body.emails, channels=body.channels, remote=remote(request))
+                     emails=body.emails, channels=body.channels, remote=remote(request),
+                     identifiers=body.identifiers.given() if body.identifiers else None,
+                     documents=body.documents, state=body.state)
+
+
+@router.patch("/{pid}/identifiers", summary="Change the identifiers (UNB, GLN, VAT, "
+              "e-mail, phone …)")
+def set_identifiers(pid: str, body: IdentifiersIn, request: Request, who: Admin,
+                    admin: Admin_) -> dict[str, Any]:
+    return run_admin(admin.set_identifiers, who.username, pid, body.given(),
+                     remote=remote(request))
+
+
+@router.get("/{pid}/certificates", summary="The partner's AS2 certificates, judged now")
+def list_certificates(pid: str, who: Viewer, admin: Admin_) -> dict[str, Any]:
+    found = run_admin(lambda: {"items": admin.certificates(pid)})["items"]
+    return {"partner_id": pid, "items": [c.as_dict() for c in found]}
+
+
+@router.delete("/{pid}/certificates/{fingerprint}",
+               summary="Take a certificate (by SHA-256 fingerprint) out of the profile")
+def remove_certificate(pid: str, fingerprint: str, request: Request, who: Admin,
+                       admin: Admin_) -> dict[str, Any]:
+    return run_admin(admin.remove_certificate, who.username, pid, fingerprint,
+                     remote=remote(request))
 
 
 @router.post("/{pid}/disable", summary="Disable a partner account")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -35,6 +36,7 @@ from gateway.web import portal_data as data
 from gateway.web import portal_words as words
 from gateway.web.auth import Principal
 from gateway.web.deps import Gateway, StoreDep, guard, iso
+from gateway.web.paging import Offset, Paged, PartnerFilter, paged
 from gateway.web.portal import STAFF_REFUSAL, attachment, client_sentence
 
 router = APIRouter(prefix="/portal", tags=["client portal"])
@@ -45,21 +47,93 @@ BODY_LIMITS = [(r"/api/portal/upload", data.UPLOAD_BODY),
 
 
 def client_only(who: Annotated[Principal, Depends(guard(Role.CLIENT))],
-                partner: Annotated[str | None, Query(
-                    max_length=64, description="your own partner, or nothing: another "
-                    "partner's answers 404")] = None) -> Principal:
-    """A client user bound to its partner; 403 for staff, 404 for a ``partner`` filter
-    naming another partner (as on the shared routes)."""
+                partner_id: PartnerFilter) -> Principal:
+    """A client user bound to its partner; 403 for staff, 404 for a ``partner_id`` filter
+    (or the older ``partner``) naming another partner (as on the shared routes)."""
     if not who.is_client or not who.partner:
         raise HTTPException(403, STAFF_REFUSAL)
-    who.scope.narrow(partner)  # OutOfScope: 404
+    who.scope.narrow(partner_id)  # OutOfScope: 404
     return who
 
 
 Client = Annotated[Principal, Depends(client_only)]
 
 
-@router.post("/upload", status_code=201,
+class UploadOut(BaseModel):
+    transmission_id: str
+    upload_id: str
+    filename: str
+    size: int
+    duplicate_of: str | None = Field(description="the transmission of the same bytes sent "
+                                                 "before, if any")
+    partner_id: str
+
+
+class SentOut(BaseModel):
+    id: str
+    kind: str = Field(description="contrl, order-response, invoice, price-list …")
+    label: str = Field(description="the kind, in words")
+    filename: str
+    sha256: str
+    size: int
+    status: str
+    status_words: str
+    created_at: str
+    sent_at: str | None
+    delivered_at: str | None
+    transmission_id: str | None
+    direction: str | None
+    business_number: str | None
+    control_ref: str | None
+    download: str = Field(description="the API path of its bytes, as sent")
+
+
+class SampleOut(BaseModel):
+    mapping: str
+    doc_type: str
+    format: str
+    description: str
+    filename: str
+    download: str
+
+
+class DemoDocumentOut(BaseModel):
+    id: str
+    doc_type: str | None
+    number: str | None
+    status: str
+    status_words: str
+    reason: str | None
+    lines: list[Any]
+    more_lines: int
+
+
+class DemoResultOut(BaseModel):
+    transmission_id: str
+    filename: str | None
+    received_at: str
+    status: str
+    status_words: str
+    reason: str | None
+    documents: list[DemoDocumentOut]
+
+
+class DemoOut(BaseModel):
+    partner_id: str | None
+    state: str = Field(description="the partner's onboarding state (draft, test, live, "
+                                   "suspended)")
+    samples: list[SampleOut]
+    results: list[DemoResultOut]
+
+
+class PortalSearchOut(BaseModel):
+    number: str
+    verdict: str
+    sentence: str = Field(description="the verdict, in the client's words")
+    transmissions: list[str]
+
+
+@router.post("/upload", status_code=201, response_model=UploadOut,
              summary="Send a file for your partner (received first, then processed)",
              responses={400: {"description": "empty, or no file"},
                         413: {"description": "over the portal's limit"},
@@ -89,7 +163,7 @@ async def upload(who: Client, request: Request, gateway: Gateway,
         raise HTTPException(503, "not stored, so not received: send it again") from exc
     return {"transmission_id": received.transmission_id, "upload_id": received.upload_id,
             "filename": received.filename, "size": received.size,
-            "duplicate_of": received.duplicate_of, "partner": who.partner}
+            "duplicate_of": received.duplicate_of, "partner_id": who.partner}
 
 
 @router.get("/price-list", summary="Your current price list, in your format",
@@ -113,13 +187,14 @@ def _sent(doc: q.SentDocument) -> dict[str, Any]:
 
 
 @router.get("/documents", summary="Acknowledgements, order responses, invoices and price "
-            "lists sent to you, newest first")
+            "lists sent to you, newest first", response_model=Paged[SentOut])
 def documents(who: Client, store: StoreDep, kind: str | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[dict[str, Any]]:
+              offset: Offset = 0) -> dict[str, Any]:
     kinds = [k.strip() for k in kind.split(",") if k.strip()] if kind else []
-    return [_sent(d) for d in q.sent_documents(store, who.scope, kinds=kinds, limit=limit,
-                                               offset=offset)]
+    return paged([_sent(d) for d in q.sent_documents(store, who.scope, kinds=kinds,
+                                                     limit=limit, offset=offset)],
+                 q.sent_document_count(store, who.scope, kinds=kinds), limit, offset)
 
 
 @router.get("/documents/{ref}/download", summary="A document sent to you, as sent",
@@ -137,7 +212,7 @@ def document_download(who: Client, gateway: Gateway, ref: str) -> Response:
 
 
 @router.get("/demo", summary="Sample files of your document types and the result of your "
-            "latest files, line by line")
+            "latest files, line by line", response_model=DemoOut)
 def demo(who: Client, gateway: Gateway,
          limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
     partner = gateway.partners.get(who.partner)
@@ -157,7 +232,7 @@ def demo(who: Client, gateway: Gateway,
                                                      d.document.erp_status).label,
                 "reason": words.plain_reason(d.document.erp_reason or d.document.reason),
                 "lines": d.lines, "more_lines": d.more_lines} for d in f.documents]}))
-    return {"partner": who.partner, "state": data.partner_state(partner),
+    return {"partner_id": who.partner, "state": data.partner_state(partner),
             "samples": [{"mapping": s.mapping_id, "doc_type": s.doc_type, "format": s.format,
                          "description": s.description, "filename": s.filename,
                          "download": f"/api/portal/demo/samples/{s.mapping_id}"}
@@ -177,7 +252,8 @@ def demo_sample(who: Client, gateway: Gateway, mapping: str) -> Response:
                       data.media_type(sample.filename))
 
 
-@router.get("/search", summary="Where is my order N: the tracker's verdict in your words")
+@router.get("/search", summary="Where is my order N: the tracker's verdict in your words",
+            response_model=PortalSearchOut)
 def search(who: Client, gateway: Gateway,
            number: Annotated[str, Query(min_length=1, max_length=128)]) -> dict[str, Any]:
     from gateway.tracker.explain import explain

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from gateway.channels.pricelists import Standing, price_list_standings
 from gateway.web.deps import Gateway, Viewer
+from gateway.web.paging import Limit, Offset, Paged, PartnerFilter, page_of, partner_named
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -36,7 +37,7 @@ class FailedOut(BaseModel):
 
 class StandingOut(BaseModel):
     list_: str = Field(alias="list")
-    partner: str
+    partner_id: str
     subscribed: bool
     enabled: bool
     mode: str | None = None
@@ -51,11 +52,13 @@ def standings(gateway: Any, list_id: str | None) -> list[Standing]:
 
 
 @router.get("/price-lists", summary="Which partner holds which version of each price list",
-            response_model=list[StandingOut])
-def price_lists(who: Viewer, gateway: Gateway,
-                list_id: Annotated[str | None, Query(alias="list", max_length=128)] = None
-                ) -> list[dict[str, Any]]:
-    return [s.as_dict() for s in standings(gateway, list_id)]
+            response_model=Paged[StandingOut])
+def price_lists(who: Viewer, gateway: Gateway, partner_id: PartnerFilter,
+                list_id: Annotated[str | None, Query(alias="list", max_length=128)] = None,
+                limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    rows = [partner_named(s.as_dict()) for s in standings(gateway, list_id)
+            if partner_id is None or s.partner_id == partner_id]
+    return page_of(rows, limit, offset)
 
 
 def price_lists_page(p: Page) -> Response:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from gateway.core.status import Role
 from gateway.web.deps import Audit, Auth, Reader, iso, remote, utc
 from gateway.web.numbers import RowId
+from gateway.web.paging import Limit, Offset, Paged, page_of
 
 router = APIRouter(tags=["tokens"])
 
@@ -38,10 +39,11 @@ class NewTokenOut(TokenOut):
 
 
 @router.get("/tokens", summary="API tokens: your own (an admin sees all)",
-            response_model=list[TokenOut])
-def tokens(who: Reader, auth: Auth) -> list[dict[str, Any]]:
+            response_model=Paged[TokenOut])
+def tokens(who: Reader, auth: Auth, limit: Limit = 100, offset: Offset = 0
+           ) -> dict[str, Any]:
     user_id = None if who.may(Role.ADMIN) else who.user.id
-    return [t.as_dict() for t in auth.tokens.list(user_id=user_id)]
+    return page_of([t.as_dict() for t in auth.tokens.list(user_id=user_id)], limit, offset)
 
 
 @router.post("/tokens", summary="Create an API token (shown once); an admin may name "

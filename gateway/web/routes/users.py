@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from gateway.web.account import link_base, mailer_of, resets_for, send_mails
 from gateway.web.deps import Admin, Audit, Auth, Gateway, remote
+from gateway.web.paging import Limit, Offset, Paged, PartnerFilter, page_of
 
 router = APIRouter(tags=["users"])
 
@@ -83,9 +84,11 @@ def _invite(gateway: Any, request: Request, mailer: Any, user: Any, by: str,
     background.add_task(send_mails, mailer, [mail])
 
 
-@router.get("/users", summary="Users (admin)", response_model=list[UserOut])
-def users(who: Admin, auth: Auth) -> list[dict[str, Any]]:
-    return [u.as_dict() for u in auth.users.list()]
+@router.get("/users", summary="Users (admin)", response_model=Paged[UserOut])
+def users(who: Admin, auth: Auth, partner_id: PartnerFilter, limit: Limit = 100,
+          offset: Offset = 0) -> dict[str, Any]:
+    return page_of([u.as_dict() for u in auth.users.list(partner_id=partner_id)], limit,
+                   offset)
 
 
 @router.post("/users", summary="Create a user (admin)", response_model=UserOut,
