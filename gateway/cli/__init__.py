@@ -17,6 +17,7 @@ from gateway.cli import (
     conflicts,
     ingest,
     instances,
+    manager,
     mappings,
     partners,
     pricelists,
@@ -46,7 +47,7 @@ for _command in (serve.serve, serve.declare, ingest.ingest, ingest.reprocess,
                  store.db, store.status, store.security, channels.channels, alerts.alerts,
                  tracker.explain, tracker.purge, users.users, users.tokens,
                  conflicts.conflicts, instances.instances, pricelists.price_lists,
-                 send.send):
+                 send.send, manager.forecasts):
     main.add_command(_command)
 
 __all__ = ["main"]

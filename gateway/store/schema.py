@@ -546,3 +546,76 @@ leases = sa.Table(
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# -- the manager page (migration 0015) ---------------------------------------------------------
+
+# Orders and invoices by type and time: the range the manager page's rollup fills from.
+sa.Index("ix_documents_type_created", documents.c.doc_type, documents.c.created_at)
+
+# What a partner is expected to order per month and currency (entered in the console, the
+# API or imported from CSV), compared with what it ordered.
+forecasts = sa.Table(
+    "forecasts",
+    metadata,
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM, in the console's zone
+    sa.Column("currency", sa.String(3), primary_key=True),  # ISO 4217
+    sa.Column("amount", sa.String(32), nullable=False),  # a decimal as text: exact everywhere
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(64), nullable=False),
+    sa.Index("ix_forecasts_month", "month"),
+)
+
+# The value of each order and invoice, read once from its canonical JSON (the manager page
+# sums these instead of parsing payloads per request). Filled by gateway.store.values from
+# the documents table for the range asked, kept while a document cannot change any more.
+document_values = sa.Table(
+    "document_values",
+    metadata,
+    sa.Column("document_id", sa.String(32), primary_key=True),
+    sa.Column("day", sa.Date, nullable=False),  # its transmission's day in the zone below
+    sa.Column("week", sa.Date, nullable=False),  # that day's Monday
+    sa.Column("month", sa.Date, nullable=False),  # the first of that day's month
+    sa.Column("partner_id", sa.String(64), nullable=False),
+    sa.Column("doc_type", sa.String(32), nullable=False),  # order, invoice
+    sa.Column("direction", sa.String(3), nullable=False),  # in: from the partner, out: to it
+    sa.Column("format", sa.String(16), nullable=True),  # the transmission's format
+    sa.Column("currency", sa.String(16), nullable=True),
+    # The amount × 10 000 as an integer (exact sums on SQLite too); a credit note negative.
+    sa.Column("amount_e4", sa.BigInteger, nullable=False),
+    # False for a document that does not count (failed, duplicate, rejected …).
+    sa.Column("counted", sa.Boolean, nullable=False),
+    # False while the document may still change (HELD, CONFLICT): read again each time.
+    sa.Column("settled", sa.Boolean, nullable=False),
+    sa.Index("ix_document_values_day", "day", "partner_id"),
+    sa.Index("ix_document_values_settled", "settled"),
+)
+
+# The counted documents of document_values summed per day, partner, type, direction, format
+# and currency: what the manager page's queries read (a day holds a few rows per partner,
+# not one per document). Kept with document_values in the same transactions.
+document_value_days = sa.Table(
+    "document_value_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("doc_type", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(3), primary_key=True),
+    sa.Column("format", sa.String(16), primary_key=True),  # '' for none
+    sa.Column("currency", sa.String(16), primary_key=True),  # '' for none
+    sa.Column("week", sa.Date, nullable=False),
+    sa.Column("month", sa.Date, nullable=False),
+    sa.Column("documents", sa.Integer, nullable=False),
+    sa.Column("amount_e4", sa.BigInteger, nullable=False),
+)
+
+# Which documents' created_at range document_values holds, and the zone its days are in
+# (one row; a change of zone empties the rollup).
+document_values_coverage = sa.Table(
+    "document_values_coverage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("covered_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("covered_until", sa.DateTime(timezone=True), nullable=False),
+)

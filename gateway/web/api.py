@@ -37,6 +37,7 @@ from gateway.web import errors, openapi
 from gateway.web.auth import Authenticator
 from gateway.web.deps import ConsoleGateway, guard
 from gateway.web.routes import PARTNERS, ROUTERS, account
+from gateway.web.routes.manager import BODY_LIMITS as MANAGER_LIMITS
 from gateway.web.routes.outbound import BODY_LIMITS as OUTBOUND_LIMITS
 from gateway.web.routes.partners import UPLOAD_LIMITS
 from gateway.web.routes.portal import BODY_LIMITS as PORTAL_LIMITS
@@ -67,7 +68,7 @@ class Console:
     def body_limits(self) -> list[tuple[str, int]]:
         """Console routes whose bodies may be larger than the server's ``max_json``
         (certificate uploads, of the API and of the pages): (path pattern, limit)."""
-        return [*UPLOAD_LIMITS, *OUTBOUND_LIMITS, *PORTAL_LIMITS]
+        return [*UPLOAD_LIMITS, *OUTBOUND_LIMITS, *PORTAL_LIMITS, *MANAGER_LIMITS]
 
 
 def create_console(gateway: ConsoleGateway, *, secure_cookies: bool = False) -> Console:

@@ -62,7 +62,7 @@ from gateway.store.read.activity import (
 )
 from gateway.store.read.transmissions import transmission_view
 from gateway.tracker.alerts import AlertBook
-from gateway.web import charts
+from gateway.web import charts, manager
 from gateway.web.auth import (
     CSRF_FIELD,
     Authenticator,
@@ -538,6 +538,9 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/alerts/bulk/{action:str}", operator, alerts_bulk, "POST"),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
         route("/price-lists", viewer, price_lists_page),
+        route("/manager", viewer, manager.manager_page),
+        route("/manager/forecasts", operator, manager.forecast_post, "POST"),
+        route("/manager/forecasts/import", operator, manager.forecast_import, "POST"),
         route("/conflicts", operator, conflicts),
         route("/conflicts/{did}/{action:str}", operator, conflict_action, "POST"),
         route("/audit", operator, audit),

@@ -9,6 +9,7 @@ from gateway.web.routes import (
     alerts,
     audit,
     conflicts,
+    manager,
     outbound,
     partners,
     pricelists,
@@ -24,7 +25,7 @@ from gateway.web.routes import (
 ROUTERS: tuple[APIRouter, ...] = (
     session.router, transmissions.router, search.router, alerts.router, conflicts.router,
     users.router, tokens.router, audit.router, stats.router, pricelists.router,
-    outbound.router, quarantine.router)
+    outbound.router, quarantine.router, manager.router)
 
 #: The partner routes: each asks for at least a viewer on top of its own guard.
 PARTNERS: APIRouter = partners.router

@@ -79,8 +79,33 @@ def senders(gateway: Gateway, who: Viewer, limit: Limit = 100, offset: Offset = 
                  offset)
 
 
+class AttemptOut(BaseModel):
+    transmission_id: str
+    attempt_id: str | None = None
+    status: str
+    partner_id: str | None = None
+    documents: int | None = None
+    reason: str | None = None
+
+
+class NotReplayedOut(BaseModel):
+    transmission_id: str
+    reason: str
+
+
+class AdoptionOut(BaseModel):
+    sender: str
+    partner_id: str
+    created: bool
+    identifiers: list[str]
+    reprocessed: int
+    outcomes: dict[str, int]
+    attempts: list[AttemptOut]
+    failed: list[NotReplayedOut]
+
+
 @router.post("/adopt", summary="Make an unknown sender a partner and process its held "
-             "files again")
+             "files again", response_model=AdoptionOut)
 async def adopt_sender(body: AdoptIn, request: Request, gateway: Gateway, who: Admin,
                        admin: Annotated[PartnerAdmin, Depends(partner_admin)]
                        ) -> dict[str, Any]:

@@ -10,7 +10,7 @@ for one sender would flood the mailer and the bus); the tracker's next check ope
 grouped alerts for the files still failed or quarantined.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0015
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
