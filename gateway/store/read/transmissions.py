@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -173,11 +173,27 @@ def _conditions(query: LogQuery, scope: Scope) -> list[sa.ColumnElement[bool]]:
     if text:
         d = s.documents
         # Each branch is an index lookup (primary key, ix_transmissions_filename,
-        # ix_transmissions_partner, ix_documents_business_number): no scan of the log.
-        conds.append(sa.or_(
-            t.c.id == text, t.c.filename == text, t.c.partner_id == text,
-            t.c.id.in_(sa.select(d.c.transmission_id).where(d.c.business_number == text))))
+        # ix_transmissions_partner, ix_documents_business_number), joined as a UNION: an OR
+        # with a subquery makes PostgreSQL scan the whole log.
+        # A partner's name was turned into the partner filter already (``_searched``).
+        matching = sa.union(
+            sa.select(t.c.id).where(t.c.id == text),
+            sa.select(t.c.id).where(t.c.filename == text),
+            sa.select(d.c.transmission_id).where(d.c.business_number == text))
+        conds.append(t.c.id.in_(sa.select(matching.subquery().c[0])))
     return conds
+
+
+def _searched(store: Store, query: LogQuery) -> LogQuery:
+    """``query`` with a search text naming a partner turned into the partner filter (one
+    index probe), so that the partner's rows are read through ix_transmissions_partner."""
+    text = (query.text or "").strip()
+    if not text or query.partner not in (None, text):
+        return query
+    t = s.transmissions
+    with store.engine.connect() as conn:
+        known = conn.execute(sa.select(t.c.id).where(t.c.partner_id == text).limit(1)).first()
+    return replace(query, partner=text, text=None) if known is not None else query
 
 
 def _newest_first(q: sa.Select[Any]) -> sa.Select[Any]:
@@ -189,6 +205,7 @@ def transmission_log(store: Store, query: LogQuery, *, limit: int, offset: int =
                      scope: Scope = EVERYTHING) -> list[TransmissionRow]:
     """The transmissions matching ``query`` within ``scope``, newest first."""
     t = s.transmissions
+    query = _searched(store, query)
     q = _newest_first(sa.select(t).where(*_conditions(query, scope))).limit(limit)
     if offset:
         q = q.offset(offset)
@@ -199,6 +216,7 @@ def transmission_log(store: Store, query: LogQuery, *, limit: int, offset: int =
 def transmission_count(store: Store, query: LogQuery, scope: Scope = EVERYTHING) -> int:
     """How many transmissions match ``query`` within ``scope``."""
     t = s.transmissions
+    query = _searched(store, query)
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(t)
                                 .where(*_conditions(query, scope))).scalar_one())
@@ -243,7 +261,7 @@ def transmission_stream(store: Store, query: LogQuery, *, scope: Scope = EVERYTH
     at a time after the last one seen (keyset paging on received_at, id), so a million
     rows stream in bounded queries and memory, and a row received meanwhile shifts none."""
     t = s.transmissions
-    conds = _conditions(query, scope)
+    conds = _conditions(_searched(store, query), scope)
     after: tuple[dt.datetime, str] | None = None
     while True:
         q = _newest_first(sa.select(t).where(*conds)).limit(batch)
