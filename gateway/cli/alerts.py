@@ -17,11 +17,13 @@ from gateway.core.status import AlertState
               default=None, help="Default: open and acknowledged.")
 @click.option("--partner", default=None)
 @click.option("--kind", default=None)
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
+              help="Alerts skipped first (the next page).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: str | None,
-           limit: int, as_json: bool) -> None:
+           limit: int, offset: int, as_json: bool) -> None:
     """The tracker's alerts (open and acknowledged unless --status says otherwise); see also
     'alerts ack', 'alerts resolve' and 'alerts check'."""
     if ctx.invoked_subcommand is not None:
@@ -30,53 +32,61 @@ def alerts(ctx: click.Context, status: str | None, partner: str | None, kind: st
 
     wanted = (None if status == "all" else [status] if status
               else [AlertState.OPEN, AlertState.ACKNOWLEDGED])
-    found = AlertBook(open_store(ctx.obj)).list(wanted, partner=partner, kind=kind, limit=limit)
+    book = AlertBook(open_store(ctx.obj))
+    found = book.list(wanted, partner=partner, kind=kind, limit=limit, offset=offset)
     if as_json:
         click.echo(json.dumps([a.as_dict() for a in found], indent=2, default=str))
         return
     if not found:
         click.echo("no alerts")
         return
-    click.echo(table(["id", "status", "kind", "partner", "opened", "seen", "summary"],
+    click.echo(table(["id", "status", "kind", "partner", "opened", "count", "summary"],
                      [[str(a.id), a.status, a.kind, a.partner_id or "-",
-                       ctx.obj.shown(a.opened_at), str(a.occurrences),
-                       a.summary[:90]] for a in found]))
+                       ctx.obj.shown(a.opened_at),
+                       f"{a.detail['files']} files" if a.detail.get("files")
+                       else f"{a.occurrences}x", a.summary[:90]] for a in found]))
+    total = book.count(wanted, partner=partner, kind=kind)
+    if offset or len(found) < total:
+        click.echo(f"{offset + 1:,}–{offset + len(found):,} of {total:,} — use "
+                   "--limit/--offset")
 
 
-def _alert_action(obj: CliContext, action: Literal["acknowledge", "resolve"], alert_id: int,
-                  note: str | None, by: str | None) -> None:
-    """Acknowledge or resolve ALERT_ID as BY (default: the user running the command)."""
+def _alert_action(obj: CliContext, action: Literal["acknowledge", "resolve"],
+                  alert_ids: tuple[int, ...], note: str | None, by: str | None) -> None:
+    """Acknowledge or resolve ALERT_IDS as BY (default: the user running the command); exit
+    1 when any could not be (the others are done)."""
     import getpass
 
-    from gateway.tracker.alerts import AlertBook, AlertError
+    from gateway.tracker.alerts import AlertBook
 
-    book = AlertBook(open_store(obj))
-    change = book.acknowledge if action == "acknowledge" else book.resolve
-    try:
-        alert = change(alert_id, by or getpass.getuser(), note)
-    except AlertError as exc:
-        fail(str(exc), 1)
-    click.echo(f"alert {alert.id} {alert.status}: {alert.summary}")
+    result = AlertBook(open_store(obj)).act_on_many(alert_ids, by or getpass.getuser(), note,
+                                                    action=action)
+    for _before, alert in result.done:
+        click.echo(f"alert {alert.id} {alert.status}: {alert.summary}")
+    if result.refused:
+        fail("; ".join(why for _id, why in result.refused), 1)
 
 
 @alerts.command("ack")
-@click.argument("alert_id", type=int)
+@click.argument("alert_ids", type=int, nargs=-1, required=True)
 @click.option("--note", default=None, help="What is being done about it.")
 @click.option("--by", default=None, help="Who (default: the user running the command).")
 @click.pass_obj
-def alerts_ack(obj: CliContext, alert_id: int, note: str | None, by: str | None) -> None:
-    """Acknowledge an open alert: someone is on it (it is not announced again)."""
-    _alert_action(obj, "acknowledge", alert_id, note, by)
+def alerts_ack(obj: CliContext, alert_ids: tuple[int, ...], note: str | None,
+               by: str | None) -> None:
+    """Acknowledge open alerts: someone is on it (it is not announced again)."""
+    _alert_action(obj, "acknowledge", alert_ids, note, by)
 
 
 @alerts.command("resolve")
-@click.argument("alert_id", type=int)
+@click.argument("alert_ids", type=int, nargs=-1, required=True)
 @click.option("--note", default=None)
 @click.option("--by", default=None, help="Who (default: the user running the command).")
 @click.pass_obj
-def alerts_resolve(obj: CliContext, alert_id: int, note: str | None, by: str | None) -> None:
-    """Resolve an alert by hand (the tracker resolves by itself what clears up)."""
-    _alert_action(obj, "resolve", alert_id, note, by)
+def alerts_resolve(obj: CliContext, alert_ids: tuple[int, ...], note: str | None,
+                   by: str | None) -> None:
+    """Resolve alerts by hand (the tracker resolves by itself what clears up)."""
+    _alert_action(obj, "resolve", alert_ids, note, by)
 
 
 @alerts.command("check")

@@ -30,49 +30,110 @@ def parse_when(value: str | None) -> dt.datetime | None:
 
 
 @click.command("log")
-@click.option("--partner", help="Only this partner's transmissions.")
+@click.option("--partner", help="Only this partner's transmissions ('-': of no partner).")
 @click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
                                "QUARANTINED, DUPLICATE; outbound: RENDERED, SENT, DELIVERED.")
 @click.option("--direction", type=click.Choice(["in", "out"]),
               help="Only what partners sent (in) or what edigw sent them (out).")
 @click.option("--since", help="From this date or date-time (UTC unless given).")
 @click.option("--until", help="Before this date or date-time.")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
+@click.option("--search", "-q", "text",
+              help="A transmission id, file name, partner or business number (exact).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="Rows shown.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
+              help="Rows skipped first (the next page: --offset 50).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every matching row (read a batch at a time), not one page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV (the console's export columns).")
 @click.pass_obj
 def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction: str | None,
-            since: str | None, until: str | None, limit: int, as_json: bool) -> None:
-    """The transmission log, newest first."""
-    from gateway.store.erp import ErpAcks
-    from gateway.store.records import LogFilter
+            since: str | None, until: str | None, text: str | None, limit: int, offset: int,
+            everything: bool, as_json: bool, as_csv: bool) -> None:
+    """The transmission log, newest first, a page at a time (the footer says how many match):
+    order numbers and what the ERP said of each, times in [tracker] timezone."""
+    from gateway.core.zone import shown, zone_of
+    from gateway.store.read.transmissions import (
+        LogQuery,
+        RowFacts,
+        transmission_count,
+        transmission_page,
+        transmission_stream,
+    )
 
     if status and status.upper() not in TRANSMISSION_STATUSES:
         raise click.BadParameter(f"{status!r}; one of {', '.join(TRANSMISSION_STATUSES)}",
                                  param_hint="--status")
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     store = open_store(obj)
-    rows = store.log(LogFilter(partner=partner, status=status, since=parse_when(since),
-                               until=parse_when(until), limit=limit, direction=direction))
-    erp = ErpAcks(store).erp_summary(r.id for r in rows)
-    if as_json:
-        click.echo(json.dumps([dict(r.as_dict(), erp=erp.get(r.id)) for r in rows], indent=2,
-                              default=str))
+    zone = zone_of(obj.settings)
+    query = LogQuery(partner=partner, statuses=(status.upper(),) if status else (),
+                     since=parse_when(since), until=parse_when(until), direction=direction,
+                     text=text)
+    if as_csv:
+        from gateway.store.read.log_export import log_csv
+
+        if everything:
+            for chunk in log_csv(store, query, zone):
+                click.echo(chunk, nl=False)
+            return
+        page = transmission_page(store, query, limit=limit, offset=offset)
+        for chunk in log_csv(store, query, zone, rows=[(r, page.facts_of(r.id))
+                                                       for r in page.rows]):
+            click.echo(chunk, nl=False)
         return
-    cells = [[r.received_at.strftime("%Y-%m-%d %H:%M:%S"), r.id, r.direction,
-              r.partner_id or "-", r.channel, (r.filename or "-")[:40], r.format or "-",
-              str(r.document_count), status_label(r), erp_label(erp.get(r.id))] for r in rows]
-    click.echo(table(["time (UTC)", "id", "dir", "partner", "channel", "file", "format", "docs",
-                      "status", "erp"], cells))
+    rows: Any
+    if everything:
+        total = transmission_count(store, query)
+        rows = transmission_stream(store, query)
+    else:
+        page = transmission_page(store, query, limit=limit, offset=offset)
+        total = page.total
+        rows = [(r, page.facts_of(r.id)) for r in page.rows]
+
+    def as_dict(r: TransmissionRow, facts: RowFacts) -> dict[str, Any]:
+        return dict(r.as_dict(), numbers=facts.numbers, erp=facts.erp_state)
+
+    if as_json:
+        click.echo("[", nl=False)
+        for n, (r, facts) in enumerate(rows):
+            click.echo(("," if n else "") + "\n" + json.dumps(as_dict(r, facts), default=str),
+                       nl=False)
+        click.echo("\n]")
+        return
+    headers = ["time", "id", "dir", "partner", "channel", "file", "order no.", "format", "docs",
+               "status", "erp"]
+    count = 0
+    batch: list[list[str]] = []
+
+    def flush(first: bool) -> None:
+        if batch:
+            lines = table(headers, batch).splitlines()
+            click.echo("\n".join(lines if first else lines[1:]))
+            batch.clear()
+
+    for r, facts in rows:
+        batch.append([shown(r.received_at, zone), r.id, r.direction, r.partner_id or "-",
+                      r.channel, (r.filename or "-")[:40], facts.number or "-",
+                      r.format or "-", str(r.document_count), status_label(r), facts.erp_state])
+        count += 1
+        if len(batch) == 1000:
+            flush(count == 1000)
+    flush(count <= 1000)
+    click.echo(footer(count, total, 0 if everything else offset))
 
 
-def erp_label(counts: dict[str, int] | None) -> str:
-    """What the ERP said of a transmission's published documents: "accepted", "2 rejected,
-    1 waiting" …; "-" when nothing of it was published."""
-    if not counts:
-        return "-"
-    said = [(n, k) for k, n in counts.items() if n]
-    if len(said) == 1:
-        return said[0][1]
-    return ", ".join(f"{n} {k}" for n, k in said)
+def footer(count: int, total: int, offset: int) -> str:
+    """The last line of ``edigw log``: which rows of how many, and how to see the others."""
+    if not total:
+        return "no transmission matches"
+    if count >= total:
+        return f"{total:,} of {total:,}"
+    shown = f"{offset + 1:,}–{offset + count:,}" if offset else f"{count:,}"
+    return f"{shown} of {total:,} — use --limit/--offset or --all"
 
 
 def status_label(row: TransmissionRow) -> str:
@@ -174,15 +235,11 @@ def _echo_header(obj: CliContext, t: TransmissionRow) -> None:
 
 
 def _erp_word(d: DocumentRow) -> str:
-    """What the ERP said of one document, in ``log``'s words: accepted, rejected, waiting
-    (published, no word yet); "-" when it was not published."""
-    from gateway.core.status import DocumentStatus, ErpStatus
+    """What the ERP said of one document, in ``log``'s words (``erp_word``): acknowledged,
+    rejected, waiting (published, no word yet), not applicable (not published)."""
+    from gateway.store.read.transmissions import erp_word
 
-    if d.status != DocumentStatus.PUBLISHED:
-        return "-"
-    if d.erp_status == ErpStatus.ACCEPTED:
-        return "accepted"
-    return "rejected" if d.erp_status == ErpStatus.REJECTED else "waiting"
+    return erp_word(d.status, d.erp_status)
 
 
 def _echo_documents(obj: CliContext, store: Store, docs: list[DocumentRow],

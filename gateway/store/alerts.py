@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway.core.status import AlertState
+from gateway.core.status import AlertState, TransmissionStatus
 from gateway.store import schema as s
 from gateway.store.db import Store
 from gateway.store.records import aware
@@ -170,18 +170,26 @@ class AlertRepository:
             return set(conn.execute(q).scalars())
 
     def find(self, statuses: Sequence[str] = (), partner: str | None = None,
-             kind: str | None = None, limit: int = 100) -> list[Alert]:
-        """Alerts in any of ``statuses`` (all when empty), newest first."""
+             kind: str | None = None, limit: int = 100, *, offset: int = 0,
+             since: dt.datetime | None = None) -> list[Alert]:
+        """Alerts in any of ``statuses`` (all when empty), newest first; ``since``: seen
+        (last_seen_at) at or after it."""
         a = s.alerts
-        q = sa.select(a).order_by(a.c.opened_at.desc(), a.c.id.desc()).limit(limit)
-        if statuses:
-            q = q.where(a.c.status.in_(list(statuses)))
-        if partner:
-            q = q.where(a.c.partner_id == partner)
-        if kind:
-            q = q.where(a.c.kind == kind)
+        q = (sa.select(a).where(*_filters(statuses, partner, kind, since))
+             .order_by(a.c.opened_at.desc(), a.c.id.desc()).limit(limit))
+        if offset:
+            q = q.offset(offset)
         with self.store.engine.connect() as conn:
             return [Alert.from_row(r) for r in conn.execute(q)]
+
+    def count(self, statuses: Sequence[str] = (), partner: str | None = None,
+              kind: str | None = None, *, since: dt.datetime | None = None) -> int:
+        """How many alerts ``find`` would list without a limit."""
+        a = s.alerts
+        q = sa.select(sa.func.count()).select_from(a).where(
+            *_filters(statuses, partner, kind, since))
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def about_partner(self, partner: str, kinds: Sequence[str], start: dt.datetime,
                       end: dt.datetime) -> list[Alert]:
@@ -206,6 +214,32 @@ class AlertRepository:
         with self.store._begin() as conn:
             conn.execute(s.alerts.update().where(s.alerts.c.id.in_(list(alert_ids)))
                          .values(mailed_at=now))
+
+
+def _filters(statuses: Sequence[str], partner: str | None, kind: str | None,
+             since: dt.datetime | None) -> list[sa.ColumnElement[bool]]:
+    a = s.alerts
+    conds: list[sa.ColumnElement[bool]] = []
+    if statuses:
+        conds.append(a.c.status.in_(list(statuses)))
+    if partner:
+        conds.append(a.c.partner_id == partner)
+    if kind:
+        conds.append(a.c.kind == kind)
+    if since is not None:
+        conds.append(a.c.last_seen_at >= since)
+    return conds
+
+
+def quarantined_unattributed(store: Store) -> list[str]:
+    """Ids of the received transmissions still QUARANTINED with no partner (unknown
+    senders), whatever their age: a grouped quarantine alert lasts while one of its files
+    is still held (through ix_transmissions_status)."""
+    t = s.transmissions
+    with store.engine.connect() as conn:
+        return list(conn.execute(sa.select(t.c.id).where(
+            t.c.status == TransmissionStatus.QUARANTINED, t.c.partner_id.is_(None),
+            t.c.direction == "in")).scalars())
 
 
 def _latest(conn: sa.Connection, keys: Sequence[str]) -> dict[str, Alert]:

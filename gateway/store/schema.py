@@ -106,6 +106,9 @@ transmissions = sa.Table(
     sa.Index("ix_transmissions_partner_status", "partner_id", "status", "received_at"),
     sa.Index("ix_transmissions_partner_channel", "partner_id", "direction", "channel",
              "received_at"),
+    # The log's search field finds a file by its name; its status filter pages newest first.
+    sa.Index("ix_transmissions_filename", "filename"),
+    sa.Index("ix_transmissions_status_received", "status", "received_at"),
     # One outbound transmission per message of its source (the ERP's message id …): two
     # instances taking the same redelivered message cannot both record it.
     sa.Index("ux_transmissions_outbound_ref", "channel", "channel_ref", unique=True,

@@ -13,7 +13,8 @@ what the rules found at one check and, in one transaction:
 
 An operator may acknowledge an open alert ("I am on it": it stays until the condition is
 gone) or resolve it. A condition whose latest alert an operator resolved is not reopened
-while it lasts, except for the kinds in ``LIVE_KINDS`` (a stuck outbox, a failing channel,
+while it lasts, unless new evidence arrives after (``Condition.reopen_after``: another file
+from the same unknown sender), except for the kinds in ``LIVE_KINDS`` (a stuck outbox, a failing channel,
 a certificate): those describe the present state, so they open again at the next check
 while the state remains; acknowledge them instead.
 
@@ -43,7 +44,7 @@ from gateway.core.status import AlertState
 from gateway.store.alerts import ACTIVE, Alert, AlertRepository, AlertTransaction
 from gateway.store.db import Store
 
-__all__ = ["ACTIVE", "Alert", "AlertBook", "AlertError", "AlertTransitionError", "Condition",
+__all__ = ["ACTIVE", "Alert", "AlertBook", "AlertError", "BulkResult", "AlertTransitionError", "Condition",
            "ReconcileResult", "UnknownAlert", "event_payload", "routing_key"]
 
 log = structlog.get_logger("edigw.tracker")
@@ -88,6 +89,9 @@ class Condition:
     key: str
     summary: str
     detail: dict[str, Any] = field(default_factory=dict)
+    #: When the newest evidence of a grouped condition arrived (a sender's latest file): a
+    #: condition an operator resolved opens again when evidence newer than that comes.
+    reopen_after: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,15 @@ class ReconcileResult:
     opened: list[Alert] = field(default_factory=list)
     refreshed: list[Alert] = field(default_factory=list)
     resolved: list[Alert] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BulkResult:
+    """What a bulk action did: each alert done (as it was before, and after), and those
+    refused with why."""
+
+    done: list[tuple[Alert, Alert]] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
 
 def routing_key(kind: str, partner_id: str | None) -> str:
@@ -140,7 +153,7 @@ class AlertBook:
                     continue
                 prev = latest.get(key)
                 if (prev is not None and prev.resolved_by not in (None, TRACKER)
-                        and cond.kind not in LIVE_KINDS):
+                        and cond.kind not in LIVE_KINDS and not _newer(cond, prev)):
                     continue  # an operator closed it; the same fact does not come back
                 alert = tx.open(kind=cond.kind, partner_id=cond.partner_id, key=key,
                                 summary=cond.summary, detail=cond.detail, now=now)
@@ -199,6 +212,24 @@ class AlertBook:
         log.info(f"alert_{action}", alert_id=alert_id, kind=alert.kind, key=alert.key, by=by)
         return alert
 
+    def act_on_many(self, alert_ids: Sequence[int], by: str, note: str | None, *,
+                    action: str) -> BulkResult:
+        """``acknowledge`` or ``resolve`` each of ``alert_ids``, each in its own commit: one
+        in a status that does not allow it (or unknown) is reported, the others are done."""
+        if action not in ("acknowledge", "resolve"):
+            raise ValueError(f"no alert action {action!r}: acknowledge or resolve")
+        result = BulkResult()
+        for alert_id in dict.fromkeys(alert_ids):
+            try:
+                before = self.get(alert_id)
+                after = (self.acknowledge if action == "acknowledge" else self.resolve)(
+                    alert_id, by, note)
+            except AlertError as exc:
+                result.refused.append((alert_id, str(exc)))
+            else:
+                result.done.append((before, after))
+        return result
+
     # -- reading --------------------------------------------------------------------------
 
     def get(self, alert_id: int) -> Alert:
@@ -208,10 +239,16 @@ class AlertBook:
         return alert
 
     def list(self, status: str | Sequence[str] | None = None, partner: str | None = None,
-             kind: str | None = None, limit: int = 100) -> builtins.list[Alert]:
+             kind: str | None = None, limit: int = 100, *, offset: int = 0,
+             since: dt.datetime | None = None) -> builtins.list[Alert]:
         """Alerts, newest first; ``status`` one status or several."""
-        statuses = [status] if isinstance(status, str) else list(status or ())
-        return self.repo.find(statuses, partner=partner, kind=kind, limit=limit)
+        return self.repo.find(_statuses(status), partner=partner, kind=kind, limit=limit,
+                              offset=offset, since=since)
+
+    def count(self, status: str | Sequence[str] | None = None, partner: str | None = None,
+              kind: str | None = None, *, since: dt.datetime | None = None) -> int:
+        """How many alerts ``list`` would give without a limit."""
+        return self.repo.count(_statuses(status), partner=partner, kind=kind, since=since)
 
     # -- the mailer -----------------------------------------------------------------------
 
@@ -223,6 +260,16 @@ class AlertBook:
         if not alert_ids:
             return
         self.repo.mark_mailed(alert_ids, clock.now().astimezone(dt.UTC))
+
+
+def _statuses(status: str | Sequence[str] | None) -> list[str]:
+    return [status] if isinstance(status, str) else list(status or ())
+
+
+def _newer(cond: Condition, prev: Alert) -> bool:
+    """Whether ``cond`` has evidence that arrived after an operator resolved ``prev``."""
+    return (cond.reopen_after is not None and prev.resolved_at is not None
+            and cond.reopen_after > prev.resolved_at)
 
 
 def _announce(tx: AlertTransaction, event: str, alert: Alert, now: dt.datetime) -> None:

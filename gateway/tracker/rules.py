@@ -24,8 +24,10 @@ from typing import Any, Protocol
 
 from gateway.config import PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import lifecycle
+from gateway.core.senders import senders_in
 from gateway.core.status import AlertState, DocumentStatus, TransmissionStatus
 from gateway.store import tracking
+from gateway.store.alerts import quarantined_unattributed
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
 from gateway.store.records import TransmissionRow, aware
@@ -116,11 +118,27 @@ def position_in(reason: str | None) -> str | None:
 
 
 def _check_failures(ctx: TrackerContext) -> list[Condition]:
+    # The per-file keys of before (failure:<id>, quarantine:<id>) are still rechecked until
+    # they are folded into the grouped ones.
     still = {k.split(":", 1)[1] for k in
-             [*ctx.active("failure:"), *ctx.active("quarantine:")]}
-    found = tracking.failure_evidence(ctx.store, ctx.now - LOOKBACK["failures"], still)
+             [*ctx.active("failure:"), *ctx.active("quarantine:")] if k.count(":") == 1}
+    # Every file of an unknown sender still held, whatever its age: its sender's alert lasts
+    # until none is (one alert per sender, not per file).
+    still |= set(quarantined_unattributed(ctx.store))
+    # A partner's failures at one stage are one alert, looked for back to its first file
+    # while it is open, so that it is resolved because they are cleared, not for their age.
+    since = ctx.now - LOOKBACK["failures"]
+    for alert in ctx.active("failure:").values():
+        first = alert.detail.get("first_received")
+        if isinstance(first, str):
+            with contextlib.suppress(ValueError):
+                since = min(since, dt.datetime.fromisoformat(first).astimezone(dt.UTC))
+    found = tracking.failure_evidence(ctx.store, since, still)
     out = []
     held: dict[tuple[str, str], list[TransmissionRow]] = {}
+    unknown: dict[str, list[TransmissionRow]] = {}
+    failed: dict[tuple[str | None, str], list[tuple[TransmissionRow,
+                                                    list[tracking.FailedDocument]]]] = {}
     for row in sorted(found.transmissions, key=lambda r: (r.received_at, r.id)):
         docs = found.failed_documents.get(row.id, [])
         if row.direction == "out":
@@ -140,7 +158,12 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
             # and reason, not one per file.
             held.setdefault((row.partner_id, row.reason), []).append(row)
             continue
-        out.append(_failure(row, docs))
+        if row.status == TransmissionStatus.QUARANTINED:
+            # One alert per sender: an unknown sender sending 287 files is one fact.
+            unknown.setdefault(sender_of(row).key, []).append(row)
+            continue
+        stage = row.stage if row.status in _FAILED or not docs else docs[0].stage
+        failed.setdefault((row.partner_id, stage or "unknown"), []).append((row, docs))
     for (partner_id, reason), rows in sorted(held.items()):
         key = "draft" if reason == lifecycle.DRAFT_REASON else "suspended"
         out.append(Condition(
@@ -149,7 +172,85 @@ def _check_failures(ctx: TrackerContext) -> list[Condition]:
             {"stage": lifecycle.STAGE, "reason": reason, "files": len(rows),
              "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
              "latest": _iso(rows[-1].received_at)}))
+    out += [_quarantined(rows) for _key, rows in sorted(unknown.items())]
+    out += [_failures(partner_id, stage, rows)
+            for (partner_id, stage), rows in sorted(failed.items(), key=lambda x: (
+                x[0][0] or "", x[0][1]))]
     return out
+
+
+def _failures(partner_id: str | None, stage: str,
+              rows: list[tuple[TransmissionRow, list[tracking.FailedDocument]]]) -> Condition:
+    """A partner's failed files (oldest first) at one stage as one condition: how many, when
+    the first and last came, and the latest one's evidence (``_failure``)."""
+    latest = _failure(*rows[-1])
+    if len(rows) == 1:
+        summary = latest.summary
+    else:
+        who = f" from {partner_id}" if partner_id else ""
+        summary = (f"{len(rows)} file(s){who} failed at {stage}; latest: "
+                   f"{_short(latest.detail['reason'], 200)}")
+    first, last = rows[0][0], rows[-1][0]
+    detail = dict(latest.detail, files=len(rows), first_received=_iso(first.received_at),
+                  last_received=_iso(last.received_at),
+                  transmission_ids=[r.id for r, _docs in rows[-MAX_LISTED:]],
+                  filenames=[r.filename for r, _docs in rows[-MAX_LISTED:] if r.filename])
+    return Condition("failure", partner_id, f"failure:{partner_id or '-'}:{stage}", summary,
+                     detail, reopen_after=aware(last.received_at))
+
+
+@dataclass(frozen=True, slots=True)
+class SenderIdentity:
+    """Who sent a quarantined file, as far as its reason and channel tell: ``key`` names it
+    in an alert's key and in ``/quarantine?sender=`` ("unb:14:5499999000009",
+    "email:orders@x.example", "phone:+33612345678", "channel:sftp-acme"); ``label`` reads."""
+
+    key: str
+    label: str
+    adoptable: bool = False
+
+
+# Reasons that name no sender core.senders reads, grouped by what they do name.
+_CLAIMED = re.compile(r"its sender (\S+) is declared by another partner's profile")
+_DISABLED = re.compile(r"^partner (\S+) is disabled")
+
+
+def sender_of(row: TransmissionRow) -> SenderIdentity:
+    """The sender of quarantined ``row``, as ``core.senders`` reads it from the reason (the
+    UNB id and qualifier, a scheme's id such as GLN or phone, the mail's From, a channel's
+    partner without profile): a key ``/quarantine?sender=`` opens (``adoptable``). Else
+    what the reason names, or the channel it came through (an SFTP account or a folder is
+    one channel of its own)."""
+    found = senders_in(row.reason)
+    if found:
+        return SenderIdentity(found[0].key, found[0].label, adoptable=True)
+    reason = row.reason or ""
+    if m := _CLAIMED.search(reason):
+        return SenderIdentity(f"claimed:{row.channel}:{m.group(1)}",
+                              f"{m.group(1)} on channel {row.channel}")
+    if m := _DISABLED.search(reason):
+        return SenderIdentity(f"disabled:{m.group(1)}", f"disabled partner {m.group(1)}")
+    return SenderIdentity(f"channel:{row.channel}", f"on channel {row.channel}")
+
+
+def _quarantined(rows: list[TransmissionRow]) -> Condition:
+    """One unknown sender's quarantined files (oldest first) as one condition."""
+    sender = sender_of(rows[0])
+    last = rows[-1]
+    partners = {r.partner_id for r in rows}
+    partner_id = partners.pop() if len(partners) == 1 else None
+    summary = (f"{len(rows)} file(s) from unknown sender {sender.label} quarantined: "
+               f"{_short(last.reason, 200)}")
+    return Condition(
+        "quarantine", partner_id, f"quarantine:sender:{sender.key}", summary,
+        {"sender": sender.key, "sender_label": sender.label, "adoptable": sender.adoptable,
+         "files": len(rows),
+         "first_received": _iso(rows[0].received_at), "last_received": _iso(last.received_at),
+         "stage": last.stage, "reason": last.reason,
+         "channels": sorted({r.channel for r in rows}),
+         "transmission_ids": [r.id for r in rows[-MAX_LISTED:]],
+         "filenames": [r.filename for r in rows[-MAX_LISTED:] if r.filename]},
+        reopen_after=aware(last.received_at))
 
 
 _FAILED = (TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)

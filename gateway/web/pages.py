@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -36,12 +36,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from gateway.channels.registry import CHANNEL_NAMES, CHANNELS
+from gateway.channels.registry import CHANNELS
 from gateway.core import clock
 from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
 from gateway.core.status import (
-    TRANSMISSION_STATUSES,
     AlertState,
     DocumentStatus,
     Role,
@@ -55,14 +54,11 @@ from gateway.store.conflicts import ConflictDesk, ConflictError
 from gateway.store.db import Store
 from gateway.store.read import stats
 from gateway.store.read.activity import (
-    active_alerts_by_kind,
     last_contact,
     open_alert_count,
     open_alerts_by_partner,
 )
-from gateway.store.read.transmissions import LogQuery, transmission_log
-from gateway.store.records import TransmissionRow
-from gateway.tracker.alerts import AlertBook, AlertError
+from gateway.tracker.alerts import AlertBook
 from gateway.web import charts, manager
 from gateway.web.auth import (
     CSRF_FIELD,
@@ -72,7 +68,6 @@ from gateway.web.auth import (
     NotAuthenticated,
     Principal,
 )
-from gateway.web.numbers import BadNumber, url_int
 from gateway.web.portal import portal_routes
 from gateway.web.routes.pricelists import price_lists_page
 from gateway.web.transmission_page import transmission
@@ -310,45 +305,6 @@ def dashboard(p: Page) -> Response:
 
 # -- transmissions ----------------------------------------------------------------------------
 
-FILTERS = ("partner", "channel", "status", "format", "since", "until", "direction")
-
-
-def _filters(request: Request) -> dict[str, str]:
-    return {k: request.query_params.get(k, "").strip() for k in FILTERS}
-
-
-def _date(text: str, tz: ZoneInfo) -> dt.datetime | None:
-    try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), tz).astimezone(dt.UTC)
-    except (ValueError, OverflowError):  # not a date, or beyond year 1 … 9999 in UTC
-        return None
-
-
-def _transmissions(p: Page, f: dict[str, str], limit: int = 200) -> list[TransmissionRow]:
-    since, until = _date(f["since"], p.tz), _date(f["until"], p.tz)
-    query = LogQuery(partner=f["partner"] or None, channel=f["channel"] or None,
-                     format=f["format"] or None,
-                     statuses=(f["status"].upper(),) if f["status"] else (), since=since,
-                     direction=f["direction"] if f["direction"] in ("in", "out") else None,
-                     # a bare date means its whole day
-                     until=until + dt.timedelta(days=1)
-                     if until and until.date() < dt.date.max else None)
-    return transmission_log(p.store, query, limit=limit)
-
-
-def transmissions(p: Page) -> Response:
-    f = _filters(p.request)
-    return p.render("transmissions.html", rows=_transmissions(p, f), filters=f,
-                    query=urlencode({k: v for k, v in f.items() if v}),
-                    partners=[x.id for x in p.gateway.partners], channels=CHANNEL_NAMES,
-                    statuses=TRANSMISSION_STATUSES, formats=FORMAT_NAMES,
-                    status_class=STATUS_CLASS)
-
-
-def transmission_rows(p: Page) -> Response:
-    """The log's table body alone, for the page's polling."""
-    return p.render("_transmission_rows.html", rows=_transmissions(p, _filters(p.request)),
-                    status_class=STATUS_CLASS)
 
 
 def reprocess(p: Page) -> Response:
@@ -445,49 +401,6 @@ def _checklist(store: Store, partner: Any) -> list[Any]:
 # -- alerts and audit -------------------------------------------------------------------------
 
 
-#: Active alerts shown on one page; the counts by kind above the table tell what else there is.
-ALERTS_SHOWN = 200
-
-
-def alerts(p: Page) -> Response:
-    book = AlertBook(p.store)
-    q = p.request.query_params
-    kind, partner = q.get("kind") or None, q.get("partner") or None
-    live = [AlertState.OPEN, AlertState.ACKNOWLEDGED]
-    counts = active_alerts_by_kind(p.store)
-    active = book.list(status=live, kind=kind, partner=partner, limit=ALERTS_SHOWN + 1)
-    return p.render("alerts.html", active=active[:ALERTS_SHOWN],
-                    more=len(active) > ALERTS_SHOWN, counts=counts,
-                    total=sum(n for _k, n in counts), kind=kind, partner=partner,
-                    resolved=book.list(status=AlertState.RESOLVED, kind=kind, partner=partner,
-                                       limit=50),
-                    operator=p.who.may(Role.OPERATOR),
-                    message=q.get("message"))
-
-
-def alert_action(p: Page) -> Response:
-    try:
-        aid = url_int(p.request.path_params["aid"], lo=1, name="alert")
-    except BadNumber as exc:
-        return p.render("not_found.html", exc.status, what=f"such alert: {exc}")
-    action = p.request.path_params["action"]
-    if action not in ("acknowledge", "resolve"):
-        return p.render("not_found.html", 404, what=f"alert action {action}")
-    book = AlertBook(p.store)
-    note = p.field("note") or None
-    try:
-        before = book.get(aid)
-        after = (book.acknowledge if action == "acknowledge" else book.resolve)(
-            aid, p.who.username, note)
-    except AlertError as exc:
-        return RedirectResponse("/alerts?message=" + quote(str(exc)), 303)
-    AuditLog(p.store).record(p.who.username, f"alert.{action}", f"alert:{aid}",
-                             before={"status": before.status},
-                             after={"status": after.status, "note": note},
-                             remote=p.request.client.host if p.request.client else None)
-    return RedirectResponse("/alerts?message=" + quote(f"alert {aid} {after.status}"), 303)
-
-
 def conflicts(p: Page) -> Response:
     """Documents held because their number came before with other content: what differs,
     and (for an operator) release or reject."""
@@ -532,6 +445,8 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
     """The console's routes (to mount at the root, next to ``/api``)."""
     from gateway.web import search_page  # it names this module's Page
     from gateway.web.account_pages import account_routes  # it imports this module
+    from gateway.web.alert_pages import alert_action, alerts, alerts_bulk  # it does too
+    from gateway.web.log_pages import transmission_rows, transmissions, transmissions_csv
     from gateway.web.partner_pages import partner_admin_routes
     from gateway.web.quarantine_pages import quarantine_routes
     viewer, operator = Role.VIEWER, Role.OPERATOR
@@ -545,6 +460,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/", viewer, dashboard),
         route("/transmissions", viewer, transmissions),
         route("/transmissions/rows", viewer, transmission_rows),
+        route("/transmissions.csv", viewer, transmissions_csv),
         route("/transmissions/{tid}", viewer, transmission),
         route("/transmissions/{tid}/reprocess", operator, reprocess, "POST"),
         route("/search", viewer, search_page.search),
@@ -553,6 +469,7 @@ def page_routes(auth: Authenticator) -> list[BaseRoute]:
         route("/partners/{pid}", viewer, partner),
         *quarantine_routes(auth),
         route("/alerts", viewer, alerts),
+        route("/alerts/bulk/{action:str}", operator, alerts_bulk, "POST"),
         route("/alerts/{aid}/{action:str}", operator, alert_action, "POST"),
         route("/price-lists", viewer, price_lists_page),
         route("/manager", viewer, manager.manager_page),

@@ -113,7 +113,7 @@ def test_acknowledge_an_alert(page: Page, shots):
     expect(row).to_be_visible()
     page.screenshot(path=shots / "alerts.png", full_page=True)
     alert_id = row.get_attribute("id")
-    row.locator("input[name=note]").fill("calling the partner")
+    page.locator(".bulk input[name=note]").fill("calling the partner")
     row.locator("button", has_text="Acknowledge").click()
     expect(page.locator(".message")).to_contain_text("acknowledged")
     expect(page.locator(f"#{alert_id} .alert-status")).to_have_text("acknowledged by otto")

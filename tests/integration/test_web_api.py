@@ -41,6 +41,7 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("POST", "/logout"): "client",
     ("GET", "/me"): "client",
     ("GET", "/transmissions"): "client",
+    ("GET", "/transmissions.csv"): "client",
     ("GET", "/transmissions/{tid}"): "client",
     ("GET", "/transmissions/{tid}/raw"): "client",
     ("GET", "/transmissions/{tid}/segments"): "client",
@@ -53,6 +54,8 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("POST", "/outbound"): "operator",
     ("GET", "/price-lists"): "viewer",
     ("GET", "/alerts"): "viewer",
+    ("POST", "/alerts/acknowledge"): "operator",
+    ("POST", "/alerts/resolve"): "operator",
     ("POST", "/alerts/{alert_id}/acknowledge"): "operator",
     ("POST", "/alerts/{alert_id}/resolve"): "operator",
     ("GET", "/users"): "admin",
@@ -172,7 +175,7 @@ def test_cookie_sessions_need_the_csrf_token_and_tokens_do_not(console):
     try:
         cookie = client.cookies.get("edigw_session")
         assert cookie and client.get("/me").json()["user"]["role"] == "operator"
-        alert_id = client.get("/alerts", params={"status": "open"}).json()[0]["id"]
+        alert_id = client.get("/alerts", params={"status": "open"}).json()["items"][0]["id"]
         r = client.post(f"/alerts/{alert_id}/acknowledge", json={"note": "looking"})
         assert r.status_code == 403 and "CSRF" in r.json()["detail"]
         r = client.post(f"/alerts/{alert_id}/acknowledge", json={"note": "looking"},
@@ -291,3 +294,62 @@ def test_admin_manages_users_and_everyone_their_own_tokens(console):
     with httpx.Client(base_url=console["url"]) as anon:
         assert anon.post("/login", json={"username": "marie",
                                          "password": "new-password-42"}).status_code == 401
+
+
+def test_alerts_page_by_offset_filter_and_are_acted_on_in_bulk(console):
+    """/alerts answers the paging envelope and honours offset, status, kind, partner_id and
+    since; an operator resolves several at once (each audited), one already resolved is
+    named as refused, not an error."""
+    book = AlertBook(console["gw"].store)
+    book.reconcile([Condition("gap", "bakkerij", f"gap:bakkerij:{n}", f"gap {n}")
+                    for n in range(7)], kinds_checked=["gap"])
+    with _client(console, "viewer") as viewer:
+        page = viewer.get("/alerts", params={"limit": 3}).json()
+        assert (page["total"], page["limit"], page["offset"], len(page["items"])) == (8, 3, 0, 3)
+        rest = viewer.get("/alerts", params={"limit": 3, "offset": 6}).json()
+        assert len(rest["items"]) == 2 and rest["offset"] == 6
+        seen = {a["id"] for a in page["items"]} | {a["id"] for a in rest["items"]}
+        assert len(seen) == 5, "another offset, other alerts"
+        gaps = viewer.get("/alerts", params={"kind": "gap", "partner_id": "bakkerij"}).json()
+        assert gaps["total"] == 7 and all(a["partner_id"] == "bakkerij" for a in gaps["items"])
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        assert viewer.get("/alerts", params={"since": later.isoformat()}).json()["total"] == 0
+        assert viewer.get("/alerts", params={"status": "nope"}).status_code == 422
+        assert viewer.post("/alerts/resolve", json={"ids": [1]}).status_code == 403
+    ids = [a["id"] for a in gaps["items"][:3]]
+    with _client(console, "operator") as op:
+        assert op.post(f"/alerts/{ids[0]}/resolve", json={}).status_code == 200
+        r = op.post("/alerts/resolve", json={"ids": ids, "note": "partner resent"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert sorted(a["id"] for a in body["done"]) == sorted(ids[1:])
+        assert [x["id"] for x in body["refused"]] == [ids[0]]
+        assert op.post("/alerts/acknowledge", json={"ids": []}).status_code == 422
+        left = op.get("/alerts", params={"status": "open", "kind": "gap"}).json()["total"]
+    assert left == 4
+    audit = AuditLog(console["gw"].store)
+    assert [e.action for e in audit.list(target=f"alert:{ids[1]}")] == ["alert.resolve"]
+
+
+def test_the_log_as_csv_has_every_matching_row_and_searches_by_number(console):
+    """/transmissions.csv streams every row the filters match (with the order number); the
+    search field finds the transmission by its order number and by its file name."""
+    gw = console["gw"]
+    tids = [gw.pipeline.receive(Incoming(data=SAMPLE.replace(b"PO-2024-0107", f"PO-9{n}".encode())
+                                         .replace(b"ICR0042", f"ICR07{n}".encode()),
+                                         channel="sftp", filename=f"po-9{n}.edi")).transmission_id
+            for n in range(3)]
+    for tid in tids:
+        gw.pipeline.process(tid)
+    with _client(console, "viewer") as viewer:
+        r = viewer.get("/transmissions.csv")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        lines = r.text.splitlines()
+        assert lines[0].startswith("received_at,id,") and len(lines) == 1 + 4
+        assert {line.split(",")[1] for line in lines[1:]} >= set(tids)
+        found = viewer.get("/transmissions", params={"q": "PO-91"}).json()
+        assert found["total"] == 1 and found["items"][0]["id"] == tids[1]
+        assert found["items"][0]["numbers"] == ["PO-91"]
+        assert found["items"][0]["erp"] in ("waiting", "not applicable")
+        by_name = viewer.get("/transmissions.csv", params={"q": "po-92.edi"}).text.splitlines()
+        assert len(by_name) == 2 and tids[2] in by_name[1] and "PO-92" in by_name[1]

@@ -166,15 +166,43 @@ def test_log_and_show_say_what_the_erp_said(workdir):
     run("ingest", str(SAMPLE), "--no-publish")
     tid = json.loads(run("log", "--json").output)[0]["id"]
     store = Store.from_url("sqlite:///var/edigw.sqlite3")
-    assert json.loads(run("log", "--json").output)[0]["erp"] is None, "not published yet"
+    assert json.loads(run("log", "--json").output)[0]["erp"] == "not applicable", \
+        "not published yet"
     store.mark_published([i.outbox_id for i in store.pending_outbox(10)])
     assert run("log").output.splitlines()[1].split()[-1] == "waiting"
+    assert " waiting " in run("show", tid).output, "show says what log says"
     [doc] = store.documents_of(tid)
     ErpAcks(store).record(ErpAck(doc.message_id, "REJECTED", "unknown article 4020000012342"),
                           b"{}")
     store.close()
     assert run("log").output.splitlines()[1].split()[-1] == "rejected"
-    assert json.loads(run("log", "--json").output)[0]["erp"] == {
-        "accepted": 0, "rejected": 1, "waiting": 0}
+    assert json.loads(run("log", "--json").output)[0]["erp"] == "rejected"
     out = run("show", tid).output
     assert "ERP REJECTED" in out and "unknown article 4020000012342" in out
+
+
+def test_log_pages_with_a_footer_offset_all_and_csv(workdir):
+    """Five transmissions shown two at a time: the footer says which of how many and how to
+    see the others; --offset turns the page; --all and --csv give every row, with the order
+    number of each."""
+    run("partners", "add", "bakkerij", "--name", "Bakkerij", "--unb", "5401234000012:14")
+    data = SAMPLE.read_bytes()
+    for n in range(5):
+        one = workdir / f"po-{n}.edi"
+        one.write_bytes(data.replace(b"PO-2024-0107", f"PO-77{n}".encode())
+                        .replace(b"ICR0042", f"ICR009{n}".encode()))
+        assert run("ingest", str(one), "--no-publish").exit_code == 0
+    first = run("log", "--limit", "2").output.splitlines()
+    assert first[-1] == "2 of 5 — use --limit/--offset or --all"
+    assert "PO-774" in first[1] and "PO-773" in first[2], "newest first, order number shown"
+    second = run("log", "--limit", "2", "--offset", "2").output.splitlines()
+    assert second[-1] == "3–4 of 5 — use --limit/--offset or --all"
+    assert "PO-772" in second[1]
+    everything = run("log", "--all").output.splitlines()
+    assert everything[-1] == "5 of 5" and len(everything) == 7
+    csv_rows = run("log", "--csv", "--all").output.splitlines()
+    assert csv_rows[0].startswith("received_at,id,direction") and len(csv_rows) == 6
+    assert [r.split(",")[10] for r in csv_rows[1:]] == [f"PO-77{n}" for n in (4, 3, 2, 1, 0)]
+    found = json.loads(run("log", "--json", "--search", "PO-772").output)
+    assert [r["numbers"] for r in found] == [["PO-772"]]
+    assert run("log", "--search", "nothing-like-it").output == "no transmission matches\n"

@@ -83,3 +83,20 @@ def test_check_runs_the_rules_once(workdir):
     assert r.output.strip().endswith("1 opened, 0 still open, 0 resolved")
     again = run("alerts", "check").output
     assert again.strip().endswith("0 opened, 1 still open, 0 resolved")
+
+
+def test_several_alerts_resolved_at_once_and_listed_a_page_at_a_time(workdir):
+    """'alerts resolve A B' resolves both; one that cannot be is named with exit 1 while the
+    others are done; --limit/--offset page the list with a footer."""
+    gap, silence = _open_two()
+    out = run("alerts", "--limit", "1").output.splitlines()
+    assert out[-1] == "1–1 of 2 — use --limit/--offset"
+    second = run("alerts", "--limit", "1", "--offset", "1").output.splitlines()
+    assert second[-1] == "2–2 of 2 — use --limit/--offset"
+    assert {out[1].split()[0], second[1].split()[0]} == {str(gap), str(silence)}
+    r = run("alerts", "resolve", str(gap), str(silence), "--by", "marie", "--note", "done")
+    assert r.exit_code == 0, r.output
+    assert f"alert {gap} resolved" in r.output and f"alert {silence} resolved" in r.output
+    assert run("alerts").output.strip() == "no alerts"
+    r = run("alerts", "ack", str(gap), "999")
+    assert r.exit_code == 1 and "no alert 999" in r.output and "resolved" in r.output

@@ -214,7 +214,7 @@ def test_scenario_gap_failure_overdue_and_silence_each_once(world):
     result = tracker.check()
     [doc] = world.store.documents_of(waiting)
     assert sorted(a.key for a in result.opened) == sorted([
-        "gap:gouden:1043-1044", f"failure:{failed}", f"erp-overdue:{doc.id}",
+        "gap:gouden:1043-1044", "failure:gouden:validate", f"erp-overdue:{doc.id}",
         "silence:beta:order:2026-12-01"])
     by_kind = {a.kind: a for a in result.opened}
     assert by_kind["gap"].summary.endswith(

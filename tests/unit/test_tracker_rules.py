@@ -137,10 +137,12 @@ def keys(conditions) -> list[str]:
 # -- failures ---------------------------------------------------------------------------
 
 def test_failed_mapping_is_one_failure_with_stage_reason_file_and_position(world):
-    """An order whose date is month 13 gives failure:<tid> naming stage, file and position."""
+    """An order whose date is month 13 gives failure:<partner>:<stage> naming stage, file and
+    position."""
     tid = world.send(order("1042", "PO-2", bad=True))
     [c] = rules.failures(world.ctx())
-    assert (c.kind, c.key, c.partner_id) == ("failure", f"failure:{tid}", "gouden")
+    assert (c.kind, c.key, c.partner_id) == ("failure", "failure:gouden:validate", "gouden")
+    assert c.detail["transmission_id"] == tid and c.detail["files"] == 1
     assert c.detail["stage"] == "validate" and c.detail["filename"] == "in-1.edi"
     assert c.detail["position"].startswith("line 5, column 1, segment 5 (DTM)")
     assert "month 13" in c.summary and "in-1.edi" in c.summary
@@ -150,7 +152,7 @@ def test_failure_is_gone_once_a_reprocessing_attempt_succeeded(world):
     """A later attempt replaying the failed transmission (reprocess_of) clears it."""
     tid = world.send(order("1042", "PO-2", bad=True))
     retry = world.send(order("1042", "PO-2"))
-    assert keys(rules.failures(world.ctx())) == [f"failure:{tid}"]
+    assert keys(rules.failures(world.ctx())) == ["failure:gouden:validate"]
     with world.store._begin() as conn:
         conn.execute(s.transmissions.update().where(s.transmissions.c.id == retry)
                      .values(reprocess_of=tid))
@@ -161,19 +163,74 @@ def test_failure_outside_the_lookback_stays_while_its_alert_is_open(world):
     """A failure found a while ago is still a condition after the look-back, until it is
     cleared, so its alert is not resolved for its age."""
     tid = world.send(order("1042", "PO-2", bad=True))
+    from gateway.tracker.alerts import AlertBook
+    AlertBook(world.store).reconcile(rules.failures(world.ctx()), kinds_checked=["failure"])
     world.clock.advance(days=8)
-    assert rules.failures(world.ctx()) == []  # nothing new to find
-    from gateway.tracker.alerts import AlertBook, Condition
-    AlertBook(world.store).reconcile([Condition("failure", "gouden", f"failure:{tid}", "x")],
-                                     kinds_checked=["failure"])
-    assert keys(rules.failures(world.ctx())) == [f"failure:{tid}"]
+    [c] = rules.failures(world.ctx())
+    assert c.key == "failure:gouden:validate" and c.detail["transmission_ids"] == [tid]
+
+
+def test_one_partners_failures_at_one_stage_are_one_condition_with_their_count(world):
+    """Three files of gouden failing validation: one condition counting 3, naming the
+    latest file; reprocessing one of them successfully leaves 2."""
+    tids = [world.send(order(str(1042 + n), f"PO-{n}", bad=True)) for n in range(3)]
+    [c] = rules.failures(world.ctx())
+    assert c.key == "failure:gouden:validate" and c.detail["files"] == 3
+    assert c.detail["transmission_id"] == tids[-1] and c.summary.startswith(
+        "3 file(s) from gouden failed at validate; latest:")
+    retry = world.send(order("1042", "PO-0"))
+    with world.store._begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == retry)
+                     .values(reprocess_of=tids[0]))
+    [c] = rules.failures(world.ctx())
+    assert c.detail["files"] == 2 and c.detail["transmission_ids"] == tids[1:]
 
 
 def test_unknown_sender_is_a_quarantine_condition_about_no_partner(world):
-    """A UNB sender no profile knows: kind quarantine, key quarantine:<tid>, no partner."""
+    """A UNB sender no profile knows: kind quarantine, keyed by the sender's UNB id and
+    qualifier (quarantine:sender:unb:14:<id>), no partner."""
     tid = world.send(order("77", "PO-Q", sender=UNKNOWN))
     [c] = rules.failures(world.ctx())
-    assert (c.kind, c.key, c.partner_id) == ("quarantine", f"quarantine:{tid}", None)
+    assert (c.kind, c.key, c.partner_id) == ("quarantine", f"quarantine:sender:unb:14:{UNKNOWN}",
+                                             None)
+    assert c.detail["files"] == 1 and c.detail["transmission_ids"] == [tid]
+
+
+def test_many_files_of_one_unknown_sender_are_one_condition_with_their_count(world):
+    """Twelve files from one unknown sender, over two days: one condition counting 12, with
+    the first and last received; another unknown sender is a condition of its own."""
+    first = world.send(order("77", "PO-Q0", sender=UNKNOWN))
+    for n in range(1, 12):
+        world.clock.advance(hours=4)
+        last = world.send(order(str(77 + n), f"PO-Q{n}", sender=UNKNOWN))
+    world.send(order("90", "PO-Z", sender="5499999999987"))
+    found = {c.key: c for c in rules.failures(world.ctx())}
+    assert sorted(found) == [f"quarantine:sender:unb:14:{x}"
+                             for x in ("5499999999987", UNKNOWN)]
+    c = found[f"quarantine:sender:unb:14:{UNKNOWN}"]
+    assert c.detail["files"] == 12 and c.summary.startswith("12 file(s) from unknown sender UNB")
+    times = {r.id: r.received_at for r in (world.store.get_transmission(first),
+                                           world.store.get_transmission(last))}
+    assert c.detail["first_received"] == times[first].isoformat()
+    assert c.detail["last_received"] == times[last].isoformat()
+
+
+def test_unknown_sender_alert_lasts_past_the_lookback_until_no_file_is_held(world):
+    """A sender's files held for 10 days still make its condition (the alert is not resolved
+    for its age); once each is no longer QUARANTINED the condition is gone."""
+    tids = [world.send(order(str(77 + n), f"PO-Q{n}", sender=UNKNOWN)) for n in range(3)]
+    world.clock.advance(days=10)
+    [c] = rules.failures(world.ctx())
+    assert c.detail["files"] == 3
+    with world.store._begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id.in_(tids[:2]))
+                     .values(status="PUBLISHED", partner_id="gouden"))
+    [c] = rules.failures(world.ctx())
+    assert c.detail["files"] == 1 and c.detail["transmission_ids"] == [tids[2]]
+    with world.store._begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == tids[2])
+                     .values(status="PUBLISHED", partner_id="gouden"))
+    assert rules.failures(world.ctx()) == []
 
 
 def test_failures_off_for_a_partner(tmp_path, clock):
@@ -489,3 +546,50 @@ def test_processing_stalled_alert_opens_and_closes_when_processing_moves(world):
     world.clock.advance(seconds=10)
     resolved = tracker.check(world.clock.current).resolved
     assert [a.key for a in resolved] == ["processing-stalled"]
+
+
+@pytest.mark.parametrize(("reason", "channel", "key"), [
+    ("unknown sender id 5499999000009 (qualifier 14): no partner profile lists it under "
+     "identifiers.unb", "sftp", "unb:14:5499999000009"),
+    ("unknown sender id 5499999000009: no partner profile lists it under identifiers.unb",
+     "sftp", "unb:5499999000009"),
+    ("unknown sender (gln 4012345000009, vat DE123): no partner profile lists these "
+     "identifiers", "folder", "gln:4012345000009"),
+    ("unknown sender (phone +33612345678): no partner profile lists these identifiers",
+     "sms", "phone:+33612345678"),
+    ("mail from Orders@Stranger.example: no partner profile lists this address", "email",
+     "email:orders@stranger.example"),
+    ("channel names partner 'acme', which has no profile", "sftp-acme", "partner:acme"),
+    ("payload names no sender and the channel is not partner-specific (ORDERS)",
+     "inbox-b", "channel:inbox-b"),
+])
+def test_the_sender_of_a_quarantined_file_is_named_by_its_identity(reason, channel, key):
+    """The UNB id and qualifier, a scheme's id (GLN, phone), the mail's From, else the
+    channel (an SFTP account or a folder): the key of its sender's one alert."""
+    from gateway.store.records import TransmissionRow
+    from gateway.tracker.rules import sender_of
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    row = TransmissionRow(
+        id="T1", channel=channel, channel_ref=None, partner_id=None, filename="f.edi", size=1,
+        sha256="0" * 64, received_at=now, acknowledged_at=None, status="QUARANTINED",
+        stage="identify", reason=reason, format="edifact", standard=None, document_count=0,
+        duplicate_of=None, updated_at=now)
+    assert sender_of(row).key == key
+
+
+def test_an_unknown_senders_alert_an_operator_resolved_opens_again_for_a_newer_file(world):
+    """Resolved by an operator, the sender's alert stays closed while no new file comes; a
+    file arriving after opens it again (one alert, counting all its held files)."""
+    from gateway.tracker.alerts import AlertBook
+
+    book = AlertBook(world.store)
+    world.send(order("77", "PO-Q0", sender=UNKNOWN))
+    [alert] = book.reconcile(rules.failures(world.ctx()), kinds_checked=["quarantine"]).opened
+    world.clock.advance(minutes=5)
+    book.resolve(alert.id, "otto", "asked them")
+    world.clock.advance(minutes=5)
+    assert book.reconcile(rules.failures(world.ctx()), kinds_checked=["quarantine"]).opened == []
+    world.send(order("78", "PO-Q1", sender=UNKNOWN))
+    [again] = book.reconcile(rules.failures(world.ctx()), kinds_checked=["quarantine"]).opened
+    assert again.key == alert.key and again.id != alert.id and again.detail["files"] == 2

@@ -16,14 +16,16 @@ from dataclasses import asdict
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from gateway.core.reprocess import reprocess
 from gateway.core.scope import EVERYTHING, Scope
 from gateway.core.status import DocumentStatus
+from gateway.core.zone import zone_of
 from gateway.store.db import Store
+from gateway.store.read.log_export import log_csv
 from gateway.store.read.transmission import (
     document_counts,
     document_of,
@@ -41,7 +43,7 @@ from gateway.web.deps import Audit, Gateway, Operator, Reader, StoreDep, iso, re
 from gateway.web.document_view import readable
 from gateway.web.numbers import Offset
 from gateway.web.outcome import outcome
-from gateway.web.paging import Limit, Paged, paged
+from gateway.web.paging import Limit, Paged, PartnerFilter, paged
 from gateway.web.segments import edifact_segments, raw_window
 from gateway.web.transmission_page import first_bytes
 
@@ -86,6 +88,10 @@ class TransmissionOut(BaseModel):
     request_reason: str | None = None
     purged_at: str | None = None
     direction: str = "in"
+    numbers: list[str] = Field(default_factory=list,
+                               description="business numbers of its documents (orders …)")
+    erp: str = Field(default="not applicable", description="what the ERP said of its "
+                     "documents: acknowledged, rejected, waiting, not applicable (or counts)")
 
 
 class TransmissionPage(BaseModel):
@@ -102,23 +108,45 @@ def _transmission(store: Store, tid: str, scope: Scope = EVERYTHING) -> Transmis
     return t
 
 
+def _log_query(who: Reader, partner: PartnerFilter, channel: str | None = None,
+               status: str | None = None, format: str | None = None,
+               since: dt.datetime | None = None, until: dt.datetime | None = None,
+               direction: Annotated[str | None, Query(
+                   pattern="^(in|out)$", description="in: received from partners; "
+                   "out: documents edigw sends them")] = None,
+               q: Annotated[str | None, Query(
+                   max_length=512, description="a transmission id, file name, partner or "
+                   "business number (order, invoice …), matched exactly")] = None) -> LogQuery:
+    return LogQuery(partner=who.scope.narrow(partner), channel=channel, format=format,
+                    statuses=[x.strip().upper() for x in status.split(",")] if status else (),
+                    since=utc(since), until=utc(until), direction=direction,
+                    text=(q or "").strip() or None)
+
+
+#: The log's filters, the same for the page of JSON and the CSV export.
+LogFilters = Annotated[LogQuery, Depends(_log_query)]
+
+
 @router.get("/transmissions", summary="The transmission log, newest first",
             response_model=TransmissionPage)
-def transmissions(who: Reader, store: StoreDep, partner: str | None = None,
-                  channel: str | None = None, status: str | None = None,
-                  format: str | None = None, since: dt.datetime | None = None,
-                  until: dt.datetime | None = None,
-                  direction: Annotated[str | None, Query(
-                      pattern="^(in|out)$", description="in: received from partners; "
-                      "out: documents edigw sends them")] = None,
+def transmissions(who: Reader, store: StoreDep, query: LogFilters,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Offset = 0) -> dict[str, Any]:
-    query = LogQuery(partner=who.scope.narrow(partner), channel=channel, format=format,
-                     statuses=[x.strip().upper() for x in status.split(",")] if status else (),
-                     since=utc(since), until=utc(until), direction=direction)
     page = transmission_page(store, query, limit=limit, offset=offset, scope=who.scope)
-    return {"total": page.total, "limit": limit, "offset": offset,
-            "items": [r.as_dict() for r in page.rows]}
+    items = []
+    for r in page.rows:
+        facts = page.facts_of(r.id)
+        items.append(dict(r.as_dict(), numbers=facts.numbers, erp=facts.erp_state))
+    return {"total": page.total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get("/transmissions.csv", summary="The transmission log as CSV: every row the "
+            "filters match, newest first, streamed", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+def transmissions_csv(who: Reader, gateway: Gateway, query: LogFilters) -> Response:
+    lines = log_csv(gateway.store, query, zone_of(gateway.settings), who.scope)
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": 'attachment; filename="transmissions.csv"'})
 
 
 def _paged_documents(store: Store, tid: str, scope: Scope, *, limit: int, offset: int,

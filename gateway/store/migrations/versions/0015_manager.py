@@ -3,7 +3,7 @@ values (orders and invoices), its sums per day and its coverage; documents index
 and time.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
