@@ -94,6 +94,9 @@ transmissions = sa.Table(
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
     sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
+    # The console's last contact per partner and channel: one seek at the end of each.
+    sa.Index("ix_transmissions_partner_channel", "partner_id", "channel", "direction",
+             "received_at"),
     # One outbound transmission per message of its source (the ERP's message id …): two
     # instances taking the same redelivered message cannot both record it.
     sa.Index("ux_transmissions_outbound_ref", "channel", "channel_ref", unique=True,

@@ -312,7 +312,7 @@ def dashboard(p: Page) -> Response:
                        [share[w].manual if w in share else 0 for w in weeks], "#E69F00")],
         charts.Series("electronic share", [_percent(share[w].share) if w in share else None
                                            for w in weeks]))
-    return p.render("dashboard.html", charts=pics, counts=p.store.counts_by_status(),
+    return p.render("dashboard.html", charts=pics, counts=stats.status_counts(p.store),
                     outbox=p.store.outbox_size(), open_alerts=open_alert_count(p.store),
                     status_class=STATUS_CLASS)
 
@@ -450,19 +450,21 @@ def search(p: Page) -> Response:
 # -- partners ---------------------------------------------------------------------------------
 
 
-def _partner_facts(store: Store) -> tuple[dict[str, dict[str, dt.datetime]],
-                                           dict[str, list[ChannelHealth]], dict[str, int]]:
-    """Per partner: the last transmission per channel, its channels' health, and how many
-    of its alerts are open or acknowledged."""
+def _partner_facts(store: Store, partner_ids: list[str]
+                   ) -> tuple[dict[str, dict[str, dt.datetime]], dict[str, list[ChannelHealth]],
+                              dict[str, int]]:
+    """Per partner (of those): the last transmission per channel, its channels' health, and
+    how many of its alerts are open or acknowledged."""
     health: dict[str, list[ChannelHealth]] = {}
     for h in ChannelRecords(store).health():
         if h.partner_id is not None:
             health.setdefault(h.partner_id, []).append(h)
-    return last_contact(store), health, open_alerts_by_partner(store)
+    return (last_contact(store, partner_ids, CHANNEL_NAMES), health,
+            open_alerts_by_partner(store, partner_ids))
 
 
 def partners(p: Page) -> Response:
-    last, health, open_alerts = _partner_facts(p.store)
+    last, health, open_alerts = _partner_facts(p.store, [x.id for x in p.gateway.partners])
     return p.render("partners.html", partners=list(p.gateway.partners), last=last,
                     health=health, open_alerts=open_alerts)
 
@@ -492,7 +494,7 @@ def partner(p: Page) -> Response:
     pics["value"] = charts.bar_chart("Order value per day", labels,
                                      [charts.Series(c, v) for c, v in sorted(
                                          by_currency.items())], stacked=False)
-    last, health, open_alerts = _partner_facts(p.store)
+    last, health, open_alerts = _partner_facts(p.store, [pid])
     profile = _mask(prof.model_dump(mode="json"))
     return p.render("partner.html", partner=prof, profile=profile, charts=pics,
                     last=last.get(pid, {}), health=health.get(pid, []),

@@ -20,17 +20,35 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
 _ACTIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
 
 
-def last_contact(store: Store, partner_ids: Iterable[str] | None = None
+def last_contact(store: Store, partner_ids: Iterable[str] | None = None,
+                 channels: Iterable[str] | None = None
                  ) -> dict[str, dict[str, dt.datetime]]:
     """Per partner and channel, when the last transmission came from it (all partners, or
-    those); what we send them is not their contact."""
+    those); what we send them is not their contact.
+
+    Given both the partners and the channels, each pair is one seek at the end of
+    ``ix_transmissions_partner_channel`` (a query per partner), whatever the volume;
+    otherwise every matching transmission is read."""
     t = s.transmissions
+    out: dict[str, dict[str, dt.datetime]] = {}
+    if partner_ids is not None and channels is not None:
+        names = sorted(set(channels))
+        with store.engine.connect() as conn:
+            for pid in sorted(set(partner_ids)):
+                row = conn.execute(sa.select(*[
+                    sa.select(sa.func.max(t.c.received_at))
+                    .where(t.c.partner_id == pid, t.c.channel == name, t.c.direction == "in")
+                    .scalar_subquery().label(f"c{i}") for i, name in enumerate(names)])).one()
+                found = {name: aware(at) for name, at in zip(names, row, strict=True)
+                         if at is not None}
+                if found:
+                    out[pid] = found
+        return out
     q = (sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at).label("at"))
          .where(t.c.partner_id.is_not(None), t.c.direction == "in")
          .group_by(t.c.partner_id, t.c.channel))
     if partner_ids is not None:
         q = q.where(t.c.partner_id.in_(list(partner_ids)))
-    out: dict[str, dict[str, dt.datetime]] = {}
     with store.engine.connect() as conn:
         for row in conn.execute(q):
             out.setdefault(row.partner_id, {})[row.channel] = aware(row.at)
