@@ -1,8 +1,8 @@
 """What every ``edigw`` command shares: the context carrying the settings, the one-line
 failure, the group that turns edigw's errors into it, and opening the gateway or the store.
 
-Heavy modules (SQLAlchemy, pika, the web app) are imported inside the functions, so that
-``edigw --help`` stays fast.
+Heavy modules (SQLAlchemy, pika, the web app, and pydantic through the settings) are
+imported inside the functions, so that ``edigw --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from gateway.config import GatewaySettings, load_settings
 from gateway.core.errors import ConfigError, EdigwError, MappingDefinitionError
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.config import GatewaySettings
     from gateway.store.db import Store
 
 
@@ -32,6 +32,8 @@ class CliContext:
     def settings(self) -> GatewaySettings:
         """The settings, loaded once."""
         if self._settings is None:
+            from gateway.config import load_settings  # pydantic: only for commands that read it
+
             self._settings = load_settings(self.config_path)
         return self._settings
 
@@ -69,10 +71,17 @@ def open_gateway(obj: CliContext) -> Gateway:
 
 
 def open_store(obj: CliContext) -> Store:
-    """The configured store alone, migrated to the current revision."""
+    """The configured store alone, migrated to the current revision (Alembic is loaded only
+    when the store is not current already)."""
     from gateway.store.db import Store
+    from gateway.store.heads import is_current
 
-    return Store.from_url(obj.settings.store.url)
+    store = Store.from_url(obj.settings.store.url, migrate=False)
+    if not is_current(store.engine):
+        from gateway.store.migrate import upgrade
+
+        upgrade(store.engine)
+    return store
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
