@@ -301,22 +301,25 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
         outbound={"path": tmp / "outbound"}, partners=tmp / "partners")
     gw = Gateway.open(settings, partners=_partners(gen.partners))
     figures: list[Figure] = []
+    only = set(args.only.split(","))
     sample = [random.choice(gen.orders) for _ in range(args.lookups)]
     it = iter(sample * 3)
-    for label, with_partner in (("explain (where is order X)", False),
+    for label, with_partner in () if "lookups" not in only else (("explain (where is order X)", False),
                                 ("explain --partner (where is order X)", True)):
         def one(with_partner: bool = with_partner) -> None:
             number, partner = next(it)
             explain(gw.store, gw.partners, gw.settings, number=number,
                     partner=partner if with_partner else None)
         figures.append(Figure(label, timed(one, args.lookups), LOOKUP_TARGET_MS))
-    print(figures[-2].line(), "\n" + figures[-1].line(), flush=True)
+        print(figures[-1].line(), flush=True)
 
     def find() -> None:
         number, _ = next(it)
         gw.store.find_documents(business_number=number, partner=None)
-    figures.append(Figure("find (Store.find_documents)", timed(find, args.lookups),
-                          LOOKUP_TARGET_MS))
+    if "lookups" in only:
+        figures.append(Figure("find (Store.find_documents)", timed(find, args.lookups),
+                              LOOKUP_TARGET_MS))
+        print(figures[-1].line(), flush=True)
 
     routes, state = gw.console_routes()
     server = HttpServer(build_app(routes=routes, state=state), port=0)
@@ -336,10 +339,11 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
 
             numbers = iter(sample * 3)
             search = get(lambda: f"/api/search?number={next(numbers)[0]}")  # type: ignore[arg-type]
-            cold = timed(search, 1)[0]
-            figures.append(Figure("HTTP /api/search?number=", timed(search, args.lookups // 2),
-                                  LOOKUP_TARGET_MS, cold))
-            print(figures[-1].line(), flush=True)
+            if "http" in only:
+                cold = timed(search, 1)[0]
+                figures.append(Figure("HTTP /api/search?number=",
+                                      timed(search, args.lookups // 2), LOOKUP_TARGET_MS, cold))
+                print(figures[-1].line(), flush=True)
             tid = _a_transmission(gw)
             pages = [("/", "dashboard /"), ("/transmissions", "/transmissions (log)"),
                      ("/partners", "/partners"), (f"/partners/{gen.partners[0]}",
@@ -348,7 +352,7 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
                      ("/alerts", "/alerts"), ("/conflicts", "/conflicts"), ("/audit", "/audit"),
                      (f"/search?q={sample[0][0]}", "/search?q=<order>"),
                      (f"/transmissions/{tid}", "/transmissions/<id>")]
-            for path, label in pages:
+            for path, label in pages if "pages" in only else ():
                 go = get(path)
                 cold = timed(go, 1)[0]
                 figures.append(Figure(label, timed(go, args.requests), PAGE_TARGET_MS, cold))
@@ -356,7 +360,8 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
     finally:
         server.stop()
         gw.close()
-    figures += cli(url, tmp, sample[0][0], args.runs)
+    if "cli" in only:
+        figures += cli(url, tmp, sample[0][0], args.runs)
     return figures
 
 
@@ -405,16 +410,38 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+def _sample_orders(store: Any, n: int) -> list[tuple[str, str]]:
+    """Random existing order numbers of a store filled before, with their partner."""
+    from gateway.store import schema as s
+
+    d = s.documents
+    with store.engine.connect() as conn:
+        top = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+        rows = conn.execute(sa.select(d.c.business_number, d.c.partner_id)
+                            .where(d.c.doc_type == "order")
+                            .offset(random.randrange(max(1, top - 5 * n))).limit(5 * n)).all()
+    return [(r[0], r[1]) for r in random.sample(rows, min(n, len(rows)))]
+
+
 def run(url: str, tmp: Path, args: argparse.Namespace) -> list[Figure]:
     from gateway.store.db import Store
 
     random.seed(args.seed)
     now = dt.datetime.now(dt.UTC)
     gen = Generator(args.transmissions, now, [f"partner{i:02d}" for i in range(1, 41)])
+    parsed = sa.make_url(url)
+    if args.store_file and Path(args.store_file).exists():
+        t0 = time.perf_counter()
+        store = Store.from_url(url)  # migrated to this checkout's revision
+        gen.orders = _sample_orders(store, args.lookups)
+        store.engine.dispose()
+        print(f"reusing {args.store_file} (opened and migrated in "
+              f"{time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"{'':<44} {'p50 ms':>9} {'p95 ms':>9} {'cold ms':>9}")
+        return measure(url, tmp, gen, args)
     store = Store.from_url(url)  # creates the tables at the current revision
     store.engine.dispose()
     t0 = time.perf_counter()
-    parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         fill_sqlite(str(parsed.database), gen, args.batch)
     else:
@@ -437,6 +464,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5, help="runs of each edigw process")
     ap.add_argument("--seed", type=int, default=18)
+    ap.add_argument("--only", default="lookups,http,pages,cli",
+                    help="what to measure: lookups, http, pages, cli (comma-separated)")
+    ap.add_argument("--store-file", help="a SQLite file to keep: filled when it does not exist, "
+                                         "measured as it is when it does")
     ap.add_argument("--json", help="write the figures there")
     args = ap.parse_args()
     results: dict[str, list[Figure]] = {}
@@ -445,7 +476,11 @@ def main() -> None:
         if args.url:
             (tmp / "url").mkdir()
             results["url"] = run(args.url, tmp / "url", args)
-        if args.sqlite or not (args.url or args.postgres):
+        if args.store_file:
+            (tmp / "file").mkdir()
+            results["sqlite"] = run(f"sqlite:///{Path(args.store_file).resolve()}",
+                                    tmp / "file", args)
+        elif args.sqlite or not (args.url or args.postgres):
             (tmp / "sqlite").mkdir()
             results["sqlite"] = run(f"sqlite:///{tmp / 'sqlite' / 'store.sqlite3'}",
                                     tmp / "sqlite", args)
