@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from gateway.core import clock
 from gateway.core.status import AlertState, DocumentStatus, OutboundStatus
 from gateway.store import schema as s
 from gateway.store.db import Store
+from gateway.store.read import daily
 from gateway.store.records import aware
 
 #: Errors of the database itself (unreachable, locked …): a scrape reports them, not a 500.
@@ -101,12 +103,13 @@ class Snapshot:
 
 
 def snapshot(store: Store, published_since: dt.datetime) -> Snapshot:
-    """The counts a metrics scrape reports (see ``Snapshot``), in one connection."""
-    t, d, a, h = s.transmissions, s.documents, s.alerts, s.channel_health
+    """The counts a metrics scrape reports (see ``Snapshot``). Transmissions by status come
+    from the per-day aggregates (``gateway.store.read.daily``): a scrape reads the days that
+    changed since the last, not every transmission."""
+    d, a, h = s.documents, s.alerts, s.channel_health
+    by_status = [(c, p, st, n) for (c, p, st), n in daily.merge_status_counts(
+        daily.all_days(store, clock.now().astimezone(dt.UTC).date())).items()]
     with store.engine.connect() as conn:
-        by_status = conn.execute(
-            sa.select(t.c.channel, t.c.partner_id, t.c.status, sa.func.count())
-            .group_by(t.c.channel, t.c.partner_id, t.c.status)).all()
         published = conn.execute(
             sa.select(d.c.created_at, d.c.published_at)
             .where(d.c.status == DocumentStatus.PUBLISHED.value)

@@ -58,10 +58,10 @@ def day_start(day: dt.date) -> dt.datetime:
 class Day:
     """What one UTC day holds. ``volume``: inbound, not duplicate, per (partner, channel,
     format): [transmissions, documents, failures]. ``statuses``: every transmission by
-    status. ``orders``: counted orders per (partner, format)."""
+    (channel, partner, status). ``orders``: counted orders per (partner, format)."""
 
     volume: dict[VolumeKey, list[int]] = field(default_factory=dict)
-    statuses: dict[str, int] = field(default_factory=dict)
+    statuses: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
     orders: dict[tuple[str, str | None], int] = field(default_factory=dict)
 
 
@@ -133,7 +133,8 @@ class DailyCache:
             day = fresh.get(utc_day(r.received_at))
             if day is None:
                 continue
-            day.statuses[r.status] = day.statuses.get(r.status, 0) + 1
+            counted = (r.channel, r.partner_id, r.status)
+            day.statuses[counted] = day.statuses.get(counted, 0) + 1
             if r.direction != "in" or r.status == s.DUPLICATE:
                 continue
             cell = day.volume.setdefault((r.partner_id, r.channel, r.format), [0, 0, 0])
@@ -226,9 +227,19 @@ def whole_days(since: dt.datetime | None, until: dt.datetime | None,
     return start.date(), min(end.date() - dt.timedelta(days=1), today)
 
 
-def merge_status_counts(days: Iterable[Day]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
+def merge_status_counts(days: Iterable[Day]) -> dict[tuple[str, str | None, str], int]:
+    """Transmissions per (channel, partner, status) over ``days``."""
+    out: dict[tuple[str, str | None, str], int] = defaultdict(int)
     for day in days:
-        for status, n in day.statuses.items():
-            out[status] += n
+        for key, n in day.statuses.items():
+            out[key] += n
     return dict(out)
+
+
+def all_days(store: Store, today: dt.date) -> list[Day]:
+    """Every day from the oldest transmission's to ``today`` (none in an empty store)."""
+    cache = cache_of(store)
+    first = cache.earliest()
+    if first is None:
+        return []
+    return list(cache.get_days(first, max(first, today)).values())

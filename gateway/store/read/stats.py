@@ -255,8 +255,8 @@ def _share_rows(acc: dict[dt.date, list[int]]) -> list[ShareRow]:
 def status_counts(store: Store) -> dict[str, int]:
     """Every transmission by status (as ``Store.counts_by_status``), from the per-day
     aggregates: the first call reads the store once, later ones the days that changed."""
-    first = daily.cache_of(store).earliest()
-    if first is None:
-        return {}
-    return daily.merge_status_counts(
-        daily.cache_of(store).get_days(first, max(first, _today())).values())
+    out: dict[str, int] = defaultdict(int)
+    for (_channel, _partner, status), n in daily.merge_status_counts(
+            daily.all_days(store, _today())).items():
+        out[status] += n
+    return dict(out)
