@@ -325,10 +325,11 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
     server = HttpServer(build_app(routes=routes, state=state), port=0)
     server.start_in_thread()
     auth = state["auth"]
-    auth.users.create("bench", "bench-password-long-enough", "admin")
-    token = auth.tokens.create(auth.users.by_username("bench"), "bench")[0]
+    user = f"bench-{secrets.token_hex(3)}"  # a store measured again keeps earlier users
+    auth.users.create(user, "bench-password-long-enough", "admin")
+    token = auth.tokens.create(auth.users.by_username(user), "bench")[0]
     try:
-        with httpx.Client(base_url=server.url, timeout=120,
+        with httpx.Client(base_url=server.url, timeout=900,
                           headers={"Authorization": f"Bearer {token}"}) as client:
             def get(path: str) -> Callable[[], None]:
                 def go() -> None:

@@ -27,8 +27,8 @@ def pinned():
 
 
 @pytest.fixture
-def store(tmp_path, pinned):
-    st = Store.from_url(f"sqlite:///{tmp_path / 'daily.sqlite3'}")
+def store(store_url, pinned):
+    st = Store.from_url(store_url)
     yield st
     st.close()
 

@@ -46,6 +46,20 @@ VolumeKey = tuple[str | None, str, str | None]  # partner, channel, format
 ValueKey = tuple[str, str | None]  # partner, currency
 
 
+def _day_expression(dialect: str) -> Callable[[Any], Any]:
+    """The UTC day of a stored time, in SQL: PostgreSQL's ``date`` of the time in UTC;
+    SQLite's first ten characters (the store writes UTC as ``YYYY-MM-DD HH:MM:SS``)."""
+    if dialect == "postgresql":
+        return lambda col: sa.func.date(sa.func.timezone("UTC", col))
+    if dialect == "sqlite":
+        return lambda col: sa.func.substr(col, 1, 10)
+    raise ValueError(f"no day expression for the {dialect} dialect")
+
+
+def _as_date(value: dt.date | str) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
 def utc_day(at: dt.datetime) -> dt.date:
     return aware(at).astimezone(dt.UTC).date()
 
@@ -122,35 +136,42 @@ class DailyCache:
 
     def _fill(self, conn: sa.Connection, first: dt.date, last: dt.date,
               missing: set[dt.date]) -> None:
+        """Read the days ``first`` … ``last`` (those in ``missing`` are kept), grouped by day
+        in SQL: a few thousand rows come back, not one per transmission."""
         t, d = s.transmissions, s.documents
         since, until = day_start(first), day_start(last + dt.timedelta(days=1))
+        day_of = _day_expression(conn.dialect.name)
         fresh = {day: Day() for day in missing}
-        q = (sa.select(t.c.received_at, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
-                       t.c.document_count, t.c.direction)
-             .where(t.c.received_at >= since, t.c.received_at < until))
+        day_col = day_of(t.c.received_at).label("day")
+        q = (sa.select(day_col, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
+                       t.c.direction, sa.func.count().label("n"),
+                       sa.func.sum(t.c.document_count).label("docs"))
+             .where(t.c.received_at >= since, t.c.received_at < until)
+             .group_by(day_col, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
+                       t.c.direction))
         failures = (s.FAILED, s.QUARANTINED)
         for r in conn.execute(q):
-            day = fresh.get(utc_day(r.received_at))
+            day = fresh.get(_as_date(r.day))
             if day is None:
                 continue
             counted = (r.channel, r.partner_id, r.status)
-            day.statuses[counted] = day.statuses.get(counted, 0) + 1
+            day.statuses[counted] = day.statuses.get(counted, 0) + int(r.n)
             if r.direction != "in" or r.status == s.DUPLICATE:
                 continue
             cell = day.volume.setdefault((r.partner_id, r.channel, r.format), [0, 0, 0])
-            cell[0] += 1
-            cell[1] += r.document_count or 0
-            cell[2] += r.status in failures
-        q = (sa.select(t.c.received_at, t.c.format, d.c.partner_id, sa.func.count())
+            cell[0] += int(r.n)
+            cell[1] += int(r.docs or 0)
+            cell[2] += int(r.n) if r.status in failures else 0
+        q = (sa.select(day_col, t.c.format, d.c.partner_id, sa.func.count().label("n"))
              .select_from(d.join(t, d.c.transmission_id == t.c.id))
              .where(t.c.received_at >= since, t.c.received_at < until, t.c.direction == "in",
                     d.c.doc_type == "order", d.c.status.notin_(_NOT_COUNTED))
-             .group_by(t.c.received_at, t.c.format, d.c.partner_id))
+             .group_by(day_col, t.c.format, d.c.partner_id))
         for r in conn.execute(q):
-            day = fresh.get(utc_day(r.received_at))
+            day = fresh.get(_as_date(r.day))
             if day is not None:
                 key = (r.partner_id, r.format)
-                day.orders[key] = day.orders.get(key, 0) + int(r[3])
+                day.orders[key] = day.orders.get(key, 0) + int(r.n)
         self.days.update(fresh)
 
     def values_of(self, first: dt.date, last: dt.date, partner: str | None,

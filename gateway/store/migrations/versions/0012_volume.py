@@ -1,12 +1,14 @@
-"""The index the console's "last contact per partner and channel" seeks in: one probe per
-partner and channel at the end of (partner, channel, direction, received_at), instead of
-reading every transmission of the partner.
+"""Indexes for the console at volume: "last contact per partner and channel" seeks at the
+end of (partner, channel, direction, received_at) instead of reading every transmission of
+the partner; the go-live checklist of a partner page reads the ``test`` events from a
+partial index instead of every transmission and document of the partner.
 
 Revision ID: 0012
 Revises: 0010
 Create Date: 2026-12-07
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
@@ -18,7 +20,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_index("ix_transmissions_partner_channel", "transmissions",
                     ["partner_id", "channel", "direction", "received_at"])
+    op.create_index("ix_transmission_events_test", "transmission_events", ["transmission_id"],
+                    sqlite_where=sa.text("event = 'test'"),
+                    postgresql_where=sa.text("event = 'test'"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transmission_events_test", table_name="transmission_events")
     op.drop_index("ix_transmissions_partner_channel", table_name="transmissions")
