@@ -431,12 +431,12 @@ def run(url: str, tmp: Path, args: argparse.Namespace) -> list[Figure]:
     now = dt.datetime.now(dt.UTC)
     gen = Generator(args.transmissions, now, [f"partner{i:02d}" for i in range(1, 41)])
     parsed = sa.make_url(url)
-    if args.store_file and Path(args.store_file).exists():
+    if args.filled or (args.store_file and Path(args.store_file).exists()):
         t0 = time.perf_counter()
         store = Store.from_url(url)  # migrated to this checkout's revision
         gen.orders = _sample_orders(store, args.lookups)
         store.engine.dispose()
-        print(f"reusing {args.store_file} (opened and migrated in "
+        print(f"reusing {args.filled or args.store_file} (opened and migrated in "
               f"{time.perf_counter() - t0:.0f} s)", flush=True)
         print(f"{'':<44} {'p50 ms':>9} {'p95 ms':>9} {'cold ms':>9}")
         return measure(url, tmp, gen, args)
@@ -467,6 +467,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--only", default="lookups,http,pages,cli",
                     help="what to measure: lookups, http, pages, cli (comma-separated)")
+    ap.add_argument("--filled", help="a store URL filled by an earlier run: measured, not filled")
     ap.add_argument("--store-file", help="a SQLite file to keep: filled when it does not exist, "
                                          "measured as it is when it does")
     ap.add_argument("--json", help="write the figures there")
@@ -474,10 +475,15 @@ def main() -> None:
     results: dict[str, list[Figure]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-volume-"))
     try:
+        if args.filled:
+            (tmp / "filled").mkdir()
+            results["filled"] = run(args.filled, tmp / "filled", args)
         if args.url:
             (tmp / "url").mkdir()
             results["url"] = run(args.url, tmp / "url", args)
-        if args.store_file:
+        if args.filled:
+            pass
+        elif args.store_file:
             (tmp / "file").mkdir()
             results["sqlite"] = run(f"sqlite:///{Path(args.store_file).resolve()}",
                                     tmp / "file", args)
