@@ -107,8 +107,8 @@ def snapshot(store: Store, published_since: dt.datetime) -> Snapshot:
     from the per-day aggregates (``gateway.store.read.daily``): a scrape reads the days that
     changed since the last, not every transmission."""
     d, a, h = s.documents, s.alerts, s.channel_health
-    by_status = [(c, p, st, n) for (c, p, st), n in daily.merge_status_counts(
-        daily.all_days(store, clock.now().astimezone(dt.UTC).date())).items()]
+    by_status = [(c, p, st, n) for (c, p, st), n in daily.status_totals(
+        store, clock.now().astimezone(dt.UTC).date()).items()]
     with store.engine.connect() as conn:
         published = conn.execute(
             sa.select(d.c.created_at, d.c.published_at)

@@ -84,13 +84,17 @@ class DailyCache:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.days: dict[dt.date, Day] = {}
         # Order value per (day, partner or None for all): {(partner, currency): [n, amount]}.
         self.values: dict[tuple[dt.date, str | None], dict[ValueKey, list[Any]]] = {}
         self.low: int | None = None  # events with a higher id are read at the next refresh
         self.seen: set[int] = set()
         self.marks: list[tuple[float, int]] = []  # (when, highest id seen then)
+        # Bumped whenever a day is forgotten or read: what is derived from many days (the
+        # status totals) is kept for one generation.
+        self.generation = 0
+        self.totals: tuple[int, dt.date, dt.date, dict[Any, int]] | None = None
 
     # -- keeping up -----------------------------------------------------------------------
 
@@ -111,7 +115,8 @@ class DailyCache:
                 continue
             self.seen.add(r.id)
             day = utc_day(r.received_at)
-            self.days.pop(day, None)
+            if self.days.pop(day, None) is not None:
+                self.generation += 1
             self.values.pop((day, r.partner_id), None)
             self.values.pop((day, None), None)
         now = time.monotonic()
@@ -173,6 +178,7 @@ class DailyCache:
                 key = (r.partner_id, r.format)
                 day.orders[key] = day.orders.get(key, 0) + int(r.n)
         self.days.update(fresh)
+        self.generation += 1
 
     def values_of(self, first: dt.date, last: dt.date, partner: str | None,
                   amount: Callable[[dict[str, Any]], Decimal]
@@ -257,10 +263,19 @@ def merge_status_counts(days: Iterable[Day]) -> dict[tuple[str, str | None, str]
     return dict(out)
 
 
-def all_days(store: Store, today: dt.date) -> list[Day]:
-    """Every day from the oldest transmission's to ``today`` (none in an empty store)."""
+def status_totals(store: Store, today: dt.date) -> dict[tuple[str, str | None, str], int]:
+    """Transmissions per (channel, partner, status), every day from the oldest
+    transmission's to ``today``; summed again only when a day changed."""
     cache = cache_of(store)
     first = cache.earliest()
     if first is None:
-        return []
-    return list(cache.get_days(first, max(first, today)).values())
+        return {}
+    last = max(first, today)
+    with cache.lock:  # reentrant: get_days takes it too
+        days = cache.get_days(first, last)
+        kept = cache.totals
+        if kept is not None and kept[:3] == (cache.generation, first, last):
+            return dict(kept[3])
+        totals = merge_status_counts(days.values())
+        cache.totals = (cache.generation, first, last, totals)
+    return dict(totals)

@@ -124,10 +124,11 @@ def volume(store: Store, since: dt.datetime | None, until: dt.datetime | None,
         acc_days: dict[tuple[dt.date, str | None, str, str | None], list[int]] = defaultdict(
             lambda: [0, 0, 0])
         for day, agg in daily.cache_of(store).get_days(*span).items():
+            start = bucket_start(day_start(day), bucket)
             for (p, channel, fmt), (n, docs, failures) in agg.volume.items():
                 if partner and p != partner:
                     continue
-                cell = acc_days[(bucket_start(day_start(day), bucket), p, channel, fmt)]
+                cell = acc_days[(start, p, channel, fmt)]
                 cell[0] += n
                 cell[1] += docs
                 cell[2] += failures
@@ -157,9 +158,11 @@ def day_start(day: dt.date) -> dt.datetime:
 
 def _volume_rows(acc: dict[tuple[dt.date, str | None, str, str | None], list[int]]
                  ) -> list[VolumeRow]:
-    rows = [VolumeRow(bucket=k[0], partner=k[1], channel=k[2], format=k[3], transmissions=v[0],
-                      documents=v[1], failures=v[2]) for k, v in acc.items()]
-    return sorted(rows, key=lambda r: (r.bucket, r.partner or "", r.channel, r.format or ""))
+    # Sorted on the keys (None as ""), then made rows: thousands of cells per month.
+    keys = sorted(acc, key=lambda k: (k[0], k[1] or "", k[2], k[3] or ""))
+    return [VolumeRow(bucket=k[0], partner=k[1], channel=k[2], format=k[3],
+                      transmissions=acc[k][0], documents=acc[k][1], failures=acc[k][2])
+            for k in keys]
 
 
 def order_amount(payload: dict[str, Any]) -> Decimal:
@@ -256,7 +259,6 @@ def status_counts(store: Store) -> dict[str, int]:
     """Every transmission by status (as ``Store.counts_by_status``), from the per-day
     aggregates: the first call reads the store once, later ones the days that changed."""
     out: dict[str, int] = defaultdict(int)
-    for (_channel, _partner, status), n in daily.merge_status_counts(
-            daily.all_days(store, _today())).items():
+    for (_channel, _partner, status), n in daily.status_totals(store, _today()).items():
         out[status] += n
     return dict(out)
