@@ -262,27 +262,23 @@ def _days(end: dt.date, n: int) -> list[dt.date]:
 
 def _volume_charts(store: Any, since: dt.datetime, days: list[dt.date],
                    partner: str | None = None) -> dict[str, str]:
-    rows = stats.volume(store, since, None, "day", partner)
+    totals = stats.volume_totals(store, since, None, partner)
     labels = [d.strftime("%m-%d") for d in days]
-    index = {d: i for i, d in enumerate(days)}
 
-    def by(key: Callable[[Any], str], value: Callable[[Any], int]) -> list[charts.Series]:
+    def by(per_day: dict[dt.date, dict[Any, int]], name: Callable[[Any], str]
+           ) -> list[charts.Series]:
         acc: dict[str, list[float | None]] = {}
-        for r in rows:
-            if r.bucket in index:
-                acc.setdefault(key(r), [0] * len(days))[index[r.bucket]] += value(r)  # type: ignore[operator]
+        for i, day in enumerate(days):
+            for key, n in per_day.get(day, {}).items():
+                acc.setdefault(name(key), [0] * len(days))[i] += n  # type: ignore[operator]
         return [charts.Series(k, v) for k, v in sorted(acc.items())]
 
-    failures = [0.0] * len(days)
-    for r in rows:
-        if r.bucket in index:
-            failures[index[r.bucket]] += r.failures
+    failures = [float(totals.failures.get(day, 0)) for day in days]
     return dict(
         channel=charts.bar_chart("Transmissions per day and channel", labels,
-                                 by(lambda r: r.channel, lambda r: r.transmissions),
-                                 integer=True),
+                                 by(totals.by_channel, str), integer=True),
         format=charts.bar_chart("Transmissions per day and format", labels,
-                                by(lambda r: r.format or "unknown", lambda r: r.transmissions),
+                                by(totals.by_format, lambda f: f or "unknown"),
                                 integer=True),
         failures=charts.line_chart("Failures per day", labels,
                                    [charts.Series("failed or quarantined", failures,

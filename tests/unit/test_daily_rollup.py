@@ -113,3 +113,24 @@ def test_a_change_after_a_read_is_seen_at_the_next_read(store, pinned):
     assert after[DAY0.date()] == before[DAY0.date()] + 1
     _same(store)
     assert stats.status_counts(store) == store.counts_by_status()
+
+
+def test_volume_totals_sum_the_volume_rows_per_channel_format_and_day(store, pinned):
+    """The charts' totals equal the volume rows summed per day and channel, per day and
+    format, and failures per day, for whole days and for any range."""
+    _week(store, pinned)
+    for since in (DAY0, JUST_BEFORE):
+        for partner in (None, "acme"):
+            totals = stats.volume_totals(store, since, None, partner)
+            channels: dict = {}
+            formats: dict = {}
+            failures: dict = {}
+            for r in stats.volume(store, since, None, "day", partner):
+                channels.setdefault(r.bucket, {}).setdefault(r.channel, 0)
+                channels[r.bucket][r.channel] += r.transmissions
+                formats.setdefault(r.bucket, {}).setdefault(r.format, 0)
+                formats[r.bucket][r.format] += r.transmissions
+                failures[r.bucket] = failures.get(r.bucket, 0) + r.failures
+            assert totals.by_channel == channels and totals.by_format == formats
+            assert totals.failures == failures
+            assert sum(failures.values()) == (1 if partner in (None, "acme") else 0)

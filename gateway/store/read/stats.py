@@ -165,6 +165,43 @@ def _volume_rows(acc: dict[tuple[dt.date, str | None, str, str | None], list[int
             for k in keys]
 
 
+@dataclass(frozen=True, slots=True)
+class VolumeTotals:
+    """What the console's volume charts draw, per day: transmissions per channel and per
+    format, and failures (as ``volume`` counts them)."""
+
+    by_channel: dict[dt.date, dict[str, int]]
+    by_format: dict[dt.date, dict[str | None, int]]
+    failures: dict[dt.date, int]
+
+
+def volume_totals(store: Store, since: dt.datetime | None, until: dt.datetime | None,
+                  partner: str | None = None) -> VolumeTotals:
+    """``volume`` per day, summed per channel and per format: tens of numbers a day where
+    ``volume`` makes a row per partner, channel and format (thousands a month)."""
+    by_channel: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_format: dict[dt.date, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
+    failures: dict[dt.date, int] = defaultdict(int)
+    span = daily.whole_days(since, until, _today())
+    if span is None:
+        for r in volume(store, since, until, "day", partner):
+            by_channel[r.bucket][r.channel] += r.transmissions
+            by_format[r.bucket][r.format] += r.transmissions
+            failures[r.bucket] += r.failures
+    else:
+        for day, agg in daily.cache_of(store).get_days(*span).items():
+            channels, formats = by_channel[day], by_format[day]
+            for (p, channel, fmt), (n, _docs, failed) in agg.volume.items():
+                if partner and p != partner:
+                    continue
+                channels[channel] += n
+                formats[fmt] += n
+                failures[day] += failed
+    return VolumeTotals(by_channel={d: dict(v) for d, v in by_channel.items()},
+                        by_format={d: dict(v) for d, v in by_format.items()},
+                        failures=dict(failures))
+
+
 def order_amount(payload: dict[str, Any]) -> Decimal:
     """An order's value: the sum of its lines' ``line_amount``, or quantity × unit price
     (per price basis quantity) where a line has no amount; lines without a price add 0."""
@@ -235,11 +272,11 @@ def electronic_share(store: Store, since: dt.datetime | None, until: dt.datetime
     span = daily.whole_days(since, until, _today())
     if span is not None:
         for day, agg in daily.cache_of(store).get_days(*span).items():
+            start = bucket_start(day_start(day), bucket)
             for (p, fmt), n in agg.orders.items():
                 if partner and p != partner:
                     continue
-                acc[bucket_start(day_start(day), bucket)][0 if fmt in ELECTRONIC_FORMATS
-                                                          else 1] += n
+                acc[start][0 if fmt in ELECTRONIC_FORMATS else 1] += n
         return _share_rows(acc)
     for r in _orders(store, since, until, partner, with_payload=False):
         cell = acc[bucket_start(r.received_at, bucket)]
