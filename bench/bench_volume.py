@@ -376,6 +376,7 @@ def _a_transmission(gw: Any) -> str:
 
 
 def cli(url: str, tmp: Path, number: str, runs: int) -> list[Figure]:
+    tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "bench.toml"
     config.write_text(f'[store]\nurl = "{url}"\n[archive]\npath = "{tmp / "archive"}"\n'
                       f'[[inbox]]\npath = "{tmp / "inbox"}"\n')
