@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-import structlog
 from pydantic import (
     BaseModel,
     Field,
@@ -42,7 +41,13 @@ from gateway.core.urls import mask_url as mask_url  # re-exported, as before
 from gateway.formats.registry import PROFILE_FORMATS
 from gateway.shipped import shipped
 
-_log = structlog.get_logger("edigw.config")
+
+def _log() -> Any:
+    """The config's logger (structlog is imported when a reload has something to say, not by
+    every ``edigw`` command that reads the settings)."""
+    import structlog
+
+    return structlog.get_logger("edigw.config")
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
 M = TypeVar("M", bound=BaseModel)
@@ -610,11 +615,11 @@ class PartnerFolderWatch:
         try:
             loaded = load_partners(self.folder, self.env)
         except ConfigError as exc:
-            _log.error("partners_not_reloaded", folder=str(self.folder), error=str(exc),
+            _log().error("partners_not_reloaded", folder=str(self.folder), error=str(exc),
                        hint="the profiles loaded before stay in use")
             return False
         self.directory.replace(loaded)
-        _log.info("partners_reloaded", folder=str(self.folder), partners=len(loaded))
+        _log().info("partners_reloaded", folder=str(self.folder), partners=len(loaded))
         return True
 
 

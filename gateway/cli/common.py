@@ -3,8 +3,8 @@ failure, the group that turns edigw's errors into it, opening the gateway or the
 the conventions of docs/cli.md: ``--json`` output on stdout, log lines on stderr in the
 configured ``[log] format``, times in the gateway's one time zone, progress bars on stderr.
 
-Heavy modules (SQLAlchemy, pika, the web app, rich) are imported inside the functions, so
-that ``edigw --help`` stays fast.
+Heavy modules (SQLAlchemy, pika, the web app, rich, and pydantic through the settings)
+are imported inside the functions, so that ``edigw --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from gateway.config import GatewaySettings, load_settings
 from gateway.core.errors import ConfigError, EdigwError, MappingDefinitionError
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from gateway.app import Gateway
+    from gateway.config import GatewaySettings
     from gateway.store.db import Store
 
 
@@ -41,6 +41,8 @@ class CliContext:
         """The settings, loaded once; log lines then go to stderr in ``[log] format``, at
         warning or above (``serve`` lowers it to ``[log] level``)."""
         if self._settings is None:
+            from gateway.config import load_settings  # pydantic: only for commands that read it
+
             self._settings = load_settings(self.config_path)
             setup_logs(self._settings, _quieter(self._settings.log.level, "warning"))
         return self._settings
@@ -187,10 +189,17 @@ def open_gateway(obj: CliContext) -> Gateway:
 
 
 def open_store(obj: CliContext) -> Store:
-    """The configured store alone, migrated to the current revision."""
+    """The configured store alone, migrated to the current revision (Alembic is loaded only
+    when the store is not current already)."""
     from gateway.store.db import Store
+    from gateway.store.heads import is_current
 
-    return Store.from_url(obj.settings.store.url)
+    store = Store.from_url(obj.settings.store.url, migrate=False)
+    if not is_current(store.engine):
+        from gateway.store.migrate import upgrade
+
+        upgrade(store.engine)
+    return store
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.canonical import content_view
-
 #: A value longer than this (as JSON text) is cut with an ellipsis.
 MAX_VALUE = 120
 #: Differences listed at most (the count of all of them is kept).
@@ -61,6 +59,8 @@ def compare(before: dict[str, Any], after: dict[str, Any], *,
             limit: int = MAX_DIFFERENCES) -> Comparison:
     """The differences between two canonical documents (parsed JSON), ids and source
     left out."""
+    from gateway.core.canonical import content_view  # pydantic models: only when compared
+
     shown: list[Difference] = []
     total = 0
     for path, old, new in _walk(content_view(before), content_view(after), ""):

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from pydantic import BaseModel
 
-from gateway.core.canonical import PriceList, PriceListItem, content_digest
 from gateway.core.errors import MappingError
 from gateway.core.ids import content_message_id
 from gateway.core.ports import FailedMessage, MappedDocument
 from gateway.core.records import NewDocument, NewInterchange, Note
 from gateway.core.status import DocumentStatus
+
+if TYPE_CHECKING:  # the canonical models cost every ``edigw`` command that reads the store
+    from gateway.core.canonical import PriceList, PriceListItem
 
 #: ``part_count`` of a part whose total is not known yet (a price list still being read):
 #: replaced in place when the message is complete. Its digits are as many as any total's.
@@ -85,6 +87,8 @@ def new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
     message id a consumer drops repeats by) is the list's with ``-p<n>``; the canonical
     ``message_id`` inside stays the list's, the same in every part. ``test``: its partner
     is in test (``routing_key``)."""
+    from gateway.core.canonical import content_digest
+
     sha = content_digest(payload)
     if part is None:
         mid = content_message_id(m.message_id, sha)

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from gateway.core.canonical import content_digest
 from gateway.core.conflicts import compare
 from gateway.core.documents import routing_key
 from gateway.core.ids import new_id
@@ -166,6 +165,8 @@ def _backfill(conn: sa.Connection, legacy: list[tuple[str, tuple[str, str, str],
               found: _Earlier) -> None:
     """Documents stored before content digests existed: digest their payload once and
     keep it (the next look finds it)."""
+    from gateway.core.canonical import content_digest  # pydantic models: only when needed
+
     d_ = s.documents
     shas: dict[str, str] = {}
     for chunk in chunks([i for i, _, _ in legacy], 100):

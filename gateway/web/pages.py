@@ -36,7 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from gateway.channels.registry import CHANNELS
+from gateway.channels.registry import CHANNEL_NAMES, CHANNELS
 from gateway.core import clock
 from gateway.core.reprocess import ReprocessError
 from gateway.core.reprocess import reprocess as replay
@@ -248,27 +248,23 @@ def _days(end: dt.date, n: int) -> list[dt.date]:
 
 def _volume_charts(store: Any, since: dt.datetime, days: list[dt.date],
                    partner: str | None = None) -> dict[str, str]:
-    rows = stats.volume(store, since, None, "day", partner)
+    totals = stats.volume_totals(store, since, None, partner)
     labels = [d.strftime("%m-%d") for d in days]
-    index = {d: i for i, d in enumerate(days)}
 
-    def by(key: Callable[[Any], str], value: Callable[[Any], int]) -> list[charts.Series]:
+    def by(per_day: dict[dt.date, dict[Any, int]], name: Callable[[Any], str]
+           ) -> list[charts.Series]:
         acc: dict[str, list[float | None]] = {}
-        for r in rows:
-            if r.bucket in index:
-                acc.setdefault(key(r), [0] * len(days))[index[r.bucket]] += value(r)  # type: ignore[operator]
+        for i, day in enumerate(days):
+            for key, n in per_day.get(day, {}).items():
+                acc.setdefault(name(key), [0] * len(days))[i] += n  # type: ignore[operator]
         return [charts.Series(k, v) for k, v in sorted(acc.items())]
 
-    failures = [0.0] * len(days)
-    for r in rows:
-        if r.bucket in index:
-            failures[index[r.bucket]] += r.failures
+    failures = [float(totals.failures.get(day, 0)) for day in days]
     return dict(
         channel=charts.bar_chart("Transmissions per day and channel", labels,
-                                 by(lambda r: r.channel, lambda r: r.transmissions),
-                                 integer=True),
+                                 by(totals.by_channel, str), integer=True),
         format=charts.bar_chart("Transmissions per day and format", labels,
-                                by(lambda r: r.format or "unknown", lambda r: r.transmissions),
+                                by(totals.by_format, lambda f: f or "unknown"),
                                 integer=True),
         failures=charts.line_chart("Failures per day", labels,
                                    [charts.Series("failed or quarantined", failures,
@@ -298,7 +294,7 @@ def dashboard(p: Page) -> Response:
                        [share[w].manual if w in share else 0 for w in weeks], "#E69F00")],
         charts.Series("electronic share", [_percent(share[w].share) if w in share else None
                                            for w in weeks]))
-    return p.render("dashboard.html", charts=pics, counts=p.store.counts_by_status(),
+    return p.render("dashboard.html", charts=pics, counts=stats.status_counts(p.store),
                     outbox=p.store.outbox_size(), open_alerts=open_alert_count(p.store),
                     status_class=STATUS_CLASS)
 
@@ -331,19 +327,21 @@ def reprocess(p: Page) -> Response:
 # -- partners ---------------------------------------------------------------------------------
 
 
-def _partner_facts(store: Store) -> tuple[dict[str, dict[str, dt.datetime]],
-                                           dict[str, list[ChannelHealth]], dict[str, int]]:
-    """Per partner: the last transmission per channel, its channels' health, and how many
-    of its alerts are open or acknowledged."""
+def _partner_facts(store: Store, partner_ids: list[str]
+                   ) -> tuple[dict[str, dict[str, dt.datetime]], dict[str, list[ChannelHealth]],
+                              dict[str, int]]:
+    """Per partner (of those): the last transmission per channel, its channels' health, and
+    how many of its alerts are open or acknowledged."""
     health: dict[str, list[ChannelHealth]] = {}
     for h in ChannelRecords(store).health():
         if h.partner_id is not None:
             health.setdefault(h.partner_id, []).append(h)
-    return last_contact(store), health, open_alerts_by_partner(store)
+    return (last_contact(store, partner_ids, CHANNEL_NAMES), health,
+            open_alerts_by_partner(store, partner_ids))
 
 
 def partners(p: Page) -> Response:
-    last, health, open_alerts = _partner_facts(p.store)
+    last, health, open_alerts = _partner_facts(p.store, [x.id for x in p.gateway.partners])
     return p.render("partners.html", partners=list(p.gateway.partners), last=last,
                     health=health, open_alerts=open_alerts)
 
@@ -375,7 +373,7 @@ def partner(p: Page) -> Response:
     pics["value"] = charts.bar_chart("Order value per day", labels,
                                      [charts.Series(c, v) for c, v in sorted(
                                          by_currency.items())], stacked=False)
-    last, health, open_alerts = _partner_facts(p.store)
+    last, health, open_alerts = _partner_facts(p.store, [pid])
     profile = _mask(prof.model_dump(mode="json"))
     return p.render("partner.html", partner=prof, profile=profile, charts=pics,
                     last=last.get(pid, {}), health=health.get(pid, []),

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from gateway.core import clock
 from gateway.core.status import AlertState, DocumentStatus, OutboundStatus
 from gateway.store import schema as s
 from gateway.store.db import Store
+from gateway.store.read import daily
 from gateway.store.records import aware
 
 #: Errors of the database itself (unreachable, locked …): a scrape reports them, not a 500.
@@ -20,17 +22,35 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
 _ACTIVE = (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value)
 
 
-def last_contact(store: Store, partner_ids: Iterable[str] | None = None
+def last_contact(store: Store, partner_ids: Iterable[str] | None = None,
+                 channels: Iterable[str] | None = None
                  ) -> dict[str, dict[str, dt.datetime]]:
     """Per partner and channel, when the last transmission came from it (all partners, or
-    those); what we send them is not their contact."""
+    those); what we send them is not their contact.
+
+    Given both the partners and the channels, each pair is one seek at the end of
+    ``ix_transmissions_partner_channel`` (a query per partner), whatever the volume;
+    otherwise every matching transmission is read."""
     t = s.transmissions
+    out: dict[str, dict[str, dt.datetime]] = {}
+    if partner_ids is not None and channels is not None:
+        names = sorted(set(channels))
+        with store.engine.connect() as conn:
+            for pid in sorted(set(partner_ids)):
+                row = conn.execute(sa.select(*[
+                    sa.select(sa.func.max(t.c.received_at))
+                    .where(t.c.partner_id == pid, t.c.channel == name, t.c.direction == "in")
+                    .scalar_subquery().label(f"c{i}") for i, name in enumerate(names)])).one()
+                found = {name: aware(at) for name, at in zip(names, row, strict=True)
+                         if at is not None}
+                if found:
+                    out[pid] = found
+        return out
     q = (sa.select(t.c.partner_id, t.c.channel, sa.func.max(t.c.received_at).label("at"))
          .where(t.c.partner_id.is_not(None), t.c.direction == "in")
          .group_by(t.c.partner_id, t.c.channel))
     if partner_ids is not None:
         q = q.where(t.c.partner_id.in_(list(partner_ids)))
-    out: dict[str, dict[str, dt.datetime]] = {}
     with store.engine.connect() as conn:
         for row in conn.execute(q):
             out.setdefault(row.partner_id, {})[row.channel] = aware(row.at)
@@ -83,12 +103,13 @@ class Snapshot:
 
 
 def snapshot(store: Store, published_since: dt.datetime) -> Snapshot:
-    """The counts a metrics scrape reports (see ``Snapshot``), in one connection."""
-    t, d, a, h = s.transmissions, s.documents, s.alerts, s.channel_health
+    """The counts a metrics scrape reports (see ``Snapshot``). Transmissions by status come
+    from the per-day aggregates (``gateway.store.read.daily``): a scrape reads the days that
+    changed since the last, not every transmission."""
+    d, a, h = s.documents, s.alerts, s.channel_health
+    by_status = [(c, p, st, n) for (c, p, st), n in daily.status_totals(
+        store, clock.now().astimezone(dt.UTC).date()).items()]
     with store.engine.connect() as conn:
-        by_status = conn.execute(
-            sa.select(t.c.channel, t.c.partner_id, t.c.status, sa.func.count())
-            .group_by(t.c.channel, t.c.partner_id, t.c.status)).all()
         published = conn.execute(
             sa.select(d.c.created_at, d.c.published_at)
             .where(d.c.status == DocumentStatus.PUBLISHED.value)

@@ -5,6 +5,11 @@ Each function takes the store, a half-open UTC range ``[since, until)`` on the t
 returns plain frozen rows sorted by bucket. Bucketing happens in Python so that SQLite and
 PostgreSQL give the same answer; the queries read one range of one indexed column.
 
+A range of whole UTC days (``since`` at midnight UTC, ``until`` at midnight or None) is
+answered from per-day aggregates kept in memory (``gateway.store.read.daily``): the console
+asks for 30 days or 12 weeks on every page view, and a million transmissions must not be read
+each time. Other ranges are read as they are.
+
 "Received electronically": an order whose transmission's format is one a partner's system
 writes (``edifact``, ``xml``, ``csv``), as opposed to one a person typed or laid out for print
 (``gateway.formats.registry.MANUAL_FORMATS``), which the gateway reads but the partner did
@@ -22,8 +27,10 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from gateway.core import clock
 from gateway.store import schema as s
 from gateway.store.db import Store
+from gateway.store.read import daily
 from gateway.store.records import aware
 
 Bucket = Literal["day", "week"]
@@ -112,6 +119,20 @@ def volume(store: Store, since: dt.datetime | None, until: dt.datetime | None,
            bucket: Bucket = "day", partner: str | None = None) -> list[VolumeRow]:
     """Transmissions, their documents and failures per bucket, partner, channel and format.
     Duplicates (the same bytes again) are not counted."""
+    span = daily.whole_days(since, until, _today())
+    if span is not None:
+        acc_days: dict[tuple[dt.date, str | None, str, str | None], list[int]] = defaultdict(
+            lambda: [0, 0, 0])
+        for day, agg in daily.cache_of(store).get_days(*span).items():
+            start = bucket_start(day_start(day), bucket)
+            for (p, channel, fmt), (n, docs, failures) in agg.volume.items():
+                if partner and p != partner:
+                    continue
+                cell = acc_days[(start, p, channel, fmt)]
+                cell[0] += n
+                cell[1] += docs
+                cell[2] += failures
+        return _volume_rows(acc_days)
     t = s.transmissions
     q = _range(sa.select(t.c.received_at, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
                          t.c.document_count).where(t.c.status != s.DUPLICATE),
@@ -124,9 +145,61 @@ def volume(store: Store, since: dt.datetime | None, until: dt.datetime | None,
             cell[0] += 1
             cell[1] += r.document_count or 0
             cell[2] += r.status in FAILURE_STATUSES
-    rows = [VolumeRow(bucket=k[0], partner=k[1], channel=k[2], format=k[3], transmissions=v[0],
-                      documents=v[1], failures=v[2]) for k, v in acc.items()]
-    return sorted(rows, key=lambda r: (r.bucket, r.partner or "", r.channel, r.format or ""))
+    return _volume_rows(acc)
+
+
+def _today() -> dt.date:
+    return clock.now().astimezone(dt.UTC).date()
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def _volume_rows(acc: dict[tuple[dt.date, str | None, str, str | None], list[int]]
+                 ) -> list[VolumeRow]:
+    # Sorted on the keys (None as ""), then made rows: thousands of cells per month.
+    keys = sorted(acc, key=lambda k: (k[0], k[1] or "", k[2], k[3] or ""))
+    return [VolumeRow(bucket=k[0], partner=k[1], channel=k[2], format=k[3],
+                      transmissions=acc[k][0], documents=acc[k][1], failures=acc[k][2])
+            for k in keys]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeTotals:
+    """What the console's volume charts draw, per day: transmissions per channel and per
+    format, and failures (as ``volume`` counts them)."""
+
+    by_channel: dict[dt.date, dict[str, int]]
+    by_format: dict[dt.date, dict[str | None, int]]
+    failures: dict[dt.date, int]
+
+
+def volume_totals(store: Store, since: dt.datetime | None, until: dt.datetime | None,
+                  partner: str | None = None) -> VolumeTotals:
+    """``volume`` per day, summed per channel and per format: tens of numbers a day where
+    ``volume`` makes a row per partner, channel and format (thousands a month)."""
+    by_channel: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    by_format: dict[dt.date, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
+    failures: dict[dt.date, int] = defaultdict(int)
+    span = daily.whole_days(since, until, _today())
+    if span is None:
+        for r in volume(store, since, until, "day", partner):
+            by_channel[r.bucket][r.channel] += r.transmissions
+            by_format[r.bucket][r.format] += r.transmissions
+            failures[r.bucket] += r.failures
+    else:
+        for day, agg in daily.cache_of(store).get_days(*span).items():
+            channels, formats = by_channel[day], by_format[day]
+            for (p, channel, fmt), (n, _docs, failed) in agg.volume.items():
+                if partner and p != partner:
+                    continue
+                channels[channel] += n
+                formats[fmt] += n
+                failures[day] += failed
+    return VolumeTotals(by_channel={d: dict(v) for d, v in by_channel.items()},
+                        by_format={d: dict(v) for d, v in by_format.items()},
+                        failures=dict(failures))
 
 
 def order_amount(payload: dict[str, Any]) -> Decimal:
@@ -166,6 +239,15 @@ def value(store: Store, since: dt.datetime | None, until: dt.datetime | None,
           bucket: Bucket = "week", partner: str | None = None) -> list[ValueRow]:
     """Order value per bucket, partner and currency (see ``order_amount``)."""
     acc: dict[tuple[dt.date, str, str | None], list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    span = daily.whole_days(since, until, _today())
+    if span is not None:
+        days = daily.cache_of(store).values_of(*span, partner or None, order_amount)
+        for day, cells in days.items():
+            for (p, currency), (n, amount) in cells.items():
+                cell = acc[(bucket_start(day_start(day), bucket), p, currency)]
+                cell[0] += n
+                cell[1] += amount
+        return _value_rows(acc)
     for r in _orders(store, since, until, partner, with_payload=True):
         try:
             payload = json.loads(r.payload)
@@ -174,6 +256,10 @@ def value(store: Store, since: dt.datetime | None, until: dt.datetime | None,
         cell = acc[(bucket_start(r.received_at, bucket), r.partner_id, payload.get("currency"))]
         cell[0] += 1
         cell[1] += order_amount(payload)
+    return _value_rows(acc)
+
+
+def _value_rows(acc: dict[tuple[dt.date, str, str | None], list[Any]]) -> list[ValueRow]:
     rows = [ValueRow(bucket=k[0], partner=k[1], currency=k[2], orders=v[0], amount=v[1])
             for k, v in acc.items()]
     return sorted(rows, key=lambda r: (r.bucket, r.partner, r.currency or ""))
@@ -183,11 +269,33 @@ def electronic_share(store: Store, since: dt.datetime | None, until: dt.datetime
                      bucket: Bucket = "week", partner: str | None = None) -> list[ShareRow]:
     """Orders per bucket, split into electronic (``ELECTRONIC_FORMATS``) and manual."""
     acc: dict[dt.date, list[int]] = defaultdict(lambda: [0, 0])
+    span = daily.whole_days(since, until, _today())
+    if span is not None:
+        for day, agg in daily.cache_of(store).get_days(*span).items():
+            start = bucket_start(day_start(day), bucket)
+            for (p, fmt), n in agg.orders.items():
+                if partner and p != partner:
+                    continue
+                acc[start][0 if fmt in ELECTRONIC_FORMATS else 1] += n
+        return _share_rows(acc)
     for r in _orders(store, since, until, partner, with_payload=False):
         cell = acc[bucket_start(r.received_at, bucket)]
         if r.format in ELECTRONIC_FORMATS:
             cell[0] += 1
         else:
             cell[1] += 1
+    return _share_rows(acc)
+
+
+def _share_rows(acc: dict[dt.date, list[int]]) -> list[ShareRow]:
     return [ShareRow(bucket=b, orders=v[0] + v[1], electronic=v[0], manual=v[1])
             for b, v in sorted(acc.items())]
+
+
+def status_counts(store: Store) -> dict[str, int]:
+    """Every transmission by status (as ``Store.counts_by_status``), from the per-day
+    aggregates: the first call reads the store once, later ones the days that changed."""
+    out: dict[str, int] = defaultdict(int)
+    for (_channel, _partner, status), n in daily.status_totals(store, _today()).items():
+        out[status] += n
+    return dict(out)

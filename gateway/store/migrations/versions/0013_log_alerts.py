@@ -10,7 +10,7 @@ for one sender would flood the mailer and the bus); the tracker's next check ope
 grouped alerts for the files still failed or quarantined.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

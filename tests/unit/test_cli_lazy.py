@@ -1,0 +1,56 @@
+"""``edigw`` starts light: importing the command group loads none of the heavy libraries, and
+``edigw --help`` still lists every command with its one-line help (each command's module is
+loaded only when that command is asked for)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from gateway.cli import COMMANDS, main
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("sqlalchemy", "fastapi", "starlette", "lxml", "pydantic", "structlog", "alembic",
+         "pika", "gateway.config", "gateway.store")
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    """``python -X importtime -c "import gateway.cli"`` names none of the heavy modules."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import gateway.cli"],
+                          capture_output=True, text=True, cwd=REPO, check=True)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert "gateway.cli" in loaded and "click" in loaded
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
+    assert heavy == [], f"importing gateway.cli loads {heavy}"
+
+
+def test_help_lists_every_command_with_its_one_line_help():
+    """Every command of the table is in ``--help``, with the first line of its own help."""
+    out = CliRunner().invoke(main, ["--help"])
+    assert out.exit_code == 0, out.output
+    listed = out.output.split("Commands:", 1)[1]
+    for name in COMMANDS:
+        command = main.get_command(click.Context(main), name)
+        assert isinstance(command, click.Command) and command.name == name
+        line = next(x for x in listed.splitlines() if x.split() and x.split()[0] == name)
+        assert command.get_short_help_str(limit=20)[:15].rstrip(".") in " ".join(line.split())
+
+
+def test_one_command_loads_only_its_module():
+    """``edigw log --help`` imports the log's module and not, say, the web console's."""
+    code = ("import sys; from click.testing import CliRunner; from gateway.cli import main; "
+            "r = CliRunner().invoke(main, ['log', '--help']); assert r.exit_code == 0, r.output; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('gateway.cli.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, check=True)
+    assert done.stdout.split() == ["gateway.cli.common", "gateway.cli.transmissions"]
+
+
+def test_an_unknown_command_is_refused_by_name():
+    out = CliRunner().invoke(main, ["no-such-command"])
+    assert out.exit_code == 2 and "No such command 'no-such-command'" in out.output
