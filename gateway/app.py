@@ -335,6 +335,8 @@ class Gateway:
         tasks.append(every("partners", self.partner_watch.check, self.PARTNERS_EVERY))
         if self.http is not None:
             await self.http.started(timeout=10.0)
+            tasks.append(asyncio.create_task(asyncio.to_thread(self._warm_console),
+                                             name="warm-console"))
         log.info("gateway_started",
                  channels={name: [n for n, _ in run.loops] for name, run in self.runs.items()
                            if run.loops},
@@ -344,6 +346,20 @@ class Gateway:
         log.info("gateway_stopping")
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(self.close)
+
+    def _warm_console(self) -> None:
+        """Read the console's per-day figures once at start (every day of the store: at a
+        million transmissions, tens of seconds), so the first person to open the dashboard
+        does not wait for it. A failure is logged; the first page then fills what it needs."""
+        from gateway.store.read.daily import status_totals
+
+        started = time.monotonic()
+        try:
+            status_totals(self.store, clock.now().astimezone(dt.UTC).date())
+        except Exception as exc:  # an outage now: the first request reads instead
+            log.warning("console_warm_failed", error=str(exc))
+            return
+        log.info("console_warm", seconds=round(time.monotonic() - started, 1))
 
     #: Seconds a lease lasts without renewal, and between two renewals (and heartbeats):
     #: an instance that dies has its leases taken over within their sum.
