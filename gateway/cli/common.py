@@ -209,3 +209,20 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def parse_when(value: str | None, zone: ZoneInfo, *, end: bool = False) -> dt.datetime | None:
+    """A date or date-time given on the command line; without an offset, in the gateway's
+    time zone (``[tracker] timezone``). A bare date as an end (``--until``) means the end of
+    that day."""
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)"
+                                 ) from None
+    if end and len(value.strip()) == 10:
+        when += dt.timedelta(days=1)
+    return when if when.tzinfo else when.replace(tzinfo=zone)
+

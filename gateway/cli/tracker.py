@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import zoneinfo
@@ -10,23 +9,7 @@ from collections.abc import Sequence
 
 import click
 
-from gateway.cli.common import CliContext, fail, open_store
-
-
-def _when(value: str | None, zone: zoneinfo.ZoneInfo, *, end: bool = False) -> dt.datetime | None:
-    """A date or date-time; without an offset, in the tracker's time zone. A bare date as
-    ``--until`` means the end of that day."""
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)"
-                                 ) from None
-    if end and len(value.strip()) == 10:
-        when += dt.timedelta(days=1)
-    return when if when.tzinfo else when.replace(tzinfo=zone)
-
+from gateway.cli.common import CliContext, fail, open_store, parse_when
 
 #: ``edigw explain``'s exit codes (``gateway.tracker.verdicts``), shown in its --help.
 EXPLAIN_EXIT_CODES = """\b
@@ -95,7 +78,7 @@ def explain(obj: CliContext, partner: str | None, order: str | None, invoice: st
         out = explain_order(open_store(obj), load_partners(settings.partners), settings,
                             partner=partner, number=wanted, doc_type=doc_type,
                             interchange_ref=interchange, filename=filename,
-                            since=_when(since, zone), until=_when(until, zone, end=True),
+                            since=parse_when(since, zone), until=parse_when(until, zone, end=True),
                             archive=Archive(settings.archive.path, fsync=False),
                             direction="out" if outbound else None)
     except NoSuchPartner as exc:

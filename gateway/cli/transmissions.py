@@ -3,13 +3,12 @@ with its timeline and documents, and where a business number went."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli.common import CliContext, fail, open_store, table
+from gateway.cli.common import CliContext, fail, open_store, parse_when, table
 from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 
 if TYPE_CHECKING:
@@ -18,25 +17,15 @@ if TYPE_CHECKING:
     from gateway.store.records import DocumentRow, OutboundRow, TransmissionRow
 
 
-def parse_when(value: str | None) -> dt.datetime | None:
-    """A date or ISO date-time given on the command line; UTC unless it has an offset."""
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO date-time)") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 @click.command("log")
 @click.option("--partner", help="Only this partner's transmissions ('-': of no partner).")
 @click.option("--status", help="RECEIVED, PROCESSED, PUBLISHED, PARTIAL, HELD, FAILED, "
                                "QUARANTINED, DUPLICATE; outbound: RENDERED, SENT, DELIVERED.")
 @click.option("--direction", type=click.Choice(["in", "out"]),
               help="Only what partners sent (in) or what edigw sent them (out).")
-@click.option("--since", help="From this date or date-time (UTC unless given).")
-@click.option("--until", help="Before this date or date-time.")
+@click.option("--since", help="From this date or date-time ([tracker] timezone unless an "
+              "offset is given).")
+@click.option("--until", help="Before this date-time, or up to the end of this date.")
 @click.option("--search", "-q", "text",
               help="A transmission id, file name, partner or business number (exact).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
@@ -71,7 +60,8 @@ def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction:
     store = open_store(obj)
     zone = zone_of(obj.settings)
     query = LogQuery(partner=partner, statuses=(status.upper(),) if status else (),
-                     since=parse_when(since), until=parse_when(until), direction=direction,
+                     since=parse_when(since, zone), until=parse_when(until, zone, end=True),
+                     direction=direction,
                      text=text)
     if as_csv:
         from gateway.store.read.log_export import log_csv
