@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -98,3 +100,18 @@ def test_an_endpoint_that_raises_gives_500_and_the_server_goes_on(served):
     r = httpx.post(server.url + "/as2", content=b"x")
     assert r.status_code == 500 and b"nothing was acknowledged" in r.content
     assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def test_accepted_connections_do_not_wait_for_delayed_acks(served):
+    """Each accepted socket has TCP_NODELAY (asyncio sets it only when the listening socket
+    says IPPROTO_TCP): an answer on a kept-alive connection is not held back ~40 ms."""
+    server = served(endpoints={})
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/healthz").status_code == 200  # the same kept-alive connection
+        connections = list(server.server.server_state.connections)
+        assert connections
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
