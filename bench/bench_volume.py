@@ -352,7 +352,12 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
                      (f"/partners/{gen.partners[-1]}", "/partners/<smallest>"),
                      ("/alerts", "/alerts"), ("/conflicts", "/conflicts"), ("/audit", "/audit"),
                      (f"/search?q={sample[0][0]}", "/search?q=<order>"),
-                     (f"/transmissions/{tid}", "/transmissions/<id>")]
+                     (f"/api/search?q={sample[1][0]}", "/api/search?q=<order>"),
+                     (f"/transmissions?q={sample[2][0]}", "/transmissions?q=<order>"),
+                     ("/quarantine", "/quarantine"), ("/manager", "/manager"),
+                     (f"/transmissions/{tid}", "/transmissions/<id>"),
+                     (f"/transmissions/{_a_transmission(gw, biggest=True)}",
+                      "/transmissions/<20,000 orders>")]
             for path, label in pages if "pages" in only else ():
                 go = get(path)
                 cold = timed(go, 1)[0]
@@ -366,13 +371,15 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
     return figures
 
 
-def _a_transmission(gw: Any) -> str:
+def _a_transmission(gw: Any, *, biggest: bool = False) -> str:
+    """The latest one-document transmission, or the one with the most documents."""
     from gateway.store import schema as s
 
     t = s.transmissions
+    q = (sa.select(t.c.id).order_by(t.c.document_count.desc()) if biggest else
+         sa.select(t.c.id).where(t.c.document_count == 1).order_by(t.c.received_at.desc()))
     with gw.store.engine.connect() as conn:
-        return str(conn.execute(sa.select(t.c.id).where(t.c.document_count == 1)
-                                .order_by(t.c.received_at.desc()).limit(1)).scalar_one())
+        return str(conn.execute(q.limit(1)).scalar_one())
 
 
 def cli(url: str, tmp: Path, number: str, runs: int) -> list[Figure]:
