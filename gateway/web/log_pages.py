@@ -106,10 +106,12 @@ def log_query(f: dict[str, str], tz: ZoneInfo) -> LogQuery:
 
 def _page(p: Page, f: dict[str, str], size: int) -> tuple[LogPage, Pager]:
     offset = _number(p.request, "offset", 0, range(0, MAX_OFFSET + 1))
-    page = transmission_page(p.store, log_query(f, p.tz), limit=size, offset=offset)
+    page = transmission_page(p.store, log_query(f, p.tz), limit=size, offset=offset,
+                                by_day=True)
     if offset and offset >= page.total > 0:  # past the end (rows went): the last page
         offset = (page.total - 1) // size * size
-        page = transmission_page(p.store, log_query(f, p.tz), limit=size, offset=offset)
+        page = transmission_page(p.store, log_query(f, p.tz), limit=size, offset=offset,
+                                by_day=True)
     return page, Pager(total=page.total, size=size, offset=offset)
 
 

@@ -85,7 +85,8 @@ def test_every_reporting_command_has_json() -> None:
         command: click.Command = main
         for name in path:
             assert isinstance(command, click.Group), path
-            found = command.commands.get(name)
+            # asked of the group (the commands are loaded when first asked for)
+            found = command.get_command(click.Context(command), name)
             assert found is not None, f"no command {' '.join(path)}"
             command = found
         if not any("--json" in p.opts for p in command.params):

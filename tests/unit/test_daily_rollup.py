@@ -134,3 +134,32 @@ def test_volume_totals_sum_the_volume_rows_per_channel_format_and_day(store, pin
             assert totals.by_channel == channels and totals.by_format == formats
             assert totals.failures == failures
             assert sum(failures.values()) == (1 if partner in (None, "acme") else 0)
+
+
+def test_the_log_total_from_the_days_is_the_count_in_sql(store, pinned):
+    """The console log's total read from the per-day figures (partner, channel, statuses,
+    a client's scope) equals the SQL count, before and after a new file and a failure."""
+    from gateway.core.scope import Scope
+    from gateway.store.read.transmissions import NO_PARTNER, LogQuery, transmission_count
+
+    _week(store, pinned)
+    queries = [LogQuery(), LogQuery(partner="acme"), LogQuery(channel="sms"),
+               LogQuery(statuses=("FAILED",)), LogQuery(partner="acme", channel="as2"),
+               LogQuery(partner=NO_PARTNER), LogQuery(partner="nobody")]
+    scopes = [Scope(), Scope(partner="kiosk")]
+
+    def check() -> None:
+        for q in queries:
+            for scope in scopes:
+                assert transmission_count(store, q, scope, by_day=True) == \
+                    transmission_count(store, q, scope), (q, scope)
+
+    check()
+    assert transmission_count(store, LogQuery(), by_day=True) == 12
+    _receive(store, partner="acme", channel="sftp", fmt="edifact", orders=[], fail=True)
+    store.record_received(channel="folder", channel_ref=None, filename="who.edi", size=1,
+                          sha256="e" * 64, partner_id=None)
+    check()
+    assert transmission_count(store, LogQuery(), by_day=True) == 14
+    # what the days do not keep is counted in SQL
+    assert transmission_count(store, LogQuery(direction="in", text="who.edi"), by_day=True) == 1

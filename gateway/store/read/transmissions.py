@@ -213,8 +213,16 @@ def transmission_log(store: Store, query: LogQuery, *, limit: int, offset: int =
         return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
 
-def transmission_count(store: Store, query: LogQuery, scope: Scope = EVERYTHING) -> int:
-    """How many transmissions match ``query`` within ``scope``."""
+def transmission_count(store: Store, query: LogQuery, scope: Scope = EVERYTHING, *,
+                       by_day: bool = False) -> int:
+    """How many transmissions match ``query`` within ``scope``. ``by_day``: a query
+    narrowed by partner, channel and statuses alone is answered from the per-day figures a
+    serving process keeps (``store.read.daily``: no count over a million rows per page);
+    a command, which would read every day once for one answer, counts in SQL."""
+    if by_day:
+        counted = _count_by_day(store, query, scope)
+        if counted is not None:
+            return counted
     t = s.transmissions
     query = _searched(store, query)
     with store.engine.connect() as conn:
@@ -222,12 +230,40 @@ def transmission_count(store: Store, query: LogQuery, scope: Scope = EVERYTHING)
                                 .where(*_conditions(query, scope))).scalar_one())
 
 
+def _count_by_day(store: Store, query: LogQuery, scope: Scope) -> int | None:
+    """The count of ``transmission_count`` from the per-day figures, or None when the query
+    filters on what they do not keep (times, format, direction, a searched text)."""
+    if (query.since or query.until or query.format or query.direction
+            or (query.text or "").strip()):
+        return None
+    from gateway.core import clock
+    from gateway.store.read.daily import status_totals
+
+    n = 0
+    for (channel, partner, status), k in status_totals(
+            store, clock.now().astimezone(dt.UTC).date()).items():
+        if scope.partner is not None and partner != scope.partner:
+            continue
+        if query.partner == NO_PARTNER:
+            if partner is not None:
+                continue
+        elif query.partner and partner != query.partner:
+            continue
+        if query.channel and channel != query.channel:
+            continue
+        if query.statuses and status not in query.statuses:
+            continue
+        n += k
+    return n
+
+
 def transmission_page(store: Store, query: LogQuery, *, limit: int, offset: int = 0,
-                      scope: Scope = EVERYTHING) -> LogPage:
+                      scope: Scope = EVERYTHING, by_day: bool = False) -> LogPage:
     """The transmissions matching ``query`` within ``scope``, newest first, with how many
-    match in all and their documents' numbers and ERP answers."""
+    match in all (``by_day``: see ``transmission_count``) and their documents' numbers and
+    ERP answers."""
     rows = transmission_log(store, query, limit=limit, offset=offset, scope=scope)
-    total = transmission_count(store, query, scope)
+    total = transmission_count(store, query, scope, by_day=by_day)
     return LogPage(total=total, rows=rows, facts=row_facts(store, [r.id for r in rows]))
 
 

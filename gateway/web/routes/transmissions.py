@@ -132,7 +132,8 @@ LogFilters = Annotated[LogQuery, Depends(_log_query)]
 def transmissions(who: Reader, store: StoreDep, query: LogFilters,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Offset = 0) -> dict[str, Any]:
-    page = transmission_page(store, query, limit=limit, offset=offset, scope=who.scope)
+    page = transmission_page(store, query, limit=limit, offset=offset, scope=who.scope,
+                             by_day=True)
     items = []
     for r in page.rows:
         facts = page.facts_of(r.id)
