@@ -207,13 +207,16 @@ def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int
 
 
 def _settle(store: Store, zone: ZoneInfo) -> None:
-    """Read again the rows whose document could still change."""
+    """Read again the rows whose document could still change and has: left HELD or
+    CONFLICT, or gone. One still held is left as it is (counted as nothing until it
+    settles): a store with thousands of held documents is not rewritten at every read."""
     d, t, v = s.documents, s.transmissions, s.document_values
     q = (sa.select(v.c.document_id, d.c.id, d.c.partner_id, d.c.doc_type, d.c.status,
                    d.c.payload, t.c.received_at, t.c.format, t.c.direction)
          .select_from(v.outerjoin(d, d.c.id == v.c.document_id)
                       .outerjoin(t, t.c.id == d.c.transmission_id))
-         .where(v.c.settled.is_(False)))
+         .where(v.c.settled.is_(False))
+         .where(sa.or_(d.c.id.is_(None), d.c.status.notin_(list(UNSETTLED)))))
     with store.engine.connect() as conn:
         found = list(conn.execute(q))
     if not found:
