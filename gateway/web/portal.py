@@ -32,9 +32,10 @@ from starlette.routing import BaseRoute, Route
 from gateway.channels.portal.inbox import MAX_UPLOAD, UploadRefused, UploadTooLarge
 from gateway.core.errors import StoreError
 from gateway.core.scope import OutOfScope
-from gateway.core.status import Role
+from gateway.core.status import DocumentStatus, Role
 from gateway.store.read import portal as q
-from gateway.store.read.transmissions import LogQuery, transmission_page, transmission_view
+from gateway.store.read.transmission import transmission_head
+from gateway.store.read.transmissions import LogQuery, transmission_page
 from gateway.web import portal_data as data
 from gateway.web import portal_words as words
 from gateway.web.numbers import BadNumber, url_int
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from gateway.web.pages import Page
 
 PAGE_SIZE = 50
+#: Documents shown on one page of a client's file (each with its lines).
+DOCUMENTS_PER_PAGE = 20
 TONE_CLASS = {"ok": "st-published", "wait": "st-received", "bad": "st-failed"}
 STAFF_REFUSAL = ("The client portal shows one partner's data to that partner's own users; "
                  "staff use the console (Transmissions, Search).")
@@ -95,14 +98,24 @@ def transmissions(p: Page) -> Response:
 
 
 def transmission(p: Page) -> Response:
+    """One of the client's files: its documents a page at a time (``?offset=``), each with
+    its lines, and what was sent back; bounded reads whatever the file's size."""
     tid = p.request.path_params["tid"]
-    view = transmission_view(p.store, tid, p.who.scope)
-    if view is None:
+    try:
+        offset = url_int(p.request.query_params.get("offset") or "0", lo=0, hi=10**9,
+                         name="offset")
+    except BadNumber as exc:
+        return p.render("not_found.html", exc.status, what=f"such page: {exc}")
+    head = transmission_head(p.store, tid, p.who.scope)
+    if head is None:
         return _not_found(p, f"file {tid} of yours")
-    t = view.transmission
-    docs = q.documents_with_lines(p.store, p.who.scope, [t.id]).get(t.id, [])
-    sent = [o for o in view.outbound if o.partner_id == p.who.partner]
+    t = head.transmission
+    docs = q.documents_with_lines(p.store, p.who.scope, [t.id], limit=DOCUMENTS_PER_PAGE,
+                                  offset=offset).get(t.id, [])
+    total = head.counts.total - head.counts.count(DocumentStatus.OUTBOUND)
+    sent = [o for o in head.outbound if o.partner_id == p.who.partner]
     return p.render("portal_transmission.html", t=t, documents=docs, sent=sent,
+                    offset=offset, size=DOCUMENTS_PER_PAGE, total=total,
                     message=p.request.query_params.get("message"), **_common(p))
 
 

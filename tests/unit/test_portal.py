@@ -398,3 +398,29 @@ def test_a_filter_naming_another_partner_answers_404_on_portal_routes(gw: Any) -
     r = shop.post("/api/portal/upload", params={"partner": "other", "filename": "x.edi"},
                   content=SAMPLE.read_bytes())
     assert r.status_code == 404 and gw.store.counts_by_status() == {}
+
+
+def _many_orders(n: int) -> bytes:
+    """The sample interchange with its one order repeated ``n`` times (PO-1 … PO-n)."""
+    text = SAMPLE.read_text(encoding="utf-8")
+    head, rest = text.split("UNH+", 1)
+    body, _ = rest.split("UNZ+", 1)
+    message = "UNH+" + body
+    copies = [message.replace("UNH+107+", f"UNH+M{i}+").replace("UNT+37+107", f"UNT+37+M{i}")
+              .replace("PO-2024-0107", f"PO-{i}") for i in range(1, n + 1)]
+    return (head + "".join(copies) + f"UNZ+{n}+ICR0042'\n").encode()
+
+
+def test_a_big_file_of_a_client_is_shown_a_page_of_documents_at_a_time(gw: Any) -> None:
+    tid = _ingest(gw, _many_orders(45), "many.edi")
+    assert len(gw.store.documents_of(tid)) == 45
+    shop = _client(gw, "shop")
+    first = shop.get(f"/portal/transmissions/{tid}")
+    assert first.status_code == 200
+    assert "1–20 of 45 documents" in first.text and "?offset=20" in first.text
+    assert "PO-1 " in first.text and "PO-20 " in first.text
+    assert "PO-21 " not in first.text and "PO-45 " not in first.text
+    last = shop.get(f"/portal/transmissions/{tid}", params={"offset": 40})
+    assert "41–45 of 45 documents" in last.text and "PO-45" in last.text
+    assert "PO-39 " not in last.text and "?offset=20" in last.text  # previous
+    assert shop.get(f"/portal/transmissions/{tid}", params={"offset": -1}).status_code == 422

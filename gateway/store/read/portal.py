@@ -211,10 +211,12 @@ def _lines_of(payload: bytes | None) -> tuple[list[dict[str, Any]], int]:
     return lines, max(0, len(raw) - MAX_LINES)
 
 
-def documents_with_lines(store: Store, scope: Scope, tids: Sequence[str]
+def documents_with_lines(store: Store, scope: Scope, tids: Sequence[str], *,
+                         limit: int | None = None, offset: int = 0
                          ) -> dict[str, list[DocumentLines]]:
     """The documents of the scope's partner in transmissions ``tids``, by transmission,
-    each with its lines."""
+    each with its lines; ``limit``/``offset`` page them (in the order they were made), so
+    one file of 20,000 orders is read a page at a time."""
     partner = partner_of(scope)
     if not tids:
         return {}
@@ -222,6 +224,8 @@ def documents_with_lines(store: Store, scope: Scope, tids: Sequence[str]
     q = (sa.select(d).where(d.c.partner_id == partner, d.c.transmission_id.in_(list(tids)),
                             d.c.status != DocumentStatus.OUTBOUND)
          .order_by(d.c.created_at, d.c.id))
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
     out: dict[str, list[DocumentLines]] = {}
     with store.engine.connect() as conn:
         for r in conn.execute(q):
