@@ -7,18 +7,39 @@ write lock SQLite's single writer needs. A method that returns has committed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
+import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gateway.core import clock, errors
 from gateway.core.errors import StoreError
+
+_S = TypeVar("_S", bound="StoreEngine")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+#: The connection ``StoreEngine.reading`` holds for this thread or task, with its store.
+_PINNED: contextvars.ContextVar[tuple[StoreEngine, sa.Connection] | None] = (
+    contextvars.ContextVar("edigw_store_reading", default=None))
+
+
+def one_connection(read: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """``read(store, ...)`` made inside ``store.reading()``: its reads through
+    ``StoreEngine.connect`` share one connection."""
+
+    @functools.wraps(read)
+    def reading(store: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with store.reading():
+            return read(store, *args, **kwargs)
+
+    return reading
 
 
 def utcnow() -> dt.datetime:
@@ -50,6 +71,32 @@ class StoreEngine:
         except sa.exc.SQLAlchemyError as exc:
             return f"store unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         return None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """One connection for every read made through ``connect`` inside this block (in
+        this thread or task): an answer made of many small reads (``explain``) checks out,
+        pings and resets one connection instead of one per read — on PostgreSQL each
+        checkout is three round trips besides the query. Nested blocks share the outer
+        one. Reads only: writes go through their own transactions."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            yield pinned[1]
+            return
+        with self.engine.connect() as conn:
+            token = _PINNED.set((self, conn))
+            try:
+                yield conn
+            finally:
+                _PINNED.reset(token)
+
+    def connect(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """A connection to read through: the one ``reading`` holds when inside such a
+        block (left open at the end of this one), else a new one."""
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            return contextlib.nullcontext(pinned[1])
+        return self.engine.connect()
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[sa.Connection]:

@@ -46,7 +46,7 @@ def _in(conn: sa.Connection, query: sa.Select[Any], column: sa.ColumnElement[Any
 def first_received_at(store: Store) -> dt.datetime | None:
     """When the gateway received its first transmission (None: never)."""
     t = s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return aware(conn.execute(
             sa.select(sa.func.min(t.c.received_at)).where(t.c.direction == "in")).scalar())
 
@@ -91,7 +91,7 @@ def failure_evidence(store: Store, since: dt.datetime, also: Iterable[str]) -> F
     first) and their replays."""
     t, d = s.transmissions, s.documents
     out = FailureEvidence()
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         # Outbound transmissions (documents we send) have their own rule (outbound-failed).
         tids = set(conn.execute(sa.select(t.c.id).where(
             t.c.status.in_((TransmissionStatus.FAILED, TransmissionStatus.QUARANTINED)),
@@ -142,7 +142,7 @@ class UnroutableDocument:
 def outbox_oldest_by_partner(store: Store) -> list[tuple[str, dt.datetime]]:
     """Each partner with documents in the outbox, and since when the oldest waits."""
     o, d = s.outbox, s.documents
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(d.c.partner_id, sa.func.min(o.c.created_at))
             .select_from(o.join(d, d.c.id == o.c.document_id)).group_by(d.c.partner_id)).all()
@@ -153,7 +153,7 @@ def waiting_in_outbox(store: Store, partner_id: str,
                       created_before: dt.datetime) -> list[OutboxWaiting]:
     """The partner's outbox rows created at or before ``created_before``, in order."""
     o, d = s.outbox, s.documents
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(o.c.created_at, o.c.attempts, o.c.last_error, d.c.id,
                       d.c.business_number, d.c.doc_type)
@@ -166,7 +166,7 @@ def waiting_in_outbox(store: Store, partner_id: str,
 def unroutable_documents(store: Store) -> list[UnroutableDocument]:
     """Documents the broker returned as unroutable, oldest first."""
     d = s.documents
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.business_number,
                                       d.c.created_at, d.c.transmission_id)
                             .where(d.c.status == DocumentStatus.UNROUTABLE)
@@ -218,7 +218,7 @@ def _erp_documents(store: Store, where: sa.ColumnElement[bool],
             d.c.published_at, d.c.erp_status, d.c.erp_at, d.c.erp_reason, d.c.transmission_id,
             d.c.interchange_ref, t.c.filename)
     q = sa.select(*cols).select_from(d.join(t, t.c.id == d.c.transmission_id)).where(where)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = {r.id: r for r in conn.execute(q.where(since_col >= since))}
         rows.update({r.id: r for r in _in(conn, q, d.c.id, ids)})
     return [_make(ErpDocument, r._mapping) for r in rows.values()]
@@ -249,7 +249,7 @@ class MessageSeen:
 def interchanges_since(store: Store, since: dt.datetime) -> list[InterchangeSeen]:
     """Interchanges received since ``since``, in the order recorded."""
     i = s.interchanges
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
                                       i.c.received_at)
                             .where(i.c.received_at >= since).order_by(i.c.id)).all()
@@ -261,7 +261,7 @@ def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
     """The partner's latest ``limit`` interchanges received in [start, end), oldest first
     (index ``ix_interchanges_partner_received``)."""
     i = s.interchanges
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(sa.select(i.c.partner_id, i.c.control_ref, i.c.transmission_id,
                                       i.c.received_at)
                             .where(i.c.partner_id == partner_id)
@@ -275,7 +275,7 @@ def interchanges_between(store: Store, partner_id: str, start: dt.datetime,
 def messages_since(store: Store, since: dt.datetime) -> list[MessageSeen]:
     """Message references of the documents stored since ``since`` within an interchange."""
     d = s.documents
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(sa.select(d.c.partner_id, d.c.transmission_id, d.c.interchange_ref,
                                       d.c.message_ref)
                             .where(d.c.created_at >= since, d.c.interchange_ref.is_not(None),
@@ -287,7 +287,7 @@ def interchange_received(store: Store, partner_id: str | None,
                          control_refs: Sequence[str]) -> bool:
     """Whether the partner sent any interchange with one of ``control_refs``."""
     i = s.interchanges
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return conn.execute(sa.select(i.c.id).where(
             i.c.partner_id == partner_id, i.c.control_ref.in_(list(control_refs))).limit(1)
         ).first() is not None
@@ -296,7 +296,7 @@ def interchange_received(store: Store, partner_id: str | None,
 def last_received(store: Store, partner_id: str, doc_type: str) -> dt.datetime | None:
     """When the partner's latest ``doc_type`` document was received (None: never)."""
     d, t = s.documents, s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return aware(conn.execute(
             sa.select(sa.func.max(t.c.received_at))
             .select_from(d.join(t, t.c.id == d.c.transmission_id))
@@ -308,7 +308,7 @@ def count_documents(store: Store, partner_id: str, start: dt.datetime,
                     end: dt.datetime) -> int:
     """The partner's documents, repeats left out, received in [start, end)."""
     d, t = s.documents, s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         count: int = conn.execute(
             sa.select(sa.func.count()).select_from(d.join(t, t.c.id == d.c.transmission_id))
             .where(d.c.partner_id == partner_id,
@@ -355,7 +355,7 @@ def reused_numbers(store: Store, since: dt.datetime,
     """(partner, type, number) of the numbers stored since ``since`` under more than one
     message id (documents in ``excluded`` statuses not counted), sorted."""
     d = s.documents
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(d.c.partner_id, d.c.doc_type, d.c.business_number)
             .where(_numbered(since, excluded))
@@ -370,7 +370,7 @@ def numbered_documents(store: Store, partner_id: str, doc_type: str, number: str
     """The partner's ``doc_type`` documents numbered ``number`` created since both ``since``
     and ``within`` (``excluded`` statuses left out), in the order received."""
     d, t = s.documents, s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(d.c.id, d.c.transmission_id, d.c.message_id, d.c.status,
                       d.c.created_at, d.c.interchange_ref, t.c.filename, t.c.received_at)
@@ -386,7 +386,7 @@ def reused_interchange_refs(store: Store, since: dt.datetime) -> list[tuple[str,
     """(partner, reference) of interchange references received twice or more since
     ``since``, sorted."""
     i = s.interchanges
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(i.c.partner_id, i.c.control_ref).where(i.c.received_at >= since)
             .group_by(i.c.partner_id, i.c.control_ref).having(sa.func.count() > 1)).all()
@@ -397,7 +397,7 @@ def interchange_receipts(store: Store, partner_id: str, control_ref: str,
                          since: dt.datetime) -> list[InterchangeReceipt]:
     """Each receipt of the partner's interchange ``control_ref`` since ``since``, in order."""
     i, t = s.interchanges, s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(i.c.transmission_id, i.c.received_at, i.c.status, t.c.filename,
                       t.c.reprocess_of)
@@ -424,7 +424,7 @@ def stalled_processing(store: Store, since: dt.datetime) -> StalledProcessing | 
     after it (None: nothing waits that long, or processing moved)."""
     t = s.transmissions
     received = TransmissionStatus.RECEIVED
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         # The pipeline's work only: outbound documents are rendered by the intake.
         inbound = t.c.direction == "in"
         oldest, waiting = conn.execute(
@@ -506,7 +506,7 @@ def undelivered_outbound(store: Store) -> list[OutboundDelivery]:
     """Outbound documents rendered and not yet delivered (RENDERED: being delivered or
     retried; SENT: awaiting the partner's receipt), oldest first."""
     t = s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return _deliveries(conn, _outbound_query().where(t.c.status.in_(UNDELIVERED)))
 
 
@@ -518,7 +518,7 @@ def failed_outbound(store: Store, since: dt.datetime) -> list[OutboundDelivery]:
     again = t.alias("again")
     replaced = sa.exists().where(again.c.reprocess_of == t.c.id,
                                  again.c.status != TransmissionStatus.RECEIVED)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return _deliveries(conn, _outbound_query().where(
             t.c.status == TransmissionStatus.FAILED, t.c.updated_at >= since, ~replaced))
 
@@ -537,7 +537,7 @@ def outbound_documents(store: Store, partner_id: str | None, number: str,
         q = q.where(d.c.partner_id == partner_id)
     if doc_types:
         q = q.where(d.c.doc_type.in_(list(doc_types)))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = _deliveries(conn, q)
     exact = [r for r in rows if r.business_number == number]  # exact first, else any case
     return sorted(exact or rows, key=lambda r: (r.received_at, r.transmission_id),
@@ -570,7 +570,7 @@ def orders_without_response(store: Store, partner_ids: Sequence[str], since: dt.
                    r.c.business_number == d.c.business_number,
                    r.c.status == DocumentStatus.OUTBOUND,
                    t.c.status.in_((TransmissionStatus.SENT, TransmissionStatus.DELIVERED))))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(
             sa.select(d.c.id, d.c.partner_id, d.c.business_number, d.c.erp_status,
                       d.c.erp_at, d.c.transmission_id)
@@ -632,7 +632,7 @@ def find_matches(store: Store, q: MatchQuery) -> tuple[list[DocumentRow], list[T
     docs: list[DocumentRow] = []
     trans: list[TransmissionRow] = []
     named = _named_transmissions(q)
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         dq = (sa.select(*_DOC_COLUMNS).select_from(d.join(t, t.c.id == d.c.transmission_id))
               .order_by(d.c.created_at.desc(), d.c.id.desc()).limit(q.limit))
         if q.partner:
@@ -715,7 +715,7 @@ def original_document(store: Store, dup: DocumentRow,
                                     d.c.doc_type == dup.doc_type,
                                     d.c.business_number == dup.business_number,
                                     d.c.content_sha == dup.content_sha))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         row = conn.execute(
             sa.select(*_DOC_COLUMNS).where(same).where(d.c.status.not_in(list(excluded)))
             .where(d.c.id != dup.id).order_by(d.c.created_at, d.c.id).limit(1)).first()
@@ -725,7 +725,7 @@ def original_document(store: Store, dup: DocumentRow,
 def outbox_entry(store: Store, document_id: str) -> OutboxEntry | None:
     """The document's outbox row (None: not in the outbox)."""
     o = s.outbox
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         row = conn.execute(sa.select(o.c.created_at, o.c.routing_key, o.c.attempts,
                                      o.c.last_error).where(o.c.document_id == document_id)
                            ).first()
@@ -735,7 +735,7 @@ def outbox_entry(store: Store, document_id: str) -> OutboxEntry | None:
 def erp_acks_of(store: Store, document_id: str) -> list[ErpAck]:
     """The ERP's acknowledgements of the document, in the order received."""
     a = s.erp_acks
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(sa.select(a.c.id, a.c.received_at, a.c.status, a.c.reason,
                                       a.c.acked_at).where(a.c.document_id == document_id)
                             .order_by(a.c.id)).all()
@@ -745,7 +745,7 @@ def erp_acks_of(store: Store, document_id: str) -> list[ErpAck]:
 def reprocesses_of(store: Store, transmission_id: str, limit: int = 20) -> list[TransmissionRow]:
     """The latest ``limit`` attempts reprocessing the transmission, oldest first."""
     tr = s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = [TransmissionRow.from_row(r) for r in conn.execute(
             sa.select(tr).where(tr.c.reprocess_of == transmission_id)
             .order_by(tr.c.received_at.desc(), tr.c.id.desc()).limit(limit))]
@@ -755,7 +755,7 @@ def reprocesses_of(store: Store, transmission_id: str, limit: int = 20) -> list[
 def repeats_of(store: Store, transmission_id: str, limit: int = 20) -> list[TransmissionRow]:
     """The first ``limit`` later receipts of the transmission's very bytes, oldest first."""
     tr = s.transmissions
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         return [TransmissionRow.from_row(r) for r in conn.execute(
             sa.select(tr).where(tr.c.duplicate_of == transmission_id)
             .order_by(tr.c.received_at).limit(limit))]
@@ -779,7 +779,7 @@ def last_contacts(store: Store, partner_id: str) -> list[TransmissionRow]:
     """The partner's latest transmission on each channel (one index seek per channel)."""
     t = s.transmissions
     rows: list[TransmissionRow] = []
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         channels = list(conn.execute(_CHANNELS_OF, {"partner": partner_id}).scalars())
         for channel in channels[:50]:
             row = conn.execute(sa.select(t).where(t.c.partner_id == partner_id)
@@ -802,7 +802,7 @@ def security_events_between(store: Store, partner_id: str | None, start: dt.date
         q = q.where(e.c.partner_id == partner_id)
     elif partner_id:
         q = q.where(sa.or_(e.c.partner_id.is_(None), e.c.partner_id == partner_id))
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         rows = conn.execute(q).all()
     return [SecurityEvent(r.id, aware(r.at), r.channel, r.kind, r.remote, r.partner_id,
                           r.detail) for r in rows]
@@ -833,7 +833,7 @@ def unreadable_transmissions(store: Store, partner_id: str | None, start: dt.dat
     transmissions FAILED or QUARANTINED in [start, end) whose messages were never read,
     newest first."""
     rows: list[TransmissionRow] = []
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for status in _UNREAD:
             rows += [TransmissionRow.from_row(r) for r in conn.execute(
                 _unreadable(partner_id, status, start, end).limit(limit))]
@@ -846,7 +846,7 @@ def count_unreadable(store: Store, partner_id: str | None, start: dt.datetime,
     """How many such transmissions there are, counted up to ``cap`` (a bounded count)."""
     t = s.transmissions
     total = 0
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for status in _UNREAD:
             inner = (_unreadable(partner_id, status, start, end).order_by(None)
                      .with_only_columns(t.c.id).limit(cap).subquery())
@@ -866,7 +866,7 @@ def unidentified_naming(store: Store, needles: Sequence[str], start: dt.datetime
     if not wanted:
         return [], 0
     named: list[tuple[dt.datetime, str]] = []
-    with store.engine.connect() as conn:
+    with store.connect() as conn:
         for status in _UNREAD:
             q = _unreadable(None, status, start, end).with_only_columns(
                 t.c.id, t.c.received_at, t.c.filename, t.c.channel_ref, t.c.reason)

@@ -33,7 +33,7 @@ class TransmissionRepository(StoreEngine):
             .order_by(s.transmissions.c.received_at)
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(q).first()
         return TransmissionRow.from_row(row) if row else None
 
@@ -46,7 +46,7 @@ class TransmissionRepository(StoreEngine):
         refs = sorted({ref for ref, _ in items if ref})
         originals: dict[str, tuple[Any, str]] = {}
         unacked: dict[tuple[str, str], str] = {}
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for chunk in chunks(digests, 500):
                 rows = conn.execute(
                     sa.select(t.c.id, t.c.sha256, t.c.received_at, t.c.channel, t.c.channel_ref,
@@ -132,7 +132,7 @@ class TransmissionRepository(StoreEngine):
             .where(s.transmissions.c.acknowledged_at.is_(None))
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(q).first()
         return TransmissionRow.from_row(row) if row else None
 
@@ -165,7 +165,7 @@ class TransmissionRepository(StoreEngine):
         """The transmissions ``tid`` replays, nearest first (empty for a first attempt)."""
         t = s.transmissions
         chain: list[str] = []
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             current = tid
             while len(chain) < 100:
                 up = conn.execute(sa.select(t.c.reprocess_of).where(t.c.id == current)).scalar()
@@ -232,7 +232,7 @@ class TransmissionRepository(StoreEngine):
         if this_instance and self.instance_id is not None:
             q = q.where(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == self.instance_id,
                                t.c.claimed_by.not_in(live_instances(utcnow()))))
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
     def claim_received(self, limit: int, *, since: dt.datetime | None = None,
@@ -264,7 +264,7 @@ class TransmissionRepository(StoreEngine):
         ``scope``, None too when it is another partner's (the partner is in the query)."""
         t = s.transmissions
         within = [t.c.partner_id == scope.partner] if scope.partner is not None else []
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             row = conn.execute(sa.select(t).where(t.c.id == tid, *within)).first()
             if row is None and len(tid) >= 6:  # a unique prefix is enough, as with git
                 rows = conn.execute(sa.select(t).where(
@@ -276,7 +276,7 @@ class TransmissionRepository(StoreEngine):
     def get_transmissions(self, tids: Sequence[str]) -> dict[str, TransmissionRow]:
         """Several transmissions by id, in one query per 500."""
         out: dict[str, TransmissionRow] = {}
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for chunk in chunks(list(tids), 500):
                 for row in conn.execute(sa.select(s.transmissions)
                                         .where(s.transmissions.c.id.in_(chunk))):
@@ -286,7 +286,7 @@ class TransmissionRepository(StoreEngine):
 
     def events(self, tid: str) -> list[dict[str, Any]]:
         e = s.transmission_events
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(sa.select(e.c.at, e.c.event, e.c.detail)
                                 .where(e.c.transmission_id == tid).order_by(e.c.id)).all()
         return [dict(at=aware(r.at), event=r.event, detail=r.detail) for r in rows]
@@ -304,11 +304,11 @@ class TransmissionRepository(StoreEngine):
             q = q.where(t.c.received_at < flt.until)
         if flt.direction:
             q = q.where(t.c.direction == flt.direction)
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return [TransmissionRow.from_row(r) for r in conn.execute(q)]
 
     def counts_by_status(self) -> dict[str, int]:
         t = s.transmissions
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all()
         return {r[0]: r[1] for r in rows}

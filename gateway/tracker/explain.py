@@ -39,6 +39,7 @@ from gateway.store.alerts import AlertRepository
 from gateway.store.archive import Archive
 from gateway.store.channels import ChannelRecords
 from gateway.store.db import Store
+from gateway.store.engine import one_connection
 from gateway.store.lookup import partner_on_record
 from gateway.store.records import DocumentRow, TransmissionRow, aware
 from gateway.tracker.verdicts import (  # re-exported: explain.HELD, …
@@ -217,6 +218,7 @@ def hits_of(docs: Sequence[DocumentRow], trans: Sequence[TransmissionRow],
 
 # -- explain ----------------------------------------------------------------------------------
 
+@one_connection
 def explain(store: Store, partners: PartnerDirectory | None,
             settings: GatewaySettings | TrackerSettings, *, partner: str | None = None,
             number: str | None = None, interchange_ref: str | None = None,

@@ -18,6 +18,7 @@ from gateway.core.scope import EVERYTHING, Scope
 from gateway.store import lookup
 from gateway.store.archive import Archive
 from gateway.store.db import Store
+from gateway.store.engine import one_connection
 from gateway.tracker.explain import Explanation, check_partner, explain
 
 #: Each kind of reference as the answer names it.
@@ -56,6 +57,7 @@ class Answer:
                 "hits": verdict.pop("hits"), **verdict}
 
 
+@one_connection
 def answer(store: Store, partners: PartnerDirectory | None,
            settings: GatewaySettings | TrackerSettings, text: str, *,
            partner: str | None = None, scope: Scope = EVERYTHING,
