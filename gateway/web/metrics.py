@@ -18,8 +18,9 @@ fall back at a restart, which Prometheus reads as a reset:
   broker, failed; ``edigw_publish_confirms_total``: every broker confirm of a document.
 - ``edigw_document_latency_seconds`` (histogram, ``_bucket{le}``, ``_sum``, ``_count``):
   seconds from a transmission's receipt to the broker's confirm of each of its documents,
-  counted by this process from its first scrape on (the history at first, 50,000 documents
-  a scrape), documents confirmed less than 5 s before a scrape waiting for the next one.
+  counted by this process from its first scrape on (at first, the documents confirmed within
+  ``latency_window`` before it, 50,000 a scrape), documents confirmed less than 5 s before a
+  scrape waiting for the next one.
 - ``edigw_partner_last_received_timestamp_seconds{partner_id}``: when each partner's last
   transmission came (Unix seconds): alert on ``time() - …`` for a silent partner.
 - ``process_*`` (CPU, memory, open files, start time), ``python_info`` and ``python_gc_*``
@@ -90,20 +91,26 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0
 #: with an earlier ``published_at`` is not skipped).
 SETTLE_LAG = dt.timedelta(seconds=5)
 
-#: Documents read into the histogram per scrape (the history is read over several scrapes).
+#: Documents read into the histogram per scrape (a backlog is read over several scrapes).
 LATENCY_BATCH = 50_000
 
 
 class LatencyHistogram:
-    """Receipt-to-confirm seconds of documents, read from the store past a cursor."""
+    """Receipt-to-confirm seconds of documents, read from the store past a cursor. The
+    first read starts ``since`` before it (the summary's window), not at the store's first
+    document: a process's first scrape of a store of a million documents reads an hour of
+    confirms, and a restart does not replay the history."""
 
-    def __init__(self) -> None:
+    def __init__(self, since: dt.timedelta = dt.timedelta(hours=1)) -> None:
+        self.since = since
         self.cursor: Cursor | None = None
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last: over every bound
         self.sum = 0.0
 
     def read(self, store: Store, now: dt.datetime) -> None:
         """Add the documents confirmed since the last read (up to ``now - SETTLE_LAG``)."""
+        if self.cursor is None:
+            self.cursor = (now - self.since, "")
         rows = published_since(store, self.cursor, now - SETTLE_LAG, LATENCY_BATCH)
         for doc_id, received, published in rows:
             seconds = max(0.0, (published - received).total_seconds())
@@ -137,7 +144,7 @@ class StoreCollector:
                  ) -> None:
         self.store = store
         self.latency_window = latency_window
-        self.latency = LatencyHistogram()
+        self.latency = LatencyHistogram(latency_window)
         #: The highest value each counter sample was reported with (name, labels).
         self._high: dict[tuple[str, tuple[str, ...]], float] = {}
         self._lock = threading.Lock()  # two scrapes at once read and move one cursor

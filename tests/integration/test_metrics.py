@@ -244,3 +244,22 @@ def test_counters_do_not_fall_after_a_purge_or_a_fact_taken_back(filled):
         assert total(get(), "edigw_documents_published_total") == 3
     finally:
         srv.stop()
+
+
+def test_counters_follow_what_comes_after_the_first_scrape(filled):
+    """The counters come from per-day figures kept between scrapes: a file received and a
+    file failed after the first scrape are counted at the next one (today's figures are
+    read again; the other days are not)."""
+    store, token = filled
+    first = scrape(store, token)
+    tid = store.record_received(channel="sftp", channel_ref="/in/late.edi",
+                                filename="late.edi", size=1234, sha256="ab" * 32,
+                                partner_id="gouden")
+    store.record_failed(tid, stage="parse", reason="late and broken")
+    second = scrape(store, token)
+    assert (total(second, "edigw_transmissions_received_total", channel="sftp")
+            == total(first, "edigw_transmissions_received_total", channel="sftp") + 1)
+    assert (total(second, "edigw_bytes_received_total")
+            == total(first, "edigw_bytes_received_total") + 1234)
+    assert (total(second, "edigw_transmissions_settled_total", status="FAILED")
+            == total(first, "edigw_transmissions_settled_total", status="FAILED") + 1)

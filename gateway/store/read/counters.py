@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from gateway.core.status import DocumentStatus, TransmissionStatus
+from gateway.core import clock
+from gateway.core.status import TransmissionStatus
 from gateway.store import schema as s
 from gateway.store.db import Store
+from gateway.store.read import daily
 from gateway.store.records import aware
 
 #: Statuses a transmission keeps once it reached them (HELD, RECEIVED, PROCESSED, RENDERED
@@ -26,6 +28,7 @@ from gateway.store.records import aware
 SETTLED = (TransmissionStatus.PUBLISHED, TransmissionStatus.FAILED,
            TransmissionStatus.QUARANTINED, TransmissionStatus.DUPLICATE,
            TransmissionStatus.PARTIAL, TransmissionStatus.DELIVERED)
+_SETTLED = frozenset(x.value for x in SETTLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,32 +44,21 @@ class Totals:
 
 
 def totals(store: Store) -> Totals:
-    """The counts (see ``Totals``), in one connection."""
-    t, d = s.transmissions, s.documents
-    inbound = t.c.direction == "in"
-    published = sa.func.count(d.c.published_at)
-    failed = sa.func.sum(sa.case((d.c.status == DocumentStatus.FAILED.value, 1), else_=0))
-    with store.engine.connect() as conn:
-        received = conn.execute(
-            sa.select(t.c.channel, t.c.partner_id, sa.func.count(), sa.func.sum(t.c.size))
-            .where(inbound).group_by(t.c.channel, t.c.partner_id)).all()
-        settled = conn.execute(
-            sa.select(t.c.channel, t.c.status, sa.func.count())
-            .where(t.c.status.in_([x.value for x in SETTLED]))
-            .group_by(t.c.channel, t.c.status)).all()
-        documents = conn.execute(
-            sa.select(d.c.partner_id, t.c.format, sa.func.count(), published, failed)
-            .select_from(d.join(t, t.c.id == d.c.transmission_id))
-            .where(inbound).group_by(d.c.partner_id, t.c.format)).all()
-        last = conn.execute(
-            sa.select(t.c.partner_id, sa.func.max(t.c.received_at))
-            .where(inbound, t.c.partner_id.is_not(None)).group_by(t.c.partner_id)).all()
+    """The counts (see ``Totals``), from the per-day figures (``gateway.store.read.daily``):
+    the first call of a process reads every day once, later ones only the days that
+    changed (usually today), so a scrape does not count a million rows."""
+    today = clock.now().astimezone(dt.UTC).date()
+    settled: dict[tuple[str, str], int] = {}
+    for (channel, _partner, status), n in daily.status_totals(store, today).items():
+        if status in _SETTLED:
+            settled[(channel, status)] = settled.get((channel, status), 0) + n
+    inbound = daily.inbound_totals(store, today)
     return Totals(
-        received=[(c, p or "", int(n), int(b or 0)) for c, p, n, b in received],
-        settled=[(c, st, int(n)) for c, st, n in settled],
-        documents=[(p, f or "", int(n), int(pub), int(fail or 0))
-                   for p, f, n, pub, fail in documents],
-        last_received={p: aware(at) for p, at in last if at is not None})
+        received=[(c, p or "", n, b) for (c, p), (n, b) in inbound.received.items()],
+        settled=[(c, st, n) for (c, st), n in settled.items()],
+        documents=[(p, f or "", n, pub, fail)
+                   for (p, f), (n, pub, fail) in inbound.documents.items()],
+        last_received=dict(inbound.last_in))
 
 
 #: Where ``published_since`` stopped: (published_at, document id) of the last row read.
@@ -77,16 +69,19 @@ def published_since(store: Store, after: Cursor | None, until: dt.datetime, limi
                     ) -> list[tuple[str, dt.datetime, dt.datetime]]:
     """(document id, its transmission's received_at, published_at) of inbound documents
     published after ``after`` and at or before ``until``, in publishing order, at most
-    ``limit``."""
+    ``limit`` (through ``ix_documents_status_published``)."""
     t, d = s.transmissions, s.documents
     q = (sa.select(d.c.id, t.c.received_at, d.c.published_at)
          .select_from(d.join(t, t.c.id == d.c.transmission_id))
-         .where(d.c.published_at.is_not(None), d.c.published_at <= until,
+         .where(d.c.status == s.DOC_PUBLISHED,  # a published document stays so
+                d.c.published_at.is_not(None), d.c.published_at <= until,
                 t.c.direction == "in")
          .order_by(d.c.published_at, d.c.id).limit(limit))
     if after is not None:
         at, doc = after
-        q = q.where(sa.or_(d.c.published_at > at,
+        # The plain bound lets the index range start there (an OR alone does not).
+        q = q.where(d.c.published_at >= at,
+                    sa.or_(d.c.published_at > at,
                            sa.and_(d.c.published_at == at, d.c.id > doc)))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()

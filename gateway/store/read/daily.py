@@ -72,11 +72,18 @@ def day_start(day: dt.date) -> dt.datetime:
 class Day:
     """What one UTC day holds. ``volume``: inbound, not duplicate, per (partner, channel,
     format): [transmissions, documents, failures]. ``statuses``: every transmission by
-    (channel, partner, status). ``orders``: counted orders per (partner, format)."""
+    (channel, partner, status). ``orders``: counted orders per (partner, format).
+    For the metrics' counters (``gateway.store.read.counters``): ``received``, every inbound
+    transmission per (channel, partner): [transmissions, bytes]; ``last_in``, each partner's
+    last inbound transmission; ``documents``, the documents of inbound transmissions per
+    (partner, format): [stored, published, failed]."""
 
     volume: dict[VolumeKey, list[int]] = field(default_factory=dict)
     statuses: dict[tuple[str, str | None, str], int] = field(default_factory=dict)
     orders: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    received: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
+    last_in: dict[str, dt.datetime] = field(default_factory=dict)
+    documents: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
 
 
 class DailyCache:
@@ -150,7 +157,9 @@ class DailyCache:
         day_col = day_of(t.c.received_at).label("day")
         q = (sa.select(day_col, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
                        t.c.direction, sa.func.count().label("n"),
-                       sa.func.sum(t.c.document_count).label("docs"))
+                       sa.func.sum(t.c.document_count).label("docs"),
+                       sa.func.sum(t.c.size).label("bytes"),
+                       sa.func.max(t.c.received_at).label("last"))
              .where(t.c.received_at >= since, t.c.received_at < until)
              .group_by(day_col, t.c.partner_id, t.c.channel, t.c.format, t.c.status,
                        t.c.direction))
@@ -161,22 +170,43 @@ class DailyCache:
                 continue
             counted = (r.channel, r.partner_id, r.status)
             day.statuses[counted] = day.statuses.get(counted, 0) + int(r.n)
-            if r.direction != "in" or r.status == s.DUPLICATE:
+            if r.direction != "in":
+                continue
+            got = day.received.setdefault((r.channel, r.partner_id), [0, 0])
+            got[0] += int(r.n)
+            got[1] += int(r.bytes or 0)
+            if r.partner_id is not None and r.last is not None:
+                seen_at = aware(r.last)
+                if r.partner_id not in day.last_in or day.last_in[r.partner_id] < seen_at:
+                    day.last_in[r.partner_id] = seen_at
+            if r.status == s.DUPLICATE:
                 continue
             cell = day.volume.setdefault((r.partner_id, r.channel, r.format), [0, 0, 0])
             cell[0] += int(r.n)
             cell[1] += int(r.docs or 0)
             cell[2] += int(r.n) if r.status in failures else 0
-        q = (sa.select(day_col, t.c.format, d.c.partner_id, sa.func.count().label("n"))
+        # Every document of the inbound transmissions of those days, once: the counted
+        # orders, and what the metrics count (stored, published, failed).
+        order = sa.and_(d.c.doc_type == "order", d.c.status.notin_(_NOT_COUNTED))
+        q = (sa.select(day_col, t.c.format, d.c.partner_id, sa.func.count().label("n"),
+                       sa.func.count(d.c.published_at).label("published"),
+                       sa.func.sum(sa.case((d.c.status == s.DOC_FAILED, 1), else_=0))
+                       .label("failed"),
+                       sa.func.sum(sa.case((order, 1), else_=0)).label("orders"))
              .select_from(d.join(t, d.c.transmission_id == t.c.id))
-             .where(t.c.received_at >= since, t.c.received_at < until, t.c.direction == "in",
-                    d.c.doc_type == "order", d.c.status.notin_(_NOT_COUNTED))
+             .where(t.c.received_at >= since, t.c.received_at < until, t.c.direction == "in")
              .group_by(day_col, t.c.format, d.c.partner_id))
         for r in conn.execute(q):
             day = fresh.get(_as_date(r.day))
-            if day is not None:
-                key = (r.partner_id, r.format)
-                day.orders[key] = day.orders.get(key, 0) + int(r.n)
+            if day is None:
+                continue
+            key = (r.partner_id, r.format)
+            if int(r.orders or 0):
+                day.orders[key] = day.orders.get(key, 0) + int(r.orders)
+            cell = day.documents.setdefault(key, [0, 0, 0])
+            cell[0] += int(r.n)
+            cell[1] += int(r.published or 0)
+            cell[2] += int(r.failed or 0)
         self.days.update(fresh)
         self.generation += 1
 
@@ -279,3 +309,39 @@ def status_totals(store: Store, today: dt.date) -> dict[tuple[str, str | None, s
         totals = merge_status_counts(days.values())
         cache.totals = (cache.generation, first, last, totals)
     return dict(totals)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """Every day's ``received``, ``documents`` and ``last_in`` merged (see ``Day``)."""
+
+    received: dict[tuple[str, str | None], list[int]]
+    documents: dict[tuple[str, str | None], list[int]]
+    last_in: dict[str, dt.datetime]
+
+
+def inbound_totals(store: Store, today: dt.date) -> Inbound:
+    """What came in since the oldest transmission, from the per-day figures: a call reads
+    again only the days that changed since the last."""
+    cache = cache_of(store)
+    first = cache.earliest()
+    received: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0])
+    documents: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0, 0])
+    last_in: dict[str, dt.datetime] = {}
+    if first is None:
+        return Inbound({}, {}, {})
+    with cache.lock:
+        days = cache.get_days(first, max(first, today))
+        for day in days.values():
+            for key, (n, size) in day.received.items():
+                cell = received[key]
+                cell[0] += n
+                cell[1] += size
+            for key, counts in day.documents.items():
+                cell = documents[key]
+                for i, n in enumerate(counts):
+                    cell[i] += n
+            for partner, at in day.last_in.items():
+                if partner not in last_in or last_in[partner] < at:
+                    last_in[partner] = at
+    return Inbound(dict(received), dict(documents), last_in)
