@@ -357,7 +357,7 @@ def measure(url: str, tmp: Path, gen: Generator, args: argparse.Namespace) -> li
                      ("/quarantine", "/quarantine"), ("/manager", "/manager"),
                      (f"/transmissions/{tid}", "/transmissions/<id>"),
                      (f"/transmissions/{_a_transmission(gw, biggest=True)}",
-                      "/transmissions/<20,000 orders>")]
+                      "/transmissions/<20,000 orders>"), ("/metrics", "/metrics (scrape)")]
             for path, label in pages if "pages" in only else ():
                 go = get(path)
                 cold = timed(go, 1)[0]
