@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     ValidationError,
@@ -36,6 +37,7 @@ from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
 from gateway.channels.sections import ID_PATTERN, StrictModel
 from gateway.channels.sftp.settings import SftpInbound as SftpInbound
 from gateway.channels.sftp.settings import SftpSettings as SftpSettings
+from gateway.core import iso6523
 from gateway.core.errors import ConfigError
 from gateway.core.urls import mask_url as mask_url  # re-exported, as before
 from gateway.formats.registry import PROFILE_FORMATS
@@ -379,6 +381,17 @@ class UnbIdentifier(StrictModel):
     qualifier: Annotated[str, Field(max_length=4)] | None = None
 
 
+def _iso6523_value(value: str) -> str:
+    """An ISO 6523 identifier as ``ICD:value`` (the Peppol form
+    ``iso6523-actorid-upis::ICD:value`` accepted): a code of the Peppol list and a value
+    its scheme accepts (GLN, SIREN, SIRET check digits)."""
+    try:
+        code, norm = iso6523.split(value)
+    except iso6523.Malformed as exc:
+        raise ValueError(str(exc)) from None
+    return f"{code}:{norm}"
+
+
 class Identifiers(StrictModel):
     unb: list[UnbIdentifier] = Field(default_factory=list)
     gln: list[Annotated[str, Field(pattern=r"^\d{13}$")]] = Field(default_factory=list)
@@ -388,6 +401,9 @@ class Identifiers(StrictModel):
     as2: list[str] = Field(default_factory=list)
     email: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(default_factory=list)
     phone: list[Annotated[str, Field(pattern=r"^\+?\d{6,15}$")]] = Field(default_factory=list)
+    #: ISO 6523 ids (``0192:987654321``); 0088, 0009, 0002 and 9957 are looked up as the
+    #: gln, siret, siren and vat they are (``core.iso6523``).
+    iso6523: list[Annotated[str, AfterValidator(_iso6523_value)]] = Field(default_factory=list)
 
 
 class DocumentSettings(StrictModel):
@@ -520,7 +536,7 @@ class PartnerDirectory:
 
     #: Identifier schemes a document may name its sender by (XML, CSV), and the profile
     #: list each is looked up in.
-    SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2")
+    SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2", "iso6523")
 
     def __init__(self, partners: list[Partner]) -> None:
         self._index = _PartnerIndex(partners)
@@ -553,9 +569,16 @@ class PartnerDirectory:
 
     def by_identifier(self, scheme: str, value: str) -> Partner | None:
         """The partner with this identifier (``gln``, ``vat``, ``siren`` …); ``unb`` looks in
-        the UNB identifiers without qualifier. VAT ids compare without spaces, any case."""
+        the UNB identifiers without qualifier. VAT ids compare without spaces, any case.
+        ``iso6523`` (``0192:987654321``, or the Peppol form) is looked up as
+        ``core.iso6523.canonical`` names it (``0088:X`` as gln X); None when malformed."""
         if scheme == "unb":
             return self.by_unb_sender(value, None)
+        if scheme == "iso6523":
+            try:
+                scheme, value = iso6523.canonical(value)
+            except iso6523.Malformed:
+                return None
         return self._index.by_scheme.get((scheme, _norm_id(scheme, value)))
 
 
@@ -571,7 +594,12 @@ class _PartnerIndex:
                 self.by_unb[(ident.id, ident.qualifier)] = p
             for scheme in PartnerDirectory.SCHEMES:
                 for value in getattr(p.identifiers, scheme):
-                    self.by_scheme.setdefault((scheme, _norm_id(scheme, value)), p)
+                    if scheme == "iso6523":  # 0088:X is gln X, 0192:Y stays iso6523
+                        scheme_of, value = iso6523.canonical(value)
+                        key = (scheme_of, _norm_id(scheme_of, value))
+                    else:
+                        key = (scheme, _norm_id(scheme, value))
+                    self.by_scheme.setdefault(key, p)
             if p.as2 is not None:
                 self.by_scheme.setdefault(("as2", p.as2.as2_id), p)
 
@@ -802,7 +830,7 @@ def partner_toml(partner: Partner) -> str:
             q = f", qualifier = {_q(u.qualifier)}" if u.qualifier else ""
             items.append(f"{{ id = {_q(u.id)}{q} }}")
         lines.append("unb = [" + ", ".join(items) + "]")
-    for name in ("gln", "vat", "siren", "siret", "as2", "email", "phone"):
+    for name in ("gln", "vat", "siren", "siret", "as2", "email", "phone", "iso6523"):
         values = getattr(ids, name)
         if values:
             lines.append(f"{name} = [" + ", ".join(_q(v) for v in values) + "]")

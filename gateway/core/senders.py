@@ -6,8 +6,11 @@ those writers and reads their reasons back here, so the wording and this stay in
 A sender's ``key`` names it in URLs and commands, as the tracker's one quarantine alert per
 unknown sender names it (``tracker.rules.sender_of``, whose alerts link to
 ``/quarantine?sender=<key>``): ``unb:<id>`` or ``unb:<qualifier>:<id>``, ``<scheme>:<value>``
-(gln, vat, siren, siret, as2, phone; ``email:<address>`` in lower case), ``partner:<id>`` (a
-channel names a partner that has no profile).
+(gln, vat, siren, siret, as2, phone; ``email:<address>`` in lower case;
+``iso6523:<ICD>:<value>``, e.g. ``iso6523:0192:987654321``, which a reason writes
+``0192 (NO:ORG) 987654321``), ``partner:<id>`` (a channel names a partner that has no
+profile). An identifier a reason marks ``(malformed: …)`` names no sender: no profile
+could list it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gateway.core.iso6523 import scheme_name
+
 #: The schemes an unknown sender may be named by, besides ``unb`` and ``partner``.
-SCHEMES = ("gln", "vat", "siren", "siret", "as2", "email", "phone")
+SCHEMES = ("gln", "vat", "siren", "siret", "as2", "email", "phone", "iso6523")
 
 _UNB = re.compile(r"^unknown sender id (?P<id>.+?)(?: \(qualifier (?P<q>[^)]*)\))?: "
                   r"no partner profile lists it under identifiers\.unb$")
 _BY_SCHEME = re.compile(r"^unknown sender \((?P<ids>.+)\): no partner profile lists these "
                         r"identifiers$")
+#: An ISO 6523 id in a reason: ``0192 (NO:ORG) 987654321``.
+_ICD_ITEM = re.compile(r"^(?P<code>\d{4}) \((?P<name>[^()]*)\) (?P<value>\S+)$")
+_MALFORMED = " (malformed: "
 _MAIL = re.compile(r"^mail from (?P<address>\S+@\S+): no partner profile lists this address$")
 _HINT = re.compile(r"^channel names partner '(?P<id>[^']+)', which has no profile$")
 
@@ -47,6 +55,9 @@ class UnknownSender:
         names = {"unb": "UNB", "gln": "GLN", "vat": "VAT", "siren": "SIREN",
                  "siret": "SIRET", "as2": "AS2 From", "email": "mail From",
                  "phone": "phone", "partner": "channel account of partner"}
+        if self.scheme == "iso6523":
+            code, _, value = self.value.partition(":")
+            return f"ISO 6523 {code} ({scheme_name(code) or 'unknown scheme'}) {value}"
         q = f" (qualifier {self.qualifier})" if self.qualifier else ""
         return f"{names.get(self.scheme, self.scheme)} {self.value}{q}"
 
@@ -77,6 +88,12 @@ def senders_in(reason: str | None) -> list[UnknownSender]:
     if m:
         found = []
         for item in m.group("ids").split(", "):
+            if _MALFORMED in item:
+                continue  # names nobody: no profile may list it
+            icd = _ICD_ITEM.match(item)
+            if icd:
+                found.append(UnknownSender("iso6523", f"{icd.group('code')}:{icd.group('value')}"))
+                continue
             scheme, _, value = item.partition(" ")
             if value and scheme in SCHEMES:
                 found.append(UnknownSender(scheme, value))

@@ -30,7 +30,8 @@ from gateway.web.partners_admin import SCHEMES, PartnerAdmin, PartnerAdminError
 #: The identifier schemes the forms edit, with their labels.
 IDENTIFIER_FIELDS = (("unb", "UNB sender ids (ID or ID:QUALIFIER)"), ("gln", "GLN"),
                      ("vat", "VAT numbers"), ("siren", "SIREN"), ("siret", "SIRET"),
-                     ("as2", "AS2 ids"), ("email", "Mail addresses"), ("phone", "Phone numbers"))
+                     ("as2", "AS2 ids"), ("email", "Mail addresses"), ("phone", "Phone numbers"),
+                     ("iso6523", "ISO 6523 ids (ICD:value, e.g. 0192:987654321)"))
 #: What a confirmation page asks, per destructive action.
 CONFIRM = {"disable": "Disable the partner", "remove-certificate": "Remove the certificate"}
 

@@ -775,7 +775,7 @@ def _sftp(raw: dict[str, Any], pid: str) -> dict[str, Any]:
 
 
 #: The schemes of ``[identifiers]`` besides ``unb``.
-SCHEMES = ("gln", "vat", "siren", "siret", "as2", "email", "phone")
+SCHEMES = ("gln", "vat", "siren", "siret", "as2", "email", "phone", "iso6523")
 
 
 def _identifiers(given: Mapping[str, Any], pid: str) -> dict[str, list[Any]]:

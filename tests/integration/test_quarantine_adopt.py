@@ -75,7 +75,7 @@ def test_reasons_written_by_identify_read_back_as_their_sender():
     from gateway.core.ports import Sender
 
     class Nobody:
-        SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2")
+        SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2", "iso6523")
 
         def get(self, pid):
             return None
@@ -90,12 +90,26 @@ def test_reasons_written_by_identify_read_back_as_their_sender():
              ([Sender("ACME", None)], None, UnknownSender("unb", "ACME")),
              ([Sender("5412345000013", "gln"), Sender("FR123", "vat")], None,
               UnknownSender("gln", "5412345000013")),
-             ([], "newco", UnknownSender("partner", "newco"))]
+             ([], "newco", UnknownSender("partner", "newco")),
+             # ISO 6523 ids, written "0192 (NO:ORG) 987654321", the Peppol form too
+             ([Sender("0192:987654321", "iso6523"), Sender("FR123", "vat")], None,
+              UnknownSender("iso6523", "0192:987654321")),
+             # a malformed id (wrong Luhn digit) is named in the reason but is no sender
+             ([Sender("73282932000075", "siret"),
+               Sender("iso6523-actorid-upis::0208:0202239951", "iso6523")], None,
+              UnknownSender("iso6523", "0208:0202239951"))]
     for senders, hint, expected in cases:
         with pytest.raises(UnknownPartner) as exc:
             identify(Nobody(), senders, hint, lambda: "nobody")
         assert senders_in(str(exc.value))[0] == expected
         assert UnknownSender.from_key(expected.key) == expected
+    with pytest.raises(UnknownPartner) as exc:
+        identify(Nobody(), [Sender("0192:987654321", "iso6523"), Sender("1234:5", "iso6523"),
+                            Sender("5401234000012", "gln")], None, lambda: "nobody")
+    assert str(exc.value).startswith("unknown sender (0192 (NO:ORG) 987654321, iso6523 1234:5 "
+                                      "(malformed: unknown ICD code 1234")
+    assert senders_in(str(exc.value)) == [UnknownSender("iso6523", "0192:987654321"),
+                                          UnknownSender("gln", "5401234000012")]
     assert senders_in("mail from A@b.example: no partner profile lists this address") == [
         UnknownSender("email", "a@b.example")]
 
@@ -179,3 +193,36 @@ def test_adopt_into_an_existing_partner_from_the_cli(world):
     assert r.exit_code == 1 and "no quarantined file waits" in r.output
     r = CliRunner().invoke(main, [*config, "partners", "adopt", NEWCO])
     assert r.exit_code == 1 and "--extend" in r.output
+
+
+def test_adopt_a_peppol_participant_from_the_cli(world):
+    """A UBL invoice whose seller is named only by a 0192 (NO:ORG) participant id is
+    quarantined under ``iso6523:0192:987654321``; ``partners adopt --extend brouwer`` writes
+    ``iso6523 = ["0192:987654321"]`` into brouwer's profile and processes the file for it."""
+    gw, tmp = world
+    invoice = (ROOT / "mappings" / "xml" / "ubl-invoice.sample.xml").read_bytes()
+    seller, rest = invoice.split(b"</cac:AccountingSupplierParty>", 1)
+    for old, new in ((b'schemeID="0088">3012345000017<', b'schemeID="0192">987654321<'),
+                     (b'schemeID="0009">73282932000074<', b'schemeID="0192">987654321<'),
+                     (b"<cbc:CompanyID>FR44732829320</cbc:CompanyID>", b"<cbc:CompanyID/>"),
+                     (b'<cbc:CompanyID schemeID="0002">732829320</cbc:CompanyID>', b"")):
+        assert old in seller
+        seller = seller.replace(old, new)
+    tid = _ingest(gw, seller + b"</cac:AccountingSupplierParty>" + rest, "nord.xml")
+    row = gw.store.get_transmission(tid)
+    assert row.status == T.QUARANTINED and "0192 (NO:ORG) 987654321" in row.reason
+    gw.close()
+    config = ["--config", str(tmp / "gateway.toml")]
+    r = CliRunner().invoke(main, [*config, "partners", "senders", "--json"])
+    assert r.exit_code == 0, r.output
+    key = "iso6523:0192:987654321"
+    listed = {s["key"]: s for s in json.loads(r.output)}
+    assert listed[key]["count"] == 1 and listed[key]["label"] == (
+        "ISO 6523 0192 (NO:ORG) 987654321")
+    r = CliRunner().invoke(main, [*config, "partners", "adopt", key, "--extend", "brouwer",
+                                  "--by", "otto", "--wait", "0.1", "--json"])
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert done["partner_id"] == "brouwer" and done["outcomes"] == {T.PROCESSED: 1}
+    profile = tomllib.loads((tmp / "partners" / "brouwer.toml").read_text())
+    assert profile["identifiers"]["iso6523"] == ["0192:987654321"]

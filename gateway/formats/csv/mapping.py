@@ -38,7 +38,7 @@ MATCH_KEYS = frozenset({"columns", "exact", "filename", "first_line"})
 RECORD_KEYS = frozenset({"type", "document", "line", "ignore"})
 SENDER_KEYS = frozenset({"field", "scheme"})
 #: Identifier schemes a sender column may name (``PartnerDirectory.by_identifier``).
-SCHEMES = ("gln", "vat", "siren", "siret", "email", "unb")
+SCHEMES = ("gln", "vat", "siren", "siret", "email", "unb", "iso6523")
 #: Canonical documents a CSV mapping makes, and the field that holds one entry per row.
 DETAIL = {"order": "lines", "price-list": "items"}
 #: Lists of objects inside a row's entry, and the field whose value makes an entry exist: a

@@ -28,8 +28,10 @@ from typing import Any
 from lxml import etree
 from pydantic import BaseModel, ValidationError
 
+from gateway.core import iso6523
 from gateway.core.errors import MappingDefinitionError, MappingError, Position
 from gateway.core.ids import message_id
+from gateway.core.iso6523_codes import CODES as ICD_CODES
 from gateway.core.ports import Sender
 from gateway.formats.mapping.convert import (
     DATE_FORMATS,
@@ -51,9 +53,11 @@ OBJECT_KEYS = frozenset({"at", "fields", "required"})
 LIST_KEYS = frozenset({"each", "fields", "required"})
 SENDER_KEYS = frozenset({"path", "scheme", "scheme_from", "codes"})
 #: Identifier schemes a sender may be named by (``PartnerDirectory.by_identifier``).
-SCHEMES = frozenset({"gln", "vat", "siren", "siret", "email", "unb"})
+SCHEMES = frozenset({"gln", "vat", "siren", "siret", "email", "unb", "iso6523"})
 #: Scheme codes documents put in ``@schemeID`` (ISO/IEC 6523 ICD as Peppol's EAS and
-#: EN 16931 use them, UN/CEFACT 3055 and TaxScheme ids), to the schemes above.
+#: EN 16931 use them, UN/CEFACT 3055 and TaxScheme ids), to the schemes above. Any other
+#: ICD code of the Peppol list (``0192``), a Peppol scheme id (``NO:ORG``) or
+#: ``iso6523-actorid-upis`` names an ``iso6523`` sender ``<ICD>:<value>`` (``_icd_sender``).
 SCHEME_CODES: dict[str, str] = {
     "0088": "gln", "GLN": "gln",
     "0009": "siret", "SIRET": "siret",
@@ -290,6 +294,8 @@ class XmlMapping:
                         code = None
                     if code is not None:
                         scheme = rule.codes.get(code) or SCHEME_CODES.get(code.upper())
+                        if scheme is None:
+                            scheme, text = _icd_sender(code.strip(), text)
                 if scheme is None:
                     continue
                 sender = Sender(text, scheme)
@@ -835,6 +841,22 @@ class _Compiler(DefinitionCompiler):
                 if item.get("scheme_from") is not None else None,
                 {str(k): v for k, v in codes.items()}))
         return tuple(out)
+
+
+def _icd_sender(code: str, text: str) -> tuple[str | None, str]:
+    """The sender scheme and value of an identifier whose ``@schemeID`` is ``code``, when it
+    is an ISO 6523 ICD of the Peppol list, a Peppol scheme id (``NO:ORG``, as older Peppol
+    BIS put it) or the Peppol participant scheme (the value then ``0192:987654321``);
+    ``(None, text)`` for any other code."""
+    if code.lower() == iso6523.PEPPOL_SCHEME:
+        return "iso6523", text
+    icd = code if code in ICD_CODES else iso6523.BY_SCHEME_ID.get(code.upper())
+    if icd is None:
+        return None, text
+    alias = iso6523.ALIASES.get(icd)
+    if alias is not None:
+        return alias, text
+    return "iso6523", f"{icd}:{text}"
 
 
 def compile_xml_mapping(data: dict[str, Any], where: Where, file: str, *,
