@@ -119,6 +119,7 @@ def test_ubl_invoice_whose_seller_is_a_0192_participant_is_its_partners(reader):
     ("0009", "73282932000074", {"siret": ["73282932000074"]}),    # 0009 is a SIRET
     ("0002", "732829320", {"siren": ["732829320"]}),              # 0002 is a SIREN
     ("0002", "732829320", {"iso6523": ["0002:732 829 320"]}),
+    ("0002", "73282932000074", {"siret": ["73282932000074"]}),    # 14 digits: a SIRET
     ("9957", "FR44732829320", {"vat": ["FR 44 732829320"]}),       # 9957 a French VAT id
     ("0007", "2120000787", {"iso6523": ["0007:2120000787"]}),
     ("NO:ORG", NO_ORG, {"iso6523": [f"0192:{NO_ORG}"]}),           # a Peppol scheme id

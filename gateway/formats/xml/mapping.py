@@ -296,6 +296,8 @@ class XmlMapping:
                         scheme = rule.codes.get(code) or SCHEME_CODES.get(code.upper())
                         if scheme is None:
                             scheme, text = _icd_sender(code.strip(), text)
+                        elif scheme == "siren" and len(text) == 14 and text.isdigit():
+                            scheme = "siret"  # ICD 0002 holds SIRETs too (Peppol list)
                 if scheme is None:
                     continue
                 sender = Sender(text, scheme)
