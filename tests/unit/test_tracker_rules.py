@@ -557,6 +557,11 @@ def test_processing_stalled_alert_opens_and_closes_when_processing_moves(world):
      "identifiers", "folder", "gln:4012345000009"),
     ("unknown sender (phone +33612345678): no partner profile lists these identifiers",
      "sms", "phone:+33612345678"),
+    ("unknown sender (0192 (NO:ORG) 987654321, vat NO987654321MVA): no partner profile "
+     "lists these identifiers", "folder", "iso6523:0192:987654321"),
+    # a malformed id names nobody to adopt: the files are grouped by their channel
+    ("unknown sender (siret 73282932000075 (malformed: wrong SIRET check digit (Luhn))): no "
+     "partner profile lists these identifiers", "inbox-c", "channel:inbox-c"),
     ("mail from Orders@Stranger.example: no partner profile lists this address", "email",
      "email:orders@stranger.example"),
     ("channel names partner 'acme', which has no profile", "sftp-acme", "partner:acme"),
