@@ -239,10 +239,12 @@ def _split(first: dt.date, last: dt.date, grain: Period | None
 
 def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
           partner: str | None, *, grain: Period | None, by_partner: bool,
-          types: Collection[str] = rollup.VALUED_TYPES, fresh: bool = True) -> list[Any]:
+          types: Collection[str] = rollup.VALUED_TYPES, by_format: bool = False,
+          fresh: bool = True) -> list[Any]:
     """(start, partner, type, direction, format, currency, documents, amount × 10⁴) of the
     counted documents of the range, grouped in SQL per week or month (``grain``; None: the
-    whole range) and per partner (``by_partner``), after bringing the rollup up to date
+    whole range), per partner (``by_partner``) and per format (``by_format``; else None),
+    after bringing the rollup up to date
     (unless ``fresh`` is False: the caller did, from ``first`` or before). A group may come
     twice (from the week sums and from the day sums): the callers add them up."""
     check_range(first, last)
@@ -254,14 +256,17 @@ def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
         if spans:
             v = s.document_value_days
             start = v.c.week if grain == "week" else v.c.month if grain == "month" else None
-            grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None)
+            grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None,
+                                              v.c.format if by_format else None)
                                   if c is not None] + [v.c.doc_type, v.c.direction,
-                                                       v.c.format, v.c.currency]
+                                                       v.c.currency]
             q: Any = (sa.select((start if start is not None else sa.literal(first, sa.Date))
                                 .label("start"),
                                 (v.c.partner_id if by_partner
                                  else sa.literal(None, sa.String)).label("partner_id"),
-                                v.c.doc_type, v.c.direction, v.c.format, v.c.currency,
+                                v.c.doc_type, v.c.direction,
+                                (v.c.format if by_format else sa.literal(None, sa.String))
+                                .label("format"), v.c.currency,
                                 sa.func.sum(v.c.documents).label("n"),
                                 sa.func.sum(v.c.amount_e4).label("e4"))
                       .where(sa.or_(*[sa.and_(v.c.day >= a, v.c.day <= b)
@@ -274,14 +279,16 @@ def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
         if weeks:
             w = s.document_value_weeks
             start = w.c.week if grain == "week" else w.c.month if grain == "month" else None
-            grouped = [c for c in (start, w.c.partner_id if by_partner else None)
-                       if c is not None] + [w.c.doc_type, w.c.direction, w.c.format,
-                                            w.c.currency]
+            grouped = [c for c in (start, w.c.partner_id if by_partner else None,
+                                   w.c.format if by_format else None)
+                       if c is not None] + [w.c.doc_type, w.c.direction, w.c.currency]
             q = (sa.select((start if start is not None else sa.literal(first, sa.Date))
                            .label("start"),
                            (w.c.partner_id if by_partner else sa.literal(None, sa.String))
                            .label("partner_id"),
-                           w.c.doc_type, w.c.direction, w.c.format, w.c.currency,
+                           w.c.doc_type, w.c.direction,
+                           (w.c.format if by_format else sa.literal(None, sa.String))
+                           .label("format"), w.c.currency,
                            sa.func.sum(w.c.documents).label("n"),
                            sa.func.sum(w.c.amount_e4).label("e4"))
                  .where(w.c.week.in_(weeks))
@@ -339,7 +346,7 @@ def electronic_share(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date
     the range, those without orders included."""
     acc: dict[dt.date, list[int]] = {w: [0, 0] for w in periods(first, last, "week")}
     for r in _sums(store, zone, first, last, partner, grain="week", by_partner=False,
-                   types=("order",), fresh=refresh):
+                   types=("order",), by_format=True, fresh=refresh):
         if r.direction != "in":
             continue
         cell = acc[r.start]
