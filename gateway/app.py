@@ -265,6 +265,8 @@ class Gateway:
     #: The manager's rollup of order and invoice values: refreshed this often, this far back.
     VALUES_EVERY = 120.0
     VALUES_SPAN = dt.timedelta(days=366)
+    #: The traffic rollup kept by the same loop: the days before this week's Monday.
+    TRAFFIC_SPAN = dt.timedelta(days=35)
 
     def partners_changed(self, directory: PartnerDirectory) -> None:
         """A partner profile changed (the console's administration): the live directory takes
@@ -576,12 +578,18 @@ class Gateway:
         keeper = self.leases
         track: Callable[[asyncio.Event], Awaitable[None]] = self._track
         def values() -> None:
-            # The manager page's rollup kept up to date over a year (read on every request
-            # otherwise): no page pays for the documents a busy day brought.
+            # The manager page's rollups kept up to date (read on every request otherwise):
+            # values over a year, traffic over the weeks the dropped clients compare; no page
+            # pays for the documents a busy day brought.
             from gateway.core.zone import zone_of
+            from gateway.store import traffic
             from gateway.store.values import refresh
 
-            refresh(self.store, zone_of(self.settings), clock.now() - self.VALUES_SPAN)
+            zone = zone_of(self.settings)
+            refresh(self.store, zone, clock.now() - self.VALUES_SPAN)
+            today = clock.now().astimezone(zone).date()
+            monday = today - dt.timedelta(days=today.weekday())
+            traffic.refresh(self.store, zone, monday - self.TRAFFIC_SPAN, today)
 
         purging = periodic_loop("retention", retention, 86400.0)
         valuing = periodic_loop("values", values, self.VALUES_EVERY)

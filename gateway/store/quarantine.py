@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from gateway.core.status import TransmissionStatus as T
 from gateway.store import schema as s
 from gateway.store.db import Store
+from gateway.store.engine import utcnow
 from gateway.store.records import aware
 
 #: The stage ``core.identify`` quarantines an unknown sender's file at.
@@ -77,12 +78,14 @@ def quarantined_with(store: Store, reasons: Sequence[str], *, limit: int = 100_0
 
 def attribute(store: Store, transmission_ids: Sequence[str], partner_id: str) -> int:
     """Name ``partner_id`` as the channel's partner of waiting quarantined files that have
-    none (what the mail channel does for a known From address at receive time); how many."""
+    none (what the mail channel does for a known From address at receive time); how many.
+    Their ``updated_at`` moves: the traffic rollup (``gateway.store.traffic``) counts them
+    again under that partner."""
     if not transmission_ids:
         return 0
     t = s.transmissions
     with store._begin() as conn:
         done = conn.execute(t.update().where(*_waiting(), t.c.partner_id.is_(None),
                                              t.c.id.in_(list(transmission_ids)))
-                            .values(partner_id=partner_id))
+                            .values(partner_id=partner_id, updated_at=utcnow()))
     return int(done.rowcount or 0)

@@ -94,6 +94,8 @@ transmissions = sa.Table(
     sa.Index("ix_transmissions_received_at", "received_at"),
     sa.Index("ix_transmissions_status", "status"),
     sa.Index("ix_transmissions_partner", "partner_id", "received_at"),
+    # What changed since a time: the traffic rollup's days to read again (migration 0016).
+    sa.Index("ix_transmissions_updated_at", "updated_at"),
     # What "where is order X" and the one search read (migration 0011).
     # Partial: the few rows that are attempts or repeats (a planner judging by statistics
     # sees them as selective, not as a million NULLs).
@@ -172,6 +174,11 @@ documents = sa.Table(
     sa.Index("ix_documents_message_id", "message_id"),
     sa.Index("ix_documents_transmission", "transmission_id", "status"),
     sa.Index("ix_documents_status_published", "status", "published_at"),
+    # The few documents that may still change (the value rollup's unsettled rows, read at
+    # each refresh without reading their rows; migration 0016).
+    sa.Index("ix_documents_unsettled", "id", postgresql_where=sa.text(
+        "status IN ('CONFLICT', 'HELD')"), sqlite_where=sa.text(
+        "status IN ('CONFLICT', 'HELD')")),
 )
 # A number or a file name in any case is one index lookup (migration 0011).
 sa.Index("ix_documents_number_ci", sa.func.lower(documents.c.business_number),
@@ -616,6 +623,8 @@ document_values = sa.Table(
     sa.Column("settled", sa.Boolean, nullable=False),
     sa.Index("ix_document_values_day", "day", "partner_id"),
     sa.Index("ix_document_values_settled", "settled"),
+    sa.Index("ix_document_values_unsettled", "document_id",
+             postgresql_where=sa.text("settled = false"), sqlite_where=sa.text("settled = 0")),
 )
 
 # The counted documents of document_values summed per day, partner, type, direction, format
@@ -636,6 +645,24 @@ document_value_days = sa.Table(
     sa.Column("amount_e4", sa.BigInteger, nullable=False),
 )
 
+# document_value_days summed per week (its Monday) and the same key: a range's whole weeks
+# are read here (a seventh of the rows), its other days from document_value_days. Kept with
+# them in the same transactions.
+document_value_weeks = sa.Table(
+    "document_value_weeks",
+    metadata,
+    sa.Column("week", sa.Date, primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("doc_type", sa.String(32), primary_key=True),
+    sa.Column("direction", sa.String(3), primary_key=True),
+    sa.Column("format", sa.String(16), primary_key=True),  # '' for none
+    sa.Column("currency", sa.String(16), primary_key=True),  # '' for none
+    # The first of the Monday's month: a week is read by month only when it lies in one.
+    sa.Column("month", sa.Date, nullable=False),
+    sa.Column("documents", sa.Integer, nullable=False),
+    sa.Column("amount_e4", sa.BigInteger, nullable=False),
+)
+
 # Which documents' created_at range document_values holds, and the zone its days are in
 # (one row; a change of zone empties the rollup).
 document_values_coverage = sa.Table(
@@ -645,4 +672,35 @@ document_values_coverage = sa.Table(
     sa.Column("zone", sa.String(64), nullable=False),
     sa.Column("covered_from", sa.DateTime(timezone=True), nullable=False),
     sa.Column("covered_until", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Inbound traffic per day (in the zone of traffic_coverage) and partner: transmissions that
+# are not duplicates, their documents, the last one's time. What the manager's dropped
+# clients read (a few rows a day, not every transmission of five weeks). A cache of
+# transmissions (``gateway.store.traffic``): a day is held whole or not at all.
+traffic_days = sa.Table(
+    "traffic_days",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("partner_id", sa.String(64), primary_key=True),
+    sa.Column("transmissions", sa.Integer, nullable=False),
+    sa.Column("documents", sa.BigInteger, nullable=False),
+    sa.Column("last_received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The days traffic_days holds (a day without traffic too).
+traffic_days_held = sa.Table(
+    "traffic_days_held",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+)
+
+# The zone traffic_days' days are cut in, and until when the changes of transmissions
+# (``updated_at``) were read (one row; a change of zone empties the rollup).
+traffic_coverage = sa.Table(
+    "traffic_coverage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("zone", sa.String(64), nullable=False),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
 )

@@ -11,7 +11,8 @@ transactions that committed late) or what lies before it. Nothing in the pipelin
 here: the rollup is a cache of the documents, and can be emptied at any time.
 ``document_value_days`` sums the counted rows per day, partner, type, direction, format and
 currency in the same transactions (only rows an insert or a settling really wrote are added,
-so two requests filling at once do not count twice): the manager's queries read it.
+so two requests filling at once do not count twice), and ``document_value_weeks`` the same
+per week: the manager's queries read a range's whole weeks there, its other days here.
 
 - **Settled**: a document HELD (its streamed file not finished) or CONFLICT (waiting for an
   operator) may still change; its row is re-read each time until it is neither.
@@ -45,6 +46,9 @@ from gateway.store.records import aware
 VALUED_TYPES = ("order", "invoice")
 #: Statuses a document may still leave (released, rejected, failed): read again until not.
 UNSETTLED = frozenset({DocumentStatus.HELD, DocumentStatus.CONFLICT})
+#: The same as SQL, as the partial index ``ix_documents_unsettled`` is defined (the query
+#: that reads it must say it alike).
+STILL_HELD = "status IN ('CONFLICT', 'HELD')"
 #: Statuses that do not count, as in ``/api/stats``.
 NOT_COUNTED = frozenset({DocumentStatus.FAILED, DocumentStatus.UNSUPPORTED,
                          DocumentStatus.DUPLICATE, DocumentStatus.REJECTED})
@@ -134,10 +138,12 @@ def _rows(found: Iterable[Any], zone: ZoneInfo) -> list[dict[str, Any]]:
 
 
 _DAY_KEY = ("day", "partner_id", "doc_type", "direction", "format", "currency")
+_WEEK_KEY = ("week", *_DAY_KEY[1:])
 
 
 def _add_to_days(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
-    """Add the counted ``rows`` to their days' sums (``document_value_days``)."""
+    """Add the counted ``rows`` to their days' and weeks' sums (``document_value_days``,
+    ``document_value_weeks``)."""
     acc: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         if not r["counted"]:
@@ -149,18 +155,26 @@ def _add_to_days(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
         cell["amount_e4"] += r["amount_e4"]
     if not acc:
         return
-    days = s.document_value_days
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    weeks: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for cell in acc.values():
+        key = (cell["week"], *(cell[k] for k in _DAY_KEY[1:]))
+        week = weeks.setdefault(key, dict(zip(_WEEK_KEY, key, strict=True), documents=0,
+                                          amount_e4=0, month=cell["week"].replace(day=1)))
+        week["documents"] += cell["documents"]
+        week["amount_e4"] += cell["amount_e4"]
+    for table, key, rows in ((s.document_value_days, _DAY_KEY, list(acc.values())),
+                             (s.document_value_weeks, _WEEK_KEY, list(weeks.values()))):
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        ins: Any = pg_insert(days)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            ins: Any = pg_insert(table)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        ins = sqlite_insert(days)
-    conn.execute(ins.on_conflict_do_update(index_elements=list(_DAY_KEY), set_={
-        "documents": days.c.documents + ins.excluded.documents,
-        "amount_e4": days.c.amount_e4 + ins.excluded.amount_e4}), list(acc.values()))
+            ins = sqlite_insert(table)
+        conn.execute(ins.on_conflict_do_update(index_elements=list(key), set_={
+            "documents": table.c.documents + ins.excluded.documents,
+            "amount_e4": table.c.amount_e4 + ins.excluded.amount_e4}), rows)
 
 
 def _insert_new(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -209,16 +223,32 @@ def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int
 def _settle(store: Store, zone: ZoneInfo) -> None:
     """Read again the rows whose document could still change and has: left HELD or
     CONFLICT, or gone. One still held is left as it is (counted as nothing until it
-    settles): a store with thousands of held documents is not rewritten at every read."""
+    settles): a store with thousands of held documents is not rewritten at every read.
+    The ids of the unsettled rows and of the documents still held are read from two partial
+    indexes (no row read); only the rows of the documents that left are read."""
     d, t, v = s.documents, s.transmissions, s.document_values
-    q = (sa.select(v.c.document_id, d.c.id, d.c.partner_id, d.c.doc_type, d.c.status,
-                   d.c.payload, t.c.received_at, t.c.format, t.c.direction)
-         .select_from(v.outerjoin(d, d.c.id == v.c.document_id)
-                      .outerjoin(t, t.c.id == d.c.transmission_id))
-         .where(v.c.settled.is_(False))
-         .where(sa.or_(d.c.id.is_(None), d.c.status.notin_(list(UNSETTLED)))))
     with store.engine.connect() as conn:
-        found = list(conn.execute(q))
+        # From the partial indexes: SQLite, without statistics, would take the other
+        # indexes on these columns (and read each row) unless told.
+        lite = conn.dialect.name == "sqlite"
+        waiting = set(conn.execute(sa.text(
+            "SELECT document_id FROM document_values"
+            + (" INDEXED BY ix_document_values_unsettled WHERE settled = 0" if lite
+               else " WHERE settled = false"))).scalars())
+        if not waiting:
+            return
+        waiting -= set(conn.execute(sa.text(
+            "SELECT id FROM documents" + (" INDEXED BY ix_documents_unsettled" if lite else "")
+            + " WHERE " + STILL_HELD)).scalars())
+        found: list[Any] = []
+        for ids in (sorted(waiting)[i:i + CHUNK] for i in range(0, len(waiting), CHUNK)):
+            found += conn.execute(
+                sa.select(v.c.document_id, d.c.id, d.c.partner_id, d.c.doc_type, d.c.status,
+                          d.c.payload, t.c.received_at, t.c.format, t.c.direction)
+                .select_from(v.outerjoin(d, d.c.id == v.c.document_id)
+                             .outerjoin(t, t.c.id == d.c.transmission_id))
+                .where(v.c.document_id.in_(ids)).where(v.c.settled.is_(False))
+                .where(sa.or_(d.c.id.is_(None), d.c.status.notin_(list(UNSETTLED)))))
     if not found:
         return
     gone = [r.document_id for r in found if r.id is None or r.received_at is None]
@@ -248,6 +278,7 @@ def refresh(store: Store, zone: ZoneInfo, since: dt.datetime) -> None:
         with store._begin() as conn:  # days were cut in another zone: start again
             conn.execute(v.delete())
             conn.execute(s.document_value_days.delete())
+            conn.execute(s.document_value_weeks.delete())
             conn.execute(c.delete())
         held = None
     if held is None:
@@ -275,6 +306,7 @@ def clear(store: Store) -> None:
     with store._begin() as conn:
         conn.execute(s.document_values.delete())
         conn.execute(s.document_value_days.delete())
+        conn.execute(s.document_value_weeks.delete())
         conn.execute(s.document_values_coverage.delete())
 
 

@@ -186,12 +186,16 @@ def manager_page(p: Page) -> Response:
         error = str(exc)
         first, last = date_range(zone, None, None)
     store = p.store
-    totals = figures.values(store, zone, first, last, period, partner, by_partner=False)
-    partners_rows = figures.range_values(store, zone, first, last, partner)
+    # The rollup brought up to date once for the four value figures (the forecasts read
+    # whole months: from the first of the first one).
+    figures.refresh(store, zone, first.replace(day=1))
+    totals = figures.values(store, zone, first, last, period, partner, by_partner=False,
+                            refresh=False)
+    partners_rows = figures.range_values(store, zone, first, last, partner, refresh=False)
     share = figures.electronic_share(store, zone, first, last, manual=MANUAL_FORMATS,
-                                     partner=partner)
+                                     partner=partner, refresh=False)
     gaps = figures.forecast_gaps(store, zone, *months_of(first, last), today=today(zone),
-                                 partner=partner, basis=basis)
+                                 partner=partner, basis=basis, refresh=False)
     drops = figures.dropped_clients(store, zone, last, threshold=threshold, partner=partner)
     starts = figures.periods(first, last, period)
     pics = value_charts(totals, starts, period, scale)

@@ -25,7 +25,7 @@ def received(store: Store, data: bytes = b"x") -> str:
 def test_migrations_create_exactly_the_declared_schema(store_url):
     """After upgrade the database matches schema.py: a migration was not forgotten."""
     store = Store.from_url(store_url)
-    assert current(store.engine) == "0015"
+    assert current(store.engine) == "0016"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), s.metadata)
     assert diff == []

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.core.status import DocumentStatus
+from gateway.store import quarantine
 from gateway.store import schema as s
 from gateway.store import values as rollup
 from gateway.store.db import NewDocument, Store
@@ -253,8 +254,9 @@ def test_two_fills_of_the_same_documents_count_them_once(store):
 
 def test_every_query_reads_an_index_range_not_a_whole_table(tmp_path):
     """SQLite's plans: the fill searches documents by (doc_type, created_at), the sums
-    search the day table by day, the drops transmissions by (direction, received_at); no
-    SCAN of a table."""
+    search the week table by week and the day table by day (a range starting on a
+    Wednesday), the drops' rollup transmissions by (direction, received_at) and the day
+    table by day; no SCAN of a table."""
     st = Store.from_url(f"sqlite:///{tmp_path / 'plans.sqlite3'}")
     seen: list[tuple[str, object]] = []
 
@@ -263,8 +265,9 @@ def test_every_query_reads_an_index_range_not_a_whole_table(tmp_path):
         if statement.lstrip().upper().startswith("SELECT") and not executemany:
             seen.append((statement, params))
 
-    manager.values(st, PARIS, MON, MON + dt.timedelta(days=90), "week")
+    manager.values(st, PARIS, MON + dt.timedelta(days=2), MON + dt.timedelta(days=90), "week")
     manager.dropped_clients(st, PARIS, MON)
+    manager.dropped_clients(st, PARIS, MON)  # again: what changed since, from the rollup
     plans: dict[str, list[str]] = {}
     with st.engine.connect() as conn:
         for statement, params in seen:
@@ -274,7 +277,149 @@ def test_every_query_reads_an_index_range_not_a_whole_table(tmp_path):
     text = "\n".join(line for lines in plans.values() for line in lines)
     assert "USING INDEX ix_documents_type_created (doc_type=? AND created_at>? AND" in text
     assert "SEARCH document_value_days USING INDEX" in text
+    assert "SEARCH document_value_weeks USING INDEX" in text
     assert "USING INDEX ix_transmissions_direction (direction=? AND received_at>? AND" in text
+    assert "SEARCH traffic_days USING INDEX" in text
     scans = [line for line in text.splitlines() if line.startswith("SCAN ")
-             and "document_values_coverage" not in line]
+             and "document_values_coverage" not in line
+             and not line.endswith("_unsettled")]  # the partial indexes of the few unsettled
     assert not scans, plans
+
+
+def _traffic(store, last):
+    return {r.partner_id: (r.documents, r.transmissions, r.before)
+            for r in manager.dropped_clients(store, PARIS, last, threshold=10_000)}
+
+
+def test_drops_cut_weeks_at_local_midnight(store):
+    """Sunday 23:30 in Paris (21:30 UTC) counts in the weeks before, Monday 00:30 in Paris
+    (Sunday 22:30 UTC) in the week compared: the rollup's days are Paris days."""
+    week = MON + dt.timedelta(days=28)  # the Monday of the week compared
+    sunday = week - dt.timedelta(days=1)
+    late = dt.datetime.combine(sunday, dt.time(23, 30), PARIS).astimezone(dt.UTC)
+    early = dt.datetime.combine(week, dt.time(0, 30), PARIS).astimezone(dt.UTC)
+    assert late.date() == early.date() == sunday  # the same day in UTC
+    _receive(store, at=late, partner="kiosk", docs=[_order("EUR", "1")] * 8)
+    _receive(store, at=early, partner="kiosk", docs=[_order("EUR", "1")])
+    last = week + dt.timedelta(days=6)
+    [row] = manager.dropped_clients(store, PARIS, last, threshold=100)
+    assert (row.week, row.documents, row.transmissions, row.before) == ("2026-W14", 1, 1, 8)
+    assert row.last_received_at == early
+    assert _traffic(store, last) == {"kiosk": (1, 1, 8)}  # read again from the rollup
+
+
+def test_drops_leave_out_duplicates_and_keep_one_document_a_month(store):
+    """A duplicate file of kiosk's, however many documents it names, is not counted; a
+    partner sending one document a month is listed when its month ends silent."""
+    last = MON + dt.timedelta(days=34)
+    _receive(store, at=_at(MON + dt.timedelta(days=2)), partner="monthly",
+             docs=[_order("EUR", "1")])
+    _receive(store, at=_at(MON + dt.timedelta(days=3)), partner="kiosk",
+             docs=[_order("EUR", "1")] * 2)
+    dup = _receive(store, at=_at(MON + dt.timedelta(days=30)), partner="kiosk",
+                   docs=[_order("EUR", "1")] * 3)
+    with store.engine.begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == dup)
+                     .values(status="DUPLICATE", document_count=3))
+    rows = manager.dropped_clients(store, PARIS, last)
+    assert [(r.partner_id, r.documents, r.transmissions, r.before, r.average)
+            for r in rows] == [("kiosk", 0, 0, 2, 0.5), ("monthly", 0, 0, 1, 0.25)]
+
+
+def test_drops_see_transmissions_that_came_or_changed_after_a_read(store):
+    """The rollup of a day already read is counted again when a transmission of that day
+    arrives, changes status or is given its partner (a quarantined file attributed)."""
+    last = MON + dt.timedelta(days=34)
+    day = MON + dt.timedelta(days=30)
+    _receive(store, at=_at(MON + dt.timedelta(days=1)), partner="kiosk",
+             docs=[_order("EUR", "1")] * 4)
+    assert _traffic(store, last) == {"kiosk": (0, 0, 4)}
+    tid = _receive(store, at=_at(day), partner="kiosk", docs=[_order("EUR", "1")] * 2)
+    assert _traffic(store, last) == {"kiosk": (2, 1, 4)}
+    with store.engine.begin() as conn:  # as the store marks one: with updated_at
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == tid)
+                     .values(status="DUPLICATE", updated_at=dt.datetime.now(dt.UTC)))
+    assert _traffic(store, last) == {"kiosk": (0, 0, 4)}
+    held = store.record_received(channel="folder", channel_ref=None, filename="q", size=1,
+                                 sha256="ab" * 32)
+    with store.engine.begin() as conn:
+        conn.execute(s.transmissions.update().where(s.transmissions.c.id == held).values(
+            status="QUARANTINED", stage="identify", reason="unknown sender",
+            received_at=_at(day, 11)))
+    assert _traffic(store, last) == {"kiosk": (0, 0, 4)}
+    assert quarantine.attribute(store, [held], "kiosk") == 1
+    assert _traffic(store, last) == {"kiosk": (0, 1, 4)}
+
+
+def test_drops_cut_the_days_again_in_another_zone(store):
+    """A transmission at 23:30 UTC on the Sunday ending the weeks before is Monday in
+    Paris: read in UTC, then in Paris, it moves to the week compared."""
+    sunday = MON + dt.timedelta(days=27)
+    _receive(store, at=dt.datetime.combine(sunday, dt.time(23, 30), dt.UTC),
+             partner="kiosk", docs=[_order("EUR", "1")])
+    last = MON + dt.timedelta(days=34)
+    [utc] = manager.dropped_clients(store, ZoneInfo("UTC"), last, threshold=100)
+    assert (utc.documents, utc.before) == (0, 1)
+    assert manager.dropped_clients(store, PARIS, last, threshold=100) == []  # 1 of 0 before
+
+
+def test_a_page_refreshes_the_value_rollup_once(store, monkeypatch):
+    """With ``refresh=False`` the figures read the rollup as the caller left it."""
+    _receive(store, at=_at(MON), partner="acme", docs=[_order("EUR", "7")])
+    calls: list[dt.datetime] = []
+    real = rollup.refresh
+    monkeypatch.setattr(rollup, "refresh", lambda st, z, since: (calls.append(since),
+                                                                  real(st, z, since)))
+    manager.refresh(store, PARIS, MON)
+    [row] = manager.values(store, PARIS, MON, MON, "week", refresh=False)
+    manager.range_values(store, PARIS, MON, MON, refresh=False)
+    manager.electronic_share(store, PARIS, MON, MON, manual=MANUAL, refresh=False)
+    assert len(calls) == 1 and row.order_value == Decimal("7.00")
+
+
+def test_whole_weeks_and_other_days_add_up_to_every_day_of_any_range(store):
+    """An order every day over ten weeks across a month's end, one more on each Sunday at
+    23:30 and Monday at 00:30 in Paris: for ranges starting and ending on any weekday, per
+    week, month and over the range, the figures equal the documents of those days counted
+    one by one."""
+    start = dt.date(2026, 3, 23)  # a Monday; March ends on a Tuesday
+    for n in range(70):
+        day = start + dt.timedelta(days=n)
+        _receive(store, at=_at(day), partner="acme" if n % 3 else "kiosk",
+                 docs=[_order("EUR", str(n + 1))])
+        if day.weekday() in (0, 6):
+            at = dt.datetime.combine(day, dt.time(23, 30) if day.weekday() == 6
+                                     else dt.time(0, 30), PARIS).astimezone(dt.UTC)
+            _receive(store, at=at, partner="acme", docs=[_order("EUR", "1000")])
+    manager.values(store, PARIS, start, start + dt.timedelta(days=69), "week")  # fills
+    with store.engine.connect() as conn:
+        each = [(r.day, r.partner_id, r.amount_e4) for r in conn.execute(
+            sa.select(s.document_values).where(s.document_values.c.counted.is_(True)))]
+    for first_off, last_off in ((0, 69), (2, 40), (5, 11), (8, 8), (9, 37), (13, 66)):
+        first = start + dt.timedelta(days=first_off)
+        last = start + dt.timedelta(days=last_off)
+        inside = [e for e in each if first <= e[0] <= last]
+        for period in ("week", "month"):
+            got = {(r.period, r.partner_id): (r.orders, r.order_value)
+                   for r in manager.values(store, PARIS, first, last, period)}
+            want: dict = {}
+            for day, partner, e4 in inside:
+                key = (manager.period_start(day, period), partner)
+                n, total = want.get(key, (0, Decimal(0)))
+                want[key] = (n + 1, total + Decimal(e4) / 10000)
+            assert got == want, (first, last, period)
+        got_range = {r.partner_id: r.orders for r in manager.range_values(store, PARIS, first,
+                                                                           last)}
+        assert got_range == {p: sum(1 for e in inside if e[1] == p)
+                             for p in {e[1] for e in inside}}
+        share = manager.electronic_share(store, PARIS, first, last, manual=MANUAL)
+        assert sum(r.orders for r in share) == len(inside)
+
+
+def test_the_partial_index_of_unsettled_documents_names_the_unsettled_statuses():
+    """The SQL the settle reads the still-held ids with says the statuses ``UNSETTLED``
+    holds, as the index ``ix_documents_unsettled`` is defined."""
+    named = set(rollup.STILL_HELD.split("(")[1].rstrip(")").replace("'", "").split(", "))
+    assert named == {str(x) for x in rollup.UNSETTLED}
+    [index] = [i for i in s.documents.indexes if i.name == "ix_documents_unsettled"]
+    assert str(index.dialect_options["sqlite"]["where"]) == rollup.STILL_HELD

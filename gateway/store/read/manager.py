@@ -7,10 +7,13 @@ Monday) and months are cut there, and a range ``first`` … ``last`` includes bo
 
 Cost: the values and the share are sums over ``document_value_days`` (the orders and
 invoices of ``document_values`` summed per day, partner, type, format and currency; amounts
-read once from the payloads, ``gateway.store.values``), grouped in SQL by week or month over
-the range of its key; no payload is parsed twice and no transmission outside the range is
-read. Traffic for the dropped clients is one grouped
-query over five weeks of ``transmissions (direction, received_at)``.
+read once from the payloads, ``gateway.store.values``) and over ``document_value_weeks`` (the
+same per week: a range's whole weeks are read there, its other days from the days), grouped
+in SQL by week or month over the range of their keys; no payload is parsed twice and no transmission outside the range is
+read. Each figure refreshes the rollup first; a page showing several calls ``refresh`` once
+and passes ``refresh=False``. Traffic for the dropped clients is a sum over
+``traffic_days`` (inbound transmissions and their documents per day and partner,
+``gateway.store.traffic``): five weeks of a few rows per partner, not their transmissions.
 
 - **Order value**: as ``/api/stats`` (``stats.order_amount``), orders partners sent us.
 - **Invoiced value**: invoices' net totals (``values.invoice_amount``, credit notes
@@ -33,8 +36,8 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from gateway.core.status import TransmissionStatus
 from gateway.store import schema as s
+from gateway.store import traffic
 from gateway.store import values as rollup
 from gateway.store.db import Store
 from gateway.store.forecasts import ForecastBook
@@ -203,34 +206,98 @@ class DropRow:
                                      if self.last_received_at else None)}
 
 
-def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
-          partner: str | None, *, grain: Period | None, by_partner: bool,
-          types: Collection[str] = rollup.VALUED_TYPES) -> list[Any]:
-    """(start, partner, type, direction, format, currency, documents, amount × 10⁴) of the
-    counted documents of the range, grouped in SQL per week or month (``grain``; None: the
-    whole range) and per partner (``by_partner``), after bringing the rollup up to date."""
-    check_range(first, last)
+def refresh(store: Store, zone: ZoneInfo, first: dt.date) -> None:
+    """Bring the value rollup up to date for every range starting on or after ``first``:
+    what each figure does first, unless told (``refresh=False``) that its caller did it
+    already (a page showing several figures refreshes once)."""
     # A document is created after its transmission is received: refreshing from the day
     # before the range catches every document of the range.
     rollup.refresh(store, zone, midnight(first, zone) - dt.timedelta(days=1))
-    v = s.document_value_days
-    start = v.c.week if grain == "week" else v.c.month if grain == "month" else None
-    grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None)
-                          if c is not None] + [v.c.doc_type, v.c.direction, v.c.format,
-                                               v.c.currency]
-    q = (sa.select((start if start is not None else sa.literal(first, sa.Date)).label("start"),
-                   (v.c.partner_id if by_partner else sa.literal(None, sa.String))
-                   .label("partner_id"),
-                   v.c.doc_type, v.c.direction, v.c.format, v.c.currency,
-                   sa.func.sum(v.c.documents).label("n"),
-                   sa.func.sum(v.c.amount_e4).label("e4"))
-         .where(v.c.day >= first).where(v.c.day <= last)
-         .where(v.c.doc_type.in_(tuple(types)))
-         .group_by(*grouped))
-    if partner:
-        q = q.where(v.c.partner_id == partner)
+
+
+def _split(first: dt.date, last: dt.date, grain: Period | None
+           ) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
+    """The Mondays of the whole weeks of ``first`` … ``last`` read from the week sums (for
+    months, only weeks within one month), and the spans of the other days (both included),
+    read from the day sums."""
+    weeks: list[dt.date] = []
+    monday = period_start(first + dt.timedelta(days=6), "week")  # the first on or after
+    while monday + dt.timedelta(days=6) <= last:
+        sunday = monday + dt.timedelta(days=6)
+        if grain != "month" or monday.month == sunday.month:
+            weeks.append(monday)
+        monday += dt.timedelta(days=7)
+    spans, at = [], first
+    for monday in weeks:
+        if at < monday:
+            spans.append((at, monday - dt.timedelta(days=1)))
+        at = monday + dt.timedelta(days=7)
+    if at <= last:
+        spans.append((at, last))
+    return weeks, spans
+
+
+def _sums(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
+          partner: str | None, *, grain: Period | None, by_partner: bool,
+          types: Collection[str] = rollup.VALUED_TYPES, by_format: bool = False,
+          fresh: bool = True) -> list[Any]:
+    """(start, partner, type, direction, format, currency, documents, amount × 10⁴) of the
+    counted documents of the range, grouped in SQL per week or month (``grain``; None: the
+    whole range), per partner (``by_partner``) and per format (``by_format``; else None),
+    after bringing the rollup up to date
+    (unless ``fresh`` is False: the caller did, from ``first`` or before). A group may come
+    twice (from the week sums and from the day sums): the callers add them up."""
+    check_range(first, last)
+    if fresh:
+        refresh(store, zone, first)
+    weeks, spans = _split(first, last, grain)
+    out: list[Any] = []
     with store.engine.connect() as conn:
-        return list(conn.execute(q))
+        if spans:
+            v = s.document_value_days
+            start = v.c.week if grain == "week" else v.c.month if grain == "month" else None
+            grouped: list[Any] = [c for c in (start, v.c.partner_id if by_partner else None,
+                                              v.c.format if by_format else None)
+                                  if c is not None] + [v.c.doc_type, v.c.direction,
+                                                       v.c.currency]
+            q: Any = (sa.select((start if start is not None else sa.literal(first, sa.Date))
+                                .label("start"),
+                                (v.c.partner_id if by_partner
+                                 else sa.literal(None, sa.String)).label("partner_id"),
+                                v.c.doc_type, v.c.direction,
+                                (v.c.format if by_format else sa.literal(None, sa.String))
+                                .label("format"), v.c.currency,
+                                sa.func.sum(v.c.documents).label("n"),
+                                sa.func.sum(v.c.amount_e4).label("e4"))
+                      .where(sa.or_(*[sa.and_(v.c.day >= a, v.c.day <= b)
+                                      for a, b in spans]))
+                      .where(v.c.doc_type.in_(tuple(types)))
+                      .group_by(*grouped))
+            if partner:
+                q = q.where(v.c.partner_id == partner)
+            out += conn.execute(q)
+        if weeks:
+            w = s.document_value_weeks
+            start = w.c.week if grain == "week" else w.c.month if grain == "month" else None
+            grouped = [c for c in (start, w.c.partner_id if by_partner else None,
+                                   w.c.format if by_format else None)
+                       if c is not None] + [w.c.doc_type, w.c.direction, w.c.currency]
+            q = (sa.select((start if start is not None else sa.literal(first, sa.Date))
+                           .label("start"),
+                           (w.c.partner_id if by_partner else sa.literal(None, sa.String))
+                           .label("partner_id"),
+                           w.c.doc_type, w.c.direction,
+                           (w.c.format if by_format else sa.literal(None, sa.String))
+                           .label("format"), w.c.currency,
+                           sa.func.sum(w.c.documents).label("n"),
+                           sa.func.sum(w.c.amount_e4).label("e4"))
+                 .where(w.c.week.in_(weeks))
+                 .where(w.c.doc_type.in_(tuple(types)))
+                 .group_by(*grouped))
+            if partner:
+                q = q.where(w.c.partner_id == partner)
+            out += conn.execute(q)
+    return out
 
 
 def _value_rows(found: list[Any], label: Any) -> list[ValueRow]:
@@ -251,30 +318,35 @@ def _value_rows(found: list[Any], label: Any) -> list[ValueRow]:
 
 
 def values(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date, period: Period,
-           partner: str | None = None, *, by_partner: bool = True) -> list[ValueRow]:
+           partner: str | None = None, *, by_partner: bool = True,
+           refresh: bool = True) -> list[ValueRow]:
     """Order value and invoiced value per period and currency, per partner (or in total
-    with ``by_partner=False``), sorted by period, partner and currency."""
+    with ``by_partner=False``), sorted by period, partner and currency. ``refresh=False``:
+    the caller brought the rollup up to date (``refresh``) from ``first`` or before."""
     period_start(first, period)  # checks the period's name
-    found = _sums(store, zone, first, last, partner, grain=period, by_partner=by_partner)
+    found = _sums(store, zone, first, last, partner, grain=period, by_partner=by_partner,
+                  fresh=refresh)
     return _value_rows(found, lambda start: period_label(start, period))
 
 
 def range_values(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date,
-                 partner: str | None = None) -> list[ValueRow]:
+                 partner: str | None = None, *, refresh: bool = True) -> list[ValueRow]:
     """Order value and invoiced value of each partner and currency over the whole range
     (``period`` is ``first``, ``label`` "first … last"), largest order value first."""
-    found = _sums(store, zone, first, last, partner, grain=None, by_partner=True)
+    found = _sums(store, zone, first, last, partner, grain=None, by_partner=True,
+                  fresh=refresh)
     rows = _value_rows(found, lambda _start: f"{first.isoformat()} … {last.isoformat()}")
     return sorted(rows, key=lambda r: (r.currency or "", -r.order_value, r.partner_id or ""))
 
 
 def electronic_share(store: Store, zone: ZoneInfo, first: dt.date, last: dt.date, *,
-                     manual: Collection[str], partner: str | None = None) -> list[ShareRow]:
+                     manual: Collection[str], partner: str | None = None,
+                     refresh: bool = True) -> list[ShareRow]:
     """Orders per week, electronic (a format not in ``manual``) and manual; every week of
     the range, those without orders included."""
     acc: dict[dt.date, list[int]] = {w: [0, 0] for w in periods(first, last, "week")}
     for r in _sums(store, zone, first, last, partner, grain="week", by_partner=False,
-                   types=("order",)):
+                   types=("order",), by_format=True, fresh=refresh):
         if r.direction != "in":
             continue
         cell = acc[r.start]
@@ -292,16 +364,17 @@ def month_days(first_month: str, last_month: str) -> tuple[dt.date, dt.date]:
 
 def forecast_gaps(store: Store, zone: ZoneInfo, first_month: str, last_month: str, *,
                   today: dt.date, partner: str | None = None,
-                  basis: Basis = "orders") -> list[GapRow]:
+                  basis: Basis = "orders", refresh: bool = True) -> list[GapRow]:
     """Each forecast of months ``first_month`` … ``last_month`` against the whole month's
     actual value in its currency: the order value (``basis="orders"``) or the value
-    invoiced to the partner (``"invoiced"``)."""
+    invoiced to the partner (``"invoiced"``). ``refresh=False``: the caller brought the
+    rollup up to date from the first day of ``first_month`` or before."""
     found = ForecastBook(store).list(first_month, last_month, partner)
     if not found:
         return []
     start, end = month_days(first_month, last_month)
     actual: dict[tuple[str | None, str, str | None], Decimal] = {}
-    for r in values(store, zone, start, end, "month", partner):
+    for r in values(store, zone, start, end, "month", partner, refresh=refresh):
         actual[(r.partner_id, r.label, r.currency)] = (
             r.order_value if basis == "orders" else r.invoiced_sent)
     return [GapRow(partner_id=f.partner_id, month=f.month, currency=f.currency,
@@ -319,22 +392,18 @@ def dropped_clients(store: Store, zone: ZoneInfo, last: dt.date, *, threshold: f
     end = period_start(last + dt.timedelta(days=1), "week")  # the Monday after that week
     week = end - dt.timedelta(days=7)
     start = week - dt.timedelta(days=7 * weeks)
-    t = s.transmissions
-    cut = midnight(week, zone)
-    docs = sa.func.coalesce(t.c.document_count, 0)
-    recent = t.c.received_at >= cut
-    q = (sa.select(t.c.partner_id,
-                   sa.func.sum(sa.case((recent, docs), else_=0)).label("docs"),
-                   sa.func.sum(sa.case((recent, 1), else_=0)).label("files"),
-                   sa.func.sum(sa.case((recent, 0), else_=docs)).label("before"),
-                   sa.func.max(t.c.received_at).label("last_at"))
-         .where(t.c.direction == "in").where(t.c.partner_id.is_not(None))
-         .where(t.c.status != TransmissionStatus.DUPLICATE)
-         .where(t.c.received_at >= midnight(start, zone))
-         .where(t.c.received_at < midnight(end, zone))
-         .group_by(t.c.partner_id))
+    traffic.refresh(store, zone, start, end - dt.timedelta(days=1))
+    td = s.traffic_days
+    recent = td.c.day >= week
+    q = (sa.select(td.c.partner_id,
+                   sa.func.sum(sa.case((recent, td.c.documents), else_=0)).label("docs"),
+                   sa.func.sum(sa.case((recent, td.c.transmissions), else_=0)).label("files"),
+                   sa.func.sum(sa.case((recent, 0), else_=td.c.documents)).label("before"),
+                   sa.func.max(td.c.last_received_at).label("last_at"))
+         .where(td.c.day >= start).where(td.c.day < end)
+         .group_by(td.c.partner_id))
     if partner:
-        q = q.where(t.c.partner_id == partner)
+        q = q.where(td.c.partner_id == partner)
     with store.engine.connect() as conn:
         found = list(conn.execute(q))
     rows = []
@@ -353,4 +422,4 @@ def dropped_clients(store: Store, zone: ZoneInfo, last: dt.date, *, threshold: f
 
 __all__ = ["DropRow", "GapRow", "RangeError", "ShareRow", "ValueRow", "check_range",
            "dropped_clients", "electronic_share", "forecast_gaps", "month_days",
-           "period_label", "period_start", "periods", "range_values", "values"]
+           "period_label", "period_start", "periods", "range_values", "refresh", "values"]
