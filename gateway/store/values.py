@@ -206,7 +206,10 @@ def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int
                  .where(~sa.exists().where(v.c.document_id == d.c.id))
                  .order_by(d.c.created_at, d.c.id).limit(CHUNK))
             if after is not None:  # on from the last one read: each document read once
-                q = q.where(sa.or_(d.c.created_at > after[0],
+                # The plain bound lets the index range start there: with the OR alone,
+                # each chunk read the range from ``lo`` again (quadratic: 13 minutes for a
+                # first fill at 1 M transmissions on PostgreSQL).
+                q = q.where(d.c.created_at >= after[0], sa.or_(d.c.created_at > after[0],
                                    sa.and_(d.c.created_at == after[0], d.c.id > after[1])))
             with store.engine.connect() as conn:
                 found = list(conn.execute(q))
