@@ -43,7 +43,7 @@ class Disabled:
     """A mapping or a partner that is not in use, and why: its file did not load, or (a
     partner) its profile names a mapping that did not. Everything else runs."""
 
-    kind: str  # "mapping" or "partner"
+    kind: str  # "mapping", "outbound mapping" or "partner"
     name: str  # its id (a file's name when the file says none)
     file: str
     reason: str
@@ -55,13 +55,17 @@ class Disabled:
         return {"kind": self.kind, "name": self.name, "file": self.file, "reason": self.reason}
 
 
-def disabled(directory: PartnerDirectory, mapping_set: MappingSet) -> list[Disabled]:
+def disabled(directory: PartnerDirectory, mapping_set: MappingSet,
+             outbound: OutboundMappings | None = None) -> list[Disabled]:
     """What is disabled by the configuration as loaded: every mapping file left out (with
-    its line), every partner profile left out, every partner whose profile names a mapping
-    left out (``core.lifecycle.disabled_by`` keeps its files back)."""
-    found = [Disabled("mapping", p.mapping_id or Path(p.file).stem, p.file,
+    its line; outbound ones too), every partner profile left out, every partner whose
+    profile names a mapping left out (``core.lifecycle.disabled_by`` keeps its files
+    back)."""
+    found = [Disabled(kind, p.mapping_id or Path(p.file).stem, p.file,
                       (f"line {p.line}: " if p.line is not None else "") + p.reason)
-             for p in mapping_set.problems]
+             for kind, problems in (("mapping", mapping_set.problems),
+                                    ("outbound mapping", outbound.problems if outbound else []))
+             for p in problems]
     found += [Disabled("partner", p.partner_id, p.file, p.reason) for p in directory.problems]
     for partner in directory:
         for name in partner.mappings_named():
@@ -75,7 +79,8 @@ def disabled(directory: PartnerDirectory, mapping_set: MappingSet) -> list[Disab
 
 def disabled_now(settings: GatewaySettings, directory: PartnerDirectory) -> list[Disabled]:
     """``disabled`` for the mappings folder as it is now (read again only when it changed)."""
-    return disabled(directory, _mappings(Path(settings.mappings))[0])
+    inbound, outbound, _why = _mappings(Path(settings.mappings))
+    return disabled(directory, inbound, outbound)
 
 
 def check_config(settings: GatewaySettings, directory: PartnerDirectory, *,
@@ -87,7 +92,7 @@ def check_config(settings: GatewaySettings, directory: PartnerDirectory, *,
     naming such a mapping."""
     mapping_set, outbound, outbound_error = _mappings(Path(settings.mappings))
     found = ConfigCheck(mappings=mapping_set, outbound=outbound)
-    found.disabled = disabled(directory, mapping_set)
+    found.disabled = disabled(directory, mapping_set, outbound)
     found.problems += [str(d) for d in found.disabled]
     for p in directory:
         for d in p.documents:

@@ -73,7 +73,7 @@ def channels(obj: CliContext, as_json: bool) -> None:
     from gateway.channels.checks import disabled_now
 
     for off in disabled_now(settings, partners):
-        rows.append(dict(channel=f"{off.kind}:{off.name}", kind=off.kind,
+        rows.append(dict(channel=f"{off.kind.replace(' ', '-')}:{off.name}", kind=off.kind,
                          partner=off.name if off.kind == "partner" else None, where=off.file,
                          state="DISABLED", last_success=None, failures=0,
                          last_error=off.reason, detail=None))

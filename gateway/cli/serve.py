@@ -50,8 +50,9 @@ def _log_disabled(obj: CliContext, gw: Gateway) -> None:
     from gateway.channels.checks import disabled
 
     log = structlog.get_logger("edigw.config")
-    for off in disabled(gw.partners, gw.mappings):
-        log.warning(f"{off.kind}_disabled", name=off.name, file=off.file, reason=off.reason,
+    outbound = gw.intake.mappings if gw.intake is not None else None
+    for off in disabled(gw.partners, gw.mappings, outbound):
+        log.warning(f"{off.kind.replace(' ', '_')}_disabled", name=off.name, file=off.file, reason=off.reason,
                     hint="edigw check-config lists every problem; profiles are read again "
                          "when they change, mappings when serve starts")
 

@@ -262,3 +262,24 @@ def test_mappings_test_fails_for_a_mapping_that_does_not_load(workdir: Path) -> 
               if row.get("ok") is False}
     assert set(failed) == {"broken", "acme-orders"}
     assert failed["acme-orders"].startswith("does not load: ")
+
+
+def test_a_broken_outbound_mapping_is_left_out_alone(workdir: Path) -> None:
+    """An outbound mapping file that does not load disables that mapping: files are still
+    ingested, check-config names it, and rendering with it says why."""
+    from gateway.formats.render import OutboundMappings, RenderError
+
+    bad = _write(workdir / "mappings", "outbound/zz-broken.yaml",
+                 "id: zz-broken\nsyntax: telex\ndocument: invoice\n")
+    outbound = OutboundMappings.load(workdir / "mappings")
+    assert "eancom-invoic-d96a" in outbound.mappings and "zz-broken" not in outbound.mappings
+    assert [p.file for p in outbound.problems] == [str(bad)]
+    with pytest.raises(RenderError, match="outbound mapping 'zz-broken' is disabled: "):
+        outbound.choose("invoice", "zz-broken")
+    (workdir / "good.edi").write_bytes(SAMPLE.read_bytes())
+    r = run("ingest", "--json", "good.edi")
+    assert json.loads(r.stdout)["transmissions"][0]["status"] == "PROCESSED", r.output
+    r = run("check-config")
+    assert r.exit_code == 2
+    assert "mappings/outbound/zz-broken.yaml: outbound mapping zz-broken disabled: line 2: 'syntax' " \
+        "must be one of" in r.output
