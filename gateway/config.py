@@ -17,6 +17,7 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -519,12 +520,39 @@ class Partner(StrictModel):
         its ``[outbound] test`` says so."""
         return self.state == "test" or self.outbound.test
 
+    def mappings_named(self) -> list[str]:
+        """The mappings the profile names for its documents (``core.ports.NamesMappings``)."""
+        return [d.mapping for d in self.documents if d.mapping]
+
     def mapping_for(self, doc_type: str, fmt: str | None = None) -> str | None:
         """The mapping the profile names for ``doc_type`` (sent in format ``fmt``), if any."""
         for d in self.documents:
             if d.type == doc_type and d.mapping and (fmt is None or d.format == fmt):
                 return d.mapping
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerProblem:
+    """A partner left out or disabled: its id (the file name, when the profile cannot be
+    read), its profile file, and the error or reason."""
+
+    partner_id: str
+    file: str
+    error: ConfigError | None = None
+    why: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Why, without the file (the error's reason and key, or ``why``)."""
+        if self.error is None:
+            return self.why
+        e = self.error
+        shown = f" (value {e.value!r})" if e.value is not None else ""
+        return (f"{e.key}: " if e.key else "") + e.reason + shown
+
+    def __str__(self) -> str:
+        return str(self.error) if self.error is not None else f"{self.file}: {self.why}"
 
 
 class PartnerDirectory:
@@ -538,10 +566,20 @@ class PartnerDirectory:
     #: list each is looked up in.
     SCHEMES = ("gln", "vat", "siren", "siret", "email", "phone", "as2", "iso6523")
 
-    def __init__(self, partners: list[Partner]) -> None:
-        self._index = _PartnerIndex(partners)
+    def __init__(self, partners: list[Partner],
+                 problems: list[PartnerProblem] | None = None) -> None:
+        self._index = _PartnerIndex(partners, problems or [])
         #: Bumped by each ``replace``.
         self.version = 0
+
+    @property
+    def problems(self) -> list[PartnerProblem]:
+        """The profiles left out when they were loaded (each with its file and reason)."""
+        return self._index.problems
+
+    def problem_of(self, file: str | os.PathLike[str]) -> PartnerProblem | None:
+        """The problem of the profile ``file``, when it was left out."""
+        return next((p for p in self._index.problems if Path(p.file) == Path(file)), None)
 
     @property
     def partners(self) -> dict[str, Partner]:
@@ -585,7 +623,8 @@ class PartnerDirectory:
 class _PartnerIndex:
     """One set of profiles and its lookup tables, never changed once built."""
 
-    def __init__(self, partners: list[Partner]) -> None:
+    def __init__(self, partners: list[Partner], problems: list[PartnerProblem]) -> None:
+        self.problems = list(problems)
         self.by_id = {p.id: p for p in partners}
         self.by_unb: dict[tuple[str, str | None], Partner] = {}
         self.by_scheme: dict[tuple[str, str], Partner] = {}
@@ -635,17 +674,25 @@ class PartnerFolderWatch:
         self.directory.replace(directory)
 
     def check(self) -> bool:
-        """Reload when the files changed; True when the directory took new profiles."""
+        """Reload when the files changed; True when the directory took new profiles. A
+        profile that no longer loads (a file being written, a bad value) is logged once and
+        left as it was loaded before; the other profiles are taken."""
         now = self._look()
         if now == self._seen:
             return False
         self._seen = now
-        try:
-            loaded = load_partners(self.folder, self.env)
-        except ConfigError as exc:
-            _log().error("partners_not_reloaded", folder=str(self.folder), error=str(exc),
-                       hint="the profiles loaded before stay in use")
-            return False
+        loaded = load_partners(self.folder, self.env)
+        kept: list[Partner] = []
+        for problem in loaded.problems:
+            before = self.directory.get(problem.partner_id)
+            held = before is not None and loaded.get(problem.partner_id) is None
+            if held and before is not None:
+                kept.append(before)
+            _log().error("partner_not_reloaded", file=problem.file, partner=problem.partner_id,
+                         error=str(problem), hint="the profile loaded before stays in use"
+                         if held else "the partner is disabled until its profile is fixed")
+        if kept:
+            loaded = PartnerDirectory([*loaded, *kept], loaded.problems)
         self.directory.replace(loaded)
         _log().info("partners_reloaded", folder=str(self.folder), partners=len(loaded))
         return True
@@ -775,35 +822,60 @@ def _rebased(value: Any, base: Path) -> Any:
     return value
 
 
-def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> PartnerDirectory:
-    """Every ``*.toml`` profile in ``folder``; ids and UNB identifiers must be unique."""
+def load_partners(folder: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,
+                  strict: bool = False) -> PartnerDirectory:
+    """Every ``*.toml`` profile in ``folder``; ids and UNB identifiers must be unique.
+
+    A profile that cannot be read or is wrong (bad TOML, an unknown key or a bad value, an
+    id other than its file name, an identifier another profile already has) is left out
+    alone and recorded in the directory's ``problems`` with its file and reason: that
+    partner is disabled, the others load. With ``strict``, the first problem is raised."""
     env = os.environ if env is None else env
     folder = Path(folder)
     partners: list[Partner] = []
+    problems: list[PartnerProblem] = []
     seen_unb: dict[tuple[str, str | None], str] = {}
     seen_ids: dict[tuple[str, str], str] = {}
     if folder.is_dir():
         for file in sorted(folder.glob("*.toml")):
-            data = _read_toml(file, env)
-            data["source"] = str(file)
-            partner = _validate(Partner, data, str(file))
-            if partner.id != file.stem:
-                raise ConfigError("partner id must equal the file name", file=str(file),
-                                  key="id", value=partner.id)
-            for scheme, value in _unique_ids(partner):
-                if (scheme, value) in seen_ids:
-                    raise ConfigError(f"{scheme} id already belongs to partner "
-                                      f"{seen_ids[(scheme, value)]}", file=str(file),
-                                      key=f"identifiers.{scheme}", value=value)
-                seen_ids[(scheme, value)] = partner.id
-            for ident in partner.identifiers.unb:
-                key = (ident.id, ident.qualifier)
-                if key in seen_unb:
-                    raise ConfigError(f"UNB sender id already belongs to partner {seen_unb[key]}",
-                                      file=str(file), key="identifiers.unb", value=ident.id)
-                seen_unb[key] = partner.id
+            try:
+                partner = _load_profile(file, env, seen_ids, seen_unb)
+            except ConfigError as exc:
+                if strict:
+                    raise
+                problems.append(PartnerProblem(file.stem, str(file), exc))
+                continue
             partners.append(partner)
-    return PartnerDirectory(partners)
+    return PartnerDirectory(partners, problems)
+
+
+def _load_profile(file: Path, env: Mapping[str, str], seen_ids: dict[tuple[str, str], str],
+                  seen_unb: dict[tuple[str, str | None], str]) -> Partner:
+    """The profile of ``file``, its unique identifiers added to ``seen_ids`` and
+    ``seen_unb`` once it is taken (a profile refused claims none of them)."""
+    data = _read_toml(file, env)
+    data["source"] = str(file)
+    partner = _validate(Partner, data, str(file))
+    if partner.id != file.stem:
+        raise ConfigError("partner id must equal the file name", file=str(file),
+                          key="id", value=partner.id)
+    ids = _unique_ids(partner)
+    for scheme, value in sorted(ids):
+        if (scheme, value) in seen_ids:
+            raise ConfigError(f"{scheme} id already belongs to partner "
+                              f"{seen_ids[(scheme, value)]}", file=str(file),
+                              key=f"identifiers.{scheme}", value=value)
+    unb = [(ident.id, ident.qualifier) for ident in partner.identifiers.unb]
+    for i, key in enumerate(unb):
+        if key in seen_unb or key in unb[:i]:
+            owner = seen_unb.get(key, partner.id)
+            raise ConfigError(f"UNB sender id already belongs to partner {owner}",
+                              file=str(file), key="identifiers.unb", value=key[0])
+    for scheme, value in ids:
+        seen_ids[(scheme, value)] = partner.id
+    for key in unb:
+        seen_unb[key] = partner.id
+    return partner
 
 
 def _unique_ids(partner: Partner) -> set[tuple[str, str]]:

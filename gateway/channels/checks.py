@@ -33,19 +33,71 @@ class ConfigCheck:
     senders: list[str] = field(default_factory=list)
     mappings: MappingSet | None = None
     outbound: OutboundMappings | None = None
+    #: The mappings and partners disabled, each with its file and reason (in ``problems``
+    #: too).
+    disabled: list[Disabled] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    """A mapping or a partner that is not in use, and why: its file did not load, or (a
+    partner) its profile names a mapping that did not. Everything else runs."""
+
+    kind: str  # "mapping", "outbound mapping" or "partner"
+    name: str  # its id (a file's name when the file says none)
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.kind} {self.name} disabled: {self.reason}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "file": self.file, "reason": self.reason}
+
+
+def disabled(directory: PartnerDirectory, mapping_set: MappingSet,
+             outbound: OutboundMappings | None = None) -> list[Disabled]:
+    """What is disabled by the configuration as loaded: every mapping file left out (with
+    its line; outbound ones too), every partner profile left out, every partner whose
+    profile names a mapping left out (``core.lifecycle.disabled_by`` keeps its files
+    back)."""
+    found = [Disabled(kind, p.mapping_id or Path(p.file).stem, p.file,
+                      (f"line {p.line}: " if p.line is not None else "") + p.reason)
+             for kind, problems in (("mapping", mapping_set.problems),
+                                    ("outbound mapping", outbound.problems if outbound else []))
+             for p in problems]
+    found += [Disabled("partner", p.partner_id, p.file, p.reason) for p in directory.problems]
+    for partner in directory:
+        for name in partner.mappings_named():
+            broken = mapping_set.broken.get(name)
+            if broken is not None:
+                found.append(Disabled("partner", partner.id, partner.source,
+                                      f"its mapping {name!r} did not load ({broken})"))
+                break
+    return found
+
+
+def disabled_now(settings: GatewaySettings, directory: PartnerDirectory) -> list[Disabled]:
+    """``disabled`` for the mappings folder as it is now (read again only when it changed)."""
+    inbound, outbound, _why = _mappings(Path(settings.mappings))
+    return disabled(directory, inbound, outbound)
 
 
 def check_config(settings: GatewaySettings, directory: PartnerDirectory, *,
                  senders: list[str] | None = None) -> ConfigCheck:
     """Every problem ``edigw check-config`` reports for ``settings`` with the profiles of
     ``directory``: mappings named by profiles, each channel's problems, and what partners
-    are to be sent (``senders``: the channels that can send, when known already). Raises
-    what loading the inbound mappings raises (a broken mapping)."""
+    are to be sent (``senders``: the channels that can send, when known already). A
+    mapping or profile that did not load is a problem (``disabled``), as is a partner
+    naming such a mapping."""
     mapping_set, outbound, outbound_error = _mappings(Path(settings.mappings))
     found = ConfigCheck(mappings=mapping_set, outbound=outbound)
+    found.disabled = disabled(directory, mapping_set, outbound)
+    found.problems += [str(d) for d in found.disabled]
     for p in directory:
         for d in p.documents:
-            if d.mapping and d.mapping not in mapping_set.mappings:
+            if (d.mapping and d.mapping not in mapping_set.mappings
+                    and d.mapping not in mapping_set.broken):
                 found.problems.append(f"{p.source}: documents: mapping {d.mapping!r} does not "
                                       f"exist under {settings.mappings}")
     for kind in CHANNELS:
@@ -101,8 +153,9 @@ _CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...],
 
 
 def _mappings(root: Path) -> tuple[MappingSet, OutboundMappings | None, str | None]:
-    """The inbound mappings (raising when they cannot be loaded), the outbound ones (None
-    and why when they cannot), read again only when a file under ``root`` changed."""
+    """The inbound mappings (those that load; the others in its ``problems``), the outbound
+    ones (None and why when they cannot), read again only when a file under ``root``
+    changed."""
     from gateway.formats.mapping import MappingSet
     from gateway.formats.render import OutboundMappings
 

@@ -1,5 +1,6 @@
 """``edigw channels``: every channel configured, with the health the running gateway
-recorded for it, and the AS2 certificates' expiry."""
+recorded for it, the AS2 certificates' expiry, and the mappings and partners disabled
+because their files (or a mapping a profile names) did not load."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ def channels(obj: CliContext, as_json: bool) -> None:
                          last_error=None if cert.healthy else (cert.detail or cert.state),
                          detail=(f"not after {cert.not_after.isoformat()}{left}"
                                  if cert.not_after else cert.detail)))
+    # A mapping or partner whose configuration did not load is not in use: shown with why.
+    from gateway.channels.checks import disabled_now
+
+    for off in disabled_now(settings, partners):
+        rows.append(dict(channel=f"{off.kind.replace(' ', '-')}:{off.name}", kind=off.kind,
+                         partner=off.name if off.kind == "partner" else None, where=off.file,
+                         state="DISABLED", last_success=None, failures=0,
+                         last_error=off.reason, detail=None))
     if as_json:
         emit_json(rows)
         return

@@ -41,7 +41,8 @@ def check_config(obj: CliContext, as_json: bool) -> None:
                                    queues={q.name: list(q.bindings) for q in s.broker.queues}),
                        archive=str(s.archive.path), channels=channels,
                        mappings=sorted(mapping_set.mappings) if mapping_set else [],
-                       outbound=outbound, partners=[p.id for p in directory]))
+                       outbound=outbound, partners=[p.id for p in directory],
+                       disabled=[d.as_json() for d in found.disabled]))
         if problems:
             sys.exit(2)
         return

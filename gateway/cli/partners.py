@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,7 +20,9 @@ from gateway.config import (
     load_partners,
     partner_toml,
 )
-from gateway.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.formats.mapping import MappingSet
 
 
 @click.group()
@@ -42,6 +45,8 @@ def partners_list(obj: CliContext, as_json: bool) -> None:
                                  for u in p.identifiers.unb) or "-",
                        ", ".join(p.channels), ", ".join(d.type for d in p.documents) or "-"]
                       for p in directory]))
+    for problem in directory.problems:  # left out: edigw check-config lists every problem
+        click.echo(f"edigw: partner {problem.partner_id} disabled: {problem}", err=True)
 
 
 @partners.command("show")
@@ -65,6 +70,17 @@ def _unb(value: str) -> UnbIdentifier:
     return UnbIdentifier(id=ident, qualifier=qual or None)
 
 
+def _format_of(mapping_set: MappingSet, mapping_id: str) -> str:
+    """The format the mapping ``mapping_id`` reads (``edifact``, ``xml``, ``csv``), which
+    the profile must declare with it; ``edifact`` for a mapping not found (check-config's
+    checks then say it does not exist)."""
+    broken = mapping_set.broken.get(mapping_id)
+    if broken is not None:
+        fail(f"mapping {mapping_id!r} is disabled: {broken}", 1)
+    found = mapping_set.mappings.get(mapping_id)
+    return str(getattr(found, "format", "edifact")) if found is not None else "edifact"
+
+
 @partners.command("add")
 @click.argument("partner_id")
 @click.option("--name", required=True)
@@ -85,11 +101,17 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
     if target.exists():
         fail(f"partner {partner_id!r} exists already ({target})", 1)
     docs = []
+    mapping_set = None
     for m in mappings:
         doc_type, sep, mapping_id = m.partition("=")
         if not sep:
             raise click.BadParameter(f"{m!r}: expected TYPE=MAPPING_ID", param_hint="--mapping")
-        docs.append({"type": doc_type, "format": "edifact", "mapping": mapping_id})
+        if mapping_set is None:
+            from gateway.formats.mapping import MappingSet
+
+            mapping_set = MappingSet.load(Path(obj.settings.mappings))
+        docs.append({"type": doc_type, "format": _format_of(mapping_set, mapping_id),
+                     "mapping": mapping_id})
     try:
         documents = [DocumentSettings.model_validate(d) for d in docs]
         partner = Partner.model_validate({
@@ -109,12 +131,16 @@ def partners_add(obj: CliContext, partner_id: str, name: str, unb: tuple[str, ..
     if added:
         fail("edigw check-config would refuse it: " + "; ".join(added), 1)
     folder.mkdir(parents=True, exist_ok=True)
+    known = {p.file for p in current.problems}
     target.write_text(partner_toml(partner))
-    try:
-        load_partners(folder)  # the new profile must not clash with the others
-    except ConfigError:
+    loaded = load_partners(folder)  # the new profile must not clash with the others
+    clash = loaded.problem_of(target) or next(
+        (p for p in loaded.problems if p.file not in known), None)
+    if clash is not None:
         target.unlink()
-        raise
+        if clash.error is not None:
+            raise clash.error
+        fail(str(clash))
     click.echo(f"partner {partner_id} added: {target}")
 
 

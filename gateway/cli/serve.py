@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gateway.cli.common import CliContext, emit_json, json_option, open_gateway, setup_logs
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 
 @click.command()
@@ -22,6 +25,7 @@ def serve(obj: CliContext) -> None:
     if lock is not None:
         lock.acquire()  # InstanceLocked names the first gateway; exit status 1
     gw = open_gateway(obj)
+    _log_disabled(obj, gw)
     for inbox in obj.settings.inbox:
         inbox.path.mkdir(parents=True, exist_ok=True)
     click.echo(f"edigw serving; drop files into: {', '.join(str(i.path) for i in obj.settings.inbox)}",
@@ -36,6 +40,21 @@ def serve(obj: CliContext) -> None:
     finally:
         if lock is not None:
             lock.release()
+
+
+def _log_disabled(obj: CliContext, gw: Gateway) -> None:
+    """One warning per mapping or partner that is not in use because its file (or a
+    mapping its profile names) did not load; the rest of the gateway runs."""
+    import structlog
+
+    from gateway.channels.checks import disabled
+
+    log = structlog.get_logger("edigw.config")
+    outbound = gw.intake.mappings if gw.intake is not None else None
+    for off in disabled(gw.partners, gw.mappings, outbound):
+        log.warning(f"{off.kind.replace(' ', '_')}_disabled", name=off.name, file=off.file, reason=off.reason,
+                    hint="edigw check-config lists every problem; profiles are read again "
+                         "when they change, mappings when serve starts")
 
 
 @click.command()

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from gateway.core.errors import PartnerNotLive, PayloadError, UnknownPartner
 
 #: The stage of a transmission kept back because of its partner's state.
@@ -31,6 +33,23 @@ def admit(partner_id: str, state: str) -> None:
         raise PartnerNotLive(DRAFT_REASON, partner_id=partner_id, state=state)
     if state == "suspended":
         raise PartnerNotLive(SUSPENDED_REASON, partner_id=partner_id, state=state)
+
+
+#: The beginning of the reason of a file kept back because its partner's profile names a
+#: mapping that did not load (``disabled_by``).
+DISABLED_REASON = "partner disabled"
+
+
+def disabled_by(partner_id: str, named: Sequence[str], broken: Mapping[str, str]) -> None:
+    """Raise ``PartnerNotLive`` when the partner's profile names a mapping that was left
+    out (``broken``: id -> why): its file is quarantined, attributed to it, with the
+    mapping and what is wrong with it, and can be reprocessed once the mapping is fixed."""
+    for name in named:
+        why = broken.get(name)
+        if why is not None:
+            raise PartnerNotLive(f"{DISABLED_REASON}: its mapping {name!r} did not load "
+                                 f"({why}); reprocess once it is fixed",
+                                 partner_id=partner_id, state="disabled")
 
 
 def is_test(state: str) -> bool:

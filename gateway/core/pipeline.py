@@ -45,12 +45,13 @@ from gateway.core.errors import (
 )
 from gateway.core.gcpause import gc_paused
 from gateway.core.identify import identify
-from gateway.core.lifecycle import admit, is_test, quarantines, test_event
+from gateway.core.lifecycle import admit, disabled_by, is_test, quarantines, test_event
 from gateway.core.ports import (
     ArchivePort,
     FailedMessage,
     Incoming,
     MappedDocument,
+    NamesMappings,
     Offload,
     P,
     ParsedPayload,
@@ -58,6 +59,7 @@ from gateway.core.ports import (
     Reader,
     Receipt,
     Sender,
+    SetsMappingsAside,
     Shared,
     StorePort,
     TransmissionView,
@@ -122,6 +124,11 @@ class Pipeline(Generic[P]):
         #: Starts the worker process that judges the tail of large payloads, given the
         #: mappings root (``start_workers``); None: every payload is judged here.
         self.offload = offload
+        #: The mappings the readers left out (a file that did not load): id -> why. A
+        #: partner naming one is disabled: its files are quarantined (``lifecycle``).
+        self.disabled_mappings: dict[str, str] = {
+            k: v for r in self.readers if isinstance(r, SetsMappingsAside)
+            for k, v in r.disabled_mappings().items()}
         #: That worker process, once started.
         self.workers: Offload[P] | None = None
         #: Told of each document as it is mapped, before it is stored (a progress bar on
@@ -525,4 +532,6 @@ class Pipeline(Generic[P]):
                 f"({parsed.summary()})")
         partner = identify(self.partners, parsed.senders, hint, nobody)
         admit(partner.id, partner.state)
+        if self.disabled_mappings and isinstance(partner, NamesMappings):
+            disabled_by(partner.id, partner.mappings_named(), self.disabled_mappings)
         return partner

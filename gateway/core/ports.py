@@ -227,6 +227,24 @@ class Reader(Protocol[R]):
         ...
 
 
+@runtime_checkable
+class SetsMappingsAside(Protocol):
+    """A reader whose mappings left some files out (a mapping that did not load): their
+    ids and why (file, line, reason). A partner whose profile names one takes no files
+    until it is fixed (``core.lifecycle.disabled_by``)."""
+
+    def disabled_mappings(self) -> Mapping[str, str]:
+        ...
+
+
+@runtime_checkable
+class NamesMappings(Protocol):
+    """A partner profile that names the mappings its documents are read with."""
+
+    def mappings_named(self) -> Sequence[str]:
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A payload a channel has in hand and wants durably received.

@@ -341,9 +341,16 @@ def _partner_facts(store: Store, partner_ids: list[str]
 
 
 def partners(p: Page) -> Response:
+    from gateway.channels.checks import disabled
+
     last, health, open_alerts = _partner_facts(p.store, [x.id for x in p.gateway.partners])
+    # What did not load (a mapping or profile file), and the partners it disables.
+    intake = getattr(p.gateway, "intake", None)
+    off = disabled(p.gateway.partners, p.gateway.mappings,
+                   intake.mappings if intake is not None else None)
     return p.render("partners.html", partners=list(p.gateway.partners), last=last,
-                    health=health, open_alerts=open_alerts)
+                    health=health, open_alerts=open_alerts, off=off,
+                    off_partners={d.name: d.reason for d in off if d.kind == "partner"})
 
 
 def _mask(value: Any, key: str = "") -> Any:

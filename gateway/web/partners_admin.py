@@ -177,10 +177,9 @@ class PartnerAdmin:
         return shown
 
     def _directory(self) -> PartnerDirectory:
-        try:
-            return load_partners(self.folder, self.env)
-        except ConfigError as exc:
-            raise Invalid(exc.key or "profile", str(exc)) from exc
+        """The profiles as they are on disk; one that does not load is left out (its
+        problem listed in ``problems``)."""
+        return load_partners(self.folder, self.env)
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -571,6 +570,10 @@ class PartnerAdmin:
                 if "mapping" not in d:
                     continue
                 found = mappings.mappings.get(d["mapping"])
+                broken = mappings.broken.get(d["mapping"])
+                if broken is not None:
+                    raise Invalid(f"documents[{i}].mapping", f"mapping {d['mapping']!r} is "
+                                  f"disabled: {broken}", partner=pid)
                 if found is None:
                     raise Invalid(f"documents[{i}].mapping", f"no mapping {d['mapping']!r} "
                                   f"(known: {', '.join(sorted(mappings.mappings))})",
@@ -664,16 +667,22 @@ class PartnerAdmin:
         except BaseException:
             undo()
             raise
+        known = {p.file for p in self._directory().problems}
         _write_atomic(path, text.encode("utf-8"), _mode_of(path, 0o644))
-        try:
-            return load_partners(self.folder, self.env)
-        except ConfigError as exc:
-            if old_text is None:
-                path.unlink(missing_ok=True)
-            else:
-                _write_atomic(path, old_text.encode("utf-8"), _mode_of(path, 0o644))
-            undo()
-            raise Invalid(exc.key or "profile", str(exc), partner=pid) from None
+        loaded = load_partners(self.folder, self.env)
+        # this profile left out, or another one it now clashes with (an identifier taken)
+        problem = loaded.problem_of(path) or next(
+            (p for p in loaded.problems if p.file not in known), None)
+        if problem is None:
+            return loaded
+        # The profile written does not load with the others: put back what was there.
+        refused = problem.error or ConfigError(problem.why, file=str(path))
+        if old_text is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_atomic(path, old_text.encode("utf-8"), _mode_of(path, 0o644))
+        undo()
+        raise Invalid(refused.key or "profile", str(refused), partner=pid)
 
     def _stage(self, files: Sequence[tuple[Path, bytes, int]]) -> Callable[[], None]:
         """Write ``files`` (secrets owner-only); return what puts back what was there."""

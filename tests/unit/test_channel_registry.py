@@ -45,7 +45,7 @@ def test_a_bad_channel_name_in_a_profile_is_a_config_error(tmp_path) -> None:
 
     (tmp_path / "a.toml").write_text('id = "a"\nname = "A"\nchannels = ["fax"]\n')
     with pytest.raises(ConfigError):
-        load_partners(tmp_path)
+        load_partners(tmp_path, strict=True)
 
 
 class _Receiver:

@@ -95,13 +95,13 @@ def test_partner_profile_checks(tmp_path):
     assert d.by_unb_sender("123", "ZZ") is None
     (tmp_path / "beta.toml").write_text('id = "beta"\nname = "B"\n[identifiers]\nunb = [{id = "123", qualifier = "14"}]\n')
     with pytest.raises(ConfigError, match="already belongs to partner acme"):
-        load_partners(tmp_path, env={})
+        load_partners(tmp_path, env={}, strict=True)
     (tmp_path / "beta.toml").write_text('id = "gamma"\nname = "B"\n')
     with pytest.raises(ConfigError, match="file name"):
-        load_partners(tmp_path, env={})
+        load_partners(tmp_path, env={}, strict=True)
     (tmp_path / "beta.toml").write_text('id = "beta"\nname = "B"\ncolour = "red"\n')
     with pytest.raises(ConfigError) as e:
-        load_partners(tmp_path, env={})
+        load_partners(tmp_path, env={}, strict=True)
     assert e.value.key == "colour"
 
 

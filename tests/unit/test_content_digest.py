@@ -122,7 +122,7 @@ def test_partner_on_conflict_is_hold_by_default_publish_when_said_and_checked(tm
     assert (d.get("acme").on_conflict, d.get("beta").on_conflict) == ("hold", "publish")
     (tmp_path / "beta.toml").write_text('id = "beta"\nname = "B"\non_conflict = "drop"\n')
     with pytest.raises(ConfigError) as e:
-        load_partners(tmp_path, env={})
+        load_partners(tmp_path, env={}, strict=True)
     assert e.value.key == "on_conflict"
 
 

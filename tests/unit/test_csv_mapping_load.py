@@ -27,7 +27,7 @@ def load_text(tmp_path: Path, text: str, name: str = "t") -> MappingSet:
     folder = tmp_path / "mappings"
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return MappingSet.load(folder)
+    return MappingSet.load(folder, strict=True)
 
 
 def refused(tmp_path: Path, text: str) -> MappingDefinitionError:

@@ -25,7 +25,7 @@ fields:
 
 def _load(tmp_path: Path, text: str, name: str = "m.yaml") -> MappingSet:
     (tmp_path / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    return MappingSet.load(tmp_path)
+    return MappingSet.load(tmp_path, strict=True)
 
 
 def _error(tmp_path: Path, text: str) -> MappingDefinitionError:
@@ -110,5 +110,5 @@ def test_overlay_error_points_at_the_overlay_file(tmp_path):
     (tmp_path / "partner.yaml").write_text(
         "id: p\nextends: test-orders\nfields:\n  currency: \"CUX/9999\"\n", encoding="utf-8")
     with pytest.raises(MappingDefinitionError) as info:
-        MappingSet.load(tmp_path)
+        MappingSet.load(tmp_path, strict=True)
     assert info.value.file.endswith("partner.yaml") and info.value.line == 4

@@ -110,7 +110,7 @@ def test_a_profile_without_state_is_live_and_a_bad_state_names_file_key_and_valu
     folder.mkdir()
     (folder / "retail.toml").write_text(PROFILE.format(state='state = "beta"'))
     with pytest.raises(ConfigError) as caught:
-        load_partners(folder)
+        load_partners(folder, strict=True)
     assert caught.value.key == "state" and caught.value.value == "beta"
     assert "retail.toml" in str(caught.value.file)
 

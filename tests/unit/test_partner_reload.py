@@ -46,18 +46,37 @@ def test_a_profile_changed_or_removed_on_disk_is_seen(tmp_path: Path) -> None:
 
 
 def test_a_broken_file_keeps_the_profiles_in_use(tmp_path: Path) -> None:
+    """A new broken profile is left out alone (recorded with its file); the others stay."""
     folder = tmp_path / "partners"
     _write(folder, "acme", "Acme")
     directory = load_partners(folder)
     watch = PartnerFolderWatch(directory, folder)
     (folder / "bad.toml").write_text("id = 'bad'\nname = \n")  # not TOML
-    assert watch.check() is False
-    assert directory.get("acme").name == "Acme" and directory.version == 0
+    assert watch.check()
+    assert directory.get("acme").name == "Acme" and directory.get("bad") is None
+    assert [(p.partner_id, Path(p.file).name) for p in directory.problems] == [("bad", "bad.toml")]
+    assert "not valid TOML" in directory.problems[0].reason
     assert watch.check() is False, "the same broken files: not loaded again"
     (folder / "bad.toml").unlink()
     _write(folder, "acme", "Acme Fixed")
     assert watch.check()
-    assert directory.get("acme").name == "Acme Fixed"
+    assert directory.get("acme").name == "Acme Fixed" and directory.problems == []
+
+
+def test_a_profile_broken_while_serving_stays_as_loaded_before(tmp_path: Path) -> None:
+    """A profile being written (or given a bad value) keeps its last good version in use,
+    while the other profiles' changes are taken."""
+    folder = tmp_path / "partners"
+    _write(folder, "acme", "Acme")
+    _write(folder, "globex", "Globex")
+    directory = load_partners(folder)
+    watch = PartnerFolderWatch(directory, folder)
+    (folder / "acme.toml").write_text("id = 'acme'\nname = \n")
+    _write(folder, "globex", "Globex Renamed")
+    assert watch.check()
+    assert directory.get("acme").name == "Acme"
+    assert directory.get("globex").name == "Globex Renamed"
+    assert [p.partner_id for p in directory.problems] == ["acme"]
 
 
 def test_replace_keeps_the_object_and_bumps_the_version() -> None:

@@ -304,7 +304,7 @@ def test_segments_after_a_sub_group_go_back_to_their_group_or_the_header():
 
 def _load(tmp_path: Path, text: str) -> MappingSet:
     (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
-    return MappingSet.load(tmp_path)
+    return MappingSet.load(tmp_path, strict=True)
 
 
 SUB = """\

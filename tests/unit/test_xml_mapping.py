@@ -29,7 +29,7 @@ def load(tmp_path: Path, body: str, *, ident: str = "acme", document: str = "ord
          root: str = "order", head: str | None = None) -> XmlMapping:
     text = (head if head is not None else HEAD.format(id=ident, document=document, root=root))
     (tmp_path / f"{ident}.yaml").write_text(text + textwrap.dedent(body), encoding="utf-8")
-    mapping = MappingSet.load(tmp_path).get(ident)
+    mapping = MappingSet.load(tmp_path, strict=True).get(ident)
     assert isinstance(mapping, XmlMapping)
     return mapping
 

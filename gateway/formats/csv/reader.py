@@ -212,6 +212,11 @@ class CsvReader:
     def __init__(self, mappings: MappingSet) -> None:
         self.mappings = mappings
 
+    def disabled_mappings(self) -> dict[str, str]:
+        """The mappings left out (a file that did not load): id -> why; a partner naming
+        one is disabled (``core.lifecycle.disabled_by``)."""
+        return self.mappings.disabled()
+
     def sniff(self, head: bytes) -> bool:
         return looks_delimited(head)
 

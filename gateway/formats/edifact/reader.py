@@ -348,6 +348,11 @@ class EdifactReader:
     def __init__(self, mappings: MappingSet) -> None:
         self.mappings = mappings
 
+    def disabled_mappings(self) -> dict[str, str]:
+        """The mappings left out (a file that did not load): id -> why; a partner naming
+        one is disabled (``core.lifecycle.disabled_by``)."""
+        return self.mappings.disabled()
+
     def sniff(self, head: bytes) -> bool:
         # Junk before UNB still counts as EDIFACT, so that the reader names the junk's
         # position rather than the file being called "not a recognised format".

@@ -2,8 +2,8 @@
 
 from gateway.formats.mapping.apply import MappedMessage, map_message
 from gateway.formats.mapping.definition import Mapping
-from gateway.formats.mapping.registry import MappingSet
+from gateway.formats.mapping.registry import MappingProblem, MappingSet
 from gateway.formats.mapping.samples import SampleResult, run_samples, write_expected
 
-__all__ = ["MappedMessage", "Mapping", "MappingSet", "SampleResult", "map_message",
+__all__ = ["MappedMessage", "Mapping", "MappingProblem", "MappingSet", "SampleResult", "map_message",
            "run_samples", "write_expected"]

@@ -49,6 +49,34 @@ def _compiler(fmt: object, file: str, line: int | None) -> Compile:
     return compile_
 
 
+@dataclass(frozen=True, slots=True)
+class MappingProblem:
+    """A mapping file left out of the set: the error naming its file, line and reason, and
+    the id of its mapping when the file got as far as naming one."""
+
+    error: MappingDefinitionError
+    mapping_id: str | None = None
+
+    @property
+    def file(self) -> str:
+        return self.error.file
+
+    @property
+    def line(self) -> int | None:
+        return self.error.line
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason
+
+    def __str__(self) -> str:
+        return str(self.error)
+
+
+def _ident(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 @dataclass(slots=True)
 class _Raw:
     id: str
@@ -60,34 +88,60 @@ class _Raw:
 class MappingSet:
     """Every mapping found under a folder, by id."""
 
-    def __init__(self, mappings: dict[str, CompiledMapping]) -> None:
+    def __init__(self, mappings: dict[str, CompiledMapping],
+                 problems: list[MappingProblem] | None = None) -> None:
         self.mappings = mappings
+        #: The files left out, each with why (``check-config``, ``channels``, the console
+        #: and ``serve``'s start report them).
+        self.problems: list[MappingProblem] = list(problems or [])
+        #: The ids of the mappings left out, and why: a partner naming one is disabled.
+        self.broken: dict[str, MappingProblem] = {
+            p.mapping_id: p for p in self.problems if p.mapping_id is not None}
 
     @classmethod
-    def load(cls, root: Path) -> MappingSet:
+    def load(cls, root: Path, *, strict: bool = False) -> MappingSet:
         """Load and check every ``*.yaml`` mapping under ``root`` (recursively), except
-        the outbound mappings of ``root/outbound`` (``gateway.formats.render``)."""
+        the outbound mappings of ``root/outbound`` (``gateway.formats.render``).
+
+        A file that cannot be loaded or checked is left out alone and recorded in
+        ``problems`` (its file, line and reason; ``broken`` by id when its id is known):
+        the others load. With ``strict``, the first problem is raised instead."""
         raws: dict[str, _Raw] = {}
+        problems: list[MappingProblem] = []
         for path in sorted(Path(root).rglob("*.yaml")):
             if "outbound" in path.relative_to(root).parts[:1]:
                 continue  # outbound mappings: gateway.formats.render
-            data, lines = load_with_lines(path)
-            ident = data.get("id")
-            if not isinstance(ident, str) or not ident:
-                raise MappingDefinitionError("'id' is required", file=str(path),
-                                             line=lines.get(("id",), 1))
-            if ident in raws:
-                raise MappingDefinitionError(f"id {ident!r} is already used by "
-                                             f"{raws[ident].file}", file=str(path),
-                                             line=lines.get(("id",)))
+            ident: object = None
+            try:
+                data, lines = load_with_lines(path)
+                ident = data.get("id")
+                if not isinstance(ident, str) or not ident:
+                    ident = None
+                    raise MappingDefinitionError("'id' is required", file=str(path),
+                                                 line=lines.get(("id",), 1))
+                if ident in raws:
+                    raise MappingDefinitionError(f"id {ident!r} is already used by "
+                                                 f"{raws[ident].file}", file=str(path),
+                                                 line=lines.get(("id",)))
+            except MappingDefinitionError as exc:
+                # a second file with a taken id does not disable the first one's mapping
+                taken = isinstance(ident, str) and ident in raws
+                problems.append(MappingProblem(exc, None if taken else _ident(ident)))
+                continue
             raws[ident] = _Raw(ident, data, lines, str(path))
         mappings: dict[str, CompiledMapping] = {}
         for ident, raw in raws.items():
-            data, where = _resolve(raw, raws, ())
-            fmt = data.pop("format", None)
-            compile_ = _compiler(fmt, raw.file, raw.lines.get(("format",)))
-            mappings[ident] = compile_(data, where, raw.file, own_match="match" in raw.data)
-        return cls(mappings)
+            try:
+                mappings[ident] = _compile(raw, raws)
+            except MappingDefinitionError as exc:
+                problems.append(MappingProblem(exc, ident))
+        if strict and problems:
+            raise problems[0].error
+        return cls(mappings, problems)
+
+    def disabled(self) -> dict[str, str]:
+        """The ids of the mappings left out, each with its problem (file, line, reason)."""
+        return {ident: str(problem) for ident, problem in self.broken.items()}
 
     def of_format(self, fmt: str) -> list[Any]:
         """The mappings of one format (``edifact``, ``xml``, ``csv``)."""
@@ -104,6 +158,9 @@ class MappingSet:
         try:
             return self.mappings[mapping_id]
         except KeyError:
+            broken = self.broken.get(mapping_id)
+            if broken is not None:
+                raise MappingError(f"mapping {mapping_id!r} is disabled: {broken}") from None
             raise MappingError(f"no mapping with id {mapping_id!r} (known: "
                                f"{', '.join(sorted(self.mappings))})") from None
 
@@ -128,6 +185,25 @@ class MappingSet:
             raise MappingError(f"several mappings claim {message.describe()}: "
                                f"{', '.join(sorted(m.id for m in found))}")
         return found[0]
+
+
+def _compile(raw: _Raw, raws: dict[str, _Raw]) -> CompiledMapping:
+    """The mapping of ``raw``, merged with its bases. Its error always names ``raw``'s own
+    file: a fault found in a key it inherits is the overlay's to fix (or its base's, named
+    beside it), and the base loads or fails on its own."""
+    try:
+        merged, where = _resolve(raw, raws, ())
+        data = dict(merged)  # never the base's own dict: it is compiled on its own too
+        fmt = data.pop("format", None)
+        compile_ = _compiler(fmt, raw.file, raw.lines.get(("format",)))
+        return compile_(data, where, raw.file, own_match="match" in raw.data)
+    except MappingDefinitionError as exc:
+        if exc.file == raw.file:
+            raise
+        base = f"{exc.file}:{exc.line if exc.line is not None else '?'}"
+        raise MappingDefinitionError(
+            f"{exc.reason} (in {base}, inherited through 'extends: {raw.data.get('extends')}')",
+            file=raw.file, line=raw.lines.get(("extends",))) from exc
 
 
 def _matches(mapping: Mapping, message: Message) -> bool:

@@ -64,9 +64,14 @@ def _text(documents: list[dict[str, Any]]) -> str:
 
 
 def run_samples(root: Path) -> list[SampleResult]:
-    """Check every mapping under ``root`` against its sample; one result per mapping."""
+    """Check every mapping under ``root`` against its sample; one result per mapping, and a
+    failed one for each mapping file that does not load (its file, line and reason)."""
     results = []
-    for mapping in sorted(MappingSet.load(root), key=lambda m: m.id):
+    mapping_set = MappingSet.load(root)
+    for problem in mapping_set.problems:
+        results.append(SampleResult(problem.mapping_id or Path(problem.file).stem,
+                                    Path(problem.file), False, f"does not load: {problem}"))
+    for mapping in sorted(mapping_set, key=lambda m: m.id):
         sample, expected = sample_paths(mapping)
         if not sample.exists() or not expected.exists():
             missing = sample if not sample.exists() else expected

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.core.errors import EdigwError, MappingDefinitionError
+from gateway.formats.mapping.registry import MappingProblem
 from gateway.formats.mapping.yamlsrc import Lines, load_with_lines
 
 #: The folder under a mappings root that holds the outbound mappings.
@@ -144,29 +145,46 @@ def _compiler(syntax: object, file: str, line: int | None) -> Compile:
 class OutboundMappings:
     """Every outbound mapping under ``<mappings root>/outbound``, by id."""
 
-    def __init__(self, mappings: dict[str, OutboundMapping]) -> None:
+    def __init__(self, mappings: dict[str, OutboundMapping],
+                 problems: list[MappingProblem] | None = None) -> None:
         self.mappings = mappings
+        #: The files left out, each with why (``check-config``, ``channels``, ``serve``).
+        self.problems: list[MappingProblem] = list(problems or [])
+        #: The ids of the mappings left out, and why: rendering with one fails with it.
+        self.broken: dict[str, MappingProblem] = {
+            p.mapping_id: p for p in self.problems if p.mapping_id is not None}
 
     @classmethod
-    def load(cls, root: Path) -> OutboundMappings:
-        """Load and compile every ``*.yaml`` under ``root/outbound`` (none: an empty set)."""
+    def load(cls, root: Path, *, strict: bool = False) -> OutboundMappings:
+        """Load and compile every ``*.yaml`` under ``root/outbound`` (none: an empty set).
+        A file that does not load is left out alone, recorded in ``problems`` (``broken``
+        by id when known); with ``strict``, the first problem is raised."""
         folder = Path(root) / OUTBOUND_FOLDER
         found: dict[str, OutboundMapping] = {}
+        problems: list[MappingProblem] = []
         if not folder.is_dir():
             return cls(found)
         for path in sorted(folder.rglob("*.yaml")):
-            data, lines = load_with_lines(path)
-            ident = data.get("id")
-            if not isinstance(ident, str) or not ident:
-                raise MappingDefinitionError("'id' is required", file=str(path),
-                                             line=lines.get(("id",), 1))
-            if ident in found:
-                raise MappingDefinitionError(
-                    f"id {ident!r} is already used by {found[ident].file}", file=str(path),
-                    line=lines.get(("id",)))
-            compile_ = _compiler(data.get("syntax"), str(path), lines.get(("syntax",)))
-            found[ident] = compile_(data, str(path), lines)
-        return cls(found)
+            ident: object = None
+            try:
+                data, lines = load_with_lines(path)
+                ident = data.get("id")
+                if not isinstance(ident, str) or not ident:
+                    raise MappingDefinitionError("'id' is required", file=str(path),
+                                                 line=lines.get(("id",), 1))
+                if ident in found:
+                    raise MappingDefinitionError(
+                        f"id {ident!r} is already used by {found[ident].file}",
+                        file=str(path), line=lines.get(("id",)))
+                compile_ = _compiler(data.get("syntax"), str(path), lines.get(("syntax",)))
+                found[ident] = compile_(data, str(path), lines)
+            except MappingDefinitionError as exc:
+                if strict:
+                    raise
+                taken = isinstance(ident, str) and ident in found
+                problems.append(MappingProblem(
+                    exc, ident if isinstance(ident, str) and ident and not taken else None))
+        return cls(found, problems)
 
     def __iter__(self) -> Iterator[OutboundMapping]:
         return iter(self.mappings.values())
@@ -178,6 +196,9 @@ class OutboundMappings:
         """The mapping for a ``document`` type asked for as ``fmt``: a mapping id, or a
         syntax name listed in a mapping's ``aliases``. RenderError when none fits."""
         hit = self.mappings.get(fmt)
+        broken = self.broken.get(fmt)
+        if hit is None and broken is not None:
+            raise RenderError(f"outbound mapping {fmt!r} is disabled: {broken}")
         if hit is not None:
             if hit.document != document:
                 raise RenderError(f"outbound mapping {fmt!r} renders {hit.document}, "

@@ -83,9 +83,14 @@ def _diff(expected_path: Path, expected: bytes, rendered: bytes) -> str:
 
 
 def run_outbound_samples(root: Path) -> list[SampleResult]:
-    """Render every outbound mapping under ``root`` on its sample; one result per mapping."""
+    """Render every outbound mapping under ``root`` on its sample; one result per mapping,
+    and a failed one for each mapping file that does not load."""
     results = []
-    for mapping in sorted(OutboundMappings.load(root), key=lambda m: m.id):
+    outbound = OutboundMappings.load(root)
+    for problem in outbound.problems:
+        results.append(SampleResult(problem.mapping_id or Path(problem.file).stem,
+                                    Path(problem.file), False, f"does not load: {problem}"))
+    for mapping in sorted(outbound, key=lambda m: m.id):
         sample, expected = outbound_sample_paths(mapping)
         if not sample.exists() or not expected.exists():
             missing = sample if not sample.exists() else expected

@@ -209,6 +209,11 @@ class XmlReader:
         self.limits = limits
         self.validate = validate
 
+    def disabled_mappings(self) -> dict[str, str]:
+        """The mappings left out (a file that did not load): id -> why; a partner naming
+        one is disabled (``core.lifecycle.disabled_by``)."""
+        return self.mappings.disabled()
+
     def sniff(self, head: bytes) -> bool:
         """A ``<`` first, after an optional byte order mark and white space (also UTF-16)."""
         for bom in _BOMS:
