@@ -75,7 +75,7 @@ class UserRecords:
                 updated_at=now, failed_logins=0, partner_id=partner_id))
 
     def get(self, user_id: int) -> User | None:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(sa.select(s.users).where(s.users.c.id == user_id)).first()
         return User.from_row(row) if row else None
 
@@ -84,13 +84,13 @@ class UserRecords:
         return found.user if found else None
 
     def credentials(self, username: str) -> Credentials | None:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
         return Credentials(User.from_row(row), row.password_hash) if row else None
 
     def by_email(self, email: str) -> list[User]:
         """The users with this e-mail address (compared without case)."""
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             rows = conn.execute(sa.select(s.users).where(
                 sa.func.lower(s.users.c.email) == email.strip().lower())).all()
         return [User.from_row(r) for r in rows]
@@ -99,7 +99,7 @@ class UserRecords:
         query = sa.select(s.users).order_by(s.users.c.username)
         if partner_id is not None:
             query = query.where(s.users.c.partner_id == partner_id)
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             rows = conn.execute(query).all()
         return [User.from_row(r) for r in rows]
 
@@ -156,7 +156,7 @@ class SessionRecords:
                 remote=session.remote))
 
     def get(self, token_hash: str) -> Session | None:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(sa.select(s.sessions)
                                .where(s.sessions.c.token_hash == token_hash)).first()
         if row is None:
@@ -232,12 +232,12 @@ class TokenRecords:
         return int(tid)
 
     def get(self, token_id: int) -> ApiToken | None:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(self._select().where(s.api_tokens.c.id == token_id)).first()
         return self._row(row) if row else None
 
     def by_hash(self, token_hash: str) -> ApiToken | None:
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             row = conn.execute(self._select()
                                .where(s.api_tokens.c.token_hash == token_hash)).first()
         return self._row(row) if row else None
@@ -246,7 +246,7 @@ class TokenRecords:
         q = self._select()
         if user_id is not None:
             q = q.where(s.api_tokens.c.user_id == user_id)
-        with self.store.engine.connect() as conn:
+        with self.store.connect() as conn:
             return [self._row(r) for r in conn.execute(q)]
 
     def revoke(self, token_id: int, now: dt.datetime) -> None:

@@ -456,12 +456,14 @@ class Authenticator:
             return cached  # type: ignore[no-any-return]
         found: Principal | None = None
         header = request.headers.get("authorization", "")
-        if header[:7].lower() == "bearer ":
-            hit = self.tokens.resolve(header[7:].strip())
-            found = Principal(user=hit[1], via="token", token=hit[0]) if hit else None
-        elif request.cookies.get(COOKIE):
-            live = self.sessions.resolve(request.cookies[COOKIE])
-            found = Principal(user=live[1], via="session", session=live[0]) if live else None
+        with self.store.reading():  # the token or session, then its user: one connection
+            if header[:7].lower() == "bearer ":
+                hit = self.tokens.resolve(header[7:].strip())
+                found = Principal(user=hit[1], via="token", token=hit[0]) if hit else None
+            elif request.cookies.get(COOKIE):
+                live = self.sessions.resolve(request.cookies[COOKIE])
+                found = (Principal(user=live[1], via="session", session=live[0]) if live
+                         else None)
         request.scope["edigw.principal"] = found
         return found
 
