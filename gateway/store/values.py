@@ -192,34 +192,46 @@ def _insert_new(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _fill(store: Store, zone: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> int:
-    """Add the documents created in ``[lo, hi)`` that the rollup lacks; how many."""
+    """Add the documents created in ``[lo, hi)`` that the rollup lacks; how many.
+
+    Each chunk is an index range on ``(doc_type, created_at)`` read on from the last key
+    seen; the chunk's ids are then looked up in ``document_values`` by key, and only the
+    missing documents are read whole (with their payloads). No anti-join: with one, the
+    planner may hash the whole rollup for every chunk (seen on PostgreSQL: 7 s a chunk)."""
     d, t, v = s.documents, s.transmissions, s.document_values
     added = 0
-    for doc_type in VALUED_TYPES:  # one index range each: (doc_type, created_at)
+    for doc_type in VALUED_TYPES:
         after: tuple[dt.datetime, str] | None = None
         while True:
-            q = (sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.status, d.c.payload,
-                           d.c.created_at, t.c.received_at, t.c.format, t.c.direction)
-                 .select_from(d.join(t, d.c.transmission_id == t.c.id))
-                 .where(d.c.doc_type == doc_type)
-                 .where(d.c.created_at >= lo).where(d.c.created_at < hi)
-                 .where(~sa.exists().where(v.c.document_id == d.c.id))
-                 .order_by(d.c.created_at, d.c.id).limit(CHUNK))
+            keys = (sa.select(d.c.id, d.c.created_at)
+                    .where(d.c.doc_type == doc_type)
+                    .where(d.c.created_at >= lo).where(d.c.created_at < hi)
+                    .order_by(d.c.created_at, d.c.id).limit(CHUNK))
             if after is not None:  # on from the last one read: each document read once
-                # The plain bound lets the index range start there: with the OR alone,
-                # each chunk read the range from ``lo`` again (quadratic: 13 minutes for a
-                # first fill at 1 M transmissions on PostgreSQL).
-                q = q.where(d.c.created_at >= after[0], sa.or_(d.c.created_at > after[0],
-                                   sa.and_(d.c.created_at == after[0], d.c.id > after[1])))
-            with store.engine.connect() as conn:
-                found = list(conn.execute(q))
+                # The plain bound lets the index range start there (an OR alone does not).
+                keys = keys.where(d.c.created_at >= after[0],
+                                  sa.or_(d.c.created_at > after[0],
+                                         sa.and_(d.c.created_at == after[0],
+                                                 d.c.id > after[1])))
+            with store.connect() as conn:
+                page = conn.execute(keys).all()
+                ids = [r.id for r in page]
+                have = set(conn.execute(sa.select(v.c.document_id)
+                                        .where(v.c.document_id.in_(ids))).scalars()
+                           ) if ids else set()
+                missing = [i for i in ids if i not in have]
+                found = list(conn.execute(
+                    sa.select(d.c.id, d.c.partner_id, d.c.doc_type, d.c.status, d.c.payload,
+                              d.c.created_at, t.c.received_at, t.c.format, t.c.direction)
+                    .select_from(d.join(t, d.c.transmission_id == t.c.id))
+                    .where(d.c.id.in_(missing)))) if missing else []
             if found:
                 with store._begin() as conn:
                     _insert_new(conn, _rows(found, zone))
                 added += len(found)
-                after = (found[-1].created_at, found[-1].id)
-            if len(found) < CHUNK:
+            if len(page) < CHUNK:
                 break
+            after = (page[-1].created_at, page[-1].id)
     return added
 
 
