@@ -8,15 +8,16 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
-from pydantic import BaseModel
-
 from gateway.core.errors import MappingError
 from gateway.core.ids import content_message_id
 from gateway.core.ports import FailedMessage, MappedDocument
 from gateway.core.records import NewDocument, NewInterchange, Note
 from gateway.core.status import DocumentStatus
 
-if TYPE_CHECKING:  # the canonical models cost every ``edigw`` command that reads the store
+if TYPE_CHECKING:  # pydantic and the canonical models cost every ``edigw`` command that
+    # reads the store (``store.judge`` takes ``routing_key`` from here)
+    from pydantic import BaseModel
+
     from gateway.core.canonical import PriceList, PriceListItem
 
 #: ``part_count`` of a part whose total is not known yet (a price list still being read):
