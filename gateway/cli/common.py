@@ -25,34 +25,83 @@ if TYPE_CHECKING:
 
     from gateway.app import Gateway
     from gateway.config import GatewaySettings
+    from gateway.config_file import Basics
     from gateway.store.db import Store
 
 
 class CliContext:
     """The ``click`` object of every command: the settings file named by ``--config``,
-    loaded on first use (``edigw --help`` and ``schemas write`` never read it)."""
+    loaded on first use (``edigw --help`` and ``schemas write`` never read it), whole
+    (``settings``) or only the few values a command that reads the store needs
+    (``basics``: no pydantic)."""
 
     def __init__(self, config: str | None) -> None:
         self.config_path = config
         self._settings: GatewaySettings | None = None
+        self._basics: Basics | None = None
+        #: How this command's log lines were set up: not yet, structlog ``deferred`` to
+        #: its first use, or ``configured``.
+        self._logs: str | None = None
 
     @property
     def settings(self) -> GatewaySettings:
         """The settings, loaded once; log lines then go to stderr in ``[log] format``, at
         warning or above (``serve`` lowers it to ``[log] level``)."""
+        settings = self._load_settings()
+        if self._logs != "configured":
+            setup_logs(settings, _quieter(settings.log.level, "warning"))
+            self._logs = "configured"
+        return settings
+
+    @property
+    def reading_settings(self) -> GatewaySettings:
+        """The settings as ``settings``, for a command that only reads and logs nothing of
+        its own: structlog (and rich) are configured when something logs through
+        ``gateway.logs.logger``, not imported before (``gateway.logs.defer``)."""
+        settings = self._load_settings()
+        self._defer_logs(settings.log.format, settings.log.level)
+        return settings
+
+    def _load_settings(self) -> GatewaySettings:
         if self._settings is None:
             from gateway.config import load_settings  # pydantic: only for commands that read it
 
             self._settings = load_settings(self.config_path)
-            setup_logs(self._settings, _quieter(self._settings.log.level, "warning"))
         return self._settings
+
+    @property
+    def basics(self) -> Basics:
+        """The store URL, ``[tracker] timezone``, the partners' folder, the archive and
+        ``[log]``, with the precedence of ``settings`` (``gateway.config_file.basics``) but
+        without its pydantic model, nor the rest of the file checked; the settings' own when
+        they are loaded. Log lines as ``settings`` says, structlog configured only when
+        something logs through it (``gateway.logs.defer``)."""
+        if self._basics is None:
+            if self._settings is not None:
+                from gateway.config_file import Basics
+
+                self._basics = Basics.of(self._settings)
+            else:
+                from gateway.config_file import basics
+
+                self._basics = basics(self.config_path)
+            self._defer_logs(self._basics.log_format, self._basics.log_level)
+        return self._basics
+
+    def _defer_logs(self, fmt: str, level: str) -> None:
+        """Log lines as ``settings`` sets them up, structlog's part at its first use."""
+        if self._logs is None:
+            from gateway.logs import defer
+
+            defer(fmt, _quieter(level, "warning"))
+            self._logs = "deferred"
 
     @property
     def zone(self) -> ZoneInfo:
         """The gateway's one time zone (``[tracker] timezone``) every time is shown in."""
-        from gateway.core.zone import zone_of
+        from zoneinfo import ZoneInfo
 
-        return zone_of(self.settings)
+        return ZoneInfo(self.basics.timezone)
 
     def shown(self, at: dt.datetime | None, *, seconds: bool = False) -> str:
         """AT as a person reads it in the gateway's zone (``2026-12-07 21:14 CET``; '-'
@@ -194,7 +243,7 @@ def open_store(obj: CliContext) -> Store:
     from gateway.store.db import Store
     from gateway.store.heads import is_current
 
-    store = Store.from_url(obj.settings.store.url, migrate=False)
+    store = Store.from_url(obj.basics.store_url, migrate=False)
     if not is_current(store.engine):
         from gateway.store.migrate import upgrade
 

@@ -100,3 +100,24 @@ def test_help_imports_no_command_module(tmp_path: Path):
     assert [m for m in loaded if m.startswith("gateway.cli.")] == ["gateway.cli.common"]
     assert _named(loaded, HEAVY) == []
 
+
+
+def test_log_and_find_load_no_pydantic_structlog_web_or_xml(tmp_path: Path):
+    """``edigw log`` on the default SQLite store reads a few settings without the pydantic
+    settings model and logs nothing: it loads neither pydantic nor structlog (nor rich),
+    nothing of the web console or the XML stack, and no Alembic once the store is current.
+    ``edigw find`` needs the partners' profiles and the tracker's rules (pydantic) but no
+    structlog, canonical model, alert book or web console either."""
+    first = _modules_after(["log"], tmp_path)  # makes the store (Alembic migrates it)
+    assert (tmp_path / "var" / "edigw.sqlite3").exists()
+    assert "gateway.store.read.transmissions" in first and "sqlalchemy" in first
+    loaded = _modules_after(["log"], tmp_path)
+    assert "gateway.store.read.transmissions" in loaded
+    assert _named(loaded, ("pydantic", "pydantic_core", "structlog", "rich", "fastapi",
+                           "starlette", "lxml", "alembic", "gateway.config",
+                           "gateway.core.canonical")) == []
+    found = _modules_after(["find", "X1"], tmp_path)
+    assert "gateway.tracker.explain" in found and "gateway.config" in found
+    assert _named(found, ("structlog", "rich", "fastapi", "starlette", "lxml", "alembic",
+                          "gateway.core.canonical", "gateway.tracker.alerts",
+                          "gateway.tracker.rules", "gateway.web")) == []
