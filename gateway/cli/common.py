@@ -31,70 +31,62 @@ if TYPE_CHECKING:
 
 class CliContext:
     """The ``click`` object of every command: the settings file named by ``--config``,
-    loaded on first use (``edigw --help`` and ``schemas write`` never read it), whole
-    (``settings``) or only the few values a command that reads the store needs
-    (``basics``: no pydantic)."""
+    loaded on first use (``edigw --help`` and ``schemas write`` never read it).
+
+    A command that only reads the store and logs nothing of its own (``log``, ``show``,
+    ``find``) says so first (``reads_only``): it then reads only the few settings it needs
+    where it can (``basics``, no pydantic) and structlog (with rich) is configured when
+    something logs through ``gateway.logs.logger``, not imported before."""
 
     def __init__(self, config: str | None) -> None:
         self.config_path = config
         self._settings: GatewaySettings | None = None
         self._basics: Basics | None = None
+        self._reader = False
         #: How this command's log lines were set up: not yet, structlog ``deferred`` to
         #: its first use, or ``configured``.
         self._logs: str | None = None
+
+    def reads_only(self) -> None:
+        """The running command only reads (see the class)."""
+        self._reader = True
 
     @property
     def settings(self) -> GatewaySettings:
         """The settings, loaded once; log lines then go to stderr in ``[log] format``, at
         warning or above (``serve`` lowers it to ``[log] level``)."""
-        settings = self._load_settings()
-        if self._logs != "configured":
-            setup_logs(settings, _quieter(settings.log.level, "warning"))
-            self._logs = "configured"
-        return settings
-
-    @property
-    def reading_settings(self) -> GatewaySettings:
-        """The settings as ``settings``, for a command that only reads and logs nothing of
-        its own: structlog (and rich) are configured when something logs through
-        ``gateway.logs.logger``, not imported before (``gateway.logs.defer``)."""
-        settings = self._load_settings()
-        self._defer_logs(settings.log.format, settings.log.level)
-        return settings
-
-    def _load_settings(self) -> GatewaySettings:
         if self._settings is None:
             from gateway.config import load_settings  # pydantic: only for commands that read it
 
             self._settings = load_settings(self.config_path)
+        self._setup_logs(self._settings.log.format, self._settings.log.level)
         return self._settings
 
     @property
     def basics(self) -> Basics:
         """The store URL, ``[tracker] timezone``, the partners' folder, the archive and
-        ``[log]``, with the precedence of ``settings`` (``gateway.config_file.basics``) but
-        without its pydantic model, nor the rest of the file checked; the settings' own when
-        they are loaded. Log lines as ``settings`` says, structlog configured only when
-        something logs through it (``gateway.logs.defer``)."""
+        ``[log]``: for a reader, read by ``gateway.config_file.basics`` (the precedence of
+        ``settings``, without its pydantic model, nor the rest of the file checked) unless
+        the settings are loaded; else the settings' own."""
         if self._basics is None:
-            if self._settings is not None:
-                from gateway.config_file import Basics
+            from gateway.config_file import Basics, basics
 
-                self._basics = Basics.of(self._settings)
-            else:
-                from gateway.config_file import basics
-
+            if self._reader and self._settings is None:
                 self._basics = basics(self.config_path)
-            self._defer_logs(self._basics.log_format, self._basics.log_level)
+                self._setup_logs(self._basics.log_format, self._basics.log_level)
+            else:
+                self._basics = Basics.of(self.settings)
         return self._basics
 
-    def _defer_logs(self, fmt: str, level: str) -> None:
-        """Log lines as ``settings`` sets them up, structlog's part at its first use."""
-        if self._logs is None:
-            from gateway.logs import defer
+    def _setup_logs(self, fmt: str, level: str) -> None:
+        """Log lines on stderr in FMT, at warning or above (or LEVEL when higher); for a
+        reader, structlog's part at its first use (``gateway.logs.defer``)."""
+        if self._logs == "configured" or (self._logs == "deferred" and self._reader):
+            return
+        from gateway.logs import configure, defer
 
-            defer(fmt, _quieter(level, "warning"))
-            self._logs = "deferred"
+        (defer if self._reader else configure)(fmt, _quieter(level, "warning"))
+        self._logs = "deferred" if self._reader else "configured"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -239,7 +231,8 @@ def open_gateway(obj: CliContext) -> Gateway:
 
 def open_store(obj: CliContext) -> Store:
     """The configured store alone, migrated to the current revision (Alembic is loaded only
-    when the store is not current already)."""
+    when the store is not current already). A reader's needs no pydantic
+    (``CliContext.basics``)."""
     from gateway.store.db import Store
     from gateway.store.heads import is_current
 

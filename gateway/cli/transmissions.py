@@ -57,6 +57,7 @@ def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction:
                                  param_hint="--status")
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
+    obj.reads_only()
     store = open_store(obj)
     zone = obj.zone
     query = LogQuery(partner=partner, statuses=(status.upper(),) if status else (),
@@ -151,6 +152,7 @@ def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -
     """One transmission: its timeline and its documents."""
     from gateway.store.read.transmissions import transmission_view
 
+    obj.reads_only()
     store = open_store(obj)
     view = transmission_view(store, transmission_id)
     if view is None:
@@ -302,7 +304,8 @@ def find(obj: CliContext, text: str, partner: str | None, as_json: bool) -> None
     from gateway.tracker.search import answer
     from gateway.tracker.verdicts import USAGE_EXIT, NoSuchPartner
 
-    settings = obj.reading_settings
+    obj.reads_only()
+    settings = obj.settings
     try:
         found = answer(open_store(obj), load_partners(settings.partners), settings, text,
                        partner=partner, archive=Archive(settings.archive.path, fsync=False))
