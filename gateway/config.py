@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tomllib
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,6 +37,19 @@ from gateway.channels.registry import CHANNEL_NAMES, ChannelSections
 from gateway.channels.sections import ID_PATTERN, StrictModel
 from gateway.channels.sftp.settings import SftpInbound as SftpInbound
 from gateway.channels.sftp.settings import SftpSettings as SftpSettings
+from gateway.config_file import (
+    ARCHIVE,
+    ENV_KEYS,
+    PARTNERS,
+    STORE_URL,
+    STORE_URL_PATTERN,
+    TIMEZONE,
+    read_raw,
+    read_toml,
+    rebased_path,
+    rebased_store_url,
+)
+from gateway.config_file import DEFAULT_CONFIG as DEFAULT_CONFIG  # importable from here
 from gateway.core import iso6523
 from gateway.core.errors import ConfigError
 from gateway.core.urls import mask_url as mask_url  # re-exported, as before
@@ -48,13 +60,11 @@ from gateway.shipped import shipped
 def _log() -> Any:
     """The config's logger (structlog is imported when a reload has something to say, not by
     every ``edigw`` command that reads the settings)."""
-    import structlog
+    from gateway.logs import logger
 
-    return structlog.get_logger("edigw.config")
+    return logger("edigw.config")
 
-DEFAULT_CONFIG = Path("config/gateway.toml")
 M = TypeVar("M", bound=BaseModel)
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = ID_PATTERN
 
 
@@ -68,12 +78,12 @@ else:  # the channels and formats of the registries, checked as Literals (their 
 
 
 class StoreSettings(StrictModel):
-    url: str = "sqlite:///var/edigw.sqlite3"
+    url: str = STORE_URL
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+        if not STORE_URL_PATTERN.match(v):
             raise ValueError("store url must start with sqlite:// or postgresql://")
         return v
 
@@ -166,7 +176,7 @@ class BrokerSettings(StrictModel):
 
 
 class ArchiveSettings(StrictModel):
-    path: Path = Path("var/archive")
+    path: Path = ARCHIVE
     fsync: bool = True
 
 
@@ -324,7 +334,7 @@ class TrackerSettings(StrictModel):
     #: THE gateway's time zone: every time a person reads (CLI, console, e-mails) is shown
     #: in it, and cadence times and business days are in it. Times are stored in UTC and
     #: the API and ``--json`` give them as ISO 8601 with their offset.
-    timezone: str = "Europe/Paris"
+    timezone: str = TIMEZONE
     #: Non-working days (public holidays …), ISO dates.
     holidays: list[dt.date] = Field(default_factory=list)
     events_exchange: str = "edi.events"  # durable topic exchange; alert.<kind>.<partner>
@@ -364,7 +374,7 @@ class GatewaySettings(ChannelSections, StrictModel):
     http: HttpSettings = Field(default_factory=HttpSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     mappings: Path = Path("mappings")
-    partners: Path = Path("config/partners")
+    partners: Path = PARTNERS
     #: Secrets set from the console (SFTP passwords and keys), in 0600 files.
     secrets_dir: Path = Path("var/secrets")
     #: Certificates uploaded from the console (AS2).
@@ -716,24 +726,8 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     """Settings from ``path`` (or ``$EDIGW_CONFIG``, or ``config/gateway.toml`` when it exists,
     or the embedded defaults), with environment references and overrides applied."""
     env = os.environ if env is None else env
-    if path is None:
-        path = env.get("EDIGW_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    data: dict[str, Any] = {}
-    source = "<embedded defaults>"
-    if path is not None:
-        source = str(path)
-        data = _read_toml(Path(path), env)
-    for var, section, key in (("EDIGW_STORE_URL", "store", "url"),
-                              ("EDIGW_BROKER_URL", "broker", "url"),
-                              ("EDIGW_BROKER_URLS", "broker", "urls")):
-        if env.get(var):
-            data.setdefault(section, {})
-            if not isinstance(data[section], dict):
-                raise ConfigError("must be a table", file=source, key=section, value=data[section])
-            data[section].pop("urls" if key == "url" else "url", None)  # the other replaced
-            data[section][key] = env[var]
-    data["source"] = source
-    from_env = _env_overrides(data, env, source)
+    raw = read_raw(path, env, _ENV_KEYS)
+    data, source, from_env = raw.data, raw.source, raw.from_env
     named = data.get("mappings", "mappings")
     if isinstance(named, str) and Path(named) == Path("mappings") and not Path(named).is_dir():
         # The default folder (left out or written as the shipped file does) is not there (an
@@ -751,46 +745,10 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     return _rebase_var(settings, Path(base)) if base else settings
 
 
-#: The gateway's own keys an ``EDIGW_<SECTION>_<KEY>`` (``EDIGW_<KEY>`` for top-level keys)
-#: variable overrides; every key of ``[http]`` besides. ``EDIGW_STORE_URL`` and
-#: ``EDIGW_BROKER_URL`` are above; ``[[inbox]]`` keys apply to the one inbox. docs/deploy.md
-#: lists them all.
+#: The keys an ``EDIGW_…`` variable overrides (``gateway.config_file.ENV_KEYS``), and every
+#: key of ``[http]`` besides. docs/deploy.md lists them all.
 _ENV_KEYS: tuple[tuple[str | None, str], ...] = (
-    (None, "mappings"), (None, "partners"), (None, "secrets_dir"), (None, "certs_dir"),
-    ("archive", "path"), ("archive", "fsync"), ("outbound", "path"),
-    ("log", "format"), ("log", "level"), ("broker", "queue_type"),
-    ("inbox", "path"), ("inbox", "processed"), ("inbox", "failed"),
-    *(("http", key) for key in HttpSettings.model_fields),
-)
-
-
-def _env_overrides(data: dict[str, Any], env: Mapping[str, str], source: str) -> dict[str, str]:
-    """Apply the ``EDIGW_…`` variables of ``_ENV_KEYS`` (an empty one is not set) to the raw
-    settings; return the keys set, each with its variable (to name it in errors)."""
-    applied: dict[str, str] = {}
-    for section, key in _ENV_KEYS:
-        var = "EDIGW_" + (f"{section}_{key}" if section else key).upper()
-        value = env.get(var)
-        if not value:
-            continue
-        if section is None:
-            data[key] = value
-            applied[key] = var
-            continue
-        table = data.setdefault(section, [{"path": "var/inbox"}] if section == "inbox" else {})
-        if section == "inbox":
-            if not isinstance(table, list) or len(table) != 1 or not isinstance(table[0], dict):
-                raise ConfigError(f"{var} sets the one [[inbox]]: the settings have "
-                                  f"{len(table) if isinstance(table, list) else 'no list of'} "
-                                  "inboxes", file=source, key="inbox")
-            table[0][key] = value
-            applied[f"inbox.0.{key}"] = var
-            continue
-        if not isinstance(table, dict):
-            raise ConfigError("must be a table", file=source, key=section, value=table)
-        table[key] = value
-        applied[f"{section}.{key}"] = var
-    return applied
+    *ENV_KEYS, *(("http", key) for key in HttpSettings.model_fields))
 
 
 def _rebase_var(model: M, base: Path) -> M:
@@ -802,18 +760,14 @@ def _rebase_var(model: M, base: Path) -> M:
         new = _rebased(value, base)
         if new is not value:
             changes[name] = new
-    if isinstance(model, StoreSettings):
-        m = re.match(r"^(sqlite(?:\+\w+)?:///)(?!/)(var/.*)$", model.url)
-        if m:
-            changes["url"] = m.group(1) + str(base / Path(m.group(2)).relative_to("var"))
+    if isinstance(model, StoreSettings) and rebased_store_url(model.url, base) != model.url:
+        changes["url"] = rebased_store_url(model.url, base)
     return model.model_copy(update=changes) if changes else model
 
 
 def _rebased(value: Any, base: Path) -> Any:
     if isinstance(value, Path):
-        if not value.is_absolute() and value.parts[:1] == ("var",):
-            return base / value.relative_to("var")
-        return value
+        return rebased_path(value, base)
     if isinstance(value, BaseModel):
         return _rebase_var(value, base)
     if isinstance(value, list):
@@ -853,7 +807,7 @@ def _load_profile(file: Path, env: Mapping[str, str], seen_ids: dict[tuple[str, 
                   seen_unb: dict[tuple[str, str | None], str]) -> Partner:
     """The profile of ``file``, its unique identifiers added to ``seen_ids`` and
     ``seen_unb`` once it is taken (a profile refused claims none of them)."""
-    data = _read_toml(file, env)
+    data = read_toml(file, env)
     data["source"] = str(file)
     partner = _validate(Partner, data, str(file))
     if partner.id != file.stem:
@@ -922,36 +876,6 @@ def partner_toml(partner: Partner) -> str:
 
 def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _read_toml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
-    expanded: dict[str, Any] = _expand(data, env, str(path), "")
-    return expanded
-
-
-def _expand(value: Any, env: Mapping[str, str], file: str, key: str) -> Any:
-    if isinstance(value, dict):
-        return {k: _expand(v, env, file, f"{key}.{k}" if key else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, env, file, f"{key}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-        def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"environment variable {name} is not set", file=file, key=key)
-        return _ENV_REF.sub(sub, value)
-    return value
 
 
 def _validate(model: type[M], data: dict[str, Any], file: str) -> M:

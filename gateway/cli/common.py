@@ -25,16 +25,31 @@ if TYPE_CHECKING:
 
     from gateway.app import Gateway
     from gateway.config import GatewaySettings
+    from gateway.config_file import Basics
     from gateway.store.db import Store
 
 
 class CliContext:
     """The ``click`` object of every command: the settings file named by ``--config``,
-    loaded on first use (``edigw --help`` and ``schemas write`` never read it)."""
+    loaded on first use (``edigw --help`` and ``schemas write`` never read it).
+
+    A command that only reads the store and logs nothing of its own (``log``, ``show``,
+    ``find``) says so first (``reads_only``): it then reads only the few settings it needs
+    where it can (``basics``, no pydantic) and structlog (with rich) is configured when
+    something logs through ``gateway.logs.logger``, not imported before."""
 
     def __init__(self, config: str | None) -> None:
         self.config_path = config
         self._settings: GatewaySettings | None = None
+        self._basics: Basics | None = None
+        self._reader = False
+        #: How this command's log lines were set up: not yet, structlog ``deferred`` to
+        #: its first use, or ``configured``.
+        self._logs: str | None = None
+
+    def reads_only(self) -> None:
+        """The running command only reads (see the class)."""
+        self._reader = True
 
     @property
     def settings(self) -> GatewaySettings:
@@ -44,15 +59,41 @@ class CliContext:
             from gateway.config import load_settings  # pydantic: only for commands that read it
 
             self._settings = load_settings(self.config_path)
-            setup_logs(self._settings, _quieter(self._settings.log.level, "warning"))
+        self._setup_logs(self._settings.log.format, self._settings.log.level)
         return self._settings
+
+    @property
+    def basics(self) -> Basics:
+        """The store URL, ``[tracker] timezone``, the partners' folder, the archive and
+        ``[log]``: for a reader, read by ``gateway.config_file.basics`` (the precedence of
+        ``settings``, without its pydantic model, nor the rest of the file checked) unless
+        the settings are loaded; else the settings' own."""
+        if self._basics is None:
+            from gateway.config_file import Basics, basics
+
+            if self._reader and self._settings is None:
+                self._basics = basics(self.config_path)
+                self._setup_logs(self._basics.log_format, self._basics.log_level)
+            else:
+                self._basics = Basics.of(self.settings)
+        return self._basics
+
+    def _setup_logs(self, fmt: str, level: str) -> None:
+        """Log lines on stderr in FMT, at warning or above (or LEVEL when higher); for a
+        reader, structlog's part at its first use (``gateway.logs.defer``)."""
+        if self._logs == "configured" or (self._logs == "deferred" and self._reader):
+            return
+        from gateway.logs import configure, defer
+
+        (defer if self._reader else configure)(fmt, _quieter(level, "warning"))
+        self._logs = "deferred" if self._reader else "configured"
 
     @property
     def zone(self) -> ZoneInfo:
         """The gateway's one time zone (``[tracker] timezone``) every time is shown in."""
-        from gateway.core.zone import zone_of
+        from zoneinfo import ZoneInfo
 
-        return zone_of(self.settings)
+        return ZoneInfo(self.basics.timezone)
 
     def shown(self, at: dt.datetime | None, *, seconds: bool = False) -> str:
         """AT as a person reads it in the gateway's zone (``2026-12-07 21:14 CET``; '-'
@@ -190,11 +231,12 @@ def open_gateway(obj: CliContext) -> Gateway:
 
 def open_store(obj: CliContext) -> Store:
     """The configured store alone, migrated to the current revision (Alembic is loaded only
-    when the store is not current already)."""
+    when the store is not current already). A reader's needs no pydantic
+    (``CliContext.basics``)."""
     from gateway.store.db import Store
     from gateway.store.heads import is_current
 
-    store = Store.from_url(obj.settings.store.url, migrate=False)
+    store = Store.from_url(obj.basics.store_url, migrate=False)
     if not is_current(store.engine):
         from gateway.store.migrate import upgrade
 

@@ -43,7 +43,7 @@ def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction:
             everything: bool, as_json: bool, as_csv: bool) -> None:
     """The transmission log, newest first, a page at a time (the footer says how many match):
     order numbers and what the ERP said of each, times in [tracker] timezone."""
-    from gateway.core.zone import shown, zone_of
+    from gateway.core.zone import shown
     from gateway.store.read.transmissions import (
         LogQuery,
         RowFacts,
@@ -57,8 +57,9 @@ def log_cmd(obj: CliContext, partner: str | None, status: str | None, direction:
                                  param_hint="--status")
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
+    obj.reads_only()
     store = open_store(obj)
-    zone = zone_of(obj.settings)
+    zone = obj.zone
     query = LogQuery(partner=partner, statuses=(status.upper(),) if status else (),
                      since=parse_when(since, zone), until=parse_when(until, zone, end=True),
                      direction=direction,
@@ -151,6 +152,7 @@ def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -
     """One transmission: its timeline and its documents."""
     from gateway.store.read.transmissions import transmission_view
 
+    obj.reads_only()
     store = open_store(obj)
     view = transmission_view(store, transmission_id)
     if view is None:
@@ -297,11 +299,12 @@ def find(obj: CliContext, text: str, partner: str | None, as_json: bool) -> None
     import sys
 
     from gateway.config import load_partners
-    from gateway.core.zone import shown, zone_of
+    from gateway.core.zone import shown
     from gateway.store.archive import Archive
     from gateway.tracker.search import answer
     from gateway.tracker.verdicts import USAGE_EXIT, NoSuchPartner
 
+    obj.reads_only()
     settings = obj.settings
     try:
         found = answer(open_store(obj), load_partners(settings.partners), settings, text,
@@ -314,7 +317,7 @@ def find(obj: CliContext, text: str, partner: str | None, as_json: bool) -> None
     if not found.kind:
         fail(f"nothing matches {text!r}" + (f" for {partner}" if partner else "")
              + f": {found.explanation.summary}", 1)
-    out, zone = found.explanation, zone_of(settings)
+    out, zone = found.explanation, obj.zone
     also = "".join(f", also a {k.replace('-', ' ')}" for k in
                    (r.kind for r in found.matched[1:]))
     click.echo(f"{text} is a {found.kind_words}{also}")

@@ -16,6 +16,9 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+# The types the ERP sends out, importable from here as before (their list is in ``status``).
+from gateway.core.status import OUTBOUND_TYPES as OUTBOUND_TYPES
+
 ORDER_SCHEMA: Final = "edigw.order/1"
 
 #: A decimal travels as a JSON string so that no precision is lost. Its schema is spelled
@@ -594,8 +597,6 @@ CANONICAL_MODELS: dict[str, type[BaseModel]] = {"order": Order, "price-list": Pr
                                                "order-response": OrderResponse,
                                                "despatch-advice": DespatchAdvice}
 
-#: The canonical types the ERP sends out (``edi.outbound``) and the ones it receives.
-OUTBOUND_TYPES: Final = ("order-response", "despatch-advice", "invoice", "price-list")
 
 
 def document_type_of(model: BaseModel) -> str:

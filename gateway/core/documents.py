@@ -8,16 +8,17 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
-from pydantic import BaseModel
-
 from gateway.core.errors import MappingError
 from gateway.core.ids import content_message_id
-from gateway.core.ports import FailedMessage, MappedDocument
 from gateway.core.records import NewDocument, NewInterchange, Note
 from gateway.core.status import DocumentStatus
 
-if TYPE_CHECKING:  # the canonical models cost every ``edigw`` command that reads the store
+if TYPE_CHECKING:  # pydantic, the canonical models and the ports cost every ``edigw``
+    # command that reads the store (``store.judge`` takes ``routing_key`` from here)
+    from pydantic import BaseModel
+
     from gateway.core.canonical import PriceList, PriceListItem
+    from gateway.core.ports import FailedMessage, MappedDocument
 
 #: ``part_count`` of a part whose total is not known yet (a price list still being read):
 #: replaced in place when the message is complete. Its digits are as many as any total's.
@@ -105,6 +106,8 @@ def new_document(m: MappedDocument, partner_id: str, payload: bytes, *,
 
 def oversized(m: MappedDocument, exc: MappingError) -> FailedMessage:
     """A mapped document that cannot be published (an item over the message size)."""
+    from gateway.core.ports import FailedMessage  # the ports: not for every store reader
+
     description = f"{m.doc_type} {m.business_number or m.message_id}"
     return FailedMessage(status=DocumentStatus.FAILED, stage="map",
                          reason=f"{description}: {exc}", message_id=m.message_id,

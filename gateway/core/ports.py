@@ -14,13 +14,15 @@ import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from gateway.core.errors import PayloadError
 from gateway.core.records import NewDocument, NewTransmission, Processed, Recorded
+
+if TYPE_CHECKING:  # an annotation only: pydantic costs every command that reads the store
+    from pydantic import BaseModel
 
 # -- partner profiles ---------------------------------------------------------------------
 

@@ -104,6 +104,10 @@ DOCUMENT_STATUSES: tuple[str, ...] = tuple(DocumentStatus)
 INTERCHANGE_STATUSES: tuple[str, ...] = tuple(InterchangeStatus)
 OUTBOUND_STATUSES: tuple[str, ...] = tuple(OutboundStatus)
 ROLES: tuple[str, ...] = tuple(Role)
+#: The canonical types the ERP sends out (``edi.outbound``) and the ones it receives
+#: (``gateway.core.canonical`` has their models; kept here so that the search, which only
+#: names them, loads no model).
+OUTBOUND_TYPES: tuple[str, ...] = ("order-response", "despatch-advice", "invoice", "price-list")
 
 
 def can_process_again(status: str, reason: str | None) -> bool:

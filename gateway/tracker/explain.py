@@ -29,10 +29,9 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import GatewaySettings, PartnerDirectory, TrackerRules, TrackerSettings
 from gateway.core import clock, lifecycle
-from gateway.core.canonical import OUTBOUND_TYPES
 from gateway.core.errors import StoreError
 from gateway.core.scope import EVERYTHING, Scope
-from gateway.core.status import DocumentStatus, ErpStatus, TransmissionStatus
+from gateway.core.status import OUTBOUND_TYPES, DocumentStatus, ErpStatus, TransmissionStatus
 from gateway.core.zone import UTC_ZONE, shown
 from gateway.store import tracking
 from gateway.store.alerts import AlertRepository

@@ -66,11 +66,11 @@ from gateway.config import (
     Identifiers,
     Partner,
     PartnerDirectory,
-    _expand,
     _unique_ids,
     _validate,
     load_partners,
 )
+from gateway.config_file import expand
 from gateway.core import clock
 from gateway.core.errors import ConfigError, EdigwError
 from gateway.store.audit import AuditLog, mask_secrets
@@ -720,7 +720,7 @@ class PartnerAdmin:
     def _validate(self, pid: str, path: Path, raw: dict[str, Any]) -> Partner:
         """``raw`` as ``load_partners`` would judge it, against the other profiles."""
         try:
-            data = _expand(copy.deepcopy(raw), self.env, str(path), "")
+            data = expand(copy.deepcopy(raw), self.env, str(path), "")
             data["source"] = str(path)
             partner: Partner = _validate(Partner, data, str(path))
         except ConfigError as exc:

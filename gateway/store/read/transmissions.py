@@ -21,9 +21,7 @@ import sqlalchemy as sa
 from gateway.core.scope import EVERYTHING, Scope
 from gateway.store import schema as s
 from gateway.store.db import Store
-from gateway.store.erp import ErpAcks
 from gateway.store.records import DocumentRow, OutboundRow, TransmissionRow
-from gateway.store.transport import transport_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +56,9 @@ def transmission_view(store: Store, tid: str,
                       scope: Scope = EVERYTHING) -> TransmissionView | None:
     """Everything shown about transmission ``tid`` (a unique prefix will do), or None (also
     when it is outside ``scope``)."""
+    from gateway.store.erp import ErpAcks  # one transmission's view only, not the log's
+    from gateway.store.transport import transport_of
+
     t = store.get_transmission(tid, scope)
     if t is None:
         return None
