@@ -236,7 +236,7 @@ def test_profiles_declare_iso6523_ids_and_check_config_refuses_bad_ones(tmp_path
         (folder / "nord.toml").write_text(
             f'id = "nord"\nname = "Nord AS"\n[identifiers]\niso6523 = ["{bad}"]\n')
         with pytest.raises(ConfigError) as exc:
-            load_partners(folder, env={})
+            load_partners(folder, env={}, strict=True)
         assert exc.value.file == str(folder / "nord.toml")
         assert exc.value.key == "identifiers.iso6523.0" and why in exc.value.reason
 
@@ -254,4 +254,5 @@ def test_check_config_command_names_the_file_and_key_of_an_unknown_icd(tmp_path,
     monkeypatch.delenv("EDIGW_BROKER_URL", raising=False)
     r = CliRunner().invoke(main, ["--config", "gateway.toml", "check-config"])
     assert r.exit_code == 2, r.output
-    assert "nord.toml: identifiers.iso6523.1" in r.output and "unknown ICD code 9999" in r.output
+    assert "nord.toml: partner nord disabled: identifiers.iso6523.1" in r.output
+    assert "unknown ICD code 9999" in r.output
