@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                'match): order numbers and what the ERP said of each, times in [tracker] '
                'timezone.'),
     "show": ("transmissions", "show",
-               'One transmission: its timeline and its documents.'),
+               'One transmission: its timeline and its documents, a page at a time (a file'
+               ' of 20,000 orders is not read whole unless --all).'),
     "find": ("transmissions", "find",
                'Where is TEXT? A document number, file name, interchange reference, transmission'
                ' or document id, or AS2 Message-ID: what it matched, every match, and the '

@@ -12,8 +12,10 @@ from gateway.cli.common import CliContext, fail, open_store, parse_when, table
 from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from gateway.store.db import Store
-    from gateway.store.read.transmissions import TransmissionView
+    from gateway.store.read.transmission import TransmissionHead
     from gateway.store.records import DocumentRow, OutboundRow, TransmissionRow
 
 
@@ -147,33 +149,73 @@ def status_label(row: TransmissionRow) -> str:
 @click.argument("transmission_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--payloads", is_flag=True, help="Include the canonical documents.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="Documents shown.")
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
+              help="Documents skipped first (the next page: --offset 50).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every document (read a page at a time), not one page.")
 @click.pass_obj
-def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool) -> None:
-    """One transmission: its timeline and its documents."""
-    from gateway.store.read.transmissions import transmission_view
+def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool, limit: int,
+         offset: int, everything: bool) -> None:
+    """One transmission: its timeline and its documents, a page at a time (a file of
+    20,000 orders is not read whole unless --all)."""
+    from gateway.store.read.transmission import transmission_head
 
     obj.reads_only()
     store = open_store(obj)
-    view = transmission_view(store, transmission_id)
-    if view is None:
+    head = transmission_head(store, transmission_id)
+    if head is None:
         fail(f"no transmission {transmission_id}", 1)
+    total = head.counts.total
+    pages = _document_pages(store, head.transmission.id, limit, offset, everything)
     if as_json:
         from gateway.cli.common import emit_json
 
-        emit_json(_as_json(store, view, payloads))
+        emit_json(_as_json(store, head, [d for page in pages for d in page], payloads,
+                           0 if everything else offset))
         return
     from gateway.core.zone import local
 
-    _echo_header(obj, view.transmission)
+    _echo_header(obj, head.transmission)
     click.echo("\ntimeline" + f" ({obj.zone.key})")
-    for e in view.events:
+    for e in head.events:
         at = local(e["at"], obj.zone).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         click.echo(f"  {at}  {e['event']:<20} {e['detail'] or ''}")
-    _echo_documents(obj, store, view.documents, payloads)
-    _echo_interchanges(view.interchanges)
-    _echo_transport(view.transport)
-    if view.outbound:
-        _echo_outbound(obj, view.outbound)
+    if head.more_events:
+        click.echo(f"  … and {head.more_events:,} more events")
+    click.echo(f"\ndocuments ({total:,})")
+    shown = 0
+    for page in pages:
+        _echo_documents(obj, store, page, payloads, header=not shown)
+        shown += len(page)
+    if shown < total:
+        first = 1 if everything else offset + 1
+        click.echo(f"documents {first:,}–{first + shown - 1:,} of {total:,} — use "
+                   "--limit/--offset or --all" if shown else
+                   f"no document at offset {offset:,} of {total:,}")
+    _echo_interchanges(head.interchanges)
+    _echo_transport(head.transport)
+    if head.outbound:
+        _echo_outbound(obj, head.outbound)
+
+
+def _document_pages(store: Store, tid: str, limit: int, offset: int, everything: bool
+                    ) -> Iterator[list[DocumentRow]]:
+    """The documents ``show`` prints: one page, or every page (``everything``), lazily."""
+    from gateway.store.read.transmission import documents_page
+
+    if not everything:
+        yield documents_page(store, tid, limit=limit, offset=offset)
+        return
+    at = 0
+    while True:
+        page = documents_page(store, tid, limit=1000, offset=at)
+        if page:
+            yield page
+        if len(page) < 1000:
+            return
+        at += len(page)
 
 
 def _echo_outbound(obj: CliContext, rows: list[OutboundRow]) -> None:
@@ -194,19 +236,25 @@ def _echo_outbound(obj: CliContext, rows: list[OutboundRow]) -> None:
                 click.echo(f"  {o.id} {label:<13}{value}")
 
 
-def _as_json(store: Store, view: TransmissionView, payloads: bool) -> dict[str, Any]:
-    """Everything ``show`` knows of a transmission, for ``--json`` (times ISO 8601 with
-    their offset)."""
+def _as_json(store: Store, head: TransmissionHead, documents: list[DocumentRow],
+             payloads: bool, offset: int) -> dict[str, Any]:
+    """What ``show`` knows of a transmission, for ``--json`` (times ISO 8601 with their
+    offset): its documents from ``offset`` (``documents_total`` says how many in all),
+    at most 200 events, interchanges and outbound payloads (``more_*`` how many more)."""
     from gateway.cli.common import iso
 
-    out = view.transmission.as_dict()
-    out["events"] = [dict(e, at=iso(e["at"])) for e in view.events]
-    out["documents"] = [d.as_dict() for d in view.documents]
-    out["interchanges"] = view.interchanges
-    out["outbound"] = [o.as_dict() for o in view.outbound]
-    out.update(view.transport)
+    out = head.transmission.as_dict()
+    out["events"] = [dict(e, at=iso(e["at"])) for e in head.events]
+    out["documents"] = [d.as_dict() for d in documents]
+    out["documents_total"] = head.counts.total
+    out["documents_offset"] = offset
+    out["interchanges"] = head.interchanges
+    out["outbound"] = [o.as_dict() for o in head.outbound]
+    out.update(more_events=head.more_events, more_interchanges=head.more_interchanges,
+               more_outbound=head.more_outbound)
+    out.update(head.transport)
     if payloads:
-        for d, row in zip(out["documents"], view.documents, strict=True):
+        for d, row in zip(out["documents"], documents, strict=True):
             d["payload"] = store.document_payload(row.id)
     return out
 
@@ -235,15 +283,15 @@ def _erp_word(d: DocumentRow) -> str:
 
 
 def _echo_documents(obj: CliContext, store: Store, docs: list[DocumentRow],
-                    payloads: bool) -> None:
-    click.echo(f"\ndocuments ({len(docs)})")
+                    payloads: bool, *, header: bool = True) -> None:
     if not docs:
         return
-    click.echo(table(["id", "type", "number", "interchange", "message", "status", "erp",
-                      "message_id"],
-                     [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
-                       d.message_ref or "-", d.status, _erp_word(d), d.message_id]
-                      for d in docs]))
+    lines = table(["id", "type", "number", "interchange", "message", "status", "erp",
+                   "message_id"],
+                  [[d.id, d.doc_type, d.business_number or "-", d.interchange_ref or "-",
+                    d.message_ref or "-", d.status, _erp_word(d), d.message_id]
+                   for d in docs]).splitlines()
+    click.echo("\n".join(lines if header else lines[1:]))
     for d in docs:
         if d.conflict_of:
             click.echo(f"  {d.id} {d.status}: the number of document {d.conflict_of} with "

@@ -206,3 +206,27 @@ def test_log_pages_with_a_footer_offset_all_and_csv(workdir):
     found = json.loads(run("log", "--json", "--search", "PO-772").output)
     assert [r["numbers"] for r in found] == [["PO-772"]]
     assert run("log", "--search", "nothing-like-it").output == "no transmission matches\n"
+
+
+def test_show_pages_the_documents_of_a_big_file(workdir):
+    """show prints one page of documents with where it stands, --offset the next, --all
+    every one; --json says how many there are in all."""
+    from tests.unit.test_portal import _many_orders
+
+    run("partners", "add", "acme", "--name", "ACME", "--unb", "5401234000012:14",
+        "--mapping", "order=eancom-orders-d96a")
+    big = workdir / "many.edi"
+    big.write_bytes(_many_orders(45))
+    assert run("ingest", str(big)).exit_code == 0
+    tid = json.loads(run("log", "--json").output)[0]["id"]
+    first = run("show", tid, "--limit", "20").output
+    assert "documents (45)" in first and "documents 1–20 of 45" in first
+    assert "PO-20 " in first and "PO-21 " not in first
+    last = run("show", tid, "--limit", "20", "--offset", "40").output
+    assert "documents 41–45 of 45" in last and "PO-45" in last and "PO-40 " not in last
+    every = run("show", tid, "--all").output
+    assert all(f"PO-{i} " in every for i in range(1, 46)) and "of 45 —" not in every
+    page = json.loads(run("show", tid, "--json", "--limit", "10", "--offset", "5").output)
+    assert page["documents_total"] == 45 and page["documents_offset"] == 5
+    assert [d["business_number"] for d in page["documents"]] == [f"PO-{i}" for i in
+                                                                  range(6, 16)]
