@@ -12,11 +12,27 @@ from gateway.cli.common import CliContext, fail, open_store, parse_when, table
 from gateway.core.status import TRANSMISSION_STATUSES, TransmissionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from gateway.store.db import Store
     from gateway.store.read.transmission import TransmissionHead
     from gateway.store.records import DocumentRow, OutboundRow, TransmissionRow
+
+
+def paged(what: str, every: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--limit``, ``--offset`` and ``--all`` (as ``everything``) of a paged listing of
+    ``what`` (Rows, Documents)."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed((
+                click.option("--limit", default=50, show_default=True,
+                             type=click.IntRange(1, 100_000), help=f"{what} shown."),
+                click.option("--offset", default=0, show_default=True,
+                             type=click.IntRange(0),
+                             help=f"{what} skipped first (the next page: --offset 50)."),
+                click.option("--all", "everything", is_flag=True, help=every))):
+            command = option(command)
+        return command
+    return decorate
 
 
 @click.command("log")
@@ -30,12 +46,7 @@ if TYPE_CHECKING:
 @click.option("--until", help="Before this date-time, or up to the end of this date.")
 @click.option("--search", "-q", "text",
               help="A transmission id, file name, partner or business number (exact).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
-              help="Rows shown.")
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
-              help="Rows skipped first (the next page: --offset 50).")
-@click.option("--all", "everything", is_flag=True,
-              help="Every matching row (read a batch at a time), not one page.")
+@paged("Rows", "Every matching row (read a batch at a time), not one page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--csv", "as_csv", is_flag=True,
               help="Print CSV (the console's export columns).")
@@ -149,12 +160,7 @@ def status_label(row: TransmissionRow) -> str:
 @click.argument("transmission_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--payloads", is_flag=True, help="Include the canonical documents.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
-              help="Documents shown.")
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
-              help="Documents skipped first (the next page: --offset 50).")
-@click.option("--all", "everything", is_flag=True,
-              help="Every document (read a page at a time), not one page.")
+@paged("Documents", "Every document (read a page at a time), not one page.")
 @click.pass_obj
 def show(obj: CliContext, transmission_id: str, as_json: bool, payloads: bool, limit: int,
          offset: int, everything: bool) -> None:
